@@ -1,0 +1,422 @@
+"""One forward pass over a whole text, recorded into a plain, picklable :class:`Capture`.
+
+``capture`` first generates (greedy by default, with the KV cache), then runs
+ONE forward pass over prompt + generation with hooks on the real Hugging Face
+modules, and keeps, as float32 numpy arrays on the CPU:
+
+- ``hidden_states``: the input of block 0 (the embedding output) and every
+  block's output, before any final norm: shape (n_layers + 1, n_tokens, d_model).
+  Hugging Face's ``output_hidden_states`` applies the final norm to its last
+  entry for causal models; this does not, so the logit lens treats every layer
+  alike.
+- ``ffn``: the input of every block's FFN output projection, the widest
+  post-nonlinearity layer (GPT-2's GELU outputs, Llama's act(gate) * up):
+  shape (n_layers, n_tokens, d_ff).
+
+Nothing is stored on the model, and the hooks are removed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .models import LM
+
+MAX_NEW_TOKENS_LIMIT = 1024
+
+
+@dataclass(frozen=True, eq=False)
+class Capture:
+    """Everything one forward pass over a text recorded.
+
+    Attributes
+    ----------
+    tokens : tuple of str, length n_tokens
+        Display text of each token (its decoded string, e.g. ``" Paris"``).
+    token_ids : ndarray of shape (n_tokens,), int64
+    n_input : int
+        Number of prompt tokens; positions ``n_input:`` were generated (or
+        given as an answer).
+    hidden_states : ndarray of shape (n_layers + 1, n_tokens, d_model), float32
+        Row 0 is the embedding output, row ``l + 1`` block ``l``'s output.
+    ffn : ndarray of shape (n_layers, n_tokens, d_ff), float32
+        FFN activations ("neurons") of every block.
+    top_ids, top_probs : ndarray of shape (n_tokens, k)
+        The model's own top-k predictions at each position (for the next
+        token in causal models, for the token itself in masked models);
+        ``k`` is 0 for an encoder without a head.
+    top_tokens : tuple of tuple of str
+        Display text of ``top_ids``.
+    model_name : str
+    causal : bool
+    special : ndarray of shape (n_tokens,), bool
+        True for the tokenizer's special tokens (BOS, [CLS], [SEP], ...).
+    """
+
+    tokens: tuple[str, ...]
+    token_ids: np.ndarray
+    n_input: int
+    hidden_states: np.ndarray
+    ffn: np.ndarray
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    top_tokens: tuple[tuple[str, ...], ...]
+    model_name: str
+    causal: bool
+    special: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_generated(self) -> int:
+        return self.n_tokens - self.n_input
+
+    @property
+    def n_layers(self) -> int:
+        return self.ffn.shape[0]
+
+    @property
+    def prompt_text(self) -> str:
+        return "".join(self.tokens[: self.n_input])
+
+    @property
+    def generated_text(self) -> str:
+        return "".join(self.tokens[self.n_input :])
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per token: position, text, id, whether generated, the model's top prediction."""
+        frame = pd.DataFrame(
+            {
+                "position": np.arange(self.n_tokens),
+                "token": list(self.tokens),
+                "token_id": self.token_ids,
+                "generated": np.arange(self.n_tokens) >= self.n_input,
+                "special": self.special,
+            }
+        )
+        if self.top_ids.shape[1]:
+            label = "next_token_prediction" if self.causal else "prediction"
+            frame[label] = [row[0] for row in self.top_tokens]
+            frame[label + "_prob"] = self.top_probs[:, 0]
+        return frame
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> None:
+        """Write to a compressed ``.npz`` file (no pickle inside)."""
+        meta = {
+            "n_input": self.n_input,
+            "model_name": self.model_name,
+            "causal": self.causal,
+            "tokens": list(self.tokens),
+            "top_tokens": [list(row) for row in self.top_tokens],
+            "settings": self.settings,
+        }
+        np.savez_compressed(
+            path,
+            meta=np.array(json.dumps(meta)),
+            token_ids=self.token_ids,
+            hidden_states=self.hidden_states,
+            ffn=self.ffn,
+            top_ids=self.top_ids,
+            top_probs=self.top_probs,
+            special=self.special,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Capture":
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(
+                tokens=tuple(meta["tokens"]),
+                token_ids=data["token_ids"],
+                n_input=int(meta["n_input"]),
+                hidden_states=data["hidden_states"],
+                ffn=data["ffn"],
+                top_ids=data["top_ids"],
+                top_probs=data["top_probs"],
+                top_tokens=tuple(tuple(row) for row in meta["top_tokens"]),
+                model_name=meta["model_name"],
+                causal=bool(meta["causal"]),
+                special=data["special"],
+                settings=meta["settings"],
+            )
+
+
+# ------------------------------------------------------------------ hooks
+@dataclass
+class Recording:
+    """Tensors seen by the hooks of :func:`recording` during one forward pass.
+
+    ``hidden_states[0]`` is block 0's input, ``hidden_states[l + 1]`` block
+    ``l``'s output, ``ffn[l]`` the input of block ``l``'s FFN output
+    projection; each of shape (batch, n_tokens, width), still on the model's
+    device and attached to the autograd graph if the pass had one.
+    """
+
+    hidden_states: list = field(default_factory=list)
+    ffn: list = field(default_factory=list)
+
+
+def _first_tensor(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+@contextmanager
+def recording(lm: LM) -> Iterator[Recording]:
+    """Record hidden states and FFN activations of every forward pass made inside the block.
+
+    Works for padded batches too (probing uses it); the hooks are removed on
+    exit, also when the forward raises. Usage::
+
+        with recording(lm) as rec:
+            lm.model(input_ids)
+        rec.hidden_states  # list of n_layers + 1 tensors (batch, n_tokens, d_model)
+    """
+    record = Recording()
+    blocks = lm.blocks
+    n_layers = len(blocks)
+    handles = []
+
+    def block_input(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        record.hidden_states.append(_first_tensor(hidden))
+
+    def block_output(module, args, output):
+        record.hidden_states.append(_first_tensor(output))
+
+    def ffn_input(module, args):
+        activations = args[0]
+        if activations.dim() == 2:  # OPT flattens (batch, n_tokens) before its FFN
+            activations = activations.view(*record.hidden_states[-1].shape[:2], -1)
+        record.ffn.append(activations)
+
+    try:
+        handles.append(blocks[0].register_forward_pre_hook(block_input, with_kwargs=True))
+        for block, projection in zip(blocks, lm.ffn_projections):
+            handles.append(block.register_forward_hook(block_output))
+            handles.append(projection.register_forward_pre_hook(ffn_input))
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()
+    if record.ffn and (len(record.hidden_states) != n_layers + 1 or len(record.ffn) != n_layers):
+        raise RuntimeError(
+            f"expected {n_layers + 1} hidden states and {n_layers} FFN activations from one forward pass, "
+            f"recorded {len(record.hidden_states)} and {len(record.ffn)}: the hooks saw more than one pass "
+            "or the family table is wrong for this model"
+        )
+
+
+# ------------------------------------------------------------ tokenisation
+def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
+    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``)."""
+    return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in token_ids)
+
+
+def _special_mask(tokenizer, token_ids) -> np.ndarray:
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return np.array([int(i) in special for i in token_ids], dtype=bool)
+
+
+def _check_text(text, argument: str = "text") -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{argument} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{argument} is empty or whitespace only; give some text to analyse")
+    return text
+
+
+def encode_prompt(lm: LM, text: str) -> list[int]:
+    """Token ids of ``text`` as the model reads a prompt (with its special tokens)."""
+    _check_text(text)
+    return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+# ------------------------------------------------------------- generation
+@torch.inference_mode()
+def generate(
+    lm: LM,
+    input_ids: list[int],
+    max_new_tokens: int,
+    *,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+) -> list[int]:
+    """Continue ``input_ids`` by up to ``max_new_tokens`` tokens with the KV cache.
+
+    Greedy by default. Sampling draws from a private ``torch.Generator``
+    seeded with ``seed``, so concurrent callers never disturb each other's
+    randomness. Stops after the end-of-sequence token when ``stop_at_eos``.
+    Returns the new ids only.
+    """
+    if max_new_tokens == 0:
+        return []
+    model = lm.model
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    eos_ids = _eos_ids(lm)
+    new_ids: list[int] = []
+    step_input = torch.tensor([input_ids], device=lm.device)
+    cache = None
+    for _ in range(max_new_tokens):
+        output = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
+        cache = output.cache
+        logits = output.logits[0, -1].float().cpu()
+        if do_sample:
+            logits = logits / temperature
+            if top_k:
+                threshold = torch.topk(logits, top_k).values[-1]
+                logits = logits.masked_fill(logits < threshold, float("-inf"))
+            next_id = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
+        else:
+            next_id = int(logits.argmax())
+        new_ids.append(next_id)
+        if stop_at_eos and next_id in eos_ids:
+            break
+        step_input = torch.tensor([[next_id]], device=lm.device)
+    return new_ids
+
+
+def _eos_ids(lm: LM) -> set[int]:
+    ids = set()
+    for source in (lm.tokenizer.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(source)
+    return ids
+
+
+# ---------------------------------------------------------------- capture
+def capture(
+    lm: LM,
+    text: str,
+    max_new_tokens: int = 0,
+    *,
+    answer: str | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    k: int = 10,
+) -> Capture:
+    """Generate from ``text`` (causal models), then record one forward pass over everything.
+
+    Parameters
+    ----------
+    lm : LM
+        From :func:`ecco_core.load`.
+    text : str
+        The prompt (causal) or the input text (masked, may hold ``[MASK]``).
+    max_new_tokens : int, default 0
+        Tokens to generate after ``text``; must be 0 for masked models and
+        when ``answer`` is given.
+    answer : str, optional
+        A continuation to analyse instead of generating one ("given answer").
+        It is tokenised as it follows the prompt, so ``" Paris"`` continues
+        ``"The capital of France is"``.
+    do_sample, temperature, top_k, seed
+        Sampling instead of greedy decoding; reproducible for a given seed.
+    stop_at_eos : bool, default True
+        Stop generating after the end-of-sequence token.
+    k : int, default 10
+        How many of the model's own top predictions to keep per position.
+
+    Returns
+    -------
+    Capture
+
+    Examples
+    --------
+    >>> cap = capture(lm, "The capital of France is", max_new_tokens=3)
+    >>> cap.generated_text
+    ' Paris.\\n'
+    """
+    _check_text(text)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
+        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
+    max_new_tokens = int(max_new_tokens)
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+        raise ValueError(f"max_new_tokens must be between 0 and {MAX_NEW_TOKENS_LIMIT}, got {max_new_tokens}")
+    if max_new_tokens and not lm.is_causal:
+        raise ValueError(
+            f"max_new_tokens must be 0 for the masked model {lm.name!r}: it does not generate; "
+            "put [MASK] in the text to see its predictions"
+        )
+    if answer is not None and max_new_tokens:
+        raise ValueError("give either answer= or max_new_tokens > 0, not both")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+
+    input_ids = encode_prompt(lm, text)
+    answer_ids: list[int] = []
+    if answer is not None:
+        _check_text(answer, "answer")
+        if not lm.is_causal:
+            raise ValueError(f"answer= needs a causal model; {lm.name!r} is masked")
+        answer_ids = lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    limit = lm.context_length
+    if len(input_ids) + len(answer_ids) + max_new_tokens > limit:
+        raise ValueError(
+            f"text is {len(input_ids) + len(answer_ids)} tokens and max_new_tokens is {max_new_tokens}: "
+            f"together more than the model's context of {limit} tokens"
+        )
+    new_ids = answer_ids or generate(
+        lm, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, seed=seed, stop_at_eos=stop_at_eos,
+    )
+    token_ids = np.array(input_ids + new_ids, dtype=np.int64)
+
+    with torch.inference_mode(), recording(lm) as record:
+        output = lm.model(input_ids=torch.tensor(token_ids[None], device=lm.device))
+    hidden_states = torch.stack([h[0] for h in record.hidden_states]).float().cpu().numpy()
+    ffn = torch.stack([a[0] for a in record.ffn]).float().cpu().numpy()
+
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        probs = torch.softmax(logits[0].float(), dim=-1)
+        top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
+        top_ids = top.indices.cpu().numpy()
+        top_probs = top.values.cpu().numpy()
+    else:
+        top_ids = np.zeros((len(token_ids), 0), dtype=np.int64)
+        top_probs = np.zeros((len(token_ids), 0), dtype=np.float32)
+
+    return Capture(
+        tokens=token_strings(lm.tokenizer, token_ids),
+        token_ids=token_ids,
+        n_input=len(input_ids),
+        hidden_states=hidden_states,
+        ffn=ffn,
+        top_ids=top_ids,
+        top_probs=top_probs,
+        top_tokens=tuple(token_strings(lm.tokenizer, row) for row in top_ids),
+        model_name=lm.name,
+        causal=lm.is_causal,
+        special=_special_mask(lm.tokenizer, token_ids),
+        settings={
+            "text": text, "max_new_tokens": max_new_tokens, "answer": answer,
+            "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "seed": seed,
+        },
+    )

