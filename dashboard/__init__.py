@@ -152,3 +152,30 @@ def require_capture(cap: ec.Capture | None) -> ec.Capture:
         st.info("Pick a model and a prompt in the sidebar, then press Run.")
         st.stop()
     return cap
+
+
+def clicked_cell(event) -> tuple[int, int] | None:
+    """(row, column) of the cell clicked in a :func:`ecco_core.plots.heatmap`, or None."""
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    for point in points:
+        custom = point.get("customdata")
+        if custom is not None and len(custom) == 2:
+            return int(custom[0]), int(custom[1])
+    return None
+
+
+def download_buttons(frame, stem: str, figure=None) -> None:
+    """CSV and JSON of a result table, plus a self-contained HTML file of its figure (plotly.js inlined)."""
+    columns = st.columns(3 if figure is not None else 2)
+    columns[0].download_button(
+        "CSV", frame.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch"
+    )
+    columns[1].download_button(
+        "JSON", frame.to_json(orient="records", indent=1), f"{stem}.json", "application/json",
+        key=f"{stem}-json", width="stretch",
+    )
+    if figure is not None:
+        columns[2].download_button(
+            "Figure (HTML, works offline)", figure.to_html(include_plotlyjs=True, full_html=True),
+            f"{stem}.html", "text/html", key=f"{stem}-html", width="stretch",
+        )

@@ -67,3 +67,82 @@ def token_html(
         + "".join(spans)
         + "</div>"
     )
+
+
+def axis_labels(tokens) -> list[str]:
+    """Unique, readable axis labels for tokens: ``"3: Paris"`` (Plotly merges equal category labels)."""
+    return [f"{position}: {token.strip() or repr(token)}" for position, token in enumerate(tokens)]
+
+
+def heatmap(
+    values,
+    x_labels,
+    y_labels,
+    *,
+    text=None,
+    hover=None,
+    colorscale: str = "Blues",
+    color_values=None,
+    colorbar_title: str = "",
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    reverse_y: bool = True,
+):
+    """A heatmap whose cells can be clicked in Streamlit.
+
+    A plain ``go.Heatmap`` returns no point to ``st.plotly_chart(on_select=...)``,
+    so one near-invisible scatter marker is laid over each cell, carrying
+    ``customdata = [row, column]``; read it back with
+    ``dashboard.clicked_cell(event)``.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_rows, n_columns)
+        Written in the cells (via ``text``) and used for colour unless
+        ``color_values`` is given.
+    x_labels : sequence of str, length n_columns
+    y_labels : sequence of str, length n_rows
+    text : array-like of str of shape (n_rows, n_columns), optional
+        Text written in each cell.
+    hover : array-like of str of shape (n_rows, n_columns), optional
+        Hover text per cell (HTML-escaped by the caller: token text goes
+        through :func:`escape_token`).
+    color_values : array-like of shape (n_rows, n_columns), optional
+        What the colour encodes (e.g. log rank), if not ``values``.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    values = np.asarray(values, dtype=float)
+    n_rows, n_columns = values.shape
+    color = values if color_values is None else np.asarray(color_values, dtype=float)
+    x_labels, y_labels = list(x_labels), list(y_labels)
+    figure = go.Figure(
+        go.Heatmap(
+            z=color, x=x_labels, y=y_labels, colorscale=colorscale,
+            text=text, texttemplate="%{text}" if text is not None else None,
+            hovertext=hover, hoverinfo="text" if hover is not None else "x+y+z",
+            colorbar={"title": {"text": colorbar_title}}, xgap=1, ygap=1,
+        )
+    )
+    rows, columns = np.mgrid[0:n_rows, 0:n_columns]
+    figure.add_trace(
+        go.Scatter(
+            x=[x_labels[c] for c in columns.ravel()], y=[y_labels[r] for r in rows.ravel()],
+            mode="markers", marker={"size": 18, "opacity": 0.01, "symbol": "square"},
+            customdata=np.stack([rows.ravel(), columns.ravel()], axis=1),
+            hoverinfo="none", showlegend=False,
+        )
+    )
+    figure.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title=y_title,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        height=max(260, 28 * n_rows + 120),
+    )
+    figure.update_xaxes(type="category", tickangle=-45)
+    figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True)
+    return figure
