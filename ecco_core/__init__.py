@@ -7,6 +7,7 @@
 """
 
 from .capture import Capture, capture, recording
+from .lens import Rankings, rankings, suggest_candidates, watch
 from .models import (
     DEFAULT_ENCODER,
     DEFAULT_MODEL,
@@ -26,10 +27,14 @@ __all__ = [
     "FAMILIES",
     "FamilySpec",
     "LM",
+    "Rankings",
     "capture",
     "load",
     "offline_models",
+    "rankings",
     "recording",
+    "suggest_candidates",
     "supported_model_types",
+    "watch",
     "wrap",
 ]

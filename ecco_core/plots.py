@@ -146,3 +146,129 @@ def heatmap(
     figure.update_xaxes(type="category", tickangle=-45)
     figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True)
     return figure
+
+
+# ---- layer predictions (logit lens)
+def _rank_column_labels(rankings) -> list[str]:
+    """Unique x labels: the candidates as given, or ``"position: token"`` for tokens of the text."""
+    if rankings.kind == "candidate":
+        labels = [
+            f"{candidate.strip() or repr(candidate)}{' (1st token)' if split else ''}"
+            for candidate, split in zip(rankings.candidates, rankings.first_token_only)
+        ]
+        seen: dict[str, int] = {}
+        for index, label in enumerate(labels):
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:
+                labels[index] = f"{label} #{seen[label]}"
+        return [escape_token(label) for label in labels]
+    return [
+        escape_token(f"{position}: {token.strip() or repr(token)}")
+        for position, token in zip(rankings.target_positions, rankings.targets)
+    ]
+
+
+def rankings_figure(rankings, *, title: str = "", top: int = 5):
+    """Rank of each column's token at every layer: the paper's Figures 7 and 8.
+
+    Layers run down, columns across; each cell shows the rank and is coloured
+    by log10(rank), darkest at rank 1. Hovering a cell lists that layer's top
+    predictions there (escaped). Cells are clickable in Streamlit
+    (``customdata = [layer_index, column]``).
+
+    Parameters
+    ----------
+    rankings : ecco_core.lens.Rankings
+        ``ranks`` of shape (n_layers, n_columns).
+    title : str
+    top : int, default 5
+        How many of the layer's predictions the hover lists (at most ``rankings.k``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    ranks = rankings.ranks
+    top = min(top, rankings.k)
+    hover = np.empty(ranks.shape, dtype=object)
+    for layer in range(rankings.n_layers):
+        for column in range(rankings.n_columns):
+            predictions = "<br>".join(
+                f"{place + 1}. {escape_token(token)} ({probability:.3f})"
+                for place, (token, probability) in enumerate(
+                    zip(rankings.top_tokens[layer][column][:top], rankings.top_probs[layer, column, :top])
+                )
+            )
+            hover[layer, column] = (
+                f"layer {layer + 1}: {escape_token(rankings.targets[column])} is rank {ranks[layer, column]}"
+                f" (p={rankings.probs[layer, column]:.3g})<br>the layer's top {top}:<br>{predictions}"
+            )
+    log_ranks = np.log10(ranks)
+    figure = heatmap(
+        ranks,
+        _rank_column_labels(rankings),
+        [f"layer {layer}" for layer in rankings.layers],
+        text=ranks.astype(str),
+        hover=hover,
+        color_values=log_ranks,
+        colorscale="Blues_r",
+        title=title,
+        x_title="candidate" if rankings.kind == "candidate" else "token",
+        y_title="layer (block output through final norm + LM head)",
+    )
+    decades = 10 ** np.arange(int(np.ceil(log_ranks.max())) + 1 if log_ranks.size else 1)
+    figure.update_traces(
+        zmin=0, colorbar={"title": {"text": "rank"}, "tickvals": np.log10(decades), "ticktext": [f"{d:,}" for d in decades]},
+        selector={"type": "heatmap"},
+    )
+    return figure
+
+
+def layer_probability_figure(rankings, columns, *, title: str = ""):
+    """Probability of the chosen columns' tokens at every layer, one line each (log scale).
+
+    With one column, a dashed line adds the probability of each layer's own
+    top prediction (hover names it), to show what the token competes with.
+
+    Parameters
+    ----------
+    rankings : ecco_core.lens.Rankings
+    columns : sequence of int
+        Column indices into ``rankings`` (0 .. n_columns - 1).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    columns = list(columns)
+    for column in columns:
+        if not 0 <= column < rankings.n_columns:
+            raise ValueError(f"column {column} is out of range 0 .. {rankings.n_columns - 1}")
+    labels = _rank_column_labels(rankings)
+    figure = go.Figure()
+    for column in columns:
+        figure.add_trace(
+            go.Scatter(
+                x=rankings.layers, y=rankings.probs[:, column], mode="lines+markers", name=labels[column],
+                customdata=rankings.ranks[:, column],
+                hovertemplate="layer %{x}: p=%{y:.3g}, rank %{customdata}<extra>" + labels[column] + "</extra>",
+            )
+        )
+    if len(columns) == 1:
+        column = columns[0]
+        figure.add_trace(
+            go.Scatter(
+                x=rankings.layers, y=rankings.top_probs[:, column, 0], mode="lines", name="layer's top prediction",
+                line={"dash": "dash", "color": "#999"},
+                hovertext=[escape_token(rankings.top_tokens[layer][column][0]) for layer in range(rankings.n_layers)],
+                hovertemplate="layer %{x}: %{hovertext} p=%{y:.3g}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title=title, xaxis_title="layer", yaxis_title="probability", yaxis_type="log",
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=360,
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure

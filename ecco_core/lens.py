@@ -1,0 +1,557 @@
+"""Layer predictions (the logit lens): what every layer would output if it were the last.
+
+Each block's output (``Capture.hidden_states[l]`` for layer ``l`` = 1 ..
+``n_layers``, taken *before* any final norm) goes through the model's own
+final norm and LM head (:meth:`LM.unembed`), giving a full distribution over
+the vocabulary at every layer (nostalgebraist 2020; the Ecco paper's
+sections 3.2-3.3, Figures 7 and 8).
+
+The trap: Hugging Face's ``output_hidden_states`` already applies the final
+norm to its last entry for causal models, so a lens built on it normalises
+the last layer twice and drifts from the model's real output. Here every
+layer is treated alike, and every result *measures* its parity: the maximum
+absolute difference between its last-layer logits and the logits of a real
+forward pass of the model (``Rankings.max_abs_diff_vs_model``).
+
+Memory: the (n_layers, n_columns, vocab_size) logits are never held at
+once; rows of (layer, column) are unembedded in chunks of at most
+``max_chunk_bytes`` of logits, and only ranks, probabilities and the top-k
+survive each chunk.
+
+>>> import ecco_core as ec
+>>> lm = ec.load()
+>>> cap = ec.capture(lm, "The capital of France is", max_new_tokens=3)
+>>> ec.rankings(lm, cap).ranks[-1]                 # greedy: every generated token is rank 1
+array([1, 1, 1])
+>>> ec.watch(lm, "The keys to the cabinet", ["is", "are"]).to_frame()
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .capture import Capture, encode_prompt, recording, token_strings
+from .models import LM
+
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+KINDS = {
+    "generated": "each generated token, ranked at the position before it (what the model was about to write)",
+    "next input token": "each prompt token from the second on, ranked at the position before it "
+    "(the capture generated nothing)",
+    "masked": "the model's final prediction at each mask token, ranked at that position",
+    "input token": "each non-special input token, ranked at its own position (a masked model reconstructs "
+    "its input; the text has no mask token)",
+    "candidate": "each candidate token, ranked at one position (after the text, or at its mask token)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Rankings:
+    """Rank and probability of target tokens at every layer, read through the final norm and LM head.
+
+    A column is one (position, target token) pair: a generated token in
+    :func:`rankings`, a candidate in :func:`watch`. What the columns are is
+    named by ``kind`` (see :data:`KINDS`).
+
+    Attributes
+    ----------
+    ranks : ndarray of shape (n_layers, n_columns), int64
+        1 = the layer's top prediction. Row ``l`` reads block ``l``'s output
+        (``hidden_states[l + 1]``); the last row is the model's own output.
+        Rank is 1 + the number of tokens with a strictly larger logit.
+    probs : ndarray of shape (n_layers, n_columns), float32
+        Softmax probability of the target token at each layer.
+    top_ids : ndarray of shape (n_layers, n_columns, k), int64
+        The layer's k most likely tokens at the column's position.
+    top_probs : ndarray of shape (n_layers, n_columns, k), float32
+    top_tokens : tuple (n_layers) of tuple (n_columns) of tuple (k) of str
+        Display text of ``top_ids``.
+    target_ids : ndarray of shape (n_columns,), int64
+    targets : tuple of str, length n_columns
+        Display text of the target tokens (``" is"``).
+    positions : ndarray of shape (n_columns,), int64
+        Sequence position whose hidden state is read for each column.
+    kind : str
+        One of :data:`KINDS`.
+    max_abs_diff_vs_model : float
+        Max |last-layer lens logits - the model's own logits| over all
+        columns, from a real forward pass; about 1e-5 or less in float32.
+    model_name : str
+    tokens : tuple of str
+        The text that was read, one entry per token.
+    candidates : tuple of str
+        The candidates as given (:func:`watch`), else the targets.
+    first_token_only : ndarray of shape (n_columns,), bool
+        True where a candidate word is several tokens and only its first
+        token is ranked.
+    notes : tuple of str
+        Plain-language remarks on the result (split words, ...).
+    """
+
+    ranks: np.ndarray
+    probs: np.ndarray
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    top_tokens: tuple
+    target_ids: np.ndarray
+    targets: tuple[str, ...]
+    positions: np.ndarray
+    kind: str
+    max_abs_diff_vs_model: float
+    model_name: str
+    tokens: tuple[str, ...]
+    candidates: tuple[str, ...]
+    first_token_only: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_layers(self) -> int:
+        return self.ranks.shape[0]
+
+    @property
+    def n_columns(self) -> int:
+        return self.ranks.shape[1]
+
+    @property
+    def k(self) -> int:
+        return self.top_ids.shape[2]
+
+    @property
+    def target_positions(self) -> np.ndarray:
+        """Position of each column's target token in the text; for candidates, the position they would fill."""
+        return self.positions + 1 if self.kind in ("generated", "next input token") else self.positions
+
+    @property
+    def layers(self) -> np.ndarray:
+        """Layer numbers 1 .. n_layers of the rows (layer ``l`` = ``hidden_states[l]``)."""
+        return np.arange(1, self.n_layers + 1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (layer, column): rank, probability and the layer's top-k there.
+
+        ``layer`` counts from 1 (= ``hidden_states[layer]``, block ``layer - 1``'s output).
+        """
+        layers, columns = np.meshgrid(self.layers, np.arange(self.n_columns), indexing="ij")
+        return pd.DataFrame(
+            {
+                "layer": layers.ravel(),
+                "column": columns.ravel(),
+                "position": self.positions[columns.ravel()],
+                "candidate": [self.candidates[c] for c in columns.ravel()],
+                "token": [self.targets[c] for c in columns.ravel()],
+                "token_id": self.target_ids[columns.ravel()],
+                "first_token_only": self.first_token_only[columns.ravel()],
+                "rank": self.ranks.ravel(),
+                "probability": self.probs.ravel(),
+                "top_tokens": [list(self.top_tokens[l][c]) for l, c in zip(layers.ravel() - 1, columns.ravel())],
+                "top_probs": [row.tolist() for row in self.top_probs.reshape(-1, self.k)],
+            }
+        )
+
+
+# ------------------------------------------------------------ validation
+def _check_head(lm: LM) -> None:
+    if not lm.has_head:
+        raise ValueError(
+            f"model {lm.name!r} has no language-modelling head: its checkpoint holds the encoder only "
+            "(no MLM head), so there are no token predictions to read at any layer; load a checkpoint "
+            "with a head (a causal model, or a ...ForMaskedLM one such as bert-base-uncased)"
+        )
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return int(k)
+
+
+def _vocab_size(lm: LM) -> int:
+    head = lm.model.get_output_embeddings()
+    return head.weight.shape[0] if head is not None else lm.config.vocab_size
+
+
+# ------------------------------------------------------------ the lens
+@torch.inference_mode()
+def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int):
+    """Ranks, probabilities and top-k of ``target_ids`` for every (layer, column), chunked.
+
+    ``hidden`` has shape (n_layers, n_columns, d_model); returns arrays of
+    shape (n_layers, n_columns) and (n_layers, n_columns, k).
+    """
+    n_layers, n_columns, d_model = hidden.shape
+    k = min(k, _vocab_size(lm))
+    rows = hidden.reshape(-1, d_model)
+    targets = torch.as_tensor(np.tile(target_ids, n_layers), device=lm.device)[:, None]
+    rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
+    dtype = lm.embeddings.weight.dtype
+    ranks, probs, top_ids, top_probs = [], [], [], []
+    for start in range(0, len(rows), rows_per_chunk):
+        chunk = torch.as_tensor(rows[start : start + rows_per_chunk], device=lm.device, dtype=dtype)
+        logits = lm.unembed(chunk).float()
+        target = targets[start : start + rows_per_chunk]
+        target_logit = logits.gather(-1, target)
+        log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
+        top = logits.topk(k, dim=-1)
+        ranks.append(((logits > target_logit).sum(-1) + 1).cpu())
+        probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
+        top_ids.append(top.indices.cpu())
+        top_probs.append((top.values - log_normaliser).exp().cpu())
+        del logits
+    return (
+        torch.cat(ranks).view(n_layers, n_columns).numpy().astype(np.int64),
+        torch.cat(probs).view(n_layers, n_columns).numpy(),
+        torch.cat(top_ids).view(n_layers, n_columns, k).numpy().astype(np.int64),
+        torch.cat(top_probs).view(n_layers, n_columns, k).numpy(),
+    )
+
+
+@torch.inference_mode()
+def _model_logits(lm: LM, token_ids, positions) -> torch.Tensor:
+    """The model's own logits at ``positions`` from a real forward pass: (n_positions, vocab_size).
+
+    Asks the model for those positions only where it supports ``logits_to_keep``.
+    """
+    input_ids = torch.as_tensor(np.asarray(token_ids)[None], device=lm.device)
+    keep = torch.as_tensor(np.asarray(positions), device=lm.device)
+    if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
+        return lm.model(input_ids=input_ids, logits_to_keep=keep).logits[0].float()
+    return lm.model(input_ids=input_ids).logits[0, keep].float()
+
+
+@torch.inference_mode()
+def _recorded_forward(lm: LM, token_ids, positions) -> tuple[np.ndarray, torch.Tensor]:
+    """One forward pass over ``token_ids``: block outputs at ``positions`` and the model's logits there.
+
+    Returns an array of shape (n_layers, n_positions, d_model) and a tensor of
+    shape (n_positions, vocab_size).
+    """
+    with recording(lm) as record:
+        model_logits = _model_logits(lm, token_ids, positions)
+    keep = torch.as_tensor(np.asarray(positions), device=lm.device)
+    columns = torch.stack([hidden[0, keep] for hidden in record.hidden_states[1:]])
+    return columns.float().cpu().numpy(), model_logits
+
+
+@torch.inference_mode()
+def _max_abs_diff(lm: LM, last_hidden: np.ndarray, model_logits: torch.Tensor, max_chunk_bytes: int) -> float:
+    """Max |unembed(last block's output) - model logits| over (n_columns, vocab_size), chunked."""
+    rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
+    dtype = lm.embeddings.weight.dtype
+    worst = 0.0
+    for start in range(0, len(last_hidden), rows_per_chunk):
+        chunk = torch.as_tensor(last_hidden[start : start + rows_per_chunk], device=lm.device, dtype=dtype)
+        lens_logits = lm.unembed(chunk).float()
+        worst = max(worst, float((lens_logits - model_logits[start : start + rows_per_chunk]).abs().max()))
+    return worst
+
+
+def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind, k, max_chunk_bytes,
+            candidates=None, first_token_only=None, notes=()) -> Rankings:
+    """Run the chunked lens on ``columns`` ((n_layers, n_columns, d_model) block outputs) and package it."""
+    positions = np.asarray(positions, dtype=np.int64)
+    target_ids = np.asarray(target_ids, dtype=np.int64)
+    ranks, probs, top_ids, top_probs = _lens(lm, columns, target_ids, k, max_chunk_bytes)
+    targets = token_strings(lm.tokenizer, target_ids)
+    return Rankings(
+        ranks=ranks,
+        probs=probs,
+        top_ids=top_ids,
+        top_probs=top_probs,
+        top_tokens=tuple(
+            tuple(token_strings(lm.tokenizer, ids) for ids in layer_ids) for layer_ids in top_ids
+        ),
+        target_ids=target_ids,
+        targets=targets,
+        positions=positions,
+        kind=kind,
+        max_abs_diff_vs_model=_max_abs_diff(lm, columns[-1], model_logits, max_chunk_bytes),
+        model_name=lm.name,
+        tokens=token_strings(lm.tokenizer, token_ids),
+        candidates=tuple(candidates) if candidates is not None else targets,
+        first_token_only=(
+            np.asarray(first_token_only, dtype=bool) if first_token_only is not None
+            else np.zeros(len(target_ids), dtype=bool)
+        ),
+        notes=tuple(notes),
+    )
+
+
+# ------------------------------------------------------------ rankings
+def rankings(lm: LM, cap: Capture, k: int = 5, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Rankings:
+    """Rank of each output token at every layer (the paper's Figure 7).
+
+    Which tokens are ranked depends on the capture (``Rankings.kind``):
+
+    - causal, with generated tokens: each generated token, read at the
+      position before it ("generated"). Under greedy decoding the last layer
+      ranks every one of them 1.
+    - causal, nothing generated: each prompt token from the second on, read
+      at the position before it ("next input token"): how early the model
+      saw the actual text coming.
+    - masked, text holding mask tokens: the model's final top prediction at
+      each mask, read at the mask ("masked"); the last layer ranks it 1.
+    - masked, no mask token: each non-special token, read at its own
+      position ("input token").
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``cap``; it needs an LM head (causal, or a
+        masked checkpoint with its MLM head).
+    cap : Capture
+        From :func:`ecco_core.capture`; ``hidden_states`` has shape
+        (n_layers + 1, n_tokens, d_model).
+    k : int, default 5
+        How many of each layer's top predictions to keep per column.
+    max_chunk_bytes : int, default 64 MiB
+        Most logits held at once; (n_layers, n_columns, vocab_size) is never
+        materialised.
+
+    Returns
+    -------
+    Rankings
+        ``ranks`` of shape (n_layers, n_generated) in the first case, 1 = top.
+
+    Raises
+    ------
+    ValueError
+        The model has no LM head, the capture comes from another model, or
+        there is nothing to rank (a one-token prompt).
+    """
+    _check_head(lm)
+    k = _check_k(k)
+    if not isinstance(cap, Capture):
+        raise TypeError(f"cap must be a Capture from ecco_core.capture, got {type(cap).__name__}")
+    if cap.hidden_states.shape[0] != lm.n_layers + 1 or cap.hidden_states.shape[2] != lm.d_model:
+        raise ValueError(
+            f"cap was recorded from {cap.model_name!r} (hidden states {cap.hidden_states.shape}), which does "
+            f"not match model {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model})"
+        )
+    token_ids = cap.token_ids
+    if lm.is_causal:
+        first = cap.n_input if cap.n_generated else 1
+        targets = np.arange(first, cap.n_tokens)
+        positions, target_ids = targets - 1, token_ids[targets]
+        kind = "generated" if cap.n_generated else "next input token"
+        if not len(targets):
+            raise ValueError("the capture holds one token and generated none: there is no next token to rank")
+    else:
+        masks = np.flatnonzero(token_ids == lm.tokenizer.mask_token_id)
+        positions = masks if len(masks) else np.flatnonzero(~cap.special)
+        kind = "masked" if len(masks) else "input token"
+        if not len(positions):
+            raise ValueError("the capture holds special tokens only: there is nothing to rank")
+    model_logits = _model_logits(lm, token_ids, positions)
+    if kind == "masked":
+        target_ids = model_logits.argmax(-1).cpu().numpy()
+    elif kind == "input token":
+        target_ids = token_ids[positions]
+    columns = np.ascontiguousarray(cap.hidden_states[1:, positions], dtype=np.float32)
+    return _result(
+        lm, columns, token_ids, positions, target_ids, model_logits,
+        kind=kind, k=k, max_chunk_bytes=max_chunk_bytes,
+    )
+
+
+# ------------------------------------------------------------ watch
+def _read_position(lm: LM, text: str) -> tuple[list[int], int]:
+    """Token ids of ``text`` and the position whose prediction :func:`watch` reads."""
+    if not lm.is_causal and lm.tokenizer.mask_token and lm.tokenizer.mask_token != "[MASK]":
+        text = text.replace("[MASK]", lm.tokenizer.mask_token)  # "[MASK]" works for RoBERTa's "<mask>" too
+    input_ids = encode_prompt(lm, text)
+    limit = lm.context_length
+    if lm.is_causal:
+        if len(input_ids) >= limit:
+            raise ValueError(
+                f"text is {len(input_ids)} tokens and fills the model's context of {limit} tokens: there is "
+                "no next position to predict; shorten it"
+            )
+        return input_ids, len(input_ids) - 1
+    if len(input_ids) > limit:
+        raise ValueError(f"text is {len(input_ids)} tokens, more than the model's context of {limit} tokens")
+    masks = [i for i, token_id in enumerate(input_ids) if token_id == lm.tokenizer.mask_token_id]
+    if len(masks) != 1:
+        raise ValueError(
+            f"text must hold exactly one {lm.tokenizer.mask_token} for the masked model {lm.name!r} (where the "
+            f"candidates go), found {len(masks)}"
+        )
+    return input_ids, masks[0]
+
+
+def _candidate_ids(lm: LM, text: str, candidate) -> list[int]:
+    """Token ids of one candidate as it would follow ``text`` (or fill its mask)."""
+    tokenizer = lm.tokenizer
+    vocab_size = _vocab_size(lm)
+    if isinstance(candidate, (int, np.integer)) and not isinstance(candidate, bool):
+        if not 0 <= candidate < vocab_size:
+            raise ValueError(f"candidate token id {candidate} is outside the vocabulary (0 .. {vocab_size - 1})")
+        return [int(candidate)]
+    if not isinstance(candidate, str):
+        raise TypeError(f"each candidate must be a word (str) or a token id (int), got {candidate!r}")
+    if not candidate.strip():
+        raise ValueError(f"candidate {candidate!r} is empty; give a word such as 'is'")
+    # A word follows the text after a space (" is"); punctuation and an explicit leading space are kept as given.
+    follows_space = candidate[0].isspace() or not candidate[0].isalnum() or (lm.is_causal and text[-1].isspace())
+    spaced = candidate if follows_space else " " + candidate
+    ids = []
+    if lm.is_causal:
+        alone = tokenizer(text, add_special_tokens=False)["input_ids"]
+        joined = tokenizer(text + spaced, add_special_tokens=False)["input_ids"]
+        if joined[: len(alone)] == alone:
+            ids = joined[len(alone) :]
+    ids = ids or tokenizer(spaced, add_special_tokens=False)["input_ids"]
+    if not ids or (tokenizer.unk_token_id is not None and ids[0] == tokenizer.unk_token_id):
+        raise ValueError(
+            f"candidate {candidate!r} is not in the vocabulary of {lm.name!r}: it tokenises to "
+            f"{token_strings(tokenizer, ids) or 'nothing'}"
+        )
+    return ids
+
+
+def watch(
+    lm: LM,
+    text: str,
+    candidates,
+    k: int = 5,
+    *,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Rankings:
+    """Rank and probability of each candidate token at every layer, at one position (the paper's Figure 8).
+
+    The position is the next token after ``text`` for causal models, the mask
+    token in ``text`` for masked ones (``[MASK]`` is accepted for RoBERTa's
+    ``<mask>`` too).
+
+    Parameters
+    ----------
+    lm : LM
+        A model with an LM head.
+    text : str
+        ``"The keys to the cabinet"``; for a masked model, with one ``[MASK]``.
+    candidates : sequence of str or int
+        Words, tokenised as they would follow the text: a word starting with a
+        letter or digit gets a leading space (``"is"`` -> ``" is"``); one that
+        starts with a space or punctuation is kept as given. An int is a token
+        id taken as is. A word of several tokens is ranked by its first token
+        and ``first_token_only`` says so.
+    k : int, default 5
+        How many of each layer's top predictions to keep.
+    max_chunk_bytes : int, default 64 MiB
+        Most logits held at once.
+
+    Returns
+    -------
+    Rankings
+        ``ranks`` of shape (n_layers, n_candidates), ``kind == "candidate"``.
+
+    Raises
+    ------
+    ValueError
+        No candidates, an empty or unknown candidate, a text that already
+        fills the context, a masked text without exactly one mask, a model
+        without LM head.
+    """
+    _check_head(lm)
+    k = _check_k(k)
+    if isinstance(candidates, (str, int)) or not hasattr(candidates, "__iter__"):
+        raise TypeError(f"candidates must be a list of words or token ids such as ['is', 'are'], got {candidates!r}")
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("candidates is empty; give at least one word or token id, e.g. ['is', 'are']")
+    input_ids, position = _read_position(lm, text)
+    candidate_ids = [_candidate_ids(lm, text, candidate) for candidate in candidates]
+    notes = [
+        f"{candidate!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; its first token is ranked"
+        for candidate, ids in zip(candidates, candidate_ids)
+        if len(ids) > 1
+    ]
+    positions = np.full(len(candidates), position)
+    columns, model_logits = _recorded_forward(lm, input_ids, positions)
+    return _result(
+        lm, columns, input_ids, positions, [ids[0] for ids in candidate_ids], model_logits,
+        kind="candidate", k=k, max_chunk_bytes=max_chunk_bytes,
+        candidates=[str(candidate) for candidate in candidates],
+        first_token_only=[len(ids) > 1 for ids in candidate_ids], notes=notes,
+    )
+
+
+# ------------------------------------------------------------ suggestions
+def suggest_candidates(
+    lm: LM,
+    text: str,
+    k: int = 3,
+    *,
+    max_candidates: int | None = 12,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> pd.DataFrame:
+    """Tokens worth watching at the position :func:`watch` reads: those in the top ``k`` at ANY layer.
+
+    Not only the last layer's favourites: a token that leads at layer 12 and
+    fades by the output is exactly what a comparison of candidates is for.
+    Special tokens are left out.
+
+    Parameters
+    ----------
+    lm : LM
+        A model with an LM head.
+    text : str
+        As for :func:`watch` (a masked model's text holds one ``[MASK]``).
+    k : int, default 3
+        A token qualifies when it ranks within the top ``k`` at some layer.
+    max_candidates : int or None, default 12
+        Keep this many, best first; ``None`` keeps all.
+    max_chunk_bytes : int, default 64 MiB
+        Most logits held at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per distinct token, best first (best rank at any layer, then
+        the number of layers where it is in the top ``k``, then its rank in
+        the model's output): ``token``, ``token_id``, ``best_rank``,
+        ``best_layer`` (first layer, counted from 1, where it had that rank),
+        ``layers_in_top_k``, ``final_rank``, ``final_probability``. Its
+        ``token_id`` values can be passed to :func:`watch` as candidates.
+    """
+    _check_head(lm)
+    k = _check_k(k)
+    if max_candidates is not None and (not isinstance(max_candidates, (int, np.integer)) or max_candidates < 1):
+        raise ValueError(f"max_candidates must be a positive int or None, got {max_candidates!r}")
+    input_ids, position = _read_position(lm, text)
+    columns, model_logits = _recorded_forward(lm, input_ids, [position])
+    any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here
+    _, _, top_ids, _ = _lens(lm, columns, any_target, k, max_chunk_bytes)
+    top_ids = top_ids[:, 0, :]  # (n_layers, k)
+    special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
+    final_logits = model_logits[0]
+    final_probs = torch.softmax(final_logits, -1)
+    rows = []
+    for token_id in dict.fromkeys(top_ids.ravel().tolist()):
+        if token_id in special:
+            continue
+        layers, ranks = np.nonzero(top_ids == token_id)
+        best = int(ranks.min())
+        rows.append(
+            {
+                "token": token_strings(lm.tokenizer, [token_id])[0],
+                "token_id": token_id,
+                "best_rank": best + 1,
+                "best_layer": int(layers[ranks == best].min()) + 1,
+                "layers_in_top_k": len(set(layers.tolist())),
+                "final_rank": int((final_logits > final_logits[token_id]).sum()) + 1,
+                "final_probability": float(final_probs[token_id]),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=[
+        "token", "token_id", "best_rank", "best_layer", "layers_in_top_k", "final_rank", "final_probability",
+    ])
+    frame = frame.sort_values(
+        ["best_rank", "layers_in_top_k", "final_rank"], ascending=[True, False, True], kind="stable"
+    ).reset_index(drop=True)
+    return frame if max_candidates is None else frame.head(int(max_candidates))
