@@ -1,8 +1,12 @@
 """Layer predictions (logit lens): invariants on the real causal default, structure on every family."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 import ecco_core as ec
 from ecco_core import plots
@@ -217,3 +221,47 @@ def test_token_text_reaches_the_figures_escaped(lm):
     assert list(figure.data[0].x) == ["&lt;b&gt; (1st token)"] or list(figure.data[0].x) == ["&lt;b&gt;"]
     assert "<b>" not in "".join(figure.data[0].hovertext.ravel())
     assert "<b>" not in plots.layer_probability_figure(result, [0]).data[0].name
+
+
+# ---- the page, through Streamlit's AppTest
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Layer_predictions.py")
+
+
+def _run(app: AppTest) -> AppTest:
+    app.run(timeout=180)
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _figure(app: AppTest, index: int) -> dict:
+    return json.loads(app.get("plotly_chart")[index].proto.spec)
+
+
+def test_page_shows_rankings_parity_and_candidates(lm):
+    app = _run(AppTest.from_file(PAGE))
+    assert app.title[0].value == "Layer predictions"
+    assert any("last layer = model output, max |logit diff|" in c.value for c in app.caption)
+    heat = _figure(app, 0)["data"][0]
+    assert len(heat["text"]) == lm.n_layers and set(heat["text"][-1]) == {"1"}  # greedy: rank 1 at the output
+    token = app.selectbox(key="lens-token")
+    assert len(token.options) == 20
+    token.set_value(3)
+    _run(app)
+    assert "by layer" in _figure(app, 1)["layout"]["title"]["text"]
+
+    app.text_area(key="watch-text").set_value("The keys to the cabinet")
+    app.text_input(key="watch-words").set_value("is, are")
+    _run(app)
+    suggested = app.get("button_group")[0]
+    assert len(suggested.options) >= 3
+    watch = _figure(app, 2)["data"][0]
+    assert watch["x"][:2] == ["is", "are"] and len(watch["y"]) == lm.n_layers
+    assert len(watch["x"]) == 2 + 3  # the typed words plus the three suggestions picked by default
+
+
+def test_page_explains_an_encoder_without_head():
+    app = _run(AppTest.from_file(PAGE))
+    app.sidebar.selectbox[0].set_value(ec.DEFAULT_ENCODER)
+    app.sidebar.button[0].click()
+    _run(app)
+    assert any("no language-modelling head" in e.value for e in app.error)

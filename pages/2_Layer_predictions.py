@@ -1,0 +1,112 @@
+"""Layer predictions: the logit lens (the Ecco paper's Figures 7 and 8)."""
+
+import json
+import zlib
+
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from ecco_core import plots
+from ecco_core.lens import KINDS
+
+st.set_page_config(page_title="Layer predictions", layout="wide")
+lm, cap = dashboard.sidebar()
+cap = dashboard.require_capture(cap)
+
+st.title("Layer predictions")
+st.caption(
+    "Every block's output goes through the model's own final norm and LM head, as if it were the last "
+    "layer (the logit lens). Rank 1 = the token that layer would output."
+)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_rankings(_lm, _cap, model_name: str, settings: str, k: int) -> ec.Rankings:
+    return ec.rankings(_lm, _cap, k=k)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_suggestions(_lm, model_name: str, text: str, k: int):
+    return ec.suggest_candidates(_lm, text, k=k)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_watch(_lm, model_name: str, text: str, candidates: tuple, k: int) -> ec.Rankings:
+    return ec.watch(_lm, text, list(candidates), k=k)
+
+
+def parity_line(result: ec.Rankings) -> None:
+    diff = result.max_abs_diff_vs_model
+    mark = "✅" if diff < 1e-4 else "⚠️"
+    st.caption(f"{mark} last layer = model output, max |logit diff| {diff:.1e} (measured on a real forward pass)")
+
+
+result = None
+with dashboard.user_errors():
+    with st.spinner("Reading every layer…"):
+        result = cached_rankings(lm, cap, cap.model_name, json.dumps(cap.settings, sort_keys=True, default=str), 5)
+if result is None:
+    st.stop()
+
+# ---- Figure 7: rank of each output token at every layer
+st.subheader("Rank of each output token at every layer")
+st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that layer's top 5; click one to follow its token.")
+parity_line(result)
+figure = plots.rankings_figure(result)
+event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="lens-heatmap", width="stretch")
+
+labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
+clicked = dashboard.clicked_cell(event)
+if clicked is not None and clicked != st.session_state.get("lens-last-click"):
+    st.session_state["lens-last-click"] = clicked
+    st.session_state["lens-token"] = clicked[1]
+if st.session_state.get("lens-token", 0) >= result.n_columns:
+    st.session_state["lens-token"] = 0
+column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
+st.plotly_chart(
+    plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by layer"),
+    key="lens-line", width="stretch",
+)
+dashboard.download_buttons(result.to_frame(), "layer-predictions", figure)
+
+# ---- Figure 8: candidates side by side at one position
+st.subheader("Compare candidates at one position")
+masked_hint = "" if lm.is_causal else " Put one [MASK] where the candidates go."
+st.caption(
+    "Which token would each layer put next? Words are read as they follow the text (\"is\" → \" is\"); "
+    "a word of several tokens is ranked by its first token." + masked_hint
+)
+default_text = cap.settings.get("text", cap.prompt_text)
+watch_text = st.text_area("Text", value=default_text, key="watch-text", height=80)
+words_input = st.text_input("Candidates (comma-separated)", value="", key="watch-words", placeholder="is, are")
+
+suggestions = None
+with dashboard.user_errors():
+    suggestions = cached_suggestions(lm, lm.name, watch_text, 3)
+picked = []
+if suggestions is not None and len(suggestions):
+    display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
+    picked = st.pills(
+        "Suggested: in the top 3 at some layer (click to add or remove)",
+        list(display), selection_mode="multi", format_func=lambda token_id: repr(display[token_id]),
+        default=list(display)[:3],
+        key=f"watch-pills-{zlib.crc32(watch_text.encode())}",
+    ) or []
+
+candidates = tuple(word for word in (w.strip() for w in words_input.split(",")) if word) + tuple(picked)
+if not candidates:
+    st.info("Type candidates or click suggested ones.")
+    st.stop()
+with dashboard.user_errors():
+    watched = cached_watch(lm, lm.name, watch_text, candidates, 5)
+    for note in watched.notes:
+        st.caption(f"ℹ️ {note}")
+    parity_line(watched)
+    watch_figure = plots.rankings_figure(watched)
+    st.plotly_chart(watch_figure, key="watch-heatmap", width="stretch")
+    st.plotly_chart(
+        plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by layer"),
+        key="watch-line", width="stretch",
+    )
+    dashboard.download_buttons(watched.to_frame(), "candidate-rankings", watch_figure)
