@@ -171,6 +171,14 @@ def _check_k(k) -> int:
     return int(k)
 
 
+def _head_device(lm: LM) -> torch.device:
+    """Where the final norm and head live (not always the embeddings' device under ``device_map``)."""
+    for module in (*lm.final_norm, *lm.head):
+        for parameter in module.parameters():
+            return parameter.device
+    return lm.device
+
+
 def _vocab_size(lm: LM) -> int:
     head = lm.model.get_output_embeddings()
     return head.weight.shape[0] if head is not None else lm.config.vocab_size
@@ -187,12 +195,12 @@ def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_
     n_layers, n_columns, d_model = hidden.shape
     k = min(k, _vocab_size(lm))
     rows = hidden.reshape(-1, d_model)
-    targets = torch.as_tensor(np.tile(target_ids, n_layers), device=lm.device)[:, None]
+    device, dtype = _head_device(lm), lm.embeddings.weight.dtype
+    targets = torch.as_tensor(np.tile(target_ids, n_layers), device=device)[:, None]
     rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
-    dtype = lm.embeddings.weight.dtype
     ranks, probs, top_ids, top_probs = [], [], [], []
     for start in range(0, len(rows), rows_per_chunk):
-        chunk = torch.as_tensor(rows[start : start + rows_per_chunk], device=lm.device, dtype=dtype)
+        chunk = torch.as_tensor(rows[start : start + rows_per_chunk], device=device, dtype=dtype)
         logits = lm.unembed(chunk).float()
         target = targets[start : start + rows_per_chunk]
         target_logit = logits.gather(-1, target)
@@ -218,7 +226,7 @@ def _model_logits(lm: LM, token_ids, positions) -> torch.Tensor:
     Asks the model for those positions only where it supports ``logits_to_keep``.
     """
     input_ids = torch.as_tensor(np.asarray(token_ids)[None], device=lm.device)
-    keep = torch.as_tensor(np.asarray(positions), device=lm.device)
+    keep = torch.as_tensor(np.asarray(positions))  # a CPU index works on tensors of any device
     if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
         return lm.model(input_ids=input_ids, logits_to_keep=keep).logits[0].float()
     return lm.model(input_ids=input_ids).logits[0, keep].float()
@@ -233,19 +241,20 @@ def _recorded_forward(lm: LM, token_ids, positions) -> tuple[np.ndarray, torch.T
     """
     with recording(lm) as record:
         model_logits = _model_logits(lm, token_ids, positions)
-    keep = torch.as_tensor(np.asarray(positions), device=lm.device)
-    columns = torch.stack([hidden[0, keep] for hidden in record.hidden_states[1:]])
-    return columns.float().cpu().numpy(), model_logits
+    keep = torch.as_tensor(np.asarray(positions))
+    columns = np.stack([hidden[0, keep].float().cpu().numpy() for hidden in record.hidden_states[1:]])
+    return columns, model_logits
 
 
 @torch.inference_mode()
 def _max_abs_diff(lm: LM, last_hidden: np.ndarray, model_logits: torch.Tensor, max_chunk_bytes: int) -> float:
     """Max |unembed(last block's output) - model logits| over (n_columns, vocab_size), chunked."""
     rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
-    dtype = lm.embeddings.weight.dtype
+    device, dtype = _head_device(lm), lm.embeddings.weight.dtype
+    model_logits = model_logits.to(device)
     worst = 0.0
     for start in range(0, len(last_hidden), rows_per_chunk):
-        chunk = torch.as_tensor(last_hidden[start : start + rows_per_chunk], device=lm.device, dtype=dtype)
+        chunk = torch.as_tensor(last_hidden[start : start + rows_per_chunk], device=device, dtype=dtype)
         lens_logits = lm.unembed(chunk).float()
         worst = max(worst, float((lens_logits - model_logits[start : start + rows_per_chunk]).abs().max()))
     return worst
