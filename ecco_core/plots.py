@@ -217,10 +217,8 @@ def rankings_figure(rankings, *, title: str = "", top: int = 5):
         y_title="layer (block output through final norm + LM head)",
     )
     decades = 10 ** np.arange(int(np.ceil(log_ranks.max())) + 1 if log_ranks.size else 1)
-    figure.update_traces(
-        zmin=0, colorbar={"title": {"text": "rank"}, "tickvals": np.log10(decades), "ticktext": [f"{d:,}" for d in decades]},
-        selector={"type": "heatmap"},
-    )
+    colorbar = {"title": {"text": "rank"}, "tickvals": np.log10(decades), "ticktext": [f"{d:,}" for d in decades]}
+    figure.update_traces(zmin=0, colorbar=colorbar, selector={"type": "heatmap"})
     return figure
 
 
