@@ -186,36 +186,46 @@ def _vocab_size(lm: LM) -> int:
 
 # ------------------------------------------------------------ the lens
 @torch.inference_mode()
-def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int):
+def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int,
+          model_logits: torch.Tensor):
     """Ranks, probabilities and top-k of ``target_ids`` for every (layer, column), chunked.
 
     ``hidden`` has shape (n_layers, n_columns, d_model); returns arrays of
-    shape (n_layers, n_columns) and (n_layers, n_columns, k).
+    shape (n_layers, n_columns) and (n_layers, n_columns, k), and the max
+    absolute difference between the last layer's logits and ``model_logits``
+    (n_columns, vocab_size), taken as the last layer's chunks go by.
     """
     n_layers, n_columns, d_model = hidden.shape
     k = min(k, _vocab_size(lm))
     rows = hidden.reshape(-1, d_model)
+    last_layer_start = (n_layers - 1) * n_columns
     device, dtype = _head_device(lm), lm.embeddings.weight.dtype
+    model_logits = model_logits.to(device)
     targets = torch.as_tensor(np.tile(target_ids, n_layers), device=device)[:, None]
     rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
     ranks, probs, top_ids, top_probs = [], [], [], []
+    max_abs_diff = 0.0
     for start in range(0, len(rows), rows_per_chunk):
-        chunk = torch.as_tensor(rows[start : start + rows_per_chunk], device=device, dtype=dtype)
-        logits = lm.unembed(chunk).float()
-        target = targets[start : start + rows_per_chunk]
-        target_logit = logits.gather(-1, target)
+        stop = min(start + rows_per_chunk, len(rows))
+        logits = lm.unembed(torch.as_tensor(rows[start:stop], device=device, dtype=dtype)).float()
+        target_logit = logits.gather(-1, targets[start:stop])
         log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
         top = logits.topk(k, dim=-1)
         ranks.append(((logits > target_logit).sum(-1, dtype=torch.int32) + 1).cpu())  # int32: ~3x faster
         probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
         top_ids.append(top.indices.cpu())
         top_probs.append((top.values - log_normaliser).exp().cpu())
+        if stop > last_layer_start:
+            first = max(start, last_layer_start)
+            difference = logits[first - start :] - model_logits[first - last_layer_start : stop - last_layer_start]
+            max_abs_diff = max(max_abs_diff, float(difference.abs().max()))
         del logits
     return (
         torch.cat(ranks).view(n_layers, n_columns).numpy().astype(np.int64),
         torch.cat(probs).view(n_layers, n_columns).numpy(),
         torch.cat(top_ids).view(n_layers, n_columns, k).numpy().astype(np.int64),
         torch.cat(top_probs).view(n_layers, n_columns, k).numpy(),
+        max_abs_diff,
     )
 
 
@@ -246,26 +256,12 @@ def _recorded_forward(lm: LM, token_ids, positions) -> tuple[np.ndarray, torch.T
     return columns, model_logits
 
 
-@torch.inference_mode()
-def _max_abs_diff(lm: LM, last_hidden: np.ndarray, model_logits: torch.Tensor, max_chunk_bytes: int) -> float:
-    """Max |unembed(last block's output) - model logits| over (n_columns, vocab_size), chunked."""
-    rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
-    device, dtype = _head_device(lm), lm.embeddings.weight.dtype
-    model_logits = model_logits.to(device)
-    worst = 0.0
-    for start in range(0, len(last_hidden), rows_per_chunk):
-        chunk = torch.as_tensor(last_hidden[start : start + rows_per_chunk], device=device, dtype=dtype)
-        lens_logits = lm.unembed(chunk).float()
-        worst = max(worst, float((lens_logits - model_logits[start : start + rows_per_chunk]).abs().max()))
-    return worst
-
-
 def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind, k, max_chunk_bytes,
             candidates=None, first_token_only=None, notes=()) -> Rankings:
     """Run the chunked lens on ``columns`` ((n_layers, n_columns, d_model) block outputs) and package it."""
     positions = np.asarray(positions, dtype=np.int64)
     target_ids = np.asarray(target_ids, dtype=np.int64)
-    ranks, probs, top_ids, top_probs = _lens(lm, columns, target_ids, k, max_chunk_bytes)
+    ranks, probs, top_ids, top_probs, max_abs_diff = _lens(lm, columns, target_ids, k, max_chunk_bytes, model_logits)
     targets = token_strings(lm.tokenizer, target_ids)
     return Rankings(
         ranks=ranks,
@@ -279,7 +275,7 @@ def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind
         targets=targets,
         positions=positions,
         kind=kind,
-        max_abs_diff_vs_model=_max_abs_diff(lm, columns[-1], model_logits, max_chunk_bytes),
+        max_abs_diff_vs_model=max_abs_diff,
         model_name=lm.name,
         tokens=token_strings(lm.tokenizer, token_ids),
         candidates=tuple(candidates) if candidates is not None else targets,
@@ -535,7 +531,7 @@ def suggest_candidates(
     input_ids, position = _read_position(lm, text)
     columns, model_logits = _recorded_forward(lm, input_ids, [position])
     any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here
-    _, _, top_ids, _ = _lens(lm, columns, any_target, k, max_chunk_bytes)
+    _, _, top_ids, _, _ = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)
     top_ids = top_ids[:, 0, :]  # (n_layers, k)
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     final_logits = model_logits[0]

@@ -1,5 +1,6 @@
 """Layer predictions (logit lens): invariants on the real causal default, structure on every family."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,6 +63,13 @@ def test_an_intermediate_layer_matches_norm_and_head_on_the_tests_own_hook(lm, g
     order = torch.argsort(logits, dim=-1, descending=True)
     expected = (order == torch.as_tensor(result.target_ids)[:, None]).float().argmax(-1) + 1
     np.testing.assert_array_equal(result.ranks[layer], expected.numpy())
+
+
+def test_parity_is_measured_not_assumed(lm, generated):
+    cap, result = generated
+    noise = np.random.default_rng(0).normal(0, 0.5, cap.hidden_states.shape).astype(np.float32)
+    drifted = dataclasses.replace(cap, hidden_states=cap.hidden_states + noise)
+    assert ec.rankings(lm, drifted).max_abs_diff_vs_model > 100 * max(result.max_abs_diff_vs_model, 1e-6)
 
 
 def test_chunking_does_not_change_the_result(lm, generated):
