@@ -18,6 +18,7 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .probing import ProbeData, ProbeScores, Sentence, probe_table, read_conllu, train_probes
 
 __all__ = [
     "Capture",
@@ -26,10 +27,16 @@ __all__ = [
     "FAMILIES",
     "FamilySpec",
     "LM",
+    "ProbeData",
+    "ProbeScores",
+    "Sentence",
     "capture",
     "load",
     "offline_models",
+    "probe_table",
+    "read_conllu",
     "recording",
     "supported_model_types",
+    "train_probes",
     "wrap",
 ]
