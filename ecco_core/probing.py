@@ -750,3 +750,39 @@ def table1_markdown(frame: pd.DataFrame) -> str:
                 )
         lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# The paper's Table 1 (Alammar 2021, BERT-base, UD English, percent: mean, std over 5 trials),
+# as reference data for comparisons: (layer, ffn accuracy, std, ffn selectivity, std,
+# hidden accuracy, std, hidden selectivity, std); None where the paper has no FFN.
+_PAPER_TABLE1 = (
+    ("embed", None, None, None, None, 87.6, 0.5, 6.1, 1.1),
+    ("0", 90.5, 0.4, 9.1, 0.7, 92.2, 0.3, 13.6, 0.8),
+    ("1", 93.3, 0.5, 14.8, 0.8, 93.6, 0.4, 17.9, 1.0),
+    ("2", 87.3, 0.5, 35.9, 0.5, 94.2, 0.3, 20.9, 0.8),
+    ("3", 84.7, 0.5, 34.6, 0.3, 94.7, 0.3, 23.9, 0.7),
+    ("4", 94.2, 0.3, 18.9, 0.6, 94.9, 0.2, 27.5, 0.6),
+    ("5", 94.6, 0.3, 22.2, 0.6, 94.8, 0.3, 31.5, 0.7),
+    ("6", 93.6, 0.5, 27.1, 1.1, 94.1, 0.4, 34.3, 0.8),
+    ("7", 92.8, 0.6, 31.5, 0.5, 93.7, 0.6, 36.0, 0.4),
+    ("8", 91.9, 0.6, 34.4, 1.1, 92.4, 0.7, 37.1, 0.5),
+    ("9", 90.5, 0.4, 35.2, 0.4, 91.6, 0.6, 37.3, 0.7),
+    ("10", 88.8, 0.5, 36.4, 0.6, 90.6, 0.5, 37.3, 0.9),
+    ("11", 87.9, 0.5, 36.5, 0.8, 89.0, 0.7, 36.7, 1.1),
+)
+
+
+def paper_table1() -> pd.DataFrame:
+    """The Ecco paper's Table 1 (BERT-base) in :func:`probe_table`'s layout, as fractions."""
+    rows = []
+    for layer, *values in _PAPER_TABLE1:
+        for representation, (accuracy, accuracy_std, selectivity, selectivity_std) in (
+            ("hidden", values[4:]), ("ffn", values[:4]),
+        ):
+            if accuracy is not None:
+                rows.append({
+                    "layer": layer, "representation": representation,
+                    "accuracy": accuracy / 100, "accuracy_std": accuracy_std / 100,
+                    "selectivity": selectivity / 100, "selectivity_std": selectivity_std / 100,
+                })
+    return pd.DataFrame(rows)

@@ -244,3 +244,43 @@ def test_probe_table_on_the_encoder(encoder):
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
     markdown = probing.table1_markdown(table)
     assert markdown.splitlines()[2].startswith("| embed | - | - | ")
+
+
+# --------------------------------------------------------------------- page
+def _page_run(app, timeout=180):
+    app.run(timeout=timeout)
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _probe_button(app):
+    return next(button for button in app.button if button.label == "Run probes")
+
+
+def test_page_runs_the_protocol_and_shows_table_1(encoder):
+    from streamlit.testing.v1 import AppTest
+
+    page = Path(__file__).resolve().parents[1] / "pages" / "5_Probing.py"
+    app = AppTest.from_file(str(page))
+    app.query_params["model"] = ec.DEFAULT_ENCODER
+    _page_run(app)
+    assert "Run probes" in app.info[0].value
+    app.number_input(key="probe_tokens").set_value(200)
+    app.slider(key="probe_trials").set_value(1)
+    app.number_input(key="probe_epochs").set_value(10)
+    app.multiselect(key="probe_layers").set_value(["embed", 0, encoder.n_layers - 1])
+    _probe_button(app).click()
+    _page_run(app)
+    assert not app.error, [e.value for e in app.error]
+    shown = app.dataframe[0].value
+    assert list(zip(shown.layer, shown.representation)) == [
+        ("embed", "hidden"), ("0", "hidden"), ("0", "ffn"),
+        (str(encoder.n_layers - 1), "hidden"), (str(encoder.n_layers - 1), "ffn"),
+    ]
+    assert (shown.accuracy > 30).all() and (shown.accuracy <= 100).all()  # percent, well above chance
+    assert f"Table 1 for {encoder.name}" in app.subheader[0].value
+
+    app.radio(key="probe_data").set_value("Upload a .conllu file")
+    _probe_button(app).click()
+    _page_run(app)
+    assert any("upload a .conllu file" in e.value for e in app.error)
