@@ -268,12 +268,11 @@ def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
     return include_embedding, blocks
 
 
-def _check_count(value, argument: str, low: int, high: int | None = None) -> int:
+def _check_count(value, argument: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        allowed = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{argument} must be {allowed}, got {value}")
+    if value < low:
+        raise ValueError(f"{argument} must be at least {low}, got {value}")
     return int(value)
 
 
@@ -345,14 +344,17 @@ def collect(
     if not total:
         raise ValueError("no word of the corpus could be aligned to a token")
 
+    # Each sentence's labelled tokens go to consecutive rows of the output, in corpus order.
+    first_row = np.cumsum([0] + [len(item.positions) for item in aligned])
+    hidden_states = np.empty((len(hidden_rows), total, lm.d_model), dtype=np.float32)
+    ffn = np.empty((len(blocks), total, lm.d_ff), dtype=np.float32)
     order = sorted(range(len(aligned)), key=lambda i: len(aligned[i].input_ids))
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    hidden_parts: dict[int, np.ndarray] = {}
-    ffn_parts: dict[int, np.ndarray] = {}
     update, close = _progress_bar(progress)
     try:
         for start in range(0, len(order), batch_size):
-            batch = [aligned[i] for i in order[start : start + batch_size]]
+            indices = order[start : start + batch_size]
+            batch = [aligned[i] for i in indices]
             width = max(len(item.input_ids) for item in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -361,30 +363,22 @@ def collect(
                 attention_mask[row, : len(item.input_ids)] = 1
             rows = torch.tensor([row for row, item in enumerate(batch) for _ in item.positions])
             columns = torch.tensor([p for item in batch for p in item.positions])
+            destination = np.concatenate([np.arange(first_row[i], first_row[i + 1]) for i in indices])
             # The blocks are hooked, so the base model suffices; a causal LM head over the
             # whole vocabulary at every position would cost more than the blocks.
             with torch.inference_mode(), recording(lm) as record:
                 lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device))
-            hidden = torch.stack([record.hidden_states[r][rows, columns] for r in hidden_rows]) if hidden_rows else None
-            ffn = torch.stack([record.ffn[b][rows, columns] for b in blocks]) if blocks else None
-            for offset, index in enumerate(order[start : start + batch_size]):
-                mine = (rows == offset).numpy()
-                if hidden is not None:
-                    hidden_parts[index] = hidden[:, mine].float().cpu().numpy()
-                if ffn is not None:
-                    ffn_parts[index] = ffn[:, mine].float().cpu().numpy()
-            update(min(1.0, (start + len(batch)) / len(order)), f"running {lm.name} over the corpus")
+            for out_row, row in enumerate(hidden_rows):
+                hidden_states[out_row, destination] = record.hidden_states[row][rows, columns].float().cpu().numpy()
+            for out_row, block in enumerate(blocks):
+                ffn[out_row, destination] = record.ffn[block][rows, columns].float().cpu().numpy()
+            update((start + len(batch)) / len(order), f"running {lm.name} over the corpus")
     finally:
         close()
 
-    def join(parts: dict[int, np.ndarray], n_rows: int, width: int) -> np.ndarray:
-        if not parts:
-            return np.zeros((n_rows, total, width), dtype=np.float32)
-        return np.concatenate([parts[i] for i in range(len(aligned))], axis=1)
-
     return ProbeData(
-        hidden_states=join(hidden_parts, 0, lm.d_model),
-        ffn=join(ffn_parts, 0, lm.d_ff),
+        hidden_states=hidden_states,
+        ffn=ffn,
         hidden_layers=tuple(EMBEDDING_LAYER if r == 0 else str(r - 1) for r in hidden_rows),
         ffn_layers=tuple(str(b) for b in blocks),
         words=tuple(w for item in aligned for w in item.words),
