@@ -684,6 +684,7 @@ def probe_table(
         Block indices (and ``"embed"``) to probe; all by default.
     progress : callable(fraction, message), optional
         Progress of the whole run (capture, then training); tqdm by default.
+        The probes train on the model's device.
 
     Returns
     -------
@@ -709,7 +710,8 @@ def probe_table(
         )
         scores = train_probes(
             [data.hidden_states, data.ffn], data.tags, data.words, trials=trials, epochs=epochs, lr=lr,
-            seed=seed, progress=lambda fraction, message: update(0.2 + 0.8 * fraction, message),
+            seed=seed, device=lm.device,
+            progress=lambda fraction, message: update(0.2 + 0.8 * fraction, message),
         )
     finally:
         close()
