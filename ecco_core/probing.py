@@ -524,7 +524,7 @@ def train_probes(
         Adam's learning rate. Given several (the paper tried
         ``LEARNING_RATES`` = 0.1, 1e-3 and 1e-5), all are trained together and
         the one with the best mean real-tag test accuracy is kept, as in the
-        paper.
+        paper (choosing on the test split flatters the result slightly).
     seed : int, default 0
     batch_size : int, optional
         Tokens per Adam step; by default ``n_tokens // 32`` clipped to 16..256,
