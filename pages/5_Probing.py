@@ -59,8 +59,9 @@ with st.form("probe-settings"):
     submitted = st.form_submit_button("Run probes", type="primary")
 
 if submitted:
-    st.session_state["probe_run"] = True
-if not st.session_state.get("probe_run"):
+    st.session_state["probe_run_model"] = lm.name
+# A run is minutes of work: switching models in the sidebar waits for Run probes again.
+if st.session_state.get("probe_run_model") != lm.name:
     st.info(f"Choose the data and settings, then press Run probes. Model: {lm.name} ({lm.n_layers} layers).")
     st.stop()
 
