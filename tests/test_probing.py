@@ -192,6 +192,12 @@ def test_the_best_of_several_learning_rates_is_kept():
     assert scores.accuracy.min() > 0.95
 
 
+def test_progress_defaults_to_a_tqdm_bar(capsys):
+    features, tags, words = _synthetic(n_tokens=200)
+    ec.train_probes([features[None]], tags, words, trials=1, epochs=2)
+    assert "probing:" in capsys.readouterr().err  # tqdm redraws at most every 0.1 s
+
+
 def test_control_tags_are_fixed_per_word_type_and_follow_the_tag_distribution():
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in rng.integers(0, 2000, 20000)]
@@ -284,3 +290,22 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     _probe_button(app).click()
     _page_run(app)
     assert any("upload a .conllu file" in e.value for e in app.error)
+
+
+# -------------------------------------------------------------------- plots
+def test_probe_lines_draw_hidden_and_ffn_by_layer_with_error_bars():
+    from ecco_core.plots import probe_lines
+
+    paper = probing.paper_table1()
+    assert probing.table1_markdown(paper).splitlines()[5] == (
+        "| 2 | 87.3 (±0.5) | 35.9 (±0.5) | 94.2 (±0.3) | 20.9 (±0.8) |"
+    )
+    figure = probe_lines(paper, "selectivity")
+    hidden, ffn = figure.data
+    assert (hidden.name, ffn.name) == ("hidden states", "FFN activations")
+    assert list(hidden.x) == ["embed"] + [str(layer) for layer in range(12)] and list(ffn.x)[0] == "0"
+    np.testing.assert_allclose(hidden.y, 100 * paper[paper.representation == "hidden"].selectivity)
+    np.testing.assert_allclose(ffn.error_y.array, 100 * paper[paper.representation == "ffn"].selectivity_std)
+    assert list(figure.layout.xaxis.categoryarray)[:2] == ["embed", "0"]
+    with pytest.raises(ValueError, match="metric 'loss' is not one of: accuracy, selectivity"):
+        probe_lines(paper, "loss")
