@@ -19,22 +19,29 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .probing import ProbeData, ProbeScores, Sentence, probe_table, read_conllu, train_probes
 
 __all__ = [
     "Capture",
+    "capture",
     "DEFAULT_ENCODER",
     "DEFAULT_MODEL",
     "FAMILIES",
     "FamilySpec",
     "LM",
-    "Rankings",
-    "capture",
     "load",
     "offline_models",
+    "probe_table",
+    "ProbeData",
+    "ProbeScores",
+    "Rankings",
     "rankings",
+    "read_conllu",
     "recording",
+    "Sentence",
     "suggest_candidates",
     "supported_model_types",
+    "train_probes",
     "watch",
     "wrap",
 ]

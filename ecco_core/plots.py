@@ -270,3 +270,43 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
+
+
+# ---- probing
+def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
+    """A probing metric by layer, one line per representation, with ± one standard deviation bars.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`ecco_core.probe_table`'s result (columns ``layer``,
+        ``representation``, ``<metric>``, ``<metric>_std``, fractions).
+    metric : {"accuracy", "selectivity"}
+    title : str
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Percent on the y axis; layers in the frame's order on a category axis.
+    """
+    import plotly.graph_objects as go
+
+    if metric not in ("accuracy", "selectivity"):
+        raise ValueError(f"metric {metric!r} is not one of: accuracy, selectivity")
+    names = {"hidden": "hidden states", "ffn": "FFN activations"}
+    figure = go.Figure()
+    for representation, rows in frame.groupby("representation", sort=False):
+        figure.add_trace(
+            go.Scatter(
+                x=rows["layer"].astype(str), y=100 * rows[metric],
+                error_y={"type": "data", "array": 100 * rows[metric + "_std"], "visible": True},
+                mode="lines+markers", name=names.get(representation, representation),
+            )
+        )
+    figure.update_layout(
+        title=title, xaxis_title="layer", yaxis_title=f"{metric} (%)", legend_title="representation",
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=380,
+    )
+    layers = list(dict.fromkeys(frame["layer"].astype(str)))
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=layers)
+    return figure
