@@ -7,6 +7,7 @@
 """
 
 from .capture import Capture, capture, recording
+from .factors import Factors, Neurons, factors, neurons
 from .models import (
     DEFAULT_ENCODER,
     DEFAULT_MODEL,
@@ -24,10 +25,14 @@ __all__ = [
     "DEFAULT_ENCODER",
     "DEFAULT_MODEL",
     "FAMILIES",
+    "Factors",
     "FamilySpec",
     "LM",
+    "Neurons",
     "capture",
+    "factors",
     "load",
+    "neurons",
     "offline_models",
     "recording",
     "supported_model_types",
