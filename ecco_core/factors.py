@@ -15,7 +15,10 @@ The trap: NMF needs non-negative data. GPT-2's GELU dips slightly below 0,
 but Llama-style gated FFNs (``act(gate) * up``) are signed with as much mass
 below 0 as above; clipping at 0, as Ecco does, then throws half of each
 neuron away. The result reports the clipped fraction; PCA and ICA use the
-signed values.
+signed values. A second trap: causal models put a few activations tens of
+times larger than any other token's on the first token (an attention sink:
+SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
+``positions=range(1, n_tokens)`` or it takes a factor of its own.
 
 >>> import ecco_core as ec
 >>> cap = ec.capture(ec.load(), "The keys to the cabinet are on the table.")

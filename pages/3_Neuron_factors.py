@@ -41,8 +41,15 @@ first, last = controls[2].slider("Layers", 0, cap.n_layers - 1, (0, cap.n_layers
                                  key=f"factors_layers_{cap.n_layers}")
 skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",
                                     help="BOS, [CLS] and [SEP] often fire far above every other token.")
+skip_first = controls[3].checkbox(
+    "Skip the first token", value=cap.causal, key="factors_skip_first",
+    help="Causal models park a few activations tens of times larger than any other token's on the first "
+    "token (an attention sink); left in, it takes a factor of its own and dwarfs the rest.",
+)
 
-positions = tuple(i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]))
+positions = tuple(
+    i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]) and not (skip_first and i == 0)
+)
 capture_key = json.dumps([cap.model_name, cap.settings], sort_keys=True)
 result = None
 with dashboard.user_errors():

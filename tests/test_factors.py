@@ -1,5 +1,6 @@
 """Neuron factors (NMF, PCA, ICA) and per-neuron activations: recovery, invariants, shapes, messages, page."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -225,13 +226,16 @@ def _run(app: AppTest) -> AppTest:
     return app
 
 
-def test_page_shows_one_sparkline_per_factor_and_switches_method():
+def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     app = AppTest.from_file(PAGE)
     app.query_params["text"] = TEXT
     app.query_params["new"] = "0"
     _run(app)
     assert app.title[0].value == "Neuron factors"
-    assert "clipped to 0" in " ".join(caption.value for caption in app.caption)
+    n_tokens = len(ec.capture(lm, TEXT).tokens)
+    captions = " ".join(caption.value for caption in app.caption)
+    assert "clipped to 0" in captions
+    assert f"over {n_tokens - 1} tokens" in captions  # the first token (attention sink) is left out by default
     assert len(app.radio(key="factors_pick").options) == 10
 
     app.number_input(key="factors_n").set_value(4)
@@ -248,7 +252,7 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method():
 
 def test_page_reports_too_many_factors_as_an_error():
     app = AppTest.from_file(PAGE)
-    app.query_params["text"] = "Hello there"
+    app.query_params["text"] = "Hello there, friend"
     app.query_params["new"] = "0"
     _run(app)
-    assert any("n_components must be between 1 and 2" in error.value for error in app.error)
+    assert any(re.search(r"n_components must be between 1 and \d, got 10", error.value) for error in app.error)
