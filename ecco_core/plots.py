@@ -149,7 +149,7 @@ def heatmap(
 
 
 # ---- factors
-def factor_sparklines(token_activations, tokens, *, selected: int | None = None, labels=None):
+def factor_sparklines(token_activations, tokens, *, positions=None, selected: int | None = None, labels=None):
     """One small line chart per factor: its activation over the tokens (the Ecco paper's Figure 9).
 
     Each point carries ``customdata = [factor, position]`` so a click in
@@ -160,6 +160,9 @@ def factor_sparklines(token_activations, tokens, *, selected: int | None = None,
     token_activations : array-like of shape (n_components, n_tokens)
     tokens : sequence of str, length n_tokens
         Shown on hover (escaped).
+    positions : sequence of int, length n_tokens, optional
+        The tokens' positions in the text (``Factors.positions`` when some
+        were left out); ``0 .. n_tokens - 1`` by default.
     selected : int, optional
         Factor drawn in a strong colour; the others are grey.
     labels : sequence of str, length n_components, optional
@@ -177,9 +180,11 @@ def factor_sparklines(token_activations, tokens, *, selected: int | None = None,
     if len(tokens) != n_tokens:
         raise ValueError(f"tokens has {len(tokens)} entries for {n_tokens} columns of token_activations")
     labels = [f"F{factor}" for factor in range(n_components)] if labels is None else list(labels)
-    hover = [f"{position}: {escape_token(token)}" for position, token in enumerate(tokens)]
+    positions = np.arange(n_tokens) if positions is None else np.asarray(positions, dtype=int)
+    if len(positions) != n_tokens:
+        raise ValueError(f"positions has {len(positions)} entries for {n_tokens} columns of token_activations")
+    hover = [f"{position}: {escape_token(token)}" for position, token in zip(positions, tokens)]
     figure = make_subplots(rows=n_components, cols=1, shared_xaxes=True, vertical_spacing=0.004)
-    positions = np.arange(n_tokens)
     for factor, row in enumerate(values):
         color = "#2962ff" if factor == selected else "#8a8f98"
         figure.add_trace(
@@ -187,7 +192,9 @@ def factor_sparklines(token_activations, tokens, *, selected: int | None = None,
                 x=positions, y=row, mode="lines+markers", line={"width": 2 if factor == selected else 1.2,
                                                                  "color": color},
                 marker={"size": 3, "color": color}, fill="tozeroy",
-                customdata=np.stack([np.full(n_tokens, factor), positions], axis=1),
+                # Plain lists: a numpy customdata travels as a typed array and comes back from the
+                # browser's selection as {"0": factor, "1": position} instead of a pair.
+                customdata=[[factor, int(position)] for position in positions],
                 text=hover, hovertemplate=f"{labels[factor]} %{{text}}<br>%{{y:.3f}}<extra></extra>",
                 showlegend=False,
             ),

@@ -21,6 +21,13 @@ def cached_factors(_cap: ec.Capture, capture_key: str, n_components: int, method
     return ec.factors(_cap, n_components, method, layers=range(*layers), positions=list(positions))
 
 
+def pick_clicked_factor() -> None:
+    """A click on a sparkline picks its factor (runs before the rerun, so the radio can follow)."""
+    clicked = dashboard.clicked_cell(st.session_state["factors_sparklines"])
+    if clicked is not None:
+        st.session_state["factors_pick"] = clicked[0]
+
+
 st.set_page_config(page_title="Neuron factors", layout="wide")
 lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
@@ -63,10 +70,6 @@ st.caption(
     + ("" if result.converged else " The solver stopped at its iteration limit.")
 )
 
-clicked = dashboard.clicked_cell(st.session_state.get("factors_sparklines"))
-if clicked is not None and clicked != st.session_state.get("_factors_last_click"):
-    st.session_state["_factors_last_click"] = clicked
-    st.session_state["factors_pick"] = clicked[0]
 if st.session_state.get("factors_pick", 0) >= result.n_components:
     st.session_state["factors_pick"] = 0
 factor = st.radio("Factor", range(result.n_components), format_func=lambda f: f"F{f}", horizontal=True,
@@ -74,8 +77,9 @@ factor = st.radio("Factor", range(result.n_components), format_func=lambda f: f"
 
 left, right = st.columns([2, 3])
 with left:
-    sparklines = plots.factor_sparklines(result.token_activations, result.tokens, selected=factor)
-    st.plotly_chart(sparklines, on_select="rerun", selection_mode="points", key="factors_sparklines")
+    sparklines = plots.factor_sparklines(result.token_activations, result.tokens, positions=result.positions,
+                                         selected=factor)
+    st.plotly_chart(sparklines, on_select=pick_clicked_factor, selection_mode="points", key="factors_sparklines")
 with right:
     shading = np.zeros(cap.n_tokens)
     shading[result.positions] = result.token_activations[factor]

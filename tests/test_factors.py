@@ -209,6 +209,8 @@ def test_sparklines_carry_the_factor_and_escape_tokens():
     assert [int(trace.customdata[0][0]) for trace in figure.data] == [0, 1, 2]
     assert figure.data[0].text[0] == "0: &lt;b&gt;" and figure.data[0].text[2] == "2: &amp;"
     assert figure.data[1].line.color != figure.data[0].line.color
+    shifted = plots.factor_sparklines(values, ["a", "b", "c", "d"], positions=[1, 2, 4, 5])
+    assert list(shifted.data[2].x) == [1, 2, 4, 5] and list(shifted.data[2].customdata[3]) == [2, 5]
     with pytest.raises(ValueError, match="tokens has 2 entries for 4 columns"):
         plots.factor_sparklines(values, ["a", "b"])
 
