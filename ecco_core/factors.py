@@ -14,8 +14,9 @@ as the paper does for "the entire network".
 The trap: NMF needs non-negative data. GPT-2's GELU dips slightly below 0,
 but Llama-style gated FFNs (``act(gate) * up``) are signed with as much mass
 below 0 as above; clipping at 0, as Ecco does, then throws half of each
-neuron away. The result reports the clipped fraction; PCA and ICA use the
-signed values. A second trap: causal models put a few activations tens of
+neuron away. The result reports the clipped fraction; ``negatives="split"``
+keeps both sides as two non-negative columns per neuron, and PCA and ICA use
+the signed values. A second trap: causal models put a few activations tens of
 times larger than any other token's on the first token (an attention sink:
 SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
 ``positions=range(1, n_tokens)`` or it takes a factor of its own.
@@ -64,6 +65,9 @@ class Factors:
         The layers whose neurons were stacked, in order.
     neuron_layers, neuron_indices : ndarray of shape (n_neurons,), int
         Layer and index within its layer (0 .. d_ff - 1) of each column.
+    neuron_signs : ndarray of shape (n_neurons,), int
+        +1 for a neuron's activation (or its positive part), -1 for the
+        column holding its negated negative part (``negatives="split"``).
     positions : ndarray of shape (n_positions,), int
         The token positions analysed (all tokens unless ``positions`` was given).
     tokens : tuple of str, length n_positions
@@ -73,8 +77,12 @@ class Factors:
     explained_variance : float
         ``1 - ||X - X_hat||^2 / ||X - mean(X)||^2``: the share of the
         activations' variance over tokens that the factors reproduce.
+    negatives : str
+        How NMF treated negative activations: ``"clip"`` or ``"split"``
+        (``"signed"`` for PCA and ICA).
     clipped_fraction : float
-        Share of activation entries below 0 that NMF set to 0 (0.0 for PCA and ICA).
+        Share of activation entries below 0 that NMF set to 0 (0.0 when
+        split, and for PCA and ICA).
     converged : bool
         False when NMF or FastICA stopped at its iteration limit.
     seed : int
@@ -87,10 +95,12 @@ class Factors:
     layers: tuple[int, ...]
     neuron_layers: np.ndarray
     neuron_indices: np.ndarray
+    neuron_signs: np.ndarray
     positions: np.ndarray
     tokens: tuple[str, ...]
     reconstruction_error: float
     explained_variance: float
+    negatives: str
     clipped_fraction: float
     converged: bool
     seed: int
@@ -107,6 +117,11 @@ class Factors:
     def note(self) -> str:
         """What was done to the activations before factoring, in one sentence."""
         scope = f"{self.n_neurons} neurons of layers {_layer_span(self.layers)} over {len(self.positions)} tokens"
+        if self.negatives == "split":
+            return (
+                f"NMF of {scope}; each neuron's positive part and negated negative part are two "
+                "non-negative columns (sign +1 and -1), so nothing was clipped."
+            )
         if self.method == "nmf":
             return (
                 f"NMF of {scope}; negative activations ({self.clipped_fraction:.1%} of entries) "
@@ -122,8 +137,8 @@ class Factors:
 
         Returns
         -------
-        DataFrame with columns factor, rank (1 = strongest), layer, neuron, loading;
-        ``n_components * k`` rows.
+        DataFrame with columns factor, rank (1 = strongest), layer, neuron,
+        sign (see ``neuron_signs``), loading; ``n_components * k`` rows.
         """
         k = _check_count(k, "k", self.n_neurons)
         order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
@@ -135,6 +150,7 @@ class Factors:
                 "rank": np.tile(np.arange(1, k + 1), self.n_components),
                 "layer": self.neuron_layers[columns],
                 "neuron": self.neuron_indices[columns],
+                "sign": self.neuron_signs[columns],
                 "loading": self.components[factor, columns],
             }
         )
@@ -147,8 +163,8 @@ class Factors:
         return frame
 
     def loadings_frame(self) -> pd.DataFrame:
-        """Factor x neuron loadings: one row per neuron (layer, neuron), one column per factor."""
-        frame = pd.DataFrame({"layer": self.neuron_layers, "neuron": self.neuron_indices})
+        """Factor x neuron loadings: one row per neuron column (layer, neuron, sign), one column per factor."""
+        frame = pd.DataFrame({"layer": self.neuron_layers, "neuron": self.neuron_indices, "sign": self.neuron_signs})
         for factor, row in enumerate(self.components):
             frame[f"factor_{factor}"] = row
         return frame
@@ -234,8 +250,14 @@ METHODS: dict[str, Callable[[np.ndarray, int, int], _Fit]] = {
     "ica": _fit_ica,
 }
 """Decomposition methods by name: non-negative matrix factorisation (negatives
-clipped to 0), principal component analysis, independent component analysis
-(FastICA)."""
+clipped to 0 or split off), principal component analysis, independent
+component analysis (FastICA)."""
+
+NEGATIVES = {
+    "clip": "negative activations set to 0 (Ecco's way; loses the negative side of signed neurons)",
+    "split": "each neuron's positive part and negated negative part as two non-negative columns",
+}
+"""How NMF treats negative activations."""
 
 
 # ----------------------------------------------------------------- selection
@@ -311,6 +333,7 @@ def factors(
     layers=None,
     positions=None,
     seed: int = 0,
+    negatives: str = "clip",
 ) -> Factors:
     """Decompose FFN neuron activations into ``n_components`` factors.
 
@@ -332,13 +355,18 @@ def factors(
     seed : int, default 0
         Random state of NMF's SVD start and of FastICA; the result is the
         same for the same seed.
+    negatives : {"clip", "split"}, default "clip"
+        NMF only. ``"clip"`` sets negative activations to 0 (Ecco's way);
+        ``"split"`` gives every neuron two non-negative columns, its positive
+        part and its negated negative part (``neuron_signs`` +1 and -1), so
+        signed gated FFNs lose nothing; ``n_neurons`` doubles.
 
     Returns
     -------
     Factors
         ``token_activations`` (n_components, n_positions), ``components``
-        (n_components, n_neurons) labelled by ``neuron_layers`` and
-        ``neuron_indices``.
+        (n_components, n_neurons) labelled by ``neuron_layers``,
+        ``neuron_indices`` and ``neuron_signs``.
 
     Examples
     --------
@@ -348,31 +376,45 @@ def factors(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+    if method != "nmf" and negatives != "clip":
+        raise ValueError(f"negatives={negatives!r} applies to NMF only; {method.upper()} factors the signed values")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     layer_ids = _indices(layers, "layers", cap.n_layers, "layer")
     position_ids = _indices(positions, "positions", cap.n_tokens, "position")
     matrix = activation_matrix(cap, layer_ids, position_ids)
-    n_positions, n_neurons = matrix.shape
+    n_positions = matrix.shape[0]
     if n_positions < 2:
         raise ValueError(f"positions selects {n_positions} token; factors need at least 2 tokens")
-    n_components = _check_count(n_components, "n_components", min(n_positions, n_neurons))
+    d_ff = cap.ffn.shape[2]
+    neuron_layers = np.repeat(layer_ids, d_ff)
+    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
+    neuron_signs = np.ones(matrix.shape[1], dtype=int)
+    span = _layer_span(tuple(layer_ids.tolist()))
 
     clipped_fraction = 0.0
-    if method == "nmf":
+    if method == "nmf" and negatives == "split":
+        matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
+        neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
+        neuron_signs = np.repeat([1, -1], len(neuron_signs))
+        if not matrix.any():
+            raise ValueError(f"all activations of layers {span} are 0 on these tokens, so NMF has nothing to factor")
+    elif method == "nmf":
         negative = matrix < 0
         clipped_fraction = float(negative.mean())
         matrix = np.where(negative, 0, matrix)
         if not matrix.any():
             raise ValueError(
-                f"all activations of layers {_layer_span(tuple(layer_ids.tolist()))} are <= 0 on these tokens, "
-                "so NMF has nothing to factor; try method='pca' or 'ica'"
+                f"all activations of layers {span} are <= 0 on these tokens, so NMF has nothing to factor; "
+                "try negatives='split', method='pca' or method='ica'"
             )
     elif not np.ptp(matrix, axis=0).any():
         raise ValueError(
-            f"the activations of layers {_layer_span(tuple(layer_ids.tolist()))} do not vary over these tokens, "
-            f"so {method.upper()} has nothing to factor"
+            f"the activations of layers {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
         )
+    n_components = _check_count(n_components, "n_components", min(matrix.shape))
 
     fit = METHODS[method](matrix, n_components, int(seed))
     weights, components = fit.token_activations, fit.components
@@ -386,19 +428,20 @@ def factors(
     residual = float(np.sum((matrix - reconstruction) ** 2, dtype=np.float64))
     total = float(np.sum(matrix.astype(np.float64) ** 2))
     variance = float(np.sum((matrix - matrix.mean(axis=0, dtype=np.float64)) ** 2))
-    d_ff = cap.ffn.shape[2]
     return Factors(
         method=method,
         token_activations=weights.T.copy(),
         components=components,
         mean=fit.mean,
         layers=tuple(int(i) for i in layer_ids),
-        neuron_layers=np.repeat(layer_ids, d_ff),
-        neuron_indices=np.tile(np.arange(d_ff), len(layer_ids)),
+        neuron_layers=neuron_layers,
+        neuron_indices=neuron_indices,
+        neuron_signs=neuron_signs,
         positions=position_ids,
         tokens=tuple(cap.tokens[i] for i in position_ids),
         reconstruction_error=float(np.sqrt(residual / total)),
         explained_variance=1.0 - residual / variance if variance > 0 else 0.0,
+        negatives=negatives if method == "nmf" else "signed",
         clipped_fraction=clipped_fraction,
         converged=bool(fit.converged),
         seed=int(seed),

@@ -9,7 +9,7 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import plots
-from ecco_core.factors import METHODS
+from ecco_core.factors import METHODS, NEGATIVES
 
 METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
 MAX_FACTORS = 30
@@ -17,8 +17,9 @@ MAX_FACTORS = 30
 
 @st.cache_data(max_entries=32, show_spinner="Factoring the neuron activations…")
 def cached_factors(_cap: ec.Capture, capture_key: str, n_components: int, method: str, layers: tuple,
-                   positions: tuple) -> ec.Factors:
-    return ec.factors(_cap, n_components, method, layers=range(*layers), positions=list(positions))
+                   positions: tuple, negatives: str) -> ec.Factors:
+    return ec.factors(_cap, n_components, method, layers=range(*layers), positions=list(positions),
+                      negatives=negatives)
 
 
 def pick_clicked_factor() -> None:
@@ -42,6 +43,12 @@ st.caption(
 
 controls = st.columns([2, 1, 3, 2])
 method = controls[0].selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="factors_method")
+negatives = controls[0].selectbox(
+    "NMF: negative activations", list(NEGATIVES), key="factors_negatives", disabled=method != "nmf",
+    format_func={"clip": "clip to 0 (as Ecco)", "split": "split into +/- columns"}.get,
+    help="Gated FFNs (Llama, SmolLM2) are as negative as positive: clipping drops that half, "
+    "splitting keeps it as a second non-negative column per neuron.",
+)
 n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, value=10,
                                         key="factors_n")
 first, last = controls[2].slider("Layers", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
@@ -60,7 +67,8 @@ positions = tuple(
 capture_key = json.dumps([cap.model_name, cap.settings], sort_keys=True)
 result = None
 with dashboard.user_errors():
-    result = cached_factors(cap, capture_key, int(n_components), method, (first, last + 1), positions)
+    result = cached_factors(cap, capture_key, int(n_components), method, (first, last + 1), positions,
+                            negatives if method == "nmf" else "clip")
 if result is None:
     st.stop()
 

@@ -85,6 +85,26 @@ def test_factors_reconstruct_the_activations_they_report(cap, method):
     assert 0 < result.explained_variance <= 1
 
 
+def test_split_negatives_keep_both_sides_of_signed_neurons(cap):
+    signed = activation_matrix(cap, [2, 9])
+    result = ec.factors(cap, n_components=5, method="nmf", layers=[2, 9], negatives="split")
+    n_neurons = signed.shape[1]
+    assert result.components.shape == (5, 2 * n_neurons) and (result.components >= 0).all()
+    assert result.clipped_fraction == 0.0 and "nothing was clipped" in result.note
+    assert list(result.neuron_signs[[0, n_neurons - 1, n_neurons, -1]]) == [1, 1, -1, -1]
+    assert (result.neuron_indices[:n_neurons] == result.neuron_indices[n_neurons:]).all()
+    split = np.concatenate([np.maximum(signed, 0), np.maximum(-signed, 0)], axis=1)
+    reconstruction = result.token_activations.T @ result.components
+    assert result.reconstruction_error == pytest.approx(
+        np.linalg.norm(split - reconstruction) / np.linalg.norm(split), rel=1e-4)
+    # Positive part minus negative part gives back a signed estimate of every neuron.
+    signed_estimate = reconstruction[:, :n_neurons] - reconstruction[:, n_neurons:]
+    clipped = ec.factors(cap, n_components=5, method="nmf", layers=[2, 9])
+    clipped_estimate = clipped.token_activations.T @ clipped.components
+    assert np.linalg.norm(signed - signed_estimate) < np.linalg.norm(signed - clipped_estimate)
+    assert set(result.top_neurons(3)["sign"]) <= {1, -1}
+
+
 @pytest.mark.parametrize("method", ["nmf", "ica"])
 def test_the_same_seed_gives_the_same_factors(cap, method):
     first = ec.factors(cap, 4, method, layers=3, seed=7)
@@ -117,6 +137,7 @@ def test_tables_label_every_factor_token_and_neuron(cap):
     np.testing.assert_array_equal(tokens["factor_2"], result.token_activations[2])
 
     loadings = result.loadings_frame()
+    assert list(loadings.columns[:3]) == ["layer", "neuron", "sign"] and (loadings["sign"] == 1).all()
     assert len(loadings) == result.n_neurons == 2 * cap.ffn.shape[2]
     assert set(loadings["layer"]) == {10, 11}
 
@@ -152,6 +173,8 @@ def test_factors_work_on_every_family(tiny):
         ({"layers": True}, TypeError, "layers must be an int, a range, a slice or a sequence of ints"),
         ({"layers": "0-3"}, TypeError, "layers must be an int"),
         ({"positions": [0]}, ValueError, "factors need at least 2 tokens"),
+        ({"negatives": "abs"}, ValueError, r"negatives must be one of \['clip', 'split'\], got 'abs'"),
+        ({"method": "pca", "negatives": "split"}, ValueError, "negatives='split' applies to NMF only"),
         ({"positions": [0, 500]}, ValueError, "position 500 is out of range"),
     ],
 )
@@ -161,12 +184,14 @@ def test_bad_arguments_name_themselves(cap, arguments, error, message):
 
 
 def test_activations_with_nothing_to_factor_are_refused():
-    with pytest.raises(ValueError, match="all activations of layers 0-1 are <= 0.*try method='pca'"):
+    with pytest.raises(ValueError, match="all activations of layers 0-1 are <= 0.*try negatives='split', method='pca'"):
         ec.factors(capture_of(-np.ones((2, 6, 8))), n_components=2, method="nmf")
     with pytest.raises(ValueError, match="do not vary over these tokens, so PCA has nothing to factor"):
         ec.factors(capture_of(np.ones((2, 6, 8))), n_components=2, method="pca")
     with pytest.raises(ValueError, match="all activations of layers 0 are <= 0"):
         ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", layers=0)
+    with pytest.raises(ValueError, match="all activations of layers 0 are 0 on these tokens"):
+        ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", negatives="split")
 
 
 # ------------------------------------------------------------------ neurons
@@ -241,8 +266,11 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     assert len(app.radio(key="factors_pick").options) == 10
 
     app.number_input(key="factors_n").set_value(4)
-    app.selectbox(key="factors_method").set_value("pca")
     app.slider(key="factors_layers_30").set_value((2, 3))
+    app.selectbox(key="factors_negatives").set_value("split")
+    _run(app)
+    assert "NMF of 6144 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
+    app.selectbox(key="factors_method").set_value("pca")
     _run(app)
     assert not app.error
     assert "PCA of 3072 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
