@@ -269,6 +269,12 @@ def _check_count(value, name: str, upper: int) -> int:
     return int(value)
 
 
+def _check_scalar(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
 def _indices(selection, name: str, size: int, unit: str) -> np.ndarray:
     """Resolve an int, a slice, a range or a sequence of ints against ``range(size)``."""
     allowed = f"{unit}s 0-{size - 1}"
@@ -494,9 +500,3 @@ def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = No
         activations=layer_activations[chosen],
         tokens=tuple(cap.tokens),
     )
-
-
-def _check_scalar(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    return int(value)

@@ -286,3 +286,14 @@ def test_page_reports_too_many_factors_as_an_error():
     app.query_params["new"] = "0"
     _run(app)
     assert any(re.search(r"n_components must be between 1 and \d, got 10", error.value) for error in app.error)
+
+
+def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):
+    app = AppTest.from_file(PAGE)
+    app.query_params["model"] = ec.DEFAULT_ENCODER
+    app.query_params["text"] = TEXT
+    _run(app)
+    cap = ec.capture(encoder, TEXT)
+    assert cap.special[0] and cap.special[-1]
+    captions = " ".join(caption.value for caption in app.caption)
+    assert f"NMF of {6 * encoder.d_ff} neurons of layers 0-5 over {cap.n_tokens - 2} tokens" in captions
