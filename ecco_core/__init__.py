@@ -7,6 +7,7 @@
 """
 
 from .capture import Capture, capture, recording
+from .factors import Factors, Neurons, factors, neurons
 from .lens import Rankings, rankings, suggest_candidates, watch
 from .models import (
     DEFAULT_ENCODER,
@@ -26,10 +27,14 @@ __all__ = [
     "capture",
     "DEFAULT_ENCODER",
     "DEFAULT_MODEL",
+    "Factors",
+    "factors",
     "FAMILIES",
     "FamilySpec",
     "LM",
     "load",
+    "Neurons",
+    "neurons",
     "offline_models",
     "probe_table",
     "ProbeData",

@@ -310,3 +310,93 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
     layers = list(dict.fromkeys(frame["layer"].astype(str)))
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=layers)
     return figure
+
+
+# ---- factors
+def factor_sparklines(token_activations, tokens, *, positions=None, selected: int | None = None, labels=None):
+    """One small line chart per factor: its activation over the tokens (the Ecco paper's Figure 9).
+
+    Each point carries ``customdata = [factor, position]`` so a click in
+    Streamlit (``st.plotly_chart(on_select=...)``) tells which factor was picked.
+
+    Parameters
+    ----------
+    token_activations : array-like of shape (n_components, n_tokens)
+    tokens : sequence of str, length n_tokens
+        Shown on hover (escaped).
+    positions : sequence of int, length n_tokens, optional
+        The tokens' positions in the text (``Factors.positions`` when some
+        were left out); ``0 .. n_tokens - 1`` by default.
+    selected : int, optional
+        Factor drawn in a strong colour; the others are grey.
+    labels : sequence of str, length n_components, optional
+        Row titles; ``"F0"``, ``"F1"``, ... by default.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    values = np.asarray(token_activations, dtype=float)
+    n_components, n_tokens = values.shape
+    if len(tokens) != n_tokens:
+        raise ValueError(f"tokens has {len(tokens)} entries for {n_tokens} columns of token_activations")
+    labels = [f"F{factor}" for factor in range(n_components)] if labels is None else list(labels)
+    positions = np.arange(n_tokens) if positions is None else np.asarray(positions, dtype=int)
+    if len(positions) != n_tokens:
+        raise ValueError(f"positions has {len(positions)} entries for {n_tokens} columns of token_activations")
+    hover = [f"{position}: {escape_token(token)}" for position, token in zip(positions, tokens)]
+    figure = make_subplots(rows=n_components, cols=1, shared_xaxes=True, vertical_spacing=0.004)
+    for factor, row in enumerate(values):
+        color = "#2962ff" if factor == selected else "#8a8f98"
+        figure.add_trace(
+            go.Scatter(
+                x=positions, y=row, mode="lines+markers", line={"width": 2 if factor == selected else 1.2,
+                                                                 "color": color},
+                marker={"size": 3, "color": color}, fill="tozeroy",
+                # Plain lists: a numpy customdata travels as a typed array and comes back from the
+                # browser's selection as {"0": factor, "1": position} instead of a pair.
+                customdata=[[factor, int(position)] for position in positions],
+                text=hover, hovertemplate=f"{labels[factor]} %{{text}}<br>%{{y:.3f}}<extra></extra>",
+                showlegend=False,
+            ),
+            row=factor + 1, col=1,
+        )
+        figure.update_yaxes(title={"text": labels[factor], "standoff": 2}, showticklabels=False,
+                            showgrid=False, zeroline=False, row=factor + 1, col=1)
+    figure.update_xaxes(showgrid=False, showticklabels=False)
+    figure.update_xaxes(showticklabels=True, title="token position", row=n_components, col=1)
+    figure.update_layout(height=48 * n_components + 70, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         clickmode="event+select", hovermode="closest")
+    return figure
+
+
+def token_bars(values, tokens, *, title: str = "", y_title: str = "activation"):
+    """Signed values per token as bars (positive blue, negative red), e.g. one neuron's activation.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_tokens,)
+    tokens : sequence of str, length n_tokens
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    values = np.asarray(values, dtype=float)
+    if len(tokens) != len(values):
+        raise ValueError(f"values has {len(values)} entries for {len(tokens)} tokens")
+    figure = go.Figure(
+        go.Bar(
+            x=axis_labels(tokens), y=values, marker_color=np.where(values >= 0, "#2962ff", "#e53935"),
+            hovertext=[escape_token(token) for token in tokens], hoverinfo="text+y",
+        )
+    )
+    figure.update_layout(title=title, yaxis_title=y_title, height=320,
+                         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
+    figure.update_xaxes(type="category", tickangle=-45)
+    return figure

@@ -1,0 +1,502 @@
+"""FFN neuron activations and their factors: NMF, PCA and ICA over the tokens of a text.
+
+A model's FFN layers hold thousands of neurons (SmolLM2-135M: 30 layers x 1536
+= 46,080). Decomposing the activation matrix of shape (n_tokens, n_neurons)
+into a few factors (the Ecco paper's section 4.2-4.3, Figures 9 and 10)
+gives each factor a firing pattern over the tokens and a loading on every
+neuron::
+
+    activations (n_tokens, n_neurons) ~= token_activations.T @ components  (+ per-neuron mean for PCA and ICA)
+
+Several layers are analysed together by stacking their neurons side by side,
+as the paper does for "the entire network".
+
+The trap: NMF needs non-negative data. GPT-2's GELU dips slightly below 0,
+but Llama-style gated FFNs (``act(gate) * up``) are signed with as much mass
+below 0 as above; clipping at 0, as Ecco does, then throws half of each
+neuron away. The result reports the clipped fraction; ``negatives="split"``
+keeps both sides as two non-negative columns per neuron, and PCA and ICA use
+the signed values. A second trap: causal models put a few activations tens of
+times larger than any other token's on the first token (an attention sink:
+SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
+``positions=range(1, n_tokens)`` or it takes a factor of its own.
+
+>>> import ecco_core as ec
+>>> cap = ec.capture(ec.load(), "The keys to the cabinet are on the table.")
+>>> result = ec.factors(cap, n_components=5, method="nmf", layers=range(0, 6))
+>>> result.token_activations.shape               # (n_components, n_tokens)
+(5, 10)
+>>> result.top_neurons(3).head(3)                # factor, rank, layer, neuron, loading
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import NMF, PCA, FastICA
+
+from .capture import Capture
+
+MAX_ITER = 1000
+TOLERANCE = 1e-4
+
+
+# ------------------------------------------------------------------ results
+@dataclass(frozen=True, eq=False)
+class Factors:
+    """A decomposition of FFN activations into a few factors.
+
+    Attributes
+    ----------
+    method : str
+        ``"nmf"``, ``"pca"`` or ``"ica"``.
+    token_activations : ndarray of shape (n_components, n_positions)
+        How strongly each factor fires on each analysed token.
+    components : ndarray of shape (n_components, n_neurons)
+        Each factor's loading on every neuron (NMF's ``H``, PCA's orthonormal
+        axes, ICA's mixing matrix transposed), so that the analysed matrix is
+        ``token_activations.T @ components`` (plus ``mean`` for PCA and ICA).
+    mean : ndarray of shape (n_neurons,)
+        Per-neuron mean removed before PCA and ICA; zeros for NMF.
+    layers : tuple of int
+        The layers whose neurons were stacked, in order.
+    neuron_layers, neuron_indices : ndarray of shape (n_neurons,), int
+        Layer and index within its layer (0 .. d_ff - 1) of each column.
+    neuron_signs : ndarray of shape (n_neurons,), int
+        +1 for a neuron's activation (or its positive part), -1 for the
+        column holding its negated negative part (``negatives="split"``).
+    positions : ndarray of shape (n_positions,), int
+        The token positions analysed (all tokens unless ``positions`` was given).
+    tokens : tuple of str, length n_positions
+        Display text of the analysed tokens.
+    reconstruction_error : float
+        ``||X - X_hat||_F / ||X||_F`` of the analysed matrix ``X`` (clipped for NMF).
+    explained_variance : float
+        ``1 - ||X - X_hat||^2 / ||X - mean(X)||^2``: the share of the
+        activations' variance over tokens that the factors reproduce.
+    negatives : str
+        How NMF treated negative activations: ``"clip"`` or ``"split"``
+        (``"signed"`` for PCA and ICA).
+    clipped_fraction : float
+        Share of activation entries below 0 that NMF set to 0 (0.0 when
+        split, and for PCA and ICA).
+    converged : bool
+        False when NMF or FastICA stopped at its iteration limit.
+    seed : int
+    """
+
+    method: str
+    token_activations: np.ndarray
+    components: np.ndarray
+    mean: np.ndarray
+    layers: tuple[int, ...]
+    neuron_layers: np.ndarray
+    neuron_indices: np.ndarray
+    neuron_signs: np.ndarray
+    positions: np.ndarray
+    tokens: tuple[str, ...]
+    reconstruction_error: float
+    explained_variance: float
+    negatives: str
+    clipped_fraction: float
+    converged: bool
+    seed: int
+
+    @property
+    def n_components(self) -> int:
+        return self.token_activations.shape[0]
+
+    @property
+    def n_neurons(self) -> int:
+        return self.components.shape[1]
+
+    @property
+    def note(self) -> str:
+        """What was done to the activations before factoring, in one sentence."""
+        scope = f"{self.n_neurons} neurons of layers {_layer_span(self.layers)} over {len(self.positions)} tokens"
+        if self.negatives == "split":
+            return (
+                f"NMF of {scope}; each neuron's positive part and negated negative part are two "
+                "non-negative columns (sign +1 and -1), so nothing was clipped."
+            )
+        if self.method == "nmf":
+            return (
+                f"NMF of {scope}; negative activations ({self.clipped_fraction:.1%} of entries) "
+                "were clipped to 0 because NMF needs non-negative data."
+            )
+        return (
+            f"{self.method.upper()} of {scope}; each neuron's mean was removed and each factor's sign "
+            "chosen so that its strongest token is positive."
+        )
+
+    def top_neurons(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` neurons with the largest loading magnitude in each factor.
+
+        Returns
+        -------
+        DataFrame with columns factor, rank (1 = strongest), layer, neuron,
+        sign (see ``neuron_signs``), loading; ``n_components * k`` rows.
+        """
+        k = _check_count(k, "k", self.n_neurons)
+        order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
+        factor = np.repeat(np.arange(self.n_components), k)
+        columns = order.ravel()
+        return pd.DataFrame(
+            {
+                "factor": factor,
+                "rank": np.tile(np.arange(1, k + 1), self.n_components),
+                "layer": self.neuron_layers[columns],
+                "neuron": self.neuron_indices[columns],
+                "sign": self.neuron_signs[columns],
+                "loading": self.components[factor, columns],
+            }
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Factor x token activations: one row per analysed token, one column per factor."""
+        frame = pd.DataFrame({"position": self.positions, "token": list(self.tokens)})
+        for factor, row in enumerate(self.token_activations):
+            frame[f"factor_{factor}"] = row
+        return frame
+
+    def loadings_frame(self) -> pd.DataFrame:
+        """Factor x neuron loadings: one row per neuron column (layer, neuron, sign), one column per factor."""
+        frame = pd.DataFrame({"layer": self.neuron_layers, "neuron": self.neuron_indices, "sign": self.neuron_signs})
+        for factor, row in enumerate(self.components):
+            frame[f"factor_{factor}"] = row
+        return frame
+
+
+@dataclass(frozen=True, eq=False)
+class Neurons:
+    """Some neurons of one layer and their activation on every token.
+
+    Attributes
+    ----------
+    layer : int
+    position : int or None
+        The token the neurons were ranked on; None when ranked over all tokens.
+    neurons : ndarray of shape (n_neurons,), int
+        Indices within the layer (0 .. d_ff - 1), strongest first when ranked.
+    scores : ndarray of shape (n_neurons,)
+        What they were ranked by: ``|activation|`` at ``position``, or the
+        peak ``|activation|`` over all tokens.
+    activations : ndarray of shape (n_neurons, n_tokens)
+        Each neuron's (signed) activation on every token.
+    tokens : tuple of str, length n_tokens
+    """
+
+    layer: int
+    position: int | None
+    neurons: np.ndarray
+    scores: np.ndarray
+    activations: np.ndarray
+    tokens: tuple[str, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (neuron, token): layer, neuron, score, position, token, activation."""
+        n_neurons, n_tokens = self.activations.shape
+        return pd.DataFrame(
+            {
+                "layer": self.layer,
+                "neuron": np.repeat(self.neurons, n_tokens),
+                "score": np.repeat(self.scores, n_tokens),
+                "position": np.tile(np.arange(n_tokens), n_neurons),
+                "token": list(self.tokens) * n_neurons,
+                "activation": self.activations.ravel(),
+            }
+        )
+
+
+# ------------------------------------------------------------- decompositions
+@dataclass(frozen=True)
+class _Fit:
+    token_activations: np.ndarray  # (n_positions, n_components)
+    components: np.ndarray  # (n_components, n_neurons)
+    mean: np.ndarray  # (n_neurons,)
+    converged: bool
+
+
+def _fit_nmf(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
+    # nndsvda starts from an SVD, so it needs far fewer iterations than Ecco's random start.
+    model = NMF(n_components=n_components, init="nndsvda", solver="cd", max_iter=MAX_ITER,
+                tol=TOLERANCE, random_state=seed)
+    weights = model.fit_transform(matrix)
+    return _Fit(weights, model.components_, np.zeros(matrix.shape[1], matrix.dtype), model.n_iter_ < MAX_ITER)
+
+
+def _fit_pca(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
+    # ARPACK finds only the leading axes (seconds -> a fraction of one on 46,080 neurons); it needs
+    # n_components < min(n_positions, n_neurons), the full SVD covers the rest.
+    solver = "arpack" if n_components < min(matrix.shape) else "full"
+    model = PCA(n_components=n_components, svd_solver=solver, random_state=seed)
+    weights = model.fit_transform(matrix)
+    return _Fit(weights, model.components_, model.mean_, True)
+
+
+def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
+    model = FastICA(n_components=n_components, whiten="unit-variance", max_iter=MAX_ITER, tol=TOLERANCE,
+                    random_state=seed)
+    sources = model.fit_transform(matrix)
+    return _Fit(sources, model.mixing_.T, model.mean_, model.n_iter_ < MAX_ITER)
+
+
+METHODS: dict[str, Callable[[np.ndarray, int, int], _Fit]] = {
+    "nmf": _fit_nmf,
+    "pca": _fit_pca,
+    "ica": _fit_ica,
+}
+"""Decomposition methods by name: non-negative matrix factorisation (negatives
+clipped to 0 or split off), principal component analysis, independent
+component analysis (FastICA)."""
+
+NEGATIVES = {
+    "clip": "negative activations set to 0 (Ecco's way; loses the negative side of signed neurons)",
+    "split": "each neuron's positive part and negated negative part as two non-negative columns",
+}
+"""How NMF treats negative activations."""
+
+
+# ----------------------------------------------------------------- selection
+def _check_count(value, name: str, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 1 <= value <= upper:
+        raise ValueError(f"{name} must be between 1 and {upper}, got {value}")
+    return int(value)
+
+
+def _check_scalar(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
+def _indices(selection, name: str, size: int, unit: str) -> np.ndarray:
+    """Resolve an int, a slice, a range or a sequence of ints against ``range(size)``."""
+    allowed = f"{unit}s 0-{size - 1}"
+    if selection is None:
+        return np.arange(size)
+    if isinstance(selection, slice):
+        resolved = np.arange(size)[selection]
+    elif isinstance(selection, (int, np.integer)) and not isinstance(selection, bool):
+        resolved = np.array([selection])
+    elif isinstance(selection, (str, bytes)) or not hasattr(selection, "__iter__"):
+        raise TypeError(f"{name} must be an int, a range, a slice or a sequence of ints, got {selection!r}")
+    else:
+        items = list(selection)
+        if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in items):
+            raise TypeError(f"{name} must hold ints, got {selection!r}")
+        resolved = np.array(items, dtype=int)
+    if resolved.size == 0:
+        raise ValueError(f"{name}={selection!r} selects no {unit}s; the capture has {allowed}")
+    out_of_range = resolved[(resolved < 0) | (resolved >= size)]
+    if out_of_range.size:
+        raise ValueError(f"{name}={selection!r}: {unit} {int(out_of_range[0])} is out of range; "
+                         f"the capture has {allowed}")
+    if np.unique(resolved).size != resolved.size:
+        raise ValueError(f"{name}={selection!r} repeats a {unit}")
+    return resolved
+
+
+def _layer_span(layers: tuple[int, ...]) -> str:
+    contiguous = len(layers) > 1 and layers == tuple(range(layers[0], layers[-1] + 1))
+    if contiguous:
+        return f"{layers[0]}-{layers[-1]}"
+    return ", ".join(map(str, layers))
+
+
+def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
+    """FFN activations of some layers stacked along the neuron axis.
+
+    Parameters
+    ----------
+    cap : Capture
+    layers : int, range, slice, sequence of int or None
+        None for every layer.
+    positions : int, range, slice, sequence of int or None
+        Token positions; None for all.
+
+    Returns
+    -------
+    ndarray of shape (n_positions, len(layers) * d_ff)
+        Column ``i * d_ff + j`` is neuron ``j`` of the ``i``-th selected layer.
+    """
+    layer_ids = _indices(layers, "layers", cap.n_layers, "layer")
+    position_ids = _indices(positions, "positions", cap.n_tokens, "position")
+    selected = cap.ffn[layer_ids][:, position_ids]  # (n_layers_selected, n_positions, d_ff)
+    return selected.transpose(1, 0, 2).reshape(len(position_ids), -1)
+
+
+# ------------------------------------------------------------------ factors
+def factors(
+    cap: Capture,
+    n_components: int = 10,
+    method: str = "nmf",
+    layers=None,
+    positions=None,
+    seed: int = 0,
+    negatives: str = "clip",
+) -> Factors:
+    """Decompose FFN neuron activations into ``n_components`` factors.
+
+    Parameters
+    ----------
+    cap : Capture
+        From :func:`ecco_core.capture`; reads ``cap.ffn`` of shape (n_layers, n_tokens, d_ff).
+    n_components : int, default 10
+        Number of factors, 1 to ``min(n_positions, n_neurons)``.
+    method : {"nmf", "pca", "ica"}, default "nmf"
+        See :data:`METHODS`. NMF clips negative activations to 0 first (the
+        result's ``clipped_fraction`` says how many); PCA and ICA centre each
+        neuron and orient each factor so its strongest token is positive.
+    layers : int, range, slice, sequence of int or None, default None
+        Which layers' neurons to stack (``n_neurons = len(layers) * d_ff``);
+        None for the entire network.
+    positions : int, range, slice, sequence of int or None, default None
+        Which token positions to analyse (e.g. all but a BOS token); None for all.
+    seed : int, default 0
+        Random state of NMF's SVD start and of FastICA; the result is the
+        same for the same seed.
+    negatives : {"clip", "split"}, default "clip"
+        NMF only. ``"clip"`` sets negative activations to 0 (Ecco's way);
+        ``"split"`` gives every neuron two non-negative columns, its positive
+        part and its negated negative part (``neuron_signs`` +1 and -1), so
+        signed gated FFNs lose nothing; ``n_neurons`` doubles.
+
+    Returns
+    -------
+    Factors
+        ``token_activations`` (n_components, n_positions), ``components``
+        (n_components, n_neurons) labelled by ``neuron_layers``,
+        ``neuron_indices`` and ``neuron_signs``.
+
+    Examples
+    --------
+    >>> result = factors(cap, n_components=10, method="nmf", layers=0)   # the paper's Figure 9
+    >>> result.token_activations.shape == (10, cap.n_tokens)
+    True
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+    if method != "nmf" and negatives != "clip":
+        raise ValueError(f"negatives={negatives!r} applies to NMF only; {method.upper()} factors the signed values")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    layer_ids = _indices(layers, "layers", cap.n_layers, "layer")
+    position_ids = _indices(positions, "positions", cap.n_tokens, "position")
+    matrix = activation_matrix(cap, layer_ids, position_ids)
+    n_positions = matrix.shape[0]
+    if n_positions < 2:
+        raise ValueError(f"positions selects {n_positions} token; factors need at least 2 tokens")
+    d_ff = cap.ffn.shape[2]
+    neuron_layers = np.repeat(layer_ids, d_ff)
+    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
+    neuron_signs = np.ones(matrix.shape[1], dtype=int)
+    span = _layer_span(tuple(layer_ids.tolist()))
+
+    clipped_fraction = 0.0
+    if method == "nmf" and negatives == "split":
+        matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
+        neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
+        neuron_signs = np.repeat([1, -1], len(neuron_signs))
+        if not matrix.any():
+            raise ValueError(f"all activations of layers {span} are 0 on these tokens, so NMF has nothing to factor")
+    elif method == "nmf":
+        negative = matrix < 0
+        clipped_fraction = float(negative.mean())
+        matrix = np.where(negative, 0, matrix)
+        if not matrix.any():
+            raise ValueError(
+                f"all activations of layers {span} are <= 0 on these tokens, so NMF has nothing to factor; "
+                "try negatives='split', method='pca' or method='ica'"
+            )
+    elif not np.ptp(matrix, axis=0).any():
+        raise ValueError(
+            f"the activations of layers {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
+        )
+    n_components = _check_count(n_components, "n_components", min(matrix.shape))
+
+    fit = METHODS[method](matrix, n_components, int(seed))
+    weights, components = fit.token_activations, fit.components
+    if method != "nmf":
+        strongest = np.abs(weights).argmax(axis=0)
+        signs = np.sign(weights[strongest, np.arange(n_components)])
+        signs[signs == 0] = 1
+        weights, components = weights * signs, components * signs[:, None]
+
+    reconstruction = weights @ components + fit.mean
+    residual = float(np.sum((matrix - reconstruction) ** 2, dtype=np.float64))
+    total = float(np.sum(matrix.astype(np.float64) ** 2))
+    variance = float(np.sum((matrix - matrix.mean(axis=0, dtype=np.float64)) ** 2))
+    return Factors(
+        method=method,
+        token_activations=weights.T.copy(),
+        components=components,
+        mean=fit.mean,
+        layers=tuple(int(i) for i in layer_ids),
+        neuron_layers=neuron_layers,
+        neuron_indices=neuron_indices,
+        neuron_signs=neuron_signs,
+        positions=position_ids,
+        tokens=tuple(cap.tokens[i] for i in position_ids),
+        reconstruction_error=float(np.sqrt(residual / total)),
+        explained_variance=1.0 - residual / variance if variance > 0 else 0.0,
+        negatives=negatives if method == "nmf" else "signed",
+        clipped_fraction=clipped_fraction,
+        converged=bool(fit.converged),
+        seed=int(seed),
+    )
+
+
+# ------------------------------------------------------------------ neurons
+def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = None, *, ids=None) -> Neurons:
+    """The most active neurons of one layer, and each one's activation on every token.
+
+    Activity is magnitude: Llama-style gated FFNs fire as strongly below 0 as
+    above, and GPT-2's GELU barely goes below 0, so ``|activation|`` ranks
+    both alike.
+
+    Parameters
+    ----------
+    cap : Capture
+    layer : int
+        0 to n_layers - 1.
+    top_k : int, default 10
+        How many neurons, 1 to d_ff.
+    position : int, optional
+        Rank by ``|activation|`` on this token; by default by the peak
+        ``|activation|`` over all tokens.
+    ids : sequence of int, optional
+        Report these neurons (0 .. d_ff - 1), in this order, instead of the top ``top_k``.
+
+    Returns
+    -------
+    Neurons
+        ``activations`` of shape (n_neurons, n_tokens).
+    """
+    (layer,) = _indices(_check_scalar(layer, "layer"), "layer", cap.n_layers, "layer")
+    layer_activations = cap.ffn[layer].T  # (d_ff, n_tokens)
+    d_ff = layer_activations.shape[0]
+    if position is None:
+        strength = np.abs(layer_activations).max(axis=1)
+    else:
+        (position,) = _indices(_check_scalar(position, "position"), "position", cap.n_tokens, "position")
+        strength = np.abs(layer_activations[:, position])
+    if ids is None:
+        chosen = np.argsort(-strength, kind="stable")[: _check_count(top_k, "top_k", d_ff)]
+    else:
+        chosen = _indices(ids, "ids", d_ff, "neuron")
+    return Neurons(
+        layer=int(layer),
+        position=None if position is None else int(position),
+        neurons=chosen,
+        scores=strength[chosen],
+        activations=layer_activations[chosen],
+        tokens=tuple(cap.tokens),
+    )

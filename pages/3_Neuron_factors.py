@@ -1,0 +1,133 @@
+"""Neuron factors: FFN activations decomposed into a few factors (the Ecco paper's Figures 9 and 10)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from ecco_core import plots
+from ecco_core.factors import METHODS, NEGATIVES
+
+METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
+MAX_FACTORS = 30
+
+
+@st.cache_data(max_entries=32, show_spinner="Factoring the neuron activations…")
+def cached_factors(_cap: ec.Capture, capture_key: str, n_components: int, method: str, layers: tuple,
+                   positions: tuple, negatives: str) -> ec.Factors:
+    return ec.factors(_cap, n_components, method, layers=range(*layers), positions=list(positions),
+                      negatives=negatives)
+
+
+def pick_clicked_factor() -> None:
+    """A click on a sparkline picks its factor (runs before the rerun, so the radio can follow)."""
+    clicked = dashboard.clicked_cell(st.session_state["factors_sparklines"])
+    if clicked is not None:
+        st.session_state["factors_pick"] = clicked[0]
+
+
+st.set_page_config(page_title="Neuron factors", layout="wide")
+lm, cap = dashboard.sidebar()
+cap = dashboard.require_capture(cap)
+
+st.title("Neuron factors")
+st.caption(
+    "The FFN neurons of the chosen layers (stacked side by side) over every token, decomposed into a few "
+    "factors: groups of neurons that fire together. Each sparkline is one factor's activation along the text; "
+    "pick a factor to shade the tokens by it (darker = higher). For a longer passage, paste it as the sidebar "
+    "prompt with **Max new tokens** 0."
+)
+
+controls = st.columns([2, 1, 3, 2])
+method = controls[0].selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="factors_method")
+negatives = controls[0].selectbox(
+    "NMF: negative activations", list(NEGATIVES), key="factors_negatives", disabled=method != "nmf",
+    format_func={"clip": "clip to 0 (as Ecco)", "split": "split into +/- columns"}.get,
+    help="Gated FFNs (Llama, SmolLM2) are as negative as positive: clipping drops that half, "
+    "splitting keeps it as a second non-negative column per neuron.",
+)
+n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, value=10,
+                                        key="factors_n")
+first, last = controls[2].slider("Layers", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
+                                 key=f"factors_layers_{cap.n_layers}")
+skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",
+                                    help="BOS, [CLS] and [SEP] often fire far above every other token.")
+skip_first = controls[3].checkbox(
+    "Skip the first token", value=cap.causal, key="factors_skip_first",
+    help="Causal models park a few activations tens of times larger than any other token's on the first "
+    "token (an attention sink); left in, it takes a factor of its own and dwarfs the rest.",
+)
+
+positions = tuple(
+    i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]) and not (skip_first and i == 0)
+)
+capture_key = json.dumps([cap.model_name, cap.settings], sort_keys=True)
+result = None
+with dashboard.user_errors():
+    result = cached_factors(cap, capture_key, int(n_components), method, (first, last + 1), positions,
+                            negatives if method == "nmf" else "clip")
+if result is None:
+    st.stop()
+
+st.caption(
+    f"{result.note} Reconstruction error {result.reconstruction_error:.3f} (relative), "
+    f"{result.explained_variance:.1%} of the variance over tokens explained."
+    + ("" if result.converged else " The solver stopped at its iteration limit.")
+)
+
+if st.session_state.get("factors_pick", 0) >= result.n_components:
+    st.session_state["factors_pick"] = 0
+factor = st.radio("Factor", range(result.n_components), format_func=lambda f: f"F{f}", horizontal=True,
+                  key="factors_pick", help="Or click a sparkline.")
+
+left, right = st.columns([2, 3])
+with left:
+    sparklines = plots.factor_sparklines(result.token_activations, result.tokens, positions=result.positions,
+                                         selected=factor)
+    st.plotly_chart(sparklines, on_select=pick_clicked_factor, selection_mode="points", key="factors_sparklines")
+with right:
+    shading = np.zeros(cap.n_tokens)
+    shading[result.positions] = result.token_activations[factor]
+    st.markdown(f"**F{factor}** on the text (hover a token for its value)")
+    dashboard.show_tokens(cap, shading)
+    st.markdown(f"**Neurons loading most on F{factor}**")
+    top = result.top_neurons(10)
+    st.dataframe(top[top["factor"] == factor].drop(columns="factor"), hide_index=True, width="stretch")
+
+st.markdown("**Download**: factor x token activations")
+dashboard.download_buttons(result.to_frame(), "factor_token_activations", sparklines)
+st.download_button(
+    f"Factor x neuron loadings (CSV, {result.n_neurons} neurons)",
+    lambda: result.loadings_frame().to_csv(index=False), "factor_neuron_loadings.csv", "text/csv",
+    key="factors_loadings_csv", on_click="ignore",
+)
+
+st.subheader("One neuron")
+st.caption("Pick a neuron (by default the one loading most on the selected factor) and see its activation on "
+           "every token; the table lists the layer's most active neurons.")
+strongest = top[top["factor"] == factor].iloc[0]
+pick = st.columns([1, 1, 2])
+layer = pick[0].number_input("Layer", 0, cap.n_layers - 1, int(strongest["layer"]),
+                             key=f"neuron_layer_{method}_{factor}")
+neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, int(strongest["neuron"]),
+                              key=f"neuron_index_{method}_{factor}")
+token_labels = plots.axis_labels(cap.tokens)
+rank_on = pick[2].selectbox("Rank the layer's neurons on", [None, *range(cap.n_tokens)],
+                            format_func=lambda p: "all tokens (peak)" if p is None else token_labels[p],
+                            key=f"neuron_rank_on_{cap.n_tokens}")
+with dashboard.user_errors():
+    chosen = ec.neurons(cap, int(layer), ids=[int(neuron)])
+    ranked = ec.neurons(cap, int(layer), top_k=10, position=rank_on)
+    activation = chosen.activations[0]
+    st.plotly_chart(plots.token_bars(activation, cap.tokens, title=f"Layer {layer}, neuron {neuron}"),
+                    key="neuron_bars")
+    dashboard.show_tokens(cap, np.abs(activation))
+    st.caption("Shading shows |activation|; the bars keep the sign (gated FFNs fire both ways).")
+    table = pd.DataFrame(ranked.activations, columns=token_labels)
+    table.insert(0, "neuron", ranked.neurons)
+    table.insert(1, "|activation|" if rank_on is not None else "peak |activation|", ranked.scores)
+    st.dataframe(table, hide_index=True, width="stretch")
+    dashboard.download_buttons(ranked.to_frame(), f"layer_{layer}_neurons")

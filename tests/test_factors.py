@@ -1,0 +1,299 @@
+"""Neuron factors (NMF, PCA, ICA) and per-neuron activations: recovery, invariants, shapes, messages, page."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from streamlit.testing.v1 import AppTest
+
+import ecco_core as ec
+from ecco_core import plots
+from ecco_core.factors import activation_matrix
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Neuron_factors.py")
+TEXT = "The keys to the cabinet are on the table. She picked them up and walked out of the room."
+
+
+def capture_of(ffn: np.ndarray) -> ec.Capture:
+    """A Capture around given FFN activations of shape (n_layers, n_tokens, d_ff), for known-answer checks."""
+    n_layers, n_tokens, _ = ffn.shape
+    return ec.Capture(
+        tokens=tuple(f" t{i}" for i in range(n_tokens)), token_ids=np.arange(n_tokens), n_input=n_tokens,
+        hidden_states=np.zeros((n_layers + 1, n_tokens, 1), np.float32), ffn=ffn.astype(np.float32),
+        top_ids=np.zeros((n_tokens, 0), np.int64), top_probs=np.zeros((n_tokens, 0), np.float32),
+        top_tokens=((),) * n_tokens, model_name="known product", causal=True,
+        special=np.zeros(n_tokens, bool),
+    )
+
+
+def matched_correlations(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Correlation of each true row with the found row matched to it (Hungarian matching)."""
+    k = len(truth)
+    correlation = np.corrcoef(truth, found)[:k, k:]
+    rows, columns = linear_sum_assignment(-correlation)
+    return correlation[rows, columns]
+
+
+@pytest.fixture(scope="module")
+def cap(lm):
+    return ec.capture(lm, TEXT)
+
+
+# ------------------------------------------------------------------ meaning
+def test_nmf_recovers_the_token_factors_of_a_known_non_negative_product():
+    rng = np.random.default_rng(0)
+    n_tokens, n_neurons, k = 80, 2 * 120, 4
+    token_factors = rng.exponential(1.0, (k, n_tokens)) * (rng.random((k, n_tokens)) < 0.4)
+    loadings = rng.exponential(1.0, (k, n_neurons)) * (rng.random((k, n_neurons)) < 0.3)
+    product = token_factors.T @ loadings
+    activations = product + rng.normal(0, 0.01 * product.std(), product.shape)
+    cap = capture_of(activations.reshape(n_tokens, 2, 120).transpose(1, 0, 2))
+
+    result = ec.factors(cap, n_components=k, method="nmf")
+
+    assert matched_correlations(result.token_activations, token_factors).min() > 0.95
+    assert result.clipped_fraction == pytest.approx(float((activations < 0).mean()))
+    assert result.reconstruction_error < 0.05
+
+
+def test_pca_components_are_orthonormal_and_the_full_rank_explains_everything(cap):
+    result = ec.factors(cap, n_components=6, method="pca", layers=range(4, 8))
+    np.testing.assert_allclose(result.components @ result.components.T, np.eye(6), atol=1e-5)
+    centred_rank = cap.n_tokens - 1  # centring removes one dimension
+    full = ec.factors(cap, n_components=centred_rank, method="pca", layers=range(4, 8))
+    assert full.explained_variance == pytest.approx(1.0, abs=1e-4)
+    assert result.explained_variance < full.explained_variance
+
+
+@pytest.mark.parametrize("method", ["nmf", "pca", "ica"])
+def test_factors_reconstruct_the_activations_they_report(cap, method):
+    result = ec.factors(cap, n_components=5, method=method, layers=[2, 9])
+    matrix = activation_matrix(cap, [2, 9])
+    if method == "nmf":
+        matrix = np.maximum(matrix, 0)
+        assert result.clipped_fraction == pytest.approx(float((activation_matrix(cap, [2, 9]) < 0).mean()))
+        assert "clipped to 0" in result.note and f"{result.clipped_fraction:.1%}" in result.note
+    else:
+        assert result.clipped_fraction == 0.0
+        strongest = np.abs(result.token_activations).argmax(axis=1)
+        assert (result.token_activations[np.arange(5), strongest] > 0).all()
+    reconstruction = result.token_activations.T @ result.components + result.mean
+    error = np.linalg.norm(matrix - reconstruction) / np.linalg.norm(matrix)
+    assert result.reconstruction_error == pytest.approx(error, rel=1e-4)
+    assert 0 < result.explained_variance <= 1
+
+
+def test_split_negatives_keep_both_sides_of_signed_neurons(cap):
+    signed = activation_matrix(cap, [2, 9])
+    result = ec.factors(cap, n_components=5, method="nmf", layers=[2, 9], negatives="split")
+    n_neurons = signed.shape[1]
+    assert result.components.shape == (5, 2 * n_neurons) and (result.components >= 0).all()
+    assert result.clipped_fraction == 0.0 and "nothing was clipped" in result.note
+    assert list(result.neuron_signs[[0, n_neurons - 1, n_neurons, -1]]) == [1, 1, -1, -1]
+    assert (result.neuron_indices[:n_neurons] == result.neuron_indices[n_neurons:]).all()
+    split = np.concatenate([np.maximum(signed, 0), np.maximum(-signed, 0)], axis=1)
+    reconstruction = result.token_activations.T @ result.components
+    assert result.reconstruction_error == pytest.approx(
+        np.linalg.norm(split - reconstruction) / np.linalg.norm(split), rel=1e-4)
+    # Positive part minus negative part gives back a signed estimate of every neuron.
+    signed_estimate = reconstruction[:, :n_neurons] - reconstruction[:, n_neurons:]
+    clipped = ec.factors(cap, n_components=5, method="nmf", layers=[2, 9])
+    clipped_estimate = clipped.token_activations.T @ clipped.components
+    assert np.linalg.norm(signed - signed_estimate) < np.linalg.norm(signed - clipped_estimate)
+    assert set(result.top_neurons(3)["sign"]) <= {1, -1}
+
+
+@pytest.mark.parametrize("method", ["nmf", "ica"])
+def test_the_same_seed_gives_the_same_factors(cap, method):
+    first = ec.factors(cap, 4, method, layers=3, seed=7)
+    second = ec.factors(cap, 4, method, layers=3, seed=7)
+    np.testing.assert_array_equal(first.token_activations, second.token_activations)
+    np.testing.assert_array_equal(first.components, second.components)
+
+
+# ------------------------------------------------------------------- shapes
+def test_factors_of_the_whole_network_and_of_one_layer_have_the_promised_shapes(lm, cap):
+    whole = ec.factors(cap)
+    assert whole.token_activations.shape == (10, cap.n_tokens)
+    assert whole.components.shape == (10, lm.n_layers * lm.d_ff)
+    assert whole.layers == tuple(range(lm.n_layers))
+    assert (whole.neuron_layers[:: lm.d_ff] == np.arange(lm.n_layers)).all()
+    assert whole.converged
+
+    one = ec.factors(cap, n_components=3, method="ica", layers=0)
+    assert one.token_activations.shape == (3, cap.n_tokens)
+    assert one.components.shape == (3, lm.d_ff)
+    assert one.layers == (0,) and (one.neuron_layers == 0).all()
+    assert (one.neuron_indices == np.arange(lm.d_ff)).all()
+
+
+def test_tables_label_every_factor_token_and_neuron(cap):
+    result = ec.factors(cap, n_components=4, method="nmf", layers=slice(10, 12), positions=range(1, cap.n_tokens))
+    tokens = result.to_frame()
+    assert list(tokens.columns) == ["position", "token", "factor_0", "factor_1", "factor_2", "factor_3"]
+    assert list(tokens["token"]) == list(cap.tokens[1:])
+    np.testing.assert_array_equal(tokens["factor_2"], result.token_activations[2])
+
+    loadings = result.loadings_frame()
+    assert list(loadings.columns[:3]) == ["layer", "neuron", "sign"] and (loadings["sign"] == 1).all()
+    assert len(loadings) == result.n_neurons == 2 * cap.ffn.shape[2]
+    assert set(loadings["layer"]) == {10, 11}
+
+    top = result.top_neurons(5)
+    assert len(top) == 4 * 5 and list(top["rank"][:5]) == [1, 2, 3, 4, 5]
+    column = (top["layer"] - 10) * cap.ffn.shape[2] + top["neuron"]
+    np.testing.assert_array_equal(top["loading"], result.components[top["factor"], column])
+    for _, group in top.groupby("factor"):
+        magnitudes = group["loading"].abs().to_numpy()
+        assert (np.diff(magnitudes) <= 0).all()
+        assert magnitudes[0] == np.abs(result.components[group["factor"].iloc[0]]).max()
+
+
+def test_factors_work_on_every_family(tiny):
+    cap = ec.capture(tiny, "The keys to the cabinet")
+    result = ec.factors(cap, n_components=3, method="pca")
+    assert result.token_activations.shape == (3, cap.n_tokens)
+    assert result.components.shape == (3, tiny.n_layers * tiny.d_ff)
+
+
+# --------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"n_components": 0}, ValueError, r"n_components must be between 1 and \d+, got 0"),
+        ({"n_components": 10_000}, ValueError, r"n_components must be between 1 and \d+, got 10000"),
+        ({"n_components": 2.5}, TypeError, "n_components must be an int, got float"),
+        ({"method": "svd"}, ValueError, r"method must be one of \['ica', 'nmf', 'pca'\], got 'svd'"),
+        ({"layers": range(3, 3)}, ValueError, r"layers=range\(3, 3\) selects no layers; the capture has layers 0-29"),
+        ({"layers": 30}, ValueError, "layers=30: layer 30 is out of range; the capture has layers 0-29"),
+        ({"layers": [1, -1]}, ValueError, "layer -1 is out of range"),
+        ({"layers": [2, 2]}, ValueError, "repeats a layer"),
+        ({"layers": True}, TypeError, "layers must be an int, a range, a slice or a sequence of ints"),
+        ({"layers": "0-3"}, TypeError, "layers must be an int"),
+        ({"positions": [0]}, ValueError, "factors need at least 2 tokens"),
+        ({"negatives": "abs"}, ValueError, r"negatives must be one of \['clip', 'split'\], got 'abs'"),
+        ({"method": "pca", "negatives": "split"}, ValueError, "negatives='split' applies to NMF only"),
+        ({"positions": [0, 500]}, ValueError, "position 500 is out of range"),
+    ],
+)
+def test_bad_arguments_name_themselves(cap, arguments, error, message):
+    with pytest.raises(error, match=message):
+        ec.factors(cap, **arguments)
+
+
+def test_activations_with_nothing_to_factor_are_refused():
+    with pytest.raises(ValueError, match="all activations of layers 0-1 are <= 0.*try negatives='split', method='pca'"):
+        ec.factors(capture_of(-np.ones((2, 6, 8))), n_components=2, method="nmf")
+    with pytest.raises(ValueError, match="do not vary over these tokens, so PCA has nothing to factor"):
+        ec.factors(capture_of(np.ones((2, 6, 8))), n_components=2, method="pca")
+    with pytest.raises(ValueError, match="all activations of layers 0 are <= 0"):
+        ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", layers=0)
+    with pytest.raises(ValueError, match="all activations of layers 0 are 0 on these tokens"):
+        ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", negatives="split")
+
+
+# ------------------------------------------------------------------ neurons
+def test_neurons_rank_by_magnitude_and_report_every_token(cap):
+    layer_activations = cap.ffn[5]
+    overall = ec.neurons(cap, 5, top_k=8)
+    assert overall.activations.shape == (8, cap.n_tokens)
+    peak = np.abs(layer_activations).max(axis=0)
+    np.testing.assert_array_equal(overall.neurons, np.argsort(-peak, kind="stable")[:8])
+    np.testing.assert_array_equal(overall.activations, layer_activations[:, overall.neurons].T)
+
+    on_token = ec.neurons(cap, 5, top_k=3, position=4)
+    assert on_token.scores[0] == np.abs(layer_activations[4]).max()
+    assert (np.diff(on_token.scores) <= 0).all()
+
+    picked = ec.neurons(cap, 5, ids=[7, 3])
+    np.testing.assert_array_equal(picked.activations, layer_activations[:, [7, 3]].T)
+    frame = picked.to_frame()
+    assert len(frame) == 2 * cap.n_tokens and list(frame["token"][: cap.n_tokens]) == list(cap.tokens)
+
+
+def test_neurons_bad_arguments(cap):
+    with pytest.raises(ValueError, match="layer=30: layer 30 is out of range"):
+        ec.neurons(cap, 30)
+    with pytest.raises(ValueError, match=r"top_k must be between 1 and 1536, got 0"):
+        ec.neurons(cap, 0, top_k=0)
+    with pytest.raises(ValueError, match="position 99 is out of range"):
+        ec.neurons(cap, 0, position=99)
+    with pytest.raises(ValueError, match="neuron 1536 is out of range"):
+        ec.neurons(cap, 0, ids=[1536])
+    with pytest.raises(TypeError, match="layer must be an int"):
+        ec.neurons(cap, "3")
+
+
+# -------------------------------------------------------------------- plots
+def test_sparklines_carry_the_factor_and_escape_tokens():
+    values = np.abs(np.random.default_rng(1).normal(size=(3, 4)))
+    figure = plots.factor_sparklines(values, ["<b>", " a", "&", "\n"], selected=1)
+    assert len(figure.data) == 3
+    assert [int(trace.customdata[0][0]) for trace in figure.data] == [0, 1, 2]
+    assert figure.data[0].text[0] == "0: &lt;b&gt;" and figure.data[0].text[2] == "2: &amp;"
+    assert figure.data[1].line.color != figure.data[0].line.color
+    shifted = plots.factor_sparklines(values, ["a", "b", "c", "d"], positions=[1, 2, 4, 5])
+    assert list(shifted.data[2].x) == [1, 2, 4, 5] and list(shifted.data[2].customdata[3]) == [2, 5]
+    with pytest.raises(ValueError, match="tokens has 2 entries for 4 columns"):
+        plots.factor_sparklines(values, ["a", "b"])
+
+
+def test_token_bars_colour_by_sign():
+    figure = plots.token_bars([0.5, -0.25], ["a", "<i>"])
+    assert list(figure.data[0].marker.color) == ["#2962ff", "#e53935"]
+    assert figure.data[0].hovertext[1] == "&lt;i&gt;"
+
+
+# --------------------------------------------------------------------- page
+def _run(app: AppTest) -> AppTest:
+    app.run(timeout=180)
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
+    app = AppTest.from_file(PAGE)
+    app.query_params["text"] = TEXT
+    app.query_params["new"] = "0"
+    _run(app)
+    assert app.title[0].value == "Neuron factors"
+    n_tokens = len(ec.capture(lm, TEXT).tokens)
+    captions = " ".join(caption.value for caption in app.caption)
+    assert "clipped to 0" in captions
+    assert f"over {n_tokens - 1} tokens" in captions  # the first token (attention sink) is left out by default
+    assert len(app.radio(key="factors_pick").options) == 10
+
+    app.number_input(key="factors_n").set_value(4)
+    app.slider(key="factors_layers_30").set_value((2, 3))
+    app.selectbox(key="factors_negatives").set_value("split")
+    _run(app)
+    assert "NMF of 6144 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
+    app.selectbox(key="factors_method").set_value("pca")
+    _run(app)
+    assert not app.error
+    assert "PCA of 3072 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
+    app.radio(key="factors_pick").set_value(3)
+    _run(app)
+    assert app.radio(key="factors_pick").value == 3
+    assert any("F3" in markdown.value for markdown in app.markdown)
+
+
+def test_page_reports_too_many_factors_as_an_error():
+    app = AppTest.from_file(PAGE)
+    app.query_params["text"] = "Hello there, friend"
+    app.query_params["new"] = "0"
+    _run(app)
+    assert any(re.search(r"n_components must be between 1 and \d, got 10", error.value) for error in app.error)
+
+
+def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):
+    app = AppTest.from_file(PAGE)
+    app.query_params["model"] = ec.DEFAULT_ENCODER
+    app.query_params["text"] = TEXT
+    _run(app)
+    cap = ec.capture(encoder, TEXT)
+    assert cap.special[0] and cap.special[-1]
+    captions = " ".join(caption.value for caption in app.caption)
+    assert f"NMF of {6 * encoder.d_ff} neurons of layers 0-5 over {cap.n_tokens - 2} tokens" in captions
