@@ -6,6 +6,7 @@
 >>> cap.hidden_states.shape                          # (n_layers + 1, n_tokens, d_model)
 """
 
+from . import similarity
 from .capture import Capture, capture, recording
 from .models import (
     DEFAULT_ENCODER,
@@ -30,6 +31,7 @@ __all__ = [
     "load",
     "offline_models",
     "recording",
+    "similarity",
     "supported_model_types",
     "wrap",
 ]
