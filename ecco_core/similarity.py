@@ -476,7 +476,8 @@ def similarity_matrix(
     matrix for CKA), then every pair costs only the comparison: a dot product
     of two Grams for CKA, one small eigendecomposition for the CCA family.
     The decompositions of ``B_list`` are kept; those of ``A_list`` are made
-    one at a time, so put the longer list first to save memory.
+    one at a time, so put the longer list first to save memory (passing the
+    same list object twice decomposes it once).
 
     Parameters
     ----------
@@ -500,6 +501,7 @@ def similarity_matrix(
     bandwidth = _check_bandwidth(bandwidth)
     if isinstance(A_list, np.ndarray) and A_list.ndim == 2 or isinstance(B_list, np.ndarray) and B_list.ndim == 2:
         raise TypeError("A_list and B_list must be sequences of 2-D matrices; wrap a single matrix in a list")
+    symmetric = A_list is B_list
     A_list, B_list = list(A_list), list(B_list)
     for name, matrices in (("A_list", A_list), ("B_list", B_list)):
         if not matrices:
@@ -522,7 +524,9 @@ def similarity_matrix(
     values = np.empty((len(A_list), len(B_list)))
     max_dimensions = max(p.dimensions for p in prepared_columns)
     for i, A in enumerate(A_list):
-        row = _prepare(_centred(A, f"A_list[{i}]"), method, kernel, keep, bandwidth, gram)
+        row = prepared_columns[i] if symmetric else _prepare(
+            _centred(A, f"A_list[{i}]"), method, kernel, keep, bandwidth, gram
+        )
         max_dimensions = max(max_dimensions, row.dimensions)
         values[i] = [_score(row, column, method) for column in prepared_columns]
     return SimilarityMatrix(
