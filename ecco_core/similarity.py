@@ -107,12 +107,13 @@ def _check_choice(value, allowed: dict, name: str) -> str:
 
 
 def _check_keep(keep) -> float | int:
+    allowed = "a fraction of variance in (0, 1] or a whole number of directions >= 1"
     if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.integer, np.floating)):
-        raise TypeError(f"keep must be a fraction of variance in (0, 1] or a number of directions >= 1, got {keep!r}")
-    if isinstance(keep, (int, np.integer)) and not isinstance(keep, bool) and keep >= 1:
+        raise TypeError(f"keep must be {allowed}, got {keep!r}")
+    if isinstance(keep, (int, np.integer)) and keep >= 1:
         return int(keep)
     if not 0.0 < float(keep) <= 1.0:
-        raise ValueError(f"keep must be a fraction of variance in (0, 1] or a whole number of directions >= 1, got {keep!r}")
+        raise ValueError(f"keep must be {allowed}, got {keep!r}")
     return float(keep)
 
 
@@ -123,7 +124,7 @@ def _check_bandwidth(bandwidth) -> float:
 
 
 # ------------------------------------------------- per-matrix decompositions
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Subspace:
     """An orthonormal basis of a centred matrix's column space: ``Xc ~= basis @ loadings``.
 
@@ -244,7 +245,7 @@ def _centred_unit_gram(gram: np.ndarray) -> np.ndarray | None:
     return gram / norm if norm > 0 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Prepared:
     """Whatever a method needs of one matrix, computed once per matrix."""
 
@@ -397,7 +398,7 @@ def cka(X, Y, kernel: str = "linear", bandwidth: float = 1.0) -> float:
 
 
 # -------------------------------------------------------------------- matrix
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SimilarityMatrix:
     """Similarity of every row representation with every column representation.
 
