@@ -6,6 +6,7 @@
 >>> cap.hidden_states.shape                          # (n_layers + 1, n_tokens, d_model)
 """
 
+from . import similarity
 from .capture import Capture, capture, recording
 from .factors import Factors, Neurons, factors, neurons
 from .lens import Rankings, rankings, suggest_candidates, watch
@@ -44,6 +45,7 @@ __all__ = [
     "read_conllu",
     "recording",
     "Sentence",
+    "similarity",
     "suggest_candidates",
     "supported_model_types",
     "train_probes",

@@ -400,3 +400,37 @@ def token_bars(values, tokens, *, title: str = "", y_title: str = "activation"):
                          margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     figure.update_xaxes(type="category", tickangle=-45)
     return figure
+
+
+# ---- similarity
+def similarity_heatmap(result, *, decimals: int = 2):
+    """Figure 6: a layers x layers similarity matrix, its value written in each cell.
+
+    Parameters
+    ----------
+    result : ecco_core.similarity.SimilarityMatrix
+        ``values`` of shape (n_rows, n_columns) in [0, 1], ``row_labels``,
+        ``column_labels``, ``label`` (the method's name), ``n_samples``.
+    decimals : int
+        Digits written in the cells.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Colour fixed to [0, 1] so figures of different methods compare.
+    """
+    values = np.asarray(result.values, dtype=float)
+    rows, columns = list(result.row_labels), list(result.column_labels)
+    text = np.vectorize(lambda value: f"{value:.{decimals}f}")(values)
+    hover = [
+        [f"{escape_token(row)} vs {escape_token(column)}: {value:.4f}" for column, value in zip(columns, line)]
+        for row, line in zip(rows, values)
+    ]
+    figure = heatmap(
+        values, columns, rows, text=text, hover=hover, colorscale="Viridis", colorbar_title=result.label,
+        title=f"{result.label} similarity over {result.n_samples} token positions",
+        x_title=columns[0].rsplit(" ", 1)[0] if columns else "", y_title=rows[0].rsplit(" ", 1)[0] if rows else "",
+    )
+    figure.update_traces(zmin=0.0, zmax=1.0, textfont={"size": 9}, selector={"type": "heatmap"})
+    figure.update_layout(height=max(360, 22 * len(rows) + 160))
+    return figure

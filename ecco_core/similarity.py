@@ -1,0 +1,673 @@
+"""How similar are two sets of activations? CCA, SVCCA, PWCCA and CKA, from 0 to 1.
+
+The paper's section 3.1 (Figure 6): compare the representations of two layers
+(hidden states with hidden states, hidden states with FFN activations, one
+model with another) over the same token positions. Every function takes
+``X`` of shape (n_samples, d1) and ``Y`` of shape (n_samples, d2), where a
+sample is one token position, and returns a float in [0, 1]:
+
+- :func:`cca`: mean canonical correlation (Raghu et al. 2017, "SVCCA").
+  Invariant to any invertible linear map of either side.
+- :func:`svcca`: first keep the top singular directions of each side (99% of
+  the variance by default), then mean canonical correlation (Raghu et al.).
+- :func:`pwcca`: canonical correlations weighted by how much of the
+  activations each canonical variate accounts for (Morcos et al. 2018).
+- :func:`cka`: centred kernel alignment, linear or RBF kernel (Kornblith et
+  al. 2019). Invariant to orthogonal maps and isotropic scaling only.
+
+The trap of the CCA family: it needs many more token positions than
+dimensions. Whenever rank(X) + rank(Y) exceeds n_samples - 1, some canonical
+correlations are exactly 1 whatever the data, and with a few dozen tokens of
+one prompt against 1536 FFN neurons *every* CCA score is 1. Use CKA for a
+single prompt, or pool the tokens of many sentences
+(:func:`layer_similarity` with several captures, :func:`ud_sentences`).
+:attr:`SimilarityMatrix.warning` says when a result is in that regime.
+
+Everything is computed in float64 on column-centred data. Rank-deficient
+inputs (duplicate columns, more dimensions than samples, repeated tokens in
+the embedding layer) are handled by keeping only the singular directions
+above a tolerance, so no NaN comes out. Each matrix of a
+:func:`similarity_matrix` is decomposed once, not once per pair.
+
+>>> import numpy as np, ecco_core as ec
+>>> X = np.random.default_rng(0).normal(size=(500, 20))
+>>> round(ec.similarity.cka(X, 3 * X @ np.linalg.qr(np.ones((20, 20)) + np.eye(20))[0]), 6)
+1.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .capture import Capture
+
+METHODS = {
+    "cka": "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'",
+    "pwcca": "projection-weighted mean canonical correlation (Morcos et al. 2018)",
+    "svcca": "mean canonical correlation of the top singular directions (Raghu et al. 2017)",
+    "cca": "mean canonical correlation over all directions (Raghu et al. 2017)",
+}
+KERNELS = {
+    "linear": "k(x, y) = <x, y>",
+    "rbf": "k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), sigma = bandwidth * median pairwise distance",
+}
+REPRESENTATIONS = {
+    "hidden": "hidden states: embedding output (layer 0) and every block's output, (n_layers + 1) layers",
+    "ffn": "FFN activations: the input of every block's FFN output projection, n_layers layers",
+}
+UD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+
+# Singular directions whose variance is below this fraction of the largest (times the
+# matrix size) are numerically zero; eigenvalues of X^T X are only accurate to about
+# eps * largest, so the cut is made on variances, not on singular values.
+_RANK_RTOL = np.finfo(np.float64).eps
+# Above this many bytes of cached Gram matrices, linear CKA works in feature space instead.
+_GRAM_CACHE_BYTES = 1 << 30
+# Rule of thumb for the CCA family: below this many samples per dimension the scores
+# are biased towards 1 (they are exactly 1 once the ranks add up to n_samples - 1).
+_SAMPLES_PER_DIMENSION = 5
+
+
+# ----------------------------------------------------------------- validation
+def _centred(values, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(values).__name__}") from error
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
+    if array.shape[0] < 2:
+        raise ValueError(f"{name} has {array.shape[0]} sample(s); similarity needs n_samples >= 2")
+    if array.shape[1] < 1:
+        raise ValueError(f"{name} has no features (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array - array.mean(axis=0)
+
+
+def _check_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = _centred(X, "X"), _centred(Y, "Y")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"X and Y must have the same number of samples (token positions), got {X.shape[0]} and {Y.shape[0]}"
+        )
+    return X, Y
+
+
+def _check_choice(value, allowed: dict, name: str) -> str:
+    if value not in allowed:
+        listing = "; ".join(f"{key!r}: {text}" for key, text in allowed.items())
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {listing}")
+    return value
+
+
+def _check_keep(keep) -> float | int:
+    allowed = "a fraction of variance in (0, 1] or a whole number of directions >= 1"
+    if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.integer, np.floating)):
+        raise TypeError(f"keep must be {allowed}, got {keep!r}")
+    if isinstance(keep, (int, np.integer)) and keep >= 1:
+        return int(keep)
+    if not 0.0 < float(keep) <= 1.0:
+        raise ValueError(f"keep must be {allowed}, got {keep!r}")
+    return float(keep)
+
+
+def _check_bandwidth(bandwidth) -> float:
+    if not isinstance(bandwidth, (int, float, np.integer, np.floating)) or not 0 < float(bandwidth) < np.inf:
+        raise ValueError(f"bandwidth must be a positive number (a fraction of the median distance), got {bandwidth!r}")
+    return float(bandwidth)
+
+
+# ------------------------------------------------- per-matrix decompositions
+@dataclass(frozen=True, eq=False)
+class _Subspace:
+    """An orthonormal basis of a centred matrix's column space: ``Xc ~= basis @ loadings``.
+
+    ``basis`` (n_samples, rank) holds the left singular vectors ordered by
+    decreasing singular value, ``loadings`` (rank, d) is ``basis.T @ Xc``
+    (singular values times right singular vectors).
+    """
+
+    basis: np.ndarray
+    loadings: np.ndarray
+    variances: np.ndarray  # squared singular values, decreasing
+
+    @property
+    def rank(self) -> int:
+        return self.basis.shape[1]
+
+
+def _subspace(Xc: np.ndarray) -> _Subspace:
+    """SVD of a centred matrix through the eigendecomposition of its smaller Gram matrix.
+
+    ``eigh`` of the (d, d) or (n, n) Gram is several times faster than a full
+    SVD of the (n, d) matrix. Directions whose variance is at most
+    ``max(n, d) * eps`` of the largest are dropped (duplicate columns, d > n,
+    constant features), so no division by a zero singular value happens.
+    """
+    n, d = Xc.shape
+    if d <= n:
+        variances, vectors = np.linalg.eigh(Xc.T @ Xc)
+    else:
+        variances, vectors = np.linalg.eigh(Xc @ Xc.T)
+    variances, vectors = variances[::-1], vectors[:, ::-1]
+    largest = variances[0] if variances.size else 0.0
+    kept = variances > max(largest * max(n, d) * _RANK_RTOL, np.finfo(np.float64).tiny)
+    vectors = vectors[:, kept]
+    if d <= n:
+        scores = Xc @ vectors
+        # Column norms are more accurate than sqrt of small eigenvalues (those carry
+        # an absolute error of about eps * largest), so normalise by them.
+        norms = np.linalg.norm(scores, axis=0)
+        return _Subspace(scores / norms, norms[:, None] * vectors.T, norms**2)
+    return _Subspace(vectors, vectors.T @ Xc, variances[kept])
+
+
+def _top_directions(space: _Subspace, keep: float | int) -> _Subspace:
+    """The leading singular directions: ``keep`` of them, or enough for ``keep`` of the variance."""
+    if isinstance(keep, int):
+        count = min(keep, space.rank)
+    else:
+        fraction = np.cumsum(space.variances) / space.variances.sum() if space.rank else np.zeros(0)
+        count = int(np.searchsorted(fraction, keep - 1e-12) + 1) if space.rank else 0
+    return _Subspace(space.basis[:, :count], space.loadings[:count], space.variances[:count])
+
+
+def _canonical(space_x: _Subspace, space_y: _Subspace, *, vectors: bool):
+    """Canonical correlations (decreasing) of two subspaces; with the smaller side's canonical weights.
+
+    The canonical correlations are the singular values of ``Ux^T Uy``
+    (Bjorck & Golub); the eigendecomposition of the smaller of ``M M^T`` and
+    ``M^T M`` gives them (and the left or right singular vectors) faster
+    than an SVD, accurate to ~1e-8 absolute.
+    """
+    overlap = space_x.basis.T @ space_y.basis
+    x_is_smaller = space_x.rank <= space_y.rank
+    small = overlap @ overlap.T if x_is_smaller else overlap.T @ overlap
+    if not vectors:
+        squared = np.linalg.eigvalsh(small)[::-1]
+        return np.sqrt(np.clip(squared, 0.0, 1.0)), None, x_is_smaller
+    squared, rotation = np.linalg.eigh(small)
+    return np.sqrt(np.clip(squared[::-1], 0.0, 1.0)), rotation[:, ::-1], x_is_smaller
+
+
+def _mean_cca(space_x: _Subspace, space_y: _Subspace) -> float:
+    if space_x.rank == 0 or space_y.rank == 0:
+        return 0.0
+    correlations, _, _ = _canonical(space_x, space_y, vectors=False)
+    return float(np.clip(correlations.mean(), 0.0, 1.0))
+
+
+def _projection_weighted(space_x: _Subspace, space_y: _Subspace) -> float:
+    """Morcos et al.'s PWCCA, weighted on the side with fewer dimensions (both sides averaged on a tie).
+
+    With canonical variates ``h_i = U a_i`` of that side and its centred
+    neurons ``x_j``, the weight of correlation ``rho_i`` is
+    ``sum_j |<h_i, x_j>|`` = ``sum_j |(a_i^T loadings)_j|``, normalised to sum 1.
+    """
+    if space_x.rank == 0 or space_y.rank == 0:
+        return 0.0
+    correlations, rotation, x_is_smaller = _canonical(space_x, space_y, vectors=True)
+    weighted_side = space_x if x_is_smaller else space_y
+    weights = np.abs(rotation.T @ weighted_side.loadings).sum(axis=1)
+    score = float(weights @ correlations / weights.sum())
+    if space_x.rank == space_y.rank:
+        # Equal ranks: either side could carry the weights; average them so pwcca is symmetric.
+        correlations, rotation, _ = _canonical(space_y, space_x, vectors=True)
+        weights = np.abs(rotation.T @ space_y.loadings).sum(axis=1)
+        score = (score + float(weights @ correlations / weights.sum())) / 2
+    return float(np.clip(score, 0.0, 1.0))
+
+
+def _rbf_gram(Xc: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Gaussian kernel with sigma = bandwidth * median distance between distinct samples."""
+    sq_norms = np.einsum("ij,ij->i", Xc, Xc)
+    sq_distances = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2 * (Xc @ Xc.T), 0.0)
+    median_sq = np.median(sq_distances[np.triu_indices(len(Xc), k=1)])
+    if median_sq <= 0:
+        # Over half the samples coincide: the median rule gives no scale; use the mean distance.
+        median_sq = sq_distances.mean()
+    if median_sq <= 0:
+        return np.ones_like(sq_distances)
+    return np.exp(-sq_distances / (2 * bandwidth**2 * median_sq))
+
+
+def _centred_unit_gram(gram: np.ndarray) -> np.ndarray | None:
+    """H K H / ||H K H||_F with H the centring matrix; None when it is zero (constant input)."""
+    gram = gram - gram.mean(axis=0, keepdims=True)
+    gram -= gram.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(gram)
+    return gram / norm if norm > 0 else None
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """Whatever a method needs of one matrix, computed once per matrix."""
+
+    n_samples: int
+    width: int
+    space: _Subspace | None = None
+    unit_gram: np.ndarray | None = None
+    centred: np.ndarray | None = None
+    feature_norm: float = 0.0
+    dimensions: int = 0
+
+
+def _prepare(Xc: np.ndarray, method: str, kernel: str, keep, bandwidth: float, gram: bool) -> _Prepared:
+    n, d = Xc.shape
+    if method == "cka" and kernel == "rbf":
+        return _Prepared(n, d, unit_gram=_centred_unit_gram(_rbf_gram(Xc, bandwidth)), dimensions=d)
+    if method == "cka" and gram:
+        return _Prepared(n, d, unit_gram=_centred_unit_gram(Xc @ Xc.T), dimensions=d)
+    if method == "cka":
+        return _Prepared(n, d, centred=Xc, feature_norm=float(np.linalg.norm(Xc.T @ Xc)), dimensions=d)
+    space = _subspace(Xc)
+    if method == "svcca":
+        space = _top_directions(space, keep)
+    return _Prepared(n, d, space=space, dimensions=space.rank)
+
+
+def _score(a: _Prepared, b: _Prepared, method: str) -> float:
+    if method == "cka":
+        if a.unit_gram is not None and b.unit_gram is not None:
+            value = float(np.vdot(a.unit_gram, b.unit_gram))
+        elif a.centred is not None and b.centred is not None and a.feature_norm > 0 and b.feature_norm > 0:
+            value = float(np.linalg.norm(a.centred.T @ b.centred) ** 2 / (a.feature_norm * b.feature_norm))
+        else:
+            value = 0.0  # a constant input shares no variance with anything
+        return float(np.clip(value, 0.0, 1.0))
+    if method == "pwcca":
+        return _projection_weighted(a.space, b.space)
+    return _mean_cca(a.space, b.space)
+
+
+def _fits_gram_budget(n_samples: int, n_cached: int) -> bool:
+    return n_cached * n_samples * n_samples * 8 <= _GRAM_CACHE_BYTES
+
+
+# ------------------------------------------------------------------ pairwise
+def cca(X, Y) -> float:
+    """Mean canonical correlation of X and Y.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, d1)
+    Y : array-like of shape (n_samples, d2)
+        Activations of the same n_samples token positions.
+
+    Returns
+    -------
+    float in [0, 1]
+        The mean of the min(rank X, rank Y) canonical correlations: 1 when
+        one side is an invertible linear map of the other. Needs
+        n_samples >> d1, d2 (see the module docstring).
+    """
+    X, Y = _check_pair(X, Y)
+    return _mean_cca(_subspace(X), _subspace(Y))
+
+
+def svcca(X, Y, keep: float | int = 0.99) -> float:
+    """SVCCA: mean canonical correlation of each side's top singular directions.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, d1)
+    Y : array-like of shape (n_samples, d2)
+    keep : float in (0, 1] or int >= 1
+        A fraction: keep the fewest directions that explain this fraction of
+        each side's variance (Raghu et al. keep 0.99). An int: keep this many
+        directions on each side (ecco's ``svcca(dims=20)``).
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    X, Y = _check_pair(X, Y)
+    keep = _check_keep(keep)
+    return _mean_cca(_top_directions(_subspace(X), keep), _top_directions(_subspace(Y), keep))
+
+
+def pwcca(X, Y) -> float:
+    """Projection-weighted CCA (Morcos et al. 2018).
+
+    Each canonical correlation ``rho_i`` is weighted by
+    ``alpha_i = sum_j |<h_i, x_j>|``, how strongly its canonical variate
+    ``h_i`` projects on the neurons ``x_j`` of the side with fewer
+    dimensions, so directions that carry little of the representation count
+    little. On equal ranks both sides' scores are averaged (symmetric).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, d1)
+    Y : array-like of shape (n_samples, d2)
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Notes
+    -----
+    The reference code that ecco 0.1.2 bundles (google/svcca ``pwcca.py``)
+    forms its directions without the whitening ``Sigma_xx^{-1/2}`` and then
+    orthonormalises them with a QR; on real activations its value differs
+    from the paper's formula used here (``bench/similarity.py`` prints by
+    how much).
+    """
+    X, Y = _check_pair(X, Y)
+    return _projection_weighted(_subspace(X), _subspace(Y))
+
+
+def cka(X, Y, kernel: str = "linear", bandwidth: float = 1.0) -> float:
+    """Centred kernel alignment (Kornblith et al. 2019).
+
+    ``CKA = <HKH, HLH>_F / (||HKH||_F ||HLH||_F)`` with ``K``, ``L`` the
+    kernel (Gram) matrices of X and Y over the samples and ``H`` the
+    centring matrix. Linear CKA equals ``||X^T Y||_F^2 / (||X^T X||_F ||Y^T Y||_F)``
+    on centred X, Y; it is invariant to orthogonal maps and isotropic
+    scaling but not to arbitrary linear maps, and works with fewer samples
+    than dimensions.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, d1)
+    Y : array-like of shape (n_samples, d2)
+    kernel : {"linear", "rbf"}
+    bandwidth : float
+        RBF only: sigma = bandwidth * median Euclidean distance between
+        distinct samples of that matrix (Kornblith et al.'s rule; they report
+        0.2 to 0.8 as well as 1).
+
+    Returns
+    -------
+    float in [0, 1]
+        0 when either input is constant.
+    """
+    X, Y = _check_pair(X, Y)
+    kernel = _check_choice(kernel, KERNELS, "kernel")
+    bandwidth = _check_bandwidth(bandwidth)
+    # One pair: the (n, n) Grams only pay off when there are more features than samples.
+    n, widest = X.shape[0], max(X.shape[1], Y.shape[1])
+    gram = kernel == "rbf" or (n <= widest and _fits_gram_budget(n, 2))
+    a = _prepare(X, "cka", kernel, None, bandwidth, gram)
+    return _score(a, _prepare(Y, "cka", kernel, None, bandwidth, gram), "cka")
+
+
+# -------------------------------------------------------------------- matrix
+@dataclass(frozen=True, eq=False)
+class SimilarityMatrix:
+    """Similarity of every row representation with every column representation.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_rows, n_columns), float64 in [0, 1]
+    row_labels : tuple of str, length n_rows
+    column_labels : tuple of str, length n_columns
+    method : str
+        One of :data:`METHODS`; ``kernel`` and ``keep`` are its options.
+    kernel : str
+    keep : float or int
+    n_samples : int
+        Token positions compared.
+    max_dimensions : int
+        The largest number of dimensions any input kept (its numerical rank;
+        for SVCCA the directions kept).
+    """
+
+    values: np.ndarray
+    row_labels: tuple[str, ...]
+    column_labels: tuple[str, ...]
+    method: str
+    kernel: str
+    keep: float | int
+    n_samples: int
+    max_dimensions: int
+
+    @property
+    def label(self) -> str:
+        if self.method == "cka":
+            return f"CKA ({self.kernel})"
+        return self.method.upper()
+
+    @property
+    def warning(self) -> str | None:
+        """Why the values may be near 1 for every pair, or None."""
+        if self.method == "cka" or self.n_samples >= _SAMPLES_PER_DIMENSION * self.max_dimensions:
+            return None
+        return (
+            f"{self.label} compares {self.n_samples} token positions in up to {self.max_dimensions} dimensions. "
+            "Canonical correlations are biased towards 1 unless the positions far outnumber the dimensions "
+            f"(rule of thumb here: {_SAMPLES_PER_DIMENSION}x), and are exactly 1 once both ranks together reach "
+            "the number of positions. Use CKA, or pool more sentences."
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (row, column) pair: row, column, their indices and the value."""
+        rows, columns = np.meshgrid(np.arange(len(self.row_labels)), np.arange(len(self.column_labels)), indexing="ij")
+        return pd.DataFrame(
+            {
+                "row": [self.row_labels[i] for i in rows.ravel()],
+                "column": [self.column_labels[j] for j in columns.ravel()],
+                "row_index": rows.ravel(),
+                "column_index": columns.ravel(),
+                "method": self.label,
+                "value": self.values.ravel(),
+            }
+        )
+
+
+def similarity_matrix(
+    A_list,
+    B_list,
+    method: str = "cka",
+    *,
+    kernel: str = "linear",
+    keep: float | int = 0.99,
+    bandwidth: float = 1.0,
+    row_labels: Sequence[str] | None = None,
+    column_labels: Sequence[str] | None = None,
+) -> SimilarityMatrix:
+    """Similarity of every matrix of ``A_list`` with every matrix of ``B_list``.
+
+    Each matrix is decomposed once (its SVD basis, or its centred Gram
+    matrix for CKA), then every pair costs only the comparison: a dot product
+    of two Grams for CKA, one small eigendecomposition for the CCA family.
+    The decompositions of ``B_list`` are kept; those of ``A_list`` are made
+    one at a time, so put the longer list first to save memory (passing the
+    same list object twice decomposes it once).
+
+    Parameters
+    ----------
+    A_list : sequence of array-like, each of shape (n_samples, d_i)
+    B_list : sequence of array-like, each of shape (n_samples, d_j)
+        All matrices share the same n_samples token positions.
+    method : {"cka", "pwcca", "svcca", "cca"}
+    kernel, bandwidth : CKA options, as in :func:`cka`
+    keep : SVCCA option, as in :func:`svcca`
+    row_labels, column_labels : sequence of str, optional
+        Default "0", "1", ...
+
+    Returns
+    -------
+    SimilarityMatrix
+        ``values[i, j]`` = method(A_list[i], B_list[j]).
+    """
+    method = _check_choice(method, METHODS, "method")
+    kernel = _check_choice(kernel, KERNELS, "kernel")
+    keep = _check_keep(keep)
+    bandwidth = _check_bandwidth(bandwidth)
+    if isinstance(A_list, np.ndarray) and A_list.ndim == 2 or isinstance(B_list, np.ndarray) and B_list.ndim == 2:
+        raise TypeError("A_list and B_list must be sequences of 2-D matrices; wrap a single matrix in a list")
+    symmetric = A_list is B_list
+    A_list, B_list = list(A_list), list(B_list)
+    for name, matrices in (("A_list", A_list), ("B_list", B_list)):
+        if not matrices:
+            raise ValueError(f"{name} is empty; give at least one (n_samples, d) matrix")
+    row_labels = _labels(row_labels, len(A_list), "row_labels")
+    column_labels = _labels(column_labels, len(B_list), "column_labels")
+
+    columns = [_centred(B, f"B_list[{j}]") for j, B in enumerate(B_list)]
+    n_samples = columns[0].shape[0]
+    shapes = [np.shape(A) for A in A_list] + [B.shape for B in columns]
+    if any(len(shape) != 2 or shape[0] != n_samples for shape in shapes):
+        raise ValueError(
+            "every matrix must have the same number of samples (token positions); got shapes "
+            + ", ".join(str(tuple(shape)) for shape in shapes)
+        )
+    # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
+    gram = kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1)
+    prepared_columns = [_prepare(B, method, kernel, keep, bandwidth, gram) for B in columns]
+    del columns
+    values = np.empty((len(A_list), len(B_list)))
+    max_dimensions = max(p.dimensions for p in prepared_columns)
+    for i, A in enumerate(A_list):
+        row = prepared_columns[i] if symmetric else _prepare(
+            _centred(A, f"A_list[{i}]"), method, kernel, keep, bandwidth, gram
+        )
+        max_dimensions = max(max_dimensions, row.dimensions)
+        values[i] = [_score(row, column, method) for column in prepared_columns]
+    return SimilarityMatrix(
+        values, row_labels, column_labels, method, kernel, keep, n_samples, max_dimensions
+    )
+
+
+def _labels(labels, count: int, name: str) -> tuple[str, ...]:
+    if labels is None:
+        return tuple(str(i) for i in range(count))
+    labels = tuple(str(label) for label in labels)
+    if len(labels) != count:
+        raise ValueError(f"{name} has {len(labels)} entries for {count} matrices")
+    return labels
+
+
+# ------------------------------------------------------------------ captures
+def layer_activations(captures, representation: str = "hidden", *, skip_special: bool = True) -> list[np.ndarray]:
+    """Every layer's activations, token positions of all captures concatenated.
+
+    Parameters
+    ----------
+    captures : Capture or sequence of Capture
+        Captures of one model (several texts pool their token positions).
+    representation : {"hidden", "ffn"}
+    skip_special : bool
+        Leave out special tokens (BOS, [CLS], [SEP]): their hidden states are
+        often orders of magnitude larger than any other token's and would
+        dominate every score.
+
+    Returns
+    -------
+    list of ndarray of shape (n_tokens_total, d_model) or (n_tokens_total, d_ff)
+        n_layers + 1 entries for "hidden", n_layers for "ffn".
+    """
+    representation = _check_choice(representation, REPRESENTATIONS, "representation")
+    captures = _check_captures(captures)
+    stacks = [cap.hidden_states if representation == "hidden" else cap.ffn for cap in captures]
+    positions = [~cap.special if skip_special else np.ones(cap.n_tokens, dtype=bool) for cap in captures]
+    return [
+        np.concatenate([stack[layer][kept] for stack, kept in zip(stacks, positions)], axis=0)
+        for layer in range(stacks[0].shape[0])
+    ]
+
+
+def _check_captures(captures) -> list[Capture]:
+    captures = [captures] if isinstance(captures, Capture) else list(captures)
+    if not captures:
+        raise ValueError("captures is empty; give a Capture or a list of Captures")
+    for index, cap in enumerate(captures):
+        if not isinstance(cap, Capture):
+            raise TypeError(f"captures[{index}] is a {type(cap).__name__}, not an ecco_core Capture")
+    names = {cap.model_name for cap in captures}
+    if len(names) > 1:
+        raise ValueError(f"captures come from different models ({sorted(names)}); pool captures of one model")
+    return captures
+
+
+def layer_similarity(
+    captures,
+    method: str = "cka",
+    *,
+    rows: str = "hidden",
+    columns: str = "ffn",
+    kernel: str = "linear",
+    keep: float | int = 0.99,
+    bandwidth: float = 1.0,
+    skip_special: bool = True,
+) -> SimilarityMatrix:
+    """The paper's Figure 6: layer-by-layer similarity, e.g. hidden states vs FFN activations.
+
+    Parameters
+    ----------
+    captures : Capture or sequence of Capture
+        One text, or several texts of one model whose token positions are
+        pooled (the CCA family needs many more positions than dimensions).
+    method : {"cka", "pwcca", "svcca", "cca"}
+    rows, columns : {"hidden", "ffn"}
+        What each axis compares: hidden states (n_layers + 1 rows, layer 0 =
+        embeddings) or FFN activations (n_layers).
+    kernel, bandwidth, keep : options of :func:`cka` and :func:`svcca`
+    skip_special : bool
+        See :func:`layer_activations`.
+
+    Returns
+    -------
+    SimilarityMatrix
+        Labels like "hidden 0" (embeddings), "hidden 3" (block 2's output),
+        "ffn 2" (block 2's FFN).
+
+    Examples
+    --------
+    >>> import ecco_core as ec
+    >>> lm = ec.load()
+    >>> cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    >>> ec.similarity.layer_similarity(cap, "cka").values.shape   # (n_layers + 1, n_layers)
+    (31, 30)
+    """
+    row_stack = layer_activations(captures, rows, skip_special=skip_special)
+    if len(row_stack[0]) < 2:
+        raise ValueError(
+            f"only {len(row_stack[0])} token position(s) left to compare"
+            + (" after leaving out special tokens" if skip_special else "")
+            + "; give a longer text"
+        )
+    column_stack = row_stack if columns == rows else layer_activations(captures, columns, skip_special=skip_special)
+    return similarity_matrix(
+        row_stack, column_stack, method, kernel=kernel, keep=keep, bandwidth=bandwidth,
+        row_labels=[f"{rows} {layer}" for layer in range(len(row_stack))],
+        column_labels=[f"{columns} {layer}" for layer in range(len(column_stack))],
+    )
+
+
+def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int = 5) -> list[str]:
+    """The first ``n`` sentences of a CoNLL-U file (default: UD English EWT dev), as raw text.
+
+    Parameters
+    ----------
+    n : int
+        How many sentences (those shorter than ``min_words`` words are skipped).
+    path : str or Path, optional
+        A ``.conllu`` file; its sentences need a ``# text =`` line.
+
+    Returns
+    -------
+    list of str, length <= n
+    """
+    import conllu
+
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    path = Path(UD_DEV if path is None else path)
+    if not path.is_file():
+        raise ValueError(f"no CoNLL-U file at {path}")
+    sentences = []
+    with path.open(encoding="utf-8") as handle:
+        for sentence in conllu.parse_incr(handle):
+            text = sentence.metadata.get("text", "").strip()
+            if len(text.split()) >= min_words:
+                sentences.append(text)
+                if len(sentences) == n:
+                    break
+    return sentences

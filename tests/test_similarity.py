@@ -1,0 +1,310 @@
+"""Representation similarity: invariances, independent re-implementations from the papers, real captures."""
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.linalg import sqrtm
+from streamlit.testing.v1 import AppTest
+
+import ecco_core as ec
+from ecco_core import similarity as sim
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_Similarity.py")
+PAIRWISE = {
+    "cca": sim.cca,
+    "svcca": sim.svcca,
+    "pwcca": sim.pwcca,
+    "cka": sim.cka,
+    "cka_rbf": lambda X, Y: sim.cka(X, Y, kernel="rbf"),
+}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _correlated(rng, n=400, d1=12, d2=18, noise=1.0):
+    """Two views of a shared latent with noise: similarity strictly between 0 and 1."""
+    latent = rng.normal(size=(n, 8))
+    X = latent @ rng.normal(size=(8, d1)) + noise * rng.normal(size=(n, d1))
+    Y = np.tanh(latent @ rng.normal(size=(8, d2))) + noise * rng.normal(size=(n, d2))
+    return X, Y
+
+
+# --------------------------------------------------------- papers' formulas
+def _paper_cka(X, Y, kernel="linear"):
+    """Kornblith et al. eq. (3) with the explicit centring matrix H, from scratch."""
+    n = len(X)
+    H = np.eye(n) - np.ones((n, n)) / n
+
+    def gram(Z):
+        if kernel == "linear":
+            return Z @ Z.T
+        distances = np.square(Z[:, None, :] - Z[None, :, :]).sum(-1)
+        sigma = np.median(np.sqrt(distances[np.triu_indices(n, 1)]))
+        return np.exp(-distances / (2 * sigma**2))
+
+    K, L = H @ gram(X) @ H, H @ gram(Y) @ H
+    return np.trace(K @ L) / np.sqrt(np.trace(K @ K) * np.trace(L @ L))
+
+
+def _paper_cca(X, Y):
+    """Canonical correlations as singular values of Sxx^-1/2 Sxy Syy^-1/2 (Hotelling), and X's canonical directions."""
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    whiten_x = np.linalg.inv(np.real(sqrtm(Xc.T @ Xc)))
+    whiten_y = np.linalg.inv(np.real(sqrtm(Yc.T @ Yc)))
+    u, rho, _ = np.linalg.svd(whiten_x @ Xc.T @ Yc @ whiten_y)
+    return rho, whiten_x @ u
+
+
+def _paper_pwcca(X, Y):
+    """Morcos et al. section 3.1: alpha_i = sum_j |<h_i, x_j>| with h_i the i-th canonical variate of X."""
+    rho, directions = _paper_cca(X, Y)
+    Xc = X - X.mean(0)
+    variates = Xc @ directions[:, : len(rho)]
+    variates /= np.linalg.norm(variates, axis=0)
+    alpha = np.abs(variates.T @ Xc).sum(axis=1)
+    return float(alpha @ rho / alpha.sum())
+
+
+def _paper_svcca(X, Y, keep=0.99):
+    """Raghu et al.: project each side on the singular directions holding `keep` of its variance, then CCA."""
+    reduced = []
+    for Z in (X, Y):
+        Zc = Z - Z.mean(0)
+        _, s, vt = np.linalg.svd(Zc, full_matrices=False)
+        count = int(np.argmax(np.cumsum(s**2) / np.sum(s**2) >= keep)) + 1
+        reduced.append(Zc @ vt[:count].T)
+    return float(_paper_cca(*reduced)[0].mean())
+
+
+def test_agrees_with_independent_implementations_of_the_papers(rng):
+    X, Y = _correlated(rng)
+    assert sim.cka(X, Y) == pytest.approx(_paper_cka(X, Y), abs=1e-10)
+    assert sim.cka(X, Y, kernel="rbf") == pytest.approx(_paper_cka(X, Y, "rbf"), abs=1e-10)
+    assert sim.cca(X, Y) == pytest.approx(_paper_cca(X, Y)[0].mean(), abs=1e-8)
+    assert sim.pwcca(X, Y) == pytest.approx(_paper_pwcca(X, Y), abs=1e-8)
+    assert sim.svcca(X, Y) == pytest.approx(_paper_svcca(X, Y), abs=1e-8)
+    assert sim.svcca(X, Y, keep=0.5) == pytest.approx(_paper_svcca(X, Y, keep=0.5), abs=1e-8)
+    values = [sim.cka(X, Y), sim.cca(X, Y), sim.pwcca(X, Y), sim.svcca(X, Y)]
+    assert all(0.05 < value < 0.95 for value in values), values
+
+
+# ---------------------------------------------------------------- invariances
+def test_cka_is_invariant_to_orthogonal_maps_and_scaling(rng):
+    X = rng.normal(size=(300, 16))
+    Q = np.linalg.qr(rng.normal(size=(16, 16)))[0]
+    assert sim.cka(X, X @ Q) == pytest.approx(1.0, abs=1e-12)
+    assert sim.cka(X, -7.5 * X) == pytest.approx(1.0, abs=1e-12)
+    assert sim.cka(X, X @ Q * 3.0, kernel="rbf") == pytest.approx(1.0, abs=1e-12)
+    stretched = X @ np.diag(np.linspace(0.1, 10, 16))
+    assert sim.cka(X, stretched) < 0.9, "linear CKA is not invariant to arbitrary linear maps"
+
+
+@pytest.mark.parametrize("method", ["cca", "svcca", "pwcca"])
+def test_cca_family_is_invariant_to_invertible_linear_maps(rng, method):
+    X = rng.normal(size=(300, 10))
+    A = rng.normal(size=(10, 10)) + 3 * np.eye(10)
+    assert PAIRWISE[method](X, X @ A) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", sorted(PAIRWISE))
+def test_symmetric_and_translation_invariant(rng, method):
+    X, Y = _correlated(rng, d1=12, d2=18)
+    score = PAIRWISE[method]
+    assert score(X, Y) == pytest.approx(score(Y, X), abs=1e-10)
+    assert score(X + 100.0, Y - 5.0) == pytest.approx(score(X, Y), abs=1e-8)
+    same_width = _correlated(rng, d1=12, d2=12)
+    assert score(*same_width) == pytest.approx(score(*same_width[::-1]), abs=1e-10)
+
+
+@pytest.mark.parametrize("method", sorted(PAIRWISE))
+def test_identical_inputs_score_one(rng, method):
+    X = rng.normal(size=(200, 9))
+    assert PAIRWISE[method](X, X) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_independent_gaussians_score_low(rng):
+    X, Y = rng.normal(size=(4000, 10)), rng.normal(size=(4000, 15))
+    assert sim.cka(X, Y) < 0.01
+    assert sim.cka(X[:1500], Y[:1500], kernel="rbf") < 0.02
+    for method in ("cca", "svcca", "pwcca"):
+        assert PAIRWISE[method](X, Y) < 0.15, method
+
+
+# ------------------------------------------------------------- robustness
+@pytest.mark.parametrize("method", sorted(PAIRWISE))
+def test_rank_deficient_inputs_give_finite_scores(rng, method):
+    X = rng.normal(size=(60, 8))
+    duplicated = np.hstack([X, X, np.ones((60, 2))])
+    wide = rng.normal(size=(20, 50))
+    score = PAIRWISE[method]
+    assert score(duplicated, X) == pytest.approx(1.0, abs=1e-8)
+    for value in (score(wide, wide[:, :30] ** 2), score(wide, rng.normal(size=(20, 5)))):
+        assert np.isfinite(value) and 0.0 <= value <= 1.0
+    assert score(np.ones((60, 4)), X) == 0.0, "a constant input shares no variance"
+
+
+def test_more_dimensions_than_samples_saturates_the_cca_family(rng):
+    # The documented trap: rank(X) + rank(Y) >= n - 1 makes canonical correlations 1 on pure noise.
+    X, Y = rng.normal(size=(30, 40)), rng.normal(size=(30, 40))
+    assert sim.cca(X, Y) == pytest.approx(1.0, abs=1e-8)
+    assert sim.cka(X, Y) < 0.95
+
+
+@pytest.mark.parametrize(
+    ("X", "Y", "message"),
+    [
+        (np.zeros((10, 3)), np.zeros((11, 3)), "same number of samples"),
+        (np.zeros((1, 3)), np.zeros((1, 3)), "n_samples >= 2"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), np.zeros((2, 2)), "NaN or infinite"),
+        (np.zeros((4, 2)), np.full((4, 2), np.inf), "Y contains NaN or infinite"),
+        (np.zeros(5), np.zeros((5, 2)), "must be 2-D"),
+    ],
+)
+@pytest.mark.parametrize("method", sorted(PAIRWISE))
+def test_bad_input_names_the_problem(X, Y, message, method):
+    with pytest.raises(ValueError, match=message):
+        PAIRWISE[method](X, Y)
+
+
+def test_bad_options_list_what_is_allowed(rng):
+    X = rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match="kernel='cosine' is not supported.*'linear'.*'rbf'"):
+        sim.cka(X, X, kernel="cosine")
+    with pytest.raises(ValueError, match="bandwidth must be a positive number"):
+        sim.cka(X, X, kernel="rbf", bandwidth=0)
+    with pytest.raises(ValueError, match="keep must be a fraction"):
+        sim.svcca(X, X, keep=1.5)
+    with pytest.raises(TypeError, match="keep must be"):
+        sim.svcca(X, X, keep="all")
+    with pytest.raises(ValueError, match="method='procrustes' is not supported.*'pwcca'"):
+        sim.similarity_matrix([X], [X], "procrustes")
+    with pytest.raises(TypeError, match="wrap a single matrix in a list"):
+        sim.similarity_matrix(X, [X])
+    with pytest.raises(ValueError, match="same number of samples"):
+        sim.similarity_matrix([X], [X[:10]])
+
+
+def test_svcca_keeps_a_number_of_directions_or_a_share_of_variance(rng):
+    X, Y = _correlated(rng, n=500, d1=20, d2=20, noise=0.3)
+    one = sim.svcca(X, Y, keep=1)
+    assert one == pytest.approx(np.abs(np.corrcoef(_top(X), _top(Y))[0, 1]), abs=1e-8)
+    assert sim.svcca(X, Y, keep=1.0) == pytest.approx(sim.cca(X, Y), abs=1e-10)
+
+
+def _top(Z):
+    Zc = Z - Z.mean(0)
+    return Zc @ np.linalg.svd(Zc, full_matrices=False)[2][0]
+
+
+# ---------------------------------------------------------------- matrices
+@pytest.mark.parametrize(("method", "kernel"), [("cka", "linear"), ("cka", "rbf"), ("cca", "linear"),
+                                                ("svcca", "linear"), ("pwcca", "linear")])
+def test_matrix_equals_pair_by_pair(rng, method, kernel):
+    latent = rng.normal(size=(250, 6))
+    A = [latent @ rng.normal(size=(6, d)) + rng.normal(size=(250, d)) for d in (5, 9, 14)]
+    B = [np.maximum(latent @ rng.normal(size=(6, d)), 0) + 0.5 * rng.normal(size=(250, d)) for d in (7, 11)]
+    result = sim.similarity_matrix(A, B, method, kernel=kernel, row_labels=["a", "b", "c"])
+    pair = (lambda X, Y: sim.cka(X, Y, kernel=kernel)) if method == "cka" else PAIRWISE[method]
+    expected = np.array([[pair(X, Y) for Y in B] for X in A])
+    np.testing.assert_allclose(result.values, expected, atol=1e-10)
+    assert result.row_labels == ("a", "b", "c") and result.column_labels == ("0", "1")
+    frame = result.to_frame()
+    assert len(frame) == 6 and set(frame.columns) >= {"row", "column", "value"}
+    assert frame.loc[(frame.row == "c") & (frame.column == "1"), "value"].item() == result.values[2, 1]
+
+
+def test_module_is_reachable_as_an_attribute():
+    assert isinstance(ec.similarity, types.ModuleType)
+    assert ec.similarity.cka is sim.cka and "similarity" in ec.__all__
+
+
+# ------------------------------------------------------- real captures (Figure 6)
+@pytest.fixture(scope="module")
+def sentences():
+    return sim.ud_sentences(n=12)
+
+
+@pytest.fixture(scope="module")
+def captures(lm, sentences):
+    return [ec.capture(lm, text) for text in sentences]
+
+
+def test_figure_6_on_real_sentences(lm, captures):
+    result = sim.layer_similarity(captures, "cka")
+    assert result.values.shape == (lm.n_layers + 1, lm.n_layers)
+    assert result.row_labels[0] == "hidden 0" and result.column_labels[-1] == f"ffn {lm.n_layers - 1}"
+    assert result.n_samples == sum(cap.n_tokens - int(cap.special.sum()) for cap in captures)
+    assert np.all((result.values >= 0) & (result.values <= 1))
+    # A block's FFN reads (a norm of) that block's input: its activations should be closer to the
+    # hidden state that feeds it than to the embeddings on average (a real-model property, not a number).
+    feeding = np.array([result.values[layer, layer] for layer in range(lm.n_layers)])
+    assert feeding.mean() > result.values[0, lm.n_layers // 2 :].mean()
+    same = sim.layer_similarity(captures, "cka", rows="hidden", columns="hidden")
+    np.testing.assert_allclose(np.diag(same.values), 1.0, atol=1e-9)
+    np.testing.assert_allclose(same.values, same.values.T, atol=1e-10)
+    assert result.warning is None
+
+
+def test_cca_family_warns_on_a_single_short_text(lm):
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    result = sim.layer_similarity(cap, "pwcca", rows="ffn", columns="ffn")
+    assert result.values.shape == (lm.n_layers, lm.n_layers) and np.isfinite(result.values).all()
+    assert "Use CKA" in result.warning and str(cap.n_tokens) in result.warning
+
+
+def test_special_tokens_are_left_out_of_encoder_captures(encoder, lm):
+    cap = ec.capture(encoder, "The keys to the cabinet are on the table.")
+    assert cap.special[0] and cap.special[-1]
+    assert sim.layer_similarity(cap, "cka").n_samples == cap.n_tokens - 2
+    assert sim.layer_similarity(cap, "cka", skip_special=False).n_samples == cap.n_tokens
+    with pytest.raises(ValueError, match="different models"):
+        sim.layer_activations([cap, ec.capture(lm, "The keys")])
+
+
+def test_ud_sentences_reads_conllu(tmp_path, sentences):
+    assert len(sentences) == 12 and all(len(text.split()) >= 5 for text in sentences)
+    conllu_file = tmp_path / "two.conllu"
+    conllu_file.write_text(
+        "# text = Short one .\n1\tShort\t_\tADJ\t_\t_\t0\troot\t_\t_\n\n"
+        "# text = This one is long enough .\n1\tThis\t_\tDET\t_\t_\t0\troot\t_\t_\n\n",
+        encoding="utf-8",
+    )
+    assert sim.ud_sentences(5, conllu_file) == ["This one is long enough ."]
+    with pytest.raises(ValueError, match="no CoNLL-U file"):
+        sim.ud_sentences(5, tmp_path / "missing.conllu")
+    with pytest.raises(ValueError, match="n must be a whole number"):
+        sim.ud_sentences(0)
+
+
+# --------------------------------------------------------------------- page
+def _heatmap(app):
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    return spec["data"][0], spec["layout"]["title"]["text"]
+
+
+def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
+    app = AppTest.from_file(PAGE)
+    app.run(timeout=180)
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.title[0].value == "Representation similarity"
+    cells, title = _heatmap(app)
+    assert cells["y"] == [f"hidden {layer}" for layer in range(lm.n_layers + 1)]
+    assert cells["x"] == [f"ffn {layer}" for layer in range(lm.n_layers)]
+    assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
+    assert title.startswith("CKA (linear)")
+    assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
+
+    app.radio(key="similarity_source").set_value("UD English EWT dev sentences")
+    app.selectbox(key="similarity_method").set_value("cca")
+    app.session_state["similarity_n_sentences"] = 4  # set before the widget first appears
+    app.run(timeout=180)
+    assert not app.exception, [e.value for e in app.exception]
+    n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
+    assert _heatmap(app)[1] == f"CCA similarity over {n_positions} token positions"
+    assert any("Use CKA" in warning.value for warning in app.warning)
