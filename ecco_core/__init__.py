@@ -18,6 +18,9 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .saliency import METHODS as SALIENCY_METHODS
+from .saliency import TARGETS as SALIENCY_TARGETS
+from .saliency import Saliency, saliency
 
 __all__ = [
     "Capture",
@@ -26,10 +29,14 @@ __all__ = [
     "FAMILIES",
     "FamilySpec",
     "LM",
+    "SALIENCY_METHODS",
+    "SALIENCY_TARGETS",
+    "Saliency",
     "capture",
     "load",
     "offline_models",
     "recording",
+    "saliency",
     "supported_model_types",
     "wrap",
 ]
