@@ -330,7 +330,11 @@ def _head(lm: LM, hidden: torch.Tensor) -> torch.Tensor:
 def _batched_gradients(
     lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of every explained token's target with respect to ``embeds``.
+    """Gradient of every explained token's target with respect to ``embeds``, averaged over the batch.
+
+    The batch holds the points of an integration path (integrated gradients)
+    or the input alone; averaging inside the loop keeps memory at one
+    (n_generated, n_tokens, d_model) tensor.
 
     Parameters
     ----------
@@ -341,14 +345,14 @@ def _batched_gradients(
 
     Returns
     -------
-    gradients : Tensor of shape (n_generated, batch, n_tokens, d_model)
+    gradients : Tensor of shape (n_generated, n_tokens, d_model)
     values : Tensor of shape (batch, n_generated), float64
     """
     batch, n_tokens, _ = embeds.shape
     # In a causal model tokens after the last read position influence no target: the forward stops there.
     length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
     hidden = lm.model.base_model(inputs_embeds=embeds[:, :length]).last_hidden_state
-    gradients = embeds.new_zeros((len(read_positions), *embeds.shape))
+    gradients = embeds.new_zeros((len(read_positions), n_tokens, embeds.shape[2]))
     values = torch.zeros((batch, len(read_positions)), dtype=torch.float64, device=embeds.device)
     per_backward = max(1, _ROWS_PER_BACKWARD // (batch * n_tokens))
     groups = [np.arange(start, min(start + per_backward, len(read_positions)))
@@ -363,7 +367,7 @@ def _batched_gradients(
         (group_gradients,) = torch.autograd.grad(
             hidden, embeds, cotangent, is_grads_batched=True, retain_graph=index < len(groups) - 1
         )
-        gradients[rows] = group_gradients
+        gradients[rows] = group_gradients.mean(dim=1)
         values[:, rows] = group_values.detach()
     return gradients, values
 
@@ -376,13 +380,11 @@ def _gradient_method(
         if method == "integrated_gradients":
             alphas = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
             path = (alphas[:, None, None] * embeddings).requires_grad_(True)
-            gradients, _ = _batched_gradients(lm, path, read_positions, target_of)
-            gradient = gradients.mean(dim=1)  # (n_generated, n_tokens, d_model)
+            gradient, _ = _batched_gradients(lm, path, read_positions, target_of)
             values = _values(lm, embeddings, read_positions, target_of)
         else:
             leaf = embeddings.clone().requires_grad_(True)
-            gradients, batch_values = _batched_gradients(lm, leaf, read_positions, target_of)
-            gradient = gradients[:, 0]
+            gradient, batch_values = _batched_gradients(lm, leaf, read_positions, target_of)
             values = batch_values[0]
     if method == "gradient":
         per_dimension = gradient

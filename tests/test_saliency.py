@@ -127,7 +127,7 @@ def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
     with torch.enable_grad():
         path = (alphas[:, None, None] * embeddings).requires_grad_(True)
         gradients, _ = saliency_module._batched_gradients(tiny_gpt2, path, reads, target_of)
-    integrated = (gradients.mean(dim=1) * embeddings[0]).sum(dim=(1, 2)).double()
+    integrated = (gradients * embeddings[0]).sum(dim=(1, 2)).double()
     change = (
         saliency_module._values(tiny_gpt2, embeddings, reads, target_of)
         - saliency_module._values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
