@@ -21,6 +21,9 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .saliency import METHODS as SALIENCY_METHODS
+from .saliency import TARGETS as SALIENCY_TARGETS
+from .saliency import Saliency, saliency
 from .probing import ProbeData, ProbeScores, Sentence, probe_table, read_conllu, train_probes
 
 __all__ = [
@@ -44,6 +47,10 @@ __all__ = [
     "rankings",
     "read_conllu",
     "recording",
+    "Saliency",
+    "saliency",
+    "SALIENCY_METHODS",
+    "SALIENCY_TARGETS",
     "Sentence",
     "similarity",
     "suggest_candidates",

@@ -434,3 +434,58 @@ def similarity_heatmap(result, *, decimals: int = 2):
     figure.update_traces(zmin=0.0, zmax=1.0, textfont={"size": 9}, selector={"type": "heatmap"})
     figure.update_layout(height=max(360, 22 * len(rows) + 160))
     return figure
+
+
+# ---- saliency
+def saliency_heatmap(sal, *, title: str = ""):
+    """Output x input heatmap of a :class:`ecco_core.Saliency`, in percent, clickable per cell.
+
+    Rows are the explained tokens, columns every token of the sequence;
+    cells a causal row cannot see stay blank. Read a click back with
+    ``dashboard.clicked_cell(event)``: its row indexes ``sal.positions``.
+    """
+    percent = 100.0 * np.asarray(sal.scores, dtype=float)
+    visible = sal.attributed_mask()
+    shown = np.where(visible, percent, np.nan)
+    text = np.where(visible, np.char.mod("%.0f", np.nan_to_num(percent)), "")
+    hover = [
+        [
+            f"{escape_token(sal.tokens[column])} \u2192 {escape_token(explained)}: {percent[row, column]:.1f}%"
+            for column in range(sal.n_tokens)
+        ]
+        for row, explained in enumerate(sal.explained_tokens)
+    ]
+    labels = axis_labels(sal.tokens)
+    return heatmap(
+        shown, labels, [labels[position] for position in sal.positions], text=text, hover=hover,
+        colorbar_title="%", title=title, x_title="input token", y_title="explained token",
+    )
+
+
+def saliency_bars(tokens, scores, *, title: str = ""):
+    """Each input token's share of one explained token (the Ecco paper's Figure 4 detail view).
+
+    Parameters
+    ----------
+    tokens : sequence of str, length n_tokens
+    scores : array-like of shape (n_tokens,)
+        One row of ``Saliency.scores`` (sums to 1).
+    """
+    import plotly.graph_objects as go
+
+    percent = 100.0 * np.asarray(scores, dtype=float)
+    labels = axis_labels(tokens)
+    figure = go.Figure(
+        go.Bar(
+            x=percent, y=labels, orientation="h", marker={"color": percent, "colorscale": "Blues"},
+            text=[f"{value:.1f}%" for value in percent], textposition="outside",
+            hovertext=[f"{escape_token(token)}: {value:.2f}%" for token, value in zip(tokens, percent)],
+            hoverinfo="text",
+        )
+    )
+    figure.update_layout(
+        title=title, xaxis_title="share of the attribution (%)",
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=max(220, 24 * len(labels) + 80),
+    )
+    figure.update_yaxes(type="category", autorange="reversed")
+    return figure

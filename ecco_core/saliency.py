@@ -1,0 +1,419 @@
+"""Input saliency: how much each earlier token is responsible for each generated token.
+
+The paper's first view (Ecco, section 2): for every generated token, a score
+for every token before it. The default, Gradient x Input, is the L2 norm over
+the embedding dimension of (gradient of the target with respect to the input
+embedding) * (input embedding), each row divided by its sum; ecco 0.1.2 and
+inseq 0.7.1 show the same quantity by default.
+
+Batched: all explained tokens are attributed from one forward pass over the
+sequence and one vectorised backward (``torch.autograd.grad(...,
+is_grads_batched=True)``), never a pass per token. The LM head's backward
+(vocabulary-wide, the costliest layer) is taken once for all tokens, outside
+the vectorised part, so only the blocks' backward is repeated per token.
+Cutting the forward into KV-cache segments so that each token's backward
+skips the positions after it was measured slower on CPU: the many small
+matrix products cost more than the zeros they skip.
+
+The trap: the target's softmax. When a generated token is near certain its
+probability is close to 1 and the gradient of ``softmax`` cancels in float32
+(ecco and inseq lose up to 1e-3 of the scores that way). Here every target is
+computed from the logits in float64.
+
+Gradients are taken with ``torch.autograd.grad`` on the input embeddings only;
+the model's parameters stay frozen and nothing is stored on the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .capture import Capture, token_strings
+from .models import LM
+
+METHODS = {
+    "grad_x_input": "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)",
+    "gradient": "Gradient: L2 norm over d_model of the gradient alone",
+    "integrated_gradients": "Integrated Gradients: gradients averaged along the path from an all-zero embedding "
+    "to the input (midpoint rule, `steps` points, batched), times the embedding; L2 norm over d_model",
+    "erasure": "Erasure: the drop in the target when one token's embedding is set to zero (Li et al. 2016), "
+    "all tokens at once in a batch",
+}
+TARGETS = {
+    "prob": "softmax probability of the explained token (ecco's and inseq's default)",
+    "logit": "the explained token's logit",
+    "logprob": "log-softmax of the explained token",
+}
+
+# One vectorised backward handles (explained tokens x batch x positions) rows; more are split into
+# several backward calls over the same forward graph, to bound memory.
+_ROWS_PER_BACKWARD = 16384
+
+
+@dataclass(frozen=True)
+class Saliency:
+    """Attribution of each explained token to every token of the sequence.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n_generated, n_tokens)
+        Row ``i`` holds how much each token is responsible for explained token
+        ``i``: ``|raw|`` divided by its row sum, so each row sums to 1. Tokens
+        the explained one cannot see (itself and later ones, in a causal model)
+        are 0. For a masked model the rows are the ``[MASK]`` positions.
+    raw : ndarray of shape (n_generated, n_tokens)
+        The values before normalisation: L2 norms for the gradient methods
+        (non-negative), the signed drop of the target for ``erasure``.
+    tokens : tuple of str, length n_tokens
+        Display text of every token of the sequence.
+    positions : ndarray of shape (n_generated,)
+        Sequence position of each explained token.
+    explained_ids : ndarray of shape (n_generated,)
+        The token each row explains: the generated (or given) token in a
+        causal model, the top prediction at a ``[MASK]`` in a masked one.
+    explained_tokens : tuple of str, length n_generated
+    target_values : ndarray of shape (n_generated,)
+        The attributed quantity itself (float64): the probability, logit or
+        log-probability of the explained token, minus the same for the foil
+        when ``contrast_with`` is set.
+    n_input : int
+        Prompt length of the capture.
+    method, target : str
+        Keys of :data:`METHODS` and :data:`TARGETS`.
+    contrast_with : str or None
+        The foil token's text (as it follows the text, e.g. ``" are"``).
+    model_name : str
+    causal : bool
+        Whether rows are cut at their own position (a causal model).
+    """
+
+    scores: np.ndarray
+    raw: np.ndarray
+    tokens: tuple[str, ...]
+    positions: np.ndarray
+    explained_ids: np.ndarray
+    explained_tokens: tuple[str, ...]
+    target_values: np.ndarray
+    n_input: int
+    method: str
+    target: str
+    contrast_with: str | None
+    model_name: str
+    causal: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_explained(self) -> int:
+        return len(self.positions)
+
+    def row(self, position: int) -> np.ndarray:
+        """Scores of the explained token at sequence ``position``, shape (n_tokens,)."""
+        matches = np.flatnonzero(self.positions == position)
+        if not len(matches):
+            raise ValueError(
+                f"position {position} is not explained; explained positions: {self.positions.tolist()}"
+            )
+        return self.scores[matches[0]]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (explained token, input token) pair that has an attribution.
+
+        Columns: ``output_position``, ``output_token``, ``input_position``,
+        ``input_token``, ``score`` (row-normalised), ``raw``, plus the method,
+        target and contrast, so a downloaded table says what it holds.
+        """
+        rows, columns = np.nonzero(self.attributed_mask())
+        return pd.DataFrame(
+            {
+                "output_position": self.positions[rows],
+                "output_token": [self.explained_tokens[r] for r in rows],
+                "input_position": columns,
+                "input_token": [self.tokens[c] for c in columns],
+                "score": self.scores[rows, columns],
+                "raw": self.raw[rows, columns],
+                "method": self.method,
+                "target": self.target,
+                "contrast_with": self.contrast_with or "",
+            }
+        )
+
+    def attributed_mask(self) -> np.ndarray:
+        """Where an attribution exists: before the explained token (causal), everywhere (masked)."""
+        if not self.causal:
+            return np.ones(self.scores.shape, dtype=bool)
+        return np.arange(self.n_tokens)[None, :] < self.positions[:, None]
+
+
+def saliency(
+    lm: LM,
+    cap: Capture,
+    method: str = "grad_x_input",
+    target: str = "prob",
+    contrast_with: str | None = None,
+    *,
+    steps: int = 20,
+    positions=None,
+) -> Saliency:
+    """Attribute every generated token (or every ``[MASK]`` prediction) to the tokens before it.
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``cap`` (causal, or masked with an MLM head).
+    cap : Capture
+        From :func:`ecco_core.capture`, with generated tokens or a given
+        ``answer=`` (causal), or with ``[MASK]`` in the text (masked).
+    method : str, default "grad_x_input"
+        One of :data:`METHODS`.
+    target : str, default "prob"
+        One of :data:`TARGETS`: what is differentiated for each explained token.
+    contrast_with : str, optional
+        A foil token ("why *is* and not *are*"): the target becomes
+        ``target(explained) - target(foil)``; with ``target="logit"`` (or
+        ``"logprob"``, the same difference) this is the contrastive
+        explanation of Yin & Neubig (2022). The word is tokenised as it would
+        follow the text (``"are"`` -> ``" are"``) and must be one token.
+    steps : int, default 20
+        Points on the integration path for ``integrated_gradients``.
+    positions : sequence of int, optional
+        Sequence positions to explain instead of the default (the generated
+        tokens, or the ``[MASK]`` positions). In a causal model any position
+        from 1 on can be explained from its prefix, prompt tokens included.
+
+    Returns
+    -------
+    Saliency
+        ``scores`` of shape (n_generated, n_tokens), rows summing to 1.
+
+    Examples
+    --------
+    >>> cap = ec.capture(lm, "William Shakespeare was born in the year", max_new_tokens=5)
+    >>> sal = ec.saliency(lm, cap)
+    >>> sal.scores.shape
+    (5, 12)
+    >>> ec.saliency(lm, ec.capture(lm, "The keys to the cabinet", answer=" is"), target="logit",
+    ...             contrast_with="are").target_values   # logit(" is") - logit(" are")
+    """
+    _check_choice("method", method, METHODS)
+    _check_choice("target", target, TARGETS)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if cap.model_name != lm.name or cap.causal != lm.is_causal:
+        raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
+    if not lm.has_head:
+        raise ValueError(
+            f"model {lm.name!r} has no language-modelling head (an encoder-only checkpoint), so there is no "
+            "predicted token to attribute; load a masked model with its MLM head (e.g. bert-base-uncased) "
+            "or a causal model"
+        )
+    explained = _explained_positions(lm, cap, positions)
+    read_positions = explained - 1 if lm.is_causal else explained
+    explained_ids = cap.token_ids[explained] if lm.is_causal else cap.top_ids[explained, 0]
+    foil_id, foil_text = (None, None) if contrast_with is None else _foil(lm, contrast_with)
+    target_of = _target_function(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
+
+    token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
+    if method == "erasure":
+        raw, values = _erasure(lm, token_ids, read_positions, target_of)
+    else:
+        raw, values = _gradient_method(lm, token_ids, read_positions, target_of, method, steps)
+    if lm.is_causal:
+        raw[np.arange(cap.n_tokens)[None, :] >= explained[:, None]] = 0.0
+    magnitude = np.abs(raw)
+    totals = magnitude.sum(axis=1, keepdims=True)
+    scores = np.divide(magnitude, totals, out=np.zeros_like(magnitude), where=totals > 0)
+    return Saliency(
+        scores=scores,
+        raw=raw,
+        tokens=cap.tokens,
+        positions=explained,
+        explained_ids=np.asarray(explained_ids),
+        explained_tokens=token_strings(lm.tokenizer, explained_ids),
+        target_values=values,
+        n_input=cap.n_input,
+        method=method,
+        target=target,
+        contrast_with=foil_text,
+        model_name=cap.model_name,
+        causal=lm.is_causal,
+    )
+
+
+# ------------------------------------------------------------ validation
+def _check_choice(argument: str, value, allowed: dict) -> None:
+    if value not in allowed:
+        listing = "; ".join(f"{key!r}: {text}" for key, text in allowed.items())
+        raise ValueError(f"{argument} must be one of {list(allowed)}, got {value!r} ({listing})")
+
+
+def _explained_positions(lm: LM, cap: Capture, positions) -> np.ndarray:
+    if positions is None:
+        if lm.is_causal:
+            if not cap.n_generated:
+                raise ValueError(
+                    "cap has no generated tokens to explain: capture with max_new_tokens > 0 or with a given "
+                    "answer= (or pass positions= to explain prompt tokens from their prefix)"
+                )
+            return np.arange(cap.n_input, cap.n_tokens)
+        mask_id = lm.tokenizer.mask_token_id
+        found = np.flatnonzero(cap.token_ids == mask_id) if mask_id is not None else np.array([], int)
+        if not len(found):
+            raise ValueError(
+                f"the text has no {lm.tokenizer.mask_token or '[MASK]'} token: a masked model's saliency "
+                "explains its prediction at a masked position, so put one in the text"
+            )
+        return found
+    explained = np.asarray(positions, dtype=np.int64).reshape(-1)
+    low = 1 if lm.is_causal else 0
+    bad = explained[(explained < low) | (explained >= cap.n_tokens)]
+    if not len(explained) or len(bad):
+        raise ValueError(
+            f"positions must be non-empty and within [{low}, {cap.n_tokens - 1}] for this capture; "
+            f"got {np.asarray(positions).tolist()}"
+        )
+    return explained
+
+
+def _foil(lm: LM, word: str) -> tuple[int, str]:
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"contrast_with must be a non-empty word, got {word!r}")
+    spaced = word if word[0].isspace() else " " + word
+    ids = lm.tokenizer(spaced, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = token_strings(lm.tokenizer, ids)
+        raise ValueError(
+            f"contrast_with {word!r} is {len(ids)} tokens for this model {list(pieces)}; give a word that is "
+            "one token as it follows the text"
+        )
+    return ids[0], token_strings(lm.tokenizer, ids)[0]
+
+
+def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | None) -> Callable:
+    """``target_of(logits, rows)``: logits of shape (batch, len(rows), vocab) -> targets (batch, len(rows)).
+
+    ``rows`` picks explained tokens (``None``: all of them). Computed in float64.
+    """
+
+    def target_of(logits: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+        ids = explained_ids if rows is None else explained_ids[torch.as_tensor(rows)]
+        logits = logits.double()
+        if target == "prob":
+            scores = torch.softmax(logits, dim=-1)
+        elif target == "logprob":
+            scores = torch.log_softmax(logits, dim=-1)
+        else:
+            scores = logits
+        value = scores.gather(-1, ids.expand(*scores.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        if foil_id is not None:
+            value = value - scores[..., foil_id]
+        return value
+
+    return target_of
+
+
+# ------------------------------------------------------------- the model
+def _head(lm: LM, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from the base model's output (final norm already applied by Hugging Face's base model)."""
+    for module in lm.head:
+        hidden = module(hidden)
+    return hidden
+
+
+def _batched_gradients(
+    lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of every explained token's target with respect to ``embeds``, averaged over the batch.
+
+    The batch holds the points of an integration path (integrated gradients)
+    or the input alone; averaging inside the loop keeps memory at one
+    (n_generated, n_tokens, d_model) tensor.
+
+    Parameters
+    ----------
+    embeds : Tensor of shape (batch, n_tokens, d_model), requires grad
+    read_positions : ndarray of shape (n_generated,)
+        Where each target's logits are read (the position before the token in
+        a causal model).
+
+    Returns
+    -------
+    gradients : Tensor of shape (n_generated, n_tokens, d_model)
+    values : Tensor of shape (batch, n_generated), float64
+    """
+    batch, n_tokens, _ = embeds.shape
+    # In a causal model tokens after the last read position influence no target: the forward stops there.
+    length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
+    hidden = lm.model.base_model(inputs_embeds=embeds[:, :length]).last_hidden_state
+    gradients = embeds.new_zeros((len(read_positions), n_tokens, embeds.shape[2]))
+    values = torch.zeros((batch, len(read_positions)), dtype=torch.float64, device=embeds.device)
+    per_backward = max(1, _ROWS_PER_BACKWARD // (batch * n_tokens))
+    groups = [np.arange(start, min(start + per_backward, len(read_positions)))
+              for start in range(0, len(read_positions), per_backward)]
+    for index, rows in enumerate(groups):
+        # The head's backward is cheap and taken once for the group; only the blocks' backward is vectorised.
+        last = hidden[:, read_positions[rows]].detach().requires_grad_(True)
+        group_values = target_of(_head(lm, last), rows)
+        (head_gradient,) = torch.autograd.grad(group_values.sum(), last)
+        cotangent = hidden.new_zeros((len(rows), *hidden.shape))
+        cotangent[torch.arange(len(rows)), :, torch.as_tensor(read_positions[rows])] = head_gradient.transpose(0, 1)
+        (group_gradients,) = torch.autograd.grad(
+            hidden, embeds, cotangent, is_grads_batched=True, retain_graph=index < len(groups) - 1
+        )
+        gradients[rows] = group_gradients.mean(dim=1)
+        values[:, rows] = group_values.detach()
+    return gradients, values
+
+
+def _gradient_method(
+    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, method: str, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = lm.embeddings(token_ids).detach()  # (1, n_tokens, d_model)
+    with torch.enable_grad():
+        if method == "integrated_gradients":
+            alphas = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
+            path = (alphas[:, None, None] * embeddings).requires_grad_(True)
+            gradient, _ = _batched_gradients(lm, path, read_positions, target_of)
+            values = _values(lm, embeddings, read_positions, target_of)
+        else:
+            leaf = embeddings.clone().requires_grad_(True)
+            gradient, batch_values = _batched_gradients(lm, leaf, read_positions, target_of)
+            values = batch_values[0]
+    if method == "gradient":
+        per_dimension = gradient
+    else:
+        per_dimension = gradient * embeddings[0]
+    raw = torch.linalg.vector_norm(per_dimension.double(), dim=-1)
+    return raw.cpu().numpy(), values.cpu().numpy()
+
+
+@torch.inference_mode()
+def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable) -> torch.Tensor:
+    """Targets of ``embeds`` (batch, n_tokens, d_model) -> (batch, n_generated), float64."""
+    hidden = lm.model.base_model(inputs_embeds=embeds).last_hidden_state
+    return target_of(_head(lm, hidden[:, read_positions]), None)
+
+
+@torch.inference_mode()
+def _erasure(
+    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop of each target when each token's embedding is zeroed, in batches of erased copies."""
+    embeddings = lm.embeddings(token_ids)  # (1, n_tokens, d_model)
+    n_tokens = embeddings.shape[1]
+    full = _values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
+    erased = torch.empty((n_tokens, len(read_positions)), dtype=torch.float64, device=embeddings.device)
+    per_batch = max(1, _ROWS_PER_BACKWARD // n_tokens)
+    for start in range(0, n_tokens, per_batch):
+        stop = min(n_tokens, start + per_batch)
+        copies = embeddings.repeat(stop - start, 1, 1)
+        copies[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
+        erased[start:stop] = _values(lm, copies, read_positions, target_of)
+    return (full[None, :] - erased).T.cpu().numpy(), full.cpu().numpy()

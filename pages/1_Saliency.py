@@ -1,0 +1,105 @@
+"""Input saliency: which earlier tokens each generated token depends on (Ecco paper, Figures 3 and 4)."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from ecco_core import plots
+
+st.set_page_config(page_title="Saliency · Ecco Explorer", layout="wide")
+lm, cap = dashboard.sidebar()
+cap = dashboard.require_capture(cap)
+
+st.title("Input saliency")
+st.caption(
+    "For each generated token, how much each earlier token is responsible for it: the L2 norm of "
+    "gradient x input embedding by default, each row scaled to 100%. All tokens come from one forward "
+    "and one batched backward pass; the target is taken in float64. A masked model explains its "
+    "prediction at each [MASK]. Put a continuation in the sidebar's *Given answer* to explain that instead."
+)
+
+
+@st.cache_data(max_entries=64, show_spinner="Attributing…")
+def cached_saliency(_lm, _cap, key: tuple, method: str, target: str, contrast: str, steps: int) -> ec.Saliency:
+    """``key`` names the capture (model and run settings); the underscored arguments are not hashed."""
+    return ec.saliency(_lm, _cap, method=method, target=target, contrast_with=contrast or None, steps=steps)
+
+
+columns = st.columns([2, 2, 2, 1])
+method = columns[0].selectbox(
+    "Method", list(ec.SALIENCY_METHODS), key="saliency_method", help="\n\n".join(
+        f"**{name}**: {text}" for name, text in ec.SALIENCY_METHODS.items()
+    ),
+)
+target = columns[1].selectbox(
+    "Target", list(ec.SALIENCY_TARGETS), key="saliency_target",
+    help="\n\n".join(f"**{name}**: {text}" for name, text in ec.SALIENCY_TARGETS.items()),
+)
+contrast = columns[2].text_input(
+    "Contrast with (optional)", key="saliency_contrast",
+    help="A foil token: explain target(token) - target(foil), e.g. why ' is' and not ' are'. "
+    "With target 'logit' this is the contrastive explanation of Yin & Neubig (2022).",
+)
+steps = columns[3].number_input(
+    "IG steps", min_value=1, max_value=64, value=20, key="saliency_steps",
+    disabled=method != "integrated_gradients",
+)
+
+key = (cap.model_name, tuple(sorted((name, str(value)) for name, value in cap.settings.items())))
+sal = None
+with dashboard.user_errors():
+    sal = cached_saliency(lm, cap, key, method, target, contrast.strip(), int(steps))
+if sal is None:
+    st.stop()
+
+labels = dict(zip(sal.positions.tolist(), (f"{p}: {t}" for p, t in zip(sal.positions, sal.explained_tokens))))
+click = dashboard.clicked_cell(st.session_state.get("saliency_heatmap"))
+if click is not None and click != st.session_state.get("saliency_last_click"):
+    st.session_state["saliency_last_click"] = click
+    st.session_state["saliency_token"] = int(sal.positions[click[0]])
+if st.session_state.get("saliency_token") not in labels:
+    st.session_state["saliency_token"] = int(sal.positions[0])
+position = st.selectbox(
+    "Explained token", list(labels), format_func=labels.get, key="saliency_token",
+    help="Or click a row of the heatmap below.",
+)
+index = int(np.flatnonzero(sal.positions == position)[0])
+row, attributed = sal.scores[index], sal.attributed_mask()[index]
+
+st.subheader("Text, shaded by saliency")
+dashboard.show_tokens(cap, row, selected=position)
+value_name = f"{target}({sal.explained_tokens[index]!r})"
+if sal.contrast_with:
+    value_name += f" - {target}({sal.contrast_with!r})"
+st.caption(f"Darker = more responsible for the outlined token. Attributed quantity: {value_name} = "
+           f"{sal.target_values[index]:.4g}")
+
+detail, matrix = st.columns([2, 3])
+with detail:
+    st.subheader("Detail")
+    table = pd.DataFrame(
+        {
+            "position": [p for p in range(sal.n_tokens) if attributed[p]],
+            "token": [t for t, keep in zip(sal.tokens, attributed) if keep],
+            "share": 100.0 * row[attributed],
+            "raw": sal.raw[index][attributed],
+        }
+    )
+    st.plotly_chart(
+        plots.saliency_bars(table["token"].tolist(), row[attributed]), key="saliency_bars", width="stretch"
+    )
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={"share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100,
+                                                                 format="%.1f")},
+    )
+with matrix:
+    st.subheader("All generated tokens")
+    figure = plots.saliency_heatmap(sal)
+    st.plotly_chart(figure, key="saliency_heatmap", on_select="rerun", selection_mode="points", width="stretch")
+    st.caption("Click a cell to explain that row's token.")
+
+st.subheader("Download")
+dashboard.download_buttons(sal.to_frame(), f"saliency-{method}-{target}", figure)

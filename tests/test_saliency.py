@@ -1,0 +1,264 @@
+"""Input saliency: batched attributions against a token-by-token float64 recomputation, every family."""
+
+import copy
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import ecco_core as ec
+
+# ``ec.saliency`` is the function; the module behind it holds the helpers checked directly here.
+saliency_module = importlib.import_module("ecco_core.saliency")
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Saliency.py")
+PROMPT = "William Shakespeare was born in the year"
+
+
+@pytest.fixture(scope="module")
+def shakespeare(lm):
+    return ec.capture(lm, PROMPT, max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(lm, encoder):
+    from families import tiny_lm
+
+    return tiny_lm("gpt2", causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
+
+
+def _float64(lm):
+    return ec.wrap(copy.deepcopy(lm.model).double(), lm.tokenizer, name=lm.name)
+
+
+def _token_by_token(lm, cap, method="grad_x_input", target="prob", foil_id=None, positions=None):
+    """What ecco does, one forward per prefix and one backward per token, but all in float64.
+
+    (A float32 model recomputed prefix by prefix differs from itself run on the full sequence by
+    about 1e-5: summation order. Against float64 the batched float32 result is within 3e-6.)
+    """
+    lm = _float64(lm)
+    rows = []
+    for position in range(cap.n_input, cap.n_tokens) if positions is None else positions:
+        ids = torch.tensor(cap.token_ids[None, :position])
+        embeds = lm.embeddings(ids).detach().requires_grad_(True)
+        logits = lm.model(inputs_embeds=embeds).logits[0, -1].double()
+        scores = {"prob": torch.softmax, "logprob": torch.log_softmax}.get(target, lambda x, dim: x)(logits, dim=-1)
+        value = scores[int(cap.token_ids[position])] - (scores[foil_id] if foil_id is not None else 0)
+        (gradient,) = torch.autograd.grad(value, embeds)
+        per_dimension = gradient[0] if method == "gradient" else gradient[0] * embeds[0]
+        norms = torch.linalg.vector_norm(per_dimension.double(), dim=-1).detach().numpy()
+        row = np.zeros(cap.n_tokens)
+        row[:position] = norms / norms.sum()
+        rows.append(row)
+    return np.array(rows)
+
+
+# ------------------------------------------------------------ correctness
+def test_batched_matches_token_by_token_on_the_causal_default(lm):
+    # The benchmark's case. With no BOS, the first token is an attention sink of huge norm whose
+    # float32 backward is the least precise entry; it stays within 1e-5 of float64 here.
+    cap = ec.capture(lm, PROMPT, max_new_tokens=20)
+    batched = ec.saliency(lm, cap)
+    checked = np.arange(cap.n_input, cap.n_tokens, 4)  # a float64 pass per prefix is slow: every 4th token
+    reference = _token_by_token(lm, cap, positions=checked)
+    assert np.abs(batched.scores[checked - cap.n_input] - reference).max() < 1e-5
+
+
+@pytest.mark.parametrize("target", ["prob", "logit", "logprob"])
+@pytest.mark.parametrize("method", ["grad_x_input", "gradient"])
+def test_batched_matches_token_by_token_on_gpt2(tiny_gpt2, method, target):
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=5)
+    batched = ec.saliency(tiny_gpt2, cap, method=method, target=target)
+    assert np.abs(batched.scores - _token_by_token(tiny_gpt2, cap, method, target)).max() < 1e-5
+
+
+def test_rows_sum_to_one_and_only_earlier_tokens_count(lm, shakespeare):
+    result = ec.saliency(lm, shakespeare)
+    assert result.scores.shape == (shakespeare.n_generated, shakespeare.n_tokens)
+    np.testing.assert_allclose(result.scores.sum(axis=1), 1.0, atol=1e-12)
+    later = np.arange(shakespeare.n_tokens)[None, :] >= result.positions[:, None]
+    assert not result.scores[later].any() and not result.raw[later].any()
+    assert (result.scores[~later] > 0).all()
+    assert result.tokens == shakespeare.tokens
+    assert result.explained_tokens == shakespeare.tokens[shakespeare.n_input:]
+    # The default target is the generated token's probability, the model's own top choice (greedy).
+    np.testing.assert_allclose(result.target_values, shakespeare.top_probs[shakespeare.n_input - 1 : -1, 0], atol=1e-5)
+
+
+def test_the_head_read_from_the_base_model_gives_the_models_logits(tiny):
+    """Saliency reads logits as base model + head; that must be the model's own output in every family."""
+    ids = torch.tensor([tiny.tokenizer("The keys to the cabinet")["input_ids"]])
+    with torch.inference_mode():
+        expected = tiny.model(input_ids=ids).logits
+        hidden = tiny.model.base_model(inputs_embeds=tiny.embeddings(ids)).last_hidden_state
+        torch.testing.assert_close(saliency_module._head(tiny, hidden), expected)
+
+
+@pytest.mark.parametrize("method", list(ec.SALIENCY_METHODS))
+def test_every_method_on_every_family(tiny, method):
+    if tiny.is_causal:
+        cap = ec.capture(tiny, "The keys to the cabinet", max_new_tokens=3)
+        expected_positions = np.arange(cap.n_input, cap.n_tokens)
+    else:
+        cap = ec.capture(tiny, "The keys to the [MASK] are on the table.")
+        expected_positions = np.flatnonzero(cap.token_ids == tiny.tokenizer.mask_token_id)
+    result = ec.saliency(tiny, cap, method=method, steps=4)
+    np.testing.assert_array_equal(result.positions, expected_positions)
+    assert result.scores.shape == (len(expected_positions), cap.n_tokens)
+    assert np.isfinite(result.raw).all()
+    np.testing.assert_allclose(result.scores.sum(axis=1), 1.0, atol=1e-12)
+    if not tiny.is_causal:  # a masked model reads both sides of the mask
+        assert (result.scores[:, expected_positions[0] + 1 :] > 0).any()
+        np.testing.assert_array_equal(result.explained_ids, cap.top_ids[expected_positions, 0])
+
+
+def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
+    """Completeness: summed over tokens and dimensions, IG equals target(input) - target(zero embeddings)."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
+    reads = np.arange(cap.n_input, cap.n_tokens) - 1
+    target_of = saliency_module._target_function("logit", torch.as_tensor(cap.token_ids[cap.n_input :]), None)
+    embeddings = tiny_gpt2.embeddings(torch.tensor(cap.token_ids[None])).detach()
+    steps = 256
+    alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
+    with torch.enable_grad():
+        path = (alphas[:, None, None] * embeddings).requires_grad_(True)
+        gradients, _ = saliency_module._batched_gradients(tiny_gpt2, path, reads, target_of)
+    integrated = (gradients * embeddings[0]).sum(dim=(1, 2)).double()
+    change = (
+        saliency_module._values(tiny_gpt2, embeddings, reads, target_of)
+        - saliency_module._values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
+    )[0]
+    torch.testing.assert_close(integrated, change, atol=2e-3, rtol=2e-3)
+
+
+def test_erasure_is_the_drop_when_a_token_is_zeroed(tiny_gpt2):
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
+    result = ec.saliency(tiny_gpt2, cap, method="erasure", target="logprob")
+    erased_position = 2
+    embeddings = tiny_gpt2.embeddings(torch.tensor(cap.token_ids[None])).detach().clone()
+    embeddings[0, erased_position] = 0
+    with torch.inference_mode():
+        logits = tiny_gpt2.model(inputs_embeds=embeddings).logits[0, cap.n_input - 1].double()
+    erased = torch.log_softmax(logits, -1)[int(cap.token_ids[cap.n_input])].item()
+    assert result.raw[0, erased_position] == pytest.approx(result.target_values[0] - erased, abs=1e-5)
+
+
+# ------------------------------------------------------- answers, contrast
+def test_a_given_answer_is_explained_token_by_token(lm):
+    cap = ec.capture(lm, PROMPT, answer=" 1564")
+    result = ec.saliency(lm, cap, target="logprob")
+    assert "".join(result.explained_tokens) == " 1564"
+    assert result.scores.shape == (cap.n_generated, cap.n_tokens)
+    assert (result.target_values < 0).all()  # log-probabilities of a continuation the model did not pick itself
+    np.testing.assert_allclose(result.scores.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_contrast_explains_the_logit_difference(lm):
+    cap = ec.capture(lm, "The keys to the cabinet", answer=" are")
+    result = ec.saliency(lm, cap, target="logit", contrast_with="is")
+    assert result.contrast_with == " is"
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor(cap.token_ids[None])).logits[0, cap.n_input - 1].double()
+    are, is_ = (lm.tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in (" are", " is"))
+    assert result.target_values[0] == pytest.approx((logits[are] - logits[is_]).item(), abs=1e-4)
+    # The log-probability difference is the same quantity, so the same attribution.
+    same = ec.saliency(lm, cap, target="logprob", contrast_with="is")
+    np.testing.assert_allclose(same.scores, result.scores, atol=1e-5)
+    assert not np.allclose(ec.saliency(lm, cap, target="logit").scores, result.scores, atol=1e-3)
+
+
+def test_contrast_matches_token_by_token(tiny_gpt2):
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    result = ec.saliency(tiny_gpt2, cap, target="logit", contrast_with="are")
+    foil = tiny_gpt2.tokenizer(" are", add_special_tokens=False)["input_ids"][0]
+    reference = _token_by_token(tiny_gpt2, cap, target="logit", foil_id=foil)
+    assert np.abs(result.scores - reference).max() < 1e-5
+
+
+# ---------------------------------------------------------------- tables
+def test_to_frame_has_one_row_per_attributed_pair(lm, shakespeare):
+    result = ec.saliency(lm, shakespeare)
+    frame = result.to_frame()
+    assert len(frame) == result.positions.sum()
+    assert (frame["input_position"] < frame["output_position"]).all()
+    np.testing.assert_allclose(frame.groupby("output_position")["score"].sum(), 1.0, atol=1e-12)
+    assert set(frame["method"]) == {"grad_x_input"}
+    np.testing.assert_array_equal(result.row(shakespeare.n_input), result.scores[0])
+
+
+def test_prompt_tokens_can_be_explained_from_their_prefix(lm, shakespeare):
+    result = ec.saliency(lm, shakespeare, positions=[2, 3])
+    assert result.explained_tokens == shakespeare.tokens[2:4]
+    assert not result.scores[0, 2:].any()
+
+
+# ---------------------------------------------------------------- errors
+def test_bad_arguments_are_named(lm, encoder, shakespeare):
+    with pytest.raises(ValueError, match=r"method must be one of .*'erasure'.*got 'lime'"):
+        ec.saliency(lm, shakespeare, method="lime")
+    with pytest.raises(ValueError, match=r"target must be one of .*'logprob'.*got 'loss'"):
+        ec.saliency(lm, shakespeare, target="loss")
+    with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
+        ec.saliency(lm, shakespeare, method="integrated_gradients", steps=0)
+    with pytest.raises(ValueError, match=r"contrast_with 'Shakespearean' is \d tokens"):
+        ec.saliency(lm, shakespeare, contrast_with="Shakespearean")
+    with pytest.raises(ValueError, match=r"positions must be .* within \[1, 12\]"):
+        ec.saliency(lm, shakespeare, positions=[13])
+    with pytest.raises(ValueError, match="no generated tokens"):
+        ec.saliency(lm, ec.capture(lm, PROMPT))
+    encoded = ec.capture(encoder, "The keys to the cabinet")
+    with pytest.raises(ValueError, match="no language-modelling head"):
+        ec.saliency(encoder, encoded)
+    with pytest.raises(ValueError, match="not by 'all-MiniLM-L6-v2'"):
+        ec.saliency(encoder, shakespeare)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert", "roberta"])
+def test_a_masked_model_needs_a_mask(model_type, lm, encoder):
+    from families import tiny_lm
+
+    masked = tiny_lm(model_type, causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
+    with pytest.raises(ValueError, match=r"no \[MASK\] token"):
+        ec.saliency(masked, ec.capture(masked, "The keys to the cabinet"))
+
+
+# ------------------------------------------------------------------ page
+def _run(app: AppTest) -> AppTest:
+    app.run(timeout=180)
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_page_shows_saliency_of_the_selected_token():
+    app = _run(AppTest.from_file(PAGE))
+    assert app.title[0].value == "Input saliency"
+    generated = app.selectbox(key="saliency_token")
+    assert len(generated.options) == 20
+    detail = app.dataframe[0].value
+    assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
+    fourth = int(generated.options[3].split(":")[0])  # options read "position: token"
+    generated.set_value(fourth)
+    _run(app)
+    detail = app.dataframe[0].value
+    assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
+    assert detail["position"].max() == fourth - 1  # the 4th generated token sees everything before it
+    app.selectbox(key="saliency_method").set_value("gradient")
+    _run(app)
+    assert not app.error
+
+
+def test_page_escapes_html_and_reports_bad_contrast():
+    app = AppTest.from_file(PAGE)
+    app.query_params["text"] = "<script>alert(1)</script> The answer is"
+    app.query_params["new"] = "3"
+    _run(app)
+    html_blocks = " ".join(str(block.proto) for block in app.get("html"))
+    # "<script>" is split into several tokens, each escaped on its own.
+    assert "&lt;" in html_blocks and "&gt;" in html_blocks and "<script" not in html_blocks
+    app.text_input(key="saliency_contrast").set_value("Shakespearean")
+    _run(app)
+    assert any("contrast_with" in error.value for error in app.error)
