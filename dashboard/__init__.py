@@ -13,6 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
 from ecco_core.capture import encode_prompt
@@ -84,8 +85,8 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     _write_query_params(state)
     offline = ec.offline_models()
     choices = offline + [OTHER_MODEL]
-    # Keyed widgets keep their identity across reruns; they are (re)filled from the
-    # last submitted settings whenever Streamlit has dropped them (e.g. on a page switch).
+    # Streamlit makes new widgets, blank ones, when the page changes, even under the
+    # same keys: refill them then (and on the first run) from the last submitted settings.
     initial = {
         "_model_choice": state["model"] if state["model"] in choices else OTHER_MODEL,
         "_model_other": "" if state["model"] in choices else state["model"],
@@ -93,8 +94,12 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
         "_new": min(max(int(state["new"]), 0), limits.MAX_NEW_TOKENS),
         "_answer": state["answer"],
     }
+    page = get_script_run_ctx().page_script_hash
+    refill = st.session_state.get("_sidebar_page") != page
+    st.session_state["_sidebar_page"] = page
     for key, value in initial.items():
-        st.session_state.setdefault(key, value)
+        if refill or key not in st.session_state:
+            st.session_state[key] = value
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
         st.selectbox("Model", choices, key="_model_choice",

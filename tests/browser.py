@@ -169,11 +169,15 @@ def wait_for_run(page, started_timeout_ms: int = 1500) -> None:
     page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
 
 
+def wait_for_first_run(page) -> None:
+    """Wait for the run a page load starts (the app's state goes initial, running, notRunning)."""
+    page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
+
+
 def open_app(page, app_url: str, page_name: str = "", **params) -> None:
     """Open a page of the app (with query parameters) and wait for its first run to finish."""
-    page.goto(app_link(app_url, page_name, **params))
-    page.wait_for_selector('[data-testid="stApp"]')
-    wait_for_run(page, started_timeout_ms=10_000)
+    page.goto(app_link(app_url, page_name, **params), wait_until="commit")
+    wait_for_first_run(page)
 
 
 def errors(page) -> list[str]:
