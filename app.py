@@ -79,9 +79,16 @@ if cap.top_ids.shape[1]:
     )
     n_candidates = min(5, cap.top_ids.shape[1])
     candidates = [[escape_token(row[rank]) for row in cap.top_tokens] for rank in range(n_candidates)]
+    hover = [
+        [
+            f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
+            for token, row, probs in zip(cap.tokens, cap.top_tokens, cap.top_probs)
+        ]
+        for rank in range(n_candidates)
+    ]
     figure = heatmap(
         cap.top_probs[:, :n_candidates].T, axis_labels(cap.tokens), [f"#{rank + 1}" for rank in range(n_candidates)],
-        text=candidates, colorscale="Blues", colorbar_title="probability", x_title="after this token",
+        text=candidates, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
     )
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
     cell = dashboard.clicked_cell(event)

@@ -208,7 +208,16 @@ def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot under ``artifacts/screenshots`` (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # Streamlit scrolls inside its own container, so grow the window to the content instead.
+    viewport = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain] *')].slice(0, 50)"
+        ".map(node => node.scrollHeight))"
+    )
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 8000)})
+    page.wait_for_timeout(300)
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
     return path
 
 
@@ -272,7 +281,9 @@ def click_heatmap_cell(page, chart_index: int, row: int, col: int) -> None:
         raise ValueError(f"chart {chart_index} has no clickable cell ({row}, {col})")
     trace_index, point_index = index
     marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
-    box = marker.locator("path.point").nth(point_index).bounding_box()
+    point = marker.locator("path.point").nth(point_index)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     wait_for_run(page)
 

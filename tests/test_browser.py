@@ -58,6 +58,7 @@ def test_home_page_runs_the_default_flow(page, app_url, default_capture):
     text = main_text(page)
     assert "Ecco Explorer" in text
     assert shown_text(default_capture.tokens) in text  # prompt and generated continuation, as tokens
+    page.wait_for_selector('[data-testid="stDataFrame"]')  # the grid is drawn after the run ends
     assert page.locator('[data-testid="stDataFrame"]').count() == 1
     assert "text=William+Shakespeare" in page.url
     screenshot(page, "0_Home")
