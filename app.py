@@ -1,33 +1,108 @@
 """Ecco Explorer: home page. Run with ``streamlit run app.py``."""
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
 import dashboard
+import ecco_core as ec
+from ecco_core.plots import axis_labels, escape_token, heatmap
+
+PASSAGE = (
+    "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+    "movable metal type, oil-based ink and a wooden press adapted from those used to make wine. Within a few "
+    "decades printing shops had spread from Mainz to more than two hundred cities across Europe."
+)
+# (page file, title, what it shows, the example, its run settings)
+VIEWS = [
+    ("pages/1_Saliency.py", "Saliency",
+     "How much each earlier token is responsible for each generated token (gradient × input and friends, "
+     "for the whole generation in one batched pass). Click a generated token to see what it leaned on.",
+     "*William Shakespeare was born in the year* → which words point at the year it writes?",
+     dict(model=ec.DEFAULT_MODEL, text="William Shakespeare was born in the year", new=5)),
+    ("pages/2_Layer_predictions.py", "Layer predictions",
+     "The logit lens: the rank of each output token at every layer, and candidate words watched side by side.",
+     "*The keys to the cabinet* → at which layer does *are* overtake *is*?",
+     dict(model=ec.DEFAULT_MODEL, text="The keys to the cabinet", new=1)),
+    ("pages/3_Neuron_factors.py", "Neuron factors",
+     "The FFN neurons' activations split into a few factors (NMF, PCA or ICA); each token is coloured by the "
+     "factor it excites, so groups of neurons that track syntax or topic stand out.",
+     "a passage on the printing press → factors for function words, names, places",
+     dict(model=ec.DEFAULT_MODEL, text=PASSAGE, new=0)),
+    ("pages/4_Similarity.py", "Similarity",
+     "CCA, SVCCA, PWCCA and CKA between the layers' hidden states and FFN activations: which layers "
+     "represent the text alike.",
+     "the same passage → neighbouring layers agree, distant ones drift apart",
+     dict(model=ec.DEFAULT_MODEL, text=PASSAGE, new=0)),
+    ("pages/5_Probing.py", "Probing",
+     "Linear probes for part of speech at every layer, with control tasks that tell knowledge from "
+     "memorisation (the Ecco paper's Table 1).",
+     "the encoder on bundled Universal Dependencies sentences",
+     dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
+]
+ROOT = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="Ecco Explorer", page_icon="🔎", layout="wide")
 lm, cap = dashboard.sidebar()
 
 st.title("Ecco Explorer")
 st.markdown(
-    "Look inside a Transformer language model as it reads and writes text. "
-    "Pick a model and a prompt in the sidebar and press **Run**; every page reads the same run."
-)
-st.markdown(
-    """
-| View | What it shows | Try |
-|---|---|---|
-| **Saliency** | how much each earlier token is responsible for each generated token | *William Shakespeare was born in the year* → which words point at the year |
-| **Layer predictions** | the rank of each output token at every layer (logit lens); candidates side by side | *The keys to the cabinet* → is vs are |
-| **Neuron factors** | FFN neuron activations decomposed into a few factors (NMF, PCA, ICA) | paste a paragraph and see factors follow syntax and topic |
-| **Similarity** | CCA, SVCCA, PWCCA and CKA between the layers' hidden states and FFN activations | watch neighbouring layers agree |
-| **Probing** | linear probes for part of speech at every layer, with control tasks (the paper's Table 1) | the bundled Universal Dependencies sentences |
-"""
+    "Look inside a Transformer language model as it reads and writes text. Pick a model and a prompt in the "
+    "sidebar and press **Run**; every view reads that same run, and the address bar holds it, so a copied "
+    "link reopens what you see."
 )
 
+with st.expander("The views, with an example each", expanded=True):
+    for page_file, title, summary, example, settings in VIEWS:
+        text_column, action_column = st.columns([4, 1], vertical_alignment="center")
+        text_column.markdown(f"**{title}**: {summary}  \nExample: {example}")
+        action_column.button(
+            "Load example", key=f"example-{title}", on_click=dashboard.load_settings, kwargs=settings,
+            width="stretch",
+        )
+        if (ROOT / page_file).exists():
+            action_column.page_link(page_file, label=f"Open {title} →")
+
 cap = dashboard.require_capture(cap)
+
 st.subheader("Text")
-dashboard.show_tokens(cap)
+text_slot = st.empty()
 st.caption("Generated tokens are underlined; hover a token for its position.")
+
+selected = None
+if cap.top_ids.shape[1]:
+    st.subheader("What the model expected next")
+    st.caption(
+        "Each column is a position, each row one of the model's top candidates there, coloured by "
+        "probability. Click a cell to pick a position."
+    )
+    n_candidates = min(5, cap.top_ids.shape[1])
+    candidates = [[escape_token(row[rank]) for row in cap.top_tokens] for rank in range(n_candidates)]
+    hover = [
+        [
+            f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
+            for token, row, probs in zip(cap.tokens, cap.top_tokens, cap.top_probs)
+        ]
+        for rank in range(n_candidates)
+    ]
+    figure = heatmap(
+        cap.top_probs[:, :n_candidates].T, axis_labels(cap.tokens), [f"#{rank + 1}" for rank in range(n_candidates)],
+        text=candidates, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
+    )
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
+    cell = dashboard.clicked_cell(event)
+    if cell is not None:
+        selected = cell[1]
+        st.markdown(f"**After position {selected}** (outlined above) the model expected:")
+        st.dataframe(
+            pd.DataFrame({"candidate": cap.top_tokens[selected], "probability": cap.top_probs[selected]}),
+            hide_index=True,
+        )
+
+with text_slot:
+    dashboard.show_tokens(cap, selected=selected)
+
 st.subheader("Tokens")
 frame = cap.to_frame()
 st.dataframe(frame, hide_index=True, width="stretch")

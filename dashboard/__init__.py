@@ -1,10 +1,11 @@
-"""Streamlit-only helpers shared by every page: cached loading, the sidebar, errors.
+"""Streamlit-only helpers shared by every page: cached loading, the sidebar, errors, links.
 
 Every page starts with ``lm, cap = dashboard.sidebar()``. The model is one
 object shared by all sessions (``st.cache_resource``); captures are cached per
 (model, text, settings) with ``st.cache_data``, so moving between pages
 recomputes nothing. What is on screen lives in the URL (``st.query_params``),
-so a copied link reproduces the view.
+so a copied link reproduces the view; a page keeps its own widgets there with
+:func:`page_param`. Limits for a shared deployment live in :mod:`dashboard.settings`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
 from ecco_core.capture import encode_prompt
@@ -35,13 +37,10 @@ def cached_model(name: str) -> ec.LM:
 
 @st.cache_data(max_entries=limits.MAX_CACHED_CAPTURES, ttl=limits.CACHE_TTL_SECONDS, show_spinner=False)
 def cached_capture(model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
+    """The capture of ``text`` by the shared model, within the deployment's limits (see ``settings``)."""
     lm = cached_model(model_name)
-    n_prompt = len(encode_prompt(lm, text))
-    if n_prompt > limits.MAX_PROMPT_TOKENS:
-        raise ValueError(
-            f"the prompt is {n_prompt} tokens; this deployment allows at most {limits.MAX_PROMPT_TOKENS} "
-            "(ECCO_MAX_PROMPT_TOKENS)"
-        )
+    limits.enforce(len(encode_prompt(lm, text)), "MAX_PROMPT_TOKENS", "the prompt")
+    limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
     return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
 
 
@@ -86,17 +85,21 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     _write_query_params(state)
     offline = ec.offline_models()
     choices = offline + [OTHER_MODEL]
-    # Keyed widgets keep their identity across reruns; they are (re)filled from the
-    # last submitted settings whenever Streamlit has dropped them (e.g. on a page switch).
+    # Streamlit makes new widgets, blank ones, when the page changes, even under the
+    # same keys: refill them then (and on the first run) from the last submitted settings.
     initial = {
         "_model_choice": state["model"] if state["model"] in choices else OTHER_MODEL,
         "_model_other": "" if state["model"] in choices else state["model"],
         "_text": state["text"],
-        "_new": min(int(state["new"]), limits.MAX_NEW_TOKENS),
+        "_new": min(max(int(state["new"]), 0), limits.MAX_NEW_TOKENS),
         "_answer": state["answer"],
     }
+    page = get_script_run_ctx().page_script_hash
+    refill = st.session_state.get("_sidebar_page") != page
+    st.session_state["_sidebar_page"] = page
     for key, value in initial.items():
-        st.session_state.setdefault(key, value)
+        if refill or key not in st.session_state:
+            st.session_state[key] = value
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
         st.selectbox("Model", choices, key="_model_choice",
@@ -135,10 +138,94 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
             cap = cached_capture(state["model"], state["text"], new_tokens, state["answer"] if lm.is_causal else "")
         st.sidebar.caption(
             f"{lm.name}: {lm.spec.name}, {lm.n_layers} layers, d_model {lm.d_model}, d_ff {lm.d_ff}; "
-            f"{cap.n_input} prompt + {cap.n_generated} generated tokens"
+            f"{cap.n_input} prompt + {cap.n_generated} generated tokens. "
+            "The address bar holds this view: copy it to share it."
         )
         return lm, cap
     return None, None
+
+
+def load_settings(model: str, text: str, new: int = 0, answer: str = "") -> None:
+    """Put a run's settings into the sidebar, as if typed and Run pressed.
+
+    Meant as a button callback (``st.button(..., on_click=load_settings, kwargs=...)``):
+    callbacks run before the sidebar is drawn, so its widgets may still be set.
+    """
+    state = current_settings()
+    state.update(model=model, text=text, new=int(new), answer=answer)
+    offline = model in ec.offline_models()
+    st.session_state.update(
+        _model_choice=model if offline else OTHER_MODEL, _model_other="" if offline else model,
+        _text=text, _new=min(max(int(new), 0), limits.MAX_NEW_TOKENS), _answer=answer,
+    )
+    _write_query_params(state)
+
+
+_PAGE_VALUES = "_page_params"
+
+
+def page_param(key: str, default, choices=None):
+    """Keep a page widget's value in the URL, so that a copied link reopens the same view.
+
+    Call it just before the widget, and give the widget the same ``key`` and no
+    value of its own::
+
+        dashboard.page_param("saliency_method", "grad_x_input", choices=METHODS)
+        method = st.selectbox("Method", METHODS, key="saliency_method")
+
+    The value is, in order: the widget's current value, this session's last
+    value on this page (Streamlit forgets widgets of pages not on screen), the
+    URL's ``?saliency_method=...``, ``default``. It is written back to the URL,
+    or removed from it while it equals ``default``.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key and the query parameter's name; make it unique to the
+        page (prefix it with the page's name).
+    default : str, int, float, bool or list of str
+        Its type is the type read from the URL (a list is a repeated parameter).
+    choices : collection, optional
+        Allowed values; a URL value outside them (a stale or edited link) gives ``default``.
+
+    Returns
+    -------
+    The current value.
+    """
+    remembered = st.session_state.setdefault(_PAGE_VALUES, {})
+    if key not in st.session_state:
+        value = remembered.get(key)
+        if value is None:
+            value = _from_url(key, default, choices)
+        st.session_state[key] = value
+    value = st.session_state[key]
+    remembered[key] = value
+    if value == default:
+        st.query_params.pop(key, None)
+    elif isinstance(value, (list, tuple)):
+        st.query_params[key] = [str(item) for item in value]
+    else:
+        st.query_params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return value
+
+
+def _from_url(key: str, default, choices=None):
+    if isinstance(default, (list, tuple)):
+        value = list(st.query_params.get_all(key)) or list(default)
+        valid = choices is None or all(item in choices for item in value)
+    else:
+        raw = st.query_params.get(key)
+        if raw is None:
+            return default
+        try:
+            if isinstance(default, bool):
+                value = {"true": True, "false": False}[raw.lower()]
+            else:
+                value = type(default)(raw)
+        except (KeyError, ValueError):
+            return default
+        valid = choices is None or value in choices
+    return value if valid else default
 
 
 def show_tokens(cap: ec.Capture, values=None, selected: int | None = None) -> None:
@@ -159,6 +246,8 @@ def clicked_cell(event) -> tuple[int, int] | None:
     points = getattr(getattr(event, "selection", None), "points", None) or []
     for point in points:
         custom = point.get("customdata")
+        if isinstance(custom, dict):  # a browser sends a typed array as {"0": row, "1": col}
+            custom = [custom[key] for key in sorted(custom, key=int)]
         if custom is not None and len(custom) == 2:
             return int(custom[0]), int(custom[1])
     return None

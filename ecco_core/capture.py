@@ -19,6 +19,7 @@ Nothing is stored on the model, and the hooks are removed in a ``finally``.
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,7 @@ def _first_tensor(value):
 
 @contextmanager
 def recording(lm: LM) -> Iterator[Recording]:
-    """Record hidden states and FFN activations of every forward pass made inside the block.
+    """Record hidden states and FFN activations of the forward passes this thread makes inside the block.
 
     Works for padded batches too (probing uses it); the hooks are removed on
     exit, also when the forward raises. Usage::
@@ -192,15 +193,24 @@ def recording(lm: LM) -> Iterator[Recording]:
     blocks = lm.blocks
     n_layers = len(blocks)
     handles = []
+    # The model is shared by every session of the app, so other threads run forward
+    # passes through these same modules while the hooks are on: record only our own.
+    owner = threading.get_ident()
 
     def block_input(module, args, kwargs):
+        if threading.get_ident() != owner:
+            return
         hidden = args[0] if args else kwargs["hidden_states"]
         record.hidden_states.append(_first_tensor(hidden))
 
     def block_output(module, args, output):
+        if threading.get_ident() != owner:
+            return
         record.hidden_states.append(_first_tensor(output))
 
     def ffn_input(module, args):
+        if threading.get_ident() != owner:
+            return
         activations = args[0]
         if activations.dim() == 2:  # OPT flattens (batch, n_tokens) before its FFN
             activations = activations.view(*record.hidden_states[-1].shape[:2], -1)

@@ -11,6 +11,9 @@ import ecco_core as ec  # noqa: E402
 
 from families import TINY_MODEL_TYPES, tiny_lm  # noqa: E402
 
+# The real app in a real browser: one server and one Chromium shared by every test module.
+pytest_plugins = ["browser"]
+
 
 @pytest.fixture(scope="session")
 def lm():

@@ -1,0 +1,308 @@
+"""The real app in a real browser: one Streamlit server and one headless Chromium per test session.
+
+Registered as a pytest plugin in ``conftest.py``, so every test module shares
+the same server (``app_url``) and browser (``browser``); each test gets a fresh
+browser context (``page``: its own Streamlit session). Helpers here make a
+page's browser test a few lines:
+
+    open_app(page, app_url, "Saliency", text="The capital of France is", new=3)
+    assert_healthy(page)
+    click_heatmap_cell(page, chart_index=0, row=2, col=5)
+    frame = download_csv(page, "CSV")
+
+Chromium is Debian's (``apt-get install chromium``); Playwright's own browser
+download cannot work offline, and ``playwright install`` is never needed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+CHART_DRAWN = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+EXCEPTION = '[data-testid="stException"]'
+ERROR = '[data-testid="stAlertContentError"]'
+FINISHED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
+
+# Each analysis page runs the default model on 2 shared CPU cores: be patient.
+RUN_TIMEOUT_MS = 240_000
+
+
+# ------------------------------------------------------------------- pages
+def page_files() -> list[Path]:
+    """Every page script of the app, in sidebar order."""
+    return sorted(PAGES.glob("[0-9]*_*.py")) if PAGES.is_dir() else []
+
+
+def url_path(page_file: Path | None) -> str:
+    """The URL path Streamlit gives a page file: ``pages/2_Layer_predictions.py`` -> ``Layer_predictions``."""
+    if page_file is None:
+        return ""
+    return re.sub(r"^[0-9]+[_ -]*", "", page_file.stem).replace(" ", "_")
+
+
+def draws_charts(page_file: Path) -> bool:
+    return "plotly_chart" in page_file.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ server
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int, env: dict | None = None) -> subprocess.Popen:
+    """``streamlit run app.py`` on a loopback port, headless, offline; returns once it answers."""
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]
+    environment = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_WAIT_POLICY": "PASSIVE",
+        **(env or {}),
+    }
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(health, timeout=1) as answer:
+                if answer.read().strip() == b"ok":
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError("streamlit did not answer its health check within 60 s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def app_url():
+    """Base URL of a fresh ``streamlit run app.py`` for this test session."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium fonts-dejavu-core")
+    server = start_server(free_port())
+    port = server.args[server.args.index("--server.port") + 1]
+    yield f"http://127.0.0.1:{port}"
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (one Streamlit session) with a page that records any dialog."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    tab = context.new_page()
+    tab.set_default_timeout(RUN_TIMEOUT_MS)
+    tab.dialogs = []
+    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    yield tab
+    context.close()
+
+
+# ----------------------------------------------------------------- helpers
+def app_link(app_url: str, page_name: str = "", **params) -> str:
+    """A shareable link: a page (``"Saliency"``, ``""`` for home) with query parameters."""
+    query = urllib.parse.urlencode({key: str(value) for key, value in params.items()})
+    return f"{app_url}/{page_name}" + (f"?{query}" if query else "")
+
+
+def wait_for_run(page, started_timeout_ms: int = 1500) -> None:
+    """Wait until the script run that an action started has finished.
+
+    A rerun may begin a moment after the click that causes it, so first give it
+    ``started_timeout_ms`` to start, then wait for it to end.
+    """
+    try:
+        page.wait_for_selector(RUNNING, timeout=started_timeout_ms)
+    except Exception:  # it may already have finished, or never needed to run
+        pass
+    page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
+
+
+def wait_for_first_run(page) -> None:
+    """Wait for the run a page load starts (the app's state goes initial, running, notRunning)."""
+    page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
+
+
+def open_app(page, app_url: str, page_name: str = "", **params) -> None:
+    """Open a page of the app (with query parameters) and wait for its first run to finish."""
+    page.goto(app_link(app_url, page_name, **params), wait_until="commit")
+    wait_for_first_run(page)
+
+
+def errors(page) -> list[str]:
+    return page.locator(ERROR).all_inner_texts()
+
+
+def assert_healthy(page) -> None:
+    """No uncaught exception box, no error message."""
+    exceptions = page.locator(EXCEPTION).all_inner_texts()
+    assert not exceptions, exceptions
+    assert not errors(page), errors(page)
+
+
+def wait_for_charts(page, minimum: int = 1) -> int:
+    """Wait until ``minimum`` Plotly charts have drawn their SVG; return how many did."""
+    page.wait_for_function(
+        "([selector, minimum]) => document.querySelectorAll(selector).length >= minimum",
+        arg=[CHART_DRAWN, minimum], timeout=60_000,
+    )
+    return page.locator('[data-testid="stPlotlyChart"]').count()
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot under ``artifacts/screenshots`` (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    # Streamlit scrolls inside its own container, so grow the window to the content instead.
+    viewport = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain] *')].slice(0, 50)"
+        ".map(node => node.scrollHeight))"
+    )
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 8000)})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
+    return path
+
+
+def sidebar_run(page, **fields) -> None:
+    """Fill sidebar fields by label (``Prompt="..."``) and press Run."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    for label, value in fields.items():
+        sidebar.get_by_label(label.replace("_", " "), exact=True).fill(str(value))
+    sidebar.get_by_role("button", name="Run").click()
+    wait_for_run(page)
+
+
+def download(page, label: str, index: int = 0) -> bytes:
+    """Click a download button by its label and return the downloaded file's bytes."""
+    button = page.locator('[data-testid="stDownloadButton"]').filter(has_text=label).nth(index)
+    with page.expect_download() as event:
+        button.click()
+    return Path(event.value.path()).read_bytes()
+
+
+def download_csv(page, label: str = "CSV", index: int = 0) -> pd.DataFrame:
+    """A downloaded CSV as a DataFrame (strings kept as written: ``"nan"`` stays a token)."""
+    return pd.read_csv(io.BytesIO(download(page, label, index)), keep_default_na=False)
+
+
+def heatmap_cells(page, chart_index: int) -> list[tuple[int, int]]:
+    """The clickable (row, col) cells of the ``chart_index``-th chart; empty for a chart with none."""
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    cells = chart.evaluate(
+        """plot => plot._fullData.flatMap(trace => Array.from(trace.customdata || [])
+            .map(cell => Array.from(cell || [], Number)).filter(cell => cell.length === 2))"""
+    )
+    return [(int(row), int(col)) for row, col in cells]
+
+
+def click_heatmap_cell(page, chart_index: int, row: int, col: int) -> None:
+    """Click cell (row, col) of the ``chart_index``-th ``ecco_core.plots.heatmap`` and wait for the rerun.
+
+    The heatmap carries one invisible scatter marker per cell whose
+    ``customdata`` is ``[row, col]``; the click lands on that marker's centre,
+    through Plotly's drag layer, as a user's would. Plotly keeps the decoded
+    traces in ``_fullData`` (``data`` may still hold base64-packed arrays).
+    """
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    chart.scroll_into_view_if_needed()
+    index = chart.evaluate(
+        """(plot, [row, col]) => {
+            for (const trace of plot._fullData) {
+                const cells = Array.from(trace.customdata || []).map(cell => Array.from(cell || [], Number));
+                for (let i = 0; i < cells.length; i++) {
+                    if (Number(cells[i][0]) === row && Number(cells[i][1]) === col) {
+                        return [plot._fullData.indexOf(trace), i];
+                    }
+                }
+            }
+            return null;
+        }""",
+        [row, col],
+    )
+    if index is None:
+        raise ValueError(f"chart {chart_index} has no clickable cell ({row}, {col})")
+    trace_index, point_index = index
+    marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
+    point = marker.locator("path.point").nth(point_index)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    wait_for_run(page)
+
+
+def _non_scatter_traces(chart, before: int) -> int:
+    """How many of the first ``before`` traces are not drawn in Plotly's scatter layer (heatmaps)."""
+    return chart.evaluate(
+        "(plot, before) => plot._fullData.slice(0, before).filter(t => t.type !== 'scatter').length",
+        before,
+    )
+
+
+def visible_content(page) -> str:
+    """The main area's HTML without its charts and grids (which change on hover alone)."""
+    return page.locator('[data-testid="stMain"]').evaluate(
+        """(main) => {
+            const copy = main.cloneNode(true);
+            copy.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stDataFrame"]')
+                .forEach(node => node.remove());
+            return copy.innerHTML;
+        }"""
+    )

@@ -1,0 +1,245 @@
+"""Many users at once: one shared model, cached captures, limits, links that carry a page's settings.
+
+The browser test drives the real server with 8 concurrent sessions; the
+AppTest ones run the app in this process, so ``ecco_core.capture`` can be
+counted with a wrapper around the real function.
+"""
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import dashboard
+import ecco_core
+import ecco_core as ec
+from browser import (
+    ROOT,
+    RUN_TIMEOUT_MS,
+    app_link,
+    assert_healthy,
+    download_csv,
+    draws_charts,
+    page_files,
+    url_path,
+    wait_for_charts,
+    wait_for_first_run,
+)
+from dashboard import settings
+
+PROMPTS = [
+    "The capital of France is",
+    "The keys to the cabinet",
+    "William Shakespeare was born in the year",
+    "My favourite colour is",
+    "Water boils at a temperature of",
+    "The first person to walk on the moon was",
+    "A group of crows is called",
+    "The largest planet in the solar system is",
+]
+N_NEW = 6
+
+# A page that is only wiring, as every analysis page is: sidebar, guard, then its analysis.
+MINIMAL_PAGE = '''
+import sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+import dashboard
+
+lm, cap = dashboard.sidebar()
+cap = dashboard.require_capture(cap)
+st.title("Minimal page")
+dashboard.show_tokens(cap)
+layer = dashboard.page_param("minimal_layer", 0, choices=range(lm.n_layers))
+st.slider("Layer", 0, lm.n_layers - 1, key="minimal_layer")
+st.write(f"Layer {{layer}}")
+with dashboard.user_errors():
+    if st.session_state.get("fail") == "user":
+        raise RuntimeError("this analysis failed on purpose")
+if st.session_state.get("fail") == "bug":
+    raise ZeroDivisionError("a bug in one analysis")
+'''
+
+
+def _run(app: AppTest) -> AppTest:
+    app.run(timeout=180)
+    return app
+
+
+@pytest.fixture
+def capture_calls(monkeypatch):
+    """Every call the dashboard makes to ``ecco_core.capture`` (the real function, counted)."""
+    calls = []
+    real = ecco_core.capture
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    dashboard.cached_capture.clear()
+    monkeypatch.setattr(ecco_core, "capture", counted)
+    yield calls
+    dashboard.cached_capture.clear()
+
+
+@pytest.fixture
+def minimal_app(tmp_path):
+    """A copy of the real home page with one minimal page beside it, in pages/."""
+    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "1_Minimal.py").write_text(MINIMAL_PAGE.format(root=str(ROOT)))
+    return tmp_path
+
+
+# ---------------------------------------------------------------- the library
+def test_concurrent_captures_on_the_shared_model_equal_single_ones(lm):
+    """Hooks on the shared model must record only their own thread's passes."""
+    alone = {prompt: ec.capture(lm, prompt, max_new_tokens=N_NEW) for prompt in PROMPTS}
+    together, failures = {}, []
+
+    def session(prompt):
+        try:
+            together[prompt] = ec.capture(lm, prompt, max_new_tokens=N_NEW)
+        except Exception as error:  # noqa: BLE001 - reported below, with the prompt
+            failures.append(f"{prompt!r}: {error!r}")
+
+    threads = [threading.Thread(target=session, args=(prompt,)) for prompt in PROMPTS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    for prompt in PROMPTS:
+        assert np.array_equal(together[prompt].token_ids, alone[prompt].token_ids)
+        np.testing.assert_allclose(together[prompt].hidden_states, alone[prompt].hidden_states, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(together[prompt].ffn, alone[prompt].ffn, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------- the browser
+@pytest.mark.browser
+def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, lm):
+    contexts = [browser.new_context(accept_downloads=True) for _ in PROMPTS]
+    tabs = [context.new_page() for context in contexts]
+    try:
+        for tab, prompt in zip(tabs, PROMPTS):  # all eight ask before any is answered
+            tab.set_default_timeout(RUN_TIMEOUT_MS)
+            tab.goto(app_link(app_url, text=prompt, new=N_NEW), wait_until="commit")
+        for tab in tabs:
+            wait_for_first_run(tab)
+        for tab, prompt in zip(tabs, PROMPTS):
+            assert_healthy(tab)
+            shown = download_csv(tab, "Download tokens (CSV)")
+            alone = ec.capture(lm, prompt, max_new_tokens=N_NEW)
+            assert list(shown["token"]) == list(alone.tokens), prompt
+            np.testing.assert_allclose(shown["next_token_prediction_prob"], alone.top_probs[:, 0], atol=1e-5)
+
+        for page_file in [path for path in page_files() if path.stem in ("1_Saliency", "2_Layer_predictions")]:
+            for tab, prompt in zip(tabs, PROMPTS):
+                tab.goto(app_link(app_url, url_path(page_file), text=prompt, new=N_NEW), wait_until="commit")
+            for tab in tabs:
+                wait_for_first_run(tab)
+                assert_healthy(tab)
+                if draws_charts(page_file):
+                    wait_for_charts(tab)
+    finally:
+        for context in contexts:
+            context.close()
+
+
+# ------------------------------------------------------------------ caching
+def _page_cases():
+    return [(ROOT, path.relative_to(ROOT).as_posix()) for path in page_files()] + [(None, "pages/1_Minimal.py")]
+
+
+@pytest.mark.parametrize(("root", "page"), _page_cases(), ids=lambda value: str(value).rsplit("/", 1)[-1])
+def test_switching_pages_recomputes_nothing(root, page, minimal_app, capture_calls):
+    app = _run(AppTest.from_file(str((root or minimal_app) / "app.py")))
+    assert not app.exception
+    assert capture_calls == ["William Shakespeare was born in the year"]
+    for target in (page, "app.py", page):
+        _run(app.switch_page(target))
+        assert not app.exception, [e.value for e in app.exception]
+        # Streamlit blanks same-key widgets on a new page; the sidebar refills them.
+        assert app.sidebar.text_area[0].value == "William Shakespeare was born in the year"
+    assert len(capture_calls) == 1
+    assert "20 generated tokens" in app.sidebar.caption[0].value
+
+
+def test_a_failing_analysis_keeps_the_capture_on_screen(minimal_app, capture_calls):
+    app = _run(AppTest.from_file(str(minimal_app / "app.py")))
+    _run(app.switch_page("pages/1_Minimal.py"))
+    assert app.title[0].value == "Minimal page" and not app.error
+
+    app.session_state["fail"] = "user"
+    _run(app)
+    assert [e.value for e in app.error] == ["this analysis failed on purpose"]
+    assert "generated tokens" in app.sidebar.caption[0].value
+    assert app.title[0].value == "Minimal page"
+
+    app.session_state["fail"] = "bug"
+    _run(app)
+    assert [e.value for e in app.exception] == ["a bug in one analysis"]
+    assert "generated tokens" in app.sidebar.caption[0].value  # the sidebar and the text were drawn first
+    assert app.session_state["_text"] == "William Shakespeare was born in the year"
+
+    app.session_state["fail"] = None
+    _run(app)
+    assert not app.exception and not app.error
+    assert app.sidebar.text_area[0].value == "William Shakespeare was born in the year"
+    assert len(capture_calls) == 1  # the capture survived the crash
+
+
+# ------------------------------------------------------------------- limits
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"new": str(settings.MAX_NEW_TOKENS + 1)}, f"at most {settings.MAX_NEW_TOKENS} (raise it with the environment variable ECCO_MAX_NEW_TOKENS)"),
+        ({"text": "word " * (settings.MAX_PROMPT_TOKENS + 5)}, f"at most {settings.MAX_PROMPT_TOKENS} (raise it with the environment variable ECCO_MAX_PROMPT_TOKENS)"),
+    ],
+    ids=["new-tokens", "prompt-tokens"],
+)
+def test_limits_are_shown_when_exceeded(params, message):
+    app = AppTest.from_file(str(ROOT / "app.py"))
+    app.query_params.update(params)
+    _run(app)
+    assert not app.exception
+    assert any(message in error.value for error in app.error), [e.value for e in app.error]
+
+
+def test_enforce_names_the_limit():
+    assert settings.enforce(settings.MAX_PROBE_TOKENS, "MAX_PROBE_TOKENS", "the treebank") == settings.MAX_PROBE_TOKENS
+    with pytest.raises(ValueError, match=r"the treebank is \d+ tokens; .* ECCO_MAX_PROBE_TOKENS"):
+        settings.enforce(settings.MAX_PROBE_TOKENS + 1, "MAX_PROBE_TOKENS", "the treebank")
+    with pytest.raises(ValueError, match="limit must be one of"):
+        settings.enforce(1, "MAX_EVERYTHING", "anything")
+
+
+# -------------------------------------------------------------- page params
+def test_a_page_param_round_trips_through_the_url(minimal_app):
+    app = AppTest.from_file(str(minimal_app / "app.py"))
+    _run(app)
+    app.query_params["minimal_layer"] = "7"
+    _run(app.switch_page("pages/1_Minimal.py"))
+    assert app.slider(key="minimal_layer").value == 7
+    assert "Layer 7" in [item.value for item in app.markdown]
+
+    app.slider(key="minimal_layer").set_value(12)
+    _run(app)
+    assert app.query_params["minimal_layer"] in ("12", ["12"])
+    assert app.query_params["text"] in ("William Shakespeare was born in the year", ["William Shakespeare was born in the year"])
+
+    app.slider(key="minimal_layer").set_value(0)  # the default: the link stays short
+    _run(app)
+    assert "minimal_layer" not in app.query_params
+
+
+def test_a_stale_page_param_falls_back_to_the_default(minimal_app):
+    app = AppTest.from_file(str(minimal_app / "app.py"))
+    _run(app)
+    app.query_params["minimal_layer"] = "99"  # beyond the model's 30 layers
+    _run(app.switch_page("pages/1_Minimal.py"))
+    assert not app.exception
+    assert app.slider(key="minimal_layer").value == 0
