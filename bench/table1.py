@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import ecco_core as ec  # noqa: E402
+from ecco_core import probing  # noqa: E402
 from ecco_core.probing import table1_markdown  # noqa: E402
 
-DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+DEV = probing.UD_ENGLISH_EWT_DEV
 
 
 def run(name: str) -> tuple[str, float, float]:

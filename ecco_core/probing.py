@@ -46,6 +46,9 @@ import torch
 from .capture import recording
 from .models import LM
 
+# Universal Dependencies English EWT, dev split, shipped with the package (CC BY-SA 4.0).
+UD_ENGLISH_EWT_DEV = Path(__file__).resolve().parent / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+
 UPOS_TAGS = (
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
     "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .capture import Capture
+from .probing import UD_ENGLISH_EWT_DEV
 
 METHODS = {
     "cka": "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'",
@@ -60,7 +61,6 @@ REPRESENTATIONS = {
     "hidden": "hidden states: embedding output (layer 0) and every block's output, (n_layers + 1) layers",
     "ffn": "FFN activations: the input of every block's FFN output projection, n_layers layers",
 }
-UD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
 
 # Singular directions whose variance is below this fraction of the largest (times the
 # matrix size) are numerically zero; eigenvalues of X^T X are only accurate to about
@@ -642,7 +642,7 @@ def layer_similarity(
 
 
 def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int = 5) -> list[str]:
-    """The first ``n`` sentences of a CoNLL-U file (default: UD English EWT dev), as raw text.
+    """The first ``n`` sentences of a CoNLL-U file (default: the bundled UD English EWT dev split), as raw text.
 
     Parameters
     ----------
@@ -659,7 +659,7 @@ def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int 
 
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")
-    path = Path(UD_DEV if path is None else path)
+    path = Path(UD_ENGLISH_EWT_DEV if path is None else path)
     if not path.is_file():
         raise ValueError(f"no CoNLL-U file at {path}")
     sentences = []

@@ -1,7 +1,5 @@
 """Part-of-speech probes with control tasks at every layer: the Ecco paper's Table 1."""
 
-from pathlib import Path
-
 import streamlit as st
 
 import dashboard
@@ -10,12 +8,7 @@ from dashboard import settings as limits
 from ecco_core import probing
 from ecco_core.plots import probe_lines
 
-UD_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt"
-BUNDLED = {
-    f"UD English EWT {split} (bundled)": UD_DIR / f"en_ewt-ud-{split}.conllu"
-    for split in ("dev", "test")
-    if (UD_DIR / f"en_ewt-ud-{split}.conllu").is_file()
-}
+BUNDLED = {"UD English EWT dev (bundled)": probing.UD_ENGLISH_EWT_DEV}
 UPLOAD = "Upload a .conllu file"
 LEARNING_RATES = {"0.001 (the paper's best)": 1e-3, "0.1": 0.1, "0.00001": 1e-5,
                   "best of the three": probing.LEARNING_RATES}

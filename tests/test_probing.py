@@ -8,8 +8,7 @@ import pytest
 import ecco_core as ec
 from ecco_core import probing
 
-UD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt"
-DEV = UD / "en_ewt-ud-dev.conllu"
+DEV = probing.UD_ENGLISH_EWT_DEV
 
 # A multiword token (1-2), an empty node (3.1) and a sentence without multiword tokens.
 CONLLU = (
