@@ -481,7 +481,11 @@ def watch(
     return _result(
         lm, columns, input_ids, positions, [ids[0] for ids in candidate_ids], model_logits,
         kind="candidate", k=k, max_chunk_bytes=max_chunk_bytes,
-        candidates=[str(candidate) for candidate in candidates],
+        # a token id is labelled by its text, a word as the user typed it
+        candidates=[
+            candidate if isinstance(candidate, str) else token_strings(lm.tokenizer, [candidate])[0]
+            for candidate in candidates
+        ],
         first_token_only=[len(ids) > 1 for ids in candidate_ids], notes=notes,
     )
 

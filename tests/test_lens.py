@@ -123,6 +123,7 @@ def test_watch_uses_the_first_token_of_a_split_word_and_says_so(lm):
     assert list(result.first_token_only) == [True, False, False]
     assert result.targets[0] == " cabinet"
     assert result.target_ids[1] == result.target_ids[2] == 359  # a token id is taken as is
+    assert result.candidates[2] == " are"  # and labelled by its text, not its number
     assert len(result.notes) == 1 and "'cabinetry' is 2 tokens" in result.notes[0]
 
 
