@@ -1,18 +1,16 @@
 """Neuron factors (NMF, PCA, ICA) and per-neuron activations: recovery, invariants, shapes, messages, page."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
-from streamlit.testing.v1 import AppTest
 
 import ecco_core as ec
+from apptest import page, run
 from ecco_core import plots
 from ecco_core.factors import activation_matrix
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Neuron_factors.py")
 TEXT = "The keys to the cabinet are on the table. She picked them up and walked out of the room."
 
 
@@ -247,17 +245,11 @@ def test_token_bars_colour_by_sign():
 
 
 # --------------------------------------------------------------------- page
-def _run(app: AppTest) -> AppTest:
-    app.run(timeout=180)
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
 def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
-    app = AppTest.from_file(PAGE)
+    app = page("pages/3_Neuron_factors.py")
     app.query_params["text"] = TEXT
     app.query_params["new"] = "0"
-    _run(app)
+    run(app)
     assert app.title[0].value == "Neuron factors"
     n_tokens = len(ec.capture(lm, TEXT).tokens)
     captions = " ".join(caption.value for caption in app.caption)
@@ -268,31 +260,31 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     app.number_input(key="factors_n").set_value(4)
     app.slider(key="factors_layers_30").set_value((2, 3))
     app.selectbox(key="factors_negatives").set_value("split")
-    _run(app)
+    run(app)
     assert "NMF of 6144 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
     app.selectbox(key="factors_method").set_value("pca")
-    _run(app)
+    run(app)
     assert not app.error
     assert "PCA of 3072 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
     app.radio(key="factors_pick").set_value(3)
-    _run(app)
+    run(app)
     assert app.radio(key="factors_pick").value == 3
     assert any("F3" in markdown.value for markdown in app.markdown)
 
 
 def test_page_reports_too_many_factors_as_an_error():
-    app = AppTest.from_file(PAGE)
+    app = page("pages/3_Neuron_factors.py")
     app.query_params["text"] = "Hello there, friend"
     app.query_params["new"] = "0"
-    _run(app)
+    run(app)
     assert any(re.search(r"n_components must be between 1 and \d, got 10", error.value) for error in app.error)
 
 
 def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):
-    app = AppTest.from_file(PAGE)
+    app = page("pages/3_Neuron_factors.py")
     app.query_params["model"] = ec.DEFAULT_ENCODER
     app.query_params["text"] = TEXT
-    _run(app)
+    run(app)
     cap = ec.capture(encoder, TEXT)
     assert cap.special[0] and cap.special[-1]
     captions = " ".join(caption.value for caption in app.caption)

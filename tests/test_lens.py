@@ -2,14 +2,13 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 import ecco_core as ec
+from apptest import page, run
 from ecco_core import plots
 from ecco_core.capture import encode_prompt
 from families import TINY_N_LAYERS, tiny_lm
@@ -235,21 +234,12 @@ def test_token_text_reaches_the_figures_escaped(lm):
 
 
 # ---- the page, through Streamlit's AppTest
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Layer_predictions.py")
-
-
-def _run(app: AppTest) -> AppTest:
-    app.run(timeout=180)
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
-def _figure(app: AppTest, index: int) -> dict:
+def _figure(app, index: int) -> dict:
     return json.loads(app.get("plotly_chart")[index].proto.spec)
 
 
 def test_page_shows_rankings_parity_and_candidates(lm):
-    app = _run(AppTest.from_file(PAGE))
+    app = run(page("pages/2_Layer_predictions.py"))
     assert app.title[0].value == "Layer predictions"
     assert any("last layer = model output, max |logit diff|" in c.value for c in app.caption)
     heat = _figure(app, 0)["data"][0]
@@ -257,12 +247,12 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     token = app.selectbox(key="lens-token")
     assert len(token.options) == 20
     token.set_value(3)
-    _run(app)
+    run(app)
     assert "by layer" in _figure(app, 1)["layout"]["title"]["text"]
 
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are")
-    _run(app)
+    run(app)
     suggested = app.get("button_group")[0]
     assert len(suggested.options) >= 3
     watch = _figure(app, 2)["data"][0]
@@ -271,8 +261,8 @@ def test_page_shows_rankings_parity_and_candidates(lm):
 
 
 def test_page_explains_an_encoder_without_head():
-    app = _run(AppTest.from_file(PAGE))
+    app = run(page("pages/2_Layer_predictions.py"))
     app.sidebar.selectbox[0].set_value(ec.DEFAULT_ENCODER)
     app.sidebar.button[0].click()
-    _run(app)
+    run(app)
     assert any("no language-modelling head" in e.value for e in app.error)

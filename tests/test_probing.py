@@ -1,11 +1,11 @@
 """Probing classifiers with control tasks (the paper's Table 1): data, alignment, capture, probes."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ecco_core as ec
+from apptest import page, run
 from ecco_core import probing
 
 DEV = probing.UD_ENGLISH_EWT_DEV
@@ -252,30 +252,21 @@ def test_probe_table_on_the_encoder(encoder):
 
 
 # --------------------------------------------------------------------- page
-def _page_run(app, timeout=180):
-    app.run(timeout=timeout)
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
 def _probe_button(app):
     return next(button for button in app.button if button.label == "Run probes")
 
 
 def test_page_runs_the_protocol_and_shows_table_1(encoder):
-    from streamlit.testing.v1 import AppTest
-
-    page = Path(__file__).resolve().parents[1] / "pages" / "5_Probing.py"
-    app = AppTest.from_file(str(page))
+    app = page("pages/5_Probing.py")
     app.query_params["model"] = ec.DEFAULT_ENCODER
-    _page_run(app)
+    run(app)
     assert "Run probes" in app.info[0].value
     app.number_input(key="probe_tokens").set_value(200)
     app.slider(key="probe_trials").set_value(1)
     app.number_input(key="probe_epochs").set_value(10)
     app.multiselect(key="probe_layers").set_value(["embed", 0, encoder.n_layers - 1])
     _probe_button(app).click()
-    _page_run(app)
+    run(app)
     assert not app.error, [e.value for e in app.error]
     shown = app.dataframe[0].value
     assert list(zip(shown.layer, shown.representation)) == [
@@ -287,7 +278,7 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
 
     app.radio(key="probe_data").set_value("Upload a .conllu file")
     _probe_button(app).click()
-    _page_run(app)
+    run(app)
     assert any("upload a .conllu file" in e.value for e in app.error)
 
 

@@ -2,19 +2,17 @@
 
 import copy
 import importlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 import ecco_core as ec
+from apptest import page, run
 
 # ``ec.saliency`` is the function; the module behind it holds the helpers checked directly here.
 saliency_module = importlib.import_module("ecco_core.saliency")
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Saliency.py")
 PROMPT = "William Shakespeare was born in the year"
 
 
@@ -227,14 +225,8 @@ def test_a_masked_model_needs_a_mask(model_type, lm, encoder):
 
 
 # ------------------------------------------------------------------ page
-def _run(app: AppTest) -> AppTest:
-    app.run(timeout=180)
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
 def test_page_shows_saliency_of_the_selected_token():
-    app = _run(AppTest.from_file(PAGE))
+    app = run(page("pages/1_Saliency.py"))
     assert app.title[0].value == "Input saliency"
     generated = app.selectbox(key="saliency_token")
     assert len(generated.options) == 20
@@ -242,23 +234,23 @@ def test_page_shows_saliency_of_the_selected_token():
     assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
     fourth = int(generated.options[3].split(":")[0])  # options read "position: token"
     generated.set_value(fourth)
-    _run(app)
+    run(app)
     detail = app.dataframe[0].value
     assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
     assert detail["position"].max() == fourth - 1  # the 4th generated token sees everything before it
     app.selectbox(key="saliency_method").set_value("gradient")
-    _run(app)
+    run(app)
     assert not app.error
 
 
 def test_page_escapes_html_and_reports_bad_contrast():
-    app = AppTest.from_file(PAGE)
+    app = page("pages/1_Saliency.py")
     app.query_params["text"] = "<script>alert(1)</script> The answer is"
     app.query_params["new"] = "3"
-    _run(app)
+    run(app)
     html_blocks = " ".join(str(block.proto) for block in app.get("html"))
     # "<script>" is split into several tokens, each escaped on its own.
     assert "&lt;" in html_blocks and "&gt;" in html_blocks and "<script" not in html_blocks
     app.text_input(key="saliency_contrast").set_value("Shakespearean")
-    _run(app)
+    run(app)
     assert any("contrast_with" in error.value for error in app.error)

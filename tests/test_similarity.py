@@ -2,17 +2,15 @@
 
 import json
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.linalg import sqrtm
-from streamlit.testing.v1 import AppTest
 
 import ecco_core as ec
+from apptest import page, run
 from ecco_core import similarity as sim
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_Similarity.py")
 PAIRWISE = {
     "cca": sim.cca,
     "svcca": sim.svcca,
@@ -289,9 +287,7 @@ def _heatmap(app):
 
 
 def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
-    app = AppTest.from_file(PAGE)
-    app.run(timeout=180)
-    assert not app.exception, [e.value for e in app.exception]
+    app = run(page("pages/4_Similarity.py"))
     assert app.title[0].value == "Representation similarity"
     cells, title = _heatmap(app)
     assert cells["y"] == [f"hidden {layer}" for layer in range(lm.n_layers + 1)]
@@ -303,8 +299,7 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     app.radio(key="similarity_source").set_value("UD English EWT dev sentences")
     app.selectbox(key="similarity_method").set_value("cca")
     app.session_state["similarity_n_sentences"] = 4  # set before the widget first appears
-    app.run(timeout=180)
-    assert not app.exception, [e.value for e in app.exception]
+    run(app)
     n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
     assert _heatmap(app)[1] == f"CCA similarity over {n_positions} token positions"
     assert any("Use CKA" in warning.value for warning in app.warning)
