@@ -1,6 +1,5 @@
 """Probing classifiers with control tasks (the paper's Table 1): data, alignment, capture, probes."""
 
-
 import numpy as np
 import pytest
 
