@@ -28,6 +28,11 @@ def cached_saliency(_lm, _cap, key: tuple, method: str, target: str, contrast: s
 
 
 columns = st.columns([2, 2, 2, 1])
+# Each setting lives in the URL too, so a copied link reopens this exact view.
+dashboard.page_param("saliency_method", "grad_x_input", choices=ec.SALIENCY_METHODS)
+dashboard.page_param("saliency_target", "prob", choices=ec.SALIENCY_TARGETS)
+dashboard.page_param("saliency_contrast", "")
+dashboard.page_param("saliency_steps", 20)
 method = columns[0].selectbox(
     "Method", list(ec.SALIENCY_METHODS), key="saliency_method", help="\n\n".join(
         f"**{name}**: {text}" for name, text in ec.SALIENCY_METHODS.items()
@@ -43,7 +48,7 @@ contrast = columns[2].text_input(
     "With target 'logit' this is the contrastive explanation of Yin & Neubig (2022).",
 )
 steps = columns[3].number_input(
-    "IG steps", min_value=1, max_value=64, value=20, key="saliency_steps",
+    "IG steps", min_value=1, max_value=64, key="saliency_steps",
     disabled=method != "integrated_gradients",
 )
 

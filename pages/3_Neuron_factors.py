@@ -42,6 +42,10 @@ st.caption(
 )
 
 controls = st.columns([2, 1, 3, 2])
+# The main settings live in the URL too, so a copied link reopens this exact view.
+dashboard.page_param("factors_method", "nmf", choices=METHODS)
+dashboard.page_param("factors_negatives", "clip", choices=NEGATIVES)
+dashboard.page_param("factors_n", 10)
 method = controls[0].selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="factors_method")
 negatives = controls[0].selectbox(
     "NMF: negative activations", list(NEGATIVES), key="factors_negatives", disabled=method != "nmf",
@@ -49,8 +53,7 @@ negatives = controls[0].selectbox(
     help="Gated FFNs (Llama, SmolLM2) are as negative as positive: clipping drops that half, "
     "splitting keeps it as a second non-negative column per neuron.",
 )
-n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, value=10,
-                                        key="factors_n")
+n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, key="factors_n")
 first, last = controls[2].slider("Layers", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
                                  key=f"factors_layers_{cap.n_layers}")
 skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",

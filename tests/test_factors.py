@@ -245,6 +245,15 @@ def test_token_bars_colour_by_sign():
 
 
 # --------------------------------------------------------------------- page
+def test_a_link_with_factor_settings_reopens_the_same_view():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": TEXT, "new": "0", "factors_method": "pca", "factors_n": "4"})
+    run(app)
+    assert app.selectbox(key="factors_method").value == "pca"
+    assert app.number_input(key="factors_n").value == 4
+    assert "PCA of" in " ".join(caption.value for caption in app.caption)
+
+
 def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     app = page("pages/3_Neuron_factors.py")
     app.query_params["text"] = TEXT

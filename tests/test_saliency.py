@@ -241,6 +241,17 @@ def test_page_shows_saliency_of_the_selected_token():
     app.selectbox(key="saliency_method").set_value("gradient")
     run(app)
     assert not app.error
+    assert app.query_params["saliency_method"] in ("gradient", ["gradient"])  # the view is in the URL
+
+
+def test_a_link_with_page_settings_reopens_the_same_view():
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": "The keys to the cabinet", "answer": " are",
+                             "saliency_target": "logit", "saliency_contrast": "is"})
+    run(app)
+    assert app.selectbox(key="saliency_target").value == "logit"
+    assert app.text_input(key="saliency_contrast").value == "is"
+    assert "logit(' are') - logit(' is')" in " ".join(caption.value for caption in app.caption)
 
 
 def test_page_escapes_html_and_reports_bad_contrast():
