@@ -79,7 +79,8 @@ st.caption(
 )
 default_text = cap.settings.get("text", cap.prompt_text)
 watch_text = st.text_area("Text", value=default_text, key="watch-text", height=80)
-words_input = st.text_input("Candidates (comma-separated)", value="", key="watch-words", placeholder="is, are")
+dashboard.page_param("watch-words", "")  # in the URL too, so a copied link shows the same candidates
+words_input = st.text_input("Candidates (comma-separated)", key="watch-words", placeholder="is, are")
 
 suggestions = None
 with dashboard.user_errors():

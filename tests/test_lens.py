@@ -258,6 +258,7 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     watch = _figure(app, 2)["data"][0]
     assert watch["x"][:2] == ["is", "are"] and len(watch["y"]) == lm.n_layers
     assert len(watch["x"]) == 2 + 3  # the typed words plus the three suggestions picked by default
+    assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
 
 
 def test_page_explains_an_encoder_without_head():
