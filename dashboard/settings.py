@@ -20,7 +20,7 @@ def _int_env(name: str, default: int) -> int:
 
 MAX_PROMPT_TOKENS = _int_env("ECCO_MAX_PROMPT_TOKENS", 512)
 MAX_NEW_TOKENS = _int_env("ECCO_MAX_NEW_TOKENS", 64)
-MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 20000)
+MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's protocol; ~4 GB of features for the causal default
 MAX_CACHED_CAPTURES = _int_env("ECCO_MAX_CACHED_CAPTURES", 64)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
 
