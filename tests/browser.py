@@ -156,7 +156,7 @@ def app_link(app_url: str, page_name: str = "", **params) -> str:
     return f"{app_url}/{page_name}" + (f"?{query}" if query else "")
 
 
-def wait_for_run(page, started_timeout_ms: int = 1500) -> None:
+def wait_for_run(page, started_timeout_ms: int = 3000) -> None:
     """Wait until the script run that an action started has finished.
 
     A rerun may begin a moment after the click that causes it, so first give it
@@ -254,38 +254,77 @@ def heatmap_cells(page, chart_index: int) -> list[tuple[int, int]]:
 
 
 def click_heatmap_cell(page, chart_index: int, row: int, col: int) -> None:
-    """Click cell (row, col) of the ``chart_index``-th ``ecco_core.plots.heatmap`` and wait for the rerun.
+    """Click cell (row, col) of the ``chart_index``-th clickable chart and wait for the rerun.
 
-    The heatmap carries one invisible scatter marker per cell whose
-    ``customdata`` is ``[row, col]``; the click lands on that marker's centre,
-    through Plotly's drag layer, as a user's would. Plotly keeps the decoded
-    traces in ``_fullData`` (``data`` may still hold base64-packed arrays).
+    The chart is an ``ecco_core.plots.heatmap`` (one invisible scatter marker
+    per cell whose ``customdata`` is ``[row, col]``) or any chart whose points
+    carry such a pair (the factor sparklines). The click lands on that
+    marker's centre, through Plotly's drag layer, as a user's would. Plotly
+    keeps the decoded traces in ``_fullData`` (``data`` may still hold
+    base64-packed arrays).
+
+    Streamlit redraws a chart after every run; a click that lands while it is
+    being redrawn is lost (or clears the selection), so the click is repeated
+    until Plotly reports a click on that very point.
     """
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
-    chart.scroll_into_view_if_needed()
-    index = chart.evaluate(
-        """(plot, [row, col]) => {
-            for (const trace of plot._fullData) {
-                const cells = Array.from(trace.customdata || []).map(cell => Array.from(cell || [], Number));
-                for (let i = 0; i < cells.length; i++) {
-                    if (Number(cells[i][0]) === row && Number(cells[i][1]) === col) {
-                        return [plot._fullData.indexOf(trace), i];
+    for _ in range(3):
+        wait_until_settled(page)
+        chart.scroll_into_view_if_needed()
+        index = chart.evaluate(
+            """(plot, [row, col]) => {
+                for (const trace of plot._fullData) {
+                    const cells = Array.from(trace.customdata || []).map(cell => Array.from(cell || [], Number));
+                    for (let i = 0; i < cells.length; i++) {
+                        if (Number(cells[i][0]) === row && Number(cells[i][1]) === col) {
+                            return [plot._fullData.indexOf(trace), i];
+                        }
                     }
                 }
-            }
-            return null;
-        }""",
-        [row, col],
+                return null;
+            }""",
+            [row, col],
+        )
+        if index is None:
+            raise ValueError(f"chart {chart_index} has no clickable cell ({row}, {col})")
+        trace_index, point_index = index
+        marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
+        point = marker.locator("path.point").nth(point_index)
+        point.scroll_into_view_if_needed()
+        chart.evaluate(
+            """plot => {
+                window.eccoClicked = null;
+                if (!plot.eccoListening) {
+                    plot.on("plotly_click", event => {
+                        window.eccoClicked = event.points.map(({customdata: cell}) => cell == null ? []
+                            : Array.isArray(cell) || ArrayBuffer.isView(cell) ? Array.from(cell, Number)
+                            : Object.keys(cell).sort((a, b) => a - b).map(key => Number(cell[key])));
+                    });
+                    plot.eccoListening = true;
+                }
+            }"""
+        )
+        box = point.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        try:
+            page.wait_for_function(
+                """([row, col]) => (window.eccoClicked || []).some(cell => cell[0] === row && cell[1] === col)""",
+                arg=[row, col], timeout=5000,
+            )
+        except Exception:  # the click was lost while the chart redrew: let any rerun end, click again
+            wait_for_run(page)
+            continue
+        wait_for_run(page)
+        return
+    raise AssertionError(f"clicking cell ({row}, {col}) of chart {chart_index} never registered")
+
+
+def wait_until_settled(page) -> None:
+    """Wait until the run has finished and no element is left stale (greyed) from an earlier run."""
+    page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-stale=\"true\"]')", timeout=RUN_TIMEOUT_MS
     )
-    if index is None:
-        raise ValueError(f"chart {chart_index} has no clickable cell ({row}, {col})")
-    trace_index, point_index = index
-    marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
-    point = marker.locator("path.point").nth(point_index)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    wait_for_run(page)
 
 
 def _non_scatter_traces(chart, before: int) -> int:
@@ -296,13 +335,27 @@ def _non_scatter_traces(chart, before: int) -> int:
     )
 
 
-def visible_content(page) -> str:
-    """The main area's HTML without its charts and grids (which change on hover alone)."""
-    return page.locator('[data-testid="stMain"]').evaluate(
-        """(main) => {
-            const copy = main.cloneNode(true);
-            copy.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stDataFrame"]')
-                .forEach(node => node.remove());
-            return copy.innerHTML;
-        }"""
+def chart_traces(page, chart_index: int) -> list[dict]:
+    """The drawn traces of the ``chart_index``-th chart: type, name, x, y, customdata and line colour as lists."""
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    return chart.evaluate(
+        """plot => plot._fullData.map(trace => ({
+            type: trace.type, name: trace.name, x: Array.from(trace.x || []), y: Array.from(trace.y || []),
+            line_color: trace.line ? trace.line.color : null,
+        }))"""
     )
+
+
+def chart_title(page, chart_index: int) -> str:
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    return re.sub(r"<[^>]+>", "", chart.evaluate("plot => plot._fullLayout.title.text || ''"))
+
+
+def selectbox_value(page, label: str) -> str:
+    """The option a select box labelled ``label`` shows (it is the value of its combobox input)."""
+    return page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def outlined_token(page) -> str:
+    """The token the token view outlines (the selected one)."""
+    return page.locator('[data-testid="stMain"] span[style*="outline"]').first.inner_text()

@@ -5,23 +5,29 @@ each test is a fresh browser context, i.e. a new user. Screenshots of every
 page land in ``artifacts/screenshots`` (git-ignored).
 """
 
+import ast
+
+import numpy as np
 import pytest
 
 from browser import (
     EXCEPTION,
+    PAGES,
     assert_healthy,
+    chart_title,
+    chart_traces,
     click_heatmap_cell,
     download_csv,
-    draws_charts,
     errors,
     heatmap_cells,
     main_text,
     open_app,
+    outlined_token,
     page_files,
     screenshot,
+    selectbox_value,
     sidebar_run,
     url_path,
-    visible_content,
     wait_for_charts,
     wait_for_first_run,
     wait_for_run,
@@ -167,26 +173,167 @@ def test_example_buttons_load_their_settings(page, app_url):
 
 
 # -------------------------------------------------------------- every page
-@pytest.mark.parametrize("page_file", page_files(), ids=[path.stem for path in page_files()])
-def test_every_page_runs_its_default_flow(page, app_url, page_file):
-    """Open the page on the default model: charts drawn, no exception, a CSV that parses, clicks work."""
-    open_app(page, app_url, url_path(page_file))
+def open_page(page, app_url, stem: str, **params) -> None:
+    """Open a page by its file stem, check it is healthy and listed in the sidebar's navigation."""
+    path = url_path(PAGES / f"{stem}.py")
+    open_app(page, app_url, path, **params)
     assert_healthy(page)
-    nav_links = page.locator('[data-testid="stSidebarNav"] a').all()
-    assert any(link.get_attribute("href").split("?")[0].endswith("/" + url_path(page_file)) for link in nav_links)
-    if draws_charts(page_file):
-        wait_for_charts(page)
-    screenshot(page, page_file.stem)
+    links = page.locator('[data-testid="stSidebarNav"] a').all()
+    assert any(link.get_attribute("href").split("?")[0].endswith("/" + path) for link in links)
 
-    csv_buttons = page.locator('[data-testid="stDownloadButton"]').filter(has_text="CSV")
-    if csv_buttons.count():
-        frame = download_csv(page, "CSV")
-        assert len(frame) > 0 and len(frame.columns) > 0
 
-    cells = heatmap_cells(page, 0) if draws_charts(page_file) else []
-    if len(cells) > 1:
-        click_heatmap_cell(page, 0, *cells[0])
-        after_first = visible_content(page)
-        click_heatmap_cell(page, 0, *cells[-1])
-        assert_healthy(page)
-        assert visible_content(page) != after_first, "clicking another cell did not change the view"
+def clickable_chart(page) -> int:
+    """Index of the first chart on the page whose points carry [row, col] cells."""
+    for index in range(page.locator('[data-testid="stPlotlyChart"]').count()):
+        if heatmap_cells(page, index):
+            return index
+    raise AssertionError("no clickable chart on the page")
+
+
+def test_every_page_has_its_own_browser_test():
+    tested = {"1_Saliency", "2_Layer_predictions", "3_Neuron_factors", "4_Similarity", "5_Probing"}
+    assert {path.stem for path in page_files()} == tested
+
+
+@pytest.fixture(scope="module")
+def default_saliency(lm, default_capture):
+    return ec.saliency(
+        lm, default_capture, method=list(ec.SALIENCY_METHODS)[0], target=list(ec.SALIENCY_TARGETS)[0]
+    )
+
+
+def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default_saliency):
+    sal = default_saliency
+    attributed = sal.attributed_mask()
+    open_page(page, app_url, "1_Saliency")
+    assert wait_for_charts(page, 2) == 2
+    screenshot(page, "1_Saliency")
+    heatmap = clickable_chart(page)
+    bars = 1 - heatmap
+    assert len(heatmap_cells(page, heatmap)) == len(sal.positions) * sal.n_tokens
+    # By default the first generated token is explained; its bars are its row of the library's scores.
+    assert selectbox_value(page, "Explained token") == f"{sal.positions[0]}: {sal.explained_tokens[0]}"
+    assert outlined_token(page) == escape_token(sal.explained_tokens[0])
+    np.testing.assert_allclose(chart_traces(page, bars)[0]["x"], 100 * sal.scores[0][attributed[0]], atol=0.5)
+
+    row = 7
+    click_heatmap_cell(page, heatmap, row=row, col=0)
+    assert_healthy(page)
+    assert selectbox_value(page, "Explained token") == f"{sal.positions[row]}: {sal.explained_tokens[row]}"
+    assert outlined_token(page) == escape_token(sal.explained_tokens[row])
+    shown = chart_traces(page, bars)[0]
+    assert len(shown["x"]) == attributed[row].sum() > attributed[0].sum()
+    np.testing.assert_allclose(shown["x"], 100 * sal.scores[row][attributed[row]], atol=0.5)
+
+    frame = download_csv(page, "CSV")
+    expected = sal.to_frame()
+    assert list(frame.columns) == list(expected.columns)
+    assert frame["output_position"].tolist() == expected["output_position"].tolist()
+    assert frame["input_token"].tolist() == list(expected["input_token"])
+    np.testing.assert_allclose(frame.groupby("output_position")["score"].sum(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(frame["score"], expected["score"], atol=5e-3)
+
+
+def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
+    result = ec.rankings(lm, default_capture, k=5)
+    labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
+    open_page(page, app_url, "2_Layer_predictions")
+    assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
+    screenshot(page, "2_Layer_predictions")
+    assert clickable_chart(page) == 0
+    assert chart_title(page, 1) == f"Probability of {labels[0]} by layer"
+
+    column = 9
+    click_heatmap_cell(page, 0, row=3, col=column)
+    assert_healthy(page)
+    assert selectbox_value(page, "Token") == labels[column]
+    assert chart_title(page, 1) == f"Probability of {labels[column]} by layer"
+    line = chart_traces(page, 1)[0]
+    np.testing.assert_allclose(line["y"], result.probs[:, column], atol=1e-3)
+
+    frame = download_csv(page, "CSV")
+    assert len(frame) == result.n_layers * result.n_columns
+    assert frame["token"].tolist() == list(result.to_frame()["token"])
+    top_tokens = frame["top_tokens"].map(ast.literal_eval)
+    # Rank 1 means the token is that layer's top prediction, and nothing else does.
+    assert ((frame["rank"] == 1) == (frame["token"] == top_tokens.str[0])).all()
+    np.testing.assert_allclose(frame["probability"], result.probs.ravel(), atol=1e-3)
+
+
+def test_neuron_factors_page_clicking_a_sparkline_picks_its_factor(page, app_url):
+    open_page(page, app_url, "3_Neuron_factors")
+    wait_for_charts(page, 2)
+    screenshot(page, "3_Neuron_factors")
+    assert clickable_chart(page) == 0
+    assert page.get_by_role("radio", name="F0", exact=True).is_checked()
+    assert "F0 on the text" in main_text(page)
+
+    frame = download_csv(page, "CSV")
+    factor_columns = [f"factor_{factor}" for factor in range(10)]
+    assert list(frame.columns) == ["position", "token", *factor_columns]
+    assert 0 not in frame["position"].tolist()  # a causal model's first token (the attention sink) is left out
+    assert (frame[factor_columns] >= 0).all().all()  # NMF
+
+    factor = 3
+    positions = [col for row, col in heatmap_cells(page, 0) if row == factor]
+    position = positions[len(positions) // 2]  # mid-line: the end points sit on the plot's edge
+    click_heatmap_cell(page, 0, row=factor, col=position)
+    assert_healthy(page)
+    assert page.get_by_role("radio", name=f"F{factor}", exact=True).is_checked()
+    assert f"F{factor} on the text" in main_text(page)
+    traces = chart_traces(page, 0)
+    highlighted = [index for index, trace in enumerate(traces) if trace["line_color"] == "#2962ff"]
+    assert highlighted == [factor]
+    np.testing.assert_allclose(traces[factor]["y"], frame[f"factor_{factor}"], rtol=1e-4, atol=1e-6)
+
+
+def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url, lm):
+    open_page(page, app_url, "4_Similarity")
+    wait_for_charts(page)
+    screenshot(page, "4_Similarity")
+    frame = download_csv(page, "CSV")
+    assert list(frame.columns) == ["row", "column", "row_index", "column_index", "method", "value"]
+    assert len(frame) == (lm.n_layers + 1) * lm.n_layers  # hidden states (embedding too) x FFN activations
+    assert frame["value"].between(-1e-6, 1 + 1e-6).all()
+    assert "Click a cell" in main_text(page)
+
+    row_index, column_index = 12, 5
+    click_heatmap_cell(page, clickable_chart(page), row=row_index, col=column_index)
+    assert_healthy(page)
+    cell = frame[(frame["row_index"] == row_index) & (frame["column_index"] == column_index)].iloc[0]
+    closest = frame[frame["row_index"] == row_index].sort_values("value").iloc[-1]
+    text = main_text(page)
+    assert f"{cell['row']} vs {cell['column']}: {cell['method']} = {cell['value']:.4f}" in text
+    assert f"the closest column is {closest['column']} ({closest['value']:.4f})" in text
+
+
+def test_probing_page_runs_small_probes(page, app_url, lm):
+    open_page(page, app_url, "5_Probing")
+    assert "press Run probes" in main_text(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0  # nothing runs before the button
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Run probes")
+    form.get_by_label("Tokens", exact=True).fill("100")
+    form.get_by_label("Epochs", exact=True).fill("3")
+    form.get_by_label("Epochs", exact=True).press("Tab")
+    trials = form.get_by_role("slider")
+    trials.focus()
+    for _ in range(4):  # 5 -> 1
+        trials.press("ArrowLeft")
+    form.get_by_role("button", name="Run probes").click()
+    wait_for_run(page)
+    assert wait_for_charts(page, 2) == 2
+    page.wait_for_selector('[data-testid="stDataFrame"]')
+    assert_healthy(page)
+    assert "over 1 trials" in main_text(page)
+    screenshot(page, "5_Probing")
+
+    frame = download_csv(page, "CSV")
+    assert list(frame.columns) == [
+        "layer", "representation", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
+        "control_accuracy", "majority_accuracy", "lr",
+    ]
+    assert len(frame) == 1 + 2 * lm.n_layers  # the embedding (hidden only), then hidden and FFN per block
+    assert frame["layer"].astype(str).tolist()[:3] == ["embed", "0", "0"]
+    assert frame[["accuracy", "control_accuracy", "majority_accuracy"]].stack().between(0, 1).all()
+    assert (frame["accuracy_std"] == 0).all()  # one trial
+    np.testing.assert_allclose(frame["selectivity"], frame["accuracy"] - frame["control_accuracy"], atol=1e-6)
