@@ -366,7 +366,9 @@ def factor_sparklines(token_activations, tokens, *, positions=None, selected: in
         )
         figure.update_yaxes(title={"text": labels[factor], "standoff": 2}, showticklabels=False,
                             showgrid=False, zeroline=False, row=factor + 1, col=1)
-    figure.update_xaxes(showgrid=False, showticklabels=False)
+    # Half a position of margin on each side, so the end points can be clicked too.
+    span = [float(positions.min()) - 0.5, float(positions.max()) + 0.5] if len(positions) else None
+    figure.update_xaxes(showgrid=False, showticklabels=False, range=span)
     figure.update_xaxes(showticklabels=True, title="token position", row=n_components, col=1)
     figure.update_layout(height=48 * n_components + 70, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                          clickmode="event+select", hovermode="closest")

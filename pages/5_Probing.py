@@ -76,7 +76,8 @@ with dashboard.user_errors():
 if table is not None:
     st.subheader(f"Table 1 for {lm.name}")
     st.caption(
-        f"Percent, mean ± standard deviation over {trials} trials; learning rate {table['lr'].iloc[0]:g}. "
+        f"Percent, mean ± standard deviation over {trials} trial{'s' if trials != 1 else ''}; "
+        f"learning rate {table['lr'].iloc[0]:g}. "
         f"Always answering the most frequent tag scores {100 * table['majority_accuracy'].iloc[0]:.1f}%."
     )
     accuracy_figure = probe_lines(table, "accuracy", title="Accuracy on the real tags")

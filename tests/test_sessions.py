@@ -7,7 +7,6 @@ counted with a wrapper around the real function.
 
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
