@@ -324,7 +324,7 @@ def test_probing_page_runs_small_probes(page, app_url, lm):
     assert wait_for_charts(page, 2) == 2
     page.wait_for_selector('[data-testid="stDataFrame"]')
     assert_healthy(page)
-    assert "over 1 trials" in main_text(page)
+    assert "over 1 trial;" in main_text(page)
     screenshot(page, "5_Probing")
 
     frame = download_csv(page, "CSV")
