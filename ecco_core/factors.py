@@ -36,7 +36,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import NMF, PCA, FastICA
 
 from .capture import Capture
 
@@ -220,7 +219,10 @@ class _Fit:
     converged: bool
 
 
+# scikit-learn is imported when a factorisation runs: it costs about a second of every app start otherwise.
 def _fit_nmf(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
+    from sklearn.decomposition import NMF
+
     # nndsvda starts from an SVD, so it needs far fewer iterations than Ecco's random start.
     model = NMF(n_components=n_components, init="nndsvda", solver="cd", max_iter=MAX_ITER,
                 tol=TOLERANCE, random_state=seed)
@@ -231,6 +233,8 @@ def _fit_nmf(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
 def _fit_pca(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
     # ARPACK finds only the leading axes (seconds -> a fraction of one on 46,080 neurons); it needs
     # n_components < min(n_positions, n_neurons), the full SVD covers the rest.
+    from sklearn.decomposition import PCA
+
     solver = "arpack" if n_components < min(matrix.shape) else "full"
     model = PCA(n_components=n_components, svd_solver=solver, random_state=seed)
     weights = model.fit_transform(matrix)
@@ -238,6 +242,8 @@ def _fit_pca(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
 
 
 def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
+    from sklearn.decomposition import FastICA
+
     model = FastICA(n_components=n_components, whiten="unit-variance", max_iter=MAX_ITER, tol=TOLERANCE,
                     random_state=seed)
     sources = model.fit_transform(matrix)
