@@ -337,3 +337,27 @@ def test_probing_page_runs_small_probes(page, app_url, lm):
     assert frame[["accuracy", "control_accuracy", "majority_accuracy"]].stack().between(0, 1).all()
     assert (frame["accuracy_std"] == 0).all()  # one trial
     np.testing.assert_allclose(frame["selectivity"], frame["accuracy"] - frame["control_accuracy"], atol=1e-6)
+
+
+def test_probing_uploads_that_are_malformed_or_not_utf8_are_named(page, app_url):
+    open_page(page, app_url, "5_Probing")
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Run probes")
+    form.get_by_text("Upload a .conllu file").click()
+    form.get_by_label("Tokens", exact=True).fill("100")
+    form.get_by_label("Epochs", exact=True).fill("3")
+    form.get_by_label("Epochs", exact=True).press("Tab")
+    uploads = {
+        "malformed.conllu": (b"# text = Hi there\n1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_\n2\tthere\tADV\n\n",
+                             "CoNLL-U line 3 has 3 tab-separated fields"),
+        "latin1.conllu": ("1\tcafé\tcafé\tNOUN\t_\t_\t0\troot\t_\t_\n\n".encode("latin-1"), "not UTF-8"),
+    }
+    for name, (content, message) in uploads.items():
+        form.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            {"name": name, "mimeType": "text/plain", "buffer": content}
+        )
+        form.get_by_role("button", name="Run probes").click()
+        wait_for_run(page)
+        assert any(message in error for error in errors(page)), errors(page)
+        assert not page.locator(EXCEPTION).count()
+    # the app keeps serving, and the capture on screen is not lost
+    assert "generated tokens" in page.locator('[data-testid="stSidebar"]').inner_text()
