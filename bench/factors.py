@@ -32,7 +32,7 @@ from peers import ensure_peer_env  # noqa: E402
 
 N_COMPONENTS = 10
 N_TOKENS = 300
-DRIVER = Path(__file__).resolve().parent / "factors_ecco_peer.py"
+DRIVER = Path(__file__).resolve().parent / "peer_factors.py"
 PASSAGE = (
     "I am a sick man.... I am a spiteful man. I am an unattractive man. I believe my liver is diseased. "
     "However, I know nothing at all about my disease, and do not know for certain what ails me. I don't "

@@ -8,7 +8,7 @@ arrays.
 
 Contenders, round-robin, one BLAS thread each: ``similarity_matrix`` for the
 whole 13 x 12 matrix, and ecco 0.1.2's ``ecco.analysis.cka`` / ``pwcca`` in
-the peers' interpreter (``bench/similarity_peer.py``). ecco's pair-by-pair
+the peers' interpreter (``bench/peer_similarity.py``). ecco's pair-by-pair
 matrix costs minutes, so it runs a representative subset of pairs and its
 whole-matrix time is extrapolated from their mean per pair (said in the
 output); the max abs difference is over the pairs it ran.
@@ -40,7 +40,7 @@ N_TOKENS = 2000
 N_BLOCKS = 12
 PEER_PAIRS = [(0, 0), (1, 0), (3, 2), (6, 6), (9, 4), (12, 11)]
 METHODS = ("cka", "pwcca")
-PEER_DRIVER = Path(__file__).resolve().parent / "similarity_peer.py"
+PEER_DRIVER = Path(__file__).resolve().parent / "peer_similarity.py"
 
 
 def activations(lm) -> Path:

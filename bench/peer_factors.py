@@ -1,6 +1,6 @@
 """Peer driver, run by the peers' python: ecco 0.1.2's ``OutputSeq.run_nmf`` on saved activations.
 
-Usage: ``python factors_ecco_peer.py ACTIVATIONS.npy N_COMPONENTS``. ACTIVATIONS
+Usage: ``python peer_factors.py ACTIVATIONS.npy N_COMPONENTS``. ACTIVATIONS
 is in ecco's layout, (batch, layer, neuron, position). Each line "run" on stdin
 runs ecco's NMF once and answers one JSON line: seconds and the relative
 reconstruction error of the clipped matrix; "save PATH" writes the last

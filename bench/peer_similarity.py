@@ -1,6 +1,6 @@
 """Peer driver, run by the peers' interpreter: ecco 0.1.2's bundled similarity code on given layer pairs.
 
-Usage: python similarity_peer.py ACTIVATIONS.npz METHOD PAIRS_JSON
+Usage: python peer_similarity.py ACTIVATIONS.npz METHOD PAIRS_JSON
 Prints one JSON object: per pair its value and seconds, and the value of the
 first pair again with a constant added to every hidden-state neuron.
 """
