@@ -212,14 +212,29 @@ class LM:
         Tensor of shape (..., vocab_size)
             Applying this to the last block's output gives the model's own logits.
         """
+        for module in self.final_norm:
+            hidden = module(hidden)
+        return self.apply_head(hidden)
+
+    def apply_head(self, normed: torch.Tensor) -> torch.Tensor:
+        """Logits from already-normalised hidden states (the base model's ``last_hidden_state``).
+
+        Parameters
+        ----------
+        normed : Tensor of shape (..., d_model)
+
+        Returns
+        -------
+        Tensor of shape (..., vocab_size)
+        """
         if not self.has_head:
             raise ValueError(
                 f"model {self.name!r} has no language-modelling head (its checkpoint holds the encoder "
                 "only), so no token predictions can be read from it"
             )
-        for module in (*self.final_norm, *self.head):
-            hidden = module(hidden)
-        return hidden
+        for module in self.head:
+            normed = module(normed)
+        return normed
 
     def __repr__(self) -> str:
         return (

@@ -320,13 +320,6 @@ def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | No
 
 
 # ------------------------------------------------------------- the model
-def _head(lm: LM, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits from the base model's output (final norm already applied by Hugging Face's base model)."""
-    for module in lm.head:
-        hidden = module(hidden)
-    return hidden
-
-
 def _batched_gradients(
     lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,7 +353,7 @@ def _batched_gradients(
     for index, rows in enumerate(groups):
         # The head's backward is cheap and taken once for the group; only the blocks' backward is vectorised.
         last = hidden[:, read_positions[rows]].detach().requires_grad_(True)
-        group_values = target_of(_head(lm, last), rows)
+        group_values = target_of(lm.apply_head(last), rows)
         (head_gradient,) = torch.autograd.grad(group_values.sum(), last)
         cotangent = hidden.new_zeros((len(rows), *hidden.shape))
         cotangent[torch.arange(len(rows)), :, torch.as_tensor(read_positions[rows])] = head_gradient.transpose(0, 1)
@@ -398,7 +391,7 @@ def _gradient_method(
 def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable) -> torch.Tensor:
     """Targets of ``embeds`` (batch, n_tokens, d_model) -> (batch, n_generated), float64."""
     hidden = lm.model.base_model(inputs_embeds=embeds).last_hidden_state
-    return target_of(_head(lm, hidden[:, read_positions]), None)
+    return target_of(lm.apply_head(hidden[:, read_positions]), None)
 
 
 @torch.inference_mode()

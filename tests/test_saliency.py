@@ -93,7 +93,7 @@ def test_the_head_read_from_the_base_model_gives_the_models_logits(tiny):
     with torch.inference_mode():
         expected = tiny.model(input_ids=ids).logits
         hidden = tiny.model.base_model(inputs_embeds=tiny.embeddings(ids)).last_hidden_state
-        torch.testing.assert_close(saliency_module._head(tiny, hidden), expected)
+        torch.testing.assert_close(tiny.apply_head(hidden), expected)
 
 
 @pytest.mark.parametrize("method", list(ec.SALIENCY_METHODS))
