@@ -156,15 +156,6 @@ class Rankings:
 
 
 # ------------------------------------------------------------ validation
-def _check_head(lm: LM) -> None:
-    if not lm.has_head:
-        raise ValueError(
-            f"model {lm.name!r} has no language-modelling head: its checkpoint holds the encoder only "
-            "(no MLM head), so there are no token predictions to read at any layer; load a checkpoint "
-            "with a head (a causal model, or a ...ForMaskedLM one such as bert-base-uncased)"
-        )
-
-
 def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -329,7 +320,7 @@ def rankings(lm: LM, cap: Capture, k: int = 5, *, max_chunk_bytes: int = DEFAULT
         The model has no LM head, the capture comes from another model, or
         there is nothing to rank (a one-token prompt).
     """
-    _check_head(lm)
+    lm.require_head()
     k = _check_k(k)
     if not isinstance(cap, Capture):
         raise TypeError(f"cap must be a Capture from ecco_core.capture, got {type(cap).__name__}")
@@ -462,7 +453,7 @@ def watch(
         fills the context, a masked text without exactly one mask, a model
         without LM head.
     """
-    _check_head(lm)
+    lm.require_head()
     k = _check_k(k)
     if isinstance(candidates, (str, int)) or not hasattr(candidates, "__iter__"):
         raise TypeError(f"candidates must be a list of words or token ids such as ['is', 'are'], got {candidates!r}")
@@ -528,7 +519,7 @@ def suggest_candidates(
         ``layers_in_top_k``, ``final_rank``, ``final_probability``. Its
         ``token_id`` values can be passed to :func:`watch` as candidates.
     """
-    _check_head(lm)
+    lm.require_head()
     k = _check_k(k)
     if max_candidates is not None and (not isinstance(max_candidates, (int, np.integer)) or max_candidates < 1):
         raise ValueError(f"max_candidates must be a positive int or None, got {max_candidates!r}")

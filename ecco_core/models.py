@@ -190,6 +190,15 @@ class LM:
     def has_head(self) -> bool:
         return bool(self.head)
 
+    def require_head(self) -> None:
+        """Raise a ValueError that says what to load instead when the model has no LM head."""
+        if not self.has_head:
+            raise ValueError(
+                f"model {self.name!r} has no language-modelling head: its checkpoint holds the encoder only "
+                "(no MLM head), so there are no token predictions to read; load a checkpoint with a head "
+                "(a causal model, or a ...ForMaskedLM one such as bert-base-uncased)"
+            )
+
     @property
     def context_length(self) -> int:
         """Longest sequence (prompt plus generation) the model accepts."""
@@ -227,11 +236,7 @@ class LM:
         -------
         Tensor of shape (..., vocab_size)
         """
-        if not self.has_head:
-            raise ValueError(
-                f"model {self.name!r} has no language-modelling head (its checkpoint holds the encoder "
-                "only), so no token predictions can be read from it"
-            )
+        self.require_head()
         for module in self.head:
             normed = module(normed)
         return normed

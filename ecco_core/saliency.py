@@ -208,12 +208,7 @@ def saliency(
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if cap.model_name != lm.name or cap.causal != lm.is_causal:
         raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
-    if not lm.has_head:
-        raise ValueError(
-            f"model {lm.name!r} has no language-modelling head (an encoder-only checkpoint), so there is no "
-            "predicted token to attribute; load a masked model with its MLM head (e.g. bert-base-uncased) "
-            "or a causal model"
-        )
+    lm.require_head()
     explained = _explained_positions(lm, cap, positions)
     read_positions = explained - 1 if lm.is_causal else explained
     explained_ids = cap.token_ids[explained] if lm.is_causal else cap.top_ids[explained, 0]
