@@ -10,6 +10,7 @@ so a copied link reproduces the view; a page keeps its own widgets there with
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 import streamlit as st
@@ -42,6 +43,16 @@ def cached_capture(model_name: str, text: str, max_new_tokens: int, answer: str)
     limits.enforce(len(encode_prompt(lm, text)), "MAX_PROMPT_TOKENS", "the prompt")
     limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
     return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
+
+
+def capture_key(cap: ec.Capture) -> str:
+    """A cheap, hashable name for a capture (model and run settings), for ``st.cache_data`` keys.
+
+    Cached analyses take the capture itself as an underscored (unhashed) argument
+    and this key beside it: hashing the capture's arrays on every rerun would cost
+    more than the analyses it saves.
+    """
+    return json.dumps([cap.model_name, cap.settings], sort_keys=True, default=str)
 
 
 def current_settings() -> dict:

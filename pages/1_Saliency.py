@@ -22,7 +22,7 @@ st.caption(
 
 
 @st.cache_data(max_entries=64, show_spinner="Attributing…")
-def cached_saliency(_lm, _cap, key: tuple, method: str, target: str, contrast: str, steps: int) -> ec.Saliency:
+def cached_saliency(_lm, _cap, key: str, method: str, target: str, contrast: str, steps: int) -> ec.Saliency:
     """``key`` names the capture (model and run settings); the underscored arguments are not hashed."""
     return ec.saliency(_lm, _cap, method=method, target=target, contrast_with=contrast or None, steps=steps)
 
@@ -52,7 +52,7 @@ steps = columns[3].number_input(
     disabled=method != "integrated_gradients",
 )
 
-key = (cap.model_name, tuple(sorted((name, str(value)) for name, value in cap.settings.items())))
+key = dashboard.capture_key(cap)
 sal = None
 with dashboard.user_errors():
     sal = cached_saliency(lm, cap, key, method, target, contrast.strip(), int(steps))

@@ -1,6 +1,5 @@
 """Layer predictions: the logit lens (the Ecco paper's Figures 7 and 8)."""
 
-import json
 import zlib
 
 import streamlit as st
@@ -22,7 +21,7 @@ st.caption(
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_rankings(_lm, _cap, model_name: str, settings: str, k: int) -> ec.Rankings:
+def cached_rankings(_lm, _cap, key: str, k: int) -> ec.Rankings:
     return ec.rankings(_lm, _cap, k=k)
 
 
@@ -45,7 +44,7 @@ def parity_line(result: ec.Rankings) -> None:
 result = None
 with dashboard.user_errors():
     with st.spinner("Reading every layer…"):
-        result = cached_rankings(lm, cap, cap.model_name, json.dumps(cap.settings, sort_keys=True, default=str), 5)
+        result = cached_rankings(lm, cap, dashboard.capture_key(cap), 5)
 if result is None:
     st.stop()
 

@@ -1,6 +1,5 @@
 """Neuron factors: FFN activations decomposed into a few factors (the Ecco paper's Figures 9 and 10)."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -67,7 +66,7 @@ skip_first = controls[3].checkbox(
 positions = tuple(
     i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]) and not (skip_first and i == 0)
 )
-capture_key = json.dumps([cap.model_name, cap.settings], sort_keys=True)
+capture_key = dashboard.capture_key(cap)
 result = None
 with dashboard.user_errors():
     result = cached_factors(cap, capture_key, int(n_components), method, (first, last + 1), positions,

@@ -55,7 +55,7 @@ skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", Tr
 
 with dashboard.user_errors():
     if source == SOURCES[0]:
-        captures, key = [cap], (cap.model_name, cap.tokens)
+        captures, key = [cap], dashboard.capture_key(cap)
     elif source == SOURCES[1]:
         n_sentences = left.number_input("Sentences", 2, 200, 40, key="similarity_n_sentences",
                                         help="The first sentences of UD English EWT dev (CC BY-SA 4.0).")
