@@ -474,12 +474,16 @@ def saliency_bars(tokens, scores, *, title: str = ""):
         One row of ``Saliency.scores`` (sums to 1).
     """
     import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
 
     percent = 100.0 * np.asarray(scores, dtype=float)
     labels = axis_labels(tokens)
     figure = go.Figure(
         go.Bar(
-            x=percent, y=labels, orientation="h", marker={"color": percent, "colorscale": "Blues"},
+            x=percent, y=labels, orientation="h",
+            # explicit colours: plotly.js derives text and hover colours from marker.color,
+            # and logs a warning per bar when that holds numbers for a colorscale
+            marker={"color": sample_colorscale("Blues", np.clip(percent / max(percent.max(initial=0.0), 1e-12), 0, 1))},
             text=[f"{value:.1f}%" for value in percent], textposition="outside",
             hovertext=[f"{escape_token(token)}: {value:.2f}%" for token, value in zip(tokens, percent)],
             hoverinfo="text",

@@ -145,8 +145,17 @@ def page(browser):
     tab.set_default_timeout(RUN_TIMEOUT_MS)
     tab.dialogs = []
     tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    tab.chart_warnings = []
+    tab.on("console", lambda message: _record_chart_warning(tab, message))
     yield tab
     context.close()
+
+
+def _record_chart_warning(tab, message) -> None:
+    # plotly.js reports a figure it cannot draw as intended ("WARN: Invalid color specifier ...")
+    # on the console and draws a fallback, so the page still looks healthy.
+    if message.text.startswith("WARN:"):
+        tab.chart_warnings.append(message.text)
 
 
 # ----------------------------------------------------------------- helpers
@@ -185,10 +194,11 @@ def errors(page) -> list[str]:
 
 
 def assert_healthy(page) -> None:
-    """No uncaught exception box, no error message."""
+    """No uncaught exception box, no error message, no chart warning from plotly.js."""
     exceptions = page.locator(EXCEPTION).all_inner_texts()
     assert not exceptions, exceptions
     assert not errors(page), errors(page)
+    assert not getattr(page, "chart_warnings", []), sorted(set(page.chart_warnings))[:5]
 
 
 def wait_for_charts(page, minimum: int = 1) -> int:
