@@ -265,17 +265,22 @@ def clicked_cell(event) -> tuple[int, int] | None:
 
 
 def download_buttons(frame, stem: str, figure=None) -> None:
-    """CSV and JSON of a result table, plus a self-contained HTML file of its figure (plotly.js inlined)."""
+    """CSV and JSON of a result table, plus a self-contained HTML file of its figure (plotly.js inlined).
+
+    Each file is made when its button is clicked: the HTML file alone is 4.7 MB,
+    and made on every rerun it would be held in memory for every session.
+    """
     columns = st.columns(3 if figure is not None else 2)
     columns[0].download_button(
-        "CSV", frame.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch"
+        "CSV", lambda: frame.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch",
+        on_click="ignore",
     )
     columns[1].download_button(
-        "JSON", frame.to_json(orient="records", indent=1), f"{stem}.json", "application/json",
-        key=f"{stem}-json", width="stretch",
+        "JSON", lambda: frame.to_json(orient="records", indent=1), f"{stem}.json", "application/json",
+        key=f"{stem}-json", width="stretch", on_click="ignore",
     )
     if figure is not None:
         columns[2].download_button(
-            "Figure (HTML, works offline)", figure.to_html(include_plotlyjs=True, full_html=True),
-            f"{stem}.html", "text/html", key=f"{stem}-html", width="stretch",
+            "Figure (HTML, works offline)", lambda: figure.to_html(include_plotlyjs=True, full_html=True),
+            f"{stem}.html", "text/html", key=f"{stem}-html", width="stretch", on_click="ignore",
         )

@@ -17,6 +17,7 @@ from browser import (
     chart_title,
     chart_traces,
     click_heatmap_cell,
+    download,
     download_csv,
     errors,
     heatmap_cells,
@@ -232,6 +233,12 @@ def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default
     assert frame["input_token"].tolist() == list(expected["input_token"])
     np.testing.assert_allclose(frame.groupby("output_position")["score"].sum(), 1.0, atol=1e-6)
     np.testing.assert_allclose(frame["score"], expected["score"], atol=5e-3)
+
+    # The figure file is made on click and carries plotly.js, so it opens offline.
+    figure_file = download(page, "Figure (HTML, works offline)").decode()
+    assert figure_file.lower().startswith("<!doctype html>") and len(figure_file) > 1_000_000
+    assert "Plotly.newPlot" in figure_file and "<script src=" not in figure_file
+    assert_healthy(page)
 
 
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
