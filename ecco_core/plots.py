@@ -493,5 +493,6 @@ def saliency_bars(tokens, scores, *, title: str = ""):
         title=title, xaxis_title="share of the attribution (%)",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=max(220, 24 * len(labels) + 80),
     )
+    figure.update_xaxes(range=[0, 1.15 * max(percent.max(initial=0.0), 1e-12)])  # room for the labels
     figure.update_yaxes(type="category", autorange="reversed")
     return figure
