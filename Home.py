@@ -1,4 +1,4 @@
-"""Ecco Explorer: home page. Run with ``streamlit run app.py``."""
+"""Ecco Explorer: the home page (what each view shows, an example each, the next-token heatmap)."""
 
 from pathlib import Path
 

@@ -11,9 +11,12 @@ so a copied link reproduces the view; a page keeps its own widgets there with
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
+from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
@@ -28,12 +31,34 @@ DEFAULT_PROMPTS = {
     ec.DEFAULT_ENCODER: "The keys to the cabinet are on the table.",
 }
 _DEFAULTS = {"model": ec.DEFAULT_MODEL, "text": DEFAULT_PROMPTS[ec.DEFAULT_MODEL], "new": 20, "answer": ""}
+_LOGGER = get_logger(__name__)
+# Streamlit's Plotly chart code, one 4.7 MB file that its frontend fetches on the first chart.
+_PLOTLY_CHUNK = next((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"), None)
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def cached_model(name: str) -> ec.LM:
     """The one shared model object for ``name``; never mutated by any page."""
     return ec.load(name)
+
+
+def preload_model() -> None:
+    """Load ``settings.PRELOAD_MODEL`` into the shared model cache; log the outcome, never raise.
+
+    ``app.py`` runs this in a background thread as the server starts. A page that
+    asks for the same model meanwhile waits for this load rather than starting
+    another (``st.cache_resource`` computes each key once).
+    """
+    name = limits.PRELOAD_MODEL
+    if not name:
+        return
+    started = time.perf_counter()
+    try:
+        cached_model(name)
+    except Exception as error:  # noqa: BLE001 - whoever picks this model sees the error in the sidebar
+        _LOGGER.warning("Ecco Explorer could not preload %s: %s", name, error)
+        return
+    _LOGGER.info("Ecco Explorer preloaded %s in %.1f s", name, time.perf_counter() - started)
 
 
 @st.cache_data(max_entries=limits.MAX_CACHED_CAPTURES, ttl=limits.CACHE_TTL_SECONDS, show_spinner=False)
@@ -139,6 +164,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
             )
             _write_query_params(state)
 
+    _prefetch_chart_code()
     new_tokens = 0 if state["answer"] else state["new"]
     with user_errors(st.sidebar):
         with st.spinner(f"Loading {state['model']}…"):
@@ -154,6 +180,17 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
         )
         return lm, cap
     return None, None
+
+
+def _prefetch_chart_code() -> None:
+    """Have the browser load Streamlit's Plotly chart code while the model runs.
+
+    Streamlit asks for it only when the first chart arrives, after the model has
+    run, and loading it then delays every visit's first chart by about a second
+    (``bench/app_start.py``). Missing from another Streamlit build, it is skipped.
+    """
+    if _PLOTLY_CHUNK is not None:
+        st.sidebar.html(f'<script>import("./static/js/{_PLOTLY_CHUNK.name}")</script>', unsafe_allow_javascript=True)
 
 
 def load_settings(model: str, text: str, new: int = 0, answer: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Limits that protect a shared deployment (a hosted Space), in one place.
+"""Limits that protect a shared deployment (a hosted Space), and the model it preloads, in one place.
 
 Each can be raised with an environment variable of the same name for a
 private machine, e.g. ``ECCO_MAX_NEW_TOKENS=200 streamlit run app.py``.
@@ -9,6 +9,8 @@ variable in the message the user sees::
 """
 
 import os
+
+from ecco_core import DEFAULT_MODEL
 
 
 def _int_env(name: str, default: int) -> int:
@@ -23,6 +25,8 @@ MAX_NEW_TOKENS = _int_env("ECCO_MAX_NEW_TOKENS", 64)
 MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's protocol; ~4 GB of features for the causal default
 MAX_CACHED_CAPTURES = _int_env("ECCO_MAX_CACHED_CAPTURES", 64)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
+# Loaded as the server starts (``app.py``); an empty value loads nothing until a page asks.
+PRELOAD_MODEL = os.environ.get("ECCO_PRELOAD_MODEL", DEFAULT_MODEL).strip()
 
 _LIMITS = {
     "MAX_PROMPT_TOKENS": ("tokens", MAX_PROMPT_TOKENS),

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def page(name: str) -> AppTest:
-    """An AppTest of ``app.py`` or of a page such as ``pages/1_Saliency.py``."""
+    """An AppTest of ``Home.py`` or of a page such as ``pages/1_Saliency.py``."""
     return AppTest.from_file(str(ROOT / name))
 
 

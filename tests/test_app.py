@@ -5,7 +5,7 @@ from apptest import page, run
 
 
 def test_home_page_runs_the_default_model():
-    app = run(page("app.py"))
+    app = run(page("Home.py"))
     assert app.title[0].value == "Ecco Explorer"
     table = app.dataframe[0].value
     assert list(table["token"][:4]) == ["William", " Shakespeare", " was", " born"]
@@ -14,7 +14,7 @@ def test_home_page_runs_the_default_model():
 
 
 def test_bad_input_shows_an_error_and_keeps_serving():
-    app = run(page("app.py"))
+    app = run(page("Home.py"))
     app.sidebar.text_area[0].set_value("   ")
     app.sidebar.button[0].click()
     run(app)
@@ -27,7 +27,7 @@ def test_bad_input_shows_an_error_and_keeps_serving():
 
 
 def test_a_shared_link_reproduces_the_view():
-    app = page("app.py")
+    app = page("Home.py")
     app.query_params["text"] = "The capital of France is"
     app.query_params["new"] = "3"
     run(app)

@@ -5,8 +5,10 @@ AppTest ones run the app in this process, so ``ecco_core.capture`` can be
 counted with a wrapper around the real function.
 """
 
+import re
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -22,10 +24,13 @@ from browser import (
     assert_healthy,
     download_csv,
     draws_charts,
+    free_port,
     page_files,
     url_path,
     wait_for_charts,
     wait_for_first_run,
+    start_server,
+    stop_server,
 )
 from dashboard import settings
 
@@ -87,7 +92,7 @@ def capture_calls(monkeypatch):
 @pytest.fixture
 def minimal_app(tmp_path):
     """A copy of the real home page with one minimal page beside it, in pages/."""
-    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
+    shutil.copy(ROOT / "Home.py", tmp_path / "Home.py")
     (tmp_path / "pages").mkdir()
     (tmp_path / "pages" / "1_Minimal.py").write_text(MINIMAL_PAGE.format(root=str(ROOT)))
     return tmp_path
@@ -148,6 +153,53 @@ def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, 
             context.close()
 
 
+# ----------------------------------------------------------------- start-up
+class ServerLog:
+    """The lines a server writes to stderr, read as they come."""
+
+    def __init__(self, server):
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(server.stderr), daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in list(self.lines) if re.search(pattern, line)]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+        raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{''.join(self.lines)[-2000:]}")
+
+
+@pytest.mark.browser
+def test_the_server_preloads_the_default_model_and_pages_share_it(browser):
+    server = start_server(port := free_port())
+    try:
+        log = ServerLog(server)
+        log.wait_for(rf"preloaded {re.escape(ec.DEFAULT_MODEL)} in \d")  # with no browser connected yet
+        tab = browser.new_page()
+        tab.set_default_timeout(RUN_TIMEOUT_MS)
+        tab.goto(app_link(f"http://127.0.0.1:{port}"), wait_until="commit")
+        wait_for_first_run(tab)
+        assert_healthy(tab)
+        assert "20 generated tokens" in tab.locator('[data-testid="stSidebar"]').inner_text()
+        tab.close()
+    finally:
+        stop_server(server)
+    # transformers reports each load of the weights; the page's run used the preloaded model.
+    assert sum("Loading weights: 100%" in line for line in log.lines) == 1, "".join(log.lines)[-2000:]
+
+
+def test_a_model_that_cannot_be_preloaded_is_logged_and_the_server_keeps_serving():
+    server = start_server(free_port(), env={"ECCO_PRELOAD_MODEL": "/no/such/model"})
+    try:
+        line = ServerLog(server).wait_for("could not preload")
+        assert "/no/such/model" in line and "does not exist" in line
+        assert server.poll() is None
+    finally:
+        stop_server(server)
+
+
 # ------------------------------------------------------------------ caching
 def _page_cases():
     return [(ROOT, path.relative_to(ROOT).as_posix()) for path in page_files()] + [(None, "pages/1_Minimal.py")]
@@ -155,10 +207,10 @@ def _page_cases():
 
 @pytest.mark.parametrize(("root", "page"), _page_cases(), ids=lambda value: str(value).rsplit("/", 1)[-1])
 def test_switching_pages_recomputes_nothing(root, page, minimal_app, capture_calls):
-    app = _run(AppTest.from_file(str((root or minimal_app) / "app.py")))
+    app = _run(AppTest.from_file(str((root or minimal_app) / "Home.py")))
     assert not app.exception
     assert capture_calls == ["William Shakespeare was born in the year"]
-    for target in (page, "app.py", page):
+    for target in (page, "Home.py", page):
         _run(app.switch_page(target))
         assert not app.exception, [e.value for e in app.exception]
         # Streamlit blanks same-key widgets on a new page; the sidebar refills them.
@@ -168,7 +220,7 @@ def test_switching_pages_recomputes_nothing(root, page, minimal_app, capture_cal
 
 
 def test_a_failing_analysis_keeps_the_capture_on_screen(minimal_app, capture_calls):
-    app = _run(AppTest.from_file(str(minimal_app / "app.py")))
+    app = _run(AppTest.from_file(str(minimal_app / "Home.py")))
     _run(app.switch_page("pages/1_Minimal.py"))
     assert app.title[0].value == "Minimal page" and not app.error
 
@@ -201,7 +253,7 @@ def test_a_failing_analysis_keeps_the_capture_on_screen(minimal_app, capture_cal
     ids=["new-tokens", "prompt-tokens"],
 )
 def test_limits_are_shown_when_exceeded(params, message):
-    app = AppTest.from_file(str(ROOT / "app.py"))
+    app = AppTest.from_file(str(ROOT / "Home.py"))
     app.query_params.update(params)
     _run(app)
     assert not app.exception
@@ -218,7 +270,7 @@ def test_enforce_names_the_limit():
 
 # -------------------------------------------------------------- page params
 def test_a_page_param_round_trips_through_the_url(minimal_app):
-    app = AppTest.from_file(str(minimal_app / "app.py"))
+    app = AppTest.from_file(str(minimal_app / "Home.py"))
     _run(app)
     app.query_params["minimal_layer"] = "7"
     _run(app.switch_page("pages/1_Minimal.py"))
@@ -236,7 +288,7 @@ def test_a_page_param_round_trips_through_the_url(minimal_app):
 
 
 def test_a_stale_page_param_falls_back_to_the_default(minimal_app):
-    app = AppTest.from_file(str(minimal_app / "app.py"))
+    app = AppTest.from_file(str(minimal_app / "Home.py"))
     _run(app)
     app.query_params["minimal_layer"] = "99"  # beyond the model's 30 layers
     _run(app.switch_page("pages/1_Minimal.py"))
