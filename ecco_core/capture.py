@@ -239,6 +239,18 @@ def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
     return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in token_ids)
 
 
+def as_following_word(word: str, text: str = "") -> str:
+    """``word`` spelled as it follows earlier text: ``"is"`` -> ``" is"``.
+
+    A word gets a leading space unless it already has one, starts with
+    punctuation (``","`` stays ``","``) or ``text`` ends with whitespace.
+    Byte-BPE vocabularies hold the spaced and the bare word as different tokens.
+    """
+    if word[:1].isspace() or not word[:1].isalnum() or text[-1:].isspace():
+        return word
+    return " " + word
+
+
 def _special_mask(tokenizer, token_ids) -> np.ndarray:
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     return np.array([int(i) in special for i in token_ids], dtype=bool)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .capture import Capture, encode_prompt, recording, token_strings
+from .capture import Capture, as_following_word, encode_prompt, recording, token_strings
 from .models import LM
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20
@@ -392,9 +392,7 @@ def _candidate_ids(lm: LM, text: str, candidate) -> list[int]:
         raise TypeError(f"each candidate must be a word (str) or a token id (int), got {candidate!r}")
     if not candidate.strip():
         raise ValueError(f"candidate {candidate!r} is empty; give a word such as 'is'")
-    # A word follows the text after a space (" is"); punctuation and an explicit leading space are kept as given.
-    follows_space = candidate[0].isspace() or not candidate[0].isalnum() or (lm.is_causal and text[-1].isspace())
-    spaced = candidate if follows_space else " " + candidate
+    spaced = as_following_word(candidate, text if lm.is_causal else "")
     ids = []
     if lm.is_causal:
         alone = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .capture import Capture, token_strings
+from .capture import Capture, as_following_word, token_strings
 from .models import LM
 
 METHODS = {
@@ -180,7 +180,8 @@ def saliency(
         ``target(explained) - target(foil)``; with ``target="logit"`` (or
         ``"logprob"``, the same difference) this is the contrastive
         explanation of Yin & Neubig (2022). The word is tokenised as it would
-        follow the text (``"are"`` -> ``" are"``) and must be one token.
+        follow the text (``"are"`` -> ``" are"``, ``","`` stays ``","``) and
+        must be one token.
     steps : int, default 20
         Points on the integration path for ``integrated_gradients``.
     positions : sequence of int, optional
@@ -280,8 +281,7 @@ def _explained_positions(lm: LM, cap: Capture, positions) -> np.ndarray:
 def _foil(lm: LM, word: str) -> tuple[int, str]:
     if not isinstance(word, str) or not word.strip():
         raise ValueError(f"contrast_with must be a non-empty word, got {word!r}")
-    spaced = word if word[0].isspace() else " " + word
-    ids = lm.tokenizer(spaced, add_special_tokens=False)["input_ids"]
+    ids = lm.tokenizer(as_following_word(word), add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         pieces = token_strings(lm.tokenizer, ids)
         raise ValueError(

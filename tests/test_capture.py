@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ecco_core as ec
+from ecco_core.capture import as_following_word
 from families import TINY_D_FF, TINY_D_MODEL, TINY_N_LAYERS
 
 
@@ -122,3 +123,11 @@ def test_bad_input_is_named(lm, text, kwargs, error, message):
 def test_masked_model_does_not_generate(encoder):
     with pytest.raises(ValueError, match="max_new_tokens must be 0 for the masked model"):
         ec.capture(encoder, "Hello there", max_new_tokens=2)
+
+
+@pytest.mark.parametrize(
+    ("word", "text", "spelled"),
+    [("is", "", " is"), (" is", "", " is"), (",", "", ","), ("'s", "", "'s"), ("is", "The keys ", "is")],
+)
+def test_a_word_is_spelled_as_it_follows_text(word, text, spelled):
+    assert as_following_word(word, text) == spelled

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import dashboard
 import ecco_core as ec
 from apptest import page, run
 
@@ -169,6 +170,12 @@ def test_contrast_explains_the_logit_difference(lm):
     assert not np.allclose(ec.saliency(lm, cap, target="logit").scores, result.scores, atol=1e-3)
 
 
+def test_a_punctuation_foil_is_the_mark_itself(lm):
+    cap = ec.capture(lm, "The keys to the cabinet", answer=".")
+    result = ec.saliency(lm, cap, target="logit", contrast_with=",")
+    assert result.contrast_with == ","  # not " ,", a different token of the byte-BPE vocabulary
+
+
 def test_contrast_matches_token_by_token(tiny_gpt2):
     cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
     result = ec.saliency(tiny_gpt2, cap, target="logit", contrast_with="are")
@@ -259,9 +266,14 @@ def test_page_escapes_html_and_reports_bad_contrast():
     app.query_params["text"] = "<script>alert(1)</script> The answer is"
     app.query_params["new"] = "3"
     run(app)
-    html_blocks = " ".join(str(block.proto) for block in app.get("html"))
+    html_blocks = [block.proto for block in app.get("html")]
+    # The one script is the sidebar's fetch of Streamlit's chart code, not the prompt's.
+    assert [block.body for block in html_blocks if block.unsafe_allow_javascript] == [
+        f'<script>import("./static/js/{dashboard._PLOTLY_CHUNK.name}")</script>'
+    ]
+    text = " ".join(block.body for block in html_blocks if not block.unsafe_allow_javascript)
     # "<script>" is split into several tokens, each escaped on its own.
-    assert "&lt;" in html_blocks and "&gt;" in html_blocks and "<script" not in html_blocks
+    assert "&lt;" in text and "&gt;" in text and "<script" not in text
     app.text_input(key="saliency_contrast").set_value("Shakespearean")
     run(app)
     assert any("contrast_with" in error.value for error in app.error)
