@@ -91,6 +91,7 @@ if cap.top_ids.shape[1]:
         text=candidates, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
     )
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
+    dashboard.download_buttons(cap.predictions_frame(n_candidates), "next-token-candidates", figure)
     cell = dashboard.clicked_cell(event)
     if cell is not None:
         selected = cell[1]
@@ -106,4 +107,6 @@ with text_slot:
 st.subheader("Tokens")
 frame = cap.to_frame()
 st.dataframe(frame, hide_index=True, width="stretch")
-st.download_button("Download tokens (CSV)", frame.to_csv(index=False), "tokens.csv", "text/csv")
+st.download_button(
+    "Download tokens (CSV)", lambda: frame.to_csv(index=False), "tokens.csv", "text/csv", on_click="ignore"
+)

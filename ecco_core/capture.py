@@ -116,6 +116,29 @@ class Capture:
             frame[label + "_prob"] = self.top_probs[:, 0]
         return frame
 
+    def predictions_frame(self, k: int | None = None) -> pd.DataFrame:
+        """The model's top ``k`` predictions at every position (all kept ones by default), one row each.
+
+        Columns: position, token (the text at that position), rank (1 = most
+        likely), prediction, prediction_id, probability. After a causal model's
+        token the prediction is for the next one; a masked model predicts its own.
+        """
+        kept = self.top_ids.shape[1]
+        k = kept if k is None else k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(kept, 1):
+            raise ValueError(f"k must be an int from 1 to {kept} (the predictions kept per position), got {k!r}")
+        k = min(int(k), kept)
+        return pd.DataFrame(
+            {
+                "position": np.repeat(np.arange(self.n_tokens), k),
+                "token": np.repeat(np.array(self.tokens, dtype=object), k),
+                "rank": np.tile(np.arange(1, k + 1), self.n_tokens),
+                "prediction": [candidate for row in self.top_tokens for candidate in row[:k]],
+                "prediction_id": self.top_ids[:, :k].reshape(-1),
+                "probability": self.top_probs[:, :k].reshape(-1),
+            }
+        )
+
     # ----------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write to a compressed ``.npz`` file (no pickle inside)."""

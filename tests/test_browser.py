@@ -81,6 +81,13 @@ def test_home_page_csv_holds_the_tokens(page, app_url, default_capture):
     predicted = list(frame["next_token_prediction"])[default_capture.n_input - 1 : -1]
     assert predicted == list(default_capture.tokens[default_capture.n_input :])
 
+    # The heatmap's own data: the top 5 candidates at every position.
+    candidates = download_csv(page, "CSV")
+    expected = default_capture.predictions_frame(5)
+    assert list(candidates.columns) == list(expected.columns) and len(candidates) == 5 * default_capture.n_tokens
+    assert list(candidates["prediction"]) == list(expected["prediction"])
+    np.testing.assert_allclose(candidates["probability"], expected["probability"], atol=1e-6)
+
 
 def test_clicking_a_heatmap_cell_selects_that_position(page, app_url, default_capture):
     open_app(page, app_url)

@@ -125,6 +125,19 @@ def test_masked_model_does_not_generate(encoder):
         ec.capture(encoder, "Hello there", max_new_tokens=2)
 
 
+def test_predictions_frame_lists_the_top_candidates_by_rank(cap):
+    frame = cap.predictions_frame(3)
+    assert len(frame) == 3 * cap.n_tokens
+    first = frame[frame["position"] == 0]
+    assert list(first["rank"]) == [1, 2, 3] and list(first["prediction"]) == list(cap.top_tokens[0][:3])
+    assert (first["token"] == cap.tokens[0]).all()
+    assert np.all(np.diff(first["probability"]) <= 0)
+    np.testing.assert_array_equal(frame["prediction_id"], cap.top_ids[:, :3].reshape(-1))
+    assert len(cap.predictions_frame()) == cap.top_ids.shape[1] * cap.n_tokens
+    with pytest.raises(ValueError, match=r"k must be an int from 1 to 10"):
+        cap.predictions_frame(0)
+
+
 @pytest.mark.parametrize(
     ("word", "text", "spelled"),
     [("is", "", " is"), (" is", "", " is"), (",", "", ","), ("'s", "", "'s"), ("is", "The keys ", "is")],
