@@ -5,10 +5,10 @@ folder), so the packaged GGUF SmolLM2 is dequantised and written as
 safetensors. Warm: the same folder, now filled. Each repeat runs one cold and
 one warm start in turn (round-robin), each with a fresh server and a fresh
 browser; medians are quoted. The browser is started before the clock, as a
-visitor's browser is already running; the clock starts with the server. The target is the Saliency page
-(``pages/1_Saliency.py``); on a checkout without it, the home page (whose
-next-token heatmap is its first chart) is measured instead, and the last
-line says so.
+visitor's browser is already running; the clock starts with the server. The
+target is the Saliency page (``pages/1_Saliency.py``); on a checkout without
+it, the home page (whose next-token heatmap is its first chart) is measured
+instead, and the last line says so.
 
     python bench/app_start.py [repeats]
 

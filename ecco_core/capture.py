@@ -124,10 +124,10 @@ class Capture:
         token the prediction is for the next one; a masked model predicts its own.
         """
         kept = self.top_ids.shape[1]
-        k = kept if k is None else k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(kept, 1):
+        if k is None:
+            k = kept
+        elif isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= kept:
             raise ValueError(f"k must be an int from 1 to {kept} (the predictions kept per position), got {k!r}")
-        k = min(int(k), kept)
         return pd.DataFrame(
             {
                 "position": np.repeat(np.arange(self.n_tokens), k),

@@ -477,13 +477,14 @@ def saliency_bars(tokens, scores, *, title: str = ""):
     from plotly.colors import sample_colorscale
 
     percent = 100.0 * np.asarray(scores, dtype=float)
+    largest = max(percent.max(initial=0.0), 1e-12)
     labels = axis_labels(tokens)
     figure = go.Figure(
         go.Bar(
             x=percent, y=labels, orientation="h",
             # explicit colours: plotly.js derives text and hover colours from marker.color,
             # and logs a warning per bar when that holds numbers for a colorscale
-            marker={"color": sample_colorscale("Blues", np.clip(percent / max(percent.max(initial=0.0), 1e-12), 0, 1))},
+            marker={"color": sample_colorscale("Blues", np.clip(percent / largest, 0, 1))},
             text=[f"{value:.1f}%" for value in percent], textposition="outside",
             hovertext=[f"{escape_token(token)}: {value:.2f}%" for token, value in zip(tokens, percent)],
             hoverinfo="text",
@@ -493,6 +494,6 @@ def saliency_bars(tokens, scores, *, title: str = ""):
         title=title, xaxis_title="share of the attribution (%)",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=max(220, 24 * len(labels) + 80),
     )
-    figure.update_xaxes(range=[0, 1.15 * max(percent.max(initial=0.0), 1e-12)])  # room for the labels
+    figure.update_xaxes(range=[0, 1.15 * largest])  # room for the labels
     figure.update_yaxes(type="category", autorange="reversed")
     return figure
