@@ -54,6 +54,11 @@ class FamilySpec:
         before the head. Empty where the last block already ends in a norm.
     lm_head : tuple of str
         Paths (from the full model) applied, in order, to produce logits.
+    attention : str
+        Path (from one block) of the self-attention module. Its output (the
+        first element where it returns a tuple) is what attention contributes
+        to the block: after the output projection, before the residual add
+        (BERT-style post-norm encoders: after their add and norm).
     """
 
     name: str
@@ -64,35 +69,42 @@ class FamilySpec:
     embeddings: str
     final_norm: tuple[str, ...]
     lm_head: tuple[str, ...]
+    attention: str
 
 
 FAMILIES: tuple[FamilySpec, ...] = (
-    FamilySpec("GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",)),
-    FamilySpec("GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",)),
+    FamilySpec("GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn"),
+    FamilySpec("GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn"),
     FamilySpec(
         "GPT-NeoX / Pythia", ("gpt_neox",), True, "layers", "mlp.dense_4h_to_h", "embed_in",
         ("final_layer_norm",), ("lm_head",),
+        "attention",
     ),
     FamilySpec(
         "Llama / Qwen2 / Mistral", ("llama", "qwen2", "qwen3", "mistral"), True, "layers",
         "mlp.down_proj", "embed_tokens", ("norm",), ("lm_head",),
+        "self_attn",
     ),
     FamilySpec(
         "OPT", ("opt",), True, "decoder.layers", "fc2", "decoder.embed_tokens",
         ("decoder.final_layer_norm", "decoder.project_out"), ("lm_head",),
+        "self_attn",
     ),
     FamilySpec(
         "BERT", ("bert",), False, "encoder.layer", "output.dense", "embeddings.word_embeddings",
         (), ("cls",),
+        "attention",
     ),
     FamilySpec(
         "RoBERTa", ("roberta",), False, "encoder.layer", "output.dense",
         "embeddings.word_embeddings", (), ("lm_head",),
+        "attention",
     ),
     FamilySpec(
         "DistilBERT", ("distilbert",), False, "transformer.layer", "ffn.lin2",
         "embeddings.word_embeddings", (),
         ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
+        "attention",
     ),
 )
 
@@ -168,6 +180,11 @@ class LM:
     def ffn_projections(self) -> list[nn.Module]:
         """The FFN output projection of every block, in order."""
         return [_get(block, self.spec.ffn_projection) for block in self.blocks]
+
+    @property
+    def attention_modules(self) -> list[nn.Module]:
+        """The self-attention module of every block, in order (see ``FamilySpec.attention``)."""
+        return [_get(block, self.spec.attention) for block in self.blocks]
 
     @property
     def d_ff(self) -> int:

@@ -35,6 +35,7 @@ def test_every_family_row_matches_its_model(tiny):
     assert tiny.d_model == TINY_D_MODEL
     assert tiny.d_ff == TINY_D_FF
     assert tiny.has_head
+    assert all(type(module).__name__.endswith("Attention") for module in tiny.attention_modules)
     assert all(not p.requires_grad for p in tiny.model.parameters())
 
 
