@@ -369,7 +369,7 @@ def _gradient_method(
             alphas = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
             path = (alphas[:, None, None] * embeddings).requires_grad_(True)
             gradient, _ = _batched_gradients(lm, path, read_positions, target_of)
-            values = _values(lm, embeddings, read_positions, target_of)
+            values = _values(lm, embeddings, read_positions, target_of)[0]
         else:
             leaf = embeddings.clone().requires_grad_(True)
             gradient, batch_values = _batched_gradients(lm, leaf, read_positions, target_of)

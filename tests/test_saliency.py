@@ -115,6 +115,16 @@ def test_every_method_on_every_family(tiny, method):
         np.testing.assert_array_equal(result.explained_ids, cap.top_ids[expected_positions, 0])
 
 
+def test_target_values_are_one_per_explained_token_whatever_the_method(tiny_gpt2):
+    """The attributed quantity does not depend on the method: one float per explained token, the same for all."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    values = {method: ec.saliency(tiny_gpt2, cap, method=method, target="logprob", steps=4).target_values
+              for method in ec.SALIENCY_METHODS}
+    for method, value in values.items():
+        assert value.shape == (cap.n_generated,), method
+        np.testing.assert_allclose(value, values["grad_x_input"], atol=1e-5, err_msg=method)
+
+
 def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
     """Completeness: summed over tokens and dimensions, IG equals target(input) - target(zero embeddings)."""
     cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
