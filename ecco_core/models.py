@@ -59,6 +59,20 @@ class FamilySpec:
         first element where it returns a tuple) is what attention contributes
         to the block: after the output projection, before the residual add
         (BERT-style post-norm encoders: after their add and norm).
+    value_projection : str
+        Path (from one block) of the linear layer whose output holds the value
+        vectors of every key/value head (see ``qkv_layout``).
+    qkv_layout : str
+        How the value vectors sit in that layer's output of width ``w``:
+        ``"separate"`` (a value-only projection: ``n_kv_heads`` slices of
+        ``head_dim``), ``"fused"`` (queries, keys and values concatenated, the
+        values are the last third: GPT-2's ``c_attn``), ``"fused_per_head"``
+        (per head ``[q | k | v]`` of ``head_dim`` each: NeoX's ``query_key_value``).
+    output_projection : str
+        Path (from one block) of the linear layer that maps the concatenated
+        heads back to ``d_model`` (input width ``n_heads * head_dim``). With the
+        value projection it gives each head's ``f(x) = W_O^h (W_V^h x + b_V^h)``
+        (value-weighted attention, Kobayashi et al. 2020).
     """
 
     name: str
@@ -70,43 +84,64 @@ class FamilySpec:
     final_norm: tuple[str, ...]
     lm_head: tuple[str, ...]
     attention: str
+    value_projection: str
+    qkv_layout: str
+    output_projection: str
 
 
 FAMILIES: tuple[FamilySpec, ...] = (
-    FamilySpec("GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn"),
-    FamilySpec("GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn"),
+    FamilySpec(
+        "GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn",
+        value_projection="attn.c_attn", qkv_layout="fused", output_projection="attn.c_proj",
+    ),
+    FamilySpec(
+        "GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn",
+        value_projection="attn.attention.v_proj", qkv_layout="separate",
+        output_projection="attn.attention.out_proj",
+    ),
     FamilySpec(
         "GPT-NeoX / Pythia", ("gpt_neox",), True, "layers", "mlp.dense_4h_to_h", "embed_in",
         ("final_layer_norm",), ("lm_head",),
         "attention",
+        value_projection="attention.query_key_value", qkv_layout="fused_per_head",
+        output_projection="attention.dense",
     ),
     FamilySpec(
         "Llama / Qwen2 / Mistral", ("llama", "qwen2", "qwen3", "mistral"), True, "layers",
         "mlp.down_proj", "embed_tokens", ("norm",), ("lm_head",),
         "self_attn",
+        value_projection="self_attn.v_proj", qkv_layout="separate", output_projection="self_attn.o_proj",
     ),
     FamilySpec(
         "OPT", ("opt",), True, "decoder.layers", "fc2", "decoder.embed_tokens",
         ("decoder.final_layer_norm", "decoder.project_out"), ("lm_head",),
         "self_attn",
+        value_projection="self_attn.v_proj", qkv_layout="separate", output_projection="self_attn.out_proj",
     ),
     FamilySpec(
         "BERT", ("bert",), False, "encoder.layer", "output.dense", "embeddings.word_embeddings",
         (), ("cls",),
         "attention",
+        value_projection="attention.self.value", qkv_layout="separate",
+        output_projection="attention.output.dense",
     ),
     FamilySpec(
         "RoBERTa", ("roberta",), False, "encoder.layer", "output.dense",
         "embeddings.word_embeddings", (), ("lm_head",),
         "attention",
+        value_projection="attention.self.value", qkv_layout="separate",
+        output_projection="attention.output.dense",
     ),
     FamilySpec(
         "DistilBERT", ("distilbert",), False, "transformer.layer", "ffn.lin2",
         "embeddings.word_embeddings", (),
         ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
         "attention",
+        value_projection="attention.v_lin", qkv_layout="separate", output_projection="attention.out_lin",
     ),
 )
+
+QKV_LAYOUTS = ("separate", "fused", "fused_per_head")
 
 _SPEC_BY_TYPE = {model_type: spec for spec in FAMILIES for model_type in spec.model_types}
 
@@ -185,6 +220,31 @@ class LM:
     def attention_modules(self) -> list[nn.Module]:
         """The self-attention module of every block, in order (see ``FamilySpec.attention``)."""
         return [_get(block, self.spec.attention) for block in self.blocks]
+
+    @property
+    def value_projections(self) -> list[nn.Module]:
+        """The layer holding the value vectors of every block, in order (see ``FamilySpec.qkv_layout``)."""
+        return [_get(block, self.spec.value_projection) for block in self.blocks]
+
+    @property
+    def output_projections(self) -> list[nn.Module]:
+        """The attention output projection (heads back to d_model) of every block, in order."""
+        return [_get(block, self.spec.output_projection) for block in self.blocks]
+
+    @property
+    def n_heads(self) -> int:
+        """Query heads per block (every family's config maps ``num_attention_heads`` to its own name)."""
+        return self.config.num_attention_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads per block: fewer than ``n_heads`` under grouped-query attention."""
+        return getattr(self.config, "num_key_value_heads", None) or self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        projection = self.output_projections[0]
+        return (getattr(projection, "in_features", None) or projection.nx) // self.n_heads
 
     @property
     def d_ff(self) -> int:

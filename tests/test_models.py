@@ -39,6 +39,24 @@ def test_every_family_row_matches_its_model(tiny):
     assert all(not p.requires_grad for p in tiny.model.parameters())
 
 
+def _out_width(projection):
+    return getattr(projection, "out_features", None) or projection.nf
+
+
+def test_every_family_row_finds_values_and_output_projection(tiny):
+    assert tiny.spec.qkv_layout in ec.models.QKV_LAYOUTS
+    n_heads, n_kv, head_dim = tiny.n_heads, tiny.n_kv_heads, tiny.head_dim
+    assert n_heads == tiny.config.num_attention_heads and n_heads * head_dim == TINY_D_MODEL
+    values_width = {"separate": n_kv * head_dim, "fused": 3 * n_heads * head_dim,
+                    "fused_per_head": 3 * n_heads * head_dim}[tiny.spec.qkv_layout]
+    assert [_out_width(p) for p in tiny.value_projections] == [values_width] * TINY_N_LAYERS
+    assert [_out_width(p) for p in tiny.output_projections] == [TINY_D_MODEL] * TINY_N_LAYERS
+    # both live inside the block's attention module
+    for attention, values, output in zip(tiny.attention_modules, tiny.value_projections, tiny.output_projections):
+        inside = {id(module) for module in attention.modules()}
+        assert id(values) in inside and id(output) in inside
+
+
 def test_last_layer_through_norm_and_head_is_the_model_output(tiny):
     text = "The keys to the cabinet" if tiny.is_causal else "The keys to the [MASK] are here."
     cap = ec.capture(tiny, text, max_new_tokens=2 if tiny.is_causal else 0)
