@@ -13,7 +13,8 @@ RUN useradd --create-home --uid 1000 user
 USER user
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH \
-    ECCO_EXPLORER_CACHE=/home/user/.cache/ecco-explorer
+    ECCO_EXPLORER_CACHE=/home/user/.cache/ecco-explorer \
+    ECCO_ALLOWED_MODELS=SmolLM2-135M-Instruct,all-MiniLM-L6-v2
 WORKDIR /home/user/app
 
 # The CPU build of the pinned torch (the default wheel pulls gigabytes of CUDA libraries),

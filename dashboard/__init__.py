@@ -11,6 +11,7 @@ so a copied link reproduces the view; a page keeps its own widgets there with
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +21,11 @@ from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
-from ecco_core.capture import encode_prompt
+from ecco_core.capture import encode_answer, encode_prompt
 from ecco_core.plots import token_html
 
 from . import settings as limits
+from .capture_cache import CaptureCache
 
 OTHER_MODEL = "Other (folder or hub name)…"
 DEFAULT_PROMPTS = {
@@ -38,8 +40,12 @@ _PLOTLY_CHUNK = next((Path(st.__file__).parent / "static" / "static" / "js").glo
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def cached_model(name: str) -> ec.LM:
-    """The one shared model object for ``name``; never mutated by any page."""
-    return ec.load(name)
+    """The one shared model object for ``name``; never mutated by any page.
+
+    Only models this deployment allows (``settings.ALLOWED_MODELS``) are loaded;
+    others are refused before any file is looked at.
+    """
+    return ec.load(limits.check_model(name))
 
 
 def preload_model() -> None:
@@ -61,13 +67,38 @@ def preload_model() -> None:
     _LOGGER.info("Ecco Explorer preloaded %s in %.1f s", name, time.perf_counter() - started)
 
 
-@st.cache_data(max_entries=limits.MAX_CACHED_CAPTURES, ttl=limits.CACHE_TTL_SECONDS, show_spinner=False)
-def cached_capture(model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
-    """The capture of ``text`` by the shared model, within the deployment's limits (see ``settings``)."""
-    lm = cached_model(model_name)
-    limits.enforce(len(encode_prompt(lm, text)), "MAX_PROMPT_TOKENS", "the prompt")
-    limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
-    return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
+class _CachedCapture:
+    """``cached_capture(model_name, text, max_new_tokens, answer)``: the capture of ``text`` by the shared model.
+
+    Within the deployment's limits (see ``settings``): the prompt, and the given
+    answer, which counts against ``MAX_NEW_TOKENS`` as generated tokens would.
+    One capture per key for all sessions, within ``settings.CAPTURE_CACHE_MB``.
+    """
+
+    def __init__(self):
+        self.cache = CaptureCache(limits.CAPTURE_CACHE_MB * 2**20, limits.CACHE_TTL_SECONDS)
+
+    def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
+        return self.cache.get((model_name, text, max_new_tokens, answer),
+                              lambda: self._capture(model_name, text, max_new_tokens, answer))
+
+    @staticmethod
+    def _capture(model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
+        limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
+        limits.check_text_length(text, "MAX_PROMPT_TOKENS", "the prompt")
+        if answer:
+            limits.check_text_length(answer, "MAX_NEW_TOKENS", "the given answer")
+        lm = cached_model(model_name)
+        limits.enforce(len(encode_prompt(lm, text)), "MAX_PROMPT_TOKENS", "the prompt")
+        if answer:
+            limits.enforce(len(encode_answer(lm, answer)), "MAX_NEW_TOKENS", "the given answer")
+        return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
+cached_capture = _CachedCapture()
 
 
 def capture_key(cap: ec.Capture) -> str:
@@ -102,13 +133,33 @@ def _write_query_params(state: dict) -> None:
         st.query_params.pop("answer", None)
 
 
+# Everything Streamlit's Markdown (CommonMark, GFM, KaTeX, emoji and colour directives) could act on,
+# except what is plain in running text: parentheses, quotes, periods, a colon before a space, an
+# underscore inside a word (ECCO_MAX_NEW_TOKENS). Each is escaped with a backslash.
+_MARKDOWN_INLINE = re.compile(r"[\\`*\[\]<>$~|&@#{}!]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=\S)|(?<=www)\.")
+# What starts a list, a heading underline or a numbered list at the start of a line.
+_MARKDOWN_BLOCK = re.compile(r"^([ \t]*(?:\d{1,9})?)([-+=.)])", re.MULTILINE)
+
+
+def literal(text: str) -> str:
+    """``text`` escaped for Streamlit Markdown, so that it shows as typed: no link, formula, emphasis or emoji.
+
+    For user-supplied text (a model name, a prompt, an error that quotes them)
+    inside ``st.error``, ``st.caption``, ``st.spinner`` and friends::
+
+        st.error(dashboard.literal(str(error)))
+    """
+    escaped = _MARKDOWN_INLINE.sub(lambda match: "\\" + match.group(), str(text))
+    return _MARKDOWN_BLOCK.sub(lambda match: match.group(1) + "\\" + match.group(2), escaped)
+
+
 @contextmanager
 def user_errors(where=st):
-    """Show bad input and failed analyses as ``st.error``, never as a traceback."""
+    """Show bad input and failed analyses as ``st.error``, never as a traceback; its text shows literally."""
     try:
         yield
     except (ValueError, TypeError, RuntimeError, OSError) as error:
-        where.error(str(error))
+        where.error(literal(str(error)))
 
 
 def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
@@ -167,14 +218,14 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     _prefetch_chart_code()
     new_tokens = 0 if state["answer"] else state["new"]
     with user_errors(st.sidebar):
-        with st.spinner(f"Loading {state['model']}…"):
+        with st.spinner(f"Loading {literal(state['model'])}…"):
             lm = cached_model(state["model"])
         if not lm.is_causal:
             new_tokens = 0
         with st.spinner("Running the model…"):
             cap = cached_capture(state["model"], state["text"], new_tokens, state["answer"] if lm.is_causal else "")
         st.sidebar.caption(
-            f"{lm.name}: {lm.spec.name}, {lm.n_layers} layers, d_model {lm.d_model}, d_ff {lm.d_ff}; "
+            f"{literal(lm.name)}: {lm.spec.name}, {lm.n_layers} layers, d_model {lm.d_model}, d_ff {lm.d_ff}; "
             f"{cap.n_input} prompt + {cap.n_generated} generated tokens. "
             "The address bar holds this view: copy it to share it."
         )

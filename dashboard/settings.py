@@ -6,11 +6,17 @@ Pages check their inputs with :func:`enforce`, which names the limit and the
 variable in the message the user sees::
 
     settings.enforce(n_tokens, "MAX_PROBE_TOKENS", "the uploaded treebank")
+
+Which models a visitor may load is :data:`ALLOWED_MODELS` (checked by
+:func:`check_model` before any file is touched): on a Hugging Face Space
+(``SPACE_ID`` is set there) only the packaged offline models, elsewhere any
+folder or hub name; ``ECCO_ALLOWED_MODELS`` sets it explicitly, as a
+comma-separated list of names or ``*`` for any.
 """
 
 import os
 
-from ecco_core import DEFAULT_MODEL
+from ecco_core import DEFAULT_ENCODER, DEFAULT_MODEL
 
 
 def _int_env(name: str, default: int) -> int:
@@ -23,16 +29,60 @@ def _int_env(name: str, default: int) -> int:
 MAX_PROMPT_TOKENS = _int_env("ECCO_MAX_PROMPT_TOKENS", 512)
 MAX_NEW_TOKENS = _int_env("ECCO_MAX_NEW_TOKENS", 64)
 MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's protocol; ~4 GB of features for the causal default
-MAX_CACHED_CAPTURES = _int_env("ECCO_MAX_CACHED_CAPTURES", 64)
+# Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default.
+CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 1024)
+# Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
+MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
 # Loaded as the server starts (``app.py``); an empty value loads nothing until a page asks.
 PRELOAD_MODEL = os.environ.get("ECCO_PRELOAD_MODEL", DEFAULT_MODEL).strip()
+
+
+def _allowed_models() -> tuple[str, ...] | None:
+    listed = os.environ.get("ECCO_ALLOWED_MODELS")
+    if listed is None:
+        return (DEFAULT_MODEL, DEFAULT_ENCODER) if os.environ.get("SPACE_ID") else None
+    names = tuple(name.strip() for name in listed.split(",") if name.strip())
+    return None if "*" in names else names
+
+
+# None: any folder or hub name (a private machine); else only these names.
+ALLOWED_MODELS = _allowed_models()
+# A prompt longer than this many characters per allowed token is refused before it is tokenised.
+_CHARS_PER_TOKEN = 32
 
 _LIMITS = {
     "MAX_PROMPT_TOKENS": ("tokens", MAX_PROMPT_TOKENS),
     "MAX_NEW_TOKENS": ("new tokens", MAX_NEW_TOKENS),
     "MAX_PROBE_TOKENS": ("tokens", MAX_PROBE_TOKENS),
 }
+
+
+def check_model(name: str) -> str:
+    """Return ``name`` if this deployment lets visitors load it, else raise a ValueError.
+
+    The message is the same for every refused name (whether it is a folder on
+    the server, a hub name, or nothing at all), so it tells a visitor nothing
+    about the server's files.
+    """
+    if ALLOWED_MODELS is None or name in ALLOWED_MODELS:
+        return name
+    raise ValueError(
+        f"model {name!r} is not available here; this deployment offers: {', '.join(ALLOWED_MODELS) or 'none'} "
+        "(its operator lists the models it allows in the environment variable ECCO_ALLOWED_MODELS)"
+    )
+
+
+def check_text_length(text: str, limit: str, what: str) -> str:
+    """Refuse a text too long to be within the token limit named ``limit``, before paying to tokenise it."""
+    unit, tokens = _LIMITS[limit]
+    allowed = _CHARS_PER_TOKEN * tokens
+    if len(text) > allowed:
+        raise ValueError(
+            f"{what} is {len(text)} characters; this deployment allows at most {allowed} "
+            f"({tokens} {unit}; raise it with the environment variable ECCO_{limit})"
+        )
+    return text
 
 
 def enforce(value: int, limit: str, what: str) -> int:

@@ -293,6 +293,12 @@ def encode_prompt(lm: LM, text: str) -> list[int]:
     return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
+def encode_answer(lm: LM, answer: str) -> list[int]:
+    """Token ids of a given answer as it continues a prompt (no special tokens)."""
+    _check_text(answer, "answer")
+    return lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+
 # ------------------------------------------------------------- generation
 @torch.inference_mode()
 def generate(
@@ -328,7 +334,7 @@ def generate(
         if do_sample:
             logits = logits / temperature
             if top_k:
-                threshold = torch.topk(logits, top_k).values[-1]
+                threshold = torch.topk(logits, min(top_k, logits.shape[-1])).values[-1]
                 logits = logits.masked_fill(logits < threshold, float("-inf"))
             next_id = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
         else:
@@ -363,6 +369,7 @@ def capture(
     seed: int = 0,
     stop_at_eos: bool = True,
     k: int = 10,
+    max_answer_tokens: int | None = None,
 ) -> Capture:
     """Generate from ``text`` (causal models), then record one forward pass over everything.
 
@@ -381,10 +388,15 @@ def capture(
         ``"The capital of France is"``.
     do_sample, temperature, top_k, seed
         Sampling instead of greedy decoding; reproducible for a given seed.
+        ``top_k`` (a positive int, or None for the whole vocabulary) keeps
+        the k most likely tokens.
     stop_at_eos : bool, default True
         Stop generating after the end-of-sequence token.
     k : int, default 10
         How many of the model's own top predictions to keep per position.
+    max_answer_tokens : int, optional
+        Refuse a given ``answer`` longer than this many tokens, as generation
+        is bounded by ``max_new_tokens`` (a shared deployment passes its limit).
 
     Returns
     -------
@@ -411,6 +423,13 @@ def capture(
         raise ValueError("give either answer= or max_new_tokens > 0, not both")
     if do_sample and not temperature > 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None (no cut-off), got {top_k!r}")
+    if max_answer_tokens is not None and (
+        isinstance(max_answer_tokens, bool) or not isinstance(max_answer_tokens, (int, np.integer))
+        or max_answer_tokens < 1
+    ):
+        raise ValueError(f"max_answer_tokens must be a positive int or None, got {max_answer_tokens!r}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
 
@@ -420,7 +439,11 @@ def capture(
         _check_text(answer, "answer")
         if not lm.is_causal:
             raise ValueError(f"answer= needs a causal model; {lm.name!r} is masked")
-        answer_ids = lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        answer_ids = encode_answer(lm, answer)
+        if max_answer_tokens is not None and len(answer_ids) > max_answer_tokens:
+            raise ValueError(
+                f"answer is {len(answer_ids)} tokens; max_answer_tokens allows at most {max_answer_tokens}"
+            )
     limit = lm.context_length
     if len(input_ids) + len(answer_ids) + max_new_tokens > limit:
         raise ValueError(

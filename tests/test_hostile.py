@@ -26,3 +26,16 @@ def test_saliency_method_that_is_no_string_is_named(lm, paris, method):
 def test_absurd_integrated_gradients_steps_are_refused_before_any_work(lm, paris, steps):
     with pytest.raises(ValueError, match=rf"steps must be an int from 1 to {MAX_STEPS}"):
         ec.saliency(lm, paris, method="integrated_gradients", steps=steps)
+
+
+# ----------------------------------------------------------------- capture
+@pytest.mark.parametrize("top_k", [-5, 0, 2.5, True])
+def test_sampling_top_k_out_of_range_is_named(lm, top_k):
+    with pytest.raises(ValueError, match=rf"top_k must be a positive int or None \(no cut-off\), got {top_k!r}"):
+        ec.capture(lm, "The capital of France is", max_new_tokens=2, do_sample=True, top_k=top_k)
+
+
+def test_a_given_answer_can_be_bounded_like_generation(lm):
+    with pytest.raises(ValueError, match="answer is 500 tokens; max_answer_tokens allows at most 64"):
+        ec.capture(lm, "The capital of France is", answer=" word" * 500, max_answer_tokens=64)
+    assert ec.capture(lm, "The capital of France is", answer=" Paris", max_answer_tokens=64).n_generated == 1
