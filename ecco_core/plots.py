@@ -89,12 +89,16 @@ def heatmap(
     y_title: str = "",
     reverse_y: bool = True,
 ):
-    """A heatmap whose cells can be clicked in Streamlit.
+    """A heatmap whose cells can be clicked in Streamlit and show their tooltip on hover.
 
     A plain ``go.Heatmap`` returns no point to ``st.plotly_chart(on_select=...)``,
     so one near-invisible scatter marker is laid over each cell, carrying
     ``customdata = [row, column]``; read it back with
-    ``dashboard.clicked_cell(event)``.
+    ``dashboard.clicked_cell(event)``. That layer is what the pointer meets, so
+    it carries the cells' hover text too (the heatmap's own hover is skipped),
+    and ``hoverdistance=-1`` makes the nearest marker answer: on a grid the
+    nearest centre is the cell under the pointer, so hover and click work
+    anywhere in a cell, however large.
 
     Parameters
     ----------
@@ -125,21 +129,24 @@ def heatmap(
         go.Heatmap(
             z=color, x=x_labels, y=y_labels, colorscale=colorscale,
             text=text, texttemplate="%{text}" if text is not None else None,
-            hovertext=hover, hoverinfo="text" if hover is not None else "x+y+z",
-            colorbar={"title": {"text": colorbar_title}}, xgap=1, ygap=1,
+            hoverinfo="skip", colorbar={"title": {"text": colorbar_title}}, xgap=1, ygap=1,
         )
     )
     rows, columns = np.mgrid[0:n_rows, 0:n_columns]
+    if hover is None:
+        hover = [[f"{x_labels[column]}, {y_labels[row]}: {color[row, column]:.3g}" for column in range(n_columns)]
+                 for row in range(n_rows)]
     figure.add_trace(
         go.Scatter(
             x=[x_labels[c] for c in columns.ravel()], y=[y_labels[r] for r in rows.ravel()],
-            mode="markers", marker={"size": 18, "opacity": 0.01, "symbol": "square"},
+            mode="markers", marker={"size": 18, "opacity": 0.01, "symbol": "square", "color": "#31333f"},
             customdata=np.stack([rows.ravel(), columns.ravel()], axis=1),
-            hoverinfo="none", showlegend=False,
+            hovertext=np.asarray(hover, dtype=object).ravel(), hoverinfo="text", showlegend=False,
         )
     )
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title,
+        title=title, xaxis_title=x_title, yaxis_title=y_title, hoverdistance=-1,
+        hoverlabel={"bgcolor": "white", "bordercolor": "#31333f", "font": {"color": "#31333f", "size": 13}},
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         height=max(260, 28 * n_rows + 120),
     )

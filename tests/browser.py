@@ -369,3 +369,46 @@ def selectbox_value(page, label: str) -> str:
 def outlined_token(page) -> str:
     """The token the token view outlines (the selected one)."""
     return page.locator('[data-testid="stMain"] span[style*="outline"]').first.inner_text()
+
+
+def hover_heatmap_cell(page, chart_index: int, row: int, col: int) -> str:
+    """Move the pointer onto cell (row, col) of the ``chart_index``-th chart; return the tooltip's text.
+
+    The pointer goes to a corner of the cell (a quarter of the way from its
+    centre to the next cell's), not to the marker's centre, so the whole cell
+    is shown to answer. The tooltip is Plotly's hover label, read as drawn.
+    """
+    wait_until_settled(page)
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    chart.scroll_into_view_if_needed()
+    found = chart.evaluate(
+        """(plot, [row, col]) => {
+            const layout = plot._fullLayout;
+            const cell = [layout.xaxis._length / layout.xaxis._categories.length,
+                          layout.yaxis._length / layout.yaxis._categories.length];
+            for (const trace of plot._fullData) {
+                const cells = Array.from(trace.customdata || []).map(cell => Array.from(cell || [], Number));
+                const i = cells.findIndex(cell => cell[0] === row && cell[1] === col);
+                if (i >= 0) return [plot._fullData.indexOf(trace), i, cell];
+            }
+            return null;
+        }""",
+        [row, col],
+    )
+    if found is None:
+        raise ValueError(f"chart {chart_index} has no cell ({row}, {col})")
+    trace_index, point_index, (width, height) = found
+    marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
+    point = marker.locator("path.point").nth(point_index)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    target = (box["x"] + box["width"] / 2 + width / 4, box["y"] + box["height"] / 2 + height / 4)
+    page.mouse.move(target[0] - 30, target[1] - 30)
+    page.mouse.move(*target, steps=4)
+    label = chart.locator(".hoverlayer .hovertext")
+    label.first.wait_for(state="visible", timeout=5000)
+    # An SVG text: each line of the label is one tspan.line (or the text itself, for one line).
+    return label.first.evaluate(
+        """node => { const lines = [...node.querySelectorAll('text.nums tspan.line')];
+            return lines.length ? lines.map(line => line.textContent).join('\\n') : node.textContent; }"""
+    )

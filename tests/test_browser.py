@@ -21,6 +21,7 @@ from browser import (
     download_csv,
     errors,
     heatmap_cells,
+    hover_heatmap_cell,
     main_text,
     open_app,
     outlined_token,
@@ -375,3 +376,45 @@ def test_probing_uploads_that_are_malformed_or_not_utf8_are_named(page, app_url)
         assert not page.locator(EXCEPTION).count()
     # the app keeps serving, and the capture on screen is not lost
     assert "generated tokens" in page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+# ------------------------------------------------------- heatmap tooltips
+def test_home_heatmap_cells_show_their_tooltip(page, app_url, default_capture):
+    cap = default_capture
+    open_app(page, app_url)
+    wait_for_charts(page)
+    column = cap.n_input - 1
+    tooltip = hover_heatmap_cell(page, 0, row=1, col=column)
+    assert escape_token(cap.top_tokens[column][1]).strip() in tooltip
+    assert f"{cap.top_probs[column, 1]:.3f}" in tooltip
+
+
+def test_saliency_heatmap_cells_show_their_tooltip(page, app_url, default_saliency):
+    sal = default_saliency
+    open_page(page, app_url, "1_Saliency")
+    wait_for_charts(page, 2)
+    row, column = 3, 2
+    tooltip = hover_heatmap_cell(page, clickable_chart(page), row=row, col=column)
+    assert sal.tokens[column].strip() in tooltip and sal.explained_tokens[row].strip() in tooltip
+    assert f"{100 * sal.scores[row, column]:.1f}%" in tooltip
+
+
+def test_layer_predictions_heatmap_cells_show_the_layers_top_5(page, app_url, lm, default_capture):
+    result = ec.rankings(lm, default_capture, k=5)
+    open_page(page, app_url, "2_Layer_predictions")
+    wait_for_charts(page, 2)
+    layer, column = 20, 4
+    tooltip = hover_heatmap_cell(page, 0, row=layer, col=column)
+    assert f"is rank {result.ranks[layer, column]}" in tooltip and "top 5" in tooltip
+    for place, token in enumerate(result.top_tokens[layer][column][:5]):
+        assert f"{place + 1}. {escape_token(token).replace('&lt;', '<').replace('&gt;', '>')}" in tooltip
+
+
+def test_similarity_heatmap_cells_show_their_tooltip(page, app_url):
+    open_page(page, app_url, "4_Similarity")
+    wait_for_charts(page)
+    frame = download_csv(page, "CSV")
+    row_index, column_index = 7, 3
+    cell = frame[(frame["row_index"] == row_index) & (frame["column_index"] == column_index)].iloc[0]
+    tooltip = hover_heatmap_cell(page, clickable_chart(page), row=row_index, col=column_index)
+    assert f"{cell['row']} vs {cell['column']}: {cell['value']:.4f}" in tooltip

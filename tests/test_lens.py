@@ -218,7 +218,8 @@ def test_figures_escape_tokens_and_show_ranks(generated):
     heat = figure.data[0]
     assert heat.text.shape == result.ranks.shape and heat.text[-1][0] == "1"
     np.testing.assert_allclose(heat.z, np.log10(result.ranks))
-    assert "the layer's top 5" in heat.hovertext[0][0]
+    cells = figure.data[1]  # the layer the pointer meets carries the hover text, cell by cell, row-major
+    assert "the layer's top 5" in cells.hovertext[0] and len(cells.hovertext) == result.ranks.size
     lines = plots.layer_probability_figure(result, [0])
     np.testing.assert_allclose(lines.data[0].y, result.probs[:, 0])
     with pytest.raises(ValueError, match="out of range"):
@@ -229,7 +230,7 @@ def test_token_text_reaches_the_figures_escaped(lm):
     result = ec.watch(lm, "Write the tag", ["<b>"])
     figure = plots.rankings_figure(result)
     assert list(figure.data[0].x) == ["&lt;b&gt; (1st token)"]  # "<", "b", ">": three tokens
-    assert "<b>" not in "".join(figure.data[0].hovertext.ravel())
+    assert "<b>" not in "".join(figure.data[1].hovertext)
     assert "<b>" not in plots.layer_probability_figure(result, [0]).data[0].name
 
 
