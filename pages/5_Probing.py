@@ -38,7 +38,11 @@ layer_choices = [probing.EMBEDDING_LAYER] + list(range(lm.n_layers))
 with st.form("probe-settings"):
     left, middle, right = st.columns(3)
     source = left.radio("Data", list(BUNDLED) + [UPLOAD], key="probe_data")
-    upload = left.file_uploader("CoNLL-U file (UTF-8, with UPOS tags)", type=["conllu"], key="probe_upload")
+    upload = left.file_uploader(
+        f"CoNLL-U file (UTF-8, with UPOS tags; at most {limits.MAX_UPLOAD_MB} MB)", type=["conllu"],
+        key="probe_upload", max_upload_size=limits.MAX_UPLOAD_MB,
+        help="Larger files are refused before they reach the server (ECCO_MAX_UPLOAD_MB).",
+    )
     n_tokens = middle.number_input(
         "Tokens", min_value=100, max_value=limits.MAX_PROBE_TOKENS, value=min(10_000, limits.MAX_PROBE_TOKENS),
         step=500, key="probe_tokens",
@@ -55,7 +59,7 @@ if submitted:
     st.session_state["probe_run_model"] = lm.name
 # A run is minutes of work: switching models in the sidebar waits for Run probes again.
 if st.session_state.get("probe_run_model") != lm.name:
-    st.info(f"Choose the data and settings, then press Run probes. Model: {lm.name} ({lm.n_layers} layers).")
+    st.info(f"Choose the data and settings, then press Run probes. Model: {dashboard.literal(lm.name)} ({lm.n_layers} layers).")
     st.stop()
 
 table = None
@@ -74,7 +78,7 @@ with dashboard.user_errors():
     bar.empty()
 
 if table is not None:
-    st.subheader(f"Table 1 for {lm.name}")
+    st.subheader(f"Table 1 for {dashboard.literal(lm.name)}")
     st.caption(
         f"Percent, mean ± standard deviation over {trials} trial{'s' if trials != 1 else ''}; "
         f"learning rate {table['lr'].iloc[0]:g}. "

@@ -65,3 +65,10 @@ def test_literal_escapes_what_markdown_acts_on_and_keeps_plain_text():
     assert dashboard.literal("<b>*x*</b> www.a.org :smile: a@b.c\n- item") == (
         r"\<b\>\*x\*\</b\> www\.a.org \:smile: a\@b.c" "\n" r"\- item"
     )
+
+
+def test_uploads_are_bounded_and_the_bound_is_shown_beside_the_uploader():
+    app = run(page("pages/5_Probing.py"))
+    uploader = app.get("file_uploader")[0].proto
+    assert uploader.max_upload_size_mb == settings.MAX_UPLOAD_MB
+    assert f"at most {settings.MAX_UPLOAD_MB} MB" in uploader.label
