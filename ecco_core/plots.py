@@ -12,9 +12,31 @@ import html
 import numpy as np
 
 
-def escape_token(token: str) -> str:
-    """HTML-escape one token's text, showing newlines and tabs as visible marks."""
-    return html.escape(token, quote=True).replace("\n", "\u21b5").replace("\t", "\u21e5")
+_MARKS = str.maketrans({"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5", "\u00a0": "\u2423"})
+
+
+def display_token(token: str, *, spaces: bool = False) -> str:
+    """A token's text as every view shows it: whitespace that would vanish made visible.
+
+    A newline shows as ``↵``, a tab as ``⇥``, a carriage return as ``␍``; a
+    token that is spaces alone shows one ``␣`` per space, an empty one ``∅``. The
+    space a word token starts with stays a plain space, so the text reads as
+    text, unless ``spaces=True`` (tables and axes, where a leading space
+    would be lost): then every space is ``␣``. Not escaped: HTML goes through
+    :func:`escape_token`.
+
+    >>> display_token(" Paris"), display_token(" "), display_token("\\n"), display_token(" Paris", spaces=True)
+    (' Paris', '␣', '↵', '␣Paris')
+    """
+    shown = token.translate(_MARKS)
+    if spaces or not shown.strip(" "):
+        shown = shown.replace(" ", "\u2423")
+    return shown or "\u2205"
+
+
+def escape_token(token: str, *, spaces: bool = False) -> str:
+    """:func:`display_token`, HTML-escaped: the one way token text reaches HTML (and Plotly's labels)."""
+    return html.escape(display_token(token, spaces=spaces), quote=True)
 
 
 def token_html(
@@ -70,8 +92,17 @@ def token_html(
 
 
 def axis_labels(tokens) -> list[str]:
-    """Unique, readable axis labels for tokens: ``"3: Paris"`` (Plotly merges equal category labels)."""
-    return [f"{position}: {token.strip() or repr(token)}" for position, token in enumerate(tokens)]
+    """Unique, readable, escaped axis labels: ``"3: Paris"``, ``"4: ↵"`` (Plotly merges equal category labels).
+
+    A word's leading space is dropped (the position already separates it);
+    whitespace tokens show as :func:`display_token` marks.
+    """
+    return [_position_label(position, token) for position, token in enumerate(tokens)]
+
+
+def _position_label(position: int, token: str) -> str:
+    shown = display_token(token)
+    return html.escape(f"{position}: {shown.strip(' ') or shown}", quote=True)
 
 
 def heatmap(
@@ -160,7 +191,7 @@ def _rank_column_labels(rankings) -> list[str]:
     """Unique x labels: the candidates as given, or ``"position: token"`` for tokens of the text."""
     if rankings.kind == "candidate":
         labels = [
-            f"{candidate.strip() or repr(candidate)}{' (1st token)' if split else ''}"
+            f"{display_token(candidate).strip(' ') or display_token(candidate)}{' (1st token)' if split else ''}"
             for candidate, split in zip(rankings.candidates, rankings.first_token_only)
         ]
         seen: dict[str, int] = {}
@@ -170,8 +201,7 @@ def _rank_column_labels(rankings) -> list[str]:
                 labels[index] = f"{label} #{seen[label]}"
         return [escape_token(label) for label in labels]
     return [
-        escape_token(f"{position}: {token.strip() or repr(token)}")
-        for position, token in zip(rankings.target_positions, rankings.targets)
+        _position_label(position, token) for position, token in zip(rankings.target_positions, rankings.targets)
     ]
 
 
