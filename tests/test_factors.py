@@ -298,3 +298,51 @@ def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):
     assert cap.special[0] and cap.special[-1]
     captions = " ".join(caption.value for caption in app.caption)
     assert f"NMF of {6 * encoder.d_ff} neurons of layers 0-5 over {cap.n_tokens - 2} tokens" in captions
+
+
+# ------------------------------------------------------- the factor view (Figure 9)
+def test_factor_view_colours_each_token_by_its_strongest_factor_and_escapes_tokens():
+    activations = np.array([[4.0, 0.0, 1.0], [0.0, 2.0, 2.0]])
+    levels, dominant = plots.factor_levels(activations)
+    np.testing.assert_allclose(levels, [[1.0, 0.0, 0.25], [0.0, 1.0, 1.0]])
+    assert dominant.tolist() == [0, 1, 1]
+    html = plots.factor_view_html(activations, ["<b>", " x", "\n"], text_tokens=["BOS", "<b>", " x", "\n"],
+                                  positions=[1, 2, 3])
+    assert "&lt;b&gt;" in html and "\u21b5" in html and "left out of the analysis" in html
+    assert "http" not in html  # nothing is fetched: the script is inline
+    with pytest.raises(ValueError, match="positions must lie in 0 .. 3"):
+        plots.factor_view_html(activations, ["a", "b", "c"], text_tokens=["a", "b", "c", "d"], positions=[1, 2, 4])
+
+
+def test_factors_render_in_a_notebook_and_hovering_a_sparkline_isolates_its_factor(cap, browser):
+    """Figure 9 in Chromium: tokens coloured by their strongest factor; hovering F1 shows F1 alone."""
+    result = ec.factors(cap, n_components=4, method="nmf", layers=range(0, 6), positions=range(1, cap.n_tokens))
+    assert result._repr_html_().startswith('<div id="ecco-factors-')
+    levels, dominant = plots.factor_levels(result.token_activations)
+    tab = browser.new_page()
+    try:
+        tab.set_content(f"<html><body>{result.to_html(cap.tokens, cap.n_input)}</body></html>")
+        backgrounds = "() => [...document.querySelectorAll('.ecco-token[data-column]')]" \
+                      ".map(span => getComputedStyle(span).backgroundColor)"
+
+        def parsed(colours):  # "rgb(r, g, b)" or "rgba(r, g, b, a)" -> (r, g, b, a)
+            values = [[float(v) for v in re.findall(r"[\d.]+", colour)] for colour in colours]
+            return np.array([v if len(v) == 4 else v + [1.0] for v in values])
+
+        def expected(factors):
+            rgb = [[int(plots.FACTOR_COLORS[f][i:i + 2], 16) for i in (1, 3, 5)] for f in factors]
+            alpha = [levels[f, column] for column, f in enumerate(factors)]
+            return np.column_stack([rgb, alpha])
+
+        before = tab.evaluate(backgrounds)
+        np.testing.assert_allclose(parsed(before), expected(dominant), atol=0.01)
+        assert len(set(dominant.tolist())) > 1  # several factors' colours on the text
+        tab.locator(".ecco-spark").nth(1).hover(position={"x": 10, "y": 10})
+        isolated = tab.evaluate(backgrounds)
+        np.testing.assert_allclose(parsed(isolated), expected([1] * len(result.tokens)), atol=0.01)
+        labels = tab.evaluate("() => [...document.querySelectorAll('.ecco-axis-label')].map(l => l.textContent)")
+        assert labels[:3] == [token.strip() for token in result.tokens[:3]]  # the x axis names the tokens
+        tab.mouse.move(1, 1000)
+        np.testing.assert_allclose(parsed(tab.evaluate(backgrounds)), expected(dominant), atol=0.01)
+    finally:
+        tab.close()
