@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -427,6 +428,21 @@ def _resolve_folder(name: str) -> Path | str:
     return name  # a hub name, for machines that reach the hub or have it cached
 
 
+def _refuse_remote_code(name: str, folder: Path) -> None:
+    """Raise before transformers reads a folder whose config or tokenizer asks for its own Python code."""
+    for file in ("config.json", "tokenizer_config.json"):
+        path = folder / file
+        try:
+            asks = path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable here: transformers names the problem
+        if asks:
+            raise ValueError(
+                f"model {name!r} needs its own Python code ({file} has an auto_map); "
+                "Ecco Explorer never runs code that comes with a model (trust_remote_code stays False)"
+            )
+
+
 def _hub_reachable(timeout: float = 2.0) -> bool:
     """Whether the Hugging Face hub answers; False at once when HF_HUB_OFFLINE is set.
 
@@ -482,9 +498,11 @@ def load(
         )
     name = name.strip()
     folder = _resolve_folder(name)
+    if isinstance(folder, Path):
+        _refuse_remote_code(name, folder)
     local_only = isinstance(folder, Path) or not _hub_reachable()
     try:
-        config = AutoConfig.from_pretrained(folder, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
     except (OSError, ValueError) as error:
         where = "in the local hub cache (the hub is unreachable)" if local_only else "on the Hugging Face hub"
         raise ValueError(
@@ -499,11 +517,12 @@ def load(
     else:  # an encoder checkpoint without an MLM head: loading one would invent random weights
         model_class = AutoModel
     model = model_class.from_pretrained(
-        folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only
+        folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only,
+        trust_remote_code=False,
     )
     if device_map is None:
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
     return wrap(model, tokenizer, name=name)
 
 

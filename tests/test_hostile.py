@@ -39,3 +39,21 @@ def test_a_given_answer_can_be_bounded_like_generation(lm):
     with pytest.raises(ValueError, match="answer is 500 tokens; max_answer_tokens allows at most 64"):
         ec.capture(lm, "The capital of France is", answer=" word" * 500, max_answer_tokens=64)
     assert ec.capture(lm, "The capital of France is", answer=" Paris", max_answer_tokens=64).n_generated == 1
+
+
+# ----------------------------------------------------------------- loading
+def test_a_folder_that_asks_for_remote_code_is_refused_before_any_import(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    marker = tmp_path / "ran"
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "evil", "auto_map": {"AutoConfig": "evil.EvilConfig"}}))
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    done = subprocess.run(
+        [sys.executable, "-c", f"import ecco_core as ec; ec.load({str(tmp_path)!r})"],
+        input="y\ny\n", capture_output=True, text=True, timeout=120,
+    )
+    assert "needs its own Python code (config.json has an auto_map)" in done.stderr
+    assert not marker.exists()
