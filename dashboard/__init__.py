@@ -154,12 +154,14 @@ def literal(text: str) -> str:
 
 
 @contextmanager
-def user_errors(where=st):
-    """Show bad input and failed analyses as ``st.error``, never as a traceback; its text shows literally."""
+def user_errors(where=st, *also):
+    """Show bad input and failed analyses as ``st.error`` (in ``where`` and each of ``also``), never as a
+    traceback; its text shows literally."""
     try:
         yield
     except (ValueError, TypeError, RuntimeError, OSError) as error:
-        where.error(literal(str(error)))
+        for place in (where, *also):
+            place.error(literal(str(error)))
 
 
 def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
@@ -193,7 +195,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
                      help="The first entries ship inside PyPI packages and work offline.")
         st.text_input(
             "Folder or hub name", key="_model_other",
-            help="Used when the model above is 'Other'. Supported families: "
+            help="A name typed here is used, whatever the model above shows. Supported families: "
             + ", ".join(ec.supported_model_types()),
         )
         st.text_area("Prompt", key="_text", height=120)
@@ -208,7 +210,8 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
         )
         if st.form_submit_button("Run", type="primary", width="stretch"):
             picked = st.session_state["_model_choice"]
-            model = st.session_state["_model_other"].strip() if picked == OTHER_MODEL else picked
+            typed = st.session_state["_model_other"].strip()
+            model = typed if typed or picked == OTHER_MODEL else picked
             state.update(
                 model=model, text=st.session_state["_text"], new=int(st.session_state["_new"]),
                 answer=st.session_state["_answer"],
@@ -217,7 +220,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
 
     _prefetch_chart_code()
     new_tokens = 0 if state["answer"] else state["new"]
-    with user_errors(st.sidebar):
+    with user_errors(st.sidebar, st):  # also in the main area, where the user is looking
         with st.spinner(f"Loading {literal(state['model'])}…"):
             lm = cached_model(state["model"])
         if not lm.is_causal:

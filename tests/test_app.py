@@ -33,3 +33,14 @@ def test_a_shared_link_reproduces_the_view():
     run(app)
     tokens = "".join(app.dataframe[0].value["token"])
     assert tokens == "The capital of France is Paris.\n"
+
+
+def test_a_name_typed_beside_a_packaged_model_is_used_and_its_error_shows_in_the_main_area():
+    app = run(page("Home.py"))
+    assert app.sidebar.selectbox(key="_model_choice").value == ec.DEFAULT_MODEL
+    app.sidebar.text_input(key="_model_other").set_value("no-such-model")
+    app.sidebar.button[0].click()
+    run(app)
+    assert app.query_params["model"] in ("no-such-model", ["no-such-model"])
+    assert any("not found" in error.value for error in app.main.error)
+    assert any("not found" in error.value for error in app.sidebar.error)
