@@ -7,6 +7,8 @@
 """
 
 from . import similarity
+from .attention import METHODS as ATTENTION_METHODS
+from .attention import Attention, attention
 from .capture import Capture, capture, recording
 from .factors import Factors, Neurons, factors, neurons
 from .lens import Rankings, rankings, suggest_candidates, watch
@@ -27,6 +29,9 @@ from .saliency import Saliency, saliency
 from .probing import ProbeData, ProbeScores, Sentence, probe_table, read_conllu, train_probes
 
 __all__ = [
+    "Attention",
+    "attention",
+    "ATTENTION_METHODS",
     "Capture",
     "capture",
     "DEFAULT_ENCODER",

@@ -1,0 +1,326 @@
+"""Attention: what every head of every block looks at, and how much it moves.
+
+Three views of block ``l``'s self-attention, for every family of the table:
+
+- ``"raw"``: the weights ``alpha_ij`` of each head (query token ``i`` is the
+  row, key token ``j`` the column; each row sums to 1). Under grouped-query
+  attention (Llama, Qwen2) each *query* head has its own map, as the model's
+  own ``output_attentions`` gives them.
+- ``"value_weighted"``: ``||alpha_ij f_h(x_j)||`` (Kobayashi et al. 2020),
+  with ``f_h(x) = (x W_V^h + b_V^h) W_O^h`` the value vector of head ``h``
+  pushed through that head's slice of the output projection. A weight on a
+  token whose transformed vector is small moves little: the classic trap is
+  the large raw weight heads put on the first token or ``[SEP]`` as a no-op.
+  Not normalised (units of the residual stream); see
+  :meth:`Attention.normalised` for rows that sum to 1.
+- ``"rollout"`` (Abnar & Zuidema 2020): heads averaged, the residual path
+  added as ``0.5 A + 0.5 I``, then multiplied from block 0 upwards, so row
+  ``i`` at block ``l`` says how much of token ``i``'s state after block ``l``
+  traces back to each input token. One map per block (the head axis has one
+  entry).
+
+The weights come from the eager attention implementation: fused kernels
+(SDPA, flash) never form them. The loaded model usually runs SDPA and is
+shared by every session of the app, so it is never switched (see
+:func:`_eager_view`). The pass keeps only the blocks asked for, one block's
+``(n_heads, n_tokens, n_tokens)`` at a time, and stops after the last of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .capture import Capture
+from .models import LM, _get
+
+METHODS = {
+    "raw": "attention weights alpha_ij of every head; each row sums to 1",
+    "value_weighted": "||alpha_ij f_h(x_j)|| (Kobayashi et al. 2020): the size of the vector head h moves from "
+    "token j to token i, f_h = value projection then head h's slice of the output projection",
+    "rollout": "attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I for the residual, "
+    "multiplied from block 0 up to each block; rows sum to 1",
+}
+# Largest result ec.attention builds (n_layers_kept x n_heads x n_tokens^2 float32) unless told otherwise:
+# the default model's 30 x 9 heads fit up to about 700 tokens.
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Attention of some blocks of a model over one captured text.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n_layers_kept, n_heads, n_tokens, n_tokens), float32
+        ``scores[k, h, i, j]``: how much query token ``i`` takes from key token
+        ``j`` in head ``h`` of block ``layers[k]`` (see :data:`METHODS`). For
+        ``"rollout"`` the head axis has length 1. In a causal model entries
+        with ``j > i`` are 0.
+    layers : tuple of int, length n_layers_kept
+        Block index (0 .. n_layers - 1) of each entry of ``scores``.
+    heads : tuple of str, length n_heads
+        Labels of the head axis: ``"head 0"`` ... or ``"mean of heads"`` (rollout).
+    tokens : tuple of str, length n_tokens
+    n_input : int
+        Prompt length of the capture.
+    method : str
+        A key of :data:`METHODS`.
+    model_name : str
+    causal : bool
+    """
+
+    scores: np.ndarray
+    layers: tuple[int, ...]
+    heads: tuple[str, ...]
+    tokens: tuple[str, ...]
+    n_input: int
+    method: str
+    model_name: str
+    causal: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_heads(self) -> int:
+        return len(self.heads)
+
+    def map(self, layer: int, head: int = 0) -> np.ndarray:
+        """The (n_tokens, n_tokens) map of block ``layer``, head ``head`` (rows = query tokens)."""
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer!r} was not computed; computed blocks: {list(self.layers)}")
+        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < self.n_heads:
+            raise ValueError(f"head must be an int from 0 to {self.n_heads - 1}, got {head!r}")
+        return self.scores[self.layers.index(layer), head]
+
+    def normalised(self) -> np.ndarray:
+        """``scores`` with each row divided by its sum (unchanged for raw and rollout, whose rows sum to 1)."""
+        sums = self.scores.sum(axis=-1, keepdims=True)
+        return np.divide(self.scores, sums, out=np.zeros_like(self.scores), where=sums > 0)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (block, head, query token, key token) the query can see.
+
+        Columns: ``block``, ``head``, ``query_position``, ``query_token``,
+        ``key_position``, ``key_token``, ``score``, ``normalised``.
+        """
+        n_kept, n_heads, n_tokens, _ = self.scores.shape
+        visible = np.tril(np.ones((n_tokens, n_tokens), bool)) if self.causal else np.ones((n_tokens, n_tokens), bool)
+        queries, keys = np.nonzero(visible)
+        n_pairs = len(queries)
+        tokens = np.array(self.tokens, dtype=object)
+        return pd.DataFrame(
+            {
+                "block": np.repeat(np.array(self.layers), n_heads * n_pairs),
+                "head": np.tile(np.repeat(np.array(self.heads, dtype=object), n_pairs), n_kept),
+                "query_position": np.tile(queries, n_kept * n_heads),
+                "query_token": np.tile(tokens[queries], n_kept * n_heads),
+                "key_position": np.tile(keys, n_kept * n_heads),
+                "key_token": np.tile(tokens[keys], n_kept * n_heads),
+                "score": self.scores[:, :, queries, keys].reshape(-1),
+                "normalised": self.normalised()[:, :, queries, keys].reshape(-1),
+            }
+        )
+
+
+def attention(
+    lm: LM,
+    cap: Capture,
+    method: str = "raw",
+    *,
+    layers=None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Attention:
+    """Attention maps of ``cap``'s text in the blocks ``layers``, by ``method``.
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``cap``.
+    cap : Capture
+    method : str, default "raw"
+        A key of :data:`METHODS`: ``"raw"``, ``"value_weighted"`` or ``"rollout"``.
+    layers : int or iterable of int, optional
+        Blocks to keep (0 .. n_layers - 1); all by default. The pass stops after
+        the last one, so ``layers=[0]`` runs block 0 only: for long prompts ask
+        for the blocks you look at.
+    max_bytes : int, default :data:`DEFAULT_MAX_BYTES`
+        Refuse (ValueError) to build a result larger than this.
+
+    Returns
+    -------
+    Attention
+        ``scores`` of shape (n_layers_kept, n_heads, n_tokens, n_tokens); one
+        head entry for rollout.
+
+    Examples
+    --------
+    >>> att = attention(lm, cap, layers=[0, 5])
+    >>> att.map(5, head=2).sum(axis=-1)          # every row sums to 1
+    """
+    if not isinstance(lm, LM):
+        raise TypeError(f"lm must be an LM from ecco_core.load, got {type(lm).__name__}")
+    if not isinstance(cap, Capture):
+        raise TypeError(f"cap must be a Capture from ecco_core.capture, got {type(cap).__name__}")
+    if cap.model_name != lm.name or cap.causal != lm.is_causal:
+        raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
+    if not isinstance(method, str) or method not in METHODS:
+        listing = "; ".join(f"{key!r}: {text}" for key, text in METHODS.items())
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r} ({listing})")
+    kept = _check_layers(layers, lm.n_layers)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    n_heads = 1 if method == "rollout" else lm.n_heads
+    needed = len(kept) * n_heads * cap.n_tokens**2 * 4
+    if needed > max_bytes:
+        raise ValueError(
+            f"attention of {len(kept)} block(s) x {n_heads} head(s) over {cap.n_tokens} tokens needs "
+            f"{needed / 2**20:.0f} MiB, above max_bytes={max_bytes} ({max_bytes / 2**20:.0f} MiB); "
+            "ask for fewer blocks with layers= (e.g. layers=[0]) or raise max_bytes"
+        )
+
+    scores = np.zeros((len(kept), n_heads, cap.n_tokens, cap.n_tokens), np.float32)
+    slot = {layer: k for k, layer in enumerate(kept)}
+    last = kept[-1]
+    view = _eager_view(lm)
+    blocks = _get(view.base_model, lm.spec.blocks)
+    value_norms: dict[int, torch.Tensor] = {}
+    rollout: list[torch.Tensor] = []  # the product up to the latest block only
+
+    def on_values(layer):
+        def hook(module, args, output):
+            value_norms[layer] = _value_norms(lm, output[0], blocks[layer])
+        return hook
+
+    def on_attention(layer):
+        def hook(module, args, output):
+            weights = output[1][0].float()  # (n_heads, n_tokens, n_tokens)
+            if method == "rollout":  # every block up to the last kept one enters the product
+                mixed = 0.5 * weights.double().mean(0) + 0.5 * torch.eye(weights.shape[-1], dtype=torch.float64)
+                mixed = mixed / mixed.sum(-1, keepdim=True)
+                rollout[:] = [mixed @ rollout[0] if rollout else mixed]
+            if layer in slot:
+                if method == "rollout":
+                    result = rollout[0][None]
+                elif method == "value_weighted":
+                    result = weights * value_norms.pop(layer)[:, None, :]
+                else:
+                    result = weights
+                scores[slot[layer]] = result.float().cpu().numpy()
+            if layer == last:
+                raise _Done
+        return hook
+
+    handles = []
+    try:
+        for layer, block in enumerate(blocks[: last + 1]):
+            handles.append(_get(block, lm.spec.attention).register_forward_hook(on_attention(layer)))
+            if method == "value_weighted" and layer in slot:
+                handles.append(_get(block, lm.spec.value_projection).register_forward_hook(on_values(layer)))
+        with torch.inference_mode():
+            view(input_ids=torch.tensor(cap.token_ids[None], device=lm.device))
+    except _Done:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Attention(
+        scores=scores,
+        layers=tuple(kept),
+        heads=("mean of heads",) if method == "rollout" else tuple(f"head {h}" for h in range(n_heads)),
+        tokens=cap.tokens,
+        n_input=cap.n_input,
+        method=method,
+        model_name=lm.name,
+        causal=lm.is_causal,
+    )
+
+
+class _Done(Exception):
+    """Raised by the last kept block's hook: the blocks above it are not needed."""
+
+
+def _eager_view(lm: LM) -> nn.Module:
+    """A private twin of ``lm.model`` that shares every weight but runs eager attention, with no hooks.
+
+    Why a twin: only the eager implementation forms the weights, and which one
+    runs is read from ``config._attn_implementation`` at every forward, by each
+    attention module and by the mask builder (SDPA's causal mask may be None,
+    eager's is a full additive mask). transformers 5.24 has no per-call switch,
+    and switching the shared model (``set_attn_implementation``) would change
+    what every other session's concurrent pass runs. Recomputing the weights
+    from hooked queries and keys would re-implement each family's rotary
+    embeddings, scaling and local windows (a second forward that can drift
+    from Hugging Face's). The twin is a deep copy of the module tree whose
+    memo maps every parameter and buffer to itself (no tensor is copied: about
+    30 ms for the default model) and every hook dictionary to a fresh empty
+    one: other sessions' hooks on the shared model never run here, and their
+    registering or removing hooks meanwhile cannot race the copy. Its configs
+    are copies, set to eager; the shared model is never written to.
+    """
+    model = lm.model
+    memo = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name.endswith(("hooks", "hooks_with_kwargs", "hooks_always_called")) and isinstance(value, dict):
+                memo[id(value)] = type(value)()
+    view = copy.deepcopy(model, memo)
+    configs = {id(c): c for c in (getattr(m, "config", None) for m in view.modules()) if c is not None}
+    for config in configs.values():
+        config._attn_implementation = "eager"
+    return view
+
+
+def _value_norms(lm: LM, values_output: torch.Tensor, block: nn.Module) -> torch.Tensor:
+    """``||f_h(x_j)||`` for every query head ``h`` and token ``j``: shape (n_heads, n_tokens).
+
+    ``values_output`` (n_tokens, width) is the value projection's output for
+    one sequence; the values are cut out of it as the family's ``qkv_layout``
+    says. Query head ``h`` reads key/value head ``h // (n_heads / n_kv_heads)``
+    (Hugging Face's ``repeat_kv``). The output projection's bias is added once
+    to the sum of heads, so no head owns it and it is left out.
+    """
+    n_heads, n_kv, head_dim = lm.n_heads, lm.n_kv_heads, lm.head_dim
+    n_tokens = values_output.shape[0]
+    layout = lm.spec.qkv_layout
+    if layout == "fused":
+        values = values_output[:, 2 * n_heads * head_dim :]
+    elif layout == "fused_per_head":
+        values = values_output.view(n_tokens, n_heads, 3 * head_dim)[..., 2 * head_dim :]
+    else:
+        values = values_output
+    values = values.reshape(n_tokens, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)
+    output = _get(block, lm.spec.output_projection)
+    # (n_heads * head_dim, d_model), the matrix x @ W applies: nn.Linear keeps it transposed, GPT-2's Conv1D not.
+    matrix = output.weight.T if isinstance(output, nn.Linear) else output.weight
+    moved = torch.einsum("thk,hkd->htd", values.float(), matrix.float().view(n_heads, head_dim, -1))
+    return moved.norm(dim=-1)
+
+
+def _check_layers(layers, n_layers: int) -> list[int]:
+    if layers is None:
+        return list(range(n_layers))
+    single = isinstance(layers, (int, np.integer)) and not isinstance(layers, bool)
+    try:
+        chosen = [layers] if single else list(layers)
+    except TypeError:
+        chosen = [layers]
+    bad = [
+        layer for layer in chosen
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < n_layers
+    ]
+    if bad or not chosen:
+        raise ValueError(
+            f"layers must be a block index or a list of them, from 0 to {n_layers - 1} (at least one), got {layers!r}"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"layers must not repeat a block, got {layers!r}")
+    return sorted(int(layer) for layer in chosen)

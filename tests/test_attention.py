@@ -1,0 +1,251 @@
+"""Attention weights, value-weighted attention and rollout, on every family and on the real defaults."""
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import ecco_core as ec
+
+
+def _capture(model):
+    if model.is_causal:
+        return ec.capture(model, "The keys to the cabinet", max_new_tokens=2)
+    return ec.capture(model, "The keys to the cabinet are on the table.")
+
+
+def _reference_attentions(model, cap):
+    """The model's own eager attentions, from a full copy switched by transformers' own setter."""
+    reference = copy.deepcopy(model.model)
+    reference.set_attn_implementation("eager")
+    with torch.no_grad():
+        output = reference(input_ids=torch.tensor(cap.token_ids[None]), output_attentions=True)
+    return reference, np.stack([a[0].numpy() for a in output.attentions])
+
+
+def _hook_counts(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.model.modules())
+
+
+def _check_raw(model):
+    cap = _capture(model)
+    hooks_before, implementation = _hook_counts(model), model.config._attn_implementation
+    att = ec.attention(model, cap)
+    _, expected = _reference_attentions(model, cap)
+    n_tokens = cap.n_tokens
+    assert att.scores.shape == (model.n_layers, model.n_heads, n_tokens, n_tokens)
+    assert att.layers == tuple(range(model.n_layers)) and att.heads[0] == "head 0"
+    np.testing.assert_allclose(att.scores, expected, atol=1e-6)
+    np.testing.assert_allclose(att.scores.sum(-1), 1, atol=1e-5)
+    if model.is_causal:
+        assert not np.triu(att.scores, k=1).any()
+    else:
+        assert (att.scores > 0).all()
+    # the shared model is left as it was
+    assert model.config._attn_implementation == implementation
+    assert _hook_counts(model) == hooks_before
+
+
+def test_raw_weights_are_the_models_own_eager_attentions(tiny):
+    _check_raw(tiny)
+
+
+@pytest.mark.parametrize("which", ["lm", "encoder"])
+def test_raw_weights_of_the_real_defaults(which, request):
+    model = request.getfixturevalue(which)
+    assert model.config._attn_implementation == "sdpa"  # the weights never exist in the default pass
+    _check_raw(model)
+    if which == "lm":  # grouped-query attention: 9 query heads read 3 key/value heads, one map per query head
+        assert (model.n_heads, model.n_kv_heads) == (9, 3)
+
+
+def _values_of(model, output):
+    """Value vectors (n_tokens, n_kv_heads, head_dim) cut from the value projection's output as each family does."""
+    n_heads, head_dim = model.n_heads, model.head_dim
+    if model.spec.qkv_layout == "fused":  # GPT-2: c_attn(x).split(d_model, dim=-1) -> q, k, v
+        values = output.split(n_heads * head_dim, dim=-1)[2]
+    elif model.spec.qkv_layout == "fused_per_head":  # NeoX: view(..., n_heads, 3 * head_dim).chunk(3) -> q, k, v
+        values = output.view(output.shape[0], n_heads, 3 * head_dim).chunk(3, dim=-1)[2]
+    else:
+        values = output
+    return values.reshape(output.shape[0], -1, head_dim)
+
+
+def _value_weighted_by_hand(model, cap):
+    """||alpha_ij f_h(x_j)||, f_h(x_j) from the real output projection applied to head h's value alone."""
+    reference, weights = _reference_attentions(model, cap)
+    blocks = ec.models._get(reference.base_model, model.spec.blocks)
+    outputs = {}
+    handles = [
+        ec.models._get(block, model.spec.value_projection).register_forward_hook(
+            lambda module, args, out, layer=layer: outputs.__setitem__(layer, out[0])
+        )
+        for layer, block in enumerate(blocks)
+    ]
+    with torch.no_grad():
+        reference(input_ids=torch.tensor(cap.token_ids[None]))
+    for handle in handles:
+        handle.remove()
+    n_heads, head_dim, group = model.n_heads, model.head_dim, model.n_heads // model.n_kv_heads
+    expected = np.zeros_like(weights)
+    with torch.no_grad():
+        for layer, block in enumerate(blocks):
+            values = _values_of(model, outputs[layer])
+            projection = ec.models._get(block, model.spec.output_projection)
+            zero = projection(torch.zeros(1, n_heads * head_dim))
+            for head in range(n_heads):
+                alone = torch.zeros(cap.n_tokens, n_heads * head_dim)
+                alone[:, head * head_dim : (head + 1) * head_dim] = values[:, head // group]
+                norms = (projection(alone) - zero).norm(dim=-1).numpy()
+                expected[layer, head] = weights[layer, head] * norms[None, :]
+    return weights, expected
+
+
+def test_value_weighted_norms_equal_a_recomputation(tiny):
+    cap = _capture(tiny)
+    weights, expected = _value_weighted_by_hand(tiny, cap)
+    att = ec.attention(tiny, cap, "value_weighted")
+    np.testing.assert_allclose(att.scores, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(att.normalised().sum(-1), 1, atol=1e-5)
+    assert not np.allclose(att.normalised(), weights, atol=1e-3)
+
+
+def test_value_weighted_on_the_real_causal_default(lm):
+    cap = _capture(lm)
+    _, expected = _value_weighted_by_hand(lm, cap)
+    att = ec.attention(lm, cap, "value_weighted", layers=[0, 17, 29])
+    np.testing.assert_allclose(att.scores, expected[[0, 17, 29]], rtol=1e-4, atol=1e-5)
+
+
+def test_value_weighting_shrinks_the_weight_on_special_tokens_in_the_encoder(encoder):
+    """Kobayashi et al.'s finding: much raw weight on [CLS]/[SEP] moves little (their transformed vectors are small)."""
+    cap = _capture(encoder)
+    raw = ec.attention(encoder, cap).scores
+    weighted = ec.attention(encoder, cap, "value_weighted").normalised()
+    special = cap.special
+    assert weighted[..., special].sum(-1).mean() < raw[..., special].sum(-1).mean()
+
+
+def _rollout_by_hand(weights):
+    n_tokens = weights.shape[-1]
+    product = np.eye(n_tokens)
+    maps = []
+    for layer_weights in weights.astype(np.float64):
+        mixed = 0.5 * layer_weights.mean(axis=0) + 0.5 * np.eye(n_tokens)
+        mixed /= mixed.sum(-1, keepdims=True)
+        product = mixed @ product
+        maps.append(product)
+    return np.stack(maps)[:, None]
+
+
+@pytest.mark.parametrize("which", ["lm", "encoder"])
+def test_rollout_equals_a_direct_recomputation(which, request):
+    model = request.getfixturevalue(which)
+    cap = _capture(model)
+    raw = ec.attention(model, cap).scores
+    rollout = ec.attention(model, cap, "rollout")
+    assert rollout.scores.shape == (model.n_layers, 1, cap.n_tokens, cap.n_tokens)
+    assert rollout.heads == ("mean of heads",)
+    np.testing.assert_allclose(rollout.scores, _rollout_by_hand(raw), atol=1e-5)
+    np.testing.assert_allclose(rollout.scores.sum(-1), 1, atol=1e-5)
+    later = ec.attention(model, cap, "rollout", layers=[model.n_layers - 1])
+    np.testing.assert_allclose(later.scores[0], rollout.scores[-1], atol=1e-6)
+
+
+def test_some_blocks_only_equal_the_same_blocks_of_all(lm):
+    cap = _capture(lm)
+    every = ec.attention(lm, cap)
+    some = ec.attention(lm, cap, layers=[4, 2])
+    assert some.layers == (2, 4)
+    np.testing.assert_array_equal(some.scores, every.scores[[2, 4]])
+    np.testing.assert_array_equal(some.map(4, 3), every.scores[4, 3])
+    assert ec.attention(lm, cap, layers=7).layers == (7,)
+
+
+def test_frame_lists_what_each_query_sees(lm):
+    cap = _capture(lm)
+    att = ec.attention(lm, cap, "value_weighted", layers=[1])
+    frame = att.to_frame()
+    n_pairs = cap.n_tokens * (cap.n_tokens + 1) // 2
+    assert len(frame) == lm.n_heads * n_pairs
+    assert list(frame.columns) == [
+        "block", "head", "query_position", "query_token", "key_position", "key_token", "score", "normalised",
+    ]
+    assert (frame.key_position <= frame.query_position).all() and (frame.block == 1).all()
+    row = frame[(frame["head"] == "head 3") & (frame.query_position == 5) & (frame.key_position == 2)].iloc[0]
+    assert row.score == pytest.approx(att.scores[0, 3, 5, 2]) and row.key_token == cap.tokens[2]
+    np.testing.assert_allclose(frame.groupby(["head", "query_position"]).normalised.sum(), 1, atol=1e-5)
+
+
+def test_concurrent_passes_are_unaffected(lm):
+    """Other sessions keep running SDPA with their own hooks while attention runs on its private eager twin."""
+    text = "The keys to the cabinet"
+    expected = ec.capture(lm, text).hidden_states
+    cap = _capture(lm)
+    single = ec.attention(lm, cap, layers=[0, 29]).scores
+    calls_from_here = []
+    hook = lm.attention_modules[0].register_forward_hook(
+        lambda module, args, output: calls_from_here.append(threading.get_ident())
+    )
+    errors, seen = [], []
+
+    def other_session():
+        try:
+            for _ in range(6):
+                seen.append(lm.config._attn_implementation)
+                np.testing.assert_allclose(ec.capture(lm, text).hidden_states, expected, atol=1e-5)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    try:
+        worker = threading.Thread(target=other_session)
+        worker.start()
+        results = [ec.attention(lm, cap, layers=[0, 29]).scores for _ in range(4)]
+        worker.join()
+    finally:
+        hook.remove()
+    assert not errors, errors
+    assert set(seen) == {"sdpa"}
+    assert all(np.array_equal(r, single) for r in results)
+    # the hook another session put on the shared model ran for that session's passes only
+    assert threading.get_ident() not in calls_from_here and calls_from_here
+
+
+def test_result_above_the_budget_is_refused_before_any_work(lm):
+    cap = _capture(lm)
+    with pytest.raises(ValueError, match=r"needs .* MiB, above max_bytes=1000 .*layers="):
+        ec.attention(lm, cap, max_bytes=1000)
+    one_map = cap.n_tokens**2 * 4
+    assert ec.attention(lm, cap, "rollout", layers=[3], max_bytes=one_map).scores.shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="softmax"), r"method must be one of \['raw', 'value_weighted', 'rollout'\], got 'softmax'"),
+        (dict(method=["raw"]), "method must be one of"),
+        (dict(layers=30), r"layers must be a block index or a list of them, from 0 to 29 .*got 30"),
+        (dict(layers=[-1]), "from 0 to 29"),
+        (dict(layers=[]), "at least one"),
+        (dict(layers=[True]), "from 0 to 29"),
+        (dict(layers="0"), "from 0 to 29"),
+        (dict(layers=[1, 1]), "must not repeat"),
+        (dict(layers=2.0), "got 2.0"),
+        (dict(max_bytes=0), "max_bytes must be a positive int, got 0"),
+    ],
+)
+def test_bad_arguments_are_named(lm, kwargs, message):
+    cap = _capture(lm)
+    with pytest.raises(ValueError, match=message):
+        ec.attention(lm, cap, **kwargs)
+
+
+def test_capture_of_another_model_is_refused(lm, encoder):
+    with pytest.raises(ValueError, match="cap was made by model 'all-MiniLM-L6-v2'"):
+        ec.attention(lm, _capture(encoder))
+    with pytest.raises(TypeError, match="cap must be a Capture"):
+        ec.attention(lm, "The keys")
+    with pytest.raises(ValueError, match=r"layer 5 was not computed; computed blocks: \[0\]"):
+        ec.attention(lm, _capture(lm), layers=[0]).map(5)
