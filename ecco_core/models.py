@@ -504,7 +504,12 @@ def load(
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        where = "in the local hub cache (the hub is unreachable)" if local_only else "on the Hugging Face hub"
+        if isinstance(folder, Path):
+            where = "as a model: the folder holds no readable config.json"
+        elif local_only:
+            where = "as a local folder (none by that name) or in the local hub cache (the hub is unreachable)"
+        else:
+            where = "as a local folder or on the Hugging Face hub"
         raise ValueError(
             f"model {name!r} was not found {where}; models that work offline here: "
             f"{', '.join(offline_models()) or 'none installed'}"

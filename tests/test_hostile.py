@@ -57,3 +57,10 @@ def test_a_folder_that_asks_for_remote_code_is_refused_before_any_import(tmp_pat
     )
     assert "needs its own Python code (config.json has an auto_map)" in done.stderr
     assert not marker.exists()
+
+
+def test_a_missing_or_empty_local_folder_is_named_as_such(tmp_path):
+    with pytest.raises(ValueError, match=r"not found as a local folder \(none by that name\) or in the local hub"):
+        ec.load("no-such-folder/model")
+    with pytest.raises(ValueError, match="the folder holds no readable config.json"):
+        ec.load(str(tmp_path))
