@@ -111,11 +111,13 @@ st.subheader("One neuron")
 st.caption("Pick a neuron (by default the one loading most on the selected factor) and see its activation on "
            "every token; the table lists the layer's most active neurons.")
 strongest = top[top["factor"] == factor].iloc[0]
+# A new result (other layers, method, factors) starts from its own strongest neuron, not the last one shown.
+view = f"{method}_{negatives}_{int(n_components)}_{first}_{last}_{factor}"
 pick = st.columns([1, 1, 2])
 layer = pick[0].number_input("Layer", 0, cap.n_layers - 1, int(strongest["layer"]),
-                             key=f"neuron_layer_{method}_{factor}")
+                             key=f"neuron_layer_{view}")
 neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, int(strongest["neuron"]),
-                              key=f"neuron_index_{method}_{factor}")
+                              key=f"neuron_index_{view}")
 token_labels = plots.axis_labels(cap.tokens)
 rank_on = pick[2].selectbox("Rank the layer's neurons on", [None, *range(cap.n_tokens)],
                             format_func=lambda p: "all tokens (peak)" if p is None else token_labels[p],

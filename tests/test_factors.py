@@ -346,3 +346,14 @@ def test_factors_render_in_a_notebook_and_hovering_a_sparkline_isolates_its_fact
         np.testing.assert_allclose(parsed(tab.evaluate(backgrounds)), expected(dominant), atol=0.01)
     finally:
         tab.close()
+
+
+def test_one_neuron_follows_a_new_layer_range():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": TEXT, "new": "0", "factors_n": "3"})
+    run(app)
+    shown = app.number_input[1].value  # the One neuron section's layer
+    app.slider(key="factors_layers_30").set_value((20, 22) if shown < 20 else (2, 4))
+    run(app)
+    first, last = app.slider(key="factors_layers_30").value
+    assert first <= app.number_input[1].value <= last
