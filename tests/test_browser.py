@@ -132,9 +132,9 @@ def test_a_long_prompt_is_refused_and_the_app_keeps_serving(page, app_url):
     ("settings", "message"),
     [
         ({"text": "   "}, "empty or whitespace"),
-        ({"model": "no-such-model"}, "not found in the local hub cache"),
+        ({"model": "no-such-model"}, "or in the local hub cache"),
         ({"model": "/no/such/folder/model"}, "does not exist"),
-        ({"model": "openai-community/gpt2"}, "not found in the local hub cache (the hub is unreachable)"),
+        ({"model": "openai-community/gpt2"}, "or in the local hub cache (the hub is unreachable)"),
         ({"new": 500}, "at most 64"),
     ],
     ids=["blank-prompt", "unknown-model", "missing-path", "hub-name-offline", "too-many-new-tokens"],
