@@ -185,9 +185,12 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     }
     page = get_script_run_ctx().page_script_hash
     refill = st.session_state.get("_sidebar_page") != page
-    st.session_state["_sidebar_page"] = page
+    # A new model (from the URL or a Run) also resets both model widgets, so the name box
+    # never keeps a stale name beside the picker.
+    new_model = st.session_state.get("_sidebar_model") != state["model"]
+    st.session_state.update(_sidebar_page=page, _sidebar_model=state["model"])
     for key, value in initial.items():
-        if refill or key not in st.session_state:
+        if refill or key not in st.session_state or (new_model and key in ("_model_choice", "_model_other")):
             st.session_state[key] = value
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
@@ -195,7 +198,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
                      help="The first entries ship inside PyPI packages and work offline.")
         st.text_input(
             "Folder or hub name", key="_model_other",
-            help="A name typed here is used, whatever the model above shows. Supported families: "
+            help="A name typed here is used unless you also change the model above. Supported families: "
             + ", ".join(ec.supported_model_types()),
         )
         st.text_area("Prompt", key="_text", height=120)
@@ -211,7 +214,8 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
         if st.form_submit_button("Run", type="primary", width="stretch"):
             picked = st.session_state["_model_choice"]
             typed = st.session_state["_model_other"].strip()
-            model = typed if typed or picked == OTHER_MODEL else picked
+            picker_changed = picked != initial["_model_choice"] and picked != OTHER_MODEL
+            model = picked if picker_changed or not (typed or picked == OTHER_MODEL) else typed
             state.update(
                 model=model, text=st.session_state["_text"], new=int(st.session_state["_new"]),
                 answer=st.session_state["_answer"],

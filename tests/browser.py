@@ -407,8 +407,20 @@ def hover_heatmap_cell(page, chart_index: int, row: int, col: int) -> str:
     page.mouse.move(*target, steps=4)
     label = chart.locator(".hoverlayer .hovertext")
     label.first.wait_for(state="visible", timeout=5000)
-    # An SVG text: each line of the label is one tspan.line (or the text itself, for one line).
-    return label.first.evaluate(
-        """node => { const lines = [...node.querySelectorAll('text.nums tspan.line')];
-            return lines.length ? lines.map(line => line.textContent).join('\\n') : node.textContent; }"""
-    )
+
+    def read() -> str:
+        # An SVG text: each line of the label is one tspan.line (or the text itself, for one line).
+        return label.first.evaluate(
+            """node => { const lines = [...node.querySelectorAll('text.nums tspan.line')];
+                return lines.length ? lines.map(line => line.textContent).join('\\n') : node.textContent; }"""
+        )
+
+    # Plotly throttles hover: the label first drawn may be a cell the pointer passed on its way.
+    shown = read()
+    for _ in range(20):
+        page.wait_for_timeout(100)
+        now = read()
+        if now == shown:
+            return now
+        shown = now
+    return shown
