@@ -21,6 +21,8 @@ import importlib.util
 import json
 import os
 import socket
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -363,12 +365,67 @@ def _missing_package_error(name: str, package: str, install: str) -> ValueError:
     return ValueError(f"model {name!r} needs the PyPI package {package!r}: {install}")
 
 
+_CACHE_MARKER = "complete.json"
+
+
+def _cache_problem(folder: Path) -> str | None:
+    """What is wrong with a converted copy in ``folder``, or None when it is complete and intact.
+
+    A copy is complete when its marker (written last, listing every file and its
+    size) is there, every listed file has that size, and the weights' header reads.
+    """
+    try:
+        written = json.loads((folder / _CACHE_MARKER).read_text(encoding="utf-8"))["files"]
+        sizes = {str(file): int(size) for file, size in written.items()}
+    except FileNotFoundError:
+        return f"its completion marker {_CACHE_MARKER} is missing (the conversion was interrupted or is older)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"its completion marker {_CACHE_MARKER} is unreadable"
+    for file, size in sizes.items():
+        path = folder / file
+        if not path.is_file():
+            return f"{file} is missing"
+        if path.stat().st_size != size:
+            return f"{file} is {path.stat().st_size} bytes, {size} when it was written"
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(folder / "model.safetensors", framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError) as error:
+        return f"model.safetensors does not read ({error})"
+    return None
+
+
+def _replace_folder(folder: Path, complete: Path) -> None:
+    """Put the finished copy ``complete`` at ``folder`` with renames, so no reader sees half a copy."""
+    import shutil
+
+    damaged = folder.with_name(f"{folder.name}.damaged-{os.getpid()}-{threading.get_ident()}")
+    if folder.exists() and _cache_problem(folder) is None:  # another process repaired it meanwhile
+        shutil.rmtree(complete, ignore_errors=True)
+        return
+    try:
+        folder.rename(damaged)
+    except FileNotFoundError:
+        pass
+    try:
+        complete.rename(folder)
+    except OSError:  # another process put its copy there first
+        shutil.rmtree(complete, ignore_errors=True)
+    shutil.rmtree(damaged, ignore_errors=True)
+
+
 def _smollm_folder() -> Path:
-    """A safetensors copy of the packaged GGUF SmolLM2, made once and reused.
+    """A safetensors copy of the packaged GGUF SmolLM2, made once and reused; a damaged one is made again.
 
     Dequantising the Q4_1 GGUF file takes 15-20 s on a laptop CPU; loading the
     float32 safetensors copy takes about one. The copy's folder name carries a
     fingerprint of the GGUF file, so a new package version makes a new copy.
+    The copy is written to a temporary folder, a completion marker listing each
+    file's size last, and renamed into place; a copy whose marker is missing or
+    whose files do not match it (truncated weights, a deleted ``config.json``)
+    is converted again, with a warning that says what was wrong.
     """
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -386,26 +443,36 @@ def _smollm_folder() -> Path:
         f"{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode()
     ).hexdigest()[:16]
     folder = cache_dir() / f"smollm2-135m-instruct-{fingerprint}"
-    if (folder / "config.json").exists():
-        return folder
+    if folder.exists():
+        problem = _cache_problem(folder)
+        if problem is None:
+            return folder
+        warnings.warn(
+            f"the converted copy of {DEFAULT_MODEL} in {folder} is damaged: {problem}; "
+            f"converting it again from {gguf.name} (about 20 s)",
+            stacklevel=4,  # the caller of ec.load
+        )
     tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM_GGUF)
     model = AutoModelForCausalLM.from_pretrained(package, gguf_file=_SMOLLM_GGUF, dtype=torch.float32)
-    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
-    partial.mkdir(parents=True, exist_ok=True)
-    # save_pretrained refuses GGUF-loaded models; the weights are plain float32 after
-    # dequantising, so write them and a config without the quantisation entry directly.
-    save_model(model, str(partial / "model.safetensors"))
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
     try:
-        partial.rename(folder)
-    except OSError:  # another process finished the same copy first
+        partial.mkdir(parents=True)
+        # save_pretrained refuses GGUF-loaded models; the weights are plain float32 after
+        # dequantising, so write them and a config without the quantisation entry directly.
+        save_model(model, str(partial / "model.safetensors"))
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        sizes = {path.name: path.stat().st_size for path in sorted(partial.iterdir())}
+        (partial / _CACHE_MARKER).write_text(json.dumps({"files": sizes}, indent=1), encoding="utf-8")
+    except BaseException:
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _replace_folder(folder, partial)
     return folder
 
 
