@@ -382,7 +382,11 @@ def hover_heatmap_cell(page, chart_index: int, row: int, col: int) -> str:
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
     chart.scroll_into_view_if_needed()
     found = chart.evaluate(
-        """(plot, [row, col]) => {
+        """async (plot, [row, col]) => {
+            // A chart is redrawn when a run under load delivers it in parts: wait up to 10 s for the cell.
+            for (let tries = 0; tries < 100 && !(plot._fullData || []).some(
+                    t => Array.from(t.customdata || []).some(c => c && Number(c[0]) === row && Number(c[1]) === col));
+                 tries++) await new Promise(done => setTimeout(done, 100));
             const layout = plot._fullLayout;
             const cell = [layout.xaxis._length / layout.xaxis._categories.length,
                           layout.yaxis._length / layout.yaxis._categories.length];
