@@ -23,6 +23,9 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .patching import METRICS as PATCHING_METRICS
+from .patching import SITES as PATCHING_SITES
+from .patching import Noise, Patching, patch
 from .saliency import METHODS as SALIENCY_METHODS
 from .saliency import TARGETS as SALIENCY_TARGETS
 from .saliency import Saliency, saliency
@@ -44,7 +47,12 @@ __all__ = [
     "load",
     "Neurons",
     "neurons",
+    "Noise",
     "offline_models",
+    "patch",
+    "Patching",
+    "PATCHING_METRICS",
+    "PATCHING_SITES",
     "probe_table",
     "ProbeData",
     "ProbeScores",

@@ -1,0 +1,879 @@
+"""Activation patching and causal tracing: which layer and position carries an answer.
+
+Run the model on a *corrupted* input, restore one activation from the *clean*
+run, and measure how much of the clean answer comes back (Meng et al. 2022,
+"Locating and Editing Factual Associations in GPT", Figure 1; Heimersheim &
+Nanda 2024, "How to use and interpret activation patching").
+
+- ``clean`` and ``corrupted`` are two prompts of the same token length,
+  compared position by position (the IOI pair "... John gave a drink to" /
+  "... Mary gave a drink to"), or ``corrupted=Noise(positions)``: Meng et
+  al.'s Gaussian noise on the embeddings of some positions of ``clean``.
+- A *site* is where a block writes into the residual stream (:data:`SITES`):
+  its output (``"residual"``), its self-attention output or its FFN output,
+  each found through the family table (``FamilySpec.blocks``, ``attention``,
+  ``ffn_projection``).
+- The *effect* of restoring (site, layer, position) is normalised:
+  ``(patched - corrupted) / (clean - corrupted)``, 0 = the corrupted run,
+  1 = the clean run; the raw metric is kept beside it.
+
+Exact patching is batched: every patch is one row of a batched forward pass
+over copies of the corrupted input, with hooks on the real Hugging Face
+modules that overwrite the patched rows, in chunks of at most
+``max_batch_bytes``. A patch whose clean and corrupted activations are equal
+(in a causal model, every position before the first corrupted token) cannot
+change anything and is not run: its value is the corrupted run's.
+
+Attribution patching (``approximate=True``; Nanda 2023, Syed et al. 2023)
+estimates every effect at once to first order: ``(a_clean - a_corrupted) .
+d metric / d a`` at the corrupted run, from one forward pass of the clean run
+and one forward and backward pass of the corrupted run. The trap: it is a
+linear approximation and can be far off where the metric saturates (a
+probability near 0 or 1) or where a patch moves the input of a layer norm a
+long way; compare it with the exact result (:func:`correlation`).
+
+Gradients are taken with ``torch.autograd.grad`` with respect to activations
+only; the shared model's parameters are never touched. Hooks are removed in a
+``finally`` and act only on the calling thread's passes.
+
+>>> import ecco_core as ec
+>>> lm = ec.load()
+>>> result = ec.patch(lm, "When Mary and John went to the store, John gave a drink to",
+...                   "When Mary and John went to the store, Mary gave a drink to", "Mary", "John")
+>>> result.effects.shape                              # (n_sites, n_layers, n_tokens)
+(3, 30, 14)
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .capture import _check_text, token_strings
+from .layers import block_label, site_label
+from .lens import _candidate_ids, _read_position
+from .models import LM
+
+#: Where a block writes into the residual stream, by name.
+SITES = {
+    "residual": "the block's output: the residual stream after the block",
+    "attention": "the block's self-attention output, before it is added to the residual stream "
+    "(BERT-style encoders: after their add and norm)",
+    "ffn": "the block's FFN output (its output projection's output), before it is added to the residual stream",
+}
+
+#: What is measured on each run at the answer's position, by name.
+METRICS = {
+    "logit_diff": "logit of the answer minus logit of the foil",
+    "prob": "probability of the answer",
+    "logprob": "log-probability of the answer",
+}
+
+DEFAULT_BATCH_BYTES = 256 * 2**20
+MAX_WINDOW = 64
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Meng et al.'s corruption: Gaussian noise on the token embeddings of some positions of the clean prompt.
+
+    The noise has standard deviation ``scale`` times the standard deviation of
+    the entries of the model's embedding matrix (Meng et al. measure it over
+    the embeddings of a body of subjects; the matrix is the offline stand-in)
+    and is drawn from a private generator seeded with ``seed``: the same seed
+    gives the same corruption. Other positions are left untouched.
+
+    Parameters
+    ----------
+    positions : sequence of int
+        Token positions to corrupt (0 = the first token, special tokens included).
+    scale : float, default 3.0
+    seed : int, default 0
+    """
+
+    positions: tuple[int, ...]
+    scale: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self):
+        positions = self.positions
+        if isinstance(positions, (int, np.integer)):
+            positions = (positions,)
+        try:
+            positions = tuple(positions)
+        except TypeError:
+            raise ValueError(f"Noise positions must be a sequence of token positions, got {self.positions!r}") from None
+        if not positions or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0
+                                    for p in positions):
+            raise ValueError(
+                f"Noise positions must be one or more token positions (ints >= 0), got {self.positions!r}"
+            )
+        if len(set(positions)) != len(positions):
+            raise ValueError(f"Noise positions must not repeat, got {self.positions!r}")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0:
+            raise ValueError(f"Noise scale must be a number > 0, got {self.scale!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"Noise seed must be an int, got {self.seed!r}")
+        object.__setattr__(self, "positions", tuple(sorted(int(p) for p in positions)))
+
+    def corrupt(self, lm: LM, embeds: torch.Tensor) -> torch.Tensor:
+        """A copy of ``embeds`` (1, n_tokens, d_model), token embeddings, with the noise added at ``positions``."""
+        weight = lm.embeddings.weight.detach()
+        generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
+        draw = torch.randn((len(self.positions), embeds.shape[-1]), generator=generator, dtype=torch.float32)
+        noise = draw * (self.scale * float(weight.float().std()))
+        corrupted = embeds.detach().clone()
+        corrupted[0, list(self.positions)] += noise.to(device=embeds.device, dtype=embeds.dtype)
+        return corrupted
+
+    def describe(self, tokens) -> str:
+        corrupted = ", ".join(f"{p} {tokens[p]!r}" for p in self.positions)
+        return f"Gaussian noise ({self.scale:g} x the embeddings' std, seed {self.seed}) on positions {corrupted}"
+
+
+@dataclass(frozen=True, eq=False)
+class Patching:
+    """Effects of restoring clean activations into the corrupted run, at every (site, layer, position).
+
+    Attributes
+    ----------
+    effects : ndarray of shape (n_sites, n_layers, n_tokens), float64
+        ``(values - corrupted_value) / (clean_value - corrupted_value)``:
+        0 = the corrupted run, 1 = the clean run.
+    values : ndarray of shape (n_sites, n_layers, n_tokens), float64
+        The raw metric of each patched run (estimated to first order when
+        ``approximate``).
+    clean_value, corrupted_value : float
+        The metric on the clean and on the corrupted run.
+    sites : tuple of str
+        Names from :data:`SITES`, in the order of ``effects``' first axis.
+    metric : str
+        A name from :data:`METRICS`.
+    answer, foil : str
+        Display text of the answer token and of the foil token (``None`` without foil).
+    answer_id, foil_id : int
+        Their token ids (``foil_id`` is -1 without foil).
+    tokens, corrupted_tokens : tuple of str, length n_tokens
+        The clean and the corrupted input (with noise, the clean tokens).
+    read_position : int
+        Where the answer is read: the last token (causal), the mask (masked).
+    window : int
+        Layers restored together per patch, centred on the row's layer as in
+        ROME: ``max(0, layer - window // 2)`` to ``min(n_layers, layer + ceil(window / 2)) - 1``.
+    approximate : bool
+        True for attribution patching (first-order estimates).
+    corruption : str
+        What the corrupted run was, in words.
+    top_ids, top_probs : ndarray of shape (n_sites, n_layers, n_tokens, k)
+        The patched run's top predictions at ``read_position`` (k = 0 when
+        ``approximate``: no patched run exists).
+    top_tokens : tuple (n_sites) of tuple (n_layers) of tuple (n_tokens) of tuple (k) of str
+    clean_top, corrupted_top : tuple of (str, float)
+        The clean and corrupted runs' top predictions with their probabilities.
+    patches_run : int
+        Patched rows actually computed (the others provably equal the corrupted run).
+    model_name : str
+    notes : tuple of str
+    """
+
+    effects: np.ndarray
+    values: np.ndarray
+    clean_value: float
+    corrupted_value: float
+    sites: tuple[str, ...]
+    metric: str
+    answer: str
+    foil: str | None
+    answer_id: int
+    foil_id: int
+    tokens: tuple[str, ...]
+    corrupted_tokens: tuple[str, ...]
+    read_position: int
+    window: int
+    approximate: bool
+    corruption: str
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    top_tokens: tuple
+    clean_top: tuple
+    corrupted_top: tuple
+    patches_run: int
+    model_name: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_layers(self) -> int:
+        return self.effects.shape[1]
+
+    @property
+    def n_tokens(self) -> int:
+        return self.effects.shape[2]
+
+    @property
+    def method(self) -> str:
+        return "attribution patching" if self.approximate else "activation patching"
+
+    def site(self, name: str) -> np.ndarray:
+        """Effects of one site: shape (n_layers, n_tokens)."""
+        if name not in self.sites:
+            raise ValueError(f"site must be one of {list(self.sites)} (the sites of this result), got {name!r}")
+        return self.effects[self.sites.index(name)]
+
+    def restored_layers(self, layer: int) -> range:
+        """The blocks restored together by the patch of row ``layer`` (see ``window``)."""
+        return window_layers(layer, self.window, self.n_layers)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (site, layer, position): effect, raw value, what was restored and the patched run's top token.
+
+        Columns: site, layer (``"block 3 FFN"``), block, restored (the blocks of
+        the window), position, token, corrupted_token, effect, value, metric,
+        method, and with exact patching top_prediction, top_probability,
+        top_predictions (the k most likely tokens).
+        """
+        sites, layers, positions = np.meshgrid(
+            np.arange(len(self.sites)), np.arange(self.n_layers), np.arange(self.n_tokens), indexing="ij"
+        )
+        sites, layers, positions = sites.ravel(), layers.ravel(), positions.ravel()
+
+        def restored(layer):
+            blocks = self.restored_layers(layer)
+            return block_label(blocks[0]) if len(blocks) == 1 else f"{block_label(blocks[0])} to {blocks[-1]}"
+
+        frame = pd.DataFrame(
+            {
+                "site": [self.sites[s] for s in sites],
+                "layer": [site_label(self.sites[s], layer) for s, layer in zip(sites, layers)],
+                "block": layers,
+                "restored": [restored(layer) for layer in layers],
+                "position": positions,
+                "token": [self.tokens[p] for p in positions],
+                "corrupted_token": [self.corrupted_tokens[p] for p in positions],
+                "effect": self.effects.ravel(),
+                "value": self.values.ravel(),
+                "metric": self.metric,
+                "method": self.method,
+            }
+        )
+        if self.top_ids.shape[-1]:
+            frame["top_prediction"] = [self.top_tokens[s][l][p][0] for s, l, p in zip(sites, layers, positions)]
+            frame["top_probability"] = self.top_probs[..., 0].ravel()
+            frame["top_predictions"] = [list(self.top_tokens[s][l][p]) for s, l, p in zip(sites, layers, positions)]
+        return frame
+
+
+def window_layers(layer: int, window: int, n_layers: int) -> range:
+    """Blocks restored together around ``layer`` by a window of ``window`` layers (ROME's centring)."""
+    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
+
+
+# ------------------------------------------------------------ inputs
+@dataclass(frozen=True)
+class _Runs:
+    """The two inputs, as embeddings (1, n_tokens, d_model), and where and what is read."""
+
+    clean_embeds: torch.Tensor
+    corrupted_embeds: torch.Tensor
+    tokens: tuple[str, ...]
+    corrupted_tokens: tuple[str, ...]
+    corruption: str
+    read_position: int
+    answer_id: int
+    foil_id: int
+    notes: tuple[str, ...]
+
+
+def _word_id(lm: LM, text: str, word, argument: str) -> tuple[int, list[str]]:
+    """The token id of ``word`` read as it follows ``text`` (the lens's rule), and a note if it is split."""
+    if not isinstance(word, str):
+        raise TypeError(f"{argument} must be a word (str), got {type(word).__name__}")
+    if not word.strip():
+        raise ValueError(f"{argument} is empty; give the word the model should (or should not) say, e.g. 'Mary'")
+    try:
+        ids = _candidate_ids(lm, text if lm.is_causal else "", word)
+    except ValueError as error:
+        raise ValueError(f"{argument}: {error}") from None
+    notes = []
+    if len(ids) > 1:
+        notes.append(
+            f"{argument} {word!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; "
+            "its first token is measured"
+        )
+    return ids[0], notes
+
+
+def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
+    lm.require_head()
+    _check_text(clean, "clean")
+    clean_ids, read_position = _read_position(lm, clean)
+    tokens = token_strings(lm.tokenizer, clean_ids)
+    embed = lm.embeddings
+    with torch.no_grad():
+        clean_embeds = embed(torch.tensor([clean_ids], device=lm.device))
+    if isinstance(corrupted, Noise):
+        outside = [p for p in corrupted.positions if p >= len(clean_ids)]
+        if outside:
+            raise ValueError(
+                f"Noise positions {outside} are outside the clean prompt's {len(clean_ids)} tokens "
+                f"(positions 0 to {len(clean_ids) - 1}: {list(tokens)})"
+            )
+        corrupted_embeds = corrupted.corrupt(lm, clean_embeds)
+        corrupted_tokens, corruption = tokens, corrupted.describe(tokens)
+    elif isinstance(corrupted, str):
+        _check_text(corrupted, "corrupted")
+        corrupted_ids = lm.tokenizer(_model_text(lm, corrupted), add_special_tokens=True)["input_ids"]
+        corrupted_tokens = token_strings(lm.tokenizer, corrupted_ids)
+        if len(corrupted_ids) != len(clean_ids):
+            raise ValueError(
+                "clean and corrupted must have the same number of tokens, to be compared position by position; "
+                f"clean is {len(clean_ids)} tokens {list(tokens)}, "
+                f"corrupted is {len(corrupted_ids)} tokens {list(corrupted_tokens)}"
+            )
+        if corrupted_ids == clean_ids:
+            raise ValueError(f"corrupted is the same text as clean ({list(tokens)}): there is nothing to restore")
+        if not lm.is_causal and corrupted_ids[read_position] != clean_ids[read_position]:
+            raise ValueError(
+                f"corrupted must hold its {lm.tokenizer.mask_token} at the clean prompt's position "
+                f"{read_position}; its tokens are {list(corrupted_tokens)}"
+            )
+        with torch.no_grad():
+            corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device))
+        corruption = f"the corrupted prompt {corrupted!r}"
+    else:
+        raise TypeError(
+            f"corrupted must be a prompt (str) or ec.Noise(positions), got {type(corrupted).__name__}"
+        )
+    answer_id, notes = _word_id(lm, clean, answer, "answer")
+    foil_id = -1
+    if foil is not None:
+        foil_id, foil_notes = _word_id(lm, clean, foil, "foil")
+        notes += foil_notes
+        if foil_id == answer_id:
+            raise ValueError(
+                f"answer {answer!r} and foil {foil!r} are the same token "
+                f"{token_strings(lm.tokenizer, [answer_id])[0]!r}; the foil must be another word"
+            )
+    return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, read_position,
+                 answer_id, foil_id, tuple(notes))
+
+
+def _model_text(lm: LM, text: str) -> str:
+    """``text`` with ``[MASK]`` spelled as the model's mask token (RoBERTa's ``<mask>``)."""
+    mask = getattr(lm.tokenizer, "mask_token", None)
+    return text.replace("[MASK]", mask) if not lm.is_causal and mask else text
+
+
+def _metric_function(metric: str, answer_id: int, foil_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """logits (batch, vocab_size) -> the metric (batch,), float64."""
+    if metric == "logit_diff":
+        return lambda logits: (logits[:, answer_id] - logits[:, foil_id]).double()
+    if metric == "prob":
+        return lambda logits: torch.softmax(logits.double(), -1)[:, answer_id]
+    return lambda logits: torch.log_softmax(logits.double(), -1)[:, answer_id]
+
+
+# ------------------------------------------------------------ hooks
+def _site_modules(lm: LM, site: str) -> list[torch.nn.Module]:
+    if site == "residual":
+        return list(lm.blocks)
+    if site == "attention":
+        return lm.attention_modules
+    return lm.ffn_projections
+
+
+def _first(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _replace_first(output, tensor):
+    if isinstance(output, tuple):
+        return (tensor, *output[1:])
+    if isinstance(output, list):
+        return [tensor, *output[1:]]
+    return tensor
+
+
+@contextmanager
+def _hooks(lm: LM, hooks: dict[tuple[str, int], Callable]) -> Iterator[None]:
+    """Forward hooks on the (site, layer) modules, acting on this thread's passes only; removed in a ``finally``.
+
+    Each hook is called as ``hook(output_tensor)`` and may return a replacement.
+    """
+    owner = threading.get_ident()
+    handles = []
+
+    def wrap(hook):
+        def forward_hook(module, args, output):
+            if threading.get_ident() != owner:
+                return None
+            replacement = hook(_first(output))
+            return None if replacement is None else _replace_first(output, replacement)
+        return forward_hook
+
+    modules = {site: _site_modules(lm, site) for site in {site for site, _ in hooks}}
+    try:
+        for (site, layer), hook in hooks.items():
+            handles.append(modules[site][layer].register_forward_hook(wrap(hook)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _logits(lm: LM, embeds: torch.Tensor, read_position: int, *, past=None, prefix: int = 0):
+    """The model's logits at ``read_position`` for a batch of input embeddings, and its key/value cache.
+
+    Parameters
+    ----------
+    embeds : Tensor of shape (batch, n_tokens - prefix, d_model)
+        The input embeddings from position ``prefix`` on.
+    past : transformers Cache, optional
+        The keys and values of the first ``prefix`` positions (causal models).
+
+    Returns
+    -------
+    logits : Tensor of shape (batch, vocab_size)
+    cache : transformers Cache or None
+        Keys and values of every position (causal models).
+    """
+    cache_arguments = {"cache": past, "use_cache": True} if lm.is_causal else {}
+    output = lm.model.base_model(inputs_embeds=embeds, **cache_arguments)
+    logits = lm.apply_head(output.last_hidden_state[:, read_position - prefix]).float()
+    return logits, getattr(output, "cache", None)
+
+
+def _recorded_run(lm: LM, embeds: torch.Tensor, read_position: int, sites) -> tuple[torch.Tensor, dict, object]:
+    """One pass of ``embeds`` (1, n_tokens, d_model): logits at the read position (1, vocab_size), the output of
+    every (site, layer) as produced (OPT's FFN output is flattened to (n_tokens, d_model)), the key/value cache."""
+    record = {}
+
+    def keep(key):
+        def hook(tensor):
+            record[key] = tensor
+        return hook
+
+    with _hooks(lm, {(site, layer): keep((site, layer)) for site in sites for layer in range(lm.n_layers)}):
+        logits, cache = _logits(lm, embeds, read_position)
+    return logits, record, cache
+
+
+def _as_tokens(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    """A site output as (batch, n_tokens, width) (OPT flattens batch and tokens before its FFN)."""
+    return tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor
+
+
+# ------------------------------------------------------------ exact patching
+def _row_bytes(lm: LM, n_new: int, n_tokens: int) -> int:
+    """Rough peak memory of one row of a patched batch of ``n_new`` new positions after a cached prefix:
+    a block's activations, attention scores, the copied cache, logits."""
+    width = 4 * lm.d_model + 3 * lm.d_ff + lm.n_heads * n_tokens
+    cache = 2 * lm.n_layers * lm.n_kv_heads * lm.head_dim * n_tokens
+    return 4 * (n_new * width + cache + 2 * lm.config.vocab_size)
+
+
+def _chunks(lm: LM, patches, to_run: list[int], n_tokens: int, max_batch_bytes: int) -> list[tuple[int, list[int]]]:
+    """Batches of patch indices that share a prefix, each within ``max_batch_bytes``: (prefix, indices).
+
+    In a causal model every position before a patch's first patched position
+    is the same as in the corrupted run, so a batch starts there, after the
+    corrupted run's cached keys and values (its ``prefix``).
+    """
+    by_prefix: dict[int, list[int]] = {}
+    for index in to_run:
+        prefix = min(position for _, _, position in patches[index]) if lm.is_causal else 0
+        by_prefix.setdefault(prefix, []).append(index)
+    chunks = []
+    for prefix, indices in sorted(by_prefix.items()):
+        rows = max(1, max_batch_bytes // _row_bytes(lm, n_tokens - prefix, n_tokens))
+        chunks += [(prefix, indices[start : start + rows]) for start in range(0, len(indices), rows)]
+    return chunks
+
+
+def _run_patches(
+    lm: LM,
+    runs: _Runs,
+    clean: dict,
+    corrupted: dict,
+    corrupted_logits: torch.Tensor,
+    corrupted_cache,
+    patches: list[list[tuple[str, int, int]]],
+    metric_of: Callable,
+    k: int,
+    max_batch_bytes: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The metric and top-k predictions of the corrupted run with each patch's clean activations restored.
+
+    Parameters
+    ----------
+    clean, corrupted : dict (site, layer) -> Tensor
+        The site outputs of the clean and corrupted runs.
+    corrupted_logits : Tensor of shape (1, vocab_size)
+        The corrupted run's logits at the read position.
+    corrupted_cache : transformers Cache or None
+        The corrupted run's keys and values (causal models).
+    patches : list of list of (site, layer, position)
+        One patched run per entry; an empty entry is the corrupted run.
+
+    Returns
+    -------
+    values : ndarray of shape (n_patches,), float64
+    top_ids, top_probs : ndarray of shape (n_patches, k)
+    run : int
+        Patches computed; the others restore activations equal to the corrupted ones.
+    """
+    n_tokens = runs.corrupted_embeds.shape[1]
+
+    def changes(patch):
+        return any(
+            not torch.equal(_as_tokens(clean[s, l], 1)[0, p], _as_tokens(corrupted[s, l], 1)[0, p])
+            for s, l, p in patch
+        )
+
+    to_run = [index for index, patch in enumerate(patches) if changes(patch)]
+    done = 0
+    with torch.inference_mode():
+        corrupted_top = torch.softmax(corrupted_logits, -1).topk(k, dim=-1)
+        values = np.full(len(patches), float(metric_of(corrupted_logits)[0]))
+        top_ids = np.tile(corrupted_top.indices.cpu().numpy(), (len(patches), 1))
+        top_probs = np.tile(corrupted_top.values.cpu().numpy(), (len(patches), 1))
+        for prefix, chunk in _chunks(lm, patches, to_run, n_tokens, max_batch_bytes):
+            logits = _patched_logits(lm, runs, clean, [patches[i] for i in chunk], prefix, corrupted_cache)
+            top = torch.softmax(logits, -1).topk(k, dim=-1)
+            values[chunk] = metric_of(logits).cpu().numpy()
+            top_ids[chunk] = top.indices.cpu().numpy()
+            top_probs[chunk] = top.values.cpu().numpy()
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(to_run))
+    return values, top_ids, top_probs, len(to_run)
+
+
+def _patched_logits(
+    lm: LM, runs: _Runs, clean: dict, patches: list[list[tuple[str, int, int]]], prefix: int, corrupted_cache
+) -> torch.Tensor:
+    """One batched pass: row r is the corrupted input with ``patches[r]`` restored. Returns (n_rows, vocab_size).
+
+    The pass starts at position ``prefix`` (no patch touches an earlier one)
+    after a copy of the corrupted run's cached keys and values there.
+    """
+    batch = len(patches)
+    targets: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    for row, patch in enumerate(patches):
+        for site, layer, position in patch:
+            rows, positions = targets.setdefault((site, layer), ([], []))
+            rows.append(row)
+            positions.append(position)
+
+    def restore(key, rows, positions):
+        values = _as_tokens(clean[key], 1)[0, positions]
+        rows = torch.tensor(rows, device=values.device)
+        positions = torch.tensor(positions, device=values.device) - prefix
+
+        def hook(tensor):
+            patched = _as_tokens(tensor, batch).clone()
+            patched[rows.to(tensor.device), positions.to(tensor.device)] = values.to(tensor.device)
+            return patched.view(tensor.shape)
+        return hook
+
+    past = None
+    if prefix:
+        past = copy.deepcopy(corrupted_cache)
+        past.crop(prefix - past.get_seq_length())  # a negative count: the tokens to drop from the end
+        past.batch_repeat_interleave(batch)
+    hooks = {key: restore(key, rows, positions) for key, (rows, positions) in targets.items()}
+    with _hooks(lm, hooks):
+        embeds = runs.corrupted_embeds[:, prefix:].expand(batch, -1, -1)
+        return _logits(lm, embeds, runs.read_position, past=past, prefix=prefix)[0]
+
+
+# ------------------------------------------------------------ attribution patching
+def _attribution(lm: LM, sites, clean: dict, corrupted: dict, corrupted_value: torch.Tensor) -> np.ndarray:
+    """First-order estimate of every (site, layer, position) patch: (a_clean - a_corrupted) . d metric / d a.
+
+    ``corrupted`` holds the corrupted run's site outputs, still in the autograd
+    graph of ``corrupted_value`` (the metric, a 0-d tensor). Returns the
+    estimated change of the metric, shape (n_sites, n_layers, n_tokens).
+    """
+    keys = [(site, layer) for site in sites for layer in range(lm.n_layers)]
+    gradients = torch.autograd.grad(corrupted_value, [corrupted[key] for key in keys], allow_unused=True)
+    estimates = np.zeros((len(sites), lm.n_layers, _as_tokens(clean[keys[0]], 1).shape[1]))
+    for key, gradient in zip(keys, gradients):
+        if gradient is None:  # this activation does not reach the read position
+            continue
+        delta = _as_tokens(clean[key], 1)[0] - _as_tokens(corrupted[key].detach(), 1)[0]
+        estimate = (delta.double() * _as_tokens(gradient, 1)[0].double()).sum(-1)
+        estimates[sites.index(key[0]), key[1]] = estimate.cpu().numpy()
+    return estimates
+
+
+# ------------------------------------------------------------ validation
+def _check_sites(sites) -> tuple[str, ...]:
+    if isinstance(sites, str):
+        sites = (sites,)
+    try:
+        sites = tuple(sites)
+    except TypeError:
+        raise ValueError(f"sites must be a list of names from {list(SITES)}, got {sites!r}") from None
+    unknown = [site for site in sites if site not in SITES]
+    if not sites or unknown or len(set(sites)) != len(sites):
+        raise ValueError(f"sites must be one or more distinct names from {list(SITES)}, got {sites!r}")
+    return sites
+
+
+def _check_metric(metric, foil) -> str:
+    if metric is None:
+        return "logit_diff" if foil is not None else "prob"
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)} or None (the default), got {metric!r}")
+    if metric == "logit_diff" and foil is None:
+        raise ValueError("metric 'logit_diff' needs a foil (the answer's logit minus the foil's); give foil=")
+    return metric
+
+
+def _check_positive_int(value, argument: str, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (
+        most is not None and value > most
+    ):
+        allowed = f"an int from 1 to {most}" if most is not None else "a positive int"
+        raise ValueError(f"{argument} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def _decode_top(lm: LM, top_ids: np.ndarray) -> tuple:
+    """Display text of an id array of shape (..., k), as nested tuples of the same shape."""
+    unique = np.unique(top_ids)
+    text = dict(zip(unique.tolist(), token_strings(lm.tokenizer, unique)))
+
+    def nest(ids):
+        return tuple(nest(part) for part in ids) if ids.ndim > 1 else tuple(text[i] for i in ids.tolist())
+    return nest(top_ids)
+
+
+def _top_pairs(lm: LM, logits: torch.Tensor, k: int) -> tuple:
+    top = torch.softmax(logits[0], -1).topk(k)
+    return tuple(zip(token_strings(lm.tokenizer, top.indices.cpu().numpy()), top.values.cpu().numpy().tolist()))
+
+
+# ------------------------------------------------------------ public
+def restore(
+    lm: LM,
+    clean: str,
+    corrupted,
+    answer: str,
+    foil: str | None = None,
+    *,
+    patches,
+    metric: str | None = None,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> np.ndarray:
+    """The metric of the corrupted run with any set of clean activations restored, one value per patch.
+
+    The building block of :func:`patch`, for experiments it does not cover
+    (restoring every position of a layer, several sites at once).
+
+    Parameters
+    ----------
+    lm, clean, corrupted, answer, foil, metric, max_batch_bytes
+        As for :func:`patch`.
+    patches : sequence of sequence of (site, layer, position)
+        One patched run per entry; an empty entry is the corrupted run.
+
+    Returns
+    -------
+    ndarray of shape (n_patches,), float64
+
+    Examples
+    --------
+    >>> every_position = [("residual", 5, p) for p in range(n_tokens)]
+    >>> restore(lm, clean, corrupted, "Mary", "John", patches=[every_position, []])  # clean, corrupted
+    """
+    metric = _check_metric(metric, foil)
+    runs = _prepare(lm, clean, corrupted, answer, foil)
+    n_tokens = runs.clean_embeds.shape[1]
+    patches = [list(patch) for patch in patches]
+    for patch in patches:
+        for entry in patch:
+            site, layer, position = entry
+            if site not in SITES or not 0 <= layer < lm.n_layers or not 0 <= position < n_tokens:
+                raise ValueError(
+                    f"each patch entry must be (site, layer, position) with site in {list(SITES)}, layer 0 to "
+                    f"{lm.n_layers - 1} and position 0 to {n_tokens - 1}; got {entry!r}"
+                )
+    sites = tuple(sorted({site for patch in patches for site, _, _ in patch}))
+    with torch.inference_mode():
+        _, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
+        corrupted_logits, corrupted_record, corrupted_cache = _recorded_run(
+            lm, runs.corrupted_embeds, runs.read_position, sites
+        )
+    metric_of = _metric_function(metric, runs.answer_id, runs.foil_id)
+    values, _, _, _ = _run_patches(lm, runs, clean_record, corrupted_record, corrupted_logits, corrupted_cache,
+                                   patches, metric_of, 1, max_batch_bytes, None)
+    return values
+
+
+def patch(
+    lm: LM,
+    clean: str,
+    corrupted,
+    answer: str,
+    foil: str | None = None,
+    *,
+    sites=tuple(SITES),
+    metric: str | None = None,
+    window: int = 1,
+    approximate: bool = False,
+    k: int = 5,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Patching:
+    """Restore each clean activation into the corrupted run and measure how much of the answer comes back.
+
+    Parameters
+    ----------
+    lm : LM
+        A model with an LM head: causal, or masked with its MLM head (the
+        answer is then read at the prompt's one ``[MASK]``).
+    clean : str
+        The prompt on which the model gives ``answer``.
+    corrupted : str or Noise
+        A prompt of the same token length (compared position by position), or
+        ``Noise(positions)`` for Meng et al.'s causal tracing on ``clean``.
+    answer : str
+        The word whose return is measured, read as it follows the prompt
+        (``"Mary"`` -> ``" Mary"``, the lens's rule); a word of several tokens
+        is measured by its first token (``notes`` says so).
+    foil : str, optional
+        A competing word (``"John"``); the default metric is then the logit
+        difference answer - foil.
+    sites : sequence of str, default all of :data:`SITES`
+    metric : str, optional
+        A name from :data:`METRICS`; default ``"logit_diff"`` with a foil,
+        ``"prob"`` (Meng et al.'s) without.
+    window : int, default 1
+        Restore this many consecutive layers per patch, centred on the row's
+        layer (ROME's FFN and attention traces use 10). Exact patching only.
+    approximate : bool, default False
+        Attribution patching: first-order estimates of every effect from one
+        forward pass on each run and one backward pass on the corrupted run.
+    k : int, default 5
+        Top predictions kept for every patched run.
+    max_batch_bytes : int, default 256 MiB
+        Rough memory bound of one batched pass; patches are chunked to fit.
+    progress : callable, optional
+        ``progress(done, total)`` after every batched pass of exact patching.
+
+    Returns
+    -------
+    Patching
+        ``effects`` of shape (n_sites, n_layers, n_tokens): 0 = corrupted, 1 = clean.
+
+    Raises
+    ------
+    ValueError
+        Prompts of different token lengths (both tokenisations are shown), an
+        empty prompt, answer and foil of the same token, a model without LM
+        head, a masked prompt without exactly one mask, unknown sites or
+        metric, clean and corrupted runs with the same metric value.
+    """
+    sites = _check_sites(sites)
+    metric = _check_metric(metric, foil)
+    window = _check_positive_int(window, "window", MAX_WINDOW)
+    k = _check_positive_int(k, "k")
+    max_batch_bytes = _check_positive_int(max_batch_bytes, "max_batch_bytes")
+    if approximate and window != 1:
+        raise ValueError(
+            f"window must be 1 with approximate=True (got {window}): attribution patching estimates one "
+            "activation at a time, and summing the estimates of a window would count paths through several "
+            "restored layers more than once"
+        )
+    runs = _prepare(lm, clean, corrupted, answer, foil)
+    metric_of = _metric_function(metric, runs.answer_id, runs.foil_id)
+    n_layers, n_tokens = lm.n_layers, runs.clean_embeds.shape[1]
+    k = min(k, lm.config.vocab_size)
+    with torch.inference_mode():
+        clean_logits, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
+    # Attribution patching differentiates the corrupted run: its embeddings are the graph's only leaf.
+    with torch.enable_grad() if approximate else torch.inference_mode():
+        embeds = runs.corrupted_embeds.detach().clone().requires_grad_(approximate)
+        corrupted_logits, corrupted_record, corrupted_cache = _recorded_run(lm, embeds, runs.read_position, sites)
+        corrupted_metric = metric_of(corrupted_logits)[0]
+    corrupted_logits = corrupted_logits.detach()
+    clean_value, corrupted_value = float(metric_of(clean_logits)[0]), float(corrupted_metric.detach())
+    if abs(clean_value - corrupted_value) <= 1e-9 * max(1.0, abs(clean_value)):
+        raise ValueError(
+            f"the clean and corrupted runs give the same {METRICS[metric]} ({clean_value:.6g}): no effect can be "
+            "normalised; corrupt a token the answer depends on"
+        )
+    if approximate:
+        values = corrupted_value + _attribution(lm, sites, clean_record, corrupted_record, corrupted_metric)
+        top_ids = np.zeros((*values.shape, 0), dtype=np.int64)
+        top_probs = np.zeros((*values.shape, 0), dtype=np.float32)
+        patches_run = 0
+    else:
+        patches = [
+            [(site, block, position) for block in window_layers(layer, window, n_layers)]
+            for site in sites for layer in range(n_layers) for position in range(n_tokens)
+        ]
+        flat_values, flat_ids, flat_probs, patches_run = _run_patches(
+            lm, runs, clean_record, corrupted_record, corrupted_logits, corrupted_cache, patches, metric_of, k,
+            max_batch_bytes, progress,
+        )
+        values = flat_values.reshape(len(sites), n_layers, n_tokens)
+        top_ids = flat_ids.reshape(len(sites), n_layers, n_tokens, k)
+        top_probs = flat_probs.reshape(len(sites), n_layers, n_tokens, k)
+    return Patching(
+        effects=(values - corrupted_value) / (clean_value - corrupted_value),
+        values=values,
+        clean_value=clean_value,
+        corrupted_value=corrupted_value,
+        sites=sites,
+        metric=metric,
+        answer=token_strings(lm.tokenizer, [runs.answer_id])[0],
+        foil=token_strings(lm.tokenizer, [runs.foil_id])[0] if foil is not None else None,
+        answer_id=runs.answer_id,
+        foil_id=runs.foil_id,
+        tokens=runs.tokens,
+        corrupted_tokens=runs.corrupted_tokens,
+        read_position=runs.read_position,
+        window=window,
+        approximate=bool(approximate),
+        corruption=runs.corruption,
+        top_ids=top_ids,
+        top_probs=top_probs,
+        top_tokens=_decode_top(lm, top_ids),
+        clean_top=_top_pairs(lm, clean_logits, k),
+        corrupted_top=_top_pairs(lm, corrupted_logits, k),
+        patches_run=patches_run,
+        model_name=lm.name,
+        notes=runs.notes,
+    )
+
+
+def correlation(first: Patching, second: Patching) -> pd.DataFrame:
+    """Pearson correlation of two results' effects, per site and over all cells (exact vs approximate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns site (a site name or ``"all"``), pearson_r, n_cells.
+    """
+    if first.effects.shape != second.effects.shape or first.sites != second.sites:
+        raise ValueError(
+            f"the two results must cover the same sites and shape; got {first.sites} {first.effects.shape} "
+            f"and {second.sites} {second.effects.shape}"
+        )
+    rows = []
+    for name, a, b in [*((s, first.site(s), second.site(s)) for s in first.sites),
+                       ("all", first.effects, second.effects)]:
+        a, b = a.ravel(), b.ravel()
+        r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+        rows.append({"site": name, "pearson_r": r, "n_cells": a.size})
+    return pd.DataFrame(rows)

@@ -1,0 +1,267 @@
+"""Activation patching and causal tracing: invariants on the real default, a hook written here, every family."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import ecco_core as ec
+from ecco_core.layers import site_label
+from ecco_core.patching import SITES
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+EIFFEL = "The Eiffel Tower is located in the city of"
+
+
+@pytest.fixture(scope="module")
+def ioi(lm):
+    return ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John")
+
+
+@pytest.fixture(scope="module")
+def ioi_approximate(lm):
+    return ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)
+
+
+def _hook_counts(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.model.modules())
+
+
+def _site_module(model, site, layer):
+    return {"residual": model.blocks, "attention": model.attention_modules, "ffn": model.ffn_projections}[site][layer]
+
+
+def _by_hand(model, clean_ids, corrupted_embeds, site, layer, position, read_position, answer_id, foil_id):
+    """Logit difference of one patched run: one full forward of the corrupted input, with a hook written here
+    that overwrites the site's output at ``position`` by the value a second hook recorded on the clean run."""
+    module = _site_module(model, site, layer)
+    recorded = {}
+
+    def first(output):
+        return output[0] if isinstance(output, tuple) else output
+
+    def shaped(tensor):  # OPT's fc2 sees (batch * n_tokens, d)
+        return tensor.view(1, -1, tensor.shape[-1])
+
+    def record(module, args, output):
+        recorded["clean"] = shaped(first(output))[0, position].clone()
+
+    def overwrite(module, args, output):
+        tensor = first(output)
+        patched = shaped(tensor).clone()
+        patched[0, position] = recorded["clean"]
+        patched = patched.view(tensor.shape)
+        return (patched, *output[1:]) if isinstance(output, tuple) else patched
+
+    with torch.no_grad():
+        handle = module.register_forward_hook(record)
+        try:
+            model.model(input_ids=torch.tensor([clean_ids]))
+        finally:
+            handle.remove()
+        handle = module.register_forward_hook(overwrite)
+        try:
+            logits = model.model(inputs_embeds=corrupted_embeds).logits[0, read_position].double()
+        finally:
+            handle.remove()
+    return float(logits[answer_id] - logits[foil_id])
+
+
+# ------------------------------------------------------------ invariants on the real default
+def test_the_default_answers_mary_and_patching_restores_it(lm, ioi):
+    assert ioi.clean_top[0][0] == " Mary"
+    assert ioi.sites == ("residual", "attention", "ffn") and ioi.metric == "logit_diff"
+    assert ioi.effects.shape == (3, lm.n_layers, 14) and ioi.values.shape == ioi.effects.shape
+    assert ioi.clean_value > 0 > ioi.corrupted_value
+    np.testing.assert_allclose(
+        ioi.effects, (ioi.values - ioi.corrupted_value) / (ioi.clean_value - ioi.corrupted_value)
+    )
+    # Before the first changed token (position 9, " John" / " Mary") nothing differs: exactly 0, not run.
+    assert (ioi.effects[:, :, :9] == 0).all()
+    assert ioi.patches_run == 3 * lm.n_layers * 5
+    # Early residual at the changed name carries it all; the last block's output at the last token too.
+    residual = ioi.site("residual")
+    np.testing.assert_allclose(residual[0, 9], 1, atol=0.05)
+    np.testing.assert_allclose(residual[-1, -1], 1, atol=1e-4)
+    assert ioi.top_tokens[0][-1][-1][0] == " Mary"
+
+
+def test_restoring_every_position_of_a_layer_is_the_clean_run_and_nothing_the_corrupted(lm, ioi):
+    n_tokens = ioi.n_tokens
+    patches = [[("residual", layer, p) for p in range(n_tokens)] for layer in (0, 11, lm.n_layers - 1)] + [[]]
+    values = ec.patching.restore(lm, CLEAN, CORRUPTED, "Mary", "John", patches=patches)
+    np.testing.assert_allclose(values[:3], ioi.clean_value, rtol=1e-4)
+    assert values[3] == ioi.corrupted_value
+    normalised = (values - ioi.corrupted_value) / (ioi.clean_value - ioi.corrupted_value)
+    np.testing.assert_allclose(normalised, [1, 1, 1, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("site, layer, position", [("ffn", 20, 9), ("attention", 26, 13), ("residual", 5, 10)])
+def test_one_effect_equals_a_recomputation_with_a_hook_written_here(lm, ioi, site, layer, position):
+    clean_ids = lm.tokenizer(CLEAN)["input_ids"]
+    corrupted_embeds = lm.embeddings(torch.tensor([lm.tokenizer(CORRUPTED)["input_ids"]]))
+    value = _by_hand(lm, clean_ids, corrupted_embeds, site, layer, position, 13, ioi.answer_id, ioi.foil_id)
+    np.testing.assert_allclose(ioi.values[ioi.sites.index(site), layer, position], value, rtol=1e-4, atol=1e-4)
+
+
+def test_a_window_restores_its_layers_together(lm):
+    result = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["ffn"], window=5)
+    assert list(result.restored_layers(0)) == [0, 1, 2] and list(result.restored_layers(10)) == [8, 9, 10, 11, 12]
+    assert list(result.restored_layers(lm.n_layers - 1)) == [lm.n_layers - 3, lm.n_layers - 2, lm.n_layers - 1]
+    expected = ec.patching.restore(
+        lm, CLEAN, CORRUPTED, "Mary", "John", patches=[[("ffn", block, 13) for block in range(8, 13)]]
+    )
+    np.testing.assert_allclose(result.values[0, 10, 13], expected[0], rtol=1e-5, atol=1e-5)
+    assert result.to_frame().query("block == 10")["restored"].iloc[0] == "block 8 to 12"
+
+
+def test_to_frame_labels_layers_with_the_shared_vocabulary(lm, ioi):
+    frame = ioi.to_frame()
+    assert len(frame) == 3 * lm.n_layers * ioi.n_tokens
+    row = frame.query("site == 'ffn' and block == 20 and position == 9").iloc[0]
+    assert row["layer"] == site_label("ffn", 20) == "block 20 FFN"
+    assert row["token"] == " John" and row["corrupted_token"] == " Mary"
+    assert row["effect"] == ioi.site("ffn")[20, 9] and row["method"] == "activation patching"
+    assert row["top_predictions"][0] == row["top_prediction"] and len(row["top_predictions"]) == 5
+    assert set(frame["layer"]) >= {"block 0", "block 3 attention", "block 29 FFN"}
+
+
+def test_patching_leaves_the_shared_model_as_it_was(lm, ioi):
+    hooks = _hook_counts(lm)
+    ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["attention"], approximate=True)
+    assert _hook_counts(lm) == hooks
+    assert all(p.grad is None and not p.requires_grad for p in lm.model.parameters())
+
+
+def test_progress_counts_every_batched_pass(lm):
+    seen = []
+    result = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["ffn"],
+                      progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 1 and seen[-1] == (result.patches_run, result.patches_run)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+# ------------------------------------------------------------ noise (causal tracing)
+def test_noise_is_reproducible_and_leaves_other_positions_untouched(lm):
+    ids = torch.tensor([lm.tokenizer(EIFFEL)["input_ids"]])
+    with torch.no_grad():
+        embeds = lm.embeddings(ids)
+    noise = ec.Noise([1, 2, 3], seed=7)
+    first, second = noise.corrupt(lm, embeds), noise.corrupt(lm, embeds)
+    assert torch.equal(first, second)
+    assert torch.equal(first[0, [0, *range(4, ids.shape[1])]], embeds[0, [0, *range(4, ids.shape[1])]])
+    assert not torch.isclose(first[0, 1:4], embeds[0, 1:4]).any()
+    spread = (first - embeds)[0, 1:4].std()
+    np.testing.assert_allclose(float(spread), 3 * float(lm.embeddings.weight.std()), rtol=0.1)
+    assert not torch.equal(ec.Noise([1, 2, 3], seed=8).corrupt(lm, embeds), first)
+    assert torch.equal(embeds, lm.embeddings(ids))  # the input is left as it was
+
+
+def test_causal_tracing_of_the_subject_is_reproducible(lm):
+    kwargs = dict(sites=["residual"], approximate=True)
+    first = ec.patch(lm, EIFFEL, ec.Noise([0, 1, 2, 3]), "Paris", **kwargs)
+    again = ec.patch(lm, EIFFEL, ec.Noise([0, 1, 2, 3]), "Paris", **kwargs)
+    other = ec.patch(lm, EIFFEL, ec.Noise([0, 1, 2, 3], seed=1), "Paris", **kwargs)
+    assert first.metric == "prob" and first.clean_top[0][0] == " Paris"
+    assert first.clean_value > 0.5 > first.corrupted_value
+    np.testing.assert_array_equal(first.values, again.values)
+    assert first.corrupted_value != other.corrupted_value
+    assert first.tokens == first.corrupted_tokens and "positions 0 'The', 1 ' E'" in first.corruption
+
+
+# ------------------------------------------------------------ attribution patching
+def test_attribution_patching_is_exact_where_the_metric_is_linear(lm):
+    """Without the final norm, the logit difference is linear in the last block's output and FFN output."""
+    model = copy.deepcopy(lm.model)
+    model.model.norm = torch.nn.Identity()
+    linear = ec.wrap(model, lm.tokenizer, name="SmolLM2 without final norm")
+    kwargs = dict(sites=["residual", "ffn"])
+    exact = ec.patch(linear, CLEAN, CORRUPTED, "Mary", "John", **kwargs)
+    approximate = ec.patch(linear, CLEAN, CORRUPTED, "Mary", "John", approximate=True, **kwargs)
+    assert approximate.approximate and approximate.top_ids.shape[-1] == 0 and approximate.patches_run == 0
+    np.testing.assert_allclose(approximate.values[:, -1], exact.values[:, -1], rtol=1e-4, atol=1e-4)
+    assert np.abs(exact.effects[:, -1, -1]).min() > 0.01  # not trivially zero
+    # Elsewhere the layers in between make it an approximation: not equal.
+    assert not np.allclose(approximate.values[0, 5], exact.values[0, 5], atol=1e-3)
+
+
+def test_attribution_patching_correlates_with_exact_on_the_default(ioi, ioi_approximate, record_property):
+    table = ec.patching.correlation(ioi, ioi_approximate)
+    assert list(table["site"]) == ["residual", "attention", "ffn", "all"]
+    expected = np.corrcoef(ioi.site("ffn").ravel(), ioi_approximate.site("ffn").ravel())[0, 1]
+    np.testing.assert_allclose(table.set_index("site").loc["ffn", "pearson_r"], expected)
+    for site, r in zip(table["site"], table["pearson_r"]):
+        record_property(f"pearson_r_{site}", round(float(r), 3))  # reported, not asserted (README)
+    assert np.isfinite(table["pearson_r"]).all()
+    assert ioi_approximate.clean_value == ioi.clean_value and ioi_approximate.corrupted_value == ioi.corrupted_value
+
+
+# ------------------------------------------------------------ every family
+def test_every_family_patches_each_site_as_a_hook_written_here_does(tiny):
+    if tiny.is_causal:
+        clean, corrupted = "The keys to the cabinet", "The keys of the cabinet"
+    else:
+        clean, corrupted = "The keys to the [MASK] cabinet", "The keys of the [MASK] cabinet"
+    hooks = _hook_counts(tiny)
+    result = ec.patch(tiny, clean, corrupted, "table", "door")
+    approximate = ec.patch(tiny, clean, corrupted, "table", "door", approximate=True)
+    assert _hook_counts(tiny) == hooks
+    clean_ids = tiny.tokenizer(clean.replace("[MASK]", tiny.tokenizer.mask_token or ""))["input_ids"]
+    corrupted_ids = tiny.tokenizer(corrupted.replace("[MASK]", tiny.tokenizer.mask_token or ""))["input_ids"]
+    changed = next(p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
+    read_position = result.read_position
+    assert read_position == (len(clean_ids) - 1 if tiny.is_causal else clean_ids.index(tiny.tokenizer.mask_token_id))
+    assert result.effects.shape == approximate.effects.shape == (3, tiny.n_layers, len(clean_ids))
+    with torch.no_grad():
+        corrupted_embeds = tiny.embeddings(torch.tensor([corrupted_ids]))
+    for index, site in enumerate(SITES):
+        for layer, position in [(0, changed), (tiny.n_layers - 1, read_position)]:
+            value = _by_hand(tiny, clean_ids, corrupted_embeds, site, layer, position, read_position,
+                             result.answer_id, result.foil_id)
+            np.testing.assert_allclose(result.values[index, layer, position], value, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(result.values[0, -1, read_position], result.clean_value, rtol=1e-5, atol=1e-5)
+
+
+def test_an_encoder_without_head_says_what_to_load(encoder):
+    with pytest.raises(ValueError, match="has no language-modelling head"):
+        ec.patch(encoder, "The [MASK] is red.", "The [MASK] is blue.", "car")
+
+
+# ------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(corrupted="When Mary and John went to the store, Mary gave a drink to her"),
+         r"same number of tokens.*clean is 14 tokens \['When', ' Mary'.*corrupted is 15 tokens \['When'.*' her'\]"),
+        (dict(foil=" Mary"), r"answer 'Mary' and foil ' Mary' are the same token ' Mary'"),
+        (dict(clean=""), "clean is empty or whitespace only"),
+        (dict(corrupted="   "), "corrupted is empty or whitespace only"),
+        (dict(corrupted=CLEAN), "corrupted is the same text as clean"),
+        (dict(answer=""), "answer is empty"),
+        (dict(sites=["mlp"]), r"sites must be one or more distinct names from \['residual', 'attention', 'ffn'\]"),
+        (dict(sites=[]), "sites must be one or more"),
+        (dict(metric="kl"), r"metric must be one of \['logit_diff', 'prob', 'logprob'\]"),
+        (dict(foil=None, metric="logit_diff"), "metric 'logit_diff' needs a foil"),
+        (dict(window=0), "window must be an int from 1 to 64, got 0"),
+        (dict(window=3, approximate=True), "window must be 1 with approximate=True"),
+        (dict(corrupted=ec.Noise([40])), r"Noise positions \[40\] are outside the clean prompt's 14 tokens"),
+        (dict(corrupted=3), r"corrupted must be a prompt \(str\) or ec.Noise"),
+    ],
+)
+def test_bad_input_is_one_clear_error(lm, kwargs, message):
+    arguments = dict(clean=CLEAN, corrupted=CORRUPTED, answer="Mary", foil="John") | kwargs
+    with pytest.raises((ValueError, TypeError), match=message):
+        ec.patch(lm, **arguments)
+
+
+@pytest.mark.parametrize("positions", [[], [-1], [1, 1], ["a"], None])
+def test_noise_positions_are_checked(positions):
+    with pytest.raises(ValueError, match="Noise positions must"):
+        ec.Noise(positions)
+
+
+def test_a_corruption_that_changes_nothing_is_named(lm):
+    with pytest.raises(ValueError, match="the clean and corrupted runs give the same logit of the answer minus"):
+        ec.patch(lm, CLEAN, ec.Noise([13], scale=1e-30), "Mary", "John", sites=["ffn"])
