@@ -13,6 +13,12 @@ modules, and keeps, as float32 numpy arrays on the CPU:
   post-nonlinearity layer (GPT-2's GELU outputs, Llama's act(gate) * up):
   shape (n_layers, n_tokens, d_ff).
 
+Layers have one name in every view (:mod:`ecco_core.layers`):
+``hidden_states[0]`` is "embeddings", ``hidden_states[i + 1]`` is "block i"
+(block i's output in the residual stream), ``ffn[i]`` is "block i FFN".
+Results, table columns, CSVs, axes and pages all use these labels, so the
+tables of different views join on them.
+
 Nothing is stored on the model, and the hooks are removed in a ``finally``.
 """
 
@@ -47,9 +53,10 @@ class Capture:
         Number of prompt tokens; positions ``n_input:`` were generated (or
         given as an answer).
     hidden_states : ndarray of shape (n_layers + 1, n_tokens, d_model), float32
-        Row 0 is the embedding output, row ``l + 1`` block ``l``'s output.
+        Row 0 is the embedding output ("embeddings"), row ``i + 1`` block
+        ``i``'s output ("block i").
     ffn : ndarray of shape (n_layers, n_tokens, d_ff), float32
-        FFN activations ("neurons") of every block.
+        FFN activations ("neurons") of every block; row ``i`` is "block i FFN".
     top_ids, top_probs : ndarray of shape (n_tokens, k)
         The model's own top-k predictions at each position (for the next
         token in causal models, for the token itself in masked models);

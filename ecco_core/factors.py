@@ -8,8 +8,10 @@ neuron::
 
     activations (n_tokens, n_neurons) ~= token_activations.T @ components  (+ per-neuron mean for PCA and ICA)
 
-Several layers are analysed together by stacking their neurons side by side,
-as the paper does for "the entire network".
+Several blocks' FFNs are analysed together by stacking their neurons side by
+side, as the paper does for "the entire network". ``layers`` are block
+indices: block ``i``'s FFN (``Capture.ffn[i]``) is labelled ``"block i FFN"``
+(:mod:`ecco_core.layers`) in every table.
 
 The trap: NMF needs non-negative data. GPT-2's GELU dips slightly below 0,
 but Llama-style gated FFNs (``act(gate) * up``) are signed with as much mass
@@ -26,7 +28,7 @@ SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
 >>> result = ec.factors(cap, n_components=5, method="nmf", layers=range(0, 6))
 >>> result.token_activations.shape               # (n_components, n_tokens)
 (5, 10)
->>> result.top_neurons(3).head(3)                # factor, rank, layer, neuron, loading
+>>> result.top_neurons(3).head(3)                # factor, rank, layer ("block 2 FFN"), block, neuron, ...
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .capture import Capture
+from .layers import site_label
 
 MAX_ITER = 1000
 TOLERANCE = 1e-4
@@ -61,9 +64,10 @@ class Factors:
     mean : ndarray of shape (n_neurons,)
         Per-neuron mean removed before PCA and ICA; zeros for NMF.
     layers : tuple of int
-        The layers whose neurons were stacked, in order.
+        The blocks whose FFN neurons were stacked, in order (block ``i`` is
+        ``Capture.ffn[i]``, labelled ``"block i FFN"``).
     neuron_layers, neuron_indices : ndarray of shape (n_neurons,), int
-        Layer and index within its layer (0 .. d_ff - 1) of each column.
+        Block and index within its FFN (0 .. d_ff - 1) of each column.
     neuron_signs : ndarray of shape (n_neurons,), int
         +1 for a neuron's activation (or its positive part), -1 for the
         column holding its negated negative part (``negatives="split"``).
@@ -115,7 +119,7 @@ class Factors:
     @property
     def note(self) -> str:
         """What was done to the activations before factoring, in one sentence."""
-        scope = f"{self.n_neurons} neurons of layers {_layer_span(self.layers)} over {len(self.positions)} tokens"
+        scope = f"{self.n_neurons} neurons of {_ffn_span(self.layers)} over {len(self.positions)} tokens"
         if self.negatives == "split":
             return (
                 f"NMF of {scope}; each neuron's positive part and negated negative part are two "
@@ -136,8 +140,9 @@ class Factors:
 
         Returns
         -------
-        DataFrame with columns factor, rank (1 = strongest), layer, neuron,
-        sign (see ``neuron_signs``), loading; ``n_components * k`` rows.
+        DataFrame with columns factor, rank (1 = strongest), layer (the
+        neuron's FFN, ``"block 2 FFN"``), block (2), neuron, sign (see
+        ``neuron_signs``), loading; ``n_components * k`` rows.
         """
         k = _check_count(k, "k", self.n_neurons)
         order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
@@ -147,7 +152,7 @@ class Factors:
             {
                 "factor": factor,
                 "rank": np.tile(np.arange(1, k + 1), self.n_components),
-                "layer": self.neuron_layers[columns],
+                **_ffn_columns(self.neuron_layers[columns]),
                 "neuron": self.neuron_indices[columns],
                 "sign": self.neuron_signs[columns],
                 "loading": self.components[factor, columns],
@@ -187,8 +192,13 @@ class Factors:
         return frame
 
     def loadings_frame(self) -> pd.DataFrame:
-        """Factor x neuron loadings: one row per neuron column (layer, neuron, sign), one column per factor."""
-        frame = pd.DataFrame({"layer": self.neuron_layers, "neuron": self.neuron_indices, "sign": self.neuron_signs})
+        """Factor x neuron loadings: one row per neuron column (layer, block, neuron, sign), one column per factor.
+
+        ``layer`` names the neuron's FFN (``"block 2 FFN"``), ``block`` its block (2).
+        """
+        frame = pd.DataFrame(
+            {**_ffn_columns(self.neuron_layers), "neuron": self.neuron_indices, "sign": self.neuron_signs}
+        )
         for factor, row in enumerate(self.components):
             frame[f"factor_{factor}"] = row
         return frame
@@ -196,15 +206,16 @@ class Factors:
 
 @dataclass(frozen=True, eq=False)
 class Neurons:
-    """Some neurons of one layer and their activation on every token.
+    """Some neurons of one block's FFN and their activation on every token.
 
     Attributes
     ----------
     layer : int
+        The block whose FFN holds the neurons (``Capture.ffn[layer]``, ``"block i FFN"``).
     position : int or None
         The token the neurons were ranked on; None when ranked over all tokens.
     neurons : ndarray of shape (n_neurons,), int
-        Indices within the layer (0 .. d_ff - 1), strongest first when ranked.
+        Indices within the FFN (0 .. d_ff - 1), strongest first when ranked.
     scores : ndarray of shape (n_neurons,)
         What they were ranked by: ``|activation|`` at ``position``, or the
         peak ``|activation|`` over all tokens.
@@ -221,11 +232,11 @@ class Neurons:
     tokens: tuple[str, ...]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (neuron, token): layer, neuron, score, position, token, activation."""
+        """One row per (neuron, token): layer (``"block 2 FFN"``), block, neuron, score, position, token, activation."""
         n_neurons, n_tokens = self.activations.shape
         return pd.DataFrame(
             {
-                "layer": self.layer,
+                **_ffn_columns(np.full(n_neurons * n_tokens, self.layer)),
                 "neuron": np.repeat(self.neurons, n_tokens),
                 "score": np.repeat(self.scores, n_tokens),
                 "position": np.tile(np.arange(n_tokens), n_neurons),
@@ -333,30 +344,36 @@ def _indices(selection, name: str, size: int, unit: str) -> np.ndarray:
     return resolved
 
 
-def _layer_span(layers: tuple[int, ...]) -> str:
-    contiguous = len(layers) > 1 and layers == tuple(range(layers[0], layers[-1] + 1))
+def _ffn_span(blocks: tuple[int, ...]) -> str:
+    """``"block 2 FFN to block 5 FFN"`` for a run of blocks, else their labels joined by commas."""
+    contiguous = len(blocks) > 2 and blocks == tuple(range(blocks[0], blocks[-1] + 1))
     if contiguous:
-        return f"{layers[0]}-{layers[-1]}"
-    return ", ".join(map(str, layers))
+        return f"{site_label('ffn', blocks[0])} to {site_label('ffn', blocks[-1])}"
+    return ", ".join(site_label("ffn", block) for block in blocks)
+
+
+def _ffn_columns(blocks: np.ndarray) -> dict:
+    """Table columns naming each row's FFN: ``layer`` (``"block 2 FFN"``) and ``block`` (2)."""
+    return {"layer": [site_label("ffn", block) for block in blocks], "block": blocks}
 
 
 def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
-    """FFN activations of some layers stacked along the neuron axis.
+    """FFN activations of some blocks stacked along the neuron axis.
 
     Parameters
     ----------
     cap : Capture
     layers : int, range, slice, sequence of int or None
-        None for every layer.
+        Block indices (block ``i``'s FFN is ``cap.ffn[i]``); None for every block.
     positions : int, range, slice, sequence of int or None
         Token positions; None for all.
 
     Returns
     -------
     ndarray of shape (n_positions, len(layers) * d_ff)
-        Column ``i * d_ff + j`` is neuron ``j`` of the ``i``-th selected layer.
+        Column ``i * d_ff + j`` is neuron ``j`` of the ``i``-th selected block's FFN.
     """
-    layer_ids = _indices(layers, "layers", cap.n_layers, "layer")
+    layer_ids = _indices(layers, "layers", cap.n_layers, "block")
     position_ids = _indices(positions, "positions", cap.n_tokens, "position")
     selected = cap.ffn[layer_ids][:, position_ids]  # (n_layers_selected, n_positions, d_ff)
     return selected.transpose(1, 0, 2).reshape(len(position_ids), -1)
@@ -385,7 +402,7 @@ def factors(
         result's ``clipped_fraction`` says how many); PCA and ICA centre each
         neuron and orient each factor so its strongest token is positive.
     layers : int, range, slice, sequence of int or None, default None
-        Which layers' neurons to stack (``n_neurons = len(layers) * d_ff``);
+        Which blocks' FFN neurons to stack (``n_neurons = len(layers) * d_ff``);
         None for the entire network.
     positions : int, range, slice, sequence of int or None, default None
         Which token positions to analyse (e.g. all but a BOS token); None for all.
@@ -419,7 +436,7 @@ def factors(
         raise ValueError(f"negatives={negatives!r} applies to NMF only; {method.upper()} factors the signed values")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    layer_ids = _indices(layers, "layers", cap.n_layers, "layer")
+    layer_ids = _indices(layers, "layers", cap.n_layers, "block")
     position_ids = _indices(positions, "positions", cap.n_tokens, "position")
     matrix = activation_matrix(cap, layer_ids, position_ids)
     n_positions = matrix.shape[0]
@@ -429,7 +446,7 @@ def factors(
     neuron_layers = np.repeat(layer_ids, d_ff)
     neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
     neuron_signs = np.ones(matrix.shape[1], dtype=int)
-    span = _layer_span(tuple(layer_ids.tolist()))
+    span = _ffn_span(tuple(layer_ids.tolist()))
 
     clipped_fraction = 0.0
     if method == "nmf" and negatives == "split":
@@ -437,19 +454,19 @@ def factors(
         neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
         neuron_signs = np.repeat([1, -1], len(neuron_signs))
         if not matrix.any():
-            raise ValueError(f"all activations of layers {span} are 0 on these tokens, so NMF has nothing to factor")
+            raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
     elif method == "nmf":
         negative = matrix < 0
         clipped_fraction = float(negative.mean())
         matrix = np.where(negative, 0, matrix)
         if not matrix.any():
             raise ValueError(
-                f"all activations of layers {span} are <= 0 on these tokens, so NMF has nothing to factor; "
+                f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
                 "try negatives='split', method='pca' or method='ica'"
             )
     elif not np.ptp(matrix, axis=0).any():
         raise ValueError(
-            f"the activations of layers {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
+            f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
         )
     n_components = _check_count(n_components, "n_components", min(matrix.shape))
 
@@ -487,7 +504,7 @@ def factors(
 
 # ------------------------------------------------------------------ neurons
 def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = None, *, ids=None) -> Neurons:
-    """The most active neurons of one layer, and each one's activation on every token.
+    """The most active neurons of one block's FFN, and each one's activation on every token.
 
     Activity is magnitude: Llama-style gated FFNs fire as strongly below 0 as
     above, and GPT-2's GELU barely goes below 0, so ``|activation|`` ranks
@@ -497,7 +514,7 @@ def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = No
     ----------
     cap : Capture
     layer : int
-        0 to n_layers - 1.
+        The block, 0 to n_layers - 1 (its FFN: ``cap.ffn[layer]``, ``"block i FFN"``).
     top_k : int, default 10
         How many neurons, 1 to d_ff.
     position : int, optional
@@ -511,7 +528,7 @@ def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = No
     Neurons
         ``activations`` of shape (n_neurons, n_tokens).
     """
-    (layer,) = _indices(_check_scalar(layer, "layer"), "layer", cap.n_layers, "layer")
+    (layer,) = _indices(_check_scalar(layer, "layer"), "layer", cap.n_layers, "block")
     layer_activations = cap.ffn[layer].T  # (d_ff, n_tokens)
     d_ff = layer_activations.shape[0]
     if position is None:

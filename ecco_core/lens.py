@@ -1,7 +1,7 @@
 """Layer predictions (the logit lens): what every layer would output if it were the last.
 
-Each block's output (``Capture.hidden_states[l]`` for layer ``l`` = 1 ..
-``n_layers``, taken *before* any final norm) goes through the model's own
+Each block's output (block ``i``: ``Capture.hidden_states[i + 1]``, taken
+*before* any final norm) goes through the model's own
 final norm and LM head (:meth:`LM.unembed`), giving a full distribution over
 the vocabulary at every layer (nostalgebraist 2020; the Ecco paper's
 sections 3.2-3.3, Figures 7 and 8).
@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from .capture import Capture, as_following_word, encode_prompt, recording, token_strings
+from .layers import block_label
 from .models import LM
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20
@@ -62,8 +63,9 @@ class Rankings:
     Attributes
     ----------
     ranks : ndarray of shape (n_layers, n_columns), int64
-        1 = the layer's top prediction. Row ``l`` reads block ``l``'s output
-        (``hidden_states[l + 1]``); the last row is the model's own output.
+        1 = the layer's top prediction. Row ``i`` reads block ``i``'s output
+        (``hidden_states[i + 1]``, labelled ``"block i"``, see
+        :attr:`layer_labels`); the last row is the model's own output.
         Rank is 1 + the number of tokens with a strictly larger logit.
     probs : ndarray of shape (n_layers, n_columns), float32
         Softmax probability of the target token at each layer.
@@ -128,28 +130,31 @@ class Rankings:
         return self.positions + 1 if self.kind in ("generated", "next input token") else self.positions
 
     @property
-    def layers(self) -> np.ndarray:
-        """Layer numbers 1 .. n_layers of the rows (layer ``l`` = ``hidden_states[l]``)."""
-        return np.arange(1, self.n_layers + 1)
+    def layer_labels(self) -> tuple[str, ...]:
+        """Label of each row: ``"block i"`` (block ``i``'s output, ``hidden_states[i + 1]``)."""
+        return tuple(block_label(block) for block in range(self.n_layers))
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (layer, column): rank, probability and the layer's top-k there.
+        """One row per (block, column): rank, probability and the block's top-k there.
 
-        ``layer`` counts from 1 (= ``hidden_states[layer]``, block ``layer - 1``'s output).
+        ``layer`` is the row's label (``"block 2"``), ``block`` its index
+        (block 2's output is ``hidden_states[3]``).
         """
-        layers, columns = np.meshgrid(self.layers, np.arange(self.n_columns), indexing="ij")
+        blocks, columns = np.meshgrid(np.arange(self.n_layers), np.arange(self.n_columns), indexing="ij")
+        blocks, columns = blocks.ravel(), columns.ravel()
         return pd.DataFrame(
             {
-                "layer": layers.ravel(),
-                "column": columns.ravel(),
-                "position": self.positions[columns.ravel()],
-                "candidate": [self.candidates[c] for c in columns.ravel()],
-                "token": [self.targets[c] for c in columns.ravel()],
-                "token_id": self.target_ids[columns.ravel()],
-                "first_token_only": self.first_token_only[columns.ravel()],
+                "layer": [self.layer_labels[block] for block in blocks],
+                "block": blocks,
+                "column": columns,
+                "position": self.positions[columns],
+                "candidate": [self.candidates[c] for c in columns],
+                "token": [self.targets[c] for c in columns],
+                "token_id": self.target_ids[columns],
+                "first_token_only": self.first_token_only[columns],
                 "rank": self.ranks.ravel(),
                 "probability": self.probs.ravel(),
-                "top_tokens": [list(self.top_tokens[l][c]) for l, c in zip(layers.ravel() - 1, columns.ravel())],
+                "top_tokens": [list(self.top_tokens[b][c]) for b, c in zip(blocks, columns)],
                 "top_probs": [row.tolist() for row in self.top_probs.reshape(-1, self.k)],
             }
         )
@@ -513,7 +518,7 @@ def suggest_candidates(
         One row per distinct token, best first (best rank at any layer, then
         the number of layers where it is in the top ``k``, then its rank in
         the model's output): ``token``, ``token_id``, ``best_rank``,
-        ``best_layer`` (first layer, counted from 1, where it had that rank),
+        ``best_layer`` (the first block where it had that rank, ``"block 4"``),
         ``layers_in_top_k``, ``final_rank``, ``final_probability``. Its
         ``token_id`` values can be passed to :func:`watch` as candidates.
     """
@@ -533,14 +538,14 @@ def suggest_candidates(
     for token_id in dict.fromkeys(top_ids.ravel().tolist()):
         if token_id in special:
             continue
-        layers, ranks = np.nonzero(top_ids == token_id)
+        layers, ranks = np.nonzero(top_ids == token_id)  # layers: block indices
         best = int(ranks.min())
         rows.append(
             {
                 "token": token_strings(lm.tokenizer, [token_id])[0],
                 "token_id": token_id,
                 "best_rank": best + 1,
-                "best_layer": int(layers[ranks == best].min()) + 1,
+                "best_layer": block_label(layers[ranks == best].min()),
                 "layers_in_top_k": len(set(layers.tolist())),
                 "final_rank": int((final_logits > final_logits[token_id]).sum()) + 1,
                 "final_probability": float(final_probs[token_id]),

@@ -206,9 +206,9 @@ def _rank_column_labels(rankings) -> list[str]:
 
 
 def rankings_figure(rankings, *, title: str = "", top: int = 5):
-    """Rank of each column's token at every layer: the paper's Figures 7 and 8.
+    """Rank of each column's token at every block's output: the paper's Figures 7 and 8.
 
-    Layers run down, columns across; each cell shows the rank and is coloured
+    Blocks run down (labelled ``"block i"``, ``hidden_states[i + 1]``), columns across; each cell shows the rank and is coloured
     by log10(rank), darkest at rank 1. Hovering a cell lists that layer's top
     predictions there (escaped). Cells are clickable in Streamlit
     (``customdata = [layer_index, column]``).
@@ -236,22 +236,23 @@ def rankings_figure(rankings, *, title: str = "", top: int = 5):
                     zip(rankings.top_tokens[layer][column][:top], rankings.top_probs[layer, column, :top])
                 )
             )
+            label = rankings.layer_labels[layer]
             hover[layer, column] = (
-                f"layer {layer + 1}: {escape_token(rankings.targets[column])} is rank {ranks[layer, column]}"
-                f" (p={rankings.probs[layer, column]:.3g})<br>the layer's top {top}:<br>{predictions}"
+                f"{label}: {escape_token(rankings.targets[column])} is rank {ranks[layer, column]}"
+                f" (p={rankings.probs[layer, column]:.3g})<br>{label}'s top {top}:<br>{predictions}"
             )
     log_ranks = np.log10(ranks)
     figure = heatmap(
         ranks,
         _rank_column_labels(rankings),
-        [f"layer {layer}" for layer in rankings.layers],
+        list(rankings.layer_labels),
         text=ranks.astype(str),
         hover=hover,
         color_values=log_ranks,
         colorscale="Blues_r",
         title=title,
         x_title="candidate" if rankings.kind == "candidate" else "token",
-        y_title="layer (block output through final norm + LM head)",
+        y_title="layer (block output read through the final norm + LM head)",
     )
     decades = 10 ** np.arange(int(np.ceil(log_ranks.max())) + 1 if log_ranks.size else 1)
     colorbar = {"title": {"text": "rank"}, "tickvals": np.log10(decades), "ticktext": [f"{d:,}" for d in decades]}
@@ -260,10 +261,11 @@ def rankings_figure(rankings, *, title: str = "", top: int = 5):
 
 
 def layer_probability_figure(rankings, columns, *, title: str = ""):
-    """Probability of the chosen columns' tokens at every layer, one line each (log scale).
+    """Probability of the chosen columns' tokens at every block's output, one line each (log scale).
 
-    With one column, a dashed line adds the probability of each layer's own
+    With one column, a dashed line adds the probability of each block's own
     top prediction (hover names it), to show what the token competes with.
+    The x axis is labelled ``"block i"`` (``hidden_states[i + 1]``).
 
     Parameters
     ----------
@@ -286,26 +288,29 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
     for column in columns:
         figure.add_trace(
             go.Scatter(
-                x=rankings.layers, y=rankings.probs[:, column], mode="lines+markers", name=labels[column],
+                x=rankings.layer_labels, y=rankings.probs[:, column], mode="lines+markers", name=labels[column],
                 customdata=rankings.ranks[:, column],
-                hovertemplate="layer %{x}: p=%{y:.3g}, rank %{customdata}<extra>" + labels[column] + "</extra>",
+                hovertemplate="%{x}: p=%{y:.3g}, rank %{customdata}<extra>" + labels[column] + "</extra>",
             )
         )
     if len(columns) == 1:
         column = columns[0]
         figure.add_trace(
             go.Scatter(
-                x=rankings.layers, y=rankings.top_probs[:, column, 0], mode="lines", name="layer's top prediction",
+                x=rankings.layer_labels, y=rankings.top_probs[:, column, 0], mode="lines",
+                name="the block's top prediction",
                 line={"dash": "dash", "color": "#999"},
                 hovertext=[escape_token(rankings.top_tokens[layer][column][0]) for layer in range(rankings.n_layers)],
-                hovertemplate="layer %{x}: %{hovertext} p=%{y:.3g}<extra></extra>",
+                hovertemplate="%{x}: %{hovertext} p=%{y:.3g}<extra></extra>",
             )
         )
     figure.update_layout(
-        title=title, xaxis_title="layer", yaxis_title="probability", yaxis_type="log",
+        title=title, xaxis_title="layer (block output read through the final norm + LM head)",
+        yaxis_title="probability", yaxis_type="log",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=360,
         legend={"orientation": "h", "y": -0.2},
     )
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(rankings.layer_labels))
     return figure
 
 
@@ -317,16 +322,21 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
     ----------
     frame : pandas.DataFrame
         :func:`ecco_core.probe_table`'s result (columns ``layer``,
-        ``representation``, ``<metric>``, ``<metric>_std``, fractions).
+        ``representation``, ``block``, ``<metric>``, ``<metric>_std``, fractions).
     metric : {"accuracy", "selectivity"}
     title : str
 
     Returns
     -------
     plotly.graph_objects.Figure
-        Percent on the y axis; layers in the frame's order on a category axis.
+        Percent on the y axis; on a category x axis, the embeddings then
+        each block (``"block i"``), in the frame's order: a block's output
+        (hidden) and its FFN share their block's tick; the hover names the
+        exact array (``"block 2 FFN"``).
     """
     import plotly.graph_objects as go
+
+    from .probing import depth_labels
 
     if metric not in ("accuracy", "selectivity"):
         raise ValueError(f"metric {metric!r} is not one of: accuracy, selectivity")
@@ -335,17 +345,19 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
     for representation, rows in frame.groupby("representation", sort=False):
         figure.add_trace(
             go.Scatter(
-                x=rows["layer"].astype(str), y=100 * rows[metric],
+                x=depth_labels(rows), y=100 * rows[metric],
                 error_y={"type": "data", "array": 100 * rows[metric + "_std"], "visible": True},
                 mode="lines+markers", name=names.get(representation, representation),
+                hovertext=[escape_token(label) for label in rows["layer"]],
+                hovertemplate="%{hovertext}: %{y:.1f}%<extra></extra>",
             )
         )
     figure.update_layout(
-        title=title, xaxis_title="layer", yaxis_title=f"{metric} (%)", legend_title="representation",
+        title=title, xaxis_title="layer (the embeddings, then each block: its output and its FFN)",
+        yaxis_title=f"{metric} (%)", legend_title="representation",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=380,
     )
-    layers = list(dict.fromkeys(frame["layer"].astype(str)))
-    figure.update_xaxes(type="category", categoryorder="array", categoryarray=layers)
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(dict.fromkeys(depth_labels(frame))))
     return figure
 
 
@@ -664,7 +676,8 @@ def similarity_heatmap(result, *, decimals: int = 2):
     ----------
     result : ecco_core.similarity.SimilarityMatrix
         ``values`` of shape (n_rows, n_columns) in [0, 1], ``row_labels``,
-        ``column_labels``, ``label`` (the method's name), ``n_samples``.
+        ``column_labels``, ``row_title``, ``column_title`` (axis titles),
+        ``label`` (the method's name), ``n_samples``.
     decimals : int
         Digits written in the cells.
 
@@ -683,7 +696,7 @@ def similarity_heatmap(result, *, decimals: int = 2):
     figure = heatmap(
         values, columns, rows, text=text, hover=hover, colorscale="Viridis", colorbar_title=result.label,
         title=f"{result.label} similarity over {result.n_samples} token positions",
-        x_title=columns[0].rsplit(" ", 1)[0] if columns else "", y_title=rows[0].rsplit(" ", 1)[0] if rows else "",
+        x_title=result.column_title, y_title=result.row_title,
     )
     figure.update_traces(zmin=0.0, zmax=1.0, textfont={"size": 9}, selector={"type": "heatmap"})
     figure.update_layout(height=max(360, 22 * len(rows) + 160))

@@ -1,9 +1,10 @@
 """Part-of-speech probes with control tasks: the Ecco paper's Table 1 (sections 4.1 and 5).
 
 A linear softmax probe is trained to predict each word's universal
-part-of-speech tag (UPOS) from one representation of the model: the
-embedding output, a block's output (``hidden``) or a block's FFN activations
-(``ffn``). High accuracy alone does not show that a representation *encodes*
+part-of-speech tag (UPOS) from one representation of the model, named in the
+layer vocabulary of :mod:`ecco_core.layers`: the embeddings or a block's
+output (``hidden``: "embeddings", "block 2" = ``hidden_states[3]``) or a
+block's FFN activations (``ffn``: "block 2 FFN" = ``ffn[2]``). High accuracy alone does not show that a representation *encodes*
 part of speech: a rich enough probe can memorise word identities. Hewitt and
 Liang (2019) therefore train a second probe on a **control task**, where each
 word type gets a fixed random tag, and report **selectivity** = accuracy on
@@ -28,7 +29,7 @@ fast tokenizer.
 
 >>> import ecco_core as ec
 >>> enc = ec.load(ec.DEFAULT_ENCODER)
->>> table = ec.probe_table(enc, "en_ewt-ud-dev.conllu")   # Table 1 layout, one row per layer x representation
+>>> table = ec.probe_table(enc, "en_ewt-ud-dev.conllu")   # Table 1 layout, one row per probed array
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import pandas as pd
 import torch
 
 from .capture import recording
+from .layers import EMBEDDINGS, block_label, residual_label, site_label
 from .models import LM
 
 # Universal Dependencies English EWT, dev split, shipped with the package (CC BY-SA 4.0).
@@ -55,7 +57,6 @@ UPOS_TAGS = (
 )
 LEARNING_RATES = (0.1, 1e-3, 1e-5)
 TEST_FRACTION = 0.33
-EMBEDDING_LAYER = "embed"
 
 Progress = Callable[[float, str], None]
 
@@ -224,13 +225,15 @@ class ProbeData:
     Attributes
     ----------
     hidden_states : ndarray of shape (n_hidden, n_tokens, d_model), float32
-        The selected rows of the embedding output and block outputs.
+        The selected rows of a capture's ``hidden_states`` (the embeddings
+        and block outputs), at the labelled tokens.
     ffn : ndarray of shape (n_ffn, n_tokens, d_ff), float32
         The selected blocks' FFN activations.
-    hidden_layers : tuple of str
-        Name of each ``hidden_states`` row: ``"embed"`` or the block index.
-    ffn_layers : tuple of str
-        Block index of each ``ffn`` row.
+    hidden_indices : tuple of int, length n_hidden
+        The ``hidden_states`` index of each row: 0 = the embeddings, ``i + 1``
+        = block ``i``'s output.
+    ffn_blocks : tuple of int, length n_ffn
+        The block of each ``ffn`` row.
     words : tuple of str, length n_tokens
     tags : tuple of str, length n_tokens
     model_name : str
@@ -238,8 +241,8 @@ class ProbeData:
 
     hidden_states: np.ndarray
     ffn: np.ndarray
-    hidden_layers: tuple[str, ...]
-    ffn_layers: tuple[str, ...]
+    hidden_indices: tuple[int, ...]
+    ffn_blocks: tuple[int, ...]
     words: tuple[str, ...]
     tags: tuple[str, ...]
     model_name: str
@@ -247,6 +250,16 @@ class ProbeData:
     @property
     def n_tokens(self) -> int:
         return len(self.words)
+
+    @property
+    def hidden_layers(self) -> tuple[str, ...]:
+        """Label of each ``hidden_states`` row: ``"embeddings"`` or ``"block i"``."""
+        return tuple(residual_label(index) for index in self.hidden_indices)
+
+    @property
+    def ffn_layers(self) -> tuple[str, ...]:
+        """Label of each ``ffn`` row: ``"block i FFN"``."""
+        return tuple(site_label("ffn", block) for block in self.ffn_blocks)
 
 
 def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
@@ -257,13 +270,13 @@ def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
         layers = [layers]
     include_embedding, blocks = False, []
     for layer in layers:
-        if layer == EMBEDDING_LAYER:
+        if layer == EMBEDDINGS:
             include_embedding = True
         elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < lm.n_layers:
             blocks.append(int(layer))
         else:
             raise ValueError(
-                f"layers holds {layer!r}; allowed: {EMBEDDING_LAYER!r} and block indices 0 to {lm.n_layers - 1}"
+                f"layers holds {layer!r}; allowed: {EMBEDDINGS!r} and block indices 0 to {lm.n_layers - 1}"
             )
     blocks = sorted(set(blocks))
     if not include_embedding and not blocks:
@@ -314,9 +327,9 @@ def collect(
     corpus : path, bytes, CoNLL-U text, or sequence of Sentence
     n_tokens : int, default 10000
         Labelled words to collect (fewer if the corpus is shorter).
-    layers : sequence of int or "embed", optional
-        Block indices to probe, and ``"embed"`` for the embedding output;
-        all of them by default.
+    layers : sequence of int or "embeddings", optional
+        Block indices to probe (the block's output and its FFN), and
+        ``"embeddings"`` for the embeddings; all of them by default.
     batch_size : int, default 32
         Sentences per forward pass.
     progress : callable(fraction, message), optional
@@ -382,8 +395,8 @@ def collect(
     return ProbeData(
         hidden_states=hidden_states,
         ffn=ffn,
-        hidden_layers=tuple(EMBEDDING_LAYER if r == 0 else str(r - 1) for r in hidden_rows),
-        ffn_layers=tuple(str(b) for b in blocks),
+        hidden_indices=tuple(hidden_rows),
+        ffn_blocks=tuple(blocks),
         words=tuple(w for item in aligned for w in item.words),
         tags=tuple(t for item in aligned for t in item.tags),
         model_name=lm.name,
@@ -683,8 +696,8 @@ def probe_table(
         Adam's learning rate; give ``LEARNING_RATES`` to try the paper's
         three and keep the best.
     seed : int, default 0
-    layers : sequence of int or "embed", optional
-        Block indices (and ``"embed"``) to probe; all by default.
+    layers : sequence of int or "embeddings", optional
+        Block indices (and ``"embeddings"``) to probe; all by default.
     progress : callable(fraction, message), optional
         Progress of the whole run (capture, then training); tqdm by default.
         The probes train on the model's device.
@@ -692,10 +705,12 @@ def probe_table(
     Returns
     -------
     pandas.DataFrame
-        One row per probed representation, in layer order: columns
-        ``layer`` (``"embed"``, ``"0"``, ``"1"``, ...), ``representation``
-        (``"hidden"`` = the block's output, ``"ffn"`` = its FFN activations;
-        the embedding layer has hidden only), ``accuracy``, ``accuracy_std``,
+        One row per probed array, in depth order: columns ``layer`` (its
+        label, :mod:`ecco_core.layers`: ``"embeddings"``, ``"block 0"`` =
+        block 0's output, ``"block 0 FFN"``, ...), ``representation``
+        (``"hidden"`` = the embeddings or a block's output, ``"ffn"`` = a
+        block's FFN activations), ``block`` (the block index; missing for
+        the embeddings), ``accuracy``, ``accuracy_std``,
         ``selectivity``, ``selectivity_std`` (fractions; mean and ddof=0
         standard deviation over trials), ``control_accuracy``,
         ``majority_accuracy`` (the most-frequent-tag baseline) and ``lr``.
@@ -724,22 +739,36 @@ def probe_table(
 def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
     """Table 1 rows from :func:`train_probes` run on ``[data.hidden_states, data.ffn]``."""
     frame = scores.to_frame().drop(columns="probe")
-    frame.insert(0, "representation", ["hidden"] * len(data.hidden_layers) + ["ffn"] * len(data.ffn_layers))
+    blocks = [index - 1 if index else None for index in data.hidden_indices] + list(data.ffn_blocks)
+    frame.insert(0, "block", pd.array(blocks, dtype="Int64"))
+    frame.insert(0, "representation", ["hidden"] * len(data.hidden_indices) + ["ffn"] * len(data.ffn_blocks))
     frame.insert(0, "layer", list(data.hidden_layers) + list(data.ffn_layers))
     frame["majority_accuracy"] = scores.majority_accuracy.mean()
     frame["lr"] = scores.lr
-    depth = frame["layer"].map(lambda layer: -1 if layer == EMBEDDING_LAYER else int(layer))
-    frame["_order"] = depth * 2 + (frame["representation"] == "ffn")
+    # Each block's output, then its FFN; the embeddings first.
+    frame["_order"] = frame["block"].fillna(-1).astype(int) * 2 + (frame["representation"] == "ffn")
     return frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
+def depth_labels(frame: pd.DataFrame) -> list[str]:
+    """Where in the stack each row of a :func:`probe_table` frame sits: "embeddings" or "block i".
+
+    A block's output and its FFN share their block's label, so the two
+    representations line up on one axis.
+    """
+    return [EMBEDDINGS if pd.isna(block) else block_label(block) for block in frame["block"]]
+
+
 def table1_markdown(frame: pd.DataFrame) -> str:
-    """A :func:`probe_table` frame laid out like the paper's Table 1, in percent, as Markdown."""
+    """A :func:`probe_table` frame laid out like the paper's Table 1, in percent, as Markdown.
+
+    One line per block (and one for the embeddings), its FFN and its output side by side.
+    """
     lines = [
         "| layer | FFN accuracy | FFN selectivity | hidden accuracy | hidden selectivity |",
         "|---|---:|---:|---:|---:|",
     ]
-    for layer, rows in frame.groupby("layer", sort=False):
+    for layer, rows in frame.groupby(depth_labels(frame), sort=False):
         cells = []
         for representation in ("ffn", "hidden"):
             row = rows[rows["representation"] == representation]
@@ -752,36 +781,42 @@ def table1_markdown(frame: pd.DataFrame) -> str:
 
 
 # The paper's Table 1 (Alammar 2021, BERT-base, UD English, percent: mean, std over 5 trials),
-# as reference data for comparisons: (layer, ffn accuracy, std, ffn selectivity, std,
-# hidden accuracy, std, hidden selectivity, std); None where the paper has no FFN.
+# as reference data for comparisons: (block, None for the embeddings; ffn accuracy, std,
+# ffn selectivity, std, hidden accuracy, std, hidden selectivity, std); None where the
+# paper has no FFN. The paper's "layer 0" is block 0 (its output and its FFN).
 _PAPER_TABLE1 = (
-    ("embed", None, None, None, None, 87.6, 0.5, 6.1, 1.1),
-    ("0", 90.5, 0.4, 9.1, 0.7, 92.2, 0.3, 13.6, 0.8),
-    ("1", 93.3, 0.5, 14.8, 0.8, 93.6, 0.4, 17.9, 1.0),
-    ("2", 87.3, 0.5, 35.9, 0.5, 94.2, 0.3, 20.9, 0.8),
-    ("3", 84.7, 0.5, 34.6, 0.3, 94.7, 0.3, 23.9, 0.7),
-    ("4", 94.2, 0.3, 18.9, 0.6, 94.9, 0.2, 27.5, 0.6),
-    ("5", 94.6, 0.3, 22.2, 0.6, 94.8, 0.3, 31.5, 0.7),
-    ("6", 93.6, 0.5, 27.1, 1.1, 94.1, 0.4, 34.3, 0.8),
-    ("7", 92.8, 0.6, 31.5, 0.5, 93.7, 0.6, 36.0, 0.4),
-    ("8", 91.9, 0.6, 34.4, 1.1, 92.4, 0.7, 37.1, 0.5),
-    ("9", 90.5, 0.4, 35.2, 0.4, 91.6, 0.6, 37.3, 0.7),
-    ("10", 88.8, 0.5, 36.4, 0.6, 90.6, 0.5, 37.3, 0.9),
-    ("11", 87.9, 0.5, 36.5, 0.8, 89.0, 0.7, 36.7, 1.1),
+    (None, None, None, None, None, 87.6, 0.5, 6.1, 1.1),
+    (0, 90.5, 0.4, 9.1, 0.7, 92.2, 0.3, 13.6, 0.8),
+    (1, 93.3, 0.5, 14.8, 0.8, 93.6, 0.4, 17.9, 1.0),
+    (2, 87.3, 0.5, 35.9, 0.5, 94.2, 0.3, 20.9, 0.8),
+    (3, 84.7, 0.5, 34.6, 0.3, 94.7, 0.3, 23.9, 0.7),
+    (4, 94.2, 0.3, 18.9, 0.6, 94.9, 0.2, 27.5, 0.6),
+    (5, 94.6, 0.3, 22.2, 0.6, 94.8, 0.3, 31.5, 0.7),
+    (6, 93.6, 0.5, 27.1, 1.1, 94.1, 0.4, 34.3, 0.8),
+    (7, 92.8, 0.6, 31.5, 0.5, 93.7, 0.6, 36.0, 0.4),
+    (8, 91.9, 0.6, 34.4, 1.1, 92.4, 0.7, 37.1, 0.5),
+    (9, 90.5, 0.4, 35.2, 0.4, 91.6, 0.6, 37.3, 0.7),
+    (10, 88.8, 0.5, 36.4, 0.6, 90.6, 0.5, 37.3, 0.9),
+    (11, 87.9, 0.5, 36.5, 0.8, 89.0, 0.7, 36.7, 1.1),
 )
 
 
 def paper_table1() -> pd.DataFrame:
     """The Ecco paper's Table 1 (BERT-base) in :func:`probe_table`'s layout, as fractions."""
     rows = []
-    for layer, *values in _PAPER_TABLE1:
+    for block, *values in _PAPER_TABLE1:
         for representation, (accuracy, accuracy_std, selectivity, selectivity_std) in (
             ("hidden", values[4:]), ("ffn", values[:4]),
         ):
             if accuracy is not None:
+                label = site_label("ffn", block) if representation == "ffn" else (
+                    residual_label(0 if block is None else block + 1)
+                )
                 rows.append({
-                    "layer": layer, "representation": representation,
+                    "layer": label, "representation": representation, "block": block,
                     "accuracy": accuracy / 100, "accuracy_std": accuracy_std / 100,
                     "selectivity": selectivity / 100, "selectivity_std": selectivity_std / 100,
                 })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["block"] = frame["block"].astype("Int64")
+    return frame

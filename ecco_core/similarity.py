@@ -37,7 +37,7 @@ above a tolerance, so no NaN comes out. Each matrix of a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .capture import Capture
+from .layers import residual_label, site_label
 from .probing import UD_ENGLISH_EWT_DEV
 
 METHODS = {
@@ -58,9 +59,11 @@ KERNELS = {
     "rbf": "k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), sigma = bandwidth * median pairwise distance",
 }
 REPRESENTATIONS = {
-    "hidden": "hidden states: embedding output (layer 0) and every block's output, (n_layers + 1) layers",
-    "ffn": "FFN activations: the input of every block's FFN output projection, n_layers layers",
+    "hidden": "hidden states: the embeddings, then every block's output ('block i'), n_layers + 1 rows",
+    "ffn": "FFN activations: the input of every block's FFN output projection ('block i FFN'), n_layers rows",
 }
+#: Axis title of each representation in a figure.
+REPRESENTATION_TITLES = {"hidden": "hidden states", "ffn": "FFN activations"}
 
 # Singular directions whose variance is below this fraction of the largest (times the
 # matrix size) are numerically zero; eigenvalues of X^T X are only accurate to about
@@ -416,6 +419,8 @@ class SimilarityMatrix:
     max_dimensions : int
         The largest number of dimensions any input kept (its numerical rank;
         for SVCCA the directions kept).
+    row_title, column_title : str
+        What the rows and the columns are (axis titles), e.g. "hidden states".
     """
 
     values: np.ndarray
@@ -426,6 +431,8 @@ class SimilarityMatrix:
     keep: float | int
     n_samples: int
     max_dimensions: int
+    row_title: str = ""
+    column_title: str = ""
 
     @property
     def label(self) -> str:
@@ -561,7 +568,10 @@ def layer_activations(captures, representation: str = "hidden", *, skip_special:
     Returns
     -------
     list of ndarray of shape (n_tokens_total, d_model) or (n_tokens_total, d_ff)
-        n_layers + 1 entries for "hidden", n_layers for "ffn".
+        n_layers + 1 entries for "hidden" (``hidden_states[0]``, the
+        embeddings, then block ``i``'s output at entry ``i + 1``), n_layers
+        for "ffn" (block ``i``'s FFN at entry ``i``); :func:`layer_labels`
+        names them.
     """
     representation = _check_choice(representation, REPRESENTATIONS, "representation")
     captures = _check_captures(captures)
@@ -606,8 +616,8 @@ def layer_similarity(
         pooled (the CCA family needs many more positions than dimensions).
     method : {"cka", "pwcca", "svcca", "cca"}
     rows, columns : {"hidden", "ffn"}
-        What each axis compares: hidden states (n_layers + 1 rows, layer 0 =
-        embeddings) or FFN activations (n_layers).
+        What each axis compares: hidden states (n_layers + 1: the embeddings,
+        then each block's output) or FFN activations (n_layers).
     kernel, bandwidth, keep : options of :func:`cka` and :func:`svcca`
     skip_special : bool
         See :func:`layer_activations`.
@@ -615,8 +625,9 @@ def layer_similarity(
     Returns
     -------
     SimilarityMatrix
-        Labels like "hidden 0" (embeddings), "hidden 3" (block 2's output),
-        "ffn 2" (block 2's FFN).
+        Labels from :mod:`ecco_core.layers`: "embeddings" (``hidden_states[0]``),
+        "block 2" (block 2's output, ``hidden_states[3]``), "block 2 FFN"
+        (``ffn[2]``).
 
     Examples
     --------
@@ -634,11 +645,18 @@ def layer_similarity(
             + "; give a longer text"
         )
     column_stack = row_stack if columns == rows else layer_activations(captures, columns, skip_special=skip_special)
-    return similarity_matrix(
+    result = similarity_matrix(
         row_stack, column_stack, method, kernel=kernel, keep=keep, bandwidth=bandwidth,
-        row_labels=[f"{rows} {layer}" for layer in range(len(row_stack))],
-        column_labels=[f"{columns} {layer}" for layer in range(len(column_stack))],
+        row_labels=layer_labels(rows, len(row_stack)), column_labels=layer_labels(columns, len(column_stack)),
     )
+    return replace(result, row_title=REPRESENTATION_TITLES[rows], column_title=REPRESENTATION_TITLES[columns])
+
+
+def layer_labels(representation: str, count: int) -> list[str]:
+    """Labels of the entries of :func:`layer_activations`: "embeddings", "block i" or "block i FFN"."""
+    if representation == "hidden":
+        return [residual_label(index) for index in range(count)]
+    return [site_label("ffn", block) for block in range(count)]
 
 
 def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int = 5) -> list[str]:

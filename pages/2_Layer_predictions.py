@@ -15,8 +15,8 @@ cap = dashboard.require_capture(cap)
 
 st.title("Layer predictions")
 st.caption(
-    "Every block's output goes through the model's own final norm and LM head, as if it were the last "
-    "layer (the logit lens). Rank 1 = the token that layer would output."
+    "Every block's output (block 0 to the last block) goes through the model's own final norm and LM head, "
+    "as if it were the last layer (the logit lens). Rank 1 = the token that block's output would produce."
 )
 
 
@@ -38,19 +38,19 @@ def cached_watch(_lm, model_name: str, text: str, candidates: tuple, k: int) -> 
 def parity_line(result: ec.Rankings) -> None:
     diff = result.max_abs_diff_vs_model
     mark = "✅" if diff < 1e-4 else "⚠️"
-    st.caption(f"{mark} last layer = model output, max |logit diff| {diff:.1e} (measured on a real forward pass)")
+    st.caption(f"{mark} last block = model output, max |logit diff| {diff:.1e} (measured on a real forward pass)")
 
 
 result = None
 with dashboard.user_errors():
-    with st.spinner("Reading every layer…"):
+    with st.spinner("Reading every block's output…"):
         result = cached_rankings(lm, cap, dashboard.capture_key(cap), 5)
 if result is None:
     st.stop()
 
-# ---- Figure 7: rank of each output token at every layer
-st.subheader("Rank of each output token at every layer")
-st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that layer's top 5; click one to follow its token.")
+# ---- Figure 7: rank of each output token at every block's output
+st.subheader("Rank of each output token at every block's output")
+st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
 figure = plots.rankings_figure(result)
 event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="lens-heatmap", width="stretch")
@@ -64,7 +64,7 @@ if st.session_state.get("lens-token", 0) >= result.n_columns:
     st.session_state["lens-token"] = 0
 column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
 st.plotly_chart(
-    plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by layer"),
+    plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
     key="lens-line", width="stretch",
 )
 dashboard.download_buttons(result.to_frame(), "layer-predictions", figure)
@@ -73,7 +73,7 @@ dashboard.download_buttons(result.to_frame(), "layer-predictions", figure)
 st.subheader("Compare candidates at one position")
 masked_hint = "" if lm.is_causal else " Put one [MASK] where the candidates go."
 st.caption(
-    "Which token would each layer put next? Words are read as they follow the text (\"is\" → \" is\"); "
+    "Which token would each block's output put next? Words are read as they follow the text (\"is\" → \" is\"); "
     "a word of several tokens is ranked by its first token." + masked_hint
 )
 default_text = cap.settings.get("text", cap.prompt_text)
@@ -88,7 +88,7 @@ picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
     picked = st.pills(
-        "Suggested: in the top 3 at some layer (click to add or remove)",
+        "Suggested: in the top 3 at some block's output (click to add or remove)",
         list(display), selection_mode="multi", format_func=lambda token_id: repr(display[token_id]),
         default=list(display)[:3],
         key=f"watch-pills-{zlib.crc32(watch_text.encode())}",
@@ -106,7 +106,7 @@ with dashboard.user_errors():
     watch_figure = plots.rankings_figure(watched)
     st.plotly_chart(watch_figure, key="watch-heatmap", width="stretch")
     st.plotly_chart(
-        plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by layer"),
+        plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by block"),
         key="watch-line", width="stretch",
     )
     dashboard.download_buttons(watched.to_frame(), "candidate-rankings", watch_figure)

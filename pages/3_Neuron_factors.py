@@ -9,6 +9,7 @@ import dashboard
 import ecco_core as ec
 from ecco_core import plots
 from ecco_core.factors import METHODS, NEGATIVES
+from ecco_core.layers import site_label
 
 METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
 MAX_FACTORS = 30
@@ -34,7 +35,7 @@ cap = dashboard.require_capture(cap)
 
 st.title("Neuron factors")
 st.caption(
-    "The FFN neurons of the chosen layers (stacked side by side) over every token, decomposed into a few "
+    "The FFN neurons of the chosen blocks (stacked side by side) over every token, decomposed into a few "
     "factors: groups of neurons that fire together. Each sparkline is one factor's activation along the text; "
     "pick a factor to shade the tokens by it (darker = higher). For a longer passage, paste it as the sidebar "
     "prompt with **Max new tokens** 0."
@@ -53,7 +54,7 @@ negatives = controls[0].selectbox(
     "splitting keeps it as a second non-negative column per neuron.",
 )
 n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, key="factors_n")
-first, last = controls[2].slider("Layers", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
+first, last = controls[2].slider("Blocks (their FFN neurons)", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
                                  key=f"factors_layers_{cap.n_layers}")
 skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",
                                     help="BOS, [CLS] and [SEP] often fire far above every other token.")
@@ -109,24 +110,24 @@ st.download_button(
 
 st.subheader("One neuron")
 st.caption("Pick a neuron (by default the one loading most on the selected factor) and see its activation on "
-           "every token; the table lists the layer's most active neurons.")
+           "every token; the table lists the most active neurons of its block's FFN.")
 strongest = top[top["factor"] == factor].iloc[0]
-# A new result (other layers, method, factors) starts from its own strongest neuron, not the last one shown.
+# A new result (other blocks, method, factors) starts from its own strongest neuron, not the last one shown.
 view = f"{method}_{negatives}_{int(n_components)}_{first}_{last}_{factor}"
 pick = st.columns([1, 1, 2])
-layer = pick[0].number_input("Layer", 0, cap.n_layers - 1, int(strongest["layer"]),
+layer = pick[0].number_input("Block (its FFN)", 0, cap.n_layers - 1, int(strongest["block"]),
                              key=f"neuron_layer_{view}")
 neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, int(strongest["neuron"]),
                               key=f"neuron_index_{view}")
 token_labels = plots.axis_labels(cap.tokens)
-rank_on = pick[2].selectbox("Rank the layer's neurons on", [None, *range(cap.n_tokens)],
+rank_on = pick[2].selectbox("Rank the FFN's neurons on", [None, *range(cap.n_tokens)],
                             format_func=lambda p: "all tokens (peak)" if p is None else token_labels[p],
                             key=f"neuron_rank_on_{cap.n_tokens}")
 with dashboard.user_errors():
     chosen = ec.neurons(cap, int(layer), ids=[int(neuron)])
     ranked = ec.neurons(cap, int(layer), top_k=10, position=rank_on)
     activation = chosen.activations[0]
-    st.plotly_chart(plots.token_bars(activation, cap.tokens, title=f"Layer {layer}, neuron {neuron}"),
+    st.plotly_chart(plots.token_bars(activation, cap.tokens, title=f"{site_label('ffn', layer)}, neuron {neuron}"),
                     key="neuron_bars")
     dashboard.show_tokens(cap, np.abs(activation))
     st.caption("Shading shows |activation|; the bars keep the sign (gated FFNs fire both ways).")
@@ -134,4 +135,4 @@ with dashboard.user_errors():
     table.insert(0, "neuron", ranked.neurons)
     table.insert(1, "|activation|" if rank_on is not None else "peak |activation|", ranked.scores)
     st.dataframe(table, hide_index=True, width="stretch")
-    dashboard.download_buttons(ranked.to_frame(), f"layer_{layer}_neurons")
+    dashboard.download_buttons(ranked.to_frame(), f"block_{layer}_ffn_neurons")

@@ -13,7 +13,8 @@ lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
 st.title("Representation similarity")
 st.caption(
-    "The paper's Figure 6: every layer's hidden states against every layer's FFN activations, scored from 0 "
+    "The paper's Figure 6: the hidden states (the embeddings, then each block's output) against each block's "
+    "FFN activations, scored from 0 "
     "(unrelated) to 1 (one is a linear transformation of the other). Token positions are the samples. CKA works "
     "on one prompt; the CCA family needs many more tokens than dimensions, so pool sentences for it."
 )

@@ -6,6 +6,7 @@ import dashboard
 import ecco_core as ec
 from dashboard import settings as limits
 from ecco_core import probing
+from ecco_core.layers import EMBEDDINGS, block_label
 from ecco_core.plots import probe_lines
 
 BUNDLED = {"UD English EWT dev (bundled)": probing.UD_ENGLISH_EWT_DEV}
@@ -18,8 +19,8 @@ lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
 st.title("Part-of-speech probes")
 st.caption(
-    "A linear probe per layer learns to predict each word's part of speech (UPOS) from the block's "
-    "output (hidden) and from its FFN activations. A second probe learns a control task where every "
+    "A linear probe per layer learns to predict each word's part of speech (UPOS) from the embeddings, "
+    "from each block's output (hidden, 'block i') and from its FFN activations ('block i FFN'). A second probe learns a control task where every "
     "word type has a fixed random tag (Hewitt & Liang, 2019): selectivity = accuracy − control "
     "accuracy, high when the layer encodes part of speech rather than letting the probe memorise words. "
     "A word's tag sits on its first sub-token. All probes of a run train together as one batched model."
@@ -34,7 +35,7 @@ def cached_table(model_name: str, corpus, n_tokens: int, layers: tuple, trials: 
     )
 
 
-layer_choices = [probing.EMBEDDING_LAYER] + list(range(lm.n_layers))
+layer_choices = [EMBEDDINGS] + list(range(lm.n_layers))
 with st.form("probe-settings"):
     left, middle, right = st.columns(3)
     source = left.radio("Data", list(BUNDLED) + [UPLOAD], key="probe_data")
@@ -49,7 +50,11 @@ with st.form("probe-settings"):
         help=f"Labelled words to probe (the paper: 10,000). At most {limits.MAX_PROBE_TOKENS} here "
         "(ECCO_MAX_PROBE_TOKENS). 67% train, 33% test.",
     )
-    layers = middle.multiselect("Layers", layer_choices, default=layer_choices, key="probe_layers")
+    layers = middle.multiselect(
+        "Layers", layer_choices, default=layer_choices, key="probe_layers",
+        format_func=lambda layer: layer if layer == EMBEDDINGS else block_label(layer),
+        help="The embeddings, and blocks (each block's output and its FFN).",
+    )
     trials = right.slider("Trials", 1, 10, 5, key="probe_trials", help="Each with its own split and control task.")
     epochs = right.number_input("Epochs", min_value=1, max_value=200, value=50, key="probe_epochs")
     rate = right.selectbox("Adam learning rate", list(LEARNING_RATES), key="probe_lr")
@@ -95,5 +100,5 @@ if table is not None:
     shown[list(percent)] = 100 * shown[list(percent)]
     st.dataframe(shown.style.format(percent), hide_index=True, key="probe_table")
     dashboard.download_buttons(table, "probing-table1", accuracy_figure)
-    with st.expander("The paper's Table 1 (BERT-base, 12 layers) for comparison"):
+    with st.expander("The paper's Table 1 (BERT-base, 12 blocks) for comparison"):
         st.markdown(probing.table1_markdown(probing.paper_table1()))

@@ -256,18 +256,19 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
-    assert chart_title(page, 1) == f"Probability of {labels[0]} by layer"
+    assert chart_title(page, 1) == f"Probability of {labels[0]} by block"
 
     column = 9
     click_heatmap_cell(page, 0, row=3, col=column)
     assert_healthy(page)
     assert selectbox_value(page, "Token") == labels[column]
-    assert chart_title(page, 1) == f"Probability of {labels[column]} by layer"
+    assert chart_title(page, 1) == f"Probability of {labels[column]} by block"
     line = chart_traces(page, 1)[0]
     np.testing.assert_allclose(line["y"], result.probs[:, column], atol=1e-3)
 
     frame = download_csv(page, "CSV")
     assert len(frame) == result.n_layers * result.n_columns
+    assert frame["layer"].tolist()[:: result.n_columns] == [f"block {b}" for b in range(result.n_layers)]
     assert frame["token"].tolist() == list(result.to_frame()["token"])
     top_tokens = frame["top_tokens"].map(ast.literal_eval)
     # Rank 1 means the token is that layer's top prediction, and nothing else does.
@@ -316,6 +317,7 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     click_heatmap_cell(page, clickable_chart(page), row=row_index, col=column_index)
     assert_healthy(page)
     cell = frame[(frame["row_index"] == row_index) & (frame["column_index"] == column_index)].iloc[0]
+    assert (cell["row"], cell["column"]) == ("block 11", "block 5 FFN")  # hidden_states[12] and ffn[5]
     closest = frame[frame["row_index"] == row_index].sort_values("value").iloc[-1]
     text = main_text(page)
     assert f"{cell['row']} vs {cell['column']}: {cell['method']} = {cell['value']:.4f}" in text
@@ -344,11 +346,11 @@ def test_probing_page_runs_small_probes(page, app_url, lm):
 
     frame = download_csv(page, "CSV")
     assert list(frame.columns) == [
-        "layer", "representation", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
+        "layer", "representation", "block", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
         "control_accuracy", "majority_accuracy", "lr",
     ]
     assert len(frame) == 1 + 2 * lm.n_layers  # the embedding (hidden only), then hidden and FFN per block
-    assert frame["layer"].astype(str).tolist()[:3] == ["embed", "0", "0"]
+    assert frame["layer"].astype(str).tolist()[:3] == ["embeddings", "block 0", "block 0 FFN"]
     assert frame[["accuracy", "control_accuracy", "majority_accuracy"]].stack().between(0, 1).all()
     assert (frame["accuracy_std"] == 0).all()  # one trial
     np.testing.assert_allclose(frame["selectivity"], frame["accuracy"] - frame["control_accuracy"], atol=1e-6)
@@ -399,14 +401,15 @@ def test_saliency_heatmap_cells_show_their_tooltip(page, app_url, default_salien
     assert f"{100 * sal.scores[row, column]:.1f}%" in tooltip
 
 
-def test_layer_predictions_heatmap_cells_show_the_layers_top_5(page, app_url, lm, default_capture):
+def test_layer_predictions_heatmap_cells_show_the_blocks_top_5(page, app_url, lm, default_capture):
     result = ec.rankings(lm, default_capture, k=5)
     open_page(page, app_url, "2_Layer_predictions")
     wait_for_charts(page, 2)
-    layer, column = 20, 4
-    tooltip = hover_heatmap_cell(page, 0, row=layer, col=column)
-    assert f"is rank {result.ranks[layer, column]}" in tooltip and "top 5" in tooltip
-    for place, token in enumerate(result.top_tokens[layer][column][:5]):
+    block, column = 20, 4  # row 20 reads block 20's output, hidden_states[21]
+    tooltip = hover_heatmap_cell(page, 0, row=block, col=column)
+    assert f"block {block}: " in tooltip and f"block {block}'s top 5" in tooltip
+    assert f"is rank {result.ranks[block, column]}" in tooltip
+    for place, token in enumerate(result.top_tokens[block][column][:5]):
         assert f"{place + 1}. {escape_token(token).replace('&lt;', '<').replace('&gt;', '>')}" in tooltip
 
 

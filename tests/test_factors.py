@@ -135,13 +135,14 @@ def test_tables_label_every_factor_token_and_neuron(cap):
     np.testing.assert_array_equal(tokens["factor_2"], result.token_activations[2])
 
     loadings = result.loadings_frame()
-    assert list(loadings.columns[:3]) == ["layer", "neuron", "sign"] and (loadings["sign"] == 1).all()
+    assert list(loadings.columns[:4]) == ["layer", "block", "neuron", "sign"] and (loadings["sign"] == 1).all()
     assert len(loadings) == result.n_neurons == 2 * cap.ffn.shape[2]
-    assert set(loadings["layer"]) == {10, 11}
+    assert set(loadings["layer"]) == {"block 10 FFN", "block 11 FFN"} and set(loadings["block"]) == {10, 11}
 
     top = result.top_neurons(5)
     assert len(top) == 4 * 5 and list(top["rank"][:5]) == [1, 2, 3, 4, 5]
-    column = (top["layer"] - 10) * cap.ffn.shape[2] + top["neuron"]
+    column = (top["block"] - 10) * cap.ffn.shape[2] + top["neuron"]
+    assert (top["layer"] == [f"block {block} FFN" for block in top["block"]]).all()
     np.testing.assert_array_equal(top["loading"], result.components[top["factor"], column])
     for _, group in top.groupby("factor"):
         magnitudes = group["loading"].abs().to_numpy()
@@ -164,10 +165,10 @@ def test_factors_work_on_every_family(tiny):
         ({"n_components": 10_000}, ValueError, r"n_components must be between 1 and \d+, got 10000"),
         ({"n_components": 2.5}, TypeError, "n_components must be an int, got float"),
         ({"method": "svd"}, ValueError, r"method must be one of \['ica', 'nmf', 'pca'\], got 'svd'"),
-        ({"layers": range(3, 3)}, ValueError, r"layers=range\(3, 3\) selects no layers; the capture has layers 0-29"),
-        ({"layers": 30}, ValueError, "layers=30: layer 30 is out of range; the capture has layers 0-29"),
-        ({"layers": [1, -1]}, ValueError, "layer -1 is out of range"),
-        ({"layers": [2, 2]}, ValueError, "repeats a layer"),
+        ({"layers": range(3, 3)}, ValueError, r"layers=range\(3, 3\) selects no blocks; the capture has blocks 0-29"),
+        ({"layers": 30}, ValueError, "layers=30: block 30 is out of range; the capture has blocks 0-29"),
+        ({"layers": [1, -1]}, ValueError, "block -1 is out of range"),
+        ({"layers": [2, 2]}, ValueError, "repeats a block"),
         ({"layers": True}, TypeError, "layers must be an int, a range, a slice or a sequence of ints"),
         ({"layers": "0-3"}, TypeError, "layers must be an int"),
         ({"positions": [0]}, ValueError, "factors need at least 2 tokens"),
@@ -182,13 +183,13 @@ def test_bad_arguments_name_themselves(cap, arguments, error, message):
 
 
 def test_activations_with_nothing_to_factor_are_refused():
-    with pytest.raises(ValueError, match="all activations of layers 0-1 are <= 0.*try negatives='split', method='pca'"):
+    with pytest.raises(ValueError, match="all activations of block 0 FFN, block 1 FFN are <= 0.*try negatives='split', method='pca'"):
         ec.factors(capture_of(-np.ones((2, 6, 8))), n_components=2, method="nmf")
     with pytest.raises(ValueError, match="do not vary over these tokens, so PCA has nothing to factor"):
         ec.factors(capture_of(np.ones((2, 6, 8))), n_components=2, method="pca")
-    with pytest.raises(ValueError, match="all activations of layers 0 are <= 0"):
+    with pytest.raises(ValueError, match="all activations of block 0 FFN are <= 0"):
         ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", layers=0)
-    with pytest.raises(ValueError, match="all activations of layers 0 are 0 on these tokens"):
+    with pytest.raises(ValueError, match="all activations of block 0 FFN are 0 on these tokens"):
         ec.factors(capture_of(np.zeros((1, 6, 8))), n_components=2, method="nmf", negatives="split")
 
 
@@ -209,10 +210,11 @@ def test_neurons_rank_by_magnitude_and_report_every_token(cap):
     np.testing.assert_array_equal(picked.activations, layer_activations[:, [7, 3]].T)
     frame = picked.to_frame()
     assert len(frame) == 2 * cap.n_tokens and list(frame["token"][: cap.n_tokens]) == list(cap.tokens)
+    assert set(frame["layer"]) == {"block 5 FFN"} and set(frame["block"]) == {5}
 
 
 def test_neurons_bad_arguments(cap):
-    with pytest.raises(ValueError, match="layer=30: layer 30 is out of range"):
+    with pytest.raises(ValueError, match="layer=30: block 30 is out of range"):
         ec.neurons(cap, 30)
     with pytest.raises(ValueError, match=r"top_k must be between 1 and 1536, got 0"):
         ec.neurons(cap, 0, top_k=0)
@@ -270,11 +272,11 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     app.slider(key="factors_layers_30").set_value((2, 3))
     app.selectbox(key="factors_negatives").set_value("split")
     run(app)
-    assert "NMF of 6144 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
+    assert "NMF of 6144 neurons of block 2 FFN, block 3 FFN" in " ".join(caption.value for caption in app.caption)
     app.selectbox(key="factors_method").set_value("pca")
     run(app)
     assert not app.error
-    assert "PCA of 3072 neurons of layers 2-3" in " ".join(caption.value for caption in app.caption)
+    assert "PCA of 3072 neurons of block 2 FFN, block 3 FFN" in " ".join(caption.value for caption in app.caption)
     app.radio(key="factors_pick").set_value(3)
     run(app)
     assert app.radio(key="factors_pick").value == 3
@@ -297,7 +299,7 @@ def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):
     cap = ec.capture(encoder, TEXT)
     assert cap.special[0] and cap.special[-1]
     captions = " ".join(caption.value for caption in app.caption)
-    assert f"NMF of {6 * encoder.d_ff} neurons of layers 0-5 over {cap.n_tokens - 2} tokens" in captions
+    assert f"NMF of {6 * encoder.d_ff} neurons of block 0 FFN to block 5 FFN over {cap.n_tokens - 2} tokens" in captions
 
 
 # ------------------------------------------------------- the factor view (Figure 9)

@@ -85,7 +85,8 @@ def test_to_frame_has_one_row_per_layer_and_token(lm, generated):
     cap, result = generated
     frame = result.to_frame()
     assert len(frame) == lm.n_layers * cap.n_generated
-    last = frame[frame["layer"] == lm.n_layers]
+    last = frame[frame["layer"] == f"block {lm.n_layers - 1}"]
+    assert (last["block"] == lm.n_layers - 1).all()
     assert (last["rank"] == 1).all()
     assert list(last["token"]) == list(cap.tokens[cap.n_input :])
     assert all(len(tokens) == result.k for tokens in frame["top_tokens"])
@@ -219,7 +220,9 @@ def test_figures_escape_tokens_and_show_ranks(generated):
     assert heat.text.shape == result.ranks.shape and heat.text[-1][0] == "1"
     np.testing.assert_allclose(heat.z, np.log10(result.ranks))
     cells = figure.data[1]  # the layer the pointer meets carries the hover text, cell by cell, row-major
-    assert "the layer's top 5" in cells.hovertext[0] and len(cells.hovertext) == result.ranks.size
+    assert cells.hovertext[0].startswith("block 0: ") and "block 0's top 5" in cells.hovertext[0]
+    assert len(cells.hovertext) == result.ranks.size
+    assert list(figure.data[0].y) == [f"block {block}" for block in range(result.n_layers)]
     lines = plots.layer_probability_figure(result, [0])
     np.testing.assert_allclose(lines.data[0].y, result.probs[:, 0])
     with pytest.raises(ValueError, match="out of range"):
@@ -242,14 +245,14 @@ def _figure(app, index: int) -> dict:
 def test_page_shows_rankings_parity_and_candidates(lm):
     app = run(page("pages/2_Layer_predictions.py"))
     assert app.title[0].value == "Layer predictions"
-    assert any("last layer = model output, max |logit diff|" in c.value for c in app.caption)
+    assert any("last block = model output, max |logit diff|" in c.value for c in app.caption)
     heat = _figure(app, 0)["data"][0]
     assert len(heat["text"]) == lm.n_layers and set(heat["text"][-1]) == {"1"}  # greedy: rank 1 at the output
     token = app.selectbox(key="lens-token")
     assert len(token.options) == 20
     token.set_value(3)
     run(app)
-    assert "by layer" in _figure(app, 1)["layout"]["title"]["text"]
+    assert "by block" in _figure(app, 1)["layout"]["title"]["text"]
 
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are")

@@ -104,7 +104,8 @@ def test_collect_shapes_and_padding_do_not_matter(tiny):
     assert batched.n_tokens == 150
     assert batched.hidden_states.shape == (tiny.n_layers + 1, 150, tiny.d_model)
     assert batched.ffn.shape == (tiny.n_layers, 150, tiny.d_ff)
-    assert batched.hidden_layers == ("embed", "0", "1") and batched.ffn_layers == ("0", "1")
+    assert batched.hidden_layers == ("embeddings", "block 0", "block 1")
+    assert batched.ffn_layers == ("block 0 FFN", "block 1 FFN")
     assert batched.tags[:7] == ("ADP", "DET", "PROPN", "VERB", "DET", "NOUN", "PUNCT")
     # Right padding with an attention mask leaves every real token's representations unchanged.
     np.testing.assert_allclose(batched.hidden_states, alone.hidden_states, atol=2e-4, rtol=1e-3)
@@ -113,7 +114,7 @@ def test_collect_shapes_and_padding_do_not_matter(tiny):
 
 def test_collect_matches_a_plain_capture_of_the_sentence(encoder):
     sentence = ec.read_conllu(DEV)[1]
-    data = probing.collect(encoder, [sentence], layers=["embed", 2], progress=lambda f, m: None)
+    data = probing.collect(encoder, [sentence], layers=["embeddings", 2], progress=lambda f, m: None)
     cap = ec.capture(encoder, " ".join(sentence.words))
     positions = list(probing.align(encoder.tokenizer, sentence).positions)
     np.testing.assert_allclose(data.hidden_states, cap.hidden_states[[0, 3]][:, positions], atol=1e-5)
@@ -123,7 +124,7 @@ def test_collect_matches_a_plain_capture_of_the_sentence(encoder):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(layers=[7]), ValueError, r"layers holds 7; allowed: 'embed' and block indices 0 to 5"),
+        (dict(layers=[7]), ValueError, r"layers holds 7; allowed: 'embeddings' and block indices 0 to 5"),
         (dict(layers=[]), ValueError, r"layers is empty"),
         (dict(n_tokens=0), ValueError, r"n_tokens must be at least 1, got 0"),
         (dict(n_tokens=2.5), TypeError, r"n_tokens must be an int"),
@@ -232,22 +233,26 @@ def test_stack_shape_is_checked():
 def test_probe_table_on_the_encoder(encoder):
     seen = []
     table = ec.probe_table(
-        encoder, DEV, n_tokens=400, trials=2, epochs=4, layers=["embed", 0, 5],
+        encoder, DEV, n_tokens=400, trials=2, epochs=4, layers=["embeddings", 0, 5],
         progress=lambda fraction, message: seen.append(fraction),
     )
-    assert list(table.columns[:6]) == [
-        "layer", "representation", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
+    assert list(table.columns[:7]) == [
+        "layer", "representation", "block", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
     ]
     assert list(zip(table.layer, table.representation)) == [
-        ("embed", "hidden"), ("0", "hidden"), ("0", "ffn"), ("5", "hidden"), ("5", "ffn"),
+        ("embeddings", "hidden"), ("block 0", "hidden"), ("block 0 FFN", "ffn"),
+        ("block 5", "hidden"), ("block 5 FFN", "ffn"),
     ]
+    assert table.block.isna().tolist() == [True, False, False, False, False]
+    assert table.block.iloc[1:].tolist() == [0, 0, 5, 5]
     # Real representations of real text: every probe beats the most-frequent-tag guess and its control task.
     assert (table.accuracy > table.majority_accuracy + 0.2).all()
     assert (table.selectivity > 0).all()
     assert np.allclose(table.selectivity, table.accuracy - table.control_accuracy)
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
     markdown = probing.table1_markdown(table)
-    assert markdown.splitlines()[2].startswith("| embed | - | - | ")
+    assert markdown.splitlines()[2].startswith("| embeddings | - | - | ")
+    assert markdown.splitlines()[3].startswith("| block 0 | ")
 
 
 # --------------------------------------------------------------------- page
@@ -263,14 +268,14 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     app.number_input(key="probe_tokens").set_value(200)
     app.slider(key="probe_trials").set_value(1)
     app.number_input(key="probe_epochs").set_value(10)
-    app.multiselect(key="probe_layers").set_value(["embed", 0, encoder.n_layers - 1])
+    app.multiselect(key="probe_layers").set_value(["embeddings", 0, encoder.n_layers - 1])
     _probe_button(app).click()
     run(app)
     assert not app.error, [e.value for e in app.error]
     shown = app.dataframe[0].value
     assert list(zip(shown.layer, shown.representation)) == [
-        ("embed", "hidden"), ("0", "hidden"), ("0", "ffn"),
-        (str(encoder.n_layers - 1), "hidden"), (str(encoder.n_layers - 1), "ffn"),
+        ("embeddings", "hidden"), ("block 0", "hidden"), ("block 0 FFN", "ffn"),
+        (f"block {encoder.n_layers - 1}", "hidden"), (f"block {encoder.n_layers - 1} FFN", "ffn"),
     ]
     assert (shown.accuracy > 30).all() and (shown.accuracy <= 100).all()  # percent, well above chance
     assert f"Table 1 for {encoder.name}" in app.subheader[0].value
@@ -287,14 +292,16 @@ def test_probe_lines_draw_hidden_and_ffn_by_layer_with_error_bars():
 
     paper = probing.paper_table1()
     assert probing.table1_markdown(paper).splitlines()[5] == (
-        "| 2 | 87.3 (±0.5) | 35.9 (±0.5) | 94.2 (±0.3) | 20.9 (±0.8) |"
+        "| block 2 | 87.3 (±0.5) | 35.9 (±0.5) | 94.2 (±0.3) | 20.9 (±0.8) |"
     )
     figure = probe_lines(paper, "selectivity")
     hidden, ffn = figure.data
     assert (hidden.name, ffn.name) == ("hidden states", "FFN activations")
-    assert list(hidden.x) == ["embed"] + [str(layer) for layer in range(12)] and list(ffn.x)[0] == "0"
+    assert list(hidden.x) == ["embeddings"] + [f"block {block}" for block in range(12)]
+    assert list(ffn.x) == [f"block {block}" for block in range(12)]  # a block's FFN on its block's tick
+    assert hidden.hovertext[1] == "block 0" and ffn.hovertext[0] == "block 0 FFN"
     np.testing.assert_allclose(hidden.y, 100 * paper[paper.representation == "hidden"].selectivity)
     np.testing.assert_allclose(ffn.error_y.array, 100 * paper[paper.representation == "ffn"].selectivity_std)
-    assert list(figure.layout.xaxis.categoryarray)[:2] == ["embed", "0"]
+    assert list(figure.layout.xaxis.categoryarray)[:2] == ["embeddings", "block 0"]
     with pytest.raises(ValueError, match="metric 'loss' is not one of: accuracy, selectivity"):
         probe_lines(paper, "loss")

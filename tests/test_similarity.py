@@ -236,7 +236,8 @@ def captures(lm, sentences):
 def test_figure_6_on_real_sentences(lm, captures):
     result = sim.layer_similarity(captures, "cka")
     assert result.values.shape == (lm.n_layers + 1, lm.n_layers)
-    assert result.row_labels[0] == "hidden 0" and result.column_labels[-1] == f"ffn {lm.n_layers - 1}"
+    assert result.row_labels[:2] == ("embeddings", "block 0")
+    assert result.column_labels[-1] == f"block {lm.n_layers - 1} FFN"
     assert result.n_samples == sum(cap.n_tokens - int(cap.special.sum()) for cap in captures)
     assert np.all((result.values >= 0) & (result.values <= 1))
     # A block's FFN reads (a norm of) that block's input: its activations should be closer to the
@@ -290,8 +291,10 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     app = run(page("pages/4_Similarity.py"))
     assert app.title[0].value == "Representation similarity"
     cells, title = _heatmap(app)
-    assert cells["y"] == [f"hidden {layer}" for layer in range(lm.n_layers + 1)]
-    assert cells["x"] == [f"ffn {layer}" for layer in range(lm.n_layers)]
+    assert cells["y"] == ["embeddings"] + [f"block {block}" for block in range(lm.n_layers)]
+    assert cells["x"] == [f"block {block} FFN" for block in range(lm.n_layers)]
+    layout = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
+    assert (layout["yaxis"]["title"]["text"], layout["xaxis"]["title"]["text"]) == ("hidden states", "FFN activations")
     assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
     assert title.startswith("CKA (linear)")
     assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
