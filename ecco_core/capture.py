@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import capture_file
+from .capture_file import MAX_CAPTURE_BYTES
 from .models import LM
 
 MAX_NEW_TOKENS_LIMIT = 1024
@@ -169,24 +171,23 @@ class Capture:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Capture":
-        """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            return cls(
-                tokens=tuple(meta["tokens"]),
-                token_ids=data["token_ids"],
-                n_input=int(meta["n_input"]),
-                hidden_states=data["hidden_states"],
-                ffn=data["ffn"],
-                top_ids=data["top_ids"],
-                top_probs=data["top_probs"],
-                top_tokens=tuple(tuple(row) for row in meta["top_tokens"]),
-                model_name=meta["model_name"],
-                causal=bool(meta["causal"]),
-                special=data["special"],
-                settings=meta["settings"],
-            )
+    def load(cls, path: str | Path, *, max_bytes: int = MAX_CAPTURE_BYTES) -> "Capture":
+        """Read a file written by :meth:`save`.
+
+        Declared shapes are checked for consistency, and their total against
+        ``max_bytes`` (1 GiB by default), before anything is decompressed; any
+        damaged or crafted file raises one ``ValueError`` saying what is wrong.
+        """
+        meta, arrays = capture_file.read(path, max_bytes)
+        return cls(
+            tokens=tuple(meta["tokens"]),
+            n_input=meta["n_input"],
+            top_tokens=tuple(tuple(row) for row in meta["top_tokens"]),
+            model_name=meta["model_name"],
+            causal=meta["causal"],
+            settings=meta["settings"],
+            **arrays,
+        )
 
 
 # ------------------------------------------------------------------ hooks

@@ -64,3 +64,130 @@ def test_a_missing_or_empty_local_folder_is_named_as_such(tmp_path):
         ec.load("no-such-folder/model")
     with pytest.raises(ValueError, match="the folder holds no readable config.json"):
         ec.load(str(tmp_path))
+
+
+# ----------------------------------------------------------- capture files
+@pytest.fixture(scope="module")
+def saved(paris, tmp_path_factory):
+    """The bytes of a real capture file."""
+    path = tmp_path_factory.mktemp("saved") / "paris.npz"
+    paris.save(path)
+    return path.read_bytes()
+
+
+def _npz(path, arrays, headers=None):
+    """Write an npz of ``arrays``; ``headers`` maps a name to (shape, dtype) declared over a few bytes of data."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w") as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+        for name, (shape, dtype) in (headers or {}).items():
+            with archive.open(name + ".npy", "w") as member:
+                np.lib.format.write_array_header_1_0(
+                    member, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+                member.write(bytes(4096))
+    return path
+
+
+def _arrays_of(saved, tmp_path):
+    path = tmp_path / "real.npz"
+    path.write_bytes(saved)
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _damaged(saved, tmp_path, damage):
+    """A damaged copy of a real capture file."""
+    path = tmp_path / f"{damage}.npz"
+    data = bytearray(saved)
+    if damage == "empty":
+        data = b""
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage.startswith("bit flip at "):
+        at = int(len(data) * float(damage.removeprefix("bit flip at ")))
+        data[at] ^= 0x10
+    elif damage == "not a zip":
+        data = b"hidden_states,ffn\n1,2\n"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not a zip"]
+                         + [f"bit flip at {where}" for where in (0.0, 0.001, 0.3, 0.7, 0.999)])
+def test_a_damaged_capture_file_is_one_clear_error(saved, tmp_path, damage):
+    path = _damaged(saved, tmp_path, damage)
+    with pytest.raises(ValueError, match=rf"path '{path}' is not a valid capture file: "):
+        ec.Capture.load(path)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_decompressed(saved, tmp_path):
+    import tracemalloc
+
+    arrays = _arrays_of(saved, tmp_path)
+    n_tokens = len(arrays["token_ids"])
+    bomb = {name: arrays.pop(name).shape for name in ("hidden_states", "ffn")}
+    # 2**31 bytes of float32 declared, consistent with the rest, in a file of a few kB
+    headers = {"hidden_states": ((2**17 + 1, n_tokens, 576 * 8), "<f4"), "ffn": ((2**17, n_tokens, 8), "<f4")}
+    assert bomb  # the real shapes are replaced
+    path = _npz(tmp_path / "bomb.npz", arrays, headers)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"is not a valid capture file: its arrays declare \d+ bytes once "
+                                             r"decompressed; max_bytes allows 1073741824"):
+            ec.Capture.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 50 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ffn": None}, r"it holds \['hidden_states', 'meta', 'special', 'token_ids', 'top_ids', 'top_probs'\]; "
+                    r"exactly \['ffn', "),
+    ({"extra": np.zeros(3)}, r"exactly \['ffn', 'hidden_states', 'meta'"),
+    ({"special": np.zeros(3, bool)}, r"special declares shape \(3,\), which does not fit token_ids"),
+    ({"ffn": np.zeros((2, 3), np.float32)}, r"ffn declares shape \(2, 3\) and dtype float32; 3 axes"),
+    ({"token_ids": np.array(["a", "b"])}, r"token_ids declares shape \(2,\) and dtype <U1; 1 axes of kind 'iu'"),
+    ({"meta": np.array("{not json")}, r"JSONDecodeError"),
+    ({"meta": np.array("[1, 2]")}, r"meta is a JSON list; an object is expected"),
+    ({"meta": np.zeros(2)}, r"meta declares shape \(2,\)"),
+])
+def test_a_crafted_capture_file_is_one_clear_error(saved, tmp_path, change, message):
+    arrays = _arrays_of(saved, tmp_path)
+    arrays.update(change)
+    path = _npz(tmp_path / "crafted.npz", {name: array for name, array in arrays.items() if array is not None})
+    with pytest.raises(ValueError, match=rf"path '{path}' is not a valid capture file: .*{message}"):
+        ec.Capture.load(path)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tokens", ["only one"], r"meta's tokens and top_tokens must be 6 strings and 6 lists of"),
+    ("n_input", 99, r"meta\['n_input'\] is 99; 0 to 6"),
+    ("n_input", "3", r"meta\['n_input'\] is '3'; a JSON int is expected"),
+    ("causal", None, r"meta\['causal'\] is None; a JSON bool"),
+    ("settings", None, r"meta\['settings'\] is None; a JSON dict"),
+])
+def test_capture_metadata_is_checked_against_the_arrays(paris, saved, tmp_path, key, value, message):
+    import json
+
+    arrays = _arrays_of(saved, tmp_path)
+    meta = json.loads(str(arrays["meta"]))
+    assert len(meta["tokens"]) == paris.n_tokens == 6
+    meta[key] = value
+    path = _npz(tmp_path / "meta.npz", {**arrays, "meta": np.array(json.dumps(meta))})
+    with pytest.raises(ValueError, match=rf"is not a valid capture file: {message}"):
+        ec.Capture.load(path)
+
+
+def test_a_real_capture_file_still_loads_and_a_bound_can_be_raised(paris, saved, tmp_path):
+    path = tmp_path / "paris.npz"
+    path.write_bytes(saved)
+    again = ec.Capture.load(path)
+    assert again.tokens == paris.tokens and np.array_equal(again.hidden_states, paris.hidden_states)
+    with pytest.raises(ValueError, match=r"its arrays declare \d+ bytes once decompressed; max_bytes allows 1000"):
+        ec.Capture.load(path, max_bytes=1000)
+    with pytest.raises(ValueError, match=r"max_bytes must be a positive int, got 0"):
+        ec.Capture.load(path, max_bytes=0)
