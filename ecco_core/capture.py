@@ -24,6 +24,7 @@ Nothing is stored on the model, and the hooks are removed in a ``finally``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from .capture_file import MAX_CAPTURE_BYTES
 from .models import LM
 
 MAX_NEW_TOKENS_LIMIT = 1024
+# Vocabulary-wide logits are made this many bytes at a time (capture's top-k, the lens, saliency's backward).
+DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,48 +207,93 @@ class Recording:
     hidden_states: list = field(default_factory=list)
     ffn: list = field(default_factory=list)
 
+    def keep(self, site: str, tensor: torch.Tensor) -> None:
+        """Keep one tensor the hooks saw; ``site`` is ``"hidden_states"`` or ``"ffn"``."""
+        getattr(self, site).append(tensor)
+
+    def counts(self) -> tuple[int, int]:
+        """How many hidden states and FFN activations were recorded."""
+        return len(self.hidden_states), len(self.ffn)
+
+
+class ArrayRecording(Recording):
+    """A recording that copies each tensor at once into float32 numpy arrays, batch row 0 only.
+
+    Holding the tensors until the pass ends (as :class:`Recording` does) keeps
+    every layer alive at the model's width and dtype beside the arrays made
+    from them; copying as the pass goes keeps one layer at a time beyond the
+    arrays, wherever the model runs.
+
+    Attributes
+    ----------
+    hidden_states : ndarray of shape (n_layers + 1, n_tokens, d_model), float32
+    ffn : ndarray of shape (n_layers, n_tokens, d_ff), float32
+    """
+
+    def __init__(self, n_layers: int, n_tokens: int, d_model: int, d_ff: int):
+        super().__init__(
+            hidden_states=np.empty((n_layers + 1, n_tokens, d_model), dtype=np.float32),
+            ffn=np.empty((n_layers, n_tokens, d_ff), dtype=np.float32),
+        )
+        self._filled = {"hidden_states": 0, "ffn": 0}
+
+    def keep(self, site: str, tensor: torch.Tensor) -> None:
+        index = self._filled[site]
+        self._filled[site] += 1
+        if index < len(getattr(self, site)):
+            getattr(self, site)[index] = tensor[0].detach().float().cpu().numpy()
+
+    def counts(self) -> tuple[int, int]:
+        return self._filled["hidden_states"], self._filled["ffn"]
+
 
 def _first_tensor(value):
     return value[0] if isinstance(value, (tuple, list)) else value
 
 
 @contextmanager
-def recording(lm: LM) -> Iterator[Recording]:
+def recording(lm: LM, record: Recording | None = None) -> Iterator[Recording]:
     """Record hidden states and FFN activations of the forward passes this thread makes inside the block.
 
     Works for padded batches too (probing uses it); the hooks are removed on
-    exit, also when the forward raises. Usage::
+    exit, also when the forward raises. ``record`` says where the tensors go
+    (an :class:`ArrayRecording` copies them to numpy as they come); a new
+    :class:`Recording` keeps them by default. Usage::
 
         with recording(lm) as rec:
             lm.model(input_ids)
         rec.hidden_states  # list of n_layers + 1 tensors (batch, n_tokens, d_model)
     """
-    record = Recording()
+    record = Recording() if record is None else record
     blocks = lm.blocks
     n_layers = len(blocks)
     handles = []
     # The model is shared by every session of the app, so other threads run forward
     # passes through these same modules while the hooks are on: record only our own.
     owner = threading.get_ident()
+    batch_and_tokens = []  # of the last hidden state: OPT's FFN sees them flattened
+
+    def keep_hidden(hidden):
+        batch_and_tokens[:] = hidden.shape[:2]
+        record.keep("hidden_states", hidden)
 
     def block_input(module, args, kwargs):
         if threading.get_ident() != owner:
             return
-        hidden = args[0] if args else kwargs["hidden_states"]
-        record.hidden_states.append(_first_tensor(hidden))
+        keep_hidden(_first_tensor(args[0] if args else kwargs["hidden_states"]))
 
     def block_output(module, args, output):
         if threading.get_ident() != owner:
             return
-        record.hidden_states.append(_first_tensor(output))
+        keep_hidden(_first_tensor(output))
 
     def ffn_input(module, args):
         if threading.get_ident() != owner:
             return
         activations = args[0]
         if activations.dim() == 2:  # OPT flattens (batch, n_tokens) before its FFN
-            activations = activations.view(*record.hidden_states[-1].shape[:2], -1)
-        record.ffn.append(activations)
+            activations = activations.view(*batch_and_tokens, -1)
+        record.keep("ffn", activations)
 
     try:
         handles.append(blocks[0].register_forward_pre_hook(block_input, with_kwargs=True))
@@ -256,10 +304,11 @@ def recording(lm: LM) -> Iterator[Recording]:
     finally:
         for handle in handles:
             handle.remove()
-    if record.ffn and (len(record.hidden_states) != n_layers + 1 or len(record.ffn) != n_layers):
+    n_hidden, n_ffn = record.counts()
+    if n_ffn and (n_hidden != n_layers + 1 or n_ffn != n_layers):
         raise RuntimeError(
             f"expected {n_layers + 1} hidden states and {n_layers} FFN activations from one forward pass, "
-            f"recorded {len(record.hidden_states)} and {len(record.ffn)}: the hooks saw more than one pass "
+            f"recorded {n_hidden} and {n_ffn}: the hooks saw more than one pass "
             "or the family table is wrong for this model"
         )
 
@@ -305,6 +354,22 @@ def encode_answer(lm: LM, answer: str) -> list[int]:
     """Token ids of a given answer as it continues a prompt (no special tokens)."""
     _check_text(answer, "answer")
     return lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+
+def without_cache(module: torch.nn.Module) -> dict:
+    """Keyword arguments that stop a one-off forward of ``module`` from building a KV cache it would return.
+
+    Causal models make one by default (on a 1,024-token text it more than
+    doubles the pass's transient memory); encoders take no such argument.
+    """
+    return {"use_cache": False} if "use_cache" in inspect.signature(module.forward).parameters else {}
+
+
+def check_chunk_bytes(max_chunk_bytes) -> int:
+    """Raise a ValueError unless ``max_chunk_bytes`` is a positive int; return it."""
+    if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, (int, np.integer)) or max_chunk_bytes < 1:
+        raise ValueError(f"max_chunk_bytes must be a positive int (bytes), got {max_chunk_bytes!r}")
+    return int(max_chunk_bytes)
 
 
 # ------------------------------------------------------------- generation
@@ -365,6 +430,27 @@ def _eos_ids(lm: LM) -> set[int]:
 
 
 # ---------------------------------------------------------------- capture
+def _top_predictions(lm: LM, last_hidden: torch.Tensor, k: int, max_chunk_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's top ``k`` token ids and probabilities at every position, from the logits in chunks.
+
+    ``last_hidden`` is the base model's output of shape (n_tokens, d_model);
+    returns arrays of shape (n_tokens, k), int64 and float32 (k is 0 without a head).
+    """
+    n_tokens = last_hidden.shape[0]
+    if not lm.has_head:
+        return np.zeros((n_tokens, 0), dtype=np.int64), np.zeros((n_tokens, 0), dtype=np.float32)
+    k = min(k, lm.vocab_size)
+    rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
+    top_ids = np.empty((n_tokens, k), dtype=np.int64)
+    top_probs = np.empty((n_tokens, k), dtype=np.float32)
+    for start in range(0, n_tokens, rows_per_chunk):
+        log_probs = torch.log_softmax(lm.apply_head(last_hidden[start : start + rows_per_chunk]).float(), dim=-1)
+        top = torch.topk(log_probs, k, dim=-1)
+        top_ids[start : start + rows_per_chunk] = top.indices.cpu().numpy()
+        top_probs[start : start + rows_per_chunk] = top.values.exp().cpu().numpy()
+    return top_ids, top_probs
+
+
 def capture(
     lm: LM,
     text: str,
@@ -378,6 +464,7 @@ def capture(
     stop_at_eos: bool = True,
     k: int = 10,
     max_answer_tokens: int | None = None,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Capture:
     """Generate from ``text`` (causal models), then record one forward pass over everything.
 
@@ -405,6 +492,11 @@ def capture(
     max_answer_tokens : int, optional
         Refuse a given ``answer`` longer than this many tokens, as generation
         is bounded by ``max_new_tokens`` (a shared deployment passes its limit).
+    max_chunk_bytes : int, default 64 MiB
+        The top-k predictions are read from the logits of this many bytes of
+        positions at a time (float32, vocabulary-wide), so the logits of the
+        whole text are never held at once and the peak stays near the size of
+        the returned arrays.
 
     Returns
     -------
@@ -440,6 +532,7 @@ def capture(
         raise ValueError(f"max_answer_tokens must be a positive int or None, got {max_answer_tokens!r}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    check_chunk_bytes(max_chunk_bytes)
 
     input_ids = encode_prompt(lm, text)
     answer_ids: list[int] = []
@@ -464,27 +557,20 @@ def capture(
     )
     token_ids = np.array(input_ids + new_ids, dtype=np.int64)
 
-    with torch.inference_mode(), recording(lm) as record:
-        output = lm.model(input_ids=torch.tensor(token_ids[None], device=lm.device))
-    hidden_states = torch.stack([h[0] for h in record.hidden_states]).float().cpu().numpy()
-    ffn = torch.stack([a[0] for a in record.ffn]).float().cpu().numpy()
-
-    logits = getattr(output, "logits", None)
-    if logits is not None:
-        probs = torch.softmax(logits[0].float(), dim=-1)
-        top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
-        top_ids = top.indices.cpu().numpy()
-        top_probs = top.values.cpu().numpy()
-    else:
-        top_ids = np.zeros((len(token_ids), 0), dtype=np.int64)
-        top_probs = np.zeros((len(token_ids), 0), dtype=np.float32)
+    record = ArrayRecording(lm.n_layers, len(token_ids), lm.d_model, lm.d_ff)
+    with torch.inference_mode():
+        with recording(lm, record):
+            output = lm.model.base_model(
+                input_ids=torch.tensor(token_ids[None], device=lm.device), **without_cache(lm.model.base_model)
+            )
+        top_ids, top_probs = _top_predictions(lm, output.last_hidden_state[0], k, max_chunk_bytes)
 
     return Capture(
         tokens=token_strings(lm.tokenizer, token_ids),
         token_ids=token_ids,
         n_input=len(input_ids),
-        hidden_states=hidden_states,
-        ffn=ffn,
+        hidden_states=record.hidden_states,
+        ffn=record.ffn,
         top_ids=top_ids,
         top_probs=top_probs,
         top_tokens=tuple(token_strings(lm.tokenizer, row) for row in top_ids),

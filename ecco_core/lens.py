@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .capture import Capture, as_following_word, encode_prompt, recording, token_strings
+from .capture import (
+    DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, encode_prompt, recording, token_strings,
+)
 from .layers import block_label
 from .models import LM
-
-DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 KINDS = {
     "generated": "each generated token, ranked at the position before it (what the model was about to write)",
@@ -175,11 +175,6 @@ def _head_device(lm: LM) -> torch.device:
     return lm.device
 
 
-def _vocab_size(lm: LM) -> int:
-    head = lm.model.get_output_embeddings()
-    return head.weight.shape[0] if head is not None else lm.config.vocab_size
-
-
 # ------------------------------------------------------------ the lens
 @torch.inference_mode()
 def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int,
@@ -191,14 +186,15 @@ def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_
     absolute difference between the last layer's logits and ``model_logits``
     (n_columns, vocab_size), taken as the last layer's chunks go by.
     """
+    check_chunk_bytes(max_chunk_bytes)
     n_layers, n_columns, d_model = hidden.shape
-    k = min(k, _vocab_size(lm))
+    k = min(k, lm.vocab_size)
     rows = hidden.reshape(-1, d_model)
     last_layer_start = (n_layers - 1) * n_columns
     device, dtype = _head_device(lm), lm.embeddings.weight.dtype
     model_logits = model_logits.to(device)
     targets = torch.as_tensor(np.tile(target_ids, n_layers), device=device)[:, None]
-    rows_per_chunk = max(1, max_chunk_bytes // (4 * _vocab_size(lm)))
+    rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
     ranks, probs, top_ids, top_probs = [], [], [], []
     max_abs_diff = 0.0
     for start in range(0, len(rows), rows_per_chunk):
@@ -388,7 +384,7 @@ def _read_position(lm: LM, text: str) -> tuple[list[int], int]:
 def _candidate_ids(lm: LM, text: str, candidate) -> list[int]:
     """Token ids of one candidate as it would follow ``text`` (or fill its mask)."""
     tokenizer = lm.tokenizer
-    vocab_size = _vocab_size(lm)
+    vocab_size = lm.vocab_size
     if isinstance(candidate, (int, np.integer)) and not isinstance(candidate, bool):
         if not 0 <= candidate < vocab_size:
             raise ValueError(f"candidate token id {candidate} is outside the vocabulary (0 .. {vocab_size - 1})")

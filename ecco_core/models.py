@@ -256,6 +256,12 @@ class LM:
         return getattr(projection, "in_features", None) or projection.nx
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the LM head (the logits' width), else the config's vocabulary size."""
+        head = self.model.get_output_embeddings()
+        return head.weight.shape[0] if head is not None else self.config.vocab_size
+
+    @property
     def final_norm(self) -> list[nn.Module]:
         found = (_get(self.model.base_model, path) for path in self.spec.final_norm)
         return [module for module in found if module is not None]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ecco_core as ec
-from ecco_core.capture import as_following_word
+from ecco_core.capture import DEFAULT_CHUNK_BYTES, as_following_word
 from families import TINY_D_FF, TINY_D_MODEL, TINY_N_LAYERS
 
 
@@ -51,6 +51,25 @@ def test_arrays_are_what_they_say(lm, cap):
     np.testing.assert_allclose(cap.hidden_states[0], output.hidden_states[0][0].numpy(), atol=1e-6)
     # Hugging Face normalises its last hidden state; ours is the raw block output
     assert not np.allclose(cap.hidden_states[-1], output.hidden_states[-1][0].numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("max_chunk_bytes", [1, 3 * 4 * 49152, DEFAULT_CHUNK_BYTES])
+def test_top_predictions_are_the_models_own_softmax_whatever_the_chunk(lm, cap, max_chunk_bytes):
+    # 1 byte: one position per chunk; 3 positions' logits: chunks that do not divide the 11 positions
+    chunked = ec.capture(lm, "The keys to the cabinet", max_new_tokens=6, max_chunk_bytes=max_chunk_bytes)
+    with torch.inference_mode():
+        probs = torch.softmax(lm.model(input_ids=torch.tensor(cap.token_ids[None])).logits[0], dim=-1)
+    top = torch.topk(probs, 10, dim=-1)
+    np.testing.assert_array_equal(chunked.top_ids, top.indices.numpy())
+    np.testing.assert_allclose(chunked.top_probs, top.values.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(chunked.hidden_states, cap.hidden_states)
+    np.testing.assert_array_equal(chunked.ffn, cap.ffn)
+
+
+@pytest.mark.parametrize("max_chunk_bytes", [0, -5, 2.5, True, "64MB"])
+def test_bad_chunk_size_is_named(lm, max_chunk_bytes):
+    with pytest.raises(ValueError, match="max_chunk_bytes must be a positive int"):
+        ec.capture(lm, "Hello", max_chunk_bytes=max_chunk_bytes)
 
 
 def test_every_family_captures_the_promised_shapes(tiny):
