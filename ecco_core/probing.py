@@ -34,10 +34,12 @@ fast tokenizer.
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import conllu
 import numpy as np
@@ -57,6 +59,8 @@ UPOS_TAGS = (
 )
 LEARNING_RATES = (0.1, 1e-3, 1e-5)
 TEST_FRACTION = 0.33
+# Fewer test tokens per trial than this give accuracies too coarse to compare (a warning says so).
+MIN_TEST_TOKENS = 100
 
 Progress = Callable[[float, str], None]
 
@@ -93,22 +97,53 @@ def _conllu_text(source) -> str:
     )
 
 
-def _check_lines(text: str) -> None:
-    """Raise a ValueError naming the first malformed line (``conllu`` itself accepts short lines)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 10:
-            raise ValueError(
-                f"CoNLL-U line {number} has {len(fields)} tab-separated fields, expected 10: {line[:80]!r}"
-            )
-        if not _ID.match(fields[0]):
-            raise ValueError(f"CoNLL-U line {number} has the invalid ID {fields[0]!r}: {line[:80]!r}")
-        if fields[0].isdigit() and fields[3] not in UPOS_TAGS:
-            raise ValueError(
-                f"CoNLL-U line {number} has the UPOS tag {fields[3]!r}; allowed: {', '.join(UPOS_TAGS)}"
-            )
+def _check_line(number: int, line: str) -> None:
+    """Raise a ValueError naming line ``number`` if it is malformed (``conllu`` itself accepts short lines)."""
+    if line.startswith("#"):
+        return
+    fields = line.split("\t")
+    if len(fields) != 10:
+        raise ValueError(
+            f"CoNLL-U line {number} has {len(fields)} tab-separated fields, expected 10: {line[:80]!r}"
+        )
+    if not _ID.match(fields[0]):
+        raise ValueError(f"CoNLL-U line {number} has the invalid ID {fields[0]!r}: {line[:80]!r}")
+    if fields[0].isdigit() and fields[3] not in UPOS_TAGS:
+        raise ValueError(
+            f"CoNLL-U line {number} has the UPOS tag {fields[3]!r}; allowed: {', '.join(UPOS_TAGS)}"
+        )
+
+
+def _sentence_blocks(text: str) -> Iterator[str]:
+    """Each sentence's lines (blank lines separate sentences), checked only as they are reached."""
+    block = []
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if line.strip():
+            _check_line(number, line.rstrip("\r\n"))
+            block.append(line)
+        elif block:
+            yield "".join(block)
+            block = []
+    if block:
+        yield "".join(block)
+
+
+def iter_conllu(source) -> Iterator[Sentence]:
+    """The sentences of :func:`read_conllu`, each read and checked only when asked for.
+
+    A caller that stops early (:func:`collect` once it has ``n_tokens`` words)
+    never parses the rest: 10,000 words of a 50 MB treebank cost its first
+    few hundred kilobytes, and a malformed line after them is never reached.
+    """
+    found = False
+    for block in _sentence_blocks(_conllu_text(source)):
+        for token_list in conllu.parse(block):
+            words = [token for token in token_list if isinstance(token["id"], int)]
+            if words:
+                found = True
+                yield Sentence(tuple(token["form"] for token in words), tuple(token["upos"] for token in words))
+    if not found:
+        raise ValueError("the CoNLL-U data holds no sentence with words")
 
 
 def read_conllu(source) -> list[Sentence]:
@@ -132,18 +167,7 @@ def read_conllu(source) -> list[Sentence]:
         For a missing file, text that is not UTF-8, or a malformed line (its
         number is in the message), or data holding no sentence.
     """
-    text = _conllu_text(source)
-    _check_lines(text)
-    sentences = []
-    for token_list in conllu.parse(text):
-        words = [token for token in token_list if isinstance(token["id"], int)]
-        if words:
-            sentences.append(
-                Sentence(tuple(token["form"] for token in words), tuple(token["upos"] for token in words))
-            )
-    if not sentences:
-        raise ValueError("the CoNLL-U data holds no sentence with words")
-    return sentences
+    return list(iter_conllu(source))
 
 
 # ------------------------------------------------------------- alignment
@@ -325,6 +349,7 @@ def collect(
     ----------
     lm : LM
     corpus : path, bytes, CoNLL-U text, or sequence of Sentence
+        A CoNLL-U source is parsed only until ``n_tokens`` words are in.
     n_tokens : int, default 10000
         Labelled words to collect (fewer if the corpus is shorter).
     layers : sequence of int or "embeddings", optional
@@ -403,10 +428,11 @@ def collect(
     )
 
 
-def _sentences(corpus) -> list[Sentence]:
+def _sentences(corpus) -> Iterator[Sentence]:
+    """The corpus's sentences, a CoNLL-U source read only as far as they are taken."""
     if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(s, Sentence) for s in corpus):
-        return list(corpus)
-    return read_conllu(corpus)
+        return iter(corpus)
+    return iter_conllu(corpus)
 
 
 # --------------------------------------------------------------- training
@@ -591,6 +617,14 @@ def train_probes(
     n_classes = len(classes)
     rng = np.random.default_rng(seed)
     n_test = max(1, int(round(TEST_FRACTION * n_tokens)))
+    if n_test < MIN_TEST_TOKENS:
+        enough = round(MIN_TEST_TOKENS / TEST_FRACTION)
+        warnings.warn(
+            f"each trial tests its probes on only {n_test} of the {n_tokens} tokens, so an accuracy moves in "
+            f"steps of {1 / n_test:.0%} and 1.0 or 0.0 may be chance; probe {enough} tokens or more "
+            "for accuracies worth comparing",
+            stacklevel=2,
+        )
     train_mask = np.ones((n_tokens, trials), dtype=bool)
     targets = np.empty((n_tokens, trials, 2), dtype=np.int64)
     for trial in range(trials):

@@ -191,3 +191,24 @@ def test_a_real_capture_file_still_loads_and_a_bound_can_be_raised(paris, saved,
         ec.Capture.load(path, max_bytes=1000)
     with pytest.raises(ValueError, match=r"max_bytes must be a positive int, got 0"):
         ec.Capture.load(path, max_bytes=0)
+
+
+# ----------------------------------------------------------------- probing
+def test_collecting_stops_reading_a_treebank_once_it_has_enough_words(encoder):
+    from ecco_core import probing
+
+    treebank = probing.UD_ENGLISH_EWT_DEV.read_bytes()
+    broken_tail = b"1\tnot a CoNLL-U line\n\n"
+    with pytest.raises(ValueError, match=r"CoNLL-U line 3 has 2 tab-separated fields"):
+        ec.read_conllu(b"# a comment\n\n" + broken_tail)
+    data = probing.collect(encoder, treebank * 20 + broken_tail, n_tokens=300, progress=lambda f, m: None)
+    assert len(data.tags) == 300  # the 36 MB and the malformed line after them were never parsed
+
+
+def test_a_tiny_probing_corpus_warns_that_its_accuracies_are_chance(encoder):
+    three_words = "1\tCats\tcat\tNOUN\t_\t_\t2\tnsubj\t_\t_\n2\tsleep\tsleep\tVERB\t_\t_\t0\troot\t_\t_\n" \
+                  "3\t.\t.\tPUNCT\t_\t_\t2\tpunct\t_\t_\n\n"
+    with pytest.warns(UserWarning, match=r"each trial tests its probes on only 1 of the 3 tokens, so an accuracy "
+                                         r"moves in steps of 100% and 1\.0 or 0\.0 may be chance; probe 303 tokens"):
+        table = ec.probe_table(encoder, three_words, trials=1, epochs=1, layers=[0], progress=lambda f, m: None)
+    assert set(table["accuracy"]) <= {0.0, 1.0}  # what the warning is about
