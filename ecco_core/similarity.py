@@ -78,6 +78,7 @@ _SAMPLES_PER_DIMENSION = 5
 
 # ----------------------------------------------------------------- validation
 def _centred(values, name: str) -> np.ndarray:
+    """``values`` as float64, checked, scaled (see below) and centred: shape (n_samples, n_features)."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -90,6 +91,11 @@ def _centred(values, name: str) -> np.ndarray:
         raise ValueError(f"{name} has no features (shape {array.shape})")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    # Every method is invariant to scaling an input, so scale by a power of two (exact) to a largest
+    # value in [0.5, 1): Gram products of inputs near 1e300 (or 1e-300) neither overflow nor vanish.
+    largest = np.abs(array).max()
+    if largest > 0:
+        array = np.ldexp(array, -np.frexp(largest)[1])
     return array - array.mean(axis=0)
 
 

@@ -212,3 +212,21 @@ def test_a_tiny_probing_corpus_warns_that_its_accuracies_are_chance(encoder):
                                          r"moves in steps of 100% and 1\.0 or 0\.0 may be chance; probe 303 tokens"):
         table = ec.probe_table(encoder, three_words, trials=1, epochs=1, layers=[0], progress=lambda f, m: None)
     assert set(table["accuracy"]) <= {0.0, 1.0}  # what the warning is about
+
+
+# --------------------------------------------------------------- similarity
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 2.0**1000])
+@pytest.mark.parametrize("method", ["cca", "svcca", "pwcca", "cka"])
+def test_similarity_is_the_same_for_huge_or_tiny_inputs(method, scale):
+    from ecco_core import similarity
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8))
+    Y = X @ rng.normal(size=(8, 5)) + 0.5 * rng.normal(size=(60, 5))
+    score = getattr(similarity, method)
+    expected = score(X, Y)
+    assert 0.2 < expected < 1.0
+    assert score(X * scale, Y) == pytest.approx(expected, abs=1e-9)
+    assert score(X * scale, Y * scale) == pytest.approx(expected, abs=1e-9)
+    matrix = similarity.similarity_matrix([X * scale, Y], [Y * scale], method=method)
+    np.testing.assert_allclose(matrix.values[:, 0], [expected, 1.0], atol=1e-9)
