@@ -22,7 +22,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
 from ecco_core.capture import encode_answer, encode_prompt
-from ecco_core.plots import token_html
+from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
 
 from . import settings as limits
 from .capture_cache import CaptureCache
@@ -305,6 +305,8 @@ def page_param(key: str, default, choices=None):
             value = _from_url(key, default, choices)
         st.session_state[key] = value
     value = st.session_state[key]
+    if not _allowed(value, choices):  # remembered from another result (e.g. a token of an earlier text)
+        value = st.session_state[key] = default
     remembered[key] = value
     if value == default:
         st.query_params.pop(key, None)
@@ -315,10 +317,16 @@ def page_param(key: str, default, choices=None):
     return value
 
 
+def _allowed(value, choices) -> bool:
+    if choices is None:
+        return True
+    return all(item in choices for item in value) if isinstance(value, (list, tuple)) else value in choices
+
+
 def _from_url(key: str, default, choices=None):
     if isinstance(default, (list, tuple)):
         value = list(st.query_params.get_all(key)) or list(default)
-        valid = choices is None or all(item in choices for item in value)
+        valid = _allowed(value, choices)
     else:
         raw = st.query_params.get(key)
         if raw is None:
@@ -330,13 +338,47 @@ def _from_url(key: str, default, choices=None):
                 value = type(default)(raw)
         except (KeyError, ValueError):
             return default
-        valid = choices is None or value in choices
+        valid = _allowed(value, choices)
     return value if valid else default
 
 
 def show_tokens(cap: ec.Capture, values=None, selected: int | None = None) -> None:
     """The capture's text with each token shaded by ``values`` (escaped HTML)."""
     st.html(token_html(cap.tokens, values, selected=selected, n_input=cap.n_input))
+
+
+# The Streamlit side of plots.saliency_view_html: the same markup, run by the same script, whose
+# clicks come back to Python as a "pinned" trigger. Not isolated in a shadow root, like the rest of the page.
+_SALIENCY_VIEW = st.components.v2.component(
+    "ecco_saliency_view",
+    js=SALIENCY_VIEW_SCRIPT + """
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let host = parentElement.querySelector(":scope > .ecco-host");
+  if (!host) {
+    host = document.createElement("div");
+    host.className = "ecco-host";
+    parentElement.appendChild(host);
+  }
+  host.innerHTML = data.html;
+  eccoSaliencyView(host.firstElementChild, position => setTriggerValue("pinned", position));
+}
+""",
+    isolate_styles=False,
+)
+
+
+def saliency_view(sal: ec.Saliency, position: int, *, signed: bool, key: str, on_pin) -> None:
+    """The paper's Figure 3 in the page: hovering an explained token re-shades the text in the browser.
+
+    Every row of ``sal`` travels to the browser once; hovering needs no rerun.
+    Clicking a token pins it and calls ``on_pin(position)`` before the next
+    run (a callback, so it may set widgets drawn above the view).
+    """
+    _SALIENCY_VIEW(
+        key=key, data={"html": saliency_view_html(sal, position, signed=signed, script=False)},
+        on_pinned_change=lambda: on_pin(int(st.session_state[key]["pinned"])),
+    )
 
 
 def require_capture(cap: ec.Capture | None) -> ec.Capture:

@@ -71,6 +71,15 @@ class Saliency:
     raw : ndarray of shape (n_generated, n_tokens)
         The values before normalisation: L2 norms for the gradient methods
         (non-negative), the signed drop of the target for ``erasure``.
+    signed : ndarray of shape (n_generated, n_tokens) or None
+        Each token's attribution with its direction: the dot product of
+        gradient and embedding (``grad_x_input``; Yin & Neubig 2022 with a
+        contrast), integrated gradients summed over d_model (these add up to
+        target(input) - target(all-zero embeddings)), the drop itself
+        (``erasure``). Positive raises the target: evidence for the explained
+        token (over the foil, with ``contrast_with``); negative lowers it:
+        evidence against it (for the foil). ``None`` for ``gradient``: a
+        gradient's norm has no direction. See :meth:`signed_shares`.
     tokens : tuple of str, length n_tokens
         Display text of every token of the sequence.
     positions : ndarray of shape (n_generated,)
@@ -96,6 +105,7 @@ class Saliency:
 
     scores: np.ndarray
     raw: np.ndarray
+    signed: np.ndarray | None
     tokens: tuple[str, ...]
     positions: np.ndarray
     explained_ids: np.ndarray
@@ -125,12 +135,46 @@ class Saliency:
             )
         return self.scores[matches[0]]
 
+    def signed_shares(self) -> np.ndarray:
+        """:attr:`signed` divided by each row's sum of magnitudes, shape (n_generated, n_tokens), in [-1, 1].
+
+        The signed counterpart of :attr:`scores`: magnitudes add up to 1 in each row.
+        """
+        if self.signed is None:
+            raise ValueError(f"method {self.method!r} has no signed attribution (a gradient's norm has no "
+                             f"direction); signed ones: {[name for name in METHODS if name != 'gradient']}")
+        totals = np.abs(self.signed).sum(axis=1, keepdims=True)
+        return np.divide(self.signed, totals, out=np.zeros_like(self.signed), where=totals > 0)
+
+    def to_html(self, position: int | None = None, *, signed: bool = False) -> str:
+        """The paper's Figure 3 as self-contained HTML with an inline script (no server, no CDN).
+
+        Hovering (or tapping) an explained token shades the text by its
+        attribution at once; clicking pins it. ``position`` is the explained
+        token shown first (default: the first); ``signed`` shades by
+        :meth:`signed_shares` on a diverging scale. See
+        :func:`ecco_core.plots.saliency_view_html`.
+        """
+        from .plots import saliency_view_html
+
+        return saliency_view_html(self, position, signed=signed)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def show(self, position: int | None = None, *, signed: bool = False) -> None:
+        """Display :meth:`to_html` in a notebook (Jupyter, VS Code, Colab); needs IPython."""
+        from IPython.display import HTML, display
+
+        display(HTML(self.to_html(position, signed=signed)))
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (explained token, input token) pair that has an attribution.
 
         Columns: ``output_position``, ``output_token``, ``input_position``,
-        ``input_token``, ``score`` (row-normalised), ``raw``, plus the method,
-        target and contrast, so a downloaded table says what it holds.
+        ``input_token``, ``score`` (row-normalised), ``raw``, ``signed`` (when
+        the method has a sign), plus the method, target and contrast, so a
+        downloaded table says what it holds.
         """
         rows, columns = np.nonzero(self.attributed_mask())
         return pd.DataFrame(
@@ -141,6 +185,7 @@ class Saliency:
                 "input_token": [self.tokens[c] for c in columns],
                 "score": self.scores[rows, columns],
                 "raw": self.raw[rows, columns],
+                **({} if self.signed is None else {"signed": self.signed[rows, columns]}),
                 "method": self.method,
                 "target": self.target,
                 "contrast_with": self.contrast_with or "",
@@ -222,16 +267,20 @@ def saliency(
     token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
     if method == "erasure":
         raw, values = _erasure(lm, token_ids, read_positions, target_of)
+        signed = raw.copy()
     else:
-        raw, values = _gradient_method(lm, token_ids, read_positions, target_of, method, steps)
+        raw, signed, values = _gradient_method(lm, token_ids, read_positions, target_of, method, steps)
     if lm.is_causal:
-        raw[np.arange(cap.n_tokens)[None, :] >= explained[:, None]] = 0.0
+        unseen = np.arange(cap.n_tokens)[None, :] >= explained[:, None]
+        for values_of in (raw, signed) if signed is not None else (raw,):
+            values_of[unseen] = 0.0
     magnitude = np.abs(raw)
     totals = magnitude.sum(axis=1, keepdims=True)
     scores = np.divide(magnitude, totals, out=np.zeros_like(magnitude), where=totals > 0)
     return Saliency(
         scores=scores,
         raw=raw,
+        signed=signed,
         tokens=cap.tokens,
         positions=explained,
         explained_ids=np.asarray(explained_ids),
@@ -365,7 +414,8 @@ def _batched_gradients(
 
 def _gradient_method(
     lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, method: str, steps: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(raw L2 norms, signed sums over d_model or None for ``gradient``, target values), each (n_generated, ...)."""
     embeddings = lm.embeddings(token_ids).detach()  # (1, n_tokens, d_model)
     with torch.enable_grad():
         if method == "integrated_gradients":
@@ -382,7 +432,8 @@ def _gradient_method(
     else:
         per_dimension = gradient * embeddings[0]
     raw = torch.linalg.vector_norm(per_dimension.double(), dim=-1)
-    return raw.cpu().numpy(), values.cpu().numpy()
+    signed = None if method == "gradient" else per_dimension.double().sum(dim=-1).cpu().numpy()
+    return raw.cpu().numpy(), signed, values.cpu().numpy()
 
 
 @torch.inference_mode()

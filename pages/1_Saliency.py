@@ -27,6 +27,7 @@ def cached_saliency(_lm, _cap, key: str, method: str, target: str, contrast: str
     return ec.saliency(_lm, _cap, method=method, target=target, contrast_with=contrast or None, steps=steps)
 
 
+SHADINGS = {"share": "unsigned share", "signed": "signed: for vs against"}
 columns = st.columns([2, 2, 2, 1])
 # Each setting lives in the URL too, so a copied link reopens this exact view.
 dashboard.page_param("saliency_method", "grad_x_input", choices=ec.SALIENCY_METHODS)
@@ -59,50 +60,72 @@ with dashboard.user_errors():
 if sal is None:
     st.stop()
 
-labels = dict(zip(sal.positions.tolist(), (f"{p}: {t}" for p, t in zip(sal.positions, sal.explained_tokens))))
+labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
 click = dashboard.clicked_cell(st.session_state.get("saliency_heatmap"))
 if click is not None and click != st.session_state.get("saliency_last_click"):
     st.session_state["saliency_last_click"] = click
     st.session_state["saliency_token"] = int(sal.positions[click[0]])
-if st.session_state.get("saliency_token") not in labels:
-    st.session_state["saliency_token"] = int(sal.positions[0])
-position = st.selectbox(
+dashboard.page_param("saliency_token", int(sal.positions[0]), choices=labels)
+dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
+choice, shading_column = st.columns([3, 2])
+position = choice.selectbox(
     "Explained token", list(labels), format_func=labels.get, key="saliency_token",
-    help="Or click a row of the heatmap below.",
+    help="Or click a token in the text, or a row of the heatmap below.",
 )
+shading = shading_column.radio(
+    "Shading", list(SHADINGS), format_func=SHADINGS.get, key="saliency_shading", horizontal=True,
+    disabled=sal.signed is None,
+    help="Signed: each token's attribution with its direction (gradient \u00b7 embedding; IG summed over "
+    "d_model; the drop, for erasure), on a diverging scale. With a contrast, blue is evidence for the token "
+    "and red for the foil. A gradient's norm has no direction, so that method has shares only.",
+)
+signed = shading == "signed" and sal.signed is not None
+if shading == "signed" and not signed:
+    shading_column.caption(f"{method} has no sign (a gradient's norm has no direction): shown unsigned.")
 index = int(np.flatnonzero(sal.positions == position)[0])
-row, attributed = sal.scores[index], sal.attributed_mask()[index]
+row = (sal.signed_shares() if signed else sal.scores)[index]
+kept = np.flatnonzero(sal.attributed_mask()[index])  # the tokens this one can see
 
-st.subheader("Text, shaded by saliency")
-dashboard.show_tokens(cap, row, selected=position)
+st.subheader("Text: hover a generated token to see what it depends on")
+
+
+def pin(clicked: int) -> None:
+    st.session_state["saliency_token"] = clicked
+
+
+dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
 value_name = f"{target}({sal.explained_tokens[index]!r})"
 if sal.contrast_with:
     value_name += f" - {target}({sal.contrast_with!r})"
-st.caption(f"Darker = more responsible for the outlined token. Attributed quantity: {value_name} = "
-           f"{sal.target_values[index]:.4g}")
+st.caption(f"Attributed quantity for the pinned token: {value_name} = {sal.target_values[index]:.4g}. "
+           "Hovering re-shades the text in the browser; clicking pins a token and explains it below.")
 
 detail, matrix = st.columns([2, 3])
 with detail:
     st.subheader("Detail")
-    table = pd.DataFrame(
-        {
-            "position": [p for p in range(sal.n_tokens) if attributed[p]],
-            "token": [t for t, keep in zip(sal.tokens, attributed) if keep],
-            "share": 100.0 * row[attributed],
-            "raw": sal.raw[index][attributed],
-        }
-    )
+    columns = {
+        "position": kept,
+        "token": [plots.display_token(sal.tokens[p], spaces=True) for p in kept],
+        "share": 100.0 * sal.scores[index][kept],
+    }
+    if sal.signed is not None:
+        columns["signed"] = 100.0 * sal.signed_shares()[index][kept]
+    table = pd.DataFrame({**columns, "raw": sal.raw[index][kept]})
     st.plotly_chart(
-        plots.saliency_bars(table["token"].tolist(), row[attributed]), key="saliency_bars", width="stretch"
+        plots.saliency_bars([sal.tokens[p] for p in kept], row[kept], signed=signed), key="saliency_bars",
+        width="stretch",
     )
     st.dataframe(
         table, hide_index=True, width="stretch",
-        column_config={"share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100,
-                                                                 format="%.1f")},
+        column_config={
+            "position": st.column_config.NumberColumn("pos", width="small"),
+            "share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100, format="%.1f"),
+            "signed": st.column_config.NumberColumn("signed (%)", format="%+.1f"),
+        },
     )
 with matrix:
     st.subheader("All generated tokens")
-    figure = plots.saliency_heatmap(sal)
+    figure = plots.saliency_heatmap(sal, signed=signed)
     st.plotly_chart(figure, key="saliency_heatmap", on_select="rerun", selection_mode="points", width="stretch")
     st.caption("Click a cell to explain that row's token.")
 

@@ -27,8 +27,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from ecco_core import plots
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
@@ -428,3 +431,61 @@ def hover_heatmap_cell(page, chart_index: int, row: int, col: int) -> str:
             return now
         shown = now
     return shown
+
+
+# -------------------------------------------------- the saliency view (Figure 3)
+SALIENCY_TOKENS = ".ecco-saliency-view .ecco-token"
+
+
+def saliency_shading(page) -> np.ndarray:
+    """The computed background of every token of the saliency view, shape (n_tokens, 4): r, g, b, alpha."""
+    colours = page.locator(SALIENCY_TOKENS).evaluate_all(
+        "spans => spans.map(span => getComputedStyle(span).backgroundColor)"
+    )
+    values = [[float(v) for v in re.findall(r"[\d.]+", colour)] for colour in colours]
+    return np.array([v if len(v) == 4 else v + [1.0] for v in values])
+
+
+def expected_saliency_shading(sal, row: int, *, signed: bool = False) -> np.ndarray:
+    """What the view must show for explained token ``row``: each token's value over the row's largest as the
+    alpha of the share colour (or of the signed pair), transparent where the token cannot be seen."""
+    values = np.round(sal.signed_shares()[row] if signed else sal.scores[row], 4)
+    values = np.where(sal.attributed_mask()[row], values, 0.0)
+    strength = np.abs(values) / (np.abs(values).max() or 1.0)
+    colours = {name: [float(c) for c in rgb.split(",")] for name, rgb in plots.SIGNED_COLORS.items()}
+    share = [float(c) for c in plots.SHARE_COLOR.split(",")]
+    rgb = np.array([colours["against"] if v < 0 else (colours["for"] if signed else share) for v in values])
+    rgb[strength == 0] = 0.0  # "transparent" computes to rgba(0, 0, 0, 0)
+    shading = np.column_stack([rgb, strength])
+    shading[sal.positions[row]] = [255, 75, 75, 0.12]  # the explained token itself: a faint red
+    return shading
+
+
+def hover_saliency_token(page, position: int) -> dict:
+    """Move the pointer onto the explained token at ``position``; return the re-shading times in ms.
+
+    Measured in the page from the pointer event's own time stamp: ``styled``
+    once the view's handler has run and the tokens' styles are recomputed,
+    ``painted`` once the next frame after it has been drawn (two animation frames).
+    """
+    token = page.locator(f'.ecco-explained[data-position="{position}"]')
+    token.scroll_into_view_if_needed()
+    token.evaluate(
+        """span => {
+            window.eccoHoverTiming = null;
+            span.addEventListener("mouseenter", event => {  // added after the view's own: runs after it
+                for (const token of span.closest(".ecco-saliency-view").querySelectorAll(".ecco-token")) {
+                    getComputedStyle(token).backgroundColor;
+                }
+                const styled = performance.now() - event.timeStamp;
+                requestAnimationFrame(() => requestAnimationFrame(() => {
+                    window.eccoHoverTiming = {styled, painted: performance.now() - event.timeStamp};
+                }));
+            }, {once: true});
+        }"""
+    )
+    box = token.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 40)  # start just above the text
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => window.eccoHoverTiming !== null", timeout=5000)
+    return page.evaluate("() => window.eccoHoverTiming")

@@ -13,6 +13,7 @@ import pytest
 from browser import (
     EXCEPTION,
     PAGES,
+    RUNNING,
     assert_healthy,
     chart_title,
     chart_traces,
@@ -20,12 +21,15 @@ from browser import (
     download,
     download_csv,
     errors,
+    expected_saliency_shading,
     heatmap_cells,
     hover_heatmap_cell,
+    hover_saliency_token,
     main_text,
     open_app,
     outlined_token,
     page_files,
+    saliency_shading,
     screenshot,
     selectbox_value,
     sidebar_run,
@@ -34,7 +38,7 @@ from browser import (
     wait_for_first_run,
     wait_for_run,
 )
-from ecco_core.plots import escape_token
+from ecco_core.plots import display_token, escape_token
 
 import ecco_core as ec
 
@@ -221,14 +225,14 @@ def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default
     bars = 1 - heatmap
     assert len(heatmap_cells(page, heatmap)) == len(sal.positions) * sal.n_tokens
     # By default the first generated token is explained; its bars are its row of the library's scores.
-    assert selectbox_value(page, "Explained token") == f"{sal.positions[0]}: {sal.explained_tokens[0]}"
+    assert selectbox_value(page, "Explained token") == explained_label(sal, 0)
     assert outlined_token(page) == escape_token(sal.explained_tokens[0])
     np.testing.assert_allclose(chart_traces(page, bars)[0]["x"], 100 * sal.scores[0][attributed[0]], atol=0.5)
 
     row = 7
     click_heatmap_cell(page, heatmap, row=row, col=0)
     assert_healthy(page)
-    assert selectbox_value(page, "Explained token") == f"{sal.positions[row]}: {sal.explained_tokens[row]}"
+    assert selectbox_value(page, "Explained token") == explained_label(sal, row)
     assert outlined_token(page) == escape_token(sal.explained_tokens[row])
     shown = chart_traces(page, bars)[0]
     assert len(shown["x"]) == attributed[row].sum() > attributed[0].sum()
@@ -247,6 +251,62 @@ def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default
     assert figure_file.lower().startswith("<!doctype html>") and len(figure_file) > 1_000_000
     assert "Plotly.newPlot" in figure_file and "<script src=" not in figure_file
     assert_healthy(page)
+
+
+def explained_label(sal, row: int) -> str:
+    """How the Explained token box names row ``row``: ``"9: ␣1"``."""
+    return f"{sal.positions[row]}: {display_token(sal.explained_tokens[row])}"
+
+
+def test_saliency_page_hovering_a_token_reshades_the_text_and_a_click_pins_it(
+    page, app_url, lm, default_capture, default_saliency
+):
+    """The paper's Figure 3 in the app: hovering a generated token re-shades the text by its row in the browser
+    (no rerun; each hover restyled, and the median one painted, within 100 ms of the pointer event), leaving
+    restores the pinned row, a click pins the token and the Explained token box, the URL and the detail follow;
+    the signed shading shows both directions."""
+    sal = default_saliency
+    open_page(page, app_url, "1_Saliency")
+    page.wait_for_selector(f'.ecco-saliency-view[data-pinned="{sal.positions[0]}"]')
+    np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(sal, 0), atol=1 / 255)
+    timings = []
+    for row in (3, 11, 15, 19, 7):
+        timings.append(hover_saliency_token(page, int(sal.positions[row])))
+        assert page.locator(RUNNING).count() == 0  # the browser re-shaded alone: no script run
+        np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(sal, row), atol=1 / 255)
+    styled, painted = (sorted(round(timing[name], 1) for timing in timings) for name in ("styled", "painted"))
+    print(f"Saliency page, {sal.n_tokens} tokens: from the pointer event, re-shaded in {styled} ms, "
+          f"the new frame painted in {painted} ms")
+    assert styled[-1] < 100 and painted[len(painted) // 2] < 100, timings
+    screenshot(page, "1_Saliency_hover")
+    page.locator("h1").first.hover()  # leaving the token restores the pinned one
+    np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(sal, 0), atol=1 / 255)
+
+    row = 12
+    page.locator(f'.ecco-explained[data-position="{sal.positions[row]}"]').click()
+    wait_for_run(page)
+    page.wait_for_selector(f'.ecco-saliency-view[data-pinned="{sal.positions[row]}"]')
+    assert_healthy(page)
+    assert selectbox_value(page, "Explained token") == explained_label(sal, row)
+    page.wait_for_function("position => location.search.includes('saliency_token=' + position)",
+                           arg=int(sal.positions[row]))
+    page.locator("h1").first.hover()
+    np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(sal, row), atol=1 / 255)
+    bars = 1 - clickable_chart(page)
+    np.testing.assert_allclose(chart_traces(page, bars)[0]["x"], 100 * sal.scores[row][sal.attributed_mask()[row]],
+                               atol=0.5)
+
+    # Signed, from a link: blue for the token, red for the foil, on the text as in the library.
+    contrastive = ec.saliency(lm, default_capture, target="logit", contrast_with="in")
+    open_page(page, app_url, "1_Saliency", saliency_target="logit", saliency_contrast="in",
+              saliency_shading="signed", saliency_token=int(contrastive.positions[3]))
+    page.wait_for_selector(f'.ecco-saliency-view[data-pinned="{contrastive.positions[3]}"]')
+    np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(contrastive, 3, signed=True),
+                               atol=1 / 255)
+    hover_saliency_token(page, int(contrastive.positions[11]))
+    np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(contrastive, 11, signed=True),
+                               atol=1 / 255)
+    screenshot(page, "1_Saliency_signed")
 
 
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):

@@ -2,6 +2,8 @@
 
 import copy
 import importlib
+import json
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import torch
 import dashboard
 import ecco_core as ec
 from apptest import page, run
+from browser import ARTIFACTS, expected_saliency_shading, hover_saliency_token, saliency_shading
+from ecco_core import plots
 
 # ``ec.saliency`` is the function; the module behind it holds the helpers checked directly here.
 saliency_module = importlib.import_module("ecco_core.saliency")
@@ -33,8 +37,12 @@ def _float64(lm):
     return ec.wrap(copy.deepcopy(lm.model).double(), lm.tokenizer, name=lm.name)
 
 
-def _token_by_token(lm, cap, method="grad_x_input", target="prob", foil_id=None, positions=None):
+def _token_by_token(lm, cap, method="grad_x_input", target="prob", foil_id=None, positions=None, signed=False):
     """What ecco does, one forward per prefix and one backward per token, but all in float64.
+
+    ``signed``: the dot product of gradient and embedding per token instead of
+    its L2 norm, divided by the row's sum of magnitudes (Yin & Neubig's
+    contrastive Gradient x Input).
 
     (A float32 model recomputed prefix by prefix differs from itself run on the full sequence by
     about 1e-5: summation order. Against float64 the batched float32 result is within 3e-6.)
@@ -49,9 +57,12 @@ def _token_by_token(lm, cap, method="grad_x_input", target="prob", foil_id=None,
         value = scores[int(cap.token_ids[position])] - (scores[foil_id] if foil_id is not None else 0)
         (gradient,) = torch.autograd.grad(value, embeds)
         per_dimension = gradient[0] if method == "gradient" else gradient[0] * embeds[0]
-        norms = torch.linalg.vector_norm(per_dimension.double(), dim=-1).detach().numpy()
+        if signed:
+            per_token = per_dimension.double().sum(dim=-1).detach().numpy()
+        else:
+            per_token = torch.linalg.vector_norm(per_dimension.double(), dim=-1).detach().numpy()
         row = np.zeros(cap.n_tokens)
-        row[:position] = norms / norms.sum()
+        row[:position] = per_token / np.abs(per_token).sum()
         rows.append(row)
     return np.array(rows)
 
@@ -126,22 +137,17 @@ def test_target_values_are_one_per_explained_token_whatever_the_method(tiny_gpt2
 
 
 def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
-    """Completeness: summed over tokens and dimensions, IG equals target(input) - target(zero embeddings)."""
+    """Completeness: the signed attributions of a row add up to target(input) - target(zero embeddings)."""
     cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
+    result = ec.saliency(tiny_gpt2, cap, method="integrated_gradients", target="logit", steps=256)
     reads = np.arange(cap.n_input, cap.n_tokens) - 1
     target_of = saliency_module._target_function("logit", torch.as_tensor(cap.token_ids[cap.n_input :]), None)
     embeddings = tiny_gpt2.embeddings(torch.tensor(cap.token_ids[None])).detach()
-    steps = 256
-    alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
-    with torch.enable_grad():
-        path = (alphas[:, None, None] * embeddings).requires_grad_(True)
-        gradients, _ = saliency_module._batched_gradients(tiny_gpt2, path, reads, target_of)
-    integrated = (gradients * embeddings[0]).sum(dim=(1, 2)).double()
     change = (
         saliency_module._values(tiny_gpt2, embeddings, reads, target_of)
         - saliency_module._values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
     )[0]
-    torch.testing.assert_close(integrated, change, atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(result.signed.sum(axis=1), change.numpy(), atol=2e-3, rtol=2e-3)
 
 
 def test_erasure_is_the_drop_when_a_token_is_zeroed(tiny_gpt2):
@@ -192,6 +198,26 @@ def test_contrast_matches_token_by_token(tiny_gpt2):
     foil = tiny_gpt2.tokenizer(" are", add_special_tokens=False)["input_ids"][0]
     reference = _token_by_token(tiny_gpt2, cap, target="logit", foil_id=foil)
     assert np.abs(result.scores - reference).max() < 1e-5
+    # Signed (Yin & Neubig's contrastive Gradient x Input): + for the token, - for the foil.
+    signed = _token_by_token(tiny_gpt2, cap, target="logit", foil_id=foil, signed=True)
+    assert np.abs(result.signed_shares() - signed).max() < 1e-5
+    assert (signed < 0).any() and (signed > 0).any()  # both directions occur: the scale must diverge
+
+
+def test_signed_attributions_have_a_direction_where_the_method_has_one(tiny_gpt2):
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    for method in ("grad_x_input", "integrated_gradients", "erasure"):
+        result = ec.saliency(tiny_gpt2, cap, method=method, contrast_with="are", steps=4)
+        shares = result.signed_shares()
+        np.testing.assert_allclose(np.abs(shares).sum(axis=1), 1.0, atol=1e-12, err_msg=method)
+        assert not shares[~result.attributed_mask()].any(), method  # nothing after the explained token
+        assert "signed" in result.to_frame(), method
+        if method == "erasure":  # the drop is signed already
+            np.testing.assert_array_equal(result.signed, result.raw)
+    unsigned = ec.saliency(tiny_gpt2, cap, method="gradient")
+    assert unsigned.signed is None and "signed" not in unsigned.to_frame()
+    with pytest.raises(ValueError, match="method 'gradient' has no signed attribution"):
+        unsigned.signed_shares()
 
 
 # ---------------------------------------------------------------- tables
@@ -261,6 +287,56 @@ def test_page_shows_saliency_of_the_selected_token():
     assert app.query_params["saliency_method"] in ("gradient", ["gradient"])  # the view is in the URL
 
 
+def _view_data(app) -> dict:
+    """The rows, positions and pinned token the page sent to its saliency view (the component's JSON)."""
+    (view,) = app.get("bidi_component")
+    markup = json.loads(view.proto.json)["html"]
+    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', markup).group(1))
+
+
+def test_page_sweep_every_method_target_contrast_shading_and_explained_token():
+    """Every option of every control, on the default model: no exception, no error, the charts and the view drawn,
+    each showing the chosen token's row (the sweep that would have caught integrated gradients' crash)."""
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": "The keys to the cabinet", "new": "3", "saliency_steps": "2"})
+    run(app)
+    tokens = app.selectbox(key="saliency_token").options
+    first, later = (int(label.split(":")[0]) for label in (tokens[0], tokens[-1]))
+    swept = 0
+    for method in ec.SALIENCY_METHODS:
+        for target in ec.SALIENCY_TARGETS:
+            for contrast in ("", "is"):
+                for shading in ("share", "signed"):
+                    for token in (first, later):
+                        app.selectbox(key="saliency_method").set_value(method)
+                        app.selectbox(key="saliency_target").set_value(target)
+                        app.text_input(key="saliency_contrast").set_value(contrast)
+                        run(app)
+                        # A gradient's norm has no sign: the control is disabled, the page shows shares.
+                        assert app.radio(key="saliency_shading").disabled == (method == "gradient")
+                        if method != "gradient":
+                            app.radio(key="saliency_shading").set_value(shading)
+                        app.selectbox(key="saliency_token").set_value(token)
+                        run(app)
+                        case = (method, target, contrast, shading, token)
+                        assert not app.error, (case, [error.value for error in app.error])
+                        assert len(app.get("plotly_chart")) == 2, case  # the detail bars and the heatmap
+                        detail = app.dataframe[0].value
+                        assert detail["position"].max() == token - 1, case
+                        assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6), case
+                        signed = shading == "signed" and method != "gradient"
+                        assert ("signed" in detail) == (method != "gradient"), case
+                        data = _view_data(app)
+                        assert data["pinned"] == token, case
+                        shown = np.array(data["rows"][data["positions"].index(token)])[detail["position"]]
+                        column = detail["signed"] if signed else detail["share"]
+                        np.testing.assert_allclose(100 * shown, column, atol=0.01, err_msg=str(case))
+                        if contrast:
+                            assert f"- {target}(' is')" in " ".join(caption.value for caption in app.caption), case
+                        swept += 1
+    assert swept == len(ec.SALIENCY_METHODS) * len(ec.SALIENCY_TARGETS) * 2 * 2 * 2
+
+
 def test_a_link_with_page_settings_reopens_the_same_view():
     app = page("pages/1_Saliency.py")
     app.query_params.update({"text": "The keys to the cabinet", "answer": " are",
@@ -281,9 +357,61 @@ def test_page_escapes_html_and_reports_bad_contrast():
     assert [block.body for block in html_blocks if block.unsafe_allow_javascript] == [
         f'<script>import("./static/js/{dashboard._PLOTLY_CHUNK.name}")</script>'
     ]
-    text = " ".join(block.body for block in html_blocks if not block.unsafe_allow_javascript)
+    markup = json.loads(app.get("bidi_component")[0].proto.json)["html"]  # the text, in the saliency view
+    text = markup[: markup.index('<script type="application/json">')]
     # "<script>" is split into several tokens, each escaped on its own.
     assert "&lt;" in text and "&gt;" in text and "<script" not in text
     app.text_input(key="saliency_contrast").set_value("Shakespearean")
     run(app)
     assert any("contrast_with" in error.value for error in app.error)
+
+
+# ------------------------------------------------- the explorable (Figure 3)
+def test_saliency_view_escapes_tokens_and_fetches_nothing(lm):
+    cap = ec.capture(lm, "</script><b>x</b> &amp;\n", max_new_tokens=2)
+    result = ec.saliency(lm, cap)
+    html = result.to_html()
+    assert html.startswith('<div id="ecco-saliency-') and result._repr_html_().startswith('<div id="ecco-saliency-')
+    text = html[: html.index('<script type="application/json">')]
+    shown = re.findall(r'class="ecco-token[^>]*>([^<]*)</span>', text)  # each token's span, in order
+    assert shown == [plots.escape_token(token) for token in cap.tokens]
+    assert "<b>" not in text and "\u21b5" in text and any("&lt;" in token for token in shown)
+    data = html[html.index('<script type="application/json">'):]
+    assert data.count("</script>") == 2  # the JSON block's and the view's own: the token's stays inert
+    assert "http" not in html and "src=" not in html  # the script is inline, nothing is fetched
+    assert plots.saliency_view_html(result, script=False) == plots.saliency_view_html(result, script=False)
+    with pytest.raises(ValueError, match="position 1 is not explained"):
+        result.to_html(1)
+
+
+def test_saliency_renders_in_a_notebook_and_hovering_a_token_reshades_the_text(lm, shakespeare, browser):
+    """Figure 3 in Chromium from the library's HTML alone: hover re-shades, leaving restores, a click pins."""
+    result = ec.saliency(lm, shakespeare, target="logit", contrast_with="in")
+    for signed in (False, True):
+        tab = browser.new_page(viewport={"width": 1000, "height": 400})
+        try:
+            tab.set_content(f"<html><body>{result.to_html(signed=signed)}</body></html>")
+            np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 0, signed=signed),
+                                       atol=1 / 255)
+            timing = hover_saliency_token(tab, int(result.positions[4]))
+            np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 4, signed=signed),
+                                       atol=1 / 255)
+            assert timing["painted"] < 100, timing
+            print(f"notebook view, signed={signed}: re-shaded in {timing['styled']:.1f} ms, "
+                  f"painted in {timing['painted']:.1f} ms")
+            tab.mouse.move(1, 390)
+            np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 0, signed=signed),
+                                       atol=1 / 255)
+            tab.locator(f'.ecco-explained[data-position="{result.positions[2]}"]').click()
+            tab.mouse.move(1, 390)
+            np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 2, signed=signed),
+                                       atol=1 / 255)
+            assert tab.locator(".ecco-saliency-label").inner_text().startswith(
+                f"Explaining '{plots.display_token(result.explained_tokens[2])}' (position {result.positions[2]})")
+            if signed:  # evidence both ways, on the diverging pair
+                shading = np.delete(saliency_shading(tab), result.positions[2], axis=0)  # not the token itself
+                assert {tuple(rgb) for rgb in shading[shading[:, 3] > 0, :3].astype(int)} == {
+                    tuple(int(c) for c in plots.SIGNED_COLORS[side].split(",")) for side in ("for", "against")}
+            tab.screenshot(path=str(ARTIFACTS / f"saliency_notebook{'_signed' if signed else ''}.png"))
+        finally:
+            tab.close()
