@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import _checks as checks
 from . import capture_file
 from .capture_file import MAX_CAPTURE_BYTES
 from .models import LM
@@ -136,10 +137,7 @@ class Capture:
         token the prediction is for the next one; a masked model predicts its own.
         """
         kept = self.top_ids.shape[1]
-        if k is None:
-            k = kept
-        elif isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= kept:
-            raise ValueError(f"k must be an int from 1 to {kept} (the predictions kept per position), got {k!r}")
+        k = kept if k is None else checks.whole("k", k, low=1, high=kept)
         return pd.DataFrame(
             {
                 "position": np.repeat(np.arange(self.n_tokens), k),
@@ -337,10 +335,11 @@ def _special_mask(tokenizer, token_ids) -> np.ndarray:
 
 
 def _check_text(text, argument: str = "text") -> str:
+    allowed = "a string of text to analyse (not empty or whitespace only)"
     if not isinstance(text, str):
-        raise TypeError(f"{argument} must be a string, got {type(text).__name__}")
+        raise checks.invalid(argument, text, allowed, TypeError)
     if not text.strip():
-        raise ValueError(f"{argument} is empty or whitespace only; give some text to analyse")
+        raise checks.invalid(argument, text, allowed)
     return text
 
 
@@ -366,10 +365,8 @@ def without_cache(module: torch.nn.Module) -> dict:
 
 
 def check_chunk_bytes(max_chunk_bytes) -> int:
-    """Raise a ValueError unless ``max_chunk_bytes`` is a positive int; return it."""
-    if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, (int, np.integer)) or max_chunk_bytes < 1:
-        raise ValueError(f"max_chunk_bytes must be a positive int (bytes), got {max_chunk_bytes!r}")
-    return int(max_chunk_bytes)
+    """``max_chunk_bytes`` as an int when it is a whole number of bytes >= 1 (see :mod:`ecco_core._checks`)."""
+    return checks.whole("max_chunk_bytes", max_chunk_bytes, low=1)
 
 
 # ------------------------------------------------------------- generation
@@ -509,11 +506,7 @@ def capture(
     ' Paris.\\n'
     """
     _check_text(text)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
-        raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
-    max_new_tokens = int(max_new_tokens)
-    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-        raise ValueError(f"max_new_tokens must be between 0 and {MAX_NEW_TOKENS_LIMIT}, got {max_new_tokens}")
+    max_new_tokens = checks.whole("max_new_tokens", max_new_tokens, low=0, high=MAX_NEW_TOKENS_LIMIT)
     if max_new_tokens and not lm.is_causal:
         raise ValueError(
             f"max_new_tokens must be 0 for the masked model {lm.name!r}: it does not generate; "
@@ -521,17 +514,13 @@ def capture(
         )
     if answer is not None and max_new_tokens:
         raise ValueError("give either answer= or max_new_tokens > 0, not both")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None (no cut-off), got {top_k!r}")
-    if max_answer_tokens is not None and (
-        isinstance(max_answer_tokens, bool) or not isinstance(max_answer_tokens, (int, np.integer))
-        or max_answer_tokens < 1
-    ):
-        raise ValueError(f"max_answer_tokens must be a positive int or None, got {max_answer_tokens!r}")
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    if do_sample:
+        temperature = checks.positive("temperature", temperature)
+    if top_k is not None:
+        top_k = checks.whole("top_k", top_k, low=1)
+    if max_answer_tokens is not None:
+        max_answer_tokens = checks.whole("max_answer_tokens", max_answer_tokens, low=1)
+    k = checks.whole("k", k, low=1)
     check_chunk_bytes(max_chunk_bytes)
 
     input_ids = encode_prompt(lm, text)

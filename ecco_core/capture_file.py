@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import whole
+
 MAX_CAPTURE_BYTES = 2**30  # what Capture.load accepts unless told more: the arrays once decompressed
 
 # Array name -> (number of axes, allowed dtype kinds): b bool, i/u integer, f float, U text.
@@ -125,8 +127,7 @@ def read(path: str | Path, max_bytes: int = MAX_CAPTURE_BYTES) -> tuple[dict, di
         ``token_ids``, ``special``, ``hidden_states``, ``ffn``, ``top_ids``, ``top_probs``
         (shapes as in :class:`~ecco_core.capture.Capture`).
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    max_bytes = whole("max_bytes", max_bytes, low=1)
     try:
         with zipfile.ZipFile(path) as archive:
             names = sorted(name.removesuffix(".npy") for name in archive.namelist())

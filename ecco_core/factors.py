@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ._checks import choice, indices, invalid, whole
 from .capture import Capture
 from .layers import site_label
 
@@ -144,7 +145,7 @@ class Factors:
         neuron's FFN, ``"block 2 FFN"``), block (2), neuron, sign (see
         ``neuron_signs``), loading; ``n_components * k`` rows.
         """
-        k = _check_count(k, "k", self.n_neurons)
+        k = whole("k", k, low=1, high=self.n_neurons)
         order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
         factor = np.repeat(np.arange(self.n_components), k)
         columns = order.ravel()
@@ -303,47 +304,6 @@ NEGATIVES = {
 
 
 # ----------------------------------------------------------------- selection
-def _check_count(value, name: str, upper: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 1 <= value <= upper:
-        raise ValueError(f"{name} must be between 1 and {upper}, got {value}")
-    return int(value)
-
-
-def _check_scalar(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    return int(value)
-
-
-def _indices(selection, name: str, size: int, unit: str) -> np.ndarray:
-    """Resolve an int, a slice, a range or a sequence of ints against ``range(size)``."""
-    allowed = f"{unit}s 0-{size - 1}"
-    if selection is None:
-        return np.arange(size)
-    if isinstance(selection, slice):
-        resolved = np.arange(size)[selection]
-    elif isinstance(selection, (int, np.integer)) and not isinstance(selection, bool):
-        resolved = np.array([selection])
-    elif isinstance(selection, (str, bytes)) or not hasattr(selection, "__iter__"):
-        raise TypeError(f"{name} must be an int, a range, a slice or a sequence of ints, got {selection!r}")
-    else:
-        items = list(selection)
-        if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in items):
-            raise TypeError(f"{name} must hold ints, got {selection!r}")
-        resolved = np.array(items, dtype=int)
-    if resolved.size == 0:
-        raise ValueError(f"{name}={selection!r} selects no {unit}s; the capture has {allowed}")
-    out_of_range = resolved[(resolved < 0) | (resolved >= size)]
-    if out_of_range.size:
-        raise ValueError(f"{name}={selection!r}: {unit} {int(out_of_range[0])} is out of range; "
-                         f"the capture has {allowed}")
-    if np.unique(resolved).size != resolved.size:
-        raise ValueError(f"{name}={selection!r} repeats a {unit}")
-    return resolved
-
-
 def _ffn_span(blocks: tuple[int, ...]) -> str:
     """``"block 2 FFN to block 5 FFN"`` for a run of blocks, else their labels joined by commas."""
     contiguous = len(blocks) > 2 and blocks == tuple(range(blocks[0], blocks[-1] + 1))
@@ -373,8 +333,8 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
     ndarray of shape (n_positions, len(layers) * d_ff)
         Column ``i * d_ff + j`` is neuron ``j`` of the ``i``-th selected block's FFN.
     """
-    layer_ids = _indices(layers, "layers", cap.n_layers, "block")
-    position_ids = _indices(positions, "positions", cap.n_tokens, "position")
+    layer_ids = indices("layers", layers, cap.n_layers, "block")
+    position_ids = indices("positions", positions, cap.n_tokens, "position")
     selected = cap.ffn[layer_ids][:, position_ids]  # (n_layers_selected, n_positions, d_ff)
     return selected.transpose(1, 0, 2).reshape(len(position_ids), -1)
 
@@ -428,20 +388,18 @@ def factors(
     >>> result.token_activations.shape == (10, cap.n_tokens)
     True
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    if negatives not in NEGATIVES:
-        raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+    method = choice("method", method, METHODS)
+    negatives = choice("negatives", negatives, NEGATIVES)
     if method != "nmf" and negatives != "clip":
-        raise ValueError(f"negatives={negatives!r} applies to NMF only; {method.upper()} factors the signed values")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    layer_ids = _indices(layers, "layers", cap.n_layers, "block")
-    position_ids = _indices(positions, "positions", cap.n_tokens, "position")
+        raise invalid("negatives", negatives, f"'clip' for {method.upper()}, which factors the signed values "
+                      "('split' applies to NMF only)")
+    seed = whole("seed", seed)
+    layer_ids = indices("layers", layers, cap.n_layers, "block")
+    position_ids = indices("positions", positions, cap.n_tokens, "position")
     matrix = activation_matrix(cap, layer_ids, position_ids)
     n_positions = matrix.shape[0]
     if n_positions < 2:
-        raise ValueError(f"positions selects {n_positions} token; factors need at least 2 tokens")
+        raise invalid("positions", positions, "at least 2 token positions (factors need 2 tokens)")
     d_ff = cap.ffn.shape[2]
     neuron_layers = np.repeat(layer_ids, d_ff)
     neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
@@ -468,9 +426,9 @@ def factors(
         raise ValueError(
             f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
         )
-    n_components = _check_count(n_components, "n_components", min(matrix.shape))
+    n_components = whole("n_components", n_components, low=1, high=min(matrix.shape))
 
-    fit = METHODS[method](matrix, n_components, int(seed))
+    fit = METHODS[method](matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
     if method != "nmf":
         strongest = np.abs(weights).argmax(axis=0)
@@ -528,18 +486,18 @@ def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = No
     Neurons
         ``activations`` of shape (n_neurons, n_tokens).
     """
-    (layer,) = _indices(_check_scalar(layer, "layer"), "layer", cap.n_layers, "block")
+    layer = whole("layer", layer, low=0, high=cap.n_layers - 1)
     layer_activations = cap.ffn[layer].T  # (d_ff, n_tokens)
     d_ff = layer_activations.shape[0]
     if position is None:
         strength = np.abs(layer_activations).max(axis=1)
     else:
-        (position,) = _indices(_check_scalar(position, "position"), "position", cap.n_tokens, "position")
+        position = whole("position", position, low=0, high=cap.n_tokens - 1)
         strength = np.abs(layer_activations[:, position])
     if ids is None:
-        chosen = np.argsort(-strength, kind="stable")[: _check_count(top_k, "top_k", d_ff)]
+        chosen = np.argsort(-strength, kind="stable")[: whole("top_k", top_k, low=1, high=d_ff)]
     else:
-        chosen = _indices(ids, "ids", d_ff, "neuron")
+        chosen = indices("ids", ids, d_ff, "neuron")
     return Neurons(
         layer=int(layer),
         position=None if position is None else int(position),

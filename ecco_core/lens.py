@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._checks import invalid, is_whole, whole
 from .capture import (
     DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, encode_prompt, recording, token_strings,
 )
@@ -158,13 +159,6 @@ class Rankings:
                 "top_probs": [row.tolist() for row in self.top_probs.reshape(-1, self.k)],
             }
         )
-
-
-# ------------------------------------------------------------ validation
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    return int(k)
 
 
 def _head_device(lm: LM) -> torch.device:
@@ -322,9 +316,9 @@ def rankings(lm: LM, cap: Capture, k: int = 5, *, max_chunk_bytes: int = DEFAULT
         there is nothing to rank (a one-token prompt).
     """
     lm.require_head()
-    k = _check_k(k)
+    k = whole("k", k, low=1)
     if not isinstance(cap, Capture):
-        raise TypeError(f"cap must be a Capture from ecco_core.capture, got {type(cap).__name__}")
+        raise invalid("cap", type(cap), "a Capture from ecco_core.capture", TypeError)
     if cap.hidden_states.shape[0] != lm.n_layers + 1 or cap.hidden_states.shape[2] != lm.d_model:
         raise ValueError(
             f"cap was recorded from {cap.model_name!r} (hidden states {cap.hidden_states.shape}), which does "
@@ -385,14 +379,13 @@ def _candidate_ids(lm: LM, text: str, candidate) -> list[int]:
     """Token ids of one candidate as it would follow ``text`` (or fill its mask)."""
     tokenizer = lm.tokenizer
     vocab_size = lm.vocab_size
-    if isinstance(candidate, (int, np.integer)) and not isinstance(candidate, bool):
+    if is_whole(candidate):
         if not 0 <= candidate < vocab_size:
-            raise ValueError(f"candidate token id {candidate} is outside the vocabulary (0 .. {vocab_size - 1})")
+            raise invalid("each candidate token id", candidate, f"in the vocabulary, 0 to {vocab_size - 1}")
         return [int(candidate)]
-    if not isinstance(candidate, str):
-        raise TypeError(f"each candidate must be a word (str) or a token id (int), got {candidate!r}")
-    if not candidate.strip():
-        raise ValueError(f"candidate {candidate!r} is empty; give a word such as 'is'")
+    if not isinstance(candidate, str) or not candidate.strip():
+        error = ValueError if isinstance(candidate, str) else TypeError
+        raise invalid("each candidate", candidate, "a word such as 'is' or a token id (int)", error)
     spaced = as_following_word(candidate, text if lm.is_causal else "")
     ids = []
     if lm.is_causal:
@@ -453,12 +446,13 @@ def watch(
         without LM head.
     """
     lm.require_head()
-    k = _check_k(k)
+    k = whole("k", k, low=1)
+    allowed = "a non-empty list of words or token ids such as ['is', 'are']"
     if isinstance(candidates, (str, int)) or not hasattr(candidates, "__iter__"):
-        raise TypeError(f"candidates must be a list of words or token ids such as ['is', 'are'], got {candidates!r}")
+        raise invalid("candidates", candidates, allowed, TypeError)
     candidates = list(candidates)
     if not candidates:
-        raise ValueError("candidates is empty; give at least one word or token id, e.g. ['is', 'are']")
+        raise invalid("candidates", candidates, allowed)
     input_ids, position = _read_position(lm, text)
     candidate_ids = [_candidate_ids(lm, text, candidate) for candidate in candidates]
     notes = [
@@ -519,9 +513,9 @@ def suggest_candidates(
         ``token_id`` values can be passed to :func:`watch` as candidates.
     """
     lm.require_head()
-    k = _check_k(k)
-    if max_candidates is not None and (not isinstance(max_candidates, (int, np.integer)) or max_candidates < 1):
-        raise ValueError(f"max_candidates must be a positive int or None, got {max_candidates!r}")
+    k = whole("k", k, low=1)
+    if max_candidates is not None:
+        max_candidates = whole("max_candidates", max_candidates, low=1)
     input_ids, position = _read_position(lm, text)
     columns, model_logits = _recorded_forward(lm, input_ids, [position])
     any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here

@@ -11,6 +11,8 @@ import html
 
 import numpy as np
 
+from ._checks import choice
+
 
 _MARKS = str.maketrans({"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5", "\u00a0": "\u2423"})
 
@@ -338,8 +340,7 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
 
     from .probing import depth_labels
 
-    if metric not in ("accuracy", "selectivity"):
-        raise ValueError(f"metric {metric!r} is not one of: accuracy, selectivity")
+    metric = choice("metric", metric, ("accuracy", "selectivity"))
     names = {"hidden": "hidden states", "ffn": "FFN activations"}
     figure = go.Figure()
     for representation, rows in frame.groupby("representation", sort=False):

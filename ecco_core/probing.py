@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import _checks as checks
 from .capture import recording
 from .layers import EMBEDDINGS, block_label, residual_label, site_label
 from .models import LM
@@ -90,11 +91,9 @@ def _conllu_text(source) -> str:
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise ValueError(f"CoNLL-U file {str(source)!r} does not exist")
+            raise checks.invalid("source", str(source), "a CoNLL-U file that exists (or CoNLL-U text or bytes)")
         return _conllu_text(path.read_bytes())
-    raise TypeError(
-        f"source must be a path, CoNLL-U text or the bytes of a CoNLL-U file, got {type(source).__name__}"
-    )
+    raise checks.invalid("source", type(source), "a path, CoNLL-U text or the bytes of a CoNLL-U file", TypeError)
 
 
 def _check_line(number: int, line: str) -> None:
@@ -209,8 +208,8 @@ def align(tokenizer, sentence: Sentence, max_length: int | None = None) -> Align
         several tokens is counted once.
     """
     if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(
-            f"probing needs a fast tokenizer (one that returns character offsets); got {type(tokenizer).__name__}"
+        raise checks.invalid(
+            "tokenizer", type(tokenizer), "a fast tokenizer (one that returns character offsets)", TypeError
         )
     starts, position = [], 0
     for word in sentence.words:
@@ -292,28 +291,19 @@ def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
         return True, list(range(lm.n_layers))
     if isinstance(layers, (str, int)):
         layers = [layers]
+    allowed = f"a non-empty list of {EMBEDDINGS!r} and block indices 0 to {lm.n_layers - 1}"
     include_embedding, blocks = False, []
     for layer in layers:
         if layer == EMBEDDINGS:
             include_embedding = True
-        elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < lm.n_layers:
+        elif checks.is_whole(layer) and 0 <= layer < lm.n_layers:
             blocks.append(int(layer))
         else:
-            raise ValueError(
-                f"layers holds {layer!r}; allowed: {EMBEDDINGS!r} and block indices 0 to {lm.n_layers - 1}"
-            )
+            raise checks.invalid("layers", layers, allowed)
     blocks = sorted(set(blocks))
     if not include_embedding and not blocks:
-        raise ValueError("layers is empty; pick at least one layer to probe")
+        raise checks.invalid("layers", layers, allowed)
     return include_embedding, blocks
-
-
-def _check_count(value, argument: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{argument} must be at least {low}, got {value}")
-    return int(value)
 
 
 def _progress_bar(progress: Progress | None) -> tuple[Progress, Callable[[], None]]:
@@ -365,8 +355,8 @@ def collect(
     ProbeData
     """
     sentences = _sentences(corpus)
-    n_tokens = _check_count(n_tokens, "n_tokens", 1)
-    batch_size = _check_count(batch_size, "batch_size", 1)
+    n_tokens = checks.whole("n_tokens", n_tokens, low=1)
+    batch_size = checks.whole("batch_size", batch_size, low=1)
     include_embedding, blocks = _selected_layers(lm, layers)
     hidden_rows = ([0] if include_embedding else []) + [block + 1 for block in blocks]
 
@@ -495,9 +485,7 @@ def control_tags(words: Sequence[str], tags: np.ndarray, n_classes: int, rng: np
 def _as_stack(features, argument: str, n_tokens: int) -> torch.Tensor:
     array = features if isinstance(features, torch.Tensor) else torch.from_numpy(np.asarray(features))
     if array.ndim != 3 or array.shape[1] != n_tokens:
-        raise ValueError(
-            f"{argument} must have shape (n_representations, n_tokens={n_tokens}, width), got {tuple(array.shape)}"
-        )
+        raise checks.invalid(f"{argument}.shape", tuple(array.shape), f"(n_representations, n_tokens={n_tokens}, width)")
     return array
 
 
@@ -588,30 +576,25 @@ def train_probes(
     """
     n_tokens = len(tags)
     if len(words) != n_tokens:
-        raise ValueError(f"words has {len(words)} entries for {n_tokens} tags")
+        raise checks.invalid("len(words)", len(words), f"{n_tokens}, one word per tag")
     if n_tokens < 3:
-        raise ValueError(f"probing needs at least 3 tokens (to split into train and test), got {n_tokens}")
-    trials = _check_count(trials, "trials", 1)
-    epochs = _check_count(epochs, "epochs", 1)
+        raise checks.invalid("len(tags)", n_tokens, "at least 3 tokens (to split into train and test)")
+    trials = checks.whole("trials", trials, low=1)
+    epochs = checks.whole("epochs", epochs, low=1)
     if batch_size is None:
         batch_size = int(np.clip(n_tokens // 32, 16, 256))
-    batch_size = _check_count(batch_size, "batch_size", 1)
+    batch_size = checks.whole("batch_size", batch_size, low=1)
     rates = [lr] if np.isscalar(lr) else list(lr)
-    if not rates or not all(
-        isinstance(rate, (float, int, np.floating)) and not isinstance(rate, bool) and rate > 0 for rate in rates
-    ):
-        raise ValueError(f"lr must be a positive number or a sequence of them (e.g. {LEARNING_RATES}), got {lr!r}")
+    if not rates:
+        raise checks.invalid("lr", lr, f"a positive number or a sequence of them (e.g. {LEARNING_RATES})")
+    rates = [checks.positive("lr", rate) for rate in rates]
     device = torch.device(device)
-    if precision == "auto":
-        dtype = torch.bfloat16 if _fast_bfloat16(device) else torch.float32
-    elif precision in PRECISIONS:
-        dtype = PRECISIONS[precision]
-    else:
-        raise ValueError(f"precision {precision!r} is not one of: auto, {', '.join(PRECISIONS)}")
+    precision = checks.choice("precision", precision, ["auto", *PRECISIONS])
+    dtype = (torch.bfloat16 if _fast_bfloat16(device) else torch.float32) if precision == "auto" else PRECISIONS[precision]
     stacks = [_as_stack(stack, f"stacks[{i}]", n_tokens) for i, stack in enumerate(stacks)]
     stacks = [stack for stack in stacks if stack.shape[0]]
     if not stacks:
-        raise ValueError("stacks holds no representation; give at least one stack of features")
+        raise checks.invalid("stacks", "no representation", "at least one stack of features")
 
     classes, real = np.unique(np.asarray(tags, dtype=object).astype(str), return_inverse=True)
     n_classes = len(classes)

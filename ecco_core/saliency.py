@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import _checks as checks
 from .capture import Capture, as_following_word, token_strings
 from .models import LM
 
@@ -251,10 +252,9 @@ def saliency(
     >>> ec.saliency(lm, ec.capture(lm, "The keys to the cabinet", answer=" is"), target="logit",
     ...             contrast_with="are").target_values   # logit(" is") - logit(" are")
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("target", target, TARGETS)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be an int from 1 to {MAX_STEPS}, got {steps!r}")
+    method = checks.choice("method", method, METHODS)
+    target = checks.choice("target", target, TARGETS)
+    steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     if cap.model_name != lm.name or cap.causal != lm.is_causal:
         raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
     lm.require_head()
@@ -296,12 +296,6 @@ def saliency(
 
 
 # ------------------------------------------------------------ validation
-def _check_choice(argument: str, value, allowed: dict) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        listing = "; ".join(f"{key!r}: {text}" for key, text in allowed.items())
-        raise ValueError(f"{argument} must be one of {list(allowed)}, got {value!r} ({listing})")
-
-
 def _explained_positions(lm: LM, cap: Capture, positions) -> np.ndarray:
     if positions is None:
         if lm.is_causal:

@@ -44,6 +44,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import _checks as checks
 from .capture import Capture
 from .layers import residual_label, site_label
 from .probing import UD_ENGLISH_EWT_DEV
@@ -79,18 +80,15 @@ _SAMPLES_PER_DIMENSION = 5
 # ----------------------------------------------------------------- validation
 def _centred(values, name: str) -> np.ndarray:
     """``values`` as float64, checked, scaled (see below) and centred: shape (n_samples, n_features)."""
+    allowed = "a finite 2-D array of numbers of shape (n_samples >= 2, n_features >= 1)"
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(values).__name__}") from error
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
-    if array.shape[0] < 2:
-        raise ValueError(f"{name} has {array.shape[0]} sample(s); similarity needs n_samples >= 2")
-    if array.shape[1] < 1:
-        raise ValueError(f"{name} has no features (shape {array.shape})")
+        raise checks.invalid(name, type(values), allowed, TypeError) from error
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
+        raise checks.invalid(f"{name}.shape", array.shape, allowed)
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise checks.invalid(name, "an array holding NaN or infinite values", allowed)
     # Every method is invariant to scaling an input, so scale by a power of two (exact) to a largest
     # value in [0.5, 1): Gram products of inputs near 1e300 (or 1e-300) neither overflow nor vanish.
     largest = np.abs(array).max()
@@ -102,34 +100,19 @@ def _centred(values, name: str) -> np.ndarray:
 def _check_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
     X, Y = _centred(X, "X"), _centred(Y, "Y")
     if X.shape[0] != Y.shape[0]:
-        raise ValueError(
-            f"X and Y must have the same number of samples (token positions), got {X.shape[0]} and {Y.shape[0]}"
-        )
+        raise checks.invalid("Y.shape", Y.shape, f"{X.shape[0]} samples (token positions), the same number as X")
     return X, Y
-
-
-def _check_choice(value, allowed: dict, name: str) -> str:
-    if value not in allowed:
-        listing = "; ".join(f"{key!r}: {text}" for key, text in allowed.items())
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {listing}")
-    return value
 
 
 def _check_keep(keep) -> float | int:
     allowed = "a fraction of variance in (0, 1] or a whole number of directions >= 1"
     if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.integer, np.floating)):
-        raise TypeError(f"keep must be {allowed}, got {keep!r}")
-    if isinstance(keep, (int, np.integer)) and keep >= 1:
+        raise checks.invalid("keep", keep, allowed, TypeError)
+    if checks.is_whole(keep) and keep >= 1:
         return int(keep)
     if not 0.0 < float(keep) <= 1.0:
-        raise ValueError(f"keep must be {allowed}, got {keep!r}")
+        raise checks.invalid("keep", keep, allowed)
     return float(keep)
-
-
-def _check_bandwidth(bandwidth) -> float:
-    if not isinstance(bandwidth, (int, float, np.integer, np.floating)) or not 0 < float(bandwidth) < np.inf:
-        raise ValueError(f"bandwidth must be a positive number (a fraction of the median distance), got {bandwidth!r}")
-    return float(bandwidth)
 
 
 # ------------------------------------------------- per-matrix decompositions
@@ -397,8 +380,8 @@ def cka(X, Y, kernel: str = "linear", bandwidth: float = 1.0) -> float:
         0 when either input is constant.
     """
     X, Y = _check_pair(X, Y)
-    kernel = _check_choice(kernel, KERNELS, "kernel")
-    bandwidth = _check_bandwidth(bandwidth)
+    kernel = checks.choice("kernel", kernel, KERNELS)
+    bandwidth = checks.positive("bandwidth", bandwidth)
     # One pair: the (n, n) Grams only pay off when there are more features than samples.
     n, widest = X.shape[0], max(X.shape[1], Y.shape[1])
     gram = kernel == "rbf" or (n <= widest and _fits_gram_budget(n, 2))
@@ -509,17 +492,19 @@ def similarity_matrix(
     SimilarityMatrix
         ``values[i, j]`` = method(A_list[i], B_list[j]).
     """
-    method = _check_choice(method, METHODS, "method")
-    kernel = _check_choice(kernel, KERNELS, "kernel")
+    method = checks.choice("method", method, METHODS)
+    kernel = checks.choice("kernel", kernel, KERNELS)
     keep = _check_keep(keep)
-    bandwidth = _check_bandwidth(bandwidth)
+    bandwidth = checks.positive("bandwidth", bandwidth)
     if isinstance(A_list, np.ndarray) and A_list.ndim == 2 or isinstance(B_list, np.ndarray) and B_list.ndim == 2:
-        raise TypeError("A_list and B_list must be sequences of 2-D matrices; wrap a single matrix in a list")
+        raise checks.invalid(
+            "A_list and B_list", "a single matrix", "sequences of 2-D matrices (wrap a single matrix in a list)", TypeError
+        )
     symmetric = A_list is B_list
     A_list, B_list = list(A_list), list(B_list)
     for name, matrices in (("A_list", A_list), ("B_list", B_list)):
         if not matrices:
-            raise ValueError(f"{name} is empty; give at least one (n_samples, d) matrix")
+            raise checks.invalid(name, matrices, "a non-empty sequence of (n_samples, d) matrices")
     row_labels = _labels(row_labels, len(A_list), "row_labels")
     column_labels = _labels(column_labels, len(B_list), "column_labels")
 
@@ -527,9 +512,9 @@ def similarity_matrix(
     n_samples = columns[0].shape[0]
     shapes = [np.shape(A) for A in A_list] + [B.shape for B in columns]
     if any(len(shape) != 2 or shape[0] != n_samples for shape in shapes):
-        raise ValueError(
-            "every matrix must have the same number of samples (token positions); got shapes "
-            + ", ".join(str(tuple(shape)) for shape in shapes)
+        raise checks.invalid(
+            "the matrices' shapes", [tuple(shape) for shape in shapes],
+            "2-D, all with the same number of samples (token positions)",
         )
     # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
     gram = kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1)
@@ -553,7 +538,7 @@ def _labels(labels, count: int, name: str) -> tuple[str, ...]:
         return tuple(str(i) for i in range(count))
     labels = tuple(str(label) for label in labels)
     if len(labels) != count:
-        raise ValueError(f"{name} has {len(labels)} entries for {count} matrices")
+        raise checks.invalid(name, labels, f"{count} labels, one per matrix")
     return labels
 
 
@@ -579,7 +564,7 @@ def layer_activations(captures, representation: str = "hidden", *, skip_special:
         for "ffn" (block ``i``'s FFN at entry ``i``); :func:`layer_labels`
         names them.
     """
-    representation = _check_choice(representation, REPRESENTATIONS, "representation")
+    representation = checks.choice("representation", representation, REPRESENTATIONS)
     captures = _check_captures(captures)
     stacks = [cap.hidden_states if representation == "hidden" else cap.ffn for cap in captures]
     positions = [~cap.special if skip_special else np.ones(cap.n_tokens, dtype=bool) for cap in captures]
@@ -592,13 +577,13 @@ def layer_activations(captures, representation: str = "hidden", *, skip_special:
 def _check_captures(captures) -> list[Capture]:
     captures = [captures] if isinstance(captures, Capture) else list(captures)
     if not captures:
-        raise ValueError("captures is empty; give a Capture or a list of Captures")
+        raise checks.invalid("captures", captures, "a Capture or a non-empty list of Captures")
     for index, cap in enumerate(captures):
         if not isinstance(cap, Capture):
-            raise TypeError(f"captures[{index}] is a {type(cap).__name__}, not an ecco_core Capture")
+            raise checks.invalid(f"captures[{index}]", type(cap), "an ecco_core Capture", TypeError)
     names = {cap.model_name for cap in captures}
     if len(names) > 1:
-        raise ValueError(f"captures come from different models ({sorted(names)}); pool captures of one model")
+        raise checks.invalid("the captures' models", sorted(names), "one model (pool captures of one model)")
     return captures
 
 
@@ -681,11 +666,10 @@ def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int 
     """
     import conllu
 
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    n = checks.whole("n", n, low=1)
     path = Path(UD_ENGLISH_EWT_DEV if path is None else path)
     if not path.is_file():
-        raise ValueError(f"no CoNLL-U file at {path}")
+        raise checks.invalid("path", str(path), "a CoNLL-U file that exists")
     sentences = []
     with path.open(encoding="utf-8") as handle:
         for sentence in conllu.parse_incr(handle):

@@ -18,20 +18,23 @@ def paris(lm):
 # ---------------------------------------------------------------- saliency
 @pytest.mark.parametrize("method", [["x"], {"grad_x_input": 1}, None, 3])
 def test_saliency_method_that_is_no_string_is_named(lm, paris, method):
-    with pytest.raises(ValueError, match=r"method must be one of \['grad_x_input'"):
+    with pytest.raises(ValueError, match=r"method must be one of 'grad_x_input', .*; got "):
         ec.saliency(lm, paris, method=method)
 
 
-@pytest.mark.parametrize("steps", [0, -3, 10**6, 2.5, True, "20"])
-def test_absurd_integrated_gradients_steps_are_refused_before_any_work(lm, paris, steps):
-    with pytest.raises(ValueError, match=rf"steps must be an int from 1 to {MAX_STEPS}"):
+@pytest.mark.parametrize(
+    "steps, error", [(0, ValueError), (-3, ValueError), (10**6, ValueError), (2.5, TypeError), (True, TypeError),
+                     ("20", TypeError)],
+)
+def test_absurd_integrated_gradients_steps_are_refused_before_any_work(lm, paris, steps, error):
+    with pytest.raises(error, match=rf"steps must be a whole number from 1 to {MAX_STEPS}; got {steps!r}"):
         ec.saliency(lm, paris, method="integrated_gradients", steps=steps)
 
 
 # ----------------------------------------------------------------- capture
-@pytest.mark.parametrize("top_k", [-5, 0, 2.5, True])
-def test_sampling_top_k_out_of_range_is_named(lm, top_k):
-    with pytest.raises(ValueError, match=rf"top_k must be a positive int or None \(no cut-off\), got {top_k!r}"):
+@pytest.mark.parametrize("top_k, error", [(-5, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_sampling_top_k_out_of_range_is_named(lm, top_k, error):
+    with pytest.raises(error, match=rf"top_k must be a whole number >= 1; got {top_k!r}"):
         ec.capture(lm, "The capital of France is", max_new_tokens=2, do_sample=True, top_k=top_k)
 
 
@@ -189,7 +192,7 @@ def test_a_real_capture_file_still_loads_and_a_bound_can_be_raised(paris, saved,
     assert again.tokens == paris.tokens and np.array_equal(again.hidden_states, paris.hidden_states)
     with pytest.raises(ValueError, match=r"its arrays declare \d+ bytes once decompressed; max_bytes allows 1000"):
         ec.Capture.load(path, max_bytes=1000)
-    with pytest.raises(ValueError, match=r"max_bytes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"max_bytes must be a whole number >= 1; got 0"):
         ec.Capture.load(path, max_bytes=0)
 
 

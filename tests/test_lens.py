@@ -130,11 +130,11 @@ def test_watch_uses_the_first_token_of_a_split_word_and_says_so(lm):
 @pytest.mark.parametrize(
     "candidates, error, message",
     [
-        ([], ValueError, "candidates is empty"),
-        (["is", "  "], ValueError, "candidate '  ' is empty"),
-        ([10**9], ValueError, "outside the vocabulary"),
-        ("is", TypeError, "candidates must be a list"),
-        ([1.5], TypeError, "must be a word"),
+        ([], ValueError, r"candidates must be a non-empty list .*; got \[\]"),
+        (["is", "  "], ValueError, "each candidate must be a word .*; got '  '"),
+        ([10**9], ValueError, "each candidate token id must be in the vocabulary, 0 to 49151; got 1000000000"),
+        ("is", TypeError, "candidates must be a non-empty list"),
+        ([1.5], TypeError, "each candidate must be a word .*; got 1.5"),
     ],
 )
 def test_watch_rejects_bad_candidates(lm, candidates, error, message):

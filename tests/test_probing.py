@@ -54,7 +54,7 @@ def test_conllu_file_of_the_bundled_corpus():
         ("I don't know.\nnot a treebank\n", r"line 1 has 1 tab-separated fields"),
         (CONLLU.encode("utf-16"), r"not UTF-8"),
         ("# only a comment\n\n", r"no sentence"),
-        ("/no/such/file.conllu", r"does not exist"),
+        ("/no/such/file.conllu", r"source must be a CoNLL-U file that exists .*; got '/no/such/file.conllu'"),
     ],
 )
 def test_malformed_conllu_is_named(source, message):
@@ -124,10 +124,10 @@ def test_collect_matches_a_plain_capture_of_the_sentence(encoder):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(layers=[7]), ValueError, r"layers holds 7; allowed: 'embeddings' and block indices 0 to 5"),
-        (dict(layers=[]), ValueError, r"layers is empty"),
-        (dict(n_tokens=0), ValueError, r"n_tokens must be at least 1, got 0"),
-        (dict(n_tokens=2.5), TypeError, r"n_tokens must be an int"),
+        (dict(layers=[7]), ValueError, r"layers must be .*'embeddings' and block indices 0 to 5; got \[7\]"),
+        (dict(layers=[]), ValueError, r"layers must be a non-empty list .*; got \[\]"),
+        (dict(n_tokens=0), ValueError, r"n_tokens must be a whole number >= 1; got 0"),
+        (dict(n_tokens=2.5), TypeError, r"n_tokens must be a whole number >= 1; got 2.5"),
     ],
 )
 def test_collect_arguments_are_checked(encoder, kwargs, error, message):
@@ -211,10 +211,10 @@ def test_control_tags_are_fixed_per_word_type_and_follow_the_tag_distribution():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(lr=0), r"lr must be a positive number"),
-        (dict(lr=[]), r"lr must be a positive number"),
-        (dict(precision="half"), r"precision 'half' is not one of: auto, float32, bfloat16"),
-        (dict(trials=0), r"trials must be at least 1, got 0"),
+        (dict(lr=0), r"lr must be a finite number > 0; got 0"),
+        (dict(lr=[]), r"lr must be a positive number or a sequence of them"),
+        (dict(precision="half"), r"precision must be one of 'auto', 'float32', 'bfloat16'; got 'half'"),
+        (dict(trials=0), r"trials must be a whole number >= 1; got 0"),
     ],
 )
 def test_training_arguments_are_checked(kwargs, message):
@@ -225,7 +225,7 @@ def test_training_arguments_are_checked(kwargs, message):
 
 def test_stack_shape_is_checked():
     features, tags, words = _synthetic(n_tokens=50)
-    with pytest.raises(ValueError, match=r"stacks\[0\] must have shape \(n_representations, n_tokens=50"):
+    with pytest.raises(ValueError, match=r"stacks\[0\].shape must be \(n_representations, n_tokens=50, width\); got \(50, 12\)"):
         ec.train_probes([features], tags, words)
 
 
@@ -303,5 +303,5 @@ def test_probe_lines_draw_hidden_and_ffn_by_layer_with_error_bars():
     np.testing.assert_allclose(hidden.y, 100 * paper[paper.representation == "hidden"].selectivity)
     np.testing.assert_allclose(ffn.error_y.array, 100 * paper[paper.representation == "ffn"].selectivity_std)
     assert list(figure.layout.xaxis.categoryarray)[:2] == ["embeddings", "block 0"]
-    with pytest.raises(ValueError, match="metric 'loss' is not one of: accuracy, selectivity"):
+    with pytest.raises(ValueError, match="metric must be one of 'accuracy', 'selectivity'; got 'loss'"):
         probe_lines(paper, "loss")

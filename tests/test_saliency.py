@@ -243,7 +243,7 @@ def test_bad_arguments_are_named(lm, encoder, shakespeare):
         ec.saliency(lm, shakespeare, method="lime")
     with pytest.raises(ValueError, match=r"target must be one of .*'logprob'.*got 'loss'"):
         ec.saliency(lm, shakespeare, target="loss")
-    with pytest.raises(ValueError, match="steps must be an int from 1 to 1000, got 0"):
+    with pytest.raises(ValueError, match="steps must be a whole number from 1 to 1000; got 0"):
         ec.saliency(lm, shakespeare, method="integrated_gradients", steps=0)
     with pytest.raises(ValueError, match=r"contrast_with 'Shakespearean' is \d tokens"):
         ec.saliency(lm, shakespeare, contrast_with="Shakespearean")

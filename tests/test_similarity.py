@@ -157,11 +157,11 @@ def test_more_dimensions_than_samples_saturates_the_cca_family(rng):
 @pytest.mark.parametrize(
     ("X", "Y", "message"),
     [
-        (np.zeros((10, 3)), np.zeros((11, 3)), "same number of samples"),
-        (np.zeros((1, 3)), np.zeros((1, 3)), "n_samples >= 2"),
-        (np.array([[1.0, np.nan], [0.0, 1.0]]), np.zeros((2, 2)), "NaN or infinite"),
-        (np.zeros((4, 2)), np.full((4, 2), np.inf), "Y contains NaN or infinite"),
-        (np.zeros(5), np.zeros((5, 2)), "must be 2-D"),
+        (np.zeros((10, 3)), np.zeros((11, 3)), r"Y.shape must be 10 samples .*; got \(11, 3\)"),
+        (np.zeros((1, 3)), np.zeros((1, 3)), r"X.shape must be .*n_samples >= 2.*; got \(1, 3\)"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), np.zeros((2, 2)), "X must be a finite .*NaN or infinite"),
+        (np.zeros((4, 2)), np.full((4, 2), np.inf), "Y must be a finite .*NaN or infinite"),
+        (np.zeros(5), np.zeros((5, 2)), r"X.shape must be a finite 2-D array .*; got \(5,\)"),
     ],
 )
 @pytest.mark.parametrize("method", sorted(PAIRWISE))
@@ -172,19 +172,19 @@ def test_bad_input_names_the_problem(X, Y, message, method):
 
 def test_bad_options_list_what_is_allowed(rng):
     X = rng.normal(size=(20, 3))
-    with pytest.raises(ValueError, match="kernel='cosine' is not supported.*'linear'.*'rbf'"):
+    with pytest.raises(ValueError, match="kernel must be one of 'linear', 'rbf'; got 'cosine'"):
         sim.cka(X, X, kernel="cosine")
-    with pytest.raises(ValueError, match="bandwidth must be a positive number"):
+    with pytest.raises(ValueError, match="bandwidth must be a finite number > 0; got 0"):
         sim.cka(X, X, kernel="rbf", bandwidth=0)
     with pytest.raises(ValueError, match="keep must be a fraction"):
         sim.svcca(X, X, keep=1.5)
     with pytest.raises(TypeError, match="keep must be"):
         sim.svcca(X, X, keep="all")
-    with pytest.raises(ValueError, match="method='procrustes' is not supported.*'pwcca'"):
+    with pytest.raises(ValueError, match="method must be one of 'cka', 'pwcca', 'svcca', 'cca'; got 'procrustes'"):
         sim.similarity_matrix([X], [X], "procrustes")
     with pytest.raises(TypeError, match="wrap a single matrix in a list"):
         sim.similarity_matrix(X, [X])
-    with pytest.raises(ValueError, match="same number of samples"):
+    with pytest.raises(ValueError, match=r"the matrices' shapes must be 2-D, all with the same number of samples"):
         sim.similarity_matrix([X], [X[:10]])
 
 
@@ -262,7 +262,7 @@ def test_special_tokens_are_left_out_of_encoder_captures(encoder, lm):
     assert cap.special[0] and cap.special[-1]
     assert sim.layer_similarity(cap, "cka").n_samples == cap.n_tokens - 2
     assert sim.layer_similarity(cap, "cka", skip_special=False).n_samples == cap.n_tokens
-    with pytest.raises(ValueError, match="different models"):
+    with pytest.raises(ValueError, match=r"the captures' models must be one model .*; got \['SmolLM2-135M-Instruct', 'all-MiniLM-L6-v2'\]"):
         sim.layer_activations([cap, ec.capture(lm, "The keys")])
 
 
@@ -275,9 +275,9 @@ def test_ud_sentences_reads_conllu(tmp_path, sentences):
         encoding="utf-8",
     )
     assert sim.ud_sentences(5, conllu_file) == ["This one is long enough ."]
-    with pytest.raises(ValueError, match="no CoNLL-U file"):
+    with pytest.raises(ValueError, match="path must be a CoNLL-U file that exists; got"):
         sim.ud_sentences(5, tmp_path / "missing.conllu")
-    with pytest.raises(ValueError, match="n must be a whole number"):
+    with pytest.raises(ValueError, match="n must be a whole number >= 1; got 0"):
         sim.ud_sentences(0)
 
 
