@@ -716,7 +716,8 @@ def _saliency_values(sal, signed: bool) -> np.ndarray:
 
 
 def _signed_colorscale() -> list:
-    against, blank, evidence = (f"rgb({SIGNED_COLORS['against']})", "rgb(247, 247, 247)", f"rgb({SIGNED_COLORS['for']})")
+    against, evidence = (f"rgb({SIGNED_COLORS[side]})" for side in ("against", "for"))
+    blank = "rgb(247, 247, 247)"
     return [[0.0, against], [0.5, blank], [1.0, evidence]]
 
 
@@ -891,13 +892,11 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
     pinned = positions[0] if position is None else int(position)
     if pinned not in positions:
         raise ValueError(f"position {position!r} is not explained; explained positions: {positions}")
-    quantity = f"{sal.target}(\u2026)" + (f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')"
-                                          if sal.contrast_with else "")
-    labels = [
+    foil = f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')" if sal.contrast_with else ""
+    quantity = f"{sal.target}(\u2026){foil}"
+    labels = [  # plain text: the script sets them as textContent
         f"Explaining '{display_token(token)}' (position {p}): "
-        f"{sal.target}('{display_token(token)}')"
-        + (f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')" if sal.contrast_with else "")
-        + f" = {value:.4g}"
+        f"{sal.target}('{display_token(token)}'){foil} = {value:.4g}"
         for p, token, value in zip(positions, sal.explained_tokens, np.asarray(sal.target_values, dtype=float))
     ]
     spans = []
@@ -905,7 +904,8 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
     for column, token in enumerate(sal.tokens):
         if column in positions:
             spans.append(f'<span class="ecco-token ecco-explained" data-position="{column}" tabindex="0" '
-                         f'style="{style}; border-bottom: 2px solid #888; cursor: pointer">{escape_token(token)}</span>')
+                         f'style="{style}; border-bottom: 2px solid #888; cursor: pointer">'
+                         f"{escape_token(token)}</span>")
         else:
             spans.append(f'<span class="ecco-token" data-position="{column}" style="{style}">'
                          f"{escape_token(token)}</span>")

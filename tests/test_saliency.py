@@ -384,6 +384,18 @@ def test_saliency_view_escapes_tokens_and_fetches_nothing(lm):
         result.to_html(1)
 
 
+def test_a_masked_models_view_explains_its_masks_from_both_sides(lm, encoder):
+    from families import tiny_lm
+
+    masked = tiny_lm("bert", causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
+    cap = ec.capture(masked, "The keys to the [MASK] are on the table.")
+    html = ec.saliency(masked, cap).to_html()
+    data = json.loads(re.search(r'<script type="application/json">(.*?)</script>', html).group(1))
+    masks = np.flatnonzero(cap.token_ids == masked.tokenizer.mask_token_id).tolist()
+    assert not data["causal"] and data["positions"] == masks  # every token counts, on both sides of each mask
+    assert re.findall(r'class="ecco-token ecco-explained" data-position="(\d+)"', html) == [str(p) for p in masks]
+
+
 def test_saliency_renders_in_a_notebook_and_hovering_a_token_reshades_the_text(lm, shakespeare, browser):
     """Figure 3 in Chromium from the library's HTML alone: hover re-shades, leaving restores, a click pins."""
     result = ec.saliency(lm, shakespeare, target="logit", contrast_with="in")
@@ -393,12 +405,13 @@ def test_saliency_renders_in_a_notebook_and_hovering_a_token_reshades_the_text(l
             tab.set_content(f"<html><body>{result.to_html(signed=signed)}</body></html>")
             np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 0, signed=signed),
                                        atol=1 / 255)
-            timing = hover_saliency_token(tab, int(result.positions[4]))
-            np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 4, signed=signed),
-                                       atol=1 / 255)
-            assert timing["painted"] < 100, timing
-            print(f"notebook view, signed={signed}: re-shaded in {timing['styled']:.1f} ms, "
-                  f"painted in {timing['painted']:.1f} ms")
+            painted = []
+            for row in (4, 1, 5):
+                painted.append(round(hover_saliency_token(tab, int(result.positions[row]))["painted"], 1))
+                np.testing.assert_allclose(saliency_shading(tab),
+                                           expected_saliency_shading(result, row, signed=signed), atol=1 / 255)
+            print(f"notebook view, signed={signed}: re-shaded and painted {painted} ms after the pointer event")
+            assert sorted(painted)[1] < 100, painted  # the median hover (one alone may wait on a busy CPU)
             tab.mouse.move(1, 390)
             np.testing.assert_allclose(saliency_shading(tab), expected_saliency_shading(result, 0, signed=signed),
                                        atol=1 / 255)
