@@ -40,6 +40,12 @@ VIEWS = [
      "memorisation (the Ecco paper's Table 1).",
      "the encoder on bundled Universal Dependencies sentences",
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
+    ("pages/7_Attention.py", "Attention",
+     "What every head of every block reads from: bertviz's model view (a map per head, click one to open it) "
+     "and head view (tokens joined by lines, hover a token, toggle heads), as raw weights, value-weighted "
+     "(how much each head moves) or rollout; offline, on every family.",
+     "*The keys to the cabinet are on the table.* on the encoder → which heads link *keys* to *are*?",
+     dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
 ]
 ROOT = Path(__file__).resolve().parent
 

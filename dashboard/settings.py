@@ -31,6 +31,9 @@ MAX_NEW_TOKENS = _int_env("ECCO_MAX_NEW_TOKENS", 64)
 MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's protocol; ~4 GB of features for the causal default
 # Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default.
 CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 1024)
+# The Attention page keeps at most this much of a prompt's maps (blocks x heads x tokens^2 floats) per result;
+# a longer prompt's model view shows fewer blocks at a time. All 30 blocks of the causal default fit up to ~240 tokens.
+ATTENTION_MB = _int_env("ECCO_ATTENTION_MB", 64)
 # Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)

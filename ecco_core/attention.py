@@ -29,6 +29,7 @@ shared by every session of the app, so it is never switched (see
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from .capture import Capture
+from .layers import block_label
 from .models import LM, _get
 
 METHODS = {
@@ -47,6 +49,8 @@ METHODS = {
     "rollout": "attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I for the residual, "
     "multiplied from block 0 up to each block; rows sum to 1",
 }
+#: Short names of the methods, for titles and pickers.
+METHOD_TITLES = {"raw": "raw weights", "value_weighted": "value-weighted", "rollout": "rollout"}
 # Largest result ec.attention builds (n_layers_kept x n_heads x n_tokens^2 float32) unless told otherwise:
 # the default model's 30 x 9 heads fit up to about 700 tokens.
 DEFAULT_MAX_BYTES = 512 * 2**20
@@ -106,12 +110,16 @@ class Attention:
         sums = self.scores.sum(axis=-1, keepdims=True)
         return np.divide(self.scores, sums, out=np.zeros_like(self.scores), where=sums > 0)
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_frame(self, layers=None) -> pd.DataFrame:
         """One row per (block, head, query token, key token) the query can see.
 
         Columns: ``block``, ``head``, ``query_position``, ``query_token``,
-        ``key_position``, ``key_token``, ``score``, ``normalised``.
+        ``key_position``, ``key_token``, ``score``, ``normalised``. ``layers``
+        (a block index or a list of them, all computed) keeps those blocks only:
+        a long prompt's table has ``n_heads * n_tokens**2`` rows per block.
         """
+        if layers is not None:
+            return self._blocks(layers).to_frame()
         n_kept, n_heads, n_tokens, _ = self.scores.shape
         visible = np.tril(np.ones((n_tokens, n_tokens), bool)) if self.causal else np.ones((n_tokens, n_tokens), bool)
         queries, keys = np.nonzero(visible)
@@ -129,6 +137,78 @@ class Attention:
                 "normalised": self.normalised()[:, :, queries, keys].reshape(-1),
             }
         )
+
+    def head_summary(self) -> pd.DataFrame:
+        """Where each head looks, on average over its query tokens: the classic head types at a glance.
+
+        One row per (block, head); columns ``block``, ``head``, ``first_token``
+        (mean share of a query's row on position 0: a BOS or ``[CLS]`` sink),
+        ``previous_token`` (on position ``i - 1``, over queries 1 ..),
+        ``same_token`` (on itself). Shares are of :meth:`normalised` rows.
+        """
+        shares = self.normalised()
+        n_kept, n_heads, n_tokens, _ = shares.shape
+        diagonal = np.diagonal(shares, axis1=-2, axis2=-1)
+        previous = np.diagonal(shares, offset=-1, axis1=-2, axis2=-1)
+        return pd.DataFrame(
+            {
+                "block": np.repeat(np.array(self.layers), n_heads),
+                "head": np.tile(np.array(self.heads, dtype=object), n_kept),
+                "first_token": shares[..., 0].mean(-1).reshape(-1),
+                "previous_token": (previous.mean(-1) if n_tokens > 1 else np.zeros((n_kept, n_heads))).reshape(-1),
+                "same_token": diagonal.mean(-1).reshape(-1),
+            }
+        )
+
+    def thumbnails(self, size: int = 32) -> np.ndarray:
+        """:meth:`normalised` maps max-pooled to at most ``size`` x ``size``, each scaled to its own peak.
+
+        Returns
+        -------
+        ndarray of shape (n_layers_kept, n_heads, n_pixels, n_pixels), float32 in [0, 1]
+            ``n_pixels = ceil(n_tokens / factor)`` with ``factor = ceil(n_tokens / size)``
+            tokens per pixel; max-pooling keeps a thin diagonal visible at any length.
+        """
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        shares = self.normalised()
+        factor = -(-self.n_tokens // size)
+        n_pixels = -(-self.n_tokens // factor)
+        pad = n_pixels * factor - self.n_tokens
+        padded = np.pad(shares, [(0, 0), (0, 0), (0, pad), (0, pad)])
+        pooled = padded.reshape(*shares.shape[:2], n_pixels, factor, n_pixels, factor).max(axis=(3, 5))
+        peaks = pooled.max(axis=(2, 3), keepdims=True)
+        return np.divide(pooled, peaks, out=np.zeros_like(pooled), where=peaks > 0)
+
+    def to_html(self, layer: int | None = None) -> str:
+        """The head view of block ``layer`` (the first computed by default) as self-contained HTML.
+
+        Tokens in two columns joined by one line per head and pair, as strong
+        as the attention (:meth:`normalised` rows); hovering a token shows its
+        lines alone, clicking a head's swatch hides or shows it (see
+        :func:`ecco_core.plots.attention_head_view_html`). Works offline: the
+        script is inline. In a notebook the result displays itself.
+        """
+        from .plots import attention_head_view_html
+
+        layer = self.layers[0] if layer is None else layer
+        self.map(layer)  # names a block that was not computed
+        k = self.layers.index(layer)
+        return attention_head_view_html(
+            self.normalised()[k], self.tokens, heads=self.heads, n_input=self.n_input,
+            title=f"{block_label(layer)}, {METHOD_TITLES[self.method]}",
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def _blocks(self, layers) -> "Attention":
+        """The same result for some of its blocks only."""
+        chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+        for layer in chosen:
+            self.map(layer)
+        indices = [self.layers.index(layer) for layer in chosen]
+        return dataclasses.replace(self, scores=self.scores[indices], layers=tuple(int(l) for l in chosen))
 
 
 def attention(

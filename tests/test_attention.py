@@ -1,6 +1,8 @@
 """Attention weights, value-weighted attention and rollout, on every family and on the real defaults."""
 
 import copy
+import json
+import re
 import threading
 
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 import torch
 
 import ecco_core as ec
+from apptest import page, run
+from ecco_core import plots
 
 
 def _capture(model):
@@ -249,3 +253,344 @@ def test_capture_of_another_model_is_refused(lm, encoder):
         ec.attention(lm, "The keys")
     with pytest.raises(ValueError, match=r"layer 5 was not computed; computed blocks: \[0\]"):
         ec.attention(lm, _capture(lm), layers=[0]).map(5)
+
+
+# ------------------------------------------------------------------ summaries, thumbnails, blocks
+def _known(scores, causal=False, method="raw"):
+    """An Attention around given scores of shape (n_layers_kept, n_heads, n_tokens, n_tokens)."""
+    n_kept, n_heads, n_tokens, _ = scores.shape
+    return ec.Attention(
+        scores=np.asarray(scores, np.float32), layers=tuple(range(3, 3 + n_kept)),
+        heads=tuple(f"head {h}" for h in range(n_heads)), tokens=tuple(f" t{i}" for i in range(n_tokens)),
+        n_input=n_tokens, method=method, model_name="known", causal=causal,
+    )
+
+
+def test_head_summary_names_the_classic_head_types():
+    n_tokens = 5
+    first = np.zeros((n_tokens, n_tokens)); first[:, 0] = 1
+    previous = np.eye(n_tokens, k=-1); previous[0, 0] = 1
+    same = np.eye(n_tokens)
+    att = _known(np.stack([first, previous, same])[None] * 3.0, causal=True, method="value_weighted")
+    summary = att.head_summary()
+    assert list(summary.columns) == ["block", "head", "first_token", "previous_token", "same_token"]
+    assert summary["block"].tolist() == [3, 3, 3] and summary["head"].tolist() == ["head 0", "head 1", "head 2"]
+    np.testing.assert_allclose(summary[["first_token", "previous_token", "same_token"]],
+                               [[1, 0.25, 0.2], [0.4, 1, 0.2], [0.2, 0, 1]])  # query 1's previous token is the first
+
+
+def test_thumbnails_max_pool_each_map_and_scale_it_to_its_peak():
+    rng = np.random.default_rng(0)
+    scores = rng.random((2, 3, 10, 10))
+    att = _known(scores)
+    shares = scores / scores.sum(-1, keepdims=True)
+    assert att.thumbnails(10).shape == (2, 3, 10, 10)
+    np.testing.assert_allclose(att.thumbnails(10), shares / shares.max((-1, -2), keepdims=True), rtol=1e-5)
+    pooled = att.thumbnails(4)  # 3 tokens per pixel: 10 tokens -> 4 pixels, the last one pools a single token
+    assert pooled.shape == (2, 3, 4, 4)
+    expected = shares[1, 2, 3:6, 6:9].max() / shares[1, 2].max()
+    assert pooled[1, 2, 1, 2] == pytest.approx(expected, rel=1e-5)
+    assert pooled[1, 2, 3, 3] == pytest.approx(shares[1, 2, 9, 9] / shares[1, 2].max(), rel=1e-5)
+    with pytest.raises(ValueError, match="size must be a positive int, got 0"):
+        att.thumbnails(0)
+
+
+def test_frame_of_some_blocks_only(lm):
+    att = ec.attention(lm, _capture(lm), layers=[2, 5, 9])
+    frame = att.to_frame(layers=[5])
+    assert set(frame["block"]) == {5}
+    every = att.to_frame()
+    np.testing.assert_array_equal(frame["score"], every[every["block"] == 5]["score"])
+    with pytest.raises(ValueError, match=r"layer 4 was not computed; computed blocks: \[2, 5, 9\]"):
+        att.to_frame(layers=[4])
+
+
+# ------------------------------------------------------------------ figures and the head view
+def _payload(html_text):
+    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', html_text).group(1))
+
+
+def test_head_view_escapes_tokens_and_sends_only_numbers_to_its_script():
+    tokens = ["<script>alert(1)</script>", " x", "\n", "&amp;"]
+    weights = np.zeros((2, 4, 4))
+    weights[:, :, 0] = 0.5
+    weights[0, :, 1] = 0.5
+    weights[1, :, 3] = 0.495
+    weights[1, :, 2] = 0.005  # under min_weight: not drawn
+    text = plots.attention_head_view_html(weights, tokens, title="<b>block 3</b>", n_input=3)
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "\u21b5" in text and "&amp;amp;" in text and "&lt;b&gt;block 3&lt;/b&gt;" in text
+    assert not re.search(r"src=|<link|import\(|fetch\(|https?://(?!www\.w3\.org/2000/svg)", text)  # nothing is fetched
+    payload = _payload(text)
+    assert "alert" not in json.dumps(payload)  # the script's data are numbers (and head colours) only
+    queries, keys, drawn = payload["lines"][1]
+    assert sorted(zip(queries, keys)) == sorted([(q, 0) for q in range(4)] + [(q, 3) for q in range(4)])
+    assert drawn == [0.5, 0.495] * 4
+    assert text.count('text-decoration: underline') == 2  # the generated token, in both columns
+    with pytest.raises(ValueError, match="tokens has 3 entries for 4 rows of weights"):
+        plots.attention_head_view_html(weights, tokens[:3])
+    with pytest.raises(ValueError, match=r"weights must have shape \(n_heads, n_tokens, n_tokens\)"):
+        plots.attention_head_view_html(weights[0], tokens)
+
+
+def test_attention_renders_itself_in_a_notebook(lm):
+    cap = _capture(lm)
+    att = ec.attention(lm, cap, "value_weighted", layers=[4, 7])
+    assert att._repr_html_().startswith('<div id="ecco-heads-') and "block 4, value-weighted" in att._repr_html_()
+    payload = _payload(att.to_html(7))
+    queries, keys, weights = payload["lines"][2]
+    expected = att.normalised()[1, 2]
+    np.testing.assert_allclose(weights, np.round(expected[queries, keys], 3))
+    assert (expected[expected >= 0.01].size == len(weights)) and len(payload["colors"]) == lm.n_heads
+    with pytest.raises(ValueError, match="layer 5 was not computed"):
+        att.to_html(5)
+
+
+def test_heatmap_and_model_view_carry_their_cells(lm):
+    cap = _capture(lm)
+    att = ec.attention(lm, cap, layers=[1, 2])
+    figure = plots.attention_heatmap(att, 2, 4)
+    assert figure.layout.title.text == "block 2, head 4: raw weights"
+    cells, markers = figure.data
+    assert np.isnan(cells.z[0, 1]) and cells.z[1, 0] == pytest.approx(att.map(2, 4)[1, 0])
+    assert markers.hovertext[1 * cap.n_tokens + 0] == (
+        f"query 1: keys<br>key 0: The<br>weight {att.map(2, 4)[1, 0]:.3f}"
+    )
+    view = plots.attention_model_view(att, selected=(2, 4))
+    grid, markers = view.data
+    assert [list(cell) for cell in markers.customdata][:2] == [[1, 0], [1, 1]]
+    assert len(markers.customdata) == 2 * lm.n_heads and list(view.layout.yaxis.ticktext) == ["block 1", "block 2"]
+    assert markers.hovertext[0].startswith("block 1, head 0<br>on average a query puts")
+    assert len(view.layout.shapes) == 1
+
+
+# ------------------------------------------------------------------ page
+PAGE = "pages/7_Attention.py"
+PAGE_TEXTS = {"lm": ("William Shakespeare was born in the year", 20),
+              "encoder": ("The keys to the cabinet are on the table.", 0)}
+
+
+def _charts(app):
+    """The page's model view and heatmap, as Plotly specs."""
+    model_view, heatmap = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    return model_view, heatmap
+
+
+def _head_view(app):
+    return next(element.proto.body for element in app.get("html") if "ecco-head-view" in element.proto.body)
+
+
+def _param(app, key):
+    value = app.query_params.get(key)
+    return value[0] if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("which", ["lm", "encoder"])
+def test_page_sweeps_every_method_block_and_head(which, request):
+    """Every option of Scores, the first and last block and head of each: the page shows the library's numbers."""
+    from ecco_core.attention import METHOD_TITLES
+
+    model = request.getfixturevalue(which)
+    text, new = PAGE_TEXTS[which]
+    cap = ec.capture(model, text, max_new_tokens=new)
+    app = page(PAGE)
+    app.query_params.update({"model": model.name, "text": text, "new": str(new)})
+    run(app)
+    assert app.title[0].value == "Attention"
+    assert app.selectbox(key="attention_method").options == [METHOD_TITLES[m] for m in ec.ATTENTION_METHODS]
+    assert {"CSV", "JSON", "Figure (HTML, works offline)", "Head view (HTML, works offline)"} <= {
+        button.label for button in app.get("download_button")
+    }
+    for method in ec.ATTENTION_METHODS:
+        app.selectbox(key="attention_method").set_value(method)
+        run(app)
+        expected = ec.attention(model, cap, method)
+        shares = expected.normalised()
+        assert len(app.selectbox(key="attention_block").options) == model.n_layers
+        assert len(app.selectbox(key="attention_head").options) == expected.n_heads
+        assert app.selectbox(key="attention_head").disabled == (method == "rollout")
+        for block in (0, model.n_layers - 1):
+            for head in sorted({0, expected.n_heads - 1}):
+                app.selectbox(key="attention_block").set_value(block)
+                if expected.n_heads > 1:
+                    app.selectbox(key="attention_head").set_value(head)
+                run(app)
+                model_view, heatmap = _charts(app)
+                assert heatmap["layout"]["title"]["text"] == (
+                    f"block {block}, {expected.heads[head]}: {METHOD_TITLES[method]}"
+                )
+                score = expected.map(block, head)[cap.n_tokens - 1, 1]
+                hover = heatmap["data"][1]["hovertext"][-cap.n_tokens + 1].split("<br>")  # last query, key 1
+                assert hover[1].startswith("key 1: ") and f" {score:.3f}" in hover[2]
+                assert len(model_view["data"][1]["customdata"]) == model.n_layers * expected.n_heads
+                outline, layout = model_view["layout"]["shapes"][0], model_view["layout"]
+                rows, columns = layout["yaxis"]["tickvals"], layout["xaxis"]["tickvals"]
+                assert outline["y0"] < rows[block] < outline["y1"] < outline["y0"] + 2 * (rows[1] - rows[0])
+                assert outline["x0"] < columns[head] < outline["x1"]
+                view = _head_view(app)
+                assert f"block {block}, {METHOD_TITLES[method]}" in view
+                queries, keys, weights = _payload(view)["lines"][head]
+                np.testing.assert_allclose(
+                    weights, np.round(shares[block, head][queries, keys], 3), atol=1.5e-3
+                )
+                assert _param(app, "attention_block") == (None if block == 0 else str(block))
+                assert _param(app, "attention_head") == (None if head == 0 else str(head))
+                assert _param(app, "attention_method") == (None if method == "raw" else method)
+                assert not app.error
+
+
+def test_a_link_with_attention_settings_reopens_the_same_view(encoder):
+    app = page(PAGE)
+    text, _ = PAGE_TEXTS["encoder"]
+    app.query_params.update({"model": encoder.name, "text": text, "attention_method": "value_weighted",
+                             "attention_block": "4", "attention_head": "11"})
+    run(app)
+    assert app.selectbox(key="attention_method").value == "value_weighted"
+    assert (app.selectbox(key="attention_block").value, app.selectbox(key="attention_head").value) == (4, 11)
+    assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, head 11: value-weighted"
+    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: the head goes back to 0
+    run(app)
+    assert app.selectbox(key="attention_head").value == 0 and _param(app, "attention_head") is None
+
+
+def test_a_long_prompt_computes_only_the_blocks_on_screen(lm):
+    """At 400+ tokens all 30 blocks exceed the page's 64 MiB: the model view shows a window of blocks."""
+    from dashboard import settings
+
+    text = " ".join([PAGE_TEXTS["lm"][0] + " in Stratford-upon-Avon, where he went to school."] * 22)
+    n_tokens = ec.capture(lm, text).n_tokens
+    per_block = lm.n_heads * n_tokens**2 * 4
+    n_shown = settings.ATTENTION_MB * 2**20 // per_block
+    assert 400 < n_tokens <= settings.MAX_PROMPT_TOKENS and 1 < n_shown < lm.n_layers
+    app = page(PAGE)
+    app.query_params.update({"text": text, "new": "0"})
+    run(app)
+    starts = app.selectbox(key="attention_from")
+    assert starts.options[-1] == f"block {lm.n_layers - n_shown}" and starts.value == 0
+    assert _charts(app)[0]["layout"]["yaxis"]["ticktext"] == [f"block {b}" for b in range(n_shown)]
+    starts.set_value(20)
+    run(app)
+    shown = [f"block {b}" for b in range(20, 20 + n_shown)]
+    assert _charts(app)[0]["layout"]["yaxis"]["ticktext"] == shown
+    assert app.selectbox(key="attention_block").options == shown and app.selectbox(key="attention_block").value == 20
+    assert _param(app, "attention_from") == "20"
+    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: every block fits
+    run(app)
+    assert len(app.selectbox(key="attention_block").options) == lm.n_layers
+    assert "attention_from" not in [selectbox.key for selectbox in app.selectbox]
+
+
+# ------------------------------------------------------------------ the page in Chromium
+LINES = """root => [...root.querySelectorAll("line")].map(line => [
+    Number(line.dataset.query), Number(line.dataset.key), Number(line.closest("g").dataset.head),
+    getComputedStyle(line).display !== "none" && getComputedStyle(line.closest("g")).display !== "none"
+        && line.checkVisibility()])"""
+SHADES = """root => Object.fromEntries([...root.querySelectorAll('.ecco-token[data-side="key"]')]
+    .map(token => [token.dataset.position, getComputedStyle(token).backgroundColor]))"""
+
+
+def _drawn(page):
+    """(query, key, head) of every line of the head view, and of those shown."""
+    lines = page.locator(".ecco-head-view").evaluate(LINES)
+    return {tuple(line[:3]) for line in lines}, {tuple(line[:3]) for line in lines if line[3]}
+
+
+def _expected_lines(shares, heads=None, query=None, key=None):
+    """(query, key, head) of the lines a block's head view draws (share >= 0.01), optionally some only."""
+    n_heads = shares.shape[0]
+    found = set()
+    for head in range(n_heads) if heads is None else heads:
+        for q, k in zip(*np.nonzero(shares[head] >= 0.01)):
+            if (query is None or q == query) and (key is None or k == key):
+                found.add((int(q), int(k), head))
+    return found
+
+
+@pytest.mark.browser
+def test_page_in_chromium_hover_toggle_tooltip_and_click(page, app_url, lm):
+    from browser import (assert_healthy, chart_title, click_heatmap_cell, download_csv, hover_heatmap_cell,
+                         open_app, screenshot, selectbox_value, wait_for_charts)
+
+    text, new = PAGE_TEXTS["lm"]
+    cap = ec.capture(lm, text, max_new_tokens=new)
+    att = ec.attention(lm, cap)
+    shares = att.normalised()
+    open_app(page, app_url, "Attention")
+    assert_healthy(page)
+    wait_for_charts(page, 2)
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    screenshot(page, "7_Attention")
+    every, shown = _drawn(page)
+    assert every == shown == _expected_lines(shares[0])
+
+    # Hovering a query token leaves its own lines alone, and shades the keys it reads.
+    query = 8
+    page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], query=query)
+    shaded = page.locator(".ecco-head-view").evaluate(SHADES)
+    read = {k for _, k, _ in _expected_lines(shares[0], query=query)}
+    assert {int(p) for p, colour in shaded.items() if colour != "rgba(0, 0, 0, 0)"} == read
+    assert max(read) == query  # causal: nothing after the query
+    screenshot(page, "7_Attention_hover_query")
+    # A key token: the lines into it.
+    page.locator('.ecco-token[data-side="key"][data-position="2"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], key=2)
+    page.mouse.move(5, 5)
+    assert _drawn(page)[1] == every
+
+    # Heads are coloured layers: a click hides one, a double click shows one alone.
+    toggle = page.locator('.ecco-head-toggle[data-head="3"]')
+    toggle.click()
+    assert _drawn(page)[1] == every - _expected_lines(shares[0], heads=[3])
+    assert toggle.evaluate("node => getComputedStyle(node).opacity") == "0.25"
+    page.locator('.ecco-head-toggle[data-head="5"]').dblclick()
+    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5])
+    page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5], query=query)
+    screenshot(page, "7_Attention_one_head")
+
+    # The heatmap's tooltip names both tokens and the weight.
+    labels = plots.axis_labels(cap.tokens)
+    tooltip = hover_heatmap_cell(page, 1, row=query, col=2)
+    assert tooltip == f"query {labels[query]}\nkey {labels[2]}\nweight {att.map(0, 0)[query, 2]:.3f}"
+
+    # Clicking a map of the model view opens that head everywhere.
+    click_heatmap_cell(page, 0, row=12, col=4)
+    assert_healthy(page)
+    assert (selectbox_value(page, "Block"), selectbox_value(page, "Head")) == ("block 12", "head 4")
+    assert "attention_block=12" in page.url and "attention_head=4" in page.url
+    assert chart_title(page, 1) == "block 12, head 4: raw weights"
+    page.wait_for_function("() => document.querySelector('.ecco-head-view').textContent.includes('block 12,')")
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    assert _drawn(page)[1] == _expected_lines(shares[12])
+    frame = download_csv(page, "CSV")
+    expected = att.to_frame(layers=[12])
+    assert (frame["block"] == 12).all() and len(frame) == len(expected)
+    np.testing.assert_allclose(frame["score"], expected["score"], atol=1e-5)
+    assert_healthy(page)
+
+
+@pytest.mark.browser
+def test_page_in_chromium_on_the_encoder(page, app_url, encoder):
+    from browser import assert_healthy, hover_heatmap_cell, open_app, screenshot, wait_for_charts
+
+    text, _ = PAGE_TEXTS["encoder"]
+    cap = ec.capture(encoder, text)
+    att = ec.attention(encoder, cap, "value_weighted", layers=[3])
+    open_app(page, app_url, "Attention", model=encoder.name, text=text, attention_method="value_weighted",
+             attention_block=3, attention_head=7)
+    assert_healthy(page)
+    wait_for_charts(page, 2)
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    screenshot(page, "7_Attention_encoder")
+    assert page.locator(".ecco-head-toggle").count() == encoder.n_heads == 12
+    tokens = page.locator('.ecco-token[data-side="query"]').all_inner_texts()
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) == cap.n_tokens
+    page.locator('.ecco-token[data-side="key"][data-position="0"]').hover()
+    assert _drawn(page)[1] == _expected_lines(att.normalised()[0], key=0)
+    labels = plots.axis_labels(cap.tokens)
+    score = att.map(3, 7)[4, 2]
+    share = att.normalised()[0, 7, 4, 2]
+    assert hover_heatmap_cell(page, 1, row=4, col=2) == (
+        f"query {labels[4]}\nkey {labels[2]}\n\u2016\u03b1 f(x)\u2016 {score:.3f} ({share:.1%} of the row)"
+    )

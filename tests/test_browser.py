@@ -204,7 +204,8 @@ def clickable_chart(page) -> int:
 
 
 def test_every_page_has_its_own_browser_test():
-    tested = {"1_Saliency", "2_Layer_predictions", "3_Neuron_factors", "4_Similarity", "5_Probing"}
+    tested = {"1_Saliency", "2_Layer_predictions", "3_Neuron_factors", "4_Similarity", "5_Probing",
+              "7_Attention"}  # tested in test_attention.py
     assert {path.stem for path in page_files()} == tested
 
 

@@ -1,0 +1,103 @@
+"""Attention: what every head of every block looks at (bertviz's model and head views), offline."""
+
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from dashboard import settings as limits
+from ecco_core import plots
+from ecco_core.attention import METHOD_TITLES
+from ecco_core.layers import block_label
+
+st.set_page_config(page_title="Attention · Ecco Explorer", layout="wide")
+lm, cap = dashboard.sidebar()
+cap = dashboard.require_capture(cap)
+
+st.title("Attention")
+st.caption(
+    "Which tokens each head of each block reads from. **Raw weights** are the softmax of each head (rows sum "
+    "to 1); **value-weighted** scales each weight by the size of the vector the head actually moves "
+    "(Kobayashi et al. 2020), so the large weight many heads park on the first token or [SEP] as a no-op "
+    "shrinks; **rollout** multiplies the head-averaged maps from block 0 up, with the residual path added "
+    "(Abnar & Zuidema 2020). Click a map of the model view to open that head."
+)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing attention…")
+def cached_attention(_lm: ec.LM, _cap: ec.Capture, key: str, method: str, first: int, last: int) -> ec.Attention:
+    """``key`` names the capture (model and run settings); the underscored arguments are not hashed."""
+    return ec.attention(_lm, _cap, method, layers=range(first, last + 1), max_bytes=limits.ATTENTION_MB * 2**20)
+
+
+def open_clicked_map() -> None:
+    """A click on a map of the model view opens its block and head (runs before the pickers are drawn)."""
+    clicked = dashboard.clicked_cell(st.session_state["attention_model_view"])
+    if clicked is not None:
+        st.session_state["attention_block"], st.session_state["attention_head"] = clicked
+
+
+def picked(key: str, default, choices):
+    """Keep the widget ``key`` in the URL; a value not among ``choices`` (another prompt's) goes back to ``default``."""
+    if dashboard.page_param(key, default, choices=choices) not in choices:
+        st.session_state[key] = default
+        dashboard.page_param(key, default, choices=choices)
+
+
+controls = st.columns([2, 1, 1, 1])
+dashboard.page_param("attention_method", "raw", choices=ec.ATTENTION_METHODS)
+method = controls[0].selectbox(
+    "Scores", list(ec.ATTENTION_METHODS), format_func=METHOD_TITLES.get, key="attention_method",
+    help="\n\n".join(f"**{METHOD_TITLES[name]}**: {text}" for name, text in ec.ATTENTION_METHODS.items()),
+)
+# Only the blocks on screen are computed: a long prompt's model view shows as many as the budget holds.
+n_heads = 1 if method == "rollout" else lm.n_heads
+per_block = n_heads * cap.n_tokens**2 * 4
+n_shown = int(min(lm.n_layers, max(1, limits.ATTENTION_MB * 2**20 // per_block)))
+first = 0
+if n_shown < lm.n_layers:
+    starts = range(lm.n_layers - n_shown + 1)
+    picked("attention_from", 0, starts)
+    first = controls[1].selectbox(
+        "From block", starts, format_func=block_label, key="attention_from",
+        help=f"{cap.n_tokens} tokens: {n_shown} blocks at a time fit this deployment's "
+        f"{limits.ATTENTION_MB} MiB for attention maps (ECCO_ATTENTION_MB).",
+    )
+blocks = list(range(first, first + n_shown))
+
+att = None
+with dashboard.user_errors():
+    att = cached_attention(lm, cap, dashboard.capture_key(cap), method, blocks[0], blocks[-1])
+if att is None:
+    st.stop()
+
+picked("attention_block", blocks[0], blocks)
+block = controls[2].selectbox("Block", blocks, format_func=block_label, key="attention_block",
+                              help="Or click a map of the model view.")
+picked("attention_head", 0, range(att.n_heads))
+head = controls[3].selectbox("Head", range(att.n_heads), format_func=att.heads.__getitem__, key="attention_head",
+                             disabled=att.n_heads == 1, help="Or click a map of the model view.")
+
+model_column, head_column = st.columns([2, 3])
+with model_column:
+    st.subheader("Model view")
+    if n_shown < lm.n_layers:
+        st.caption(f"{block_label(blocks[0])} to {block_label(blocks[-1])} of {lm.n_layers}; pick others with "
+                   "*From block*.")
+    st.caption("Each map: query tokens down, key tokens across, scaled to its own peak (colour: square root).")
+    st.plotly_chart(plots.attention_model_view(att, selected=(block, head)), key="attention_model_view",
+                    on_select=open_clicked_map, selection_mode="points", width="content")
+with head_column:
+    st.subheader("Head view")
+    head_view = att.to_html(block)
+    st.html(head_view, unsafe_allow_javascript=True)
+    st.subheader("Map of the selected head")
+    figure = plots.attention_heatmap(att, block, head)
+    st.plotly_chart(figure, key="attention_heatmap", width="stretch")
+
+st.markdown(f"**Download**: every head of {block_label(block)}")
+stem = f"attention-{method}-block-{block}"
+dashboard.download_buttons(att.to_frame(layers=[block]), stem, figure)
+head_view_file = (f'<!doctype html><html><head><meta charset="utf-8"><title>{stem}</title></head>'
+                  f"<body>{head_view}</body></html>")
+st.download_button("Head view (HTML, works offline)", head_view_file, f"{stem}-head-view.html", "text/html",
+                   key="attention_head_view_html", on_click="ignore")
