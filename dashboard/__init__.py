@@ -139,17 +139,25 @@ def _write_query_params(state: dict) -> None:
 _MARKDOWN_INLINE = re.compile(r"[\\`*\[\]<>$~|&@#{}!]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=\S)|(?<=www)\.")
 # What starts a list, a heading underline or a numbered list at the start of a line.
 _MARKDOWN_BLOCK = re.compile(r"^([ \t]*(?:\d{1,9})?)([-+=.)])", re.MULTILINE)
+# GitHub's autolinks (a bare http://, https:// or www. address, an e-mail address) are found in the text
+# after backslash escapes are resolved, so no escape stops them; an invisible word joiner does.
+_AUTOLINK = re.compile(r"(?i)(?:https?|www)(?=[:.])|@")
+_WORD_JOINER = "\u2060"
 
 
 def literal(text: str) -> str:
     """``text`` escaped for Streamlit Markdown, so that it shows as typed: no link, formula, emphasis or emoji.
+
+    Bare web and e-mail addresses get an invisible word joiner (U+2060) after
+    ``http``, ``www`` or ``@``, the one thing that keeps Markdown from linking them.
 
     For user-supplied text (a model name, a prompt, an error that quotes them)
     inside ``st.error``, ``st.caption``, ``st.spinner`` and friends::
 
         st.error(dashboard.literal(str(error)))
     """
-    escaped = _MARKDOWN_INLINE.sub(lambda match: "\\" + match.group(), str(text))
+    unlinked = _AUTOLINK.sub(lambda match: match.group() + _WORD_JOINER, str(text))
+    escaped = _MARKDOWN_INLINE.sub(lambda match: "\\" + match.group(), unlinked)
     return _MARKDOWN_BLOCK.sub(lambda match: match.group(1) + "\\" + match.group(2), escaped)
 
 

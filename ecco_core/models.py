@@ -371,6 +371,25 @@ def _missing_package_error(name: str, package: str, install: str) -> ValueError:
     return ValueError(f"model {name!r} needs the PyPI package {package!r}: {install}")
 
 
+_TRANSFORMERS_IMPORT = threading.Lock()
+
+
+def _transformers():
+    """The ``transformers`` package with its Auto classes resolved, imported by one thread at a time.
+
+    transformers 5 resolves its names lazily and not thread-safely: a first
+    ``from transformers import AutoConfig`` while another thread is importing it
+    raises ImportError ("cannot import name 'AutoConfig'"). The app's preload
+    thread and its first visitor did exactly that.
+    """
+    with _TRANSFORMERS_IMPORT:
+        import transformers
+        from transformers import (  # noqa: F401 - resolved here, under the lock
+            AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer,
+        )
+    return transformers
+
+
 _CACHE_MARKER = "complete.json"
 
 
@@ -434,8 +453,8 @@ def _smollm_folder() -> Path:
     is converted again, with a warning that says what was wrong.
     """
     from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    transformers = _transformers()
     package = _package_dir(_SMOLLM_PACKAGE)
     if package is None:
         raise _missing_package_error(
@@ -443,8 +462,6 @@ def _smollm_folder() -> Path:
         )
     gguf = package / _SMOLLM_GGUF
     stat = gguf.stat()
-    import transformers
-
     fingerprint = hashlib.sha256(
         f"{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode()
     ).hexdigest()[:16]
@@ -458,8 +475,8 @@ def _smollm_folder() -> Path:
             f"converting it again from {gguf.name} (about 20 s)",
             stacklevel=4,  # the caller of ec.load
         )
-    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=_SMOLLM_GGUF, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(package, gguf_file=_SMOLLM_GGUF)
+    model = transformers.AutoModelForCausalLM.from_pretrained(package, gguf_file=_SMOLLM_GGUF, dtype=torch.float32)
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
     try:
         partial.mkdir(parents=True)
@@ -561,8 +578,7 @@ def load(
         Parameters have ``requires_grad=False``: attribution takes gradients
         with respect to input embeddings only, never into the shared weights.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-
+    transformers = _transformers()
     if name is None:
         name = DEFAULT_MODEL
     if not isinstance(name, str) or not name.strip():
@@ -575,7 +591,7 @@ def load(
         _refuse_remote_code(name, folder)
     local_only = isinstance(folder, Path) or not _hub_reachable()
     try:
-        config = AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
     except (OSError, ValueError) as error:
         if isinstance(folder, Path):
             where = "as a model: the folder holds no readable config.json"
@@ -589,18 +605,18 @@ def load(
         ) from error
     spec = family_for(config.model_type)
     if spec.causal:
-        model_class = AutoModelForCausalLM
+        model_class = transformers.AutoModelForCausalLM
     elif any(arch.endswith(("ForMaskedLM", "ForPreTraining")) for arch in config.architectures or ()):
-        model_class = AutoModelForMaskedLM
+        model_class = transformers.AutoModelForMaskedLM
     else:  # an encoder checkpoint without an MLM head: loading one would invent random weights
-        model_class = AutoModel
+        model_class = transformers.AutoModel
     model = model_class.from_pretrained(
         folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only,
         trust_remote_code=False,
     )
     if device_map is None:
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
     return wrap(model, tokenizer, name=name)
 
 

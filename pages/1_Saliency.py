@@ -97,7 +97,8 @@ dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pi
 value_name = f"{target}({sal.explained_tokens[index]!r})"
 if sal.contrast_with:
     value_name += f" - {target}({sal.contrast_with!r})"
-st.caption(f"Attributed quantity for the pinned token: {value_name} = {sal.target_values[index]:.4g}. "
+st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(value_name)} = "
+           f"{sal.target_values[index]:.4g}. "
            "Hovering re-shades the text in the browser; clicking pins a token and explains it below.")
 
 detail, matrix = st.columns([2, 3])

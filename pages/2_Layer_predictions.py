@@ -89,7 +89,8 @@ if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
     picked = st.pills(
         "Suggested: in the top 3 at some block's output (click to add or remove)",
-        list(display), selection_mode="multi", format_func=lambda token_id: repr(display[token_id]),
+        list(display), selection_mode="multi",
+        format_func=lambda token_id: dashboard.literal(repr(display[token_id])),
         default=list(display)[:3],
         key=f"watch-pills-{zlib.crc32(watch_text.encode())}",
     ) or []
@@ -101,7 +102,7 @@ if not candidates:
 with dashboard.user_errors():
     watched = cached_watch(lm, lm.name, watch_text, candidates, 5)
     for note in watched.notes:
-        st.caption(f"ℹ️ {note}")
+        st.caption(f"ℹ️ {dashboard.literal(note)}")
     parity_line(watched)
     watch_figure = plots.rankings_figure(watched)
     st.plotly_chart(watch_figure, key="watch-heatmap", width="stretch")

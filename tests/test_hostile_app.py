@@ -54,7 +54,7 @@ def test_user_text_in_messages_is_literal(monkeypatch):
     app = page("Home.py")
     app.query_params["model"] = "[click](http://example.com) $x$"
     run(app)
-    assert [e.value for e in app.error][0].startswith(r"model '\[click\](http\://example.com) \$x\$' is not")
+    assert [e.value for e in app.error][0].startswith("model '\\[click\\](http\u2060\\://example.com) \\$x\\$' is not")
     _next_request_is_served(app)
 
 
@@ -63,7 +63,7 @@ def test_literal_escapes_what_markdown_acts_on_and_keeps_plain_text():
         "at most 64 (raise it with ECCO_MAX_NEW_TOKENS): see"
     )
     assert dashboard.literal("<b>*x*</b> www.a.org :smile: a@b.c\n- item") == (
-        r"\<b\>\*x\*\</b\> www\.a.org \:smile: a\@b.c" "\n" r"\- item"
+        "\\<b\\>\\*x\\*\\</b\\> www\u2060.a.org \\:smile: a\\@\u2060b.c\n\\- item"
     )
 
 
@@ -72,3 +72,67 @@ def test_uploads_are_bounded_and_the_bound_is_shown_beside_the_uploader():
     uploader = app.get("file_uploader")[0].proto
     assert uploader.max_upload_size_mb == settings.MAX_UPLOAD_MB
     assert f"at most {settings.MAX_UPLOAD_MB} MB" in uploader.label
+
+
+def test_tokens_and_foils_in_the_saliency_caption_are_literal():
+    app = page("pages/1_Saliency.py")
+    # Two dollar signs would open a KaTeX formula between them.
+    app.query_params.update(text="The capital of France is", answer=" $", saliency_contrast="$")
+    run(app)
+    caption = next(c.value for c in app.caption if "Attributed quantity" in c.value)
+    assert r"Attributed quantity for the pinned token: prob(' \$') - prob('\$') = " in caption
+
+
+def test_candidate_notes_on_layer_predictions_are_literal():
+    app = page("pages/2_Layer_predictions.py")
+    app.query_params.update(text="The capital of France is", new="1", **{"watch-words": "[click](http://example.com)"})
+    run(app)
+    notes = [c.value for c in app.caption if c.value.startswith("ℹ️")]
+    assert notes and notes[0].startswith("ℹ️ '\\[click\\](http\u2060\\://example.com)' is ")
+
+
+def test_the_capture_cache_holds_at_most_ECCO_CAPTURE_CACHE_MB():
+    import json
+    import subprocess
+    import sys
+
+    script = """
+import json, warnings
+warnings.simplefilter("ignore")
+import dashboard
+cache = dashboard.cached_capture.cache
+texts = ["The capital of France is", "William Shakespeare was born in the year", "Cats sleep most of the day",
+         "word " * 60]
+sizes, kept = [], []
+for text in texts:
+    cap = dashboard.cached_capture(dashboard.ec.DEFAULT_MODEL, text, 8, "")
+    sizes.append(dashboard.capture_cache.capture_nbytes(cap))
+    kept.append([key[1] for key in cache._entries])
+print(json.dumps({"max_bytes": cache.max_bytes, "sizes": sizes, "kept": kept, "held": cache.nbytes}))
+"""
+    env = {**__import__("os").environ, "ECCO_CAPTURE_CACHE_MB": "8"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=str(__import__("apptest").ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["max_bytes"] == 8 * 2**20
+    small, large = result["sizes"][:3], result["sizes"][3]
+    assert all(2**20 < size < 5 * 2**20 for size in small) and sum(small) > 8 * 2**20
+    assert large > 8 * 2**20  # more than the whole budget: returned, never kept
+    assert result["kept"][:3] == [["The capital of France is"],
+                                  ["The capital of France is", "William Shakespeare was born in the year"],
+                                  ["William Shakespeare was born in the year", "Cats sleep most of the day"]]
+    assert result["kept"][3] == result["kept"][2] and result["held"] <= 8 * 2**20
+
+
+@pytest.mark.browser
+def test_a_markdown_link_as_model_name_shows_as_text_in_the_browser(page, app_url):
+    from browser import ERROR, EXCEPTION, errors, open_app, screenshot
+
+    name = "[click](http://example.com) or www.example.org or a@example.org"
+    open_app(page, app_url, model=name)
+    shown = [message.replace("\u2060", "") for message in errors(page)]  # the word joiners are invisible
+    assert any(f"'{name}'" in message for message in shown), shown
+    assert page.locator(f"{ERROR} a").count() == 0
+    assert page.locator(EXCEPTION).count() == 0
+    screenshot(page, "hostile-markdown-model-name")
