@@ -7,13 +7,15 @@ embedding) * (input embedding), each row divided by its sum; ecco 0.1.2 and
 inseq 0.7.1 show the same quantity by default.
 
 Batched: all explained tokens are attributed from one forward pass over the
-sequence and one vectorised backward (``torch.autograd.grad(...,
-is_grads_batched=True)``), never a pass per token. The LM head's backward
-(vocabulary-wide, the costliest layer) is taken once for all tokens, outside
-the vectorised part, so only the blocks' backward is repeated per token.
-Cutting the forward into KV-cache segments so that each token's backward
-skips the positions after it was measured slower on CPU: the many small
-matrix products cost more than the zeros they skip.
+sequence and vectorised backwards (``torch.autograd.grad(...,
+is_grads_batched=True)``), never a pass per token. The backward goes one
+block at a time (:mod:`ecco_core.backward`), so memory holds one block's
+graph and chunks of explained tokens sized to ``max_chunk_bytes``, whatever
+the prompt length. The LM head's backward (vocabulary-wide, the costliest
+layer) is taken once per token, outside the vectorised part. Cutting the
+forward into KV-cache segments so that each token's backward skips the
+positions after it was measured slower on CPU: the many small matrix products
+cost more than the zeros they skip.
 
 The trap: the target's softmax. When a generated token is near certain its
 probability is close to 1 and the gradient of ``softmax`` cancels in float32
@@ -34,7 +36,8 @@ import pandas as pd
 import torch
 
 from . import _checks as checks
-from .capture import Capture, as_following_word, token_strings
+from .backward import input_gradients, items_within, token_activation_bytes
+from .capture import DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, token_strings
 from .models import LM
 
 METHODS = {
@@ -51,9 +54,6 @@ TARGETS = {
     "logprob": "log-softmax of the explained token",
 }
 
-# One vectorised backward handles (explained tokens x batch x positions) rows; more are split into
-# several backward calls over the same forward graph, to bound memory.
-_ROWS_PER_BACKWARD = 16384
 # Integrated gradients converge well before this (the IG paper: 20 to 300 points); more only costs time.
 MAX_STEPS = 1000
 
@@ -209,6 +209,7 @@ def saliency(
     *,
     steps: int = 20,
     positions=None,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Saliency:
     """Attribute every generated token (or every ``[MASK]`` prediction) to the tokens before it.
 
@@ -237,6 +238,12 @@ def saliency(
         Sequence positions to explain instead of the default (the generated
         tokens, or the ``[MASK]`` positions). In a causal model any position
         from 1 on can be explained from its prefix, prompt tokens included.
+    max_chunk_bytes : int, default 64 MiB
+        Memory budget of each chunk of the work: the backward goes one block
+        at a time, for as many explained tokens (and, for integrated
+        gradients, path points; for erasure, erased copies) at once as fit
+        the budget, so the peak above the model stays bounded whatever the
+        prompt length or ``steps``. The scores do not depend on it.
 
     Returns
     -------
@@ -255,6 +262,7 @@ def saliency(
     method = checks.choice("method", method, METHODS)
     target = checks.choice("target", target, TARGETS)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
+    max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
     if cap.model_name != lm.name or cap.causal != lm.is_causal:
         raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
     lm.require_head()
@@ -266,10 +274,12 @@ def saliency(
 
     token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
     if method == "erasure":
-        raw, values = _erasure(lm, token_ids, read_positions, target_of)
+        raw, values = _erasure(lm, token_ids, read_positions, target_of, max_chunk_bytes)
         signed = raw.copy()
     else:
-        raw, signed, values = _gradient_method(lm, token_ids, read_positions, target_of, method, steps)
+        raw, signed, values = _gradient_method(
+            lm, token_ids, read_positions, target_of, method, steps, max_chunk_bytes
+        )
     if lm.is_causal:
         unseen = np.arange(cap.n_tokens)[None, :] >= explained[:, None]
         for values_of in (raw, signed) if signed is not None else (raw,):
@@ -361,70 +371,20 @@ def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | No
 
 
 # ------------------------------------------------------------- the model
-def _batched_gradients(
-    lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of every explained token's target with respect to ``embeds``, averaged over the batch.
-
-    The batch holds the points of an integration path (integrated gradients)
-    or the input alone; averaging inside the loop keeps memory at one
-    (n_generated, n_tokens, d_model) tensor.
-
-    Parameters
-    ----------
-    embeds : Tensor of shape (batch, n_tokens, d_model), requires grad
-    read_positions : ndarray of shape (n_generated,)
-        Where each target's logits are read (the position before the token in
-        a causal model).
-
-    Returns
-    -------
-    gradients : Tensor of shape (n_generated, n_tokens, d_model)
-    values : Tensor of shape (batch, n_generated), float64
-    """
-    batch, n_tokens, _ = embeds.shape
-    # In a causal model tokens after the last read position influence no target: the forward stops there.
-    length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
-    hidden = lm.model.base_model(inputs_embeds=embeds[:, :length]).last_hidden_state
-    gradients = embeds.new_zeros((len(read_positions), n_tokens, embeds.shape[2]))
-    values = torch.zeros((batch, len(read_positions)), dtype=torch.float64, device=embeds.device)
-    per_backward = max(1, _ROWS_PER_BACKWARD // (batch * n_tokens))
-    groups = [np.arange(start, min(start + per_backward, len(read_positions)))
-              for start in range(0, len(read_positions), per_backward)]
-    for index, rows in enumerate(groups):
-        # The head's backward is cheap and taken once for the group; only the blocks' backward is vectorised.
-        last = hidden[:, read_positions[rows]].detach().requires_grad_(True)
-        group_values = target_of(lm.apply_head(last), rows)
-        (head_gradient,) = torch.autograd.grad(group_values.sum(), last)
-        cotangent = hidden.new_zeros((len(rows), *hidden.shape))
-        cotangent[torch.arange(len(rows)), :, torch.as_tensor(read_positions[rows])] = head_gradient.transpose(0, 1)
-        (group_gradients,) = torch.autograd.grad(
-            hidden, embeds, cotangent, is_grads_batched=True, retain_graph=index < len(groups) - 1
-        )
-        gradients[rows] = group_gradients.mean(dim=1)
-        values[:, rows] = group_values.detach()
-    return gradients, values
-
-
 def _gradient_method(
-    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, method: str, steps: int
+    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, method: str, steps: int,
+    max_chunk_bytes: int,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(raw L2 norms, signed sums over d_model or None for ``gradient``, target values), each (n_generated, ...)."""
     embeddings = lm.embeddings(token_ids).detach()  # (1, n_tokens, d_model)
-    with torch.enable_grad():
-        if method == "integrated_gradients":
-            alphas = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
-            path = (alphas[:, None, None] * embeddings).requires_grad_(True)
-            gradient, _ = _batched_gradients(lm, path, read_positions, target_of)
-            values = _values(lm, embeddings, read_positions, target_of)[0]
-        else:
-            leaf = embeddings.clone().requires_grad_(True)
-            gradient, batch_values = _batched_gradients(lm, leaf, read_positions, target_of)
-            values = batch_values[0]
-    if method == "gradient":
-        per_dimension = gradient
-    else:
-        per_dimension = gradient * embeddings[0]
+    scales = None
+    if method == "integrated_gradients":
+        scales = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
+    gradient, point_values = input_gradients(
+        lm, embeddings, read_positions, target_of, scales=scales, max_chunk_bytes=max_chunk_bytes
+    )
+    values = point_values[0] if scales is None else _values(lm, embeddings, read_positions, target_of)[0]
+    per_dimension = gradient if method == "gradient" else gradient * embeddings[0]
     raw = torch.linalg.vector_norm(per_dimension.double(), dim=-1)
     signed = None if method == "gradient" else per_dimension.double().sum(dim=-1).cpu().numpy()
     return raw.cpu().numpy(), signed, values.cpu().numpy()
@@ -439,14 +399,14 @@ def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of:
 
 @torch.inference_mode()
 def _erasure(
-    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable
+    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, max_chunk_bytes: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop of each target when each token's embedding is zeroed, in batches of erased copies."""
     embeddings = lm.embeddings(token_ids)  # (1, n_tokens, d_model)
     n_tokens = embeddings.shape[1]
     full = _values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
     erased = torch.empty((n_tokens, len(read_positions)), dtype=torch.float64, device=embeddings.device)
-    per_batch = max(1, _ROWS_PER_BACKWARD // n_tokens)
+    per_batch = items_within(max_chunk_bytes, n_tokens * token_activation_bytes(lm, embeddings), n_tokens)
     for start in range(0, n_tokens, per_batch):
         stop = min(n_tokens, start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)

@@ -86,6 +86,27 @@ def test_batched_matches_token_by_token_on_gpt2(tiny_gpt2, method, target):
     assert np.abs(batched.scores - _token_by_token(tiny_gpt2, cap, method, target)).max() < 1e-5
 
 
+@pytest.mark.parametrize("method", list(ec.SALIENCY_METHODS))
+def test_a_tiny_memory_budget_gives_the_same_scores(tiny_gpt2, method):
+    """1 byte: one explained token, one path point and one erased copy per chunk, one block at a time."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=5)
+    whole = ec.saliency(tiny_gpt2, cap, method=method, steps=3)
+    chunked = ec.saliency(tiny_gpt2, cap, method=method, steps=3, max_chunk_bytes=1)
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=1e-6)
+    np.testing.assert_allclose(chunked.target_values, whole.target_values, rtol=1e-6, atol=1e-12)
+
+
+def test_a_tiny_memory_budget_keeps_the_causal_default_exact(lm, shakespeare):
+    """Chunked one token at a time, the scores stay within float32 summation order of the whole batch
+    (2.5e-6 at the attention sink) and within 1e-5 of the float64 token-by-token recomputation."""
+    whole = ec.saliency(lm, shakespeare)
+    chunked = ec.saliency(lm, shakespeare, max_chunk_bytes=1)
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=5e-6)
+    checked = np.arange(shakespeare.n_input, shakespeare.n_tokens, 3)
+    reference = _token_by_token(lm, shakespeare, positions=checked)
+    assert np.abs(chunked.scores[checked - shakespeare.n_input] - reference).max() < 1e-5
+
+
 def test_rows_sum_to_one_and_only_earlier_tokens_count(lm, shakespeare):
     result = ec.saliency(lm, shakespeare)
     assert result.scores.shape == (shakespeare.n_generated, shakespeare.n_tokens)
@@ -148,6 +169,20 @@ def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
         - saliency_module._values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
     )[0]
     np.testing.assert_allclose(result.signed.sum(axis=1), change.numpy(), atol=2e-3, rtol=2e-3)
+
+
+def test_integrated_gradients_go_along_the_path_in_chunks_within_the_budget(tiny_gpt2):
+    """Memory stays bounded whatever ``steps``: no pass sees more path points than the budget holds."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
+    batches = []
+    handle = tiny_gpt2.blocks[0].register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        chunked = ec.saliency(tiny_gpt2, cap, method="integrated_gradients", steps=1000, max_chunk_bytes=200_000)
+    finally:
+        handle.remove()
+    whole = ec.saliency(tiny_gpt2, cap, method="integrated_gradients", steps=1000, max_chunk_bytes=2**40)
+    assert 1 < max(batches) < 100  # tiny GPT-2, 6 positions read: about 18 KB a point, 11 points a chunk
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=1e-6)
 
 
 def test_erasure_is_the_drop_when_a_token_is_zeroed(tiny_gpt2):

@@ -1,0 +1,248 @@
+"""Gradients of many targets with respect to the input embeddings, one block at a time, within a memory budget.
+
+Backpropagating through a whole forward graph holds every block's saved
+activations at once: about 1.1 GB for SmolLM2-135M on a 1,024-token text,
+more than the model. When the graph would exceed ``max_chunk_bytes``, the
+forward runs without one (each block's call, as the model itself makes it, is
+recorded by a pre-hook: its input hidden state and keyword arguments), and the
+backward walks segments of blocks from the last to the first, re-running one
+segment with a graph at a time and pulling the cotangents of all targets
+through it with vectorised ``torch.autograd.grad(..., is_grads_batched=True)``
+calls. The blocks are the real Hugging Face modules called with the model's own
+arguments; nothing is re-implemented. The cost is one more forward pass; the
+peak holds one segment's graph. A short text keeps the one whole graph.
+
+Chunked to ``max_chunk_bytes`` (estimates of the float tensors each needs;
+at least one item per chunk whatever the budget):
+
+- the points of a path (integrated gradients): every block's input is kept for
+  each point, so points go through in batches;
+- the blocks re-run with a graph at once (a segment);
+- the targets in one vectorised backward (each needs one block's backward of
+  the whole text);
+- the targets whose vocabulary-wide logits (float64) are differentiated at once.
+
+Results do not depend on the chunking beyond float summation order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .capture import _first_tensor, without_cache
+from .models import LM
+
+
+class _Reached(Exception):
+    """Raised by a hook to end a forward pass once what it needs has been seen."""
+
+
+class _BlockCall:
+    """One call of a block as the model made it: its input hidden state and the other arguments."""
+
+    def __init__(self, args: tuple, kwargs: dict):
+        self.args, self.kwargs = args, kwargs
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        return self.args[0] if self.args else self.kwargs["hidden_states"]
+
+    def __call__(self, block: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """The block's output hidden state for ``hidden`` in place of the recorded input."""
+        if self.args:
+            return _first_tensor(block(hidden, *self.args[1:], **self.kwargs))
+        return _first_tensor(block(**{**self.kwargs, "hidden_states": hidden}))
+
+
+@contextmanager
+def _hooks(registrations):
+    handles = list(registrations)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _forward(
+    lm: LM, embeds: torch.Tensor, keep_graph: bool
+) -> tuple[torch.Tensor, list[_BlockCall], torch.Tensor]:
+    """One forward pass from ``embeds`` (batch, n_tokens, d_model) through the blocks, recording each block's call.
+
+    Without ``keep_graph`` the graph stops at block 0's input (position
+    embeddings, an embedding norm): the blocks see a detached input and build
+    none. Returns block 0's input (attached to ``embeds``' graph), every
+    block's call, and the last block's output of shape (batch, n_tokens,
+    d_model), attached to the graph only with ``keep_graph``.
+    """
+    blocks = lm.blocks
+    owner = threading.get_ident()  # the model is shared: other threads' passes go untouched
+    first_input, calls, last_output = [], [], []
+
+    def detach_first_input(module, args, kwargs):
+        if threading.get_ident() != owner:
+            return None
+        call = _BlockCall(args, kwargs)
+        first_input.append(call.hidden)
+        if keep_graph:
+            return None
+        # Frozen parameters and a detached input: the blocks build no graph from here on.
+        if args:
+            return (call.hidden.detach(), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": call.hidden.detach()}
+
+    def record_call(module, args, kwargs):
+        if threading.get_ident() == owner:
+            calls.append(_BlockCall(args, kwargs))
+
+    def record_last_output(module, args, output):
+        if threading.get_ident() == owner:
+            last_output.append(_first_tensor(output))
+            raise _Reached  # the final norm and head are applied per target
+
+    base = lm.model.base_model
+    with _hooks(
+        [blocks[0].register_forward_pre_hook(detach_first_input, with_kwargs=True)]
+        + [block.register_forward_pre_hook(record_call, with_kwargs=True) for block in blocks]
+        + [blocks[-1].register_forward_hook(record_last_output)]
+    ):
+        try:
+            with torch.enable_grad():
+                base(inputs_embeds=embeds, **without_cache(base))
+        except _Reached:
+            pass
+    if len(calls) != len(blocks) or len(first_input) != 1 or len(last_output) != 1:
+        raise RuntimeError(
+            f"expected one call of each of the {len(blocks)} blocks in one forward pass, saw {len(calls)}: "
+            "the family table is wrong for this model"
+        )
+    return first_input[0], calls, last_output[0]
+
+
+def _chunks(count: int, per_chunk: int) -> list[np.ndarray]:
+    return [np.arange(start, min(start + per_chunk, count)) for start in range(0, count, per_chunk)]
+
+
+def items_within(max_chunk_bytes: int, bytes_each: int, count: int) -> int:
+    """How many items of ``bytes_each`` fit the budget: from 1 (always) to ``count``."""
+    return int(min(count, max(1, max_chunk_bytes // max(1, bytes_each))))
+
+
+def token_activation_bytes(lm: LM, embeddings: torch.Tensor) -> int:
+    """Bytes one token's activations take in one block, estimated as 8 x (d_model + d_ff) values."""
+    return 8 * (lm.d_model + lm.d_ff) * embeddings.element_size()
+
+
+def input_gradients(
+    lm: LM,
+    embeddings: torch.Tensor,
+    read_positions: np.ndarray,
+    target_of: Callable,
+    *,
+    scales: torch.Tensor | None = None,
+    max_chunk_bytes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of every target with respect to the input embeddings, averaged over the points of a path.
+
+    Parameters
+    ----------
+    embeddings : Tensor of shape (1, n_tokens, d_model)
+        The input embeddings (no gradient needed).
+    read_positions : ndarray of shape (n_targets,)
+        Where each target's logits are read (the position before the token in
+        a causal model). In a causal model the pass stops after the last one.
+    target_of : callable
+        ``target_of(logits, rows)``: logits of shape (n_points, len(rows),
+        vocab_size) -> targets of shape (n_points, len(rows)), one per row
+        (a target reads the logits of its own row only).
+    scales : Tensor of shape (n_points,), optional
+        The points ``scale * embeddings`` where gradients are taken (an
+        integration path); by default the input itself.
+    max_chunk_bytes : int
+        Memory budget of each chunk (see the module's docstring).
+
+    Returns
+    -------
+    gradients : Tensor of shape (n_targets, n_tokens, d_model)
+        Averaged over the points; zero after the last read position (causal).
+    values : Tensor of shape (n_points, n_targets), float64
+        The targets at each point.
+    """
+    _, n_tokens, d_model = embeddings.shape
+    scales = torch.ones(1, dtype=embeddings.dtype, device=embeddings.device) if scales is None else scales
+    n_points, n_targets = len(scales), len(read_positions)
+    length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
+    block_activations = token_activation_bytes(lm, embeddings)
+    # Per token of a point: every block's input, kept for the backward, and one block's activations.
+    kept_inputs = (lm.n_layers + 1) * d_model * embeddings.element_size()
+    points_per_chunk = items_within(max_chunk_bytes, length * (kept_inputs + block_activations), n_points)
+    gradients = embeddings.new_zeros((n_targets, n_tokens, d_model))
+    values = torch.zeros((n_points, n_targets), dtype=torch.float64, device=embeddings.device)
+    for points in _chunks(n_points, points_per_chunk):
+        path = scales[torch.as_tensor(points, device=scales.device), None, None] * embeddings[:, :length]
+        leaf = path.detach().requires_grad_(True)
+        one_block = len(points) * length * block_activations
+        blocks_per_segment = items_within(max_chunk_bytes, one_block, lm.n_layers)
+        targets_per_backward = items_within(max_chunk_bytes, one_block, n_targets)
+        whole_graph = blocks_per_segment == lm.n_layers  # a short text: one graph, no second forward
+        first_input, calls, last_output = _forward(lm, leaf, keep_graph=whole_graph)
+        cotangents, values[points] = _head_cotangents(lm, last_output, read_positions, target_of, max_chunk_bytes)
+        if whole_graph:
+            cotangents = _pull_back(last_output, leaf, cotangents, targets_per_backward)
+        else:
+            blocks = lm.blocks
+            for segment in reversed(_chunks(lm.n_layers, blocks_per_segment)):
+                hidden = calls[segment[0]].hidden.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    output = hidden
+                    for index in segment:
+                        output = calls[index](blocks[int(index)], output)
+                cotangents = _pull_back(output, hidden, cotangents, targets_per_backward)
+            cotangents = _pull_back(first_input, leaf, cotangents, targets_per_backward)
+        gradients[:, :length] += cotangents.sum(dim=1).to(gradients.device)
+    return gradients / n_points, values
+
+
+def _head_cotangents(
+    lm: LM, last_output: torch.Tensor, read_positions: np.ndarray, target_of: Callable, max_chunk_bytes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each target's gradient with respect to the last block's output, and the targets.
+
+    ``last_output`` has shape (n_points, length, d_model); returns cotangents
+    of shape (n_targets, n_points, length, d_model), each zero but at its read
+    position, and values of shape (n_points, n_targets), float64.
+    """
+    n_points = last_output.shape[0]
+    n_targets = len(read_positions)
+    cotangents = last_output.new_zeros((n_targets, *last_output.shape))
+    values = torch.zeros((n_points, n_targets), dtype=torch.float64, device=last_output.device)
+    # float64 logits, their softmax and its gradient: about 3 vocabulary-wide float64 rows per (point, target)
+    per_chunk = items_within(max_chunk_bytes, n_points * 3 * 8 * lm.vocab_size, n_targets)
+    for rows in _chunks(n_targets, per_chunk):
+        read = torch.as_tensor(read_positions[rows], device=last_output.device)
+        last = last_output[:, read].detach().requires_grad_(True)
+        with torch.enable_grad():
+            chunk_values = target_of(lm.unembed(last), rows)
+            # Each target reads its own row only, so the gradient of their sum is each one's own gradient.
+            (head_gradient,) = torch.autograd.grad(chunk_values.sum(), last)
+        cotangents[torch.as_tensor(rows, device=read.device), :, read] = head_gradient.transpose(0, 1)
+        values[:, rows] = chunk_values.detach().to(values.device)
+    return cotangents, values
+
+
+def _pull_back(output: torch.Tensor, hidden: torch.Tensor, cotangents: torch.Tensor, per_backward: int) -> torch.Tensor:
+    """Cotangents of ``output`` (n_targets, *output.shape) -> those of ``hidden``, ``per_backward`` targets at once."""
+    pulled = hidden.new_empty((len(cotangents), *hidden.shape))
+    groups = _chunks(len(cotangents), per_backward)
+    for index, rows in enumerate(groups):
+        rows = torch.as_tensor(rows, device=cotangents.device)
+        (pulled[rows],) = torch.autograd.grad(
+            output, hidden, cotangents[rows].to(output.device), is_grads_batched=True,
+            retain_graph=index < len(groups) - 1,
+        )
+    return pulled
