@@ -50,6 +50,19 @@ def measured(run):
     return seconds, (_status_kb("VmHWM") - before) / 1024, result
 
 
+def round_robin(contenders: dict, repeats: int) -> tuple[dict, dict, dict]:
+    """Run each named call ``repeats`` times in turn: its seconds and peak MB per run, and its last result."""
+    seconds = {name: [] for name in contenders}
+    peaks = {name: [] for name in contenders}
+    results = {}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            elapsed, peak, results[name] = measured(run)
+            seconds[name].append(elapsed)
+            peaks[name].append(peak)
+    return seconds, peaks, results
+
+
 def naive_rankings(lm, cap):
     """What a first attempt looks like: every layer's full logits and softmax at once.
 
@@ -83,14 +96,7 @@ def main(repeats: int = 3) -> None:
         "chunked ec.rankings": lambda: ec.rankings(lm, cap, k=K),
         "naive, all at once": lambda: naive_rankings(lm, cap),
     }
-    seconds = {name: [] for name in contenders}
-    peaks = {name: [] for name in contenders}
-    results = {}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            elapsed, peak, results[name] = measured(run)
-            seconds[name].append(elapsed)
-            peaks[name].append(peak)
+    seconds, peaks, results = round_robin(contenders, repeats)
 
     chunked, (naive_ranks, naive_probs, naive_top, naive_diff) = results["chunked ec.rankings"], results[
         "naive, all at once"
