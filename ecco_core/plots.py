@@ -1074,7 +1074,8 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
     per head, in that head's colour, as opaque as the weight. Hovering a token
     shows only its lines (a query's to its keys, a key's from its queries)
     and shades the tokens at their other ends; clicking a head's swatch hides
-    or shows its lines, double-clicking shows it alone. The lines are drawn in
+    or shows its lines, double-clicking shows it alone; a long text scrolls
+    inside the view (760 pixels high at most). The lines are drawn in
     the browser by an inline script from numbers only (no token text in the
     script, no CDN): the same string works in Streamlit (``st.html(...,
     unsafe_allow_javascript=True)``), in a notebook and as a saved file.
@@ -1154,7 +1155,7 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
         + f'<div class="ecco-heads" style="margin-bottom: 4px">{swatches}</div>'
         '<div style="font-size: 12px; color: #888; margin-bottom: 8px">Hover a token to see its lines alone; '
         "click a head to hide or show it, double-click to show it alone.</div>"
-        f'<div style="overflow-x: auto">{header}'
+        f'<div class="ecco-scroll" style="overflow: auto; max-height: 760px">{header}'
         f'<div style="display: flex; font-size: 14px">{columns[0]}'
         f'<div class="ecco-lines" style="flex: none; width: {gap}px; height: {row * n_tokens}px"></div>'
         f"{columns[1]}</div></div>"

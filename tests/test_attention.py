@@ -594,3 +594,24 @@ def test_page_in_chromium_on_the_encoder(page, app_url, encoder):
     assert hover_heatmap_cell(page, 1, row=4, col=2) == (
         f"query {labels[4]}\nkey {labels[2]}\n\u2016\u03b1 f(x)\u2016 {score:.3f} ({share:.1%} of the row)"
     )
+
+
+def test_head_view_works_on_its_own_in_chromium(lm, browser):
+    """The notebook / downloaded file: no Streamlit, no network; lines drawn, hover and toggles work."""
+    cap = ec.capture(lm, " ".join(["The keys to the cabinet are on the table."] * 8))
+    att = ec.attention(lm, cap, layers=[5])
+    shares = att.normalised()[0]
+    tab = browser.new_page()
+    try:
+        tab.route("**/*", lambda route: route.abort())  # nothing may be fetched
+        tab.set_content(f'<!doctype html><html><head><meta charset="utf-8"></head><body>{att.to_html()}</body></html>')
+        every, shown = _drawn(tab)
+        assert every == shown == _expected_lines(shares)
+        assert tab.locator(".ecco-scroll").evaluate("node => node.scrollHeight > node.clientHeight")  # it scrolls
+        last = cap.n_tokens - 1
+        tab.locator(f'.ecco-token[data-side="query"][data-position="{last}"]').hover()  # scrolled into view
+        assert _drawn(tab)[1] == _expected_lines(shares, query=last)
+        tab.locator('.ecco-head-toggle[data-head="0"]').click()  # the pointer leaves the token
+        assert _drawn(tab)[1] == _expected_lines(shares, heads=range(1, lm.n_heads))
+    finally:
+        tab.close()
