@@ -40,6 +40,12 @@ VIEWS = [
      "memorisation (the Ecco paper's Table 1).",
      "the encoder on bundled Universal Dependencies sentences",
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
+    ("pages/6_Causal_tracing.py", "Causal tracing",
+     "Activation patching: run a corrupted prompt, put back one block output, attention or FFN output from the "
+     "clean run, and see how much of the answer returns, at every block and position (ROME's Figure 1), "
+     "beside its one-backward-pass approximation.",
+     "*When Mary and John went to the store, John gave a drink to* → which blocks carry *Mary*?",
+     dict(model=ec.DEFAULT_MODEL, text="When Mary and John went to the store, John gave a drink to", new=1)),
     ("pages/7_Attention.py", "Attention",
      "What every head of every block reads from: bertviz's model view (a map per head, click one to open it) "
      "and head view (tokens joined by lines, hover a token, toggle heads), as raw weights, value-weighted "

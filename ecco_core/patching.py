@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 
 from .capture import _check_text, token_strings
-from .layers import block_label, site_label
+from .layers import site_label
 from .lens import _candidate_ids, _read_position
 from .models import LM
 
@@ -171,6 +171,8 @@ class Patching:
         True for attribution patching (first-order estimates).
     corruption : str
         What the corrupted run was, in words.
+    corrupted_positions : tuple of int
+        The positions whose token differs (prompts) or that got noise.
     top_ids, top_probs : ndarray of shape (n_sites, n_layers, n_tokens, k)
         The patched run's top predictions at ``read_position`` (k = 0 when
         ``approximate``: no patched run exists).
@@ -199,6 +201,7 @@ class Patching:
     window: int
     approximate: bool
     corruption: str
+    corrupted_positions: tuple[int, ...]
     top_ids: np.ndarray
     top_probs: np.ndarray
     top_tokens: tuple
@@ -230,6 +233,12 @@ class Patching:
         """The blocks restored together by the patch of row ``layer`` (see ``window``)."""
         return window_layers(layer, self.window, self.n_layers)
 
+    def restored_label(self, site: str, layer: int) -> str:
+        """What the patch of row ``layer`` restores: ``"block 3 FFN"``, ``"block 1 FFN to block 5 FFN"``."""
+        blocks = self.restored_layers(layer)
+        first, last = site_label(site, blocks[0]), site_label(site, blocks[-1])
+        return first if first == last else f"{first} to {last}"
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (site, layer, position): effect, raw value, what was restored and the patched run's top token.
 
@@ -243,16 +252,12 @@ class Patching:
         )
         sites, layers, positions = sites.ravel(), layers.ravel(), positions.ravel()
 
-        def restored(layer):
-            blocks = self.restored_layers(layer)
-            return block_label(blocks[0]) if len(blocks) == 1 else f"{block_label(blocks[0])} to {blocks[-1]}"
-
         frame = pd.DataFrame(
             {
                 "site": [self.sites[s] for s in sites],
                 "layer": [site_label(self.sites[s], layer) for s, layer in zip(sites, layers)],
                 "block": layers,
-                "restored": [restored(layer) for layer in layers],
+                "restored": [self.restored_label(self.sites[s], layer) for s, layer in zip(sites, layers)],
                 "position": positions,
                 "token": [self.tokens[p] for p in positions],
                 "corrupted_token": [self.corrupted_tokens[p] for p in positions],
@@ -284,6 +289,7 @@ class _Runs:
     tokens: tuple[str, ...]
     corrupted_tokens: tuple[str, ...]
     corruption: str
+    corrupted_positions: tuple[int, ...]
     read_position: int
     answer_id: int
     foil_id: int
@@ -326,6 +332,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
             )
         corrupted_embeds = corrupted.corrupt(lm, clean_embeds)
         corrupted_tokens, corruption = tokens, corrupted.describe(tokens)
+        corrupted_positions = corrupted.positions
     elif isinstance(corrupted, str):
         _check_text(corrupted, "corrupted")
         corrupted_ids = lm.tokenizer(_model_text(lm, corrupted), add_special_tokens=True)["input_ids"]
@@ -346,6 +353,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
         with torch.no_grad():
             corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device))
         corruption = f"the corrupted prompt {corrupted!r}"
+        corrupted_positions = tuple(p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
     else:
         raise TypeError(
             f"corrupted must be a prompt (str) or ec.Noise(positions), got {type(corrupted).__name__}"
@@ -360,8 +368,8 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
                 f"answer {answer!r} and foil {foil!r} are the same token "
                 f"{token_strings(lm.tokenizer, [answer_id])[0]!r}; the foil must be another word"
             )
-    return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, read_position,
-                 answer_id, foil_id, tuple(notes))
+    return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, corrupted_positions,
+                 read_position, answer_id, foil_id, tuple(notes))
 
 
 def _model_text(lm: LM, text: str) -> str:
@@ -507,7 +515,7 @@ def _run_patches(
     metric_of: Callable,
     k: int,
     max_batch_bytes: int,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[float, str], None] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The metric and top-k predictions of the corrupted run with each patch's clean activations restored.
 
@@ -552,7 +560,7 @@ def _run_patches(
             top_probs[chunk] = top.values.cpu().numpy()
             done += len(chunk)
             if progress is not None:
-                progress(done, len(to_run))
+                progress(done / len(to_run), f"{done} of {len(to_run)} patched runs")
     return values, top_ids, top_probs, len(to_run)
 
 
@@ -732,7 +740,7 @@ def patch(
     approximate: bool = False,
     k: int = 5,
     max_batch_bytes: int = DEFAULT_BATCH_BYTES,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> Patching:
     """Restore each clean activation into the corrupted run and measure how much of the answer comes back.
 
@@ -768,7 +776,8 @@ def patch(
     max_batch_bytes : int, default 256 MiB
         Rough memory bound of one batched pass; patches are chunked to fit.
     progress : callable, optional
-        ``progress(done, total)`` after every batched pass of exact patching.
+        ``progress(fraction, message)`` after every batched pass of exact
+        patching (fraction of the patched runs done, in (0, 1]).
 
     Returns
     -------
@@ -846,6 +855,7 @@ def patch(
         window=window,
         approximate=bool(approximate),
         corruption=runs.corruption,
+        corrupted_positions=runs.corrupted_positions,
         top_ids=top_ids,
         top_probs=top_probs,
         top_tokens=_decode_top(lm, top_ids),

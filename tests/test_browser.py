@@ -205,7 +205,7 @@ def clickable_chart(page) -> int:
 
 def test_every_page_has_its_own_browser_test():
     tested = {"1_Saliency", "2_Layer_predictions", "3_Neuron_factors", "4_Similarity", "5_Probing",
-              "7_Attention"}  # tested in test_attention.py
+              "6_Causal_tracing", "7_Attention"}  # tested in test_patching_page.py, test_attention.py
     assert {path.stem for path in page_files()} == tested
 
 

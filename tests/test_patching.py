@@ -114,7 +114,7 @@ def test_a_window_restores_its_layers_together(lm):
         lm, CLEAN, CORRUPTED, "Mary", "John", patches=[[("ffn", block, 13) for block in range(8, 13)]]
     )
     np.testing.assert_allclose(result.values[0, 10, 13], expected[0], rtol=1e-5, atol=1e-5)
-    assert result.to_frame().query("block == 10")["restored"].iloc[0] == "block 8 to 12"
+    assert result.to_frame().query("block == 10")["restored"].iloc[0] == "block 8 FFN to block 12 FFN"
 
 
 def test_to_frame_labels_layers_with_the_shared_vocabulary(lm, ioi):
@@ -138,9 +138,9 @@ def test_patching_leaves_the_shared_model_as_it_was(lm, ioi):
 def test_progress_counts_every_batched_pass(lm):
     seen = []
     result = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["ffn"],
-                      progress=lambda done, total: seen.append((done, total)))
-    assert len(seen) > 1 and seen[-1] == (result.patches_run, result.patches_run)
-    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+                      progress=lambda fraction, message: seen.append((fraction, message)))
+    assert len(seen) > 1 and seen[-1] == (1.0, f"{result.patches_run} of {result.patches_run} patched runs")
+    assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen)
 
 
 # ------------------------------------------------------------ noise (causal tracing)
@@ -265,3 +265,29 @@ def test_noise_positions_are_checked(positions):
 def test_a_corruption_that_changes_nothing_is_named(lm):
     with pytest.raises(ValueError, match="the clean and corrupted runs give the same logit of the answer minus"):
         ec.patch(lm, CLEAN, ec.Noise([13], scale=1e-30), "Mary", "John", sites=["ffn"])
+
+
+# ------------------------------------------------------------ figures
+def test_figures_escape_token_text_and_mark_the_corrupted_positions(lm, encoder):
+    from families import tiny_lm
+
+    from ecco_core import plots
+
+    tiny = tiny_lm("gpt2", causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
+    result = ec.patch(tiny, "<b>keys</b> to the cabinet", "<b>keys</b> of the cabinet", "table", "door")
+    changed = result.corrupted_positions[0]
+    figure = plots.patching_heatmap(result, "attention", pinned=(changed, 1))
+    heat, cells = figure.data
+    assert all("<" not in label and ">" not in label.replace("→", "") for label in heat.y)
+    assert heat.y[0] == "0: &lt;" and "&gt;" in " ".join(heat.y)
+    assert heat.y[changed].endswith("→ of")
+    assert all("<b>" not in text for text in cells.hovertext) and "&lt;" in cells.hovertext[0]
+    assert [shape.x0 for shape in figure.layout.shapes] == [0.5]
+    assert heat.colorscale[-1][1] == plots.SITE_COLORS["attention"]
+    combined = plots.patching_figure(result)
+    assert len(combined.data) == 2 * len(result.sites) and combined.data[0].y[0] == "0: &lt;"
+    noise = ec.patch(tiny, "<b>keys</b> to the cabinet", ec.Noise([0]), "table", approximate=True)
+    assert plots.patching_heatmap(noise, "ffn").data[0].y[0].endswith("*")
+    assert len(plots.patching_scatter(result, ec.patch(
+        tiny, "<b>keys</b> to the cabinet", "<b>keys</b> of the cabinet", "table", "door", approximate=True
+    )).data) == 4

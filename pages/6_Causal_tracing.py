@@ -1,0 +1,188 @@
+"""Causal tracing: activation patching (Meng et al. 2022, Figure 1) beside its gradient approximation."""
+
+import pandas as pd
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from ecco_core import patching, plots
+from ecco_core.capture import token_strings
+from ecco_core.plots import display_token, escape_token
+
+st.set_page_config(page_title="Causal tracing", layout="wide")
+lm, cap = dashboard.sidebar()
+if lm is None:
+    st.stop()
+
+st.title("Causal tracing")
+st.caption(
+    "Run the model on a corrupted input, put back one activation from the clean run, and see how much of the "
+    "clean answer returns: 0 = the corrupted run, 1 = the clean run (Meng et al. 2022; Heimersheim & Nanda 2024). "
+    "This view has its own prompts; the sidebar picks the model."
+)
+
+EXAMPLES = {
+    "names": {
+        "trace-clean": "When Mary and John went to the store, John gave a drink to",
+        "trace-corruption": "prompt",
+        "trace-corrupted": "When Mary and John went to the store, Mary gave a drink to",
+        "trace-noise": [],
+        "trace-answer": "Mary",
+        "trace-foil": "John",
+    },
+    "fact": {
+        "trace-clean": "The Eiffel Tower is located in the city of",
+        "trace-corruption": "noise",
+        "trace-corrupted": "",
+        "trace-noise": ["0", "1", "2", "3"],
+        "trace-answer": "Paris",
+        "trace-foil": "",
+    },
+}
+EXAMPLE_LABELS = {
+    "names": "Names: who gets the drink? (a name swapped)",
+    "fact": "Fact: where is the Eiffel Tower? (noise on the subject)",
+}
+CORRUPTIONS = {"prompt": "Another prompt of the same length", "noise": "Noise on chosen tokens (Meng et al.)"}
+METHODS = {"exact": "Exact (activation patching)", "approximate": "Approximate (attribution patching)"}
+METRIC_CHOICES = ["default", *patching.METRICS]
+
+
+def fill_example() -> None:
+    """Put the picked example into the fields (a callback: it runs before the widgets are drawn)."""
+    st.session_state.update(EXAMPLES[st.session_state["trace-example"]])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_patch(_lm, model_name, clean, corruption, answer, foil, metric, window, approximate) -> ec.Patching:
+    corrupted = ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
+    return ec.patch(_lm, clean, corrupted, answer, foil, metric=metric, window=window, approximate=approximate)
+
+
+defaults = EXAMPLES["names"]
+dashboard.page_param("trace-example", "names", choices=EXAMPLES)
+st.selectbox("Example", list(EXAMPLES), format_func=EXAMPLE_LABELS.get, key="trace-example", on_change=fill_example)
+left, right = st.columns(2)
+with left:
+    dashboard.page_param("trace-clean", defaults["trace-clean"])
+    clean = st.text_input("Clean prompt (the model gives the answer)", key="trace-clean")
+    dashboard.page_param("trace-corruption", "prompt", choices=CORRUPTIONS)
+    corruption_kind = st.radio("Corruption", list(CORRUPTIONS), format_func=CORRUPTIONS.get, key="trace-corruption",
+                               horizontal=True)
+    if corruption_kind == "prompt":
+        dashboard.page_param("trace-corrupted", defaults["trace-corrupted"])
+        corrupted = st.text_input("Corrupted prompt (same number of tokens)", key="trace-corrupted")
+        corruption = ("prompt", corrupted)
+    else:
+        clean_tokens = token_strings(lm.tokenizer, lm.tokenizer(clean)["input_ids"]) if clean.strip() else ()
+        options = [str(position) for position in range(len(clean_tokens))]
+        dashboard.page_param("trace-noise", [])
+        st.session_state["trace-noise"] = [p for p in st.session_state["trace-noise"] if p in options]
+        noised = st.multiselect(
+            "Tokens to corrupt", options, key="trace-noise",
+            format_func=lambda p: f"{p}: {display_token(clean_tokens[int(p)])}",
+        )
+        scale_column, seed_column = st.columns(2)
+        dashboard.page_param("trace-scale", 3.0)
+        scale = scale_column.number_input("Noise (x the embeddings' std)", 0.1, 20.0, step=0.5, key="trace-scale")
+        dashboard.page_param("trace-seed", 0)
+        seed = seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="trace-seed")
+        corruption = ("noise", tuple(int(p) for p in noised), float(scale), int(seed))
+with right:
+    answer_column, foil_column = st.columns(2)
+    dashboard.page_param("trace-answer", defaults["trace-answer"])
+    answer = answer_column.text_input("Answer", key="trace-answer", help="Read as it follows the prompt: Mary → ' Mary'.")
+    dashboard.page_param("trace-foil", defaults["trace-foil"])
+    foil = foil_column.text_input("Foil (optional)", key="trace-foil", help="With a foil the metric is the logit "
+                                  "difference answer - foil.")
+    metric_column, window_column = st.columns(2)
+    dashboard.page_param("trace-metric", "default", choices=METRIC_CHOICES)
+    metric = metric_column.selectbox(
+        "Metric", METRIC_CHOICES, key="trace-metric",
+        format_func=lambda name: "logit difference with a foil, else probability" if name == "default"
+        else patching.METRICS[name],
+    )
+    dashboard.page_param("trace-window", 1)
+    window = window_column.slider("Blocks restored together", 1, 10, key="trace-window",
+                                  help="ROME restores 10 FFN or attention outputs around each block.")
+    dashboard.page_param("trace-method", "exact", choices=METHODS)
+    method = st.radio("Method", list(METHODS), format_func=METHODS.get, key="trace-method", horizontal=True)
+    dashboard.page_param("trace-compare", True)
+    compare = st.toggle("Compare exact and approximate", key="trace-compare")
+
+if corruption[0] == "noise" and not corruption[1]:
+    st.info("Pick the tokens to corrupt (the subject, in Meng et al.'s experiments).")
+    st.stop()
+
+settings = (lm.name, clean, corruption, answer, foil or None, None if metric == "default" else metric, int(window))
+result = other = None
+with dashboard.user_errors():
+    with st.spinner(f"Patching every block and position of {len(patching.SITES)} sites…"):
+        result = cached_patch(lm, *settings, method == "approximate")
+        if compare and window == 1:
+            other = cached_patch(lm, *settings, method != "approximate")
+if result is None:
+    st.stop()
+
+for note in result.notes:
+    st.caption(f"ℹ️ {dashboard.literal(note)}")
+st.markdown(
+    f"**{result.method.capitalize()}** of {dashboard.literal(result.corruption)}; metric: {patching.METRICS[result.metric]}: "
+    f"clean **{result.clean_value:.3f}**, corrupted **{result.corrupted_value:.3f}**."
+)
+
+
+def predictions(pairs) -> str:
+    return ", ".join(f"{escape_token(token)!r} {probability:.2f}" for token, probability in pairs[:3])
+
+
+st.caption(f"Clean run predicts {dashboard.literal(predictions(result.clean_top))}; corrupted run "
+           f"{dashboard.literal(predictions(result.corrupted_top))}. Hover a cell for the patched run's top "
+           "predictions; click one to pin it.")
+
+pinned = st.session_state.get("trace-pinned")
+if pinned is not None and (pinned[0] not in result.sites or pinned[1] >= result.n_tokens):
+    pinned = None
+for site in result.sites:
+    figure = plots.patching_heatmap(result, site, pinned=pinned[1:] if pinned and pinned[0] == site else None)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=f"trace-{site}", width="stretch")
+    cell = dashboard.clicked_cell(event)
+    if cell is not None and (site, *cell) != st.session_state.get(f"trace-last-{site}"):
+        st.session_state[f"trace-last-{site}"] = (site, *cell)
+        st.session_state["trace-pinned"] = (site, *cell)
+        st.rerun()
+
+if pinned is not None:
+    site, position, layer = pinned
+    index = result.sites.index(site)
+    st.markdown(
+        f"**Pinned:** restore {result.restored_label(site, layer)} at {position} "
+        f"{dashboard.literal(repr(display_token(result.tokens[position])))}: effect "
+        f"**{result.effects[index, layer, position]:.3f}** ({result.metric} {result.values[index, layer, position]:.3f})"
+    )
+    if result.top_ids.shape[-1]:
+        st.dataframe(pd.DataFrame({
+            "rank": range(1, result.top_ids.shape[-1] + 1),
+            "patched run": [display_token(t) for t in result.top_tokens[index][layer][position]],
+            "p (patched)": result.top_probs[index, layer, position],
+            "clean run": [display_token(t) for t, _ in result.clean_top],
+            "corrupted run": [display_token(t) for t, _ in result.corrupted_top],
+        }), hide_index=True)
+
+dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))
+
+if compare:
+    st.subheader("Exact and approximate")
+    if other is None:
+        st.caption("Attribution patching estimates one block at a time: set the blocks restored together to 1 "
+                   "to compare.")
+    else:
+        exact, approximate = (other, result) if result.approximate else (result, other)
+        table = patching.correlation(exact, approximate)
+        st.caption(
+            "Attribution patching (Nanda 2023; Syed et al. 2023) estimates every cell from one backward pass: "
+            f"Pearson r with the exact effects is {table['pearson_r'].iloc[-1]:.3f} over all cells. It is a "
+            "first-order estimate; it errs most where a patch moves the output a long way."
+        )
+        st.dataframe(table, hide_index=True)
+        st.plotly_chart(plots.patching_scatter(exact, approximate), key="trace-scatter", width="stretch")

@@ -1,0 +1,166 @@
+"""The Causal tracing page: every control through AppTest, hover and click in real Chromium."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from apptest import page, run
+from browser import (
+    assert_healthy,
+    click_heatmap_cell,
+    download_csv,
+    hover_heatmap_cell,
+    open_app,
+    screenshot,
+    wait_for_charts,
+)
+
+PAGE = "pages/6_Causal_tracing.py"
+
+
+def _figures(app) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """A figure array as Plotly's JSON holds it: a list, or base64 ``bdata`` with its dtype and shape."""
+    if isinstance(value, dict):
+        shape = [int(size) for size in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)
+
+
+def _messages(app, kind: str) -> str:
+    return " ".join(element.value for element in getattr(app, kind))
+
+
+@pytest.fixture(scope="module")
+def app(lm):
+    """The page as a first visit sees it: the names example, exact beside approximate."""
+    return run(page(PAGE), timeout=600)
+
+
+def test_the_default_is_the_names_example_exact_beside_approximate(app, lm):
+    assert app.title[0].value == "Causal tracing"
+    assert app.text_input(key="trace-clean").value.endswith("John gave a drink to")
+    figures = _figures(app)
+    assert len(figures) == 4  # residual, attention, FFN, and the exact-vs-approximate scatter
+    residual = figures[0]["data"]
+    effects = _array(residual[0]["z"])
+    assert residual[0]["type"] == "heatmap" and effects.shape == (14, lm.n_layers)
+    assert residual[0]["y"][9] == "9: John → Mary"  # the swapped name, as the corrupted run read it
+    assert effects[9, 0] == pytest.approx(1, abs=0.05)  # restoring it early brings the answer back
+    assert (effects[:9] == 0).all()  # before the swapped name nothing differs
+    hover = residual[1]["hovertext"][9 * lm.n_layers]
+    assert hover.startswith("restore block 0 at 9 ' John'") and "patched run's top predictions:<br>1. ' Mary'" in hover
+    assert "Activation patching" in _messages(app, "markdown") and "Pearson r with the exact effects" in _messages(
+        app, "caption")
+    assert app.dataframe[0].value["site"].tolist() == ["residual", "attention", "ffn", "all"]
+    assert not app.error and not [key for key in app.query_params if key.startswith("trace-")]  # all defaults
+
+
+def test_every_control_of_the_page(app):
+    # Method, metric (each option) and the comparison, on the cheap approximate method.
+    app.radio(key="trace-method").set_value("approximate")
+    run(app, timeout=600)
+    assert "Attribution patching" in _messages(app, "markdown")
+    assert "estimated to first order" in _figures(app)[0]["data"][1]["hovertext"][0]
+    app.toggle(key="trace-compare").set_value(False)
+    run(app)
+    assert len(_figures(app)) == 3 and app.query_params["trace-compare"] in ("false", ["false"])
+    for metric, shown in [("prob", "probability of the answer"), ("logprob", "log-probability of the answer"),
+                          ("logit_diff", "logit of the answer minus logit of the foil"),
+                          ("default", "logit of the answer minus logit of the foil")]:
+        app.selectbox(key="trace-metric").set_value(metric)
+        run(app)
+        assert f"metric: {shown}" in _messages(app, "markdown"), metric
+
+    # A window with the approximate method is refused; with the exact one the comparison says why it is off.
+    app.slider(key="trace-window").set_value(3)
+    run(app)
+    assert "window must be 1 with approximate=True" in _messages(app, "error")
+    app.radio(key="trace-method").set_value("exact")
+    app.toggle(key="trace-compare").set_value(True)
+    run(app, timeout=600)
+    assert not app.error and "set the blocks restored together to 1" in _messages(app, "caption")
+    hover = _figures(app)[2]["data"][1]["hovertext"][0]
+    assert hover.startswith("restore block 0 FFN to block 1 FFN at 0")
+    app.slider(key="trace-window").set_value(1)
+    app.radio(key="trace-method").set_value("approximate")
+    app.toggle(key="trace-compare").set_value(False)
+
+    # Bad input is a message naming it; each case is then put right.
+    corrupted = app.text_input(key="trace-corrupted").value
+    for changes, message in [
+        ({"trace-corrupted": corrupted + " her"}, "clean is 14 tokens"),
+        ({"trace-corrupted": corrupted, "trace-foil": " Mary"}, "are the same token"),
+        ({"trace-foil": "", "trace-metric": "logit_diff"}, "needs a foil"),
+        ({"trace-metric": "default", "trace-answer": ""}, "answer is empty"),
+    ]:
+        for key, value in changes.items():
+            (app.selectbox if key == "trace-metric" else app.text_input)(key=key).set_value(value)
+        run(app)
+        assert message in _messages(app, "error"), message
+    app.text_input(key="trace-answer").set_value("Mary")
+
+    # Noise on chosen tokens: nothing picked yet, then one token, its scale and seed.
+    app.radio(key="trace-corruption").set_value("noise")
+    run(app)
+    assert "Pick the tokens to corrupt" in _messages(app, "info")
+    noise = app.multiselect(key="trace-noise")
+    assert len(noise.options) == 14 and noise.options[9].endswith("9:  John")
+    noise.set_value(["1", "3"])
+    app.number_input(key="trace-scale").set_value(5.0)
+    app.number_input(key="trace-seed").set_value(2)
+    run(app)
+    assert "Gaussian noise (5 x the embeddings' std, seed 2) on positions 1 ' Mary', 3 ' John'" in _messages(
+        app, "markdown")
+    assert _figures(app)[0]["data"][0]["y"][1] == "1: Mary*"
+    assert app.query_params["trace-noise"] == ["1", "3"] and app.query_params["trace-seed"] in ("2", ["2"])
+
+    # The fact example fills every field; the clean prompt can be typed.
+    app.selectbox(key="trace-example").set_value("fact")
+    run(app)
+    assert app.text_input(key="trace-answer").value == "Paris" and app.multiselect(key="trace-noise").value == [
+        "0", "1", "2", "3"]
+    assert "on positions 0 'The', 1 ' E', 2 'iffel', 3 ' Tower'" in _messages(app, "markdown")
+    app.text_input(key="trace-clean").set_value("The Colosseum is located in the city of")
+    run(app)
+    assert not app.error and "'The', 1 ' Col'" in _messages(app, "markdown")
+    app.selectbox(key="trace-example").set_value("names")
+    run(app)
+    assert app.radio(key="trace-corruption").value == "prompt" and not app.error
+
+
+def test_a_shared_link_reopens_the_same_view(lm):
+    app = page(PAGE)
+    app.query_params.update({"trace-example": "fact", "trace-clean": "The Eiffel Tower is located in the city of",
+                             "trace-corruption": "noise", "trace-noise": ["2", "3"], "trace-answer": "Paris",
+                             "trace-foil": "", "trace-method": "approximate", "trace-compare": "false"})
+    run(app)
+    assert app.multiselect(key="trace-noise").value == ["2", "3"] and app.radio(key="trace-method").value == "approximate"
+    assert "on positions 2 'iffel', 3 ' Tower'" in _messages(app, "markdown")
+
+
+# ------------------------------------------------------------------ browser
+@pytest.mark.browser
+def test_hovering_a_cell_shows_the_patched_runs_top_predictions_and_a_click_pins_it(page, app_url):
+    open_app(page, app_url, "Causal_tracing")
+    assert_healthy(page)
+    wait_for_charts(page, 4)
+    tooltip = hover_heatmap_cell(page, 0, row=9, col=0)
+    assert "restore block 0 at 9 ' John'" in tooltip and "1. ' Mary'" in tooltip, tooltip
+    frame = download_csv(page, "CSV")
+    cell = frame[(frame["site"] == "residual") & (frame["block"] == 0) & (frame["position"] == 9)].iloc[0]
+    assert f"effect {cell['effect']:.3f}" in tooltip
+
+    click_heatmap_cell(page, 2, row=13, col=20)  # the FFN panel
+    assert_healthy(page)
+    pinned = page.locator('[data-testid="stMarkdownContainer"] p', has_text="Pinned:").inner_text()
+    assert pinned.startswith("Pinned: restore block 20 FFN at 13 ' to': effect"), pinned
+    outline = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(2).evaluate(
+        "plot => plot.layout.shapes.map(shape => [shape.x0, shape.y0, shape.line.color])")
+    assert outline == [[19.5, 12.5, "#ff4b4b"]]
+    screenshot(page, "causal_tracing")
