@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._checks import choice, invalid, is_whole, listing, positive, whole
 from .capture import _check_text, token_strings
 from .layers import site_label
 from .lens import _candidate_ids, _read_position
@@ -103,25 +104,18 @@ class Noise:
     seed: int = 0
 
     def __post_init__(self):
-        positions = self.positions
-        if isinstance(positions, (int, np.integer)):
-            positions = (positions,)
-        try:
-            positions = tuple(positions)
-        except TypeError:
-            raise ValueError(f"Noise positions must be a sequence of token positions, got {self.positions!r}") from None
-        if not positions or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0
-                                    for p in positions):
-            raise ValueError(
-                f"Noise positions must be one or more token positions (ints >= 0), got {self.positions!r}"
-            )
-        if len(set(positions)) != len(positions):
-            raise ValueError(f"Noise positions must not repeat, got {self.positions!r}")
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0:
-            raise ValueError(f"Noise scale must be a number > 0, got {self.scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"Noise seed must be an int, got {self.seed!r}")
+        positions = (self.positions,) if is_whole(self.positions) else self.positions
+        allowed = "one or more distinct token positions (whole numbers >= 0)"
+        if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
+            raise invalid("Noise positions", self.positions, allowed, TypeError)
+        positions = tuple(positions)
+        if not all(is_whole(p) for p in positions):
+            raise invalid("Noise positions", self.positions, allowed, TypeError)
+        if not positions or min(positions) < 0 or len(set(positions)) != len(positions):
+            raise invalid("Noise positions", self.positions, allowed)
         object.__setattr__(self, "positions", tuple(sorted(int(p) for p in positions)))
+        object.__setattr__(self, "scale", positive("Noise scale", self.scale))
+        object.__setattr__(self, "seed", whole("Noise seed", self.seed))
 
     def corrupt(self, lm: LM, embeds: torch.Tensor) -> torch.Tensor:
         """A copy of ``embeds`` (1, n_tokens, d_model), token embeddings, with the noise added at ``positions``."""
@@ -225,9 +219,7 @@ class Patching:
 
     def site(self, name: str) -> np.ndarray:
         """Effects of one site: shape (n_layers, n_tokens)."""
-        if name not in self.sites:
-            raise ValueError(f"site must be one of {list(self.sites)} (the sites of this result), got {name!r}")
-        return self.effects[self.sites.index(name)]
+        return self.effects[self.sites.index(choice("site", name, self.sites))]
 
     def restored_layers(self, layer: int) -> range:
         """The blocks restored together by the patch of row ``layer`` (see ``window``)."""
@@ -624,35 +616,24 @@ def _attribution(lm: LM, sites, clean: dict, corrupted: dict, corrupted_value: t
 
 # ------------------------------------------------------------ validation
 def _check_sites(sites) -> tuple[str, ...]:
+    allowed = f"one or more distinct sites, each {listing(SITES)}"
     if isinstance(sites, str):
         sites = (sites,)
-    try:
-        sites = tuple(sites)
-    except TypeError:
-        raise ValueError(f"sites must be a list of names from {list(SITES)}, got {sites!r}") from None
-    unknown = [site for site in sites if site not in SITES]
-    if not sites or unknown or len(set(sites)) != len(sites):
-        raise ValueError(f"sites must be one or more distinct names from {list(SITES)}, got {sites!r}")
+    if not hasattr(sites, "__iter__"):
+        raise invalid("sites", sites, allowed, TypeError)
+    sites = tuple(sites)
+    if not sites or any(site not in SITES for site in sites) or len(set(sites)) != len(sites):
+        raise invalid("sites", sites, allowed)
     return sites
 
 
 def _check_metric(metric, foil) -> str:
     if metric is None:
         return "logit_diff" if foil is not None else "prob"
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {list(METRICS)} or None (the default), got {metric!r}")
+    choice("metric", metric, METRICS)
     if metric == "logit_diff" and foil is None:
         raise ValueError("metric 'logit_diff' needs a foil (the answer's logit minus the foil's); give foil=")
     return metric
-
-
-def _check_positive_int(value, argument: str, most: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (
-        most is not None and value > most
-    ):
-        allowed = f"an int from 1 to {most}" if most is not None else "a positive int"
-        raise ValueError(f"{argument} must be {allowed}, got {value!r}")
-    return int(value)
 
 
 def _decode_top(lm: LM, top_ids: np.ndarray) -> tuple:
@@ -707,14 +688,13 @@ def restore(
     runs = _prepare(lm, clean, corrupted, answer, foil)
     n_tokens = runs.clean_embeds.shape[1]
     patches = [list(patch) for patch in patches]
+    allowed = (f"(site, block, position) with site {listing(SITES)}, block 0 to {lm.n_layers - 1} and position "
+               f"0 to {n_tokens - 1}")
     for patch in patches:
         for entry in patch:
-            site, layer, position = entry
-            if site not in SITES or not 0 <= layer < lm.n_layers or not 0 <= position < n_tokens:
-                raise ValueError(
-                    f"each patch entry must be (site, layer, position) with site in {list(SITES)}, layer 0 to "
-                    f"{lm.n_layers - 1} and position 0 to {n_tokens - 1}; got {entry!r}"
-                )
+            if not (isinstance(entry, tuple) and len(entry) == 3 and entry[0] in SITES and is_whole(entry[1])
+                    and is_whole(entry[2]) and 0 <= entry[1] < lm.n_layers and 0 <= entry[2] < n_tokens):
+                raise invalid("each entry of patches", entry, allowed)
     sites = tuple(sorted({site for patch in patches for site, _, _ in patch}))
     with torch.inference_mode():
         _, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
@@ -794,9 +774,9 @@ def patch(
     """
     sites = _check_sites(sites)
     metric = _check_metric(metric, foil)
-    window = _check_positive_int(window, "window", MAX_WINDOW)
-    k = _check_positive_int(k, "k")
-    max_batch_bytes = _check_positive_int(max_batch_bytes, "max_batch_bytes")
+    window = whole("window", window, low=1, high=MAX_WINDOW)
+    k = whole("k", k, low=1)
+    max_batch_bytes = whole("max_batch_bytes", max_batch_bytes, low=1)
     if approximate and window != 1:
         raise ValueError(
             f"window must be 1 with approximate=True (got {window}): attribution patching estimates one "
@@ -865,6 +845,28 @@ def patch(
         model_name=lm.name,
         notes=runs.notes,
     )
+
+
+def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *, sites=tuple(SITES)) -> tuple[int, int]:
+    """The size of exact patching's work, known before it starts (for an estimate): (runs, token positions).
+
+    In a causal model only patches at or after the first corrupted position
+    change anything, and each runs from its position on; a masked model runs
+    every patch over every position. Arguments as for :func:`patch`.
+
+    Returns
+    -------
+    runs : int
+        Patched runs that :func:`patch` will compute (its ``patches_run``).
+    positions : int
+        Token positions those runs push through the model, all together.
+    """
+    sites = _check_sites(sites)
+    runs = _prepare(lm, clean, corrupted, answer, foil)
+    n_tokens = runs.clean_embeds.shape[1]
+    starts = range(min(runs.corrupted_positions), n_tokens) if lm.is_causal else [0] * n_tokens
+    per_block = len(sites) * lm.n_layers
+    return per_block * len(starts), per_block * sum(n_tokens - start for start in starts)
 
 
 def correlation(first: Patching, second: Patching) -> pd.DataFrame:

@@ -1298,10 +1298,13 @@ def patching_heatmap(result, site: str, *, pinned: tuple[int, int] | None = None
             else:
                 lines.append("estimated to first order (attribution patching): no patched run")
             hover[position, layer] = "<br>".join(lines)
-    # White at 0 (the corrupted run), the site's colour at the top, blue below 0 (a patch that hurts).
+    # White at 0 (the corrupted run), the site's colour at the top, blue below 0 (a patch that hurts), as
+    # deep at -x as the site's colour is at +x: a small negative effect stays pale.
     low, high = min(0.0, float(np.nanmin(effects))), max(1.0, float(np.nanmax(effects)))
     zero = -low / (high - low)
-    colorscale = ([[0.0, "#2166ac"]] if zero > 0 else []) + [[zero, "#ffffff"], [1.0, SITE_COLORS[site]]]
+    depth = min(1.0, -low / high)
+    blue = "rgb({}, {}, {})".format(*(round(255 + (channel - 255) * depth) for channel in (33, 102, 172)))
+    colorscale = ([[0.0, blue]] if zero > 0 else []) + [[zero, "#ffffff"], [1.0, SITE_COLORS[site]]]
     figure = heatmap(
         effects, [block_label(layer) for layer in range(result.n_layers)], _patching_position_labels(result),
         hover=hover, colorscale=colorscale, colorbar_title="effect",

@@ -53,10 +53,15 @@ def fill_example() -> None:
     st.session_state.update(EXAMPLES[st.session_state["trace-example"]])
 
 
+def corrupted_input(corruption: tuple):
+    """``ec.patch``'s ``corrupted`` from the page's hashable ``("prompt", text)`` or ``("noise", positions, scale, seed)``."""
+    return ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_patch(_lm, model_name, clean, corruption, answer, foil, metric, window, approximate) -> ec.Patching:
-    corrupted = ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
-    return ec.patch(_lm, clean, corrupted, answer, foil, metric=metric, window=window, approximate=approximate)
+    return ec.patch(_lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
+                    approximate=approximate)
 
 
 defaults = EXAMPLES["names"]
@@ -117,7 +122,11 @@ if corruption[0] == "noise" and not corruption[1]:
 settings = (lm.name, clean, corruption, answer, foil or None, None if metric == "default" else metric, int(window))
 result = other = None
 with dashboard.user_errors():
-    with st.spinner(f"Patching every block and position of {len(patching.SITES)} sites…"):
+    message = "Attribution patching: one forward pass on each run, one backward pass…"
+    if method == "exact" or (compare and window == 1):
+        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil or None)
+        message = f"Patching: {runs:,} patched runs over {positions:,} token positions through the model…"
+    with st.spinner(message):
         result = cached_patch(lm, *settings, method == "approximate")
         if compare and window == 1:
             other = cached_patch(lm, *settings, method != "approximate")

@@ -81,6 +81,7 @@ def test_the_default_answers_mary_and_patching_restores_it(lm, ioi):
     # Before the first changed token (position 9, " John" / " Mary") nothing differs: exactly 0, not run.
     assert (ioi.effects[:, :, :9] == 0).all()
     assert ioi.patches_run == 3 * lm.n_layers * 5
+    assert ec.patching.work(lm, CLEAN, CORRUPTED, "Mary", "John") == (ioi.patches_run, 3 * lm.n_layers * (5 + 4 + 3 + 2 + 1))
     # Early residual at the changed name carries it all; the last block's output at the last token too.
     residual = ioi.site("residual")
     np.testing.assert_allclose(residual[0, 9], 1, atol=0.05)
@@ -240,11 +241,13 @@ def test_an_encoder_without_head_says_what_to_load(encoder):
         (dict(corrupted="   "), "corrupted must be a string of text .*not empty or whitespace only.*; got '   '"),
         (dict(corrupted=CLEAN), "corrupted is the same text as clean"),
         (dict(answer=""), "answer is empty"),
-        (dict(sites=["mlp"]), r"sites must be one or more distinct names from \['residual', 'attention', 'ffn'\]"),
-        (dict(sites=[]), "sites must be one or more"),
-        (dict(metric="kl"), r"metric must be one of \['logit_diff', 'prob', 'logprob'\]"),
+        (dict(sites=["mlp"]), r"sites must be one or more distinct sites, each one of 'residual', 'attention', "
+                              r"'ffn'; got \('mlp',\)"),
+        (dict(sites=[]), r"sites must be one or more distinct sites.*; got \(\)"),
+        (dict(metric="kl"), r"metric must be one of 'logit_diff', 'prob', 'logprob'; got 'kl'"),
         (dict(foil=None, metric="logit_diff"), "metric 'logit_diff' needs a foil"),
-        (dict(window=0), "window must be an int from 1 to 64, got 0"),
+        (dict(window=0), "window must be a whole number from 1 to 64; got 0"),
+        (dict(window=2.5), "window must be a whole number from 1 to 64; got 2.5"),
         (dict(window=3, approximate=True), "window must be 1 with approximate=True"),
         (dict(corrupted=ec.Noise([40])), r"Noise positions \[40\] are outside the clean prompt's 14 tokens"),
         (dict(corrupted=3), r"corrupted must be a prompt \(str\) or ec.Noise"),
@@ -256,10 +259,18 @@ def test_bad_input_is_one_clear_error(lm, kwargs, message):
         ec.patch(lm, **arguments)
 
 
-@pytest.mark.parametrize("positions", [[], [-1], [1, 1], ["a"], None])
+@pytest.mark.parametrize("positions", [[], [-1], [1, 1], ["a"], None, "12"])
 def test_noise_positions_are_checked(positions):
-    with pytest.raises(ValueError, match="Noise positions must"):
+    with pytest.raises((ValueError, TypeError), match=r"Noise positions must be one or more distinct token "
+                                                       r"positions \(whole numbers >= 0\); got "):
         ec.Noise(positions)
+
+
+@pytest.mark.parametrize("scale, seed, message", [(0, 0, "Noise scale must be a finite number > 0; got 0"),
+                                                  (3.0, 1.5, "Noise seed must be a whole number; got 1.5")])
+def test_noise_scale_and_seed_are_checked(scale, seed, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        ec.Noise([1], scale=scale, seed=seed)
 
 
 def test_a_corruption_that_changes_nothing_is_named(lm):
@@ -291,3 +302,10 @@ def test_figures_escape_token_text_and_mark_the_corrupted_positions(lm, encoder)
     assert len(plots.patching_scatter(result, ec.patch(
         tiny, "<b>keys</b> to the cabinet", "<b>keys</b> of the cabinet", "table", "door", approximate=True
     )).data) == 4
+
+
+def test_restore_names_a_bad_patch(lm):
+    with pytest.raises(ValueError, match=r"each entry of patches must be \(site, block, position\) with site one of "
+                                         r"'residual', 'attention', 'ffn', block 0 to 29 and position 0 to 13; got "
+                                         r"\('ffn', 30, 0\)"):
+        ec.patching.restore(lm, CLEAN, CORRUPTED, "Mary", "John", patches=[[("ffn", 30, 0)]])
