@@ -20,6 +20,11 @@ def generated(lm):
     return cap, ec.rankings(lm, cap)
 
 
+# float32 through 30 blocks: the lens's head runs on chunks of positions, so its matmuls are blocked
+# differently from the model's own and agree to float32 precision, not bitwise (seen: 2e-6 at p=0.19).
+FLOAT32 = {"rtol": 2e-5, "atol": 1e-6}
+
+
 def _model_logits(lm, token_ids):
     with torch.inference_mode():
         return lm.model(input_ids=torch.as_tensor(np.asarray(token_ids)[None])).logits[0].double()
@@ -40,10 +45,10 @@ def test_last_layer_probabilities_are_the_softmax_of_the_model_logits(lm, genera
     cap, result = generated
     probs = torch.softmax(_model_logits(lm, cap.token_ids), -1)[result.positions]
     expected = probs[torch.arange(len(result.positions)), torch.as_tensor(result.target_ids)]
-    np.testing.assert_allclose(result.probs[-1], expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.probs[-1], expected.numpy(), **FLOAT32)
     top = probs.topk(result.k, -1)
     np.testing.assert_array_equal(result.top_ids[-1], top.indices.numpy())
-    np.testing.assert_allclose(result.top_probs[-1], top.values.numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.top_probs[-1], top.values.numpy(), **FLOAT32)
 
 
 def test_an_intermediate_layer_matches_norm_and_head_on_the_tests_own_hook(lm, generated):
@@ -112,7 +117,7 @@ def test_watch_ranks_candidates_after_the_text(lm):
     assert not result.first_token_only.any() and result.notes == ()
     ids = encode_prompt(lm, text)
     probs = torch.softmax(_model_logits(lm, ids)[-1], -1)
-    np.testing.assert_allclose(result.probs[-1], probs[result.target_ids].numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.probs[-1], probs[result.target_ids].numpy(), **FLOAT32)
     expected_final_ranks = [int((probs > probs[i]).sum()) + 1 for i in result.target_ids]
     assert list(result.ranks[-1]) == expected_final_ranks
     assert result.max_abs_diff_vs_model < 1e-4
