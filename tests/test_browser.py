@@ -178,7 +178,7 @@ def test_a_copied_link_reopens_the_same_view(page, app_url, browser):
 
 def test_example_buttons_load_their_settings(page, app_url):
     open_app(page, app_url)
-    page.get_by_role("button", name="Load example").nth(1).click()  # the layer-predictions example
+    page.locator(".st-key-example-Layer-predictions button").click()
     wait_for_run(page)
     assert_healthy(page)
     assert page.get_by_label("Prompt", exact=True).input_value() == "The keys to the cabinet"
