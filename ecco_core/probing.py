@@ -35,6 +35,7 @@ fast tokenizer.
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -508,6 +509,27 @@ def _fast_bfloat16(device: torch.device) -> bool:
         return False
 
 
+def _n_test(n_tokens: int) -> int:
+    """Tokens in each trial's test split."""
+    return max(1, int(round(TEST_FRACTION * n_tokens)))
+
+
+def small_corpus_warning(n_tokens: int) -> str | None:
+    """What to tell a user probing ``n_tokens`` tokens, too few for accuracies worth comparing; else None.
+
+    :func:`train_probes` warns with it; a table from :func:`probe_table` keeps
+    its token count in ``frame.attrs["n_tokens"]`` so that a page can say it too.
+    """
+    n_test = _n_test(n_tokens)
+    if n_test >= MIN_TEST_TOKENS:
+        return None
+    return (
+        f"each trial tests its probes on only {n_test} of the {n_tokens} tokens, so an accuracy moves in "
+        f"steps of {1 / n_test:.0%} and 1.0 or 0.0 may be chance; probe "
+        f"{math.ceil((MIN_TEST_TOKENS - 0.5) / TEST_FRACTION)} tokens or more for accuracies worth comparing"
+    )
+
+
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -599,15 +621,9 @@ def train_probes(
     classes, real = np.unique(np.asarray(tags, dtype=object).astype(str), return_inverse=True)
     n_classes = len(classes)
     rng = np.random.default_rng(seed)
-    n_test = max(1, int(round(TEST_FRACTION * n_tokens)))
-    if n_test < MIN_TEST_TOKENS:
-        enough = round(MIN_TEST_TOKENS / TEST_FRACTION)
-        warnings.warn(
-            f"each trial tests its probes on only {n_test} of the {n_tokens} tokens, so an accuracy moves in "
-            f"steps of {1 / n_test:.0%} and 1.0 or 0.0 may be chance; probe {enough} tokens or more "
-            "for accuracies worth comparing",
-            stacklevel=2,
-        )
+    n_test = _n_test(n_tokens)
+    if (coarse := small_corpus_warning(n_tokens)) is not None:
+        warnings.warn(coarse, stacklevel=2)
     train_mask = np.ones((n_tokens, trials), dtype=bool)
     targets = np.empty((n_tokens, trials, 2), dtype=np.int64)
     for trial in range(trials):
@@ -764,7 +780,9 @@ def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
     frame["lr"] = scores.lr
     # Each block's output, then its FFN; the embeddings first.
     frame["_order"] = frame["block"].fillna(-1).astype(int) * 2 + (frame["representation"] == "ffn")
-    return frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    frame = frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    frame.attrs["n_tokens"] = len(data.tags)
+    return frame
 
 
 def depth_labels(frame: pd.DataFrame) -> list[str]:

@@ -84,6 +84,8 @@ with dashboard.user_errors():
 
 if table is not None:
     st.subheader(f"Table 1 for {dashboard.literal(lm.name)}")
+    if (coarse := probing.small_corpus_warning(table.attrs["n_tokens"])) is not None:
+        st.warning(f"Only {table.attrs['n_tokens']} labelled tokens: {coarse}.")
     st.caption(
         f"Percent, mean ± standard deviation over {trials} trial{'s' if trials != 1 else ''}; "
         f"learning rate {table['lr'].iloc[0]:g}. "

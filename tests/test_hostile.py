@@ -209,12 +209,16 @@ def test_collecting_stops_reading_a_treebank_once_it_has_enough_words(encoder):
 
 
 def test_a_tiny_probing_corpus_warns_that_its_accuracies_are_chance(encoder):
+    from ecco_core import probing
+
     three_words = "1\tCats\tcat\tNOUN\t_\t_\t2\tnsubj\t_\t_\n2\tsleep\tsleep\tVERB\t_\t_\t0\troot\t_\t_\n" \
                   "3\t.\t.\tPUNCT\t_\t_\t2\tpunct\t_\t_\n\n"
     with pytest.warns(UserWarning, match=r"each trial tests its probes on only 1 of the 3 tokens, so an accuracy "
-                                         r"moves in steps of 100% and 1\.0 or 0\.0 may be chance; probe 303 tokens"):
+                                         r"moves in steps of 100% and 1\.0 or 0\.0 may be chance; probe 302 tokens"):
         table = ec.probe_table(encoder, three_words, trials=1, epochs=1, layers=[0], progress=lambda f, m: None)
     assert set(table["accuracy"]) <= {0.0, 1.0}  # what the warning is about
+    assert table.attrs["n_tokens"] == 3
+    assert probing.small_corpus_warning(302) is None and probing.small_corpus_warning(301) is not None
 
 
 # --------------------------------------------------------------- similarity

@@ -136,3 +136,20 @@ def test_a_markdown_link_as_model_name_shows_as_text_in_the_browser(page, app_ur
     assert page.locator(f"{ERROR} a").count() == 0
     assert page.locator(EXCEPTION).count() == 0
     screenshot(page, "hostile-markdown-model-name")
+
+
+def test_the_probing_page_says_when_too_few_tokens_make_accuracies_chance(encoder):
+    app = page("pages/5_Probing.py")
+    app.query_params["model"] = dashboard.ec.DEFAULT_ENCODER
+    run(app)
+    app.number_input(key="probe_tokens").set_value(100)
+    app.slider(key="probe_trials").set_value(1)
+    app.number_input(key="probe_epochs").set_value(1)
+    app.multiselect(key="probe_layers").set_value(["embeddings"])
+    next(button for button in app.button if button.label == "Run probes").click()
+    run(app)
+    assert not app.error, [e.value for e in app.error]
+    assert [w.value for w in app.warning] == [
+        "Only 100 labelled tokens: each trial tests its probes on only 33 of the 100 tokens, so an accuracy "
+        "moves in steps of 3% and 1.0 or 0.0 may be chance; probe 302 tokens or more for accuracies worth comparing."
+    ]
