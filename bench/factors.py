@@ -81,7 +81,7 @@ def main(repeats: int = 5) -> None:
         def ours():
             with threadpool_limits(1):
                 start = time.perf_counter()
-                result = ec.factors(cap, N_COMPONENTS, "nmf")
+                result = ec.factors(cap, "nmf", n_components=N_COMPONENTS)
                 return time.perf_counter() - start, result
 
         ours(), ask_peer("run")  # warm-up: imports, caches

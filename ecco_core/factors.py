@@ -34,12 +34,12 @@ SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ._checks import choice, indices, invalid, whole
+from ._registry import Method
 from .capture import Capture
 from .layers import site_label
 
@@ -248,7 +248,7 @@ class Neurons:
 
 
 # ------------------------------------------------------------- decompositions
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Fit:
     token_activations: np.ndarray  # (n_positions, n_components)
     components: np.ndarray  # (n_components, n_neurons)
@@ -287,14 +287,13 @@ def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
     return _Fit(sources, model.mixing_.T, model.mean_, model.n_iter_ < MAX_ITER)
 
 
-METHODS: dict[str, Callable[[np.ndarray, int, int], _Fit]] = {
-    "nmf": _fit_nmf,
-    "pca": _fit_pca,
-    "ica": _fit_ica,
+METHODS = {
+    "nmf": Method(_fit_nmf, "non-negative matrix factorisation (negatives clipped to 0 or split off)"),
+    "pca": Method(_fit_pca, "principal component analysis"),
+    "ica": Method(_fit_ica, "independent component analysis (FastICA)"),
 }
-"""Decomposition methods by name: non-negative matrix factorisation (negatives
-clipped to 0 or split off), principal component analysis, independent
-component analysis (FastICA)."""
+"""Decomposition methods by name: ``Method(function, description)``; ``function(matrix
+(n_positions, n_neurons), n_components, seed)`` returns a ``_Fit``."""
 
 NEGATIVES = {
     "clip": "negative activations set to 0 (Ecco's way; loses the negative side of signed neurons)",
@@ -342,8 +341,9 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
 # ------------------------------------------------------------------ factors
 def factors(
     cap: Capture,
-    n_components: int = 10,
     method: str = "nmf",
+    *,
+    n_components: int = 10,
     layers=None,
     positions=None,
     seed: int = 0,
@@ -355,12 +355,12 @@ def factors(
     ----------
     cap : Capture
         From :func:`ecco_core.capture`; reads ``cap.ffn`` of shape (n_layers, n_tokens, d_ff).
-    n_components : int, default 10
-        Number of factors, 1 to ``min(n_positions, n_neurons)``.
     method : {"nmf", "pca", "ica"}, default "nmf"
         See :data:`METHODS`. NMF clips negative activations to 0 first (the
         result's ``clipped_fraction`` says how many); PCA and ICA centre each
         neuron and orient each factor so its strongest token is positive.
+    n_components : int, default 10
+        Number of factors, 1 to ``min(n_positions, n_neurons)``.
     layers : int, range, slice, sequence of int or None, default None
         Which blocks' FFN neurons to stack (``n_neurons = len(layers) * d_ff``);
         None for the entire network.
@@ -428,7 +428,7 @@ def factors(
         )
     n_components = whole("n_components", n_components, low=1, high=min(matrix.shape))
 
-    fit = METHODS[method](matrix, n_components, seed)
+    fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
     if method != "nmf":
         strongest = np.abs(weights).argmax(axis=0)
@@ -461,7 +461,7 @@ def factors(
 
 
 # ------------------------------------------------------------------ neurons
-def neurons(cap: Capture, layer: int, top_k: int = 10, position: int | None = None, *, ids=None) -> Neurons:
+def neurons(cap: Capture, layer: int, *, top_k: int = 10, position: int | None = None, ids=None) -> Neurons:
     """The most active neurons of one block's FFN, and each one's activation on every token.
 
     Activity is magnitude: Llama-style gated FFNs fire as strongly below 0 as

@@ -36,18 +36,11 @@ import pandas as pd
 import torch
 
 from . import _checks as checks
+from ._registry import Method
 from .backward import input_gradients, items_within, token_activation_bytes
 from .capture import DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, token_strings
 from .models import LM
 
-METHODS = {
-    "grad_x_input": "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)",
-    "gradient": "Gradient: L2 norm over d_model of the gradient alone",
-    "integrated_gradients": "Integrated Gradients: gradients averaged along the path from an all-zero embedding "
-    "to the input (midpoint rule, `steps` points, batched), times the embedding; L2 norm over d_model",
-    "erasure": "Erasure: the drop in the target when one token's embedding is set to zero (Li et al. 2016), "
-    "all tokens at once in a batch",
-}
 TARGETS = {
     "prob": "softmax probability of the explained token (ecco's and inseq's default)",
     "logit": "the explained token's logit",
@@ -204,9 +197,9 @@ def saliency(
     lm: LM,
     cap: Capture,
     method: str = "grad_x_input",
+    *,
     target: str = "prob",
     contrast_with: str | None = None,
-    *,
     steps: int = 20,
     positions=None,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -273,13 +266,9 @@ def saliency(
     target_of = _target_function(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
 
     token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
-    if method == "erasure":
-        raw, values = _erasure(lm, token_ids, read_positions, target_of, max_chunk_bytes)
-        signed = raw.copy()
-    else:
-        raw, signed, values = _gradient_method(
-            lm, token_ids, read_positions, target_of, method, steps, max_chunk_bytes
-        )
+    raw, signed, values = METHODS[method].function(
+        lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes
+    )
     if lm.is_causal:
         unseen = np.arange(cap.n_tokens)[None, :] >= explained[:, None]
         for values_of in (raw, signed) if signed is not None else (raw,):
@@ -371,23 +360,41 @@ def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | No
 
 
 # ------------------------------------------------------------- the model
-def _gradient_method(
-    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, method: str, steps: int,
-    max_chunk_bytes: int,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(raw L2 norms, signed sums over d_model or None for ``gradient``, target values), each (n_generated, ...)."""
+# A method takes (lm, token_ids (1, n_tokens), read_positions (n_generated,), target_of, *, steps,
+# max_chunk_bytes) and returns raw attributions (n_generated, n_tokens), signed ones (the same shape,
+# or None when the method has no sign) and the targets' values (n_generated,).
+def _input_gradient(lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable,
+                    max_chunk_bytes: int):
+    """The embeddings (1, n_tokens, d_model), each target's gradient with respect to them, and the targets."""
+    embeddings = lm.embeddings(token_ids).detach()
+    gradient, values = input_gradients(lm, embeddings, read_positions, target_of, max_chunk_bytes=max_chunk_bytes)
+    return embeddings, gradient, values[0].cpu().numpy()
+
+
+def _norm_and_sum(per_dimension: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """L2 norm and signed sum over d_model, in float64: (n_generated, n_tokens, d_model) -> two (n_generated, n_tokens)."""
+    per_dimension = per_dimension.double()
+    return torch.linalg.vector_norm(per_dimension, dim=-1).cpu().numpy(), per_dimension.sum(dim=-1).cpu().numpy()
+
+
+def _grad_x_input(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
+    embeddings, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes)
+    return (*_norm_and_sum(gradient * embeddings[0]), values)
+
+
+def _gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
+    _, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes)
+    return torch.linalg.vector_norm(gradient.double(), dim=-1).cpu().numpy(), None, values
+
+
+def _integrated_gradients(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
     embeddings = lm.embeddings(token_ids).detach()  # (1, n_tokens, d_model)
-    scales = None
-    if method == "integrated_gradients":
-        scales = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
-    gradient, point_values = input_gradients(
+    scales = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
+    gradient, _ = input_gradients(
         lm, embeddings, read_positions, target_of, scales=scales, max_chunk_bytes=max_chunk_bytes
     )
-    values = point_values[0] if scales is None else _values(lm, embeddings, read_positions, target_of)[0]
-    per_dimension = gradient if method == "gradient" else gradient * embeddings[0]
-    raw = torch.linalg.vector_norm(per_dimension.double(), dim=-1)
-    signed = None if method == "gradient" else per_dimension.double().sum(dim=-1).cpu().numpy()
-    return raw.cpu().numpy(), signed, values.cpu().numpy()
+    values = _values(lm, embeddings, read_positions, target_of)[0]
+    return (*_norm_and_sum(gradient * embeddings[0]), values.cpu().numpy())
 
 
 @torch.inference_mode()
@@ -399,9 +406,10 @@ def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of:
 
 @torch.inference_mode()
 def _erasure(
-    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, max_chunk_bytes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop of each target when each token's embedding is zeroed, in batches of erased copies."""
+    lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, *, steps: int,
+    max_chunk_bytes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop of each target when each token's embedding is zeroed (raw and signed alike), in batches of erased copies."""
     embeddings = lm.embeddings(token_ids)  # (1, n_tokens, d_model)
     n_tokens = embeddings.shape[1]
     full = _values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
@@ -412,4 +420,26 @@ def _erasure(
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
         erased[start:stop] = _values(lm, copies, read_positions, target_of)
-    return (full[None, :] - erased).T.cpu().numpy(), full.cpu().numpy()
+    drop = (full[None, :] - erased).T.cpu().numpy()
+    return drop, drop.copy(), full.cpu().numpy()
+
+
+METHODS = {
+    "grad_x_input": Method(
+        _grad_x_input, "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)"
+    ),
+    "gradient": Method(_gradient, "Gradient: L2 norm over d_model of the gradient alone"),
+    "integrated_gradients": Method(
+        _integrated_gradients,
+        "Integrated Gradients: gradients averaged along the path from an all-zero embedding to the input "
+        "(midpoint rule, `steps` points, batched), times the embedding; L2 norm over d_model",
+    ),
+    "erasure": Method(
+        _erasure,
+        "Erasure: the drop in the target when one token's embedding is set to zero (Li et al. 2016), "
+        "all tokens at once in a batch",
+    ),
+}
+"""Saliency methods by name: ``Method(function, description)``. ``function(lm, token_ids, read_positions,
+target_of, *, steps, max_chunk_bytes)`` returns raw attributions (n_generated, n_tokens), signed ones (or
+None) and the targets (n_generated,)."""

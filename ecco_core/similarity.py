@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,12 +49,6 @@ from .capture import Capture
 from .layers import residual_label, site_label
 from .probing import UD_ENGLISH_EWT_DEV
 
-METHODS = {
-    "cka": "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'",
-    "pwcca": "projection-weighted mean canonical correlation (Morcos et al. 2018)",
-    "svcca": "mean canonical correlation of the top singular directions (Raghu et al. 2017)",
-    "cca": "mean canonical correlation over all directions (Raghu et al. 2017)",
-}
 KERNELS = {
     "linear": "k(x, y) = <x, y>",
     "rbf": "k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), sigma = bandwidth * median pairwise distance",
@@ -237,45 +231,99 @@ def _centred_unit_gram(gram: np.ndarray) -> np.ndarray | None:
     return gram / norm if norm > 0 else None
 
 
-@dataclass(frozen=True, eq=False)
-class _Prepared:
-    """Whatever a method needs of one matrix, computed once per matrix."""
+@dataclass(frozen=True)
+class Options:
+    """What a method may use besides the matrices (the keyword options of :func:`similarity_matrix`).
 
-    n_samples: int
-    width: int
-    space: _Subspace | None = None
+    ``gram``: whether CKA may hold an (n_samples, n_samples) Gram matrix per
+    input (faster for many pairs; decided from a memory budget).
+    """
+
+    kernel: str = "linear"
+    keep: float | int = 0.99
+    bandwidth: float = 1.0
+    gram: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class _KernelInput:
+    """What CKA needs of one matrix: its unit-norm centred Gram, or (linear, no Gram) the matrix and ||X^T X||."""
+
     unit_gram: np.ndarray | None = None
     centred: np.ndarray | None = None
     feature_norm: float = 0.0
-    dimensions: int = 0
 
 
-def _prepare(Xc: np.ndarray, method: str, kernel: str, keep, bandwidth: float, gram: bool) -> _Prepared:
-    n, d = Xc.shape
-    if method == "cka" and kernel == "rbf":
-        return _Prepared(n, d, unit_gram=_centred_unit_gram(_rbf_gram(Xc, bandwidth)), dimensions=d)
-    if method == "cka" and gram:
-        return _Prepared(n, d, unit_gram=_centred_unit_gram(Xc @ Xc.T), dimensions=d)
-    if method == "cka":
-        return _Prepared(n, d, centred=Xc, feature_norm=float(np.linalg.norm(Xc.T @ Xc)), dimensions=d)
-    space = _subspace(Xc)
-    if method == "svcca":
-        space = _top_directions(space, keep)
-    return _Prepared(n, d, space=space, dimensions=space.rank)
+def _kernel_input(Xc: np.ndarray, options: Options) -> _KernelInput:
+    if options.kernel == "rbf":
+        return _KernelInput(unit_gram=_centred_unit_gram(_rbf_gram(Xc, options.bandwidth)))
+    if options.gram:
+        return _KernelInput(unit_gram=_centred_unit_gram(Xc @ Xc.T))
+    return _KernelInput(centred=Xc, feature_norm=float(np.linalg.norm(Xc.T @ Xc)))
 
 
-def _score(a: _Prepared, b: _Prepared, method: str) -> float:
-    if method == "cka":
-        if a.unit_gram is not None and b.unit_gram is not None:
-            value = float(np.vdot(a.unit_gram, b.unit_gram))
-        elif a.centred is not None and b.centred is not None and a.feature_norm > 0 and b.feature_norm > 0:
-            value = float(np.linalg.norm(a.centred.T @ b.centred) ** 2 / (a.feature_norm * b.feature_norm))
-        else:
-            value = 0.0  # a constant input shares no variance with anything
-        return float(np.clip(value, 0.0, 1.0))
-    if method == "pwcca":
-        return _projection_weighted(a.space, b.space)
-    return _mean_cca(a.space, b.space)
+def _kernel_alignment(a: _KernelInput, b: _KernelInput) -> float:
+    if a.unit_gram is not None and b.unit_gram is not None:
+        value = float(np.vdot(a.unit_gram, b.unit_gram))
+    elif a.centred is not None and b.centred is not None and a.feature_norm > 0 and b.feature_norm > 0:
+        value = float(np.linalg.norm(a.centred.T @ b.centred) ** 2 / (a.feature_norm * b.feature_norm))
+    else:
+        value = 0.0  # a constant input shares no variance with anything
+    return float(np.clip(value, 0.0, 1.0))
+
+
+def _all_directions(Xc: np.ndarray, options: Options) -> _Subspace:
+    return _subspace(Xc)
+
+
+def _top_singular_directions(Xc: np.ndarray, options: Options) -> _Subspace:
+    return _top_directions(_subspace(Xc), options.keep)
+
+
+def _as_is(Xc: np.ndarray, options: Options) -> np.ndarray:
+    return Xc
+
+
+class SimilarityMethod(NamedTuple):
+    """One entry of :data:`METHODS`.
+
+    ``prepare(Xc, options)`` runs once per matrix (``Xc`` centred, shape
+    (n_samples, d)); ``function(a, b)`` scores two prepared matrices in [0, 1].
+    ``canonical``: a CCA-family method, biased towards 1 unless the samples
+    far outnumber the dimensions (the result then warns).
+    """
+
+    function: Callable[[Any, Any], float]
+    description: str
+    prepare: Callable[[np.ndarray, Options], Any] = _as_is
+    canonical: bool = False
+
+
+METHODS = {
+    "cka": SimilarityMethod(
+        _kernel_alignment, "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'", _kernel_input
+    ),
+    "pwcca": SimilarityMethod(
+        _projection_weighted,
+        "projection-weighted mean canonical correlation (Morcos et al. 2018)", _all_directions, canonical=True,
+    ),
+    "svcca": SimilarityMethod(
+        _mean_cca,
+        "mean canonical correlation of the top singular directions (Raghu et al. 2017)", _top_singular_directions,
+        canonical=True,
+    ),
+    "cca": SimilarityMethod(
+        _mean_cca,
+        "mean canonical correlation over all directions (Raghu et al. 2017)", _all_directions, canonical=True,
+    ),
+}
+"""Similarity methods by name. Adding one is a ``function(a, b)`` (on centred
+(n_samples, d) matrices unless it names a ``prepare``) and one entry here."""
+
+
+def _dimensions(prepared, width: int) -> int:
+    """Dimensions a prepared matrix kept: its numerical rank (CCA family), else its width."""
+    return prepared.rank if isinstance(prepared, _Subspace) else width
 
 
 def _fits_gram_budget(n_samples: int, n_cached: int) -> bool:
@@ -303,7 +351,7 @@ def cca(X, Y) -> float:
     return _mean_cca(_subspace(X), _subspace(Y))
 
 
-def svcca(X, Y, keep: float | int = 0.99) -> float:
+def svcca(X, Y, *, keep: float | int = 0.99) -> float:
     """SVCCA: mean canonical correlation of each side's top singular directions.
 
     Parameters
@@ -354,7 +402,7 @@ def pwcca(X, Y) -> float:
     return _projection_weighted(_subspace(X), _subspace(Y))
 
 
-def cka(X, Y, kernel: str = "linear", bandwidth: float = 1.0) -> float:
+def cka(X, Y, *, kernel: str = "linear", bandwidth: float = 1.0) -> float:
     """Centred kernel alignment (Kornblith et al. 2019).
 
     ``CKA = <HKH, HLH>_F / (||HKH||_F ||HLH||_F)`` with ``K``, ``L`` the
@@ -385,8 +433,8 @@ def cka(X, Y, kernel: str = "linear", bandwidth: float = 1.0) -> float:
     # One pair: the (n, n) Grams only pay off when there are more features than samples.
     n, widest = X.shape[0], max(X.shape[1], Y.shape[1])
     gram = kernel == "rbf" or (n <= widest and _fits_gram_budget(n, 2))
-    a = _prepare(X, "cka", kernel, None, bandwidth, gram)
-    return _score(a, _prepare(Y, "cka", kernel, None, bandwidth, gram), "cka")
+    options = Options(kernel=kernel, bandwidth=bandwidth, gram=gram)
+    return _kernel_alignment(_kernel_input(X, options), _kernel_input(Y, options))
 
 
 # -------------------------------------------------------------------- matrix
@@ -432,7 +480,7 @@ class SimilarityMatrix:
     @property
     def warning(self) -> str | None:
         """Why the values may be near 1 for every pair, or None."""
-        if self.method == "cka" or self.n_samples >= _SAMPLES_PER_DIMENSION * self.max_dimensions:
+        if not METHODS[self.method].canonical or self.n_samples >= _SAMPLES_PER_DIMENSION * self.max_dimensions:
             return None
         return (
             f"{self.label} compares {self.n_samples} token positions in up to {self.max_dimensions} dimensions. "
@@ -517,17 +565,20 @@ def similarity_matrix(
             "2-D, all with the same number of samples (token positions)",
         )
     # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
-    gram = kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1)
-    prepared_columns = [_prepare(B, method, kernel, keep, bandwidth, gram) for B in columns]
+    options = Options(kernel, keep, bandwidth, gram=kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1))
+    entry = METHODS[method]
+    prepared_columns = [entry.prepare(B, options) for B in columns]
+    max_dimensions = max(_dimensions(p, B.shape[1]) for p, B in zip(prepared_columns, columns))
     del columns
     values = np.empty((len(A_list), len(B_list)))
-    max_dimensions = max(p.dimensions for p in prepared_columns)
     for i, A in enumerate(A_list):
-        row = prepared_columns[i] if symmetric else _prepare(
-            _centred(A, f"A_list[{i}]"), method, kernel, keep, bandwidth, gram
-        )
-        max_dimensions = max(max_dimensions, row.dimensions)
-        values[i] = [_score(row, column, method) for column in prepared_columns]
+        if symmetric:
+            row = prepared_columns[i]
+        else:
+            centred = _centred(A, f"A_list[{i}]")
+            row = entry.prepare(centred, options)
+            max_dimensions = max(max_dimensions, _dimensions(row, centred.shape[1]))
+        values[i] = [entry.function(row, column) for column in prepared_columns]
     return SimilarityMatrix(
         values, row_labels, column_labels, method, kernel, keep, n_samples, max_dimensions
     )
@@ -650,7 +701,7 @@ def layer_labels(representation: str, count: int) -> list[str]:
     return [site_label("ffn", block) for block in range(count)]
 
 
-def ud_sentences(n: int = 50, path: str | Path | None = None, *, min_words: int = 5) -> list[str]:
+def ud_sentences(n: int = 50, *, path: str | Path | None = None, min_words: int = 5) -> list[str]:
     """The first ``n`` sentences of a CoNLL-U file (default: the bundled UD English EWT dev split), as raw text.
 
     Parameters

@@ -36,7 +36,7 @@ dashboard.page_param("saliency_contrast", "")
 dashboard.page_param("saliency_steps", 20)
 method = columns[0].selectbox(
     "Method", list(ec.SALIENCY_METHODS), key="saliency_method", help="\n\n".join(
-        f"**{name}**: {text}" for name, text in ec.SALIENCY_METHODS.items()
+        f"**{name}**: {entry.description}" for name, entry in ec.SALIENCY_METHODS.items()
     ),
 )
 target = columns[1].selectbox(

@@ -18,7 +18,7 @@ MAX_FACTORS = 30
 @st.cache_data(max_entries=32, show_spinner="Factoring the neuron activations…")
 def cached_factors(_cap: ec.Capture, capture_key: str, n_components: int, method: str, layers: tuple,
                    positions: tuple, negatives: str) -> ec.Factors:
-    return ec.factors(_cap, n_components, method, layers=range(*layers), positions=list(positions),
+    return ec.factors(_cap, method, n_components=n_components, layers=range(*layers), positions=list(positions),
                       negatives=negatives)
 
 

@@ -41,7 +41,8 @@ def captured(texts):
 left, middle, right = st.columns([2, 2, 3])
 source = left.radio("Token positions from", SOURCES, key="similarity_source")
 method = middle.selectbox(
-    "Method", list(sim.METHODS), key="similarity_method", help="\n".join(f"- {k}: {v}" for k, v in sim.METHODS.items())
+    "Method", list(sim.METHODS), key="similarity_method",
+    help="\n".join(f"- {name}: {entry.description}" for name, entry in sim.METHODS.items()),
 )
 kernel, keep = "linear", 0.99
 if method == "cka":

@@ -1,6 +1,5 @@
 """Representation similarity: invariances, independent re-implementations from the papers, real captures."""
 
-import json
 import types
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 from scipy.linalg import sqrtm
 
 import ecco_core as ec
-from apptest import page, run
 from ecco_core import similarity as sim
 
 PAIRWISE = {
@@ -274,35 +272,8 @@ def test_ud_sentences_reads_conllu(tmp_path, sentences):
         "# text = This one is long enough .\n1\tThis\t_\tDET\t_\t_\t0\troot\t_\t_\n\n",
         encoding="utf-8",
     )
-    assert sim.ud_sentences(5, conllu_file) == ["This one is long enough ."]
+    assert sim.ud_sentences(5, path=conllu_file) == ["This one is long enough ."]
     with pytest.raises(ValueError, match="path must be a CoNLL-U file that exists; got"):
-        sim.ud_sentences(5, tmp_path / "missing.conllu")
+        sim.ud_sentences(5, path=tmp_path / "missing.conllu")
     with pytest.raises(ValueError, match="n must be a whole number >= 1; got 0"):
         sim.ud_sentences(0)
-
-
-# --------------------------------------------------------------------- page
-def _heatmap(app):
-    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
-    return spec["data"][0], spec["layout"]["title"]["text"]
-
-
-def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
-    app = run(page("pages/4_Similarity.py"))
-    assert app.title[0].value == "Representation similarity"
-    cells, title = _heatmap(app)
-    assert cells["y"] == ["embeddings"] + [f"block {block}" for block in range(lm.n_layers)]
-    assert cells["x"] == [f"block {block} FFN" for block in range(lm.n_layers)]
-    layout = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
-    assert (layout["yaxis"]["title"]["text"], layout["xaxis"]["title"]["text"]) == ("hidden states", "FFN activations")
-    assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
-    assert title.startswith("CKA (linear)")
-    assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
-
-    app.radio(key="similarity_source").set_value("UD English EWT dev sentences")
-    app.selectbox(key="similarity_method").set_value("cca")
-    app.session_state["similarity_n_sentences"] = 4  # set before the widget first appears
-    run(app)
-    n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
-    assert _heatmap(app)[1] == f"CCA similarity over {n_positions} token positions"
-    assert any("Use CKA" in warning.value for warning in app.warning)

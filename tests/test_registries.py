@@ -1,0 +1,58 @@
+"""Method registries: a method is one function and one entry, and the analysis dispatches through the entry."""
+
+import numpy as np
+import pytest
+
+import ecco_core as ec
+from ecco_core import factors, saliency
+from ecco_core import similarity as sim
+from ecco_core._registry import Method
+
+
+@pytest.mark.parametrize("registry", [saliency.METHODS, factors.METHODS, sim.METHODS])
+def test_every_entry_is_a_function_and_a_description(registry):
+    for name, entry in registry.items():
+        assert callable(entry.function) and entry.description.strip(), name
+
+
+def test_a_saliency_method_added_as_one_entry_is_used(lm, monkeypatch):
+    cap = ec.capture(lm, "The capital of France is", max_new_tokens=2)
+    calls = []
+
+    def doubled_gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
+        calls.append(steps)
+        raw, signed, values = saliency.METHODS["gradient"].function(
+            lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes
+        )
+        return 2 * raw, signed, values
+
+    monkeypatch.setitem(saliency.METHODS, "doubled_gradient", Method(doubled_gradient, "twice the gradient's norm"))
+    trial = ec.saliency(lm, cap, method="doubled_gradient", steps=3)
+    plain = ec.saliency(lm, cap, method="gradient")
+    assert calls == [3] and trial.method == "doubled_gradient"
+    np.testing.assert_allclose(trial.raw, 2 * plain.raw, rtol=1e-6)
+    np.testing.assert_allclose(trial.scores, plain.scores, rtol=1e-6)
+
+
+def test_a_similarity_method_added_as_one_entry_is_used(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+
+    def mean_abs_correlation(a, b):  # a, b: centred (n_samples, d) matrices (the default preparation)
+        a, b = a / np.linalg.norm(a, axis=0), b / np.linalg.norm(b, axis=0)
+        return float(np.abs(a.T @ b).mean())
+
+    monkeypatch.setitem(sim.METHODS, "mac", sim.SimilarityMethod(mean_abs_correlation, "mean |correlation|"))
+    result = sim.similarity_matrix([X, -X], [X], "mac")
+    expected = mean_abs_correlation(X - X.mean(0), X - X.mean(0))
+    np.testing.assert_allclose(result.values[:, 0], expected, rtol=1e-12)
+    assert result.warning is None and result.max_dimensions == 4
+
+
+def test_a_factor_method_added_as_one_entry_is_used(lm, monkeypatch):
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    monkeypatch.setitem(factors.METHODS, "pca again", Method(factors.METHODS["pca"].function, "PCA, a second entry"))
+    trial = ec.factors(cap, n_components=3, method="pca again", layers=0)
+    plain = ec.factors(cap, n_components=3, method="pca", layers=0)
+    assert trial.method == "pca again"
+    np.testing.assert_allclose(trial.token_activations, plain.token_activations, rtol=1e-5, atol=1e-6)
