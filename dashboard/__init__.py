@@ -108,7 +108,7 @@ def capture_key(cap: ec.Capture) -> str:
     and this key beside it: hashing the capture's arrays on every rerun would cost
     more than the analyses it saves.
     """
-    return json.dumps([cap.model_name, cap.settings], sort_keys=True, default=str)
+    return json.dumps([cap.model_name, cap.settings.to_dict()], sort_keys=True)
 
 
 def current_settings() -> dict:
@@ -163,11 +163,16 @@ def literal(text: str) -> str:
 
 @contextmanager
 def user_errors(where=st, *also):
-    """Show bad input and failed analyses as ``st.error`` (in ``where`` and each of ``also``), never as a
-    traceback; its text shows literally."""
+    """Show input errors as ``st.error`` (in ``where`` and each of ``also``), their text literally.
+
+    Input errors are what the library raises for bad input: ``ValueError``
+    (an argument, a file's content, a limit) and ``FileNotFoundError`` (a
+    model folder or file that is not there). Anything else (a ``TypeError``,
+    a ``RuntimeError``) is a bug and surfaces as one, with its traceback.
+    """
     try:
         yield
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
+    except (ValueError, FileNotFoundError) as error:
         for place in (where, *also):
             place.error(literal(str(error)))
 

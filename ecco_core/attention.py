@@ -56,7 +56,7 @@ METHOD_TITLES = {"raw": "raw weights", "value_weighted": "value-weighted", "roll
 DEFAULT_MAX_BYTES = 512 * 2**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Attention:
     """Attention of some blocks of a model over one captured text.
 

@@ -28,7 +28,7 @@ import inspect
 import json
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +44,38 @@ from .models import LM
 MAX_NEW_TOKENS_LIMIT = 1024
 # Vocabulary-wide logits are made this many bytes at a time (capture's top-k, the lens, saliency's backward).
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Everything given to :func:`capture` that decides what it records: the app's cache key.
+
+    ``max_answer_tokens`` and ``max_chunk_bytes`` are left out: they bound
+    the work, never change a result. Two captures of one model with equal
+    settings hold the same arrays (sampling included: ``seed`` fixes it).
+    """
+
+    text: str = ""
+    max_new_tokens: int = 0
+    answer: str | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    seed: int = 0
+    stop_at_eos: bool = True
+    k: int = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CaptureSettings":
+        """The record of a saved capture; keys it lacks (files from older versions) take their defaults."""
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise checks.invalid("settings", unknown, f"keys among {sorted(known)}")
+        return cls(**values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +105,8 @@ class Capture:
     causal : bool
     special : ndarray of shape (n_tokens,), bool
         True for the tokenizer's special tokens (BOS, [CLS], [SEP], ...).
+    settings : CaptureSettings
+        The arguments of :func:`capture` that made it (with ``model_name``, a complete cache key).
     """
 
     tokens: tuple[str, ...]
@@ -86,7 +120,7 @@ class Capture:
     model_name: str
     causal: bool
     special: np.ndarray
-    settings: dict = field(default_factory=dict)
+    settings: CaptureSettings = field(default_factory=CaptureSettings)
 
     @property
     def n_tokens(self) -> int:
@@ -158,7 +192,7 @@ class Capture:
             "causal": self.causal,
             "tokens": list(self.tokens),
             "top_tokens": [list(row) for row in self.top_tokens],
-            "settings": self.settings,
+            "settings": self.settings.to_dict(),
         }
         np.savez_compressed(
             path,
@@ -186,7 +220,7 @@ class Capture:
             top_tokens=tuple(tuple(row) for row in meta["top_tokens"]),
             model_name=meta["model_name"],
             causal=meta["causal"],
-            settings=meta["settings"],
+            settings=CaptureSettings.from_dict(meta["settings"]),
             **arrays,
         )
 
@@ -451,8 +485,8 @@ def _top_predictions(lm: LM, last_hidden: torch.Tensor, k: int, max_chunk_bytes:
 def capture(
     lm: LM,
     text: str,
-    max_new_tokens: int = 0,
     *,
+    max_new_tokens: int = 0,
     answer: str | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -566,8 +600,8 @@ def capture(
         model_name=lm.name,
         causal=lm.is_causal,
         special=_special_mask(lm.tokenizer, token_ids),
-        settings={
-            "text": text, "max_new_tokens": max_new_tokens, "answer": answer,
-            "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "seed": seed,
-        },
+        settings=CaptureSettings(
+            text=text, max_new_tokens=max_new_tokens, answer=answer, do_sample=bool(do_sample),
+            temperature=temperature, top_k=top_k, seed=seed, stop_at_eos=bool(stop_at_eos), k=k,
+        ),
     )

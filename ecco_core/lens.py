@@ -274,7 +274,7 @@ def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind
 
 
 # ------------------------------------------------------------ rankings
-def rankings(lm: LM, cap: Capture, k: int = 5, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Rankings:
+def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Rankings:
     """Rank of each output token at every layer (the paper's Figure 7).
 
     Which tokens are ranked depends on the capture (``Rankings.kind``):
@@ -406,8 +406,8 @@ def watch(
     lm: LM,
     text: str,
     candidates,
-    k: int = 5,
     *,
+    k: int = 5,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Rankings:
     """Rank and probability of each candidate token at every layer, at one position (the paper's Figure 8).
@@ -478,8 +478,8 @@ def watch(
 def suggest_candidates(
     lm: LM,
     text: str,
-    k: int = 3,
     *,
+    k: int = 3,
     max_candidates: int | None = 12,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> pd.DataFrame:

@@ -272,7 +272,7 @@ def window_layers(layer: int, window: int, n_layers: int) -> range:
 
 
 # ------------------------------------------------------------ inputs
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Runs:
     """The two inputs, as embeddings (1, n_tokens, d_model), and where and what is read."""
 

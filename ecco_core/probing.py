@@ -191,7 +191,7 @@ class AlignedSentence:
     tags: tuple[str, ...]
 
 
-def align(tokenizer, sentence: Sentence, max_length: int | None = None) -> AlignedSentence:
+def align(tokenizer, sentence: Sentence, *, max_length: int | None = None) -> AlignedSentence:
     """Tokenise a sentence as running text and put each word's tag on its first sub-token.
 
     Parameters
@@ -242,7 +242,7 @@ def align(tokenizer, sentence: Sentence, max_length: int | None = None) -> Align
 
 
 # ---------------------------------------------------------------- capture
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProbeData:
     """Representations of every labelled token of a corpus, ready for probing.
 
@@ -325,8 +325,8 @@ def _progress_bar(progress: Progress | None) -> tuple[Progress, Callable[[], Non
 def collect(
     lm: LM,
     corpus,
-    n_tokens: int = 10_000,
     *,
+    n_tokens: int = 10_000,
     layers=None,
     batch_size: int = 32,
     progress: Progress | None = None,
@@ -427,7 +427,7 @@ def _sentences(corpus) -> Iterator[Sentence]:
 
 
 # --------------------------------------------------------------- training
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProbeScores:
     """Test accuracies of every probe in every trial.
 
@@ -705,6 +705,7 @@ def train_probes(
 def probe_table(
     lm: LM,
     corpus,
+    *,
     n_tokens: int = 10_000,
     trials: int = 5,
     epochs: int = 50,
@@ -756,7 +757,7 @@ def probe_table(
     update, close = _progress_bar(progress)
     try:
         data = collect(
-            lm, corpus, n_tokens, layers=layers,
+            lm, corpus, n_tokens=n_tokens, layers=layers,
             progress=lambda fraction, message: update(0.2 * fraction, message),
         )
         scores = train_probes(

@@ -76,7 +76,7 @@ st.caption(
     "Which token would each block's output put next? Words are read as they follow the text (\"is\" → \" is\"); "
     "a word of several tokens is ranked by its first token." + masked_hint
 )
-default_text = cap.settings.get("text", cap.prompt_text)
+default_text = cap.settings.text or cap.prompt_text
 watch_text = st.text_area("Text", value=default_text, key="watch-text", height=80)
 dashboard.page_param("watch-words", "")  # in the URL too, so a copied link shows the same candidates
 words_input = st.text_input("Candidates (comma-separated)", key="watch-words", placeholder="is, are")

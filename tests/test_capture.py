@@ -1,5 +1,7 @@
 """capture(): shapes, meaning of each array, bad input, hooks, persistence."""
 
+import dataclasses
+import inspect
 import pickle
 
 import numpy as np
@@ -119,8 +121,22 @@ def test_save_load_and_pickle_round_trip(cap, tmp_path):
     assert again.tokens == cap.tokens and again.n_input == cap.n_input
     np.testing.assert_array_equal(again.ffn, cap.ffn)
     np.testing.assert_array_equal(again.hidden_states, cap.hidden_states)
-    assert again.top_tokens == cap.top_tokens
+    assert again.top_tokens == cap.top_tokens and again.settings == cap.settings
     assert pickle.loads(pickle.dumps(cap)).tokens == cap.tokens
+
+
+def test_settings_record_every_argument_that_changes_the_result(lm):
+    """``model_name`` + ``settings`` is the app's cache key: two captures differing in any result-changing
+    argument (k and stop_at_eos included) must differ in it."""
+    cap = ec.capture(lm, "Hello", max_new_tokens=2, k=3, stop_at_eos=False)
+    assert cap.settings == ec.CaptureSettings(text="Hello", max_new_tokens=2, k=3, stop_at_eos=False)
+    bounds_only = {"lm", "max_answer_tokens", "max_chunk_bytes"}  # they refuse or chunk work, never change it
+    recorded = {field.name for field in dataclasses.fields(ec.CaptureSettings)}
+    assert set(inspect.signature(ec.capture.capture).parameters) - bounds_only == recorded
+    assert ec.capture(lm, "Hello", max_new_tokens=2, k=4, stop_at_eos=False).settings != cap.settings
+    assert ec.CaptureSettings.from_dict({"text": "Hello"}) == ec.CaptureSettings(text="Hello")  # an older file
+    with pytest.raises(ValueError, match=r"settings must be keys among .*; got \['colour'\]"):
+        ec.CaptureSettings.from_dict({"colour": "red"})
 
 
 @pytest.mark.parametrize(

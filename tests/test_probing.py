@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import ecco_core as ec
-from apptest import page, run
 from ecco_core import probing
 
 DEV = probing.UD_ENGLISH_EWT_DEV
@@ -253,37 +252,6 @@ def test_probe_table_on_the_encoder(encoder):
     markdown = probing.table1_markdown(table)
     assert markdown.splitlines()[2].startswith("| embeddings | - | - | ")
     assert markdown.splitlines()[3].startswith("| block 0 | ")
-
-
-# --------------------------------------------------------------------- page
-def _probe_button(app):
-    return next(button for button in app.button if button.label == "Run probes")
-
-
-def test_page_runs_the_protocol_and_shows_table_1(encoder):
-    app = page("pages/5_Probing.py")
-    app.query_params["model"] = ec.DEFAULT_ENCODER
-    run(app)
-    assert "Run probes" in app.info[0].value
-    app.number_input(key="probe_tokens").set_value(200)
-    app.slider(key="probe_trials").set_value(1)
-    app.number_input(key="probe_epochs").set_value(10)
-    app.multiselect(key="probe_layers").set_value(["embeddings", 0, encoder.n_layers - 1])
-    _probe_button(app).click()
-    run(app)
-    assert not app.error, [e.value for e in app.error]
-    shown = app.dataframe[0].value
-    assert list(zip(shown.layer, shown.representation)) == [
-        ("embeddings", "hidden"), ("block 0", "hidden"), ("block 0 FFN", "ffn"),
-        (f"block {encoder.n_layers - 1}", "hidden"), (f"block {encoder.n_layers - 1} FFN", "ffn"),
-    ]
-    assert (shown.accuracy > 30).all() and (shown.accuracy <= 100).all()  # percent, well above chance
-    assert f"Table 1 for {encoder.name}" in app.subheader[0].value
-
-    app.radio(key="probe_data").set_value("Upload a .conllu file")
-    _probe_button(app).click()
-    run(app)
-    assert any("upload a .conllu file" in e.value for e in app.error)
 
 
 # -------------------------------------------------------------------- plots

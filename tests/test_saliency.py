@@ -2,20 +2,17 @@
 
 import copy
 import importlib
-import json
 import re
 
 import numpy as np
 import pytest
 import torch
 
-import dashboard
 import ecco_core as ec
-from apptest import page, run
 from browser import ARTIFACTS, expected_saliency_shading, hover_saliency_token, saliency_shading
 from ecco_core import plots
 
-# ``ec.saliency`` is the function; the module behind it holds the helpers checked directly here.
+# ``ec.saliency`` is the module (called as its function); it holds the helpers checked directly here.
 saliency_module = importlib.import_module("ecco_core.saliency")
 
 PROMPT = "William Shakespeare was born in the year"
@@ -300,105 +297,6 @@ def test_a_masked_model_needs_a_mask(model_type, lm, encoder):
     masked = tiny_lm(model_type, causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
     with pytest.raises(ValueError, match=r"no \[MASK\] token"):
         ec.saliency(masked, ec.capture(masked, "The keys to the cabinet"))
-
-
-# ------------------------------------------------------------------ page
-def test_page_shows_saliency_of_the_selected_token():
-    app = run(page("pages/1_Saliency.py"))
-    assert app.title[0].value == "Input saliency"
-    generated = app.selectbox(key="saliency_token")
-    assert len(generated.options) == 20
-    detail = app.dataframe[0].value
-    assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
-    fourth = int(generated.options[3].split(":")[0])  # options read "position: token"
-    generated.set_value(fourth)
-    run(app)
-    detail = app.dataframe[0].value
-    assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
-    assert detail["position"].max() == fourth - 1  # the 4th generated token sees everything before it
-    app.selectbox(key="saliency_method").set_value("gradient")
-    run(app)
-    assert not app.error
-    assert app.query_params["saliency_method"] in ("gradient", ["gradient"])  # the view is in the URL
-
-
-def _view_data(app) -> dict:
-    """The rows, positions and pinned token the page sent to its saliency view (the component's JSON)."""
-    (view,) = app.get("bidi_component")
-    markup = json.loads(view.proto.json)["html"]
-    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', markup).group(1))
-
-
-def test_page_sweep_every_method_target_contrast_shading_and_explained_token():
-    """Every option of every control, on the default model: no exception, no error, the charts and the view drawn,
-    each showing the chosen token's row (the sweep that would have caught integrated gradients' crash)."""
-    app = page("pages/1_Saliency.py")
-    app.query_params.update({"text": "The keys to the cabinet", "new": "3", "saliency_steps": "2"})
-    run(app)
-    tokens = app.selectbox(key="saliency_token").options
-    first, later = (int(label.split(":")[0]) for label in (tokens[0], tokens[-1]))
-    swept = 0
-    for method in ec.SALIENCY_METHODS:
-        for target in ec.SALIENCY_TARGETS:
-            for contrast in ("", "is"):
-                for shading in ("share", "signed"):
-                    for token in (first, later):
-                        app.selectbox(key="saliency_method").set_value(method)
-                        app.selectbox(key="saliency_target").set_value(target)
-                        app.text_input(key="saliency_contrast").set_value(contrast)
-                        run(app)
-                        # A gradient's norm has no sign: the control is disabled, the page shows shares.
-                        assert app.radio(key="saliency_shading").disabled == (method == "gradient")
-                        if method != "gradient":
-                            app.radio(key="saliency_shading").set_value(shading)
-                        app.selectbox(key="saliency_token").set_value(token)
-                        run(app)
-                        case = (method, target, contrast, shading, token)
-                        assert not app.error, (case, [error.value for error in app.error])
-                        assert len(app.get("plotly_chart")) == 2, case  # the detail bars and the heatmap
-                        detail = app.dataframe[0].value
-                        assert detail["position"].max() == token - 1, case
-                        assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6), case
-                        signed = shading == "signed" and method != "gradient"
-                        assert ("signed" in detail) == (method != "gradient"), case
-                        data = _view_data(app)
-                        assert data["pinned"] == token, case
-                        shown = np.array(data["rows"][data["positions"].index(token)])[detail["position"]]
-                        column = detail["signed"] if signed else detail["share"]
-                        np.testing.assert_allclose(100 * shown, column, atol=0.01, err_msg=str(case))
-                        if contrast:
-                            assert f"- {target}(' is')" in " ".join(caption.value for caption in app.caption), case
-                        swept += 1
-    assert swept == len(ec.SALIENCY_METHODS) * len(ec.SALIENCY_TARGETS) * 2 * 2 * 2
-
-
-def test_a_link_with_page_settings_reopens_the_same_view():
-    app = page("pages/1_Saliency.py")
-    app.query_params.update({"text": "The keys to the cabinet", "answer": " are",
-                             "saliency_target": "logit", "saliency_contrast": "is"})
-    run(app)
-    assert app.selectbox(key="saliency_target").value == "logit"
-    assert app.text_input(key="saliency_contrast").value == "is"
-    assert "logit(' are') - logit(' is')" in " ".join(caption.value for caption in app.caption)
-
-
-def test_page_escapes_html_and_reports_bad_contrast():
-    app = page("pages/1_Saliency.py")
-    app.query_params["text"] = "<script>alert(1)</script> The answer is"
-    app.query_params["new"] = "3"
-    run(app)
-    html_blocks = [block.proto for block in app.get("html")]
-    # The one script is the sidebar's fetch of Streamlit's chart code, not the prompt's.
-    assert [block.body for block in html_blocks if block.unsafe_allow_javascript] == [
-        f'<script>import("./static/js/{dashboard._PLOTLY_CHUNK.name}")</script>'
-    ]
-    markup = json.loads(app.get("bidi_component")[0].proto.json)["html"]  # the text, in the saliency view
-    text = markup[: markup.index('<script type="application/json">')]
-    # "<script>" is split into several tokens, each escaped on its own.
-    assert "&lt;" in text and "&gt;" in text and "<script" not in text
-    app.text_input(key="saliency_contrast").set_value("Shakespearean")
-    run(app)
-    assert any("contrast_with" in error.value for error in app.error)
 
 
 # ------------------------------------------------- the explorable (Figure 3)

@@ -62,9 +62,9 @@ st.slider("Layer", 0, lm.n_layers - 1, key="minimal_layer")
 st.write(f"Layer {{layer}}")
 with dashboard.user_errors():
     if st.session_state.get("fail") == "user":
-        raise RuntimeError("this analysis failed on purpose")
-if st.session_state.get("fail") == "bug":
-    raise ZeroDivisionError("a bug in one analysis")
+        raise ValueError("this input is refused on purpose")
+    if st.session_state.get("fail") == "bug":
+        raise RuntimeError("a bug in one analysis")
 '''
 
 
@@ -226,13 +226,13 @@ def test_a_failing_analysis_keeps_the_capture_on_screen(minimal_app, capture_cal
 
     app.session_state["fail"] = "user"
     _run(app)
-    assert [e.value for e in app.error] == ["this analysis failed on purpose"]
+    assert [e.value for e in app.error] == ["this input is refused on purpose"]
     assert "generated tokens" in app.sidebar.caption[0].value
     assert app.title[0].value == "Minimal page"
 
-    app.session_state["fail"] = "bug"
+    app.session_state["fail"] = "bug"  # inside user_errors too: a bug is not an input error
     _run(app)
-    assert [e.value for e in app.exception] == ["a bug in one analysis"]
+    assert [e.value for e in app.exception] == ["a bug in one analysis"] and not app.error
     assert "generated tokens" in app.sidebar.caption[0].value  # the sidebar and the text were drawn first
     assert app.session_state["_text"] == "William Shakespeare was born in the year"
 

@@ -1,0 +1,32 @@
+"""The Similarity page, through Streamlit's AppTest (the library is tested in test_similarity.py)."""
+
+import json
+
+from apptest import page, run
+from ecco_core import similarity as sim
+
+
+def _heatmap(app):
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    return spec["data"][0], spec["layout"]["title"]["text"]
+
+
+def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
+    app = run(page("pages/4_Similarity.py"))
+    assert app.title[0].value == "Representation similarity"
+    cells, title = _heatmap(app)
+    assert cells["y"] == ["embeddings"] + [f"block {block}" for block in range(lm.n_layers)]
+    assert cells["x"] == [f"block {block} FFN" for block in range(lm.n_layers)]
+    layout = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
+    assert (layout["yaxis"]["title"]["text"], layout["xaxis"]["title"]["text"]) == ("hidden states", "FFN activations")
+    assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
+    assert title.startswith("CKA (linear)")
+    assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
+
+    app.radio(key="similarity_source").set_value("UD English EWT dev sentences")
+    app.selectbox(key="similarity_method").set_value("cca")
+    app.session_state["similarity_n_sentences"] = 4  # set before the widget first appears
+    run(app)
+    n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
+    assert _heatmap(app)[1] == f"CCA similarity over {n_positions} token positions"
+    assert any("Use CKA" in warning.value for warning in app.warning)
