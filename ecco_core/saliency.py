@@ -51,7 +51,7 @@ TARGETS = {
 MAX_STEPS = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Saliency:
     """Attribution of each explained token to every token of the sequence.
 

@@ -2,6 +2,7 @@
 
 import copy
 import importlib
+import json
 import re
 
 import numpy as np

@@ -1,0 +1,218 @@
+"""The Attention page, through Streamlit's AppTest and in Chromium (the library is tested in test_attention.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import ecco_core as ec
+from apptest import page, run
+from ecco_core import plots
+from test_attention import SHADES, _drawn, _expected_lines, _payload
+
+
+PAGE = "pages/7_Attention.py"
+
+
+PAGE_TEXTS = {"lm": ("William Shakespeare was born in the year", 20),
+              "encoder": ("The keys to the cabinet are on the table.", 0)}
+
+
+def _charts(app):
+    """The page's model view and heatmap, as Plotly specs."""
+    model_view, heatmap = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    return model_view, heatmap
+
+
+def _head_view(app):
+    return next(element.proto.body for element in app.get("html") if "ecco-head-view" in element.proto.body)
+
+
+def _param(app, key):
+    value = app.query_params.get(key)
+    return value[0] if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("which", ["lm", "encoder"])
+def test_page_sweeps_every_method_block_and_head(which, request):
+    """Every option of Scores, the first and last block and head of each: the page shows the library's numbers."""
+    from ecco_core.attention import METHOD_TITLES
+
+    model = request.getfixturevalue(which)
+    text, new = PAGE_TEXTS[which]
+    cap = ec.capture(model, text, max_new_tokens=new)
+    app = page(PAGE)
+    app.query_params.update({"model": model.name, "text": text, "new": str(new)})
+    run(app)
+    assert app.title[0].value == "Attention"
+    assert app.selectbox(key="attention_method").options == [METHOD_TITLES[m] for m in ec.ATTENTION_METHODS]
+    assert {"CSV", "JSON", "Figure (HTML, works offline)", "Head view (HTML, works offline)"} <= {
+        button.label for button in app.get("download_button")
+    }
+    for method in ec.ATTENTION_METHODS:
+        app.selectbox(key="attention_method").set_value(method)
+        run(app)
+        expected = ec.attention(model, cap, method)
+        shares = expected.normalised()
+        assert len(app.selectbox(key="attention_block").options) == model.n_layers
+        assert len(app.selectbox(key="attention_head").options) == expected.n_heads
+        assert app.selectbox(key="attention_head").disabled == (method == "rollout")
+        for block in (0, model.n_layers - 1):
+            for head in sorted({0, expected.n_heads - 1}):
+                app.selectbox(key="attention_block").set_value(block)
+                if expected.n_heads > 1:
+                    app.selectbox(key="attention_head").set_value(head)
+                run(app)
+                model_view, heatmap = _charts(app)
+                assert heatmap["layout"]["title"]["text"] == (
+                    f"block {block}, {expected.heads[head]}: {METHOD_TITLES[method]}"
+                )
+                score = expected.map(block, head)[cap.n_tokens - 1, 1]
+                hover = heatmap["data"][1]["hovertext"][-cap.n_tokens + 1].split("<br>")  # last query, key 1
+                assert hover[1].startswith("key 1: ") and f" {score:.3f}" in hover[2]
+                assert len(model_view["data"][1]["customdata"]) == model.n_layers * expected.n_heads
+                outline, layout = model_view["layout"]["shapes"][0], model_view["layout"]
+                rows, columns = layout["yaxis"]["tickvals"], layout["xaxis"]["tickvals"]
+                assert outline["y0"] < rows[block] < outline["y1"] < outline["y0"] + 2 * (rows[1] - rows[0])
+                assert outline["x0"] < columns[head] < outline["x1"]
+                view = _head_view(app)
+                assert f"block {block}, {METHOD_TITLES[method]}" in view
+                queries, keys, weights = _payload(view)["lines"][head]
+                np.testing.assert_allclose(
+                    weights, np.round(shares[block, head][queries, keys], 3), atol=1.5e-3
+                )
+                assert _param(app, "attention_block") == (None if block == 0 else str(block))
+                assert _param(app, "attention_head") == (None if head == 0 else str(head))
+                assert _param(app, "attention_method") == (None if method == "raw" else method)
+                assert not app.error
+
+
+def test_a_link_with_attention_settings_reopens_the_same_view(encoder):
+    app = page(PAGE)
+    text, _ = PAGE_TEXTS["encoder"]
+    app.query_params.update({"model": encoder.name, "text": text, "attention_method": "value_weighted",
+                             "attention_block": "4", "attention_head": "11"})
+    run(app)
+    assert app.selectbox(key="attention_method").value == "value_weighted"
+    assert (app.selectbox(key="attention_block").value, app.selectbox(key="attention_head").value) == (4, 11)
+    assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, head 11: value-weighted"
+    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: the head goes back to 0
+    run(app)
+    assert app.selectbox(key="attention_head").value == 0 and _param(app, "attention_head") is None
+
+
+def test_a_long_prompt_computes_only_the_blocks_on_screen(lm):
+    """At 400+ tokens all 30 blocks exceed the page's 64 MiB: the model view shows a window of blocks."""
+    from dashboard import settings
+
+    text = " ".join([PAGE_TEXTS["lm"][0] + " in Stratford-upon-Avon, where he went to school."] * 22)
+    n_tokens = ec.capture(lm, text).n_tokens
+    per_block = lm.n_heads * n_tokens**2 * 4
+    n_shown = settings.ATTENTION_MB * 2**20 // per_block
+    assert 400 < n_tokens <= settings.MAX_PROMPT_TOKENS and 1 < n_shown < lm.n_layers
+    app = page(PAGE)
+    app.query_params.update({"text": text, "new": "0"})
+    run(app)
+    starts = app.selectbox(key="attention_from")
+    assert starts.options[-1] == f"block {lm.n_layers - n_shown}" and starts.value == 0
+    assert _charts(app)[0]["layout"]["yaxis"]["ticktext"] == [f"block {b}" for b in range(n_shown)]
+    starts.set_value(20)
+    run(app)
+    shown = [f"block {b}" for b in range(20, 20 + n_shown)]
+    assert _charts(app)[0]["layout"]["yaxis"]["ticktext"] == shown
+    assert app.selectbox(key="attention_block").options == shown and app.selectbox(key="attention_block").value == 20
+    assert _param(app, "attention_from") == "20"
+    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: every block fits
+    run(app)
+    assert len(app.selectbox(key="attention_block").options) == lm.n_layers
+    assert "attention_from" not in [selectbox.key for selectbox in app.selectbox]
+
+
+@pytest.mark.browser
+def test_page_in_chromium_hover_toggle_tooltip_and_click(page, app_url, lm):
+    from browser import (assert_healthy, chart_title, click_heatmap_cell, download_csv, hover_heatmap_cell,
+                         open_app, screenshot, selectbox_value, wait_for_charts)
+
+    text, new = PAGE_TEXTS["lm"]
+    cap = ec.capture(lm, text, max_new_tokens=new)
+    att = ec.attention(lm, cap)
+    shares = att.normalised()
+    open_app(page, app_url, "Attention")
+    assert_healthy(page)
+    wait_for_charts(page, 2)
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    screenshot(page, "7_Attention")
+    every, shown = _drawn(page)
+    assert every == shown == _expected_lines(shares[0])
+
+    # Hovering a query token leaves its own lines alone, and shades the keys it reads.
+    query = 8
+    page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], query=query)
+    shaded = page.locator(".ecco-head-view").evaluate(SHADES)
+    read = {k for _, k, _ in _expected_lines(shares[0], query=query)}
+    assert {int(p) for p, colour in shaded.items() if colour != "rgba(0, 0, 0, 0)"} == read
+    assert max(read) == query  # causal: nothing after the query
+    screenshot(page, "7_Attention_hover_query")
+    # A key token: the lines into it.
+    page.locator('.ecco-token[data-side="key"][data-position="2"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], key=2)
+    page.mouse.move(5, 5)
+    assert _drawn(page)[1] == every
+
+    # Heads are coloured layers: a click hides one, a double click shows one alone.
+    toggle = page.locator('.ecco-head-toggle[data-head="3"]')
+    toggle.click()
+    assert _drawn(page)[1] == every - _expected_lines(shares[0], heads=[3])
+    assert toggle.evaluate("node => getComputedStyle(node).opacity") == "0.25"
+    page.locator('.ecco-head-toggle[data-head="5"]').dblclick()
+    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5])
+    page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
+    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5], query=query)
+    screenshot(page, "7_Attention_one_head")
+
+    # The heatmap's tooltip names both tokens and the weight.
+    labels = plots.axis_labels(cap.tokens)
+    tooltip = hover_heatmap_cell(page, 1, row=query, col=2)
+    assert tooltip == f"query {labels[query]}\nkey {labels[2]}\nweight {att.map(0, 0)[query, 2]:.3f}"
+
+    # Clicking a map of the model view opens that head everywhere.
+    click_heatmap_cell(page, 0, row=12, col=4)
+    assert_healthy(page)
+    assert (selectbox_value(page, "Block"), selectbox_value(page, "Head")) == ("block 12", "head 4")
+    assert "attention_block=12" in page.url and "attention_head=4" in page.url
+    assert chart_title(page, 1) == "block 12, head 4: raw weights"
+    page.wait_for_function("() => document.querySelector('.ecco-head-view').textContent.includes('block 12,')")
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    assert _drawn(page)[1] == _expected_lines(shares[12])
+    frame = download_csv(page, "CSV")
+    expected = att.to_frame(layers=[12])
+    assert (frame["block"] == 12).all() and len(frame) == len(expected)
+    np.testing.assert_allclose(frame["score"], expected["score"], atol=1e-5)
+    assert_healthy(page)
+
+
+@pytest.mark.browser
+def test_page_in_chromium_on_the_encoder(page, app_url, encoder):
+    from browser import assert_healthy, hover_heatmap_cell, open_app, screenshot, wait_for_charts
+
+    text, _ = PAGE_TEXTS["encoder"]
+    cap = ec.capture(encoder, text)
+    att = ec.attention(encoder, cap, "value_weighted", layers=[3])
+    open_app(page, app_url, "Attention", model=encoder.name, text=text, attention_method="value_weighted",
+             attention_block=3, attention_head=7)
+    assert_healthy(page)
+    wait_for_charts(page, 2)
+    page.wait_for_selector(".ecco-head-view line", state="attached")
+    screenshot(page, "7_Attention_encoder")
+    assert page.locator(".ecco-head-toggle").count() == encoder.n_heads == 12
+    tokens = page.locator('.ecco-token[data-side="query"]').all_inner_texts()
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) == cap.n_tokens
+    page.locator('.ecco-token[data-side="key"][data-position="0"]').hover()
+    assert _drawn(page)[1] == _expected_lines(att.normalised()[0], key=0)
+    labels = plots.axis_labels(cap.tokens)
+    score = att.map(3, 7)[4, 2]
+    share = att.normalised()[0, 7, 4, 2]
+    assert hover_heatmap_cell(page, 1, row=4, col=2) == (
+        f"query {labels[4]}\nkey {labels[2]}\n\u2016\u03b1 f(x)\u2016 {score:.3f} ({share:.1%} of the row)"
+    )
