@@ -12,8 +12,6 @@ from test_attention import SHADES, _drawn, _expected_lines, _payload
 
 
 PAGE = "pages/7_Attention.py"
-
-
 PAGE_TEXTS = {"lm": ("William Shakespeare was born in the year", 20),
               "encoder": ("The keys to the cabinet are on the table.", 0)}
 
