@@ -1,0 +1,162 @@
+"""Long prompts: time and peak memory of capture and saliency, beside ecco's per-token loop.
+
+Prompts of 32, 128, 512 and 1,024 tokens cut from UD English EWT (the dev file
+in ``/work/shared/data/ud-english-ewt/``, read with ``ec.read_conllu``), each
+followed by 20 greedy tokens, on the causal default (SmolLM2-135M-Instruct),
+one thread. Each case runs in its own interpreter:
+
+- capture: ``ec.capture(lm, prompt, max_new_tokens=20)`` (generation included);
+- saliency: ``ec.saliency(lm, cap)`` (Gradient x Input, the batched backward in
+  chunks of at most ``max_chunk_bytes``), the capture made before the clock;
+- per-token loop: ecco's way, one forward and one backward per generated token
+  on its prefix (Gradient x Input of the token's probability), also after the capture.
+
+Memory is the resident set's peak (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs`` once the model is loaded and has run one short pass,
+which brings its memory-mapped weights in) minus the resident set of the loaded
+model, so it counts everything a step holds at once, the capture
+included. The saliency and loop scores are compared with each other.
+
+    python bench/scaling.py [length ...]
+
+Last line: the worst saliency/loop time ratio over the lengths (target < 1) and
+the saliency peak above the model at the longest length (target <= 1 GB at 1,024).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+import numpy as np  # noqa: E402
+
+LENGTHS = (32, 128, 512, 1024)
+N_NEW = 20
+CASES = ("capture", "saliency", "per-token loop")
+CORPUS = Path("/work/shared/data/ud-english-ewt/en_ewt-ud-dev.conllu")
+
+
+# --------------------------------------------------------------- one case
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak() -> int:
+    """Reset the resident-set peak to the current resident set; return that, in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kb("VmRSS") * 1024
+
+
+def _peak_bytes() -> int:
+    return _status_kb("VmHWM") * 1024
+
+
+def prompt_of(lm, n_tokens: int) -> str:
+    """The first ``n_tokens`` tokens (as the model reads a prompt) of the UD dev sentences, as text."""
+    import ecco_core as ec
+    from ecco_core.capture import encode_prompt
+
+    words = [" ".join(sentence.words) for sentence in ec.read_conllu(CORPUS)[:400]]
+    ids = encode_prompt(lm, " ".join(words))
+    special = len(encode_prompt(lm, "a")) - len(lm.tokenizer("a", add_special_tokens=False)["input_ids"])
+    return lm.tokenizer.decode(ids[special:n_tokens], clean_up_tokenization_spaces=False)
+
+
+def per_token_loop(lm, cap) -> np.ndarray:
+    """Gradient x Input of each generated token from its own forward and backward on its prefix.
+
+    Returns scores of shape (n_generated, n_tokens), rows summing to 1 (ecco 0.1.2's way).
+    """
+    import torch
+
+    ids = torch.as_tensor(cap.token_ids[None])
+    scores = np.zeros((cap.n_generated, cap.n_tokens))
+    for row, position in enumerate(range(cap.n_input, cap.n_tokens)):
+        embeds = lm.embeddings(ids[:, :position]).detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = lm.model(inputs_embeds=embeds).logits[0, -1].double()
+            probability = torch.softmax(logits, dim=-1)[int(cap.token_ids[position])]
+            (gradient,) = torch.autograd.grad(probability, embeds)
+        norms = torch.linalg.vector_norm((gradient * embeds.detach())[0].double(), dim=-1).numpy()
+        scores[row, :position] = norms / norms.sum()
+    return scores
+
+
+def run_case(case: str, length: int, out: Path) -> None:
+    """Measure one case in this interpreter; write seconds, peak and scores to ``out`` (npz)."""
+    import torch
+
+    import ecco_core as ec
+    from ecco_core.capture import encode_prompt
+
+    torch.set_num_threads(1)
+    lm = ec.load()
+    prompt = prompt_of(lm, length)
+    with torch.inference_mode():  # the weights are memory-mapped: one pass brings them all into memory
+        lm.model(input_ids=torch.as_tensor([encode_prompt(lm, "Warm up")]))
+    model_rss = _reset_peak()
+    if case == "capture":
+        started = time.perf_counter()
+        cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
+        seconds = time.perf_counter() - started
+        scores = np.zeros((0, cap.n_tokens))
+    else:
+        cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
+        _reset_peak()
+        started = time.perf_counter()
+        scores = ec.saliency(lm, cap).scores if case == "saliency" else per_token_loop(lm, cap)
+        seconds = time.perf_counter() - started
+    np.savez(out, seconds=seconds, peak=_peak_bytes() - model_rss, n_input=cap.n_input,
+             token_ids=cap.token_ids, scores=scores)
+
+
+# ------------------------------------------------------------------ driver
+def measure(case: str, length: int, folder: Path) -> dict:
+    out = folder / f"{case.replace(' ', '_')}-{length}.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    subprocess.run([sys.executable, __file__, "--case", case, str(length), str(out)], check=True, env=env)
+    with np.load(out) as data:
+        return {key: data[key] for key in data.files}
+
+
+def main(lengths) -> None:
+    worst = (0.0, None)
+    saliency_peak = {}
+    print(f"{'prompt':>7} {'case':>15} {'seconds':>9} {'peak above model':>17}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ecco-scaling-") as folder:
+        for length in lengths:
+            results = {case: measure(case, length, Path(folder)) for case in CASES}
+            for case, result in results.items():
+                print(f"{int(result['n_input']):>7} {case:>15} {float(result['seconds']):>9.2f} "
+                      f"{float(result['peak']) / 2**20:>14.0f} MB", flush=True)
+            batched, loop = results["saliency"], results["per-token loop"]
+            if not np.array_equal(batched["token_ids"], loop["token_ids"]):
+                raise RuntimeError(f"the two saliency runs at {length} tokens generated different tokens")
+            ratio = float(batched["seconds"]) / float(loop["seconds"])
+            difference = float(np.abs(batched["scores"] - loop["scores"]).max())
+            print(f"        saliency / per-token loop: time {ratio:.2f}, max |score difference| {difference:.1e}",
+                  flush=True)
+            worst = max(worst, (ratio, length), key=lambda pair: pair[0])
+            saliency_peak[length] = float(batched["peak"])
+    longest = max(saliency_peak)
+    print(f"worst saliency/per-token-loop time ratio {worst[0]:.2f} (at {worst[1]} tokens, target < 1); "
+          f"saliency peak above the model at {longest} tokens {saliency_peak[longest] / 2**30:.2f} GB "
+          f"(target <= 1 GB at 1024)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--case"]:
+        run_case(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
+    else:
+        main([int(argument) for argument in sys.argv[1:]] or LENGTHS)
