@@ -952,14 +952,23 @@ def head_colors(n_heads: int) -> list[str]:
 _SCORE_NAMES = {"raw": "weight", "value_weighted": "\u2016\u03b1 f(x)\u2016", "rollout": "share"}
 
 
+#: Above this many tokens the attention heatmap lays no marker over each cell (n_tokens**2 of them
+#: stall the browser); Plotly's own heatmap hover answers instead, with the same text.
+MARKED_TOKENS = 100
+
+
 def attention_heatmap(att, layer: int, head: int = 0):
     """Query x key map of one head of one block of an :class:`ecco_core.Attention`, with a tooltip per cell.
 
     Rows are the attending (query) tokens, columns the attended (key) tokens;
     cells a causal query cannot see stay blank. The tooltip names both tokens
     and the score; for value-weighted attention also its share of the row.
-    Cells are clickable in Streamlit (``customdata = [query, key]``).
+    Up to :data:`MARKED_TOKENS` tokens it is a :func:`heatmap` (cells clickable
+    in Streamlit, ``customdata = [query, key]``); above, a plain heatmap whose
+    own hover gives the same text, at most 900 pixels high.
     """
+    import plotly.graph_objects as go
+
     from .attention import METHOD_TITLES
     from .layers import block_label
 
@@ -971,6 +980,25 @@ def attention_heatmap(att, layer: int, head: int = 0):
     labels = axis_labels(att.tokens)
     name = _SCORE_NAMES[att.method]
     share = att.method == "value_weighted"
+    title = f"{block_label(layer)}, {escape_token(att.heads[head])}: {METHOD_TITLES[att.method]}"
+    axes = {"x_title": "key token (attended to)", "y_title": "query token (attending)"}
+    if n_tokens > MARKED_TOKENS:
+        figure = go.Figure(
+            go.Heatmap(
+                z=np.where(visible, scores, np.nan), x=labels, y=labels, colorscale="Blues", zmin=0.0,
+                colorbar={"title": {"text": name}}, customdata=shares, hoverongaps=False,
+                hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{name} %{{z:.3f}}"
+                + (" (%{customdata:.1%} of the row)" if share else "") + "<extra></extra>",
+            )
+        )
+        figure.update_layout(
+            title=title, xaxis_title=axes["x_title"], yaxis_title=axes["y_title"], height=900,
+            hoverlabel={"bgcolor": "white", "bordercolor": "#31333f", "font": {"color": "#31333f", "size": 13}},
+            margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        )
+        figure.update_xaxes(type="category", tickangle=-45)
+        figure.update_yaxes(type="category", autorange="reversed")
+        return figure
     hover = [
         [
             f"query {labels[query]}<br>key {labels[key]}<br>{name} {scores[query, key]:.3f}"
@@ -982,8 +1010,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
     ]
     figure = heatmap(
         np.where(visible, scores, np.nan), labels, labels, hover=hover, colorscale="Blues", colorbar_title=name,
-        title=f"{block_label(layer)}, {escape_token(att.heads[head])}: {METHOD_TITLES[att.method]}",
-        x_title="key token (attended to)", y_title="query token (attending)",
+        title=title, **axes,
     )
     figure.update_traces(zmin=0.0, selector={"type": "heatmap"})
     return figure
@@ -1068,7 +1095,7 @@ def attention_model_view(att, *, selected: tuple[int, int] | None = None, size: 
 
 
 def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None = None, title: str = "",
-                             min_weight: float = 0.01) -> str:
+                             min_weight: float = 0.01, max_lines: int = 20_000) -> str:
     """bertviz's head view as one self-contained HTML block: tokens in two columns joined by attention lines.
 
     Each query token (left) is joined to each key token (right) by one line
@@ -1096,6 +1123,10 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
     min_weight : float
         Lines below this weight are not drawn (invisible anyway; a long text
         would otherwise send n_heads * n_tokens**2 of them).
+    max_lines : int
+        At most this many lines, the strongest (ties kept): a browser slows
+        down past some tens of thousands of SVG lines (a 500-token text has
+        ~80,000 above 0.01 in the causal default's 9 heads).
 
     Returns
     -------
@@ -1139,9 +1170,12 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
         f'text-align: center; cursor: pointer; user-select: none">{head}</span>'
         for head, name in enumerate(heads)
     )
+    drawn = weights >= min_weight
+    if drawn.sum() > max_lines:
+        drawn &= weights >= np.partition(weights[drawn], -max_lines)[-max_lines]
     sparse = []
     for head in range(n_heads):
-        queries, keys = np.nonzero(weights[head] >= min_weight)
+        queries, keys = np.nonzero(drawn[head])
         sparse.append([queries.tolist(), keys.tolist(), np.round(weights[head][queries, keys], 3).tolist()])
     payload = {"colors": colors, "lines": sparse, "row": row, "width": gap, "n_tokens": n_tokens}
     header = (
@@ -1178,6 +1212,7 @@ _HEAD_VIEW_SCRIPT = """
   root.querySelector(".ecco-label-query").style.width = root.querySelector(".ecco-side-query").offsetWidth + "px";
   const shown = new Set(data.colors.map((_, head) => head));
   const middle = row => data.row * (row + 0.5);
+  const byPosition = {query: {}, key: {}};  // position -> [head, line] of the lines at that token
   const groups = data.lines.map(([queries, keys, weights], head) => {
     const group = document.createElementNS(NS, "g");
     group.setAttribute("class", "ecco-head-lines");
@@ -1190,27 +1225,41 @@ _HEAD_VIEW_SCRIPT = """
       line.setAttribute("stroke-opacity", weights[n]);
       line.dataset.query = query; line.dataset.key = keys[n]; line.dataset.weight = weights[n];
       group.appendChild(line);
+      (byPosition.query[query] = byPosition.query[query] || []).push([head, line]);
+      (byPosition.key[keys[n]] = byPosition.key[keys[n]] || []).push([head, line]);
     });
     svg.appendChild(group);
     return group;
   });
+  // A hovered token's lines are copied into this layer and every head's own layer is hidden: a few
+  // hundred elements change, not the n_heads * n_tokens**2 of a long text.
+  const focusLayer = document.createElementNS(NS, "g");
+  svg.appendChild(focusLayer);
   const tokens = root.querySelectorAll(".ecco-token");
   const toggles = root.querySelectorAll(".ecco-head-toggle");
   const tint = (color, alpha) => color.replace("hsl(", "hsla(").replace(")", ", " + alpha.toFixed(3) + ")");
   let focus = null;  // [side, position] of the hovered token
   function draw() {
-    groups.forEach((group, head) => { group.style.display = shown.has(head) ? "" : "none"; });
-    toggles.forEach(toggle => { toggle.style.opacity = shown.has(Number(toggle.dataset.head)) ? 1 : 0.25; });
+    focusLayer.replaceChildren();
     const other = {};  // position on the other side -> [weight, head] of its strongest shown line
-    groups.forEach((group, head) => group.querySelectorAll("line").forEach(line => {
-      const mine = focus === null || line.dataset[focus[0]] === focus[1];
-      line.style.display = mine ? "" : "none";
-      if (focus !== null && mine && shown.has(head)) {
+    if (focus !== null) {
+      const copies = {};
+      (byPosition[focus[0]][focus[1]] || []).forEach(([head, line]) => {
+        if (!shown.has(head)) return;
+        if (!copies[head]) {
+          copies[head] = document.createElementNS(NS, "g");
+          copies[head].setAttribute("class", "ecco-head-lines ecco-focus-lines");
+          copies[head].dataset.head = head;
+          focusLayer.appendChild(copies[head]);
+        }
+        copies[head].appendChild(line.cloneNode());
         const end = line.dataset[focus[0] === "query" ? "key" : "query"];
         const weight = Number(line.dataset.weight);
         if (!other[end] || other[end][0] < weight) other[end] = [weight, head];
-      }
-    }));
+      });
+    }
+    groups.forEach((group, head) => { group.style.display = focus === null && shown.has(head) ? "" : "none"; });
+    toggles.forEach(toggle => { toggle.style.opacity = shown.has(Number(toggle.dataset.head)) ? 1 : 0.25; });
     tokens.forEach(token => {
       const self = focus !== null && token.dataset.side === focus[0] && token.dataset.position === focus[1];
       const end = focus !== null && token.dataset.side !== focus[0] && other[token.dataset.position];

@@ -326,6 +326,10 @@ def test_head_view_escapes_tokens_and_sends_only_numbers_to_its_script():
     assert sorted(zip(queries, keys)) == sorted([(q, 0) for q in range(4)] + [(q, 3) for q in range(4)])
     assert drawn == [0.5, 0.495] * 4
     assert text.count('text-decoration: underline') == 2  # the generated token, in both columns
+    strongest = np.random.default_rng(0).random((2, 4, 4))
+    lines = _payload(plots.attention_head_view_html(strongest, tokens, max_lines=5))["lines"]
+    kept = sorted(weight for _, _, weights in lines for weight in weights)
+    assert len(kept) == 5 and kept == sorted(np.round(np.sort(strongest.ravel())[-5:], 3))
     with pytest.raises(ValueError, match="tokens has 3 entries for 4 rows of weights"):
         plots.attention_head_view_html(weights, tokens[:3])
     with pytest.raises(ValueError, match=r"weights must have shape \(n_heads, n_tokens, n_tokens\)"):

@@ -120,6 +120,8 @@ def test_a_long_prompt_computes_only_the_blocks_on_screen(lm):
     assert _charts(app)[0]["layout"]["yaxis"]["ticktext"] == shown
     assert app.selectbox(key="attention_block").options == shown and app.selectbox(key="attention_block").value == 20
     assert _param(app, "attention_from") == "20"
+    heatmap = _charts(app)[1]["data"]  # no marker per cell: Plotly's own hover, with the same text
+    assert len(heatmap) == 1 and heatmap[0]["hovertemplate"].startswith("query %{y}<br>key %{x}<br>weight %{z:.3f}")
     app.selectbox(key="attention_method").set_value("rollout")  # one map per block: every block fits
     run(app)
     assert len(app.selectbox(key="attention_block").options) == lm.n_layers
