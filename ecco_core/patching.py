@@ -20,9 +20,12 @@ Nanda 2024, "How to use and interpret activation patching").
 Exact patching is batched: every patch is one row of a batched forward pass
 over copies of the corrupted input, with hooks on the real Hugging Face
 modules that overwrite the patched rows, in chunks of at most
-``max_batch_bytes``. A patch whose clean and corrupted activations are equal
-(in a causal model, every position before the first corrupted token) cannot
-change anything and is not run: its value is the corrupted run's.
+``max_batch_bytes``. In a causal model a batch starts at its patched position,
+after a copy of the corrupted run's cached keys and values (the positions
+before it are the corrupted run's). A patch whose clean and corrupted
+activations are equal (in a causal model, every position before the first
+corrupted token) cannot change anything and is not run: its value is the
+corrupted run's. :func:`work` says how much is left to run before it starts.
 
 Attribution patching (``approximate=True``; Nanda 2023, Syed et al. 2023)
 estimates every effect at once to first order: ``(a_clean - a_corrupted) .
