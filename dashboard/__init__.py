@@ -419,14 +419,17 @@ def download_buttons(frame, stem: str, figure=None) -> None:
 
     Each file is made when its button is clicked: the HTML file alone is 4.7 MB,
     and made on every rerun it would be held in memory for every session.
+    ``frame`` is a DataFrame, or a function that makes one, for a table too
+    large to build on every rerun (a long prompt's attention: a million rows).
     """
+    table = frame if callable(frame) else lambda: frame
     columns = st.columns(3 if figure is not None else 2)
     columns[0].download_button(
-        "CSV", lambda: frame.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch",
+        "CSV", lambda: table().to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch",
         on_click="ignore",
     )
     columns[1].download_button(
-        "JSON", lambda: frame.to_json(orient="records", indent=1), f"{stem}.json", "application/json",
+        "JSON", lambda: table().to_json(orient="records", indent=1), f"{stem}.json", "application/json",
         key=f"{stem}-json", width="stretch", on_click="ignore",
     )
     if figure is not None:

@@ -96,7 +96,8 @@ with head_column:
 
 st.markdown(f"**Download**: every head of {block_label(block)}")
 stem = f"attention-{method}-block-{block}"
-dashboard.download_buttons(att.to_frame(layers=[block]), stem, figure)
+# Made on click: a long prompt's block is a million rows.
+dashboard.download_buttons(lambda: att.to_frame(layers=[block]), stem, figure)
 head_view_file = (f'<!doctype html><html><head><meta charset="utf-8"><title>{stem}</title></head>'
                   f"<body>{head_view}</body></html>")
 st.download_button("Head view (HTML, works offline)", head_view_file, f"{stem}-head-view.html", "text/html",
