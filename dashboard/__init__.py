@@ -25,7 +25,8 @@ from ecco_core.capture import encode_answer, encode_prompt
 from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
 
 from . import settings as limits
-from .capture_cache import CaptureCache
+from .long_work import duration, long_work
+from .shared_cache import SharedCache
 
 OTHER_MODEL = "Other (folder or hub name)…"
 DEFAULT_PROMPTS = {
@@ -76,7 +77,7 @@ class _CachedCapture:
     """
 
     def __init__(self):
-        self.cache = CaptureCache(limits.CAPTURE_CACHE_MB * 2**20, limits.CACHE_TTL_SECONDS)
+        self.cache = SharedCache(limits.CAPTURE_CACHE_MB * 2**20, limits.CACHE_TTL_SECONDS)
 
     def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
         return self.cache.get((model_name, text, max_new_tokens, answer),

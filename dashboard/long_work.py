@@ -1,0 +1,127 @@
+"""Long work announced, shown and stoppable: one helper for every page whose analysis can take seconds.
+
+``long_work`` looks the result up in a cache shared by all sessions; when it
+has to be computed, the page first shows the estimate (from the work's sizes,
+:mod:`ecco_core.estimates`), then a status box with a progress bar, the time
+left and a Stop button. Stop is Streamlit's own: a click reruns the script,
+which interrupts the running one at its next progress update; the rerun sees
+the click, remembers that these settings were stopped and offers to run them
+again. The results area is cleared when new work starts, so a chart of
+earlier settings never stands beside the progress of new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Hashable, TypeVar
+
+import streamlit as st
+
+from . import settings as limits
+from .shared_cache import SharedCache, pickled_nbytes
+
+T = TypeVar("T")
+#: progress(fraction in [0, 1], message): what a library function's ``progress`` argument takes.
+Progress = Callable[[float, str], None]
+
+RESULTS = SharedCache(limits.RESULT_CACHE_MB * 2**20, limits.CACHE_TTL_SECONDS, nbytes=pickled_nbytes)
+_STOPPED = "_long_work_stopped"
+_UPDATE_EVERY_S = 0.25
+#: Work expected to take less than this runs without a status box (it would only flicker).
+QUICK_S = 2.0
+
+
+def duration(seconds: float) -> str:
+    """``"about 40 s"``, ``"about 3 min"``: an estimate, rounded as one."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {max(1, round(seconds)):d} s"
+    return f"about {round(seconds / 60):d} min"
+
+
+def long_work(
+    title: str,
+    compute: Callable[[Progress], T],
+    *,
+    key: str,
+    settings: Hashable,
+    estimate_s: float,
+) -> tuple[T | None, st.delta_generator.DeltaGenerator]:
+    """The result of ``compute`` for ``settings``, computed at most once for all sessions, with its work on show.
+
+    Call it where the page's results go and draw them in the returned area::
+
+        table, area = dashboard.long_work(
+            "Training the probes", lambda progress: ec.probe_table(lm, corpus, progress=progress),
+            key="probe", settings=(lm.name, n_tokens, trials), estimate_s=estimates.probing_seconds(...),
+        )
+        if table is None:
+            st.stop()
+        with area:
+            st.plotly_chart(...)
+
+    Parameters
+    ----------
+    title : str
+        What is being done ("Training the probes").
+    compute : callable(progress) -> result
+        The work; it calls ``progress(fraction, message)`` now and then (a
+        library function's ``progress`` argument). Its result must be picklable
+        and read-only: it is shared by every session.
+    key : str
+        Unique to the page (widget keys derive from it).
+    settings : hashable
+        Everything the result depends on (model name, sizes, options): the cache key.
+    estimate_s : float
+        Seconds the work should take on this machine, shown before it starts;
+        work under ``QUICK_S`` just runs.
+
+    Returns
+    -------
+    (result, area)
+        ``result`` is None when the user stopped these settings (a message and
+        a *Run again* button are shown in its place). ``area`` is the container
+        for the results: it takes the place of the status box.
+    """
+    cache_key = (key, settings)
+    found = RESULTS.peek(cache_key)
+    if found is not None:
+        return found, st.container()
+    stopped = st.session_state.setdefault(_STOPPED, {})
+    slot = st.empty()  # replaces the results of earlier settings at once
+    if estimate_s < QUICK_S:
+        return RESULTS.get(cache_key, lambda: compute(lambda fraction, message: None)), slot.container()
+    if stopped.get(key) == settings:
+        with slot.container():
+            st.warning(f"{title}: stopped. Change a setting or run it again ({duration(estimate_s)}).")
+            again = st.button("Run again", key=f"{key}_run_again")
+        if not again:
+            return None, slot
+        del stopped[key]
+    with slot.container():
+        status = st.status(f"{title}: {duration(estimate_s)} expected on this machine", expanded=True)
+        bar = status.progress(0.0, text="Starting…")
+        if st.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
+            stopped[key] = settings
+            slot.warning(f"{title}: stopped. Change a setting or run it again.")
+            return None, slot
+    started = time.perf_counter()
+    last_update = [0.0]
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.perf_counter()
+        if now - last_update[0] < _UPDATE_EVERY_S and fraction < 1:
+            return
+        last_update[0] = now
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        elapsed = now - started
+        left = f", {duration(elapsed * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
+        bar.progress(fraction, text=f"{message} ({elapsed:.0f} s{left})")
+
+    try:
+        result = RESULTS.get(cache_key, lambda: compute(progress))
+    except Exception:
+        status.update(label=f"{title}: failed", state="error", expanded=False)
+        raise
+    return result, slot.container()

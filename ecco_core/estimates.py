@@ -1,0 +1,115 @@
+"""How long an analysis takes, from its sizes alone: to announce long work before it starts.
+
+Each function counts the work's multiply-adds and divides them by a rate
+measured on the development machine: 2 CPU cores shared with other jobs,
+torch 2.13 (CPU build), numpy with OpenBLAS, measured 2026-12-02 by
+``bench/estimates.py``, which runs each analysis for real and prints measured
+over estimated time (re-run it to recalibrate another machine). The counts
+follow the code: a model forward pass costs about one multiply-add per
+parameter per token, probes cost ``3 x tokens x features x outputs`` per
+epoch (forward and two backward products), SVDs ``n d min(n, d)``.
+
+>>> from ecco_core import estimates
+>>> round(estimates.factors_seconds(200, 46080, 10, "nmf"))   # 30 blocks of 1536 neurons, 200 tokens
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .models import LM
+
+#: Multiply-adds per second on the development machine (see the module docstring).
+FORWARD_RATE = 4.0e9  # a model's forward pass in inference mode, batched sentences
+PROBE_RATE = 4.0e9  # training the batched probes (torch.bmm, forward and backward, Adam)
+NUMPY_RATE = 4.0e9  # numpy / scikit-learn linear algebra in float64 and float32
+#: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
+GATHER_RATE = 1.2e7
+#: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
+TOKENS_PER_WORD = 1.4
+#: Iterations the decompositions take on FFN activations (NMF's coordinate descent, FastICA).
+NMF_ITERATIONS = 200
+ICA_ITERATIONS = 200
+#: Universal POS tags a probe chooses from.
+N_POS_TAGS = 17
+
+
+def forward_multiply_adds(lm: LM) -> int:
+    """Multiply-adds of one token's forward pass: about one per parameter (the LM head included)."""
+    return sum(parameter.numel() for parameter in lm.model.parameters())
+
+
+def capture_seconds(lm: LM, n_tokens: int) -> float:
+    """Seconds to run ``lm`` over ``n_tokens`` tokens (captures, probing's corpus pass)."""
+    return n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+
+
+def probe_width(lm: LM, layers: Sequence | None) -> int:
+    """Features of all probes together: ``d_model`` per probed layer (hidden states) plus ``d_ff`` per block (FFN).
+
+    ``layers`` as in :func:`ecco_core.probe_table`: block indices and ``"embed"``; None for all.
+    """
+    layers = ["embed", *range(lm.n_layers)] if layers is None else list(layers)
+    blocks = sum(1 for layer in layers if layer != "embed")
+    return len(layers) * lm.d_model + blocks * lm.d_ff
+
+
+def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> float:
+    """Seconds of :func:`ecco_core.probing.collect`: the corpus pass and gathering the probed layers."""
+    return capture_seconds(lm, TOKENS_PER_WORD * n_tokens) + n_tokens * probe_width(lm, layers) / GATHER_RATE
+
+
+def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
+    """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together."""
+    outputs = trials * 2 * N_POS_TAGS * n_rates
+    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE
+
+
+def probing_seconds(
+    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1
+) -> float:
+    """Seconds of :func:`ecco_core.probe_table` with these settings (``layers`` as there)."""
+    return probe_collection_seconds(lm, n_tokens, layers) + probe_training_seconds(
+        n_tokens, probe_width(lm, layers), trials, epochs, n_rates
+    )
+
+
+def _preparation(n: int, d: int, method: str, kernel: str) -> float:
+    """Multiply-adds to decompose one (n, d) matrix: its Gram matrix for CKA, its SVD for the CCA family."""
+    if method == "cka":
+        return n * n * d if kernel == "rbf" or n <= d else n * d * d
+    return n * d * min(n, d) + min(n, d) ** 3
+
+
+def _pair(n: int, rank_x: int, rank_y: int, method: str, kernel: str) -> float:
+    if method == "cka":
+        return n * n if kernel == "rbf" else n * rank_x * rank_y / max(1, min(rank_x, rank_y)) + n * n
+    return n * rank_x * rank_y + min(rank_x, rank_y) ** 3
+
+
+def similarity_seconds(
+    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear"
+) -> float:
+    """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
+
+    ``row_widths`` / ``column_widths``: the width d of each row / column
+    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states).
+    """
+    prepared = sum(_preparation(n_samples, d, method, kernel) for d in (*row_widths, *column_widths))
+    pairs = sum(
+        _pair(n_samples, min(n_samples, a), min(n_samples, b), method, kernel)
+        for a in row_widths for b in column_widths
+    )
+    return (prepared + pairs) / NUMPY_RATE
+
+
+def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:
+    """Seconds of :func:`ecco_core.factors` on an (n_positions, n_neurons) activation matrix."""
+    size = n_positions * n_neurons
+    if method == "nmf":
+        work = NMF_ITERATIONS * 2 * size * n_components
+    elif method == "pca":
+        work = size * min(n_positions, n_neurons)
+    else:
+        work = size * min(n_positions, n_neurons) + ICA_ITERATIONS * n_positions * n_components**2
+    return work / NUMPY_RATE
