@@ -69,6 +69,8 @@ _GRAM_CACHE_BYTES = 1 << 30
 # Rule of thumb for the CCA family: below this many samples per dimension the scores
 # are biased towards 1 (they are exactly 1 once the ranks add up to n_samples - 1).
 _SAMPLES_PER_DIMENSION = 5
+# Canonical correlations are accurate to about 1e-8; every score above 1 - this is "all 1".
+_SATURATED_TOLERANCE = 1e-6
 
 
 # ----------------------------------------------------------------- validation
@@ -489,6 +491,16 @@ class SimilarityMatrix:
             "the number of positions. Use CKA, or pool more sentences."
         )
 
+    @property
+    def saturated(self) -> bool:
+        """True when a CCA-family score is 1 for every pair: a consequence of too few positions, not a finding.
+
+        Once the two subspaces together span every token position, each
+        direction of one is a linear combination of the other's, so every
+        canonical correlation is 1 (a single prompt always does this).
+        """
+        return self.method != "cka" and bool(np.all(self.values > 1 - _SATURATED_TOLERANCE))
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (row, column) pair: row, column, their indices and the value."""
         rows, columns = np.meshgrid(np.arange(len(self.row_labels)), np.arange(len(self.column_labels)), indexing="ij")
@@ -514,6 +526,7 @@ def similarity_matrix(
     bandwidth: float = 1.0,
     row_labels: Sequence[str] | None = None,
     column_labels: Sequence[str] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> SimilarityMatrix:
     """Similarity of every matrix of ``A_list`` with every matrix of ``B_list``.
 
@@ -534,6 +547,8 @@ def similarity_matrix(
     keep : SVCCA option, as in :func:`svcca`
     row_labels, column_labels : sequence of str, optional
         Default "0", "1", ...
+    progress : callable(fraction, message), optional
+        Called once the columns are decomposed and after every row.
 
     Returns
     -------
@@ -567,9 +582,12 @@ def similarity_matrix(
     # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
     options = Options(kernel, keep, bandwidth, gram=kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1))
     entry = METHODS[method]
+    report = progress or (lambda fraction, message: None)
     prepared_columns = [entry.prepare(B, options) for B in columns]
     max_dimensions = max(_dimensions(p, B.shape[1]) for p, B in zip(prepared_columns, columns))
     del columns
+    steps = len(A_list) + len(B_list)  # one per decomposition: each column, then each row with its scores
+    report(len(B_list) / steps, f"decomposed {len(B_list)} column matrices")
     values = np.empty((len(A_list), len(B_list)))
     for i, A in enumerate(A_list):
         if symmetric:
@@ -579,6 +597,7 @@ def similarity_matrix(
             row = entry.prepare(centred, options)
             max_dimensions = max(max_dimensions, _dimensions(row, centred.shape[1]))
         values[i] = [entry.function(row, column) for column in prepared_columns]
+        report((len(B_list) + i + 1) / steps, f"scored row {i + 1} of {len(A_list)}")
     return SimilarityMatrix(
         values, row_labels, column_labels, method, kernel, keep, n_samples, max_dimensions
     )
@@ -648,6 +667,7 @@ def layer_similarity(
     keep: float | int = 0.99,
     bandwidth: float = 1.0,
     skip_special: bool = True,
+    progress: Callable[[float, str], None] | None = None,
 ) -> SimilarityMatrix:
     """The paper's Figure 6: layer-by-layer similarity, e.g. hidden states vs FFN activations.
 
@@ -663,6 +683,8 @@ def layer_similarity(
     kernel, bandwidth, keep : options of :func:`cka` and :func:`svcca`
     skip_special : bool
         See :func:`layer_activations`.
+    progress : callable(fraction, message), optional
+        As in :func:`similarity_matrix`.
 
     Returns
     -------
@@ -690,6 +712,7 @@ def layer_similarity(
     result = similarity_matrix(
         row_stack, column_stack, method, kernel=kernel, keep=keep, bandwidth=bandwidth,
         row_labels=layer_labels(rows, len(row_stack)), column_labels=layer_labels(columns, len(column_stack)),
+        progress=progress,
     )
     return replace(result, row_title=REPRESENTATION_TITLES[rows], column_title=REPRESENTATION_TITLES[columns])
 

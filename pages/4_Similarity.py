@@ -3,10 +3,14 @@
 import streamlit as st
 
 import dashboard
-from ecco_core import plots
+from ecco_core import estimates, plots
 from ecco_core import similarity as sim
 
-SOURCES = ("The current capture", "UD English EWT dev sentences", "Pasted text (one text per line)")
+SOURCES = {
+    "capture": "The current capture",
+    "ud": "UD English EWT dev sentences",
+    "pasted": "Pasted text (one text per line)",
+}
 
 st.set_page_config(page_title="Similarity · Ecco Explorer", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -20,26 +24,25 @@ st.caption(
 )
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def layer_matrix(_captures, key, method, kernel, keep, rows, columns, skip_special):
-    return sim.layer_similarity(
-        _captures, method, rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special
-    )
+def use_cka() -> None:
+    st.session_state["similarity_method"] = "cka"
 
 
-def captured(texts):
-    model = dashboard.current_settings()["model"]
-    progress = st.progress(0.0, text=f"Capturing {len(texts)} texts…")
-    captures = []
-    for index, text in enumerate(texts):
-        captures.append(dashboard.cached_capture(model, text, 0, ""))
-        progress.progress((index + 1) / len(texts), text=f"Captured {index + 1} of {len(texts)} texts")
-    progress.empty()
-    return captures
+def widths(representation: str) -> list[int]:
+    """The width of each layer's matrix: d_model for every hidden state, d_ff for every FFN."""
+    return [lm.d_model] * (lm.n_layers + 1) if representation == "hidden" else [lm.d_ff] * lm.n_layers
 
 
+# Every setting lives in the URL too, so a copied link reopens this exact view.
+dashboard.page_param("similarity_source", "capture", choices=SOURCES)
+dashboard.page_param("similarity_method", "cka", choices=sim.METHODS)
+dashboard.page_param("similarity_kernel", "linear", choices=sim.KERNELS)
+dashboard.page_param("similarity_keep", 0.99)
+dashboard.page_param("similarity_rows", "hidden", choices=sim.REPRESENTATIONS)
+dashboard.page_param("similarity_columns", "ffn", choices=sim.REPRESENTATIONS)
+dashboard.page_param("similarity_skip_special", True)
 left, middle, right = st.columns([2, 2, 3])
-source = left.radio("Token positions from", SOURCES, key="similarity_source")
+source = left.radio("Token positions from", list(SOURCES), format_func=SOURCES.get, key="similarity_source")
 method = middle.selectbox(
     "Method", list(sim.METHODS), key="similarity_method",
     help="\n".join(f"- {name}: {entry.description}" for name, entry in sim.METHODS.items()),
@@ -49,29 +52,76 @@ if method == "cka":
     kernel = middle.radio("Kernel", list(sim.KERNELS), key="similarity_kernel", horizontal=True,
                           help="RBF bandwidth: the median distance between tokens.")
 if method == "svcca":
-    keep = middle.slider("Variance kept", 0.5, 1.0, 0.99, 0.01, key="similarity_keep")
+    keep = middle.slider("Variance kept", 0.5, 1.0, step=0.01, key="similarity_keep")
 rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
-columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), index=1, key="similarity_columns",
+columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), key="similarity_columns",
                           help=sim.REPRESENTATIONS["ffn"])
-skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", True, key="similarity_skip_special")
+skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", key="similarity_skip_special")
 
+texts = None
 with dashboard.user_errors():
-    if source == SOURCES[0]:
-        captures, key = [cap], dashboard.capture_key(cap)
-    elif source == SOURCES[1]:
-        n_sentences = left.number_input("Sentences", 2, 200, 40, key="similarity_n_sentences",
+    if source == "ud":
+        dashboard.page_param("similarity_n_sentences", 40)
+        n_sentences = left.number_input("Sentences", 2, 200, key="similarity_n_sentences",
                                         help="The first sentences of UD English EWT dev (CC BY-SA 4.0).")
         texts = sim.ud_sentences(int(n_sentences))
-        captures, key = captured(texts), (cap.model_name, tuple(texts))
-    else:
+    elif source == "pasted":
+        dashboard.page_param("similarity_pasted", "")
         pasted = left.text_area("Texts", key="similarity_pasted", height=150)
         texts = [line for line in pasted.splitlines() if line.strip()]
         if not texts:
             st.info("Paste one or more texts, one per line.")
             st.stop()
-        captures, key = captured(texts), (cap.model_name, tuple(texts))
-    with st.spinner("Comparing every pair of layers…"):
-        result = layer_matrix(captures, key, method, kernel, keep, rows, columns, skip_special)
+
+if texts is None:
+    captured, n_positions = (lambda progress: [cap]), cap.n_tokens
+    pooled = dashboard.capture_key(cap)
+    estimate = 0.0
+else:
+    model = dashboard.current_settings()["model"]
+
+    def captured(progress):
+        captures = []
+        for index, text in enumerate(texts):
+            progress(index / len(texts) / 2, f"capturing text {index + 1} of {len(texts)}")
+            captures.append(dashboard.cached_capture(model, text, 0, ""))
+        return captures
+
+    n_positions = round(estimates.TOKENS_PER_WORD * sum(len(text.split()) for text in texts))
+    pooled = (cap.model_name, tuple(texts))
+    estimate = estimates.capture_seconds(lm, n_positions)
+
+
+def compare(progress):
+    captures = captured(progress)
+    start = 0.0 if texts is None else 0.5
+    return sim.layer_similarity(
+        captures, method, rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special,
+        progress=lambda fraction, message: progress(start + (1 - start) * fraction, message),
+    )
+
+
+result = None
+with dashboard.user_errors():
+    result, area = dashboard.long_work(
+        "Comparing every pair of layers", compare, key="similarity",
+        settings=(pooled, method, kernel, keep, rows, columns, skip_special),
+        estimate_s=estimate + estimates.similarity_seconds(n_positions, widths(rows), widths(columns), method, kernel),
+    )
+if result is None:
+    st.stop()
+
+with area:
+    if result.saturated:
+        st.warning(
+            f"Every {result.label} value is 1.00, so there is no matrix to read. This is arithmetic, not a finding: "
+            f"{result.n_samples} token positions against up to {result.max_dimensions} dimensions per layer, and once "
+            "two layers' subspaces together span every position, each canonical correlation is exactly 1. "
+            "CKA compares a single prompt meaningfully; the CCA family needs several times more positions than "
+            "dimensions (pool UD sentences)."
+        )
+        st.button("Show CKA instead", on_click=use_cka, type="primary", key="similarity_use_cka")
+        st.stop()
     if result.warning:
         st.warning(result.warning)
     figure = plots.similarity_heatmap(result)

@@ -23,10 +23,16 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     assert title.startswith("CKA (linear)")
     assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
 
-    app.radio(key="similarity_source").set_value("UD English EWT dev sentences")
+    app.radio(key="similarity_source").set_value("ud")
     app.selectbox(key="similarity_method").set_value("cca")
     app.session_state["similarity_n_sentences"] = 4  # set before the widget first appears
     run(app)
+    # 4 sentences: fewer positions than FFN dimensions, so every canonical correlation is 1. Not drawn.
+    assert not app.get("plotly_chart")
+    assert any("Every CCA value is 1.00" in warning.value for warning in app.warning)
+    app.button(key="similarity_use_cka").click()
+    run(app)
     n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
-    assert _heatmap(app)[1] == f"CCA similarity over {n_positions} token positions"
-    assert any("Use CKA" in warning.value for warning in app.warning)
+    assert _heatmap(app)[1] == f"CKA (linear) similarity over {n_positions} token positions"
+    assert app.query_params["similarity_source"] in ("ud", ["ud"])
+    assert "similarity_method" not in app.query_params  # the default

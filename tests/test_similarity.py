@@ -255,6 +255,15 @@ def test_cca_family_warns_on_a_single_short_text(lm):
     assert "Use CKA" in result.warning and str(cap.n_tokens) in result.warning
 
 
+def test_a_single_prompt_saturates_cca_and_pwcca_but_not_svcca_or_cka(lm):
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    assert sim.layer_similarity(cap, "cca").saturated and sim.layer_similarity(cap, "pwcca").saturated
+    # SVCCA keeps 99% of each side's variance, so some pairs fall below 1: biased (warned), not saturated.
+    svcca = sim.layer_similarity(cap, "svcca")
+    assert not svcca.saturated and svcca.warning and svcca.values.min() < 0.99
+    assert not sim.layer_similarity(cap, "cka").saturated
+
+
 def test_special_tokens_are_left_out_of_encoder_captures(encoder, lm):
     cap = ec.capture(encoder, "The keys to the cabinet are on the table.")
     assert cap.special[0] and cap.special[-1]
