@@ -7,26 +7,12 @@ import streamlit as st
 
 import dashboard
 import ecco_core as ec
-from ecco_core import plots
+from ecco_core import estimates, plots
 from ecco_core.factors import METHODS, NEGATIVES
 from ecco_core.layers import site_label
 
 METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
 MAX_FACTORS = 30
-
-
-@st.cache_data(max_entries=32, show_spinner="Factoring the neuron activations…")
-def cached_factors(_cap: ec.Capture, capture_key: str, n_components: int, method: str, layers: tuple,
-                   positions: tuple, negatives: str) -> ec.Factors:
-    return ec.factors(_cap, method, n_components=n_components, layers=range(*layers), positions=list(positions),
-                      negatives=negatives)
-
-
-def pick_clicked_factor() -> None:
-    """A click on a sparkline picks its factor (runs before the rerun, so the radio can follow)."""
-    clicked = dashboard.clicked_cell(st.session_state["factors_sparklines"])
-    if clicked is not None:
-        st.session_state["factors_pick"] = clicked[0]
 
 
 st.set_page_config(page_title="Neuron factors", layout="wide")
@@ -36,9 +22,10 @@ cap = dashboard.require_capture(cap)
 st.title("Neuron factors")
 st.caption(
     "The FFN neurons of the chosen blocks (stacked side by side) over every token, decomposed into a few "
-    "factors: groups of neurons that fire together. Each sparkline is one factor's activation along the text; "
-    "pick a factor to shade the tokens by it (darker = higher). For a longer passage, paste it as the sidebar "
-    "prompt with **Max new tokens** 0."
+    "factors: groups of neurons that fire together. Each token takes the colour of its strongest factor, "
+    "deeper where that factor is nearer its peak; each sparkline is one factor along the text. Hover a "
+    "sparkline to see that factor alone on the text, click it to keep it. For a longer passage, paste it as the "
+    "sidebar prompt with **Max new tokens** 0."
 )
 
 controls = st.columns([2, 1, 3, 2])
@@ -67,46 +54,48 @@ skip_first = controls[3].checkbox(
 positions = tuple(
     i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]) and not (skip_first and i == 0)
 )
-capture_key = dashboard.capture_key(cap)
+layer_range = range(first, last + 1)
+negatives = negatives if method == "nmf" else "clip"
 result = None
 with dashboard.user_errors():
-    result = cached_factors(cap, capture_key, int(n_components), method, (first, last + 1), positions,
-                            negatives if method == "nmf" else "clip")
+    result, area = dashboard.long_work(
+        "Factoring the neuron activations",
+        lambda progress: ec.factors(cap, method, n_components=int(n_components), layers=layer_range,
+                                    positions=list(positions), negatives=negatives),
+        key="factors",
+        settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
+        estimate_s=estimates.factors_seconds(
+            len(positions), len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1),
+            int(n_components), method),
+    )
 if result is None:
     st.stop()
 
-st.caption(
-    f"{result.note} Reconstruction error {result.reconstruction_error:.3f} (relative), "
-    f"{result.explained_variance:.1%} of the variance over tokens explained."
-    + ("" if result.converged else " The solver stopped at its iteration limit.")
-)
+with area:
+    st.caption(
+        f"{result.note} Reconstruction error {result.reconstruction_error:.3f} (relative), "
+        f"{result.explained_variance:.1%} of the variance over tokens explained."
+        + ("" if result.converged else " The solver stopped at its iteration limit.")
+    )
+    factor_view = result.to_html(cap.tokens, cap.n_input)
+    st.html(factor_view, unsafe_allow_javascript=True)
+    st.download_button("Factor view (HTML, works offline)", factor_view, "factor_view.html", "text/html",
+                       key="factors_view_html", on_click="ignore")
 
-if st.session_state.get("factors_pick", 0) >= result.n_components:
-    st.session_state["factors_pick"] = 0
-factor = st.radio("Factor", range(result.n_components), format_func=lambda f: f"F{f}", horizontal=True,
-                  key="factors_pick", help="Or click a sparkline.")
-
-left, right = st.columns([2, 3])
-with left:
-    sparklines = plots.factor_sparklines(result.token_activations, result.tokens, positions=result.positions,
-                                         selected=factor)
-    st.plotly_chart(sparklines, on_select=pick_clicked_factor, selection_mode="points", key="factors_sparklines")
-with right:
-    shading = np.zeros(cap.n_tokens)
-    shading[result.positions] = result.token_activations[factor]
-    st.markdown(f"**F{factor}** on the text (hover a token for its value)")
-    dashboard.show_tokens(cap, shading)
-    st.markdown(f"**Neurons loading most on F{factor}**")
+    if st.session_state.get("factors_pick", 0) >= result.n_components:
+        st.session_state["factors_pick"] = 0
+    factor = st.radio("Neurons loading most on", range(result.n_components), format_func=lambda f: f"F{f}",
+                      horizontal=True, key="factors_pick")
     top = result.top_neurons(10)
     st.dataframe(top[top["factor"] == factor].drop(columns="factor"), hide_index=True, width="stretch")
 
-st.markdown("**Download**: factor x token activations")
-dashboard.download_buttons(result.to_frame(), "factor_token_activations", sparklines)
-st.download_button(
-    f"Factor x neuron loadings (CSV, {result.n_neurons} neurons)",
-    lambda: result.loadings_frame().to_csv(index=False), "factor_neuron_loadings.csv", "text/csv",
-    key="factors_loadings_csv", on_click="ignore",
-)
+    st.markdown("**Download**: factor x token activations")
+    dashboard.download_buttons(result.to_frame(), "factor_token_activations")
+    st.download_button(
+        f"Factor x neuron loadings (CSV, {result.n_neurons} neurons)",
+        lambda: result.loadings_frame().to_csv(index=False), "factor_neuron_loadings.csv", "text/csv",
+        key="factors_loadings_csv", on_click="ignore",
+    )
 
 st.subheader("One neuron")
 st.caption("Pick a neuron (by default the one loading most on the selected factor) and see its activation on "

@@ -41,7 +41,10 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     app.radio(key="factors_pick").set_value(3)
     run(app)
     assert app.radio(key="factors_pick").value == 3
-    assert any("F3" in markdown.value for markdown in app.markdown)
+    cap = ec.capture(lm, TEXT)
+    top = ec.factors(cap, "pca", n_components=4, layers=range(2, 4), positions=range(1, n_tokens)).top_neurons(10)
+    shown = app.dataframe[0].value
+    assert shown["neuron"].tolist() == top[top["factor"] == 3]["neuron"].tolist()
 
 
 def test_page_reports_too_many_factors_as_an_error():
