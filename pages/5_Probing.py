@@ -1,18 +1,45 @@
 """Part-of-speech probes with control tasks at every layer: the Ecco paper's Table 1."""
 
+import hashlib
+
+import numpy as np
 import streamlit as st
 
 import dashboard
 import ecco_core as ec
 from dashboard import settings as limits
-from ecco_core import probing
+from ecco_core import estimates, probing
 from ecco_core.layers import EMBEDDINGS, block_label
 from ecco_core.plots import probe_lines
 
-BUNDLED = {"UD English EWT dev (bundled)": probing.UD_ENGLISH_EWT_DEV}
-UPLOAD = "Upload a .conllu file"
-LEARNING_RATES = {"0.001 (the paper's best)": 1e-3, "0.1": 0.1, "0.00001": 1e-5,
-                  "best of the three": probing.LEARNING_RATES}
+BUNDLED = "bundled"
+DATA = {BUNDLED: "UD English EWT dev (bundled)", "upload": "Upload a .conllu file"}
+LEARNING_RATES = {"0.001": 1e-3, "0.1": 0.1, "0.00001": 1e-5, "best": probing.LEARNING_RATES}
+RATE_NAMES = {"0.001": "0.001 (the paper's best)", "0.1": "0.1", "0.00001": "0.00001",
+              "best": "best of the three (the paper's search)"}
+PRESETS = {"quick": "Quick look (about a minute at most)", "paper": "The paper's protocol (Table 1)", "custom": "Custom"}
+QUICK_BLOCKS = 8  # the quick preset probes the embeddings and this many blocks, evenly spaced
+
+
+def layer_name(layer: str) -> str:
+    return layer if layer == EMBEDDINGS else block_label(int(layer))
+
+
+def preset_values(preset: str, n_layers: int) -> dict:
+    """The widget values of a preset: the paper's full protocol, or a quick subset of it."""
+    every = [EMBEDDINGS] + [str(block) for block in range(n_layers)]
+    if preset == "paper":
+        return dict(probe_tokens=min(10_000, limits.MAX_PROBE_TOKENS), probe_layers=every, probe_trials=5,
+                    probe_epochs=50, probe_lr="0.001")
+    spaced = sorted({int(round(block)) for block in np.linspace(0, n_layers - 1, min(QUICK_BLOCKS, n_layers))})
+    return dict(probe_tokens=min(2_000, limits.MAX_PROBE_TOKENS),
+                probe_layers=[EMBEDDINGS] + [str(block) for block in spaced], probe_trials=1,
+                probe_epochs=20, probe_lr="0.001")
+
+
+def mark_custom() -> None:
+    st.session_state["probe_preset"] = "custom"
+
 
 st.set_page_config(page_title="Probing", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -26,63 +53,86 @@ st.caption(
     "A word's tag sits on its first sub-token. All probes of a run train together as one batched model."
 )
 
+# Every setting lives in the URL too, so a copied link reopens this exact view (an upload excepted).
+quick = preset_values("quick", lm.n_layers)
+layer_choices = [EMBEDDINGS] + [str(block) for block in range(lm.n_layers)]
+if dashboard.page_param("probe_preset", "quick", choices=PRESETS) != "custom":
+    # A preset sets every value below; changing one of them makes the preset Custom (mark_custom).
+    st.session_state.update(preset_values(st.session_state["probe_preset"], lm.n_layers))
+dashboard.page_param("probe_data", BUNDLED, choices=DATA)
+dashboard.page_param("probe_tokens", quick["probe_tokens"])
+dashboard.page_param("probe_layers", quick["probe_layers"], choices=layer_choices)
+dashboard.page_param("probe_trials", quick["probe_trials"])
+dashboard.page_param("probe_epochs", quick["probe_epochs"])
+dashboard.page_param("probe_lr", quick["probe_lr"], choices=LEARNING_RATES)
 
-@st.cache_data(max_entries=16, ttl=limits.CACHE_TTL_SECONDS, show_spinner=False)
-def cached_table(model_name: str, corpus, n_tokens: int, layers: tuple, trials: int, epochs: int, lr, _progress):
-    return ec.probe_table(
-        dashboard.cached_model(model_name), corpus, n_tokens=n_tokens, trials=trials, epochs=epochs,
-        lr=lr, layers=list(layers), progress=_progress,
-    )
+preset = st.radio("Preset", list(PRESETS), format_func=PRESETS.get, key="probe_preset", horizontal=True,
+                  help="Quick: 2,000 words, the embeddings and 8 blocks, one trial, 20 epochs. The paper: "
+                  "10,000 words, every layer, 5 trials, 50 epochs. Changing a setting below makes it Custom.")
+left, middle, right = st.columns(3)
+source = left.radio("Data", list(DATA), format_func=DATA.get, key="probe_data")
+upload = left.file_uploader(
+    f"CoNLL-U file (UTF-8, with UPOS tags; at most {limits.MAX_UPLOAD_MB} MB)", type=["conllu"],
+    key="probe_upload", max_upload_size=limits.MAX_UPLOAD_MB,
+    help="Larger files are refused before they reach the server (ECCO_MAX_UPLOAD_MB).",
+)
+n_tokens = middle.number_input(
+    "Tokens", min_value=100, max_value=limits.MAX_PROBE_TOKENS, step=500, key="probe_tokens", on_change=mark_custom,
+    help=f"Labelled words to probe (the paper: 10,000). At most {limits.MAX_PROBE_TOKENS} here "
+    "(ECCO_MAX_PROBE_TOKENS). 67% train, 33% test.",
+)
+chosen_layers = middle.multiselect("Layers", layer_choices, format_func=layer_name, key="probe_layers",
+                                   on_change=mark_custom,
+                                   help="The embeddings, and blocks (each block's output and its FFN).")
+trials = right.slider("Trials", 1, 10, key="probe_trials", on_change=mark_custom,
+                      help="Each with its own split and control task.")
+epochs = right.number_input("Epochs", min_value=1, max_value=200, key="probe_epochs", on_change=mark_custom)
+rate = right.selectbox("Adam learning rate", list(LEARNING_RATES), format_func=RATE_NAMES.get, key="probe_lr",
+                       on_change=mark_custom)
 
+n_rates = 1 if np.isscalar(LEARNING_RATES[rate]) else len(LEARNING_RATES[rate])
+library_layers = [layer if layer == EMBEDDINGS else int(layer) for layer in chosen_layers]
+estimate = estimates.probing_seconds(lm, int(n_tokens), library_layers, int(trials), int(epochs), n_rates)
+if source == "upload":
+    corpus = upload.getvalue() if upload is not None else None
+    corpus_key = hashlib.sha256(corpus).hexdigest() if corpus is not None else None
+else:
+    corpus, corpus_key = str(probing.UD_ENGLISH_EWT_DEV), BUNDLED
+run_settings = (lm.name, corpus_key, int(n_tokens), tuple(chosen_layers), int(trials), int(epochs), rate)
 
-layer_choices = [EMBEDDINGS] + list(range(lm.n_layers))
-with st.form("probe-settings"):
-    left, middle, right = st.columns(3)
-    source = left.radio("Data", list(BUNDLED) + [UPLOAD], key="probe_data")
-    upload = left.file_uploader(
-        f"CoNLL-U file (UTF-8, with UPOS tags; at most {limits.MAX_UPLOAD_MB} MB)", type=["conllu"],
-        key="probe_upload", max_upload_size=limits.MAX_UPLOAD_MB,
-        help="Larger files are refused before they reach the server (ECCO_MAX_UPLOAD_MB).",
-    )
-    n_tokens = middle.number_input(
-        "Tokens", min_value=100, max_value=limits.MAX_PROBE_TOKENS, value=min(10_000, limits.MAX_PROBE_TOKENS),
-        step=500, key="probe_tokens",
-        help=f"Labelled words to probe (the paper: 10,000). At most {limits.MAX_PROBE_TOKENS} here "
-        "(ECCO_MAX_PROBE_TOKENS). 67% train, 33% test.",
-    )
-    layers = middle.multiselect(
-        "Layers", layer_choices, default=layer_choices, key="probe_layers",
-        format_func=lambda layer: layer if layer == EMBEDDINGS else block_label(layer),
-        help="The embeddings, and blocks (each block's output and its FFN).",
-    )
-    trials = right.slider("Trials", 1, 10, 5, key="probe_trials", help="Each with its own split and control task.")
-    epochs = right.number_input("Epochs", min_value=1, max_value=200, value=50, key="probe_epochs")
-    rate = right.selectbox("Adam learning rate", list(LEARNING_RATES), key="probe_lr")
-    submitted = st.form_submit_button("Run probes", type="primary")
-
-if submitted:
-    st.session_state["probe_run_model"] = lm.name
-# A run is minutes of work: switching models in the sidebar waits for Run probes again.
-if st.session_state.get("probe_run_model") != lm.name:
-    st.info(f"Choose the data and settings, then press Run probes. Model: {dashboard.literal(lm.name)} ({lm.n_layers} layers).")
+if "probe_runs" not in st.session_state:
+    # A copied link of a run opens with that run (bundled data only: an upload is not in the link).
+    linked = st.query_params.get("probe_ran") == "true" and source == BUNDLED
+    st.session_state["probe_runs"] = {run_settings} if linked else set()
+ran = st.session_state["probe_runs"]
+button, note = st.columns([1, 4], vertical_alignment="center")
+if button.button("Run probes", type="primary", key="probe_run", width="stretch"):
+    ran.add(run_settings)
+note.caption(f"These settings: {dashboard.duration(estimate)} on this machine (2 shared CPU cores).")
+showing = run_settings in ran
+if showing and source == BUNDLED:
+    st.query_params["probe_ran"] = "true"
+else:
+    st.query_params.pop("probe_ran", None)
+if not showing:
+    st.info(f"Choose the data and settings, then press Run probes. Model: {dashboard.literal(lm.name)} "
+            f"({lm.n_layers} blocks).")
     st.stop()
 
 table = None
 with dashboard.user_errors():
-    if source == UPLOAD:
-        if upload is None:
-            raise ValueError("upload a .conllu file, or pick the bundled data")
-        corpus = upload.getvalue()
-    else:
-        corpus = str(BUNDLED[source])
-    bar = st.progress(0.0, text="Starting…")
-    table = cached_table(
-        lm.name, corpus, int(n_tokens), tuple(layers), int(trials), int(epochs), LEARNING_RATES[rate],
-        lambda fraction, message: bar.progress(min(1.0, fraction), text=message),
+    if corpus is None:
+        raise ValueError("upload a .conllu file, or pick the bundled data")
+    table, area = dashboard.long_work(
+        "Training the probes",
+        lambda progress: ec.probe_table(lm, corpus, n_tokens=int(n_tokens), trials=int(trials), epochs=int(epochs),
+                                        lr=LEARNING_RATES[rate], layers=library_layers, progress=progress),
+        key="probe", settings=run_settings, estimate_s=estimate,
     )
-    bar.empty()
+if table is None:
+    st.stop()
 
-if table is not None:
+with area:
     st.subheader(f"Table 1 for {dashboard.literal(lm.name)}")
     if (coarse := probing.small_corpus_warning(table.attrs["n_tokens"])) is not None:
         st.warning(f"Only {table.attrs['n_tokens']} labelled tokens: {coarse}.")

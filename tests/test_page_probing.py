@@ -16,7 +16,9 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     app.number_input(key="probe_tokens").set_value(200)
     app.slider(key="probe_trials").set_value(1)
     app.number_input(key="probe_epochs").set_value(10)
-    app.multiselect(key="probe_layers").set_value(["embeddings", 0, encoder.n_layers - 1])
+    app.multiselect(key="probe_layers").set_value(["embeddings", "0", str(encoder.n_layers - 1)])
+    run(app)
+    assert app.radio(key="probe_preset").value == "custom"  # a changed setting leaves the preset
     _probe_button(app).click()
     run(app)
     assert not app.error, [e.value for e in app.error]
@@ -27,8 +29,9 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     ]
     assert (shown.accuracy > 30).all() and (shown.accuracy <= 100).all()  # percent, well above chance
     assert f"Table 1 for {encoder.name}" in app.subheader[0].value
+    assert app.query_params["probe_ran"] in ("true", ["true"]) and app.query_params["probe_tokens"] in ("200", ["200"])
 
-    app.radio(key="probe_data").set_value("Upload a .conllu file")
+    app.radio(key="probe_data").set_value("upload")
     _probe_button(app).click()
     run(app)
     assert any("upload a .conllu file" in e.value for e in app.error)
