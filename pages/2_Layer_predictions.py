@@ -87,11 +87,11 @@ with dashboard.user_errors():
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
+    # Suggestions start unselected: what the user typed is compared on its own until a chip is clicked.
     picked = st.pills(
-        "Suggested: in the top 3 at some block's output (click to add or remove)",
+        "Suggested: in the top 3 at some block's output (click to add)",
         list(display), selection_mode="multi",
         format_func=lambda token_id: dashboard.literal(repr(display[token_id])),
-        default=list(display)[:3],
         key=f"watch-pills-{zlib.crc32(watch_text.encode())}",
     ) or []
 

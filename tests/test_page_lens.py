@@ -26,11 +26,14 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     app.text_input(key="watch-words").set_value("is, are")
     run(app)
     suggested = app.get("button_group")[0]
-    assert len(suggested.options) >= 3
+    assert len(suggested.options) >= 3 and suggested.value == []  # the chips start unselected
     watch = _figure(app, 2)["data"][0]
-    assert watch["x"][:2] == ["is", "are"] and len(watch["y"]) == lm.n_layers
-    assert len(watch["x"]) == 2 + 3  # the typed words plus the three suggestions picked by default
+    assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
     assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
+    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
+    app.get("button_group")[0].set_value([int(suggestions["token_id"].iloc[0])])
+    run(app)
+    assert len(_figure(app, 2)["data"][0]["x"]) == 3  # a clicked chip joins them
 
 
 def test_page_explains_an_encoder_without_head():
