@@ -7,7 +7,7 @@ import streamlit as st
 
 import dashboard
 import ecco_core as ec
-from ecco_core.plots import axis_labels, escape_token, heatmap
+from ecco_core.plots import axis_labels, cell_token, escape_token, heatmap
 
 PASSAGE = (
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
@@ -54,6 +54,8 @@ VIEWS = [
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
 ]
 ROOT = Path(__file__).resolve().parent
+# The candidates heatmap's plot area in a 1400 px window (wide layout, sidebar open), and a cell character's width.
+CANDIDATES_WIDTH_PX, CHAR_WIDTH_PX = 850, 7
 
 st.set_page_config(page_title="Ecco Explorer", page_icon="🔎", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -87,10 +89,12 @@ if cap.top_ids.shape[1]:
     st.subheader("What the model expected next")
     st.caption(
         "Each column is a position, each row one of the model's top candidates there, coloured by "
-        "probability. Click a cell to pick a position."
+        "probability (cut to fit: hover a cell for the whole candidate). Click a cell to pick a position."
     )
     n_candidates = min(5, cap.top_ids.shape[1])
-    candidates = [[escape_token(row[rank]) for row in cap.top_tokens] for rank in range(n_candidates)]
+    # Each cell's text fits its width in a 1400 px window; the hover holds the whole candidate.
+    cell_chars = max(2, CANDIDATES_WIDTH_PX // (CHAR_WIDTH_PX * cap.n_tokens))
+    candidates = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(n_candidates)]
     hover = [
         [
             f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"

@@ -42,6 +42,20 @@ def escape_token(token: str, *, spaces: bool = False) -> str:
     return html.escape(display_token(token, spaces=spaces), quote=True)
 
 
+def cell_token(token: str, max_chars: int) -> str:
+    """A token escaped for a heatmap cell at most ``max_chars`` characters wide: cut with ``…`` when longer.
+
+    Cut before escaping, so no entity is split; the cell's hover keeps the whole token.
+
+    >>> cell_token(" Shakespeare", 5), cell_token(" &", 5)
+    ('Shak…', '&amp;')
+    """
+    if max_chars < 2:
+        raise ValueError(f"max_chars must be at least 2, got {max_chars}")
+    shown = display_token(token).strip(" ") or display_token(token)
+    return html.escape(shown if len(shown) <= max_chars else shown[: max_chars - 1] + "\u2026", quote=True)
+
+
 def token_html(
     tokens,
     values=None,
@@ -184,8 +198,9 @@ def heatmap(
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         height=max(260, 28 * n_rows + 120),
     )
-    figure.update_xaxes(type="category", tickangle=-45)
-    figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True)
+    # Margins grow to fit every label (none clipped); 14 px keeps one-character punctuation legible.
+    figure.update_xaxes(type="category", tickangle=-45, automargin=True, tickfont={"size": 14})
+    figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True, automargin=True)
     return figure
 
 
