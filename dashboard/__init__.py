@@ -206,6 +206,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     for key, value in initial.items():
         if refill or key not in st.session_state or (new_model and key in ("_model_choice", "_model_other")):
             st.session_state[key] = value
+    initial_model = state["model"]
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
         st.selectbox("Model", choices, key="_model_choice",
@@ -235,6 +236,10 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
                 answer=st.session_state["_answer"],
             )
             _write_query_params(state)
+            if model != initial_model:
+                # Refill the model widgets now: left to the next run, the refill would overwrite
+                # whatever the user picks in that run (a switch back to the first model was lost).
+                st.rerun()
 
     _prefetch_chart_code()
     new_tokens = 0 if state["answer"] else state["new"]
