@@ -6,6 +6,8 @@ page land in ``artifacts/screenshots`` (git-ignored).
 """
 
 import ast
+import re
+import time
 
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ from browser import (
     wait_for_first_run,
     wait_for_run,
 )
-from ecco_core.plots import display_token, escape_token
+from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels
 
 import ecco_core as ec
 
@@ -314,10 +316,11 @@ def test_saliency_page_hovering_a_token_reshades_the_text_and_a_click_pins_it(
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
     result = ec.rankings(lm, default_capture, k=5)
     labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
-    open_page(page, app_url, "2_Layer_predictions")
+    open_page(page, app_url, "2_Layer_predictions", **{"watch-words": "1564, 1616, ."})
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
+    assert chart_traces(page, 2)[0]["x"] == ["1564", "1616", "."]  # typed candidates alone, chips unselected
     assert chart_title(page, 1) == f"Probability of {labels[0]} by block"
 
     column = 9
@@ -338,31 +341,50 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     np.testing.assert_allclose(frame["probability"], result.probs.ravel(), atol=1e-3)
 
 
-def test_neuron_factors_page_clicking_a_sparkline_picks_its_factor(page, app_url):
-    open_page(page, app_url, "3_Neuron_factors")
-    wait_for_charts(page, 2)
-    screenshot(page, "3_Neuron_factors")
-    assert clickable_chart(page) == 0
-    assert page.get_by_role("radio", name="F0", exact=True).is_checked()
-    assert "F0 on the text" in main_text(page)
+def _computed_backgrounds(page) -> np.ndarray:
+    """(r, g, b, alpha) of every analysed token of the factor view, as the browser computed them."""
+    colours = page.evaluate(
+        "() => [...document.querySelectorAll('.ecco-factor-view .ecco-token[data-column]')]"
+        ".map(span => getComputedStyle(span).backgroundColor)"
+    )
+    values = [[float(v) for v in re.findall(r"[\d.]+", colour)] for colour in colours]
+    return np.array([v if len(v) == 4 else v + [1.0] for v in values])
 
+
+def _factor_colours(levels: np.ndarray, factors) -> np.ndarray:
+    """Expected (r, g, b, alpha): each token in its factor's colour, as strong as that factor's level there."""
+    rgb = [[int(FACTOR_COLORS[f][i:i + 2], 16) for i in (1, 3, 5)] for f in factors]
+    return np.column_stack([rgb, [levels[f, column] for column, f in enumerate(factors)]])
+
+
+def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_url):
+    open_page(page, app_url, "3_Neuron_factors")
+    page.locator(".ecco-factor-view .ecco-spark").first.wait_for()
+    screenshot(page, "3_Neuron_factors")
     frame = download_csv(page, "CSV")
     factor_columns = [f"factor_{factor}" for factor in range(10)]
     assert list(frame.columns) == ["position", "token", *factor_columns]
     assert 0 not in frame["position"].tolist()  # a causal model's first token (the attention sink) is left out
     assert (frame[factor_columns] >= 0).all().all()  # NMF
+    levels, dominant = factor_levels(frame[factor_columns].to_numpy().T)
 
+    np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, dominant), atol=0.01)
+    assert len(set(dominant.tolist())) > 1  # several factors' colours on the text
     factor = 3
-    positions = [col for row, col in heatmap_cells(page, 0) if row == factor]
-    position = positions[len(positions) // 2]  # mid-line: the end points sit on the plot's edge
-    click_heatmap_cell(page, 0, row=factor, col=position)
+    page.locator(".ecco-factor-view .ecco-spark").nth(factor).hover(position={"x": 10, "y": 10})
+    np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, [factor] * len(frame)),
+                               atol=0.01)
+    screenshot(page, "3_Neuron_factors_hover")
+    page.mouse.move(1, 1)
+    np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, dominant), atol=0.01)
+    axis = page.evaluate("() => [...document.querySelectorAll('.ecco-factor-view .ecco-axis-label')]"
+                         ".map(label => label.textContent)")
+    assert axis[0] == frame["token"].iloc[0].strip()  # the sparklines' x axis names the tokens
+
+    page.get_by_role("radio", name=f"F{factor}", exact=True).click()  # its neurons
+    wait_for_run(page)
     assert_healthy(page)
     assert page.get_by_role("radio", name=f"F{factor}", exact=True).is_checked()
-    assert f"F{factor} on the text" in main_text(page)
-    traces = chart_traces(page, 0)
-    highlighted = [index for index, trace in enumerate(traces) if trace["line_color"] == "#2962ff"]
-    assert highlighted == [factor]
-    np.testing.assert_allclose(traces[factor]["y"], frame[f"factor_{factor}"], rtol=1e-4, atol=1e-6)
 
 
 def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url, lm):
@@ -386,19 +408,23 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     assert f"the closest column is {closest['column']} ({closest['value']:.4f})" in text
 
 
+def _fill(page, label: str, value) -> None:
+    """Type into a number input of the main area and leave it (no form: the page reruns)."""
+    field = page.locator('[data-testid="stMain"]').get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Tab")
+    wait_for_run(page)
+
+
 def test_probing_page_runs_small_probes(page, app_url, lm):
     open_page(page, app_url, "5_Probing")
     assert "press Run probes" in main_text(page)
+    assert "on this machine" in main_text(page)  # the estimate, before anything runs
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 0  # nothing runs before the button
-    form = page.locator('[data-testid="stForm"]').filter(has_text="Run probes")
-    form.get_by_label("Tokens", exact=True).fill("100")
-    form.get_by_label("Epochs", exact=True).fill("3")
-    form.get_by_label("Epochs", exact=True).press("Tab")
-    trials = form.get_by_role("slider")
-    trials.focus()
-    for _ in range(4):  # 5 -> 1
-        trials.press("ArrowLeft")
-    form.get_by_role("button", name="Run probes").click()
+    _fill(page, "Tokens", 100)
+    _fill(page, "Epochs", 3)
+    assert page.get_by_role("radio", name="Custom").is_checked()
+    page.get_by_role("button", name="Run probes").click()
     wait_for_run(page)
     assert wait_for_charts(page, 2) == 2
     page.wait_for_selector('[data-testid="stDataFrame"]')
@@ -411,20 +437,40 @@ def test_probing_page_runs_small_probes(page, app_url, lm):
         "layer", "representation", "block", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
         "control_accuracy", "majority_accuracy", "lr",
     ]
-    assert len(frame) == 1 + 2 * lm.n_layers  # the embedding (hidden only), then hidden and FFN per block
+    assert len(frame) == 1 + 2 * 8  # the quick layers: the embeddings (hidden only), then hidden and FFN of 8 blocks
     assert frame["layer"].astype(str).tolist()[:3] == ["embeddings", "block 0", "block 0 FFN"]
     assert frame[["accuracy", "control_accuracy", "majority_accuracy"]].stack().between(0, 1).all()
     assert (frame["accuracy_std"] == 0).all()  # one trial
     np.testing.assert_allclose(frame["selectivity"], frame["accuracy"] - frame["control_accuracy"], atol=1e-6)
 
 
+def test_probing_long_run_is_announced_shown_and_stopped(page, app_url):
+    open_page(page, app_url, "5_Probing")
+    page.get_by_role("radio", name="The paper's protocol (Table 1)").click()
+    wait_for_run(page)
+    assert "min on this machine" in main_text(page)
+    page.get_by_role("button", name="Run probes").click()
+    status = page.locator('[data-testid="stExpander"]').filter(has_text="expected on this machine")
+    status.wait_for(timeout=30_000)
+    page.wait_for_function("() => document.body.innerText.includes('running SmolLM2')", timeout=60_000)
+    screenshot(page, "5_Probing_running")
+    started = time.monotonic()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Training the probes: stopped").wait_for(timeout=30_000)
+    wait_for_run(page)
+    assert time.monotonic() - started < 30  # the work stopped, it did not run to its end
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    assert page.get_by_role("button", name="Run again").is_visible()
+    assert_healthy(page)
+
+
 def test_probing_uploads_that_are_malformed_or_not_utf8_are_named(page, app_url):
     open_page(page, app_url, "5_Probing")
-    form = page.locator('[data-testid="stForm"]').filter(has_text="Run probes")
+    form = page.locator('[data-testid="stMain"]')
     form.get_by_text("Upload a .conllu file").click()
-    form.get_by_label("Tokens", exact=True).fill("100")
-    form.get_by_label("Epochs", exact=True).fill("3")
-    form.get_by_label("Epochs", exact=True).press("Tab")
+    wait_for_run(page)
+    _fill(page, "Tokens", 100)
+    _fill(page, "Epochs", 3)
     uploads = {
         "malformed.conllu": (b"# text = Hi there\n1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_\n2\tthere\tADV\n\n",
                              "CoNLL-U line 3 has 3 tab-separated fields"),

@@ -1,0 +1,232 @@
+"""Every option of every select box and radio of each page, on the default model, through AppTest.
+
+Each setting is changed on its own from the page's defaults and the page run
+again: no exception, no error, and a chart drawn (or, where the page says
+why there is none, that message). Widget interactions in a real browser are in
+test_browser.py.
+"""
+
+import json
+import re
+
+import pytest
+
+import ecco_core as ec
+from apptest import page, run
+from ecco_core import similarity as sim
+
+PASTED = "The keys to the cabinet are on the table.\nA second sentence, with a comma and a name: Paris."
+
+
+def charts(app) -> list[dict]:
+    """The specs of the page's Plotly charts."""
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def assert_healthy(app) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+# --------------------------------------------------------------- similarity
+def assert_similarity_drawn(app, method: str) -> None:
+    """A heatmap of this method, or (CCA family, too few positions) the reason and the CKA button."""
+    assert_healthy(app)
+    drawn = charts(app)
+    if drawn:
+        label = "CKA" if method == "cka" else method.upper()
+        assert drawn[0]["layout"]["title"]["text"].startswith(label)
+        return
+    assert method != "cka"
+    assert any("value is 1.00" in warning.value for warning in app.warning)
+    assert app.button(key="similarity_use_cka").label == "Show CKA instead"
+
+
+@pytest.mark.parametrize("source", ["capture", "ud", "pasted"])
+def test_similarity_every_method_kernel_and_representation_for_every_source(source):
+    app = page("pages/4_Similarity.py")
+    app.session_state["similarity_n_sentences"] = 3
+    app.session_state["similarity_pasted"] = PASTED
+    run(app)
+    app.radio(key="similarity_source").set_value(source)
+    for method in sim.METHODS:
+        app.selectbox(key="similarity_method").set_value(method)
+        run(app)
+        assert_similarity_drawn(app, method)
+        assert app.query_params.get("similarity_source", "capture") in (source, [source])
+    app.selectbox(key="similarity_method").set_value("cka")
+    run(app)
+    app.radio(key="similarity_kernel").set_value("rbf")
+    run(app)
+    assert_similarity_drawn(app, "cka")
+    for rows, columns in (("ffn", "hidden"), ("hidden", "hidden"), ("ffn", "ffn")):
+        app.selectbox(key="similarity_rows").set_value(rows)
+        app.selectbox(key="similarity_columns").set_value(columns)
+        run(app)
+        assert_similarity_drawn(app, "cka")
+        heatmap = charts(app)[0]["data"][0]
+        assert heatmap["y"][0].startswith(rows) and heatmap["x"][0].startswith(columns)
+    app.checkbox(key="similarity_skip_special").uncheck()
+    run(app)
+    assert_similarity_drawn(app, "cka")
+
+
+def test_similarity_settings_come_back_from_a_copied_link():
+    app = page("pages/4_Similarity.py")
+    for key, value in dict(similarity_method="svcca", similarity_keep="0.9", similarity_rows="ffn",
+                           similarity_kernel="rbf", similarity_skip_special="false").items():
+        app.query_params[key] = value
+    run(app)
+    assert app.selectbox(key="similarity_method").value == "svcca"
+    assert app.slider(key="similarity_keep").value == 0.9
+    assert app.selectbox(key="similarity_rows").value == "ffn"
+    assert app.checkbox(key="similarity_skip_special").value is False
+    assert_similarity_drawn(app, "svcca")
+
+
+# ------------------------------------------------------------ neuron factors
+FACTOR_TEXT = "The keys to the cabinet are on the table, and the cabinet is in the hall."
+
+
+@pytest.mark.parametrize("method, negatives", [("nmf", "clip"), ("nmf", "split"), ("pca", "clip"), ("ica", "clip")])
+def test_factors_every_method_and_negatives_option(method, negatives):
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": FACTOR_TEXT, "new": "0", "factors_n": "4"})
+    run(app)
+    app.selectbox(key="factors_method").set_value(method)
+    if method == "nmf":
+        app.selectbox(key="factors_negatives").set_value(negatives)
+    run(app)
+    assert_healthy(app)
+    views = [html.proto.body for html in app.get("html") if "ecco-factor-view" in html.proto.body]
+    assert len(views) == 1 and views[0].count('class="ecco-spark"') == 4  # the Figure 9 view, one row per factor
+    captions = " ".join(caption.value for caption in app.caption)
+    assert f"{method.upper()} of {30 * 1536 * (2 if negatives == 'split' else 1)} neurons" in captions
+    assert app.radio(key="factors_pick").options == ["F0", "F1", "F2", "F3"]
+    for factor in range(4):
+        app.radio(key="factors_pick").set_value(factor)
+        run(app)
+        assert_healthy(app)
+        assert len(app.dataframe[0].value) == 10  # the neurons loading most on that factor
+    assert charts(app)  # One neuron's bars
+
+
+def test_factors_one_neuron_ranks_on_every_token():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": FACTOR_TEXT, "new": "0", "factors_n": "4"})
+    run(app)
+    rank_on = next(box for box in app.selectbox if box.label == "Rank the layer's neurons on")
+    assert rank_on.options[0] == "all tokens (peak)"
+    for option in rank_on.options:
+        next(box for box in app.selectbox if box.label == "Rank the layer's neurons on").set_value(
+            None if option == "all tokens (peak)" else rank_on.options.index(option) - 1)
+        run(app)
+        assert_healthy(app)
+        assert charts(app)
+        table = app.dataframe[-1].value
+        column = "peak |activation|" if option == "all tokens (peak)" else "|activation|"
+        assert len(table) == 10 and table[column].is_monotonic_decreasing
+
+
+# ------------------------------------------------------------------ probing
+def _probe_button(app):
+    return next(button for button in app.button if button.label == "Run probes")
+
+
+def test_probing_quick_preset_is_the_default_and_runs(lm):
+    app = run(page("pages/5_Probing.py"))
+    assert app.radio(key="probe_preset").value == "quick"
+    assert app.number_input(key="probe_tokens").value == 2000 and app.slider(key="probe_trials").value == 1
+    assert app.number_input(key="probe_epochs").value == 20
+    layers = app.multiselect(key="probe_layers").value
+    assert layers[0] == "embed" and len(layers) == 9 and layers[-1] == str(lm.n_layers - 1)
+    assert any("on this machine" in caption.value for caption in app.caption)  # the estimate, before running
+    _probe_button(app).click()
+    run(app, timeout=600)
+    assert_healthy(app)
+    assert len(charts(app)) == 2 and len(app.dataframe[0].value) == 1 + 2 * 8
+    assert app.query_params["probe_ran"] in ("true", ["true"])
+    assert "probe_preset" not in app.query_params  # the default
+
+
+def test_probing_paper_preset_is_one_click_away_and_comes_back_from_a_link(lm):
+    app = run(page("pages/5_Probing.py"))
+    quick = next(c.value for c in app.caption if "on this machine" in c.value)
+    app.radio(key="probe_preset").set_value("paper")
+    run(app)
+    assert app.number_input(key="probe_tokens").value == 10_000 and app.slider(key="probe_trials").value == 5
+    assert app.number_input(key="probe_epochs").value == 50
+    assert len(app.multiselect(key="probe_layers").value) == 1 + lm.n_layers
+    paper = next(c.value for c in app.caption if "on this machine" in c.value)
+    assert paper != quick and "min" in paper  # announced before anything runs
+    assert not charts(app)
+    linked = page("pages/5_Probing.py")
+    linked.query_params["probe_preset"] = "paper"
+    run(linked)
+    assert linked.number_input(key="probe_tokens").value == 10_000
+
+
+@pytest.mark.parametrize("rate", ["0.001", "0.1", "0.00001", "best"])
+def test_probing_every_learning_rate_on_a_small_custom_run(encoder, rate):
+    app = page("pages/5_Probing.py")
+    app.query_params.update({"model": ec.DEFAULT_ENCODER, "probe_preset": "custom", "probe_tokens": "150",
+                             "probe_trials": "1", "probe_epochs": "2", "probe_lr": rate})
+    app.query_params["probe_layers"] = ["embed", "0"]
+    run(app)
+    assert app.selectbox(key="probe_lr").value == rate
+    _probe_button(app).click()
+    run(app)
+    assert_healthy(app)
+    assert len(charts(app)) == 2
+    caption = next(c.value for c in app.caption if "learning rate" in c.value)
+    shown = float(re.search(r"learning rate ([0-9.e-]+?)\. ", caption).group(1))
+    assert shown in {"0.001": [1e-3], "0.1": [0.1], "0.00001": [1e-5], "best": [0.1, 1e-3, 1e-5]}[rate]
+
+
+# --------------------------------------------------------------------- home
+def test_home_every_example_and_every_packaged_model():
+    app = run(page("Home.py"))
+    assert charts(app)  # the next-token heatmap of the default run
+    examples = [button.key for button in app.button if button.key and button.key.startswith("example-")]
+    assert len(examples) == 5
+    for key in examples:
+        app.button(key=key).click()
+        run(app)
+        assert_healthy(app)
+        assert app.dataframe[0].value["token"].str.len().sum() > 0
+        if app.query_params["model"] in (ec.DEFAULT_MODEL, [ec.DEFAULT_MODEL]):
+            heatmap = charts(app)[0]["data"][0]
+            assert len(heatmap["y"]) == 5 and all(len(cell) <= 10 for row in heatmap["text"] for cell in row)
+    for model in ec.offline_models():
+        app.sidebar.selectbox(key="_model_choice").set_value(model)
+        app.sidebar.button[0].click()
+        run(app)
+        assert_healthy(app)
+        assert app.query_params["model"] in (model, [model])
+
+
+# -------------------------------------------------------- layer predictions
+def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
+    app = run(page("pages/2_Layer_predictions.py"))
+    token = app.selectbox(key="lens-token")
+    for option in range(len(token.options)):
+        app.selectbox(key="lens-token").set_value(option)
+        run(app)
+        assert_healthy(app)
+        assert charts(app)[1]["layout"]["title"]["text"].startswith("Probability of")
+    app.text_area(key="watch-text").set_value("The keys to the cabinet")
+    app.text_input(key="watch-words").set_value("is, are, ?")
+    run(app)
+    assert_healthy(app)
+    assert charts(app)[2]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
+    chips = app.get("button_group")[0]
+    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].tolist()
+    for token_id in suggestions:  # each suggestion alone beside the typed words
+        app.get("button_group")[0].set_value([token_id])
+        run(app)
+        assert_healthy(app)
+        assert len(charts(app)[2]["data"][0]["x"]) == 4
+    app.get("button_group")[0].set_value(suggestions)
+    app.text_input(key="watch-words").set_value("")
+    run(app)
+    assert len(charts(app)[2]["data"][0]["x"]) == len(chips.options)  # suggestions alone
