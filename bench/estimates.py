@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ecco_core as ec  # noqa: E402
 from ecco_core import estimates, probing  # noqa: E402
+from ecco_core.layers import EMBEDDINGS  # noqa: E402
 from ecco_core import similarity as sim  # noqa: E402
 
 PASSAGE = (
@@ -39,7 +40,7 @@ def main() -> None:
     lm = ec.load()
     rows = []  # (case, measured s, estimated s)
 
-    for layers in (["embed", 5, 11, 17, 23, 29], None):
+    for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
         data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
                                                       progress=QUIET))
         rows.append((f"probe collection, 1000 words, layers {layers or 'all'}", seconds,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .layers import EMBEDDINGS
 from .models import LM
 
 #: Multiply-adds per second on the development machine (see the module docstring).
@@ -47,10 +48,10 @@ def capture_seconds(lm: LM, n_tokens: int) -> float:
 def probe_width(lm: LM, layers: Sequence | None) -> int:
     """Features of all probes together: ``d_model`` per probed layer (hidden states) plus ``d_ff`` per block (FFN).
 
-    ``layers`` as in :func:`ecco_core.probe_table`: block indices and ``"embed"``; None for all.
+    ``layers`` as in :func:`ecco_core.probe_table`: block indices and ``"embeddings"``; None for all.
     """
-    layers = ["embed", *range(lm.n_layers)] if layers is None else list(layers)
-    blocks = sum(1 for layer in layers if layer != "embed")
+    layers = [EMBEDDINGS, *range(lm.n_layers)] if layers is None else list(layers)
+    blocks = sum(1 for layer in layers if layer != EMBEDDINGS)
     return len(layers) * lm.d_model + blocks * lm.d_ff
 
 

@@ -14,6 +14,7 @@ import pytest
 import ecco_core as ec
 from apptest import page, run
 from ecco_core import similarity as sim
+from ecco_core.layers import EMBEDDINGS
 
 PASTED = "The keys to the cabinet are on the table.\nA second sentence, with a comma and a name: Paris."
 
@@ -65,7 +66,7 @@ def test_similarity_every_method_kernel_and_representation_for_every_source(sour
         run(app)
         assert_similarity_drawn(app, "cka")
         heatmap = charts(app)[0]["data"][0]
-        assert heatmap["y"][0].startswith(rows) and heatmap["x"][0].startswith(columns)
+        assert heatmap["y"][:2] == sim.layer_labels(rows, 2) and heatmap["x"][:2] == sim.layer_labels(columns, 2)
     app.checkbox(key="similarity_skip_special").uncheck()
     run(app)
     assert_similarity_drawn(app, "cka")
@@ -139,7 +140,7 @@ def test_probing_quick_preset_is_the_default_and_runs(lm):
     assert app.number_input(key="probe_tokens").value == 2000 and app.slider(key="probe_trials").value == 1
     assert app.number_input(key="probe_epochs").value == 20
     layers = app.multiselect(key="probe_layers").value
-    assert layers[0] == "embed" and len(layers) == 9 and layers[-1] == str(lm.n_layers - 1)
+    assert layers[0] == EMBEDDINGS and len(layers) == 9 and layers[-1] == str(lm.n_layers - 1)
     assert any("on this machine" in caption.value for caption in app.caption)  # the estimate, before running
     _probe_button(app).click()
     run(app, timeout=600)
@@ -171,7 +172,7 @@ def test_probing_every_learning_rate_on_a_small_custom_run(encoder, rate):
     app = page("pages/5_Probing.py")
     app.query_params.update({"model": ec.DEFAULT_ENCODER, "probe_preset": "custom", "probe_tokens": "150",
                              "probe_trials": "1", "probe_epochs": "2", "probe_lr": rate})
-    app.query_params["probe_layers"] = ["embed", "0"]
+    app.query_params["probe_layers"] = [EMBEDDINGS, "0"]
     run(app)
     assert app.selectbox(key="probe_lr").value == rate
     _probe_button(app).click()
