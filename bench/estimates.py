@@ -4,7 +4,7 @@ Each case runs a real analysis on the causal default (SmolLM2-135M) once and
 prints its measured time, the estimate from its sizes, and their ratio. The
 rates in ecco_core/estimates.py were set from this script's output on the
 development machine (2 shared CPU cores); on another machine the ratios show
-how far off they are, and ``--fit`` prints the rates that would make them 1.
+how far off they are (divide a rate by its cases' ratio to recalibrate).
 Last line: the geometric mean of measured / estimated over all cases.
 """
 
@@ -31,45 +31,58 @@ QUIET = lambda fraction, message: None  # noqa: E731
 
 
 def timed(work):
+    """(result, seconds, speed): the machine's speed (estimates.relative_speed) is measured just before."""
+    speed = estimates.relative_speed(0.2)
     started = time.perf_counter()
     result = work()
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - started, speed
+
+
+class Cases(list):
+    """(case, measured s, estimated s) rows, each printed as it is added."""
+
+    def append(self, row) -> None:
+        case, measured, estimated, speed = row
+        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s at speed {speed:.2f}, "
+              f"ratio {measured / estimated:.2f}", flush=True)
+        super().append(row)
 
 
 def main() -> None:
     lm = ec.load()
-    rows = []  # (case, measured s, estimated s)
+    rows = Cases()
 
     for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
-        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
-                                                      progress=QUIET))
+        data, seconds, speed = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
+                                                             progress=QUIET))
         rows.append((f"probe collection, 1000 words, layers {layers or 'all'}", seconds,
-                     estimates.probe_collection_seconds(lm, 1000, layers)))
-        _, seconds = timed(lambda: probing.train_probes([data.hidden_states, data.ffn], data.tags, data.words,
-                                                        trials=1, epochs=5, progress=QUIET))
+                     estimates.probe_collection_seconds(lm, 1000, layers, speed=speed), speed))
+        _, seconds, speed = timed(lambda: probing.train_probes(
+            [data.hidden_states, data.ffn], data.tags, data.words, trials=1, epochs=5, progress=QUIET))
         rows.append((f"probe training, 1000 words, 1 trial, 5 epochs, layers {layers or 'all'}", seconds,
-                     estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5)))
+                     estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5, speed=speed),
+                     speed))
 
-    texts = sim.ud_sentences(40)
-    captures, seconds = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
+    texts = sim.ud_sentences(10)
+    captures, seconds, speed = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
     n_tokens = sum(cap.n_tokens for cap in captures)
-    rows.append((f"capture of 40 UD sentences ({n_tokens} tokens)", seconds, estimates.capture_seconds(lm, n_tokens)))
+    rows.append((f"capture of {len(texts)} UD sentences ({n_tokens} tokens)", seconds,
+                 estimates.capture_seconds(lm, n_tokens, speed=speed), speed))
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
-    for pooled, name in ((captures, "40 UD sentences"), ([passage], "one passage")):
+    for pooled, name in ((captures, f"{len(texts)} UD sentences"), ([passage], "one passage")):
         n_samples = len(sim.layer_activations(pooled, "hidden")[0])
         for method in sim.METHODS:
-            _, seconds = timed(lambda: sim.layer_similarity(pooled, method))
+            _, seconds, speed = timed(lambda: sim.layer_similarity(pooled, method))
             rows.append((f"similarity {method}, hidden x ffn, {name} ({n_samples} positions)", seconds,
                          estimates.similarity_seconds(n_samples, [lm.d_model] * (lm.n_layers + 1),
-                                                      [lm.d_ff] * lm.n_layers, method)))
+                                                      [lm.d_ff] * lm.n_layers, method, speed=speed), speed))
     for method in ("nmf", "pca", "ica"):
-        _, seconds = timed(lambda: ec.factors(passage, 10, method, positions=range(1, passage.n_tokens)))
+        _, seconds, speed = timed(lambda: ec.factors(passage, 10, method, positions=range(1, passage.n_tokens)))
         rows.append((f"factors {method}, all 30 layers, {passage.n_tokens - 1} tokens", seconds,
-                     estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method)))
+                     estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method, speed=speed),
+                     speed))
 
-    for case, measured, estimated in rows:
-        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s, ratio {measured / estimated:.2f}")
-    ratios = [measured / estimated for _, measured, estimated in rows]
+    ratios = [measured / estimated for _, measured, estimated, _ in rows]
     mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     print(f"measured / estimated time, geometric mean over {len(rows)} cases: {mean:.2f} "
           f"(range {min(ratios):.2f} to {max(ratios):.2f})")

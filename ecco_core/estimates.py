@@ -1,21 +1,28 @@
 """How long an analysis takes, from its sizes alone: to announce long work before it starts.
 
 Each function counts the work's multiply-adds and divides them by a rate
-measured on the development machine: 2 CPU cores shared with other jobs,
-torch 2.13 (CPU build), numpy with OpenBLAS, measured 2026-12-02 by
+measured on the development machine (2 CPU cores shared with other jobs,
+torch 2.13 CPU build, numpy with OpenBLAS) on 2026-12-02 by
 ``bench/estimates.py``, which runs each analysis for real and prints measured
-over estimated time (re-run it to recalibrate another machine). The counts
-follow the code: a model forward pass costs about one multiply-add per
-parameter per token, probes cost ``3 x tokens x features x outputs`` per
-epoch (forward and two backward products), SVDs ``n d min(n, d)``.
+over estimated time. The counts follow the code: a model forward pass costs
+about one multiply-add per parameter per token, probes cost
+``3 x tokens x features x outputs`` per epoch (forward and two backward
+products), SVDs ``n d min(n, d)``.
+
+A shared machine's speed changes with its load (here by 5x within an hour),
+so every estimate takes ``speed``: how fast a small matrix product runs now
+relative to while the rates were measured (:func:`relative_speed`, 50 ms).
 
 >>> from ecco_core import estimates
->>> round(estimates.factors_seconds(200, 46080, 10, "nmf"))   # 30 blocks of 1536 neurons, 200 tokens
+>>> seconds = estimates.factors_seconds(200, 46080, 10, "nmf", speed=estimates.relative_speed())
 """
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
+
+import numpy as np
 
 from .layers import EMBEDDINGS
 from .models import LM
@@ -33,6 +40,26 @@ NMF_ITERATIONS = 200
 ICA_ITERATIONS = 200
 #: Universal POS tags a probe chooses from.
 N_POS_TAGS = 17
+#: What :func:`yardstick` measured while the rates above were measured.
+CALIBRATION_YARDSTICK = 1.0e10
+_YARDSTICK_SIZE = 256
+
+
+def yardstick(seconds: float = 0.05) -> float:
+    """Multiply-adds per second of a (256, 256) float32 matrix product, repeated for ``seconds``: this machine now."""
+    matrix = np.ones((_YARDSTICK_SIZE, _YARDSTICK_SIZE), dtype=np.float32)
+    products, started = 0, time.perf_counter()
+    while True:
+        matrix @ matrix
+        products += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return products * _YARDSTICK_SIZE**3 / elapsed
+
+
+def relative_speed(seconds: float = 0.05) -> float:
+    """How fast this machine runs now relative to the calibration (2 = twice as fast): the ``speed`` of an estimate."""
+    return yardstick(seconds) / CALIBRATION_YARDSTICK
 
 
 def forward_multiply_adds(lm: LM) -> int:
@@ -40,9 +67,9 @@ def forward_multiply_adds(lm: LM) -> int:
     return sum(parameter.numel() for parameter in lm.model.parameters())
 
 
-def capture_seconds(lm: LM, n_tokens: int) -> float:
+def capture_seconds(lm: LM, n_tokens: int, *, speed: float = 1.0) -> float:
     """Seconds to run ``lm`` over ``n_tokens`` tokens (captures, probing's corpus pass)."""
-    return n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+    return n_tokens * forward_multiply_adds(lm) / FORWARD_RATE / speed
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:
@@ -55,23 +82,27 @@ def probe_width(lm: LM, layers: Sequence | None) -> int:
     return len(layers) * lm.d_model + blocks * lm.d_ff
 
 
-def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> float:
+def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None, *, speed: float = 1.0) -> float:
     """Seconds of :func:`ecco_core.probing.collect`: the corpus pass and gathering the probed layers."""
-    return capture_seconds(lm, TOKENS_PER_WORD * n_tokens) + n_tokens * probe_width(lm, layers) / GATHER_RATE
+    gathering = n_tokens * probe_width(lm, layers) / GATHER_RATE / speed
+    return capture_seconds(lm, TOKENS_PER_WORD * n_tokens, speed=speed) + gathering
 
 
-def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
+def probe_training_seconds(
+    n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1, *, speed: float = 1.0
+) -> float:
     """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together."""
     outputs = trials * 2 * N_POS_TAGS * n_rates
-    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE
+    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE / speed
 
 
 def probing_seconds(
-    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1
+    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1, *,
+    speed: float = 1.0,
 ) -> float:
     """Seconds of :func:`ecco_core.probe_table` with these settings (``layers`` as there)."""
-    return probe_collection_seconds(lm, n_tokens, layers) + probe_training_seconds(
-        n_tokens, probe_width(lm, layers), trials, epochs, n_rates
+    return probe_collection_seconds(lm, n_tokens, layers, speed=speed) + probe_training_seconds(
+        n_tokens, probe_width(lm, layers), trials, epochs, n_rates, speed=speed
     )
 
 
@@ -89,7 +120,8 @@ def _pair(n: int, rank_x: int, rank_y: int, method: str, kernel: str) -> float:
 
 
 def similarity_seconds(
-    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear"
+    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear",
+    *, speed: float = 1.0,
 ) -> float:
     """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
 
@@ -101,10 +133,10 @@ def similarity_seconds(
         _pair(n_samples, min(n_samples, a), min(n_samples, b), method, kernel)
         for a in row_widths for b in column_widths
     )
-    return (prepared + pairs) / NUMPY_RATE
+    return (prepared + pairs) / NUMPY_RATE / speed
 
 
-def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:
+def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str, *, speed: float = 1.0) -> float:
     """Seconds of :func:`ecco_core.factors` on an (n_positions, n_neurons) activation matrix."""
     size = n_positions * n_neurons
     if method == "nmf":
@@ -113,4 +145,4 @@ def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method:
         work = size * min(n_positions, n_neurons)
     else:
         work = size * min(n_positions, n_neurons) + ICA_ITERATIONS * n_positions * n_components**2
-    return work / NUMPY_RATE
+    return work / NUMPY_RATE / speed

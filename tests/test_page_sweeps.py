@@ -116,10 +116,10 @@ def test_factors_one_neuron_ranks_on_every_token():
     app = page("pages/3_Neuron_factors.py")
     app.query_params.update({"text": FACTOR_TEXT, "new": "0", "factors_n": "4"})
     run(app)
-    rank_on = next(box for box in app.selectbox if box.label == "Rank the layer's neurons on")
+    rank_on = next(box for box in app.selectbox if box.label == "Rank the FFN's neurons on")
     assert rank_on.options[0] == "all tokens (peak)"
     for option in rank_on.options:
-        next(box for box in app.selectbox if box.label == "Rank the layer's neurons on").set_value(
+        next(box for box in app.selectbox if box.label == "Rank the FFN's neurons on").set_value(
             None if option == "all tokens (peak)" else rank_on.options.index(option) - 1)
         run(app)
         assert_healthy(app)
