@@ -31,20 +31,18 @@ QUIET = lambda fraction, message: None  # noqa: E731
 
 
 def timed(work):
-    """(result, seconds, speed): the machine's speed (estimates.relative_speed) is measured just before."""
-    speed = estimates.relative_speed(0.2)
     started = time.perf_counter()
     result = work()
-    return result, time.perf_counter() - started, speed
+    return result, time.perf_counter() - started
 
 
 class Cases(list):
     """(case, measured s, estimated s) rows, each printed as it is added."""
 
     def append(self, row) -> None:
-        case, measured, estimated, speed = row
-        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s at speed {speed:.2f}, "
-              f"ratio {measured / estimated:.2f}", flush=True)
+        case, measured, estimated = row
+        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s, ratio {measured / estimated:.2f}",
+              flush=True)
         super().append(row)
 
 
@@ -53,36 +51,36 @@ def main() -> None:
     rows = Cases()
 
     for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
-        data, seconds, speed = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
-                                                             progress=QUIET))
+        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
+                                                      progress=QUIET))
         rows.append((f"probe collection, 1000 words, layers {layers or 'all'}", seconds,
-                     estimates.probe_collection_seconds(lm, 1000, layers, speed=speed), speed))
-        _, seconds, speed = timed(lambda: probing.train_probes(
+                     estimates.probe_collection_seconds(lm, 1000, layers)))
+        _, seconds = timed(lambda: probing.train_probes(
             [data.hidden_states, data.ffn], data.tags, data.words, trials=1, epochs=5, progress=QUIET))
         rows.append((f"probe training, 1000 words, 1 trial, 5 epochs, layers {layers or 'all'}", seconds,
-                     estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5, speed=speed),
-                     speed))
+                     estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5)))
 
     texts = sim.ud_sentences(10)
-    captures, seconds, speed = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
+    captures, seconds = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
     n_tokens = sum(cap.n_tokens for cap in captures)
     rows.append((f"capture of {len(texts)} UD sentences ({n_tokens} tokens)", seconds,
-                 estimates.capture_seconds(lm, n_tokens, speed=speed), speed))
+                 estimates.capture_seconds(lm, n_tokens)))
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
-    for pooled, name in ((captures, f"{len(texts)} UD sentences"), ([passage], "one passage")):
+    # The CCA family on pooled sentences takes minutes on a loaded 2-core machine: CKA there, all four on the passage.
+    for pooled, name, methods in ((captures, f"{len(texts)} UD sentences", ["cka"]),
+                                  ([passage], "one passage", list(sim.METHODS))):
         n_samples = len(sim.layer_activations(pooled, "hidden")[0])
-        for method in sim.METHODS:
-            _, seconds, speed = timed(lambda: sim.layer_similarity(pooled, method))
+        for method in methods:
+            _, seconds = timed(lambda: sim.layer_similarity(pooled, method))
             rows.append((f"similarity {method}, hidden x ffn, {name} ({n_samples} positions)", seconds,
                          estimates.similarity_seconds(n_samples, [lm.d_model] * (lm.n_layers + 1),
-                                                      [lm.d_ff] * lm.n_layers, method, speed=speed), speed))
+                                                      [lm.d_ff] * lm.n_layers, method)))
     for method in ("nmf", "pca", "ica"):
-        _, seconds, speed = timed(lambda: ec.factors(passage, 10, method, positions=range(1, passage.n_tokens)))
+        _, seconds = timed(lambda: ec.factors(passage, 10, method, positions=range(1, passage.n_tokens)))
         rows.append((f"factors {method}, all 30 layers, {passage.n_tokens - 1} tokens", seconds,
-                     estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method, speed=speed),
-                     speed))
+                     estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method)))
 
-    ratios = [measured / estimated for _, measured, estimated, _ in rows]
+    ratios = [measured / estimated for _, measured, estimated in rows]
     mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     print(f"measured / estimated time, geometric mean over {len(rows)} cases: {mean:.2f} "
           f"(range {min(ratios):.2f} to {max(ratios):.2f})")

@@ -25,7 +25,7 @@ from ecco_core.capture import encode_answer, encode_prompt
 from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
 
 from . import settings as limits
-from .long_work import duration, long_work, machine_speed
+from .long_work import duration, long_work
 from .shared_cache import SharedCache
 
 OTHER_MODEL = "Other (folder or hub name)…"

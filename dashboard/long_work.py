@@ -17,8 +17,6 @@ from typing import Callable, Hashable, TypeVar
 
 import streamlit as st
 
-from ecco_core import estimates
-
 from . import settings as limits
 from .shared_cache import SharedCache, pickled_nbytes
 
@@ -31,16 +29,6 @@ _STOPPED = "_long_work_stopped"
 _UPDATE_EVERY_S = 0.25
 #: Work expected to take less than this runs without a status box (it would only flicker).
 QUICK_S = 2.0
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def machine_speed() -> float:
-    """:func:`ecco_core.estimates.relative_speed` (this machine now vs its calibration), measured at most every 30 s.
-
-    Pass it as the ``speed`` of an estimate: a shared machine's load changes
-    how long the same work takes several times over.
-    """
-    return estimates.relative_speed(0.1)
 
 
 def duration(seconds: float) -> str:

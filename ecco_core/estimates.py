@@ -1,38 +1,35 @@
 """How long an analysis takes, from its sizes alone: to announce long work before it starts.
 
 Each function counts the work's multiply-adds and divides them by a rate
-measured on the development machine (2 CPU cores shared with other jobs,
-torch 2.13 CPU build, numpy with OpenBLAS) on 2026-12-02 by
-``bench/estimates.py``, which runs each analysis for real and prints measured
-over estimated time. The counts follow the code: a model forward pass costs
-about one multiply-add per parameter per token, probes cost
-``3 x tokens x features x outputs`` per epoch (forward and two backward
-products), SVDs ``n d min(n, d)``.
-
-A shared machine's speed changes with its load (here by 5x within an hour),
-so every estimate takes ``speed``: how fast a small matrix product runs now
-relative to while the rates were measured (:func:`relative_speed`, 50 ms).
+measured on the development machine: 2 CPU cores shared with other jobs
+(load average 15-18 while measured), torch 2.13 (CPU build), numpy with
+OpenBLAS, measured 2026-12-02 by ``bench/estimates.py``, which runs each
+analysis for real and prints measured over estimated time (re-run it to
+recalibrate another machine). On a shared machine the same work varies by
+about 3x with the load, so the dashboard also shows the time left from the
+measured progress once the work runs. The counts
+follow the code: a model forward pass costs about one multiply-add per
+parameter per token, probes cost ``3 x tokens x features x outputs`` per
+epoch (forward and two backward products), SVDs ``n d min(n, d)``.
 
 >>> from ecco_core import estimates
->>> seconds = estimates.factors_seconds(200, 46080, 10, "nmf", speed=estimates.relative_speed())
+>>> seconds = estimates.factors_seconds(200, 46080, 10, "nmf")   # 30 blocks of 1536 neurons, 200 tokens
 """
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
-
-import numpy as np
 
 from .layers import EMBEDDINGS
 from .models import LM
 
 #: Multiply-adds per second on the development machine (see the module docstring).
-FORWARD_RATE = 4.0e9  # a model's forward pass in inference mode, batched sentences
-PROBE_RATE = 4.0e9  # training the batched probes (torch.bmm, forward and backward, Adam)
-NUMPY_RATE = 4.0e9  # numpy / scikit-learn linear algebra in float64 and float32
+CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
+FORWARD_RATE = 9.0e9  # probing's corpus pass: batches of 32 sentences through the blocks alone
+PROBE_RATE = 1.6e9  # training the batched probes (torch.bmm, forward and backward, Adam)
+NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 (Grams, eigendecompositions, NMF)
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
-GATHER_RATE = 1.2e7
+GATHER_RATE = 1.0e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Iterations the decompositions take on FFN activations (NMF's coordinate descent, FastICA).
@@ -40,26 +37,6 @@ NMF_ITERATIONS = 200
 ICA_ITERATIONS = 200
 #: Universal POS tags a probe chooses from.
 N_POS_TAGS = 17
-#: What :func:`yardstick` measured while the rates above were measured.
-CALIBRATION_YARDSTICK = 1.0e10
-_YARDSTICK_SIZE = 256
-
-
-def yardstick(seconds: float = 0.05) -> float:
-    """Multiply-adds per second of a (256, 256) float32 matrix product, repeated for ``seconds``: this machine now."""
-    matrix = np.ones((_YARDSTICK_SIZE, _YARDSTICK_SIZE), dtype=np.float32)
-    products, started = 0, time.perf_counter()
-    while True:
-        matrix @ matrix
-        products += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds:
-            return products * _YARDSTICK_SIZE**3 / elapsed
-
-
-def relative_speed(seconds: float = 0.05) -> float:
-    """How fast this machine runs now relative to the calibration (2 = twice as fast): the ``speed`` of an estimate."""
-    return yardstick(seconds) / CALIBRATION_YARDSTICK
 
 
 def forward_multiply_adds(lm: LM) -> int:
@@ -67,9 +44,9 @@ def forward_multiply_adds(lm: LM) -> int:
     return sum(parameter.numel() for parameter in lm.model.parameters())
 
 
-def capture_seconds(lm: LM, n_tokens: int, *, speed: float = 1.0) -> float:
-    """Seconds to run ``lm`` over ``n_tokens`` tokens (captures, probing's corpus pass)."""
-    return n_tokens * forward_multiply_adds(lm) / FORWARD_RATE / speed
+def capture_seconds(lm: LM, n_tokens: int) -> float:
+    """Seconds of :func:`ecco_core.capture` over texts of ``n_tokens`` tokens in all."""
+    return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:
@@ -82,27 +59,24 @@ def probe_width(lm: LM, layers: Sequence | None) -> int:
     return len(layers) * lm.d_model + blocks * lm.d_ff
 
 
-def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None, *, speed: float = 1.0) -> float:
+def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> float:
     """Seconds of :func:`ecco_core.probing.collect`: the corpus pass and gathering the probed layers."""
-    gathering = n_tokens * probe_width(lm, layers) / GATHER_RATE / speed
-    return capture_seconds(lm, TOKENS_PER_WORD * n_tokens, speed=speed) + gathering
+    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+    return forward + n_tokens * probe_width(lm, layers) / GATHER_RATE
 
 
-def probe_training_seconds(
-    n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1, *, speed: float = 1.0
-) -> float:
+def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
     """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together."""
     outputs = trials * 2 * N_POS_TAGS * n_rates
-    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE / speed
+    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE
 
 
 def probing_seconds(
-    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1, *,
-    speed: float = 1.0,
+    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1
 ) -> float:
     """Seconds of :func:`ecco_core.probe_table` with these settings (``layers`` as there)."""
-    return probe_collection_seconds(lm, n_tokens, layers, speed=speed) + probe_training_seconds(
-        n_tokens, probe_width(lm, layers), trials, epochs, n_rates, speed=speed
+    return probe_collection_seconds(lm, n_tokens, layers) + probe_training_seconds(
+        n_tokens, probe_width(lm, layers), trials, epochs, n_rates
     )
 
 
@@ -120,8 +94,7 @@ def _pair(n: int, rank_x: int, rank_y: int, method: str, kernel: str) -> float:
 
 
 def similarity_seconds(
-    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear",
-    *, speed: float = 1.0,
+    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear"
 ) -> float:
     """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
 
@@ -133,10 +106,10 @@ def similarity_seconds(
         _pair(n_samples, min(n_samples, a), min(n_samples, b), method, kernel)
         for a in row_widths for b in column_widths
     )
-    return (prepared + pairs) / NUMPY_RATE / speed
+    return (prepared + pairs) / NUMPY_RATE
 
 
-def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str, *, speed: float = 1.0) -> float:
+def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:
     """Seconds of :func:`ecco_core.factors` on an (n_positions, n_neurons) activation matrix."""
     size = n_positions * n_neurons
     if method == "nmf":
@@ -145,4 +118,4 @@ def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method:
         work = size * min(n_positions, n_neurons)
     else:
         work = size * min(n_positions, n_neurons) + ICA_ITERATIONS * n_positions * n_components**2
-    return work / NUMPY_RATE / speed
+    return work / NUMPY_RATE

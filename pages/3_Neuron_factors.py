@@ -66,7 +66,7 @@ with dashboard.user_errors():
         settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
         estimate_s=estimates.factors_seconds(
             len(positions), len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1),
-            int(n_components), method, speed=dashboard.machine_speed()),
+            int(n_components), method),
     )
 if result is None:
     st.stop()

@@ -89,7 +89,7 @@ else:
 
     n_positions = round(estimates.TOKENS_PER_WORD * sum(len(text.split()) for text in texts))
     pooled = (cap.model_name, tuple(texts))
-    estimate = estimates.capture_seconds(lm, n_positions, speed=dashboard.machine_speed())
+    estimate = estimates.capture_seconds(lm, n_positions)
 
 
 def compare(progress):
@@ -106,8 +106,7 @@ with dashboard.user_errors():
     result, area = dashboard.long_work(
         "Comparing every pair of layers", compare, key="similarity",
         settings=(pooled, method, kernel, keep, rows, columns, skip_special),
-        estimate_s=estimate + estimates.similarity_seconds(n_positions, widths(rows), widths(columns), method, kernel,
-                                                           speed=dashboard.machine_speed()),
+        estimate_s=estimate + estimates.similarity_seconds(n_positions, widths(rows), widths(columns), method, kernel),
     )
 if result is None:
     st.stop()

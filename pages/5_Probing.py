@@ -93,8 +93,7 @@ rate = right.selectbox("Adam learning rate", list(LEARNING_RATES), format_func=R
 
 n_rates = 1 if np.isscalar(LEARNING_RATES[rate]) else len(LEARNING_RATES[rate])
 library_layers = [layer if layer == EMBEDDINGS else int(layer) for layer in chosen_layers]
-estimate = estimates.probing_seconds(lm, int(n_tokens), library_layers, int(trials), int(epochs), n_rates,
-                                     speed=dashboard.machine_speed())
+estimate = estimates.probing_seconds(lm, int(n_tokens), library_layers, int(trials), int(epochs), n_rates)
 if source == "upload":
     corpus = upload.getvalue() if upload is not None else None
     corpus_key = hashlib.sha256(corpus).hexdigest() if corpus is not None else None
@@ -110,7 +109,8 @@ ran = st.session_state["probe_runs"]
 button, note = st.columns([1, 4], vertical_alignment="center")
 if button.button("Run probes", type="primary", key="probe_run", width="stretch"):
     ran.add(run_settings)
-note.caption(f"These settings: {dashboard.duration(estimate)} on this machine at its present load.")
+note.caption(f"These settings: {dashboard.duration(estimate)} on this machine (2 shared CPU cores; "
+             "busy, it can take several times longer).")
 showing = run_settings in ran
 if showing and source == BUNDLED:
     st.query_params["probe_ran"] = "true"
