@@ -30,6 +30,9 @@ PROBE_RATE = 1.6e9  # training the batched probes (torch.bmm, forward and backwa
 NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 (Grams, eigendecompositions, NMF)
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
+#: Seconds per pair of layers on top of the counted work: LAPACK calls on small matrices, dominated by
+#: call overhead on a loaded machine (measured: 930 pairs of 56 positions, load average 25).
+PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.02, "svcca": 0.02, "pwcca": 0.16}
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Iterations the decompositions take on FFN activations (NMF's coordinate descent, FastICA).
@@ -106,7 +109,8 @@ def similarity_seconds(
         _pair(n_samples, min(n_samples, a), min(n_samples, b), method, kernel)
         for a in row_widths for b in column_widths
     )
-    return (prepared + pairs) / NUMPY_RATE
+    overhead = PAIR_OVERHEAD_S[method] * len(row_widths) * len(column_widths)
+    return (prepared + pairs) / NUMPY_RATE + overhead
 
 
 def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:
