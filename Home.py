@@ -54,8 +54,9 @@ VIEWS = [
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
 ]
 ROOT = Path(__file__).resolve().parent
-# The candidates heatmap's plot area in a 1400 px window (wide layout, sidebar open), and a cell character's width.
-CANDIDATES_WIDTH_PX, CHAR_WIDTH_PX = 850, 7
+# The candidates heatmap's plot area in a 1400 px window (wide layout, sidebar open, measured in Chromium), the width
+# of a 12 px character, and the fewest characters worth writing in a cell.
+CANDIDATES_WIDTH_PX, CHAR_WIDTH_PX, MIN_CELL_CHARS = 690, 8, 4
 
 st.set_page_config(page_title="Ecco Explorer", page_icon="🔎", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -89,12 +90,16 @@ if cap.top_ids.shape[1]:
     st.subheader("What the model expected next")
     st.caption(
         "Each column is a position, each row one of the model's top candidates there, coloured by "
-        "probability (cut to fit: hover a cell for the whole candidate). Click a cell to pick a position."
+        "probability; hover a cell for its candidate (written in the cell when there is room). Click a cell to "
+        "pick a position."
     )
     n_candidates = min(5, cap.top_ids.shape[1])
-    # Each cell's text fits its width in a 1400 px window; the hover holds the whole candidate.
-    cell_chars = max(2, CANDIDATES_WIDTH_PX // (CHAR_WIDTH_PX * cap.n_tokens))
-    candidates = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(n_candidates)]
+    # Cells write their candidate when at least MIN_CELL_CHARS characters fit in a 1400 px window, cut to fit;
+    # narrower cells leave it to the hover, which always holds the whole candidate.
+    cell_chars = CANDIDATES_WIDTH_PX // (CHAR_WIDTH_PX * cap.n_tokens)
+    candidates = None
+    if cell_chars >= MIN_CELL_CHARS:
+        candidates = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(n_candidates)]
     hover = [
         [
             f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
@@ -106,6 +111,7 @@ if cap.top_ids.shape[1]:
         cap.top_probs[:, :n_candidates].T, axis_labels(cap.tokens), [f"#{rank + 1}" for rank in range(n_candidates)],
         text=candidates, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
     )
+    figure.update_traces(textfont={"size": 12}, selector={"type": "heatmap"})  # never shrunk below legibility
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
     dashboard.download_buttons(cap.predictions_frame(n_candidates), "next-token-candidates", figure)
     cell = dashboard.clicked_cell(event)

@@ -198,8 +198,10 @@ def heatmap(
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         height=max(260, 28 * n_rows + 120),
     )
-    # Margins grow to fit every label (none clipped); 14 px keeps one-character punctuation legible.
-    figure.update_xaxes(type="category", tickangle=-45, automargin=True, tickfont={"size": 14})
+    # Margins grow to fit every label (none clipped); 14 px keeps one-character punctuation legible, and a few
+    # short labels stand upright (a lone "." or "," at -45 degrees is hard to find).
+    upright = n_columns <= 8 and max((len(html.unescape(str(label))) for label in x_labels), default=0) <= 18
+    figure.update_xaxes(type="category", tickangle=0 if upright else -45, automargin=True, tickfont={"size": 14})
     figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True, automargin=True)
     return figure
 
