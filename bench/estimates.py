@@ -51,7 +51,7 @@ def main() -> None:
     rows = Cases()
 
     for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
-        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, 1000, layers=layers,
+        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, n_tokens=1000, layers=layers,
                                                       progress=QUIET))
         rows.append((f"probe collection, 1000 words, layers {layers or 'all'}", seconds,
                      estimates.probe_collection_seconds(lm, 1000, layers)))
@@ -76,7 +76,7 @@ def main() -> None:
                          estimates.similarity_seconds(n_samples, [lm.d_model] * (lm.n_layers + 1),
                                                       [lm.d_ff] * lm.n_layers, method)))
     for method in ("nmf", "pca", "ica"):
-        _, seconds = timed(lambda: ec.factors(passage, 10, method, positions=range(1, passage.n_tokens)))
+        _, seconds = timed(lambda: ec.factors(passage, method, n_components=10, positions=range(1, passage.n_tokens)))
         rows.append((f"factors {method}, all 30 layers, {passage.n_tokens - 1} tokens", seconds,
                      estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method)))
 
