@@ -201,7 +201,8 @@ def test_home_every_example_and_every_packaged_model():
             # Cells write their candidate only where at least 4 characters fit a 1400 px window; else the hover.
             n_tokens = len(app.dataframe[0].value)
             assert len(heatmap["y"]) == 5 and ("text" in heatmap) == (n_tokens <= 690 // (8 * 4))
-            assert all(len(html.unescape(cell)) <= 690 // (8 * n_tokens) for row in heatmap.get("text", []) for cell in row)
+            cells = [html.unescape(cell) for row in heatmap.get("text", []) for cell in row]
+            assert all(len(cell) <= 690 // (8 * n_tokens) for cell in cells)
     for model in ec.offline_models():
         app.sidebar.selectbox(key="_model_choice").set_value(model)
         app.sidebar.button[0].click()
