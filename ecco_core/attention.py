@@ -32,25 +32,18 @@ import copy
 import dataclasses
 import itertools
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from . import _checks as checks
 from .capture import Capture
 from .layers import block_label
 from .models import LM, _get
 
-METHODS = {
-    "raw": "attention weights alpha_ij of every head; each row sums to 1",
-    "value_weighted": "||alpha_ij f_h(x_j)|| (Kobayashi et al. 2020): the size of the vector head h moves from "
-    "token j to token i, f_h = value projection then head h's slice of the output projection",
-    "rollout": "attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I for the residual, "
-    "multiplied from block 0 up to each block; rows sum to 1",
-}
-#: Short names of the methods, for titles and pickers.
-METHOD_TITLES = {"raw": "raw weights", "value_weighted": "value-weighted", "rollout": "rollout"}
 # Largest result ec.attention builds (n_layers_kept x n_heads x n_tokens^2 float32) unless told otherwise:
 # the default model's 30 x 9 heads fit up to about 700 tokens.
 DEFAULT_MAX_BYTES = 512 * 2**20
@@ -99,10 +92,9 @@ class Attention:
 
     def map(self, layer: int, head: int = 0) -> np.ndarray:
         """The (n_tokens, n_tokens) map of block ``layer``, head ``head`` (rows = query tokens)."""
-        if layer not in self.layers:
-            raise ValueError(f"layer {layer!r} was not computed; computed blocks: {list(self.layers)}")
-        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < self.n_heads:
-            raise ValueError(f"head must be an int from 0 to {self.n_heads - 1}, got {head!r}")
+        if not (checks.is_whole(layer) and layer in self.layers):
+            raise checks.invalid("layer", layer, "a computed block, " + checks.listing(self.layers))
+        head = checks.whole("head", head, low=0, high=self.n_heads - 1)
         return self.scores[self.layers.index(layer), head]
 
     def normalised(self) -> np.ndarray:
@@ -169,8 +161,7 @@ class Attention:
             ``n_pixels = ceil(n_tokens / factor)`` with ``factor = ceil(n_tokens / size)``
             tokens per pixel; max-pooling keeps a thin diagonal visible at any length.
         """
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+        size = checks.whole("size", size, low=1)
         shares = self.normalised()
         factor = -(-self.n_tokens // size)
         n_pixels = -(-self.n_tokens // factor)
@@ -196,7 +187,7 @@ class Attention:
         k = self.layers.index(layer)
         return attention_head_view_html(
             self.normalised()[k], self.tokens, heads=self.heads, n_input=self.n_input,
-            title=f"{block_label(layer)}, {METHOD_TITLES[self.method]}",
+            title=f"{block_label(layer)}, {METHODS[self.method].title}",
         )
 
     def _repr_html_(self) -> str:
@@ -228,7 +219,7 @@ def attention(
     cap : Capture
     method : str, default "raw"
         A key of :data:`METHODS`: ``"raw"``, ``"value_weighted"`` or ``"rollout"``.
-    layers : int or iterable of int, optional
+    layers : int, range, slice or sequence of int, optional
         Blocks to keep (0 .. n_layers - 1); all by default. The pass stops after
         the last one, so ``layers=[0]`` runs block 0 only: for long prompts ask
         for the blocks you look at.
@@ -247,24 +238,21 @@ def attention(
     >>> att.map(5, head=2).sum(axis=-1)          # every row sums to 1
     """
     if not isinstance(lm, LM):
-        raise TypeError(f"lm must be an LM from ecco_core.load, got {type(lm).__name__}")
+        raise checks.invalid("lm", type(lm), "an LM from ecco_core.load", TypeError)
     if not isinstance(cap, Capture):
-        raise TypeError(f"cap must be a Capture from ecco_core.capture, got {type(cap).__name__}")
+        raise checks.invalid("cap", type(cap), "a Capture from ecco_core.capture", TypeError)
     if cap.model_name != lm.name or cap.causal != lm.is_causal:
         raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
-    if not isinstance(method, str) or method not in METHODS:
-        listing = "; ".join(f"{key!r}: {text}" for key, text in METHODS.items())
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r} ({listing})")
-    kept = _check_layers(layers, lm.n_layers)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
-    n_heads = 1 if method == "rollout" else lm.n_heads
+    entry = METHODS[checks.choice("method", method, METHODS)]
+    kept = sorted(int(layer) for layer in checks.indices("layers", layers, lm.n_layers, "block"))
+    max_bytes = checks.whole("max_bytes", max_bytes, low=1)
+    n_heads = 1 if entry.one_map else lm.n_heads
     needed = len(kept) * n_heads * cap.n_tokens**2 * 4
     if needed > max_bytes:
-        raise ValueError(
-            f"attention of {len(kept)} block(s) x {n_heads} head(s) over {cap.n_tokens} tokens needs "
-            f"{needed / 2**20:.0f} MiB, above max_bytes={max_bytes} ({max_bytes / 2**20:.0f} MiB); "
-            "ask for fewer blocks with layers= (e.g. layers=[0]) or raise max_bytes"
+        raise checks.invalid(
+            "max_bytes", max_bytes,
+            f"at least {needed} ({needed / 2**20:.0f} MiB) for attention of {len(kept)} block(s) x {n_heads} "
+            f"head(s) over {cap.n_tokens} tokens, or ask for fewer blocks with layers= (e.g. layers=[0])",
         )
 
     scores = np.zeros((len(kept), n_heads, cap.n_tokens, cap.n_tokens), np.float32)
@@ -273,7 +261,7 @@ def attention(
     view = _eager_view(lm)
     blocks = _get(view.base_model, lm.spec.blocks)
     value_norms: dict[int, torch.Tensor] = {}
-    rollout: list[torch.Tensor] = []  # the product up to the latest block only
+    previous: list[torch.Tensor] = []  # a chained method's result at the latest block only
 
     def on_values(layer):
         def hook(module, args, output):
@@ -282,19 +270,12 @@ def attention(
 
     def on_attention(layer):
         def hook(module, args, output):
-            weights = output[1][0].float()  # (n_heads, n_tokens, n_tokens)
-            if method == "rollout":  # every block up to the last kept one enters the product
-                mixed = 0.5 * weights.double().mean(0) + 0.5 * torch.eye(weights.shape[-1], dtype=torch.float64)
-                mixed = mixed / mixed.sum(-1, keepdim=True)
-                rollout[:] = [mixed @ rollout[0] if rollout else mixed]
-            if layer in slot:
-                if method == "rollout":
-                    result = rollout[0][None]
-                elif method == "value_weighted":
-                    result = weights * value_norms.pop(layer)[:, None, :]
-                else:
-                    result = weights
-                scores[slot[layer]] = result.float().cpu().numpy()
+            if entry.chained or layer in slot:
+                weights = output[1][0].float()  # (n_heads, n_tokens, n_tokens)
+                result = entry.function(weights, value_norms.pop(layer, None), previous[0] if previous else None)
+                previous[:] = [result] if entry.chained else []
+                if layer in slot:
+                    scores[slot[layer]] = result.float().cpu().numpy()
             if layer == last:
                 raise _Done
         return hook
@@ -303,7 +284,7 @@ def attention(
     try:
         for layer, block in enumerate(blocks[: last + 1]):
             handles.append(_get(block, lm.spec.attention).register_forward_hook(on_attention(layer)))
-            if method == "value_weighted" and layer in slot:
+            if entry.reads_values and (entry.chained or layer in slot):
                 handles.append(_get(block, lm.spec.value_projection).register_forward_hook(on_values(layer)))
         with torch.inference_mode():
             view(input_ids=torch.tensor(cap.token_ids[None], device=lm.device))
@@ -315,7 +296,7 @@ def attention(
     return Attention(
         scores=scores,
         layers=tuple(kept),
-        heads=("mean of heads",) if method == "rollout" else tuple(f"head {h}" for h in range(n_heads)),
+        heads=("mean of heads",) if entry.one_map else tuple(f"head {h}" for h in range(n_heads)),
         tokens=cap.tokens,
         n_input=cap.n_input,
         method=method,
@@ -385,22 +366,59 @@ def _value_norms(lm: LM, values_output: torch.Tensor, block: nn.Module) -> torch
     return moved.norm(dim=-1)
 
 
-def _check_layers(layers, n_layers: int) -> list[int]:
-    if layers is None:
-        return list(range(n_layers))
-    single = isinstance(layers, (int, np.integer)) and not isinstance(layers, bool)
-    try:
-        chosen = [layers] if single else list(layers)
-    except TypeError:
-        chosen = [layers]
-    bad = [
-        layer for layer in chosen
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < n_layers
-    ]
-    if bad or not chosen:
-        raise ValueError(
-            f"layers must be a block index or a list of them, from 0 to {n_layers - 1} (at least one), got {layers!r}"
-        )
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"layers must not repeat a block, got {layers!r}")
-    return sorted(int(layer) for layer in chosen)
+# ------------------------------------------------------------- the methods
+class AttentionMethod(NamedTuple):
+    """One entry of :data:`METHODS`: a :class:`~ecco_core._registry.Method`'s two fields, then what the pass needs.
+
+    ``function(weights, value_norms, previous)`` turns one block's weights
+    (n_heads, n_tokens, n_tokens), float32 tensor, into that block's scores
+    (n_heads, n_tokens, n_tokens), or (1, n_tokens, n_tokens) when ``one_map``.
+    ``value_norms`` is ``||f_h(x_j)||`` of shape (n_heads, n_tokens) when
+    ``reads_values``, else None; ``previous`` is the function's own result at
+    the block below when ``chained`` (None at block 0; a chained method runs
+    at every block up to the last kept one), else None.
+    """
+
+    function: Callable
+    description: str
+    title: str  # short name, for titles and pickers
+    score_name: str  # what a score is, for a colour bar and a tooltip
+    reads_values: bool = False
+    chained: bool = False
+    one_map: bool = False  # one map per block (the head axis has one entry, "mean of heads")
+    rows_sum_to_one: bool = True
+
+
+def _raw(weights, value_norms, previous):
+    return weights
+
+
+def _value_weighted(weights, value_norms, previous):
+    return weights * value_norms[:, None, :]
+
+
+def _rollout(weights, value_norms, previous):
+    n_tokens = weights.shape[-1]
+    mixed = 0.5 * weights.double().mean(0) + 0.5 * torch.eye(n_tokens, dtype=torch.float64, device=weights.device)
+    mixed = mixed / mixed.sum(-1, keepdim=True)
+    return (mixed if previous is None else mixed @ previous[0])[None]
+
+
+METHODS = {
+    "raw": AttentionMethod(
+        _raw, "attention weights alpha_ij of every head; each row sums to 1", "raw weights", "weight",
+    ),
+    "value_weighted": AttentionMethod(
+        _value_weighted,
+        "||alpha_ij f_h(x_j)|| (Kobayashi et al. 2020): the size of the vector head h moves from token j to "
+        "token i, f_h = value projection then head h's slice of the output projection",
+        "value-weighted", "\u2016\u03b1 f(x)\u2016", reads_values=True, rows_sum_to_one=False,
+    ),
+    "rollout": AttentionMethod(
+        _rollout,
+        "attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I for the residual, "
+        "multiplied from block 0 up to each block; rows sum to 1",
+        "rollout", "share", chained=True, one_map=True,
+    ),
+}
+"""Attention methods by name: :class:`AttentionMethod` entries; adding one is a function and an entry."""

@@ -966,9 +966,6 @@ def head_colors(n_heads: int) -> list[str]:
     return [f"hsl({round(360 * head / max(n_heads, 1))}, 70%, 42%)" for head in range(n_heads)]
 
 
-_SCORE_NAMES = {"raw": "weight", "value_weighted": "\u2016\u03b1 f(x)\u2016", "rollout": "share"}
-
-
 #: Above this many tokens the attention heatmap lays no marker over each cell (n_tokens**2 of them
 #: stall the browser); Plotly's own heatmap hover answers instead, with the same text.
 MARKED_TOKENS = 100
@@ -986,7 +983,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
     """
     import plotly.graph_objects as go
 
-    from .attention import METHOD_TITLES
+    from .attention import METHODS
     from .layers import block_label
 
     scores = np.asarray(att.map(layer, head), dtype=float)
@@ -995,9 +992,10 @@ def attention_heatmap(att, layer: int, head: int = 0):
     n_tokens = att.n_tokens
     visible = np.tril(np.ones((n_tokens, n_tokens), bool)) if att.causal else np.ones((n_tokens, n_tokens), bool)
     labels = axis_labels(att.tokens)
-    name = _SCORE_NAMES[att.method]
-    share = att.method == "value_weighted"
-    title = f"{block_label(layer)}, {escape_token(att.heads[head])}: {METHOD_TITLES[att.method]}"
+    entry = METHODS[att.method]
+    name = entry.score_name
+    share = not entry.rows_sum_to_one
+    title = f"{block_label(layer)}, {escape_token(att.heads[head])}: {entry.title}"
     axes = {"x_title": "key token (attended to)", "y_title": "query token (attending)"}
     if n_tokens > MARKED_TOKENS:
         figure = go.Figure(

@@ -6,7 +6,6 @@ import dashboard
 import ecco_core as ec
 from dashboard import settings as limits
 from ecco_core import plots
-from ecco_core.attention import METHOD_TITLES
 from ecco_core.layers import block_label
 
 st.set_page_config(page_title="Attention · Ecco Explorer", layout="wide")
@@ -46,11 +45,12 @@ def picked(key: str, default, choices):
 controls = st.columns([2, 1, 1, 1])
 dashboard.page_param("attention_method", "raw", choices=ec.ATTENTION_METHODS)
 method = controls[0].selectbox(
-    "Scores", list(ec.ATTENTION_METHODS), format_func=METHOD_TITLES.get, key="attention_method",
-    help="\n\n".join(f"**{METHOD_TITLES[name]}**: {text}" for name, text in ec.ATTENTION_METHODS.items()),
+    "Scores", list(ec.ATTENTION_METHODS), format_func=lambda name: ec.ATTENTION_METHODS[name].title,
+    key="attention_method",
+    help="\n\n".join(f"**{entry.title}**: {entry.description}" for entry in ec.ATTENTION_METHODS.values()),
 )
 # Only the blocks on screen are computed: a long prompt's model view shows as many as the budget holds.
-n_heads = 1 if method == "rollout" else lm.n_heads
+n_heads = 1 if ec.ATTENTION_METHODS[method].one_map else lm.n_heads
 per_block = n_heads * cap.n_tokens**2 * 4
 n_shown = int(min(lm.n_layers, max(1, limits.ATTENTION_MB * 2**20 // per_block)))
 first = 0

@@ -34,8 +34,6 @@ def _param(app, key):
 @pytest.mark.parametrize("which", ["lm", "encoder"])
 def test_page_sweeps_every_method_block_and_head(which, request):
     """Every option of Scores, the first and last block and head of each: the page shows the library's numbers."""
-    from ecco_core.attention import METHOD_TITLES
-
     model = request.getfixturevalue(which)
     text, new = PAGE_TEXTS[which]
     cap = ec.capture(model, text, max_new_tokens=new)
@@ -43,7 +41,7 @@ def test_page_sweeps_every_method_block_and_head(which, request):
     app.query_params.update({"model": model.name, "text": text, "new": str(new)})
     run(app)
     assert app.title[0].value == "Attention"
-    assert app.selectbox(key="attention_method").options == [METHOD_TITLES[m] for m in ec.ATTENTION_METHODS]
+    assert app.selectbox(key="attention_method").options == [entry.title for entry in ec.ATTENTION_METHODS.values()]
     assert {"CSV", "JSON", "Figure (HTML, works offline)", "Head view (HTML, works offline)"} <= {
         button.label for button in app.get("download_button")
     }
@@ -63,7 +61,7 @@ def test_page_sweeps_every_method_block_and_head(which, request):
                 run(app)
                 model_view, heatmap = _charts(app)
                 assert heatmap["layout"]["title"]["text"] == (
-                    f"block {block}, {expected.heads[head]}: {METHOD_TITLES[method]}"
+                    f"block {block}, {expected.heads[head]}: {ec.ATTENTION_METHODS[method].title}"
                 )
                 score = expected.map(block, head)[cap.n_tokens - 1, 1]
                 hover = heatmap["data"][1]["hovertext"][-cap.n_tokens + 1].split("<br>")  # last query, key 1
@@ -74,7 +72,7 @@ def test_page_sweeps_every_method_block_and_head(which, request):
                 assert outline["y0"] < rows[block] < outline["y1"] < outline["y0"] + 2 * (rows[1] - rows[0])
                 assert outline["x0"] < columns[head] < outline["x1"]
                 view = _head_view(app)
-                assert f"block {block}, {METHOD_TITLES[method]}" in view
+                assert f"block {block}, {ec.ATTENTION_METHODS[method].title}" in view
                 queries, keys, weights = _payload(view)["lines"][head]
                 np.testing.assert_allclose(
                     weights, np.round(shares[block, head][queries, keys], 3), atol=1.5e-3
