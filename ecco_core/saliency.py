@@ -30,13 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import _checks as checks
-from ._registry import Method
 from .backward import input_gradients, items_within, token_activation_bytes
 from .capture import DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, token_strings
 from .models import LM
@@ -135,8 +135,8 @@ class Saliency:
         The signed counterpart of :attr:`scores`: magnitudes add up to 1 in each row.
         """
         if self.signed is None:
-            raise ValueError(f"method {self.method!r} has no signed attribution (a gradient's norm has no "
-                             f"direction); signed ones: {[name for name in METHODS if name != 'gradient']}")
+            raise ValueError(f"method {self.method!r} has no signed attribution (a norm has no direction); "
+                             f"signed ones: {[name for name, entry in METHODS.items() if entry.signed]}")
         totals = np.abs(self.signed).sum(axis=1, keepdims=True)
         return np.divide(self.signed, totals, out=np.zeros_like(self.signed), where=totals > 0)
 
@@ -269,6 +269,9 @@ def saliency(
     raw, signed, values = METHODS[method].function(
         lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes
     )
+    if (signed is not None) != METHODS[method].signed:
+        raise RuntimeError(f"saliency method {method!r} returned signed={signed is not None}, its entry says "
+                           f"signed={METHODS[method].signed}")
     if lm.is_causal:
         unseen = np.arange(cap.n_tokens)[None, :] >= explained[:, None]
         for values_of in (raw, signed) if signed is not None else (raw,):
@@ -424,22 +427,37 @@ def _erasure(
     return drop, drop.copy(), full.cpu().numpy()
 
 
+class SaliencyMethod(NamedTuple):
+    """One entry of :data:`METHODS`: a :class:`~ecco_core._registry.Method`'s two fields and whether it has a sign.
+
+    ``signed``: the function returns signed attributions (else None, as a norm
+    has no direction); :meth:`Saliency.signed_shares` names the signed methods from it.
+    """
+
+    function: Callable
+    description: str
+    signed: bool
+
+
 METHODS = {
-    "grad_x_input": Method(
-        _grad_x_input, "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)"
+    "grad_x_input": SaliencyMethod(
+        _grad_x_input, "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)",
+        signed=True,
     ),
-    "gradient": Method(_gradient, "Gradient: L2 norm over d_model of the gradient alone"),
-    "integrated_gradients": Method(
+    "gradient": SaliencyMethod(_gradient, "Gradient: L2 norm over d_model of the gradient alone", signed=False),
+    "integrated_gradients": SaliencyMethod(
         _integrated_gradients,
         "Integrated Gradients: gradients averaged along the path from an all-zero embedding to the input "
         "(midpoint rule, `steps` points, batched), times the embedding; L2 norm over d_model",
+        signed=True,
     ),
-    "erasure": Method(
+    "erasure": SaliencyMethod(
         _erasure,
         "Erasure: the drop in the target when one token's embedding is set to zero (Li et al. 2016), "
         "all tokens at once in a batch",
+        signed=True,
     ),
 }
-"""Saliency methods by name: ``Method(function, description)``. ``function(lm, token_ids, read_positions,
-target_of, *, steps, max_chunk_bytes)`` returns raw attributions (n_generated, n_tokens), signed ones (or
-None) and the targets (n_generated,)."""
+"""Saliency methods by name: ``SaliencyMethod(function, description, signed)``. ``function(lm, token_ids,
+read_positions, target_of, *, steps, max_chunk_bytes)`` returns raw attributions (n_generated, n_tokens),
+signed ones (None unless ``signed``) and the targets (n_generated,)."""

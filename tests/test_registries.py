@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 import ecco_core as ec
-from ecco_core import factors, saliency
+from ecco_core import attention, factors, saliency
 from ecco_core import similarity as sim
 from ecco_core._registry import Method
 
 
-@pytest.mark.parametrize("registry", [saliency.METHODS, factors.METHODS, sim.METHODS])
+@pytest.mark.parametrize("registry", [saliency.METHODS, factors.METHODS, sim.METHODS, attention.METHODS])
 def test_every_entry_is_a_function_and_a_description(registry):
     for name, entry in registry.items():
         assert callable(entry.function) and entry.description.strip(), name
@@ -26,12 +26,16 @@ def test_a_saliency_method_added_as_one_entry_is_used(lm, monkeypatch):
         )
         return 2 * raw, signed, values
 
-    monkeypatch.setitem(saliency.METHODS, "doubled_gradient", Method(doubled_gradient, "twice the gradient's norm"))
+    entry = saliency.SaliencyMethod(doubled_gradient, "twice the gradient's norm", signed=False)
+    monkeypatch.setitem(saliency.METHODS, "doubled_gradient", entry)
     trial = ec.saliency(lm, cap, method="doubled_gradient", steps=3)
     plain = ec.saliency(lm, cap, method="gradient")
     assert calls == [3] and trial.method == "doubled_gradient"
     np.testing.assert_allclose(trial.raw, 2 * plain.raw, rtol=1e-6)
     np.testing.assert_allclose(trial.scores, plain.scores, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"has no signed attribution .*signed ones: \['grad_x_input', "
+                       r"'integrated_gradients', 'erasure'\]"):
+        trial.signed_shares()  # the signed methods are named from the entries, the trial one among the unsigned
 
 
 def test_a_similarity_method_added_as_one_entry_is_used(monkeypatch):
@@ -56,3 +60,21 @@ def test_a_factor_method_added_as_one_entry_is_used(lm, monkeypatch):
     plain = ec.factors(cap, n_components=3, method="pca", layers=0)
     assert trial.method == "pca again"
     np.testing.assert_allclose(trial.token_activations, plain.token_activations, rtol=1e-5, atol=1e-6)
+
+
+def test_an_attention_method_added_as_one_entry_is_used(lm, monkeypatch):
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    seen = []
+
+    def squared(weights, value_norms, previous):  # (n_heads, n_tokens, n_tokens) -> the same shape
+        seen.append((value_norms is None, previous is None))
+        return weights**2
+
+    monkeypatch.setitem(attention.METHODS, "squared", attention.AttentionMethod(squared, "alpha_ij squared", "squared",
+                                                                                "weight\u00b2", rows_sum_to_one=False))
+    trial = ec.attention(lm, cap, "squared", layers=[1, 3])
+    plain = ec.attention(lm, cap, "raw", layers=[1, 3])
+    assert trial.method == "squared" and seen == [(True, True), (True, True)]  # kept blocks only, nothing chained
+    np.testing.assert_allclose(trial.scores, plain.scores**2, rtol=1e-5, atol=1e-7)
+    figure = ec.plots.attention_heatmap(trial, 3, 0)
+    assert figure.layout.title.text == "block 3, head 0: squared"
