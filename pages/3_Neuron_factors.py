@@ -4,6 +4,7 @@
 import numpy as np
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 import dashboard
 import ecco_core as ec
@@ -78,7 +79,10 @@ with area:
         + ("" if result.converged else " The solver stopped at its iteration limit.")
     )
     factor_view = result.to_html(cap.tokens, cap.n_input)
-    st.html(factor_view, unsafe_allow_javascript=True)
+    # An iframe of its own: st.html's sanitiser drops the SVG sparklines. Tall enough for every sparkline row
+    # and its token axis, or the text (about 10 tokens a line), whichever is taller; it scrolls beyond that.
+    components.html(factor_view, height=max(30 * result.n_components + 170, 30 * (cap.n_tokens // 10 + 2)),
+                    scrolling=True)
     st.download_button("Factor view (HTML, works offline)", factor_view, "factor_view.html", "text/html",
                        key="factors_view_html", on_click="ignore")
 

@@ -341,9 +341,16 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     np.testing.assert_allclose(frame["probability"], result.probs.ravel(), atol=1e-3)
 
 
+def _factor_frame(page):
+    """The iframe that holds the factor view."""
+    page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => "
+                           "f.contentDocument && f.contentDocument.querySelector('.ecco-spark'))", timeout=60_000)
+    return next(frame for frame in page.frames if frame.query_selector(".ecco-factor-view .ecco-spark"))
+
+
 def _computed_backgrounds(page) -> np.ndarray:
     """(r, g, b, alpha) of every analysed token of the factor view, as the browser computed them."""
-    colours = page.evaluate(
+    colours = _factor_frame(page).evaluate(
         "() => [...document.querySelectorAll('.ecco-factor-view .ecco-token[data-column]')]"
         ".map(span => getComputedStyle(span).backgroundColor)"
     )
@@ -359,7 +366,7 @@ def _factor_colours(levels: np.ndarray, factors) -> np.ndarray:
 
 def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_url):
     open_page(page, app_url, "3_Neuron_factors")
-    page.locator(".ecco-factor-view .ecco-spark").first.wait_for()
+    view = _factor_frame(page)
     screenshot(page, "3_Neuron_factors")
     frame = download_csv(page, "CSV")
     factor_columns = [f"factor_{factor}" for factor in range(10)]
@@ -371,13 +378,13 @@ def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_
     np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, dominant), atol=0.01)
     assert len(set(dominant.tolist())) > 1  # several factors' colours on the text
     factor = 3
-    page.locator(".ecco-factor-view .ecco-spark").nth(factor).hover(position={"x": 10, "y": 10})
+    view.locator(".ecco-factor-view .ecco-spark").nth(factor).hover(position={"x": 10, "y": 10})
     np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, [factor] * len(frame)),
                                atol=0.01)
     screenshot(page, "3_Neuron_factors_hover")
     page.mouse.move(1, 1)
     np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, dominant), atol=0.01)
-    axis = page.evaluate("() => [...document.querySelectorAll('.ecco-factor-view .ecco-axis-label')]"
+    axis = view.evaluate("() => [...document.querySelectorAll('.ecco-factor-view .ecco-axis-label')]"
                          ".map(label => label.textContent)")
     assert axis[0] == frame["token"].iloc[0].strip()  # the sparklines' x axis names the tokens
 

@@ -100,7 +100,7 @@ def test_factors_every_method_and_negatives_option(method, negatives):
         app.selectbox(key="factors_negatives").set_value(negatives)
     run(app)
     assert_healthy(app)
-    views = [html.proto.body for html in app.get("html") if "ecco-factor-view" in html.proto.body]
+    views = [frame.proto.srcdoc for frame in app.get("iframe") if "ecco-factor-view" in frame.proto.srcdoc]
     assert len(views) == 1 and views[0].count('class="ecco-spark"') == 4  # the Figure 9 view, one row per factor
     captions = " ".join(caption.value for caption in app.caption)
     assert f"{method.upper()} of {30 * 1536 * (2 if negatives == 'split' else 1)} neurons" in captions
