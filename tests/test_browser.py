@@ -39,6 +39,7 @@ from browser import (
     wait_for_charts,
     wait_for_first_run,
     wait_for_run,
+    wait_until_settled,
 )
 from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels
 
@@ -198,10 +199,16 @@ def open_page(page, app_url, stem: str, **params) -> None:
 
 
 def clickable_chart(page) -> int:
-    """Index of the first chart on the page whose points carry [row, col] cells."""
-    for index in range(page.locator('[data-testid="stPlotlyChart"]').count()):
-        if heatmap_cells(page, index):
-            return index
+    """Index of the first chart on the page whose points carry [row, col] cells.
+
+    Waits up to 30 s: under load the run finishes before every chart has drawn its data.
+    """
+    wait_until_settled(page)
+    for _ in range(60):
+        for index in range(page.locator('[data-testid="stPlotlyChart"]').count()):
+            if heatmap_cells(page, index):
+                return index
+        page.wait_for_timeout(500)
     raise AssertionError("no clickable chart on the page")
 
 
