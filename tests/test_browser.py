@@ -327,7 +327,8 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
-    assert chart_traces(page, 2)[0]["x"] == ["1564", "1616", "."]  # typed candidates alone, chips unselected
+    # Typed candidates alone (chips unselected); a year is 5 tokens here, so its label says "(1st token)".
+    assert chart_traces(page, 2)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]
     assert chart_title(page, 1) == f"Probability of {labels[0]} by block"
 
     column = 9
