@@ -104,8 +104,7 @@ def long_work(
         bar = status.progress(0.0, text="Starting…")
         if st.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
             stopped[key] = settings
-            slot.warning(f"{title}: stopped. Change a setting or run it again.")
-            return None, slot
+            st.rerun()  # drawn as stopped, with its Run again button, by the branch above
     started = time.perf_counter()
     last_update = [0.0]
 
