@@ -106,7 +106,7 @@ texts = ["The capital of France is", "William Shakespeare was born in the year",
 sizes, kept = [], []
 for text in texts:
     cap = dashboard.cached_capture(dashboard.ec.DEFAULT_MODEL, text, 8, "")
-    sizes.append(dashboard.capture_cache.capture_nbytes(cap))
+    sizes.append(dashboard.shared_cache.capture_nbytes(cap))
     kept.append([key[1] for key in cache._entries])
 print(json.dumps({"max_bytes": cache.max_bytes, "sizes": sizes, "kept": kept, "held": cache.nbytes}))
 """
