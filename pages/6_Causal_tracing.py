@@ -5,7 +5,7 @@ import streamlit as st
 
 import dashboard
 import ecco_core as ec
-from ecco_core import patching, plots
+from ecco_core import estimates, patching, plots
 from ecco_core.capture import token_strings
 from ecco_core.plots import display_token, escape_token
 
@@ -58,10 +58,21 @@ def corrupted_input(corruption: tuple):
     return ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_patch(_lm, model_name, clean, corruption, answer, foil, metric, window, approximate) -> ec.Patching:
-    return ec.patch(_lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
-                    approximate=approximate)
+def traced(lm, settings: tuple, approximate: bool) -> ec.Patching | None:
+    """``ec.patch`` for the page's settings, announced with its estimate, shown in progress and stoppable."""
+    _, clean, corruption, answer, foil, metric, window = settings
+    estimate = 0.0  # attribution patching: one forward and one backward pass
+    if not approximate:
+        _, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
+        estimate = estimates.capture_seconds(lm, positions)
+    result, _ = dashboard.long_work(
+        "Attribution patching" if approximate else "Activation patching",
+        lambda progress: ec.patch(lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
+                                  approximate=approximate, progress=progress),
+        key="trace-approximate" if approximate else "trace-exact", settings=(*settings, approximate),
+        estimate_s=estimate,
+    )
+    return result
 
 
 defaults = EXAMPLES["names"]
@@ -122,14 +133,9 @@ if corruption[0] == "noise" and not corruption[1]:
 settings = (lm.name, clean, corruption, answer, foil or None, None if metric == "default" else metric, int(window))
 result = other = None
 with dashboard.user_errors():
-    message = "Attribution patching: one forward pass on each run, one backward pass…"
-    if method == "exact" or (compare and window == 1):
-        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil or None)
-        message = f"Patching: {runs:,} patched runs over {positions:,} token positions through the model…"
-    with st.spinner(message):
-        result = cached_patch(lm, *settings, method == "approximate")
-        if compare and window == 1:
-            other = cached_patch(lm, *settings, method != "approximate")
+    result = traced(lm, settings, method == "approximate")
+    if result is not None and compare and window == 1:
+        other = traced(lm, settings, method != "approximate")
 if result is None:
     st.stop()
 
