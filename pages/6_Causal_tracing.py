@@ -58,13 +58,19 @@ def corrupted_input(corruption: tuple):
     return ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def exact_seconds(_lm, settings: tuple) -> float:
+    """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings."""
+    _, clean, corruption, answer, foil, _, _ = settings
+    _, positions = patching.work(_lm, clean, corrupted_input(corruption), answer, foil)
+    return estimates.capture_seconds(_lm, positions)
+
+
 def traced(lm, settings: tuple, approximate: bool) -> ec.Patching | None:
     """``ec.patch`` for the page's settings, announced with its estimate, shown in progress and stoppable."""
     _, clean, corruption, answer, foil, metric, window = settings
-    estimate = 0.0  # attribution patching: one forward and one backward pass
-    if not approximate:
-        _, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
-        estimate = estimates.capture_seconds(lm, positions)
+    # Attribution patching is one forward and one backward pass: no estimate needed.
+    estimate = 0.0 if approximate else exact_seconds(lm, settings)
     result, _ = dashboard.long_work(
         "Attribution patching" if approximate else "Activation patching",
         lambda progress: ec.patch(lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
