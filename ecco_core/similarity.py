@@ -47,7 +47,7 @@ import pandas as pd
 from . import _checks as checks
 from .capture import Capture
 from .layers import residual_label, site_label
-from .probing import UD_ENGLISH_EWT_DEV
+from .probing.data import UD_ENGLISH_EWT_DEV, iter_conllu
 
 KERNELS = {
     "linear": "k(x, y) = <x, y>",
@@ -732,24 +732,23 @@ def ud_sentences(n: int = 50, *, path: str | Path | None = None, min_words: int 
     n : int
         How many sentences (those shorter than ``min_words`` words are skipped).
     path : str or Path, optional
-        A ``.conllu`` file; its sentences need a ``# text =`` line.
+        A ``.conllu`` file; its sentences need a ``# text =`` line. It is
+        read and checked by :func:`ecco_core.probing.iter_conllu`.
 
     Returns
     -------
     list of str, length <= n
     """
-    import conllu
-
     n = checks.whole("n", n, low=1)
     path = Path(UD_ENGLISH_EWT_DEV if path is None else path)
     if not path.is_file():
         raise checks.invalid("path", str(path), "a CoNLL-U file that exists")
     sentences = []
-    with path.open(encoding="utf-8") as handle:
-        for sentence in conllu.parse_incr(handle):
-            text = sentence.metadata.get("text", "").strip()
-            if len(text.split()) >= min_words:
-                sentences.append(text)
-                if len(sentences) == n:
-                    break
+    # The library's one CoNLL-U reader (probing's), read lazily: parsing stops at the n-th sentence.
+    for sentence in iter_conllu(path):
+        text = (sentence.text or "").strip()
+        if len(text.split()) >= min_words:
+            sentences.append(text)
+            if len(sentences) == n:
+                break
     return sentences

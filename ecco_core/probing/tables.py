@@ -1,0 +1,179 @@
+"""The paper's Table 1: probe every layer, lay the scores out as the paper does, and the paper's own numbers."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from ..layers import EMBEDDINGS, block_label, residual_label, site_label
+from ..models import LM
+from ._progress import Progress, progress_bar
+from .collection import ProbeData, collect
+from .training import ProbeScores, train_probes
+
+
+def probe_table(
+    lm: LM,
+    corpus,
+    *,
+    n_tokens: int = 10_000,
+    trials: int = 5,
+    epochs: int = 50,
+    lr: float | Sequence[float] = 1e-3,
+    seed: int = 0,
+    layers=None,
+    store: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The paper's Table 1: part-of-speech probes with control tasks at every layer.
+
+    Parameters
+    ----------
+    lm : LM
+    corpus : path, bytes, CoNLL-U text, or sequence of Sentence
+        UPOS-tagged sentences, e.g. Universal Dependencies English EWT.
+    n_tokens : int, default 10000
+        Labelled words (a word's first sub-token) to probe.
+    trials : int, default 5
+        Each trial draws its own 67/33 split, control task and initialisation.
+    epochs : int, default 50
+    lr : float or sequence of float, default 1e-3
+        Adam's learning rate; give ``LEARNING_RATES`` to try the paper's
+        three and keep the best.
+    seed : int, default 0
+    layers : sequence of int or "embeddings", optional
+        Block indices (and ``"embeddings"``) to probe; all by default.
+    store : {"auto", "disk", "memory"}, default "auto"
+        Where the representations wait for training, as in
+        :func:`ecco_core.probing.collect`: on disk (float16, trained a group
+        of layers at a time) when they would pass
+        :data:`ecco_core.probing.IN_MEMORY_BYTES`, else in memory. The disk
+        store is deleted before this returns.
+    progress : callable(fraction, message), optional
+        Progress of the whole run (capture, then training); tqdm by default.
+        The probes train on the model's device.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per probed array, in depth order: columns ``layer`` (its
+        label, :mod:`ecco_core.layers`: ``"embeddings"``, ``"block 0"`` =
+        block 0's output, ``"block 0 FFN"``, ...), ``representation``
+        (``"hidden"`` = the embeddings or a block's output, ``"ffn"`` = a
+        block's FFN activations), ``block`` (the block index; missing for
+        the embeddings), ``accuracy``, ``accuracy_std``,
+        ``selectivity``, ``selectivity_std`` (fractions; mean and ddof=0
+        standard deviation over trials), ``control_accuracy``,
+        ``majority_accuracy`` (the most-frequent-tag baseline) and ``lr``.
+
+    Examples
+    --------
+    >>> table = probe_table(ec.load(ec.DEFAULT_ENCODER), "en_ewt-ud-dev.conllu")
+    >>> table[table.representation == "hidden"][["layer", "accuracy", "selectivity"]]
+    """
+    update, close = progress_bar(progress)
+    data = None
+    try:
+        data = collect(
+            lm, corpus, n_tokens=n_tokens, layers=layers, store=store,
+            progress=lambda fraction, message: update(0.2 * fraction, message),
+        )
+        scores = train_probes(
+            [data.hidden_states, data.ffn], data.tags, data.words, trials=trials, epochs=epochs, lr=lr,
+            seed=seed, device=lm.device,
+            progress=lambda fraction, message: update(0.2 + 0.8 * fraction, message),
+        )
+        return scores_table(data, scores)
+    finally:
+        close()
+        if data is not None:
+            data.close()
+
+
+def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
+    """Table 1 rows from :func:`train_probes` run on ``[data.hidden_states, data.ffn]``."""
+    frame = scores.to_frame().drop(columns="probe")
+    blocks = [index - 1 if index else None for index in data.hidden_indices] + list(data.ffn_blocks)
+    frame.insert(0, "block", pd.array(blocks, dtype="Int64"))
+    frame.insert(0, "representation", ["hidden"] * len(data.hidden_indices) + ["ffn"] * len(data.ffn_blocks))
+    frame.insert(0, "layer", list(data.hidden_layers) + list(data.ffn_layers))
+    frame["majority_accuracy"] = scores.majority_accuracy.mean()
+    frame["lr"] = scores.lr
+    # Each block's output, then its FFN; the embeddings first.
+    frame["_order"] = frame["block"].fillna(-1).astype(int) * 2 + (frame["representation"] == "ffn")
+    frame = frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    frame.attrs["n_tokens"] = len(data.tags)
+    return frame
+
+
+def depth_labels(frame: pd.DataFrame) -> list[str]:
+    """Where in the stack each row of a :func:`probe_table` frame sits: "embeddings" or "block i".
+
+    A block's output and its FFN share their block's label, so the two
+    representations line up on one axis.
+    """
+    return [EMBEDDINGS if pd.isna(block) else block_label(block) for block in frame["block"]]
+
+
+def table1_markdown(frame: pd.DataFrame) -> str:
+    """A :func:`probe_table` frame laid out like the paper's Table 1, in percent, as Markdown.
+
+    One line per block (and one for the embeddings), its FFN and its output side by side.
+    """
+    lines = [
+        "| layer | FFN accuracy | FFN selectivity | hidden accuracy | hidden selectivity |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for layer, rows in frame.groupby(depth_labels(frame), sort=False):
+        cells = []
+        for representation in ("ffn", "hidden"):
+            row = rows[rows["representation"] == representation]
+            for column in ("accuracy", "selectivity"):
+                cells.append(
+                    f"{100 * row[column].iloc[0]:.1f} (±{100 * row[column + '_std'].iloc[0]:.1f})" if len(row) else "-"
+                )
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# The paper's Table 1 (Alammar 2021, BERT-base, UD English, percent: mean, std over 5 trials),
+# as reference data for comparisons: (block, None for the embeddings; ffn accuracy, std,
+# ffn selectivity, std, hidden accuracy, std, hidden selectivity, std); None where the
+# paper has no FFN. The paper's "layer 0" is block 0 (its output and its FFN).
+_PAPER_TABLE1 = (
+    (None, None, None, None, None, 87.6, 0.5, 6.1, 1.1),
+    (0, 90.5, 0.4, 9.1, 0.7, 92.2, 0.3, 13.6, 0.8),
+    (1, 93.3, 0.5, 14.8, 0.8, 93.6, 0.4, 17.9, 1.0),
+    (2, 87.3, 0.5, 35.9, 0.5, 94.2, 0.3, 20.9, 0.8),
+    (3, 84.7, 0.5, 34.6, 0.3, 94.7, 0.3, 23.9, 0.7),
+    (4, 94.2, 0.3, 18.9, 0.6, 94.9, 0.2, 27.5, 0.6),
+    (5, 94.6, 0.3, 22.2, 0.6, 94.8, 0.3, 31.5, 0.7),
+    (6, 93.6, 0.5, 27.1, 1.1, 94.1, 0.4, 34.3, 0.8),
+    (7, 92.8, 0.6, 31.5, 0.5, 93.7, 0.6, 36.0, 0.4),
+    (8, 91.9, 0.6, 34.4, 1.1, 92.4, 0.7, 37.1, 0.5),
+    (9, 90.5, 0.4, 35.2, 0.4, 91.6, 0.6, 37.3, 0.7),
+    (10, 88.8, 0.5, 36.4, 0.6, 90.6, 0.5, 37.3, 0.9),
+    (11, 87.9, 0.5, 36.5, 0.8, 89.0, 0.7, 36.7, 1.1),
+)
+
+
+def paper_table1() -> pd.DataFrame:
+    """The Ecco paper's Table 1 (BERT-base) in :func:`probe_table`'s layout, as fractions."""
+    rows = []
+    for block, *values in _PAPER_TABLE1:
+        for representation, (accuracy, accuracy_std, selectivity, selectivity_std) in (
+            ("hidden", values[4:]), ("ffn", values[:4]),
+        ):
+            if accuracy is not None:
+                label = site_label("ffn", block) if representation == "ffn" else (
+                    residual_label(0 if block is None else block + 1)
+                )
+                rows.append({
+                    "layer": label, "representation": representation, "block": block,
+                    "accuracy": accuracy / 100, "accuracy_std": accuracy_std / 100,
+                    "selectivity": selectivity / 100, "selectivity_std": selectivity_std / 100,
+                })
+    frame = pd.DataFrame(rows)
+    frame["block"] = frame["block"].astype("Int64")
+    return frame
