@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from browser import (
+    RUN_TIMEOUT_MS,
     EXCEPTION,
     PAGES,
     RUNNING,
@@ -61,8 +62,9 @@ def shown_text(tokens) -> str:
 
 
 def tokens_view(page) -> str:
-    """The text as the token view shows it (generated tokens included)."""
-    return page.locator('[data-testid="stMain"] div[style*="font-family: monospace"]').first.inner_text()
+    """The text as the token view shows it (generated tokens included), once the run has drawn it."""
+    view = page.locator('[data-testid="stMain"] div[style*="font-family: monospace"]').first
+    return view.inner_text(timeout=RUN_TIMEOUT_MS)
 
 
 # ------------------------------------------------------------------ home page
