@@ -25,8 +25,19 @@ import numpy as np
 
 
 def message(name: str, given, allowed: str) -> str:
-    """The one template: ``"{name} must be {allowed}; got {given!r}"``."""
+    """The one template: ``"{name} must be {allowed}; got {given!r}"``.
+
+    Pass :class:`words` as ``given`` to describe the value rather than quote it
+    (``got 3 entries``, ``got shape (2, 3)``).
+    """
     return f"{name} must be {allowed}; got {given!r}"
+
+
+class words(str):
+    """A given value described in words: printed as is after "got", not quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def invalid(name: str, given, allowed: str, error: type[Exception] = ValueError) -> Exception:
@@ -81,6 +92,54 @@ def positive(name: str, value) -> float:
     if not 0 < float(value) < math.inf:
         raise invalid(name, value, allowed)
     return float(value)
+
+
+def entries(name: str, sequence, size: int, why: str) -> list:
+    """``sequence`` as a list when it holds exactly ``size`` entries (``why``: what they match), else ValueError.
+
+    >>> entries("tokens", ["a", "b"], 3, "one per row of weights")
+    Traceback (most recent call last):
+    ValueError: tokens must be 3 entries, one per row of weights; got 2 entries
+    """
+    items = list(sequence)
+    if len(items) != size:
+        raise invalid(name, words(f"{len(items)} entries"), f"{size} entries, {why}")
+    return items
+
+
+def shaped(name: str, array: np.ndarray, axes: str) -> np.ndarray:
+    """Refuse an array whose shape is not ``axes``: ``raise shaped(...)`` after the caller's own shape test."""
+    return invalid(name, words(f"shape {tuple(array.shape)}"), f"an array of shape {axes}")
+
+
+def captured_by(lm, cap, name: str = "cap"):
+    """``cap`` when it is a :class:`~ecco_core.capture.Capture` made by ``lm``, else the template's error.
+
+    Every analysis that reads a capture with its model checks this first: a
+    capture of another model would fail later, far from the cause (or, worse,
+    give numbers for the wrong model). Made by ``lm`` means the same model
+    name, the same kind (causal or masked) and arrays of its sizes (``n_layers
+    + 1`` hidden states of ``d_model``).
+    """
+    from .capture import Capture
+    from .models import LM
+
+    if not isinstance(lm, LM):
+        raise invalid("lm", type(lm), "an LM from ecco_core.load", TypeError)
+    if not isinstance(cap, Capture):
+        raise invalid(name, type(cap), "a Capture from ecco_core.capture", TypeError)
+    same = (
+        cap.model_name == lm.name and cap.causal == lm.is_causal
+        and cap.hidden_states.shape[0] == lm.n_layers + 1 and cap.hidden_states.shape[2] == lm.d_model
+    )
+    if not same:
+        raise invalid(
+            name, words(f"one made by {cap.model_name!r} ({cap.hidden_states.shape[0] - 1} layers, d_model "
+                        f"{cap.hidden_states.shape[2]})"),
+            f"a capture made by this model, {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model}); "
+            "capture the text with it",
+        )
+    return cap
 
 
 def indices(name: str, selection, size: int, unit: str) -> np.ndarray:

@@ -237,12 +237,7 @@ def attention(
     >>> att = attention(lm, cap, layers=[0, 5])
     >>> att.map(5, head=2).sum(axis=-1)          # every row sums to 1
     """
-    if not isinstance(lm, LM):
-        raise checks.invalid("lm", type(lm), "an LM from ecco_core.load", TypeError)
-    if not isinstance(cap, Capture):
-        raise checks.invalid("cap", type(cap), "a Capture from ecco_core.capture", TypeError)
-    if cap.model_name != lm.name or cap.causal != lm.is_causal:
-        raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
+    checks.captured_by(lm, cap)
     entry = METHODS[checks.choice("method", method, METHODS)]
     kept = sorted(int(layer) for layer in checks.indices("layers", layers, lm.n_layers, "block"))
     max_bytes = checks.whole("max_bytes", max_bytes, low=1)

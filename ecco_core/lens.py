@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._checks import invalid, is_whole, whole
+from ._checks import captured_by, invalid, is_whole, whole
 from .capture import (
     DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, encode_prompt, recording, token_strings,
 )
@@ -317,13 +317,7 @@ def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT
     """
     lm.require_head()
     k = whole("k", k, low=1)
-    if not isinstance(cap, Capture):
-        raise invalid("cap", type(cap), "a Capture from ecco_core.capture", TypeError)
-    if cap.hidden_states.shape[0] != lm.n_layers + 1 or cap.hidden_states.shape[2] != lm.d_model:
-        raise ValueError(
-            f"cap was recorded from {cap.model_name!r} (hidden states {cap.hidden_states.shape}), which does "
-            f"not match model {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model})"
-        )
+    captured_by(lm, cap)
     token_ids = cap.token_ids
     if lm.is_causal:
         first = cap.n_input if cap.n_generated else 1

@@ -2,7 +2,11 @@
 
 No Streamlit and no computing here; every builder works the same in a
 notebook (``fig.show()``, ``IPython.display.HTML(...)``). All token text that
-reaches HTML goes through :func:`escape_token`.
+reaches HTML goes through :func:`escape_token`, and every other text a
+figure shows (titles, axis titles, names in hover labels) through
+:func:`escape_text`: Plotly reads a subset of HTML there (``<b>``, ``<br>``),
+so a token ``"<br>"`` would otherwise break a title in two. Builders take
+titles as plain text and escape them themselves.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import html
 
 import numpy as np
 
-from ._checks import choice
+from ._checks import choice, entries, invalid, shaped, whole, words
 from .layers import block_label
 
 
@@ -37,9 +41,18 @@ def display_token(token: str, *, spaces: bool = False) -> str:
     return shown or "\u2205"
 
 
+def escape_text(text) -> str:
+    """Plain text made literal where a browser or Plotly reads HTML: titles, axis titles, hover labels, spans.
+
+    >>> escape_text("Probability of '<br>'")
+    'Probability of &#x27;&lt;br&gt;&#x27;'
+    """
+    return html.escape(str(text), quote=True)
+
+
 def escape_token(token: str, *, spaces: bool = False) -> str:
     """:func:`display_token`, HTML-escaped: the one way token text reaches HTML (and Plotly's labels)."""
-    return html.escape(display_token(token, spaces=spaces), quote=True)
+    return escape_text(display_token(token, spaces=spaces))
 
 
 def cell_token(token: str, max_chars: int) -> str:
@@ -50,8 +63,7 @@ def cell_token(token: str, max_chars: int) -> str:
     >>> cell_token(" Shakespeare", 5), cell_token(" &", 5)
     ('Shak…', '&amp;')
     """
-    if max_chars < 2:
-        raise ValueError(f"max_chars must be at least 2, got {max_chars}")
+    whole("max_chars", max_chars, low=2)
     shown = display_token(token).strip(" ") or display_token(token)
     return html.escape(shown if len(shown) <= max_chars else shown[: max_chars - 1] + "\u2026", quote=True)
 
@@ -84,8 +96,7 @@ def token_html(
         A ``<div>`` whose every token is escaped.
     """
     weights = np.zeros(len(tokens)) if values is None else np.nan_to_num(np.asarray(values, dtype=float))
-    if len(weights) != len(tokens):
-        raise ValueError(f"values has {len(weights)} entries for {len(tokens)} tokens")
+    entries("values", weights, len(tokens), "one per token")
     peak = weights.max() if len(weights) and weights.max() > 0 else 1.0
     spans = []
     for position, (token, weight) in enumerate(zip(tokens, weights)):
@@ -160,6 +171,8 @@ def heatmap(
     hover : array-like of str of shape (n_rows, n_columns), optional
         Hover text per cell (HTML-escaped by the caller: token text goes
         through :func:`escape_token`).
+    colorbar_title, title, x_title, y_title : str
+        Plain text (escaped here).
     color_values : array-like of shape (n_rows, n_columns), optional
         What the colour encodes (e.g. log rank), if not ``values``.
 
@@ -177,7 +190,7 @@ def heatmap(
         go.Heatmap(
             z=color, x=x_labels, y=y_labels, colorscale=colorscale,
             text=text, texttemplate="%{text}" if text is not None else None,
-            hoverinfo="skip", colorbar={"title": {"text": colorbar_title}}, xgap=1, ygap=1,
+            hoverinfo="skip", colorbar={"title": {"text": escape_text(colorbar_title)}}, xgap=1, ygap=1,
         )
     )
     rows, columns = np.mgrid[0:n_rows, 0:n_columns]
@@ -193,7 +206,7 @@ def heatmap(
         )
     )
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, hoverdistance=-1,
+        title=escape_text(title), xaxis_title=escape_text(x_title), yaxis_title=escape_text(y_title), hoverdistance=-1,
         hoverlabel={"bgcolor": "white", "bordercolor": "#31333f", "font": {"color": "#31333f", "size": 13}},
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         height=max(260, 28 * n_rows + 120),
@@ -203,6 +216,58 @@ def heatmap(
     upright = n_columns <= 8 and max((len(html.unescape(str(label))) for label in x_labels), default=0) <= 18
     figure.update_xaxes(type="category", tickangle=0 if upright else -45, automargin=True, tickfont={"size": 14})
     figure.update_yaxes(type="category", autorange="reversed" if reverse_y else True, automargin=True)
+    return figure
+
+
+# ---- next-token predictions (the home page)
+#: The next-token heatmap's plot area in a 1400 px window (wide layout, sidebar open, measured in Chromium)
+#: and the width of one of its 12 px characters: cells write their candidate only where it is legible.
+NEXT_TOKEN_PLOT_PX, NEXT_TOKEN_CHAR_PX, NEXT_TOKEN_MIN_CHARS = 690, 8, 4
+
+
+def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX):
+    """What the model expected next at every position: its top ``k`` candidates, coloured by probability.
+
+    Columns are the positions (after this token), rows the ranks. A cell
+    writes its candidate (cut with ``…``) when at least
+    :data:`NEXT_TOKEN_MIN_CHARS` characters of 12 px fit in a plot ``plot_px``
+    wide; narrower cells leave it to the hover, which always holds the whole
+    candidate and its probability (escaped). Cells are clickable in Streamlit
+    (``customdata = [rank, position]``).
+
+    Parameters
+    ----------
+    cap : ecco_core.Capture
+        With at least one kept prediction (``top_ids`` of shape (n_tokens, >= 1)).
+    k : int, default 5
+        Candidates shown (fewer when the capture kept fewer).
+    plot_px : int
+        Width of the plot area in pixels, for the choice to write in the cells.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    kept = cap.top_ids.shape[1]
+    if not kept:
+        raise invalid("cap", words("one that kept none"), "a capture that kept its top predictions (k >= 1)")
+    k = min(whole("k", k, low=1), kept)
+    cell_chars = plot_px // (NEXT_TOKEN_CHAR_PX * cap.n_tokens)
+    text = None
+    if cell_chars >= NEXT_TOKEN_MIN_CHARS:
+        text = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(k)]
+    hover = [
+        [
+            f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
+            for token, row, probs in zip(cap.tokens, cap.top_tokens, cap.top_probs)
+        ]
+        for rank in range(k)
+    ]
+    figure = heatmap(
+        cap.top_probs[:, :k].T, axis_labels(cap.tokens), [f"#{rank + 1}" for rank in range(k)],
+        text=text, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
+    )
+    figure.update_traces(textfont={"size": 12}, selector={"type": "heatmap"})  # never shrunk below legibility
     return figure
 
 
@@ -301,8 +366,7 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
 
     columns = list(columns)
     for column in columns:
-        if not 0 <= column < rankings.n_columns:
-            raise ValueError(f"column {column} is out of range 0 .. {rankings.n_columns - 1}")
+        whole("columns", column, low=0, high=rankings.n_columns - 1)
     labels = _rank_column_labels(rankings)
     figure = go.Figure()
     for column in columns:
@@ -310,7 +374,8 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
             go.Scatter(
                 x=rankings.layer_labels, y=rankings.probs[:, column], mode="lines+markers", name=labels[column],
                 customdata=rankings.ranks[:, column],
-                hovertemplate="%{x}: p=%{y:.3g}, rank %{customdata}<extra>" + labels[column] + "</extra>",
+                # The trace's name, not the label pasted into the template: a token "%{y}" stays text.
+                hovertemplate="%{x}: p=%{y:.3g}, rank %{customdata}<extra>%{fullData.name}</extra>",
             )
         )
     if len(columns) == 1:
@@ -325,7 +390,7 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
             )
         )
     figure.update_layout(
-        title=title, xaxis_title="layer (block output read through the final norm + LM head)",
+        title=escape_text(title), xaxis_title="layer (block output read through the final norm + LM head)",
         yaxis_title="probability", yaxis_type="log",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=360,
         legend={"orientation": "h", "y": -0.2},
@@ -372,7 +437,7 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
             )
         )
     figure.update_layout(
-        title=title, xaxis_title="layer (the embeddings, then each block: its output and its FFN)",
+        title=escape_text(title), xaxis_title="layer (the embeddings, then each block: its output and its FFN)",
         yaxis_title=f"{metric} (%)", legend_title="representation",
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=380,
     )
@@ -409,12 +474,11 @@ def factor_sparklines(token_activations, tokens, *, positions=None, selected: in
 
     values = np.asarray(token_activations, dtype=float)
     n_components, n_tokens = values.shape
-    if len(tokens) != n_tokens:
-        raise ValueError(f"tokens has {len(tokens)} entries for {n_tokens} columns of token_activations")
-    labels = [f"F{factor}" for factor in range(n_components)] if labels is None else list(labels)
+    entries("tokens", tokens, n_tokens, "one per column of token_activations")
+    labels = [escape_text(label) for label in ([f"F{factor}" for factor in range(n_components)]
+                                               if labels is None else labels)]
     positions = np.arange(n_tokens) if positions is None else np.asarray(positions, dtype=int)
-    if len(positions) != n_tokens:
-        raise ValueError(f"positions has {len(positions)} entries for {n_tokens} columns of token_activations")
+    entries("positions", positions, n_tokens, "one per column of token_activations")
     hover = [f"{position}: {escape_token(token)}" for position, token in zip(positions, tokens)]
     figure = make_subplots(rows=n_components, cols=1, shared_xaxes=True, vertical_spacing=0.004)
     for factor, row in enumerate(values):
@@ -427,7 +491,8 @@ def factor_sparklines(token_activations, tokens, *, positions=None, selected: in
                 # Plain lists: a numpy customdata travels as a typed array and comes back from the
                 # browser's selection as {"0": factor, "1": position} instead of a pair.
                 customdata=[[factor, int(position)] for position in positions],
-                text=hover, hovertemplate=f"{labels[factor]} %{{text}}<br>%{{y:.3f}}<extra></extra>",
+                name=labels[factor], text=hover,
+                hovertemplate="%{fullData.name} %{text}<br>%{y:.3f}<extra></extra>",
                 showlegend=False,
             ),
             row=factor + 1, col=1,
@@ -516,7 +581,7 @@ def factor_levels(token_activations) -> tuple[np.ndarray, np.ndarray]:
     """
     values = np.nan_to_num(np.asarray(token_activations, dtype=float))
     if values.ndim != 2 or values.shape[0] == 0:
-        raise ValueError(f"token_activations must have shape (n_components, n_tokens), got {values.shape}")
+        raise shaped("token_activations", values, "(n_components, n_tokens), n_components >= 1")
     positive = np.maximum(values, 0.0)
     peaks = positive.max(axis=1, keepdims=True, initial=0.0)
     levels = np.divide(positive, peaks, out=np.zeros_like(positive), where=peaks > 0)
@@ -564,17 +629,14 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
     values = np.asarray(token_activations, dtype=float)
     levels, dominant = factor_levels(values)
     n_components, n_tokens = values.shape
-    if len(tokens) != n_tokens:
-        raise ValueError(f"tokens has {len(tokens)} entries for {n_tokens} columns of token_activations")
+    entries("tokens", tokens, n_tokens, "one per column of token_activations")
     text_tokens = list(tokens) if text_tokens is None else list(text_tokens)
     positions = np.arange(n_tokens) if positions is None else np.asarray(positions, dtype=int)
-    if len(positions) != n_tokens:
-        raise ValueError(f"positions has {len(positions)} entries for {n_tokens} columns of token_activations")
+    entries("positions", positions, n_tokens, "one per column of token_activations")
     if n_tokens and not (0 <= positions.min() and positions.max() < len(text_tokens)):
-        raise ValueError(f"positions must lie in 0 .. {len(text_tokens) - 1} (the text's tokens)")
-    labels = [f"F{factor}" for factor in range(n_components)] if labels is None else list(labels)
-    if len(labels) != n_components:
-        raise ValueError(f"labels has {len(labels)} entries for {n_components} factors")
+        raise invalid("positions", positions.tolist(), f"token positions in 0 .. {len(text_tokens) - 1} (the text's)")
+    labels = entries("labels", [f"F{factor}" for factor in range(n_components)] if labels is None else labels,
+                     n_components, "one per factor")
     colors = [FACTOR_COLORS[factor % len(FACTOR_COLORS)] for factor in range(n_components)]
     view_id = f"ecco-factors-{uuid.uuid4().hex[:10]}"
 
@@ -673,15 +735,14 @@ def token_bars(values, tokens, *, title: str = "", y_title: str = "activation"):
     import plotly.graph_objects as go
 
     values = np.asarray(values, dtype=float)
-    if len(tokens) != len(values):
-        raise ValueError(f"values has {len(values)} entries for {len(tokens)} tokens")
+    entries("values", values, len(tokens), "one per token")
     figure = go.Figure(
         go.Bar(
             x=axis_labels(tokens), y=values, marker_color=np.where(values >= 0, "#2962ff", "#e53935"),
             hovertext=[escape_token(token) for token in tokens], hoverinfo="text+y",
         )
     )
-    figure.update_layout(title=title, yaxis_title=y_title, height=320,
+    figure.update_layout(title=escape_text(title), yaxis_title=escape_text(y_title), height=320,
                          margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     figure.update_xaxes(type="category", tickangle=-45)
     return figure
@@ -808,7 +869,7 @@ def saliency_bars(tokens, scores, *, signed: bool = False, title: str = ""):
         )
     )
     figure.update_layout(
-        title=title, xaxis_title=x_title,
+        title=escape_text(title), xaxis_title=x_title,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=max(220, 24 * len(labels) + 80),
     )
     figure.update_xaxes(range=x_range, zeroline=True)
@@ -909,7 +970,7 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
     positions = [int(p) for p in sal.positions]
     pinned = positions[0] if position is None else int(position)
     if pinned not in positions:
-        raise ValueError(f"position {position!r} is not explained; explained positions: {positions}")
+        raise invalid("position", position, f"an explained position, one of {positions}")
     foil = f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')" if sal.contrast_with else ""
     quantity = f"{sal.target}(\u2026){foil}"
     labels = [  # plain text: the script sets them as textContent
@@ -995,7 +1056,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
     entry = METHODS[att.method]
     name = entry.score_name
     share = not entry.rows_sum_to_one
-    title = f"{block_label(layer)}, {escape_token(att.heads[head])}: {entry.title}"
+    title = f"{block_label(layer)}, {att.heads[head]}: {entry.title}"  # plain text, escaped where drawn
     axes = {"x_title": "key token (attended to)", "y_title": "query token (attending)"}
     if n_tokens > MARKED_TOKENS:
         figure = go.Figure(
@@ -1007,7 +1068,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
             )
         )
         figure.update_layout(
-            title=title, xaxis_title=axes["x_title"], yaxis_title=axes["y_title"], height=900,
+            title=escape_text(title), xaxis_title=axes["x_title"], yaxis_title=axes["y_title"], height=900,
             hoverlabel={"bgcolor": "white", "bordercolor": "#31333f", "font": {"color": "#31333f", "size": 13}},
             margin={"l": 10, "r": 10, "t": 40, "b": 10},
         )
@@ -1071,7 +1132,7 @@ def attention_model_view(att, *, selected: tuple[int, int] | None = None, size: 
     centres = step * np.arange(max(n_kept, n_heads)) + (n_pixels - 1) / 2
     summary = att.head_summary()
     hover = [
-        f"{block_label(block)}, {escape_token(head_name)}<br>on average a query puts<br>"
+        f"{block_label(block)}, {escape_text(head_name)}<br>on average a query puts<br>"
         f"{first:.0%} on the first token, {previous:.0%} on the previous, {same:.0%} on itself<br>click to open"
         for block, head_name, first, previous, same in summary.itertuples(index=False)
     ]
@@ -1092,7 +1153,7 @@ def attention_model_view(att, *, selected: tuple[int, int] | None = None, size: 
             line={"color": "#ff4b4b", "width": 3},
         )
     tile = float(np.clip(min(480 / n_heads, 1100 / n_kept), 24, 64))
-    head_names = [name.removeprefix("head ") for name in att.heads]
+    head_names = [escape_text(name.removeprefix("head ")) for name in att.heads]
     figure.update_layout(
         width=int(tile * n_heads + 90), height=int(tile * n_kept + 70), hoverdistance=-1,
         hoverlabel={"bgcolor": "white", "bordercolor": "#31333f", "font": {"color": "#31333f", "size": 13}},
@@ -1155,13 +1216,11 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
 
     weights = np.nan_to_num(np.asarray(weights, dtype=float))
     if weights.ndim != 3 or weights.shape[1] != weights.shape[2]:
-        raise ValueError(f"weights must have shape (n_heads, n_tokens, n_tokens), got {weights.shape}")
+        raise shaped("weights", weights, "(n_heads, n_tokens, n_tokens)")
     n_heads, n_tokens, _ = weights.shape
-    if len(tokens) != n_tokens:
-        raise ValueError(f"tokens has {len(tokens)} entries for {n_tokens} rows of weights")
-    heads = [f"head {head}" for head in range(n_heads)] if heads is None else list(heads)
-    if len(heads) != n_heads:
-        raise ValueError(f"heads has {len(heads)} entries for {n_heads} heads of weights")
+    entries("tokens", tokens, n_tokens, "one per row of weights")
+    heads = entries("heads", [f"head {head}" for head in range(n_heads)] if heads is None else heads, n_heads,
+                    "one per head of weights")
     colors = head_colors(n_heads)
     view_id = f"ecco-heads-{uuid.uuid4().hex[:10]}"
 
@@ -1201,7 +1260,7 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
     )
     return (
         f'<div id="{view_id}" class="ecco-head-view" style="font-family: sans-serif; color: #31333f">'
-        + (f'<div style="font-weight: 600; margin-bottom: 4px">{html.escape(title)}</div>' if title else "")
+        + (f'<div style="font-weight: 600; margin-bottom: 4px">{escape_text(title)}</div>' if title else "")
         + f'<div class="ecco-heads" style="margin-bottom: 4px">{swatches}</div>'
         '<div style="font-size: 12px; color: #888; margin-bottom: 8px">Hover a token to see its lines alone; '
         "click a head to hide or show it, double-click to show it alone.</div>"
@@ -1399,7 +1458,7 @@ def patching_figure(result, *, title: str = ""):
             figure.add_trace(trace, row=1, col=column)
     figure.update_xaxes(type="category", tickangle=-45)
     figure.update_yaxes(type="category", autorange="reversed")
-    figure.update_layout(title=title or f"{result.method}: {result.corruption}", hoverdistance=-1,
+    figure.update_layout(title=escape_text(title or f"{result.method}: {result.corruption}"), hoverdistance=-1,
                          height=max(320, 28 * result.n_tokens + 160), width=max(900, 480 * len(result.sites)))
     return figure
 

@@ -256,8 +256,7 @@ def saliency(
     target = checks.choice("target", target, TARGETS)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
-    if cap.model_name != lm.name or cap.causal != lm.is_causal:
-        raise ValueError(f"cap was made by model {cap.model_name!r}, not by {lm.name!r}; capture with this model")
+    checks.captured_by(lm, cap)
     lm.require_head()
     explained = _explained_positions(lm, cap, positions)
     read_positions = explained - 1 if lm.is_causal else explained

@@ -37,3 +37,34 @@ def test_values_that_pass_come_back_normalised():
     np.testing.assert_array_equal(checks.indices("layers", slice(1, None), 3, "block"), [1, 2])
     np.testing.assert_array_equal(checks.indices("layers", range(2), 3, "block"), [0, 1])
     np.testing.assert_array_equal(checks.indices("layers", 2, 3, "block"), [2])
+
+
+def test_sizes_and_shapes_are_described_in_words_after_got():
+    with pytest.raises(ValueError) as raised:
+        checks.entries("tokens", ["a", "b"], 3, "one per row of weights")
+    assert str(raised.value) == "tokens must be 3 entries, one per row of weights; got 2 entries"
+    assert str(checks.shaped("weights", np.zeros((2, 3)), "(n_heads, n_tokens, n_tokens)")) == (
+        "weights must be an array of shape (n_heads, n_tokens, n_tokens); got shape (2, 3)"
+    )
+    assert checks.entries("tokens", ("a", "b"), 2, "one per row") == ["a", "b"]
+
+
+def test_a_capture_is_read_only_with_the_model_that_made_it(lm, encoder):
+    """One check, used by every analysis that reads a capture with a model (saliency, attention, rankings)."""
+    import ecco_core as ec
+
+    cap = ec.capture(lm, "The keys", max_new_tokens=1)
+    assert checks.captured_by(lm, cap) is cap
+    other = ec.capture(encoder, "The keys")
+    expected = (
+        "cap must be a capture made by this model, 'SmolLM2-135M-Instruct' (30 layers, d_model 576); capture the "
+        "text with it; got one made by 'all-MiniLM-L6-v2' (6 layers, d_model 384)"
+    )
+    for analysis in (checks.captured_by, ec.saliency, ec.attention, ec.rankings):
+        with pytest.raises(ValueError) as raised:
+            analysis(lm, other)
+        assert str(raised.value) == expected, analysis
+    with pytest.raises(TypeError, match="cap must be a Capture from ecco_core.capture; got <class 'str'>"):
+        checks.captured_by(lm, "The keys")
+    with pytest.raises(TypeError, match="lm must be an LM from ecco_core.load; got <class 'str'>"):
+        checks.captured_by("SmolLM2", cap)

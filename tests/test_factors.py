@@ -235,7 +235,7 @@ def test_sparklines_carry_the_factor_and_escape_tokens():
     assert figure.data[1].line.color != figure.data[0].line.color
     shifted = plots.factor_sparklines(values, ["a", "b", "c", "d"], positions=[1, 2, 4, 5])
     assert list(shifted.data[2].x) == [1, 2, 4, 5] and list(shifted.data[2].customdata[3]) == [2, 5]
-    with pytest.raises(ValueError, match="tokens has 2 entries for 4 columns"):
+    with pytest.raises(ValueError, match="tokens must be 4 entries, one per column of token_activations; got 2 entries"):
         plots.factor_sparklines(values, ["a", "b"])
 
 
@@ -255,7 +255,7 @@ def test_factor_view_colours_each_token_by_its_strongest_factor_and_escapes_toke
                                   positions=[1, 2, 3])
     assert "&lt;b&gt;" in html and "\u21b5" in html and "left out of the analysis" in html
     assert "http" not in html  # nothing is fetched: the script is inline
-    with pytest.raises(ValueError, match="positions must lie in 0 .. 3"):
+    with pytest.raises(ValueError, match=r"positions must be token positions in 0 \.\. 3 \(the text's\); got \[1, 2, 4\]"):
         plots.factor_view_html(activations, ["a", "b", "c"], text_tokens=["a", "b", "c", "d"], positions=[1, 2, 4])
 
 

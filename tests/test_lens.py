@@ -176,12 +176,6 @@ def test_an_encoder_without_mlm_head_says_so(encoder):
         ec.watch(encoder, "The keys to the cabinet [MASK] on the table.", ["is", "are"])
 
 
-def test_a_capture_from_another_model_is_refused(lm, encoder):
-    cap = ec.capture(encoder, "The keys")
-    with pytest.raises(ValueError, match="does not match model"):
-        ec.rankings(lm, cap)
-
-
 def test_every_family_ranks_watches_and_suggests(tiny):
     text = "The keys to the cabinet [MASK] on the table." if not tiny.is_causal else "The keys to the cabinet"
     if tiny.is_causal:

@@ -314,7 +314,7 @@ def test_saliency_view_escapes_tokens_and_fetches_nothing(lm):
     assert data.count("</script>") == 2  # the JSON block's and the view's own: the token's stays inert
     assert "http" not in html and "src=" not in html  # the script is inline, nothing is fetched
     assert plots.saliency_view_html(result, script=False) == plots.saliency_view_html(result, script=False)
-    with pytest.raises(ValueError, match="position 1 is not explained"):
+    with pytest.raises(ValueError, match=r"position must be an explained position, one of \[.*\]; got 1"):
         result.to_html(1)
 
 
