@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 import dashboard
 import ecco_core as ec
-from ecco_core.plots import axis_labels, cell_token, escape_token, heatmap
+from ecco_core import plots
 
 PASSAGE = (
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
@@ -54,9 +53,6 @@ VIEWS = [
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
 ]
 ROOT = Path(__file__).resolve().parent
-# The candidates heatmap's plot area in a 1400 px window (wide layout, sidebar open, measured in Chromium), the width
-# of a 12 px character, and the fewest characters worth writing in a cell.
-CANDIDATES_WIDTH_PX, CHAR_WIDTH_PX, MIN_CELL_CHARS = 690, 8, 4
 
 st.set_page_config(page_title="Ecco Explorer", page_icon="🔎", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -94,34 +90,16 @@ if cap.top_ids.shape[1]:
         "pick a position."
     )
     n_candidates = min(5, cap.top_ids.shape[1])
-    # Cells write their candidate when at least MIN_CELL_CHARS characters fit in a 1400 px window, cut to fit;
-    # narrower cells leave it to the hover, which always holds the whole candidate.
-    cell_chars = CANDIDATES_WIDTH_PX // (CHAR_WIDTH_PX * cap.n_tokens)
-    candidates = None
-    if cell_chars >= MIN_CELL_CHARS:
-        candidates = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(n_candidates)]
-    hover = [
-        [
-            f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
-            for token, row, probs in zip(cap.tokens, cap.top_tokens, cap.top_probs)
-        ]
-        for rank in range(n_candidates)
-    ]
-    figure = heatmap(
-        cap.top_probs[:, :n_candidates].T, axis_labels(cap.tokens), [f"#{rank + 1}" for rank in range(n_candidates)],
-        text=candidates, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
-    )
-    figure.update_traces(textfont={"size": 12}, selector={"type": "heatmap"})  # never shrunk below legibility
+    figure = plots.next_token_heatmap(cap, n_candidates)
+    predictions = cap.predictions_frame(n_candidates)
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
-    dashboard.download_buttons(cap.predictions_frame(n_candidates), "next-token-candidates", figure)
+    dashboard.download_buttons(predictions, "next-token-candidates", figure)
     cell = dashboard.clicked_cell(event)
     if cell is not None:
         selected = cell[1]
         st.markdown(f"**After position {selected}** (outlined above) the model expected:")
-        st.dataframe(
-            pd.DataFrame({"candidate": cap.top_tokens[selected], "probability": cap.top_probs[selected]}),
-            hide_index=True,
-        )
+        st.dataframe(predictions.loc[predictions["position"] == selected, ["rank", "prediction", "probability"]],
+                     hide_index=True)
 
 with text_slot:
     dashboard.show_tokens(cap, selected=selected)

@@ -2,8 +2,9 @@
 
 Every page starts with ``lm, cap = dashboard.sidebar()``. The model is one
 object shared by all sessions (``st.cache_resource``); captures are cached per
-(model, text, settings) with ``st.cache_data``, so moving between pages
-recomputes nothing. What is on screen lives in the URL (``st.query_params``),
+(model, text, settings), and analyses per their settings, once for all
+sessions within byte budgets (:func:`cached_analysis`, :func:`long_work`), so
+moving between pages recomputes nothing. What is on screen lives in the URL (``st.query_params``),
 so a copied link reproduces the view; a page keeps its own widgets there with
 :func:`page_param`. Limits for a shared deployment live in :mod:`dashboard.settings`.
 """
@@ -15,6 +16,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 from streamlit.logger import get_logger
@@ -25,7 +27,7 @@ from ecco_core.capture import encode_answer, encode_prompt
 from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
 
 from . import settings as limits
-from .long_work import duration, long_work
+from .long_work import cached_analysis, duration, long_work
 from .shared_cache import SharedCache
 
 OTHER_MODEL = "Other (folder or hub name)…"
@@ -103,11 +105,10 @@ cached_capture = _CachedCapture()
 
 
 def capture_key(cap: ec.Capture) -> str:
-    """A cheap, hashable name for a capture (model and run settings), for ``st.cache_data`` keys.
+    """A cheap, hashable name for a capture (model and run settings), for the settings of a cached analysis.
 
-    Cached analyses take the capture itself as an underscored (unhashed) argument
-    and this key beside it: hashing the capture's arrays on every rerun would cost
-    more than the analyses it saves.
+    Hashing the capture's arrays on every rerun would cost more than the
+    analyses it saves; this names the same capture in a few bytes.
     """
     return json.dumps([cap.model_name, cap.settings.to_dict()], sort_keys=True)
 
@@ -418,6 +419,31 @@ def clicked_cell(event) -> tuple[int, int] | None:
         if custom is not None and len(custom) == 2:
             return int(custom[0]), int(custom[1])
     return None
+
+
+def on_cell_click(chart: str, update: Callable[[tuple[int, int]], dict]) -> Callable[[], None]:
+    """The ``on_select`` callback that keeps widgets in step with clicks on the chart keyed ``chart``.
+
+    ``update(cell)`` takes the clicked ``(row, column)`` (:func:`clicked_cell`)
+    and returns the session values to set, usually the keys of the widgets the
+    click picks. It runs before the next run of the script, so those widgets
+    are drawn with the clicked values and stay the user's to change: a click
+    sets them once, when it happens, never again on later reruns. One idiom
+    for every page whose chart picks something::
+
+        st.plotly_chart(figure, key="saliency_heatmap", selection_mode="points",
+                        on_select=dashboard.on_cell_click(
+                            "saliency_heatmap", lambda cell: {"saliency_token": int(sal.positions[cell[0]])}))
+
+    ``update`` sees the figure that was clicked (the values of the run that drew it).
+    """
+
+    def follow() -> None:
+        cell = clicked_cell(st.session_state.get(chart))
+        if cell is not None:
+            st.session_state.update(update(cell))
+
+    return follow
 
 
 def download_buttons(frame, stem: str, figure=None) -> None:

@@ -1,5 +1,9 @@
 """Long work announced, shown and stoppable: one helper for every page whose analysis can take seconds.
 
+Quick analyses (a second or two) go through :func:`cached_analysis`, the same
+cache without the announcement. No page caches an analysis any other way, so
+one budget and one lifetime (``settings``) bound every result held.
+
 ``long_work`` looks the result up in a cache shared by all sessions; when it
 has to be computed, the page first shows the estimate (from the work's sizes,
 :mod:`ecco_core.estimates`), then a status box with a progress bar, the time
@@ -29,6 +33,32 @@ _STOPPED = "_long_work_stopped"
 _UPDATE_EVERY_S = 0.25
 #: Work expected to take less than this runs without a status box (it would only flicker).
 QUICK_S = 2.0
+
+
+def cached_analysis(compute: Callable[[], T], *, key: str, settings: Hashable, spinner: str | None = None) -> T:
+    """The result of ``compute()`` for ``settings``, computed at most once for all sessions: a quick analysis.
+
+    The same cache as :func:`long_work` (``settings.RESULT_CACHE_MB``, each
+    entry kept ``settings.CACHE_TTL_SECONDS``), for work that takes a second
+    or two and needs no estimate or Stop: a spinner shows while it computes::
+
+        sal = dashboard.cached_analysis(
+            lambda: ec.saliency(lm, cap, method=method), key="saliency",
+            settings=(dashboard.capture_key(cap), method), spinner="Attributing…",
+        )
+
+    ``key`` names the analysis (unique to the page), ``settings`` everything
+    its result depends on. The result is shared, not copied: it must be
+    read-only, as the library's results are. An exception is not cached.
+    """
+    cache_key = (key, settings)
+    found = RESULTS.peek(cache_key)
+    if found is not None:
+        return found
+    if spinner is None:
+        return RESULTS.get(cache_key, compute)
+    with st.spinner(spinner):
+        return RESULTS.get(cache_key, compute)
 
 
 def duration(seconds: float) -> str:

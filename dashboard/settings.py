@@ -34,7 +34,8 @@ CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 1024)
 # The Attention page keeps at most this much of a prompt's maps (blocks x heads x tokens^2 floats) per result;
 # a longer prompt's model view shows fewer blocks at a time. All 30 blocks of the causal default fit up to ~240 tokens.
 ATTENTION_MB = _int_env("ECCO_ATTENTION_MB", 64)
-# Results of long work (probes, similarity over a corpus, factors), held once for all sessions.
+# Results of every analysis (dashboard.cached_analysis and dashboard.long_work: saliency, rankings, attention,
+# probes, similarity, factors...), held once for all sessions.
 RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 256)
 # Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)

@@ -21,12 +21,6 @@ st.caption(
 )
 
 
-@st.cache_data(max_entries=64, show_spinner="Attributing…")
-def cached_saliency(_lm, _cap, key: str, method: str, target: str, contrast: str, steps: int) -> ec.Saliency:
-    """``key`` names the capture (model and run settings); the underscored arguments are not hashed."""
-    return ec.saliency(_lm, _cap, method=method, target=target, contrast_with=contrast or None, steps=steps)
-
-
 SHADINGS = {"share": "unsigned share", "signed": "signed: for vs against"}
 columns = st.columns([2, 2, 2, 1])
 # Each setting lives in the URL too, so a copied link reopens this exact view.
@@ -53,18 +47,18 @@ steps = columns[3].number_input(
     disabled=method != "integrated_gradients",
 )
 
-key = dashboard.capture_key(cap)
 sal = None
 with dashboard.user_errors():
-    sal = cached_saliency(lm, cap, key, method, target, contrast.strip(), int(steps))
+    sal = dashboard.cached_analysis(
+        lambda: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
+                            steps=int(steps)),
+        key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), int(steps)),
+        spinner="Attributing…",
+    )
 if sal is None:
     st.stop()
 
 labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
-click = dashboard.clicked_cell(st.session_state.get("saliency_heatmap"))
-if click is not None and click != st.session_state.get("saliency_last_click"):
-    st.session_state["saliency_last_click"] = click
-    st.session_state["saliency_token"] = int(sal.positions[click[0]])
 dashboard.page_param("saliency_token", int(sal.positions[0]), choices=labels)
 dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
 choice, shading_column = st.columns([3, 2])
@@ -127,7 +121,11 @@ with detail:
 with matrix:
     st.subheader("All generated tokens")
     figure = plots.saliency_heatmap(sal, signed=signed)
-    st.plotly_chart(figure, key="saliency_heatmap", on_select="rerun", selection_mode="points", width="stretch")
+    st.plotly_chart(
+        figure, key="saliency_heatmap", selection_mode="points", width="stretch",
+        on_select=dashboard.on_cell_click("saliency_heatmap",
+                                          lambda cell: {"saliency_token": int(sal.positions[cell[0]])}),
+    )
     st.caption("Click a cell to explain that row's token.")
 
 st.subheader("Download")

@@ -20,21 +20,6 @@ st.caption(
 )
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_rankings(_lm, _cap, key: str, k: int) -> ec.Rankings:
-    return ec.rankings(_lm, _cap, k=k)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_suggestions(_lm, model_name: str, text: str, k: int):
-    return ec.suggest_candidates(_lm, text, k=k)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_watch(_lm, model_name: str, text: str, candidates: tuple, k: int) -> ec.Rankings:
-    return ec.watch(_lm, text, list(candidates), k=k)
-
-
 def parity_line(result: ec.Rankings) -> None:
     diff = result.max_abs_diff_vs_model
     mark = "✅" if diff < 1e-4 else "⚠️"
@@ -43,8 +28,8 @@ def parity_line(result: ec.Rankings) -> None:
 
 result = None
 with dashboard.user_errors():
-    with st.spinner("Reading every block's output…"):
-        result = cached_rankings(lm, cap, dashboard.capture_key(cap), 5)
+    result = dashboard.cached_analysis(lambda: ec.rankings(lm, cap, k=5), key="lens",
+                                       settings=dashboard.capture_key(cap), spinner="Reading every block's output…")
 if result is None:
     st.stop()
 
@@ -53,13 +38,10 @@ st.subheader("Rank of each output token at every block's output")
 st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
 figure = plots.rankings_figure(result)
-event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="lens-heatmap", width="stretch")
+st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
+                on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
-clicked = dashboard.clicked_cell(event)
-if clicked is not None and clicked != st.session_state.get("lens-last-click"):
-    st.session_state["lens-last-click"] = clicked
-    st.session_state["lens-token"] = clicked[1]
 if st.session_state.get("lens-token", 0) >= result.n_columns:
     st.session_state["lens-token"] = 0
 column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
@@ -83,7 +65,8 @@ words_input = st.text_input("Candidates (comma-separated)", key="watch-words", p
 
 suggestions = None
 with dashboard.user_errors():
-    suggestions = cached_suggestions(lm, lm.name, watch_text, 3)
+    suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
+                                            key="lens-suggestions", settings=(lm.name, watch_text))
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
@@ -100,7 +83,8 @@ if not candidates:
     st.info("Type candidates or click suggested ones.")
     st.stop()
 with dashboard.user_errors():
-    watched = cached_watch(lm, lm.name, watch_text, candidates, 5)
+    watched = dashboard.cached_analysis(lambda: ec.watch(lm, watch_text, list(candidates), k=5),
+                                        key="lens-watch", settings=(lm.name, watch_text, candidates))
     for note in watched.notes:
         st.caption(f"ℹ️ {dashboard.literal(note)}")
     parity_line(watched)

@@ -58,12 +58,15 @@ def corrupted_input(corruption: tuple):
     return ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def exact_seconds(_lm, settings: tuple) -> float:
+def exact_seconds(lm, settings: tuple) -> float:
     """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings."""
     _, clean, corruption, answer, foil, _, _ = settings
-    _, positions = patching.work(_lm, clean, corrupted_input(corruption), answer, foil)
-    return estimates.capture_seconds(_lm, positions)
+
+    def estimate() -> float:
+        _, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
+        return estimates.capture_seconds(lm, positions)
+
+    return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
 
 
 def traced(lm, settings: tuple, approximate: bool) -> ec.Patching | None:
@@ -166,12 +169,8 @@ if pinned is not None and (pinned[0] not in result.sites or pinned[1] >= result.
     pinned = None
 for site in result.sites:
     figure = plots.patching_heatmap(result, site, pinned=pinned[1:] if pinned and pinned[0] == site else None)
-    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=f"trace-{site}", width="stretch")
-    cell = dashboard.clicked_cell(event)
-    if cell is not None and (site, *cell) != st.session_state.get(f"trace-last-{site}"):
-        st.session_state[f"trace-last-{site}"] = (site, *cell)
-        st.session_state["trace-pinned"] = (site, *cell)
-        st.rerun()
+    pin = dashboard.on_cell_click(f"trace-{site}", lambda cell, site=site: {"trace-pinned": (site, *cell)})
+    st.plotly_chart(figure, selection_mode="points", key=f"trace-{site}", width="stretch", on_select=pin)
 
 if pinned is not None:
     site, position, layer = pinned

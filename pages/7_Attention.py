@@ -22,19 +22,6 @@ st.caption(
 )
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing attention…")
-def cached_attention(_lm: ec.LM, _cap: ec.Capture, key: str, method: str, first: int, last: int) -> ec.Attention:
-    """``key`` names the capture (model and run settings); the underscored arguments are not hashed."""
-    return ec.attention(_lm, _cap, method, layers=range(first, last + 1), max_bytes=limits.ATTENTION_MB * 2**20)
-
-
-def open_clicked_map() -> None:
-    """A click on a map of the model view opens its block and head (runs before the pickers are drawn)."""
-    clicked = dashboard.clicked_cell(st.session_state["attention_model_view"])
-    if clicked is not None:
-        st.session_state["attention_block"], st.session_state["attention_head"] = clicked
-
-
 def picked(key: str, default, choices):
     """Keep the widget ``key`` in the URL; a value not among ``choices`` (another prompt's) goes back to ``default``."""
     if dashboard.page_param(key, default, choices=choices) not in choices:
@@ -66,7 +53,11 @@ blocks = list(range(first, first + n_shown))
 
 att = None
 with dashboard.user_errors():
-    att = cached_attention(lm, cap, dashboard.capture_key(cap), method, blocks[0], blocks[-1])
+    att = dashboard.cached_analysis(
+        lambda: ec.attention(lm, cap, method, layers=blocks, max_bytes=limits.ATTENTION_MB * 2**20),
+        key="attention", settings=(dashboard.capture_key(cap), method, blocks[0], blocks[-1]),
+        spinner="Computing attention…",
+    )
 if att is None:
     st.stop()
 
@@ -85,7 +76,9 @@ with model_column:
                    "*From block*.")
     st.caption("Each map: query tokens down, key tokens across, scaled to its own peak (colour: square root).")
     st.plotly_chart(plots.attention_model_view(att, selected=(block, head)), key="attention_model_view",
-                    on_select=open_clicked_map, selection_mode="points", width="content")
+                    selection_mode="points", width="content",
+                    on_select=dashboard.on_cell_click(  # a click on a map opens its block and head
+                        "attention_model_view", lambda cell: {"attention_block": cell[0], "attention_head": cell[1]}))
 with head_column:
     st.subheader("Head view")
     head_view = att.to_html(block)
