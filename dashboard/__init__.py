@@ -421,6 +421,28 @@ def clicked_cell(event) -> tuple[int, int] | None:
     return None
 
 
+_FOLLOWED = "_followed_sources"
+
+
+def follow(key: str, value, source) -> None:
+    """Keep the widget ``key`` in step with what it derives from: it shows ``value`` whenever ``source`` changes.
+
+    Call it just before the widget, and give the widget the same ``key`` and
+    no value of its own. Between changes of ``source`` (a new result, another
+    capture, another range) the widget is the user's; when ``source`` changes,
+    a choice made for the old one (a neuron of blocks no longer shown, a
+    column of another text) gives way to ``value``. Instead of a widget key
+    that embeds its source, which leaves one widget state behind per source::
+
+        dashboard.follow("neuron_layer", int(strongest["block"]), source=result_settings)
+        layer = st.number_input("Block", 0, n_layers - 1, key="neuron_layer")
+    """
+    sources = st.session_state.setdefault(_FOLLOWED, {})
+    if key not in st.session_state or sources.get(key) != source:
+        st.session_state[key] = value
+    sources[key] = source
+
+
 def on_cell_click(chart: str, update: Callable[[tuple[int, int]], dict]) -> Callable[[], None]:
     """The ``on_select`` callback that keeps widgets in step with clicks on the chart keyed ``chart``.
 

@@ -232,6 +232,20 @@ class Neurons:
     activations: np.ndarray
     tokens: tuple[str, ...]
 
+    def table(self) -> pd.DataFrame:
+        """One row per neuron, as a page shows it: ``neuron``, its score, then its activation on each token.
+
+        The score column says what it is (``"|activation|"`` on the ranked
+        token, or ``"peak |activation|"``); the token columns are named
+        ``"3: Paris"`` (:func:`ecco_core.plots.position_labels`, unique).
+        """
+        from .plots import position_labels
+
+        frame = pd.DataFrame(self.activations, columns=position_labels(self.tokens))
+        frame.insert(0, "neuron", self.neurons)
+        frame.insert(1, "peak |activation|" if self.position is None else "|activation|", self.scores)
+        return frame
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (neuron, token): layer (``"block 2 FFN"``), block, neuron, score, position, token, activation."""
         n_neurons, n_tokens = self.activations.shape
@@ -339,6 +353,21 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ factors
+def analysed_positions(cap: Capture, *, skip_special: bool = True, skip_first: bool = False) -> list[int]:
+    """The token positions worth factoring: every one but special tokens and, if asked, the first.
+
+    Special tokens (BOS, ``[CLS]``, ``[SEP]``) often fire far above every other
+    token. Causal models also park a few activations tens of times larger than
+    any other token's on the first token (an attention sink), special or not;
+    left in, it takes a factor of its own and dwarfs the rest. Pass the result
+    as :func:`factors`' ``positions``.
+    """
+    return [
+        position for position in range(cap.n_tokens)
+        if not (skip_special and cap.special[position]) and not (skip_first and position == 0)
+    ]
+
+
 def factors(
     cap: Capture,
     method: str = "nmf",

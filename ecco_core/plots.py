@@ -119,18 +119,27 @@ def token_html(
     )
 
 
-def axis_labels(tokens) -> list[str]:
-    """Unique, readable, escaped axis labels: ``"3: Paris"``, ``"4: ↵"`` (Plotly merges equal category labels).
+def position_labels(tokens) -> list[str]:
+    """Unique, readable labels of token positions: ``"3: Paris"``, ``"4: ↵"``; plain text, for widgets and tables.
 
     A word's leading space is dropped (the position already separates it);
     whitespace tokens show as :func:`display_token` marks.
     """
-    return [_position_label(position, token) for position, token in enumerate(tokens)]
+    return [_position_text(position, token) for position, token in enumerate(tokens)]
+
+
+def axis_labels(tokens) -> list[str]:
+    """:func:`position_labels`, escaped: Plotly's axis labels (it merges equal category labels)."""
+    return [escape_text(label) for label in position_labels(tokens)]
+
+
+def _position_text(position: int, token: str) -> str:
+    shown = display_token(token)
+    return f"{position}: {shown.strip(' ') or shown}"
 
 
 def _position_label(position: int, token: str) -> str:
-    shown = display_token(token)
-    return html.escape(f"{position}: {shown.strip(' ') or shown}", quote=True)
+    return escape_text(_position_text(position, token))
 
 
 def heatmap(
@@ -875,6 +884,18 @@ def saliency_bars(tokens, scores, *, signed: bool = False, title: str = ""):
     figure.update_xaxes(range=x_range, zeroline=True)
     figure.update_yaxes(type="category", autorange="reversed")
     return figure
+
+
+def saliency_row_bars(sal, position: int, *, signed: bool = False, title: str = ""):
+    """:func:`saliency_bars` of the explained token at sequence ``position``: every token it can see.
+
+    The figure beside :meth:`ecco_core.Saliency.detail_frame`; ``signed``
+    shows :meth:`ecco_core.Saliency.signed_shares` (a method with a sign only).
+    """
+    index = sal.index_of(position)
+    kept = np.flatnonzero(sal.attributed_mask()[index])
+    values = (sal.signed_shares() if signed else sal.scores)[index]
+    return saliency_bars([sal.tokens[column] for column in kept], values[kept], signed=signed, title=title)
 
 
 # Figure 3's behaviour, shared by the notebook HTML (run by an inline <script>) and the Streamlit

@@ -120,14 +120,49 @@ class Saliency:
     def n_explained(self) -> int:
         return len(self.positions)
 
-    def row(self, position: int) -> np.ndarray:
-        """Scores of the explained token at sequence ``position``, shape (n_tokens,)."""
+    def index_of(self, position: int) -> int:
+        """The row of the explained token at sequence ``position`` (an index into :attr:`positions`)."""
         matches = np.flatnonzero(self.positions == position)
         if not len(matches):
-            raise ValueError(
-                f"position {position} is not explained; explained positions: {self.positions.tolist()}"
-            )
-        return self.scores[matches[0]]
+            raise checks.invalid("position", position, f"an explained position, one of {self.positions.tolist()}")
+        return int(matches[0])
+
+    def row(self, position: int) -> np.ndarray:
+        """Scores of the explained token at sequence ``position``, shape (n_tokens,)."""
+        return self.scores[self.index_of(position)]
+
+    def quantity(self, position: int) -> str:
+        """The attributed quantity of the explained token at ``position``, named and valued.
+
+        >>> sal.quantity(9)                                    # doctest: +SKIP
+        "logit(' 1564') - logit(' 1565') = 2.031"
+        """
+        index = self.index_of(position)
+        name = f"{self.target}({self.explained_tokens[index]!r})"
+        if self.contrast_with:
+            name += f" - {self.target}({self.contrast_with!r})"
+        return f"{name} = {float(self.target_values[index]):.4g}"
+
+    def detail_frame(self, position: int) -> pd.DataFrame:
+        """What the explained token at ``position`` leans on: one row per token it can see.
+
+        Columns: ``position``, ``token`` (as tables show it: whitespace
+        visible, a leading space as ``␣``), ``share`` (percent of the row, they
+        add up to 100), ``signed`` (percent, with its direction; only when the
+        method has a sign, see :meth:`signed_shares`) and ``raw``.
+        """
+        from .plots import display_token
+
+        index = self.index_of(position)
+        kept = np.flatnonzero(self.attributed_mask()[index])
+        columns = {
+            "position": kept,
+            "token": [display_token(self.tokens[column], spaces=True) for column in kept],
+            "share": 100.0 * self.scores[index][kept],
+        }
+        if self.signed is not None:
+            columns["signed"] = 100.0 * self.signed_shares()[index][kept]
+        return pd.DataFrame({**columns, "raw": self.raw[index][kept]})
 
     def signed_shares(self) -> np.ndarray:
         """:attr:`signed` divided by each row's sum of magnitudes, shape (n_generated, n_tokens), in [-1, 1].
@@ -135,8 +170,8 @@ class Saliency:
         The signed counterpart of :attr:`scores`: magnitudes add up to 1 in each row.
         """
         if self.signed is None:
-            raise ValueError(f"method {self.method!r} has no signed attribution (a norm has no direction); "
-                             f"signed ones: {[name for name, entry in METHODS.items() if entry.signed]}")
+            raise checks.invalid("method", self.method, "a method with a direction (a norm has none), one of "
+                                 + ", ".join(repr(name) for name, entry in METHODS.items() if entry.signed))
         totals = np.abs(self.signed).sum(axis=1, keepdims=True)
         return np.divide(self.signed, totals, out=np.zeros_like(self.signed), where=totals > 0)
 

@@ -1,7 +1,5 @@
 """Input saliency: which earlier tokens each generated token depends on (Ecco paper, Figures 3 and 4)."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 import dashboard
@@ -76,10 +74,6 @@ shading = shading_column.radio(
 signed = shading == "signed" and sal.signed is not None
 if shading == "signed" and not signed:
     shading_column.caption(f"{method} has no sign (a gradient's norm has no direction): shown unsigned.")
-index = int(np.flatnonzero(sal.positions == position)[0])
-row = (sal.signed_shares() if signed else sal.scores)[index]
-kept = np.flatnonzero(sal.attributed_mask()[index])  # the tokens this one can see
-
 st.subheader("Text: hover a generated token to see what it depends on")
 
 
@@ -88,30 +82,15 @@ def pin(clicked: int) -> None:
 
 
 dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
-value_name = f"{target}({sal.explained_tokens[index]!r})"
-if sal.contrast_with:
-    value_name += f" - {target}({sal.contrast_with!r})"
-st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(value_name)} = "
-           f"{sal.target_values[index]:.4g}. "
+st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(sal.quantity(position))}. "
            "Hovering re-shades the text in the browser; clicking pins a token and explains it below.")
 
 detail, matrix = st.columns([2, 3])
 with detail:
     st.subheader("Detail")
-    columns = {
-        "position": kept,
-        "token": [plots.display_token(sal.tokens[p], spaces=True) for p in kept],
-        "share": 100.0 * sal.scores[index][kept],
-    }
-    if sal.signed is not None:
-        columns["signed"] = 100.0 * sal.signed_shares()[index][kept]
-    table = pd.DataFrame({**columns, "raw": sal.raw[index][kept]})
-    st.plotly_chart(
-        plots.saliency_bars([sal.tokens[p] for p in kept], row[kept], signed=signed), key="saliency_bars",
-        width="stretch",
-    )
+    st.plotly_chart(plots.saliency_row_bars(sal, position, signed=signed), key="saliency_bars", width="stretch")
     st.dataframe(
-        table, hide_index=True, width="stretch",
+        sal.detail_frame(position), hide_index=True, width="stretch",
         column_config={
             "position": st.column_config.NumberColumn("pos", width="small"),
             "share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100, format="%.1f"),

@@ -1,7 +1,5 @@
 """Layer predictions: the logit lens (the Ecco paper's Figures 7 and 8)."""
 
-import zlib
-
 import streamlit as st
 
 import dashboard
@@ -42,8 +40,7 @@ st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stre
                 on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
-if st.session_state.get("lens-token", 0) >= result.n_columns:
-    st.session_state["lens-token"] = 0
+dashboard.follow("lens-token", 0, source=dashboard.capture_key(cap))  # a new capture starts at its first token
 column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
 st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
@@ -70,12 +67,13 @@ with dashboard.user_errors():
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
+    dashboard.follow("watch-pills", [], source=(lm.name, watch_text))  # another text's suggestions start unpicked
     # Suggestions start unselected: what the user typed is compared on its own until a chip is clicked.
     picked = st.pills(
         "Suggested: in the top 3 at some block's output (click to add)",
         list(display), selection_mode="multi",
         format_func=lambda token_id: dashboard.literal(repr(display[token_id])),
-        key=f"watch-pills-{zlib.crc32(watch_text.encode())}",
+        key="watch-pills",
     ) or []
 
 candidates = tuple(word for word in (w.strip() for w in words_input.split(",")) if word) + tuple(picked)

@@ -2,7 +2,6 @@
 
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
@@ -42,8 +41,8 @@ negatives = controls[0].selectbox(
     "splitting keeps it as a second non-negative column per neuron.",
 )
 n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, key="factors_n")
-first, last = controls[2].slider("Blocks (their FFN neurons)", 0, cap.n_layers - 1, (0, cap.n_layers - 1),
-                                 key=f"factors_layers_{cap.n_layers}")
+dashboard.follow("factors_layers", (0, cap.n_layers - 1), source=cap.n_layers)  # every block of a new model
+first, last = controls[2].slider("Blocks (their FFN neurons)", 0, cap.n_layers - 1, key="factors_layers")
 skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",
                                     help="BOS, [CLS] and [SEP] often fire far above every other token.")
 skip_first = controls[3].checkbox(
@@ -52,9 +51,7 @@ skip_first = controls[3].checkbox(
     "token (an attention sink); left in, it takes a factor of its own and dwarfs the rest.",
 )
 
-positions = tuple(
-    i for i in range(cap.n_tokens) if not (skip_special and cap.special[i]) and not (skip_first and i == 0)
-)
+positions = tuple(ec.factors.analysed_positions(cap, skip_special=skip_special, skip_first=skip_first))
 layer_range = range(first, last + 1)
 negatives = negatives if method == "nmf" else "clip"
 result = None
@@ -86,8 +83,8 @@ with area:
     st.download_button("Factor view (HTML, works offline)", factor_view, "factor_view.html", "text/html",
                        key="factors_view_html", on_click="ignore")
 
-    if st.session_state.get("factors_pick", 0) >= result.n_components:
-        st.session_state["factors_pick"] = 0
+    result_settings = (dashboard.capture_key(cap), method, negatives, int(n_components), first, last, positions)
+    dashboard.follow("factors_pick", 0, source=result_settings)
     factor = st.radio("Neurons loading most on", range(result.n_components), format_func=lambda f: f"F{f}",
                       horizontal=True, key="factors_pick")
     top = result.top_neurons(10)
@@ -105,17 +102,17 @@ st.subheader("One neuron")
 st.caption("Pick a neuron (by default the one loading most on the selected factor) and see its activation on "
            "every token; the table lists the most active neurons of its block's FFN.")
 strongest = top[top["factor"] == factor].iloc[0]
-# A new result (other blocks, method, factors) starts from its own strongest neuron, not the last one shown.
-view = f"{method}_{negatives}_{int(n_components)}_{first}_{last}_{factor}"
+# A new result (other blocks, method, factors) or factor starts from its own strongest neuron, not the last one shown.
+dashboard.follow("neuron_layer", int(strongest["block"]), source=(result_settings, factor))
+dashboard.follow("neuron_index", int(strongest["neuron"]), source=(result_settings, factor))
+dashboard.follow("neuron_rank_on", None, source=dashboard.capture_key(cap))
 pick = st.columns([1, 1, 2])
-layer = pick[0].number_input("Block (its FFN)", 0, cap.n_layers - 1, int(strongest["block"]),
-                             key=f"neuron_layer_{view}")
-neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, int(strongest["neuron"]),
-                              key=f"neuron_index_{view}")
-token_labels = plots.axis_labels(cap.tokens)
+layer = pick[0].number_input("Block (its FFN)", 0, cap.n_layers - 1, key="neuron_layer")
+neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, key="neuron_index")
+token_labels = plots.position_labels(cap.tokens)
 rank_on = pick[2].selectbox("Rank the FFN's neurons on", [None, *range(cap.n_tokens)],
                             format_func=lambda p: "all tokens (peak)" if p is None else token_labels[p],
-                            key=f"neuron_rank_on_{cap.n_tokens}")
+                            key="neuron_rank_on")
 with dashboard.user_errors():
     chosen = ec.neurons(cap, int(layer), ids=[int(neuron)])
     ranked = ec.neurons(cap, int(layer), top_k=10, position=rank_on)
@@ -124,8 +121,5 @@ with dashboard.user_errors():
                     key="neuron_bars")
     dashboard.show_tokens(cap, np.abs(activation))
     st.caption("Shading shows |activation|; the bars keep the sign (gated FFNs fire both ways).")
-    table = pd.DataFrame(ranked.activations, columns=token_labels)
-    table.insert(0, "neuron", ranked.neurons)
-    table.insert(1, "|activation|" if rank_on is not None else "peak |activation|", ranked.scores)
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(ranked.table(), hide_index=True, width="stretch")
     dashboard.download_buttons(ranked.to_frame(), f"block_{layer}_ffn_neurons")

@@ -22,13 +22,6 @@ st.caption(
 )
 
 
-def picked(key: str, default, choices):
-    """Keep the widget ``key`` in the URL; a value not among ``choices`` (another prompt's) goes back to ``default``."""
-    if dashboard.page_param(key, default, choices=choices) not in choices:
-        st.session_state[key] = default
-        dashboard.page_param(key, default, choices=choices)
-
-
 controls = st.columns([2, 1, 1, 1])
 dashboard.page_param("attention_method", "raw", choices=ec.ATTENTION_METHODS)
 method = controls[0].selectbox(
@@ -43,7 +36,7 @@ n_shown = int(min(lm.n_layers, max(1, limits.ATTENTION_MB * 2**20 // per_block))
 first = 0
 if n_shown < lm.n_layers:
     starts = range(lm.n_layers - n_shown + 1)
-    picked("attention_from", 0, starts)
+    dashboard.page_param("attention_from", 0, choices=starts)  # another prompt's start goes back to 0
     first = controls[1].selectbox(
         "From block", starts, format_func=block_label, key="attention_from",
         help=f"{cap.n_tokens} tokens: {n_shown} blocks at a time fit this deployment's "
@@ -61,10 +54,10 @@ with dashboard.user_errors():
 if att is None:
     st.stop()
 
-picked("attention_block", blocks[0], blocks)
+dashboard.page_param("attention_block", blocks[0], choices=blocks)
 block = controls[2].selectbox("Block", blocks, format_func=block_label, key="attention_block",
                               help="Or click a map of the model view.")
-picked("attention_head", 0, range(att.n_heads))
+dashboard.page_param("attention_head", 0, choices=range(att.n_heads))
 head = controls[3].selectbox("Head", range(att.n_heads), format_func=att.heads.__getitem__, key="attention_head",
                              disabled=att.n_heads == 1, help="Or click a map of the model view.")
 

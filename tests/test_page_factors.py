@@ -30,7 +30,7 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     assert len(app.radio(key="factors_pick").options) == 10
 
     app.number_input(key="factors_n").set_value(4)
-    app.slider(key="factors_layers_30").set_value((2, 3))
+    app.slider(key="factors_layers").set_value((2, 3))
     app.selectbox(key="factors_negatives").set_value("split")
     run(app)
     assert "NMF of 6144 neurons of block 2 FFN, block 3 FFN" in " ".join(caption.value for caption in app.caption)
@@ -71,7 +71,7 @@ def test_one_neuron_follows_a_new_layer_range():
     app.query_params.update({"text": TEXT, "new": "0", "factors_n": "3"})
     run(app)
     shown = app.number_input[1].value  # the One neuron section's layer
-    app.slider(key="factors_layers_30").set_value((20, 22) if shown < 20 else (2, 4))
+    app.slider(key="factors_layers").set_value((20, 22) if shown < 20 else (2, 4))
     run(app)
-    first, last = app.slider(key="factors_layers_30").value
+    first, last = app.slider(key="factors_layers").value
     assert first <= app.number_input[1].value <= last

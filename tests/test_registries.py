@@ -33,8 +33,8 @@ def test_a_saliency_method_added_as_one_entry_is_used(lm, monkeypatch):
     assert calls == [3] and trial.method == "doubled_gradient"
     np.testing.assert_allclose(trial.raw, 2 * plain.raw, rtol=1e-6)
     np.testing.assert_allclose(trial.scores, plain.scores, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"has no signed attribution .*signed ones: \['grad_x_input', "
-                       r"'integrated_gradients', 'erasure'\]"):
+    with pytest.raises(ValueError, match=r"method must be a method with a direction \(a norm has none\), one of "
+                       r"'grad_x_input', 'integrated_gradients', 'erasure'; got 'doubled_gradient'"):
         trial.signed_shares()  # the signed methods are named from the entries, the trial one among the unsigned
 
 

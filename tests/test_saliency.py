@@ -249,7 +249,7 @@ def test_signed_attributions_have_a_direction_where_the_method_has_one(tiny_gpt2
             np.testing.assert_array_equal(result.signed, result.raw)
     unsigned = ec.saliency(tiny_gpt2, cap, method="gradient")
     assert unsigned.signed is None and "signed" not in unsigned.to_frame()
-    with pytest.raises(ValueError, match="method 'gradient' has no signed attribution"):
+    with pytest.raises(ValueError, match=r"method must be a method with a direction .*; got 'gradient'"):
         unsigned.signed_shares()
 
 
@@ -262,6 +262,29 @@ def test_to_frame_has_one_row_per_attributed_pair(lm, shakespeare):
     np.testing.assert_allclose(frame.groupby("output_position")["score"].sum(), 1.0, atol=1e-12)
     assert set(frame["method"]) == {"grad_x_input"}
     np.testing.assert_array_equal(result.row(shakespeare.n_input), result.scores[0])
+
+
+def test_one_explained_tokens_detail_table_bars_and_quantity(lm, shakespeare):
+    """What the page's Detail shows, built here: the tokens one explained token can see, in percent."""
+    result = ec.saliency(lm, shakespeare, target="logit", contrast_with=" 1565")
+    position = int(result.positions[1])
+    detail = result.detail_frame(position)
+    assert list(detail.columns) == ["position", "token", "share", "signed", "raw"]
+    assert detail["position"].tolist() == list(range(position))  # causal: the tokens before it
+    assert detail["token"].tolist() == [plots.display_token(t, spaces=True) for t in shakespeare.tokens[:position]]
+    np.testing.assert_allclose(detail["share"].sum(), 100.0)
+    np.testing.assert_allclose(detail["signed"].abs().sum(), 100.0)
+    np.testing.assert_allclose(detail["raw"], result.raw[1, :position])
+    bars = plots.saliency_row_bars(result, position, signed=True).data[0]
+    np.testing.assert_allclose(bars.x, detail["signed"])
+    assert list(bars.y) == plots.axis_labels(shakespeare.tokens[:position])
+    explained = result.explained_tokens[1]
+    assert result.quantity(position) == (
+        f"logit({explained!r}) - logit(' 1565') = {result.target_values[1]:.4g}"
+    )
+    assert "signed" not in ec.saliency(lm, shakespeare, method="gradient").detail_frame(position)
+    with pytest.raises(ValueError, match=r"position must be an explained position, one of \[.*\]; got 0"):
+        result.detail_frame(0)
 
 
 def test_prompt_tokens_can_be_explained_from_their_prefix(lm, shakespeare):
