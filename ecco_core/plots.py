@@ -15,7 +15,7 @@ import html
 
 import numpy as np
 
-from ._checks import choice, entries, invalid, shaped, whole, words
+from ._checks import choice, entries, indices, invalid, shaped, whole, words
 from .layers import block_label
 
 
@@ -373,9 +373,7 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
     """
     import plotly.graph_objects as go
 
-    columns = list(columns)
-    for column in columns:
-        whole("columns", column, low=0, high=rankings.n_columns - 1)
+    columns = indices("columns", columns, rankings.n_columns, "column").tolist()
     labels = _rank_column_labels(rankings)
     figure = go.Figure()
     for column in columns:

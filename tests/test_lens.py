@@ -222,7 +222,8 @@ def test_figures_escape_tokens_and_show_ranks(generated):
     assert list(figure.data[0].y) == [f"block {block}" for block in range(result.n_layers)]
     lines = plots.layer_probability_figure(result, [0])
     np.testing.assert_allclose(lines.data[0].y, result.probs[:, 0])
-    with pytest.raises(ValueError, match="out of range"):
+    last = result.n_columns - 1
+    with pytest.raises(ValueError, match=rf"columns must be .* from 0 to {last}, at least one; got \[{last + 1}\]"):
         plots.layer_probability_figure(result, [result.n_columns])
 
 

@@ -266,7 +266,7 @@ def test_to_frame_has_one_row_per_attributed_pair(lm, shakespeare):
 
 def test_one_explained_tokens_detail_table_bars_and_quantity(lm, shakespeare):
     """What the page's Detail shows, built here: the tokens one explained token can see, in percent."""
-    result = ec.saliency(lm, shakespeare, target="logit", contrast_with=" 1565")
+    result = ec.saliency(lm, shakespeare, target="logit", contrast_with=".")
     position = int(result.positions[1])
     detail = result.detail_frame(position)
     assert list(detail.columns) == ["position", "token", "share", "signed", "raw"]
@@ -280,7 +280,7 @@ def test_one_explained_tokens_detail_table_bars_and_quantity(lm, shakespeare):
     assert list(bars.y) == plots.axis_labels(shakespeare.tokens[:position])
     explained = result.explained_tokens[1]
     assert result.quantity(position) == (
-        f"logit({explained!r}) - logit(' 1565') = {result.target_values[1]:.4g}"
+        f"logit({explained!r}) - logit({result.contrast_with!r}) = {result.target_values[1]:.4g}"
     )
     assert "signed" not in ec.saliency(lm, shakespeare, method="gradient").detail_frame(position)
     with pytest.raises(ValueError, match=r"position must be an explained position, one of \[.*\]; got 0"):
@@ -310,7 +310,7 @@ def test_bad_arguments_are_named(lm, encoder, shakespeare):
     encoded = ec.capture(encoder, "The keys to the cabinet")
     with pytest.raises(ValueError, match="no language-modelling head"):
         ec.saliency(encoder, encoded)
-    with pytest.raises(ValueError, match="not by 'all-MiniLM-L6-v2'"):
+    with pytest.raises(ValueError, match="cap must be a capture made by this model, 'all-MiniLM-L6-v2'"):
         ec.saliency(encoder, shakespeare)
 
 
