@@ -5,7 +5,10 @@ prints its measured time, the estimate from its sizes, and their ratio. The
 rates in ecco_core/estimates.py were set from this script's output on the
 development machine (2 shared CPU cores); on another machine the ratios show
 how far off they are (divide a rate by its cases' ratio to recalibrate).
-Last line: the geometric mean of measured / estimated over all cases.
+Usage: ``OMP_WAIT_POLICY=PASSIVE python bench/estimates.py [group ...]``, groups
+``probing``, ``similarity``, ``factors``, ``saliency`` (default: all, in that
+order). Last line: the geometric mean of measured / estimated over the cases
+run (``bench/estimates.py saliency``: the saliency estimate's alone).
 """
 
 import math
@@ -27,6 +30,7 @@ PASSAGE = (
     "movable metal type, oil-based ink and a wooden press adapted from those used to make wine. Within a few "
     "decades printing shops had spread from Mainz to more than two hundred cities across Europe."
 )
+SALIENCY_PROMPT = "William Shakespeare was born in the year"  # the sidebar's default prompt
 QUIET = lambda fraction, message: None  # noqa: E731
 
 
@@ -46,10 +50,7 @@ class Cases(list):
         super().append(row)
 
 
-def main() -> None:
-    lm = ec.load()
-    rows = Cases()
-
+def probing_cases(lm, rows: Cases) -> None:
     for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
         data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, n_tokens=1000, layers=layers,
                                                       progress=QUIET))
@@ -60,6 +61,8 @@ def main() -> None:
         rows.append((f"probe training, 1000 words, 1 trial, 5 epochs, layers {layers or 'all'}", seconds,
                      estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5)))
 
+
+def similarity_cases(lm, rows: Cases) -> None:
     texts = sim.ud_sentences(10)
     captures, seconds = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
     n_tokens = sum(cap.n_tokens for cap in captures)
@@ -75,14 +78,44 @@ def main() -> None:
             rows.append((f"similarity {method}, hidden x ffn, {name} ({n_samples} positions)", seconds,
                          estimates.similarity_seconds(n_samples, [lm.d_model] * (lm.n_layers + 1),
                                                       [lm.d_ff] * lm.n_layers, method)))
+
+
+def factors_cases(lm, rows: Cases) -> None:
+    passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
     for method in ("nmf", "pca", "ica"):
         _, seconds = timed(lambda: ec.factors(passage, method, n_components=10, positions=range(1, passage.n_tokens)))
         rows.append((f"factors {method}, all 30 layers, {passage.n_tokens - 1} tokens", seconds,
                      estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method)))
 
+
+def saliency_cases(lm, rows: Cases) -> None:
+    """The Saliency page's default text (the sidebar's prompt, 20 new tokens) and a longer passage, few tokens."""
+    short = ec.capture(lm, SALIENCY_PROMPT, max_new_tokens=20)
+    long = ec.capture(lm, PASSAGE, max_new_tokens=4)
+    for cap, method, steps in ((short, "grad_x_input", 1), (short, "integrated_gradients", 20),
+                               (long, "integrated_gradients", 8), (short, "erasure", 1), (long, "erasure", 1)):
+        _, seconds = timed(lambda: ec.saliency(lm, cap, method, steps=steps, progress=QUIET))
+        name = f"saliency {method}" + (f", {steps} steps" if method == "integrated_gradients" else "")
+        rows.append((f"{name}, {cap.n_tokens} tokens, {cap.n_generated} explained", seconds,
+                     estimates.saliency_seconds(lm, cap.n_tokens, cap.n_generated, method, steps)))
+
+
+GROUPS = {"probing": probing_cases, "similarity": similarity_cases, "factors": factors_cases,
+          "saliency": saliency_cases}
+
+
+def main() -> None:
+    groups = sys.argv[1:] or list(GROUPS)
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise SystemExit(f"unknown groups {unknown}; groups: {list(GROUPS)}")
+    lm = ec.load()
+    rows = Cases()
+    for group in groups:
+        GROUPS[group](lm, rows)
     ratios = [measured / estimated for _, measured, estimated in rows]
     mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"measured / estimated time, geometric mean over {len(rows)} cases: {mean:.2f} "
+    print(f"measured / estimated time ({', '.join(groups)}), geometric mean over {len(rows)} cases: {mean:.2f} "
           f"(range {min(ratios):.2f} to {max(ratios):.2f})")
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -133,9 +134,12 @@ def items_within(max_chunk_bytes: int, bytes_each: int, count: int) -> int:
     return int(min(count, max(1, max_chunk_bytes // max(1, bytes_each))))
 
 
-def token_activation_bytes(lm: LM, embeddings: torch.Tensor) -> int:
-    """Bytes one token's activations take in one block, estimated as 8 x (d_model + d_ff) values."""
-    return 8 * (lm.d_model + lm.d_ff) * embeddings.element_size()
+def activation_bytes(lm: LM, element_size: int = 4) -> int:
+    """Bytes one token's activations take in one block, estimated as 8 x (d_model + d_ff) values.
+
+    ``element_size``: bytes of one value (4 in float32).
+    """
+    return 8 * (lm.d_model + lm.d_ff) * element_size
 
 
 def input_gradients(
@@ -146,6 +150,7 @@ def input_gradients(
     *,
     scales: torch.Tensor | None = None,
     max_chunk_bytes: int,
+    progress: Callable[[float, str], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of every target with respect to the input embeddings, averaged over the points of a path.
 
@@ -165,6 +170,11 @@ def input_gradients(
         integration path); by default the input itself.
     max_chunk_bytes : int
         Memory budget of each chunk (see the module's docstring).
+    progress : callable, optional
+        ``progress(fraction, message)`` after each segment of blocks is pulled
+        back (after each chunk of points when the whole graph is kept); the
+        fraction counts those steps over all chunks of points, rising to 1.
+        An exception it raises (a Stop) ends the work.
 
     Returns
     -------
@@ -177,35 +187,81 @@ def input_gradients(
     scales = torch.ones(1, dtype=embeddings.dtype, device=embeddings.device) if scales is None else scales
     n_points, n_targets = len(scales), len(read_positions)
     length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
-    block_activations = token_activation_bytes(lm, embeddings)
-    # Per token of a point: every block's input, kept for the backward, and one block's activations.
-    kept_inputs = (lm.n_layers + 1) * d_model * embeddings.element_size()
-    points_per_chunk = items_within(max_chunk_bytes, length * (kept_inputs + block_activations), n_points)
+    chunks = plan(lm, length, n_points, n_targets, max_chunk_bytes, embeddings.element_size())
+    steps_done, n_steps = 0, sum(len(chunk.segments) for chunk in chunks)
     gradients = embeddings.new_zeros((n_targets, n_tokens, d_model))
     values = torch.zeros((n_points, n_targets), dtype=torch.float64, device=embeddings.device)
-    for points in _chunks(n_points, points_per_chunk):
+
+    def step_done(reached: str, points: np.ndarray) -> None:
+        nonlocal steps_done
+        steps_done += 1
+        if progress is not None:
+            path = f", path points {points[0] + 1}-{points[-1] + 1} of {n_points}" if n_points > 1 else ""
+            progress(steps_done / n_steps, f"Gradients back to {reached}{path}")
+
+    for chunk in chunks:
+        points = chunk.points
         path = scales[torch.as_tensor(points, device=scales.device), None, None] * embeddings[:, :length]
         leaf = path.detach().requires_grad_(True)
-        one_block = len(points) * length * block_activations
-        blocks_per_segment = items_within(max_chunk_bytes, one_block, lm.n_layers)
-        targets_per_backward = items_within(max_chunk_bytes, one_block, n_targets)
-        whole_graph = blocks_per_segment == lm.n_layers  # a short text: one graph, no second forward
-        first_input, calls, last_output = _forward(lm, leaf, keep_graph=whole_graph)
+        first_input, calls, last_output = _forward(lm, leaf, keep_graph=chunk.whole_graph)
         cotangents, values[points] = _head_cotangents(lm, last_output, read_positions, target_of, max_chunk_bytes)
-        if whole_graph:
-            cotangents = _pull_back(last_output, leaf, cotangents, targets_per_backward)
+        if chunk.whole_graph:
+            cotangents = _pull_back(last_output, leaf, cotangents, chunk.targets_per_backward)
         else:
             blocks = lm.blocks
-            for segment in reversed(_chunks(lm.n_layers, blocks_per_segment)):
+            for segment in reversed(chunk.segments):
                 hidden = calls[segment[0]].hidden.detach().requires_grad_(True)
                 with torch.enable_grad():
                     output = hidden
                     for index in segment:
                         output = calls[index](blocks[int(index)], output)
-                cotangents = _pull_back(output, hidden, cotangents, targets_per_backward)
-            cotangents = _pull_back(first_input, leaf, cotangents, targets_per_backward)
+                cotangents = _pull_back(output, hidden, cotangents, chunk.targets_per_backward)
+                if segment[0] > 0:  # the first segment's step ends with the pull back to the embeddings
+                    step_done(f"block {int(segment[0])}", points)
+            cotangents = _pull_back(first_input, leaf, cotangents, chunk.targets_per_backward)
+        step_done("the embeddings", points)
         gradients[:, :length] += cotangents.sum(dim=1).to(gradients.device)
     return gradients / n_points, values
+
+
+class Chunk(NamedTuple):
+    """One chunk of path points in :func:`input_gradients`, as :func:`plan` lays it out.
+
+    ``points``: indices of its path points; ``segments``: the block indices
+    re-run together in the backward (one segment of every block when
+    ``whole_graph``: a short text keeps one graph, no second forward);
+    ``targets_per_backward``: targets pulled back at once.
+    """
+
+    points: np.ndarray
+    segments: list[np.ndarray]
+    targets_per_backward: int
+    whole_graph: bool
+
+
+def plan(
+    lm: LM, length: int, n_points: int, n_targets: int, max_chunk_bytes: int, element_size: int = 4
+) -> list[Chunk]:
+    """How :func:`input_gradients` cuts its work to the budget, known from the sizes alone (for an estimate).
+
+    ``length``: the positions run (up to the last read position, in a causal
+    model); ``element_size``: bytes of one activation value (4 in float32).
+    """
+    block_activations = activation_bytes(lm, element_size)
+    # Per token of a point: every block's input, kept for the backward, and one block's activations.
+    kept_inputs = (lm.n_layers + 1) * lm.d_model * element_size
+    points_per_chunk = items_within(max_chunk_bytes, length * (kept_inputs + block_activations), n_points)
+    chunks = []
+    for points in _chunks(n_points, points_per_chunk):
+        one_block = len(points) * length * block_activations
+        blocks_per_segment = items_within(max_chunk_bytes, one_block, lm.n_layers)
+        chunks.append(Chunk(
+            points=points,
+            segments=_chunks(lm.n_layers, blocks_per_segment),
+            targets_per_backward=items_within(max_chunk_bytes, one_block, n_targets),
+            whole_graph=blocks_per_segment == lm.n_layers,
+        ))
+    return chunks
 
 
 def _head_cotangents(

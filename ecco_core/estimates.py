@@ -2,7 +2,7 @@
 
 Each function counts the work's multiply-adds and divides them by a rate
 measured on the development machine: 2 CPU cores shared with other jobs
-(load average 15-18 while measured), torch 2.13 (CPU build), numpy with
+(load average 15-18 while measured; 26 for saliency), torch 2.13 (CPU build), numpy with
 OpenBLAS, measured 2026-12-02 by ``bench/estimates.py``, which runs each
 analysis for real and prints measured over estimated time (re-run it to
 recalibrate another machine). On a shared machine the same work varies by
@@ -10,7 +10,9 @@ about 3x with the load, so the dashboard also shows the time left from the
 measured progress once the work runs. The counts
 follow the code: a model forward pass costs about one multiply-add per
 parameter per token, probes cost ``3 x tokens x features x outputs`` per
-epoch (forward and two backward products), SVDs ``n d min(n, d)``.
+epoch (forward and two backward products), SVDs ``n d min(n, d)``, a
+gradient taken with respect to the input about one forward pass per explained
+token (:func:`saliency_seconds`).
 
 >>> from ecco_core import estimates
 >>> seconds = estimates.factors_seconds(200, 46080, 10, "nmf")   # 30 blocks of 1536 neurons, 200 tokens
@@ -20,13 +22,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from . import _checks as checks
+from .backward import plan
+from .capture import DEFAULT_CHUNK_BYTES
 from .layers import EMBEDDINGS
 from .models import LM
+from .saliency import METHODS as SALIENCY_METHODS
 
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
 FORWARD_RATE = 9.0e9  # probing's corpus pass: batches of 32 sentences through the blocks alone
 PROBE_RATE = 1.6e9  # training the batched probes (torch.bmm, forward and backward, Adam)
+# ec.saliency (measured at load average 26): the gradient methods' block-by-block vectorised backwards
+# (is_grads_batched), and erasure's batches of erased copies, forward only.
+GRADIENT_RATE = 3.8e9
+ERASURE_RATE = 3.9e9
 NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 (Grams, eigendecompositions, NMF)
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
@@ -52,6 +62,43 @@ def forward_multiply_adds(lm: LM) -> int:
 def capture_seconds(lm: LM, n_tokens: int) -> float:
     """Seconds of :func:`ecco_core.capture` over texts of ``n_tokens`` tokens in all."""
     return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE
+
+
+def block_multiply_adds(lm: LM) -> int:
+    """Multiply-adds of one token through the blocks alone: one per block parameter."""
+    return sum(parameter.numel() for parameter in lm.blocks.parameters())
+
+
+def saliency_seconds(
+    lm: LM, n_tokens: int, n_explained: int, method: str, steps: int = 20,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> float:
+    """Seconds of :func:`ecco_core.saliency` on a capture of ``n_tokens`` tokens explaining ``n_explained`` of them.
+
+    The default explained tokens: the last ``n_explained`` (generated or
+    given) tokens of a causal model, the ``[MASK]`` positions of a masked one.
+    The gradient methods run each chunk of path points (``steps`` of them for
+    integrated gradients, else one) forward, twice when the backward re-runs
+    segments of blocks (:func:`ecco_core.backward.plan`), take the LM head's
+    forward and backward per explained token, and pull every explained token's
+    gradient back through the blocks (about one forward's work each). Erasure
+    runs ``n_tokens + 1`` copies of the text forward and reads every explained
+    token's logits from each.
+    """
+    method = checks.choice("method", method, SALIENCY_METHODS)
+    length = n_tokens - 1 if lm.is_causal else n_tokens  # up to the last read position
+    blocks = block_multiply_adds(lm)
+    head = lm.vocab_size * lm.d_model
+    if method == "erasure":
+        copies = n_tokens + 1
+        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE
+    n_points = steps if method == "integrated_gradients" else 1
+    work = 0.0
+    for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
+        points = len(chunk.points)
+        forwards = 1 if chunk.whole_graph else 2
+        work += points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
+    return work / GRADIENT_RATE
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from . import _checks as checks
-from .backward import input_gradients, items_within, token_activation_bytes
+from .backward import activation_bytes, input_gradients, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, token_strings
 from .models import LM
 
@@ -238,6 +238,7 @@ def saliency(
     steps: int = 20,
     positions=None,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: Callable[[float, str], None] | None = None,
 ) -> Saliency:
     """Attribute every generated token (or every ``[MASK]`` prediction) to the tokens before it.
 
@@ -272,6 +273,13 @@ def saliency(
         gradients, path points; for erasure, erased copies) at once as fit
         the budget, so the peak above the model stays bounded whatever the
         prompt length or ``steps``. The scores do not depend on it.
+    progress : callable, optional
+        ``progress(fraction, message)`` as the work goes: after each segment
+        of blocks the gradients are pulled back through (for every chunk of
+        path points), after each batch of erased copies; the fraction rises to
+        1. An exception it raises (a Stop button) ends the work. The result
+        does not depend on it. :func:`ecco_core.estimates.saliency_seconds`
+        says beforehand how long it should take.
 
     Returns
     -------
@@ -293,7 +301,7 @@ def saliency(
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
     checks.captured_by(lm, cap)
     lm.require_head()
-    explained = _explained_positions(lm, cap, positions)
+    explained = explained_positions(lm, cap, positions)
     read_positions = explained - 1 if lm.is_causal else explained
     explained_ids = cap.token_ids[explained] if lm.is_causal else cap.top_ids[explained, 0]
     foil_id, foil_text = (None, None) if contrast_with is None else _foil(lm, contrast_with)
@@ -301,7 +309,7 @@ def saliency(
 
     token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
     raw, signed, values = METHODS[method].function(
-        lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes
+        lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes, progress=progress
     )
     if (signed is not None) != METHODS[method].signed:
         raise RuntimeError(f"saliency method {method!r} returned signed={signed is not None}, its entry says "
@@ -332,7 +340,13 @@ def saliency(
 
 
 # ------------------------------------------------------------ validation
-def _explained_positions(lm: LM, cap: Capture, positions) -> np.ndarray:
+def explained_positions(lm: LM, cap: Capture, positions=None) -> np.ndarray:
+    """The sequence positions :func:`saliency` explains, shape (n_generated,): known before any work (for an estimate).
+
+    ``positions`` as there; by default the generated (or given) tokens of a
+    causal model, the ``[MASK]`` positions of a masked one. Raises the same
+    errors as :func:`saliency` when there is nothing to explain.
+    """
     if positions is None:
         if lm.is_causal:
             if not cap.n_generated:
@@ -398,13 +412,14 @@ def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | No
 
 # ------------------------------------------------------------- the model
 # A method takes (lm, token_ids (1, n_tokens), read_positions (n_generated,), target_of, *, steps,
-# max_chunk_bytes) and returns raw attributions (n_generated, n_tokens), signed ones (the same shape,
+# max_chunk_bytes, progress) and returns raw attributions (n_generated, n_tokens), signed ones (the same shape,
 # or None when the method has no sign) and the targets' values (n_generated,).
 def _input_gradient(lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable,
-                    max_chunk_bytes: int):
+                    max_chunk_bytes: int, progress):
     """The embeddings (1, n_tokens, d_model), each target's gradient with respect to them, and the targets."""
     embeddings = lm.embeddings(token_ids).detach()
-    gradient, values = input_gradients(lm, embeddings, read_positions, target_of, max_chunk_bytes=max_chunk_bytes)
+    gradient, values = input_gradients(lm, embeddings, read_positions, target_of, max_chunk_bytes=max_chunk_bytes,
+                                       progress=progress)
     return embeddings, gradient, values[0].cpu().numpy()
 
 
@@ -414,21 +429,22 @@ def _norm_and_sum(per_dimension: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return torch.linalg.vector_norm(per_dimension, dim=-1).cpu().numpy(), per_dimension.sum(dim=-1).cpu().numpy()
 
 
-def _grad_x_input(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
-    embeddings, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes)
+def _grad_x_input(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes, progress=None):
+    embeddings, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes,
+                                                   progress)
     return (*_norm_and_sum(gradient * embeddings[0]), values)
 
 
-def _gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
-    _, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes)
+def _gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes, progress=None):
+    _, gradient, values = _input_gradient(lm, token_ids, read_positions, target_of, max_chunk_bytes, progress)
     return torch.linalg.vector_norm(gradient.double(), dim=-1).cpu().numpy(), None, values
 
 
-def _integrated_gradients(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
+def _integrated_gradients(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes, progress=None):
     embeddings = lm.embeddings(token_ids).detach()  # (1, n_tokens, d_model)
     scales = (torch.arange(steps, dtype=embeddings.dtype, device=embeddings.device) + 0.5) / steps
     gradient, _ = input_gradients(
-        lm, embeddings, read_positions, target_of, scales=scales, max_chunk_bytes=max_chunk_bytes
+        lm, embeddings, read_positions, target_of, scales=scales, max_chunk_bytes=max_chunk_bytes, progress=progress
     )
     values = _values(lm, embeddings, read_positions, target_of)[0]
     return (*_norm_and_sum(gradient * embeddings[0]), values.cpu().numpy())
@@ -444,21 +460,28 @@ def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of:
 @torch.inference_mode()
 def _erasure(
     lm: LM, token_ids: torch.Tensor, read_positions: np.ndarray, target_of: Callable, *, steps: int,
-    max_chunk_bytes: int,
+    max_chunk_bytes: int, progress: Callable[[float, str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop of each target when each token's embedding is zeroed (raw and signed alike), in batches of erased copies."""
     embeddings = lm.embeddings(token_ids)  # (1, n_tokens, d_model)
     n_tokens = embeddings.shape[1]
     full = _values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
     erased = torch.empty((n_tokens, len(read_positions)), dtype=torch.float64, device=embeddings.device)
-    per_batch = items_within(max_chunk_bytes, n_tokens * token_activation_bytes(lm, embeddings), n_tokens)
+    per_batch = erasure_batch(lm, n_tokens, max_chunk_bytes, embeddings.element_size())
     for start in range(0, n_tokens, per_batch):
         stop = min(n_tokens, start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
         erased[start:stop] = _values(lm, copies, read_positions, target_of)
+        if progress is not None:
+            progress(stop / n_tokens, f"Erased {stop} of {n_tokens} tokens")
     drop = (full[None, :] - erased).T.cpu().numpy()
     return drop, drop.copy(), full.cpu().numpy()
+
+
+def erasure_batch(lm: LM, n_tokens: int, max_chunk_bytes: int, element_size: int = 4) -> int:
+    """Erased copies of an ``n_tokens`` text run together within the budget (``element_size``: 4 in float32)."""
+    return items_within(max_chunk_bytes, n_tokens * activation_bytes(lm, element_size), n_tokens)
 
 
 class SaliencyMethod(NamedTuple):
@@ -493,5 +516,5 @@ METHODS = {
     ),
 }
 """Saliency methods by name: ``SaliencyMethod(function, description, signed)``. ``function(lm, token_ids,
-read_positions, target_of, *, steps, max_chunk_bytes)`` returns raw attributions (n_generated, n_tokens),
+read_positions, target_of, *, steps, max_chunk_bytes, progress)`` returns raw attributions (n_generated, n_tokens),
 signed ones (None unless ``signed``) and the targets (n_generated,)."""

@@ -19,7 +19,7 @@ def test_a_saliency_method_added_as_one_entry_is_used(lm, monkeypatch):
     cap = ec.capture(lm, "The capital of France is", max_new_tokens=2)
     calls = []
 
-    def doubled_gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes):
+    def doubled_gradient(lm, token_ids, read_positions, target_of, *, steps, max_chunk_bytes, progress):
         calls.append(steps)
         raw, signed, values = saliency.METHODS["gradient"].function(
             lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes

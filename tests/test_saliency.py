@@ -195,6 +195,58 @@ def test_erasure_is_the_drop_when_a_token_is_zeroed(tiny_gpt2):
     assert result.raw[0, erased_position] == pytest.approx(result.target_values[0] - erased, abs=1e-5)
 
 
+# -------------------------------------------------------------- progress
+@pytest.mark.parametrize("method", list(ec.SALIENCY_METHODS))
+def test_progress_rises_to_one_and_changes_nothing(tiny_gpt2, method):
+    """Chunks of path points, segments of blocks, batches of erased copies (a 1-byte budget: one of each at a time):
+    progress after each, rising to 1, and the very same scores without it."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    calls = []
+    options = dict(method=method, steps=30, max_chunk_bytes=1)
+    followed = ec.saliency(tiny_gpt2, cap, progress=lambda fraction, message: calls.append((fraction, message)),
+                           **options)
+    quiet = ec.saliency(tiny_gpt2, cap, **options)
+    fractions = [fraction for fraction, _ in calls]
+    assert len(calls) >= 2 and all(0 < f for f in fractions) and fractions[-1] == 1.0, calls
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions), fractions
+    assert all(isinstance(message, str) and message for _, message in calls)
+    for name in ("scores", "raw", "signed", "target_values"):
+        np.testing.assert_array_equal(getattr(followed, name), getattr(quiet, name), err_msg=name)
+
+
+def test_progress_counts_the_planned_steps_of_integrated_gradients(tiny_gpt2):
+    """``backward.plan`` (what the estimate reads) is the work done: one progress step per planned segment."""
+    from ecco_core import backward
+
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    calls = []
+    ec.saliency(tiny_gpt2, cap, "integrated_gradients", steps=30, max_chunk_bytes=150_000,
+                progress=lambda fraction, message: calls.append(message))
+    chunks = backward.plan(tiny_gpt2, cap.n_tokens - 1, 30, cap.n_generated, 150_000)
+    assert len(chunks) > 1 and any(len(chunk.segments) > 1 for chunk in chunks)
+    assert len(calls) == sum(len(chunk.segments) for chunk in chunks)
+    assert "path points 1-" in calls[0] and calls[-1].startswith("Gradients back to the embeddings, path points")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "erasure"])
+def test_a_progress_callback_that_raises_stops_the_work(tiny_gpt2, method):
+    """What the page's Stop does: the callback raises at the next update and nothing more is computed."""
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
+    calls = []
+
+    def stop_at_first(fraction, message):
+        calls.append(fraction)
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        ec.saliency(tiny_gpt2, cap, method, steps=30, max_chunk_bytes=150_000, progress=stop_at_first)
+    assert len(calls) == 1 and calls[0] < 1
+
+
 # ------------------------------------------------------- answers, contrast
 def test_a_given_answer_is_explained_token_by_token(lm):
     cap = ec.capture(lm, PROMPT, answer=" 1564")
