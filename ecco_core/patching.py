@@ -234,6 +234,28 @@ class Patching:
         first, last = site_label(site, blocks[0]), site_label(site, blocks[-1])
         return first if first == last else f"{first} to {last}"
 
+    def predictions_frame(self, site: str, position: int, layer: int) -> pd.DataFrame:
+        """The patched run of one cell beside the clean and corrupted runs: their top predictions, rank by rank.
+
+        Columns: ``rank`` (1 = most likely), ``patched run`` and ``p (patched)``
+        (restoring ``site`` of row ``layer`` at ``position``), ``clean run``,
+        ``corrupted run``; tokens as tables show them (whitespace visible). Empty
+        for attribution patching, which runs no patched model.
+        """
+        from .plots import display_token
+
+        index = self.sites.index(choice("site", site, self.sites))
+        position = whole("position", position, low=0, high=self.n_tokens - 1)
+        layer = whole("layer", layer, low=0, high=self.n_layers - 1)
+        k = self.top_ids.shape[-1]
+        return pd.DataFrame({
+            "rank": range(1, k + 1),
+            "patched run": [display_token(token) for token in self.top_tokens[index][layer][position]] if k else [],
+            "p (patched)": self.top_probs[index, layer, position],
+            "clean run": [display_token(token) for token, _ in self.clean_top[:k]],
+            "corrupted run": [display_token(token) for token, _ in self.corrupted_top[:k]],
+        })
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (site, layer, position): effect, raw value, what was restored and the patched run's top token.
 

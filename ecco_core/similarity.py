@@ -501,6 +501,22 @@ class SimilarityMatrix:
         """
         return self.method != "cka" and bool(np.all(self.values > 1 - _SATURATED_TOLERANCE))
 
+    def describe(self, row: int, column: int) -> str:
+        """One pair of layers in words: its value, what 1 and 0 would mean, and the row's closest column.
+
+        >>> result.describe(3, 3)                                   # doctest: +SKIP
+        'block 2 vs block 2 FFN: CKA (linear) = 0.8123 over 27 token positions. ...'
+        """
+        row = checks.whole("row", row, low=0, high=len(self.row_labels) - 1)
+        column = checks.whole("column", column, low=0, high=len(self.column_labels) - 1)
+        closest = int(self.values[row].argmax())
+        return (
+            f"{self.row_labels[row]} vs {self.column_labels[column]}: {self.label} = {self.values[row, column]:.4f} "
+            f"over {self.n_samples} token positions. 1 would mean one is a linear transformation of the other, 0 "
+            f"that they are unrelated. In this row, the closest column is {self.column_labels[closest]} "
+            f"({self.values[row, closest]:.4f})."
+        )
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (row, column) pair: row, column, their indices and the value."""
         rows, columns = np.meshgrid(np.arange(len(self.row_labels)), np.arange(len(self.column_labels)), indexing="ij")

@@ -130,13 +130,5 @@ with area:
     if cell is None:
         st.caption("Click a cell to read that pair of layers.")
     else:
-        row, column = cell
-        closest = int(result.values[row].argmax())
-        st.markdown(
-            f"**{result.row_labels[row]} vs {result.column_labels[column]}**: {result.label} = "
-            f"{result.values[row, column]:.4f} over {result.n_samples} token positions. "
-            f"1 would mean one is a linear transformation of the other, 0 that they are unrelated. "
-            f"In this row, the closest column is {result.column_labels[closest]} "
-            f"({result.values[row, closest]:.4f})."
-        )
+        st.markdown(dashboard.literal(result.describe(*cell)))
     dashboard.download_buttons(result.to_frame(), f"similarity-{method}-{rows}-{columns}", figure)

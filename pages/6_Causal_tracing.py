@@ -1,13 +1,12 @@
 """Causal tracing: activation patching (Meng et al. 2022, Figure 1) beside its gradient approximation."""
 
-import pandas as pd
 import streamlit as st
 
 import dashboard
 import ecco_core as ec
 from ecco_core import estimates, patching, plots
 from ecco_core.capture import token_strings
-from ecco_core.plots import display_token, escape_token
+from ecco_core.plots import display_token
 
 st.set_page_config(page_title="Causal tracing", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -157,7 +156,7 @@ st.markdown(
 
 
 def predictions(pairs) -> str:
-    return ", ".join(f"{escape_token(token)!r} {probability:.2f}" for token, probability in pairs[:3])
+    return ", ".join(f"{display_token(token)!r} {probability:.2f}" for token, probability in pairs[:3])
 
 
 st.caption(f"Clean run predicts {dashboard.literal(predictions(result.clean_top))}; corrupted run "
@@ -181,13 +180,7 @@ if pinned is not None:
         f"**{result.effects[index, layer, position]:.3f}** ({result.metric} {result.values[index, layer, position]:.3f})"
     )
     if result.top_ids.shape[-1]:
-        st.dataframe(pd.DataFrame({
-            "rank": range(1, result.top_ids.shape[-1] + 1),
-            "patched run": [display_token(t) for t in result.top_tokens[index][layer][position]],
-            "p (patched)": result.top_probs[index, layer, position],
-            "clean run": [display_token(t) for t, _ in result.clean_top],
-            "corrupted run": [display_token(t) for t, _ in result.corrupted_top],
-        }), hide_index=True)
+        st.dataframe(result.predictions_frame(site, position, layer), hide_index=True)
 
 dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))
 

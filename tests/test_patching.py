@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ecco_core as ec
+from ecco_core import plots
 from ecco_core.layers import site_label
 from ecco_core.patching import SITES
 
@@ -127,6 +128,20 @@ def test_to_frame_labels_layers_with_the_shared_vocabulary(lm, ioi):
     assert row["effect"] == ioi.site("ffn")[20, 9] and row["method"] == "activation patching"
     assert row["top_predictions"][0] == row["top_prediction"] and len(row["top_predictions"]) == 5
     assert set(frame["layer"]) >= {"block 0", "block 3 attention", "block 29 FFN"}
+
+
+def test_a_pinned_cells_predictions_stand_beside_the_clean_and_corrupted_runs(ioi, ioi_approximate):
+    frame = ioi.predictions_frame("ffn", 13, 20)
+    k = ioi.top_ids.shape[-1]
+    assert list(frame.columns) == ["rank", "patched run", "p (patched)", "clean run", "corrupted run"]
+    assert frame["rank"].tolist() == list(range(1, k + 1))
+    assert frame["patched run"].tolist() == [plots.display_token(t) for t in ioi.top_tokens[2][20][13]]
+    np.testing.assert_array_equal(frame["p (patched)"], ioi.top_probs[2, 20, 13])
+    assert frame["clean run"][0] == " Mary" and frame["corrupted run"].tolist() == [
+        plots.display_token(t) for t, _ in ioi.corrupted_top[:k]]
+    assert ioi_approximate.predictions_frame("ffn", 13, 20).empty  # no patched run to read
+    with pytest.raises(ValueError, match="position must be a whole number from 0 to 13; got 14"):
+        ioi.predictions_frame("ffn", 14, 20)
 
 
 def test_patching_leaves_the_shared_model_as_it_was(lm, ioi):

@@ -213,6 +213,12 @@ def test_matrix_equals_pair_by_pair(rng, method, kernel):
     frame = result.to_frame()
     assert len(frame) == 6 and set(frame.columns) >= {"row", "column", "value"}
     assert frame.loc[(frame.row == "c") & (frame.column == "1"), "value"].item() == result.values[2, 1]
+    closest = int(result.values[2].argmax())
+    described = result.describe(2, 1)
+    assert described.startswith(f"c vs 1: {result.label} = {result.values[2, 1]:.4f} over 250 token positions.")
+    assert described.endswith(f"the closest column is {closest} ({result.values[2, closest]:.4f}).")
+    with pytest.raises(ValueError, match="column must be a whole number from 0 to 1; got 2"):
+        result.describe(0, 2)
 
 
 def test_module_is_reachable_as_an_attribute():
