@@ -40,7 +40,7 @@ LOGIT_AXES = ("representation", "token", "rate", "trial", "task", "class")
 
 #: Bytes of standardised features trained together when the features are on disk
 #: (:class:`~ecco_core.store.StoredArray`): the representations are trained in groups this size.
-STORED_GROUP_BYTES = 256 << 20
+STORED_GROUP_BYTES = 512 << 20
 
 
 def _on_axes(values, axes: Sequence[str], *, of: Sequence[str] = LOGIT_AXES):
