@@ -4,7 +4,8 @@ import streamlit as st
 
 import dashboard
 import ecco_core as ec
-from ecco_core import plots
+from ecco_core import estimates, plots
+from ecco_core.saliency import explained_positions
 
 st.set_page_config(page_title="Saliency · Ecco Explorer", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -20,6 +21,13 @@ st.caption(
 
 
 SHADINGS = {"share": "unsigned share", "signed": "signed: for vs against"}
+
+
+def pin(clicked: int) -> None:
+    """A click on a token of the text explains that token (the view's callback)."""
+    st.session_state["saliency_token"] = clicked
+
+
 columns = st.columns([2, 2, 2, 1])
 # Each setting lives in the URL too, so a copied link reopens this exact view.
 dashboard.page_param("saliency_method", "grad_x_input", choices=ec.SALIENCY_METHODS)
@@ -45,67 +53,68 @@ steps = columns[3].number_input(
     disabled=method != "integrated_gradients",
 )
 
+# Steps change integrated gradients only: the other methods share one result whatever the box says.
+steps = int(steps) if method == "integrated_gradients" else 1
 sal = None
 with dashboard.user_errors():
-    sal = dashboard.cached_analysis(
-        lambda: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
-                            steps=int(steps)),
-        key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), int(steps)),
-        spinner="Attributing…",
+    n_explained = len(explained_positions(lm, cap))
+    # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
+    # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
+    sal, area = dashboard.long_work(
+        f"Attributing with {method}" + (f", {steps} steps" if method == "integrated_gradients" else ""),
+        lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
+                                     steps=steps, progress=progress),
+        key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),
+        estimate_s=estimates.saliency_seconds(lm, cap.n_tokens, n_explained, method, steps),
     )
 if sal is None:
     st.stop()
 
-labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
-dashboard.page_param("saliency_token", int(sal.positions[0]), choices=labels)
-dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
-choice, shading_column = st.columns([3, 2])
-position = choice.selectbox(
-    "Explained token", list(labels), format_func=labels.get, key="saliency_token",
-    help="Or click a token in the text, or a row of the heatmap below.",
-)
-shading = shading_column.radio(
-    "Shading", list(SHADINGS), format_func=SHADINGS.get, key="saliency_shading", horizontal=True,
-    disabled=sal.signed is None,
-    help="Signed: each token's attribution with its direction (gradient \u00b7 embedding; IG summed over "
-    "d_model; the drop, for erasure), on a diverging scale. With a contrast, blue is evidence for the token "
-    "and red for the foil. A gradient's norm has no direction, so that method has shares only.",
-)
-signed = shading == "signed" and sal.signed is not None
-if shading == "signed" and not signed:
-    shading_column.caption(f"{method} has no sign (a gradient's norm has no direction): shown unsigned.")
-st.subheader("Text: hover a generated token to see what it depends on")
-
-
-def pin(clicked: int) -> None:
-    st.session_state["saliency_token"] = clicked
-
-
-dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
-st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(sal.quantity(position))}. "
-           "Hovering re-shades the text in the browser; clicking pins a token and explains it below.")
-
-detail, matrix = st.columns([2, 3])
-with detail:
-    st.subheader("Detail")
-    st.plotly_chart(plots.saliency_row_bars(sal, position, signed=signed), key="saliency_bars", width="stretch")
-    st.dataframe(
-        sal.detail_frame(position), hide_index=True, width="stretch",
-        column_config={
-            "position": st.column_config.NumberColumn("pos", width="small"),
-            "share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100, format="%.1f"),
-            "signed": st.column_config.NumberColumn("signed (%)", format="%+.1f"),
-        },
+with area:
+    labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
+    dashboard.page_param("saliency_token", int(sal.positions[0]), choices=labels)
+    dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
+    choice, shading_column = st.columns([3, 2])
+    position = choice.selectbox(
+        "Explained token", list(labels), format_func=labels.get, key="saliency_token",
+        help="Or click a token in the text, or a row of the heatmap below.",
     )
-with matrix:
-    st.subheader("All generated tokens")
-    figure = plots.saliency_heatmap(sal, signed=signed)
-    st.plotly_chart(
-        figure, key="saliency_heatmap", selection_mode="points", width="stretch",
-        on_select=dashboard.on_cell_click("saliency_heatmap",
-                                          lambda cell: {"saliency_token": int(sal.positions[cell[0]])}),
+    shading = shading_column.radio(
+        "Shading", list(SHADINGS), format_func=SHADINGS.get, key="saliency_shading", horizontal=True,
+        disabled=sal.signed is None,
+        help="Signed: each token's attribution with its direction (gradient \u00b7 embedding; IG summed over "
+        "d_model; the drop, for erasure), on a diverging scale. With a contrast, blue is evidence for the token "
+        "and red for the foil. A gradient's norm has no direction, so that method has shares only.",
     )
-    st.caption("Click a cell to explain that row's token.")
+    signed = shading == "signed" and sal.signed is not None
+    if shading == "signed" and not signed:
+        shading_column.caption(f"{method} has no sign (a gradient's norm has no direction): shown unsigned.")
+    st.subheader("Text: hover a generated token to see what it depends on")
+    dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
+    st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(sal.quantity(position))}. "
+               "Hovering re-shades the text in the browser; clicking pins a token and explains it below.")
 
-st.subheader("Download")
-dashboard.download_buttons(sal.to_frame(), f"saliency-{method}-{target}", figure)
+    detail, matrix = st.columns([2, 3])
+    with detail:
+        st.subheader("Detail")
+        st.plotly_chart(plots.saliency_row_bars(sal, position, signed=signed), key="saliency_bars", width="stretch")
+        st.dataframe(
+            sal.detail_frame(position), hide_index=True, width="stretch",
+            column_config={
+                "position": st.column_config.NumberColumn("pos", width="small"),
+                "share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100, format="%.1f"),
+                "signed": st.column_config.NumberColumn("signed (%)", format="%+.1f"),
+            },
+        )
+    with matrix:
+        st.subheader("All generated tokens")
+        figure = plots.saliency_heatmap(sal, signed=signed)
+        st.plotly_chart(
+            figure, key="saliency_heatmap", selection_mode="points", width="stretch",
+            on_select=dashboard.on_cell_click("saliency_heatmap",
+                                              lambda cell: {"saliency_token": int(sal.positions[cell[0]])}),
+        )
+        st.caption("Click a cell to explain that row's token.")
+
+    st.subheader("Download")
+    dashboard.download_buttons(sal.to_frame(), f"saliency-{method}-{target}", figure)

@@ -8,6 +8,8 @@ import pytest
 
 import dashboard
 import ecco_core as ec
+from dashboard.long_work import QUICK_S
+from ecco_core import estimates
 from apptest import page, run
 
 
@@ -107,3 +109,35 @@ def test_page_escapes_html_and_reports_bad_contrast():
     app.text_input(key="saliency_contrast").set_value("Shakespearean")
     run(app)
     assert any("contrast_with" in error.value for error in app.error)
+
+
+def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlier_chart(lm):
+    """#16 item 10: IG goes through dashboard.long_work. Stopped (as a click on Stop leaves it), the page shows
+    the stop, the estimate and Run again, and none of the charts of the earlier settings; run again, it shows
+    exactly the library's result (the progress callback changes nothing). The real click is in test_browser.py."""
+    text, steps = "The keys to the cabinet", 16
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": text, "new": "3", "saliency_steps": str(steps)})
+    run(app)
+    assert len(app.get("plotly_chart")) == 2  # grad_x_input's bars and heatmap
+    cap = ec.capture(lm, text, max_new_tokens=3)  # what the sidebar captured
+    settings = (dashboard.capture_key(cap), "integrated_gradients", "prob", "", steps)
+    estimate = estimates.saliency_seconds(lm, cap.n_tokens, cap.n_generated, "integrated_gradients", steps)
+    assert estimate > QUICK_S  # announced, with progress and Stop
+    app.session_state["_long_work_stopped"] = {"saliency": settings}
+    app.selectbox(key="saliency_method").set_value("integrated_gradients")
+    run(app)
+    (warning,) = app.warning
+    assert warning.value.startswith(f"Attributing with integrated_gradients, {steps} steps: stopped")
+    assert dashboard.duration(estimate) in warning.value
+    assert not app.get("plotly_chart") and not app.dataframe and not app.get("bidi_component")
+    assert not [box for box in app.selectbox if box.key == "saliency_token"]
+
+    app.button(key="saliency_run_again").click()
+    run(app)
+    assert not app.warning and len(app.get("plotly_chart")) == 2
+    position = app.selectbox(key="saliency_token").value
+    expected = ec.saliency(lm, cap, "integrated_gradients", steps=steps).detail_frame(position)
+    shown = app.dataframe[0].value
+    np.testing.assert_array_equal(shown["position"], expected["position"])
+    np.testing.assert_array_equal(shown["share"], expected["share"])
