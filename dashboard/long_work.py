@@ -129,12 +129,14 @@ def long_work(
         if not again:
             return None, slot
         del stopped[key]
-    with slot.container():
-        status = st.status(f"{title}: {duration(estimate_s)} expected on this machine", expanded=True)
-        bar = status.progress(0.0, text="Starting…")
-        if st.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
-            stopped[key] = settings
-            st.rerun()  # drawn as stopped, with its Run again button, by the branch above
+    # The status box fills the slot itself: the browser hands a new container the children of the container it
+    # replaces (stale, until the run ends), so the earlier results would stay on show; a status box is a block
+    # of another kind, and they go at once.
+    status = slot.status(f"{title}: {duration(estimate_s)} expected on this machine", expanded=True)
+    bar = status.progress(0.0, text="Starting…")
+    if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
+        stopped[key] = settings
+        st.rerun()  # drawn as stopped, with its Run again button, by the branch above
     started = time.perf_counter()
     last_update = [0.0]
 

@@ -322,6 +322,32 @@ def test_saliency_page_hovering_a_token_reshades_the_text_and_a_click_pins_it(
     screenshot(page, "1_Saliency_signed")
 
 
+def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app_url):
+    """#16 item 10 on the Saliency page: switching to integrated gradients (64 steps, minutes on 2 shared cores)
+    announces the estimate, shows progress through the blocks, clears the charts of the earlier method at once,
+    and stops on the page's Stop button."""
+    open_page(page, app_url, "1_Saliency", saliency_steps=64)
+    assert wait_for_charts(page, 2) == 2  # grad_x_input's bars and heatmap
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("combobox", name="Method", exact=True).click()
+    page.get_by_role("option", name="integrated_gradients", exact=True).click()
+    status = page.locator('[data-testid="stExpander"]').filter(has_text="expected on this machine")
+    status.wait_for(timeout=60_000)
+    assert "Attributing with integrated_gradients, 64 steps" in status.inner_text()
+    page.wait_for_function("() => document.body.innerText.includes('Gradients back to block')", timeout=180_000)
+    assert "path points 1-" in main_text(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0  # no chart of the earlier method
+    screenshot(page, "1_Saliency_running")
+    started = time.monotonic()
+    main.get_by_role("button", name="Stop").click()
+    page.get_by_text("Attributing with integrated_gradients, 64 steps: stopped").wait_for(timeout=120_000)
+    wait_for_run(page)
+    assert time.monotonic() - started < 120  # stopped at the next progress update, not at the end
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    assert page.get_by_role("button", name="Run again").is_visible()
+    assert_healthy(page)
+
+
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
     result = ec.rankings(lm, default_capture, k=5)
     labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
@@ -398,6 +424,38 @@ def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_
                          ".map(label => label.textContent)")
     assert axis[0] == frame["token"].iloc[0].strip()  # the sparklines' x axis names the tokens
     assert_healthy(page)
+
+
+def test_neuron_factors_page_clicking_a_factor_by_its_label_follows_it(page, app_url, default_capture):
+    """The radio under the factor view, clicked on its label text as a user does (the input itself is hidden):
+    the factor is selected, and One neuron moves to that factor's strongest neuron (the library's own, computed
+    here on the same capture), its bars titled with it."""
+    cap = default_capture
+    positions = ec.factors.analysed_positions(cap, skip_special=True, skip_first=True)
+    top = ec.factors(cap, "nmf", n_components=10, positions=list(positions)).top_neurons(10)
+
+    def strongest(factor: int) -> tuple[int, int]:
+        row = top[top["factor"] == factor].iloc[0]
+        return int(row["block"]), int(row["neuron"])
+
+    def shown_neuron() -> tuple[int, int]:
+        return tuple(int(main.get_by_label(label, exact=True).input_value()) for label in ("Block (its FFN)", "Neuron"))
+
+    open_page(page, app_url, "3_Neuron_factors")
+    _factor_frame(page)
+    main = page.locator('[data-testid="stMain"]')
+    radio = main.locator('[data-testid="stRadio"]').filter(has_text="Neurons loading most on")
+    assert radio.get_by_role("radio", name="F0", exact=True).is_checked()
+    assert shown_neuron() == strongest(0)
+    factor = next(f for f in range(1, 10) if strongest(f) != strongest(0))
+    radio.get_by_text(f"F{factor}", exact=True).click()
+    wait_for_run(page)
+    assert_healthy(page)
+    assert radio.get_by_role("radio", name=f"F{factor}", exact=True).is_checked()
+    block, neuron = strongest(factor)
+    assert shown_neuron() == (block, neuron)
+    titles = [chart_title(page, index) for index in range(page.locator('[data-testid="stPlotlyChart"]').count())]
+    assert f"block {block} FFN, neuron {neuron}" in titles, titles
 
 
 def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url, lm):
