@@ -77,8 +77,9 @@ with area:
     )
     factor_view = result.to_html(cap.tokens, cap.n_input)
     # An iframe of its own: st.html's sanitiser drops the SVG sparklines. Tall enough for every sparkline row
-    # and its token axis, or the text (about 10 tokens a line), whichever is taller; it scrolls beyond that.
-    components.html(factor_view, height=max(30 * result.n_components + 170, 30 * (cap.n_tokens // 10 + 2)),
+    # and its token axis and, below them, the text (about 10 tokens a line): the text wraps under the sparklines
+    # when their token axis is long; it scrolls beyond that.
+    components.html(factor_view, height=30 * result.n_components + 170 + 30 * (cap.n_tokens // 10 + 2),
                     scrolling=True)
     st.download_button("Factor view (HTML, works offline)", factor_view, "factor_view.html", "text/html",
                        key="factors_view_html", on_click="ignore")
