@@ -5,14 +5,17 @@ The server is a subprocess with the default deployment's settings
 real text (UD English EWT) and a given answer of ``MAX_NEW_TOKENS`` (64)
 tokens, the largest capture a visitor can ask for (an answer, not generation,
 so an early end-of-text cannot make it smaller). Four headless Chromium
-sessions, each with its own prompt, open every page that reads the capture
-at the same time, page after page (Home, Saliency, Layer predictions, Neuron
-factors, Similarity, Attention where present). The server's resident set size
-(the process and any children) is sampled every 50 ms. Probing is left out:
-it runs only after its own form is submitted, under its own limit
-(``MAX_PROBE_TOKENS``).
+sessions, each with its own prompt, open every page at the same time, page
+after page (Home, Layer predictions, Attention, Similarity, Neuron factors,
+Probing, Saliency: the slowest last). Probing runs from a link with its run
+flag (``probe_ran=true``), each session with its own settings so that the four
+runs are not shared: the quick preset (2,000 words, the embeddings and 8
+blocks, one trial, 20 epochs) less 10 words per session; ``paper`` as the
+third argument runs the paper's protocol instead (10,000 words, every layer,
+5 trials, 50 epochs: hours on 2 cores for the causal default). The server's
+resident set size (the process and any children) is sampled every 50 ms.
 
-    python bench/memory.py [sessions] [seconds allowed per page]
+    python bench/memory.py [sessions] [seconds allowed per page] [quick|paper]
 
 Lines: the idle server after its preload (the baseline, measured in this run),
 the peak during each page, then last: peak / budget (3 GiB for the default
@@ -41,8 +44,8 @@ from browser import (  # noqa: E402
 
 BUDGET_BYTES = 3 * 2**30
 # Saliency last: at these limits it is by far the slowest page.
-CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "3_Neuron_factors.py", "4_Similarity.py", "7_Attention.py",
-                 "1_Saliency.py"]
+CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "7_Attention.py", "4_Similarity.py", "3_Neuron_factors.py",
+                 "5_Probing.py", "1_Saliency.py"]
 
 
 class PeakRss:
@@ -107,7 +110,25 @@ def largest_inputs(n_sessions: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def main(n_sessions: int = 4, page_seconds: int = 1200) -> None:
+def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[str, str]]:
+    """The Probing page's settings for one session, as a copied link of a run holds them (its own run each)."""
+    import numpy as np
+
+    if preset == "paper":
+        words, blocks, trials, epochs = 10_000 - 10 * session, range(n_layers), 5, 50
+    else:
+        words, trials, epochs = 2_000 - 10 * session, 1, 20
+        blocks = sorted({int(round(block)) for block in np.linspace(0, n_layers - 1, min(8, n_layers))})
+    layers = [("probe_layers", "embeddings")] + [("probe_layers", str(block)) for block in blocks]
+    return [("probe_preset", "custom"), ("probe_data", "bundled"), ("probe_tokens", str(words)), *layers,
+            ("probe_trials", str(trials)), ("probe_epochs", str(epochs)), ("probe_lr", "0.001"),
+            ("probe_ran", "true")]
+
+
+def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") -> None:
+    import urllib.parse
+
+
     inputs = largest_inputs(n_sessions)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -141,8 +162,11 @@ def main(n_sessions: int = 4, page_seconds: int = 1200) -> None:
                 page_name = "" if name == "Home.py" else url_path(PAGES / name)
                 rss.reset()
                 started = time.perf_counter()
-                for tab, (prompt, answer) in zip(tabs, inputs):
-                    tab.goto(app_link(url, page_name, text=prompt, answer=answer), wait_until="commit")
+                for session, (tab, (prompt, answer)) in enumerate(zip(tabs, inputs)):
+                    link = app_link(url, page_name, text=prompt, answer=answer)
+                    if name == "5_Probing.py":
+                        link += "&" + urllib.parse.urlencode(probing_params(session, probing))
+                    tab.goto(link, wait_until="commit")
                 finished = True
                 for tab in tabs:
                     left_ms = max(1, int(1000 * (page_seconds - (time.perf_counter() - started))))
@@ -173,4 +197,4 @@ def main(n_sessions: int = 4, page_seconds: int = 1200) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:]))
+    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:4])

@@ -40,6 +40,10 @@ RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 256)
 # Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
+# Captures and analyses computed at once across all sessions; more wait their turn (the page says so). Each
+# run at the limits above peaks at up to ~0.5 GB beyond its result, so 4 sessions at once would add their
+# peaks; 2 keeps the default deployment within 3 GB (``bench/memory.py``), and a 2-core CPU gains little from more.
+MAX_CONCURRENT_RUNS = max(1, _int_env("ECCO_MAX_CONCURRENT_RUNS", 2))
 # Loaded as the server starts (``app.py``); an empty value loads nothing until a page asks.
 PRELOAD_MODEL = os.environ.get("ECCO_PRELOAD_MODEL", DEFAULT_MODEL).strip()
 

@@ -4,19 +4,30 @@ A capture's size grows with its tokens (the causal default at the deployment's
 limits is ~150 MB, a short prompt ~5 MB), so a count bound such as
 ``st.cache_data(max_entries=64)`` could hold gigabytes. Entries are shared,
 not copied per session: captures and results are read-only by contract, like the model.
+
+Computing is gated too (:class:`RunGate`): at most ``settings.MAX_CONCURRENT_RUNS``
+captures and analyses run at once across all sessions, so four visitors at the
+limits queue rather than add their peaks; a waiting page says that it waits.
+After each run the freed memory goes back to the operating system
+(:func:`release_memory`), or the server would stay at its highest peak.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import pickle
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from contextlib import contextmanager
+from typing import Any, Callable, Hashable, Iterator
 
 import numpy as np
 
 import ecco_core as ec
+
+from . import settings as limits
 
 
 def capture_nbytes(cap: ec.Capture) -> int:
@@ -31,19 +42,143 @@ def pickled_nbytes(value) -> int:
     return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _glibc()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the operating system (glibc's ``malloc_trim``).
+
+    glibc keeps what a thread freed in that thread's arena for reuse, so a
+    server whose sessions (threads) each ran one large analysis would otherwise
+    keep every one of those peaks in its resident size.
+    """
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+#: on_wait(seconds waited, runs in progress): called about every ``RunGate.POLL_S`` while a run waits for its turn.
+OnWait = Callable[[float, int], None]
+
+
+class RunGate:
+    """At most ``limit`` runs at once across threads; the others wait their turn, in no particular order.
+
+    A thread that already holds a turn passes straight through (a run that
+    needs a capture, such as a similarity over UD sentences, never waits for
+    itself). Each run that ends releases the memory it freed
+    (:func:`release_memory`).
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1; got {limit!r}")
+        self.limit = limit
+        self._turns = threading.BoundedSemaphore(limit)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        """Runs in progress now."""
+        with self._lock:
+            return self._running
+
+    @contextmanager
+    def turn(self, on_wait: OnWait | None = None) -> Iterator[None]:
+        """Hold one of the ``limit`` turns for the block; ``on_wait`` hears about the wait, if there is one.
+
+        ``on_wait`` may raise (Streamlit's Stop or a rerun): the wait ends there and no turn is taken.
+        """
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        if not self._turns.acquire(blocking=False):
+            started = time.monotonic()
+            while True:
+                if on_wait is not None:
+                    on_wait(time.monotonic() - started, self.running)
+                if self._turns.acquire(timeout=self.POLL_S):
+                    break
+        with self._lock:
+            self._running += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._lock:
+                self._running -= 1
+            self._turns.release()
+            release_memory()
+
+
+#: The one gate for every capture and analysis of this server.
+RUNS = RunGate(limits.MAX_CONCURRENT_RUNS)
+
+
+def streamlit_notice() -> Callable[[], tuple[OnWait, Callable[[], None]]] | None:
+    """A waiting message for the page of the session running now, or None outside a Streamlit script run.
+
+    Returns ``(on_wait, done)``: ``on_wait`` shows (and updates) the message,
+    ``done`` removes it once the run starts.
+    """
+    import streamlit as st
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    slot = []
+
+    def on_wait(waited: float, running: int) -> None:
+        if not slot:
+            slot.append(st.empty())
+        slot[0].info(
+            f"Waiting for its turn: {running} other run{'s' if running != 1 else ''} in progress on this server, "
+            f"which computes at most {RUNS.limit} at once to stay within its memory (ECCO_MAX_CONCURRENT_RUNS). "
+            f"Yours starts when one ends ({waited:.0f} s so far).",
+            icon="⏳",
+        )
+
+    def done() -> None:
+        if slot:
+            slot[0].empty()
+
+    return on_wait, done
+
+
 class SharedCache:
     """Least-recently-used values within ``max_bytes``, each kept at most ``ttl_seconds``.
 
     ``get(key, compute)`` returns the cached value or computes it once: a
     session asking for a key that another is computing waits for that result.
     A value larger than the whole budget is returned and not kept. ``nbytes``
-    measures a value (by default a capture's arrays).
+    measures a value (by default a capture's arrays). Each computation takes
+    a turn of ``gate`` (by default the server's :data:`RUNS`; None for no
+    gate), and a Streamlit page that has to wait for one says so.
     """
 
-    def __init__(self, max_bytes: int, ttl_seconds: float, nbytes: Callable[[Any], int] = capture_nbytes):
+    def __init__(self, max_bytes: int, ttl_seconds: float, nbytes: Callable[[Any], int] = capture_nbytes,
+                 gate: RunGate | None = RUNS):
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
         self.size_of = nbytes
+        self.gate = gate
         self._entries: OrderedDict[Hashable, tuple[Any, int, float]] = OrderedDict()
         self._computing: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -88,7 +223,7 @@ class SharedCache:
             if found is not None:
                 return found
             try:
-                value = compute()
+                value = self._compute(compute)
             finally:
                 with self._lock:
                     self._computing.pop(key, None)
@@ -101,3 +236,12 @@ class SharedCache:
                         _, (_, dropped, _) = self._entries.popitem(last=False)
                         total -= dropped
             return value
+
+    def _compute(self, compute: Callable[[], Any]):
+        if self.gate is None:
+            return compute()
+        notice = streamlit_notice()
+        on_wait, done = notice if notice is not None else (None, lambda: None)
+        with self.gate.turn(on_wait):
+            done()
+            return compute()

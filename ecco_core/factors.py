@@ -348,8 +348,12 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
     """
     layer_ids = indices("layers", layers, cap.n_layers, "block")
     position_ids = indices("positions", positions, cap.n_tokens, "position")
-    selected = cap.ffn[layer_ids][:, position_ids]  # (n_layers_selected, n_positions, d_ff)
-    return selected.transpose(1, 0, 2).reshape(len(position_ids), -1)
+    d_ff = cap.ffn.shape[2]
+    # Filled block by block: selecting every block first, then transposing, would hold two copies at once.
+    matrix = np.empty((len(position_ids), len(layer_ids) * d_ff), dtype=cap.ffn.dtype)
+    for column, layer in enumerate(layer_ids):
+        matrix[:, column * d_ff : (column + 1) * d_ff] = cap.ffn[layer][position_ids]
+    return matrix
 
 
 # ------------------------------------------------------------------ factors
@@ -445,7 +449,7 @@ def factors(
     elif method == "nmf":
         negative = matrix < 0
         clipped_fraction = float(negative.mean())
-        matrix = np.where(negative, 0, matrix)
+        matrix[negative] = 0  # in place: activation_matrix made this array for this call
         if not matrix.any():
             raise ValueError(
                 f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
@@ -465,10 +469,7 @@ def factors(
         signs[signs == 0] = 1
         weights, components = weights * signs, components * signs[:, None]
 
-    reconstruction = weights @ components + fit.mean
-    residual = float(np.sum((matrix - reconstruction) ** 2, dtype=np.float64))
-    total = float(np.sum(matrix.astype(np.float64) ** 2))
-    variance = float(np.sum((matrix - matrix.mean(axis=0, dtype=np.float64)) ** 2))
+    residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
     return Factors(
         method=method,
         token_activations=weights.T.copy(),
@@ -487,6 +488,25 @@ def factors(
         converged=bool(fit.converged),
         seed=int(seed),
     )
+
+
+def _fit_sums(matrix: np.ndarray, weights: np.ndarray, components: np.ndarray, mean: np.ndarray,
+              max_chunk_bytes: int = 16 * 2**20) -> tuple[float, float, float]:
+    """Squared sums of the residual, of ``matrix`` and of ``matrix`` about its column means, in float64.
+
+    Taken a block of rows at a time: at once, the reconstruction and the float64
+    copies of a 576-token x 46,080-neuron matrix would hold about 600 MB.
+    """
+    column_mean = matrix.mean(axis=0, dtype=np.float64)
+    rows = max(1, max_chunk_bytes // (8 * matrix.shape[1]))
+    residual = total = variance = 0.0
+    for start in range(0, matrix.shape[0], rows):
+        block = matrix[start : start + rows]
+        reconstruction = weights[start : start + rows] @ components + mean
+        residual += float(np.sum((block - reconstruction) ** 2, dtype=np.float64))
+        total += float(np.sum(block.astype(np.float64) ** 2))
+        variance += float(np.sum((block - column_mean) ** 2))
+    return residual, total, variance
 
 
 # ------------------------------------------------------------------ neurons

@@ -587,21 +587,33 @@ def similarity_matrix(
     row_labels = _labels(row_labels, len(A_list), "row_labels")
     column_labels = _labels(column_labels, len(B_list), "column_labels")
 
-    columns = [_centred(B, f"B_list[{j}]") for j, B in enumerate(B_list)]
-    n_samples = columns[0].shape[0]
-    shapes = [np.shape(A) for A in A_list] + [B.shape for B in columns]
-    if any(len(shape) != 2 or shape[0] != n_samples for shape in shapes):
-        raise checks.invalid(
-            "the matrices' shapes", [tuple(shape) for shape in shapes],
-            "2-D, all with the same number of samples (token positions)",
-        )
+    first = _centred(B_list[0], "B_list[0]")
+    n_samples = first.shape[0]
+
+    def check_shapes(centred_shapes) -> None:
+        shapes = [np.shape(A) for A in A_list] + list(centred_shapes)
+        if any(len(shape) != 2 or shape[0] != n_samples for shape in shapes):
+            raise checks.invalid(
+                "the matrices' shapes", [tuple(shape) for shape in shapes],
+                "2-D, all with the same number of samples (token positions)",
+            )
+
+    check_shapes([first.shape])
     # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
-    options = Options(kernel, keep, bandwidth, gram=kernel == "rbf" or _fits_gram_budget(n_samples, len(columns) + 1))
+    options = Options(kernel, keep, bandwidth, gram=kernel == "rbf" or _fits_gram_budget(n_samples, len(B_list) + 1))
     entry = METHODS[method]
     report = progress or (lambda fraction, message: None)
-    prepared_columns = [entry.prepare(B, options) for B in columns]
-    max_dimensions = max(_dimensions(p, B.shape[1]) for p, B in zip(prepared_columns, columns))
-    del columns
+    # Each column is centred (float64) and prepared in turn: its preparation is kept, not every centred copy.
+    prepared_columns, shapes, max_dimensions = [], [], 0
+    for j, B in enumerate(B_list):
+        centred = _centred(B, f"B_list[{j}]") if j else first
+        first = None
+        shapes.append(centred.shape)
+        if centred.shape[0] != n_samples:
+            check_shapes(shapes + [np.shape(B) for B in B_list[j + 1:]])
+        prepared_columns.append(entry.prepare(centred, options))
+        max_dimensions = max(max_dimensions, _dimensions(prepared_columns[-1], centred.shape[1]))
+        del centred
     steps = len(A_list) + len(B_list)  # one per decomposition: each column, then each row with its scores
     report(len(B_list) / steps, f"decomposed {len(B_list)} column matrices")
     values = np.empty((len(A_list), len(B_list)))
