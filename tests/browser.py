@@ -360,8 +360,9 @@ def chart_traces(page, chart_index: int) -> list[dict]:
 
 
 def chart_title(page, chart_index: int) -> str:
+    """A chart's title as drawn: the text of its SVG title, so an escaped token reads as the user sees it."""
     chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
-    return re.sub(r"<[^>]+>", "", chart.evaluate("plot => plot._fullLayout.title.text || ''"))
+    return chart.evaluate("plot => (plot.querySelector('.gtitle') || {}).textContent || ''")
 
 
 def selectbox_value(page, label: str) -> str:
