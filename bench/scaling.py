@@ -23,8 +23,8 @@ Last line: the worst saliency/loop time ratio over the lengths (target < 1) and
 the saliency peak above the model at the longest length (target <= 1 GB at 1,024).
 """
 
-import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,18 +107,18 @@ def run_case(case: str, length: int, out: Path) -> None:
         lm.model(input_ids=torch.as_tensor([encode_prompt(lm, "Warm up")]))
     model_rss = _reset_peak()
     if case == "capture":
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         scores = np.zeros((0, cap.n_tokens))
     else:
         cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
         _reset_peak()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         scores = ec.saliency(lm, cap).scores if case == "saliency" else per_token_loop(lm, cap)
-        seconds = time.perf_counter() - started
-    np.savez(out, seconds=seconds, peak=_peak_bytes() - model_rss, n_input=cap.n_input,
-             token_ids=cap.token_ids, scores=scores)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    np.savez(out, seconds=seconds, cpu=cpu, load=os.getloadavg()[0], peak=_peak_bytes() - model_rss,
+             n_input=cap.n_input, token_ids=cap.token_ids, scores=scores)
 
 
 # ------------------------------------------------------------------ driver
@@ -130,27 +130,40 @@ def measure(case: str, length: int, folder: Path) -> dict:
         return {key: data[key] for key in data.files}
 
 
-def main(lengths) -> None:
-    worst = (0.0, None)
+def _line(case: str, result: dict) -> str:
+    return (f"{int(result['n_input']):>7} {case:>15} {float(result['seconds']):>9.2f} {float(result['cpu']):>9.2f} "
+            f"{float(result['peak']) / 2**20:>14.0f} MB {float(result['load']):>6.1f}")
+
+
+def main(lengths, rounds: int = 1) -> None:
+    worst = {"wall": (0.0, None), "cpu": (0.0, None)}
     saliency_peak = {}
-    print(f"{'prompt':>7} {'case':>15} {'seconds':>9} {'peak above model':>17}", flush=True)
+    print(f"{'prompt':>7} {'case':>15} {'wall s':>9} {'cpu s':>9} {'peak above model':>17} {'load':>6}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ecco-scaling-") as folder:
         for length in lengths:
-            results = {case: measure(case, length, Path(folder)) for case in CASES}
-            for case, result in results.items():
-                print(f"{int(result['n_input']):>7} {case:>15} {float(result['seconds']):>9.2f} "
-                      f"{float(result['peak']) / 2**20:>14.0f} MB", flush=True)
-            batched, loop = results["saliency"], results["per-token loop"]
+            capture = measure("capture", length, Path(folder))
+            print(_line("capture", capture), flush=True)
+            runs = {"saliency": [], "per-token loop": []}
+            for round_ in range(rounds):  # round-robin: each round flips which of the two goes first
+                order = ("saliency", "per-token loop") if round_ % 2 == 0 else ("per-token loop", "saliency")
+                for case in order:
+                    runs[case].append(measure(case, length, Path(folder)))
+                    print(_line(case, runs[case][-1]), flush=True)
+            batched, loop = runs["saliency"][0], runs["per-token loop"][0]
             if not np.array_equal(batched["token_ids"], loop["token_ids"]):
                 raise RuntimeError(f"the two saliency runs at {length} tokens generated different tokens")
-            ratio = float(batched["seconds"]) / float(loop["seconds"])
             difference = float(np.abs(batched["scores"] - loop["scores"]).max())
-            print(f"        saliency / per-token loop: time {ratio:.2f}, max |score difference| {difference:.1e}",
-                  flush=True)
-            worst = max(worst, (ratio, length), key=lambda pair: pair[0])
-            saliency_peak[length] = float(batched["peak"])
+            ratios = {}
+            for clock, key in (("wall", "seconds"), ("cpu", "cpu")):
+                medians = {case: statistics.median(float(run[key]) for run in runs[case]) for case in runs}
+                ratios[clock] = medians["saliency"] / medians["per-token loop"]
+                worst[clock] = max(worst[clock], (ratios[clock], length), key=lambda pair: pair[0])
+            print(f"        saliency / per-token loop (median of {rounds}): wall time {ratios['wall']:.2f}, "
+                  f"CPU time {ratios['cpu']:.2f}, max |score difference| {difference:.1e}", flush=True)
+            saliency_peak[length] = max(float(run["peak"]) for run in runs["saliency"])
     longest = max(saliency_peak)
-    print(f"worst saliency/per-token-loop time ratio {worst[0]:.2f} (at {worst[1]} tokens, target < 1); "
+    print(f"worst saliency/per-token-loop time ratio: wall {worst['wall'][0]:.2f} (at {worst['wall'][1]} tokens), "
+          f"CPU {worst['cpu'][0]:.2f} (at {worst['cpu'][1]} tokens), target < 1; "
           f"saliency peak above the model at {longest} tokens {saliency_peak[longest] / 2**30:.2f} GB "
           f"(target <= 1 GB at 1024)")
 
@@ -159,4 +172,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--case"]:
         run_case(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
     else:
-        main([int(argument) for argument in sys.argv[1:]] or LENGTHS)
+        arguments = sys.argv[1:]
+        rounds = 1
+        if arguments[:1] == ["--rounds"]:
+            rounds, arguments = int(arguments[1]), arguments[2:]
+        main([int(argument) for argument in arguments] or LENGTHS, rounds)

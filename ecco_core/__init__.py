@@ -6,16 +6,16 @@
 >>> cap.hidden_states.shape                          # (n_layers + 1, n_tokens, d_model)
 """
 
+import importlib
 import types
 
 # Modules first: ``ec.capture``, ``ec.saliency``, ``ec.factors``, ``ec.attention`` are the
 # modules (their registries and result types inside), callable as their main function below.
-from . import attention, capture, factors, layers, lens, models, patching, plots, probing, saliency, similarity
+from . import attention, capture, factors, layers, models, plots, saliency
 from .attention import METHODS as ATTENTION_METHODS
 from .attention import Attention
 from .capture import Capture, CaptureSettings, recording
 from .factors import Factors, Neurons, neurons
-from .lens import Rankings, rankings, suggest_candidates, watch
 from .models import (
     DEFAULT_ENCODER,
     DEFAULT_MODEL,
@@ -27,13 +27,45 @@ from .models import (
     supported_model_types,
     wrap,
 )
-from .patching import METRICS as PATCHING_METRICS
-from .patching import SITES as PATCHING_SITES
-from .patching import Noise, Patching, patch
 from .saliency import METHODS as SALIENCY_METHODS
 from .saliency import TARGETS as SALIENCY_TARGETS
 from .saliency import Saliency
-from .probing import ProbeData, ProbeScores, Sentence, probe_table, read_conllu, train_probes
+
+# Imported on first use (PEP 562): the app's first page needs none of them, and probing
+# brings conllu. ``ec.lens``, ``ec.probing``, ... and the names below work as before.
+_LAZY_MODULES = ("lens", "patching", "probing", "similarity")
+_LAZY_NAMES = {
+    "Rankings": ("lens", "Rankings"),
+    "rankings": ("lens", "rankings"),
+    "suggest_candidates": ("lens", "suggest_candidates"),
+    "watch": ("lens", "watch"),
+    "PATCHING_METRICS": ("patching", "METRICS"),
+    "PATCHING_SITES": ("patching", "SITES"),
+    "Noise": ("patching", "Noise"),
+    "Patching": ("patching", "Patching"),
+    "patch": ("patching", "patch"),
+    "ProbeData": ("probing", "ProbeData"),
+    "ProbeScores": ("probing", "ProbeScores"),
+    "Sentence": ("probing", "Sentence"),
+    "probe_table": ("probing", "probe_table"),
+    "read_conllu": ("probing", "read_conllu"),
+    "train_probes": ("probing", "train_probes"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)  # importing sets it on the package too
+    if name in _LAZY_NAMES:
+        module, attribute = _LAZY_NAMES[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 class _CallableModule(types.ModuleType):

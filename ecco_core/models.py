@@ -391,6 +391,9 @@ def _transformers():
 
 
 _CACHE_MARKER = "complete.json"
+# Bumped when the converted copy's layout changes, so an older copy is left alone and a new one made.
+# 2: the tied embedding stored under its own name (model.embed_tokens.weight), not the head's.
+_CACHE_LAYOUT = 2
 
 
 def _cache_problem(folder: Path) -> str | None:
@@ -452,8 +455,6 @@ def _smollm_folder() -> Path:
     whose files do not match it (truncated weights, a deleted ``config.json``)
     is converted again, with a warning that says what was wrong.
     """
-    from safetensors.torch import save_model
-
     transformers = _transformers()
     package = _package_dir(_SMOLLM_PACKAGE)
     if package is None:
@@ -463,7 +464,7 @@ def _smollm_folder() -> Path:
     gguf = package / _SMOLLM_GGUF
     stat = gguf.stat()
     fingerprint = hashlib.sha256(
-        f"{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode()
+        f"{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}:{_CACHE_LAYOUT}".encode()
     ).hexdigest()[:16]
     folder = cache_dir() / f"smollm2-135m-instruct-{fingerprint}"
     if folder.exists():
@@ -482,7 +483,7 @@ def _smollm_folder() -> Path:
         partial.mkdir(parents=True)
         # save_pretrained refuses GGUF-loaded models; the weights are plain float32 after
         # dequantising, so write them and a config without the quantisation entry directly.
-        save_model(model, str(partial / "model.safetensors"))
+        _save_weights(model, partial / "model.safetensors")
         config = copy.deepcopy(model.config)
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -497,6 +498,33 @@ def _smollm_folder() -> Path:
         raise
     _replace_folder(folder, partial)
     return folder
+
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s weights as safetensors, a weight shared by two modules once, under the name it is tied from.
+
+    SmolLM2's head is its input embedding. ``safetensors.torch.save_model`` keeps
+    the alphabetically first name of a shared tensor, ``lm_head.weight``, and
+    ``from_pretrained`` then finds ``model.embed_tokens.weight`` missing and
+    fills it with random numbers (a 28-million-value draw at every load) before
+    tying it back to the head. Stored under the embedding's own name, the tie's
+    source, the load reads it and initialises nothing.
+    """
+    from safetensors.torch import save_file
+
+    weights = model.state_dict()
+    tied = getattr(model, "get_expanded_tied_weights_keys", None)
+    targets = set(tied(all_submodels=True)) if tied is not None else set()  # {tied name: its source}
+    stored, seen = {}, {}
+    for name, tensor in weights.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:
+            if name in targets:
+                continue
+            stored.pop(seen[key])  # the earlier name was the tied copy; keep the source's
+        seen[key] = name
+        stored[name] = tensor.contiguous()
+    save_file(stored, str(path), metadata={"format": "pt"})
 
 
 def _resolve_folder(name: str) -> Path | str:
