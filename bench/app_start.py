@@ -93,6 +93,7 @@ def time_to_first_chart(playwright, root: Path, page_name: str, cache: Path) -> 
 
 def export(revision: str, folder: Path) -> Path:
     """The tree of ``revision`` of this repository, written to ``folder``."""
+    folder.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
