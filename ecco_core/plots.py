@@ -44,10 +44,13 @@ def display_token(token: str, *, spaces: bool = False) -> str:
 def escape_text(text) -> str:
     """Plain text made literal where a browser or Plotly reads HTML: titles, axis titles, hover labels, spans.
 
+    Quotes become numeric references (``&#34;``, ``&#39;``): plotly.js decodes those but not ``&quot;``,
+    which it would draw as those six characters.
+
     >>> escape_text("Probability of '<br>'")
-    'Probability of &#x27;&lt;br&gt;&#x27;'
+    'Probability of &#39;&lt;br&gt;&#39;'
     """
-    return html.escape(str(text), quote=True)
+    return html.escape(str(text), quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def escape_token(token: str, *, spaces: bool = False) -> str:

@@ -205,10 +205,12 @@ def assert_healthy(page) -> None:
 
 
 def wait_for_charts(page, minimum: int = 1) -> int:
-    """Wait until ``minimum`` Plotly charts have drawn their SVG; return how many did."""
+    """Wait until ``minimum`` Plotly charts have drawn their SVG; return how many did.
+
+    As long as a run may take: under load, Chromium alone takes a minute to evaluate plotly.js."""
     page.wait_for_function(
         "([selector, minimum]) => document.querySelectorAll(selector).length >= minimum",
-        arg=[CHART_DRAWN, minimum], timeout=60_000,
+        arg=[CHART_DRAWN, minimum], timeout=RUN_TIMEOUT_MS,
     )
     return page.locator('[data-testid="stPlotlyChart"]').count()
 

@@ -75,6 +75,8 @@ def test_markup_in_tokens_and_titles_comes_out_literal_in_every_figure(lm):
     # Names in hover templates come from the trace (%{fullData.name}), never pasted in: "%{y}" stays text.
     assert all(MARKUP not in (trace.hovertemplate or "") for figure in figures.values() for trace in figure.data)
     assert plots.escape_text("<br>") == "&lt;br&gt;" and plots.escape_token("<br>") == "&lt;br&gt;"
+    # Only references plotly.js decodes in titles and labels: named lt/gt/amp, numeric ones for quotes.
+    assert plots.escape_text("""say "a" & 'b'""") == "say &#34;a&#34; &amp; &#39;b&#39;"
 
 
 def test_next_token_heatmap_writes_escaped_candidates_where_they_fit(lm):

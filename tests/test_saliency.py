@@ -73,7 +73,7 @@ def test_batched_matches_token_by_token_on_the_causal_default(lm):
     batched = ec.saliency(lm, cap)
     checked = np.arange(cap.n_input, cap.n_tokens, 4)  # a float64 pass per prefix is slow: every 4th token
     reference = _token_by_token(lm, cap, positions=checked)
-    assert np.abs(batched.scores[checked - cap.n_input] - reference).max() < 1e-5
+    assert np.abs(batched.scores[checked - cap.n_input] - reference).max() < 3e-5
 
 
 @pytest.mark.parametrize("target", ["prob", "logit", "logprob"])
@@ -96,13 +96,14 @@ def test_a_tiny_memory_budget_gives_the_same_scores(tiny_gpt2, method):
 
 def test_a_tiny_memory_budget_keeps_the_causal_default_exact(lm, shakespeare):
     """Chunked one token at a time, the scores stay within float32 summation order of the whole batch
-    (2.5e-6 at the attention sink) and within 1e-5 of the float64 token-by-token recomputation."""
+    (at the attention sink: 2.5e-6 on one CPU, 1.15e-5 on an AMD EPYC whose BLAS blocks sums differently)
+    and within 3e-5 of the float64 token-by-token recomputation (1.3e-5 seen there)."""
     whole = ec.saliency(lm, shakespeare)
     chunked = ec.saliency(lm, shakespeare, max_chunk_bytes=1)
-    np.testing.assert_allclose(chunked.scores, whole.scores, atol=5e-6)
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=2e-5)
     checked = np.arange(shakespeare.n_input, shakespeare.n_tokens, 3)
     reference = _token_by_token(lm, shakespeare, positions=checked)
-    assert np.abs(chunked.scores[checked - shakespeare.n_input] - reference).max() < 1e-5
+    assert np.abs(chunked.scores[checked - shakespeare.n_input] - reference).max() < 3e-5
 
 
 def test_rows_sum_to_one_and_only_earlier_tokens_count(lm, shakespeare):
@@ -115,7 +116,8 @@ def test_rows_sum_to_one_and_only_earlier_tokens_count(lm, shakespeare):
     assert result.tokens == shakespeare.tokens
     assert result.explained_tokens == shakespeare.tokens[shakespeare.n_input:]
     # The default target is the generated token's probability, the model's own top choice (greedy).
-    np.testing.assert_allclose(result.target_values, shakespeare.top_probs[shakespeare.n_input - 1 : -1, 0], atol=1e-5)
+    # Both float32, summed in another order (1.6e-5 apart seen on an AMD EPYC).
+    np.testing.assert_allclose(result.target_values, shakespeare.top_probs[shakespeare.n_input - 1 : -1, 0], atol=5e-5)
 
 
 def test_the_head_read_from_the_base_model_gives_the_models_logits(tiny):
@@ -282,7 +284,7 @@ def test_contrast_matches_token_by_token(tiny_gpt2):
     result = ec.saliency(tiny_gpt2, cap, target="logit", contrast_with="are")
     foil = tiny_gpt2.tokenizer(" are", add_special_tokens=False)["input_ids"][0]
     reference = _token_by_token(tiny_gpt2, cap, target="logit", foil_id=foil)
-    assert np.abs(result.scores - reference).max() < 1e-5
+    assert np.abs(result.scores - reference).max() < 3e-5
     # Signed (Yin & Neubig's contrastive Gradient x Input): + for the token, - for the foil.
     signed = _token_by_token(tiny_gpt2, cap, target="logit", foil_id=foil, signed=True)
     assert np.abs(result.signed_shares() - signed).max() < 1e-5
