@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,38 +38,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from browser import CHART_DRAWN, app_link, free_port, launch_chromium, stop_server  # noqa: E402
+from browser import CHART_DRAWN, app_link, free_port, launch_chromium, start_server, stop_server  # noqa: E402
 
 WARM_TARGET_S, COLD_TARGET_S = 8.0, 30.0
-
-
-def start_server(root: Path, port: int, cache: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` of the checkout at ``root``, headless and offline; returns once it answers."""
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(root / "app.py"),
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]
-    environment = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_WAIT_POLICY": "PASSIVE",
-        "ECCO_EXPLORER_CACHE": str(cache), "PYTHONPATH": str(root),  # that checkout's ecco_core, not this one's
-    }
-    server = subprocess.Popen(
-        command, cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    health = f"http://127.0.0.1:{port}/_stcore/health"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(health, timeout=1) as answer:
-                if answer.read().strip() == b"ok":
-                    return server
-        except OSError:
-            time.sleep(0.05)
-    stop_server(server)
-    raise RuntimeError("streamlit did not answer its health check within 120 s")
 
 
 def time_to_first_chart(playwright, root: Path, page_name: str, cache: Path) -> float:
@@ -80,7 +50,10 @@ def time_to_first_chart(playwright, root: Path, page_name: str, cache: Path) -> 
     try:
         page = browser.new_page()
         started = time.perf_counter()
-        server = start_server(root, port, cache)
+        # That checkout's ecco_core (PYTHONPATH), not this one's; the folder its model cache lives in.
+        server = start_server(
+            port, {"ECCO_EXPLORER_CACHE": str(cache), "PYTHONPATH": str(root)}, root=root, timeout_s=120
+        )
         try:
             page.goto(app_link(f"http://127.0.0.1:{port}", page_name), wait_until="commit")
             page.wait_for_selector(CHART_DRAWN, timeout=600_000)

@@ -76,10 +76,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, env: dict | None = None) -> subprocess.Popen:
-    """``streamlit run app.py`` on a loopback port, headless, offline; returns once it answers."""
+def start_server(port: int, env: dict | None = None, *, root: Path = ROOT, timeout_s: float = 60) -> subprocess.Popen:
+    """``streamlit run app.py`` of the checkout at ``root`` on a loopback port, headless, offline.
+
+    Returns once it answers its health check (within ``timeout_s``); ``env`` adds to the environment.
+    """
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        sys.executable, "-m", "streamlit", "run", str(root / "app.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
@@ -88,10 +91,10 @@ def start_server(port: int, env: dict | None = None) -> subprocess.Popen:
         **(env or {}),
     }
     server = subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command, cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     health = f"http://127.0.0.1:{port}/_stcore/health"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stderr.read()[-2000:]}")
@@ -100,9 +103,9 @@ def start_server(port: int, env: dict | None = None) -> subprocess.Popen:
                 if answer.read().strip() == b"ok":
                     return server
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.05)
     stop_server(server)
-    raise RuntimeError("streamlit did not answer its health check within 60 s")
+    raise RuntimeError(f"streamlit did not answer its health check within {timeout_s:g} s")
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -4,6 +4,7 @@
 the mechanisms themselves, with real numpy work in real threads.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -65,8 +66,9 @@ def test_four_sessions_take_turns_and_each_gets_its_own_result(limit):
     assert gate.running == 0
 
 
-def test_a_waiting_run_hears_how_long_and_behind_how_many():
-    gate, heard = RunGate(1), []
+@contextlib.contextmanager
+def another_session_holding(gate: RunGate):
+    """Another thread holds a turn of ``gate`` until the event yielded is set (10 s at most)."""
     holding, release = threading.Event(), threading.Event()
 
     def holder() -> None:
@@ -77,35 +79,31 @@ def test_a_waiting_run_hears_how_long_and_behind_how_many():
     thread = threading.Thread(target=holder)
     thread.start()
     holding.wait(10)
-    threading.Timer(1.2, release.set).start()
-    with gate.turn(lambda waited, running: heard.append((waited, running))):
-        assert gate.running == 1
-    thread.join()
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_waiting_run_hears_how_long_and_behind_how_many():
+    gate, heard = RunGate(1), []
+    with another_session_holding(gate) as release:
+        threading.Timer(1.2, release.set).start()
+        with gate.turn(lambda waited, running: heard.append((waited, running))):
+            assert gate.running == 1
     assert len(heard) >= 2 and all(running == 1 for _, running in heard)
     assert heard[0][0] < heard[-1][0] < 5
 
 
-def test_a_stopped_wait_takes_no_turn():
-    gate = RunGate(1)
-    holding, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with gate.turn():
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    holding.wait(10)
 
     def stop(waited, running):  # Streamlit's Stop raises from the page's next message
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    gate = RunGate(1)
+    with another_session_holding(gate), pytest.raises(KeyboardInterrupt):
         with gate.turn(stop):
             pass
-    release.set()
-    thread.join()
     with gate.turn():  # the one turn is free again: the stopped wait did not keep it
         assert gate.running == 1
 
