@@ -96,7 +96,7 @@ def test_a_waiting_run_hears_how_long_and_behind_how_many():
     assert heard[0][0] < heard[-1][0] < 5
 
 
-
+def test_a_stopped_wait_takes_no_turn():
     def stop(waited, running):  # Streamlit's Stop raises from the page's next message
         raise KeyboardInterrupt
 
