@@ -102,8 +102,11 @@ with area:
             sal.detail_frame(position), hide_index=True, width="stretch",
             column_config={
                 "position": st.column_config.NumberColumn("pos", width="small"),
-                "share": st.column_config.ProgressColumn("share (%)", min_value=0, max_value=100, format="%.1f"),
-                "signed": st.column_config.NumberColumn("signed (%)", format="%+.1f"),
+                "token": st.column_config.TextColumn("token", width="small"),
+                "share": st.column_config.ProgressColumn(
+                    "share (%)", min_value=0, max_value=100, format="%.1f", width="small"
+                ),
+                "signed": st.column_config.NumberColumn("signed (%)", format="%+.1f", width="small"),
             },
         )
     with matrix:
