@@ -14,7 +14,7 @@ import ecco_core as ec
 
 TESTS = Path(__file__).resolve().parent
 # Tests of the app (pages, dashboard, browser); every other test file is a library test.
-APP_TESTS = {"test_app.py", "test_browser.py", "test_hostile_app.py", "test_sessions.py"} | {
+APP_TESTS = {"test_app.py", "test_browser.py", "test_hostile_app.py", "test_run_gate.py", "test_sessions.py"} | {
     path.name for pattern in ("test_page_*.py", "test_*_page.py") for path in TESTS.glob(pattern)
 }
 
