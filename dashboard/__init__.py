@@ -460,12 +460,12 @@ def on_cell_click(chart: str, update: Callable[[tuple[int, int]], dict]) -> Call
     ``update`` sees the figure that was clicked (the values of the run that drew it).
     """
 
-    def follow() -> None:
+    def take_click() -> None:
         cell = clicked_cell(st.session_state.get(chart))
         if cell is not None:
             st.session_state.update(update(cell))
 
-    return follow
+    return take_click
 
 
 def download_buttons(frame, stem: str, figure=None) -> None:
