@@ -211,9 +211,11 @@ def wait_for_charts(page, minimum: int = 1) -> int:
     """Wait until ``minimum`` Plotly charts have drawn their SVG; return how many did.
 
     As long as a run may take: under load, Chromium alone takes a minute to evaluate plotly.js."""
+    # Charts, not SVGs: one drawn chart holds several .main-svg layers.
     page.wait_for_function(
-        "([selector, minimum]) => document.querySelectorAll(selector).length >= minimum",
-        arg=[CHART_DRAWN, minimum], timeout=RUN_TIMEOUT_MS,
+        """(minimum) => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+            .filter(plot => plot.querySelector('.main-svg')).length >= minimum""",
+        arg=minimum, timeout=RUN_TIMEOUT_MS,
     )
     return page.locator('[data-testid="stPlotlyChart"]').count()
 
