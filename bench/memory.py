@@ -39,7 +39,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from browser import (  # noqa: E402
-    EXCEPTION, FINISHED, PAGES, app_link, errors, free_port, launch_chromium, url_path,
+    EXCEPTION, FIRST_RUN_FINISHED, PAGES, app_link, errors, free_port, launch_chromium, url_path,
 )
 
 BUDGET_BYTES = 3 * 2**30
@@ -171,7 +171,7 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") 
                 for tab in tabs:
                     left_ms = max(1, int(1000 * (page_seconds - (time.perf_counter() - started))))
                     try:
-                        tab.wait_for_selector(FINISHED, timeout=left_ms)
+                        tab.wait_for_selector(FIRST_RUN_FINISHED, state="attached", timeout=left_ms)
                     except PlaywrightTimeout:
                         finished = False
                         break

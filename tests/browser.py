@@ -47,6 +47,9 @@ EXCEPTION = '[data-testid="stException"]'
 ERROR = '[data-testid="stAlertContentError"]'
 FINISHED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
+# The app reports notRunning before a page load's first run starts too; that run is over
+# when the state is notRunning and what every run draws first, the sidebar's Prompt box, is there.
+FIRST_RUN_FINISHED = f'{FINISHED} [data-testid="stSidebar"] textarea[aria-label="Prompt"]'
 
 # Each analysis page runs the default model on 2 shared CPU cores: be patient.
 RUN_TIMEOUT_MS = 240_000
@@ -185,8 +188,8 @@ def wait_for_run(page, started_timeout_ms: int = 3000) -> None:
 
 
 def wait_for_first_run(page) -> None:
-    """Wait for the run a page load starts (the app's state goes initial, running, notRunning)."""
-    page.wait_for_selector(FINISHED, timeout=RUN_TIMEOUT_MS)
+    """Wait for the run a page load starts to finish (not only for the state before it starts)."""
+    page.wait_for_selector(FIRST_RUN_FINISHED, state="attached", timeout=RUN_TIMEOUT_MS)
 
 
 def open_app(page, app_url: str, page_name: str = "", **params) -> None:
