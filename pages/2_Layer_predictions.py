@@ -20,7 +20,8 @@ st.caption(
 
 def parity_line(result: ec.Rankings) -> None:
     diff = result.max_abs_diff_vs_model
-    mark = "✅" if diff < 1e-4 else "⚠️"
+    # Streamlit's bundled icon font, not an emoji: a machine without an emoji font draws those as boxes.
+    mark = ":material/check_circle:" if diff < 1e-4 else ":material/warning:"
     st.caption(f"{mark} last block = model output, max |logit diff| {diff:.1e} (measured on a real forward pass)")
 
 
