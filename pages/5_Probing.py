@@ -127,8 +127,11 @@ with dashboard.user_errors():
         raise ValueError("upload a .conllu file, or pick the bundled data")
     table, area = dashboard.long_work(
         "Training the probes",
+        # The server's sessions share its memory: the disk store halves a run's peak at the same speed
+        # (the quick preset: 251 MB above the model instead of 521 MB, same accuracies to 0.001).
         lambda progress: ec.probe_table(lm, corpus, n_tokens=int(n_tokens), trials=int(trials), epochs=int(epochs),
-                                        lr=LEARNING_RATES[rate], layers=library_layers, progress=progress),
+                                        lr=LEARNING_RATES[rate], layers=library_layers, store="disk",
+                                        progress=progress),
         key="probe", settings=run_settings, estimate_s=estimate,
     )
 if table is None:
