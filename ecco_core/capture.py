@@ -363,7 +363,8 @@ def as_following_word(word: str, text: str = "") -> str:
     return " " + word
 
 
-def _special_mask(tokenizer, token_ids) -> np.ndarray:
+def special_mask(tokenizer, token_ids) -> np.ndarray:
+    """True for each id that is one of the tokenizer's special tokens (BOS, [CLS], [SEP], ...): shape (n_tokens,)."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     return np.array([int(i) in special for i in token_ids], dtype=bool)
 
@@ -377,9 +378,9 @@ def _check_text(text, argument: str = "text") -> str:
     return text
 
 
-def encode_prompt(lm: LM, text: str) -> list[int]:
-    """Token ids of ``text`` as the model reads a prompt (with its special tokens)."""
-    _check_text(text)
+def encode_prompt(lm: LM, text: str, *, argument: str = "text") -> list[int]:
+    """Token ids of ``text`` as the model reads a prompt (with its special tokens); ``argument`` names it in errors."""
+    _check_text(text, argument)
     return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
@@ -599,7 +600,7 @@ def capture(
         top_tokens=tuple(token_strings(lm.tokenizer, row) for row in top_ids),
         model_name=lm.name,
         causal=lm.is_causal,
-        special=_special_mask(lm.tokenizer, token_ids),
+        special=special_mask(lm.tokenizer, token_ids),
         settings=CaptureSettings(
             text=text, max_new_tokens=max_new_tokens, answer=answer, do_sample=bool(do_sample),
             temperature=temperature, top_k=top_k, seed=seed, stop_at_eos=bool(stop_at_eos), k=k,

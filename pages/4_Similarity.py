@@ -74,31 +74,18 @@ with dashboard.user_errors():
             st.stop()
 
 if texts is None:
-    captured, n_positions = (lambda progress: [cap]), cap.n_tokens
-    pooled = dashboard.capture_key(cap)
-    estimate = 0.0
+    n_positions, pooled, estimate = cap.n_tokens, dashboard.capture_key(cap), 0.0
 else:
-    model = dashboard.current_settings()["model"]
-
-    def captured(progress):
-        captures = []
-        for index, text in enumerate(texts):
-            progress(index / len(texts) / 2, f"capturing text {index + 1} of {len(texts)}")
-            captures.append(dashboard.cached_capture(model, text, 0, ""))
-        return captures
-
     n_positions = round(estimates.TOKENS_PER_WORD * sum(len(text.split()) for text in texts))
     pooled = (cap.model_name, tuple(texts))
     estimate = estimates.capture_seconds(lm, n_positions)
 
 
 def compare(progress):
-    captures = captured(progress)
-    start = 0.0 if texts is None else 0.5
-    return sim.layer_similarity(
-        captures, method, rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special,
-        progress=lambda fraction, message: progress(start + (1 - start) * fraction, message),
-    )
+    options = dict(rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special, progress=progress)
+    if texts is None:
+        return sim.layer_similarity([cap], method, **options)
+    return sim.corpus_similarity(lm, texts, method, **options)
 
 
 result = None

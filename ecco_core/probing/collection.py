@@ -4,8 +4,8 @@ The representations go to memory (numpy arrays) or, for a whole corpus, to
 an on-disk :class:`ecco_core.store.ActivationStore` (``store="disk"``;
 ``"auto"`` picks the disk once they would pass :data:`IN_MEMORY_BYTES`).
 Either way each batch's labelled tokens are picked out of every probed
-layer as the forward pass produces it, so a batch never holds more than one
-layer at full width beyond what is kept.
+layer as the forward pass produces it (:func:`ecco_core.corpus.record_positions`),
+so a batch never holds more than one layer at full width beyond what is kept.
 """
 
 from __future__ import annotations
@@ -14,21 +14,14 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from .. import _checks as checks
-from ..capture import Recording, recording
+from ..corpus import IN_MEMORY_BYTES, STORES, allocate, record_positions
 from ..layers import EMBEDDINGS, residual_label, site_label
 from ..models import LM
-from ..store import ActivationStore, StoredArray
+from ..store import StoredArray
 from ._progress import Progress, progress_bar
 from .data import AlignedSentence, Sentence, align, iter_conllu
-
-#: With ``store="auto"``, features bigger than this (as float32) go to an on-disk store:
-#: the causal default's 10,000 tokens at every layer (2.6 GB) do, the encoder default's (0.5 GB) do not.
-IN_MEMORY_BYTES = 1 << 30
-
-STORES = ("auto", "disk", "memory")
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,37 +103,6 @@ def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
     return include_embedding, blocks
 
 
-class _LabelledRecording(Recording):
-    """Keeps only the labelled tokens of the probed layers, copied out as each layer is computed.
-
-    ``sink(site, out_row, values)`` receives float32 arrays of shape
-    (n_labelled, width); ``wanted[site]`` maps a recorded index (the
-    ``hidden_states`` index or the FFN's block) to its output row.
-    """
-
-    def __init__(self, wanted: dict[str, dict[int, int]], rows: torch.Tensor, columns: torch.Tensor, sink):
-        super().__init__()
-        self._wanted, self._rows, self._columns, self._sink = wanted, rows, columns, sink
-        self._seen = {"hidden_states": 0, "ffn": 0}
-
-    def keep(self, site: str, tensor: torch.Tensor) -> None:
-        index = self._seen[site]
-        self._seen[site] += 1
-        if index in self._wanted[site]:
-            values = tensor[self._rows.to(tensor.device), self._columns.to(tensor.device)]
-            self._sink(site, self._wanted[site][index], values.float().cpu().numpy())
-
-    def counts(self) -> tuple[int, int]:
-        return self._seen["hidden_states"], self._seen["ffn"]
-
-
-def _put(array, row: int, tokens: np.ndarray, values: np.ndarray) -> None:
-    if isinstance(array, StoredArray):
-        array.write(row, tokens, values)
-    else:
-        array[row, tokens] = values
-
-
 def collect(
     lm: LM,
     corpus,
@@ -203,52 +165,26 @@ def collect(
         raise ValueError("no word of the corpus could be aligned to a token")
 
     # Each sentence's labelled tokens go to consecutive rows of the output, in corpus order.
-    first_row = np.cumsum([0] + [len(item.positions) for item in aligned])
-    hidden_shape = (len(hidden_rows), total, lm.d_model)
-    ffn_shape = (len(blocks), total, lm.d_ff)
-    float32_bytes = 4 * (np.prod(hidden_shape) + np.prod(ffn_shape))
-    if store == "disk" or (store == "auto" and float32_bytes > IN_MEMORY_BYTES):
-        disk = ActivationStore()
-        hidden_states, ffn = disk.array("hidden_states", hidden_shape), disk.array("ffn", ffn_shape)
-    else:
-        hidden_states = np.empty(hidden_shape, dtype=np.float32)
-        ffn = np.empty(ffn_shape, dtype=np.float32)
-    outputs = {"hidden_states": hidden_states, "ffn": ffn}
+    outputs = allocate(
+        {"hidden_states": (len(hidden_rows), total, lm.d_model), "ffn": (len(blocks), total, lm.d_ff)},
+        store, in_memory_bytes=IN_MEMORY_BYTES,
+    )
     wanted = {
         "hidden_states": {index: row for row, index in enumerate(hidden_rows)},
         "ffn": {block: row for row, block in enumerate(blocks)},
     }
-    order = sorted(range(len(aligned)), key=lambda i: len(aligned[i].input_ids))
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     update, close = progress_bar(progress)
     try:
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            batch = [aligned[i] for i in indices]
-            width = max(len(item.input_ids) for item in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, item in enumerate(batch):
-                input_ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
-                attention_mask[row, : len(item.input_ids)] = 1
-            rows = torch.tensor([row for row, item in enumerate(batch) for _ in item.positions])
-            columns = torch.tensor([p for item in batch for p in item.positions])
-            destination = np.concatenate([np.arange(first_row[i], first_row[i + 1]) for i in indices])
-            record = _LabelledRecording(
-                wanted, rows, columns,
-                lambda site, row, values: _put(outputs[site], row, destination, values),
-            )
-            # The blocks are hooked, so the base model suffices; a causal LM head over the
-            # whole vocabulary at every position would cost more than the blocks.
-            with torch.inference_mode(), recording(lm, record):
-                lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device))
-            update((start + len(batch)) / len(order), f"running {lm.name} over the corpus")
+        record_positions(
+            lm, [item.input_ids for item in aligned], [item.positions for item in aligned], outputs, wanted,
+            batch_size=batch_size, update=update,
+        )
     finally:
         close()
 
     return ProbeData(
-        hidden_states=hidden_states,
-        ffn=ffn,
+        hidden_states=outputs["hidden_states"],
+        ffn=outputs["ffn"],
         hidden_indices=tuple(hidden_rows),
         ffn_blocks=tuple(blocks),
         words=tuple(w for item in aligned for w in item.words),
