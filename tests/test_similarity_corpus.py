@@ -23,6 +23,20 @@ def captures(lm, texts):
     return [ec.capture(lm, text) for text in texts]
 
 
+@pytest.fixture(scope="module")
+def over_captures(captures):
+    """layer_similarity over the captures, computed once per method and options."""
+    results = {}
+
+    def result(method, **options):
+        key = (method, tuple(sorted(options.items())))
+        if key not in results:
+            results[key] = sim.layer_similarity(captures, method, **options)
+        return results[key]
+
+    return result
+
+
 def _my_stores() -> set:
     root = store_root()
     return {path for path in root.iterdir() if path.name.startswith(f"{os.getpid()}-")} if root.is_dir() else set()
@@ -31,13 +45,14 @@ def _my_stores() -> set:
 @pytest.mark.parametrize("store", ["disk", "memory"])
 @pytest.mark.parametrize(("method", "options"), [("cka", {}), ("cka", {"kernel": "rbf"}), ("pwcca", {}),
                                                  ("svcca", {"keep": 8})])
-def test_corpus_similarity_equals_layer_similarity_over_captures(lm, texts, captures, store, method, options):
+def test_corpus_similarity_equals_layer_similarity_over_captures(lm, texts, captures, over_captures, store, method,
+                                                                options):
     stores_seen = []
     result = sim.corpus_similarity(
         lm, texts, method, store=store, batch_size=4,
         progress=lambda fraction, message: stores_seen.append(_my_stores()), **options,
     )
-    expected = sim.layer_similarity(captures, method, **options)
+    expected = over_captures(method, **options)
     np.testing.assert_allclose(result.values, expected.values, rtol=0, atol=TOLERANCE)
     assert result.values.shape == (lm.n_layers + 1, lm.n_layers)
     assert (result.row_labels, result.column_labels) == (expected.row_labels, expected.column_labels)
