@@ -29,6 +29,9 @@ def _int_env(name: str, default: int) -> int:
 MAX_PROMPT_TOKENS = _int_env("ECCO_MAX_PROMPT_TOKENS", 512)
 MAX_NEW_TOKENS = _int_env("ECCO_MAX_NEW_TOKENS", 64)
 MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's protocol; ~4 GB of features for the causal default
+# Similarity over many texts keeps every token position of the layers it compares; the page's 200 UD sentences
+# are ~5,100 tokens for the causal default, ~5,500 for the encoder. Pasted texts count against it too.
+MAX_SIMILARITY_TOKENS = _int_env("ECCO_MAX_SIMILARITY_TOKENS", 6000)
 # Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default.
 CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 1024)
 # The Attention page keeps at most this much of a prompt's maps (blocks x heads x tokens^2 floats) per result;
@@ -65,6 +68,7 @@ _LIMITS = {
     "MAX_PROMPT_TOKENS": ("tokens", MAX_PROMPT_TOKENS),
     "MAX_NEW_TOKENS": ("new tokens", MAX_NEW_TOKENS),
     "MAX_PROBE_TOKENS": ("tokens", MAX_PROBE_TOKENS),
+    "MAX_SIMILARITY_TOKENS": ("tokens", MAX_SIMILARITY_TOKENS),
 }
 
 

@@ -3,8 +3,10 @@
 import streamlit as st
 
 import dashboard
+from dashboard import settings as limits
 from ecco_core import estimates, plots
 from ecco_core import similarity as sim
+from ecco_core.capture import encode_prompt
 
 SOURCES = {
     "capture": "The current capture",
@@ -64,19 +66,27 @@ with dashboard.user_errors():
         dashboard.page_param("similarity_n_sentences", 40)
         n_sentences = left.number_input("Sentences", 2, 200, key="similarity_n_sentences",
                                         help="The first sentences of UD English EWT dev (CC BY-SA 4.0).")
-        texts = sim.ud_sentences(int(n_sentences))
+        chosen = sim.ud_sentences(int(n_sentences))
     elif source == "pasted":
         dashboard.page_param("similarity_pasted", "")
-        pasted = left.text_area("Texts", key="similarity_pasted", height=150)
-        texts = [line for line in pasted.splitlines() if line.strip()]
-        if not texts:
+        pasted = left.text_area("Texts", key="similarity_pasted", height=150,
+                                help=f"One text per line, at most {limits.MAX_SIMILARITY_TOKENS} tokens together "
+                                "(ECCO_MAX_SIMILARITY_TOKENS).")
+        limits.check_text_length(pasted, "MAX_SIMILARITY_TOKENS", "the pasted text")
+        chosen = [line for line in pasted.splitlines() if line.strip()]
+        if not chosen:
             st.info("Paste one or more texts, one per line.")
             st.stop()
+    if source != "capture":
+        n_positions = limits.enforce(sum(len(encode_prompt(lm, text)) for text in chosen), "MAX_SIMILARITY_TOKENS",
+                                     "the texts' length")
+        texts = chosen
+if source != "capture" and texts is None:
+    st.stop()  # the error is on the page
 
 if texts is None:
     n_positions, pooled, estimate = cap.n_tokens, dashboard.capture_key(cap), 0.0
 else:
-    n_positions = round(estimates.TOKENS_PER_WORD * sum(len(text.split()) for text in texts))
     pooled = (cap.model_name, tuple(texts))
     estimate = estimates.capture_seconds(lm, n_positions)
 

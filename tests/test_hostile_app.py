@@ -74,6 +74,31 @@ def test_uploads_are_bounded_and_the_bound_is_shown_beside_the_uploader():
     assert f"at most {settings.MAX_UPLOAD_MB} MB" in uploader.label
 
 
+@pytest.mark.parametrize(
+    ("pasted", "message"),
+    [
+        ("The cat sat on the mat. " * 2100, "the pasted text is 50400 characters; this deployment allows at most 48000"),
+        ("\n".join(["A short line of pasted text, one of many."] * 700), "the texts' length is 8400 tokens; this deployment allows at most 1500"),
+    ],
+    ids=["characters", "tokens"],
+)
+def test_pasted_similarity_texts_are_within_ECCO_MAX_SIMILARITY_TOKENS(monkeypatch, pasted, message):
+    monkeypatch.setattr(settings, "MAX_SIMILARITY_TOKENS", 1500)
+    monkeypatch.setitem(settings._LIMITS, "MAX_SIMILARITY_TOKENS", ("tokens", 1500))
+    app = page("pages/4_Similarity.py")
+    app.query_params.update(similarity_source="pasted")
+    app.session_state["similarity_pasted"] = pasted
+    run(app)
+    assert any(message in error.value and "ECCO_MAX_SIMILARITY_TOKENS" in error.value for error in app.error), [
+        e.value for e in app.error
+    ]
+    assert not app.get("plotly_chart")  # nothing computed over the limit, no stale chart
+    app.text_area(key="similarity_pasted").set_value("The keys to the cabinet are on the table.\nThe cat sat.")
+    run(app)
+    assert not app.error, [e.value for e in app.error]
+    assert app.get("plotly_chart")
+
+
 def test_tokens_and_foils_in_the_saliency_caption_are_literal():
     app = page("pages/1_Saliency.py")
     # Two dollar signs would open a KaTeX formula between them.
