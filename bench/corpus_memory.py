@@ -21,7 +21,6 @@ the two tables in points; the ratio of the peaks (disk / memory) is the last lin
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rss import peak_bytes, reset_peak  # noqa: E402
+
 COLUMNS = ["accuracy", "accuracy_std", "selectivity", "selectivity_std", "control_accuracy"]
-
-
-def _status_kb(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
 
 
 def phase(store: str, args, out: Path) -> None:
@@ -49,8 +46,7 @@ def phase(store: str, args, out: Path) -> None:
     torch.set_num_threads(args.threads)
     lm = ec.load(ec.DEFAULT_MODEL)
     ec.capture(lm, "The capital of France is")  # the weights' pages are read at the first forward pass
-    Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: above the loaded model
-    model_kb = _status_kb("VmRSS")
+    model_bytes = reset_peak()  # the peak from here on: above the loaded model
     started = time.perf_counter()
     figures = {"store": store}
     if args.collect_only:
@@ -64,7 +60,7 @@ def phase(store: str, args, out: Path) -> None:
         figures["table"] = table[["layer", *COLUMNS]].to_dict("list")
         figures["n_tokens"] = table.attrs["n_tokens"]
     figures["seconds"] = time.perf_counter() - started
-    figures["peak_above_model_mb"] = (_status_kb("VmHWM") - model_kb) / 1024
+    figures["peak_above_model_mb"] = (peak_bytes() - model_bytes) / 2**20
     out.write_text(json.dumps(figures))
 
 

@@ -37,6 +37,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
 import numpy as np  # noqa: E402
+from rss import peak_bytes, reset_peak  # noqa: E402
 
 LENGTHS = (32, 128, 512, 1024)
 N_NEW = 20
@@ -45,23 +46,6 @@ CORPUS = Path("/work/shared/data/ud-english-ewt/en_ewt-ud-dev.conllu")
 
 
 # --------------------------------------------------------------- one case
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_peak() -> int:
-    """Reset the resident-set peak to the current resident set; return that, in bytes."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_kb("VmRSS") * 1024
-
-
-def _peak_bytes() -> int:
-    return _status_kb("VmHWM") * 1024
-
-
 def prompt_of(lm, n_tokens: int) -> str:
     """The first ``n_tokens`` tokens (as the model reads a prompt) of the UD dev sentences, as text."""
     import ecco_core as ec
@@ -105,7 +89,7 @@ def run_case(case: str, length: int, out: Path) -> None:
     prompt = prompt_of(lm, length)
     with torch.inference_mode():  # the weights are memory-mapped: one pass brings them all into memory
         lm.model(input_ids=torch.as_tensor([encode_prompt(lm, "Warm up")]))
-    model_rss = _reset_peak()
+    model_rss = reset_peak()
     if case == "capture":
         started, cpu_started = time.perf_counter(), time.process_time()
         cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
@@ -113,11 +97,11 @@ def run_case(case: str, length: int, out: Path) -> None:
         scores = np.zeros((0, cap.n_tokens))
     else:
         cap = ec.capture(lm, prompt, max_new_tokens=N_NEW, stop_at_eos=False)
-        _reset_peak()
+        reset_peak()
         started, cpu_started = time.perf_counter(), time.process_time()
         scores = ec.saliency(lm, cap).scores if case == "saliency" else per_token_loop(lm, cap)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    np.savez(out, seconds=seconds, cpu=cpu, load=os.getloadavg()[0], peak=_peak_bytes() - model_rss,
+    np.savez(out, seconds=seconds, cpu=cpu, load=os.getloadavg()[0], peak=peak_bytes() - model_rss,
              n_input=cap.n_input, token_ids=cap.token_ids, scores=scores)
 
 

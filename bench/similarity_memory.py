@@ -25,7 +25,6 @@ is the last line.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rss import peak_bytes, reset_peak  # noqa: E402
+
 WAYS = ("old", "new")
-
-
-def _status_kb(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
 
 
 def phase(way: str, args, folder: Path) -> None:
@@ -55,8 +52,7 @@ def phase(way: str, args, folder: Path) -> None:
     lm = ec.load(ec.DEFAULT_MODEL)
     texts = ec.similarity.ud_sentences(args.sentences)
     ec.capture(lm, "The capital of France is")  # the weights' pages are read at the first forward pass
-    Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: above the loaded model
-    model_kb = _status_kb("VmRSS")
+    model_bytes = reset_peak()  # the peak from here on: above the loaded model
     started = time.perf_counter()
     if way == "old":
         result = ec.similarity.layer_similarity([ec.capture(lm, text) for text in texts], "cka")
@@ -64,7 +60,7 @@ def phase(way: str, args, folder: Path) -> None:
         result = ec.similarity.corpus_similarity(lm, texts, "cka", store="disk")
     figures = {
         "seconds": time.perf_counter() - started,
-        "peak_above_model_mb": (_status_kb("VmHWM") - model_kb) / 1024,
+        "peak_above_model_mb": (peak_bytes() - model_bytes) / 2**20,
         "n_texts": len(texts),
         "n_samples": result.n_samples,
     }
