@@ -772,10 +772,16 @@ def layer_similarity(
     row_stack = layer_activations(captures, rows, skip_special=skip_special)
     _check_enough_positions(len(row_stack[0]), skip_special)
     column_stack = row_stack if columns == rows else layer_activations(captures, columns, skip_special=skip_special)
+    return _layer_matrix(row_stack, column_stack, method, rows, columns, kernel=kernel, keep=keep,
+                         bandwidth=bandwidth, progress=progress)
+
+
+def _layer_matrix(row_stack, column_stack, method: str, rows: str, columns: str, **options) -> SimilarityMatrix:
+    """:func:`similarity_matrix` of two layer stacks, labelled and titled by the representations they hold."""
     result = similarity_matrix(
-        row_stack, column_stack, method, kernel=kernel, keep=keep, bandwidth=bandwidth,
+        row_stack, column_stack, method,
         row_labels=layer_labels(rows, len(row_stack)), column_labels=layer_labels(columns, len(column_stack)),
-        progress=progress,
+        **options,
     )
     return replace(result, row_title=REPRESENTATION_TITLES[rows], column_title=REPRESENTATION_TITLES[columns])
 
@@ -890,15 +896,12 @@ def corpus_similarity(
             lm, input_ids, positions, outputs, wanted, batch_size=batch_size,
             update=lambda fraction, message: report(fraction / 2, message),
         )
-        row_stack, column_stack = outputs[widths[rows][0]], outputs[widths[columns][0]]
-        result = similarity_matrix(
-            row_stack, column_stack, method, kernel=kernel, keep=keep, bandwidth=bandwidth,
-            row_labels=layer_labels(rows, len(row_stack)), column_labels=layer_labels(columns, len(column_stack)),
-            progress=lambda fraction, message: report(0.5 + fraction / 2, message),
+        return _layer_matrix(
+            outputs[widths[rows][0]], outputs[widths[columns][0]], method, rows, columns, kernel=kernel, keep=keep,
+            bandwidth=bandwidth, progress=lambda fraction, message: report(0.5 + fraction / 2, message),
         )
     finally:
         close_store(outputs)
-    return replace(result, row_title=REPRESENTATION_TITLES[rows], column_title=REPRESENTATION_TITLES[columns])
 
 
 def layer_labels(representation: str, count: int) -> list[str]:
