@@ -8,11 +8,12 @@ it is measured once per checkout, as it fills the folder for the warm starts.
 Every start has a fresh server and a fresh browser; the browser is started
 before the clock, as a visitor's browser is already running, and the clock
 starts with the server and stops at the animation frame in which the chart is
-first drawn (stamped in the page, not when Playwright's polling notices it). Nothing else is cached between starts: the server
-process is new, so imports, the model load, the capture and the saliency all
-run again. The target is the Saliency page (``pages/1_Saliency.py``); on a
-checkout without it, the home page (whose next-token heatmap is its first
-chart) is measured instead, and the last line says so.
+first drawn (stamped in the page, not when Playwright's polling notices it).
+Nothing else is cached between starts: the server process is new, so imports,
+the model load, the capture and the saliency all run again. The target is the
+Saliency page (``pages/1_Saliency.py``); on a checkout without it, the home
+page (whose next-token heatmap is its first chart) is measured instead, and
+the last line says so.
 
 With ``--against REF`` (a git revision, e.g. ``main`` or ``HEAD~3``) that
 revision's tree is exported to a temporary folder and its warm starts alternate
@@ -70,8 +71,7 @@ def time_to_first_chart(playwright, root: Path, page_name: str, cache: Path) -> 
         )
         try:
             page.goto(app_link(f"http://127.0.0.1:{port}", page_name), wait_until="commit")
-            page.wait_for_selector(CHART_DRAWN, timeout=600_000)
-            page.wait_for_function("window.__firstChartAt !== undefined")
+            page.wait_for_function("window.__firstChartAt !== undefined", timeout=600_000)
             return page.evaluate("window.__firstChartAt") / 1000 - started
         finally:
             stop_server(server)
