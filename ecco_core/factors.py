@@ -45,6 +45,8 @@ from .layers import site_label
 
 MAX_ITER = 1000
 TOLERANCE = 1e-4
+#: Factors asked for by default on a text of 20 analysed tokens or more (the paper's Figure 9 has 10).
+DEFAULT_COMPONENTS = 10
 
 
 # ------------------------------------------------------------------ results
@@ -372,11 +374,34 @@ def analysed_positions(cap: Capture, *, skip_special: bool = True, skip_first: b
     ]
 
 
+def max_components(n_positions: int, n_neurons: int) -> int:
+    """The most factors an activation matrix of shape (n_positions, n_neurons) allows: the smaller side.
+
+    NMF, PCA and ICA all find at most ``min(n_positions, n_neurons)`` factors;
+    on a text, the analysed tokens are nearly always the limit.
+    """
+    return min(whole("n_positions", n_positions, low=0), whole("n_neurons", n_neurons, low=0))
+
+
+def default_components(n_positions: int) -> int:
+    """How many factors to ask for on ``n_positions`` analysed tokens: 10, fewer on a short text.
+
+    At most :data:`DEFAULT_COMPONENTS` (10) and at most half the tokens, so
+    that each factor groups two tokens or more on average: as many factors as
+    tokens would give every token a factor of its own and group nothing.
+    Never below 1. ``factors(cap)`` uses it when ``n_components`` is None.
+
+    >>> default_components(40), default_components(11), default_components(2)
+    (10, 5, 1)
+    """
+    return max(1, min(DEFAULT_COMPONENTS, whole("n_positions", n_positions, low=0) // 2))
+
+
 def factors(
     cap: Capture,
     method: str = "nmf",
     *,
-    n_components: int = 10,
+    n_components: int | None = None,
     layers=None,
     positions=None,
     seed: int = 0,
@@ -392,8 +417,10 @@ def factors(
         See :data:`METHODS`. NMF clips negative activations to 0 first (the
         result's ``clipped_fraction`` says how many); PCA and ICA centre each
         neuron and orient each factor so its strongest token is positive.
-    n_components : int, default 10
-        Number of factors, 1 to ``min(n_positions, n_neurons)``.
+    n_components : int or None, default None
+        Number of factors, 1 to ``min(n_positions, n_neurons)``
+        (:func:`max_components`); None for :func:`default_components`: 10,
+        or half the analysed tokens on a text shorter than 20.
     layers : int, range, slice, sequence of int or None, default None
         Which blocks' FFN neurons to stack (``n_neurons = len(layers) * d_ff``);
         None for the entire network.
@@ -459,7 +486,9 @@ def factors(
         raise ValueError(
             f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
         )
-    n_components = whole("n_components", n_components, low=1, high=min(matrix.shape))
+    if n_components is None:
+        n_components = default_components(n_positions)
+    n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
 
     fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components

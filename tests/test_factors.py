@@ -156,6 +156,14 @@ def test_factors_work_on_every_family(tiny):
     assert result.components.shape == (3, tiny.n_layers * tiny.d_ff)
 
 
+def test_the_default_number_of_factors_fits_a_short_text(lm):
+    short = ec.capture(lm, "The keys to the cabinet")  # 5 tokens, 4 without the attention sink
+    result = ec.factors(short, positions=range(1, short.n_tokens))
+    assert result.n_components == ec.factors.default_components(short.n_tokens - 1) == 2
+    assert [ec.factors.default_components(n) for n in (0, 1, 2, 3, 19, 20, 500)] == [1, 1, 1, 1, 9, 10, 10]
+    assert ec.factors.max_components(4, 46_080) == 4 and ec.factors.max_components(50, 30) == 30
+
+
 # --------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
