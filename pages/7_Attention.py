@@ -57,9 +57,15 @@ if att is None:
 dashboard.page_param("attention_block", blocks[0], choices=blocks)
 block = controls[2].selectbox("Block", blocks, format_func=block_label, key="attention_block",
                               help="Or click a map of the model view.")
-dashboard.page_param("attention_head", 0, choices=range(att.n_heads))
-head = controls[3].selectbox("Head", range(att.n_heads), format_func=att.heads.__getitem__, key="attention_head",
-                             disabled=att.n_heads == 1, help="Or click a map of the model view.")
+if att.n_heads == 1:
+    # One map per block: a select of its own, so the head chosen for the per-head methods (its widget, its
+    # remembered value and its link) is left as it was and comes back with them.
+    head = controls[3].selectbox("Head", [0], format_func=att.heads.__getitem__, key="attention_one_map",
+                                 disabled=True, help="This method draws one map per block.")
+else:
+    dashboard.page_param("attention_head", 0, choices=range(att.n_heads))
+    head = controls[3].selectbox("Head", range(att.n_heads), format_func=att.heads.__getitem__,
+                                 key="attention_head", help="Or click a map of the model view.")
 
 model_column, head_column = st.columns([2, 3])
 with model_column:
@@ -70,8 +76,9 @@ with model_column:
     st.caption("Each map: query tokens down, key tokens across, scaled to its own peak (colour: square root).")
     st.plotly_chart(plots.attention_model_view(att, selected=(block, head)), key="attention_model_view",
                     selection_mode="points", width="content",
-                    on_select=dashboard.on_cell_click(  # a click on a map opens its block and head
-                        "attention_model_view", lambda cell: {"attention_block": cell[0], "attention_head": cell[1]}))
+                    on_select=dashboard.on_cell_click(  # a click on a map opens its block (and head)
+                        "attention_model_view", lambda cell: {"attention_block": cell[0]} if att.n_heads == 1
+                        else {"attention_block": cell[0], "attention_head": cell[1]}))
 with head_column:
     st.subheader("Head view")
     head_view = att.to_html(block)

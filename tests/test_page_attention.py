@@ -51,8 +51,9 @@ def test_page_sweeps_every_method_block_and_head(which, request):
         expected = ec.attention(model, cap, method)
         shares = expected.normalised()
         assert len(app.selectbox(key="attention_block").options) == model.n_layers
-        assert len(app.selectbox(key="attention_head").options) == expected.n_heads
-        assert app.selectbox(key="attention_head").disabled == (method == "rollout")
+        head_key = "attention_one_map" if expected.n_heads == 1 else "attention_head"
+        assert len(app.selectbox(key=head_key).options) == expected.n_heads
+        assert app.selectbox(key=head_key).disabled == (method == "rollout")
         for block in (0, model.n_layers - 1):
             for head in sorted({0, expected.n_heads - 1}):
                 app.selectbox(key="attention_block").set_value(block)
@@ -78,7 +79,8 @@ def test_page_sweeps_every_method_block_and_head(which, request):
                     weights, np.round(shares[block, head][queries, keys], 3), atol=1.5e-3
                 )
                 assert _param(app, "attention_block") == (None if block == 0 else str(block))
-                assert _param(app, "attention_head") == (None if head == 0 else str(head))
+                if expected.n_heads > 1:
+                    assert _param(app, "attention_head") == (None if head == 0 else str(head))
                 assert _param(app, "attention_method") == (None if method == "raw" else method)
                 assert not app.error
 
@@ -92,9 +94,16 @@ def test_a_link_with_attention_settings_reopens_the_same_view(encoder):
     assert app.selectbox(key="attention_method").value == "value_weighted"
     assert (app.selectbox(key="attention_block").value, app.selectbox(key="attention_head").value) == (4, 11)
     assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, head 11: value-weighted"
-    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: the head goes back to 0
+    app.selectbox(key="attention_method").set_value("rollout")  # one map per block: the head is kept aside
     run(app)
-    assert app.selectbox(key="attention_head").value == 0 and _param(app, "attention_head") is None
+    assert app.selectbox(key="attention_one_map").options == ["mean of heads"]
+    assert app.selectbox(key="attention_one_map").disabled
+    assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, mean of heads: rollout"
+    assert _param(app, "attention_head") == "11"  # a link of this view still holds the chosen head
+    app.selectbox(key="attention_method").set_value("raw")  # and it comes back with a per-head method
+    run(app)
+    assert app.selectbox(key="attention_head").value == 11 and _param(app, "attention_head") == "11"
+    assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, head 11: raw weights"
 
 
 def test_a_long_prompt_computes_only_the_blocks_on_screen(lm):
@@ -214,3 +223,27 @@ def test_page_in_chromium_on_the_encoder(page, app_url, encoder):
     assert hover_heatmap_cell(page, 1, row=4, col=2) == (
         f"query {labels[4]}\nkey {labels[2]}\n\u2016\u03b1 f(x)\u2016 {score:.3f} ({share:.1%} of the row)"
     )
+
+
+@pytest.mark.browser
+def test_the_chosen_head_comes_back_after_a_method_with_one_map(page, app_url):
+    """Head 3 -> rollout -> raw: the Head select shows head 3 again, and so does the map (not "mean of heads")."""
+    from browser import (assert_healthy, chart_title, open_app, screenshot, selectbox_value, wait_for_charts,
+                         wait_for_run)
+
+    def pick(label, option):
+        page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label, exact=True).click()
+        page.get_by_role("option", name=option, exact=True).click()
+        wait_for_run(page)
+        wait_for_charts(page, 2)
+
+    open_app(page, app_url, "Attention", text="The keys to the cabinet", new=0)
+    wait_for_charts(page, 2)
+    pick("Head", "head 3")
+    pick("Scores", "rollout")
+    assert (selectbox_value(page, "Head"), chart_title(page, 1)) == ("mean of heads", "block 0, mean of heads: rollout")
+    pick("Scores", "raw weights")
+    assert_healthy(page)
+    assert (selectbox_value(page, "Head"), chart_title(page, 1)) == ("head 3", "block 0, head 3: raw weights")
+    assert "attention_head=3" in page.url
+    screenshot(page, "7_Attention_head_after_rollout")
