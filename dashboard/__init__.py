@@ -288,9 +288,10 @@ def load_settings(model: str, text: str, new: int = 0, answer: str = "") -> None
 
 
 _PAGE_VALUES = "_page_params"
+_FOLLOWED = "_followed_sources"
 
 
-def page_param(key: str, default, choices=None):
+def page_param(key: str, default, choices=None, source=None):
     """Keep a page widget's value in the URL, so that a copied link reopens the same view.
 
     Call it just before the widget, and give the widget the same ``key`` and no
@@ -313,12 +314,24 @@ def page_param(key: str, default, choices=None):
         Its type is the type read from the URL (a list is a repeated parameter).
     choices : collection, optional
         Allowed values; a URL value outside them (a stale or edited link) gives ``default``.
+        A URL value is read as the choice it spells (``"3"`` is the choice ``3``).
+    source : hashable, optional
+        What the value derives from (a capture, a text), for a widget whose
+        choices belong to it: when ``source`` changes, a value chosen for the
+        old one gives way to ``default``, as with :func:`follow`. A link's value
+        is kept on its first visit.
 
     Returns
     -------
     The current value.
     """
     remembered = st.session_state.setdefault(_PAGE_VALUES, {})
+    sources = st.session_state.setdefault(_FOLLOWED, {})
+    if source is not None:
+        if key in sources and sources[key] != source:
+            remembered.pop(key, None)
+            st.session_state[key] = default
+        sources[key] = source
     if key not in st.session_state:
         value = remembered.get(key)
         if value is None:
@@ -346,6 +359,9 @@ def _allowed(value, choices) -> bool:
 def _from_url(key: str, default, choices=None):
     if isinstance(default, (list, tuple)):
         value = list(st.query_params.get_all(key)) or list(default)
+        if choices is not None:  # "3" is the choice 3
+            spelled = {str(choice): choice for choice in choices}
+            value = [spelled.get(item, item) for item in value]
         valid = _allowed(value, choices)
     else:
         raw = st.query_params.get(key)
@@ -419,9 +435,6 @@ def clicked_cell(event) -> tuple[int, int] | None:
         if custom is not None and len(custom) == 2:
             return int(custom[0]), int(custom[1])
     return None
-
-
-_FOLLOWED = "_followed_sources"
 
 
 def follow(key: str, value, source) -> None:

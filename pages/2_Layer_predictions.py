@@ -41,7 +41,8 @@ st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stre
                 on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
-dashboard.follow("lens-token", 0, source=dashboard.capture_key(cap))  # a new capture starts at its first token
+# In the URL too; a new capture starts at its first token.
+dashboard.page_param("lens-token", 0, choices=range(result.n_columns), source=dashboard.capture_key(cap))
 column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
 st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
@@ -56,9 +57,11 @@ st.caption(
     "Which token would each block's output put next? Words are read as they follow the text (\"is\" → \" is\"); "
     "a word of several tokens is ranked by its first token." + masked_hint
 )
-default_text = cap.settings.text or cap.prompt_text
-watch_text = st.text_area("Text", value=default_text, key="watch-text", height=80)
-dashboard.page_param("watch-words", "")  # in the URL too, so a copied link shows the same candidates
+# The text, candidates and picked suggestions are in the URL too, so a copied link compares the same ones.
+# A new capture starts from its own text.
+dashboard.page_param("watch-text", cap.settings.text or cap.prompt_text, source=dashboard.capture_key(cap))
+watch_text = st.text_area("Text", key="watch-text", height=80)
+dashboard.page_param("watch-words", "")
 words_input = st.text_input("Candidates (comma-separated)", key="watch-words", placeholder="is, are")
 
 suggestions = None
@@ -68,7 +71,8 @@ with dashboard.user_errors():
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
-    dashboard.follow("watch-pills", [], source=(lm.name, watch_text))  # another text's suggestions start unpicked
+    # Another text's suggestions start unpicked.
+    dashboard.page_param("watch-pills", [], choices=display, source=(lm.name, watch_text))
     # Suggestions start unselected: what the user typed is compared on its own until a chip is clicked.
     picked = st.pills(
         "Suggested: in the top 3 at some block's output (click to add)",

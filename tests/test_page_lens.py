@@ -42,3 +42,32 @@ def test_page_explains_an_encoder_without_head():
     app.sidebar.button[0].click()
     run(app)
     assert any("no language-modelling head" in e.value for e in app.error)
+
+
+def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
+    """The compare text, typed words, picked chips and selected token are in the link and come back from it."""
+    app = run(page("pages/2_Layer_predictions.py"))
+    app.selectbox(key="lens-token").set_value(3)
+    app.text_area(key="watch-text").set_value("The keys to the cabinet")
+    app.text_input(key="watch-words").set_value("is, are")
+    run(app)
+    chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].iloc[0])
+    app.get("button_group")[0].set_value([chip])
+    run(app)
+    shown = [_figure(app, index) for index in range(4)]
+
+    linked = page("pages/2_Layer_predictions.py")
+    linked.query_params.update({key: value for key, value in app.query_params.items()})
+    run(linked)
+    assert linked.selectbox(key="lens-token").value == 3
+    assert linked.text_area(key="watch-text").value == "The keys to the cabinet"
+    assert linked.get("button_group")[0].value == [chip]
+    assert [_figure(linked, index) for index in range(4)] == shown  # the same comparison, not the sidebar's text
+
+    # Another capture starts from its own text, its first token and no chips.
+    linked.sidebar.text_area(key="_text").set_value("The capital of France is")
+    linked.sidebar.button[0].click()
+    run(linked)
+    assert linked.text_area(key="watch-text").value == "The capital of France is"
+    assert linked.selectbox(key="lens-token").value == 0
+    assert "watch-text" not in linked.query_params and "lens-token" not in linked.query_params
