@@ -33,8 +33,11 @@ from .saliency import Saliency
 
 # Imported on first use (PEP 562): the app's first page needs none of them, and probing
 # brings conllu. ``ec.lens``, ``ec.probing``, ... and the names below work as before.
-_LAZY_MODULES = ("lens", "patching", "probing", "similarity")
+_LAZY_MODULES = ("circuits", "lens", "patching", "probing", "similarity")
+# Lazy modules called as their function of the same name: ``ec.circuits(lm, text, "Mary", "John")``.
+_LAZY_CALLABLE = ("circuits",)
 _LAZY_NAMES = {
+    "Circuits": ("circuits", "Circuits"),
     "Rankings": ("lens", "Rankings"),
     "rankings": ("lens", "rankings"),
     "suggest_candidates": ("lens", "suggest_candidates"),
@@ -53,12 +56,19 @@ _LAZY_NAMES = {
 }
 
 
+def _lazy_module(name: str) -> types.ModuleType:
+    module = importlib.import_module(f".{name}", __name__)  # importing sets it on the package too
+    if name in _LAZY_CALLABLE:
+        module.__class__ = _CallableModule
+    return module
+
+
 def __getattr__(name: str):
     if name in _LAZY_MODULES:
-        return importlib.import_module(f".{name}", __name__)  # importing sets it on the package too
+        return _lazy_module(name)
     if name in _LAZY_NAMES:
         module, attribute = _LAZY_NAMES[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        value = getattr(_lazy_module(module), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -92,6 +102,8 @@ __all__ = [
     "Capture",
     "capture",
     "CaptureSettings",
+    "Circuits",
+    "circuits",
     "DEFAULT_ENCODER",
     "DEFAULT_MODEL",
     "Factors",

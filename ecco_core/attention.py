@@ -339,10 +339,21 @@ def _value_norms(lm: LM, values_output: torch.Tensor, block: nn.Module) -> torch
     """``||f_h(x_j)||`` for every query head ``h`` and token ``j``: shape (n_heads, n_tokens).
 
     ``values_output`` (n_tokens, width) is the value projection's output for
+    one sequence. The output projection's bias is added once to the sum of
+    heads, so no head owns it and it is left out.
+    """
+    values = head_values(lm, values_output)
+    moved = torch.einsum("thk,hkd->htd", values.float(), head_output_matrices(lm, block).float())
+    return moved.norm(dim=-1)
+
+
+def head_values(lm: LM, values_output: torch.Tensor) -> torch.Tensor:
+    """The value vector of every query head at every token: shape (n_tokens, n_heads, head_dim).
+
+    ``values_output`` (n_tokens, width) is the value projection's output for
     one sequence; the values are cut out of it as the family's ``qkv_layout``
     says. Query head ``h`` reads key/value head ``h // (n_heads / n_kv_heads)``
-    (Hugging Face's ``repeat_kv``). The output projection's bias is added once
-    to the sum of heads, so no head owns it and it is left out.
+    (Hugging Face's ``repeat_kv``).
     """
     n_heads, n_kv, head_dim = lm.n_heads, lm.n_kv_heads, lm.head_dim
     n_tokens = values_output.shape[0]
@@ -353,12 +364,19 @@ def _value_norms(lm: LM, values_output: torch.Tensor, block: nn.Module) -> torch
         values = values_output.view(n_tokens, n_heads, 3 * head_dim)[..., 2 * head_dim :]
     else:
         values = values_output
-    values = values.reshape(n_tokens, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)
+    return values.reshape(n_tokens, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)
+
+
+def head_output_matrices(lm: LM, block: nn.Module) -> torch.Tensor:
+    """Each head's slice of ``block``'s attention output projection: shape (n_heads, head_dim, d_model).
+
+    Head ``h``'s output ``z_h`` (head_dim,) enters the residual stream as
+    ``z_h @ matrices[h]``; the projection's bias is not in it.
+    """
     output = _get(block, lm.spec.output_projection)
     # (n_heads * head_dim, d_model), the matrix x @ W applies: nn.Linear keeps it transposed, GPT-2's Conv1D not.
     matrix = output.weight.T if isinstance(output, nn.Linear) else output.weight
-    moved = torch.einsum("thk,hkd->htd", values.float(), matrix.float().view(n_heads, head_dim, -1))
-    return moved.norm(dim=-1)
+    return matrix.view(lm.n_heads, lm.head_dim, -1)
 
 
 # ------------------------------------------------------------- the methods

@@ -8,11 +8,19 @@ of block ``i``; ``ffn[i]`` is block ``i``'s FFN.
 
 >>> residual_label(0), residual_label(3), site_label("ffn", 2)
 ('embeddings', 'block 2', 'block 2 FFN')
+
+The parts that write into the residual stream (direct logit attribution)
+are named after their block too: ``head_label(9, 3)`` is ``"block 9 head 3"``,
+``bias_label("attention", 9)`` the bias of block 9's attention output
+projection, ``"block 9 attention bias"``.
 """
 
 from __future__ import annotations
 
 EMBEDDINGS = "embeddings"
+
+#: The part of a logit that no block writes: the final norm's bias and the LM head's bias.
+FINAL_BIAS = "final norm and head bias"
 
 #: What a site of a block is called after its block: the residual stream (the
 #: block's output) has no suffix.
@@ -39,3 +47,13 @@ def site_label(site: str, block: int) -> str:
     if site not in SITE_SUFFIXES:
         raise ValueError(f"site must be one of {sorted(SITE_SUFFIXES)}; got {site!r}")
     return block_label(block) + SITE_SUFFIXES[site]
+
+
+def head_label(block: int, head: int) -> str:
+    """``"block 9 head 3"``: attention head 3 of block 9 (query heads, numbered from 0)."""
+    return f"{block_label(block)} head {int(head)}"
+
+
+def bias_label(site: str, block: int) -> str:
+    """``"block 9 attention bias"``: the bias of a site's output projection, added once, owned by no head."""
+    return site_label(site, block) + " bias"

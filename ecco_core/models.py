@@ -76,6 +76,10 @@ class FamilySpec:
         heads back to ``d_model`` (input width ``n_heads * head_dim``). With the
         value projection it gives each head's ``f(x) = W_O^h (W_V^h x + b_V^h)``
         (value-weighted attention, Kobayashi et al. 2020).
+    norm : str
+        The kind of normalisation the family's blocks and final norm use, a
+        key of :data:`NORM_KINDS`: ``"layer"`` (LayerNorm) or ``"rms"``
+        (RMSNorm). Direct logit attribution freezes the final norm's scale by it.
     """
 
     name: str
@@ -90,50 +94,53 @@ class FamilySpec:
     value_projection: str
     qkv_layout: str
     output_projection: str
+    norm: str
 
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
         "GPT-2", ("gpt2",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn",
-        value_projection="attn.c_attn", qkv_layout="fused", output_projection="attn.c_proj",
+        value_projection="attn.c_attn", qkv_layout="fused", output_projection="attn.c_proj", norm="layer",
     ),
     FamilySpec(
         "GPT-Neo", ("gpt_neo",), True, "h", "mlp.c_proj", "wte", ("ln_f",), ("lm_head",), "attn",
         value_projection="attn.attention.v_proj", qkv_layout="separate",
-        output_projection="attn.attention.out_proj",
+        output_projection="attn.attention.out_proj", norm="layer",
     ),
     FamilySpec(
         "GPT-NeoX / Pythia", ("gpt_neox",), True, "layers", "mlp.dense_4h_to_h", "embed_in",
         ("final_layer_norm",), ("lm_head",),
         "attention",
         value_projection="attention.query_key_value", qkv_layout="fused_per_head",
-        output_projection="attention.dense",
+        output_projection="attention.dense", norm="layer",
     ),
     FamilySpec(
         "Llama / Qwen2 / Mistral", ("llama", "qwen2", "qwen3", "mistral"), True, "layers",
         "mlp.down_proj", "embed_tokens", ("norm",), ("lm_head",),
         "self_attn",
         value_projection="self_attn.v_proj", qkv_layout="separate", output_projection="self_attn.o_proj",
+        norm="rms",
     ),
     FamilySpec(
         "OPT", ("opt",), True, "decoder.layers", "fc2", "decoder.embed_tokens",
         ("decoder.final_layer_norm", "decoder.project_out"), ("lm_head",),
         "self_attn",
         value_projection="self_attn.v_proj", qkv_layout="separate", output_projection="self_attn.out_proj",
+        norm="layer",
     ),
     FamilySpec(
         "BERT", ("bert",), False, "encoder.layer", "output.dense", "embeddings.word_embeddings",
         (), ("cls",),
         "attention",
         value_projection="attention.self.value", qkv_layout="separate",
-        output_projection="attention.output.dense",
+        output_projection="attention.output.dense", norm="layer",
     ),
     FamilySpec(
         "RoBERTa", ("roberta",), False, "encoder.layer", "output.dense",
         "embeddings.word_embeddings", (), ("lm_head",),
         "attention",
         value_projection="attention.self.value", qkv_layout="separate",
-        output_projection="attention.output.dense",
+        output_projection="attention.output.dense", norm="layer",
     ),
     FamilySpec(
         "DistilBERT", ("distilbert",), False, "transformer.layer", "ffn.lin2",
@@ -141,10 +148,17 @@ FAMILIES: tuple[FamilySpec, ...] = (
         ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
         "attention",
         value_projection="attention.v_lin", qkv_layout="separate", output_projection="attention.out_lin",
+        norm="layer",
     ),
 )
 
 QKV_LAYOUTS = ("separate", "fused", "fused_per_head")
+
+#: What each ``FamilySpec.norm`` computes over the last axis of ``x``, with its learnt weight ``w`` and bias ``b``.
+NORM_KINDS = {
+    "layer": "LayerNorm: w * (x - mean(x)) / sqrt(var(x) + eps) + b",
+    "rms": "RMSNorm: w * x / sqrt(mean(x ** 2) + eps)",
+}
 
 _SPEC_BY_TYPE = {model_type: spec for spec in FAMILIES for model_type in spec.model_types}
 

@@ -1,0 +1,818 @@
+"""Circuits: which attention heads and MLPs write the answer, checked by ablating them.
+
+Direct logit attribution (DLA; Elhage et al. 2021, "A Mathematical Framework
+for Transformer Circuits"; TransformerLens' ``decompose_resid`` and
+``stack_head_results``). In a pre-norm Transformer the last block's output at
+the read position is a sum: the embeddings, plus every block's attention
+output, plus every block's FFN (MLP) output. A block's attention output is in
+turn a sum over its heads, head ``h`` writing its output ``z_h`` through its
+own slice of the output projection, ``z_h @ W_O^h``, plus the projection's
+bias (owned by no head: its own part, ``"block 9 attention bias"``). And
+``z_h`` is a sum over source tokens, ``sum_j alpha_hj v_h(x_j)``, so a head's
+part splits by the earlier token it reads from.
+
+The trap is the final norm: it divides the residual stream by its own size
+(``1 / sqrt(var + eps)`` for LayerNorm, ``1 / sqrt(mean(x^2) + eps)`` for
+RMSNorm), which is not linear. Here that scale is **frozen at the real run's
+value** at the read position (``Circuits.final_scale``); with it fixed, the
+norm (centring included, for LayerNorm) and the LM head are linear, the norm's
+bias and the head's bias become one constant part (``"final norm and head
+bias"``), and the parts sum exactly to the model's own logit (or logit
+difference answer - foil). A part's number is therefore "what it adds to the
+logit given this run's norm scale", not what the logit would be without it:
+removing a part would also change the scale (and everything downstream).
+
+Verification (:func:`verify`): the top-k heads and MLPs by ``|DLA|`` are
+ablated (their output replaced by its mean over the positions of the same
+run, or by their output on a corrupted prompt of the same length) in one
+batched forward pass, and the result reports the metric with only them
+ablated, with only them kept, and, from one batched row per component, each
+component's exact ablation effect and the recall of the exact top-k among
+DLA's top-k. DLA measures a direct effect; ablation measures the total effect
+(through every later block), so the two can disagree, and that disagreement
+is the point of checking.
+
+Attention weights come from the eager attention implementation (a private
+twin of the shared model, see :func:`ecco_core.attention._eager_view`);
+everything else is read with hooks on the real Hugging Face modules. Only
+causal models: a masked model's head is not linear.
+
+>>> import ecco_core as ec
+>>> lm = ec.load()
+>>> result = ec.circuits(lm, "When Mary and John went to the store, John gave a drink to", "Mary", "John")
+>>> result.top(3)                                     # the heads and MLPs with the largest |DLA|
+>>> checked = ec.circuits.verify(lm, result, k=10)
+>>> checked.recall, checked.kept_share
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import _checks as checks
+from .attention import _eager_view, head_output_matrices, head_values
+from .capture import Capture, encode_prompt, token_strings, without_cache
+from .layers import EMBEDDINGS, FINAL_BIAS, bias_label, head_label, site_label
+from .lens import _read_position
+from .models import LM
+from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
+
+#: What is decomposed at the read position, by name.
+METRICS = {
+    "logit": "logit of the answer",
+    "logit_diff": "logit of the answer minus logit of the foil",
+}
+
+#: What replaces an ablated component's output, by name.
+ABLATIONS = {
+    "mean": "its mean over the positions of the same run",
+    "corrupted": "its output on a corrupted prompt of the same token length, position by position",
+}
+
+#: The kinds of part, in the order of :meth:`Circuits.to_frame`.
+KINDS = ("embeddings", "head", "attention bias", "FFN", "final bias")
+
+# Parts must sum to the residual stream and the logit to this relative error, else the table is wrong for the model.
+_SUM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class Circuits:
+    """The answer's logit (difference) at the read position, decomposed into what wrote it.
+
+    Every value is in logits: what the part adds to ``value`` through the
+    final norm (its scale frozen at this run's, ``final_scale``) and the LM
+    head. ``embeddings + heads.sum() + attention_bias.sum() + ffn.sum() +
+    final_bias == value`` up to float rounding (:attr:`total`).
+
+    Attributes
+    ----------
+    embeddings : float
+        The input embeddings (token and position embeddings, as block 0 reads them).
+    heads : ndarray of shape (n_layers, n_heads), float64
+        ``heads[l, h]``: head ``h`` of block ``l`` ("block l head h"), its
+        output ``z_h`` through its slice of the attention output projection.
+    head_sources : ndarray of shape (n_layers, n_heads, n_tokens), float64
+        ``heads`` split by source token: ``alpha_hj v_h(x_j) @ W_O^h``;
+        sums over the last axis to ``heads``.
+    attention_bias : ndarray of shape (n_layers,), float64
+        The bias of each block's attention output projection (0 without one).
+    ffn : ndarray of shape (n_layers,), float64
+        Each block's FFN (MLP) output ("block l FFN").
+    final_bias : float
+        The final norm's bias and the LM head's bias, a constant.
+    value : float
+        The model's own metric at the read position in the decomposed run
+        (eager attention; equal to the default kernels' up to float rounding).
+    metric : str
+        A key of :data:`METRICS`.
+    answer, foil : str
+        Display text of the answer and foil tokens (``foil`` None without one).
+    answer_id, foil_id : int
+        Their token ids (``foil_id`` -1 without foil).
+    tokens : tuple of str, length n_tokens
+        The run's tokens; the last one is the read position (the answer is
+        predicted after it).
+    token_ids : ndarray of shape (n_tokens,), int64
+    final_scale : float
+        The final norm's frozen scale at the read position: ``1 / sqrt(var + eps)``
+        (LayerNorm) or ``1 / sqrt(mean(x^2) + eps)`` (RMSNorm).
+    model_name : str
+    notes : tuple of str
+    ablation : str
+        What replaced ablated components in :func:`verify`, in words; empty
+        before verification.
+    k : int
+        How many top components by ``|DLA|`` were verified (0 before).
+    all_ablated_value, top_ablated_value, top_kept_value : float
+        The metric with every head and FFN ablated, with DLA's top ``k``
+        ablated, and with all but DLA's top ``k`` ablated (NaN before).
+    exact_heads : ndarray of shape (n_layers, n_heads), float64, or None
+        Exact ablation effect of each head alone: the unablated metric minus
+        the metric with that head ablated (None unless computed).
+    exact_ffn : ndarray of shape (n_layers,), float64, or None
+        The same for each block's FFN.
+    """
+
+    embeddings: float
+    heads: np.ndarray
+    head_sources: np.ndarray
+    attention_bias: np.ndarray
+    ffn: np.ndarray
+    final_bias: float
+    value: float
+    metric: str
+    answer: str
+    foil: str | None
+    answer_id: int
+    foil_id: int
+    tokens: tuple[str, ...]
+    token_ids: np.ndarray
+    final_scale: float
+    model_name: str
+    notes: tuple[str, ...] = ()
+    ablation: str = ""
+    k: int = 0
+    all_ablated_value: float = math.nan
+    top_ablated_value: float = math.nan
+    top_kept_value: float = math.nan
+    exact_heads: np.ndarray | None = None
+    exact_ffn: np.ndarray | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return self.heads.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.heads.shape[1]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def read_position(self) -> int:
+        """Where the answer is read: the last token of the run."""
+        return self.n_tokens - 1
+
+    @property
+    def total(self) -> float:
+        """The sum of every part: equals ``value`` up to float rounding."""
+        return float(
+            self.embeddings + self.heads.sum() + self.attention_bias.sum() + self.ffn.sum() + self.final_bias
+        )
+
+    # ------------------------------------------------------------ components
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Labels of the ablatable components, every head (block by block) then every FFN."""
+        heads = (head_label(l, h) for l in range(self.n_layers) for h in range(self.n_heads))
+        return (*heads, *(site_label("ffn", l) for l in range(self.n_layers)))
+
+    @property
+    def component_values(self) -> np.ndarray:
+        """DLA of each of :attr:`components`: shape (n_layers * n_heads + n_layers,)."""
+        return np.concatenate([self.heads.ravel(), self.ffn])
+
+    def top(self, k: int = 10) -> tuple[str, ...]:
+        """The ``k`` components (heads and FFNs) with the largest ``|DLA|``, largest first."""
+        k = checks.whole("k", k, low=1, high=len(self.components))
+        return tuple(self.components[i] for i in _top_indices(self.component_values, k))
+
+    @property
+    def verified(self) -> bool:
+        return self.k > 0
+
+    @property
+    def exact_values(self) -> np.ndarray | None:
+        """Exact ablation effect of each of :attr:`components` (None unless computed)."""
+        if self.exact_heads is None:
+            return None
+        return np.concatenate([self.exact_heads.ravel(), self.exact_ffn])
+
+    @property
+    def exact_top(self) -> tuple[str, ...]:
+        """The ``k`` components whose own ablation changes the metric most (empty unless computed)."""
+        if self.exact_heads is None:
+            return ()
+        return tuple(self.components[i] for i in _top_indices(self.exact_values, self.k))
+
+    @property
+    def recall(self) -> float:
+        """Share of the exact top ``k`` (by ``|exact effect|``) that DLA's top ``k`` finds (NaN unless computed)."""
+        if self.exact_heads is None:
+            return math.nan
+        return len(set(self.exact_top) & set(self.top(self.k))) / self.k
+
+    @property
+    def effect(self) -> float:
+        """``value - all_ablated_value``: how much ablating every head and FFN moves the metric."""
+        return self.value - self.all_ablated_value
+
+    @property
+    def kept_share(self) -> float:
+        """``(top_kept_value - all_ablated_value) / effect``: 1 = DLA's top k alone carry the whole effect."""
+        return _share(self.top_kept_value - self.all_ablated_value, self.effect)
+
+    @property
+    def ablated_share(self) -> float:
+        """``(value - top_ablated_value) / effect``: how much of the effect ablating DLA's top k removes."""
+        return _share(self.value - self.top_ablated_value, self.effect)
+
+    # ------------------------------------------------------------ tables
+    def to_frame(self) -> pd.DataFrame:
+        """One row per part, in the order of :data:`KINDS` then block and head.
+
+        Columns: ``part`` (``"embeddings"``, ``"block 9 head 3"``, ``"block 9
+        attention bias"``, ``"block 9 FFN"``, ``"final norm and head bias"``),
+        ``kind`` (from :data:`KINDS`), ``block`` and ``head`` (nullable
+        integers), ``value`` (logits), ``share`` (``value`` divided by the
+        model's value), ``rank`` (1 = the largest ``|value|`` among heads and
+        FFNs, empty for other parts), and after :func:`verify` with exact
+        effects ``exact_effect`` and ``exact_rank``. The ``value`` column sums
+        to :attr:`value`.
+        """
+        n_layers, n_heads = self.heads.shape
+        layers = np.arange(n_layers)
+        blocks = [pd.NA, *np.repeat(layers, n_heads), *layers, *layers, pd.NA]
+        heads = [pd.NA, *np.tile(np.arange(n_heads), n_layers), *[pd.NA] * (2 * n_layers), pd.NA]
+        parts = [
+            EMBEDDINGS,
+            *self.components[: n_layers * n_heads],
+            *(bias_label("attention", l) for l in layers),
+            *self.components[n_layers * n_heads :],
+            FINAL_BIAS,
+        ]
+        kinds = ["embeddings", *["head"] * (n_layers * n_heads), *["attention bias"] * n_layers,
+                 *["FFN"] * n_layers, "final bias"]
+        values = np.concatenate([[self.embeddings], self.heads.ravel(), self.attention_bias, self.ffn,
+                                 [self.final_bias]])
+        frame = pd.DataFrame({
+            "part": parts,
+            "kind": kinds,
+            "block": pd.array(blocks, dtype="Int64"),
+            "head": pd.array(heads, dtype="Int64"),
+            "value": values,
+            "share": values / self.value if self.value else np.nan,
+        })
+        is_component = frame["kind"].isin(["head", "FFN"]).to_numpy()
+        frame["rank"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+        frame.loc[is_component, "rank"] = _ranks(values[is_component])
+        if self.exact_heads is not None:
+            exact = np.full(len(frame), np.nan)
+            exact[is_component] = np.concatenate([self.exact_heads.ravel(), self.exact_ffn])
+            frame["exact_effect"] = exact
+            frame["exact_rank"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+            frame.loc[is_component, "exact_rank"] = _ranks(exact[is_component])
+        return frame
+
+    def sources_frame(self) -> pd.DataFrame:
+        """One row per (block, head, source token): where each head's part comes from.
+
+        Columns: ``part`` (``"block 9 head 3"``), ``block``, ``head``,
+        ``source_position``, ``source_token``, ``value`` (logits; a head's rows
+        sum to its ``value`` in :meth:`to_frame`).
+        """
+        n_layers, n_heads, n_tokens = self.head_sources.shape
+        blocks = np.repeat(np.arange(n_layers), n_heads * n_tokens)
+        heads = np.tile(np.repeat(np.arange(n_heads), n_tokens), n_layers)
+        positions = np.tile(np.arange(n_tokens), n_layers * n_heads)
+        return pd.DataFrame({
+            "part": [head_label(l, h) for l, h in zip(blocks, heads)],
+            "block": blocks,
+            "head": heads,
+            "source_position": positions,
+            "source_token": [self.tokens[p] for p in positions],
+            "value": self.head_sources.ravel(),
+        })
+
+
+def _top_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``|values|``, largest first (ties: the earlier component first)."""
+    return np.argsort(-np.abs(values), kind="stable")[:k]
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank of each value by ``|value|``, 1 = the largest."""
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[_top_indices(values, len(values))] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+def _share(part: float, whole_effect: float) -> float:
+    return part / whole_effect if whole_effect and math.isfinite(whole_effect) else math.nan
+
+
+# ------------------------------------------------------------ hooks
+@dataclass(frozen=True)
+class _Before:
+    """A hook run before its module: ``function(module, args, kwargs)``, returning None or ``(args, kwargs)``."""
+
+    function: Callable
+
+
+@contextmanager
+def _hooked(hooks: dict) -> Iterator[None]:
+    """Hooks (module -> hook, or a :class:`_Before`) on this thread's passes only; removed in a ``finally``.
+
+    A plain hook runs after its module: ``hook(module, args, output)``, which
+    may return a replacement output.
+    """
+    owner = threading.get_ident()
+
+    def scoped(hook):
+        def run(module, args, third):
+            return hook(module, args, third) if threading.get_ident() == owner else None
+        return run
+
+    handles = []
+    try:
+        for module, hook in hooks.items():
+            if isinstance(hook, _Before):
+                handles.append(module.register_forward_pre_hook(scoped(hook.function), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(scoped(hook)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _first(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _replace_first(output, tensor: torch.Tensor):
+    return (tensor, *output[1:]) if isinstance(output, (tuple, list)) else tensor
+
+
+def _by_token(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    """A module's tensor as (batch, n_tokens, width): OPT flattens batch and tokens around its FFN."""
+    return tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor
+
+
+# ------------------------------------------------------------ the final norm, frozen
+def _frozen_layer_norm(norm: nn.Module, x: torch.Tensor) -> tuple[float, Callable]:
+    """LayerNorm with the scale ``1 / sqrt(var(x) + eps)`` of ``x`` (d_model,) fixed: an affine map."""
+    scale = float(1.0 / torch.sqrt(x.double().var(unbiased=False) + norm.eps))
+    weight = 1.0 if norm.weight is None else norm.weight
+    bias = 0.0 if norm.bias is None else norm.bias
+    return scale, lambda p: (p - p.mean(-1, keepdim=True)) * scale * weight + bias
+
+
+def _frozen_rms_norm(norm: nn.Module, x: torch.Tensor) -> tuple[float, Callable]:
+    """RMSNorm with the scale ``1 / sqrt(mean(x^2) + eps)`` of ``x`` (d_model,) fixed: a linear map."""
+    scale = float(1.0 / torch.sqrt(x.double().pow(2).mean() + norm.variance_epsilon))
+    return scale, lambda p: p * scale * norm.weight
+
+
+#: The final norm with its scale frozen, by ``FamilySpec.norm`` (see ``models.NORM_KINDS``).
+_FROZEN_NORMS = {"layer": _frozen_layer_norm, "rms": _frozen_rms_norm}
+
+
+def _logit_direction(lm: LM, x: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, float, float]:
+    """The map from the residual stream at the read position to the metric, with the final norm's scale frozen.
+
+    Parameters
+    ----------
+    x : Tensor of shape (d_model,)
+        The real residual stream at the read position (the last block's output).
+    ids : list of int
+        The answer's token id, then the foil's if any.
+
+    Returns
+    -------
+    direction : Tensor of shape (d_model,), float64
+        ``metric(p) = direction . p + constant`` for any part ``p``.
+    constant : float
+        The metric of a zero residual stream: the final norm's and the head's biases.
+    scale : float
+        The frozen scale.
+    """
+    norm, *after = lm.final_norm
+    scale, frozen = _FROZEN_NORMS[lm.spec.norm](norm, x)
+    head = lm.head[0]
+    rows = head.weight[ids]
+    head_bias = head.bias[ids] if getattr(head, "bias", None) is not None else 0.0
+
+    def metric(p):
+        normed = frozen(p)
+        for module in after:  # OPT's project_out: a linear map
+            normed = module(normed)
+        logits = rows @ normed + head_bias
+        return logits[0] - logits[1] if len(ids) > 1 else logits[0]
+
+    with torch.enable_grad():
+        p = torch.zeros_like(x, requires_grad=True)
+        value = metric(p)
+        (direction,) = torch.autograd.grad(value, p)
+    return direction.double(), float(value.detach()), scale
+
+
+# ------------------------------------------------------------ inputs
+def _token_id(lm: LM, prefix: str, word, argument: str) -> tuple[int, list[str]]:
+    """A token id given as such, or the first token of ``word`` read as it follows ``prefix``, and notes."""
+    if checks.is_whole(word):
+        return checks.whole(argument, word, low=0, high=lm.vocab_size - 1), []
+    return _word_id(lm, prefix, word, argument)
+
+
+def _inputs(lm: LM, text, answer, foil, position) -> tuple[list[int], int, int, tuple[str, ...]]:
+    """Token ids up to the read position, the answer's and foil's ids (-1 without foil), and notes."""
+    if not lm.is_causal:
+        raise ValueError(
+            f"circuits need a causal model; {lm.name!r} is masked, and its prediction head is not linear "
+            "(a dense layer, an activation and a norm before the vocabulary), so no logit splits into parts"
+        )
+    lm.require_head()
+    if isinstance(text, Capture):
+        cap = checks.captured_by(lm, text, "text")
+        default = max(cap.n_input - 1, 0)
+        read = default if position is None else checks.whole("position", position, low=0, high=cap.n_tokens - 1)
+        ids = [int(i) for i in cap.token_ids[: read + 1]]
+        prefix = "".join(cap.tokens[: read + 1])
+        if answer is None:
+            if read + 1 >= cap.n_tokens:
+                raise ValueError(
+                    f"answer is needed: the capture has no token after position {read} to read as the answer; "
+                    "give answer= (a word), or a position before the capture's last token"
+                )
+            answer_id, notes = int(cap.token_ids[read + 1]), []
+        else:
+            answer_id, notes = _token_id(lm, prefix, answer, "answer")
+    else:
+        if position is not None:
+            raise ValueError("position is for a Capture; a text is read at its last token (give position=None)")
+        ids, _ = _read_position(lm, text)
+        prefix = text
+        if answer is None:
+            raise ValueError("answer is needed with a text: the word whose logit is decomposed, e.g. 'Mary'")
+        answer_id, notes = _token_id(lm, prefix, answer, "answer")
+    foil_id = -1
+    if foil is not None:
+        foil_id, foil_notes = _token_id(lm, prefix, foil, "foil")
+        notes += foil_notes
+        if foil_id == answer_id:
+            raise ValueError(
+                f"answer and foil are the same token {token_strings(lm.tokenizer, [answer_id])[0]!r}; "
+                "the foil must be another word"
+            )
+    if not lm.final_norm:
+        raise ValueError(
+            f"{lm.name!r} has no final norm before its head (its blocks normalise after the residual add), "
+            "so its residual stream is not a sum of parts"
+        )
+    if len(lm.head) != 1 or not hasattr(lm.head[0], "weight"):
+        raise ValueError(f"{lm.name!r} has no single linear LM head; its logits do not split into parts")
+    return ids, answer_id, foil_id, tuple(notes)
+
+
+# ------------------------------------------------------------ direct logit attribution
+def circuits(
+    lm: LM, text, answer: str | int | None = None, foil: str | int | None = None, *, position: int | None = None
+) -> Circuits:
+    """Direct logit attribution: the answer's logit (difference) split into embeddings, heads, MLPs and biases.
+
+    Parameters
+    ----------
+    lm : LM
+        A causal model with an LM head.
+    text : str or Capture
+        A prompt (read at its last token), or a capture of ``lm``.
+    answer : str or int, optional
+        The word whose logit is decomposed, read as it follows the text
+        (``"Mary"`` -> ``" Mary"``; a word of several tokens by its first
+        token, ``notes`` says so), or a token id. Needed with a text; with a
+        capture it defaults to the token after the read position (the first
+        generated or given answer token).
+    foil : str or int, optional
+        A competing word or token id: the metric is then the logit difference
+        answer - foil.
+    position : int, optional
+        With a capture, the read position (default: the prompt's last token).
+
+    Returns
+    -------
+    Circuits
+        ``heads`` (n_layers, n_heads), ``head_sources`` (n_layers, n_heads,
+        n_tokens), ``ffn`` (n_layers,), ..., summing to ``value``.
+
+    Raises
+    ------
+    ValueError
+        A masked model or one without a final norm or a linear head, a missing
+        answer, answer and foil of the same token, a bad position; the residual
+        stream not summing to its parts (a family whose blocks are not pre-norm).
+    """
+    ids, answer_id, foil_id, notes = _inputs(lm, text, answer, foil, position)
+    twin = dataclasses.replace(lm, model=_eager_view(lm))
+    n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
+    seen: dict = {"values": {}, "weights": {}, "z": {}, "ffn": {}}
+
+    def keep(kind, layer, read):
+        def hook(module, args, output):
+            seen[kind][layer] = read(output)
+        return hook
+
+    def before(store, key, read):
+        def hook(module, args, kwargs):
+            store[key] = read(args[0] if args else kwargs["hidden_states"])
+        return _Before(hook)
+
+    hooks = {
+        twin.blocks[0]: before(seen, "embeddings", lambda hidden: _first(hidden)[0, -1]),
+        twin.final_norm[0]: before(seen, "final", lambda hidden: hidden[0, -1]),
+    }
+    for layer in range(n_layers):
+        hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
+        hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0, :, -1])
+        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: _by_token(_first(out), 1)[0, -1])
+        # The projection's input is every head's output side by side: (n_heads * head_dim,) at the read position.
+        hooks[twin.output_projections[layer]] = before(seen["z"], layer, lambda z: _by_token(z, 1)[0, -1])
+    with torch.inference_mode(), _hooked(hooks):
+        output = twin.model.base_model(input_ids=torch.tensor([ids], device=lm.device),
+                                       **without_cache(twin.model.base_model))
+        logits = lm.apply_head(output.last_hidden_state[0, -1])
+    value = float(logits[answer_id] - (logits[foil_id] if foil_id >= 0 else 0.0))
+
+    x = seen["final"].double()
+    direction, constant, scale = _logit_direction(lm, seen["final"].clone(), [answer_id] + [foil_id] * (foil_id >= 0))
+    heads = np.zeros((n_layers, n_heads))
+    sources = np.zeros((n_layers, n_heads, len(ids)))
+    attention_bias, ffn = np.zeros(n_layers), np.zeros(n_layers)
+    residual = seen["embeddings"].double().clone()
+    for layer, block in enumerate(lm.blocks):
+        matrices = head_output_matrices(lm, block).double()  # (n_heads, head_dim, d_model)
+        per_head = matrices @ direction  # (n_heads, head_dim): what one unit of z_h adds to the metric
+        z = seen["z"][layer].double().view(n_heads, head_dim)
+        heads[layer] = (z * per_head).sum(-1).cpu().numpy()
+        values = head_values(lm, seen["values"][layer]).double()  # (n_tokens, n_heads, head_dim)
+        weights = seen["weights"][layer].double()  # (n_heads, n_tokens)
+        sources[layer] = (weights * torch.einsum("thk,hk->ht", values, per_head)).cpu().numpy()
+        projection = lm.output_projections[layer]
+        bias = projection.bias.double() if getattr(projection, "bias", None) is not None else None
+        attention_bias[layer] = float(bias @ direction) if bias is not None else 0.0
+        mlp = seen["ffn"][layer].double()
+        ffn[layer] = float(mlp @ direction)
+        residual += torch.einsum("hk,hkd->d", z, matrices) + mlp + (bias if bias is not None else 0.0)
+    embeddings = float(seen["embeddings"].double() @ direction)
+
+    off = float((residual - x).norm() / x.norm())
+    if off > _SUM_TOLERANCE:
+        raise ValueError(
+            f"the residual stream of {lm.name!r} is not the sum of its embeddings and its blocks' attention and "
+            f"FFN outputs (off by {off:.2g} of its size): its blocks are not pre-norm residual blocks, so direct "
+            "logit attribution does not apply"
+        )
+    result = Circuits(
+        embeddings=embeddings,
+        heads=heads,
+        head_sources=sources,
+        attention_bias=attention_bias,
+        ffn=ffn,
+        final_bias=constant,
+        value=value,
+        metric="logit_diff" if foil_id >= 0 else "logit",
+        answer=token_strings(lm.tokenizer, [answer_id])[0],
+        foil=token_strings(lm.tokenizer, [foil_id])[0] if foil_id >= 0 else None,
+        answer_id=answer_id,
+        foil_id=foil_id,
+        tokens=token_strings(lm.tokenizer, ids),
+        token_ids=np.array(ids, dtype=np.int64),
+        final_scale=scale,
+        model_name=lm.name,
+        notes=notes,
+    )
+    if abs(result.total - value) > _SUM_TOLERANCE * max(1.0, abs(value)):
+        raise RuntimeError(
+            f"the parts sum to {result.total:.6g}, the model's {METRICS[result.metric]} is {value:.6g}: the final "
+            f"norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
+        )
+    return result
+
+
+# ------------------------------------------------------------ verification by ablation
+def _recorded_outputs(lm: LM, ids: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every block's heads' outputs (the attention output projection's input) and FFN output, at every position.
+
+    Returns two lists of n_layers tensors, of shape (n_tokens, n_heads * head_dim) and (n_tokens, d_model).
+    """
+    heads, ffn = [None] * lm.n_layers, [None] * lm.n_layers
+
+    def keep_heads(layer):
+        def hook(module, args, kwargs):
+            heads[layer] = _by_token(args[0], 1)[0]
+        return _Before(hook)
+
+    def keep_ffn(layer):
+        def hook(module, args, output):
+            ffn[layer] = _by_token(_first(output), 1)[0]
+        return hook
+
+    hooks = {projection: keep_heads(layer) for layer, projection in enumerate(lm.output_projections)}
+    hooks.update({projection: keep_ffn(layer) for layer, projection in enumerate(lm.ffn_projections)})
+    with torch.inference_mode(), _hooked(hooks):
+        lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device), **without_cache(lm.model.base_model))
+    return heads, ffn
+
+
+def _ablated_metrics(
+    lm: LM,
+    ids: list[int],
+    replacements: tuple[list[torch.Tensor], list[torch.Tensor]],
+    head_masks: torch.Tensor,
+    ffn_masks: torch.Tensor,
+    metric_of: Callable[[torch.Tensor], torch.Tensor],
+    max_batch_bytes: int,
+    progress: Callable[[float, str], None] | None,
+) -> np.ndarray:
+    """The metric of each row of ablations, in batched passes of at most ``max_batch_bytes``.
+
+    Parameters
+    ----------
+    replacements : (list of n_layers Tensors, list of n_layers Tensors)
+        What an ablated head block's projection input and FFN output become,
+        of shape (1 or n_tokens, n_heads * head_dim) and (1 or n_tokens, d_model).
+    head_masks : bool Tensor of shape (n_rows, n_layers, n_heads)
+    ffn_masks : bool Tensor of shape (n_rows, n_layers)
+        True where the row ablates that head or FFN.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,), float64
+    """
+    n_rows, n_tokens = head_masks.shape[0], len(ids)
+    n_heads, head_dim = lm.n_heads, lm.head_dim
+    head_replacements, ffn_replacements = replacements
+    rows_per_pass = max(1, max_batch_bytes // _row_bytes(lm, n_tokens, n_tokens))
+    values = np.empty(n_rows)
+
+    def ablate_heads(layer, masks):
+        def hook(module, args, kwargs):
+            z = args[0]
+            batch_z = _by_token(z, len(masks)).view(len(masks), n_tokens, n_heads, head_dim)
+            replacement = head_replacements[layer].view(1, -1, n_heads, head_dim)
+            ablated = torch.where(masks[:, layer][:, None, :, None], replacement, batch_z)
+            return (ablated.reshape(z.shape), *args[1:]), kwargs
+        return _Before(hook)
+
+    def ablate_ffn(layer, masks):
+        def hook(module, args, output):
+            out = _first(output)
+            ablated = torch.where(masks[:, layer][:, None, None], ffn_replacements[layer][None],
+                                  _by_token(out, len(masks)))
+            return _replace_first(output, ablated.reshape(out.shape))
+        return hook
+
+    with torch.inference_mode():
+        for start in range(0, n_rows, rows_per_pass):
+            stop = min(n_rows, start + rows_per_pass)
+            heads, ffn = head_masks[start:stop], ffn_masks[start:stop]
+            hooks = {p: ablate_heads(l, heads) for l, p in enumerate(lm.output_projections)}
+            hooks.update({p: ablate_ffn(l, ffn) for l, p in enumerate(lm.ffn_projections)})
+            with _hooked(hooks):
+                output = lm.model.base_model(
+                    input_ids=torch.tensor([ids], device=lm.device).expand(stop - start, -1),
+                    **without_cache(lm.model.base_model),
+                )
+            values[start:stop] = metric_of(lm.apply_head(output.last_hidden_state[:, -1]).float()).cpu().numpy()
+            if progress is not None:
+                progress(stop / n_rows, f"{stop} of {n_rows} ablated runs")
+    return values
+
+
+def verify(
+    lm: LM,
+    result: Circuits,
+    *,
+    k: int = 10,
+    ablation: str = "mean",
+    corrupted: str | None = None,
+    exact: bool = True,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    progress: Callable[[float, str], None] | None = None,
+) -> Circuits:
+    """Check DLA's top components by ablating them: how much of the effect do they carry?
+
+    A component (a head, or a block's FFN) is ablated by replacing its output
+    at every position (see :data:`ABLATIONS`): a head's output ``z_h`` before
+    the output projection, an FFN's output after its own projection. All rows
+    run in batched forward passes of the shared model: every head and FFN
+    ablated, DLA's top ``k`` (by ``|DLA|``) ablated, all but them ablated,
+    and with ``exact`` one row per component ablated alone.
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``result``.
+    result : Circuits
+        From :func:`circuits`.
+    k : int, default 10
+        How many of DLA's top components to ablate or keep.
+    ablation : str, default "mean"
+        A key of :data:`ABLATIONS`.
+    corrupted : str, optional
+        With ``ablation="corrupted"``, the prompt whose run supplies the
+        replacements: the same number of tokens as ``result.tokens``
+        (compared position by position).
+    exact : bool, default True
+        Also ablate each component alone (``n_layers * (n_heads + 1)`` rows)
+        for its exact effect and the recall of the exact top ``k``.
+    max_batch_bytes : int, default 256 MiB
+        Rough memory bound of one batched pass; rows are chunked to fit.
+    progress : callable, optional
+        ``progress(fraction, message)`` after every batched pass.
+
+    Returns
+    -------
+    Circuits
+        ``result`` with ``ablation``, ``k``, ``all_ablated_value``,
+        ``top_ablated_value``, ``top_kept_value`` and (with ``exact``)
+        ``exact_heads``, ``exact_ffn`` filled; see ``recall``, ``kept_share``
+        and ``ablated_share``.
+    """
+    if not isinstance(result, Circuits):
+        raise checks.invalid("result", type(result), "a Circuits result from ecco_core.circuits", TypeError)
+    if result.model_name != lm.name or result.heads.shape != (lm.n_layers, lm.n_heads):
+        raise checks.invalid("result", checks.words(f"one made by {result.model_name!r}"),
+                             f"a result of this model, {lm.name!r}")
+    n_components = len(result.components)
+    k = checks.whole("k", k, low=1, high=n_components)
+    checks.choice("ablation", ablation, ABLATIONS)
+    max_batch_bytes = checks.whole("max_batch_bytes", max_batch_bytes, low=1)
+    ids = [int(i) for i in result.token_ids]
+    if ablation == "corrupted":
+        if corrupted is None:
+            raise ValueError("ablation 'corrupted' needs corrupted= (a prompt of the same token length)")
+        corrupted_ids = encode_prompt(lm, corrupted, argument="corrupted")
+        if len(corrupted_ids) != len(ids):
+            raise ValueError(
+                "corrupted must have as many tokens as the decomposed run, to replace outputs position by "
+                f"position; the run is {len(ids)} tokens {list(result.tokens)}, corrupted is {len(corrupted_ids)} "
+                f"tokens {list(token_strings(lm.tokenizer, corrupted_ids))}"
+            )
+        replacements = _recorded_outputs(lm, corrupted_ids)
+        described = f"{ABLATIONS['corrupted']}: {corrupted!r}"
+    else:
+        if corrupted is not None:
+            raise ValueError("corrupted= is for ablation='corrupted'; mean ablation reads the same run")
+        heads, ffn = _recorded_outputs(lm, ids)
+        replacements = ([z.mean(0, keepdim=True) for z in heads], [out.mean(0, keepdim=True) for out in ffn])
+        described = ABLATIONS["mean"]
+
+    n_layers, n_heads = lm.n_layers, lm.n_heads
+    top = torch.zeros(n_components, dtype=torch.bool)
+    top[torch.as_tensor(_top_indices(result.component_values, k))] = True
+    rows = [torch.ones(n_components, dtype=torch.bool), top, ~top]
+    if exact:
+        rows = [torch.zeros(n_components, dtype=torch.bool), *rows, *torch.eye(n_components, dtype=torch.bool)]
+    masks = torch.stack(rows).to(lm.device)
+    head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
+    ffn_masks = masks[:, n_layers * n_heads :]
+
+    def metric_of(logits):
+        foil = logits[:, result.foil_id] if result.foil_id >= 0 else 0.0
+        return (logits[:, result.answer_id] - foil).double()
+
+    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, metric_of, max_batch_bytes, progress)
+    fields = {}
+    if exact:
+        unablated, values = values[0], values[1:]
+        effects = unablated - values[3:]
+        fields = {"exact_heads": effects[: n_layers * n_heads].reshape(n_layers, n_heads),
+                  "exact_ffn": effects[n_layers * n_heads :]}
+    return dataclasses.replace(
+        result, ablation=described, k=k, all_ablated_value=float(values[0]), top_ablated_value=float(values[1]),
+        top_kept_value=float(values[2]), **fields,
+    )
