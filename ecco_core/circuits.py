@@ -63,7 +63,6 @@ from . import _checks as checks
 from .attention import _eager_view, head_output_matrices, head_values
 from .capture import Capture, encode_prompt, token_strings, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, bias_label, head_label, site_label
-from .lens import _read_position
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
 
@@ -474,7 +473,12 @@ def _inputs(lm: LM, text, answer, foil, position) -> tuple[list[int], int, int, 
     else:
         if position is not None:
             raise ValueError("position is for a Capture; a text is read at its last token (give position=None)")
-        ids, _ = _read_position(lm, text)
+        ids = encode_prompt(lm, text)
+        if len(ids) >= lm.context_length:
+            raise ValueError(
+                f"text is {len(ids)} tokens and fills the model's context of {lm.context_length} tokens: there is "
+                "no next position to predict; shorten it"
+            )
         prefix = text
         if answer is None:
             raise ValueError("answer is needed with a text: the word whose logit is decomposed, e.g. 'Mary'")
