@@ -112,36 +112,6 @@ def shaped(name: str, array: np.ndarray, axes: str) -> np.ndarray:
     return invalid(name, words(f"shape {tuple(array.shape)}"), f"an array of shape {axes}")
 
 
-def captured_by(lm, cap, name: str = "cap"):
-    """``cap`` when it is a :class:`~ecco_core.capture.Capture` made by ``lm``, else the template's error.
-
-    Every analysis that reads a capture with its model checks this first: a
-    capture of another model would fail later, far from the cause (or, worse,
-    give numbers for the wrong model). Made by ``lm`` means the same model
-    name, the same kind (causal or masked) and arrays of its sizes (``n_layers
-    + 1`` hidden states of ``d_model``).
-    """
-    from .capture import Capture
-    from .models import LM
-
-    if not isinstance(lm, LM):
-        raise invalid("lm", type(lm), "an LM from ecco_core.load", TypeError)
-    if not isinstance(cap, Capture):
-        raise invalid(name, type(cap), "a Capture from ecco_core.capture", TypeError)
-    same = (
-        cap.model_name == lm.name and cap.causal == lm.is_causal
-        and cap.hidden_states.shape[0] == lm.n_layers + 1 and cap.hidden_states.shape[2] == lm.d_model
-    )
-    if not same:
-        raise invalid(
-            name, words(f"one made by {cap.model_name!r} ({cap.hidden_states.shape[0] - 1} layers, d_model "
-                        f"{cap.hidden_states.shape[2]})"),
-            f"a capture made by this model, {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model}); "
-            "capture the text with it",
-        )
-    return cap
-
-
 def indices(name: str, selection, size: int, unit: str) -> np.ndarray:
     """Resolve an int, a slice, a range or a sequence of ints against ``range(size)``; None selects all.
 

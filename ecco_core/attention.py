@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from . import _checks as checks
-from .capture import Capture
+from .capture import Capture, captured_by
 from .layers import block_label
 from .models import LM, _get
 
@@ -89,6 +89,11 @@ class Attention:
     @property
     def n_heads(self) -> int:
         return len(self.heads)
+
+    @property
+    def method_entry(self) -> "AttentionMethod":
+        """The :data:`METHODS` entry of ``method``: how figures name its scores and whether its rows sum to 1."""
+        return METHODS[self.method]
 
     def map(self, layer: int, head: int = 0) -> np.ndarray:
         """The (n_tokens, n_tokens) map of block ``layer``, head ``head`` (rows = query tokens)."""
@@ -187,7 +192,7 @@ class Attention:
         k = self.layers.index(layer)
         return attention_head_view_html(
             self.normalised()[k], self.tokens, heads=self.heads, n_input=self.n_input,
-            title=f"{block_label(layer)}, {METHODS[self.method].title}",
+            title=f"{block_label(layer)}, {self.method_entry.title}",
         )
 
     def _repr_html_(self) -> str:
@@ -237,7 +242,7 @@ def attention(
     >>> att = attention(lm, cap, layers=[0, 5])
     >>> att.map(5, head=2).sum(axis=-1)          # every row sums to 1
     """
-    checks.captured_by(lm, cap)
+    captured_by(lm, cap)
     entry = METHODS[checks.choice("method", method, METHODS)]
     kept = sorted(int(layer) for layer in checks.indices("layers", layers, lm.n_layers, "block"))
     max_bytes = checks.whole("max_bytes", max_bytes, low=1)

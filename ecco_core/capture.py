@@ -225,6 +225,33 @@ class Capture:
         )
 
 
+def captured_by(lm, cap, name: str = "cap"):
+    """``cap`` when it is a :class:`Capture` made by ``lm``, else the template's error.
+
+    Every analysis that reads a capture with its model checks this first: a
+    capture of another model would fail later, far from the cause (or, worse,
+    give numbers for the wrong model). Made by ``lm`` means the same model
+    name, the same kind (causal or masked) and arrays of its sizes (``n_layers
+    + 1`` hidden states of ``d_model``).
+    """
+    if not isinstance(lm, LM):
+        raise checks.invalid("lm", type(lm), "an LM from ecco_core.load", TypeError)
+    if not isinstance(cap, Capture):
+        raise checks.invalid(name, type(cap), "a Capture from ecco_core.capture", TypeError)
+    same = (
+        cap.model_name == lm.name and cap.causal == lm.is_causal
+        and cap.hidden_states.shape[0] == lm.n_layers + 1 and cap.hidden_states.shape[2] == lm.d_model
+    )
+    if not same:
+        raise checks.invalid(
+            name, checks.words(f"one made by {cap.model_name!r} ({cap.hidden_states.shape[0] - 1} layers, d_model "
+                        f"{cap.hidden_states.shape[2]})"),
+            f"a capture made by this model, {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model}); "
+            "capture the text with it",
+        )
+    return cap
+
+
 # ------------------------------------------------------------------ hooks
 @dataclass
 class Recording:

@@ -32,6 +32,17 @@ def block_label(block: int) -> str:
     return f"block {int(block)}"
 
 
+def depth_labels(frame) -> list[str]:
+    """Where in the stack each row of a frame with a ``block`` column sits: "embeddings" or "block i".
+
+    ``block`` is the block index, missing for the embeddings (as in
+    :func:`ecco_core.probe_table`). A block's output and its FFN share their
+    block's label, so the two representations line up on one axis.
+    """
+    blocks = frame["block"]
+    return [EMBEDDINGS if missing else block_label(block) for block, missing in zip(blocks, blocks.isna())]
+
+
 def residual_label(index: int) -> str:
     """Label of ``hidden_states[index]``: ``"embeddings"`` for 0, else ``"block {index - 1}"``."""
     return EMBEDDINGS if int(index) == 0 else block_label(int(index) - 1)

@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._checks import captured_by, invalid, is_whole, whole
+from ._checks import invalid, is_whole, whole
 from .capture import (
-    DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, encode_prompt, recording, token_strings,
+    DEFAULT_CHUNK_BYTES, Capture, as_following_word, captured_by, check_chunk_bytes, encode_prompt, recording,
+    token_strings,
 )
 from .layers import block_label
 from .models import LM

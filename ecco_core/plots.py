@@ -16,7 +16,7 @@ import html
 import numpy as np
 
 from ._checks import choice, entries, indices, invalid, shaped, whole, words
-from .layers import block_label
+from .layers import block_label, depth_labels
 
 
 _MARKS = str.maketrans({"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5", "\u00a0": "\u2423"})
@@ -430,8 +430,6 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
         exact array (``"block 2 FFN"``).
     """
     import plotly.graph_objects as go
-
-    from .probing import depth_labels
 
     metric = choice("metric", metric, ("accuracy", "selectivity"))
     names = {"hidden": "hidden states", "ffn": "FFN activations"}
@@ -1066,7 +1064,6 @@ def attention_heatmap(att, layer: int, head: int = 0):
     """
     import plotly.graph_objects as go
 
-    from .attention import METHODS
     from .layers import block_label
 
     scores = np.asarray(att.map(layer, head), dtype=float)
@@ -1075,7 +1072,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
     n_tokens = att.n_tokens
     visible = np.tril(np.ones((n_tokens, n_tokens), bool)) if att.causal else np.ones((n_tokens, n_tokens), bool)
     labels = axis_labels(att.tokens)
-    entry = METHODS[att.method]
+    entry = att.method_entry
     name = entry.score_name
     share = not entry.rows_sum_to_one
     title = f"{block_label(layer)}, {att.heads[head]}: {entry.title}"  # plain text, escaped where drawn

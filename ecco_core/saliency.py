@@ -38,7 +38,9 @@ import torch
 
 from . import _checks as checks
 from .backward import activation_bytes, input_gradients, items_within
-from .capture import DEFAULT_CHUNK_BYTES, Capture, as_following_word, check_chunk_bytes, token_strings
+from .capture import (
+    DEFAULT_CHUNK_BYTES, Capture, as_following_word, captured_by, check_chunk_bytes, token_strings,
+)
 from .models import LM
 
 TARGETS = {
@@ -299,7 +301,7 @@ def saliency(
     target = checks.choice("target", target, TARGETS)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
-    checks.captured_by(lm, cap)
+    captured_by(lm, cap)
     lm.require_head()
     explained = explained_positions(lm, cap, positions)
     read_positions = explained - 1 if lm.is_causal else explained

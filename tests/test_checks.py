@@ -52,19 +52,20 @@ def test_sizes_and_shapes_are_described_in_words_after_got():
 def test_a_capture_is_read_only_with_the_model_that_made_it(lm, encoder):
     """One check, used by every analysis that reads a capture with a model (saliency, attention, rankings)."""
     import ecco_core as ec
+    from ecco_core.capture import captured_by
 
     cap = ec.capture(lm, "The keys", max_new_tokens=1)
-    assert checks.captured_by(lm, cap) is cap
+    assert captured_by(lm, cap) is cap
     other = ec.capture(encoder, "The keys")
     expected = (
         "cap must be a capture made by this model, 'SmolLM2-135M-Instruct' (30 layers, d_model 576); capture the "
         "text with it; got one made by 'all-MiniLM-L6-v2' (6 layers, d_model 384)"
     )
-    for analysis in (checks.captured_by, ec.saliency, ec.attention, ec.rankings):
+    for analysis in (captured_by, ec.saliency, ec.attention, ec.rankings):
         with pytest.raises(ValueError) as raised:
             analysis(lm, other)
         assert str(raised.value) == expected, analysis
     with pytest.raises(TypeError, match="cap must be a Capture from ecco_core.capture; got <class 'str'>"):
-        checks.captured_by(lm, "The keys")
+        captured_by(lm, "The keys")
     with pytest.raises(TypeError, match="lm must be an LM from ecco_core.load; got <class 'str'>"):
-        checks.captured_by("SmolLM2", cap)
+        captured_by("SmolLM2", cap)

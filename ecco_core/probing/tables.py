@@ -6,7 +6,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..layers import EMBEDDINGS, block_label, residual_label, site_label
+from ..layers import depth_labels, residual_label, site_label
 from ..models import LM
 from ._progress import Progress, progress_bar
 from .collection import ProbeData, collect
@@ -105,15 +105,6 @@ def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
     frame = frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
     frame.attrs["n_tokens"] = len(data.tags)
     return frame
-
-
-def depth_labels(frame: pd.DataFrame) -> list[str]:
-    """Where in the stack each row of a :func:`probe_table` frame sits: "embeddings" or "block i".
-
-    A block's output and its FFN share their block's label, so the two
-    representations line up on one axis.
-    """
-    return [EMBEDDINGS if pd.isna(block) else block_label(block) for block in frame["block"]]
 
 
 def table1_markdown(frame: pd.DataFrame) -> str:
