@@ -130,7 +130,8 @@ def current_settings() -> dict:
 
 
 def _write_query_params(state: dict) -> None:
-    st.query_params.update({key: str(value) for key, value in state.items() if value != ""})
+    # The prompt is written even when empty: a link to an error run reopens that error, not an older prompt.
+    st.query_params.update({key: str(value) for key, value in state.items() if value != "" or key == "text"})
     if not state.get("answer"):
         st.query_params.pop("answer", None)
 
@@ -332,14 +333,17 @@ def page_param(key: str, default, choices=None, source=None):
             remembered.pop(key, None)
             st.session_state[key] = default
         sources[key] = source
-    if key not in st.session_state:
+    value = st.session_state.get(key)
+    if value is None:
         value = remembered.get(key)
-        if value is None:
-            value = _from_url(key, default, choices)
-        st.session_state[key] = value
-    value = st.session_state[key]
+    if value is None:
+        value = _from_url(key, default, choices)
     if not _allowed(value, choices):  # remembered from another result (e.g. a token of an earlier text)
-        value = st.session_state[key] = default
+        value = default
+    # Set on every run, not only when missing: a widget drawn again after a run that skipped it (a run that
+    # stopped at an error) keeps its state here but is drawn blank in the browser (its default, 1 for IG
+    # steps) unless its value is sent again; the browser would then send that blank back on the next rerun.
+    st.session_state[key] = value
     remembered[key] = value
     if value == default:
         st.query_params.pop(key, None)

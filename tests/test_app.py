@@ -44,3 +44,21 @@ def test_a_name_typed_beside_a_packaged_model_is_used_and_its_error_shows_in_the
     assert app.query_params["model"] in ("no-such-model", ["no-such-model"])
     assert any("not found" in error.value for error in app.main.error)
     assert any("not found" in error.value for error in app.sidebar.error)
+
+
+def test_an_error_run_puts_its_own_prompt_in_the_url():
+    """#31 item 11: the address bar holds the run on screen, an error run's empty prompt included, so a copied
+    link reopens that error rather than the prompt before it."""
+    app = page("Home.py")
+    app.query_params.update({"text": "The keys to the cabinet", "new": "1"})
+    run(app)
+    app.sidebar.text_area[0].set_value("")
+    app.sidebar.button[0].click()
+    run(app)
+    assert any("empty or whitespace" in error.value for error in app.error)
+    assert app.query_params["text"] in ("", [""])
+
+    reopened = page("Home.py")
+    reopened.query_params.update({key: value for key, value in app.query_params.items()})
+    run(reopened)
+    assert any("empty or whitespace" in error.value for error in reopened.error)

@@ -561,6 +561,27 @@ def test_probing_uploads_that_are_malformed_or_not_utf8_are_named(page, app_url)
     assert "generated tokens" in page.locator('[data-testid="stSidebar"]').inner_text()
 
 
+def test_saliency_settings_survive_an_error_run(page, app_url):
+    """#31 items 8 and 11: a Run with an empty prompt shows its error and puts that prompt in the address bar;
+    the next valid Run draws the page's controls again with their values (IG steps stayed at 4, where the box
+    used to come back as 1 and send 1 with the next rerun, into the attribution and the link)."""
+    open_page(page, app_url, "1_Saliency", text="The keys", new=1, saliency_method="integrated_gradients",
+              saliency_steps=4)
+    steps = page.locator('[data-testid="stMain"]').get_by_label("IG steps", exact=True)
+    assert steps.input_value() == "4"
+    sidebar_run(page, Prompt="")
+    assert any("empty or whitespace" in shown for shown in errors(page)), errors(page)
+    assert "text=&" in page.url and "The+keys" not in page.url
+    sidebar_run(page, Prompt="The keys")
+    wait_for_charts(page, 2)
+    assert_healthy(page)
+    assert steps.input_value() == "4"
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("radiogroup").get_by_text("signed: for vs against").click()  # any rerun of the page
+    wait_for_run(page)
+    assert steps.input_value() == "4" and "saliency_steps=4" in page.url and "text=The+keys" in page.url
+
+
 # ------------------------------------------------------- heatmap tooltips
 def test_home_heatmap_cells_show_their_tooltip(page, app_url, default_capture):
     cap = default_capture
