@@ -872,7 +872,9 @@ def saliency_bars(tokens, scores, *, signed: bool = False, title: str = ""):
         x_title, x_range = "share of the attribution (%)", [0, 1.15 * largest]  # room for the labels
     figure = go.Figure(
         go.Bar(
-            x=percent, y=labels, orientation="h", marker={"color": colors}, text=text, textposition="outside",
+            # "auto": inside a bar long enough to hold its label, else beyond its end. Always outside, the
+            # label of a long negative bar ran past the plot's left edge and lost its sign ("9.6%" for -39.6%)
+            x=percent, y=labels, orientation="h", marker={"color": colors}, text=text, textposition="auto",
             hovertext=[f"{escape_token(token)}: {label}" for token, label in zip(tokens, text)], hoverinfo="text",
         )
     )

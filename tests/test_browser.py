@@ -42,7 +42,7 @@ from browser import (
     wait_for_run,
     wait_until_settled,
 )
-from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels
+from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels, saliency_bars
 
 import ecco_core as ec
 
@@ -580,6 +580,24 @@ def test_saliency_settings_survive_an_error_run(page, app_url):
     main.get_by_role("radiogroup").get_by_text("signed: for vs against").click()  # any rerun of the page
     wait_for_run(page)
     assert steps.input_value() == "4" and "saliency_steps=4" in page.url and "text=The+keys" in page.url
+
+
+@pytest.mark.parametrize("width", [300, 360, 480])
+def test_signed_saliency_bar_labels_are_drawn_whole_inside_the_plot(page, width):
+    """#31 item 13: a long negative bar's label ran past the plot's left edge, where the plot clips it: "-39.6%"
+    read "9.6%". Each label, drawn at the widths the Detail column takes, lies wholly within the plot area."""
+    shares = np.array([0.05, -0.396, 0.40, 0.05, -0.054, 0.05])
+    figure = saliency_bars(["Romeo", " and", " Juliet", " was", " written", " by"], shares, signed=True)
+    figure.update_layout(width=width)
+    page.set_content(figure.to_html(include_plotlyjs=True, full_html=True))
+    page.wait_for_selector(".bartext")
+    area = page.locator(".bglayer rect").first.bounding_box()
+    labels = page.locator(".bartext").all()
+    assert [label.text_content() for label in labels] == [f"{100 * share:+.1f}%" for share in shares]
+    for label in labels:
+        box = label.bounding_box()
+        assert area["x"] - 0.5 <= box["x"] and box["x"] + box["width"] <= area["x"] + area["width"] + 0.5, (
+            label.text_content(), box, area)
 
 
 # ------------------------------------------------------- heatmap tooltips
