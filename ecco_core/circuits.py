@@ -716,6 +716,34 @@ def _ablated_metrics(
     return values
 
 
+def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None) -> tuple[tuple, str]:
+    """What ablated heads and FFNs become (see :func:`_ablated_metrics`), and that in words."""
+    ids = [int(i) for i in result.token_ids]
+    if ablation == "mean":
+        if corrupted is not None:
+            raise ValueError("corrupted= is for ablation='corrupted'; mean ablation reads the same run")
+        heads, ffn = _recorded_outputs(lm, ids)
+        return ([z.mean(0, keepdim=True) for z in heads], [out.mean(0, keepdim=True) for out in ffn]), ABLATIONS["mean"]
+    if corrupted is None:
+        raise ValueError("ablation 'corrupted' needs corrupted= (a prompt of the same token length)")
+    corrupted_ids = encode_prompt(lm, corrupted, argument="corrupted")
+    if len(corrupted_ids) != len(ids):
+        raise ValueError(
+            "corrupted must have as many tokens as the decomposed run, to replace outputs position by "
+            f"position; the run is {len(ids)} tokens {list(result.tokens)}, corrupted is {len(corrupted_ids)} "
+            f"tokens {list(token_strings(lm.tokenizer, corrupted_ids))}"
+        )
+    return _recorded_outputs(lm, corrupted_ids), f"{ABLATIONS['corrupted']}: {corrupted!r}"
+
+
+def _metric_of(result: Circuits) -> Callable[[torch.Tensor], torch.Tensor]:
+    """logits (batch, vocab_size) -> ``result``'s metric (batch,), float64."""
+    def metric(logits):
+        foil = logits[:, result.foil_id] if result.foil_id >= 0 else 0.0
+        return (logits[:, result.answer_id] - foil).double()
+    return metric
+
+
 def verify(
     lm: LM,
     result: Circuits,
@@ -776,24 +804,7 @@ def verify(
     checks.choice("ablation", ablation, ABLATIONS)
     max_batch_bytes = checks.whole("max_batch_bytes", max_batch_bytes, low=1)
     ids = [int(i) for i in result.token_ids]
-    if ablation == "corrupted":
-        if corrupted is None:
-            raise ValueError("ablation 'corrupted' needs corrupted= (a prompt of the same token length)")
-        corrupted_ids = encode_prompt(lm, corrupted, argument="corrupted")
-        if len(corrupted_ids) != len(ids):
-            raise ValueError(
-                "corrupted must have as many tokens as the decomposed run, to replace outputs position by "
-                f"position; the run is {len(ids)} tokens {list(result.tokens)}, corrupted is {len(corrupted_ids)} "
-                f"tokens {list(token_strings(lm.tokenizer, corrupted_ids))}"
-            )
-        replacements = _recorded_outputs(lm, corrupted_ids)
-        described = f"{ABLATIONS['corrupted']}: {corrupted!r}"
-    else:
-        if corrupted is not None:
-            raise ValueError("corrupted= is for ablation='corrupted'; mean ablation reads the same run")
-        heads, ffn = _recorded_outputs(lm, ids)
-        replacements = ([z.mean(0, keepdim=True) for z in heads], [out.mean(0, keepdim=True) for out in ffn])
-        described = ABLATIONS["mean"]
+    replacements, described = _replacements(lm, result, ablation, corrupted)
 
     n_layers, n_heads = lm.n_layers, lm.n_heads
     top = torch.zeros(n_components, dtype=torch.bool)
@@ -805,11 +816,8 @@ def verify(
     head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
     ffn_masks = masks[:, n_layers * n_heads :]
 
-    def metric_of(logits):
-        foil = logits[:, result.foil_id] if result.foil_id >= 0 else 0.0
-        return (logits[:, result.answer_id] - foil).double()
-
-    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, metric_of, max_batch_bytes, progress)
+    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(result), max_batch_bytes,
+                              progress)
     fields = {}
     if exact:
         unablated, values = values[0], values[1:]
