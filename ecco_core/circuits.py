@@ -61,7 +61,7 @@ from torch import nn
 
 from . import _checks as checks
 from .attention import _eager_view, head_output_matrices, head_values
-from .capture import Capture, encode_prompt, token_strings, without_cache
+from .capture import Capture, captured_by, encode_prompt, token_strings, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, bias_label, head_label, site_label
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
@@ -456,7 +456,7 @@ def _inputs(lm: LM, text, answer, foil, position) -> tuple[list[int], int, int, 
         )
     lm.require_head()
     if isinstance(text, Capture):
-        cap = checks.captured_by(lm, text, "text")
+        cap = captured_by(lm, text, "text")
         default = max(cap.n_input - 1, 0)
         read = default if position is None else checks.whole("position", position, low=0, high=cap.n_tokens - 1)
         ids = [int(i) for i in cap.token_ids[: read + 1]]
