@@ -8,6 +8,7 @@ page land in ``artifacts/screenshots`` (git-ignored).
 import ast
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,10 +215,29 @@ def clickable_chart(page) -> int:
     raise AssertionError("no clickable chart on the page")
 
 
+def browser_tests_naming(names: set[str]) -> dict[str, list[str]]:
+    """For each of ``names``, the browser tests (taking the ``page`` fixture) that name it in a string of their own."""
+    found = {name: [] for name in names}
+    for module in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                    and "page" in [argument.arg for argument in node.args.args]):
+                continue
+            strings = {leaf.value for leaf in ast.walk(node) if isinstance(leaf, ast.Constant)}
+            for name in names & strings:
+                found[name].append(f"{module.name}::{node.name}")
+    return found
+
+
 def test_every_page_has_its_own_browser_test():
-    tested = {"1_Saliency", "2_Layer_predictions", "3_Neuron_factors", "4_Similarity", "5_Probing",
-              "6_Causal_tracing", "7_Attention"}  # tested in test_patching_page.py, test_attention.py
-    assert {path.stem for path in page_files()} == tested
+    """Each page file is opened by a browser test of its own: by its file stem (open_page) or its URL path
+    (open_app), written in that test."""
+    pages = page_files()
+    assert len(pages) >= 7  # the seven views, at least
+    names = {path.stem for path in pages} | {url_path(path) for path in pages}
+    tests = browser_tests_naming(names)
+    untested = [path.name for path in pages if not tests[path.stem] + tests[url_path(path)]]
+    assert not untested, f"no browser test opens {untested}"
 
 
 @pytest.fixture(scope="module")
