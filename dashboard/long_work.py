@@ -12,6 +12,13 @@ which interrupts the running one at its next progress update; the rerun sees
 the click, remembers that these settings were stopped and offers to run them
 again. The results area is cleared when new work starts, so a chart of
 earlier settings never stands beside the progress of new ones.
+
+The status box and the results area are two places on the page, never one
+place refilled: Streamlit's server merges a message into a queued one for the
+same place, so the results' first elements, written where the status box's
+progress bar was, would be merged into its last queued update, ahead of the
+results area itself, which then reaches the browser empty (and the next
+element blanks the page: "Bad delta path index").
 """
 
 from __future__ import annotations
@@ -112,26 +119,24 @@ def long_work(
     (result, area)
         ``result`` is None when the user stopped these settings (a message and
         a *Run again* button are shown in its place). ``area`` is the container
-        for the results: it takes the place of the status box.
+        for the results, just below the status box, which goes once the work is done.
     """
     cache_key = (key, settings)
+    # The same two places on every run, whatever the branch: the status box, then the results.
+    slot = st.empty()
+    results = st.empty()  # an element, not a container: the results of earlier settings go at once
     found = RESULTS.peek(cache_key)
     if found is not None:
-        return found, st.container()
+        return found, results.container()
     stopped = st.session_state.setdefault(_STOPPED, {})
-    slot = st.empty()  # replaces the results of earlier settings at once
     if estimate_s < QUICK_S:
-        return RESULTS.get(cache_key, lambda: compute(lambda fraction, message: None)), slot.container()
+        return RESULTS.get(cache_key, lambda: compute(lambda fraction, message: None)), results.container()
     if stopped.get(key) == settings:
         with slot.container():
             st.warning(f"{title}: stopped. Change a setting or run it again ({duration(estimate_s)}).")
-            again = st.button("Run again", key=f"{key}_run_again")
-        if not again:
-            return None, slot
-        del stopped[key]
-    # The status box fills the slot itself: the browser hands a new container the children of the container it
-    # replaces (stale, until the run ends), so the earlier results would stay on show; a status box is a block
-    # of another kind, and they go at once.
+            # Forgotten before the next run, which then draws the status box here without this notice first.
+            st.button("Run again", key=f"{key}_run_again", on_click=stopped.pop, args=(key, None))
+        return None, results
     status = slot.status(f"{title}: {duration(estimate_s)} expected on this machine", expanded=True)
     bar = status.progress(0.0, text="Starting…")
     if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
@@ -155,4 +160,5 @@ def long_work(
     except Exception:
         status.update(label=f"{title}: failed", state="error", expanded=False)
         raise
-    return result, slot.container()
+    slot.empty()
+    return result, results.container()

@@ -5,6 +5,7 @@ AppTest ones run the app in this process, so ``ecco_core.capture`` can be
 counted with a wrapper around the real function.
 """
 
+import ast
 import re
 import shutil
 import threading
@@ -29,6 +30,7 @@ from browser import (
     url_path,
     wait_for_charts,
     wait_for_first_run,
+    wait_for_run,
     start_server,
     stop_server,
 )
@@ -151,6 +153,69 @@ def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, 
     finally:
         for context in contexts:
             context.close()
+
+
+def _every_ordered_pair(nodes: list) -> list:
+    """A walk through ``nodes`` that takes every step from one node to another exactly once (Hierholzer)."""
+    left = {node: [other for other in nodes if other != node] for node in nodes}
+    stack, walk = [nodes[0]], []
+    while stack:
+        if left[stack[-1]]:
+            stack.append(left[stack[-1]].pop())
+        else:
+            walk.append(stack.pop())
+    return walk[::-1]
+
+
+def _title(script) -> str:
+    """The text of the page's ``st.title(...)``."""
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "title" and node.args:
+            return node.args[0].value
+    raise AssertionError(f"{script.name} has no st.title")
+
+
+@pytest.mark.browser
+def test_moving_between_every_pair_of_pages_under_load_never_blanks_the_page(browser, app_url):
+    """#31 item 17: a visitor who moves on while pages still run, on a busy server, always gets a page.
+
+    The visitor clicks through every ordered pair of pages by the sidebar's
+    links, moving on as soon as each page's title shows (its analysis still
+    running), while two other sessions keep long work going. Streamlit's
+    client refuses a delta that does not fit the page it holds ("Bad delta
+    path index ...") and the page goes blank: no page error is allowed.
+    """
+    pages = [ROOT / "Home.py", *page_files()]
+    walk = _every_ordered_pair(pages)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    load = [browser.new_context().new_page() for _ in range(2)]
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(RUN_TIMEOUT_MS)
+        page_errors = []
+        tab.on("pageerror", lambda error: page_errors.append(str(error)))
+        for number, other in enumerate(load):  # long work of their own: integrated gradients, UD sentences
+            other.on("pageerror", lambda error: page_errors.append(f"load session: {error}"))
+            other.goto(app_link(app_url, "Saliency" if number == 0 else "Similarity", text=PROMPTS[number], new=N_NEW,
+                                saliency_method="integrated_gradients", similarity_source="ud",
+                                similarity_n_sentences=20), wait_until="commit")
+        tab.goto(app_link(app_url, text=PROMPTS[2], new=N_NEW), wait_until="commit")  # the walk starts at Home
+        main = tab.locator('[data-testid="stMain"]')
+        main.locator("h1", has_text=_title(walk[0])).wait_for()
+        for before, after in zip(walk, walk[1:]):
+            path = "" if after.name == "Home.py" else url_path(after)
+            links = tab.locator('[data-testid="stSidebarNav"] a')
+            paths = links.evaluate_all("links => links.map(link => new URL(link.href).pathname)")
+            links.nth(paths.index("/" + path)).click()
+            main.locator("h1", has_text=_title(after)).wait_for()
+            assert not page_errors, (before.name, after.name, page_errors)
+        wait_for_run(tab)
+        assert_healthy(tab)
+        assert not page_errors, page_errors
+    finally:
+        for other in load:
+            other.context.close()
+        context.close()
 
 
 # ----------------------------------------------------------------- start-up
