@@ -32,6 +32,12 @@ DLA's top-k. DLA measures a direct effect; ablation measures the total effect
 (through every later block), so the two can disagree, and that disagreement
 is the point of checking.
 
+Information flow routes (``routes=True``; Ferrando & Voita 2024): every
+residual sum of every block and token split exactly into its parts (a
+block's input, each head's move from each source token, the FFN output),
+each part weighed by its proximity to the sum; :meth:`Circuits.routes_frame`
+prunes the graph at a threshold from the prediction back to the input tokens.
+
 Attention weights come from the eager attention implementation (a private
 twin of the shared model, see :func:`ecco_core.attention._eager_view`);
 everything else is read with hooks on the real Hugging Face modules. Only
@@ -43,6 +49,8 @@ causal models: a masked model's head is not linear.
 >>> result.top(3)                                     # the heads and MLPs with the largest |DLA|
 >>> checked = ec.circuits.verify(lm, result, k=10)
 >>> checked.recall, checked.kept_share
+>>> ec.circuits(lm, "When Mary and John went to the store, John gave a drink to", routes=True,
+...             answer="Mary").routes_frame(threshold=0.04)         # the information-flow graph's edges
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ from torch import nn
 from . import _checks as checks
 from .attention import _eager_view, head_output_matrices, head_values
 from .capture import Capture, captured_by, encode_prompt, token_strings, without_cache
-from .layers import EMBEDDINGS, FINAL_BIAS, bias_label, head_label, site_label
+from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
 
@@ -80,6 +88,9 @@ ABLATIONS = {
 
 #: The kinds of part, in the order of :meth:`Circuits.to_frame`.
 KINDS = ("embeddings", "head", "attention bias", "FFN", "final bias")
+
+#: Importance below which :meth:`Circuits.routes_frame` prunes an edge (Ferrando & Voita 2024 use a few percent).
+DEFAULT_THRESHOLD = 0.04
 
 # Parts must sum to the residual stream and the logit to this relative error, else the table is wrong for the model.
 _SUM_TOLERANCE = 1e-3
@@ -141,6 +152,17 @@ class Circuits:
         the metric with that head ablated (None unless computed).
     exact_ffn : ndarray of shape (n_layers,), float64, or None
         The same for each block's FFN.
+    route_heads : ndarray of shape (n_layers, n_heads, n_tokens, n_tokens), float32, or None
+        With ``routes=True`` (information flow routes, see :func:`circuits`):
+        ``route_heads[l, h, i, j]``, the importance of what head ``h`` of block
+        ``l`` moves from token ``j`` into token ``i``'s residual stream.
+    route_attention_residual, route_attention_bias : ndarray of shape (n_layers, n_tokens), float32, or None
+        The importance of token ``i``'s own residual stream (block ``l``'s
+        input) and of the attention output projection's bias in the same sum.
+        With ``route_heads`` summed over heads and sources they add up to 1.
+    route_ffn, route_ffn_residual : ndarray of shape (n_layers, n_tokens), float32, or None
+        The importance of block ``l``'s FFN output and of the residual stream
+        after attention in block ``l``'s output at token ``i``; they add up to 1.
     """
 
     embeddings: float
@@ -167,6 +189,11 @@ class Circuits:
     top_kept_value: float = math.nan
     exact_heads: np.ndarray | None = None
     exact_ffn: np.ndarray | None = None
+    route_heads: np.ndarray | None = None
+    route_attention_residual: np.ndarray | None = None
+    route_attention_bias: np.ndarray | None = None
+    route_ffn: np.ndarray | None = None
+    route_ffn_residual: np.ndarray | None = None
 
     @property
     def n_layers(self) -> int:
@@ -315,6 +342,68 @@ class Circuits:
             "source_token": [self.tokens[p] for p in positions],
             "value": self.head_sources.ravel(),
         })
+
+
+    def routes_frame(self, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+        """The information-flow graph pruned at ``threshold``, from the prediction back to the input tokens.
+
+        Starting at the last block's output at the read position, every edge
+        into a kept node whose importance is at least ``threshold`` is kept,
+        and its source node with it (Ferrando & Voita 2024, Algorithm 1).
+        Nodes are residual streams: a block's output (``"block 9"``, or
+        ``"embeddings"`` for block 0's input) and the stream inside a block
+        after its attention (``"block 9 after attention"``), each at a token.
+
+        One row per kept edge. Columns: ``block``, ``part`` (``"head"``,
+        ``"attention residual"``, ``"FFN"``, ``"FFN residual"``), ``head``
+        (nullable), ``source``, ``source_position``, ``source_token``,
+        ``target``, ``target_position``, ``target_token``, ``importance``.
+        """
+        if self.route_heads is None:
+            raise ValueError("this result has no routes; compute them with circuits(..., routes=True)")
+        threshold = checks.positive("threshold", threshold)
+        if threshold > 1:
+            raise checks.invalid("threshold", threshold, "a number in (0, 1]: an importance")
+        rows, kept, frontier = [], set(), [("out", self.n_layers - 1, self.read_position)]
+
+        def edge(block, part, head, source, importance):
+            rows.append((block, part, head, *source, *target, float(importance)))
+            if source not in kept:
+                kept.add(source)
+                frontier.append(source)
+
+        while frontier:
+            target = frontier.pop()
+            kind, block, position = target
+            if kind == "out" and block >= 0:
+                for part, importance in (("FFN", self.route_ffn), ("FFN residual", self.route_ffn_residual)):
+                    if importance[block, position] >= threshold:
+                        edge(block, part, pd.NA, ("mid", block, position), importance[block, position])
+            elif kind == "mid":
+                for head, source in zip(*np.nonzero(self.route_heads[block, :, position] >= threshold)):
+                    edge(block, "head", int(head), ("out", block - 1, int(source)),
+                         self.route_heads[block, head, position, source])
+                if self.route_attention_residual[block, position] >= threshold:
+                    edge(block, "attention residual", pd.NA, ("out", block - 1, position),
+                         self.route_attention_residual[block, position])
+        frame = pd.DataFrame(rows, columns=["block", "part", "head", "source_kind", "source_block", "source_position",
+                                            "target_kind", "target_block", "target_position", "importance"])
+        frame["head"] = pd.array(frame["head"], dtype="Int64")
+        for end in ("source", "target"):
+            frame[end] = [_node_label(kind, block) for kind, block in zip(frame[f"{end}_kind"], frame[f"{end}_block"])]
+            frame[f"{end}_token"] = [self.tokens[p] for p in frame[f"{end}_position"]]
+        columns = ["block", "part", "head", "source", "source_position", "source_token", "target", "target_position",
+                   "target_token", "importance"]
+        # From the prediction down: by block, a block's output before the stream after its attention, then by token.
+        frame["stage"] = (frame["target_kind"] == "mid").astype(int)
+        order = frame.sort_values(["block", "stage", "target_position", "importance"],
+                                  ascending=[False, True, True, False]).index
+        return frame.loc[order, columns].reset_index(drop=True)
+
+
+def _node_label(kind: str, block: int) -> str:
+    """A node of the routes graph: ``"block 9 after attention"``, ``"block 9"`` (its output), ``"embeddings"``."""
+    return after_attention_label(block) if kind == "mid" else residual_label(block + 1)
 
 
 def _top_indices(values: np.ndarray, k: int) -> np.ndarray:
@@ -504,7 +593,13 @@ def _inputs(lm: LM, text, answer, foil, position) -> tuple[list[int], int, int, 
 
 # ------------------------------------------------------------ direct logit attribution
 def circuits(
-    lm: LM, text, answer: str | int | None = None, foil: str | int | None = None, *, position: int | None = None
+    lm: LM,
+    text,
+    answer: str | int | None = None,
+    foil: str | int | None = None,
+    *,
+    position: int | None = None,
+    routes: bool = False,
 ) -> Circuits:
     """Direct logit attribution: the answer's logit (difference) split into embeddings, heads, MLPs and biases.
 
@@ -525,6 +620,18 @@ def circuits(
         answer - foil.
     position : int, optional
         With a capture, the read position (default: the prompt's last token).
+    routes : bool, default False
+        Also compute the information flow routes (Ferrando & Voita 2024,
+        "Information Flow Routes: Automatically Interpreting Language Models at
+        Scale"), the ``route_*`` fields, for every block and token: one more
+        eager pass, and ``n_layers * n_heads * n_tokens**2`` importances. Each
+        residual sum is split exactly into its parts (block ``l``'s input
+        ``x_i``, every ``alpha_hij f_h(x_j)``, the attention output bias; then
+        the stream after attention and the FFN output), and each part ``z`` of
+        a sum ``y`` weighs ``max(0, ||y||_1 - ||y - z||_1)`` (the paper's
+        proximity, from ALTI), normalised over the sum's parts. Unlike DLA
+        nothing is frozen: the routes need no final norm. See
+        :meth:`Circuits.routes_frame` for the pruned graph.
 
     Returns
     -------
@@ -623,7 +730,90 @@ def circuits(
             f"the parts sum to {result.total:.6g}, the model's {METRICS[result.metric]} is {value:.6g}: the final "
             f"norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
         )
-    return result
+    return dataclasses.replace(result, **_routes(twin, ids)) if routes else result
+
+
+# ------------------------------------------------------------ information flow routes
+def _proximity(parts: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """``max(0, ||total||_1 - ||total - part||_1)`` for each part (..., d_model) of ``total`` (broadcast)."""
+    return (total.abs().sum(-1) - (total - parts).abs().sum(-1)).clamp(min=0)
+
+
+def _routes(twin: LM, ids: list[int], max_chunk_bytes: int = 64 * 2**20) -> dict[str, np.ndarray]:
+    """Importance of every part of every residual sum, per block and token (the fields ``route_*`` of Circuits).
+
+    ``twin`` runs eager attention (its weights are read). Block ``l``'s
+    attention makes ``mid_i = x_i + sum_h sum_j alpha_hij f_h(x_j) + b_O`` from
+    its input ``x``; its FFN makes ``out_i = mid_i + m_i``. Each part ``z`` of a
+    sum ``y`` gets ``proximity(z, y) = max(0, ||y||_1 - ||y - z||_1)``, divided
+    by the sum of its sum's proximities (all 0 where the parts cancel, which
+    happens: an FFN output that nearly removes the stream it reads).
+    """
+    n_layers, n_heads, n_tokens = twin.n_layers, twin.n_heads, len(ids)
+    seen: dict = {"inputs": {}, "values": {}, "weights": {}, "ffn": {}}
+
+    def keep(kind, layer, read):
+        def hook(module, args, output):
+            seen[kind][layer] = read(output)
+        return hook
+
+    def keep_input(layer):
+        def hook(module, args, kwargs):
+            seen["inputs"][layer] = _first(args[0] if args else kwargs["hidden_states"])[0]
+        return _Before(hook)
+
+    # Block l's input is block l - 1's output; the final norm's input is the last block's output.
+    hooks = {twin.final_norm[0]: keep_input(n_layers)}
+    for layer in range(n_layers):
+        hooks[twin.blocks[layer]] = keep_input(layer)
+        hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
+        hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0])
+        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: _by_token(_first(out), 1)[0])
+    with torch.inference_mode(), _hooked(hooks):
+        twin.model.base_model(input_ids=torch.tensor([ids], device=twin.device), **without_cache(twin.model.base_model))
+
+    routes = {
+        "route_heads": np.zeros((n_layers, n_heads, n_tokens, n_tokens), np.float32),
+        **{name: np.zeros((n_layers, n_tokens), np.float32) for name in (
+            "route_attention_residual", "route_attention_bias", "route_ffn", "route_ffn_residual")},
+    }
+    rows = max(1, max_chunk_bytes // (8 * n_tokens * twin.d_model))  # query tokens per (tokens, d_model) block
+    with torch.inference_mode():
+        for layer in range(n_layers):
+            x = seen["inputs"][layer].double()
+            # f_h(x_j), what head h moves from token j per unit of attention: (n_heads, n_tokens, d_model)
+            moved = torch.einsum("thk,hkd->htd", head_values(twin, seen["values"][layer]).double(),
+                                 head_output_matrices(twin, twin.blocks[layer]).double())
+            weights = seen["weights"][layer].double()  # (n_heads, n_tokens, n_tokens)
+            projection = twin.output_projections[layer]
+            bias = (projection.bias.double() if getattr(projection, "bias", None) is not None
+                    else torch.zeros_like(x[0]))
+            mid = x + torch.einsum("hij,hjd->id", weights, moved) + bias
+            out = mid + seen["ffn"][layer].double()
+            off = float((out - seen["inputs"][layer + 1].double()).norm() / out.norm())
+            if off > _SUM_TOLERANCE:
+                raise ValueError(
+                    f"block {layer}'s output is not its input plus its attention and FFN outputs (off by {off:.2g} "
+                    "of its size): its blocks are not pre-norm residual blocks, so the routes do not apply"
+                )
+            heads = torch.zeros((n_heads, n_tokens, n_tokens), dtype=torch.float64)
+            for start in range(0, n_tokens, rows):
+                queries = slice(start, start + rows)
+                for head in range(n_heads):
+                    parts = weights[head, queries, :, None] * moved[head][None]  # (rows, n_tokens, d)
+                    heads[head, queries] = _proximity(parts, mid[queries, None]).cpu()
+            residual = _proximity(x, mid).cpu()
+            from_bias = _proximity(bias, mid).cpu()
+            total = heads.sum((0, 2)) + residual + from_bias
+            total = torch.where(total > 0, total, 1.0)
+            routes["route_heads"][layer] = (heads / total[None, :, None]).numpy()
+            routes["route_attention_residual"][layer] = (residual / total).numpy()
+            routes["route_attention_bias"][layer] = (from_bias / total).numpy()
+            kept, added = _proximity(mid, out).cpu(), _proximity(out - mid, out).cpu()
+            total = torch.where(kept + added > 0, kept + added, 1.0)
+            routes["route_ffn_residual"][layer] = (kept / total).numpy()
+            routes["route_ffn"][layer] = (added / total).numpy()
+    return routes
 
 
 # ------------------------------------------------------------ verification by ablation

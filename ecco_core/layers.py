@@ -68,3 +68,8 @@ def head_label(block: int, head: int) -> str:
 def bias_label(site: str, block: int) -> str:
     """``"block 9 attention bias"``: the bias of a site's output projection, added once, owned by no head."""
     return site_label(site, block) + " bias"
+
+
+def after_attention_label(block: int) -> str:
+    """``"block 9 after attention"``: the residual stream inside block 9, its attention added, its FFN not yet."""
+    return f"{block_label(block)} after attention"

@@ -7,6 +7,8 @@ exact ablation effects are checked against a one-at-a-time recomputation with
 the test's own hook.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -41,9 +43,17 @@ def assert_sources_sum_to_heads(result):
     np.testing.assert_allclose(result.head_sources.sum(-1), result.heads, rtol=0, atol=1e-6 * scale)
 
 
+def assert_routes_sum_to_one(result):
+    """Every residual sum's parts share its importance: 1 per sum, or 0 where all of its parts cancel."""
+    attention = result.route_heads.sum((1, 3)) + result.route_attention_residual + result.route_attention_bias
+    ffn = result.route_ffn + result.route_ffn_residual
+    for sums in (attention, ffn):
+        assert np.all((np.abs(sums - 1) < 1e-5) | (sums == 0)) and (sums > 0).mean() > 0.9
+
+
 @pytest.fixture(scope="module")
 def ioi(lm):
-    return ec.circuits(lm, IOI, "Mary", "John")
+    return ec.circuits(lm, IOI, "Mary", "John", routes=True)
 
 
 def test_parts_sum_to_the_real_logit_in_every_causal_family(tiny):
@@ -54,7 +64,7 @@ def test_parts_sum_to_the_real_logit_in_every_causal_family(tiny):
         return
     answer, foil = extremes(tiny, TEXT)
     for result, real in [
-        (ec.circuits(tiny, TEXT, answer, foil), real_metric(tiny, TEXT, answer, foil)),
+        (routed := ec.circuits(tiny, TEXT, answer, foil, routes=True), real_metric(tiny, TEXT, answer, foil)),
         (ec.circuits(tiny, TEXT, answer), real_metric(tiny, TEXT, answer)),
     ]:
         assert abs(result.total - real) <= TOLERANCE * abs(real)
@@ -63,6 +73,7 @@ def test_parts_sum_to_the_real_logit_in_every_causal_family(tiny):
         assert_sources_sum_to_heads(result)
         assert result.heads.shape == (tiny.n_layers, tiny.n_heads)
         assert result.head_sources.shape == (tiny.n_layers, tiny.n_heads, len(tiny.tokenizer(TEXT)["input_ids"]))
+    assert_routes_sum_to_one(routed)
 
 
 def test_ioi_on_the_default_sums_to_the_real_logit_difference(lm, ioi):
@@ -212,3 +223,62 @@ def test_bad_inputs_are_named(lm, encoder):
         ec.circuits(lm, IOI, "Mary", position=3)
     with pytest.raises(TypeError, match="result must be a Circuits result"):
         ec.circuits.verify(lm, "not a result")
+
+
+def l1_proximity(parts, total):
+    return np.maximum(0, np.abs(total).sum(-1) - np.abs(total - parts).sum(-1))
+
+
+def test_routes_of_one_block_equal_a_recomputation(lm, ioi):
+    """Block 23's edges from the capture's hidden states, ec.attention's weights and the model's own attention
+    output (its default kernel), with the test's own hook on the value projection."""
+    block, n_heads, head_dim = 23, lm.n_heads, lm.head_dim
+    cap = ec.capture(lm, IOI)
+    weights = ec.attention(lm, cap, layers=[block]).scores[0].astype(np.float64)  # (n_heads, n_tokens, n_tokens)
+    seen = {}
+    handles = [
+        lm.value_projections[block].register_forward_hook(lambda m, a, out: seen.update(values=out[0])),
+        lm.attention_modules[block].register_forward_hook(lambda m, a, out: seen.update(attention=out[0][0])),
+    ]
+    try:
+        with torch.inference_mode():
+            lm.model(input_ids=torch.tensor(cap.token_ids[None]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    x, out = cap.hidden_states[block].astype(np.float64), cap.hidden_states[block + 1].astype(np.float64)
+    mid = x + seen["attention"].double().numpy()
+    values = seen["values"].double().numpy().reshape(cap.n_tokens, lm.n_kv_heads, head_dim)
+    output = lm.output_projections[block].weight.double().numpy()  # (d_model, n_heads * head_dim)
+    group = n_heads // lm.n_kv_heads
+    heads = np.stack([
+        l1_proximity(weights[h][:, :, None] * (values[:, h // group] @ output[:, h * head_dim:(h + 1) * head_dim].T),
+                     mid[:, None])
+        for h in range(n_heads)
+    ])
+    residual = l1_proximity(x, mid)
+    total = heads.sum((0, 2)) + residual  # Llama's o_proj has no bias
+    np.testing.assert_allclose(ioi.route_heads[block], heads / total[None, :, None], atol=1e-4)
+    np.testing.assert_allclose(ioi.route_attention_residual[block], residual / total, atol=1e-4)
+    kept, added = l1_proximity(mid, out), l1_proximity(out - mid, out)
+    np.testing.assert_allclose(ioi.route_ffn[block], added / (kept + added), atol=1e-4)
+    assert_routes_sum_to_one(ioi)
+
+
+def test_routes_frame_is_the_graph_from_the_prediction_back(ioi):
+    frame = ioi.routes_frame(threshold=0.04)
+    assert (frame["importance"] >= 0.04).all()
+    top = frame.iloc[0]
+    assert (top["target"], top["target_position"]) == ("block 29", ioi.read_position)
+    targets = set(zip(frame["target"], frame["target_position"]))
+    # Every kept node is reached from the prediction: each source is itself a target, or an input token.
+    for source, position in zip(frame["source"], frame["source_position"]):
+        assert (source, position) in targets or source == "embeddings"
+    heads = frame[frame["part"] == "head"]
+    assert heads["source"].str.fullmatch(r"block \d+|embeddings").all()
+    assert heads["target"].str.endswith("after attention").all()
+    assert len(ioi.routes_frame(threshold=0.2)) < len(frame)
+    with pytest.raises(ValueError, match="threshold must be a number in"):
+        ioi.routes_frame(threshold=2)
+    with pytest.raises(ValueError, match="routes=True"):
+        dataclasses.replace(ioi, route_heads=None).routes_frame()
