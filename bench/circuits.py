@@ -7,6 +7,8 @@ logit difference. One thread.
 - capture: ``ec.capture(lm, prompt)``, one recorded forward pass (the yardstick).
 - DLA: ``ec.circuits(lm, prompt, "Mary", "John")``: one hooked pass of the eager
   twin and the decomposition (every head split by source token).
+- DLA and routes: the same with ``routes=True``: one more eager pass and the
+  information-flow importances of every block and token.
 - exact ablation, batched: ``ec.circuits.verify(lm, result)``: every head and FFN
   mean-ablated alone (300 rows) plus the unablated, all-ablated, top-10-ablated and
   top-10-kept rows, in batched passes.
@@ -79,16 +81,19 @@ def main(rounds: int, every: int) -> None:
     timed_rows = np.arange(0, n_components, every)
     print(f"{lm.name}: {lm.n_layers} blocks x {lm.n_heads} heads; {result.n_tokens} tokens; logit difference "
           f"{result.value:.3f}; {n_rows} ablated rows; one thread; {rounds} rounds")
-    seconds = {"capture": [], "dla": [], "batched": [], "loop": []}
+    seconds = {"capture": [], "dla": [], "routes": [], "batched": [], "loop": []}
     singles = torch.eye(n_components, dtype=torch.bool)
     loop_values = np.full(n_components, np.nan)
     for part in np.array_split(timed_rows, rounds):
         seconds["capture"].append(timed(ec.capture, lm, PROMPT)[0])
         seconds["dla"].append(timed(ec.circuits, lm, PROMPT, ANSWER, FOIL)[0])
+        seconds["routes"].append(timed(ec.circuits, lm, PROMPT, ANSWER, FOIL, routes=True)[0])
         seconds["batched"].append(timed(ec.circuits.verify, lm, result)[0])
         elapsed, loop_values[part] = timed(loop, lm, result, singles[part])
         seconds["loop"].append(elapsed)
-    capture_s, dla_s, batched_s = (statistics.median(seconds[name]) for name in ("capture", "dla", "batched"))
+    capture_s, dla_s, routes_s, batched_s = (
+        statistics.median(seconds[name]) for name in ("capture", "dla", "routes", "batched")
+    )
     per_pass = sum(seconds["loop"]) / len(timed_rows)
     loop_s = per_pass * n_rows
     exact = checked.exact_values
@@ -96,6 +101,7 @@ def main(rounds: int, every: int) -> None:
     loop_effects = unablated - loop_values[timed_rows]
     print(f"capture:                        {capture_s:8.3f} s")
     print(f"DLA (ec.circuits):              {dla_s:8.3f} s  ({dla_s / capture_s:.2f}x the capture)")
+    print(f"DLA and routes:                 {routes_s:8.3f} s  ({routes_s / capture_s:.2f}x the capture)")
     print(f"exact ablation, batched:        {batched_s:8.2f} s")
     print(f"exact ablation, loop:           {loop_s:8.2f} s  ({n_rows} passes x {per_pass * 1e3:.1f} ms, timed on "
           f"{len(timed_rows)} of them)")
@@ -107,7 +113,7 @@ def main(rounds: int, every: int) -> None:
     print(f"top 10 by exact ablation: {', '.join(checked.exact_top)}")
     print(f"recall {checked.recall:.1f}; top 10 kept {checked.kept_share:.3f}, ablated {checked.ablated_share:.3f} of "
           f"the effect {checked.effect:.3f}")
-    print(f"DLA / capture: {dla_s / capture_s:.2f}")
+    print(f"DLA / capture: {dla_s / capture_s:.2f}; DLA and routes / capture: {routes_s / capture_s:.2f}")
     print(f"speedup of batched exact ablation over one forward per row: {loop_s / batched_s:.1f}x")
 
 
