@@ -290,6 +290,7 @@ def load_settings(model: str, text: str, new: int = 0, answer: str = "") -> None
 
 _PAGE_VALUES = "_page_params"
 _FOLLOWED = "_followed_sources"
+_PAGE_DEFAULTS = "_page_param_defaults"
 
 
 def page_param(key: str, default, choices=None, source=None):
@@ -304,15 +305,17 @@ def page_param(key: str, default, choices=None, source=None):
     The value is, in order: the widget's current value, this session's last
     value on this page (Streamlit forgets widgets of pages not on screen), the
     URL's ``?saliency_method=...``, ``default``. It is written back to the URL,
-    or removed from it while it equals ``default``.
+    or removed from it while it equals ``default``. A value left at its default
+    follows the default when that changes (the number of factors of another
+    text), as the URL, which leaves it out, does.
 
     Parameters
     ----------
     key : str
         The widget's key and the query parameter's name; make it unique to the
         page (prefix it with the page's name).
-    default : str, int, float, bool or list of str
-        Its type is the type read from the URL (a list is a repeated parameter).
+    default : str, int, float, bool, or a list or tuple of them
+        Its type is the type read from the URL (a list or tuple is a repeated parameter).
     choices : collection, optional
         Allowed values; a URL value outside them (a stale or edited link) gives ``default``.
         A URL value is read as the choice it spells (``"3"`` is the choice ``3``).
@@ -338,13 +341,15 @@ def page_param(key: str, default, choices=None, source=None):
         value = remembered.get(key)
     if value is None:
         value = _from_url(key, default, choices)
-    if not _allowed(value, choices):  # remembered from another result (e.g. a token of an earlier text)
+    defaults = st.session_state.setdefault(_PAGE_DEFAULTS, {})
+    left_at_default = key in defaults and value == defaults[key]
+    if left_at_default or not _allowed(value, choices):  # not allowed: e.g. a token of an earlier text
         value = default
     # Set on every run, not only when missing: a widget drawn again after a run that skipped it (a run that
     # stopped at an error) keeps its state here but is drawn blank in the browser (its default, 1 for IG
     # steps) unless its value is sent again; the browser would then send that blank back on the next rerun.
     st.session_state[key] = value
-    remembered[key] = value
+    remembered[key], defaults[key] = value, default
     if value == default:
         st.query_params.pop(key, None)
     elif isinstance(value, (list, tuple)):
@@ -366,6 +371,7 @@ def _from_url(key: str, default, choices=None):
         if choices is not None:  # "3" is the choice 3
             spelled = {str(choice): choice for choice in choices}
             value = [spelled.get(item, item) for item in value]
+        value = type(default)(value)  # a range slider's (first, last) is a tuple
         valid = _allowed(value, choices)
     else:
         raw = st.query_params.get(key)

@@ -13,6 +13,7 @@ from ecco_core.layers import site_label
 
 METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
 MAX_FACTORS = 30
+ALL_TOKENS = -1  # "Rank the FFN's neurons on" every token (their peak), a real option: None would show a placeholder
 
 
 st.set_page_config(page_title="Neuron factors", layout="wide")
@@ -29,10 +30,9 @@ st.caption(
 )
 
 controls = st.columns([2, 1, 3, 2])
-# The main settings live in the URL too, so a copied link reopens this exact view.
+# Every setting lives in the URL too, so a copied link reopens this exact view.
 dashboard.page_param("factors_method", "nmf", choices=METHODS)
 dashboard.page_param("factors_negatives", "clip", choices=NEGATIVES)
-dashboard.page_param("factors_n", 10)
 method = controls[0].selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="factors_method")
 negatives = controls[0].selectbox(
     "NMF: negative activations", list(NEGATIVES), key="factors_negatives", disabled=method != "nmf",
@@ -40,13 +40,15 @@ negatives = controls[0].selectbox(
     help="Gated FFNs (Llama, SmolLM2) are as negative as positive: clipping drops that half, "
     "splitting keeps it as a second non-negative column per neuron.",
 )
-n_components = controls[1].number_input("Factors", min_value=1, max_value=MAX_FACTORS, key="factors_n")
-dashboard.follow("factors_layers", (0, cap.n_layers - 1), source=cap.n_layers)  # every block of a new model
+# Every block of a new model.
+dashboard.page_param("factors_layers", (0, cap.n_layers - 1), choices=range(cap.n_layers), source=cap.n_layers)
 first, last = controls[2].slider("Blocks (their FFN neurons)", 0, cap.n_layers - 1, key="factors_layers")
-skip_special = controls[3].checkbox("Skip special tokens", value=True, key="factors_skip_special",
+dashboard.page_param("factors_skip_special", True)
+skip_special = controls[3].checkbox("Skip special tokens", key="factors_skip_special",
                                     help="BOS, [CLS] and [SEP] often fire far above every other token.")
+dashboard.page_param("factors_skip_first", cap.causal)
 skip_first = controls[3].checkbox(
-    "Skip the first token", value=cap.causal, key="factors_skip_first",
+    "Skip the first token", key="factors_skip_first",
     help="Causal models park a few activations tens of times larger than any other token's on the first "
     "token (an attention sink); left in, it takes a factor of its own and dwarfs the rest.",
 )
@@ -54,6 +56,24 @@ skip_first = controls[3].checkbox(
 positions = tuple(ec.factors.analysed_positions(cap, skip_special=skip_special, skip_first=skip_first))
 layer_range = range(first, last + 1)
 negatives = negatives if method == "nmf" else "clip"
+n_neurons = len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1)
+# The box offers what this text allows, and starts from what suits it: 10, fewer on a short text.
+most = max(1, min(MAX_FACTORS, ec.factors.max_components(len(positions), n_neurons)))
+usual = ec.factors.default_components(len(positions))
+dashboard.page_param("factors_n", usual, choices=range(1, most + 1))
+n_components = controls[1].number_input(
+    "Factors", min_value=1, max_value=most, key="factors_n",
+    help=f"1 to {most} on these {len(positions)} tokens. By default {ec.factors.DEFAULT_COMPONENTS}, or half the "
+    "tokens on a shorter text, so that each factor groups tokens rather than taking one of its own.",
+)
+if len(positions) < 2:
+    st.error(f"Only {len(positions)} token is left to factor: untick **Skip special tokens** or **Skip the first "
+             "token**, or give a longer prompt in the sidebar.")
+    st.stop()
+if usual < ec.factors.DEFAULT_COMPONENTS and n_components == usual:
+    st.caption(f"{usual} factors by default on this short text: half of its {len(positions)} analysed tokens "
+               f"(at most {ec.factors.DEFAULT_COMPONENTS}), so that each factor groups tokens.")
+
 result = None
 with dashboard.user_errors():
     result, area = dashboard.long_work(
@@ -63,8 +83,7 @@ with dashboard.user_errors():
         key="factors",
         settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
         estimate_s=estimates.factors_seconds(
-            len(positions), len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1),
-            int(n_components), method),
+            len(positions), n_neurons, int(n_components), method),
     )
 if result is None:
     st.stop()
@@ -85,7 +104,7 @@ with area:
                        key="factors_view_html", on_click="ignore")
 
     result_settings = (dashboard.capture_key(cap), method, negatives, int(n_components), first, last, positions)
-    dashboard.follow("factors_pick", 0, source=result_settings)
+    dashboard.page_param("factors_pick", 0, choices=range(result.n_components), source=result_settings)
     factor = st.radio("Neurons loading most on", range(result.n_components), format_func=lambda f: f"F{f}",
                       horizontal=True, key="factors_pick")
     top = result.top_neurons(10)
@@ -104,19 +123,22 @@ st.caption("Pick a neuron (by default the one loading most on the selected facto
            "every token; the table lists the most active neurons of its block's FFN.")
 strongest = top[top["factor"] == factor].iloc[0]
 # A new result (other blocks, method, factors) or factor starts from its own strongest neuron, not the last one shown.
-dashboard.follow("neuron_layer", int(strongest["block"]), source=(result_settings, factor))
-dashboard.follow("neuron_index", int(strongest["neuron"]), source=(result_settings, factor))
-dashboard.follow("neuron_rank_on", None, source=dashboard.capture_key(cap))
+dashboard.page_param("neuron_layer", int(strongest["block"]), choices=range(cap.n_layers),
+                     source=(result_settings, factor))
+dashboard.page_param("neuron_index", int(strongest["neuron"]), choices=range(cap.ffn.shape[2]),
+                     source=(result_settings, factor))
+dashboard.page_param("neuron_rank_on", ALL_TOKENS, choices=range(ALL_TOKENS, cap.n_tokens),
+                     source=dashboard.capture_key(cap))
 pick = st.columns([1, 1, 2])
 layer = pick[0].number_input("Block (its FFN)", 0, cap.n_layers - 1, key="neuron_layer")
 neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, key="neuron_index")
 token_labels = plots.position_labels(cap.tokens)
-rank_on = pick[2].selectbox("Rank the FFN's neurons on", [None, *range(cap.n_tokens)],
-                            format_func=lambda p: "all tokens (peak)" if p is None else token_labels[p],
+rank_on = pick[2].selectbox("Rank the FFN's neurons on", range(ALL_TOKENS, cap.n_tokens),
+                            format_func=lambda p: "all tokens (peak)" if p == ALL_TOKENS else token_labels[p],
                             key="neuron_rank_on")
 with dashboard.user_errors():
     chosen = ec.neurons(cap, int(layer), ids=[int(neuron)])
-    ranked = ec.neurons(cap, int(layer), top_k=10, position=rank_on)
+    ranked = ec.neurons(cap, int(layer), top_k=10, position=None if rank_on == ALL_TOKENS else rank_on)
     activation = chosen.activations[0]
     st.plotly_chart(plots.token_bars(activation, cap.tokens, title=f"{site_label('ffn', layer)}, neuron {neuron}"),
                     key="neuron_bars")

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 import ecco_core as ec
 from apptest import page, run
 
@@ -47,12 +49,73 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     assert shown["neuron"].tolist() == top[top["factor"] == 3]["neuron"].tolist()
 
 
-def test_page_reports_too_many_factors_as_an_error():
+@pytest.mark.parametrize(("model", "text", "new"), [(ec.DEFAULT_MODEL, "The keys to the cabinet", "1"),
+                                                    (ec.DEFAULT_ENCODER, "The keys to the cabinet are on the table.", "0")])
+def test_home_examples_get_as_many_factors_as_their_text_allows(model, text, new):
+    # Home's short examples gave "n_components must be a whole number from 1 to 5; got 10" and no view.
     app = page("pages/3_Neuron_factors.py")
-    app.query_params["text"] = "Hello there, friend"
-    app.query_params["new"] = "0"
+    app.query_params.update({"model": model, "text": text, "new": new})
     run(app)
-    assert any(re.search(r"n_components must be a whole number from 1 to \d; got 10", error.value) for error in app.error)
+    assert not app.error, [error.value for error in app.error]
+    analysed = int(re.search(r"over (\d+) tokens", " ".join(caption.value for caption in app.caption)).group(1))
+    usual = ec.factors.default_components(analysed)
+    assert app.number_input(key="factors_n").value == usual < 10
+    assert app.number_input(key="factors_n").proto.max == analysed  # the box offers what the text allows
+    assert len(app.radio(key="factors_pick").options) == usual
+    assert any(f"{usual} factors by default on this short text" in caption.value for caption in app.caption)
+    assert "factors_n" not in app.query_params
+
+
+def test_a_value_left_at_its_default_follows_a_longer_text():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": "The keys to the cabinet", "new": "1"})
+    run(app)
+    assert app.number_input(key="factors_n").value == 2
+    app.sidebar.text_area[0].set_value(TEXT)
+    app.sidebar.button[0].click()
+    run(app)
+    assert app.number_input(key="factors_n").value == 10 and "factors_n" not in app.query_params
+
+
+def test_too_few_tokens_are_reported_in_the_words_of_the_checkboxes():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"model": ec.DEFAULT_ENCODER, "text": "Hi"})  # [CLS] hi [SEP]
+    run(app)
+    errors = " ".join(error.value for error in app.error)
+    assert "**Skip special tokens**" in errors and "positions must" not in errors
+
+
+def test_a_copied_link_reopens_blocks_checkboxes_factor_and_neuron():
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": TEXT, "new": "0"})
+    run(app)
+    assert next(box for box in app.selectbox if box.label == "Rank the FFN's neurons on").value == -1  # not a placeholder
+    app.slider(key="factors_layers").set_value((2, 4))
+    app.checkbox(key="factors_skip_first").uncheck()
+    app.number_input(key="factors_n").set_value(4)
+    run(app)
+    app.radio(key="factors_pick").set_value(2)
+    run(app)
+    app.number_input(key="neuron_index").set_value(7)
+    app.selectbox(key="neuron_rank_on").set_value(3)
+    run(app)
+    assert not app.error
+    link = dict(app.query_params)
+    assert {"factors_layers", "factors_skip_first", "factors_n", "factors_pick", "neuron_index",
+            "neuron_rank_on"} <= set(link)
+
+    reopened = page("pages/3_Neuron_factors.py")
+    reopened.query_params.update(link)
+    run(reopened)
+    assert reopened.slider(key="factors_layers").value == (2, 4)
+    assert reopened.checkbox(key="factors_skip_first").value is False
+    assert reopened.number_input(key="factors_n").value == 4
+    assert reopened.radio(key="factors_pick").value == 2
+    assert reopened.number_input(key="neuron_layer").value == app.number_input(key="neuron_layer").value
+    assert reopened.number_input(key="neuron_index").value == 7
+    assert reopened.selectbox(key="neuron_rank_on").value == 3
+    for shown, again in zip(app.dataframe, reopened.dataframe):
+        assert shown.value.equals(again.value)
 
 
 def test_page_on_the_encoder_leaves_out_cls_and_sep(encoder):

@@ -113,6 +113,21 @@ def test_factors_every_method_and_negatives_option(method, negatives):
     assert charts(app)  # One neuron's bars
 
 
+@pytest.mark.parametrize("checkbox", ["factors_skip_special", "factors_skip_first"])
+def test_factors_each_skip_checkbox_and_a_block_range(checkbox):
+    app = page("pages/3_Neuron_factors.py")
+    app.query_params.update({"text": FACTOR_TEXT, "new": "0", "factors_n": "4"})
+    run(app)
+    app.checkbox(key=checkbox).uncheck()
+    app.slider(key="factors_layers").set_value((3, 5))
+    run(app)
+    assert_healthy(app)
+    captions = " ".join(caption.value for caption in app.caption)
+    assert "NMF of 4608 neurons of block 3 FFN to block 5 FFN" in captions
+    assert app.query_params[checkbox] in ("false", ["false"])
+    assert charts(app)
+
+
 def test_factors_one_neuron_ranks_on_every_token():
     app = page("pages/3_Neuron_factors.py")
     app.query_params.update({"text": FACTOR_TEXT, "new": "0", "factors_n": "4"})
@@ -121,7 +136,7 @@ def test_factors_one_neuron_ranks_on_every_token():
     assert rank_on.options[0] == "all tokens (peak)"
     for option in rank_on.options:
         next(box for box in app.selectbox if box.label == "Rank the FFN's neurons on").set_value(
-            None if option == "all tokens (peak)" else rank_on.options.index(option) - 1)
+            rank_on.options.index(option) - 1)  # -1: all tokens
         run(app)
         assert_healthy(app)
         assert charts(app)
