@@ -134,6 +134,20 @@ def items_within(max_chunk_bytes: int, bytes_each: int, count: int) -> int:
     return int(min(count, max(1, max_chunk_bytes // max(1, bytes_each))))
 
 
+#: Multiply-adds of work at most between two progress reports of a long pass (about a second on the development
+#: machine's 2 shared CPU cores): batches of erased copies, of patched runs, of targets pulled back are cut to it.
+REPORT_MULTIPLY_ADDS = 1e10
+
+
+def items_per_report(lm: LM, token_blocks_each: int, count: int) -> int:
+    """How many items fit one progress report when each pushes ``token_blocks_each`` (tokens x blocks) forward.
+
+    From 1 (always) to ``count``: see :data:`REPORT_MULTIPLY_ADDS`.
+    """
+    per_token_block = sum(parameter.numel() for parameter in lm.blocks.parameters()) / lm.n_layers
+    return int(min(count, max(1, REPORT_MULTIPLY_ADDS // max(1.0, token_blocks_each * per_token_block))))
+
+
 def activation_bytes(lm: LM, element_size: int = 4) -> int:
     """Bytes one token's activations take in one block, estimated as 8 x (d_model + d_ff) values.
 
@@ -171,10 +185,12 @@ def input_gradients(
     max_chunk_bytes : int
         Memory budget of each chunk (see the module's docstring).
     progress : callable, optional
-        ``progress(fraction, message)`` after each segment of blocks is pulled
-        back (after each chunk of points when the whole graph is kept); the
-        fraction counts those steps over all chunks of points, rising to 1.
-        An exception it raises (a Stop) ends the work.
+        ``progress(fraction, message)`` after each chunk's forward pass and
+        after each group of targets is pulled back through a segment of
+        blocks (groups are cut to :data:`REPORT_MULTIPLY_ADDS`, so a report
+        comes at least about every second or two); the fraction counts those
+        steps over all chunks of points, rising to 1. An exception it raises
+        (a Stop) ends the work.
 
     Returns
     -------
@@ -188,25 +204,33 @@ def input_gradients(
     n_points, n_targets = len(scales), len(read_positions)
     length = int(read_positions.max()) + 1 if lm.is_causal else n_tokens
     chunks = plan(lm, length, n_points, n_targets, max_chunk_bytes, embeddings.element_size())
-    steps_done, n_steps = 0, sum(len(chunk.segments) for chunk in chunks)
+    steps_done = 0
+    n_steps = sum(1 + len(chunk.segments) * len(_chunks(n_targets, chunk.targets_per_backward)) for chunk in chunks)
     gradients = embeddings.new_zeros((n_targets, n_tokens, d_model))
     values = torch.zeros((n_points, n_targets), dtype=torch.float64, device=embeddings.device)
 
-    def step_done(reached: str, points: np.ndarray) -> None:
+    def step_done(message: str, points: np.ndarray) -> None:
         nonlocal steps_done
         steps_done += 1
         if progress is not None:
             path = f", path points {points[0] + 1}-{points[-1] + 1} of {n_points}" if n_points > 1 else ""
-            progress(steps_done / n_steps, f"Gradients back to {reached}{path}")
+            progress(steps_done / n_steps, f"{message}{path}")
+
+    def pulled_back_to(reached: str, points: np.ndarray) -> Callable[[np.ndarray], None]:
+        def done(rows: np.ndarray) -> None:
+            step_done(f"Gradients of targets {rows[0] + 1}-{rows[-1] + 1} of {n_targets} back to {reached}", points)
+        return done
 
     for chunk in chunks:
         points = chunk.points
         path = scales[torch.as_tensor(points, device=scales.device), None, None] * embeddings[:, :length]
         leaf = path.detach().requires_grad_(True)
         first_input, calls, last_output = _forward(lm, leaf, keep_graph=chunk.whole_graph)
+        step_done("Forward pass", points)
         cotangents, values[points] = _head_cotangents(lm, last_output, read_positions, target_of, max_chunk_bytes)
         if chunk.whole_graph:
-            cotangents = _pull_back(last_output, leaf, cotangents, chunk.targets_per_backward)
+            cotangents = _pull_back(last_output, leaf, cotangents, chunk.targets_per_backward,
+                                    pulled_back_to("the embeddings", points))
         else:
             blocks = lm.blocks
             for segment in reversed(chunk.segments):
@@ -215,11 +239,9 @@ def input_gradients(
                     output = hidden
                     for index in segment:
                         output = calls[index](blocks[int(index)], output)
-                cotangents = _pull_back(output, hidden, cotangents, chunk.targets_per_backward)
-                if segment[0] > 0:  # the first segment's step ends with the pull back to the embeddings
-                    step_done(f"block {int(segment[0])}", points)
+                cotangents = _pull_back(output, hidden, cotangents, chunk.targets_per_backward,
+                                        pulled_back_to(f"block {int(segment[0])}", points))
             cotangents = _pull_back(first_input, leaf, cotangents, chunk.targets_per_backward)
-        step_done("the embeddings", points)
         gradients[:, :length] += cotangents.sum(dim=1).to(gradients.device)
     return gradients / n_points, values
 
@@ -230,7 +252,8 @@ class Chunk(NamedTuple):
     ``points``: indices of its path points; ``segments``: the block indices
     re-run together in the backward (one segment of every block when
     ``whole_graph``: a short text keeps one graph, no second forward);
-    ``targets_per_backward``: targets pulled back at once.
+    ``targets_per_backward``: targets pulled back at once (within the memory
+    budget and :data:`REPORT_MULTIPLY_ADDS`, a progress report's work).
     """
 
     points: np.ndarray
@@ -258,7 +281,11 @@ def plan(
         chunks.append(Chunk(
             points=points,
             segments=_chunks(lm.n_layers, blocks_per_segment),
-            targets_per_backward=items_within(max_chunk_bytes, one_block, n_targets),
+            targets_per_backward=min(
+                items_within(max_chunk_bytes, one_block, n_targets),
+                # a backward through a block costs about two forwards
+                items_per_report(lm, 2 * len(points) * length * blocks_per_segment, n_targets),
+            ),
             whole_graph=blocks_per_segment == lm.n_layers,
         ))
     return chunks
@@ -291,14 +318,22 @@ def _head_cotangents(
     return cotangents, values
 
 
-def _pull_back(output: torch.Tensor, hidden: torch.Tensor, cotangents: torch.Tensor, per_backward: int) -> torch.Tensor:
-    """Cotangents of ``output`` (n_targets, *output.shape) -> those of ``hidden``, ``per_backward`` targets at once."""
+def _pull_back(
+    output: torch.Tensor, hidden: torch.Tensor, cotangents: torch.Tensor, per_backward: int,
+    done: Callable[[np.ndarray], None] | None = None,
+) -> torch.Tensor:
+    """Cotangents of ``output`` (n_targets, *output.shape) -> those of ``hidden``, ``per_backward`` targets at once.
+
+    ``done(rows)`` is called after each group of targets (their indices).
+    """
     pulled = hidden.new_empty((len(cotangents), *hidden.shape))
     groups = _chunks(len(cotangents), per_backward)
-    for index, rows in enumerate(groups):
-        rows = torch.as_tensor(rows, device=cotangents.device)
+    for index, group in enumerate(groups):
+        rows = torch.as_tensor(group, device=cotangents.device)
         (pulled[rows],) = torch.autograd.grad(
             output, hidden, cotangents[rows].to(output.device), is_grads_batched=True,
             retain_graph=index < len(groups) - 1,
         )
+        if done is not None:
+            done(group)
     return pulled

@@ -60,6 +60,7 @@ import pandas as pd
 import torch
 
 from ._checks import choice, invalid, is_whole, listing, positive, whole
+from .backward import items_per_report
 from .capture import _check_text, token_strings
 from .layers import site_label
 from .lens import _candidate_ids, _read_position
@@ -516,7 +517,9 @@ def _chunks(lm: LM, patches, to_run: list[int], n_tokens: int, max_batch_bytes: 
         by_prefix.setdefault(prefix, []).append(index)
     chunks = []
     for prefix, indices in sorted(by_prefix.items()):
-        rows = max(1, max_batch_bytes // _row_bytes(lm, n_tokens - prefix, n_tokens))
+        # Within the memory bound and a progress report's work: progress comes after every batch.
+        rows = min(max(1, max_batch_bytes // _row_bytes(lm, n_tokens - prefix, n_tokens)),
+                   items_per_report(lm, (n_tokens - prefix) * lm.n_layers, len(indices)))
         chunks += [(prefix, indices[start : start + rows]) for start in range(0, len(indices), rows)]
     return chunks
 
@@ -782,7 +785,9 @@ def patch(
         Rough memory bound of one batched pass; patches are chunked to fit.
     progress : callable, optional
         ``progress(fraction, message)`` after every batched pass of exact
-        patching (fraction of the patched runs done, in (0, 1]).
+        patching (fraction of the patched runs done, in (0, 1]); a pass holds
+        at most :data:`ecco_core.backward.REPORT_MULTIPLY_ADDS` of work, so
+        reports come at least about every second or two.
 
     Returns
     -------

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from . import _checks as checks
-from .backward import activation_bytes, input_gradients, items_within
+from .backward import activation_bytes, input_gradients, items_per_report, items_within
 from .capture import (
     DEFAULT_CHUNK_BYTES, Capture, as_following_word, captured_by, check_chunk_bytes, token_strings,
 )
@@ -276,10 +276,12 @@ def saliency(
         the budget, so the peak above the model stays bounded whatever the
         prompt length or ``steps``. The scores do not depend on it.
     progress : callable, optional
-        ``progress(fraction, message)`` as the work goes: after each segment
-        of blocks the gradients are pulled back through (for every chunk of
-        path points), after each batch of erased copies; the fraction rises to
-        1. An exception it raises (a Stop button) ends the work. The result
+        ``progress(fraction, message)`` as the work goes, at least about
+        every second or two (:data:`ecco_core.backward.REPORT_MULTIPLY_ADDS`):
+        after each forward pass and each group of explained tokens whose
+        gradients are pulled back through a segment of blocks (for every chunk
+        of path points), after each batch of erased copies; the fraction rises
+        to 1. An exception it raises (a Stop button) ends the work. The result
         does not depend on it. :func:`ecco_core.estimates.saliency_seconds`
         says beforehand how long it should take.
 
@@ -482,8 +484,15 @@ def _erasure(
 
 
 def erasure_batch(lm: LM, n_tokens: int, max_chunk_bytes: int, element_size: int = 4) -> int:
-    """Erased copies of an ``n_tokens`` text run together within the budget (``element_size``: 4 in float32)."""
-    return items_within(max_chunk_bytes, n_tokens * activation_bytes(lm, element_size), n_tokens)
+    """Erased copies of an ``n_tokens`` text run together within the budget (``element_size``: 4 in float32).
+
+    Also within a progress report's work (:data:`ecco_core.backward.REPORT_MULTIPLY_ADDS`), so progress is
+    reported after each batch at least about every second or two.
+    """
+    return min(
+        items_within(max_chunk_bytes, n_tokens * activation_bytes(lm, element_size), n_tokens),
+        items_per_report(lm, n_tokens * lm.n_layers, n_tokens),
+    )
 
 
 class SaliencyMethod(NamedTuple):

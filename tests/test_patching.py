@@ -159,6 +159,18 @@ def test_progress_counts_every_batched_pass(lm):
     assert [fraction for fraction, _ in seen] == sorted(fraction for fraction, _ in seen)
 
 
+def test_no_batched_pass_holds_more_than_a_progress_report_of_work(lm):
+    """#31: a 70-token prompt sat on "Starting…" 26 s, its first batch of patched runs filling 256 MiB. Now a
+    report comes after at most :data:`ecco_core.backward.REPORT_MULTIPLY_ADDS` of work."""
+    from ecco_core import backward
+
+    seen = []
+    ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", progress=lambda fraction, message: seen.append(fraction))
+    _, positions = ec.patching.work(lm, CLEAN, CORRUPTED, "Mary", "John")
+    block_work = sum(p.numel() for p in lm.blocks.parameters())
+    assert len(seen) >= positions * block_work / backward.REPORT_MULTIPLY_ADDS
+
+
 # ------------------------------------------------------------ noise (causal tracing)
 def test_noise_is_reproducible_and_leaves_other_positions_untouched(lm):
     ids = torch.tensor([lm.tokenizer(EIFFEL)["input_ids"]])

@@ -217,7 +217,8 @@ def test_progress_rises_to_one_and_changes_nothing(tiny_gpt2, method):
 
 
 def test_progress_counts_the_planned_steps_of_integrated_gradients(tiny_gpt2):
-    """``backward.plan`` (what the estimate reads) is the work done: one progress step per planned segment."""
+    """``backward.plan`` (what the estimate reads) is the work done: one progress step per chunk's forward pass
+    and per group of targets pulled back through each planned segment."""
     from ecco_core import backward
 
     cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=3)
@@ -226,8 +227,32 @@ def test_progress_counts_the_planned_steps_of_integrated_gradients(tiny_gpt2):
                 progress=lambda fraction, message: calls.append(message))
     chunks = backward.plan(tiny_gpt2, cap.n_tokens - 1, 30, cap.n_generated, 150_000)
     assert len(chunks) > 1 and any(len(chunk.segments) > 1 for chunk in chunks)
-    assert len(calls) == sum(len(chunk.segments) for chunk in chunks)
-    assert "path points 1-" in calls[0] and calls[-1].startswith("Gradients back to the embeddings, path points")
+    groups = [-(-cap.n_generated // chunk.targets_per_backward) for chunk in chunks]
+    assert len(calls) == sum(1 + len(chunk.segments) * n for chunk, n in zip(chunks, groups))
+    assert calls[0].startswith("Forward pass, path points 1-")
+    assert calls[-1].startswith("Gradients of targets 1-") and calls[-1].endswith("path points 29-30 of 30")
+
+
+def _token_blocks_per_report(lm) -> float:
+    """Tokens x blocks of forward work in one progress report (:data:`ecco_core.backward.REPORT_MULTIPLY_ADDS`)."""
+    from ecco_core import backward
+
+    return backward.REPORT_MULTIPLY_ADDS / (sum(p.numel() for p in lm.blocks.parameters()) / lm.n_layers)
+
+
+@pytest.mark.parametrize("method", ["grad_x_input", "erasure"])
+def test_progress_comes_at_regular_steps_of_work_on_the_real_model(lm, method):
+    """#31: gradient and erasure saliency reported nothing until done (the page sat on "Starting…"). On the
+    causal default, a report comes after every report's worth of work, evenly, not once at the end."""
+    cap = ec.capture(lm, "The keys to the cabinet", max_new_tokens=14)
+    calls = []
+    ec.saliency(lm, cap, method, progress=lambda fraction, message: calls.append(fraction))
+    length = cap.n_tokens - 1
+    # forward work in tokens x blocks: a forward and two per explained token (its backward), or every erased copy
+    work = (1 + 2 * cap.n_generated) * length if method == "grad_x_input" else cap.n_tokens * cap.n_tokens
+    assert len(calls) >= max(3, work * lm.n_layers / _token_blocks_per_report(lm)), calls
+    steps = np.diff([0.0, *calls])
+    assert calls[-1] == 1.0 and steps.max() <= 3 * np.median(steps), calls  # even steps: none holds the work
 
 
 class _Stop(Exception):
