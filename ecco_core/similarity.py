@@ -680,6 +680,130 @@ def _labels(labels, count: int, name: str) -> tuple[str, ...]:
     return labels
 
 
+# ---------------------------------------------------------------- saturation
+@dataclass(frozen=True)
+class Saturation:
+    """Whether a CCA-family matrix can be anything but 1 everywhere, known from its sizes before any run.
+
+    Centred over ``n_positions`` token positions, a layer of width d has rank
+    at most ``min(n_positions - 1, d)``. Once one side of a pair spans all
+    ``n_positions - 1`` centred dimensions, the other side lies inside it
+    and every canonical correlation is exactly 1 whatever the activations.
+    Real activations have full rank up to that bound (numerically a little
+    less), so this is the verdict to expect.
+
+    Attributes
+    ----------
+    method : str
+    n_positions : int
+    row_rank, column_rank : int
+        The largest rank a row / column layer can have: its widest layer (for
+        SVCCA with a whole-number ``keep``, the directions kept), at most
+        ``n_positions - 1``. SVCCA with a fraction keeps fewer directions, known
+        only from the run.
+    row_width, column_width : int
+        The widest row and column layer.
+    forced : bool
+        Every value is 1 whatever the activations: no run can leave saturation.
+    needed_positions : int
+        The fewest positions with which no side can span them all (the widest
+        layer's width + 2), so the matrix can leave saturation.
+    unforced_positions : int
+        From this many positions on no canonical correlation is forced to 1
+        (the widest row and column layers' widths together + 1).
+    """
+
+    method: str
+    n_positions: int
+    row_rank: int
+    column_rank: int
+    row_width: int
+    column_width: int
+    forced: bool
+    needed_positions: int
+    unforced_positions: int
+
+    def describe(self) -> str:
+        """The verdict in words: the positions against the two ranks, and what would leave saturation."""
+        label = self.method.upper()
+        sides = (f"{self.n_positions:,} token positions against ranks of up to {self.row_rank:,} (rows, "
+                 f"{self.row_width:,} wide) and {self.column_rank:,} (columns, {self.column_width:,} wide)")
+        if self.forced:
+            return (f"{label} cannot leave saturation here: {sides}. One side spans every position, so every "
+                    f"canonical correlation is exactly 1 whatever the activations. It takes at least "
+                    f"{self.needed_positions:,} positions to leave saturation, and {self.unforced_positions:,} "
+                    "for no canonical correlation to be forced to 1.")
+        if self.n_positions < self.unforced_positions:
+            return (f"{label} can leave saturation: {sides}. Some canonical correlations are still forced to 1 "
+                    f"(the two ranks together pass the positions) until {self.unforced_positions:,} positions.")
+        return f"{label} can leave saturation: {sides}; no canonical correlation is forced to 1."
+
+
+def saturation(
+    n_positions: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str = "pwcca",
+    keep: float | int = 0.99,
+) -> Saturation | None:
+    """Whether :func:`similarity_matrix` of layers this wide over ``n_positions`` can leave saturation.
+
+    Parameters
+    ----------
+    n_positions : int
+        Token positions compared (the samples).
+    row_widths, column_widths : sequence of int
+        The width of each row / column layer (``d_model`` for hidden states, ``d_ff`` for FFN activations).
+    method : {"cka", "pwcca", "svcca", "cca"}
+    keep : SVCCA's option, as in :func:`svcca`
+
+    Returns
+    -------
+    Saturation or None
+        None for CKA, which does not saturate.
+
+    Examples
+    --------
+    >>> saturation(1145, [576] * 31, [1536] * 30, "pwcca").forced   # 40 UD sentences, hidden states x FFN
+    True
+    """
+    method = checks.choice("method", method, METHODS)
+    keep = _check_keep(keep)
+    n_positions = checks.whole("n_positions", n_positions, low=2)
+    if not METHODS[method].canonical:
+        return None
+    widths = []
+    for name, values in (("row_widths", row_widths), ("column_widths", column_widths)):
+        values = [checks.whole(f"{name}[{i}]", width, low=1) for i, width in enumerate(values)]
+        if not values:
+            raise checks.invalid(name, values, "the width of each layer (a non-empty sequence of whole numbers)")
+        widths.append(max(values))
+    # The dimensions each side can keep: its widest layer, or SVCCA's whole number of directions.
+    kept = [min(width, keep) for width in widths] if method == "svcca" and isinstance(keep, int) else widths
+    ranks = [min(n_positions - 1, dimensions) for dimensions in kept]
+    # SVCCA keeping a fraction of the variance keeps fewer directions than the rank: only the run tells how many.
+    can_span = method != "svcca" or isinstance(keep, int) or keep == 1.0
+    return Saturation(
+        method=method, n_positions=n_positions, row_rank=ranks[0], column_rank=ranks[1], row_width=widths[0],
+        column_width=widths[1], forced=can_span and max(ranks) >= n_positions - 1,
+        needed_positions=max(kept) + 2, unforced_positions=sum(kept) + 1,
+    )
+
+
+def ud_sentences_for(lm: LM, n_positions: int, *, skip_special: bool = True, most: int = 2000) -> int | None:
+    """The fewest of :func:`ud_sentences` whose token positions reach ``n_positions``; None past ``most`` sentences.
+
+    Positions are counted as :func:`corpus_similarity` counts them: each
+    sentence tokenised as a prompt, less its special tokens when ``skip_special``.
+    """
+    n_positions = checks.whole("n_positions", n_positions, low=1)
+    most = checks.whole("most", most, low=1)
+    total = 0
+    for count, text in enumerate(ud_sentences(most), start=1):
+        ids = encode_prompt(lm, text)
+        total += int((~special_mask(lm.tokenizer, ids)).sum()) if skip_special else len(ids)
+        if total >= n_positions:
+            return count
+    return None
+
+
 # ------------------------------------------------------------------ captures
 def layer_activations(captures, representation: str = "hidden", *, skip_special: bool = True) -> list[np.ndarray]:
     """Every layer's activations, token positions of all captures concatenated.

@@ -8,6 +8,7 @@ from scipy.linalg import sqrtm
 
 import ecco_core as ec
 from ecco_core import similarity as sim
+from ecco_core.capture import encode_prompt
 
 PAIRWISE = {
     "cca": sim.cca,
@@ -150,6 +151,37 @@ def test_more_dimensions_than_samples_saturates_the_cca_family(rng):
     X, Y = rng.normal(size=(30, 40)), rng.normal(size=(30, 40))
     assert sim.cca(X, Y) == pytest.approx(1.0, abs=1e-8)
     assert sim.cka(X, Y) < 0.95
+
+
+def test_the_saturation_verdict_is_what_the_cca_family_then_computes(rng):
+    """#31 item 7: before a run, whether it can leave saturation (positions against the two ranks) and the fewest
+    positions that can; checked against what PWCCA, CCA and SVCCA compute on noise of those sizes."""
+    forced = sim.saturation(1145, [576] * 31, [1536] * 30, "pwcca")  # 40 UD sentences, hidden states x FFN
+    assert forced.forced and (forced.row_rank, forced.column_rank) == (576, 1144)
+    assert (forced.needed_positions, forced.unforced_positions) == (1538, 2113)
+    assert "cannot leave saturation" in forced.describe() and "1,538 positions" in forced.describe()
+    widths = ([8, 12], [30])
+    verdict = sim.saturation(31, *widths, "pwcca")
+    assert verdict.forced and verdict.needed_positions == 32 and verdict.unforced_positions == 43
+    X, Y = rng.normal(size=(31, 12)), rng.normal(size=(31, 30))
+    assert sim.pwcca(X, Y) == pytest.approx(1.0, abs=1e-8) and sim.cca(X, Y) == pytest.approx(1.0, abs=1e-8)
+    X, Y = rng.normal(size=(32, 12)), rng.normal(size=(32, 30))  # the proposed setting: it leaves saturation
+    assert not sim.saturation(32, *widths, "cca").forced and sim.cca(X, Y) < 1 - 1e-6
+    assert "still forced to 1" in sim.saturation(32, *widths, "cca").describe()
+    assert "no canonical correlation is forced" in sim.saturation(43, *widths, "cca").describe()
+    # SVCCA keeping 99% of the variance keeps fewer directions (only the run tells): not forced; a whole number is.
+    assert not sim.saturation(31, *widths, "svcca").forced
+    assert sim.saturation(31, *widths, "svcca", keep=30).forced and not sim.saturation(31, *widths, "svcca", keep=29).forced
+    assert sim.saturation(31, *widths, "cka") is None
+    with pytest.raises(ValueError, match="row_widths"):
+        sim.saturation(31, [], [30])
+
+
+def test_ud_sentences_for_counts_positions_as_the_corpus_run_does(lm):
+    count = sim.ud_sentences_for(lm, 300, skip_special=False)
+    positions = [len(encode_prompt(lm, text)) for text in sim.ud_sentences(count)]
+    assert sum(positions) >= 300 > sum(positions[:-1])
+    assert sim.ud_sentences_for(lm, 10**9, most=5) is None
 
 
 @pytest.mark.parametrize(
