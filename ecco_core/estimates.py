@@ -37,7 +37,15 @@ PROBE_RATE = 1.6e9  # training the batched probes (torch.bmm, forward and backwa
 # (is_grads_batched), and erasure's batches of erased copies, forward only.
 GRADIENT_RATE = 3.8e9
 ERASURE_RATE = 3.9e9
-NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 (Grams, eigendecompositions, NMF)
+NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 on small matrices (NMF, PCA, ICA)
+#: Similarity's float64 numpy work, measured 2026-12-07 on 1,145 x 576 and 1,145 x 1,536 matrices: matrix products
+#: (Grams, projections, the overlaps of two bases) in multiply-adds per second, symmetric eigendecompositions in
+#: m^3 per second of an (m, m) matrix (``eigh`` with vectors, ``eigvalsh`` without), and element-wise passes
+#: over (n, n) Grams (centring, a dot product, RBF's exp and median) in elements per second.
+GEMM_RATE = 1.0e10
+EIGH_RATE = 1.4e9
+EIGVALS_RATE = 4.0e9
+ELEMENT_RATE = 2.0e8
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
 #: Seconds per pair of layers on top of the counted work: LAPACK calls on small matrices, dominated by
@@ -132,17 +140,31 @@ def probing_seconds(
     )
 
 
-def _preparation(n: int, d: int, method: str, kernel: str) -> float:
-    """Multiply-adds to decompose one (n, d) matrix: its Gram matrix for CKA, its SVD for the CCA family."""
+def _preparation(n: int, d: int, method: str, kernel: str) -> tuple[float, float]:
+    """(matrix-product multiply-adds, eigh m^3) to prepare one centred (n, d) matrix, as similarity.py does it.
+
+    CKA: the (n, n) Gram and its centring. The CCA family: the smaller Gram
+    (``d^2 n`` or ``n^2 d``), its ``eigh`` and the basis or loadings (``n d r``).
+    """
     if method == "cka":
-        return n * n * d if kernel == "rbf" or n <= d else n * d * d
-    return n * d * min(n, d) + min(n, d) ** 3
+        return n * n * d, 0.0
+    rank = min(n - 1, d)
+    return n * d * min(n, d) + n * d * rank, float(min(n, d)) ** 3
 
 
-def _pair(n: int, rank_x: int, rank_y: int, method: str, kernel: str) -> float:
-    if method == "cka":
-        return n * n if kernel == "rbf" else n * rank_x * rank_y / max(1, min(rank_x, rank_y)) + n * n
-    return n * rank_x * rank_y + min(rank_x, rank_y) ** 3
+def _pair(n: int, rank_x: int, rank_y: int, method: str) -> tuple[float, float, float]:
+    """(matrix-product multiply-adds, eigh m^3, eigvalsh m^3) to score one pair of prepared matrices.
+
+    The CCA family: the overlap ``Ux^T Uy``, its smaller square and that
+    square's eigendecomposition; PWCCA also weighs by the smaller side's
+    loadings (``r^2 d``, d about r) and takes vectors, on both sides when the ranks tie.
+    """
+    small, large = sorted((rank_x, rank_y))
+    products = n * small * large + small * small * large
+    if method != "pwcca":
+        return products, 0.0, float(small) ** 3
+    sides = 2 if rank_x == rank_y else 1
+    return sides * (products + small**3), sides * float(small) ** 3, 0.0
 
 
 def similarity_seconds(
@@ -151,15 +173,43 @@ def similarity_seconds(
     """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
 
     ``row_widths`` / ``column_widths``: the width d of each row / column
-    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states).
+    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states). A cost
+    model of the code: matrix products at :data:`GEMM_RATE`, symmetric
+    eigendecompositions at :data:`EIGH_RATE` / :data:`EIGVALS_RATE`, passes
+    over (n, n) Grams at :data:`ELEMENT_RATE`, and a fixed overhead per
+    pair (LAPACK calls on small matrices). Ranks are taken at their bound
+    ``min(n_samples - 1, d)``; SVCCA keeps fewer directions, so its estimate
+    is an upper bound.
     """
-    prepared = sum(_preparation(n_samples, d, method, kernel) for d in (*row_widths, *column_widths))
-    pairs = sum(
-        _pair(n_samples, min(n_samples, a), min(n_samples, b), method, kernel)
-        for a in row_widths for b in column_widths
-    )
+    products = eigh = eigvals = elements = 0.0
+    same = list(row_widths) == list(column_widths)
+    # similarity_matrix decomposes the kept side once and each streamed matrix once (a list compared with
+    # itself, once); the pages pass two lists, so both sides are prepared.
+    for d in (*row_widths, *(() if same else column_widths)):
+        matrix_products, matrix_eigh = _preparation(n_samples, d, method, kernel)
+        products, eigh = products + matrix_products, eigh + matrix_eigh
+        elements += (20 if kernel == "rbf" else 3) * n_samples**2 if method == "cka" else 0
+    for a in row_widths:
+        for b in column_widths:
+            if method == "cka":
+                elements += n_samples**2
+                continue
+            pair_products, pair_eigh, pair_eigvals = _pair(
+                n_samples, min(n_samples - 1, a), min(n_samples - 1, b), method
+            )
+            products, eigh, eigvals = products + pair_products, eigh + pair_eigh, eigvals + pair_eigvals
     overhead = PAIR_OVERHEAD_S[method] * len(row_widths) * len(column_widths)
-    return (prepared + pairs) / NUMPY_RATE + overhead
+    return products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE + overhead
+
+
+def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
+    """Seconds of the model's passes in :func:`ecco_core.similarity.corpus_similarity` over ``n_tokens`` tokens.
+
+    Batches through the blocks alone (no LM head) at :data:`FORWARD_RATE`,
+    and ``n_kept`` activations per token (the widths of every compared
+    layer together) gathered at :data:`GATHER_RATE`.
+    """
+    return n_tokens * block_multiply_adds(lm) / FORWARD_RATE + n_tokens * n_kept / GATHER_RATE
 
 
 def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:

@@ -84,11 +84,31 @@ with dashboard.user_errors():
 if source != "capture" and texts is None:
     st.stop()  # the error is on the page
 
+def seconds(n_tokens: int, pooling: bool) -> float:
+    """Estimated seconds for these settings over ``n_tokens`` positions (``pooling``: the model runs over texts)."""
+    kept = sum(widths(rows)) + (sum(widths(columns)) if columns != rows else 0)
+    forward = estimates.corpus_seconds(lm, n_tokens, kept) if pooling else 0.0
+    return forward + estimates.similarity_seconds(n_tokens, widths(rows), widths(columns), method, kernel)
+
+
+def use_sentences(count: int) -> None:
+    st.session_state.update(similarity_source="ud", similarity_n_sentences=count)
+
+
 if texts is None:
-    n_positions, pooled, estimate = cap.n_tokens, dashboard.capture_key(cap), 0.0
+    n_positions, pooled = cap.n_tokens, dashboard.capture_key(cap)
 else:
     pooled = (cap.model_name, tuple(texts))
-    estimate = estimates.capture_seconds(lm, n_positions)
+verdict = sim.saturation(max(2, n_positions), widths(rows), widths(columns), method, keep)
+if verdict is not None and verdict.forced:
+    # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
+    needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special, most=200)
+    cost = dashboard.duration(seconds(verdict.needed_positions, True))
+    proposal = (f" The smallest setting that can: {needed} UD sentences ({cost} on this machine)." if needed
+                else " Even 200 UD sentences are too few here: use CKA.")
+    st.warning(verdict.describe() + proposal)
+    if needed:
+        st.button(f"Use {needed} UD sentences", on_click=use_sentences, args=(needed,), key="similarity_use_sentences")
 
 
 def compare(progress):
@@ -103,7 +123,7 @@ with dashboard.user_errors():
     result, area = dashboard.long_work(
         "Comparing every pair of layers", compare, key="similarity",
         settings=(pooled, method, kernel, keep, rows, columns, skip_special),
-        estimate_s=estimate + estimates.similarity_seconds(n_positions, widths(rows), widths(columns), method, kernel),
+        estimate_s=seconds(n_positions, texts is not None),
     )
 if result is None:
     st.stop()

@@ -36,3 +36,24 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     assert _heatmap(app)[1] == f"CKA (linear) similarity over {n_positions} token positions"
     assert app.query_params["similarity_source"] in ("ud", ["ud"])
     assert "similarity_method" not in app.query_params  # the default
+
+
+def test_page_says_before_the_run_whether_the_cca_family_can_leave_saturation_and_proposes_a_setting(lm):
+    """#31 item 7: PWCCA over 40 UD sentences ran ~4 min to an all-1 matrix. The page now says first that these
+    positions cannot leave saturation (positions vs the two ranks) and proposes the fewest sentences that can."""
+    app = page("pages/4_Similarity.py")
+    app.session_state["similarity_n_sentences"] = 2  # the cheapest run that saturates: CCA over 2 sentences
+    run(app)
+    app.radio(key="similarity_source").set_value("ud")
+    app.selectbox(key="similarity_method").set_value("cca")
+    run(app)
+    warnings = [warning.value for warning in app.warning]
+    verdict = next(index for index, text in enumerate(warnings) if "CCA cannot leave saturation" in text)
+    assert verdict < next(index for index, text in enumerate(warnings) if "Every CCA value is 1.00" in text)
+    needed = sim.ud_sentences_for(lm, lm.d_ff + 2, most=200)
+    assert f"{lm.d_ff + 2:,} positions to leave saturation" in warnings[verdict]
+    assert f"The smallest setting that can: {needed} UD sentences" in warnings[verdict]
+    assert app.button(key="similarity_use_sentences").label == f"Use {needed} UD sentences"
+    app.selectbox(key="similarity_method").set_value("cka")
+    run(app)
+    assert not any("saturation" in warning.value for warning in app.warning)

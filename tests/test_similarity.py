@@ -171,7 +171,8 @@ def test_the_saturation_verdict_is_what_the_cca_family_then_computes(rng):
     assert "no canonical correlation is forced" in sim.saturation(43, *widths, "cca").describe()
     # SVCCA keeping 99% of the variance keeps fewer directions (only the run tells): not forced; a whole number is.
     assert not sim.saturation(31, *widths, "svcca").forced
-    assert sim.saturation(31, *widths, "svcca", keep=30).forced and not sim.saturation(31, *widths, "svcca", keep=29).forced
+    assert sim.saturation(31, *widths, "svcca", keep=30).forced
+    assert not sim.saturation(31, *widths, "svcca", keep=29).forced
     assert sim.saturation(31, *widths, "cka") is None
     with pytest.raises(ValueError, match="row_widths"):
         sim.saturation(31, [], [30])
