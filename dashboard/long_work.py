@@ -77,6 +77,21 @@ def duration(seconds: float) -> str:
     return f"about {round(seconds / 60):d} min"
 
 
+def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float) -> str:
+    """The status bar's text, ``elapsed`` seconds into work ``fraction`` done: the time so far, left and in all.
+
+    Once the progress measures the pace (past 2%), the time left is
+    extrapolated from it and the total is the elapsed time plus that time
+    left, so the two always agree; before, both follow the estimate.
+    """
+    if fraction > 0.02:
+        left = elapsed * (1 - fraction) / fraction
+        total = elapsed + left
+    else:
+        left, total = max(0.0, estimate_s - elapsed), max(estimate_s, elapsed)
+    return f"{message}: {elapsed:.0f} s so far, {duration(left)} left, {duration(total)} expected on this machine"
+
+
 def long_work(
     title: str,
     compute: Callable[[Progress], T],
@@ -137,8 +152,9 @@ def long_work(
             # Forgotten before the next run, which then draws the status box here without this notice first.
             st.button("Run again", key=f"{key}_run_again", on_click=stopped.pop, args=(key, None))
         return None, results
-    status = slot.status(f"{title}: {duration(estimate_s)} expected on this machine", expanded=True)
-    bar = status.progress(0.0, text="Starting…")
+    # The label keeps the estimate made before the start; the bar, the time left and in all at the measured pace.
+    status = slot.status(f"{title}: estimated at {duration(estimate_s)} on this machine", expanded=True)
+    bar = status.progress(0.0, text=progress_text("Starting…", 0.0, 0.0, estimate_s))
     if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
         stopped[key] = settings
         st.rerun()  # drawn as stopped, with its Run again button, by the branch above
@@ -151,9 +167,7 @@ def long_work(
             return
         last_update[0] = now
         fraction = min(max(float(fraction), 0.0), 1.0)
-        elapsed = now - started
-        left = f", {duration(elapsed * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
-        bar.progress(fraction, text=f"{message} ({elapsed:.0f} s{left})")
+        bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s))
 
     try:
         result = RESULTS.get(cache_key, lambda: compute(progress))

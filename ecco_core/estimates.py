@@ -32,7 +32,13 @@ from .saliency import METHODS as SALIENCY_METHODS
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
 FORWARD_RATE = 9.0e9  # probing's corpus pass: batches of 32 sentences through the blocks alone
-PROBE_RATE = 1.6e9  # training the batched probes (torch.bmm, forward and backward, Adam)
+# Training the batched probes, fitted to 14 runs (bench/estimates.py probing; 1,000 to 3,000 words, 3 to 61
+# representations, 1 to 5 trials, 1 to 8 epochs): the products (torch.bmm forward and backward, and the final
+# evaluation) in multiply-adds per second; each Adam step's pass over every probe parameter in parameters per second
+# (small minibatches make it the larger part: 16 tokens a step on 1,000 words); a fixed start-up.
+PROBE_RATE = 8.5e9
+PROBE_STEP_RATE = 3.4e7
+PROBE_START_S = 1.3
 # ec.saliency (measured at load average 26): the gradient methods' block-by-block vectorised backwards
 # (is_grads_batched), and erasure's batches of erased copies, forward only.
 GRADIENT_RATE = 3.8e9
@@ -126,9 +132,17 @@ def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> 
 
 
 def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
-    """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together."""
+    """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together.
+
+    Per epoch: the products (``3 x tokens x width x outputs``) and one Adam
+    step over every probe parameter (``width x outputs``) per minibatch of
+    train_probes' default size; then one evaluation pass and a fixed start-up.
+    """
     outputs = trials * 2 * N_POS_TAGS * n_rates
-    return 3 * epochs * n_tokens * width * outputs / PROBE_RATE
+    batch = min(max(n_tokens // 32, 16), 256)  # train_probes' default minibatch
+    steps = -(-n_tokens // batch)
+    products = (3 * epochs + 1) * n_tokens * width * outputs
+    return products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S
 
 
 def probing_seconds(

@@ -17,8 +17,7 @@ DATA = {BUNDLED: "UD English EWT dev (bundled)", "upload": "Upload a .conllu fil
 LEARNING_RATES = {"0.001": 1e-3, "0.1": 0.1, "0.00001": 1e-5, "best": probing.LEARNING_RATES}
 RATE_NAMES = {"0.001": "0.001 (the paper's best)", "0.1": "0.1", "0.00001": "0.00001",
               "best": "best of the three (the paper's search)"}
-PRESETS = {"quick": "Quick look (under a minute on 2 idle cores)", "paper": "The paper's protocol (Table 1)",
-           "custom": "Custom"}
+PRESETS = {"quick": "Quick look", "paper": "The paper's protocol (Table 1)", "custom": "Custom"}
 QUICK_BLOCKS = 8  # the quick preset probes the embeddings and this many blocks, evenly spaced
 
 
@@ -67,7 +66,19 @@ dashboard.page_param("probe_trials", quick["probe_trials"])
 dashboard.page_param("probe_epochs", quick["probe_epochs"])
 dashboard.page_param("probe_lr", quick["probe_lr"], choices=LEARNING_RATES)
 
-preset = st.radio("Preset", list(PRESETS), format_func=PRESETS.get, key="probe_preset", horizontal=True,
+
+def preset_label(preset: str) -> str:
+    """The preset's name and, for quick and paper, its estimate on this machine (the one the page shows below)."""
+    if preset == "custom":
+        return PRESETS[preset]
+    values = preset_values(preset, lm.n_layers)
+    layers = [layer if layer == EMBEDDINGS else int(layer) for layer in values["probe_layers"]]
+    seconds = estimates.probing_seconds(lm, values["probe_tokens"], layers, values["probe_trials"],
+                                        values["probe_epochs"])
+    return f"{PRESETS[preset]} ({dashboard.duration(seconds)})"
+
+
+preset = st.radio("Preset", list(PRESETS), format_func=preset_label, key="probe_preset", horizontal=True,
                   help="Quick: 2,000 words, the embeddings and 8 blocks, one trial, 20 epochs. The paper: "
                   "10,000 words, every layer, 5 trials, 50 epochs. Changing a setting below makes it Custom.")
 left, middle, right = st.columns(3)

@@ -183,3 +183,14 @@ def test_long_work_results_reach_the_browser_whatever_the_server_merges(monkeypa
     assert shown_after(app.run) == []
     app.button(key="sum_run_again").click()
     assert shown_after(app.run) == ["result 0", "result 1", "result 2"]
+
+
+def test_the_status_bar_total_and_the_time_left_agree():
+    """#31 item 6: the paper preset's box said "about 173 min expected" beside "about 11 min left". Once progress
+    measures the pace, the total on the bar is the elapsed time plus the time left."""
+    from dashboard.long_work import progress_text
+
+    text = progress_text("epoch 13 of 50", 240.0, 0.25, estimate_s=173 * 60)
+    assert text == "epoch 13 of 50: 240 s so far, about 12 min left, about 16 min expected on this machine"
+    text = progress_text("Starting…", 10.0, 0.0, estimate_s=600)
+    assert text == "Starting…: 10 s so far, about 10 min left, about 10 min expected on this machine"

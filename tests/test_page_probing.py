@@ -35,3 +35,15 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     _probe_button(app).click()
     run(app)
     assert any("upload a .conllu file" in e.value for e in app.error)
+
+
+def test_each_preset_label_says_the_estimate_the_page_shows_for_it():
+    """#31 item 6: the quick preset's label said "under a minute" while the page said "about 86 s" (and it took
+    147 s). Each preset's label now carries the estimate the page shows below once it is chosen."""
+    app = run(page("pages/5_Probing.py"))
+    for index, preset in enumerate(("quick", "paper")):
+        app.radio(key="probe_preset").set_value(preset)
+        run(app)
+        shown = next(caption.value for caption in app.caption if caption.value.startswith("These settings: "))
+        estimate = shown.removeprefix("These settings: ").split(" on this machine")[0]
+        assert app.radio(key="probe_preset").options[index].endswith(f"({estimate})"), (shown, preset)
