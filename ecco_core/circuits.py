@@ -24,8 +24,8 @@ removing a part would also change the scale (and everything downstream).
 
 Verification (:func:`verify`): the top-k heads and MLPs by ``|DLA|`` are
 ablated (their output replaced by its mean over the positions of the same
-run, or by their output on a corrupted prompt of the same length) in one
-batched forward pass, and the result reports the metric with only them
+run, or by their output on a corrupted prompt of the same length) in
+batched forward passes, and the result reports the metric with only them
 ablated, with only them kept, and, from one batched row per component, each
 component's exact ablation effect and the recall of the exact top-k among
 DLA's top-k. DLA measures a direct effect; ablation measures the total effect
@@ -60,7 +60,7 @@ import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ from torch import nn
 
 from . import _checks as checks
 from .attention import _eager_view, head_output_matrices, head_values
-from .capture import Capture, captured_by, encode_prompt, token_strings, without_cache
+from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, encode_prompt, token_strings, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
@@ -137,6 +137,10 @@ class Circuits:
     final_scale : float
         The final norm's frozen scale at the read position: ``1 / sqrt(var + eps)``
         (LayerNorm) or ``1 / sqrt(mean(x^2) + eps)`` (RMSNorm).
+    head_outputs : ndarray of shape (n_layers, n_heads, d_model), float32
+        What each head writes into the residual stream at the read position.
+    ffn_outputs : ndarray of shape (n_layers, d_model), float32
+        What each FFN writes there (see :func:`top_tokens`).
     model_name : str
     notes : tuple of str
     ablation : str
@@ -180,6 +184,8 @@ class Circuits:
     tokens: tuple[str, ...]
     token_ids: np.ndarray
     final_scale: float
+    head_outputs: np.ndarray
+    ffn_outputs: np.ndarray
     model_name: str
     notes: tuple[str, ...] = ()
     ablation: str = ""
@@ -471,22 +477,44 @@ def _by_token(tensor: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------ the final norm, frozen
-def _frozen_layer_norm(norm: nn.Module, x: torch.Tensor) -> tuple[float, Callable]:
-    """LayerNorm with the scale ``1 / sqrt(var(x) + eps)`` of ``x`` (d_model,) fixed: an affine map."""
-    scale = float(1.0 / torch.sqrt(x.double().var(unbiased=False) + norm.eps))
+class _FrozenNorm(NamedTuple):
+    """One kind of final norm: ``scale(norm, x)`` of the real stream ``x`` (d_model,), and ``apply(norm, scale)``,
+    the norm with that scale fixed (an affine map of the last axis)."""
+
+    scale: Callable[[nn.Module, torch.Tensor], float]
+    apply: Callable[[nn.Module, float], Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _layer_norm(norm: nn.Module, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
     weight = 1.0 if norm.weight is None else norm.weight
     bias = 0.0 if norm.bias is None else norm.bias
-    return scale, lambda p: (p - p.mean(-1, keepdim=True)) * scale * weight + bias
+    return lambda p: (p - p.mean(-1, keepdim=True)) * scale * weight + bias
 
 
-def _frozen_rms_norm(norm: nn.Module, x: torch.Tensor) -> tuple[float, Callable]:
-    """RMSNorm with the scale ``1 / sqrt(mean(x^2) + eps)`` of ``x`` (d_model,) fixed: a linear map."""
-    scale = float(1.0 / torch.sqrt(x.double().pow(2).mean() + norm.variance_epsilon))
-    return scale, lambda p: p * scale * norm.weight
+def _rms_norm(norm: nn.Module, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda p: p * scale * norm.weight
 
 
 #: The final norm with its scale frozen, by ``FamilySpec.norm`` (see ``models.NORM_KINDS``).
-_FROZEN_NORMS = {"layer": _frozen_layer_norm, "rms": _frozen_rms_norm}
+_FROZEN_NORMS = {
+    "layer": _FrozenNorm(lambda norm, x: float(1.0 / torch.sqrt(x.double().var(unbiased=False) + norm.eps)),
+                         _layer_norm),
+    "rms": _FrozenNorm(lambda norm, x: float(1.0 / torch.sqrt(x.double().pow(2).mean() + norm.variance_epsilon)),
+                       _rms_norm),
+}
+
+
+def _frozen_tail(lm: LM, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Every module of the final norm, its scale fixed at ``scale``: an affine map of (..., d_model)."""
+    norm, *after = lm.final_norm
+    frozen = _FROZEN_NORMS[lm.spec.norm].apply(norm, scale)
+
+    def tail(p):
+        normed = frozen(p)
+        for module in after:  # OPT's project_out: a linear map
+            normed = module(normed)
+        return normed
+    return tail
 
 
 def _logit_direction(lm: LM, x: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, float, float]:
@@ -508,17 +536,14 @@ def _logit_direction(lm: LM, x: torch.Tensor, ids: list[int]) -> tuple[torch.Ten
     scale : float
         The frozen scale.
     """
-    norm, *after = lm.final_norm
-    scale, frozen = _FROZEN_NORMS[lm.spec.norm](norm, x)
+    scale = _FROZEN_NORMS[lm.spec.norm].scale(lm.final_norm[0], x)
+    tail = _frozen_tail(lm, scale)
     head = lm.head[0]
     rows = head.weight[ids]
     head_bias = head.bias[ids] if getattr(head, "bias", None) is not None else 0.0
 
     def metric(p):
-        normed = frozen(p)
-        for module in after:  # OPT's project_out: a linear map
-            normed = module(normed)
-        logits = rows @ normed + head_bias
+        logits = rows @ tail(p) + head_bias
         return logits[0] - logits[1] if len(ids) > 1 else logits[0]
 
     with torch.enable_grad():
@@ -682,6 +707,8 @@ def circuits(
     heads = np.zeros((n_layers, n_heads))
     sources = np.zeros((n_layers, n_heads, len(ids)))
     attention_bias, ffn = np.zeros(n_layers), np.zeros(n_layers)
+    head_outputs = np.zeros((n_layers, n_heads, lm.d_model), np.float32)
+    ffn_outputs = np.zeros((n_layers, lm.d_model), np.float32)
     residual = seen["embeddings"].double().clone()
     for layer, block in enumerate(lm.blocks):
         matrices = head_output_matrices(lm, block).double()  # (n_heads, head_dim, d_model)
@@ -696,7 +723,9 @@ def circuits(
         attention_bias[layer] = float(bias @ direction) if bias is not None else 0.0
         mlp = seen["ffn"][layer].double()
         ffn[layer] = float(mlp @ direction)
-        residual += torch.einsum("hk,hkd->d", z, matrices) + mlp + (bias if bias is not None else 0.0)
+        written = torch.einsum("hk,hkd->hd", z, matrices)
+        head_outputs[layer], ffn_outputs[layer] = written.cpu().numpy(), mlp.cpu().numpy()
+        residual += written.sum(0) + mlp + (bias if bias is not None else 0.0)
     embeddings = float(seen["embeddings"].double() @ direction)
 
     off = float((residual - x).norm() / x.norm())
@@ -722,6 +751,8 @@ def circuits(
         tokens=token_strings(lm.tokenizer, ids),
         token_ids=np.array(ids, dtype=np.int64),
         final_scale=scale,
+        head_outputs=head_outputs,
+        ffn_outputs=ffn_outputs,
         model_name=lm.name,
         notes=notes,
     )
@@ -731,6 +762,68 @@ def circuits(
             f"norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
         )
     return dataclasses.replace(result, **_routes(twin, ids)) if routes else result
+
+
+# ------------------------------------------------------------ what each component writes
+def _check_result(lm: LM, result) -> None:
+    if not isinstance(result, Circuits):
+        raise checks.invalid("result", type(result), "a Circuits result from ecco_core.circuits", TypeError)
+    if result.model_name != lm.name or result.heads.shape != (lm.n_layers, lm.n_heads):
+        raise checks.invalid("result", checks.words(f"one made by {result.model_name!r}"),
+                             f"a result of this model, {lm.name!r}")
+
+
+def _component_logits(lm: LM, result: Circuits, indices) -> torch.Tensor:
+    """What components ``indices`` (of ``result.components``) add to every logit: shape (len(indices), vocab_size).
+
+    Each one's output at the read position through the final norm (its scale
+    frozen at ``result.final_scale``, its bias left out) and the LM head's
+    weight: the same linear map as DLA, so ``[:, answer_id] - [:, foil_id]``
+    is each one's DLA.
+    """
+    vectors = np.concatenate([result.head_outputs.reshape(-1, result.head_outputs.shape[-1]), result.ffn_outputs])
+    weight = lm.head[0].weight
+    parts = torch.as_tensor(vectors[np.asarray(indices, dtype=int)], device=weight.device, dtype=weight.dtype)
+    tail = _frozen_tail(lm, result.final_scale)
+    with torch.inference_mode():
+        return (tail(parts) - tail(torch.zeros_like(parts[:1]))) @ weight.T
+
+
+def top_tokens(lm: LM, result: Circuits, k: int = 5, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> pd.DataFrame:
+    """The tokens each head and FFN pushes up and down most at the read position (its direct effect on every logit).
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``result``.
+    result : Circuits
+    k : int, default 5
+        Tokens to list each way.
+    max_chunk_bytes : int, default 64 MiB
+        Vocabulary-wide logits are made for this many bytes of components at a time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per component (:attr:`Circuits.components`): ``part``,
+        ``promoted`` and ``promoted_logits`` (the ``k`` tokens whose logit it
+        raises most, and by how much), ``suppressed`` and ``suppressed_logits``
+        (lowers most). Through the final norm with its scale frozen, as DLA.
+    """
+    _check_result(lm, result)
+    k = checks.whole("k", k, low=1, high=lm.vocab_size)
+    max_chunk_bytes = checks.whole("max_chunk_bytes", max_chunk_bytes, low=1)
+    n_components = len(result.components)
+    rows = max(1, max_chunk_bytes // (4 * lm.vocab_size))
+    columns = {name: [] for name in ("promoted", "promoted_logits", "suppressed", "suppressed_logits")}
+    for start in range(0, n_components, rows):
+        logits = _component_logits(lm, result, range(start, min(n_components, start + rows))).float()
+        for name, values in (("promoted", logits), ("suppressed", -logits)):
+            top = values.topk(k, dim=-1)
+            columns[name] += [list(token_strings(lm.tokenizer, ids)) for ids in top.indices.cpu().numpy()]
+            sign = 1 if name == "promoted" else -1
+            columns[f"{name}_logits"] += [list(sign * row) for row in top.values.cpu().numpy().astype(float)]
+    return pd.DataFrame({"part": list(result.components), **columns})
 
 
 # ------------------------------------------------------------ information flow routes
@@ -984,11 +1077,7 @@ def verify(
         ``exact_heads``, ``exact_ffn`` filled; see ``recall``, ``kept_share``
         and ``ablated_share``.
     """
-    if not isinstance(result, Circuits):
-        raise checks.invalid("result", type(result), "a Circuits result from ecco_core.circuits", TypeError)
-    if result.model_name != lm.name or result.heads.shape != (lm.n_layers, lm.n_heads):
-        raise checks.invalid("result", checks.words(f"one made by {result.model_name!r}"),
-                             f"a result of this model, {lm.name!r}")
+    _check_result(lm, result)
     n_components = len(result.components)
     k = checks.whole("k", k, low=1, high=n_components)
     checks.choice("ablation", ablation, ABLATIONS)

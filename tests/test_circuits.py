@@ -282,3 +282,22 @@ def test_routes_frame_is_the_graph_from_the_prediction_back(ioi):
         ioi.routes_frame(threshold=2)
     with pytest.raises(ValueError, match="routes=True"):
         dataclasses.replace(ioi, route_heads=None).routes_frame()
+
+
+def test_what_each_component_writes_is_its_dla_on_every_logit(lm, ioi):
+    """Each head's and FFN's vector through the frozen final norm and the head: its answer - foil is its DLA."""
+    top = [ioi.components.index(label) for label in ioi.top(5)]
+    logits = circuits._component_logits(lm, ioi, top).double().numpy()
+    np.testing.assert_allclose(logits[:, ioi.answer_id] - logits[:, ioi.foil_id], ioi.component_values[top],
+                               rtol=1e-4, atol=1e-5)
+    table = circuits.top_tokens(lm, ioi, k=3)
+    assert list(table["part"]) == list(ioi.components)
+    row = table.set_index("part").loc[ioi.top(1)[0]]
+    assert len(row["promoted"]) == 3 and row["promoted_logits"] == sorted(row["promoted_logits"], reverse=True)
+    assert row["promoted_logits"][0] == pytest.approx(logits[0].max(), rel=1e-5)
+    assert row["suppressed_logits"][0] == pytest.approx(logits[0].min(), rel=1e-5)
+    # Made one component at a time, the table is the same (up to float rounding).
+    chunked = circuits.top_tokens(lm, ioi, k=3, max_chunk_bytes=1)
+    assert chunked["promoted"].tolist() == table["promoted"].tolist()
+    np.testing.assert_allclose(np.array(chunked["suppressed_logits"].tolist()),
+                               np.array(table["suppressed_logits"].tolist()), rtol=1e-5, atol=1e-6)
