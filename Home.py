@@ -18,8 +18,8 @@ VIEWS = [
     ("pages/1_Saliency.py", "Saliency",
      "How much each earlier token is responsible for each generated token (gradient × input and friends, "
      "for the whole generation in one batched pass). Click a generated token to see what it leaned on.",
-     "*William Shakespeare was born in the year* → which words point at the year it writes?",
-     dict(model=ec.DEFAULT_MODEL, text="William Shakespeare was born in the year", new=5)),
+     "*Romeo and Juliet was written by* → which words point at the name it writes?",
+     dict(model=ec.DEFAULT_MODEL, text="Romeo and Juliet was written by", new=5)),
     ("pages/2_Layer_predictions.py", "Layer predictions",
      "The logit lens: the rank of each output token at every layer, and candidate words watched side by side.",
      "*The keys to the cabinet* → at which layer does *are* overtake *is*?",
@@ -52,7 +52,19 @@ VIEWS = [
      "*The keys to the cabinet are on the table.* on the encoder → which heads link *keys* to *are*?",
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
 ]
+# Views that read the model's predictions, so need its language-modelling head (the bundled encoder has none).
+NEEDS_HEAD = {"Saliency", "Layer predictions", "Causal tracing"}
 ROOT = Path(__file__).resolve().parent
+
+
+def shown_tokens(frame):
+    """``frame`` with its token columns as every chart shows them (a space alone as ␣, a newline as ↵).
+
+    Downloads keep the text itself.
+    """
+    columns = [column for column in ("token", "prediction", "next_token_prediction") if column in frame]
+    return frame.assign(**{column: frame[column].map(plots.display_token) for column in columns})
+
 
 st.set_page_config(page_title="Ecco Explorer", page_icon="🔎", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -73,7 +85,13 @@ with st.expander("The views, with an example each", expanded=True):
             width="stretch",
         )
         if (ROOT / page_file).exists():
-            action_column.page_link(page_file, label=f"Open {title} →")
+            # No link to a page that cannot work on the model now loaded (the encoder's examples leave it loaded).
+            unable = title in NEEDS_HEAD and lm is not None and not lm.has_head
+            action_column.page_link(
+                page_file, label=f"Open {title} →", disabled=unable,
+                help=f"{dashboard.literal(lm.name)} has no language-modelling head, so it predicts nothing for this view: "
+                "load this view's example, or a model with a head, first." if unable else None,
+            )
 
 cap = dashboard.require_capture(cap)
 
@@ -98,15 +116,15 @@ if cap.top_ids.shape[1]:
     if cell is not None:
         selected = cell[1]
         st.markdown(f"**After position {selected}** (outlined above) the model expected:")
-        st.dataframe(predictions.loc[predictions["position"] == selected, ["rank", "prediction", "probability"]],
-                     hide_index=True)
+        st.dataframe(shown_tokens(predictions.loc[predictions["position"] == selected,
+                                                  ["rank", "prediction", "probability"]]), hide_index=True)
 
 with text_slot:
     dashboard.show_tokens(cap, selected=selected)
 
 st.subheader("Tokens")
 frame = cap.to_frame()
-st.dataframe(frame, hide_index=True, width="stretch")
+st.dataframe(shown_tokens(frame), hide_index=True, width="stretch")
 st.download_button(
     "Download tokens (CSV)", lambda: frame.to_csv(index=False), "tokens.csv", "text/csv", on_click="ignore"
 )

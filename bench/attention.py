@@ -5,7 +5,7 @@ model (made once, outside the timing; SDPA never forms the weights) run with
 ``output_attentions=True``, its weights stacked into one numpy array as
 ``ec.attention`` returns them. ``ec.attention`` runs on the shared model
 (its private eager twin is made inside each call, and timed). Two texts on the
-causal default (30 blocks x 9 query heads): the app's default example
+causal default (30 blocks x 9 query heads): a prompt as long as the app's default
 ("William Shakespeare was born in the year" + 20 generated tokens) and a
 512-token passage; at 512 tokens also ``layers=[0]``, the page's way of
 asking for the blocks on screen only. Contenders run round-robin in one

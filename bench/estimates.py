@@ -30,7 +30,7 @@ PASSAGE = (
     "movable metal type, oil-based ink and a wooden press adapted from those used to make wine. Within a few "
     "decades printing shops had spread from Mainz to more than two hundred cities across Europe."
 )
-SALIENCY_PROMPT = "William Shakespeare was born in the year"  # the sidebar's default prompt
+SALIENCY_PROMPT = "William Shakespeare was born in the year"  # 7 tokens, as the sidebar's default prompt
 QUIET = lambda fraction, message: None  # noqa: E731
 
 

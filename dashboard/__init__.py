@@ -31,8 +31,10 @@ from .long_work import cached_analysis, duration, long_work
 from .shared_cache import SharedCache
 
 OTHER_MODEL = "Other (folder or hub name)…"
+# Each continues with a word for its model (checked greedily in tests/test_app.py): SmolLM2 writes a year as
+# ' ' + digits, so "... born in the year" opened every view on a token that is a space.
 DEFAULT_PROMPTS = {
-    ec.DEFAULT_MODEL: "William Shakespeare was born in the year",
+    ec.DEFAULT_MODEL: "Romeo and Juliet was written by",
     ec.DEFAULT_ENCODER: "The keys to the cabinet are on the table.",
 }
 _DEFAULTS = {"model": ec.DEFAULT_MODEL, "text": DEFAULT_PROMPTS[ec.DEFAULT_MODEL], "new": 20, "answer": ""}
@@ -226,7 +228,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
         st.text_input(
             "Given answer (optional)", key="_answer",
             help="Analyse this continuation instead of generating one; start it with a space "
-            "to continue a sentence (' 1564').",
+            "to continue a sentence (' William Shakespeare').",
         )
         if st.form_submit_button("Run", type="primary", width="stretch"):
             picked = st.session_state["_model_choice"]

@@ -95,7 +95,8 @@ class Rankings:
         True where a candidate word is several tokens and only its first
         token is ranked.
     notes : tuple of str
-        Plain-language remarks on the result (split words, ...).
+        Plain-language remarks on the result (split words, candidates that
+        share their first token, ...).
     """
 
     ranks: np.ndarray
@@ -422,7 +423,9 @@ def watch(
         letter or digit gets a leading space (``"is"`` -> ``" is"``); one that
         starts with a space or punctuation is kept as given. An int is a token
         id taken as is. A word of several tokens is ranked by its first token
-        and ``first_token_only`` says so.
+        and ``first_token_only`` says so; candidates that share their first
+        token (``"1"`` and ``"2"`` after a text that SmolLM2 continues with
+        ``" "`` + digits) rank alike, and a note says so.
     k : int, default 5
         How many of each layer's top predictions to keep.
     max_chunk_bytes : int, default 64 MiB
@@ -454,6 +457,17 @@ def watch(
         f"{candidate!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; its first token is ranked"
         for candidate, ids in zip(candidates, candidate_ids)
         if len(ids) > 1
+    ]
+    # Different words ranked by the same first token get the same ranks: say so, or they look alike.
+    sharing = {}
+    for candidate, ids in zip(candidates, candidate_ids):
+        sharing.setdefault(ids[0], []).append((candidate, len(ids) > 1))
+    notes += [
+        f"{', '.join(repr(candidate) for candidate, _ in same)} share their first token "
+        f"{token_strings(lm.tokenizer, [first])[0]!r}, so their ranks and probabilities are the same: "
+        "this view cannot tell them apart"
+        for first, same in sharing.items()
+        if len(same) > 1 and any(split for _, split in same)
     ]
     positions = np.full(len(candidates), position)
     columns, model_logits = _recorded_forward(lm, input_ids, positions)

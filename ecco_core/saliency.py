@@ -129,6 +129,18 @@ class Saliency:
             raise checks.invalid("position", position, f"an explained position, one of {self.positions.tolist()}")
         return int(matches[0])
 
+    def first_word_position(self) -> int:
+        """The sequence position of the first explained token with visible text: where a view opens.
+
+        A token that is whitespace alone says little on its own (SmolLM2 writes
+        ``" 1564"`` as ``" "``, ``"1"``, ``"5"``, ...: its first token is the
+        space); the first explained token when all are whitespace.
+        """
+        for position, token in zip(self.positions, self.explained_tokens):
+            if token.strip():
+                return int(position)
+        return int(self.positions[0])
+
     def row(self, position: int) -> np.ndarray:
         """Scores of the explained token at sequence ``position``, shape (n_tokens,)."""
         return self.scores[self.index_of(position)]

@@ -12,11 +12,18 @@ lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
 
 st.title("Input saliency")
+# What this model can explain: the caption promises only that.
+if lm.is_causal:
+    explained = "Put a continuation in the sidebar's *Given answer* to explain that instead."
+elif lm.has_head:
+    explained = "This masked model explains its prediction at each [MASK] of the prompt: put one there."
+else:
+    explained = (f"{dashboard.literal(lm.name)} has no language-modelling head, so it predicts nothing to explain: "
+                 "pick a causal model, or a masked one with its head, in the sidebar.")
 st.caption(
     "For each generated token, how much each earlier token is responsible for it: the L2 norm of "
     "gradient x input embedding by default, each row scaled to 100%. All tokens come from one forward "
-    "and one batched backward pass; the target is taken in float64. A masked model explains its "
-    "prediction at each [MASK]. Put a continuation in the sidebar's *Given answer* to explain that instead."
+    "and one batched backward pass; the target is taken in float64. " + explained
 )
 
 
@@ -72,7 +79,7 @@ if sal is None:
 
 with area:
     labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
-    dashboard.page_param("saliency_token", int(sal.positions[0]), choices=labels)
+    dashboard.page_param("saliency_token", sal.first_word_position(), choices=labels)
     dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
     choice, shading_column = st.columns([3, 2])
     position = choice.selectbox(

@@ -8,7 +8,7 @@ def test_home_page_runs_the_default_model():
     app = run(page("Home.py"))
     assert app.title[0].value == "Ecco Explorer"
     table = app.dataframe[0].value
-    assert list(table["token"][:4]) == ["William", " Shakespeare", " was", " born"]
+    assert list(table["token"][:4]) == ["Rome", "o", " and", " Juliet"]
     assert table["generated"].sum() == 20
     assert app.query_params["model"] in (ec.DEFAULT_MODEL, [ec.DEFAULT_MODEL])
 
@@ -32,7 +32,7 @@ def test_a_shared_link_reproduces_the_view():
     app.query_params["new"] = "3"
     run(app)
     tokens = "".join(app.dataframe[0].value["token"])
-    assert tokens == "The capital of France is Paris.\n"
+    assert tokens == "The capital of France is Paris.\u21b5"  # the newline as the charts show it (#31 item 16)
 
 
 def test_a_name_typed_beside_a_packaged_model_is_used_and_its_error_shows_in_the_main_area():
@@ -62,3 +62,43 @@ def test_an_error_run_puts_its_own_prompt_in_the_url():
     reopened.query_params.update({key: value for key, value in app.query_params.items()})
     run(reopened)
     assert any("empty or whitespace" in error.value for error in reopened.error)
+
+
+def test_the_default_prompt_and_home_examples_continue_with_a_word():
+    """#31 item 3: the default model writes a year as ' ' + digits, so the old default prompt ('... born in the
+    year') opened every view on a space. The default run, and each Home example that generates, starts with a word."""
+    app = run(page("Home.py"))
+    for example in (None, "Saliency", "Layer predictions", "Causal tracing"):
+        if example:
+            app.button(key=f"example-{example}").click()
+            run(app)
+        table = app.dataframe[0].value
+        first = table.loc[table["generated"], "token"].iloc[0]
+        assert first.strip(), (example, first)
+
+
+def test_the_tokens_table_shows_whitespace_as_the_charts_do():
+    """#31 item 16: a token or prediction that is whitespace alone (a newline after 'Paris.') showed as a blank
+    cell; the table writes it as the charts do (plots.display_token), and the CSV keeps the text itself."""
+    app = page("Home.py")
+    app.query_params.update({"text": "The capital of France is", "new": "3"})
+    run(app)
+    table = app.dataframe[0].value
+    assert list(table["token"][-3:]) == [" Paris", ".", "\u21b5"]
+    assert table["next_token_prediction"].str.strip().all()  # no blank cell
+    assert "\u21b5" in set(table["next_token_prediction"])
+
+
+def test_home_links_only_to_pages_that_work_on_the_model_it_leaves_loaded():
+    """#31 item 4: the Attention and Probing examples leave the bundled encoder loaded, which has no LM head;
+    Home's links to the views that read predictions are then disabled and say why (they errored when opened)."""
+    app = run(page("Home.py"))
+    assert not [link.proto.label for link in app.get("page_link") if link.proto.disabled]
+    app.button(key="example-Attention").click()
+    run(app)
+    assert app.query_params["model"] in (ec.DEFAULT_ENCODER, [ec.DEFAULT_ENCODER])
+    disabled = {link.proto.label: link.proto.disabled for link in app.get("page_link")}
+    assert disabled == {f"Open {title} →": title in ("Saliency", "Layer predictions", "Causal tracing")
+                        for title in ("Saliency", "Layer predictions", "Neuron factors", "Similarity", "Probing",
+                                      "Causal tracing", "Attention")}
+    assert all("no language-modelling head" in link.proto.help for link in app.get("page_link") if link.proto.disabled)

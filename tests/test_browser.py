@@ -45,17 +45,18 @@ from browser import (
 )
 from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels, saliency_bars
 
+import dashboard
 import ecco_core as ec
 
 pytestmark = pytest.mark.browser
 
-SHAKESPEARE = "William Shakespeare was born in the year"
+DEFAULT_TEXT = dashboard.DEFAULT_PROMPTS[ec.DEFAULT_MODEL]  # what the sidebar starts with
 
 
 @pytest.fixture(scope="module")
 def default_capture(lm):
     """What the home page's default run must show: the library's own capture, computed here."""
-    return ec.capture(lm, SHAKESPEARE, max_new_tokens=20)
+    return ec.capture(lm, DEFAULT_TEXT, max_new_tokens=20)
 
 
 def shown_text(tokens) -> str:
@@ -78,7 +79,7 @@ def test_home_page_runs_the_default_flow(page, app_url, default_capture):
     assert shown_text(default_capture.tokens) in text  # prompt and generated continuation, as tokens
     page.wait_for_selector('[data-testid="stDataFrame"]')  # the grid is drawn after the run ends
     assert page.locator('[data-testid="stDataFrame"]').count() == 1
-    assert "text=William+Shakespeare" in page.url
+    assert "text=Romeo+and+Juliet" in page.url
     screenshot(page, "0_Home")
 
 

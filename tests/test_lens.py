@@ -233,3 +233,13 @@ def test_token_text_reaches_the_figures_escaped(lm):
     assert list(figure.data[0].x) == ["&lt;b&gt; (1st token)"]  # "<", "b", ">": three tokens
     assert "<b>" not in "".join(figure.data[1].hovertext)
     assert "<b>" not in plots.layer_probability_figure(result, [0]).data[0].name
+
+
+def test_watch_says_when_candidates_share_their_first_token(lm):
+    """#31 item 3: SmolLM2 continues a year as ' ' + digits, so '1' and '2' are both ranked by ' ': the same ranks,
+    which must not pass for an answer. A word that is its own single token beside its id is not such a case."""
+    result = ec.watch(lm, "William Shakespeare was born in the year", ["1", "2", "is"])
+    assert result.target_ids[0] == result.target_ids[1]
+    np.testing.assert_array_equal(result.ranks[:, 0], result.ranks[:, 1])
+    (shared,) = [note for note in result.notes if "share their first token" in note]
+    assert shared.startswith("'1', '2' share their first token ' '") and "'is'" not in shared

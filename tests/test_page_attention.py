@@ -144,7 +144,7 @@ def test_page_in_chromium_hover_toggle_tooltip_and_click(page, app_url, lm):
     cap = ec.capture(lm, text, max_new_tokens=new)
     att = ec.attention(lm, cap)
     shares = att.normalised()
-    open_app(page, app_url, "Attention")
+    open_app(page, app_url, "Attention", text=text, new=new)
     assert_healthy(page)
     wait_for_charts(page, 2)
     page.wait_for_selector(".ecco-head-view line", state="attached")

@@ -141,3 +141,31 @@ def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlie
     shown = app.dataframe[0].value
     np.testing.assert_array_equal(shown["position"], expected["position"])
     np.testing.assert_array_equal(shown["share"], expected["share"])
+
+
+def test_the_page_opens_on_the_first_generated_word(lm):
+    """#31 item 3: SmolLM2 continues 'born in the year' with ' ', '1', '5', ...: the page opens on '1', not on the
+    space; a link that names the space still gets it."""
+    text = "William Shakespeare was born in the year"
+    cap = ec.capture(lm, text, max_new_tokens=3)
+    assert cap.tokens[cap.n_input :] == (" ", "1", "5")
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": text, "new": "3"})
+    run(app)
+    assert app.selectbox(key="saliency_token").value == cap.n_input + 1
+    assert _view_data(app)["pinned"] == cap.n_input + 1
+
+    linked = page("pages/1_Saliency.py")
+    linked.query_params.update({"text": text, "new": "3", "saliency_token": str(cap.n_input)})
+    run(linked)
+    assert linked.selectbox(key="saliency_token").value == cap.n_input
+
+
+def test_the_caption_promises_only_what_the_model_can_explain():
+    """#31 item 4: the bundled encoder has no LM head; the caption said it would explain each [MASK]."""
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"model": ec.DEFAULT_ENCODER, "text": "The keys to the cabinet [MASK] on the table."})
+    run(app)
+    caption = " ".join(shown.value for shown in app.main.caption)
+    assert "[MASK]" not in caption and "has no language-modelling head" in caption
+    assert any("no language-modelling head" in error.value for error in app.error)

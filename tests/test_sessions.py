@@ -47,6 +47,7 @@ PROMPTS = [
     "The largest planet in the solar system is",
 ]
 N_NEW = 6
+DEFAULT_TEXT = dashboard.DEFAULT_PROMPTS[ec.DEFAULT_MODEL]  # what the sidebar starts with
 
 # A page that is only wiring, as every analysis page is: sidebar, guard, then its analysis.
 MINIMAL_PAGE = '''
@@ -274,12 +275,12 @@ def _page_cases():
 def test_switching_pages_recomputes_nothing(root, page, minimal_app, capture_calls):
     app = _run(AppTest.from_file(str((root or minimal_app) / "Home.py")))
     assert not app.exception
-    assert capture_calls == ["William Shakespeare was born in the year"]
+    assert capture_calls == [DEFAULT_TEXT]
     for target in (page, "Home.py", page):
         _run(app.switch_page(target))
         assert not app.exception, [e.value for e in app.exception]
         # Streamlit blanks same-key widgets on a new page; the sidebar refills them.
-        assert app.sidebar.text_area[0].value == "William Shakespeare was born in the year"
+        assert app.sidebar.text_area[0].value == DEFAULT_TEXT
     assert len(capture_calls) == 1
     assert "20 generated tokens" in app.sidebar.caption[0].value
 
@@ -299,12 +300,12 @@ def test_a_failing_analysis_keeps_the_capture_on_screen(minimal_app, capture_cal
     _run(app)
     assert [e.value for e in app.exception] == ["a bug in one analysis"] and not app.error
     assert "generated tokens" in app.sidebar.caption[0].value  # the sidebar and the text were drawn first
-    assert app.session_state["_text"] == "William Shakespeare was born in the year"
+    assert app.session_state["_text"] == DEFAULT_TEXT
 
     app.session_state["fail"] = None
     _run(app)
     assert not app.exception and not app.error
-    assert app.sidebar.text_area[0].value == "William Shakespeare was born in the year"
+    assert app.sidebar.text_area[0].value == DEFAULT_TEXT
     assert len(capture_calls) == 1  # the capture survived the crash
 
 
@@ -345,7 +346,7 @@ def test_a_page_param_round_trips_through_the_url(minimal_app):
     app.slider(key="minimal_layer").set_value(12)
     _run(app)
     assert app.query_params["minimal_layer"] in ("12", ["12"])
-    assert app.query_params["text"] in ("William Shakespeare was born in the year", ["William Shakespeare was born in the year"])
+    assert app.query_params["text"] in (DEFAULT_TEXT, [DEFAULT_TEXT])
 
     app.slider(key="minimal_layer").set_value(0)  # the default: the link stays short
     _run(app)
