@@ -76,6 +76,41 @@ st.markdown(
     "link reopens what you see."
 )
 
+# The run comes first, so a visitor sees its chart without scrolling; the views and their examples follow.
+selected = None
+if cap is not None:
+    st.subheader("Text")
+    text_slot = st.empty()
+    st.caption("Generated tokens are underlined; hover a token for its position.")
+
+    if cap.top_ids.shape[1]:
+        st.subheader("What the model expected next")
+        st.caption(
+            "Each column is a position, each row one of the model's top candidates there, coloured by "
+            "probability; hover a cell for its candidate (written in the cell when there is room). Click a cell "
+            "to pick a position."
+        )
+        n_candidates = min(5, cap.top_ids.shape[1])
+        # The clicked cell is in the URL ("rank,position"), so a copied link reopens it; another run starts unpicked.
+        cells = {f"{rank},{position}" for rank in range(n_candidates) for position in range(cap.n_tokens)}
+        picked = dashboard.page_param("home_cell", "", choices=cells | {""}, source=dashboard.capture_key(cap))
+        pinned = tuple(int(part) for part in picked.split(",")) if picked else None
+        figure = plots.next_token_heatmap(cap, n_candidates, pinned=pinned)
+        predictions = cap.predictions_frame(n_candidates)
+        st.plotly_chart(
+            figure, selection_mode="points", key="candidates",
+            on_select=dashboard.on_cell_click("candidates", lambda cell: {"home_cell": f"{cell[0]},{cell[1]}"}),
+        )
+        dashboard.download_buttons(predictions, "next-token-candidates", figure)
+        if pinned is not None:
+            selected = pinned[1]
+            st.markdown(f"**After position {selected}** (outlined above) the model expected:")
+            st.dataframe(shown_tokens(predictions.loc[predictions["position"] == selected,
+                                                      ["rank", "prediction", "probability"]]), hide_index=True)
+
+    with text_slot:
+        dashboard.show_tokens(cap, selected=selected)
+
 with st.expander("The views, with an example each", expanded=True):
     for page_file, title, summary, example, settings in VIEWS:
         text_column, action_column = st.columns([4, 1], vertical_alignment="center")
@@ -89,38 +124,11 @@ with st.expander("The views, with an example each", expanded=True):
             unable = title in NEEDS_HEAD and lm is not None and not lm.has_head
             action_column.page_link(
                 page_file, label=f"Open {title} →", disabled=unable,
-                help=f"{dashboard.literal(lm.name)} has no language-modelling head, so it predicts nothing for this view: "
-                "load this view's example, or a model with a head, first." if unable else None,
+                help=f"{dashboard.literal(lm.name)} has no language-modelling head, so it predicts nothing for "
+                "this view: load this view's example, or a model with a head, first." if unable else None,
             )
 
 cap = dashboard.require_capture(cap)
-
-st.subheader("Text")
-text_slot = st.empty()
-st.caption("Generated tokens are underlined; hover a token for its position.")
-
-selected = None
-if cap.top_ids.shape[1]:
-    st.subheader("What the model expected next")
-    st.caption(
-        "Each column is a position, each row one of the model's top candidates there, coloured by "
-        "probability; hover a cell for its candidate (written in the cell when there is room). Click a cell to "
-        "pick a position."
-    )
-    n_candidates = min(5, cap.top_ids.shape[1])
-    figure = plots.next_token_heatmap(cap, n_candidates)
-    predictions = cap.predictions_frame(n_candidates)
-    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="candidates")
-    dashboard.download_buttons(predictions, "next-token-candidates", figure)
-    cell = dashboard.clicked_cell(event)
-    if cell is not None:
-        selected = cell[1]
-        st.markdown(f"**After position {selected}** (outlined above) the model expected:")
-        st.dataframe(shown_tokens(predictions.loc[predictions["position"] == selected,
-                                                  ["rank", "prediction", "probability"]]), hide_index=True)
-
-with text_slot:
-    dashboard.show_tokens(cap, selected=selected)
 
 st.subheader("Tokens")
 frame = cap.to_frame()

@@ -237,7 +237,7 @@ def heatmap(
 NEXT_TOKEN_PLOT_PX, NEXT_TOKEN_CHAR_PX, NEXT_TOKEN_MIN_CHARS = 690, 8, 4
 
 
-def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX):
+def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX, pinned=None):
     """What the model expected next at every position: its top ``k`` candidates, coloured by probability.
 
     Columns are the positions (after this token), rows the ranks. A cell
@@ -255,6 +255,8 @@ def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX):
         Candidates shown (fewer when the capture kept fewer).
     plot_px : int
         Width of the plot area in pixels, for the choice to write in the cells.
+    pinned : (int, int), optional
+        A cell to outline, as ``(rank - 1, position)`` (the clicked one).
 
     Returns
     -------
@@ -280,6 +282,12 @@ def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX):
         text=text, hover=hover, colorscale="Blues", colorbar_title="probability", x_title="after this token",
     )
     figure.update_traces(textfont={"size": 12}, selector={"type": "heatmap"})  # never shrunk below legibility
+    if pinned is not None:
+        row, position = (whole("pinned", value, low=0) for value in pinned)
+        if row >= k or position >= cap.n_tokens:
+            raise invalid("pinned", pinned, f"(row, position) within {k} rows and {cap.n_tokens} positions")
+        figure.add_shape(type="rect", x0=position - 0.5, x1=position + 0.5, y0=row - 0.5, y1=row + 0.5,
+                         line={"color": "#ff4b4b", "width": 3})
     return figure
 
 

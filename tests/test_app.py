@@ -1,5 +1,7 @@
 """The home page through Streamlit's AppTest (widget logic; the real browser is in test_browser)."""
 
+import json
+
 import ecco_core as ec
 from apptest import page, run
 
@@ -102,3 +104,22 @@ def test_home_links_only_to_pages_that_work_on_the_model_it_leaves_loaded():
                         for title in ("Saliency", "Layer predictions", "Neuron factors", "Similarity", "Probing",
                                       "Causal tracing", "Attention")}
     assert all("no language-modelling head" in link.proto.help for link in app.get("page_link") if link.proto.disabled)
+
+
+def test_a_link_reopens_the_picked_cell_of_the_home_heatmap():
+    """#31 item 12: the cell clicked on Home's heatmap is in the URL (home_cell=rank,position); a link reopens it
+    outlined, with that position's candidates; another run starts unpicked."""
+    app = page("Home.py")
+    app.query_params.update({"text": "The capital of France is", "new": "3", "home_cell": "1,4"})
+    run(app)
+    assert any("After position 4" in text.value for text in app.markdown)
+    (shape,) = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (3.5, 4.5, 0.5, 1.5)
+    assert app.query_params["home_cell"] in ("1,4", ["1,4"])
+
+    app.sidebar.text_area[0].set_value("The keys to the cabinet")
+    app.sidebar.button[0].click()
+    run(app)
+    assert "home_cell" not in app.query_params
+    assert not any("After position" in text.value for text in app.markdown)
+    assert "shapes" not in json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]

@@ -6,6 +6,7 @@ page land in ``artifacts/screenshots`` (git-ignored).
 """
 
 import ast
+import html
 import re
 import time
 from pathlib import Path
@@ -59,8 +60,13 @@ def default_capture(lm):
     return ec.capture(lm, DEFAULT_TEXT, max_new_tokens=20)
 
 
+def as_shown(token: str) -> str:
+    """A token as the browser shows it: its escaped display text, read back (``'`` stays ``'``)."""
+    return html.unescape(escape_token(token))
+
+
 def shown_text(tokens) -> str:
-    return "".join(escape_token(token) for token in tokens).replace("&lt;", "<").replace("&gt;", ">")
+    return "".join(as_shown(token) for token in tokens)
 
 
 def tokens_view(page) -> str:
@@ -111,7 +117,7 @@ def test_clicking_a_heatmap_cell_selects_that_position(page, app_url, default_ca
     assert_healthy(page)
     assert f"After position {position}" in main_text(page)
     outlined = page.locator('span[style*="outline"]')
-    assert outlined.count() == 1 and outlined.inner_text() == escape_token(default_capture.tokens[position])
+    assert outlined.count() == 1 and outlined.inner_text() == as_shown(default_capture.tokens[position])
     click_heatmap_cell(page, 0, row=2, col=2)
     assert "After position 2" in main_text(page)
 
@@ -192,6 +198,36 @@ def test_example_buttons_load_their_settings(page, app_url):
     assert "text=The+keys+to+the+cabinet" in page.url
 
 
+def test_home_page_shows_a_chart_without_scrolling(page, app_url):
+    """#31 item 5: at 1400 x 900 the views' list came first and Home's first chart began at y = 1294 px, below
+    the fold. The run's text and chart come first now."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    open_app(page, app_url)
+    wait_for_charts(page)
+    top = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()["y"]
+    assert top < 900 - 100, top  # its top, and some of the chart, within the first screen
+    screenshot(page, "0_Home_fold")
+
+
+def test_home_page_link_keeps_the_clicked_cell(page, app_url, browser, default_capture):
+    """#31 item 12: the clicked cell of Home's heatmap is in the address bar; the copied link reopens it."""
+    open_app(page, app_url)
+    wait_for_charts(page)
+    position = default_capture.n_input - 1
+    click_heatmap_cell(page, 0, row=1, col=position)
+    page.wait_for_function("cell => location.search.includes('home_cell=' + cell)", arg=f"1%2C{position}")
+    other = browser.new_context().new_page()
+    try:
+        other.goto(page.url)
+        wait_for_first_run(other)
+        assert_healthy(other)
+        assert f"After position {position}" in main_text(other)
+        shapes = other.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes")
+        assert [(shape["x0"], shape["y0"]) for shape in shapes] == [(position - 0.5, 0.5)]
+    finally:
+        other.context.close()
+
+
 # -------------------------------------------------------------- every page
 def open_page(page, app_url, stem: str, **params) -> None:
     """Open a page by its file stem, check it is healthy and listed in the sidebar's navigation."""
@@ -259,14 +295,14 @@ def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default
     assert len(heatmap_cells(page, heatmap)) == len(sal.positions) * sal.n_tokens
     # By default the first generated token is explained; its bars are its row of the library's scores.
     assert selectbox_value(page, "Explained token") == explained_label(sal, 0)
-    assert outlined_token(page) == escape_token(sal.explained_tokens[0])
+    assert outlined_token(page) == as_shown(sal.explained_tokens[0])
     np.testing.assert_allclose(chart_traces(page, bars)[0]["x"], 100 * sal.scores[0][attributed[0]], atol=0.5)
 
     row = 7
     click_heatmap_cell(page, heatmap, row=row, col=0)
     assert_healthy(page)
     assert selectbox_value(page, "Explained token") == explained_label(sal, row)
-    assert outlined_token(page) == escape_token(sal.explained_tokens[row])
+    assert outlined_token(page) == as_shown(sal.explained_tokens[row])
     shown = chart_traces(page, bars)[0]
     assert len(shown["x"]) == attributed[row].sum() > attributed[0].sum()
     np.testing.assert_allclose(shown["x"], 100 * sal.scores[row][attributed[row]], atol=0.5)
