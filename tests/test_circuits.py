@@ -301,3 +301,23 @@ def test_what_each_component_writes_is_its_dla_on_every_logit(lm, ioi):
     assert chunked["promoted"].tolist() == table["promoted"].tolist()
     np.testing.assert_allclose(np.array(chunked["suppressed_logits"].tolist()),
                                np.array(table["suppressed_logits"].tolist()), rtol=1e-5, atol=1e-6)
+
+
+def test_a_capture_with_a_generation_reads_its_first_generated_token(lm):
+    cap = ec.capture(lm, "The capital of France is", max_new_tokens=2)
+    result = ec.circuits(lm, cap)
+    assert result.answer_id == cap.token_ids[cap.n_input] and result.read_position == cap.n_input - 1
+    real = real_metric(lm, "The capital of France is", result.answer_id)
+    assert result.metric == "logit" and abs(result.total - real) <= TOLERANCE * abs(real)
+
+
+def test_verification_reports_its_progress(lm, encoder):
+    from families import tiny_lm
+
+    tiny = tiny_lm("llama", lm.tokenizer, encoder.tokenizer)
+    result = ec.circuits(tiny, TEXT, *extremes(tiny, TEXT))
+    calls = []
+    ec.circuits.verify(tiny, result, k=2, max_batch_bytes=1, progress=lambda *call: calls.append(call))
+    fractions = [fraction for fraction, _ in calls]
+    assert len(calls) == len(result.components) + 4 and fractions == sorted(fractions) and fractions[-1] == 1
+    assert calls[-1][1] == f"{len(calls)} of {len(calls)} ablated runs"
