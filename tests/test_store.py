@@ -70,7 +70,14 @@ def test_probe_table_through_the_disk_store_matches_memory_and_cleans_up(encoder
     monkeypatch.setattr(probing.training, "STORED_GROUP_BYTES", 3 * 500 * 1536 * 2)  # several groups
     disk = ec.probe_table(encoder, DEV, store="disk", **options)
     pd.testing.assert_frame_equal(memory.drop(columns=COLUMNS), disk.drop(columns=COLUMNS))
-    assert (memory[COLUMNS] - disk[COLUMNS]).abs().max().max() <= 0.005  # half a point
+    # float16 may flip a prediction near a decision boundary: allow one flipped test token per trial in the real
+    # task and one in the control task, i.e. 1 / n_test on an accuracy (its mean and its ddof=0 std over trials)
+    # and 2 / n_test on a selectivity (real minus control).
+    n_test = probing.training._n_test(memory.attrs["n_tokens"])
+    flips = pd.Series({"accuracy": 1, "accuracy_std": 1, "selectivity": 2, "selectivity_std": 2,
+                       "control_accuracy": 1})[COLUMNS]
+    moved = (memory[COLUMNS] - disk[COLUMNS]).abs().max()
+    assert (moved <= flips / n_test + 1e-12).all(), (moved * n_test).to_dict()  # in test tokens
     assert root.is_dir() and list(root.iterdir()) == []  # the table's store is gone
 
 
