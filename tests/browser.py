@@ -500,3 +500,29 @@ def hover_saliency_token(page, position: int) -> dict:
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function("() => window.eccoHoverTiming !== null", timeout=5000)
     return page.evaluate("() => window.eccoHoverTiming")
+
+
+# ------------------------------------------------------------------ the attention head view
+HEAD_VIEW_LINES = """root => [...root.querySelectorAll("line")].map(line => [
+    Number(line.dataset.query), Number(line.dataset.key), Number(line.closest("g").dataset.head),
+    getComputedStyle(line).display !== "none" && getComputedStyle(line.closest("g")).display !== "none"
+        && line.checkVisibility()])"""
+HEAD_VIEW_SHADES = """root => Object.fromEntries([...root.querySelectorAll('.ecco-token[data-side="key"]')]
+    .map(token => [token.dataset.position, getComputedStyle(token).backgroundColor]))"""
+
+
+def head_view_lines(page) -> tuple[set, set]:
+    """(query, key, head) of every line of the head view, and of those shown."""
+    lines = page.locator(".ecco-head-view").evaluate(HEAD_VIEW_LINES)
+    return {tuple(line[:3]) for line in lines}, {tuple(line[:3]) for line in lines if line[3]}
+
+
+def expected_head_view_lines(shares, heads=None, query=None, key=None) -> set:
+    """(query, key, head) of the lines a block's head view draws (share >= 0.01), optionally some only."""
+    n_heads = shares.shape[0]
+    found = set()
+    for head in range(n_heads) if heads is None else heads:
+        for q, k in zip(*np.nonzero(shares[head] >= 0.01)):
+            if (query is None or q == query) and (key is None or k == key):
+                found.add((int(q), int(k), head))
+    return found

@@ -1,9 +1,7 @@
 """The home page through Streamlit's AppTest (widget logic; the real browser is in test_browser)."""
 
-import json
-
 import ecco_core as ec
-from apptest import page, run
+from apptest import charts, page, run
 
 
 def test_home_page_runs_the_default_model():
@@ -113,7 +111,7 @@ def test_a_link_reopens_the_picked_cell_of_the_home_heatmap():
     app.query_params.update({"text": "The capital of France is", "new": "3", "home_cell": "1,4"})
     run(app)
     assert any("After position 4" in text.value for text in app.markdown)
-    (shape,) = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    (shape,) = charts(app)[0]["layout"]["shapes"]
     assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (3.5, 4.5, 0.5, 1.5)
     assert app.query_params["home_cell"] in ("1,4", ["1,4"])
 
@@ -122,4 +120,4 @@ def test_a_link_reopens_the_picked_cell_of_the_home_heatmap():
     run(app)
     assert "home_cell" not in app.query_params
     assert not any("After position" in text.value for text in app.markdown)
-    assert "shapes" not in json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
+    assert "shapes" not in charts(app)[0]["layout"]

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import ecco_core as ec
+from apptest import view_payload
+from browser import expected_head_view_lines, head_view_lines
 from ecco_core import plots
 
 
@@ -301,10 +303,6 @@ def test_frame_of_some_blocks_only(lm):
 
 
 # ------------------------------------------------------------------ figures and the head view
-def _payload(html_text):
-    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', html_text).group(1))
-
-
 def test_head_view_escapes_tokens_and_sends_only_numbers_to_its_script():
     tokens = ["<script>alert(1)</script>", " x", "\n", "&amp;"]
     weights = np.zeros((2, 4, 4))
@@ -316,14 +314,14 @@ def test_head_view_escapes_tokens_and_sends_only_numbers_to_its_script():
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "\u21b5" in text and "&amp;amp;" in text and "&lt;b&gt;block 3&lt;/b&gt;" in text
     assert not re.search(r"src=|<link|import\(|fetch\(|https?://(?!www\.w3\.org/2000/svg)", text)  # nothing is fetched
-    payload = _payload(text)
+    payload = view_payload(text)
     assert "alert" not in json.dumps(payload)  # the script's data are numbers (and head colours) only
     queries, keys, drawn = payload["lines"][1]
     assert sorted(zip(queries, keys)) == sorted([(q, 0) for q in range(4)] + [(q, 3) for q in range(4)])
     assert drawn == [0.5, 0.495] * 4
     assert text.count('text-decoration: underline') == 2  # the generated token, in both columns
     strongest = np.random.default_rng(0).random((2, 4, 4))
-    lines = _payload(plots.attention_head_view_html(strongest, tokens, max_lines=5))["lines"]
+    lines = view_payload(plots.attention_head_view_html(strongest, tokens, max_lines=5))["lines"]
     kept = sorted(weight for _, _, weights in lines for weight in weights)
     assert len(kept) == 5 and kept == sorted(np.round(np.sort(strongest.ravel())[-5:], 3))
     with pytest.raises(ValueError, match="tokens must be 4 entries, one per row of weights; got 3 entries"):
@@ -336,7 +334,7 @@ def test_attention_renders_itself_in_a_notebook(lm):
     cap = _capture(lm)
     att = ec.attention(lm, cap, "value_weighted", layers=[4, 7])
     assert att._repr_html_().startswith('<div id="ecco-heads-') and "block 4, value-weighted" in att._repr_html_()
-    payload = _payload(att.to_html(7))
+    payload = view_payload(att.to_html(7))
     queries, keys, weights = payload["lines"][2]
     expected = att.normalised()[1, 2]
     np.testing.assert_allclose(weights, np.round(expected[queries, keys], 3))
@@ -364,31 +362,6 @@ def test_heatmap_and_model_view_carry_their_cells(lm):
 
 
 # ------------------------------------------------------------------ the head view in Chromium
-LINES = """root => [...root.querySelectorAll("line")].map(line => [
-    Number(line.dataset.query), Number(line.dataset.key), Number(line.closest("g").dataset.head),
-    getComputedStyle(line).display !== "none" && getComputedStyle(line.closest("g")).display !== "none"
-        && line.checkVisibility()])"""
-SHADES = """root => Object.fromEntries([...root.querySelectorAll('.ecco-token[data-side="key"]')]
-    .map(token => [token.dataset.position, getComputedStyle(token).backgroundColor]))"""
-
-
-def _drawn(page):
-    """(query, key, head) of every line of the head view, and of those shown."""
-    lines = page.locator(".ecco-head-view").evaluate(LINES)
-    return {tuple(line[:3]) for line in lines}, {tuple(line[:3]) for line in lines if line[3]}
-
-
-def _expected_lines(shares, heads=None, query=None, key=None):
-    """(query, key, head) of the lines a block's head view draws (share >= 0.01), optionally some only."""
-    n_heads = shares.shape[0]
-    found = set()
-    for head in range(n_heads) if heads is None else heads:
-        for q, k in zip(*np.nonzero(shares[head] >= 0.01)):
-            if (query is None or q == query) and (key is None or k == key):
-                found.add((int(q), int(k), head))
-    return found
-
-
 def test_head_view_works_on_its_own_in_chromium(lm, browser):
     """The notebook / downloaded file: no Streamlit, no network; lines drawn, hover and toggles work."""
     cap = ec.capture(lm, " ".join(["The keys to the cabinet are on the table."] * 8))
@@ -398,13 +371,13 @@ def test_head_view_works_on_its_own_in_chromium(lm, browser):
     try:
         tab.route("**/*", lambda route: route.abort())  # nothing may be fetched
         tab.set_content(f'<!doctype html><html><head><meta charset="utf-8"></head><body>{att.to_html()}</body></html>')
-        every, shown = _drawn(tab)
-        assert every == shown == _expected_lines(shares)
+        every, shown = head_view_lines(tab)
+        assert every == shown == expected_head_view_lines(shares)
         assert tab.locator(".ecco-scroll").evaluate("node => node.scrollHeight > node.clientHeight")  # it scrolls
         last = cap.n_tokens - 1
         tab.locator(f'.ecco-token[data-side="query"][data-position="{last}"]').hover()  # scrolled into view
-        assert _drawn(tab)[1] == _expected_lines(shares, query=last)
+        assert head_view_lines(tab)[1] == expected_head_view_lines(shares, query=last)
         tab.locator('.ecco-head-toggle[data-head="0"]').click()  # the pointer leaves the token
-        assert _drawn(tab)[1] == _expected_lines(shares, heads=range(1, lm.n_heads))
+        assert head_view_lines(tab)[1] == expected_head_view_lines(shares, heads=range(1, lm.n_heads))
     finally:
         tab.close()

@@ -1,14 +1,12 @@
 """The Attention page, through Streamlit's AppTest and in Chromium (the library is tested in test_attention.py)."""
 
-import json
-
 import numpy as np
 import pytest
 
 import ecco_core as ec
-from apptest import page, run
+from apptest import charts, page, run, view_payload
+from browser import HEAD_VIEW_SHADES, expected_head_view_lines, head_view_lines
 from ecco_core import plots
-from test_attention import SHADES, _drawn, _expected_lines, _payload
 
 
 PAGE = "pages/7_Attention.py"
@@ -18,7 +16,7 @@ PAGE_TEXTS = {"lm": ("William Shakespeare was born in the year", 20),
 
 def _charts(app):
     """The page's model view and heatmap, as Plotly specs."""
-    model_view, heatmap = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    model_view, heatmap = charts(app)
     return model_view, heatmap
 
 
@@ -74,7 +72,7 @@ def test_page_sweeps_every_method_block_and_head(which, request):
                 assert outline["x0"] < columns[head] < outline["x1"]
                 view = _head_view(app)
                 assert f"block {block}, {ec.ATTENTION_METHODS[method].title}" in view
-                queries, keys, weights = _payload(view)["lines"][head]
+                queries, keys, weights = view_payload(view)["lines"][head]
                 np.testing.assert_allclose(
                     weights, np.round(shares[block, head][queries, keys], 3), atol=1.5e-3
                 )
@@ -149,33 +147,33 @@ def test_page_in_chromium_hover_toggle_tooltip_and_click(page, app_url, lm):
     wait_for_charts(page, 2)
     page.wait_for_selector(".ecco-head-view line", state="attached")
     screenshot(page, "7_Attention")
-    every, shown = _drawn(page)
-    assert every == shown == _expected_lines(shares[0])
+    every, shown = head_view_lines(page)
+    assert every == shown == expected_head_view_lines(shares[0])
 
     # Hovering a query token leaves its own lines alone, and shades the keys it reads.
     query = 8
     page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
-    assert _drawn(page)[1] == _expected_lines(shares[0], query=query)
-    shaded = page.locator(".ecco-head-view").evaluate(SHADES)
-    read = {k for _, k, _ in _expected_lines(shares[0], query=query)}
+    assert head_view_lines(page)[1] == expected_head_view_lines(shares[0], query=query)
+    shaded = page.locator(".ecco-head-view").evaluate(HEAD_VIEW_SHADES)
+    read = {k for _, k, _ in expected_head_view_lines(shares[0], query=query)}
     assert {int(p) for p, colour in shaded.items() if colour != "rgba(0, 0, 0, 0)"} == read
     assert max(read) == query  # causal: nothing after the query
     screenshot(page, "7_Attention_hover_query")
     # A key token: the lines into it.
     page.locator('.ecco-token[data-side="key"][data-position="2"]').hover()
-    assert _drawn(page)[1] == _expected_lines(shares[0], key=2)
+    assert head_view_lines(page)[1] == expected_head_view_lines(shares[0], key=2)
     page.mouse.move(5, 5)
-    assert _drawn(page)[1] == every
+    assert head_view_lines(page)[1] == every
 
     # Heads are coloured layers: a click hides one, a double click shows one alone.
     toggle = page.locator('.ecco-head-toggle[data-head="3"]')
     toggle.click()
-    assert _drawn(page)[1] == every - _expected_lines(shares[0], heads=[3])
+    assert head_view_lines(page)[1] == every - expected_head_view_lines(shares[0], heads=[3])
     assert toggle.evaluate("node => getComputedStyle(node).opacity") == "0.25"
     page.locator('.ecco-head-toggle[data-head="5"]').dblclick()
-    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5])
+    assert head_view_lines(page)[1] == expected_head_view_lines(shares[0], heads=[5])
     page.locator(f'.ecco-token[data-side="query"][data-position="{query}"]').hover()
-    assert _drawn(page)[1] == _expected_lines(shares[0], heads=[5], query=query)
+    assert head_view_lines(page)[1] == expected_head_view_lines(shares[0], heads=[5], query=query)
     screenshot(page, "7_Attention_one_head")
 
     # The heatmap's tooltip names both tokens and the weight.
@@ -191,7 +189,7 @@ def test_page_in_chromium_hover_toggle_tooltip_and_click(page, app_url, lm):
     assert chart_title(page, 1) == "block 12, head 4: raw weights"
     page.wait_for_function("() => document.querySelector('.ecco-head-view').textContent.includes('block 12,')")
     page.wait_for_selector(".ecco-head-view line", state="attached")
-    assert _drawn(page)[1] == _expected_lines(shares[12])
+    assert head_view_lines(page)[1] == expected_head_view_lines(shares[12])
     frame = download_csv(page, "CSV")
     expected = att.to_frame(layers=[12])
     assert (frame["block"] == 12).all() and len(frame) == len(expected)
@@ -216,7 +214,7 @@ def test_page_in_chromium_on_the_encoder(page, app_url, encoder):
     tokens = page.locator('.ecco-token[data-side="query"]').all_inner_texts()
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) == cap.n_tokens
     page.locator('.ecco-token[data-side="key"][data-position="0"]').hover()
-    assert _drawn(page)[1] == _expected_lines(att.normalised()[0], key=0)
+    assert head_view_lines(page)[1] == expected_head_view_lines(att.normalised()[0], key=0)
     labels = plots.axis_labels(cap.tokens)
     score = att.map(3, 7)[4, 2]
     share = att.normalised()[0, 7, 4, 2]

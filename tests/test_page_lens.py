@@ -1,39 +1,33 @@
 """The Layer predictions page, through Streamlit's AppTest (the library is tested in test_lens.py)."""
 
-import json
-
 import ecco_core as ec
-from apptest import page, run
-
-
-def _figure(app, index: int) -> dict:
-    return json.loads(app.get("plotly_chart")[index].proto.spec)
+from apptest import charts, page, run
 
 
 def test_page_shows_rankings_parity_and_candidates(lm):
     app = run(page("pages/2_Layer_predictions.py"))
     assert app.title[0].value == "Layer predictions"
     assert any("last block = model output, max |logit diff|" in c.value for c in app.caption)
-    heat = _figure(app, 0)["data"][0]
+    heat = charts(app)[0]["data"][0]
     assert len(heat["text"]) == lm.n_layers and set(heat["text"][-1]) == {"1"}  # greedy: rank 1 at the output
     token = app.selectbox(key="lens-token")
     assert len(token.options) == 20
     token.set_value(3)
     run(app)
-    assert "by block" in _figure(app, 1)["layout"]["title"]["text"]
+    assert "by block" in charts(app)[1]["layout"]["title"]["text"]
 
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are")
     run(app)
     suggested = app.get("button_group")[0]
     assert len(suggested.options) >= 3 and suggested.value == []  # the chips start unselected
-    watch = _figure(app, 2)["data"][0]
+    watch = charts(app)[2]["data"][0]
     assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
     assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
     app.get("button_group")[0].set_value([int(suggestions["token_id"].iloc[0])])
     run(app)
-    assert len(_figure(app, 2)["data"][0]["x"]) == 3  # a clicked chip joins them
+    assert len(charts(app)[2]["data"][0]["x"]) == 3  # a clicked chip joins them
 
 
 def test_page_explains_an_encoder_without_head():
@@ -54,7 +48,7 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].iloc[0])
     app.get("button_group")[0].set_value([chip])
     run(app)
-    shown = [_figure(app, index) for index in range(4)]
+    shown = [charts(app)[index] for index in range(4)]
 
     linked = page("pages/2_Layer_predictions.py")
     linked.query_params.update({key: value for key, value in app.query_params.items()})
@@ -62,7 +56,7 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     assert linked.selectbox(key="lens-token").value == 3
     assert linked.text_area(key="watch-text").value == "The keys to the cabinet"
     assert linked.get("button_group")[0].value == [chip]
-    assert [_figure(linked, index) for index in range(4)] == shown  # the same comparison, not the sidebar's text
+    assert [charts(linked)[index] for index in range(4)] == shown  # the same comparison, not the sidebar's text
 
     # Another capture starts from its own text, its first token and no chips.
     linked.sidebar.text_area(key="_text").set_value("The capital of France is")

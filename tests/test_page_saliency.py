@@ -1,7 +1,6 @@
 """The Saliency page, through Streamlit's AppTest (the library is tested in test_saliency.py)."""
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import dashboard
 import ecco_core as ec
 from dashboard.long_work import QUICK_S
 from ecco_core import estimates
-from apptest import page, run
+from apptest import page, run, view_payload
 
 
 def test_page_shows_saliency_of_the_selected_token():
@@ -36,7 +35,7 @@ def _view_data(app) -> dict:
     """The rows, positions and pinned token the page sent to its saliency view (the component's JSON)."""
     (view,) = app.get("bidi_component")
     markup = json.loads(view.proto.json)["html"]
-    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', markup).group(1))
+    return view_payload(markup)
 
 
 def test_page_sweep_every_method_target_contrast_shading_and_explained_token():

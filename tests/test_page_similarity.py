@@ -1,13 +1,11 @@
 """The Similarity page, through Streamlit's AppTest (the library is tested in test_similarity.py)."""
 
-import json
-
-from apptest import page, run
+from apptest import charts, page, run
 from ecco_core import similarity as sim
 
 
 def _heatmap(app):
-    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    spec = charts(app)[0]
     return spec["data"][0], spec["layout"]["title"]["text"]
 
 
@@ -17,7 +15,7 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     cells, title = _heatmap(app)
     assert cells["y"] == ["embeddings"] + [f"block {block}" for block in range(lm.n_layers)]
     assert cells["x"] == [f"block {block} FFN" for block in range(lm.n_layers)]
-    layout = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
+    layout = charts(app)[0]["layout"]
     assert (layout["yaxis"]["title"]["text"], layout["xaxis"]["title"]["text"]) == ("hidden states", "FFN activations")
     assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
     assert title.startswith("CKA (linear)")

@@ -7,33 +7,22 @@ test_browser.py.
 """
 
 import html
-import json
 import re
 
 import pytest
 
 import ecco_core as ec
-from apptest import page, run
+from apptest import assert_no_error, charts, page, run
 from ecco_core import similarity as sim
 from ecco_core.layers import EMBEDDINGS
 
 PASTED = "The keys to the cabinet are on the table.\nA second sentence, with a comma and a name: Paris."
 
 
-def charts(app) -> list[dict]:
-    """The specs of the page's Plotly charts."""
-    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
-
-
-def assert_healthy(app) -> None:
-    assert not app.exception, [e.value for e in app.exception]
-    assert not app.error, [e.value for e in app.error]
-
-
 # --------------------------------------------------------------- similarity
 def assert_similarity_drawn(app, method: str) -> None:
     """A heatmap of this method, or (CCA family, too few positions) the reason and the CKA button."""
-    assert_healthy(app)
+    assert_no_error(app)
     drawn = charts(app)
     if drawn:
         label = "CKA" if method == "cka" else method.upper()
@@ -99,7 +88,7 @@ def test_factors_every_method_and_negatives_option(method, negatives):
     if method == "nmf":
         app.selectbox(key="factors_negatives").set_value(negatives)
     run(app)
-    assert_healthy(app)
+    assert_no_error(app)
     views = [frame.proto.srcdoc for frame in app.get("iframe") if "ecco-factor-view" in frame.proto.srcdoc]
     assert len(views) == 1 and views[0].count('class="ecco-spark"') == 4  # the Figure 9 view, one row per factor
     captions = " ".join(caption.value for caption in app.caption)
@@ -108,7 +97,7 @@ def test_factors_every_method_and_negatives_option(method, negatives):
     for factor in range(4):
         app.radio(key="factors_pick").set_value(factor)
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert len(app.dataframe[0].value) == 10  # the neurons loading most on that factor
     assert charts(app)  # One neuron's bars
 
@@ -121,7 +110,7 @@ def test_factors_each_skip_checkbox_and_a_block_range(checkbox):
     app.checkbox(key=checkbox).uncheck()
     app.slider(key="factors_layers").set_value((3, 5))
     run(app)
-    assert_healthy(app)
+    assert_no_error(app)
     captions = " ".join(caption.value for caption in app.caption)
     assert "NMF of 4608 neurons of block 3 FFN to block 5 FFN" in captions
     assert app.query_params[checkbox] in ("false", ["false"])
@@ -138,7 +127,7 @@ def test_factors_one_neuron_ranks_on_every_token():
         next(box for box in app.selectbox if box.label == "Rank the FFN's neurons on").set_value(
             rank_on.options.index(option) - 1)  # -1: all tokens
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert charts(app)
         table = app.dataframe[-1].value
         column = "peak |activation|" if option == "all tokens (peak)" else "|activation|"
@@ -160,7 +149,7 @@ def test_probing_quick_preset_is_the_default_and_runs(lm):
     assert any("on this machine" in caption.value for caption in app.caption)  # the estimate, before running
     _probe_button(app).click()
     run(app, timeout=600)
-    assert_healthy(app)
+    assert_no_error(app)
     assert len(charts(app)) == 2 and len(app.dataframe[0].value) == 1 + 2 * 8
     assert app.query_params["probe_ran"] in ("true", ["true"])
     assert "probe_preset" not in app.query_params  # the default
@@ -193,7 +182,7 @@ def test_probing_every_learning_rate_on_a_small_custom_run(encoder, rate):
     assert app.selectbox(key="probe_lr").value == rate
     _probe_button(app).click()
     run(app)
-    assert_healthy(app)
+    assert_no_error(app)
     assert len(charts(app)) == 2
     caption = next(c.value for c in app.caption if "learning rate" in c.value)
     shown = float(re.search(r"learning rate ([0-9.e-]+?)\. ", caption).group(1))
@@ -209,7 +198,7 @@ def test_home_every_example_and_every_packaged_model():
     for key in examples:
         app.button(key=key).click()
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert app.dataframe[0].value["token"].str.len().sum() > 0
         if app.query_params["model"] in (ec.DEFAULT_MODEL, [ec.DEFAULT_MODEL]):
             heatmap = charts(app)[0]["data"][0]
@@ -222,7 +211,7 @@ def test_home_every_example_and_every_packaged_model():
         app.sidebar.selectbox(key="_model_choice").set_value(model)
         app.sidebar.button[0].click()
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert app.query_params["model"] in (model, [model])
 
 
@@ -233,19 +222,19 @@ def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
     for option in range(len(token.options)):
         app.selectbox(key="lens-token").set_value(option)
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert charts(app)[1]["layout"]["title"]["text"].startswith("Probability of")
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are, ?")
     run(app)
-    assert_healthy(app)
+    assert_no_error(app)
     assert charts(app)[2]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
     chips = app.get("button_group")[0]
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].tolist()
     for token_id in suggestions:  # each suggestion alone beside the typed words
         app.get("button_group")[0].set_value([token_id])
         run(app)
-        assert_healthy(app)
+        assert_no_error(app)
         assert len(charts(app)[2]["data"][0]["x"]) == 4
     app.get("button_group")[0].set_value(suggestions)
     app.text_input(key="watch-words").set_value("")

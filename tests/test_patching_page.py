@@ -1,12 +1,8 @@
 """The Causal tracing page: every control through AppTest, hover and click in real Chromium."""
 
-import base64
-import json
-
-import numpy as np
 import pytest
 
-from apptest import page, run
+from apptest import charts, figure_array, page, run
 from browser import (
     assert_healthy,
     click_heatmap_cell,
@@ -18,18 +14,6 @@ from browser import (
 )
 
 PAGE = "pages/6_Causal_tracing.py"
-
-
-def _figures(app) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
-
-
-def _array(value) -> np.ndarray:
-    """A figure array as Plotly's JSON holds it: a list, or base64 ``bdata`` with its dtype and shape."""
-    if isinstance(value, dict):
-        shape = [int(size) for size in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
-    return np.asarray(value)
 
 
 def _messages(app, kind: str) -> str:
@@ -45,10 +29,10 @@ def app(lm):
 def test_the_default_is_the_names_example_exact_beside_approximate(app, lm):
     assert app.title[0].value == "Causal tracing"
     assert app.text_input(key="trace-clean").value.endswith("John gave a drink to")
-    figures = _figures(app)
+    figures = charts(app)
     assert len(figures) == 4  # residual, attention, FFN, and the exact-vs-approximate scatter
     residual = figures[0]["data"]
-    effects = _array(residual[0]["z"])
+    effects = figure_array(residual[0]["z"])
     assert residual[0]["type"] == "heatmap" and effects.shape == (14, lm.n_layers)
     assert residual[0]["y"][9] == "9: John → Mary"  # the swapped name, as the corrupted run read it
     assert effects[9, 0] == pytest.approx(1, abs=0.05)  # restoring it early brings the answer back
@@ -66,10 +50,10 @@ def test_every_control_of_the_page(app):
     app.radio(key="trace-method").set_value("approximate")
     run(app, timeout=600)
     assert "Attribution patching" in _messages(app, "markdown")
-    assert "estimated to first order" in _figures(app)[0]["data"][1]["hovertext"][0]
+    assert "estimated to first order" in charts(app)[0]["data"][1]["hovertext"][0]
     app.toggle(key="trace-compare").set_value(False)
     run(app)
-    assert len(_figures(app)) == 3 and app.query_params["trace-compare"] in ("false", ["false"])
+    assert len(charts(app)) == 3 and app.query_params["trace-compare"] in ("false", ["false"])
     for metric, shown in [("prob", "probability of the answer"), ("logprob", "log-probability of the answer"),
                           ("logit_diff", "logit of the answer minus logit of the foil"),
                           ("default", "logit of the answer minus logit of the foil")]:
@@ -85,7 +69,7 @@ def test_every_control_of_the_page(app):
     app.toggle(key="trace-compare").set_value(True)
     run(app, timeout=600)
     assert not app.error and "set the blocks restored together to 1" in _messages(app, "caption")
-    hover = _figures(app)[2]["data"][1]["hovertext"][0]
+    hover = charts(app)[2]["data"][1]["hovertext"][0]
     assert hover.startswith("restore block 0 FFN to block 1 FFN at 0")
     app.slider(key="trace-window").set_value(1)
     app.radio(key="trace-method").set_value("approximate")
@@ -117,7 +101,7 @@ def test_every_control_of_the_page(app):
     run(app)
     assert "Gaussian noise (5 x the embeddings' std, seed 2) on positions 1 ' Mary', 3 ' John'" in _messages(
         app, "markdown")
-    assert _figures(app)[0]["data"][0]["y"][1] == "1: Mary*"
+    assert charts(app)[0]["data"][0]["y"][1] == "1: Mary*"
     assert app.query_params["trace-noise"] == ["1", "3"] and app.query_params["trace-seed"] in ("2", ["2"])
 
     # The fact example fills every field; the clean prompt can be typed.
