@@ -106,6 +106,19 @@ class _CachedCapture:
 cached_capture = _CachedCapture()
 
 
+def checked_prompt(lm: ec.LM, text: str, what: str = "the prompt") -> list[int]:
+    """Token ids of ``text`` as a prompt of ``lm``, if it is within this deployment's ``MAX_PROMPT_TOKENS``.
+
+    For a page's own prompt boxes, bounded as the sidebar's prompt is: a text
+    too long to be within the limit is refused before it is tokenised. The
+    ValueError names ``what`` ("the clean prompt") and the limit.
+    """
+    limits.check_text_length(text, "MAX_PROMPT_TOKENS", what)
+    ids = encode_prompt(lm, text)
+    limits.enforce(len(ids), "MAX_PROMPT_TOKENS", what)
+    return ids
+
+
 def capture_key(cap: ec.Capture) -> str:
     """A cheap, hashable name for a capture (model and run settings), for the settings of a cached analysis.
 

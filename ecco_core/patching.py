@@ -346,7 +346,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
         if outside:
             raise ValueError(
                 f"Noise positions {outside} are outside the clean prompt's {len(clean_ids)} tokens "
-                f"(positions 0 to {len(clean_ids) - 1}: {list(tokens)})"
+                f"(positions 0 to {len(clean_ids) - 1}, ending {_excerpt(tokens, len(tokens))})"
             )
         corrupted_embeds = corrupted.corrupt(lm, clean_embeds)
         corrupted_tokens, corruption = tokens, corrupted.describe(tokens)
@@ -356,17 +356,20 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
         corrupted_ids = lm.tokenizer(_model_text(lm, corrupted), add_special_tokens=True)["input_ids"]
         corrupted_tokens = token_strings(lm.tokenizer, corrupted_ids)
         if len(corrupted_ids) != len(clean_ids):
+            first = next((p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b),
+                         min(len(clean_ids), len(corrupted_ids)))
             raise ValueError(
-                "clean and corrupted must have the same number of tokens, to be compared position by position; "
-                f"clean is {len(clean_ids)} tokens {list(tokens)}, "
-                f"corrupted is {len(corrupted_ids)} tokens {list(corrupted_tokens)}"
+                "the clean and corrupted prompts must have the same number of tokens, to be compared position by "
+                f"position; the clean prompt is {len(clean_ids)} tokens, the corrupted prompt "
+                f"{len(corrupted_ids)}; they first differ at position {first}: clean {_excerpt(tokens, first)}, "
+                f"corrupted {_excerpt(corrupted_tokens, first)}"
             )
         if corrupted_ids == clean_ids:
-            raise ValueError(f"corrupted is the same text as clean ({list(tokens)}): there is nothing to restore")
+            raise ValueError("the corrupted prompt is the same text as the clean one: there is nothing to restore")
         if not lm.is_causal and corrupted_ids[read_position] != clean_ids[read_position]:
             raise ValueError(
-                f"corrupted must hold its {lm.tokenizer.mask_token} at the clean prompt's position "
-                f"{read_position}; its tokens are {list(corrupted_tokens)}"
+                f"the corrupted prompt must hold its {lm.tokenizer.mask_token} at the clean prompt's position "
+                f"{read_position}; there it has {_excerpt(corrupted_tokens, read_position)}"
             )
         with torch.no_grad():
             corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device))
@@ -388,6 +391,14 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
             )
     return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, corrupted_positions,
                  read_position, answer_id, foil_id, tuple(notes))
+
+
+def _excerpt(tokens, position: int, around: int = 3) -> str:
+    """The tokens from ``around`` before ``position`` to ``around`` after it, "…" for the rest: a long
+    prompt's error shows where it is wrong, not every token (``[…, ' a', ' drink', ' to', …]``)."""
+    start, stop = max(0, position - around), min(len(tokens), position + around + 1)
+    return "[" + ", ".join(["…"] * (start > 0) + [repr(token) for token in tokens[start:stop]]
+                           + ["…"] * (stop < len(tokens))) + "]"
 
 
 def _model_text(lm: LM, text: str) -> str:

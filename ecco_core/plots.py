@@ -407,14 +407,38 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
                 hovertemplate="%{x}: %{hovertext} p=%{y:.3g}<extra></extra>",
             )
         )
+    shown = [rankings.probs[:, column] for column in columns]
+    if len(columns) == 1:
+        shown.append(rankings.top_probs[:, columns[0], 0])
     figure.update_layout(
         title=escape_text(title), xaxis_title="layer (block output read through the final norm + LM head)",
-        yaxis_title="probability", yaxis_type="log",
+        yaxis=_probability_axis(np.concatenate(shown)),
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, height=360,
         legend={"orientation": "h", "y": -0.2},
     )
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(rankings.layer_labels))
     return figure
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _probability_axis(probabilities: np.ndarray) -> dict:
+    """A log axis for probabilities: ticks at powers of ten written as numbers ("1", "0.01", "10⁻⁵"), none above 1.
+
+    Plotly's own log ticks label the range's padding above 1 ("2") and write small
+    probabilities with SI prefixes ("100µ"), which read as units, not probabilities.
+    """
+    positive = probabilities[probabilities > 0]
+    low = int(np.floor(np.log10(positive.min()))) if positive.size else -1
+    step = max(1, -(low // 8))  # at most 9 labelled ticks
+    powers = list(range(0, low - step, -step))  # down to the lowest value or just below it
+    return {
+        "title": "probability", "type": "log", "range": [powers[-1] - 0.1, 0.1],
+        "tickvals": [10.0**power for power in powers],
+        "ticktext": [f"{10.0**power:g}" if power >= -3 else f"10{str(power).translate(_SUPERSCRIPT)}"
+                     for power in powers],
+    }
 
 
 # ---- probing

@@ -93,14 +93,15 @@ n_tokens = middle.number_input(
     help=f"Labelled words to probe (the paper: 10,000). At most {limits.MAX_PROBE_TOKENS} here "
     "(ECCO_MAX_PROBE_TOKENS). 67% train, 33% test.",
 )
-chosen_layers = middle.multiselect("Layers", layer_choices, format_func=layer_name, key="probe_layers",
-                                   on_change=mark_custom,
-                                   help="The embeddings, and blocks (each block's output and its FFN).")
 trials = right.slider("Trials", 1, 10, key="probe_trials", on_change=mark_custom,
                       help="Each with its own split and control task.")
 epochs = right.number_input("Epochs", min_value=1, max_value=200, key="probe_epochs", on_change=mark_custom)
 rate = right.selectbox("Adam learning rate", list(LEARNING_RATES), format_func=RATE_NAMES.get, key="probe_lr",
                        on_change=mark_custom)
+# A row of its own, its chips wrapped: every layer of the paper's protocol in view, none cut off.
+chosen_layers = st.multiselect("Layers", layer_choices, format_func=layer_name, key="probe_layers",
+                               on_change=mark_custom, wrap=True,
+                               help="The embeddings, and blocks (each block's output and its FFN).")
 
 n_rates = 1 if np.isscalar(LEARNING_RATES[rate]) else len(LEARNING_RATES[rate])
 library_layers = [layer if layer == EMBEDDINGS else int(layer) for layer in chosen_layers]

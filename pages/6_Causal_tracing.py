@@ -1,5 +1,7 @@
 """Causal tracing: activation patching (Meng et al. 2022, Figure 1) beside its gradient approximation."""
 
+import contextlib
+
 import streamlit as st
 
 import dashboard
@@ -68,19 +70,21 @@ def exact_seconds(lm, settings: tuple) -> float:
     return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
 
 
-def traced(lm, settings: tuple, approximate: bool) -> ec.Patching | None:
-    """``ec.patch`` for the page's settings, announced with its estimate, shown in progress and stoppable."""
+def traced(lm, settings: tuple, approximate: bool):
+    """``ec.patch`` for the page's settings, announced with its estimate, shown in progress and stoppable.
+
+    Returns ``(result, area)`` as :func:`dashboard.long_work` does: the result is None when stopped.
+    """
     _, clean, corruption, answer, foil, metric, window = settings
     # Attribution patching is one forward and one backward pass: no estimate needed.
     estimate = 0.0 if approximate else exact_seconds(lm, settings)
-    result, _ = dashboard.long_work(
+    return dashboard.long_work(
         "Attribution patching" if approximate else "Activation patching",
         lambda progress: ec.patch(lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
                                   approximate=approximate, progress=progress),
         key="trace-approximate" if approximate else "trace-exact", settings=(*settings, approximate),
         estimate_s=estimate,
     )
-    return result
 
 
 defaults = EXAMPLES["names"]
@@ -98,12 +102,15 @@ with left:
         corrupted = st.text_input("Corrupted prompt (same number of tokens)", key="trace-corrupted")
         corruption = ("prompt", corrupted)
     else:
-        clean_tokens = token_strings(lm.tokenizer, lm.tokenizer(clean)["input_ids"]) if clean.strip() else ()
+        clean_tokens = ()
+        if clean.strip():
+            with contextlib.suppress(ValueError):  # a prompt over the limit is refused below, with the others
+                clean_tokens = token_strings(lm.tokenizer, dashboard.checked_prompt(lm, clean))
         options = [str(position) for position in range(len(clean_tokens))]
         dashboard.page_param("trace-noise", [])
         st.session_state["trace-noise"] = [p for p in st.session_state["trace-noise"] if p in options]
         noised = st.multiselect(
-            "Tokens to corrupt", options, key="trace-noise",
+            "Tokens to corrupt", options, key="trace-noise", wrap=True,
             format_func=lambda p: f"{p}: {display_token(clean_tokens[int(p)])}",
         )
         scale_column, seed_column = st.columns(2)
@@ -119,18 +126,18 @@ with right:
     dashboard.page_param("trace-foil", defaults["trace-foil"])
     foil = foil_column.text_input("Foil (optional)", key="trace-foil", help="With a foil the metric is the logit "
                                   "difference answer - foil.")
-    metric_column, window_column = st.columns(2)
     dashboard.page_param("trace-metric", "default", choices=METRIC_CHOICES)
-    metric = metric_column.selectbox(
+    metric = st.selectbox(  # a row of its own: its choices are long
         "Metric", METRIC_CHOICES, key="trace-metric",
         format_func=lambda name: "logit difference with a foil, else probability" if name == "default"
         else patching.METRICS[name],
     )
+    method_column, window_column = st.columns(2)
+    dashboard.page_param("trace-method", "exact", choices=METHODS)
+    method = method_column.radio("Method", list(METHODS), format_func=METHODS.get, key="trace-method")
     dashboard.page_param("trace-window", 1)
     window = window_column.slider("Blocks restored together", 1, 10, key="trace-window",
                                   help="ROME restores 10 FFN or attention outputs around each block.")
-    dashboard.page_param("trace-method", "exact", choices=METHODS)
-    method = st.radio("Method", list(METHODS), format_func=METHODS.get, key="trace-method", horizontal=True)
     dashboard.page_param("trace-compare", True)
     compare = st.toggle("Compare exact and approximate", key="trace-compare")
 
@@ -138,64 +145,92 @@ if corruption[0] == "noise" and not corruption[1]:
     st.info("Pick the tokens to corrupt (the subject, in Meng et al.'s experiments).")
     st.stop()
 
+
+def check_controls() -> None:
+    """The page's inputs checked in the words of its controls, before any work (the library says it in its own)."""
+    prompts = {"Clean prompt": clean} | ({"Corrupted prompt": corruption[1]} if corruption[0] == "prompt" else {})
+    for label, text in prompts.items():
+        if not text.strip():
+            raise ValueError(f"{label} is empty; type the prompt to trace")
+        dashboard.checked_prompt(lm, text, label)
+    if not answer.strip():
+        raise ValueError("The answer is empty; type the word the clean prompt leads to, e.g. Mary")
+    if metric == "logit_diff" and not foil:
+        raise ValueError(f"The metric '{patching.METRICS[metric]}' needs a foil: type one, or pick another metric")
+    if method == "approximate" and window != 1:
+        raise ValueError(f"{METHODS['approximate']} estimates one block at a time: set Blocks restored together to 1 "
+                         f"(it is {window}), or pick {METHODS['exact']}")
+
+
 settings = (lm.name, clean, corruption, answer, foil or None, None if metric == "default" else metric, int(window))
-result = other = None
+result = None
 with dashboard.user_errors():
-    result = traced(lm, settings, method == "approximate")
-    if result is not None and compare and window == 1:
-        other = traced(lm, settings, method != "approximate")
+    check_controls()
+    # The results go in the area of the work: new work's progress takes the place of every earlier chart at once.
+    result, area = traced(lm, settings, method == "approximate")
 if result is None:
     st.stop()
 
-for note in result.notes:
-    st.caption(f"ℹ️ {dashboard.literal(note)}")
-st.markdown(
-    f"**{result.method.capitalize()}** of {dashboard.literal(result.corruption)}; metric: {patching.METRICS[result.metric]}: "
-    f"clean **{result.clean_value:.3f}**, corrupted **{result.corrupted_value:.3f}**."
-)
+pinned = None
+dashboard.page_param("trace-pinned", "")  # "site,position,block"; in the URL too, so a link opens the same pin
+with contextlib.suppress(ValueError):
+    site, position, layer = st.session_state["trace-pinned"].split(",")
+    if site in result.sites and 0 <= int(position) < result.n_tokens and 0 <= int(layer) < result.n_layers:
+        pinned = site, int(position), int(layer)
 
 
 def predictions(pairs) -> str:
     return ", ".join(f"{display_token(token)!r} {probability:.2f}" for token, probability in pairs[:3])
 
 
-st.caption(f"Clean run predicts {dashboard.literal(predictions(result.clean_top))}; corrupted run "
-           f"{dashboard.literal(predictions(result.corrupted_top))}. Hover a cell for the patched run's top "
-           "predictions; click one to pin it.")
-
-pinned = st.session_state.get("trace-pinned")
-if pinned is not None and (pinned[0] not in result.sites or pinned[1] >= result.n_tokens):
-    pinned = None
-for site in result.sites:
-    figure = plots.patching_heatmap(result, site, pinned=pinned[1:] if pinned and pinned[0] == site else None)
-    pin = dashboard.on_cell_click(f"trace-{site}", lambda cell, site=site: {"trace-pinned": (site, *cell)})
-    st.plotly_chart(figure, selection_mode="points", key=f"trace-{site}", width="stretch", on_select=pin)
-
-if pinned is not None:
-    site, position, layer = pinned
-    index = result.sites.index(site)
+with area:
+    for note in result.notes:
+        st.caption(f"ℹ️ {dashboard.literal(note)}")
     st.markdown(
-        f"**Pinned:** restore {result.restored_label(site, layer)} at {position} "
-        f"{dashboard.literal(repr(display_token(result.tokens[position])))}: effect "
-        f"**{result.effects[index, layer, position]:.3f}** ({result.metric} {result.values[index, layer, position]:.3f})"
+        f"**{result.method.capitalize()}** of {dashboard.literal(result.corruption)}; metric: "
+        f"{patching.METRICS[result.metric]}: clean **{result.clean_value:.3f}**, corrupted "
+        f"**{result.corrupted_value:.3f}**."
     )
-    if result.top_ids.shape[-1]:
-        st.dataframe(result.predictions_frame(site, position, layer), hide_index=True)
+    st.caption(f"Clean run predicts {dashboard.literal(predictions(result.clean_top))}; corrupted run "
+               f"{dashboard.literal(predictions(result.corrupted_top))}. Hover a cell for the patched run's top "
+               "predictions; click one to pin it.")
+    for site in result.sites:
+        figure = plots.patching_heatmap(result, site, pinned=pinned[1:] if pinned and pinned[0] == site else None)
+        pin = dashboard.on_cell_click(
+            f"trace-{site}", lambda cell, site=site: {"trace-pinned": f"{site},{cell[0]},{cell[1]}"})
+        st.plotly_chart(figure, selection_mode="points", key=f"trace-{site}", width="stretch", on_select=pin)
 
-dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))
-
-if compare:
-    st.subheader("Exact and approximate")
-    if other is None:
-        st.caption("Attribution patching estimates one block at a time: set the blocks restored together to 1 "
-                   "to compare.")
-    else:
-        exact, approximate = (other, result) if result.approximate else (result, other)
-        table = patching.correlation(exact, approximate)
-        st.caption(
-            "Attribution patching (Nanda 2023; Syed et al. 2023) estimates every cell from one backward pass: "
-            f"Pearson r with the exact effects is {table['pearson_r'].iloc[-1]:.3f} over all cells. It is a "
-            "first-order estimate; it errs most where a patch moves the output a long way."
+    if pinned is not None:
+        site, position, layer = pinned
+        index = result.sites.index(site)
+        st.markdown(
+            f"**Pinned:** restore {result.restored_label(site, layer)} at {position} "
+            f"{dashboard.literal(repr(display_token(result.tokens[position])))}: effect "
+            f"**{result.effects[index, layer, position]:.3f}** ({result.metric} "
+            f"{result.values[index, layer, position]:.3f})"
         )
-        st.dataframe(table, hide_index=True)
-        st.plotly_chart(plots.patching_scatter(exact, approximate), key="trace-scatter", width="stretch")
+        if result.top_ids.shape[-1]:
+            st.dataframe(result.predictions_frame(site, position, layer), hide_index=True)
+
+    dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))
+
+    if compare:
+        st.subheader("Exact and approximate")
+        if window != 1:
+            st.caption("Attribution patching estimates one block at a time: set the blocks restored together to 1 "
+                       "to compare.")
+        else:
+            other = other_area = None
+            with dashboard.user_errors():
+                other, other_area = traced(lm, settings, method != "approximate")
+            if other is not None:
+                with other_area:
+                    exact, approximate = (other, result) if result.approximate else (result, other)
+                    table = patching.correlation(exact, approximate)
+                    st.caption(
+                        "Attribution patching (Nanda 2023; Syed et al. 2023) estimates every cell from one backward "
+                        f"pass: Pearson r with the exact effects is {table['pearson_r'].iloc[-1]:.3f} over all "
+                        "cells. It is a first-order estimate; it errs most where a patch moves the output a long way."
+                    )
+                    st.dataframe(table, hide_index=True)
+                    st.plotly_chart(plots.patching_scatter(exact, approximate), key="trace-scatter", width="stretch")

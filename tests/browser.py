@@ -380,6 +380,33 @@ def selectbox_value(page, label: str) -> str:
     return page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label, exact=True).input_value()
 
 
+def clipped_text(page) -> list[str]:
+    """Text of the main area's widgets that does not fit its box (empty when all of it reads in full).
+
+    A select box's value wider than its input (cut off at the right), a
+    multiselect chip whose text is cut, or that sticks out of its box (a
+    scrolled row of chips shows "ock 21").
+    """
+    return page.locator('[data-testid="stMain"]').evaluate(
+        """main => {
+            const clipped = [];
+            for (const input of main.querySelectorAll('input[role="combobox"]')) {
+                if (input.value && input.scrollWidth > input.clientWidth + 1) clipped.push(input.value);
+            }
+            for (const chip of main.querySelectorAll('[data-tag]')) {
+                const text = chip.querySelector('span');
+                const box = chip.getBoundingClientRect();
+                const row = chip.closest('[data-testid="stMultiSelectTagsContainer"]').getBoundingClientRect();
+                if (text.scrollWidth > text.clientWidth + 1 || box.left < row.left - 1 || box.right > row.right + 1
+                    || box.top < row.top - 1 || box.bottom > row.bottom + 1) {
+                    clipped.push(chip.innerText);
+                }
+            }
+            return clipped;
+        }"""
+    )
+
+
 def outlined_token(page) -> str:
     """The token the token view outlines (the selected one)."""
     return page.locator('[data-testid="stMain"] span[style*="outline"]').first.inner_text()

@@ -243,3 +243,18 @@ def test_watch_says_when_candidates_share_their_first_token(lm):
     np.testing.assert_array_equal(result.ranks[:, 0], result.ranks[:, 1])
     (shared,) = [note for note in result.notes if "share their first token" in note]
     assert shared.startswith("'1', '2' share their first token ' '") and "'is'" not in shared
+
+
+def test_the_probability_axis_reads_as_probabilities_and_stops_at_1(lm):
+    """Ticks at powers of ten written as numbers ("0.01", "10⁻⁵"), not Plotly's "100µ", and no "2" above 1."""
+    result = ec.watch(lm, "The keys to the cabinet", ["is", "zebra"])
+    axis = plots.layer_probability_figure(result, [0, 1]).layout.yaxis
+    lowest = result.probs[result.probs > 0].min()
+    assert lowest < 1e-4  # the case that had SI prefixes
+    assert axis.type == "log" and axis.range[0] <= np.log10(lowest) and 0 < axis.range[1] < np.log10(2)
+    assert axis.tickvals[0] == 1 and all(a > b for a, b in zip(axis.tickvals, axis.tickvals[1:]))
+    assert axis.tickvals[-1] <= 10 * lowest
+    plain = {"⁻": "-", **{chr(code): str(digit) for digit, code in enumerate([8304, 185, 178, 179, *range(8308, 8314)])}}
+    for value, text in zip(axis.tickvals, axis.ticktext):
+        shown = float(text) if "⁻" not in text else 10.0 ** int("".join(plain[c] for c in text[2:]))
+        assert shown == pytest.approx(value), text

@@ -1,5 +1,8 @@
 """The Layer predictions page, through Streamlit's AppTest (the library is tested in test_lens.py)."""
 
+import numpy as np
+import pytest
+
 import ecco_core as ec
 from apptest import charts, page, run
 
@@ -65,3 +68,26 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     assert linked.text_area(key="watch-text").value == "The capital of France is"
     assert linked.selectbox(key="lens-token").value == 0
     assert "watch-text" not in linked.query_params and "lens-token" not in linked.query_params
+
+
+@pytest.mark.browser
+def test_the_probability_axes_read_as_probabilities_in_chromium(page, app_url):
+    """As drawn: "1" on top, then 0.1, 0.01 ... 10⁻⁴ (not "100µ"), and no "2" above 1; a link's comparison."""
+    from browser import assert_healthy, open_app, screenshot, wait_for_charts
+
+    open_app(page, app_url, "Layer_predictions", **{"watch-text": "The keys to the cabinet", "watch-words": "is, zebra"})
+    wait_for_charts(page, 4)
+    assert_healthy(page)
+    for chart in (1, 3):  # the token's line, the candidates' lines
+        ticks = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart).evaluate(
+            """plot => [...plot.querySelectorAll('.ytick text')]
+                .map(text => [text.textContent, text.getBoundingClientRect().top])
+                .sort((a, b) => a[1] - b[1]).map(([text]) => text)""")
+        decimals = {"1": 0, "0.1": -1, "0.01": -2, "0.001": -3}
+        powers = [decimals[text] if text in decimals else
+                  -int(text.removeprefix("10⁻").translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")))
+                  for text in ticks]
+        assert powers[0] == 0 and len(set(np.diff(powers))) == 1 and powers[1] < 0, ticks  # 1 on top, every step
+        assert all(text in ("1", "0.1", "0.01", "0.001") or (text.startswith("10⁻") and power < -3)
+                   for text, power in zip(ticks, powers)), ticks
+    screenshot(page, "2_Layer_predictions_axes")

@@ -1,5 +1,7 @@
 """The Probing page, through Streamlit's AppTest (the library is tested in test_probing.py)."""
 
+import pytest
+
 import ecco_core as ec
 from apptest import page, run
 
@@ -47,3 +49,18 @@ def test_each_preset_label_says_the_estimate_the_page_shows_for_it():
         shown = next(caption.value for caption in app.caption if caption.value.startswith("These settings: "))
         estimate = shown.removeprefix("These settings: ").split(" on this machine")[0]
         assert app.radio(key="probe_preset").options[index].endswith(f"({estimate})"), (shown, preset)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_every_layer_chip_reads_in_full(page, app_url, lm, preset):
+    """The chips wrap onto more rows; in one scrolled row they were cut ("ock 21") or out of view."""
+    from browser import clipped_text, open_app, screenshot
+
+    open_app(page, app_url, "Probing", probe_preset=preset)
+    chips = page.locator('[data-testid="stMultiSelect"] [data-tag]')
+    assert chips.all_inner_texts() == (["embeddings"] + [f"block {b}" for b in range(lm.n_layers)] if preset == "paper"
+                                       else ["embeddings", "block 0", "block 4", "block 8", "block 12", "block 17",
+                                             "block 21", "block 25", "block 29"])
+    assert clipped_text(page) == []
+    screenshot(page, f"5_Probing_{preset}_chips")

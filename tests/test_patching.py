@@ -8,6 +8,7 @@ import torch
 
 import ecco_core as ec
 from ecco_core import plots
+from ecco_core.capture import encode_prompt
 from ecco_core.layers import site_label
 from ecco_core.patching import SITES
 
@@ -262,11 +263,13 @@ def test_an_encoder_without_head_says_what_to_load(encoder):
     "kwargs, message",
     [
         (dict(corrupted="When Mary and John went to the store, Mary gave a drink to her"),
-         r"same number of tokens.*clean is 14 tokens \['When', ' Mary'.*corrupted is 15 tokens \['When'.*' her'\]"),
+         r"same number of tokens.*the clean prompt is 14 tokens, the corrupted prompt 15; they first differ at "
+         r"position 9: clean \[…, ' the', ' store', ',', ' John', ' gave', ' a', ' drink', …\], corrupted "
+         r"\[…, ' the', ' store', ',', ' Mary', ' gave', ' a', ' drink', …\]$"),
         (dict(foil=" Mary"), r"answer 'Mary' and foil ' Mary' are the same token ' Mary'"),
         (dict(clean=""), "clean must be a string of text .*not empty or whitespace only.*; got ''"),
         (dict(corrupted="   "), "corrupted must be a string of text .*not empty or whitespace only.*; got '   '"),
-        (dict(corrupted=CLEAN), "corrupted is the same text as clean"),
+        (dict(corrupted=CLEAN), "the corrupted prompt is the same text as the clean one"),
         (dict(answer=""), "answer is empty"),
         (dict(sites=["mlp"]), r"sites must be one or more distinct sites, each one of 'residual', 'attention', "
                               r"'ffn'; got \('mlp',\)"),
@@ -284,6 +287,23 @@ def test_bad_input_is_one_clear_error(lm, kwargs, message):
     arguments = dict(clean=CLEAN, corrupted=CORRUPTED, answer="Mary", foil="John") | kwargs
     with pytest.raises((ValueError, TypeError), match=message):
         ec.patch(lm, **arguments)
+
+
+def test_a_long_prompt_of_another_length_is_named_by_the_tokens_around_its_first_difference(lm):
+    """Not every token of both prompts (1,000 tokens were a wall of text): a few around where they part."""
+    clean = " ".join(["The keys to the cabinet are on the table."] * 100) + " Mary gave a drink to"
+    corrupted = clean.replace(" Mary gave", " Mary and her sister gave")
+    with pytest.raises(ValueError) as error:
+        ec.patch(lm, clean, corrupted, answer="John")
+    message = str(error.value)
+    n_clean = len(encode_prompt(lm, clean))
+    differ = n_clean - 4  # ' gave' there, ' and' in the corrupted prompt
+    assert message.endswith(
+        f"the clean prompt is {n_clean} tokens, the corrupted prompt {n_clean + 3}; they first differ at position "
+        f"{differ}: clean […, ' table', '.', ' Mary', ' gave', ' a', ' drink', ' to'], "
+        "corrupted […, ' table', '.', ' Mary', ' and', ' her', ' sister', ' gave', …]"
+    )
+    assert len(message) < 400
 
 
 @pytest.mark.parametrize("positions", [[], [-1], [1, 1], ["a"], None, "12"])

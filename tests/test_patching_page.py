@@ -3,14 +3,17 @@
 import pytest
 
 from apptest import charts, figure_array, page, run
+from ecco_core.capture import encode_prompt
 from browser import (
     assert_healthy,
     click_heatmap_cell,
+    clipped_text,
     download_csv,
     hover_heatmap_cell,
     open_app,
     screenshot,
     wait_for_charts,
+    wait_for_run,
 )
 
 PAGE = "pages/6_Causal_tracing.py"
@@ -64,7 +67,8 @@ def test_every_control_of_the_page(app):
     # A window with the approximate method is refused; with the exact one the comparison says why it is off.
     app.slider(key="trace-window").set_value(3)
     run(app)
-    assert "window must be 1 with approximate=True" in _messages(app, "error")
+    assert _messages(app, "error") == ("Approximate (attribution patching) estimates one block at a time: set "
+                                       "Blocks restored together to 1 (it is 3), or pick Exact (activation patching)")
     app.radio(key="trace-method").set_value("exact")
     app.toggle(key="trace-compare").set_value(True)
     run(app, timeout=600)
@@ -78,7 +82,7 @@ def test_every_control_of_the_page(app):
     # Bad input is a message naming it; each case is then put right.
     corrupted = app.text_input(key="trace-corrupted").value
     for changes, message in [
-        ({"trace-corrupted": corrupted + " her"}, "clean is 14 tokens"),
+        ({"trace-corrupted": corrupted + " her"}, "the clean prompt is 14 tokens, the corrupted prompt 15"),
         ({"trace-corrupted": corrupted, "trace-foil": " Mary"}, "are the same token"),
         ({"trace-foil": "", "trace-metric": "logit_diff"}, "needs a foil"),
         ({"trace-metric": "default", "trace-answer": ""}, "answer is empty"),
@@ -118,6 +122,40 @@ def test_every_control_of_the_page(app):
     assert app.radio(key="trace-corruption").value == "prompt" and not app.error
 
 
+def test_a_prompt_over_the_deployments_limit_is_refused_in_a_line(lm):
+    """Bounded as the sidebar's prompt is (settings.MAX_PROMPT_TOKENS): not a wall of 1,000 tokens in red."""
+    from dashboard import settings
+
+    long = ("The keys to the cabinet are on the table. " * 120)[:5000]
+    n_tokens = len(encode_prompt(lm, long))
+    assert n_tokens > settings.MAX_PROMPT_TOKENS
+    app = page(PAGE)
+    app.query_params.update({"trace-clean": long, "trace-method": "approximate", "trace-compare": "false"})
+    run(app)
+    assert _messages(app, "error") == (
+        f"Clean prompt is {n_tokens} tokens; this deployment allows at most {settings.MAX_PROMPT_TOKENS} (raise it "
+        "with the environment variable ECCO_MAX_PROMPT_TOKENS)")
+    assert not charts(app)
+    app.radio(key="trace-corruption").set_value("noise")  # no token list of it to pick from either
+    run(app)
+    assert app.multiselect(key="trace-noise").options == []
+    app.text_input(key="trace-clean").set_value("The Eiffel Tower is located in the city of")
+    app.radio(key="trace-corruption").set_value("prompt")
+    run(app)
+    app.text_input(key="trace-corrupted").set_value(long * 4)  # refused by its length, before it is tokenised
+    run(app)
+    assert _messages(app, "error").startswith(f"Corrupted prompt is {len(long) * 4} characters; this deployment "
+                                              f"allows at most {32 * settings.MAX_PROMPT_TOKENS}")
+
+
+def test_a_pinned_cell_comes_back_from_a_link(lm):
+    app = page(PAGE)
+    app.query_params.update({"trace-method": "approximate", "trace-compare": "false", "trace-pinned": "ffn,13,20"})
+    run(app)
+    assert "**Pinned:** restore block 20 FFN at 13 ' to': effect" in _messages(app, "markdown")
+    assert charts(app)[2]["layout"]["shapes"][0]["x0"] == 19.5  # the FFN panel outlines it
+
+
 def test_a_shared_link_reopens_the_same_view(lm):
     app = page(PAGE)
     app.query_params.update({"trace-example": "fact", "trace-clean": "The Eiffel Tower is located in the city of",
@@ -148,3 +186,31 @@ def test_hovering_a_cell_shows_the_patched_runs_top_predictions_and_a_click_pins
         "plot => plot.layout.shapes.map(shape => [shape.x0, shape.y0, shape.line.color])")
     assert outline == [[19.5, 12.5, "#ff4b4b"]]
     screenshot(page, "causal_tracing")
+
+    # The pin is in the link: opened again, the same cell is pinned.
+    assert "trace-pinned=ffn%2C13%2C20" in page.url
+    page.goto(page.url, wait_until="commit")
+    wait_for_charts(page, 4)
+    assert page.locator('[data-testid="stMarkdownContainer"] p', has_text="Pinned:").inner_text() == pinned
+
+
+@pytest.mark.browser
+def test_new_work_takes_the_place_of_the_earlier_charts_and_every_control_reads_in_full(page, app_url):
+    """While a long run shows its progress, no chart of the earlier settings stays on the page below it."""
+    open_app(page, app_url, "Causal_tracing")
+    wait_for_charts(page, 4)
+    assert clipped_text(page) == []  # the Metric select's long choices among them
+    page.locator('[data-testid="stMain"]').get_by_role("combobox", name="Metric", exact=True).click()
+    page.get_by_role("option", name="probability of the answer", exact=True).click()
+    page.get_by_text("Activation patching: about").wait_for()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    screenshot(page, "causal_tracing_new_work")
+    page.locator('[data-testid="stMain"]').get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("Activation patching: stopped.").wait_for()
+    wait_for_run(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    page.locator('[data-testid="stMain"]').get_by_role("combobox", name="Example", exact=True).click()
+    page.get_by_role("option", name="Fact: where is the Eiffel Tower? (noise on the subject)", exact=True).click()
+    wait_for_run(page)
+    assert page.locator('[data-testid="stMultiSelect"] [data-tag]').count() == 4
+    assert clipped_text(page) == []  # the chips of the tokens to corrupt too
