@@ -27,6 +27,12 @@ def parity_line(result: ec.Rankings) -> None:
 
 result = None
 with dashboard.user_errors():
+    # Said in the words of the sidebar (the library names the capture it was given).
+    if lm.is_causal and cap.n_tokens < 2:
+        raise ValueError("The prompt is one token and Max new tokens is 0: there is no next token to rank; "
+                         "give a longer prompt or some new tokens")
+    if not lm.is_causal and cap.special.all():
+        raise ValueError("The prompt holds special tokens only: there is nothing to rank")
     result = dashboard.cached_analysis(lambda: ec.rankings(lm, cap, k=5), key="lens",
                                        settings=dashboard.capture_key(cap), spinner="Reading every block's output…")
 if result is None:
@@ -64,6 +70,9 @@ watch_text = st.text_area("Text", key="watch-text", height=80)
 dashboard.page_param("watch-words", "")
 words_input = st.text_input("Candidates (comma-separated)", key="watch-words", placeholder="is, are")
 
+if not watch_text.strip():
+    st.error("Text is empty: type the text whose next token the candidates compete for.")
+    st.stop()
 suggestions = None
 with dashboard.user_errors():
     suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),

@@ -137,6 +137,8 @@ table = None
 with dashboard.user_errors():
     if corpus is None:
         raise ValueError("upload a .conllu file, or pick the bundled data")
+    if not chosen_layers:
+        raise ValueError("Layers is empty: pick the embeddings or a block to probe")
     table, area = dashboard.long_work(
         "Training the probes",
         # The server's sessions share its memory: the disk store halves a run's peak at the same speed

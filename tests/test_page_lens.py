@@ -91,3 +91,18 @@ def test_the_probability_axes_read_as_probabilities_in_chromium(page, app_url):
         assert all(text in ("1", "0.1", "0.01", "0.001") or (text.startswith("10⁻") and power < -3)
                    for text, power in zip(ticks, powers)), ticks
     screenshot(page, "2_Layer_predictions_axes")
+
+
+def test_input_errors_are_said_in_the_words_of_the_pages_controls():
+    app = page("pages/2_Layer_predictions.py")
+    app.query_params.update({"text": "Hi", "new": "0"})
+    run(app)
+    assert [error.value for error in app.error] == [
+        "The prompt is one token and Max new tokens is 0: there is no next token to rank; give a longer prompt or "
+        "some new tokens"]
+    app = run(page("pages/2_Layer_predictions.py"))
+    app.text_area(key="watch-text").set_value(" ")
+    app.text_input(key="watch-words").set_value("is")
+    run(app)
+    assert [error.value for error in app.error] == [
+        "Text is empty: type the text whose next token the candidates compete for."]

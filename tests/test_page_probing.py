@@ -37,6 +37,11 @@ def test_page_runs_the_protocol_and_shows_table_1(encoder):
     _probe_button(app).click()
     run(app)
     assert any("upload a .conllu file" in e.value for e in app.error)
+    app.radio(key="probe_data").set_value("bundled")
+    app.multiselect(key="probe_layers").set_value([])
+    _probe_button(app).click()
+    run(app)
+    assert [e.value for e in app.error] == ["Layers is empty: pick the embeddings or a block to probe"]
 
 
 def test_each_preset_label_says_the_estimate_the_page_shows_for_it():
@@ -59,6 +64,7 @@ def test_every_layer_chip_reads_in_full(page, app_url, lm, preset):
 
     open_app(page, app_url, "Probing", probe_preset=preset)
     chips = page.locator('[data-testid="stMultiSelect"] [data-tag]')
+    chips.last.wait_for()
     assert chips.all_inner_texts() == (["embeddings"] + [f"block {b}" for b in range(lm.n_layers)] if preset == "paper"
                                        else ["embeddings", "block 0", "block 4", "block 8", "block 12", "block 17",
                                              "block 21", "block 25", "block 29"])
