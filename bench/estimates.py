@@ -1,18 +1,24 @@
 """The estimates of ecco_core.estimates against real runs on this machine (what the dashboard announces).
 
-Each case runs a real analysis on the causal default (SmolLM2-135M) once and
-prints its measured time, the estimate from its sizes, and their ratio. The
-rates in ecco_core/estimates.py were set from this script's output on the
-development machine (2 shared CPU cores); on another machine the ratios show
-how far off they are (divide a rate by its cases' ratio to recalibrate).
-Usage: ``OMP_WAIT_POLICY=PASSIVE python bench/estimates.py [group ...]``, groups
-``probing``, ``similarity``, ``factors``, ``saliency`` (default: all, in that
-order). Last line: the geometric mean of measured / estimated over the cases
-run (``bench/estimates.py saliency``: the saliency estimate's alone).
+Each case runs a real analysis on the causal default (SmolLM2-135M) as its
+page runs it and prints its measured time, the estimate from its sizes (the
+page's own call), and their ratio; at least 5 cases per long path, small but
+of the shapes the pages use, so the whole script runs in minutes. The rates
+in ecco_core/estimates.py were set from this script's output on the
+development machine (2 CPU cores shared with other jobs); on another machine
+the ratios show how far off they are (divide a rate by its cases' ratio to
+recalibrate). The machine is noisy: run it with ``OMP_WAIT_POLICY=PASSIVE``
+and ``--repeat 3`` for the median of three runs of each case.
+Usage: ``python bench/estimates.py [--repeat N] [group ...]``, groups
+``probing``, ``similarity``, ``factors``, ``saliency``, ``patching`` (default:
+all, in that order). Last line: the geometric mean of measured / estimated
+over the cases run, with its range.
 """
 
+import argparse
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ecco_core as ec  # noqa: E402
-from ecco_core import estimates, probing  # noqa: E402
+from ecco_core import estimates, patching, probing  # noqa: E402
 from ecco_core.layers import EMBEDDINGS  # noqa: E402
 from ecco_core import similarity as sim  # noqa: E402
 
@@ -34,10 +40,16 @@ SALIENCY_PROMPT = "William Shakespeare was born in the year"  # 7 tokens, as the
 QUIET = lambda fraction, message: None  # noqa: E731
 
 
+REPEATS = 1  # set by --repeat: each case's time is the median of this many runs
+
+
 def timed(work):
-    started = time.perf_counter()
-    result = work()
-    return result, time.perf_counter() - started
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return result, statistics.median(times)
 
 
 class Cases(list):
@@ -51,41 +63,53 @@ class Cases(list):
 
 
 def probing_cases(lm, rows: Cases) -> None:
-    for layers in ([EMBEDDINGS, 5, 11, 17, 23, 29], None):
-        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, n_tokens=1000, layers=layers,
-                                                      progress=QUIET))
-        rows.append((f"probe collection, 1000 words, layers {layers or 'all'}", seconds,
-                     estimates.probe_collection_seconds(lm, 1000, layers)))
-        _, seconds = timed(lambda: probing.train_probes(
-            [data.hidden_states, data.ffn], data.tags, data.words, trials=1, epochs=5, progress=QUIET))
-        rows.append((f"probe training, 1000 words, 1 trial, 5 epochs, layers {layers or 'all'}", seconds,
-                     estimates.probe_training_seconds(1000, estimates.probe_width(lm, layers), 1, 5)))
+    """Collection and training as the Probing page runs them (``store="disk"``), 1,000 and 2,000 words."""
+    quick = [EMBEDDINGS, 0, 4, 8, 12, 17, 21, 25, 29]  # the quick preset's layers
+    for n_tokens, layers in ((1000, [EMBEDDINGS, 5, 11, 17, 23, 29]), (1000, None), (2000, quick)):
+        data, seconds = timed(lambda: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, n_tokens=n_tokens,
+                                                      layers=layers, store="disk", progress=QUIET))
+        rows.append((f"probe collection, {n_tokens} words, layers {'all' if layers is None else len(layers)}",
+                     seconds, estimates.probe_collection_seconds(lm, n_tokens, layers)))
+        for trials, epochs in ((1, 4), (3, 2)):
+            _, seconds = timed(lambda: probing.train_probes(
+                [data.hidden_states, data.ffn], data.tags, data.words, trials=trials, epochs=epochs, progress=QUIET))
+            rows.append((f"probe training, {n_tokens} words, layers {'all' if layers is None else len(layers)}, "
+                         f"{trials} trial(s), {epochs} epochs", seconds,
+                         estimates.probe_training_seconds(n_tokens, estimates.probe_width(lm, layers), trials, epochs)))
+
+
+def _widths(lm, representation: str) -> list[int]:
+    return [lm.d_model] * (lm.n_layers + 1) if representation == "hidden" else [lm.d_ff] * lm.n_layers
 
 
 def similarity_cases(lm, rows: Cases) -> None:
-    texts = sim.ud_sentences(10)
-    captures, seconds = timed(lambda: [ec.capture(lm, text, max_new_tokens=0) for text in texts])
-    n_tokens = sum(cap.n_tokens for cap in captures)
-    rows.append((f"capture of {len(texts)} UD sentences ({n_tokens} tokens)", seconds,
-                 estimates.capture_seconds(lm, n_tokens)))
+    """The Similarity page's two paths: UD sentences pooled by corpus_similarity (the model's batched pass, then
+    the matrix), and one captured passage (layer_similarity); the estimate is the page's."""
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
-    # The CCA family on pooled sentences takes minutes on a loaded 2-core machine: CKA there, all four on the passage.
-    for pooled, name, methods in ((captures, f"{len(texts)} UD sentences", ["cka"]),
-                                  ([passage], "one passage", list(sim.METHODS))):
-        n_samples = len(sim.layer_activations(pooled, "hidden")[0])
-        for method in methods:
-            _, seconds = timed(lambda: sim.layer_similarity(pooled, method))
-            rows.append((f"similarity {method}, hidden x ffn, {name} ({n_samples} positions)", seconds,
-                         estimates.similarity_seconds(n_samples, [lm.d_model] * (lm.n_layers + 1),
-                                                      [lm.d_ff] * lm.n_layers, method)))
+    cases = [(10, "cka", "hidden", "ffn"), (10, "svcca", "hidden", "ffn"), (10, "pwcca", "hidden", "ffn"),
+             (20, "cca", "hidden", "hidden"), (None, "pwcca", "hidden", "ffn"), (None, "cca", "ffn", "ffn")]
+    for n_sentences, method, rows_, columns in cases:
+        if n_sentences is None:
+            result, seconds = timed(lambda: sim.layer_similarity(passage, method, rows=rows_, columns=columns))
+            name, forward = "one passage", 0.0
+        else:
+            texts = sim.ud_sentences(n_sentences)
+            result, seconds = timed(lambda: sim.corpus_similarity(lm, texts, method, rows=rows_, columns=columns))
+            kept = sum(_widths(lm, rows_)) + (sum(_widths(lm, columns)) if columns != rows_ else 0)
+            name, forward = f"{n_sentences} UD sentences", estimates.corpus_seconds(lm, result.n_samples, kept)
+        rows.append((f"similarity {method}, {rows_} x {columns}, {name} ({result.n_samples} positions)", seconds,
+                     forward + estimates.similarity_seconds(result.n_samples, _widths(lm, rows_),
+                                                            _widths(lm, columns), method)))
 
 
 def factors_cases(lm, rows: Cases) -> None:
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
-    for method in ("nmf", "pca", "ica"):
-        _, seconds = timed(lambda: ec.factors(passage, method, n_components=10, positions=range(1, passage.n_tokens)))
-        rows.append((f"factors {method}, all 30 layers, {passage.n_tokens - 1} tokens", seconds,
-                     estimates.factors_seconds(passage.n_tokens - 1, lm.n_layers * lm.d_ff, 10, method)))
+    positions = range(1, passage.n_tokens)
+    for method, layers in (("nmf", None), ("pca", None), ("ica", None), ("nmf", range(10)), ("pca", range(10))):
+        _, seconds = timed(lambda: ec.factors(passage, method, n_components=10, positions=positions, layers=layers))
+        n_layers = lm.n_layers if layers is None else len(layers)
+        rows.append((f"factors {method}, {n_layers} layers, {len(positions)} tokens", seconds,
+                     estimates.factors_seconds(len(positions), n_layers * lm.d_ff, 10, method)))
 
 
 def saliency_cases(lm, rows: Cases) -> None:
@@ -100,15 +124,35 @@ def saliency_cases(lm, rows: Cases) -> None:
                      estimates.saliency_seconds(lm, cap.n_tokens, cap.n_generated, method, steps)))
 
 
+def patching_cases(lm, rows: Cases) -> None:
+    """Exact patching as the Causal tracing page runs it (its two examples, one site and all three)."""
+    names = ("When Mary and John went to the store, John gave a drink to",
+             "When Mary and John went to the store, Mary gave a drink to", "Mary", "John")
+    fact = ("The Eiffel Tower is located in the city of", ec.Noise([0, 1, 2, 3]), "Paris", None)
+    for (clean, corrupted, answer, foil), sites in ((names, ("ffn",)), (names, ("attention",)),
+                                                     (names, ("residual", "attention", "ffn")), (fact, ("ffn",)),
+                                                     (fact, ("residual", "attention", "ffn"))):
+        result, seconds = timed(lambda: ec.patch(lm, clean, corrupted, answer, foil, sites=sites))
+        runs, positions = patching.work(lm, clean, corrupted, answer, foil, sites=sites)
+        rows.append((f"exact patching, {len(result.tokens)} tokens, sites {', '.join(sites)} ({runs} runs)", seconds,
+                     estimates.patching_seconds(lm, runs, positions)))
+
+
 GROUPS = {"probing": probing_cases, "similarity": similarity_cases, "factors": factors_cases,
-          "saliency": saliency_cases}
+          "saliency": saliency_cases, "patching": patching_cases}
 
 
 def main() -> None:
-    groups = sys.argv[1:] or list(GROUPS)
-    unknown = sorted(set(groups) - set(GROUPS))
+    global REPEATS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case; its time is their median")
+    parser.add_argument("groups", nargs="*", help=f"any of {', '.join(GROUPS)} (default: all)")
+    args = parser.parse_args()
+    unknown = sorted(set(args.groups) - set(GROUPS))
     if unknown:
-        raise SystemExit(f"unknown groups {unknown}; groups: {list(GROUPS)}")
+        parser.error(f"unknown groups {unknown}; groups: {list(GROUPS)}")
+    REPEATS = args.repeat
+    groups = args.groups or list(GROUPS)
     lm = ec.load()
     rows = Cases()
     for group in groups:

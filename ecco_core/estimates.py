@@ -83,6 +83,17 @@ def block_multiply_adds(lm: LM) -> int:
     return sum(parameter.numel() for parameter in lm.blocks.parameters())
 
 
+def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
+    """Seconds of exact :func:`ecco_core.patch`: ``n_runs`` patched runs pushing ``n_positions`` tokens in all.
+
+    Both from :func:`ecco_core.patching.work`. Batched runs go through the
+    blocks at :data:`FORWARD_RATE` (each from its first patched position on,
+    after the corrupted run's cached keys and values) and read the LM head at
+    one position each.
+    """
+    return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE
+
+
 def saliency_seconds(
     lm: LM, n_tokens: int, n_explained: int, method: str, steps: int = 20,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,

@@ -64,8 +64,8 @@ def exact_seconds(lm, settings: tuple) -> float:
     _, clean, corruption, answer, foil, _, _ = settings
 
     def estimate() -> float:
-        _, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
-        return estimates.capture_seconds(lm, positions)
+        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
+        return estimates.patching_seconds(lm, runs, positions)
 
     return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
 

@@ -168,3 +168,21 @@ def test_the_caption_promises_only_what_the_model_can_explain():
     caption = " ".join(shown.value for shown in app.main.caption)
     assert "[MASK]" not in caption and "has no language-modelling head" in caption
     assert any("no language-modelling head" in error.value for error in app.error)
+
+
+def test_long_saliency_shows_its_progress_instead_of_starting_until_done(monkeypatch):
+    """#31 item 6: gradient and erasure saliency showed "Starting…" until done. The status bar's deltas, as the
+    server sends them: erasure of the default capture reports batch after batch while it runs."""
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    sent = []
+    monkeypatch.setattr(ForwardMsgQueue, "_before_enqueue_msg", sent.append)
+    app = page("pages/1_Saliency.py")
+    app.query_params.update(saliency_method="erasure", saliency_target="logit")  # a result no other test caches
+    run(app)
+    assert not app.exception and not app.error
+    bars = [msg.delta.new_element.progress.text for msg in sent
+            if msg.HasField("delta") and msg.delta.WhichOneof("type") == "new_element"
+            and msg.delta.new_element.WhichOneof("type") == "progress"]
+    assert bars and bars[0].startswith("Starting…"), bars
+    assert len([text for text in bars if text.startswith("Erased ")]) >= 3, bars
