@@ -55,8 +55,10 @@ ELEMENT_RATE = 2.0e8
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
 #: Seconds per pair of layers on top of the counted work: LAPACK calls on small matrices, dominated by
-#: call overhead on a loaded machine (measured: 930 pairs of 56 positions, load average 25).
-PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.02, "svcca": 0.02, "pwcca": 0.16}
+#: call overhead on a loaded machine (measured: 930 pairs of 56 positions, load average 25; PWCCA's eigh with
+#: vectors is now counted in EIGH_RATE). Against the page's runs reported in #31 (40 UD sentences, 1,145
+#: positions, hidden states x FFN): SVCCA 158 s measured / 233 s estimated, PWCCA 226 s / 314 s.
+PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.02, "svcca": 0.02, "pwcca": 0.02}
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Passes over the activation matrix: NMF's coordinate-descent iterations, the partial SVD behind PCA (ARPACK's
