@@ -5,32 +5,43 @@ The server is a subprocess with the default deployment's settings
 real text (UD English EWT) and a given answer of ``MAX_NEW_TOKENS`` (64)
 tokens, the largest capture a visitor can ask for (an answer, not generation,
 so an early end-of-text cannot make it smaller). Four headless Chromium
-sessions, each with its own prompt, open every page at the same time, page
-after page (Home, Layer predictions, Attention, Similarity, Neuron factors,
-Probing, Saliency: the slowest last). Probing runs from a link with its run
-flag (``probe_ran=true``), each session with its own settings so that the four
-runs are not shared: the quick preset (2,000 words, the embeddings and 8
-blocks, one trial, 20 epochs) less 10 words per session; ``paper`` as the
-third argument runs the paper's protocol instead (10,000 words, every layer,
-5 trials, 50 epochs: hours on 2 cores for the causal default). The server's
-resident set size (the process and any children) is sampled every 50 ms.
+sessions, each with its own prompt, open every page, step after step, in one
+of two orders, each on a fresh server:
 
-    python bench/memory.py [sessions] [seconds allowed per page] [quick|paper]
+- ``together``: every session opens the same page at once (Home, Layer
+  predictions, Attention, Similarity, Neuron factors, Probing, Saliency), so
+  the heaviest runs come last, once every cache is full, two of them at once
+  (the server runs at most ``MAX_CONCURRENT_RUNS`` at a time);
+- ``apart``: at each step every session is on a different page (session ``s``
+  opens page ``step + s`` of that list), so different analyses run at once,
+  the mix a crowd of visitors makes.
 
-Lines: the idle server after its preload (the baseline, measured in this run),
-the peak during each page, then last: peak / budget (3 GiB for the default
-deployment; below 1 is within budget). A page whose runs do not all finish in
-the time allowed ends the measurement there; its peak so far still counts.
+The peak is what stays resident (the model, the shared captures and results,
+each session's state) plus what the runs admitted at once hold while they
+run, so these two orders, the heaviest runs together once everything is
+cached and every mix of analyses, are where it peaks highest. Probing runs
+from a link with its run flag (``probe_ran=true``), each session with its own
+settings so that the runs are not shared: the quick preset (2,000 words, the
+embeddings and 8 blocks, one trial, 20 epochs) less 10 words per session;
+``paper`` as the third argument runs the paper's protocol instead (10,000
+words, every layer, 5 trials, 50 epochs: hours on 2 cores for the causal
+default). The peak is the server's resident set as the kernel records it
+(Linux ``VmHWM``, reset at each step), so no spike between samples is missed.
+
+    python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both]
+
+Lines: the idle server after its preload (the baseline, measured in each
+order), the peak during each step, then last: the highest peak of the orders
+run / budget (3 GiB for the default deployment; below 1 is within budget). A
+step whose runs do not all finish in the time allowed ends that order there;
+its peak so far still counts.
 """
 
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +52,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from browser import (  # noqa: E402
     EXCEPTION, FIRST_RUN_FINISHED, PAGES, app_link, errors, free_port, launch_chromium, url_path,
 )
+from rss import peak_bytes, reset_peak  # noqa: E402
 
 BUDGET_BYTES = 3 * 2**30
 # Saliency last: at these limits it is by far the slowest page.
@@ -48,41 +60,14 @@ CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "7_Attention.py", "4_Simil
                  "5_Probing.py", "1_Saliency.py"]
 
 
-class PeakRss:
-    """The largest resident set size of a process and its children, sampled in a thread."""
+ORDERS = ("together", "apart")
 
-    def __init__(self, pid: int, interval: float = 0.05):
-        self.process = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
 
-    def current(self) -> int:
-        total = 0
-        try:
-            processes = [self.process, *self.process.children(recursive=True)]
-        except psutil.Error:  # the server has exited
-            return 0
-        for process in processes:
-            try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(self.interval)
-
-    def reset(self) -> None:
-        self.peak = self.current()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+def steps(order: str, pages: list[str], n_sessions: int) -> list[list[str]]:
+    """The page each session opens at each step of ``order`` (see the module's docstring)."""
+    if order == "together":
+        return [[name] * n_sessions for name in pages]
+    return [[pages[(step + session) % len(pages)] for session in range(n_sessions)] for step in range(len(pages))]
 
 
 def largest_inputs(n_sessions: int) -> list[tuple[str, str]]:
@@ -125,11 +110,10 @@ def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[
             ("probe_ran", "true")]
 
 
-def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") -> None:
+def run_order(order: str, inputs: list[tuple[str, str]], page_seconds: int, probing: str) -> int:
+    """Every step of ``order`` on a fresh server; print each step's peak and return the highest, in bytes."""
     import urllib.parse
 
-
-    inputs = largest_inputs(n_sessions)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"ecco-memory-bench-{port}.log"
@@ -140,6 +124,7 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") 
                "--server.fileWatcherType", "none"]
     with log.open("w") as log_file:
         server = subprocess.Popen(command, cwd=PAGES.parent, env=environment, stdout=log_file, stderr=log_file)
+    overall = 0
     try:
         deadline = time.monotonic() + 300
         while "preloaded" not in log.read_text() and time.monotonic() < deadline:
@@ -147,23 +132,19 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") 
                 raise RuntimeError(f"streamlit exited: {log.read_text()[-2000:]}")
             time.sleep(0.5)
         time.sleep(2)
-        rss = PeakRss(server.pid)
-        idle = rss.current()
-        print(f"idle server after preloading the default model: {idle / 2**20:.0f} MiB (baseline)", flush=True)
-        print(f"{n_sessions} sessions, each {len(inputs[0][0])} characters of prompt (512 tokens) "
-              f"and a given answer of 64 tokens", flush=True)
+        idle = reset_peak(server.pid)
+        print(f"{order}: idle server after preloading the default model: {idle / 2**20:.0f} MiB (baseline)",
+              flush=True)
         present = [name for name in CAPTURE_PAGES if (PAGES / name).exists() or name == "Home.py"]
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
-            tabs = [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                    for _ in range(n_sessions)]
-            overall = 0
-            for name in present:
-                page_name = "" if name == "Home.py" else url_path(PAGES / name)
-                rss.reset()
+            tabs = [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in inputs]
+            for names in steps(order, present, len(inputs)):
+                reset_peak(server.pid)
                 started = time.perf_counter()
-                for session, (tab, (prompt, answer)) in enumerate(zip(tabs, inputs)):
-                    link = app_link(url, page_name, text=prompt, answer=answer)
+                for session, (tab, name, (prompt, answer)) in enumerate(zip(tabs, names, inputs)):
+                    link = app_link(url, "" if name == "Home.py" else url_path(PAGES / name), text=prompt,
+                                    answer=answer)
                     if name == "5_Probing.py":
                         link += "&" + urllib.parse.urlencode(probing_params(session, probing))
                     tab.goto(link, wait_until="commit")
@@ -175,26 +156,39 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick") 
                     except PlaywrightTimeout:
                         finished = False
                         break
-                overall = max(overall, rss.peak)
+                peak = peak_bytes(server.pid)
+                overall = max(overall, peak)
+                what = names[0] if order == "together" else ", ".join(name.split("_", 1)[-1][:-3] for name in names)
                 if not finished:
-                    print(f"{name:24s} peak {rss.peak / 2**20:6.0f} MiB so far; not finished in {page_seconds} s, "
-                          "measurement ends here", flush=True)
+                    print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB so far; not finished in {page_seconds} s, "
+                          "this order ends here", flush=True)
                     break
                 problems = [text[:120] for tab in tabs
                             for text in errors(tab) + tab.locator(EXCEPTION).all_inner_texts()]
-                print(f"{name:24s} peak {rss.peak / 2**20:6.0f} MiB, {time.perf_counter() - started:5.1f} s"
+                print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB, {time.perf_counter() - started:5.1f} s"
                       + (f"; shown: {problems}" if problems else ""), flush=True)
             browser.close()
-        rss.stop()
     finally:
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    print(f"peak RSS {overall / 2**20:.0f} MiB (idle {idle / 2**20:.0f} MiB) / budget {BUDGET_BYTES / 2**20:.0f} MiB "
-          f"= {overall / BUDGET_BYTES:.2f}")
+    print(f"{order}: peak {overall / 2**20:.0f} MiB (idle {idle / 2**20:.0f} MiB)", flush=True)
+    return overall
+
+
+def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both") -> None:
+    orders = ORDERS if order == "both" else (order,)
+    if not set(orders) <= set(ORDERS):
+        raise ValueError(f"order must be one of {', '.join(ORDERS)} or both; got {order!r}")
+    inputs = largest_inputs(n_sessions)
+    print(f"{n_sessions} sessions, each {len(inputs[0][0])} characters of prompt (512 tokens) "
+          f"and a given answer of 64 tokens", flush=True)
+    highest = max(run_order(name, inputs, page_seconds, probing) for name in orders)
+    print(f"peak RSS {highest / 2**20:.0f} MiB ({', '.join(orders)}) / budget {BUDGET_BYTES / 2**20:.0f} MiB "
+          f"= {highest / BUDGET_BYTES:.2f}")
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:4])
+    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:5])
