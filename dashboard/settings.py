@@ -32,14 +32,18 @@ MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's proto
 # Similarity over many texts keeps every token position of the layers it compares; the page's 200 UD sentences
 # are ~5,100 tokens for the causal default, ~5,500 for the encoder. Pasted texts count against it too.
 MAX_SIMILARITY_TOKENS = _int_env("ECCO_MAX_SIMILARITY_TOKENS", 6000)
-# Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default.
-CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 1024)
+# What the server holds between runs counts against its 3 GB beside the runs themselves (``bench/memory.py``):
+# the model (~0.55 GB resident), these two caches, and each run admitted at once (MAX_CONCURRENT_RUNS, below).
+# Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default, so the
+# default holds four visitors' captures at the limits (a fifth replaces the least recently used).
+CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 640)
 # The Attention page keeps at most this much of a prompt's maps (blocks x heads x tokens^2 floats) per result;
 # a longer prompt's model view shows fewer blocks at a time. All 30 blocks of the causal default fit up to ~240 tokens.
 ATTENTION_MB = _int_env("ECCO_ATTENTION_MB", 64)
 # Results of every analysis (dashboard.cached_analysis and dashboard.long_work: saliency, rankings, attention,
-# probes, similarity, factors...), held once for all sessions.
-RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 256)
+# probes, similarity, factors...), held once for all sessions. Most are small; the largest, a long prompt's
+# attention maps (up to ATTENTION_MB each), are the quickest to compute again.
+RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 128)
 # Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
