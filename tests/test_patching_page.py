@@ -202,7 +202,7 @@ def test_new_work_takes_the_place_of_the_earlier_charts_and_every_control_reads_
     assert clipped_text(page) == []  # the Metric select's long choices among them
     page.locator('[data-testid="stMain"]').get_by_role("combobox", name="Metric", exact=True).click()
     page.get_by_role("option", name="probability of the answer", exact=True).click()
-    page.get_by_text("Activation patching: about").wait_for()
+    page.get_by_text("Activation patching: estimated at").wait_for()
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
     screenshot(page, "causal_tracing_new_work")
     page.locator('[data-testid="stMain"]').get_by_role("button", name="Stop", exact=True).click()
