@@ -76,7 +76,7 @@ def batched_every_patch(lm: ec.LM) -> np.ndarray:
     runs, clean, metric_of = unbatched_inputs(lm)
     n_tokens = runs.clean_embeds.shape[1]
     patches = every_patch(lm, n_tokens)
-    rows = max(1, patching.DEFAULT_BATCH_BYTES // patching._row_bytes(lm, n_tokens, n_tokens))
+    rows = max(1, patching.DEFAULT_BATCH_BYTES // patching.row_bytes(lm, n_tokens, n_tokens))
     return np.concatenate([
         metric_of(patching._patched_logits(lm, runs, clean, patches[start : start + rows], 0, None)).numpy()
         for start in range(0, len(patches), rows)

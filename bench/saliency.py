@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ecco_core as ec  # noqa: E402
-from ecco_core.capture import encode_prompt  # noqa: E402
+from ecco_core.tokens import encode_prompt  # noqa: E402
 from ecco_core.models import _smollm_folder  # noqa: E402
 from peers import ensure_peer_env  # noqa: E402
 

@@ -49,7 +49,7 @@ CORPUS = Path("/work/shared/data/ud-english-ewt/en_ewt-ud-dev.conllu")
 def prompt_of(lm, n_tokens: int) -> str:
     """The first ``n_tokens`` tokens (as the model reads a prompt) of the UD dev sentences, as text."""
     import ecco_core as ec
-    from ecco_core.capture import encode_prompt
+    from ecco_core.tokens import encode_prompt
 
     words = [" ".join(sentence.words) for sentence in ec.read_conllu(CORPUS)[:400]]
     ids = encode_prompt(lm, " ".join(words))
@@ -82,7 +82,7 @@ def run_case(case: str, length: int, out: Path) -> None:
     import torch
 
     import ecco_core as ec
-    from ecco_core.capture import encode_prompt
+    from ecco_core.tokens import encode_prompt
 
     torch.set_num_threads(1)
     lm = ec.load()

@@ -23,7 +23,7 @@ from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
-from ecco_core.capture import encode_answer, encode_prompt
+from ecco_core.tokens import encode_answer, encode_prompt
 from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
 
 from . import settings as limits

@@ -14,8 +14,9 @@ import types
 from . import attention, capture, factors, layers, models, plots, saliency
 from .attention import METHODS as ATTENTION_METHODS
 from .attention import Attention
-from .capture import Capture, CaptureSettings, recording
+from .capture import Capture, CaptureSettings
 from .factors import Factors, Neurons, neurons
+from .hooks import recording
 from .models import (
     DEFAULT_ENCODER,
     DEFAULT_MODEL,

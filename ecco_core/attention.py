@@ -22,7 +22,7 @@ Three views of block ``l``'s self-attention, for every family of the table:
 The weights come from the eager attention implementation: fused kernels
 (SDPA, flash) never form them. The loaded model usually runs SDPA and is
 shared by every session of the app, so it is never switched (see
-:func:`_eager_view`). The pass keeps only the blocks asked for, one block's
+:func:`eager_twin`). The pass keeps only the blocks asked for, one block's
 ``(n_heads, n_tokens, n_tokens)`` at a time, and stops after the last of them.
 """
 
@@ -41,8 +41,9 @@ from torch import nn
 
 from . import _checks as checks
 from .capture import Capture, captured_by
+from .hooks import StopForward, hooked
 from .layers import block_label
-from .models import LM, _get
+from .models import LM
 
 # Largest result ec.attention builds (n_layers_kept x n_heads x n_tokens^2 float32) unless told otherwise:
 # the default model's 30 x 9 heads fit up to about 700 tokens.
@@ -256,43 +257,9 @@ def attention(
         )
 
     scores = np.zeros((len(kept), n_heads, cap.n_tokens, cap.n_tokens), np.float32)
-    slot = {layer: k for k, layer in enumerate(kept)}
-    last = kept[-1]
-    view = _eager_view(lm)
-    blocks = _get(view.base_model, lm.spec.blocks)
-    value_norms: dict[int, torch.Tensor] = {}
-    previous: list[torch.Tensor] = []  # a chained method's result at the latest block only
-
-    def on_values(layer):
-        def hook(module, args, output):
-            value_norms[layer] = _value_norms(lm, output[0], blocks[layer])
-        return hook
-
-    def on_attention(layer):
-        def hook(module, args, output):
-            if entry.chained or layer in slot:
-                weights = output[1][0].float()  # (n_heads, n_tokens, n_tokens)
-                result = entry.function(weights, value_norms.pop(layer, None), previous[0] if previous else None)
-                previous[:] = [result] if entry.chained else []
-                if layer in slot:
-                    scores[slot[layer]] = result.float().cpu().numpy()
-            if layer == last:
-                raise _Done
-        return hook
-
-    handles = []
-    try:
-        for layer, block in enumerate(blocks[: last + 1]):
-            handles.append(_get(block, lm.spec.attention).register_forward_hook(on_attention(layer)))
-            if entry.reads_values and (entry.chained or layer in slot):
-                handles.append(_get(block, lm.spec.value_projection).register_forward_hook(on_values(layer)))
-        with torch.inference_mode():
-            view(input_ids=torch.tensor(cap.token_ids[None], device=lm.device))
-    except _Done:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    twin = eager_twin(lm)
+    with hooked(_pass_hooks(twin, entry, kept, scores)), torch.inference_mode():
+        twin.model(input_ids=torch.tensor(cap.token_ids[None], device=lm.device))
     return Attention(
         scores=scores,
         layers=tuple(kept),
@@ -305,12 +272,41 @@ def attention(
     )
 
 
-class _Done(Exception):
-    """Raised by the last kept block's hook: the blocks above it are not needed."""
+def _pass_hooks(twin: LM, entry: "AttentionMethod", kept: list[int], scores: np.ndarray) -> dict:
+    """The hooks of :func:`attention`'s pass: each block's attention (and value projection, when the method
+    reads values) up to the last kept block, writing ``scores`` in place; the pass stops after that block."""
+    slot = {layer: k for k, layer in enumerate(kept)}
+    last = kept[-1]
+    value_norms: dict[int, torch.Tensor] = {}
+    previous: list[torch.Tensor] = []  # a chained method's result at the latest block only
+
+    def on_values(layer):
+        def hook(module, args, output):
+            value_norms[layer] = _value_norms(twin, output[0], layer)
+        return hook
+
+    def on_attention(layer):
+        def hook(module, args, output):
+            if entry.chained or layer in slot:
+                weights = output[1][0].float()  # (n_heads, n_tokens, n_tokens)
+                result = entry.function(weights, value_norms.pop(layer, None), previous[0] if previous else None)
+                previous[:] = [result] if entry.chained else []
+                if layer in slot:
+                    scores[slot[layer]] = result.float().cpu().numpy()
+            if layer == last:
+                raise StopForward  # the blocks above the last kept one are not needed
+        return hook
+
+    hooks = {}
+    for layer, attention_module, values in zip(range(last + 1), twin.attention_modules, twin.value_projections):
+        hooks[attention_module] = on_attention(layer)
+        if entry.reads_values and (entry.chained or layer in slot):
+            hooks[values] = on_values(layer)
+    return hooks
 
 
-def _eager_view(lm: LM) -> nn.Module:
-    """A private twin of ``lm.model`` that shares every weight but runs eager attention, with no hooks.
+def eager_twin(lm: LM) -> LM:
+    """``lm`` over a private twin of ``lm.model`` that shares every weight but runs eager attention, with no hooks.
 
     Why a twin: only the eager implementation forms the weights, and which one
     runs is read from ``config._attn_implementation`` at every forward, by each
@@ -337,18 +333,18 @@ def _eager_view(lm: LM) -> nn.Module:
     configs = {id(c): c for c in (getattr(m, "config", None) for m in view.modules()) if c is not None}
     for config in configs.values():
         config._attn_implementation = "eager"
-    return view
+    return dataclasses.replace(lm, model=view)
 
 
-def _value_norms(lm: LM, values_output: torch.Tensor, block: nn.Module) -> torch.Tensor:
+def _value_norms(lm: LM, values_output: torch.Tensor, layer: int) -> torch.Tensor:
     """``||f_h(x_j)||`` for every query head ``h`` and token ``j``: shape (n_heads, n_tokens).
 
-    ``values_output`` (n_tokens, width) is the value projection's output for
-    one sequence. The output projection's bias is added once to the sum of
-    heads, so no head owns it and it is left out.
+    ``values_output`` (n_tokens, width) is block ``layer``'s value projection's
+    output for one sequence. The output projection's bias is added once to
+    the sum of heads, so no head owns it and it is left out.
     """
     values = head_values(lm, values_output)
-    moved = torch.einsum("thk,hkd->htd", values.float(), head_output_matrices(lm, block).float())
+    moved = torch.einsum("thk,hkd->htd", values.float(), head_output_matrices(lm, layer).float())
     return moved.norm(dim=-1)
 
 
@@ -372,13 +368,13 @@ def head_values(lm: LM, values_output: torch.Tensor) -> torch.Tensor:
     return values.reshape(n_tokens, n_kv, head_dim).repeat_interleave(n_heads // n_kv, dim=1)
 
 
-def head_output_matrices(lm: LM, block: nn.Module) -> torch.Tensor:
-    """Each head's slice of ``block``'s attention output projection: shape (n_heads, head_dim, d_model).
+def head_output_matrices(lm: LM, layer: int) -> torch.Tensor:
+    """Each head's slice of block ``layer``'s attention output projection: shape (n_heads, head_dim, d_model).
 
     Head ``h``'s output ``z_h`` (head_dim,) enters the residual stream as
     ``z_h @ matrices[h]``; the projection's bias is not in it.
     """
-    output = _get(block, lm.spec.output_projection)
+    output = lm.output_projections[layer]
     # (n_heads * head_dim, d_model), the matrix x @ W applies: nn.Linear keeps it transposed, GPT-2's Conv1D not.
     matrix = output.weight.T if isinstance(output, nn.Linear) else output.weight
     return matrix.view(lm.n_heads, lm.head_dim, -1)

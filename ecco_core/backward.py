@@ -27,20 +27,14 @@ Results do not depend on the chunking beyond float summation order.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .capture import _first_tensor, without_cache
+from .hooks import Before, StopForward, first, hooked, without_cache
 from .models import LM
-
-
-class _Reached(Exception):
-    """Raised by a hook to end a forward pass once what it needs has been seen."""
 
 
 class _BlockCall:
@@ -53,21 +47,16 @@ class _BlockCall:
     def hidden(self) -> torch.Tensor:
         return self.args[0] if self.args else self.kwargs["hidden_states"]
 
+    def with_hidden(self, hidden: torch.Tensor) -> "_BlockCall":
+        """The same call with ``hidden`` as its input hidden state."""
+        if self.args:
+            return _BlockCall((hidden, *self.args[1:]), self.kwargs)
+        return _BlockCall(self.args, {**self.kwargs, "hidden_states": hidden})
+
     def __call__(self, block: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """The block's output hidden state for ``hidden`` in place of the recorded input."""
-        if self.args:
-            return _first_tensor(block(hidden, *self.args[1:], **self.kwargs))
-        return _first_tensor(block(**{**self.kwargs, "hidden_states": hidden}))
-
-
-@contextmanager
-def _hooks(registrations):
-    handles = list(registrations)
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+        call = self.with_hidden(hidden)
+        return first(block(*call.args, **call.kwargs))
 
 
 def _forward(
@@ -82,41 +71,30 @@ def _forward(
     d_model), attached to the graph only with ``keep_graph``.
     """
     blocks = lm.blocks
-    owner = threading.get_ident()  # the model is shared: other threads' passes go untouched
     first_input, calls, last_output = [], [], []
 
     def detach_first_input(module, args, kwargs):
-        if threading.get_ident() != owner:
-            return None
         call = _BlockCall(args, kwargs)
         first_input.append(call.hidden)
-        if keep_graph:
-            return None
-        # Frozen parameters and a detached input: the blocks build no graph from here on.
-        if args:
-            return (call.hidden.detach(), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": call.hidden.detach()}
+        if not keep_graph:
+            # Frozen parameters and a detached input: the blocks build no graph from here on.
+            call = call.with_hidden(call.hidden.detach())
+        calls.append(call)
+        return call.args, call.kwargs
 
     def record_call(module, args, kwargs):
-        if threading.get_ident() == owner:
-            calls.append(_BlockCall(args, kwargs))
+        calls.append(_BlockCall(args, kwargs))
 
     def record_last_output(module, args, output):
-        if threading.get_ident() == owner:
-            last_output.append(_first_tensor(output))
-            raise _Reached  # the final norm and head are applied per target
+        last_output.append(first(output))
+        raise StopForward  # the final norm and head are applied per target
 
+    hooks = {block: [Before(record_call)] for block in blocks}
+    hooks[blocks[0]] = [Before(detach_first_input)]
+    hooks[blocks[-1]].append(record_last_output)
     base = lm.model.base_model
-    with _hooks(
-        [blocks[0].register_forward_pre_hook(detach_first_input, with_kwargs=True)]
-        + [block.register_forward_pre_hook(record_call, with_kwargs=True) for block in blocks]
-        + [blocks[-1].register_forward_hook(record_last_output)]
-    ):
-        try:
-            with torch.enable_grad():
-                base(inputs_embeds=embeds, **without_cache(base))
-        except _Reached:
-            pass
+    with hooked(hooks), torch.enable_grad():
+        base(inputs_embeds=embeds, **without_cache(base))
     if len(calls) != len(blocks) or len(first_input) != 1 or len(last_output) != 1:
         raise RuntimeError(
             f"expected one call of each of the {len(blocks)} blocks in one forward pass, saw {len(calls)}: "

@@ -24,13 +24,9 @@ Nothing is stored on the model, and the hooks are removed in a ``finally``.
 
 from __future__ import annotations
 
-import inspect
 import json
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -39,7 +35,9 @@ import torch
 from . import _checks as checks
 from . import capture_file
 from .capture_file import MAX_CAPTURE_BYTES
+from .hooks import ArrayRecording, recording, without_cache
 from .models import LM
+from .tokens import check_text, encode_answer, encode_prompt, special_mask, token_strings
 
 MAX_NEW_TOKENS_LIMIT = 1024
 # Vocabulary-wide logits are made this many bytes at a time (capture's top-k, the lens, saliency's backward).
@@ -252,180 +250,7 @@ def captured_by(lm, cap, name: str = "cap"):
     return cap
 
 
-# ------------------------------------------------------------------ hooks
-@dataclass
-class Recording:
-    """Tensors seen by the hooks of :func:`recording` during one forward pass.
-
-    ``hidden_states[0]`` is block 0's input, ``hidden_states[l + 1]`` block
-    ``l``'s output, ``ffn[l]`` the input of block ``l``'s FFN output
-    projection; each of shape (batch, n_tokens, width), still on the model's
-    device and attached to the autograd graph if the pass had one.
-    """
-
-    hidden_states: list = field(default_factory=list)
-    ffn: list = field(default_factory=list)
-
-    def keep(self, site: str, tensor: torch.Tensor) -> None:
-        """Keep one tensor the hooks saw; ``site`` is ``"hidden_states"`` or ``"ffn"``."""
-        getattr(self, site).append(tensor)
-
-    def counts(self) -> tuple[int, int]:
-        """How many hidden states and FFN activations were recorded."""
-        return len(self.hidden_states), len(self.ffn)
-
-
-class ArrayRecording(Recording):
-    """A recording that copies each tensor at once into float32 numpy arrays, batch row 0 only.
-
-    Holding the tensors until the pass ends (as :class:`Recording` does) keeps
-    every layer alive at the model's width and dtype beside the arrays made
-    from them; copying as the pass goes keeps one layer at a time beyond the
-    arrays, wherever the model runs.
-
-    Attributes
-    ----------
-    hidden_states : ndarray of shape (n_layers + 1, n_tokens, d_model), float32
-    ffn : ndarray of shape (n_layers, n_tokens, d_ff), float32
-    """
-
-    def __init__(self, n_layers: int, n_tokens: int, d_model: int, d_ff: int):
-        super().__init__(
-            hidden_states=np.empty((n_layers + 1, n_tokens, d_model), dtype=np.float32),
-            ffn=np.empty((n_layers, n_tokens, d_ff), dtype=np.float32),
-        )
-        self._filled = {"hidden_states": 0, "ffn": 0}
-
-    def keep(self, site: str, tensor: torch.Tensor) -> None:
-        index = self._filled[site]
-        self._filled[site] += 1
-        if index < len(getattr(self, site)):
-            getattr(self, site)[index] = tensor[0].detach().float().cpu().numpy()
-
-    def counts(self) -> tuple[int, int]:
-        return self._filled["hidden_states"], self._filled["ffn"]
-
-
-def _first_tensor(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
-@contextmanager
-def recording(lm: LM, record: Recording | None = None) -> Iterator[Recording]:
-    """Record hidden states and FFN activations of the forward passes this thread makes inside the block.
-
-    Works for padded batches too (probing uses it); the hooks are removed on
-    exit, also when the forward raises. ``record`` says where the tensors go
-    (an :class:`ArrayRecording` copies them to numpy as they come); a new
-    :class:`Recording` keeps them by default. Usage::
-
-        with recording(lm) as rec:
-            lm.model(input_ids)
-        rec.hidden_states  # list of n_layers + 1 tensors (batch, n_tokens, d_model)
-    """
-    record = Recording() if record is None else record
-    blocks = lm.blocks
-    n_layers = len(blocks)
-    handles = []
-    # The model is shared by every session of the app, so other threads run forward
-    # passes through these same modules while the hooks are on: record only our own.
-    owner = threading.get_ident()
-    batch_and_tokens = []  # of the last hidden state: OPT's FFN sees them flattened
-
-    def keep_hidden(hidden):
-        batch_and_tokens[:] = hidden.shape[:2]
-        record.keep("hidden_states", hidden)
-
-    def block_input(module, args, kwargs):
-        if threading.get_ident() != owner:
-            return
-        keep_hidden(_first_tensor(args[0] if args else kwargs["hidden_states"]))
-
-    def block_output(module, args, output):
-        if threading.get_ident() != owner:
-            return
-        keep_hidden(_first_tensor(output))
-
-    def ffn_input(module, args):
-        if threading.get_ident() != owner:
-            return
-        activations = args[0]
-        if activations.dim() == 2:  # OPT flattens (batch, n_tokens) before its FFN
-            activations = activations.view(*batch_and_tokens, -1)
-        record.keep("ffn", activations)
-
-    try:
-        handles.append(blocks[0].register_forward_pre_hook(block_input, with_kwargs=True))
-        for block, projection in zip(blocks, lm.ffn_projections):
-            handles.append(block.register_forward_hook(block_output))
-            handles.append(projection.register_forward_pre_hook(ffn_input))
-        yield record
-    finally:
-        for handle in handles:
-            handle.remove()
-    n_hidden, n_ffn = record.counts()
-    if n_ffn and (n_hidden != n_layers + 1 or n_ffn != n_layers):
-        raise RuntimeError(
-            f"expected {n_layers + 1} hidden states and {n_layers} FFN activations from one forward pass, "
-            f"recorded {n_hidden} and {n_ffn}: the hooks saw more than one pass "
-            "or the family table is wrong for this model"
-        )
-
-
-# ------------------------------------------------------------ tokenisation
-def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
-    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``)."""
-    return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in token_ids)
-
-
-def as_following_word(word: str, text: str = "") -> str:
-    """``word`` spelled as it follows earlier text: ``"is"`` -> ``" is"``.
-
-    A word gets a leading space unless it already has one, starts with
-    punctuation (``","`` stays ``","``) or ``text`` ends with whitespace.
-    Byte-BPE vocabularies hold the spaced and the bare word as different tokens.
-    """
-    if word[:1].isspace() or not word[:1].isalnum() or text[-1:].isspace():
-        return word
-    return " " + word
-
-
-def special_mask(tokenizer, token_ids) -> np.ndarray:
-    """True for each id that is one of the tokenizer's special tokens (BOS, [CLS], [SEP], ...): shape (n_tokens,)."""
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    return np.array([int(i) in special for i in token_ids], dtype=bool)
-
-
-def _check_text(text, argument: str = "text") -> str:
-    allowed = "a string of text to analyse (not empty or whitespace only)"
-    if not isinstance(text, str):
-        raise checks.invalid(argument, text, allowed, TypeError)
-    if not text.strip():
-        raise checks.invalid(argument, text, allowed)
-    return text
-
-
-def encode_prompt(lm: LM, text: str, *, argument: str = "text") -> list[int]:
-    """Token ids of ``text`` as the model reads a prompt (with its special tokens); ``argument`` names it in errors."""
-    _check_text(text, argument)
-    return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
-
-
-def encode_answer(lm: LM, answer: str) -> list[int]:
-    """Token ids of a given answer as it continues a prompt (no special tokens)."""
-    _check_text(answer, "answer")
-    return lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
-
-
-def without_cache(module: torch.nn.Module) -> dict:
-    """Keyword arguments that stop a one-off forward of ``module`` from building a KV cache it would return.
-
-    Causal models make one by default (on a 1,024-token text it more than
-    doubles the pass's transient memory); encoders take no such argument.
-    """
-    return {"use_cache": False} if "use_cache" in inspect.signature(module.forward).parameters else {}
-
-
+# ------------------------------------------------------------ budgets
 def check_chunk_bytes(max_chunk_bytes) -> int:
     """``max_chunk_bytes`` as an int when it is a whole number of bytes >= 1 (see :mod:`ecco_core._checks`)."""
     return checks.whole("max_chunk_bytes", max_chunk_bytes, low=1)
@@ -567,7 +392,7 @@ def capture(
     >>> cap.generated_text
     ' Paris.\\n'
     """
-    _check_text(text)
+    check_text(text)
     max_new_tokens = checks.whole("max_new_tokens", max_new_tokens, low=0, high=MAX_NEW_TOKENS_LIMIT)
     if max_new_tokens and not lm.is_causal:
         raise ValueError(
@@ -586,16 +411,7 @@ def capture(
     check_chunk_bytes(max_chunk_bytes)
 
     input_ids = encode_prompt(lm, text)
-    answer_ids: list[int] = []
-    if answer is not None:
-        _check_text(answer, "answer")
-        if not lm.is_causal:
-            raise ValueError(f"answer= needs a causal model; {lm.name!r} is masked")
-        answer_ids = encode_answer(lm, answer)
-        if max_answer_tokens is not None and len(answer_ids) > max_answer_tokens:
-            raise ValueError(
-                f"answer is {len(answer_ids)} tokens; max_answer_tokens allows at most {max_answer_tokens}"
-            )
+    answer_ids = [] if answer is None else _answer_ids(lm, answer, max_answer_tokens)
     limit = lm.context_length
     if len(input_ids) + len(answer_ids) + max_new_tokens > limit:
         raise ValueError(
@@ -606,16 +422,34 @@ def capture(
         lm, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
         top_k=top_k, seed=seed, stop_at_eos=stop_at_eos,
     )
-    token_ids = np.array(input_ids + new_ids, dtype=np.int64)
+    settings = CaptureSettings(
+        text=text, max_new_tokens=max_new_tokens, answer=answer, do_sample=bool(do_sample),
+        temperature=temperature, top_k=top_k, seed=seed, stop_at_eos=bool(stop_at_eos), k=k,
+    )
+    return _recorded(lm, input_ids, new_ids, settings, max_chunk_bytes)
 
+
+def _answer_ids(lm: LM, answer: str, max_answer_tokens: int | None) -> list[int]:
+    """Token ids of a given answer, refused for a masked model or beyond ``max_answer_tokens``."""
+    check_text(answer, "answer")
+    if not lm.is_causal:
+        raise ValueError(f"answer= needs a causal model; {lm.name!r} is masked")
+    answer_ids = encode_answer(lm, answer)
+    if max_answer_tokens is not None and len(answer_ids) > max_answer_tokens:
+        raise ValueError(f"answer is {len(answer_ids)} tokens; max_answer_tokens allows at most {max_answer_tokens}")
+    return answer_ids
+
+
+def _recorded(lm: LM, input_ids: list[int], new_ids: list[int], settings: CaptureSettings,
+              max_chunk_bytes: int) -> Capture:
+    """The :class:`Capture` of one recorded forward pass over prompt + continuation."""
+    token_ids = np.array(input_ids + new_ids, dtype=np.int64)
     record = ArrayRecording(lm.n_layers, len(token_ids), lm.d_model, lm.d_ff)
+    base = lm.model.base_model
     with torch.inference_mode():
         with recording(lm, record):
-            output = lm.model.base_model(
-                input_ids=torch.tensor(token_ids[None], device=lm.device), **without_cache(lm.model.base_model)
-            )
-        top_ids, top_probs = _top_predictions(lm, output.last_hidden_state[0], k, max_chunk_bytes)
-
+            output = base(input_ids=torch.tensor(token_ids[None], device=lm.device), **without_cache(base))
+        top_ids, top_probs = _top_predictions(lm, output.last_hidden_state[0], settings.k, max_chunk_bytes)
     return Capture(
         tokens=token_strings(lm.tokenizer, token_ids),
         token_ids=token_ids,
@@ -628,8 +462,5 @@ def capture(
         model_name=lm.name,
         causal=lm.is_causal,
         special=special_mask(lm.tokenizer, token_ids),
-        settings=CaptureSettings(
-            text=text, max_new_tokens=max_new_tokens, answer=answer, do_sample=bool(do_sample),
-            temperature=temperature, top_k=top_k, seed=seed, stop_at_eos=bool(stop_at_eos), k=k,
-        ),
+        settings=settings,
     )

@@ -39,7 +39,7 @@ each part weighed by its proximity to the sum; :meth:`Circuits.routes_frame`
 prunes the graph at a threshold from the prediction back to the input tokens.
 
 Attention weights come from the eager attention implementation (a private
-twin of the shared model, see :func:`ecco_core.attention._eager_view`);
+twin of the shared model, see :func:`ecco_core.attention.eager_twin`);
 everything else is read with hooks on the real Hugging Face modules. Only
 causal models: a masked model's head is not linear.
 
@@ -57,10 +57,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -68,11 +66,13 @@ import torch
 from torch import nn
 
 from . import _checks as checks
-from .attention import _eager_view, head_output_matrices, head_values
-from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, encode_prompt, token_strings, without_cache
+from .attention import eager_twin, head_output_matrices, head_values
+from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by
+from .hooks import Before, by_token, first, hooked, replace_first, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
 from .models import LM
-from .patching import DEFAULT_BATCH_BYTES, _row_bytes, _word_id
+from .patching import DEFAULT_BATCH_BYTES, row_bytes
+from .tokens import encode_prompt, token_strings, word_id
 
 #: What is decomposed at the read position, by name.
 METRICS = {
@@ -428,54 +428,6 @@ def _share(part: float, whole_effect: float) -> float:
     return part / whole_effect if whole_effect and math.isfinite(whole_effect) else math.nan
 
 
-# ------------------------------------------------------------ hooks
-@dataclass(frozen=True)
-class _Before:
-    """A hook run before its module: ``function(module, args, kwargs)``, returning None or ``(args, kwargs)``."""
-
-    function: Callable
-
-
-@contextmanager
-def _hooked(hooks: dict) -> Iterator[None]:
-    """Hooks (module -> hook, or a :class:`_Before`) on this thread's passes only; removed in a ``finally``.
-
-    A plain hook runs after its module: ``hook(module, args, output)``, which
-    may return a replacement output.
-    """
-    owner = threading.get_ident()
-
-    def scoped(hook):
-        def run(module, args, third):
-            return hook(module, args, third) if threading.get_ident() == owner else None
-        return run
-
-    handles = []
-    try:
-        for module, hook in hooks.items():
-            if isinstance(hook, _Before):
-                handles.append(module.register_forward_pre_hook(scoped(hook.function), with_kwargs=True))
-            else:
-                handles.append(module.register_forward_hook(scoped(hook)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _first(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def _replace_first(output, tensor: torch.Tensor):
-    return (tensor, *output[1:]) if isinstance(output, (tuple, list)) else tensor
-
-
-def _by_token(tensor: torch.Tensor, batch: int) -> torch.Tensor:
-    """A module's tensor as (batch, n_tokens, width): OPT flattens batch and tokens around its FFN."""
-    return tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor
-
-
 # ------------------------------------------------------------ the final norm, frozen
 class _FrozenNorm(NamedTuple):
     """One kind of final norm: ``scale(norm, x)`` of the real stream ``x`` (d_model,), and ``apply(norm, scale)``,
@@ -558,7 +510,7 @@ def _token_id(lm: LM, prefix: str, word, argument: str) -> tuple[int, list[str]]
     """A token id given as such, or the first token of ``word`` read as it follows ``prefix``, and notes."""
     if checks.is_whole(word):
         return checks.whole(argument, word, low=0, high=lm.vocab_size - 1), []
-    return _word_id(lm, prefix, word, argument)
+    return word_id(lm, prefix, word, argument)
 
 
 def _inputs(lm: LM, text, answer, foil, position) -> tuple[list[int], int, int, tuple[str, ...]]:
@@ -672,7 +624,7 @@ def circuits(
         stream not summing to its parts (a family whose blocks are not pre-norm).
     """
     ids, answer_id, foil_id, notes = _inputs(lm, text, answer, foil, position)
-    twin = dataclasses.replace(lm, model=_eager_view(lm))
+    twin = eager_twin(lm)
     n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
     seen: dict = {"values": {}, "weights": {}, "z": {}, "ffn": {}}
 
@@ -684,19 +636,19 @@ def circuits(
     def before(store, key, read):
         def hook(module, args, kwargs):
             store[key] = read(args[0] if args else kwargs["hidden_states"])
-        return _Before(hook)
+        return Before(hook)
 
     hooks = {
-        twin.blocks[0]: before(seen, "embeddings", lambda hidden: _first(hidden)[0, -1]),
+        twin.blocks[0]: before(seen, "embeddings", lambda hidden: first(hidden)[0, -1]),
         twin.final_norm[0]: before(seen, "final", lambda hidden: hidden[0, -1]),
     }
     for layer in range(n_layers):
         hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
         hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0, :, -1])
-        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: _by_token(_first(out), 1)[0, -1])
+        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: by_token(first(out), 1)[0, -1])
         # The projection's input is every head's output side by side: (n_heads * head_dim,) at the read position.
-        hooks[twin.output_projections[layer]] = before(seen["z"], layer, lambda z: _by_token(z, 1)[0, -1])
-    with torch.inference_mode(), _hooked(hooks):
+        hooks[twin.output_projections[layer]] = before(seen["z"], layer, lambda z: by_token(z, 1)[0, -1])
+    with torch.inference_mode(), hooked(hooks):
         output = twin.model.base_model(input_ids=torch.tensor([ids], device=lm.device),
                                        **without_cache(twin.model.base_model))
         logits = lm.apply_head(output.last_hidden_state[0, -1])
@@ -710,8 +662,8 @@ def circuits(
     head_outputs = np.zeros((n_layers, n_heads, lm.d_model), np.float32)
     ffn_outputs = np.zeros((n_layers, lm.d_model), np.float32)
     residual = seen["embeddings"].double().clone()
-    for layer, block in enumerate(lm.blocks):
-        matrices = head_output_matrices(lm, block).double()  # (n_heads, head_dim, d_model)
+    for layer in range(n_layers):
+        matrices = head_output_matrices(lm, layer).double()  # (n_heads, head_dim, d_model)
         per_head = matrices @ direction  # (n_heads, head_dim): what one unit of z_h adds to the metric
         z = seen["z"][layer].double().view(n_heads, head_dim)
         heads[layer] = (z * per_head).sum(-1).cpu().numpy()
@@ -852,8 +804,8 @@ def _routes(twin: LM, ids: list[int], max_chunk_bytes: int = 64 * 2**20) -> dict
 
     def keep_input(layer):
         def hook(module, args, kwargs):
-            seen["inputs"][layer] = _first(args[0] if args else kwargs["hidden_states"])[0]
-        return _Before(hook)
+            seen["inputs"][layer] = first(args[0] if args else kwargs["hidden_states"])[0]
+        return Before(hook)
 
     # Block l's input is block l - 1's output; the final norm's input is the last block's output.
     hooks = {twin.final_norm[0]: keep_input(n_layers)}
@@ -861,8 +813,8 @@ def _routes(twin: LM, ids: list[int], max_chunk_bytes: int = 64 * 2**20) -> dict
         hooks[twin.blocks[layer]] = keep_input(layer)
         hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
         hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0])
-        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: _by_token(_first(out), 1)[0])
-    with torch.inference_mode(), _hooked(hooks):
+        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: by_token(first(out), 1)[0])
+    with torch.inference_mode(), hooked(hooks):
         twin.model.base_model(input_ids=torch.tensor([ids], device=twin.device), **without_cache(twin.model.base_model))
 
     routes = {
@@ -876,7 +828,7 @@ def _routes(twin: LM, ids: list[int], max_chunk_bytes: int = 64 * 2**20) -> dict
             x = seen["inputs"][layer].double()
             # f_h(x_j), what head h moves from token j per unit of attention: (n_heads, n_tokens, d_model)
             moved = torch.einsum("thk,hkd->htd", head_values(twin, seen["values"][layer]).double(),
-                                 head_output_matrices(twin, twin.blocks[layer]).double())
+                                 head_output_matrices(twin, layer).double())
             weights = seen["weights"][layer].double()  # (n_heads, n_tokens, n_tokens)
             projection = twin.output_projections[layer]
             bias = (projection.bias.double() if getattr(projection, "bias", None) is not None
@@ -919,17 +871,17 @@ def _recorded_outputs(lm: LM, ids: list[int]) -> tuple[list[torch.Tensor], list[
 
     def keep_heads(layer):
         def hook(module, args, kwargs):
-            heads[layer] = _by_token(args[0], 1)[0]
-        return _Before(hook)
+            heads[layer] = by_token(args[0], 1)[0]
+        return Before(hook)
 
     def keep_ffn(layer):
         def hook(module, args, output):
-            ffn[layer] = _by_token(_first(output), 1)[0]
+            ffn[layer] = by_token(first(output), 1)[0]
         return hook
 
     hooks = {projection: keep_heads(layer) for layer, projection in enumerate(lm.output_projections)}
     hooks.update({projection: keep_ffn(layer) for layer, projection in enumerate(lm.ffn_projections)})
-    with torch.inference_mode(), _hooked(hooks):
+    with torch.inference_mode(), hooked(hooks):
         lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device), **without_cache(lm.model.base_model))
     return heads, ffn
 
@@ -962,24 +914,24 @@ def _ablated_metrics(
     n_rows, n_tokens = head_masks.shape[0], len(ids)
     n_heads, head_dim = lm.n_heads, lm.head_dim
     head_replacements, ffn_replacements = replacements
-    rows_per_pass = max(1, max_batch_bytes // _row_bytes(lm, n_tokens, n_tokens))
+    rows_per_pass = max(1, max_batch_bytes // row_bytes(lm, n_tokens, n_tokens))
     values = np.empty(n_rows)
 
     def ablate_heads(layer, masks):
         def hook(module, args, kwargs):
             z = args[0]
-            batch_z = _by_token(z, len(masks)).view(len(masks), n_tokens, n_heads, head_dim)
+            batch_z = by_token(z, len(masks)).view(len(masks), n_tokens, n_heads, head_dim)
             replacement = head_replacements[layer].view(1, -1, n_heads, head_dim)
             ablated = torch.where(masks[:, layer][:, None, :, None], replacement, batch_z)
             return (ablated.reshape(z.shape), *args[1:]), kwargs
-        return _Before(hook)
+        return Before(hook)
 
     def ablate_ffn(layer, masks):
         def hook(module, args, output):
-            out = _first(output)
+            out = first(output)
             ablated = torch.where(masks[:, layer][:, None, None], ffn_replacements[layer][None],
-                                  _by_token(out, len(masks)))
-            return _replace_first(output, ablated.reshape(out.shape))
+                                  by_token(out, len(masks)))
+            return replace_first(output, ablated.reshape(out.shape))
         return hook
 
     with torch.inference_mode():
@@ -988,7 +940,7 @@ def _ablated_metrics(
             heads, ffn = head_masks[start:stop], ffn_masks[start:stop]
             hooks = {p: ablate_heads(l, heads) for l, p in enumerate(lm.output_projections)}
             hooks.update({p: ablate_ffn(l, ffn) for l, p in enumerate(lm.ffn_projections)})
-            with _hooked(hooks):
+            with hooked(hooks):
                 output = lm.model.base_model(
                     input_ids=torch.tensor([ids], device=lm.device).expand(stop - start, -1),
                     **without_cache(lm.model.base_model),

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .capture import Recording, recording, without_cache
+from .hooks import Recording, recording, without_cache
 from .models import LM
 from .store import ActivationStore, StoredArray
 

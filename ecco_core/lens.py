@@ -35,13 +35,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._checks import invalid, is_whole, whole
-from .capture import (
-    DEFAULT_CHUNK_BYTES, Capture, as_following_word, captured_by, check_chunk_bytes, encode_prompt, recording,
-    token_strings,
-)
+from ._checks import invalid, whole
+from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
+from .hooks import recording
 from .layers import block_label
 from .models import LM
+from .tokens import candidate_ids, read_position, token_strings
 
 KINDS = {
     "generated": "each generated token, ranked at the position before it (what the model was about to write)",
@@ -347,57 +346,6 @@ def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT
 
 
 # ------------------------------------------------------------ watch
-def _read_position(lm: LM, text: str) -> tuple[list[int], int]:
-    """Token ids of ``text`` and the position whose prediction :func:`watch` reads."""
-    if not lm.is_causal and lm.tokenizer.mask_token and lm.tokenizer.mask_token != "[MASK]":
-        text = text.replace("[MASK]", lm.tokenizer.mask_token)  # "[MASK]" works for RoBERTa's "<mask>" too
-    input_ids = encode_prompt(lm, text)
-    limit = lm.context_length
-    if lm.is_causal:
-        if len(input_ids) >= limit:
-            raise ValueError(
-                f"text is {len(input_ids)} tokens and fills the model's context of {limit} tokens: there is "
-                "no next position to predict; shorten it"
-            )
-        return input_ids, len(input_ids) - 1
-    if len(input_ids) > limit:
-        raise ValueError(f"text is {len(input_ids)} tokens, more than the model's context of {limit} tokens")
-    masks = [i for i, token_id in enumerate(input_ids) if token_id == lm.tokenizer.mask_token_id]
-    if len(masks) != 1:
-        raise ValueError(
-            f"text must hold exactly one {lm.tokenizer.mask_token} for the masked model {lm.name!r} (where the "
-            f"candidates go), found {len(masks)}"
-        )
-    return input_ids, masks[0]
-
-
-def _candidate_ids(lm: LM, text: str, candidate) -> list[int]:
-    """Token ids of one candidate as it would follow ``text`` (or fill its mask)."""
-    tokenizer = lm.tokenizer
-    vocab_size = lm.vocab_size
-    if is_whole(candidate):
-        if not 0 <= candidate < vocab_size:
-            raise invalid("each candidate token id", candidate, f"in the vocabulary, 0 to {vocab_size - 1}")
-        return [int(candidate)]
-    if not isinstance(candidate, str) or not candidate.strip():
-        error = ValueError if isinstance(candidate, str) else TypeError
-        raise invalid("each candidate", candidate, "a word such as 'is' or a token id (int)", error)
-    spaced = as_following_word(candidate, text if lm.is_causal else "")
-    ids = []
-    if lm.is_causal:
-        alone = tokenizer(text, add_special_tokens=False)["input_ids"]
-        joined = tokenizer(text + spaced, add_special_tokens=False)["input_ids"]
-        if joined[: len(alone)] == alone:
-            ids = joined[len(alone) :]
-    ids = ids or tokenizer(spaced, add_special_tokens=False)["input_ids"]
-    if not ids or (tokenizer.unk_token_id is not None and ids[0] == tokenizer.unk_token_id):
-        raise ValueError(
-            f"candidate {candidate!r} is not in the vocabulary of {lm.name!r}: it tokenises to "
-            f"{token_strings(tokenizer, ids) or 'nothing'}"
-        )
-    return ids
-
-
 def watch(
     lm: LM,
     text: str,
@@ -451,16 +399,16 @@ def watch(
     candidates = list(candidates)
     if not candidates:
         raise invalid("candidates", candidates, allowed)
-    input_ids, position = _read_position(lm, text)
-    candidate_ids = [_candidate_ids(lm, text, candidate) for candidate in candidates]
+    input_ids, position = read_position(lm, text)
+    ids_of = [candidate_ids(lm, text, candidate) for candidate in candidates]
     notes = [
         f"{candidate!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; its first token is ranked"
-        for candidate, ids in zip(candidates, candidate_ids)
+        for candidate, ids in zip(candidates, ids_of)
         if len(ids) > 1
     ]
     # Different words ranked by the same first token get the same ranks: say so, or they look alike.
     sharing = {}
-    for candidate, ids in zip(candidates, candidate_ids):
+    for candidate, ids in zip(candidates, ids_of):
         sharing.setdefault(ids[0], []).append((candidate, len(ids) > 1))
     notes += [
         f"{', '.join(repr(candidate) for candidate, _ in same)} share their first token "
@@ -472,14 +420,14 @@ def watch(
     positions = np.full(len(candidates), position)
     columns, model_logits = _recorded_forward(lm, input_ids, positions)
     return _result(
-        lm, columns, input_ids, positions, [ids[0] for ids in candidate_ids], model_logits,
+        lm, columns, input_ids, positions, [ids[0] for ids in ids_of], model_logits,
         kind="candidate", k=k, max_chunk_bytes=max_chunk_bytes,
         # a token id is labelled by its text, a word as the user typed it
         candidates=[
             candidate if isinstance(candidate, str) else token_strings(lm.tokenizer, [candidate])[0]
             for candidate in candidates
         ],
-        first_token_only=[len(ids) > 1 for ids in candidate_ids], notes=notes,
+        first_token_only=[len(ids) > 1 for ids in ids_of], notes=notes,
     )
 
 
@@ -525,7 +473,7 @@ def suggest_candidates(
     k = whole("k", k, low=1)
     if max_candidates is not None:
         max_candidates = whole("max_candidates", max_candidates, low=1)
-    input_ids, position = _read_position(lm, text)
+    input_ids, position = read_position(lm, text)
     columns, model_logits = _recorded_forward(lm, input_ids, [position])
     any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here
     _, _, top_ids, _, _ = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)

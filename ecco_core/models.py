@@ -96,6 +96,15 @@ class FamilySpec:
     output_projection: str
     norm: str
 
+    def site_path(self, site: str) -> str:
+        """Path (from one block) of the module whose output is ``site``, where a block writes into the
+        residual stream: ``""`` (the block itself) for ``"residual"``, ``attention`` for ``"attention"``,
+        ``ffn_projection`` for ``"ffn"``."""
+        paths = {"residual": "", "attention": self.attention, "ffn": self.ffn_projection}
+        if site not in paths:
+            raise ValueError(f"site must be one of {', '.join(map(repr, paths))}; got {site!r}")
+        return paths[site]
+
 
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(
@@ -228,15 +237,20 @@ class LM:
     def d_model(self) -> int:
         return self.embeddings.weight.shape[1]
 
+    def site_modules(self, site: str) -> list[nn.Module]:
+        """The module of every block whose output is ``site``, in order (see :meth:`FamilySpec.site_path`)."""
+        path = self.spec.site_path(site)
+        return [_get(block, path) if path else block for block in self.blocks]
+
     @property
     def ffn_projections(self) -> list[nn.Module]:
         """The FFN output projection of every block, in order."""
-        return [_get(block, self.spec.ffn_projection) for block in self.blocks]
+        return self.site_modules("ffn")
 
     @property
     def attention_modules(self) -> list[nn.Module]:
         """The self-attention module of every block, in order (see ``FamilySpec.attention``)."""
-        return [_get(block, self.spec.attention) for block in self.blocks]
+        return self.site_modules("attention")
 
     @property
     def value_projections(self) -> list[nn.Module]:

@@ -50,10 +50,8 @@ only; the shared model's parameters are never touched. Hooks are removed in a
 from __future__ import annotations
 
 import copy
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -61,10 +59,10 @@ import torch
 
 from ._checks import choice, invalid, is_whole, listing, positive, whole
 from .backward import items_per_report
-from .capture import _check_text, token_strings
+from .hooks import by_token, hooked, on_first
 from .layers import site_label
-from .lens import _candidate_ids, _read_position
 from .models import LM
+from .tokens import check_text, encode_prompt, model_text, read_position, token_strings, word_id
 
 #: Where a block writes into the residual stream, by name.
 SITES = {
@@ -314,29 +312,10 @@ class _Runs:
     notes: tuple[str, ...]
 
 
-def _word_id(lm: LM, text: str, word, argument: str) -> tuple[int, list[str]]:
-    """The token id of ``word`` read as it follows ``text`` (the lens's rule), and a note if it is split."""
-    if not isinstance(word, str):
-        raise TypeError(f"{argument} must be a word (str), got {type(word).__name__}")
-    if not word.strip():
-        raise ValueError(f"{argument} is empty; give the word the model should (or should not) say, e.g. 'Mary'")
-    try:
-        ids = _candidate_ids(lm, text if lm.is_causal else "", word)
-    except ValueError as error:
-        raise ValueError(f"{argument}: {error}") from None
-    notes = []
-    if len(ids) > 1:
-        notes.append(
-            f"{argument} {word!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; "
-            "its first token is measured"
-        )
-    return ids[0], notes
-
-
 def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
     lm.require_head()
-    _check_text(clean, "clean")
-    clean_ids, read_position = _read_position(lm, clean)
+    check_text(clean, "clean")
+    clean_ids, read_at = read_position(lm, clean)
     tokens = token_strings(lm.tokenizer, clean_ids)
     embed = lm.embeddings
     with torch.no_grad():
@@ -352,8 +331,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
         corrupted_tokens, corruption = tokens, corrupted.describe(tokens)
         corrupted_positions = corrupted.positions
     elif isinstance(corrupted, str):
-        _check_text(corrupted, "corrupted")
-        corrupted_ids = lm.tokenizer(_model_text(lm, corrupted), add_special_tokens=True)["input_ids"]
+        corrupted_ids = encode_prompt(lm, model_text(lm, corrupted), argument="corrupted")
         corrupted_tokens = token_strings(lm.tokenizer, corrupted_ids)
         if len(corrupted_ids) != len(clean_ids):
             first = next((p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b),
@@ -366,10 +344,10 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
             )
         if corrupted_ids == clean_ids:
             raise ValueError("the corrupted prompt is the same text as the clean one: there is nothing to restore")
-        if not lm.is_causal and corrupted_ids[read_position] != clean_ids[read_position]:
+        if not lm.is_causal and corrupted_ids[read_at] != clean_ids[read_at]:
             raise ValueError(
                 f"the corrupted prompt must hold its {lm.tokenizer.mask_token} at the clean prompt's position "
-                f"{read_position}; there it has {_excerpt(corrupted_tokens, read_position)}"
+                f"{read_at}; there it has {_excerpt(corrupted_tokens, read_at)}"
             )
         with torch.no_grad():
             corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device))
@@ -379,10 +357,10 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
         raise TypeError(
             f"corrupted must be a prompt (str) or ec.Noise(positions), got {type(corrupted).__name__}"
         )
-    answer_id, notes = _word_id(lm, clean, answer, "answer")
+    answer_id, notes = word_id(lm, clean, answer, "answer")
     foil_id = -1
     if foil is not None:
-        foil_id, foil_notes = _word_id(lm, clean, foil, "foil")
+        foil_id, foil_notes = word_id(lm, clean, foil, "foil")
         notes += foil_notes
         if foil_id == answer_id:
             raise ValueError(
@@ -390,7 +368,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
                 f"{token_strings(lm.tokenizer, [answer_id])[0]!r}; the foil must be another word"
             )
     return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, corrupted_positions,
-                 read_position, answer_id, foil_id, tuple(notes))
+                 read_at, answer_id, foil_id, tuple(notes))
 
 
 def _excerpt(tokens, position: int, around: int = 3) -> str:
@@ -399,12 +377,6 @@ def _excerpt(tokens, position: int, around: int = 3) -> str:
     start, stop = max(0, position - around), min(len(tokens), position + around + 1)
     return "[" + ", ".join(["…"] * (start > 0) + [repr(token) for token in tokens[start:stop]]
                            + ["…"] * (stop < len(tokens))) + "]"
-
-
-def _model_text(lm: LM, text: str) -> str:
-    """``text`` with ``[MASK]`` spelled as the model's mask token (RoBERTa's ``<mask>``)."""
-    mask = getattr(lm.tokenizer, "mask_token", None)
-    return text.replace("[MASK]", mask) if not lm.is_causal and mask else text
 
 
 def _metric_function(metric: str, answer_id: int, foil_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -417,51 +389,11 @@ def _metric_function(metric: str, answer_id: int, foil_id: int) -> Callable[[tor
 
 
 # ------------------------------------------------------------ hooks
-def _site_modules(lm: LM, site: str) -> list[torch.nn.Module]:
-    if site == "residual":
-        return list(lm.blocks)
-    if site == "attention":
-        return lm.attention_modules
-    return lm.ffn_projections
-
-
-def _first(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def _replace_first(output, tensor):
-    if isinstance(output, tuple):
-        return (tensor, *output[1:])
-    if isinstance(output, list):
-        return [tensor, *output[1:]]
-    return tensor
-
-
-@contextmanager
-def _hooks(lm: LM, hooks: dict[tuple[str, int], Callable]) -> Iterator[None]:
-    """Forward hooks on the (site, layer) modules, acting on this thread's passes only; removed in a ``finally``.
-
-    Each hook is called as ``hook(output_tensor)`` and may return a replacement.
-    """
-    owner = threading.get_ident()
-    handles = []
-
-    def wrap(hook):
-        def forward_hook(module, args, output):
-            if threading.get_ident() != owner:
-                return None
-            replacement = hook(_first(output))
-            return None if replacement is None else _replace_first(output, replacement)
-        return forward_hook
-
-    modules = {site: _site_modules(lm, site) for site in {site for site, _ in hooks}}
-    try:
-        for (site, layer), hook in hooks.items():
-            handles.append(modules[site][layer].register_forward_hook(wrap(hook)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+def _site_hooks(lm: LM, hooks: dict[tuple[str, int], Callable]) -> dict:
+    """:func:`~ecco_core.hooks.hooked`'s hooks for ``{(site, layer): hook}``, each hook called as
+    ``hook(output_tensor)`` on its module's output and free to return a replacement."""
+    modules = {site: lm.site_modules(site) for site in {site for site, _ in hooks}}
+    return {modules[site][layer]: on_first(hook) for (site, layer), hook in hooks.items()}
 
 
 def _logits(lm: LM, embeds: torch.Tensor, read_position: int, *, past=None, prefix: int = 0):
@@ -496,18 +428,14 @@ def _recorded_run(lm: LM, embeds: torch.Tensor, read_position: int, sites) -> tu
             record[key] = tensor
         return hook
 
-    with _hooks(lm, {(site, layer): keep((site, layer)) for site in sites for layer in range(lm.n_layers)}):
+    keys = [(site, layer) for site in sites for layer in range(lm.n_layers)]
+    with hooked(_site_hooks(lm, {key: keep(key) for key in keys})):
         logits, cache = _logits(lm, embeds, read_position)
     return logits, record, cache
 
 
-def _as_tokens(tensor: torch.Tensor, batch: int) -> torch.Tensor:
-    """A site output as (batch, n_tokens, width) (OPT flattens batch and tokens before its FFN)."""
-    return tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor
-
-
 # ------------------------------------------------------------ exact patching
-def _row_bytes(lm: LM, n_new: int, n_tokens: int) -> int:
+def row_bytes(lm: LM, n_new: int, n_tokens: int) -> int:
     """Rough peak memory of one row of a patched batch of ``n_new`` new positions after a cached prefix:
     a block's activations, attention scores, the copied cache, logits."""
     width = 4 * lm.d_model + 3 * lm.d_ff + lm.n_heads * n_tokens
@@ -529,7 +457,7 @@ def _chunks(lm: LM, patches, to_run: list[int], n_tokens: int, max_batch_bytes: 
     chunks = []
     for prefix, indices in sorted(by_prefix.items()):
         # Within the memory bound and a progress report's work: progress comes after every batch.
-        rows = min(max(1, max_batch_bytes // _row_bytes(lm, n_tokens - prefix, n_tokens)),
+        rows = min(max(1, max_batch_bytes // row_bytes(lm, n_tokens - prefix, n_tokens)),
                    items_per_report(lm, (n_tokens - prefix) * lm.n_layers, len(indices)))
         chunks += [(prefix, indices[start : start + rows]) for start in range(0, len(indices), rows)]
     return chunks
@@ -572,7 +500,7 @@ def _run_patches(
 
     def changes(patch):
         return any(
-            not torch.equal(_as_tokens(clean[s, l], 1)[0, p], _as_tokens(corrupted[s, l], 1)[0, p])
+            not torch.equal(by_token(clean[s, l], 1)[0, p], by_token(corrupted[s, l], 1)[0, p])
             for s, l, p in patch
         )
 
@@ -612,12 +540,12 @@ def _patched_logits(
             positions.append(position)
 
     def restore(key, rows, positions):
-        values = _as_tokens(clean[key], 1)[0, positions]
+        values = by_token(clean[key], 1)[0, positions]
         rows = torch.tensor(rows, device=values.device)
         positions = torch.tensor(positions, device=values.device) - prefix
 
         def hook(tensor):
-            patched = _as_tokens(tensor, batch).clone()
+            patched = by_token(tensor, batch).clone()
             patched[rows.to(tensor.device), positions.to(tensor.device)] = values.to(tensor.device)
             return patched.view(tensor.shape)
         return hook
@@ -628,9 +556,44 @@ def _patched_logits(
         past.crop(prefix - past.get_seq_length())  # a negative count: the tokens to drop from the end
         past.batch_repeat_interleave(batch)
     hooks = {key: restore(key, rows, positions) for key, (rows, positions) in targets.items()}
-    with _hooks(lm, hooks):
+    with hooked(_site_hooks(lm, hooks)):
         embeds = runs.corrupted_embeds[:, prefix:].expand(batch, -1, -1)
         return _logits(lm, embeds, runs.read_position, past=past, prefix=prefix)[0]
+
+
+def _both_runs(lm: LM, runs: _Runs, sites, metric_of: Callable, approximate: bool) -> tuple:
+    """The clean and corrupted runs, recorded at ``sites``: clean logits and site outputs, corrupted logits
+    (detached), site outputs and key/value cache, and the corrupted metric (in the autograd graph of the
+    corrupted run's embeddings when ``approximate``)."""
+    with torch.inference_mode():
+        clean_logits, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
+    # Attribution patching differentiates the corrupted run: its embeddings are the graph's only leaf.
+    with torch.enable_grad() if approximate else torch.inference_mode():
+        embeds = runs.corrupted_embeds.detach().clone().requires_grad_(approximate)
+        corrupted_logits, corrupted_record, corrupted_cache = _recorded_run(lm, embeds, runs.read_position, sites)
+        corrupted_metric = metric_of(corrupted_logits)[0]
+    return clean_logits, clean_record, corrupted_logits.detach(), corrupted_record, corrupted_cache, corrupted_metric
+
+
+def _every_patch(lm: LM, runs: _Runs, sites, window: int, recorded: tuple, metric_of: Callable, k: int,
+                 max_batch_bytes: int, progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Exact patching of every (site, layer, position), ``window`` layers at a time.
+
+    ``recorded`` is what :func:`_run_patches` reads of the two runs: the clean
+    and corrupted site outputs, the corrupted logits and key/value cache.
+    Returns values of shape (n_sites, n_layers, n_tokens), top ids and
+    probabilities of shape (n_sites, n_layers, n_tokens, k), and the patches run.
+    """
+    n_layers, n_tokens = lm.n_layers, runs.clean_embeds.shape[1]
+    patches = [
+        [(site, block, position) for block in window_layers(layer, window, n_layers)]
+        for site in sites for layer in range(n_layers) for position in range(n_tokens)
+    ]
+    values, top_ids, top_probs, patches_run = _run_patches(
+        lm, runs, *recorded, patches, metric_of, k, max_batch_bytes, progress
+    )
+    shape = (len(sites), n_layers, n_tokens)
+    return values.reshape(shape), top_ids.reshape(*shape, k), top_probs.reshape(*shape, k), patches_run
 
 
 # ------------------------------------------------------------ attribution patching
@@ -643,12 +606,12 @@ def _attribution(lm: LM, sites, clean: dict, corrupted: dict, corrupted_value: t
     """
     keys = [(site, layer) for site in sites for layer in range(lm.n_layers)]
     gradients = torch.autograd.grad(corrupted_value, [corrupted[key] for key in keys], allow_unused=True)
-    estimates = np.zeros((len(sites), lm.n_layers, _as_tokens(clean[keys[0]], 1).shape[1]))
+    estimates = np.zeros((len(sites), lm.n_layers, by_token(clean[keys[0]], 1).shape[1]))
     for key, gradient in zip(keys, gradients):
         if gradient is None:  # this activation does not reach the read position
             continue
-        delta = _as_tokens(clean[key], 1)[0] - _as_tokens(corrupted[key].detach(), 1)[0]
-        estimate = (delta.double() * _as_tokens(gradient, 1)[0].double()).sum(-1)
+        delta = by_token(clean[key], 1)[0] - by_token(corrupted[key].detach(), 1)[0]
+        estimate = (delta.double() * by_token(gradient, 1)[0].double()).sum(-1)
         estimates[sites.index(key[0]), key[1]] = estimate.cpu().numpy()
     return estimates
 
@@ -673,6 +636,29 @@ def _check_metric(metric, foil) -> str:
     if metric == "logit_diff" and foil is None:
         raise ValueError("metric 'logit_diff' needs a foil (the answer's logit minus the foil's); give foil=")
     return metric
+
+
+def _check_options(sites, metric, foil, window, k, max_batch_bytes, approximate) -> tuple:
+    """:func:`patch`'s options, checked: (sites, metric, window, k, max_batch_bytes)."""
+    sites, metric = _check_sites(sites), _check_metric(metric, foil)
+    window = whole("window", window, low=1, high=MAX_WINDOW)
+    k = whole("k", k, low=1)
+    max_batch_bytes = whole("max_batch_bytes", max_batch_bytes, low=1)
+    if approximate and window != 1:
+        raise ValueError(
+            f"window must be 1 with approximate=True (got {window}): attribution patching estimates one "
+            "activation at a time, and summing the estimates of a window would count paths through several "
+            "restored layers more than once"
+        )
+    return sites, metric, window, k, max_batch_bytes
+
+
+def _check_effect_exists(metric: str, clean_value: float, corrupted_value: float) -> None:
+    if abs(clean_value - corrupted_value) <= 1e-9 * max(1.0, abs(clean_value)):
+        raise ValueError(
+            f"the clean and corrupted runs give the same {METRICS[metric]} ({clean_value:.6g}): no effect can be "
+            "normalised; corrupt a token the answer depends on"
+        )
 
 
 def _decode_top(lm: LM, top_ids: np.ndarray) -> tuple:
@@ -813,52 +799,26 @@ def patch(
         head, a masked prompt without exactly one mask, unknown sites or
         metric, clean and corrupted runs with the same metric value.
     """
-    sites = _check_sites(sites)
-    metric = _check_metric(metric, foil)
-    window = whole("window", window, low=1, high=MAX_WINDOW)
-    k = whole("k", k, low=1)
-    max_batch_bytes = whole("max_batch_bytes", max_batch_bytes, low=1)
-    if approximate and window != 1:
-        raise ValueError(
-            f"window must be 1 with approximate=True (got {window}): attribution patching estimates one "
-            "activation at a time, and summing the estimates of a window would count paths through several "
-            "restored layers more than once"
-        )
+    sites, metric, window, k, max_batch_bytes = _check_options(sites, metric, foil, window, k, max_batch_bytes,
+                                                               approximate)
     runs = _prepare(lm, clean, corrupted, answer, foil)
     metric_of = _metric_function(metric, runs.answer_id, runs.foil_id)
-    n_layers, n_tokens = lm.n_layers, runs.clean_embeds.shape[1]
     k = min(k, lm.config.vocab_size)
-    with torch.inference_mode():
-        clean_logits, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
-    # Attribution patching differentiates the corrupted run: its embeddings are the graph's only leaf.
-    with torch.enable_grad() if approximate else torch.inference_mode():
-        embeds = runs.corrupted_embeds.detach().clone().requires_grad_(approximate)
-        corrupted_logits, corrupted_record, corrupted_cache = _recorded_run(lm, embeds, runs.read_position, sites)
-        corrupted_metric = metric_of(corrupted_logits)[0]
-    corrupted_logits = corrupted_logits.detach()
+    clean_logits, clean_record, corrupted_logits, corrupted_record, corrupted_cache, corrupted_metric = (
+        _both_runs(lm, runs, sites, metric_of, approximate)
+    )
     clean_value, corrupted_value = float(metric_of(clean_logits)[0]), float(corrupted_metric.detach())
-    if abs(clean_value - corrupted_value) <= 1e-9 * max(1.0, abs(clean_value)):
-        raise ValueError(
-            f"the clean and corrupted runs give the same {METRICS[metric]} ({clean_value:.6g}): no effect can be "
-            "normalised; corrupt a token the answer depends on"
-        )
+    _check_effect_exists(metric, clean_value, corrupted_value)
     if approximate:
         values = corrupted_value + _attribution(lm, sites, clean_record, corrupted_record, corrupted_metric)
         top_ids = np.zeros((*values.shape, 0), dtype=np.int64)
         top_probs = np.zeros((*values.shape, 0), dtype=np.float32)
         patches_run = 0
     else:
-        patches = [
-            [(site, block, position) for block in window_layers(layer, window, n_layers)]
-            for site in sites for layer in range(n_layers) for position in range(n_tokens)
-        ]
-        flat_values, flat_ids, flat_probs, patches_run = _run_patches(
-            lm, runs, clean_record, corrupted_record, corrupted_logits, corrupted_cache, patches, metric_of, k,
-            max_batch_bytes, progress,
+        values, top_ids, top_probs, patches_run = _every_patch(
+            lm, runs, sites, window, (clean_record, corrupted_record, corrupted_logits, corrupted_cache), metric_of,
+            k, max_batch_bytes, progress,
         )
-        values = flat_values.reshape(len(sites), n_layers, n_tokens)
-        top_ids = flat_ids.reshape(len(sites), n_layers, n_tokens, k)
-        top_probs = flat_probs.reshape(len(sites), n_layers, n_tokens, k)
     return Patching(
         effects=(values - corrupted_value) / (clean_value - corrupted_value),
         values=values,

@@ -38,10 +38,9 @@ import torch
 
 from . import _checks as checks
 from .backward import activation_bytes, input_gradients, items_per_report, items_within
-from .capture import (
-    DEFAULT_CHUNK_BYTES, Capture, as_following_word, captured_by, check_chunk_bytes, token_strings,
-)
+from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .models import LM
+from .tokens import as_following_word, token_strings
 
 TARGETS = {
     "prob": "softmax probability of the explained token (ecco's and inseq's default)",

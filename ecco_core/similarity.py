@@ -46,12 +46,13 @@ import numpy as np
 import pandas as pd
 
 from . import _checks as checks
-from .capture import Capture, encode_prompt, special_mask
+from .capture import Capture
 from .corpus import STORES, allocate, close_store, record_positions
 from .layers import residual_label, site_label
 from .models import LM
 from .probing.data import UD_ENGLISH_EWT_DEV, iter_conllu
 from .store import StoredArray
+from .tokens import encode_prompt, special_mask
 
 KERNELS = {
     "linear": "k(x, y) = <x, y>",

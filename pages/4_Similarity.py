@@ -6,7 +6,7 @@ import dashboard
 from dashboard import settings as limits
 from ecco_core import estimates, plots
 from ecco_core import similarity as sim
-from ecco_core.capture import encode_prompt
+from ecco_core.tokens import encode_prompt
 
 SOURCES = {
     "capture": "The current capture",

@@ -7,7 +7,7 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import estimates, patching, plots
-from ecco_core.capture import token_strings
+from ecco_core.tokens import token_strings
 from ecco_core.plots import display_token
 
 st.set_page_config(page_title="Causal tracing", layout="wide")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import ecco_core as ec
-from ecco_core.capture import DEFAULT_CHUNK_BYTES, as_following_word
+from ecco_core.capture import DEFAULT_CHUNK_BYTES
+from ecco_core.tokens import as_following_word
 from families import TINY_D_FF, TINY_D_MODEL, TINY_N_LAYERS
 
 

@@ -27,8 +27,7 @@ FLOORS = [
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass
     {"corpus", "backward"},
-    # analyses (patching reads the lens; circuits reads attention, the lens and patching; probing's table
-    # trains on what it collected)
+    # analyses (circuits reads attention and patching; probing's table trains on what it collected)
     {"saliency", "lens", "factors", "similarity", "attention", "patching", "circuits",
      "probing.collection", "probing.training", "probing.tables", "probing"},
     # cost before a run, from an analysis' own arguments

@@ -8,7 +8,7 @@ import torch
 
 import ecco_core as ec
 from ecco_core import plots
-from ecco_core.capture import encode_prompt
+from ecco_core.tokens import encode_prompt
 from families import TINY_N_LAYERS, tiny_lm
 
 

@@ -57,6 +57,18 @@ def test_every_family_row_finds_values_and_output_projection(tiny):
         assert id(values) in inside and id(output) in inside
 
 
+def test_every_family_row_names_the_module_of_each_patching_site(tiny):
+    assert tiny.site_modules("residual") == list(tiny.blocks)
+    # each site's module is the block itself or inside it, one per block
+    for site in ec.PATCHING_SITES:
+        modules = tiny.site_modules(site)
+        assert len({id(module) for module in modules}) == TINY_N_LAYERS
+        for block, module in zip(tiny.blocks, modules):
+            assert any(module is inside for inside in block.modules())
+    with pytest.raises(ValueError, match="site must be one of 'residual', 'attention', 'ffn'; got 'mlp'"):
+        tiny.site_modules("mlp")
+
+
 def test_last_layer_through_norm_and_head_is_the_model_output(tiny):
     text = "The keys to the cabinet" if tiny.is_causal else "The keys to the [MASK] are here."
     cap = ec.capture(tiny, text, max_new_tokens=2 if tiny.is_causal else 0)

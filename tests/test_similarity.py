@@ -8,7 +8,7 @@ from scipy.linalg import sqrtm
 
 import ecco_core as ec
 from ecco_core import similarity as sim
-from ecco_core.capture import encode_prompt
+from ecco_core.tokens import encode_prompt
 
 PAIRWISE = {
     "cca": sim.cca,

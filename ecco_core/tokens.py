@@ -1,0 +1,152 @@
+"""The one place for tokenisation rules: prompts, answers, following words, ``[MASK]``, special tokens.
+
+- A prompt is read with the model's special tokens (BOS, ``[CLS]`` ...), an
+  answer as it continues a prompt, without them (:func:`encode_prompt`,
+  :func:`encode_answer`).
+- A word is spelled as it would follow earlier text (:func:`as_following_word`:
+  ``"is"`` -> ``" is"``): byte-BPE vocabularies hold the spaced and the bare
+  word as different tokens, and the spaced one is what follows a word.
+- ``[MASK]`` in a masked model's text is its mask token whatever the family
+  spells it (RoBERTa's ``<mask>``, :func:`model_text`).
+- A token is shown as its id decoded on its own (:func:`token_strings`).
+
+>>> ids, position = read_position(lm, "The keys to the cabinet")  # where the next token is predicted
+>>> candidate_ids(lm, "The keys to the cabinet", "is")              # the ids of " is", as it follows the text
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks as checks
+from .models import LM
+
+
+def check_text(text, argument: str = "text") -> str:
+    """``text`` when it is a string with something besides whitespace; else an error naming ``argument``."""
+    allowed = "a string of text to analyse (not empty or whitespace only)"
+    if not isinstance(text, str):
+        raise checks.invalid(argument, text, allowed, TypeError)
+    if not text.strip():
+        raise checks.invalid(argument, text, allowed)
+    return text
+
+
+def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
+    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``)."""
+    return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in token_ids)
+
+
+def special_mask(tokenizer, token_ids) -> np.ndarray:
+    """True for each id that is one of the tokenizer's special tokens (BOS, [CLS], [SEP], ...): shape (n_tokens,)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return np.array([int(i) in special for i in token_ids], dtype=bool)
+
+
+def as_following_word(word: str, text: str = "") -> str:
+    """``word`` spelled as it follows earlier text: ``"is"`` -> ``" is"``.
+
+    A word gets a leading space unless it already has one, starts with
+    punctuation (``","`` stays ``","``) or ``text`` ends with whitespace.
+    Byte-BPE vocabularies hold the spaced and the bare word as different tokens.
+    """
+    if word[:1].isspace() or not word[:1].isalnum() or text[-1:].isspace():
+        return word
+    return " " + word
+
+
+def model_text(lm: LM, text: str) -> str:
+    """``text`` with ``[MASK]`` spelled as a masked model's mask token (RoBERTa's ``<mask>``); else unchanged."""
+    mask = getattr(lm.tokenizer, "mask_token", None)
+    return text.replace("[MASK]", mask) if not lm.is_causal and mask else text
+
+
+def encode_prompt(lm: LM, text: str, *, argument: str = "text") -> list[int]:
+    """Token ids of ``text`` as the model reads a prompt (with its special tokens); ``argument`` names it in errors."""
+    check_text(text, argument)
+    return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def encode_answer(lm: LM, answer: str) -> list[int]:
+    """Token ids of a given answer as it continues a prompt (no special tokens)."""
+    check_text(answer, "answer")
+    return lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+
+def read_position(lm: LM, text: str) -> tuple[list[int], int]:
+    """Token ids of ``text`` (``[MASK]`` as the model's mask token) and the position whose prediction is read.
+
+    A causal model's next token is read after the last position; a masked
+    model's at its one mask token. Raises a ValueError when the text fills
+    the context (causal), exceeds it, or (masked) holds no mask or several.
+    """
+    input_ids = encode_prompt(lm, model_text(lm, text))
+    limit = lm.context_length
+    if lm.is_causal:
+        if len(input_ids) >= limit:
+            raise ValueError(
+                f"text is {len(input_ids)} tokens and fills the model's context of {limit} tokens: there is "
+                "no next position to predict; shorten it"
+            )
+        return input_ids, len(input_ids) - 1
+    if len(input_ids) > limit:
+        raise ValueError(f"text is {len(input_ids)} tokens, more than the model's context of {limit} tokens")
+    masks = [i for i, token_id in enumerate(input_ids) if token_id == lm.tokenizer.mask_token_id]
+    if len(masks) != 1:
+        raise ValueError(
+            f"text must hold exactly one {lm.tokenizer.mask_token} for the masked model {lm.name!r} (where the "
+            f"candidates go), found {len(masks)}"
+        )
+    return input_ids, masks[0]
+
+
+def word_id(lm: LM, text: str, word, argument: str) -> tuple[int, list[str]]:
+    """The first token id of ``word`` read as it follows ``text`` (:func:`candidate_ids`), and a note when the
+    word is several tokens; ``argument`` names it in errors and notes."""
+    if not isinstance(word, str):
+        raise TypeError(f"{argument} must be a word (str), got {type(word).__name__}")
+    if not word.strip():
+        raise ValueError(f"{argument} is empty; give the word the model should (or should not) say, e.g. 'Mary'")
+    try:
+        ids = candidate_ids(lm, text if lm.is_causal else "", word)
+    except ValueError as error:
+        raise ValueError(f"{argument}: {error}") from None
+    notes = []
+    if len(ids) > 1:
+        notes.append(
+            f"{argument} {word!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; "
+            "its first token is measured"
+        )
+    return ids[0], notes
+
+
+def candidate_ids(lm: LM, text: str, candidate) -> list[int]:
+    """Token ids of one candidate (a word, or a token id taken as is) as it would follow ``text`` (or fill its mask).
+
+    A causal model's word is tokenised after the text, then the text's own
+    tokens are cut off; where the two merge across the boundary, the spaced
+    word is tokenised alone.
+    """
+    tokenizer = lm.tokenizer
+    vocab_size = lm.vocab_size
+    if checks.is_whole(candidate):
+        if not 0 <= candidate < vocab_size:
+            raise checks.invalid("each candidate token id", candidate, f"in the vocabulary, 0 to {vocab_size - 1}")
+        return [int(candidate)]
+    if not isinstance(candidate, str) or not candidate.strip():
+        error = ValueError if isinstance(candidate, str) else TypeError
+        raise checks.invalid("each candidate", candidate, "a word such as 'is' or a token id (int)", error)
+    spaced = as_following_word(candidate, text if lm.is_causal else "")
+    ids = []
+    if lm.is_causal:
+        alone = tokenizer(text, add_special_tokens=False)["input_ids"]
+        joined = tokenizer(text + spaced, add_special_tokens=False)["input_ids"]
+        if joined[: len(alone)] == alone:
+            ids = joined[len(alone) :]
+    ids = ids or tokenizer(spaced, add_special_tokens=False)["input_ids"]
+    if not ids or (tokenizer.unk_token_id is not None and ids[0] == tokenizer.unk_token_id):
+        raise ValueError(
+            f"candidate {candidate!r} is not in the vocabulary of {lm.name!r}: it tokenises to "
+            f"{token_strings(tokenizer, ids) or 'nothing'}"
+        )
+    return ids

@@ -1,0 +1,55 @@
+"""ecco_core.tokens: the tokenisation rules every analysis shares."""
+
+import copy
+
+import pytest
+
+import ecco_core as ec
+from ecco_core.tokens import candidate_ids, encode_answer, encode_prompt, model_text, read_position, token_strings
+from families import tiny_lm
+
+
+@pytest.fixture(scope="module")
+def angle_mask(lm, encoder):
+    """A masked model whose tokenizer spells its mask ``<mask>`` (as RoBERTa's does), on a real vocabulary."""
+    tokenizer = copy.deepcopy(lm.tokenizer)
+    tokenizer.add_special_tokens({"mask_token": "<mask>"})
+    return tiny_lm("roberta", causal_tokenizer=lm.tokenizer, masked_tokenizer=tokenizer)
+
+
+def test_mask_is_spelled_as_the_models_own_mask_token(lm, encoder, angle_mask):
+    text = "The keys [MASK] here."
+    assert model_text(angle_mask, text) == "The keys <mask> here."
+    assert model_text(encoder, text) == text  # BERT's own spelling
+    assert model_text(lm, text) == text  # a causal model has no mask: the text is the text
+    ids, position = read_position(angle_mask, text)
+    assert ids == encode_prompt(angle_mask, "The keys <mask> here.")
+    assert ids[position] == angle_mask.tokenizer.mask_token_id
+    # watch and patch read the same position through the same rule
+    assert ec.watch(angle_mask, text, ["is"]).positions.tolist() == [position]
+    assert ec.patch(angle_mask, text, "The door [MASK] here.", "is", sites="residual").read_position == position
+
+
+def test_read_position_is_after_the_prompt_for_a_causal_model(lm):
+    ids, position = read_position(lm, "The keys to the cabinet")
+    assert ids == encode_prompt(lm, "The keys to the cabinet") and position == len(ids) - 1
+
+
+def test_a_candidate_is_tokenised_as_it_follows_the_text(lm):
+    text = "The keys to the cabinet"
+    prompt = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    joined = lm.tokenizer(text + " is", add_special_tokens=False)["input_ids"]
+    assert candidate_ids(lm, text, "is") == joined[len(prompt) :]
+    assert token_strings(lm.tokenizer, candidate_ids(lm, text, "is")) == (" is",)
+    assert token_strings(lm.tokenizer, candidate_ids(lm, text + " ", "is")) == ("is",)
+    assert candidate_ids(lm, text, 42) == [42]
+    with pytest.raises(TypeError, match="each candidate must be a word such as 'is' or a token id"):
+        candidate_ids(lm, text, 1.5)
+
+
+def test_prompt_and_answer_name_their_argument(lm):
+    assert encode_answer(lm, " Paris") == lm.tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match=r"texts\[2\] must be a string of text to analyse"):
+        encode_prompt(lm, "  ", argument="texts[2]")
+    with pytest.raises(TypeError, match="answer must be a string of text to analyse"):
+        encode_answer(lm, None)
