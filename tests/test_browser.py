@@ -515,6 +515,16 @@ def test_neuron_factors_page_clicking_a_factor_by_its_label_follows_it(page, app
     assert f"block {block} FFN, neuron {neuron}" in titles, titles
 
 
+def test_neuron_factors_page_on_homes_short_example_draws_its_factors(page, app_url):
+    """Home's Layer predictions example (6 tokens) on this page: a factor view, not 'n_components must be ...'."""
+    open_page(page, app_url, "3_Neuron_factors", text="The keys to the cabinet", new=1)
+    view = _factor_frame(page)
+    assert view.locator(".ecco-factor-view .ecco-spark").count() == ec.factors.default_components(5)
+    assert "2 factors by default on this short text" in main_text(page)
+    assert selectbox_value(page, "Rank the FFN's neurons on") == "all tokens (peak)"  # not "Choose an option"
+    screenshot(page, "3_Neuron_factors_short")
+
+
 def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url, lm):
     open_page(page, app_url, "4_Similarity")
     wait_for_charts(page)
