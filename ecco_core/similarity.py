@@ -788,25 +788,28 @@ def saturation(
     )
 
 
-def ud_sentences_for(lm: LM, n_positions: int, *, skip_special: bool = True, most: int = 2000) -> int | None:
+def ud_sentences_for(lm: LM, n_positions: int, *, skip_special: bool = True, skip_first: bool = False,
+                     most: int = 2000) -> int | None:
     """The fewest of :func:`ud_sentences` whose token positions reach ``n_positions``; None past ``most`` sentences.
 
     Positions are counted as :func:`corpus_similarity` counts them: each
-    sentence tokenised as a prompt, less its special tokens when ``skip_special``.
+    sentence tokenised as a prompt, less its special tokens when
+    ``skip_special`` and its first token when ``skip_first``.
     """
     n_positions = checks.whole("n_positions", n_positions, low=1)
     most = checks.whole("most", most, low=1)
     total = 0
     for count, text in enumerate(ud_sentences(most), start=1):
         ids = encode_prompt(lm, text)
-        total += int((~special_mask(lm.tokenizer, ids)).sum()) if skip_special else len(ids)
+        total += int(_kept(special_mask(lm.tokenizer, ids), skip_special, skip_first).sum())
         if total >= n_positions:
             return count
     return None
 
 
 # ------------------------------------------------------------------ captures
-def layer_activations(captures, representation: str = "hidden", *, skip_special: bool = True) -> list[np.ndarray]:
+def layer_activations(captures, representation: str = "hidden", *, skip_special: bool = True,
+                      skip_first: bool = False) -> list[np.ndarray]:
     """Every layer's activations, token positions of all captures concatenated.
 
     Parameters
@@ -818,6 +821,12 @@ def layer_activations(captures, representation: str = "hidden", *, skip_special:
         Leave out special tokens (BOS, [CLS], [SEP]): their hidden states are
         often orders of magnitude larger than any other token's and would
         dominate every score.
+    skip_first : bool
+        Leave out each text's first token too, special or not. Causal models
+        make it an attention sink: SmolLM2-135M's block 15 output has a norm
+        near 24,600 there against 150 to 200 elsewhere, one sample that
+        dominates every score (linear CKA of block 15 against block 28's FFN:
+        1.00 with it, 0.73 without). Pages leave it out on causal models.
 
     Returns
     -------
@@ -830,11 +839,19 @@ def layer_activations(captures, representation: str = "hidden", *, skip_special:
     representation = checks.choice("representation", representation, REPRESENTATIONS)
     captures = _check_captures(captures)
     stacks = [cap.hidden_states if representation == "hidden" else cap.ffn for cap in captures]
-    positions = [~cap.special if skip_special else np.ones(cap.n_tokens, dtype=bool) for cap in captures]
+    positions = [_kept(cap.special, skip_special, skip_first) for cap in captures]
     return [
         np.concatenate([stack[layer][kept] for stack, kept in zip(stacks, positions)], axis=0)
         for layer in range(stacks[0].shape[0])
     ]
+
+
+def _kept(special: np.ndarray, skip_special: bool, skip_first: bool) -> np.ndarray:
+    """Which positions of one text are compared: all but the special tokens and the first, as asked."""
+    kept = ~special if skip_special else np.ones(len(special), dtype=bool)
+    if skip_first:
+        kept[:1] = False
+    return kept
 
 
 def _check_captures(captures) -> list[Capture]:
@@ -860,6 +877,7 @@ def layer_similarity(
     keep: float | int = 0.99,
     bandwidth: float = 1.0,
     skip_special: bool = True,
+    skip_first: bool = False,
     progress: Callable[[float, str], None] | None = None,
 ) -> SimilarityMatrix:
     """The paper's Figure 6: layer-by-layer similarity, e.g. hidden states vs FFN activations.
@@ -874,8 +892,9 @@ def layer_similarity(
         What each axis compares: hidden states (n_layers + 1: the embeddings,
         then each block's output) or FFN activations (n_layers).
     kernel, bandwidth, keep : options of :func:`cka` and :func:`svcca`
-    skip_special : bool
-        See :func:`layer_activations`.
+    skip_special, skip_first : bool
+        See :func:`layer_activations`; pass ``skip_first=cap.causal`` to leave
+        out a causal model's attention sink.
     progress : callable(fraction, message), optional
         As in :func:`similarity_matrix`.
 
@@ -894,9 +913,10 @@ def layer_similarity(
     >>> ec.similarity.layer_similarity(cap, "cka").values.shape   # (n_layers + 1, n_layers)
     (31, 30)
     """
-    row_stack = layer_activations(captures, rows, skip_special=skip_special)
-    _check_enough_positions(len(row_stack[0]), skip_special)
-    column_stack = row_stack if columns == rows else layer_activations(captures, columns, skip_special=skip_special)
+    skips = dict(skip_special=skip_special, skip_first=skip_first)
+    row_stack = layer_activations(captures, rows, **skips)
+    _check_enough_positions(len(row_stack[0]), **skips)
+    column_stack = row_stack if columns == rows else layer_activations(captures, columns, **skips)
     return _layer_matrix(row_stack, column_stack, method, rows, columns, kernel=kernel, keep=keep,
                          bandwidth=bandwidth, progress=progress)
 
@@ -911,11 +931,13 @@ def _layer_matrix(row_stack, column_stack, method: str, rows: str, columns: str,
     return replace(result, row_title=REPRESENTATION_TITLES[rows], column_title=REPRESENTATION_TITLES[columns])
 
 
-def _check_enough_positions(n_positions: int, skip_special: bool) -> None:
+def _check_enough_positions(n_positions: int, skip_special: bool, skip_first: bool) -> None:
     if n_positions < 2:
+        left_out = [what for what, skipped in (("special tokens", skip_special), ("the first token", skip_first))
+                    if skipped]
         raise ValueError(
             f"only {n_positions} token position(s) left to compare"
-            + (" after leaving out special tokens" if skip_special else "")
+            + (f" after leaving out {' and '.join(left_out)}" if left_out else "")
             + "; give a longer text"
         )
 
@@ -931,6 +953,7 @@ def corpus_similarity(
     keep: float | int = 0.99,
     bandwidth: float = 1.0,
     skip_special: bool = True,
+    skip_first: bool = False,
     batch_size: int = 16,
     store: str = "auto",
     progress: Callable[[float, str], None] | None = None,
@@ -940,7 +963,8 @@ def corpus_similarity(
     The model runs over the texts in padded batches (an attention mask,
     :func:`ecco_core.corpus.record_positions`); only the representations
     ``rows`` and ``columns`` name are kept, at the compared positions (not
-    the special tokens when ``skip_special``), in memory or in an on-disk
+    the special tokens when ``skip_special``, nor each text's first token when
+    ``skip_first``), in memory or in an on-disk
     :class:`~ecco_core.store.ActivationStore` that
     :func:`similarity_matrix` reads one layer at a time. The store is deleted
     before this returns. Each text is tokenised as :func:`ecco_core.capture`
@@ -952,7 +976,7 @@ def corpus_similarity(
     lm : LM
     texts : sequence of str, n_texts >= 1
         Each one fits the model's context; their token positions are pooled.
-    method, rows, columns, kernel, keep, bandwidth, skip_special
+    method, rows, columns, kernel, keep, bandwidth, skip_special, skip_first
         As in :func:`layer_similarity`.
     batch_size : int, default 16
         Texts per forward pass.
@@ -1005,11 +1029,11 @@ def corpus_similarity(
                 f"texts[{index}]", checks.words(f"{len(ids)} tokens"),
                 f"at most the model's context of {lm.context_length} tokens",
             )
-        kept = ~special_mask(lm.tokenizer, ids) if skip_special else np.ones(len(ids), dtype=bool)
+        kept = _kept(special_mask(lm.tokenizer, ids), skip_special, skip_first)
         input_ids.append(ids)
         positions.append(np.flatnonzero(kept))
     n_samples = sum(len(kept) for kept in positions)
-    _check_enough_positions(n_samples, skip_special)
+    _check_enough_positions(n_samples, skip_special, skip_first)
 
     widths = {"hidden": ("hidden_states", lm.n_layers + 1, lm.d_model), "ffn": ("ffn", lm.n_layers, lm.d_ff)}
     shapes = {site: (count, n_samples, width) for site, count, width in (widths[rows], widths[columns])}

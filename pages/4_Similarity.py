@@ -43,6 +43,7 @@ dashboard.page_param("similarity_keep", 0.99)
 dashboard.page_param("similarity_rows", "hidden", choices=sim.REPRESENTATIONS)
 dashboard.page_param("similarity_columns", "ffn", choices=sim.REPRESENTATIONS)
 dashboard.page_param("similarity_skip_special", True)
+dashboard.page_param("similarity_skip_first", lm.is_causal)
 left, middle, right = st.columns([2, 2, 3])
 source = left.radio("Token positions from", list(SOURCES), format_func=SOURCES.get, key="similarity_source")
 method = middle.selectbox(
@@ -59,6 +60,11 @@ rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), key="similarity_rows",
 columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), key="similarity_columns",
                           help=sim.REPRESENTATIONS["ffn"])
 skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", key="similarity_skip_special")
+skip_first = right.checkbox(
+    "Leave out each text's first token (attention sink)", key="similarity_skip_first",
+    help="Causal models park hidden states tens to hundreds of times larger than any other token's on the first "
+    "token. That one position then decides every score: linear CKA reads nearly 1.00 between most blocks.",
+)
 
 texts = None
 with dashboard.user_errors():
@@ -102,7 +108,8 @@ else:
 verdict = sim.saturation(max(2, n_positions), widths(rows), widths(columns), method, keep)
 if verdict is not None and verdict.forced:
     # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
-    needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special, most=200)
+    needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special,
+                                  skip_first=skip_first, most=200)
     cost = dashboard.duration(seconds(verdict.needed_positions, True))
     proposal = (f" The smallest setting that can: {needed} UD sentences ({cost} on this machine)." if needed
                 else " Even 200 UD sentences are too few here: use CKA.")
@@ -112,7 +119,8 @@ if verdict is not None and verdict.forced:
 
 
 def compare(progress):
-    options = dict(rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special, progress=progress)
+    options = dict(rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special,
+                   skip_first=skip_first, progress=progress)
     if texts is None:
         return sim.layer_similarity([cap], method, **options)
     return sim.corpus_similarity(lm, texts, method, **options)
@@ -122,7 +130,7 @@ result = None
 with dashboard.user_errors():
     result, area = dashboard.long_work(
         "Comparing every pair of layers", compare, key="similarity",
-        settings=(pooled, method, kernel, keep, rows, columns, skip_special),
+        settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first),
         estimate_s=seconds(n_positions, texts is not None),
     )
 if result is None:
@@ -141,6 +149,10 @@ with area:
         st.stop()
     if result.warning:
         st.warning(result.warning)
+    if skip_first and lm.is_causal:
+        st.caption("Each text's first token is left out: this causal model makes it an attention sink, hidden "
+                   "states far larger than any other token's, and with it in, that one position pushes most "
+                   "scores towards 1.")
     figure = plots.similarity_heatmap(result)
     event = st.plotly_chart(figure, key="similarity_heatmap", on_select="rerun", selection_mode="points")
     cell = dashboard.clicked_cell(event)

@@ -1,5 +1,6 @@
 """The Similarity page, through Streamlit's AppTest (the library is tested in test_similarity.py)."""
 
+import ecco_core as ec
 from apptest import charts, page, run
 from ecco_core import similarity as sim
 
@@ -30,7 +31,8 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     assert any("Every CCA value is 1.00" in warning.value for warning in app.warning)
     app.button(key="similarity_use_cka").click()
     run(app)
-    n_positions = sum(len(lm.tokenizer(text)["input_ids"]) for text in sim.ud_sentences(4))
+    # Each sentence's first token is left out on this causal model (#31: it is an attention sink).
+    n_positions = sum(len(lm.tokenizer(text)["input_ids"]) - 1 for text in sim.ud_sentences(4))
     assert _heatmap(app)[1] == f"CKA (linear) similarity over {n_positions} token positions"
     assert app.query_params["similarity_source"] in ("ud", ["ud"])
     assert "similarity_method" not in app.query_params  # the default
@@ -48,10 +50,38 @@ def test_page_says_before_the_run_whether_the_cca_family_can_leave_saturation_an
     warnings = [warning.value for warning in app.warning]
     verdict = next(index for index, text in enumerate(warnings) if "CCA cannot leave saturation" in text)
     assert verdict < next(index for index, text in enumerate(warnings) if "Every CCA value is 1.00" in text)
-    needed = sim.ud_sentences_for(lm, lm.d_ff + 2, most=200)
+    needed = sim.ud_sentences_for(lm, lm.d_ff + 2, skip_first=True, most=200)  # the page leaves out first tokens (#31)
     assert f"{lm.d_ff + 2:,} positions to leave saturation" in warnings[verdict]
     assert f"The smallest setting that can: {needed} UD sentences" in warnings[verdict]
     assert app.button(key="similarity_use_sentences").label == f"Use {needed} UD sentences"
     app.selectbox(key="similarity_method").set_value("cka")
     run(app)
     assert not any("saturation" in warning.value for warning in app.warning)
+
+
+def test_the_attention_sink_is_left_out_by_default_on_a_causal_model_and_a_link_keeps_the_choice(lm):
+    app = run(page("pages/4_Similarity.py"))
+    assert app.checkbox(key="similarity_skip_first").value is True
+    assert any("attention sink" in caption.value for caption in app.caption)  # the page says why
+    cells, title = _heatmap(app)
+    without = int(title.split(" over ")[1].split()[0])
+    assert float(cells["text"][16][28]) < 0.99  # block 15's output against block 28's FFN
+    app.checkbox(key="similarity_skip_first").uncheck()
+    run(app)
+    cells, title = _heatmap(app)
+    assert int(title.split(" over ")[1].split()[0]) == without + 1
+    assert float(cells["text"][16][28]) > 0.99  # the sink alone makes the two alike
+    assert app.query_params["similarity_skip_first"] in ("false", ["false"])
+    linked = page("pages/4_Similarity.py")
+    linked.query_params["similarity_skip_first"] = "false"
+    run(linked)
+    assert linked.checkbox(key="similarity_skip_first").value is False
+
+
+def test_an_encoder_keeps_its_first_token(encoder):
+    app = page("pages/4_Similarity.py")
+    app.query_params.update({"model": ec.DEFAULT_ENCODER, "text": "The keys to the cabinet are on the table."})
+    run(app)
+    assert app.checkbox(key="similarity_skip_first").value is False  # [CLS] goes with the special tokens
+    assert not any("attention sink" in caption.value for caption in app.caption)
+

@@ -60,6 +60,9 @@ def test_similarity_every_method_kernel_and_representation_for_every_source(sour
     app.checkbox(key="similarity_skip_special").uncheck()
     run(app)
     assert_similarity_drawn(app, "cka")
+    app.checkbox(key="similarity_skip_first").uncheck()
+    run(app)
+    assert_similarity_drawn(app, "cka")
 
 
 def test_similarity_settings_come_back_from_a_copied_link():

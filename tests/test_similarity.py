@@ -303,6 +303,20 @@ def test_a_single_prompt_saturates_cca_and_pwcca_but_not_svcca_or_cka(lm):
     assert not sim.layer_similarity(cap, "cka").saturated
 
 
+def test_leaving_out_a_causal_models_first_token_removes_the_attention_sink_from_every_score(lm):
+    cap = ec.capture(lm, "William Shakespeare was born in the year", max_new_tokens=0)
+    norms = np.linalg.norm(cap.hidden_states[16], axis=1)  # block 15's output
+    assert norms[0] > 50 * norms[1:].max()  # the sink: one sample far from every other
+    with_sink = sim.layer_similarity(cap, "cka")
+    without = sim.layer_similarity(cap, "cka", skip_first=True)
+    assert without.n_samples == with_sink.n_samples - 1 == cap.n_tokens - 1
+    assert without.values[16, 28] == pytest.approx(sim.cka(cap.hidden_states[16][1:], cap.ffn[28][1:]), abs=1e-9)
+    # With the sink every middle-to-late pair reads as the same representation; without, they differ.
+    assert with_sink.values[16, 28] > 0.99 > without.values[16, 28]
+    with pytest.raises(ValueError, match="only 1 token position.* after leaving out special tokens and the first token"):
+        sim.layer_similarity(ec.capture(lm, "The keys", max_new_tokens=0), "cka", skip_first=True)
+
+
 def test_special_tokens_are_left_out_of_encoder_captures(encoder, lm):
     cap = ec.capture(encoder, "The keys to the cabinet are on the table.")
     assert cap.special[0] and cap.special[-1]

@@ -111,3 +111,11 @@ def test_bad_arguments_are_refused_with_the_checks_message(lm, arguments, error,
     with pytest.raises(error, match=message):
         sim.corpus_similarity(lm, arguments.pop("texts"), **arguments)
     assert not _my_stores()
+
+
+def test_each_texts_first_token_is_left_out_as_in_layer_similarity(lm, texts, captures, over_captures):
+    result = sim.corpus_similarity(lm, texts, "cka", skip_first=True, batch_size=4)
+    expected = over_captures("cka", skip_first=True)
+    np.testing.assert_allclose(result.values, expected.values, rtol=0, atol=TOLERANCE)
+    assert result.n_samples == expected.n_samples == sum(int((~cap.special[1:]).sum()) for cap in captures)
+
