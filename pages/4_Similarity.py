@@ -84,8 +84,12 @@ with dashboard.user_errors():
             st.info("Paste one or more texts, one per line.")
             st.stop()
     if source != "capture":
-        n_positions = limits.enforce(sum(len(encode_prompt(lm, text)) for text in chosen), "MAX_SIMILARITY_TOKENS",
-                                     "the texts' length")
+        lengths = [len(encode_prompt(lm, text)) for text in chosen]
+        longest = max(range(len(chosen)), key=lengths.__getitem__)
+        if lengths[longest] > lm.context_length:  # said here in the page's words, not as corpus_similarity's texts[i]
+            raise ValueError(f"Line {longest + 1} of the texts is {lengths[longest]} tokens long, more than this "
+                             f"model reads at once ({lm.context_length}): split it over several lines.")
+        n_positions = limits.enforce(sum(lengths), "MAX_SIMILARITY_TOKENS", "the texts' length")
         texts = chosen
 if source != "capture" and texts is None:
     st.stop()  # the error is on the page

@@ -85,3 +85,13 @@ def test_an_encoder_keeps_its_first_token(encoder):
     assert app.checkbox(key="similarity_skip_first").value is False  # [CLS] goes with the special tokens
     assert not any("attention sink" in caption.value for caption in app.caption)
 
+
+def test_a_pasted_line_longer_than_the_models_context_is_named_by_its_line(encoder):
+    app = page("pages/4_Similarity.py")
+    app.query_params.update({"model": ec.DEFAULT_ENCODER, "text": "The keys.", "similarity_source": "pasted",
+                             "similarity_pasted": "A short line.\n" + "word " * 600})
+    run(app)
+    errors = " ".join(error.value for error in app.error)
+    assert "Line 2 of the texts is" in errors and "512" in errors and "texts[" not in errors
+    assert not app.get("plotly_chart")
+
