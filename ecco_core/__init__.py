@@ -34,7 +34,7 @@ from .saliency import Saliency
 
 # Imported on first use (PEP 562): the app's first page needs none of them, and probing
 # brings conllu. ``ec.lens``, ``ec.probing``, ... and the names below work as before.
-_LAZY_MODULES = ("circuits", "lens", "patching", "probing", "similarity")
+_LAZY_MODULES = ("circuits", "lens", "patching", "probing", "similarity", "trust")
 # Lazy modules called as their function of the same name: ``ec.circuits(lm, text, "Mary", "John")``.
 _LAZY_CALLABLE = ("circuits",)
 _LAZY_NAMES = {
@@ -143,6 +143,7 @@ __all__ = [
     "suggest_candidates",
     "supported_model_types",
     "train_probes",
+    "trust",
     "watch",
     "wrap",
 ]

@@ -30,6 +30,8 @@ FLOORS = [
     # analyses (circuits reads attention and patching; probing's table trains on what it collected)
     {"saliency", "lens", "factors", "similarity", "attention", "patching", "circuits",
      "probing.collection", "probing.training", "probing.tables", "probing"},
+    # how far to trust an analysis: figures computed beside its result
+    {"trust"},
     # cost before a run, from an analysis' own arguments
     {"estimates"},
     # the facade: ``import ecco_core as ec``

@@ -1,0 +1,128 @@
+"""How far to trust a view (#30): each figure against an independent recomputation, on the real default model."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import ecco_core as ec
+from ecco_core.trust import lens_diagnostics, patching_agreement, top_recall
+
+
+@pytest.fixture(scope="module")
+def capture(lm):
+    return ec.capture(lm, "The capital of France is Paris, and the capital of Italy is")
+
+
+@pytest.fixture(scope="module")
+def diagnostics(lm, capture):
+    return lens_diagnostics(lm, capture)
+
+
+def test_lens_kl_and_agreement_match_norm_and_head_applied_by_the_test(lm, capture, diagnostics):
+    ids = torch.as_tensor(capture.token_ids[None])
+    with torch.inference_mode():
+        final = torch.log_softmax(lm.model(input_ids=ids).logits[0].double(), -1)
+        hidden = torch.as_tensor(capture.hidden_states)  # (n_layers + 1, n_tokens, d_model)
+        lens = torch.log_softmax(lm.model.lm_head(lm.model.model.norm(hidden)).double(), -1)
+    # kl_div(input, target) is sum target * (log target - input): KL(final || lens)
+    expected = torch.nn.functional.kl_div(lens, final.expand_as(lens), reduction="none", log_target=True).sum(-1)
+    positions = diagnostics.positions
+    assert list(positions) == list(range(capture.n_tokens))  # SmolLM2 adds no special token
+    np.testing.assert_allclose(diagnostics.kl, expected[:, positions].numpy(), rtol=1e-3, atol=1e-4)
+    agreement = (lens.argmax(-1) == final.argmax(-1))[:, positions].numpy()
+    # a near-tie between two tokens may flip under float32 blocking: allow none here, the prompt has no such tie
+    np.testing.assert_array_equal(diagnostics.agreement, agreement)
+    assert diagnostics.kl.shape == (lm.n_layers + 1, capture.n_tokens)
+
+
+def test_the_last_layer_is_the_model_itself(diagnostics):
+    assert np.abs(diagnostics.kl[-1]).max() < 1e-4
+    assert diagnostics.agreement[-1].all()
+    assert diagnostics.mean_kl[0] > 1.0  # the embeddings read through the head are far from the output
+
+
+def test_lens_frame_uses_the_layer_vocabulary(lm, diagnostics):
+    frame = diagnostics.to_frame()
+    assert list(frame["layer"]) == ["embeddings", *(f"block {i}" for i in range(lm.n_layers))]
+    assert frame["block"].isna().tolist() == [True] + [False] * lm.n_layers
+    np.testing.assert_allclose(frame["top1_agreement"], diagnostics.agreement.mean(1))
+    assert frame["top1_agreement"].iloc[-1] == 1.0
+    assert diagnostics.first_layer_agreeing(0.5) in frame["layer"].tolist()
+
+
+def test_chunking_and_positions_do_not_change_the_figures(lm, capture, diagnostics):
+    two_rows = 2 * 4 * lm.config.vocab_size
+    chunked = lens_diagnostics(lm, capture, positions=[3, 5, 7], max_chunk_bytes=two_rows)
+    np.testing.assert_allclose(chunked.kl, diagnostics.kl[:, [3, 5, 7]], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(chunked.agreement, diagnostics.agreement[:, [3, 5, 7]])
+
+
+def test_lens_diagnostics_refuse_bad_arguments(lm, capture):
+    with pytest.raises(ValueError, match="positions must be"):
+        lens_diagnostics(lm, capture, positions=[capture.n_tokens])
+    with pytest.raises(TypeError, match="positions must be"):
+        lens_diagnostics(lm, capture, positions="0")
+    with pytest.raises(ValueError, match="max_chunk_bytes"):
+        lens_diagnostics(lm, capture, max_chunk_bytes=0)
+
+
+def test_exposed_on_the_facade():
+    assert ec.trust.lens_diagnostics is lens_diagnostics and "trust" in ec.__all__
+
+
+# ------------------------------------------------------------ attribution patching vs exact
+@pytest.fixture(scope="module")
+def patched(lm):
+    clean, corrupted = "When Mary and John went out, John gave it to", "When Mary and John went out, Mary gave it to"
+    options = dict(answer="Mary", foil="John", sites=("ffn",))
+    exact = ec.patch(lm, clean, corrupted, **options)
+    approximate = ec.patch(lm, clean, corrupted, approximate=True, **options)
+    return exact, approximate
+
+
+def test_patching_agreement_matches_scipy_on_a_real_run(patched):
+    exact, approximate = patched
+    result = patching_agreement(exact, approximate)
+    a, b = exact.effects[0].ravel(), approximate.effects[0].ravel()
+    for index in (0, 1):  # the one site, and "all" (the same cells)
+        assert result.pearson[index] == pytest.approx(stats.pearsonr(a, b)[0], abs=1e-9)
+        assert result.spearman[index] == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-9)
+    frame = result.to_frame()
+    assert list(frame["site"]) == ["ffn", "all"] and frame["n_cells"].tolist() == [a.size, a.size]
+    assert 0 <= result.recall[0] <= 1
+    # arrays in give the same figures as results in
+    again = patching_agreement(exact.effects, approximate.effects)
+    np.testing.assert_array_equal(again.recall, result.recall)
+
+
+def test_top_recall_on_hand_made_cells():
+    exact = np.array([9.0, -8.0, 7.0, 0.1, 0.2, 0.3])
+    assert top_recall(exact, exact, top=3) == 1.0
+    assert top_recall(exact, np.array([0.0, 0.0, 0.0, 3.0, 2.0, 1.0]), top=3) == 0.0
+    assert top_recall(exact, np.array([1.0, 0.0, 0.0, 3.0, -2.0, 0.0]), top=3) == pytest.approx(1 / 3)
+    assert top_recall(exact, -exact, top=2) == 1.0  # by magnitude: a sign flip misses nothing
+    assert top_recall(exact, exact, top=100) == 1.0  # capped at the number of cells
+
+
+def test_patching_agreement_per_site_on_hand_made_arrays():
+    rng = np.random.default_rng(0)
+    exact = rng.normal(size=(2, 4, 5))
+    approximate = exact.copy()
+    approximate[1] = rng.normal(size=(4, 5))
+    result = patching_agreement(exact, approximate, top=5)
+    assert result.sites == ("site 0", "site 1")
+    assert result.pearson[0] == pytest.approx(1.0) and result.recall[0] == 1.0
+    assert result.pearson[1] == pytest.approx(stats.pearsonr(exact[1].ravel(), approximate[1].ravel())[0])
+    assert np.isnan(patching_agreement(np.zeros((1, 2, 2)), np.ones((1, 2, 2))).pearson[0])
+
+
+def test_patching_agreement_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="approximate must be an array of shape"):
+        patching_agreement(np.zeros((1, 2, 3)), np.zeros((1, 2, 4)))
+    with pytest.raises(ValueError, match="exact must be an array of shape"):
+        patching_agreement(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="exact must be a Patching result"):
+        patching_agreement("effects", np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match="top must be a whole number >= 1"):
+        patching_agreement(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)), top=0)
