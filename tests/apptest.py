@@ -5,7 +5,6 @@ In-process widget logic; the real browser is in ``browser.py`` (test_browser.py)
 
 import base64
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +42,3 @@ def figure_array(value) -> np.ndarray:
         shape = [int(size) for size in str(value.get("shape", "-1")).split(",")]
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
     return np.asarray(value)
-
-
-def view_payload(html_text: str):
-    """The JSON an interactive view (saliency, head view) hands its inline script."""
-    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', html_text).group(1))

@@ -17,6 +17,7 @@ download cannot work offline, and ``playwright install`` is never needed.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -536,6 +537,11 @@ HEAD_VIEW_LINES = """root => [...root.querySelectorAll("line")].map(line => [
         && line.checkVisibility()])"""
 HEAD_VIEW_SHADES = """root => Object.fromEntries([...root.querySelectorAll('.ecco-token[data-side="key"]')]
     .map(token => [token.dataset.position, getComputedStyle(token).backgroundColor]))"""
+
+
+def view_payload(html_text: str):
+    """The JSON an interactive view (saliency, head view) hands its inline script."""
+    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', html_text).group(1))
 
 
 def head_view_lines(page) -> tuple[set, set]:

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import ecco_core as ec
-from apptest import view_payload
-from browser import expected_head_view_lines, head_view_lines
+from browser import expected_head_view_lines, head_view_lines, view_payload
 from ecco_core import plots
 
 

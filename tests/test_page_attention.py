@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import ecco_core as ec
-from apptest import charts, page, run, view_payload
+from apptest import charts, page, run
+from browser import view_payload
 from browser import HEAD_VIEW_SHADES, expected_head_view_lines, head_view_lines
 from ecco_core import plots
 

@@ -9,7 +9,8 @@ import dashboard
 import ecco_core as ec
 from dashboard.long_work import QUICK_S
 from ecco_core import estimates
-from apptest import page, run, view_payload
+from apptest import page, run
+from browser import view_payload
 
 
 def test_page_shows_saliency_of_the_selected_token():
