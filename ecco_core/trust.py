@@ -11,6 +11,10 @@
   on the same run, per site: Pearson and Spearman correlation of the
   effects and the recall of the exact top cells among the approximate top
   cells (Kramár et al. 2024, "AtP*").
+- :func:`factor_quality`: per decomposition method, the fraction of the
+  activations' variance that the factors leave unexplained, and how stable
+  the factors are across seeds (matched one to one by the Hungarian
+  algorithm, :func:`matched_correlation`).
 
 >>> import ecco_core as ec
 >>> lm = ec.load()
@@ -25,10 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
-from ._checks import indices, invalid, shaped, whole, words
+from ._checks import choice, indices, invalid, shaped, whole, words
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
+from .factors import METHODS as FACTOR_METHODS
+from .factors import factors
 from .layers import residual_labels
 from .lens import _head_device, _model_logits
 from .models import LM
@@ -306,4 +313,123 @@ def patching_agreement(exact, approximate, *, top: int = 10) -> PatchingAgreemen
         recall=np.array(recall),
         top=top,
         n_cells=np.array(n_cells, dtype=np.int64),
+    )
+
+
+# ------------------------------------------------------------ factors
+def matched_correlation(first, second) -> tuple[float, np.ndarray]:
+    """Mean absolute correlation of two sets of factors, matched one to one (Hungarian assignment).
+
+    Parameters
+    ----------
+    first, second : array of shape (n_components, n_features)
+        One factor per row (e.g. ``Factors.token_activations``); the two may
+        list the same factors in any order and with either sign.
+
+    Returns
+    -------
+    mean : float
+        Mean |Pearson r| over the matched pairs, in [0, 1]; 1 = the same
+        factors up to order, sign and scale. A constant row correlates 0.
+    match : ndarray of shape (n_components,), int
+        ``second``'s row matched to each row of ``first``.
+    """
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if first.ndim != 2:
+        raise shaped("first", first, "(n_components, n_features)")
+    if second.shape != first.shape:
+        raise shaped("second", second, f"{first.shape}, the shape of first")
+
+    def standardised(rows):
+        rows = rows - rows.mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+    similarity = np.abs(standardised(first) @ standardised(second).T)
+    rows, columns = linear_sum_assignment(similarity, maximize=True)
+    return float(similarity[rows, columns].mean()), columns[np.argsort(rows)]
+
+
+@dataclass(frozen=True, eq=False)
+class FactorQuality:
+    """How well each decomposition method reproduces the activations and how stable its factors are.
+
+    Attributes
+    ----------
+    methods : tuple of str, length n_methods
+    fvu : ndarray of shape (n_methods,)
+        Fraction of variance unexplained at the first seed,
+        ``||X - X_hat||^2 / ||X - mean(X)||^2`` over the analysed matrix
+        (``1 - Factors.explained_variance``; for NMF, of the matrix it
+        factored: clipped, or split).
+    stability : ndarray of shape (n_methods,)
+        Mean over the other seeds of :func:`matched_correlation` between the
+        factors' token activations at that seed and at the first; NaN with
+        one seed. NMF starts from an SVD (``nndsvda``), so its seed changes
+        little and its stability is near 1 by construction.
+    seeds : tuple of int
+    n_components : int
+    """
+
+    methods: tuple[str, ...]
+    fvu: np.ndarray
+    stability: np.ndarray
+    seeds: tuple[int, ...]
+    n_components: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per method: method, fvu, stability, n_seeds, n_components."""
+        return pd.DataFrame(
+            {
+                "method": self.methods,
+                "fvu": self.fvu,
+                "stability": self.stability,
+                "n_seeds": len(self.seeds),
+                "n_components": self.n_components,
+            }
+        )
+
+
+def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 2), **options) -> FactorQuality:
+    """Fraction of variance unexplained and seed stability of :func:`ecco_core.factors`, per method.
+
+    Parameters
+    ----------
+    cap : Capture
+        As for :func:`ecco_core.factors`.
+    methods : sequence of str, default every method
+        Names from :data:`ecco_core.factors.METHODS`.
+    seeds : sequence of int, default (0, 1, 2)
+        Distinct seeds; each method is fitted once per seed.
+    **options
+        Passed to :func:`ecco_core.factors` (``n_components``, ``layers``,
+        ``positions``; ``negatives`` applies to NMF only and is dropped for
+        the other methods).
+
+    Returns
+    -------
+    FactorQuality
+        ``fvu`` and ``stability`` of shape (n_methods,).
+    """
+    allowed = f"a non-empty sequence of method names from {list(FACTOR_METHODS)}"
+    if isinstance(methods, str) or not hasattr(methods, "__iter__"):
+        raise invalid("methods", methods, allowed, TypeError)
+    methods = tuple(choice("methods", method, FACTOR_METHODS) for method in methods)
+    if not methods:
+        raise invalid("methods", methods, allowed)
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise invalid("seeds", seeds, "a sequence of distinct whole numbers, at least one", TypeError)
+    seeds = tuple(whole("seeds", seed) for seed in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise invalid("seeds", seeds, "a sequence of distinct whole numbers, at least one")
+    fvu, stability, n_components = [], [], 0
+    for method in methods:
+        method_options = options if method == "nmf" else {k: v for k, v in options.items() if k != "negatives"}
+        fits = [factors(cap, method, seed=seed, **method_options) for seed in seeds]
+        n_components = fits[0].n_components
+        fvu.append(1.0 - fits[0].explained_variance)
+        others = [matched_correlation(fits[0].token_activations, fit.token_activations)[0] for fit in fits[1:]]
+        stability.append(float(np.mean(others)) if others else float("nan"))
+    return FactorQuality(
+        methods=methods, fvu=np.array(fvu), stability=np.array(stability), seeds=seeds, n_components=n_components
     )

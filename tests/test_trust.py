@@ -126,3 +126,56 @@ def test_patching_agreement_refuses_bad_arguments():
         patching_agreement("effects", np.zeros((1, 2, 3)))
     with pytest.raises(ValueError, match="top must be a whole number >= 1"):
         patching_agreement(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)), top=0)
+
+
+# ------------------------------------------------------------ factors
+def test_factor_fvu_matches_sklearn_on_the_same_matrix(capture):
+    from sklearn.decomposition import NMF, PCA
+
+    from ecco_core.factors import activation_matrix
+
+    options = dict(n_components=3, layers=[2], positions=range(1, capture.n_tokens))
+    quality = ec.trust.factor_quality(capture, ("pca", "nmf"), seeds=(0,), **options)
+    matrix = activation_matrix(capture, [2], np.arange(1, capture.n_tokens)).astype(np.float64)
+    pca = PCA(n_components=3, svd_solver="full").fit(matrix)
+    assert quality.fvu[0] == pytest.approx(1 - pca.explained_variance_ratio_.sum(), abs=1e-4)
+    clipped = np.maximum(matrix, 0)
+    nmf = NMF(n_components=3, init="nndsvda", solver="cd", max_iter=1000, tol=1e-4, random_state=0).fit(clipped)
+    variance = ((clipped - clipped.mean(0)) ** 2).sum()
+    assert quality.fvu[1] == pytest.approx(nmf.reconstruction_err_**2 / variance, rel=1e-3)
+    assert np.isnan(quality.stability).all()  # one seed: nothing to compare
+    assert list(quality.to_frame()["method"]) == ["pca", "nmf"]
+
+
+def test_factors_of_a_clean_low_rank_matrix_are_stable_across_seeds(capture):
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    n_layers, n_tokens, d_ff = capture.ffn.shape[0], 200, 64  # enough tokens for ICA to find its sources
+    sources = rng.exponential(size=(n_tokens, 3)) * (rng.random((n_tokens, 3)) < 0.5)  # sparse, non-negative
+    low_rank = (sources @ rng.exponential(size=(3, d_ff))).astype(np.float32)
+    clean = dataclasses.replace(capture, tokens=("x",) * n_tokens,
+                                ffn=np.broadcast_to(low_rank, (n_layers, n_tokens, d_ff)).copy())
+    quality = ec.trust.factor_quality(clean, seeds=(0, 1, 2), n_components=3, layers=[0])
+    assert quality.fvu == pytest.approx(np.zeros(3), abs=1e-3)
+    assert quality.stability == pytest.approx(np.ones(3), abs=1e-3)
+
+
+def test_matched_correlation_finds_the_same_factors_in_any_order_and_sign():
+    rng = np.random.default_rng(1)
+    first = rng.normal(size=(4, 50))
+    second = -3 * first[[2, 0, 3, 1]] + rng.normal(scale=1e-3, size=(4, 50))
+    mean, match = ec.trust.matched_correlation(first, second)
+    assert mean == pytest.approx(1.0, abs=1e-4) and list(match) == [1, 3, 0, 2]
+    assert ec.trust.matched_correlation(first, rng.normal(size=(4, 50)))[0] < 0.5
+
+
+def test_factor_quality_refuses_bad_arguments(capture):
+    with pytest.raises(ValueError, match="methods must be one of"):
+        ec.trust.factor_quality(capture, ("svd",))
+    with pytest.raises(TypeError, match="methods must be a non-empty sequence"):
+        ec.trust.factor_quality(capture, "pca")
+    with pytest.raises(ValueError, match="seeds must be a sequence of distinct"):
+        ec.trust.factor_quality(capture, ("pca",), seeds=(1, 1))
+    with pytest.raises(ValueError, match="second must be an array of shape"):
+        ec.trust.matched_correlation(np.zeros((2, 3)), np.zeros((3, 3)))
