@@ -15,6 +15,9 @@
   activations' variance that the factors leave unexplained, and how stable
   the factors are across seeds (matched one to one by the Hungarian
   algorithm, :func:`matched_correlation`).
+- :func:`permutation_baseline`: a similarity score beside the same score
+  with one side's token positions shuffled, so that "0.6" reads against
+  chance.
 
 >>> import ecco_core as ec
 >>> lm = ec.load()
@@ -32,6 +35,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
+from . import similarity
 from ._checks import choice, indices, invalid, shaped, whole, words
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
@@ -432,4 +436,101 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
         stability.append(float(np.mean(others)) if others else float("nan"))
     return FactorQuality(
         methods=methods, fvu=np.array(fvu), stability=np.array(stability), seeds=seeds, n_components=n_components
+    )
+
+
+# ------------------------------------------------------------ similarity
+@dataclass(frozen=True, eq=False)
+class PermutationBaseline:
+    """A similarity score and the same score on shuffled token positions of one side.
+
+    Attributes
+    ----------
+    method : str
+        A name from :data:`ecco_core.similarity.METHODS`.
+    score : float
+        The score of ``X`` against ``Y``.
+    null : ndarray of shape (n_permutations,)
+        The score of ``X`` against ``Y`` with its rows (token positions)
+        shuffled, once per permutation.
+    p_value : float
+        ``(1 + #(null >= score)) / (n_permutations + 1)``: how often chance
+        does as well, counting the observed score itself.
+    seed : int
+    """
+
+    method: str
+    score: float
+    null: np.ndarray
+    p_value: float
+    seed: int
+
+    @property
+    def null_mean(self) -> float:
+        return float(self.null.mean())
+
+    @property
+    def null_std(self) -> float:
+        return float(self.null.std(ddof=1)) if len(self.null) > 1 else float("nan")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: method, score, null_mean, null_std, null_max, p_value, n_permutations, seed."""
+        return pd.DataFrame(
+            [{
+                "method": self.method,
+                "score": self.score,
+                "null_mean": self.null_mean,
+                "null_std": self.null_std,
+                "null_max": float(self.null.max()),
+                "p_value": self.p_value,
+                "n_permutations": len(self.null),
+                "seed": self.seed,
+            }]
+        )
+
+
+def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100, seed: int = 0,
+                         **options) -> PermutationBaseline:
+    """The similarity of ``X`` and ``Y`` beside its value when ``Y``'s token positions are shuffled.
+
+    Shuffling the rows of one side breaks the pairing of token positions and
+    keeps everything else (each side's own geometry, the number of samples
+    and dimensions), so the null scores are what the method gives two
+    unrelated representations of this size: high for the CCA family on few
+    tokens, whatever the data.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, d1)
+    Y : array of shape (n_samples, d2)
+        One row per token position, the same positions as ``X``.
+    method : str, default "cka"
+        A name from :data:`ecco_core.similarity.METHODS`; the function of
+        that name in :mod:`ecco_core.similarity` scores each pair.
+    n_permutations : int, default 100
+        How many shuffles, at least 1.
+    seed : int, default 0
+        Seed of the shuffles; the same seed gives the same null scores.
+    **options
+        Passed to the method (``kernel=`` for CKA, ``keep=`` for SVCCA).
+
+    Returns
+    -------
+    PermutationBaseline
+        ``null`` of shape (n_permutations,).
+    """
+    method = choice("method", method, similarity.METHODS)
+    n_permutations = whole("n_permutations", n_permutations, low=1)
+    seed = whole("seed", seed)
+    score_of = getattr(similarity, method)
+    score = score_of(X, Y, **options)  # checks X and Y first
+    Y = np.asarray(Y)
+    rng = np.random.default_rng(seed)
+    null = np.array([score_of(X, Y[rng.permutation(len(Y))], **options) for _ in range(n_permutations)])
+    return PermutationBaseline(
+        method=method,
+        score=float(score),
+        null=null,
+        p_value=float((1 + np.sum(null >= score)) / (n_permutations + 1)),
+        seed=seed,
     )

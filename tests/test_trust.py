@@ -179,3 +179,29 @@ def test_factor_quality_refuses_bad_arguments(capture):
         ec.trust.factor_quality(capture, ("pca",), seeds=(1, 1))
     with pytest.raises(ValueError, match="second must be an array of shape"):
         ec.trust.matched_correlation(np.zeros((2, 3)), np.zeros((3, 3)))
+
+
+# ------------------------------------------------------------ similarity
+def test_cka_of_a_layer_with_itself_is_1_and_its_permutation_baseline_far_lower(capture):
+    X = capture.hidden_states[10, 1:]  # block 9's output, the first token (an attention sink) left out
+    baseline = ec.trust.permutation_baseline(X, X, n_permutations=20, seed=3)
+    assert baseline.score == pytest.approx(1.0)
+    assert baseline.null.shape == (20,) and baseline.null.max() < 0.9 * baseline.score
+    assert baseline.p_value == pytest.approx(1 / 21)
+    assert baseline.null[0] == pytest.approx(ec.similarity.cka(X, X[np.random.default_rng(3).permutation(len(X))]))
+    again = ec.trust.permutation_baseline(X, X, n_permutations=20, seed=3)
+    np.testing.assert_array_equal(again.null, baseline.null)
+    assert not np.array_equal(ec.trust.permutation_baseline(X, X, n_permutations=20, seed=4).null, baseline.null)
+    assert baseline.to_frame()["n_permutations"].item() == 20
+
+
+def test_permutation_baseline_refuses_bad_arguments():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match="method must be one of"):
+        ec.trust.permutation_baseline(X, X, "rsa")
+    with pytest.raises(ValueError, match="n_permutations must be a whole number >= 1"):
+        ec.trust.permutation_baseline(X, X, n_permutations=0)
+    with pytest.raises(TypeError, match="seed must be a whole number"):
+        ec.trust.permutation_baseline(X, X, seed=0.5)
+    with pytest.raises(ValueError, match="Y.shape must be"):
+        ec.trust.permutation_baseline(X, X[:5])
