@@ -658,7 +658,7 @@ def test_signed_saliency_bar_labels_are_drawn_whole_inside_the_plot(page, width)
     figure.update_layout(width=width)
     page.set_content(figure.to_html(include_plotlyjs=True, full_html=True))
     page.wait_for_selector(".bartext")
-    area = page.locator(".bglayer rect").first.bounding_box()
+    area = page.locator(".nsewdrag").first.bounding_box()  # the plot area (no .bglayer rect under Streamlit's template)
     labels = page.locator(".bartext").all()
     assert [label.text_content() for label in labels] == [f"{100 * share:+.1f}%" for share in shares]
     for label in labels:
