@@ -222,6 +222,7 @@ def test_home_page_link_keeps_the_clicked_cell(page, app_url, browser, default_c
         wait_for_first_run(other)
         assert_healthy(other)
         assert f"After position {position}" in main_text(other)
+        wait_for_charts(other)  # the run has ended before plotly has drawn its chart
         shapes = other.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes")
         assert [(shape["x0"], shape["y0"]) for shape in shapes] == [(position - 0.5, 0.5)]
     finally:
