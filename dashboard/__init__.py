@@ -90,11 +90,11 @@ class _CachedCapture:
     @staticmethod
     def _capture(model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
         limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
-        limits.check_text_length(text, "MAX_PROMPT_TOKENS", "the prompt")
+        limits.check_text_length(text, "MAX_PROMPT_TOKENS", "the prompt")  # before the model is loaded
         if answer:
             limits.check_text_length(answer, "MAX_NEW_TOKENS", "the given answer")
         lm = cached_model(model_name)
-        limits.enforce(len(encode_prompt(lm, text)), "MAX_PROMPT_TOKENS", "the prompt")
+        checked_prompt(lm, text)
         if answer:
             limits.enforce(len(encode_answer(lm, answer)), "MAX_NEW_TOKENS", "the given answer")
         return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
