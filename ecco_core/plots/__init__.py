@@ -15,8 +15,8 @@ import html
 
 import numpy as np
 
-from ._checks import choice, entries, indices, invalid, shaped, whole, words
-from .layers import block_label, depth_labels
+from .._checks import choice, entries, indices, invalid, shaped, whole, words
+from ..layers import block_label, depth_labels
 
 
 _MARKS = str.maketrans({"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5", "\u00a0": "\u2423"})
@@ -1098,7 +1098,7 @@ def attention_heatmap(att, layer: int, head: int = 0):
     """
     import plotly.graph_objects as go
 
-    from .layers import block_label
+    from ..layers import block_label
 
     scores = np.asarray(att.map(layer, head), dtype=float)
     sums = scores.sum(axis=-1, keepdims=True)
@@ -1172,7 +1172,7 @@ def attention_model_view(att, *, selected: tuple[int, int] | None = None, size: 
     """
     import plotly.graph_objects as go
 
-    from .layers import block_label
+    from ..layers import block_label
 
     tiles = np.sqrt(att.thumbnails(size))
     n_kept, n_heads, n_pixels, _ = tiles.shape
