@@ -800,11 +800,38 @@ def ud_sentences_for(lm: LM, n_positions: int, *, skip_special: bool = True, ski
     most = checks.whole("most", most, low=1)
     total = 0
     for count, text in enumerate(ud_sentences(most), start=1):
-        ids = encode_prompt(lm, text)
-        total += int(_kept(special_mask(lm.tokenizer, ids), skip_special, skip_first).sum())
+        total += positions_compared(lm, [text], skip_special=skip_special, skip_first=skip_first)
         if total >= n_positions:
             return count
     return None
+
+
+def positions_compared(lm: LM, source, *, skip_special: bool = True, skip_first: bool = False) -> int:
+    """How many token positions a comparison over ``source`` samples, counted as the comparisons count them.
+
+    Parameters
+    ----------
+    lm : LM
+    source : Capture, or sequence of str
+        One capture (as :func:`layer_similarity` reads it) or texts, each
+        tokenised as a prompt (as :func:`corpus_similarity` reads them).
+    skip_special, skip_first : bool
+        See :func:`layer_activations`.
+
+    Returns
+    -------
+    int
+        The positions left once special tokens and first tokens are left out as asked: the samples that
+        :func:`saturation` weighs against the layers' ranks.
+    """
+    if isinstance(source, Capture):
+        masks = [source.special]
+    elif isinstance(source, str) or not isinstance(source, Sequence):
+        raise checks.invalid("source", source, "a Capture or a sequence of texts (str)", TypeError)
+    else:
+        masks = [special_mask(lm.tokenizer, encode_prompt(lm, text, argument=f"source[{index}]"))
+                 for index, text in enumerate(source)]
+    return sum(int(_kept(mask, skip_special, skip_first).sum()) for mask in masks)
 
 
 # ------------------------------------------------------------------ captures

@@ -109,7 +109,10 @@ if texts is None:
     n_positions, pooled = cap.n_tokens, dashboard.capture_key(cap)
 else:
     pooled = (cap.model_name, tuple(texts))
-verdict = sim.saturation(max(2, n_positions), widths(rows), widths(columns), method, keep)
+# Weighed on the positions compared: special and first tokens left out are no samples.
+compared = sim.positions_compared(lm, cap if texts is None else texts, skip_special=skip_special,
+                                  skip_first=skip_first)
+verdict = sim.saturation(max(2, compared), widths(rows), widths(columns), method, keep)
 if verdict is not None and verdict.forced:
     # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
     needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special,

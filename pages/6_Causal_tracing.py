@@ -155,14 +155,14 @@ def check_controls() -> None:
         dashboard.checked_prompt(lm, text, label)
     if not answer.strip():
         raise ValueError("The answer is empty; type the word the clean prompt leads to, e.g. Mary")
-    if metric == "logit_diff" and not foil:
+    if metric == "logit_diff" and not foil.strip():
         raise ValueError(f"The metric '{patching.METRICS[metric]}' needs a foil: type one, or pick another metric")
     if method == "approximate" and window != 1:
         raise ValueError(f"{METHODS['approximate']} estimates one block at a time: set Blocks restored together to 1 "
                          f"(it is {window}), or pick {METHODS['exact']}")
 
 
-settings = (lm.name, clean, corruption, answer, foil or None, None if metric == "default" else metric, int(window))
+settings = (lm.name, clean, corruption, answer, foil if foil.strip() else None, None if metric == "default" else metric, int(window))
 result = None
 with dashboard.user_errors():
     check_controls()

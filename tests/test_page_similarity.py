@@ -52,6 +52,8 @@ def test_page_says_before_the_run_whether_the_cca_family_can_leave_saturation_an
     assert verdict < next(index for index, text in enumerate(warnings) if "Every CCA value is 1.00" in text)
     needed = sim.ud_sentences_for(lm, lm.d_ff + 2, skip_first=True, most=200)  # the page leaves out first tokens (#31)
     assert f"{lm.d_ff + 2:,} positions to leave saturation" in warnings[verdict]
+    compared = sim.positions_compared(lm, sim.ud_sentences(2), skip_first=True)  # first tokens are no samples
+    assert warnings[verdict].startswith(f"CCA cannot leave saturation here: {compared:,} token positions")
     assert f"The smallest setting that can: {needed} UD sentences" in warnings[verdict]
     assert app.button(key="similarity_use_sentences").label == f"Use {needed} UD sentences"
     app.selectbox(key="similarity_method").set_value("cka")

@@ -85,6 +85,7 @@ def test_every_control_of_the_page(app):
         ({"trace-corrupted": corrupted + " her"}, "the clean prompt is 14 tokens, the corrupted prompt 15"),
         ({"trace-corrupted": corrupted, "trace-foil": " Mary"}, "are the same token"),
         ({"trace-foil": "", "trace-metric": "logit_diff"}, "needs a foil"),
+        ({"trace-foil": "   "}, "needs a foil"),
         ({"trace-metric": "default", "trace-answer": ""}, "answer is empty"),
     ]:
         for key, value in changes.items():

@@ -185,6 +185,19 @@ def test_ud_sentences_for_counts_positions_as_the_corpus_run_does(lm):
     assert sim.ud_sentences_for(lm, 10**9, most=5) is None
 
 
+def test_the_positions_compared_are_the_samples_the_comparison_then_has(lm):
+    """The saturation verdict weighs these, not the tokens: each text's first token left out is no sample (#31)."""
+    texts = sim.ud_sentences(2)
+    cap = ec.capture(lm, texts[0], max_new_tokens=0)
+    for skips in ({"skip_first": True}, {"skip_first": False, "skip_special": False}):
+        samples = sim.layer_activations(cap, **skips)[0].shape[0]
+        assert sim.positions_compared(lm, cap, **skips) == samples
+    tokens = sum(len(encode_prompt(lm, text)) for text in texts)
+    assert sim.positions_compared(lm, texts, skip_first=True) == tokens - 2
+    with pytest.raises(TypeError, match="source must be a Capture or a sequence of texts"):
+        sim.positions_compared(lm, texts[0])
+
+
 @pytest.mark.parametrize(
     ("X", "Y", "message"),
     [
