@@ -18,6 +18,12 @@
 - :func:`permutation_baseline`: a similarity score beside the same score
   with one side's token positions shuffled, so that "0.6" reads against
   chance.
+- :func:`faithfulness`: how faithful saliency methods are to the model, by
+  erasure curves (DeYoung et al. 2020, ERASER): the drop of the explained
+  token's probability when its most salient input tokens are removed
+  (comprehensiveness) or when only they are kept (sufficiency), as AOPC
+  over the ERASER bins, beside random orders of the same tokens; and how
+  far the methods agree with each other (Kendall tau).
 
 >>> import ecco_core as ec
 >>> lm = ec.load()
@@ -33,16 +39,20 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.stats import rankdata
+from scipy.stats import kendalltau, rankdata
 
 from . import similarity
 from ._checks import choice, indices, invalid, shaped, whole, words
+from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
 from .factors import factors
 from .layers import residual_labels
 from .lens import _head_device, _model_logits
 from .models import LM
+from .saliency import METHODS as SALIENCY_METHODS
+from .saliency import Saliency, _target_function, _values, explained_positions
+from .saliency import saliency as saliency_of
 
 
 # ------------------------------------------------------------ the lens
@@ -534,3 +544,387 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
         p_value=float((1 + np.sum(null >= score)) / (n_permutations + 1)),
         seed=seed,
     )
+
+
+# ------------------------------------------------------------ saliency
+#: The ERASER bins (DeYoung et al. 2020): percent of a row's tokens removed (or kept) at each point of the curves.
+PERCENTS = (1, 5, 10, 20, 50)
+
+
+def rationale_sizes(n_candidates: int, percents=PERCENTS) -> np.ndarray:
+    """How many tokens each percent of ``n_candidates`` removes: ``max(1, floor(percent / 100 * n_candidates))``.
+
+    At least one token, so that on a short text the 1% point removes the top
+    token rather than nothing (ferret-xai skips a percent that rounds to 0
+    tokens); sizes never exceed ``n_candidates``.
+
+    >>> rationale_sizes(27).tolist()
+    [1, 1, 2, 5, 13]
+    """
+    n_candidates = whole("n_candidates", n_candidates, low=1)
+    return np.array([min(n_candidates, max(1, int(percent / 100 * n_candidates))) for percent in percents])
+
+
+def _distinct(sizes: np.ndarray) -> np.ndarray:
+    """True at the first percent of each distinct size, shape (..., n_percents): the points AOPC averages."""
+    first = np.ones(sizes.shape, dtype=bool)
+    first[..., 1:] = sizes[..., 1:] != sizes[..., :-1]
+    return first
+
+
+@dataclass(frozen=True, eq=False)
+class Faithfulness:
+    """Erasure curves of saliency methods against random orders, and the methods' agreement, per explained token.
+
+    "Removed" means the token's input embedding set to zero, as the ``erasure``
+    saliency method does; the quantity read is the softmax probability of the
+    explained token (ERASER's), whatever target the saliency attributed.
+    The tokens that can be removed (*candidates*) are those the saliency
+    attributes, less special tokens (BOS, [CLS], [SEP]) and, in a masked
+    model, the explained [MASK] itself. A method's order ranks them by its
+    :attr:`Saliency.scores <ecco_core.saliency.Saliency.scores>` (the
+    magnitudes the view shows), ties by position.
+
+    Attributes
+    ----------
+    methods : tuple of str, length n_methods
+        The saliency methods compared (keys of :data:`ecco_core.saliency.METHODS`).
+    positions : ndarray of shape (n_positions,), int64
+        Sequence position of each explained token.
+    explained_tokens : tuple of str, length n_positions
+    explained_ids : ndarray of shape (n_positions,), int64
+    percents : tuple of int, length n_percents
+        The bins, percent of the candidates (:data:`PERCENTS`).
+    sizes : ndarray of shape (n_positions, n_percents), int64
+        Tokens removed (or kept) at each percent (:func:`rationale_sizes`).
+    n_candidates : ndarray of shape (n_positions,), int64
+    probability : ndarray of shape (n_positions,), float64
+        The explained token's probability on the whole text.
+    comprehensiveness : ndarray of shape (n_methods, n_positions, n_percents), float64
+        ``probability`` minus the probability with the method's top tokens
+        removed: high when the method found what the model used.
+    sufficiency : ndarray of shape (n_methods, n_positions, n_percents), float64
+        ``probability`` minus the probability with only the top tokens kept
+        (every other candidate removed): low when they suffice.
+    random_comprehensiveness, random_sufficiency : ndarray of shape (n_random, n_positions, n_percents)
+        The same for random orders of the candidates (one seeded
+        permutation per order and position): the baseline a method must beat.
+    kendall_tau : ndarray of shape (n_positions, n_methods, n_methods), float64
+        Kendall's tau-b (scipy) between two methods' scores over the
+        candidates; 1 on the diagonal, NaN where a row is constant.
+    seed : int
+        Seed of the random orders.
+    model_name : str
+    """
+
+    methods: tuple[str, ...]
+    positions: np.ndarray
+    explained_tokens: tuple[str, ...]
+    explained_ids: np.ndarray
+    percents: tuple[int, ...]
+    sizes: np.ndarray
+    n_candidates: np.ndarray
+    probability: np.ndarray
+    comprehensiveness: np.ndarray
+    sufficiency: np.ndarray
+    random_comprehensiveness: np.ndarray
+    random_sufficiency: np.ndarray
+    kendall_tau: np.ndarray
+    seed: int
+    model_name: str
+
+    def aopc(self, curves: np.ndarray) -> np.ndarray:
+        """Area over the perturbation curve: the mean of ``curves`` (..., n_positions, n_percents) over the
+        percents of distinct sizes, shape (..., n_positions).
+
+        Percents that remove the same number of tokens (1% and 5% of a short
+        text are both one token) count once, as in ferret-xai.
+        """
+        first = _distinct(self.sizes)
+        return (curves * first).sum(-1) / first.sum(-1)
+
+    @property
+    def n_random(self) -> int:
+        return len(self.random_comprehensiveness)
+
+    def index_of(self, position: int) -> int:
+        """The index into :attr:`positions` of the explained token at sequence ``position``."""
+        matches = np.flatnonzero(self.positions == position)
+        if not len(matches):
+            raise invalid("position", position, f"an explained position, one of {self.positions.tolist()}")
+        return int(matches[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per explained token and method, then one ``"random"`` row per explained token.
+
+        Columns: ``position``, ``explained_token``, ``method``,
+        ``aopc_comprehensiveness``, ``aopc_sufficiency`` (for ``"random"``:
+        the mean over the random orders), ``comprehensiveness_std``,
+        ``sufficiency_std`` (spread over the random orders, ddof=1; NaN for a
+        method), ``n_random``, ``n_candidates``, ``probability`` (of the
+        explained token on the whole text), ``seed``.
+        """
+        comprehensiveness, sufficiency = self.aopc(self.comprehensiveness), self.aopc(self.sufficiency)
+        random_c, random_s = self.aopc(self.random_comprehensiveness), self.aopc(self.random_sufficiency)
+        ddof = 1 if self.n_random > 1 else 0
+        rows = []
+        for index, position in enumerate(self.positions):
+            common = {"position": int(position), "explained_token": self.explained_tokens[index]}
+            for m, method in enumerate(self.methods):
+                rows.append({**common, "method": method, "aopc_comprehensiveness": comprehensiveness[m, index],
+                             "aopc_sufficiency": sufficiency[m, index], "comprehensiveness_std": np.nan,
+                             "sufficiency_std": np.nan})
+            rows.append({**common, "method": "random", "aopc_comprehensiveness": random_c[:, index].mean(),
+                         "aopc_sufficiency": random_s[:, index].mean(),
+                         "comprehensiveness_std": random_c[:, index].std(ddof=ddof),
+                         "sufficiency_std": random_s[:, index].std(ddof=ddof)})
+        frame = pd.DataFrame(rows)
+        index_of = {int(position): index for index, position in enumerate(self.positions)}
+        at = frame["position"].map(index_of)
+        frame["n_random"] = self.n_random
+        frame["n_candidates"] = self.n_candidates[at].astype(np.int64)
+        frame["probability"] = self.probability[at]
+        frame["seed"] = self.seed
+        return frame
+
+    def agreement_frame(self) -> pd.DataFrame:
+        """One row per explained token and pair of distinct methods: ``position``, ``explained_token``,
+        ``method``, ``other``, ``kendall_tau``."""
+        rows = [
+            {"position": int(position), "explained_token": self.explained_tokens[index], "method": first,
+             "other": self.methods[j], "kendall_tau": self.kendall_tau[index, i, j]}
+            for index, position in enumerate(self.positions)
+            for i, first in enumerate(self.methods)
+            for j in range(i + 1, len(self.methods))
+        ]
+        return pd.DataFrame(rows, columns=["position", "explained_token", "method", "other", "kendall_tau"])
+
+    def agreement(self, position: int) -> pd.DataFrame:
+        """Kendall tau between every two methods for the explained token at ``position``: a square DataFrame."""
+        return pd.DataFrame(self.kendall_tau[self.index_of(position)], index=list(self.methods),
+                            columns=list(self.methods))
+
+
+def candidates(lm: LM, cap: Capture, position: int) -> np.ndarray:
+    """The positions :func:`faithfulness` may remove for the explained token at ``position``, ascending.
+
+    Those it can see (before it, in a causal model; all, in a masked one),
+    less special tokens and, in a masked model, ``position`` itself.
+    """
+    seen = np.arange(position if lm.is_causal else cap.n_tokens)
+    keep = ~cap.special[seen] & (seen != position)
+    return seen[keep]
+
+
+def _saliency_list(cap: Capture, saliencies) -> tuple[list, list]:
+    """The Saliency results given (or the names to compute), each checked against ``cap``."""
+    allowed = "a Saliency result, a saliency method name, or a non-empty sequence of them"
+    if isinstance(saliencies, (Saliency, str)):
+        saliencies = [saliencies]
+    elif not hasattr(saliencies, "__iter__"):
+        raise invalid("saliencies", saliencies, allowed, TypeError)
+    saliencies = list(saliencies)
+    if not saliencies:
+        raise invalid("saliencies", saliencies, allowed)
+    for item in saliencies:
+        if isinstance(item, str):
+            choice("saliencies", item, SALIENCY_METHODS)
+        elif isinstance(item, Saliency):
+            if item.model_name != cap.model_name or tuple(item.tokens) != tuple(cap.tokens):
+                raise invalid("saliencies", words(f"a saliency of another text or model ({item.model_name})"),
+                              "saliency results of cap itself")
+        else:
+            raise invalid("saliencies", item, allowed, TypeError)
+    methods = [item if isinstance(item, str) else item.method for item in saliencies]
+    if len(set(methods)) != len(methods):
+        raise invalid("saliencies", methods, "distinct methods, each once")
+    return saliencies, methods
+
+
+def faithfulness(
+    lm: LM,
+    cap: Capture,
+    saliencies=("grad_x_input", "gradient", "integrated_gradients", "erasure"),
+    *,
+    positions=None,
+    percents=PERCENTS,
+    n_random: int = 10,
+    seed: int = 0,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress=None,
+    **options,
+) -> Faithfulness:
+    """Comprehensiveness and sufficiency (ERASER) of saliency methods against random orders, and their agreement.
+
+    For each explained token, the candidates are ordered by each method's
+    scores (and by ``n_random`` seeded random permutations); at each percent
+    the top tokens are removed (comprehensiveness) or alone kept
+    (sufficiency), removal being the embedding set to zero, as the
+    ``erasure`` method does. Every variant of one explained token (all
+    methods, random orders, percents, both curves; identical ones once) runs
+    forward in batches within ``max_chunk_bytes``, over the text up to the
+    explained token in a causal model.
+
+    The trap: comprehensiveness rewards any order that finds tokens whose
+    removal moves the model off its data, which zeroed embeddings are; the
+    random baseline, removed the same way, is what a method must beat, and
+    a small gap to it says the curve is mostly the removal, not the method.
+
+    Parameters
+    ----------
+    lm : LM
+        The model that made ``cap``, with an LM head.
+    cap : Capture
+    saliencies : Saliency, str, or sequence of them, default all four methods
+        Saliency results of ``cap`` to judge, or method names, computed here
+        by :func:`ecco_core.saliency` for ``positions`` with ``**options``.
+        One entry per method.
+    positions : int or sequence of int, optional
+        Sequence positions of the explained tokens; by default every
+        position the first given Saliency explains (or, with names only,
+        :func:`ecco_core.saliency.explained_positions`).
+    percents : sequence of float, default (1, 5, 10, 20, 50)
+        Percent of the candidates removed or kept, increasing, in (0, 100].
+    n_random : int, default 10
+        Random orders for the baseline, at least 1.
+    seed : int, default 0
+        Seed of the random orders.
+    max_chunk_bytes : int, default 64 MiB
+        Memory budget of each batch of variants (and of the saliency computed here).
+    progress : callable, optional
+        ``progress(fraction, message)`` as the work goes; an exception it
+        raises (a Stop button) ends the work.
+    **options
+        Passed to :func:`ecco_core.saliency` for names (``target``,
+        ``contrast_with``, ``steps``).
+
+    Returns
+    -------
+    Faithfulness
+        Curves of shape (n_methods, n_positions, n_percents); ``to_frame()``
+        gives the AOPC of each method beside the random mean and spread.
+
+    Examples
+    --------
+    >>> cap = ec.capture(lm, "Romeo and Juliet was written by", max_new_tokens=3)
+    >>> ec.trust.faithfulness(lm, cap, positions=cap.n_input).to_frame()   # doctest: +SKIP
+    """
+    lm.require_head()
+    captured_by(lm, cap)
+    check_chunk_bytes(max_chunk_bytes)
+    n_random = whole("n_random", n_random, low=1)
+    seed = whole("seed", seed)
+    percents_allowed = "an increasing sequence of percents in (0, 100], at least one"
+    if isinstance(percents, (str, bytes)) or not hasattr(percents, "__iter__"):
+        raise invalid("percents", percents, percents_allowed, TypeError)
+    percents = tuple(percents)
+    if (not percents or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in percents)
+            or not all(0 < p <= 100 for p in percents) or list(percents) != sorted(set(percents))):
+        raise invalid("percents", percents, percents_allowed)
+    saliencies, methods = _saliency_list(cap, saliencies)
+    if positions is None:
+        given = [item for item in saliencies if isinstance(item, Saliency)]
+        positions = given[0].positions if given else explained_positions(lm, cap)
+    elif isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
+        positions = [positions]
+    positions = explained_positions(lm, cap, positions)
+    if len(np.unique(positions)) != len(positions):
+        raise invalid("positions", positions.tolist(), "distinct positions")
+    n_computed = sum(isinstance(item, str) for item in saliencies)
+    stages = n_computed + 1  # one share of the progress bar per saliency computed here, one for the erasures
+
+    def report(stage: int):
+        if progress is None:
+            return None
+        return lambda fraction, message: progress((stage + fraction) / stages, message)
+
+    computed = 0
+    for i, item in enumerate(saliencies):
+        if isinstance(item, str):
+            saliencies[i] = saliency_of(lm, cap, item, positions=positions, max_chunk_bytes=max_chunk_bytes,
+                                        progress=report(computed), **options)
+            computed += 1
+    rows = np.stack([[item.row(int(position)) for position in positions] for item in saliencies])
+    explained_ids = np.asarray(cap.token_ids[positions] if lm.is_causal else cap.top_ids[positions, 0],
+                               dtype=np.int64)
+
+    rng = np.random.default_rng(seed)
+    n_methods, n_positions, n_percents = len(methods), len(positions), len(percents)
+    comprehensiveness = np.zeros((n_methods + n_random, n_positions, n_percents))
+    sufficiency = np.zeros_like(comprehensiveness)
+    sizes = np.zeros((n_positions, n_percents), dtype=np.int64)
+    n_candidates = np.zeros(n_positions, dtype=np.int64)
+    probability = np.zeros(n_positions)
+    tau = np.full((n_positions, n_methods, n_methods), np.nan)
+    embeddings = lm.embeddings(torch.as_tensor(cap.token_ids[None], device=lm.device)).detach()
+    erase = report(n_computed)
+    for index, position in enumerate(positions):
+        position = int(position)
+        removable = candidates(lm, cap, position)
+        if not len(removable):
+            raise invalid("positions", position, "positions with at least one earlier token that is not special")
+        n_candidates[index] = len(removable)
+        sizes[index] = rationale_sizes(len(removable), percents)
+        scores = rows[:, index][:, removable]
+        for i in range(n_methods):
+            tau[index, i, i] = 1.0
+            for j in range(i + 1, n_methods):
+                if np.ptp(scores[i]) > 0 and np.ptp(scores[j]) > 0:
+                    tau[index, i, j] = tau[index, j, i] = kendalltau(scores[i], scores[j]).statistic
+        orders = [removable[np.argsort(-row, kind="stable")] for row in scores]
+        orders += [rng.permutation(removable) for _ in range(n_random)]
+        length = position if lm.is_causal else cap.n_tokens
+        masks = np.zeros((len(orders), n_percents, 2, length), dtype=bool)  # True: zeroed
+        for o, order in enumerate(orders):
+            for p, size in enumerate(sizes[index]):
+                masks[o, p, 0, order[:size]] = True
+                masks[o, p, 1, order[size:]] = True
+        flat = np.concatenate([np.zeros((1, length), dtype=bool), masks.reshape(-1, length)])
+        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
+        probabilities = _erased_probabilities(
+            lm, embeddings[:, :length], unique, position - 1 if lm.is_causal else position,
+            int(explained_ids[index]), max_chunk_bytes,
+            None if erase is None else lambda f, m, i=index: erase((i + f) / n_positions, m),
+        )[inverse.reshape(-1)]
+        probability[index] = probabilities[0]
+        drops = (probabilities[0] - probabilities[1:]).reshape(len(orders), n_percents, 2)
+        comprehensiveness[:, index], sufficiency[:, index] = drops[..., 0], drops[..., 1]
+    return Faithfulness(
+        methods=tuple(methods),
+        positions=np.asarray(positions, dtype=np.int64),
+        explained_tokens=tuple(saliencies[0].explained_tokens[saliencies[0].index_of(int(p))] for p in positions),
+        explained_ids=explained_ids,
+        percents=percents,
+        sizes=sizes,
+        n_candidates=n_candidates,
+        probability=probability,
+        comprehensiveness=comprehensiveness[:n_methods],
+        sufficiency=sufficiency[:n_methods],
+        random_comprehensiveness=comprehensiveness[n_methods:],
+        random_sufficiency=sufficiency[n_methods:],
+        kendall_tau=tau,
+        seed=seed,
+        model_name=lm.name,
+    )
+
+
+@torch.inference_mode()
+def _erased_probabilities(lm: LM, embeddings: torch.Tensor, masks: np.ndarray, read_position: int,
+                          explained_id: int, max_chunk_bytes: int, progress) -> np.ndarray:
+    """The explained token's probability (float64) with the embeddings zeroed where ``masks`` (n_variants,
+    length) is True, the variants in batches within the budget: shape (n_variants,)."""
+    length = embeddings.shape[1]
+    target_of = _target_function("prob", torch.as_tensor([explained_id], device=embeddings.device), None)
+    per_batch = min(
+        items_within(max_chunk_bytes, length * activation_bytes(lm, embeddings.element_size()), len(masks)),
+        items_per_report(lm, length * lm.n_layers, len(masks)),
+    )
+    out = np.empty(len(masks))
+    for start in range(0, len(masks), per_batch):
+        stop = min(len(masks), start + per_batch)
+        copies = embeddings.repeat(stop - start, 1, 1)
+        copies[torch.as_tensor(masks[start:stop], device=embeddings.device)] = 0.0
+        out[start:stop] = _values(lm, copies, np.array([read_position]), target_of)[:, 0].cpu().numpy()
+        if progress is not None:
+            progress(stop / len(masks), f"Erased {stop} of {len(masks)} variants")
+    return out

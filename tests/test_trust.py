@@ -1,5 +1,7 @@
 """How far to trust a view (#30): each figure against an independent recomputation, on the real default model."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,79 @@ def test_permutation_baseline_refuses_bad_arguments():
         ec.trust.permutation_baseline(X, X, seed=0.5)
     with pytest.raises(ValueError, match="Y.shape must be"):
         ec.trust.permutation_baseline(X, X[:5])
+
+
+# ------------------------------------------------------------ saliency faithfulness
+@pytest.fixture(scope="module")
+def short(lm):
+    return ec.capture(lm, "The capital of France is", max_new_tokens=2)
+
+
+@pytest.fixture(scope="module")
+def faithful(lm, short):
+    given = [ec.saliency(lm, short, method) for method in ("grad_x_input", "gradient")]
+    return given, ec.trust.faithfulness(lm, short, [*given, "erasure"], n_random=3, seed=7)
+
+
+@functools.cache
+def _probability_without(lm, cap, position, zeroed=frozenset()):
+    """The explained token's probability with the embeddings at ``zeroed`` set to 0: one text, the whole model."""
+    with torch.inference_mode():
+        embeds = lm.model.get_input_embeddings()(torch.as_tensor(cap.token_ids[None]))[:, :position].clone()
+        embeds[0, list(zeroed)] = 0.0
+        logits = lm.model(inputs_embeds=embeds).logits[0, -1].double()
+    return torch.softmax(logits, -1)[cap.token_ids[position]].item()
+
+
+def test_faithfulness_matches_a_slow_loop_over_every_removal(lm, short, faithful):
+    given, result = faithful
+    rows = [*given, ec.saliency(lm, short, "erasure")]
+    rng = np.random.default_rng(7)  # the documented draw: n_random permutations per position, in order
+    for index, position in enumerate(result.positions):
+        seen = list(range(position))  # SmolLM2 adds no special token: every earlier token is a candidate
+        n = len(seen)
+        sizes = [min(n, max(1, int(p / 100 * n))) for p in (1, 5, 10, 20, 50)]
+        assert result.sizes[index].tolist() == sizes and result.n_candidates[index] == n
+        full = _probability_without(lm, short, position)
+        assert result.probability[index] == pytest.approx(full, abs=1e-5)  # float32, batched or not
+        orders = [sorted(seen, key=lambda column, row=sal.row(position): -row[column]) for sal in rows]
+        orders += [list(rng.permutation(seen)) for _ in range(3)]
+        curves = {"comprehensiveness": np.zeros((len(orders), 5)), "sufficiency": np.zeros((len(orders), 5))}
+        for o, order in enumerate(orders):
+            for p, size in enumerate(sizes):
+                curves["comprehensiveness"][o, p] = full - _probability_without(lm, short, position, frozenset(order[:size]))
+                curves["sufficiency"][o, p] = full - _probability_without(lm, short, position, frozenset(order[size:]))
+        for name, curve in curves.items():
+            np.testing.assert_allclose(getattr(result, name)[:, index], curve[:3], atol=1e-5)
+            np.testing.assert_allclose(getattr(result, f"random_{name}")[:, index], curve[3:], atol=1e-5)
+            distinct = sorted(set(sizes))
+            aopc = np.array([[curve[o, sizes.index(size)] for size in distinct] for o in range(len(orders))]).mean(1)
+            frame = result.to_frame().query(f"position == {position}")
+            np.testing.assert_allclose(frame[f"aopc_{name}"].iloc[:3], aopc[:3], atol=1e-5)
+            assert frame[f"aopc_{name}"].iloc[3] == pytest.approx(aopc[3:].mean(), abs=1e-5)
+            assert frame[f"{name}_std"].iloc[3] == pytest.approx(aopc[3:].std(ddof=1), abs=1e-5)
+        tau = stats.kendalltau(rows[0].row(position)[:position], rows[2].row(position)[:position]).statistic
+        assert result.agreement(position).loc["grad_x_input", "erasure"] == pytest.approx(tau)
+    assert list(result.to_frame()["method"][:4]) == ["grad_x_input", "gradient", "erasure", "random"]
+
+
+def test_faithfulness_seeds_names_and_bad_arguments(lm, short, faithful):
+    given, result = faithful
+    again = ec.trust.faithfulness(lm, short, given[1], positions=int(result.positions[1]), n_random=3, seed=7)
+    assert again.methods == ("gradient",) and again.positions.tolist() == [result.positions[1]]
+    np.testing.assert_allclose(again.sufficiency[0, 0], result.sufficiency[1, 1], atol=1e-12)
+    np.testing.assert_array_equal(np.diagonal(result.kendall_tau, axis1=1, axis2=2), 1.0)
+    frame = result.agreement_frame()
+    assert len(frame) == 2 * 3 and set(frame["other"]) == {"gradient", "erasure"}
+    with pytest.raises(ValueError, match="saliencies must be one of"):
+        ec.trust.faithfulness(lm, short, "saliency")
+    with pytest.raises(ValueError, match="saliencies must be distinct methods"):
+        ec.trust.faithfulness(lm, short, [given[0], "grad_x_input"])
+    with pytest.raises(ValueError, match="saliency results of cap itself"):
+        ec.trust.faithfulness(lm, ec.capture(lm, "Paris is", max_new_tokens=1), given[0])
+    with pytest.raises(ValueError, match=r"percents must be an increasing sequence"):
+        ec.trust.faithfulness(lm, short, given[0], percents=(10, 5))
+    with pytest.raises(ValueError, match="n_random must be a whole number >= 1"):
+        ec.trust.faithfulness(lm, short, given[0], n_random=0)
+    with pytest.raises(ValueError, match="positions must be non-empty and within"):
+        ec.trust.faithfulness(lm, short, "gradient", positions=[99])
