@@ -418,13 +418,15 @@ def capture(
             f"text is {len(input_ids) + len(answer_ids)} tokens and max_new_tokens is {max_new_tokens}: "
             f"together more than the model's context of {limit} tokens"
         )
-    new_ids = answer_ids or generate(
-        lm, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
-        top_k=top_k, seed=seed, stop_at_eos=stop_at_eos,
-    )
     settings = CaptureSettings(
         text=text, max_new_tokens=max_new_tokens, answer=answer, do_sample=bool(do_sample),
         temperature=temperature, top_k=top_k, seed=seed, stop_at_eos=bool(stop_at_eos), k=k,
+    )
+    if lm.backend.traced:
+        return _traced(lm, input_ids, answer_ids if answer is not None else None, settings)
+    new_ids = answer_ids or generate(
+        lm, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, seed=seed, stop_at_eos=stop_at_eos,
     )
     return _recorded(lm, input_ids, new_ids, settings, max_chunk_bytes)
 
@@ -450,12 +452,32 @@ def _recorded(lm: LM, input_ids: list[int], new_ids: list[int], settings: Captur
         with recording(lm, record):
             output = base(input_ids=torch.tensor(token_ids[None], device=lm.device), **without_cache(base))
         top_ids, top_probs = _top_predictions(lm, output.last_hidden_state[0], settings.k, max_chunk_bytes)
+    return _made(lm, input_ids, new_ids, settings, record.hidden_states, record.ffn, top_ids, top_probs)
+
+
+def _traced(lm: LM, input_ids: list[int], answer_ids: list[int] | None, settings: CaptureSettings) -> Capture:
+    """The :class:`Capture` made by one nnsight session (generation and the recorded pass together)."""
+    from .backends import sessions
+
+    eos_ids = sorted(_eos_ids(lm)) if settings.stop_at_eos and settings.max_new_tokens else []
+    arrays = sessions.capture(
+        lm, input_ids, answer_ids, max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+        temperature=settings.temperature, top_k=settings.top_k, seed=settings.seed, eos_ids=eos_ids, k=settings.k,
+    )
+    return _made(lm, input_ids, arrays["new_ids"], settings, arrays["hidden_states"], arrays["ffn"],
+                 arrays["top_ids"], arrays["top_probs"])
+
+
+def _made(lm: LM, input_ids: list[int], new_ids: list[int], settings: CaptureSettings, hidden_states: np.ndarray,
+          ffn: np.ndarray, top_ids: np.ndarray, top_probs: np.ndarray) -> Capture:
+    """A :class:`Capture` of prompt + continuation from the arrays a pass recorded."""
+    token_ids = np.array(input_ids + new_ids, dtype=np.int64)
     return Capture(
         tokens=token_strings(lm.tokenizer, token_ids),
         token_ids=token_ids,
         n_input=len(input_ids),
-        hidden_states=record.hidden_states,
-        ffn=record.ffn,
+        hidden_states=hidden_states,
+        ffn=ffn,
         top_ids=top_ids,
         top_probs=top_probs,
         top_tokens=tuple(token_strings(lm.tokenizer, row) for row in top_ids),

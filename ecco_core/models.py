@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import backends
+
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
@@ -202,12 +204,15 @@ class LM:
 
     The model is shared by every caller (every browser session of the app), so
     nothing is ever stored on it: analyses take the ``LM`` and return results.
+    ``backend`` says how analyses run it (:mod:`ecco_core.backends`): the hook
+    path on this machine by default, or nnsight (here, or on NDIF).
     """
 
     model: nn.Module
     tokenizer: object
     spec: FamilySpec
     name: str
+    backend: object = backends.HOOKS
 
     @property
     def config(self):
@@ -358,7 +363,7 @@ class LM:
     def __repr__(self) -> str:
         return (
             f"LM(name={self.name!r}, family={self.spec.name!r}, n_layers={self.n_layers}, "
-            f"d_model={self.d_model}, d_ff={self.d_ff}, causal={self.is_causal})"
+            f"d_model={self.d_model}, d_ff={self.d_ff}, causal={self.is_causal}, backend={self.backend.name!r})"
         )
 
 
@@ -609,6 +614,10 @@ def load(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     device_map: str | dict | None = None,
+    backend: str = "hooks",
+    api_key: str | None = None,
+    host: str | None = None,
+    remote: bool | str | None = None,
 ) -> LM:
     """Load a model of a supported family, in eval mode with frozen parameters.
 
@@ -627,6 +636,21 @@ def load(
     device_map : str or dict, optional
         Passed to ``from_pretrained`` (``"auto"`` shards a large model over
         the GPUs of a node through accelerate).
+    backend : {"hooks", "nnsight", "ndif"}, default "hooks"
+        How analyses run the model (:mod:`ecco_core.backends`): hooks on this
+        machine, nnsight on this machine, or nnsight on NDIF. For "ndif" only
+        the config and tokenizer are read (the model is built on the meta
+        device: the weights stay on NDIF), after checking that NDIF serves
+        ``name``.
+    api_key : str, optional
+        NDIF's API key; ``NDIF_API_KEY`` from the environment by default.
+        Never shown in a repr, message or log.
+    host : str, optional
+        NDIF's address; ``NDIF_HOST`` or https://api.ndif.us by default.
+    remote : bool or "local", optional
+        Where nnsight sessions run: ``"local"`` serialises each as NDIF would
+        and runs it here (the offline check of the remote path). By default
+        False for "nnsight" and True for "ndif".
 
     Returns
     -------
@@ -642,6 +666,14 @@ def load(
             f"name must be a non-empty string (a folder, a hub name, or one of {offline_models()}); got {name!r}"
         )
     name = name.strip()
+    backends.check_choice(backend, remote)  # a bad choice fails before any loading
+    on_ndif = backend == "ndif" and remote in (None, True)
+    if on_ndif:
+        served = backends.served_models(host)
+        if name not in served:
+            raise ValueError(
+                f"NDIF does not serve {name!r} now; it serves: {', '.join(served) or 'nothing at the moment'}"
+            )
     folder = _resolve_folder(name)
     if isinstance(folder, Path):
         _refuse_remote_code(name, folder)
@@ -666,22 +698,31 @@ def load(
         model_class = transformers.AutoModelForMaskedLM
     else:  # an encoder checkpoint without an MLM head: loading one would invent random weights
         model_class = transformers.AutoModel
-    model = model_class.from_pretrained(
-        folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only,
-        trust_remote_code=False,
-    )
-    if device_map is None:
-        model.to(device)
+    if on_ndif:
+        with torch.device("meta"):  # the structure names the modules; the weights stay on NDIF
+            model = model_class.from_config(config, dtype=dtype or torch.float32, trust_remote_code=False)
+    else:
+        model = model_class.from_pretrained(
+            folder, dtype=dtype or torch.float32, device_map=device_map, local_files_only=local_only,
+            trust_remote_code=False,
+        )
+        if device_map is None:
+            model.to(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
-    return wrap(model, tokenizer, name=name)
+    return wrap(model, tokenizer, name=name, backend=backends.make(
+        backend, model, tokenizer, name=name, api_key=api_key, host=host, remote=remote,
+    ))
 
 
-def wrap(model: nn.Module, tokenizer, name: str | None = None) -> LM:
+def wrap(model: nn.Module, tokenizer, name: str | None = None, backend=backends.HOOKS) -> LM:
     """Wrap an already-built Hugging Face model (for example one made from a config) as an :class:`LM`.
 
-    The model is put in eval mode and its parameters are frozen.
+    The model is put in eval mode and its parameters are frozen. ``backend`` is
+    a name of :data:`ecco_core.backends.BACKEND_NAMES` or a backend object.
     """
     spec = family_for(model.config.model_type)
     model.eval()
     model.requires_grad_(False)
-    return LM(model=model, tokenizer=tokenizer, spec=spec, name=name or model.config.name_or_path or spec.name)
+    name = name or model.config.name_or_path or spec.name
+    return LM(model=model, tokenizer=tokenizer, spec=spec, name=name,
+              backend=backends.make(backend, model, tokenizer, name=name))

@@ -19,10 +19,12 @@ FLOORS = [
     {"_checks", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
     # figures: data in, figure out; they read result objects by their fields and import nothing above
     {"plots"},
+    # how a model is run: the backend choice, NDIF's key and requests (nothing of the model itself)
+    {"backends"},
     # models: the family table and loading
     {"models"},
-    # how a model is hooked and tokenised; the activation store (under the models' cache folder)
-    {"hooks", "tokens", "store"},
+    # how a model is hooked, traced (each view as one nnsight session) and tokenised; the activation store
+    {"hooks", "backends.sessions", "tokens", "store"},
     # one forward pass into a Capture
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass

@@ -1,0 +1,65 @@
+"""Backends (#28): every analysis through nnsight, serialised as NDIF would (remote="local"), equals the hook path.
+
+No test reaches the network: NDIF is simulated by nnsight's own local backend, and the
+unreachable host is a closed port on this machine.
+"""
+
+import numpy as np
+import pytest
+
+import ecco_core as ec
+from ecco_core import backends
+
+KEY = "ndif-test-key-5f2c9a"  # a made-up key: what must never show
+
+
+@pytest.fixture(scope="module")
+def traced(lm):
+    """The causal default, every view one nnsight session serialised and deserialised as NDIF's server would."""
+    return backends.use(lm, "nnsight", remote="local")
+
+
+def _same_capture(hooked, through):
+    assert through.tokens == hooked.tokens and through.n_input == hooked.n_input
+    np.testing.assert_array_equal(through.token_ids, hooked.token_ids)
+    np.testing.assert_allclose(through.hidden_states, hooked.hidden_states, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(through.ffn, hooked.ffn, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(through.top_ids, hooked.top_ids)
+    np.testing.assert_allclose(through.top_probs, hooked.top_probs, rtol=0, atol=1e-6)
+    assert through.settings == hooked.settings and through.model_name == hooked.model_name
+
+
+def test_capture_through_nnsight_is_the_hook_path_in_one_request(lm, traced):
+    assert traced.backend.name == "nnsight" and traced.model is lm.model and lm.backend is backends.HOOKS
+    for arguments in ({"max_new_tokens": 3}, {"answer": " Paris"}):
+        with backends.ledger() as record:
+            through = ec.capture(traced, "The capital of France is", **arguments)
+        _same_capture(ec.capture(lm, "The capital of France is", **arguments), through)
+        assert record.requests == 1 and 0 < record.sent[0] < 64_000
+    assert through.generated_text == " Paris"
+
+
+def test_capture_through_nnsight_on_every_family(tiny):
+    text, arguments = ("The keys", {"max_new_tokens": 2}) if tiny.is_causal else ("The [MASK] is", {})
+    through = ec.capture(backends.use(tiny, "nnsight", remote="local"), text, **arguments)
+    _same_capture(ec.capture(tiny, text, **arguments), through)
+
+
+def test_backend_choice_is_checked_and_the_key_never_shows(lm, monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of 'hooks', 'nnsight', 'ndif'"):
+        ec.load(backend="remote")
+    with pytest.raises(ValueError, match="remote must be False, True or 'local'"):
+        backends.use(lm, "nnsight", remote="yes")
+    monkeypatch.setenv("NDIF_API_KEY", KEY)
+    remote = backends.use(lm, "ndif", host="http://127.0.0.1:9")
+    assert remote.backend.has_key and remote.backend.name == "ndif"
+    assert KEY not in repr(remote) + repr(remote.backend) + str(remote.backend)
+
+
+def test_an_unreachable_ndif_says_so_without_the_key(lm):
+    remote = backends.use(lm, "ndif", host="http://127.0.0.1:9", api_key=KEY)  # nothing listens on port 9
+    with pytest.raises(backends.RemoteError, match=r"NDIF at http://127.0.0.1:9 is unreachable") as raised:
+        ec.capture(remote, "The capital of France is", max_new_tokens=1)
+    assert KEY not in str(raised.value)
+    with pytest.raises(backends.RemoteError, match="its model list cannot be read"):
+        ec.load("meta-llama/Llama-3.1-70B", backend="ndif", host="http://127.0.0.1:9", api_key=KEY)
