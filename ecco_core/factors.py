@@ -239,9 +239,9 @@ class Neurons:
 
         The score column says what it is (``"|activation|"`` on the ranked
         token, or ``"peak |activation|"``); the token columns are named
-        ``"3: Paris"`` (:func:`ecco_core.plots.position_labels`, unique).
+        ``"3: Paris"`` (:func:`ecco_core.text.position_labels`, unique).
         """
-        from .plots import position_labels
+        from .text import position_labels
 
         frame = pd.DataFrame(self.activations, columns=position_labels(self.tokens))
         frame.insert(0, "neuron", self.neurons)

@@ -241,7 +241,7 @@ class Patching:
         ``corrupted run``; tokens as tables show them (whitespace visible). Empty
         for attribution patching, which runs no patched model.
         """
-        from .plots import display_token
+        from .text import display_token
 
         index = self.sites.index(choice("site", site, self.sites))
         position = whole("position", position, low=0, high=self.n_tokens - 1)

@@ -164,7 +164,7 @@ class Saliency:
         add up to 100), ``signed`` (percent, with its direction; only when the
         method has a sign, see :meth:`signed_shares`) and ``raw``.
         """
-        from .plots import display_token
+        from .text import display_token
 
         index = self.index_of(position)
         kept = np.flatnonzero(self.attributed_mask()[index])

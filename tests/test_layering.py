@@ -17,8 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ecco_core"  # read, not impo
 FLOORS = [
     # plain values, labels and the argument checks; readers of files that need no model
     {"_checks", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
-    # figures: data in, figure out; they read result objects by their fields and import nothing above
-    {"plots"},
+    # figures: data in, figure out, one module per view; they read result objects by their fields and import
+    # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
+    {"plots", "plots.common", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing", "plots.factors",
+     "plots.similarity", "plots.saliency", "plots.attention", "plots.patching"},
     # how a model is run: the backend choice, NDIF's key and requests (nothing of the model itself)
     {"backends"},
     # models: the family table and loading
