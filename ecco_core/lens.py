@@ -243,12 +243,32 @@ def _recorded_forward(lm: LM, token_ids, positions) -> tuple[np.ndarray, torch.T
     return columns, model_logits
 
 
+def _traced(lm: LM, token_ids, positions, target_ids, *, k, max_chunk_bytes, **labels) -> Rankings:
+    """The lens through nnsight (``lm.backend``): one session that reduces on the server, packaged as the hook path's."""
+    from .backends import sessions
+
+    check_chunk_bytes(max_chunk_bytes)
+    lensed = sessions.lens(lm, token_ids, positions, target_ids, k=k, max_chunk_bytes=max_chunk_bytes)
+    return _result(lm, None, token_ids, positions, lensed["target_ids"], None, k=k, max_chunk_bytes=max_chunk_bytes,
+                   lensed=lensed, **labels)
+
+
 def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind, k, max_chunk_bytes,
-            candidates=None, first_token_only=None, notes=()) -> Rankings:
-    """Run the chunked lens on ``columns`` ((n_layers, n_columns, d_model) block outputs) and package it."""
+            candidates=None, first_token_only=None, notes=(), lensed=None) -> Rankings:
+    """Run the chunked lens on ``columns`` ((n_layers, n_columns, d_model) block outputs) and package it.
+
+    ``lensed`` holds the lens already run elsewhere (:func:`_traced`), ``columns`` and ``model_logits`` unused.
+    """
     positions = np.asarray(positions, dtype=np.int64)
     target_ids = np.asarray(target_ids, dtype=np.int64)
-    ranks, probs, top_ids, top_probs, max_abs_diff = _lens(lm, columns, target_ids, k, max_chunk_bytes, model_logits)
+    if lensed is None:
+        ranks, probs, top_ids, top_probs, max_abs_diff = _lens(
+            lm, columns, target_ids, k, max_chunk_bytes, model_logits
+        )
+    else:
+        ranks, probs, top_ids, top_probs, max_abs_diff = (
+            lensed[name] for name in ("ranks", "probs", "top_ids", "top_probs", "max_abs_diff")
+        )
     targets = token_strings(lm.tokenizer, target_ids)
     return Rankings(
         ranks=ranks,
@@ -333,6 +353,12 @@ def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT
         kind = "masked" if len(masks) else "input token"
         if not len(positions):
             raise ValueError("the capture holds special tokens only: there is nothing to rank")
+    if lm.backend.traced:
+        return _traced(
+            lm, token_ids, positions, None if kind == "masked" else (
+                token_ids[positions] if kind == "input token" else target_ids
+            ), kind=kind, k=k, max_chunk_bytes=max_chunk_bytes,
+        )
     model_logits = _model_logits(lm, token_ids, positions)
     if kind == "masked":
         target_ids = model_logits.argmax(-1).cpu().numpy()
@@ -418,9 +444,7 @@ def watch(
         if len(same) > 1 and any(split for _, split in same)
     ]
     positions = np.full(len(candidates), position)
-    columns, model_logits = _recorded_forward(lm, input_ids, positions)
-    return _result(
-        lm, columns, input_ids, positions, [ids[0] for ids in ids_of], model_logits,
+    labels = dict(
         kind="candidate", k=k, max_chunk_bytes=max_chunk_bytes,
         # a token id is labelled by its text, a word as the user typed it
         candidates=[
@@ -429,6 +453,10 @@ def watch(
         ],
         first_token_only=[len(ids) > 1 for ids in ids_of], notes=notes,
     )
+    if lm.backend.traced:
+        return _traced(lm, input_ids, positions, [ids[0] for ids in ids_of], **labels)
+    columns, model_logits = _recorded_forward(lm, input_ids, positions)
+    return _result(lm, columns, input_ids, positions, [ids[0] for ids in ids_of], model_logits, **labels)
 
 
 # ------------------------------------------------------------ suggestions

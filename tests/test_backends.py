@@ -45,6 +45,35 @@ def test_capture_through_nnsight_on_every_family(tiny):
     _same_capture(ec.capture(tiny, text, **arguments), through)
 
 
+def _same_rankings(hooked, through):
+    np.testing.assert_array_equal(through.ranks, hooked.ranks)
+    np.testing.assert_array_equal(through.top_ids, hooked.top_ids)
+    np.testing.assert_array_equal(through.target_ids, hooked.target_ids)
+    np.testing.assert_allclose(through.probs, hooked.probs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(through.top_probs, hooked.top_probs, rtol=0, atol=1e-6)
+    assert abs(through.max_abs_diff_vs_model - hooked.max_abs_diff_vs_model) < 1e-4
+    assert (through.kind, through.candidates, through.notes) == (hooked.kind, hooked.candidates, hooked.notes)
+
+
+def test_lens_rankings_and_watch_through_nnsight_rank_alike_in_one_small_request(lm, traced):
+    cap = ec.capture(lm, "The capital of France is", max_new_tokens=3)
+    with backends.ledger() as record:
+        through = ec.rankings(traced, cap)
+    _same_rankings(ec.rankings(lm, cap), through)
+    with backends.ledger() as watched:
+        through = ec.watch(traced, "The keys to the cabinet", ["is", "are"])
+    _same_rankings(ec.watch(lm, "The keys to the cabinet", ["is", "are"]), through)
+    assert record.requests == watched.requests == 1 and max(record.received + watched.received) < 64_000
+
+
+def test_lens_through_nnsight_on_every_family(tiny):
+    text = "The keys to" if tiny.is_causal else "The [MASK] to the"
+    traced = backends.use(tiny, "nnsight", remote="local")
+    cap = ec.capture(tiny, text, max_new_tokens=2 if tiny.is_causal else 0)
+    _same_rankings(ec.rankings(tiny, cap), ec.rankings(traced, cap))
+    _same_rankings(ec.watch(tiny, text, ["is", "are"]), ec.watch(traced, text, ["is", "are"]))
+
+
 def test_backend_choice_is_checked_and_the_key_never_shows(lm, monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of 'hooks', 'nnsight', 'ndif'"):
         ec.load(backend="remote")

@@ -101,3 +101,82 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
         "top_ids": result["top_ids"].numpy().astype(np.int64, copy=False),
         "top_probs": result["top_probs"].numpy().astype(np.float32, copy=False),
     }
+
+
+def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int) -> dict:
+    """The logit lens at ``positions`` of one pass over ``token_ids``, reduced on the server: one session.
+
+    Mirrors :func:`ecco_core.lens._lens` on the block outputs of the pass
+    (final norm, then head, on every layer alike, in chunks of the same rows):
+    the rank (1 = top) and probability of each target, each layer's top-``k``,
+    and the largest difference between the last layer's logits and the
+    model's own. ``target_ids`` None reads the targets as the model's own top
+    prediction at each position (a masked model's masks).
+
+    Returns a dict of ``ranks``, ``probs`` (n_layers, n_columns), ``top_ids``,
+    ``top_probs`` (n_layers, n_columns, k), ``target_ids`` (n_columns,) as numpy
+    arrays, and ``max_abs_diff`` (float).
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    blocks = runner.envoys(lm.blocks)
+    norms = runner.envoys(lm.final_norm)
+    heads = runner.envoys(lm.head)
+    token_ids = [int(i) for i in token_ids]
+    positions = [int(i) for i in positions]
+    targets = None if target_ids is None else [int(i) for i in target_ids]
+    k = min(k, lm.vocab_size)
+    n_layers, n_columns = lm.n_layers, len(positions)
+    rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            keep = torch.tensor(positions)
+            with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
+                columns = []
+                for block in blocks:
+                    output = block.output
+                    columns.append((output[0] if isinstance(output, (tuple, list)) else output)[0, keep.to(device)])
+                model_logits = model.output.logits[0, keep.to(device)].float()
+            with torch.inference_mode():
+                if targets is None:
+                    targets = model_logits.argmax(-1).tolist()
+                rows = torch.cat(columns)
+                target_column = torch.tensor(targets * n_layers, device=rows.device)[:, None]
+                last_layer_start = (n_layers - 1) * n_columns
+                ranks, probs, top_ids, top_probs = [], [], [], []
+                max_abs_diff = 0.0
+                for start in range(0, len(rows), rows_per_chunk):
+                    stop = min(start + rows_per_chunk, len(rows))
+                    logits = rows[start:stop]
+                    for module in norms + heads:
+                        logits = module(logits)
+                    logits = logits.float()
+                    target_logit = logits.gather(-1, target_column[start:stop])
+                    log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
+                    top = logits.topk(k, dim=-1)
+                    ranks.append(((logits > target_logit).sum(-1, dtype=torch.int32) + 1).cpu())
+                    probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
+                    top_ids.append(top.indices.cpu())
+                    top_probs.append((top.values - log_normaliser).exp().cpu())
+                    if stop > last_layer_start:
+                        first = max(start, last_layer_start)
+                        difference = (logits[first - start:]
+                                      - model_logits[first - last_layer_start: stop - last_layer_start])
+                        max_abs_diff = max(max_abs_diff, float(difference.abs().max()))
+                result = nnsight.save({
+                    "ranks": torch.cat(ranks).view(n_layers, n_columns),
+                    "probs": torch.cat(probs).view(n_layers, n_columns),
+                    "top_ids": torch.cat(top_ids).view(n_layers, n_columns, k),
+                    "top_probs": torch.cat(top_probs).view(n_layers, n_columns, k),
+                    "target_ids": torch.tensor(targets), "max_abs_diff": max_abs_diff,
+                })
+    runner.received(result)
+    return {
+        "ranks": result["ranks"].numpy().astype(np.int64),
+        "probs": result["probs"].numpy(),
+        "top_ids": result["top_ids"].numpy().astype(np.int64),
+        "top_probs": result["top_probs"].numpy(),
+        "target_ids": result["target_ids"].numpy().astype(np.int64),
+        "max_abs_diff": float(result["max_abs_diff"]),
+    }
