@@ -51,9 +51,15 @@ VIEWS = [
      "(how much each head moves) or rollout; offline, on every family.",
      "*The keys to the cabinet are on the table.* on the encoder → which heads link *keys* to *are*?",
      dict(model=ec.DEFAULT_ENCODER, text="The keys to the cabinet are on the table.", new=0)),
+    ("pages/8_Circuits.py", "Circuits",
+     "Which attention heads and FFNs write the answer (direct logit attribution, click a head for its attention), "
+     "the information-flow routes from the input tokens to the prediction, and a check of both by ablating "
+     "the parts (Verify by patching).",
+     "*When Mary and John went to the store, John gave a drink to* → which heads move *Mary*?",
+     dict(model=ec.DEFAULT_MODEL, text="When Mary and John went to the store, John gave a drink to", new=1)),
 ]
 # Views that read the model's predictions, so need its language-modelling head (the bundled encoder has none).
-NEEDS_HEAD = {"Saliency", "Layer predictions", "Causal tracing"}
+NEEDS_HEAD = {"Saliency", "Layer predictions", "Causal tracing", "Circuits"}
 ROOT = Path(__file__).resolve().parent
 
 

@@ -1049,7 +1049,7 @@ def verify(
 
     values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(result), max_batch_bytes,
                               progress)
-    fields = {}
+    fields = {"exact_heads": None, "exact_ffn": None}  # a result verified before keeps no effects of other settings
     if exact:
         unablated, values = values[0], values[1:]
         effects = unablated - values[3:]

@@ -96,6 +96,17 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE
 
 
+def verify_seconds(lm: LM, n_tokens: int, *, exact: bool = True) -> float:
+    """Seconds of :func:`ecco_core.circuits.verify` on a run of ``n_tokens`` tokens.
+
+    Its rows are batched ablated runs over every position, read at the last:
+    every component ablated, DLA's top k, all but them, and with ``exact`` an
+    unablated row and one per head and FFN (``n_layers * (n_heads + 1)``).
+    """
+    n_rows = 3 + (1 + lm.n_layers * (lm.n_heads + 1) if exact else 0)
+    return patching_seconds(lm, n_rows, n_rows * n_tokens)
+
+
 def saliency_seconds(
     lm: LM, n_tokens: int, n_explained: int, method: str, steps: int = 20,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,

@@ -98,9 +98,9 @@ def test_home_links_only_to_pages_that_work_on_the_model_it_leaves_loaded():
     run(app)
     assert app.query_params["model"] in (ec.DEFAULT_ENCODER, [ec.DEFAULT_ENCODER])
     disabled = {link.proto.label: link.proto.disabled for link in app.get("page_link")}
-    assert disabled == {f"Open {title} →": title in ("Saliency", "Layer predictions", "Causal tracing")
+    assert disabled == {f"Open {title} →": title in ("Saliency", "Layer predictions", "Causal tracing", "Circuits")
                         for title in ("Saliency", "Layer predictions", "Neuron factors", "Similarity", "Probing",
-                                      "Causal tracing", "Attention")}
+                                      "Causal tracing", "Attention", "Circuits")}
     assert all("no language-modelling head" in link.proto.help for link in app.get("page_link") if link.proto.disabled)
 
 

@@ -709,3 +709,84 @@ def test_similarity_heatmap_cells_show_their_tooltip(page, app_url):
     cell = frame[(frame["row_index"] == row_index) & (frame["column_index"] == column_index)].iloc[0]
     tooltip = hover_heatmap_cell(page, clickable_chart(page), row=row_index, col=column_index)
     assert f"{cell['row']} vs {cell['column']}: {cell['value']:.4f}" in tooltip
+
+
+# ----------------------------------------------------------------- circuits
+IOI = "When Mary and John went to the store, John gave a drink to"
+# Where a pointer meets a drawn path: halfway along it, in page pixels.
+PATH_MIDPOINT = """path => { const point = path.getPointAtLength(path.getTotalLength() / 2), m = path.getScreenCTM();
+    return [m.a * point.x + m.c * point.y + m.e, m.b * point.x + m.d * point.y + m.f]; }"""
+ROUTES = ".ecco-routes"
+
+
+def _routes_through(frame, node: tuple[str, int]) -> int:
+    """How many edges of a pruned routes frame lie on a route through ``node`` (label, position)."""
+    ends = [((row.source, row.source_position), (row.target, row.target_position)) for row in frame.itertuples()]
+    marked = set()
+    for start, end in ((1, 0), (0, 1)):  # toward the inputs, then on up to the prediction
+        seen, frontier = {node}, [node]
+        while frontier:
+            at = frontier.pop()
+            for index, edge in enumerate(ends):
+                if edge[start] == at:
+                    marked.add(index)
+                    if edge[end] not in seen:
+                        seen.add(edge[end])
+                        frontier.append(edge[end])
+    return len(marked)
+
+
+def test_circuits_page_tooltips_routes_threshold_a_node_and_a_head(page, app_url, lm):
+    """#29 in one visit: the DLA heatmap's tooltip, the routes graph's edge and node tooltips, its threshold slider
+    pruning the graph as the library does, a click on a node highlighting its routes, a click on a head opening
+    its attention."""
+    result = ec.circuits(lm, IOI, "Mary", "John", routes=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    open_page(page, app_url, "8_Circuits", text="The capital of France is", new=1)
+    wait_for_charts(page)
+    page.wait_for_selector(f"{ROUTES} .ecco-route-node", state="attached")
+    routes = page.locator(ROUTES)
+
+    tooltip = hover_heatmap_cell(page, 0, row=23, col=3)
+    strongest = int(np.argmax(np.abs(result.head_sources[23, 3])))
+    assert tooltip.startswith(f"block 23 head 3: +{result.heads[23, 3]:.3f} logits"), tooltip
+    assert f"reads from {strongest} {as_shown(result.tokens[strongest])!r}" in tooltip and "promotes" in tooltip
+
+    assert int(routes.get_attribute("data-edges")) == len(result.routes_frame(0.04))
+    read = result.read_position
+    frame = result.routes_frame(0.01)
+    index = frame.index[(frame["part"] == "FFN") & (frame["block"] == result.n_layers - 1)][0]
+    edge = page.locator(f'.ecco-route-edge[data-index="{index}"]')
+    edge.scroll_into_view_if_needed()
+    page.mouse.move(*edge.evaluate(PATH_MIDPOINT))
+    tip = page.locator(".ecco-routes-tip")
+    assert tip.inner_text() == (f"block 29 FFN\nfrom block 29 after attention at {read} ' to'\n"
+                                f"into block 29 at {read} ' to'\nimportance {result.route_ffn[29, read]:.3f}")
+    page.locator(f'.ecco-route-node[data-row="{2 * result.n_layers}"][data-position="{read}"]').hover()
+    assert tip.inner_text().startswith(f"block 29 at {read} ' to' (the prediction)\n2 edges in (importance 1.000)")
+
+    node = page.locator('.ecco-route-node[data-row="46"][data-position="1"]')  # block 22's output at ' Mary'
+    node.click()
+    assert routes.get_attribute("data-selected") == "46:1"
+    assert int(routes.get_attribute("data-marked")) == _routes_through(result.routes_frame(0.04), ("block 22", 1))
+    screenshot(page, "8_Circuits_routes")
+    node.click()
+    assert routes.get_attribute("data-marked") == ""
+
+    slider = page.locator(".ecco-routes-threshold")
+    slider.focus()
+    for _ in range(6):  # 0.04 to 0.10, by the keyboard's steps
+        slider.press("ArrowRight")
+    assert routes.locator(".ecco-routes-value").inner_text() == "0.10"
+    assert int(routes.get_attribute("data-edges")) == len(result.routes_frame(0.1)) < len(result.routes_frame(0.04))
+    drawn = routes.evaluate("view => [...view.querySelectorAll('.ecco-route-edge')]"
+                            ".filter(path => getComputedStyle(path).display !== 'none').length")
+    assert drawn == len(result.routes_frame(0.1))
+
+    click_heatmap_cell(page, 0, row=23, col=3)
+    assert_healthy(page)
+    assert "circuits-head=23%2C3" in page.url
+    wait_for_charts(page, 2)
+    assert chart_title(page, 1) == "block 23, head 3: raw weights"
+    assert f"Its attention from the read position {read} ' to'" in main_text(page)
+    screenshot(page, "8_Circuits")

@@ -321,3 +321,56 @@ def test_verification_reports_its_progress(lm, encoder):
     fractions = [fraction for fraction, _ in calls]
     assert len(calls) == len(result.components) + 4 and fractions == sorted(fractions) and fractions[-1] == 1
     assert calls[-1][1] == f"{len(calls)} of {len(calls)} ablated runs"
+
+
+def test_figures_draw_every_part_with_its_tooltip_and_the_routes_of_the_result(lm, encoder, ioi):
+    import json
+    import re
+
+    from families import tiny_lm
+
+    from ecco_core.plots import circuits as circuit_plots
+    from ecco_core.plots import escape_token
+
+    tops = ec.circuits.top_tokens(lm, ioi, 5)
+    figure = circuit_plots.dla_heatmap(ioi, tops, selected=(23, 3))
+    cells, markers = figure.data
+    z = np.asarray(cells.z)
+    np.testing.assert_allclose(z, np.column_stack([ioi.heads, ioi.ffn]))
+    assert list(cells.x)[-1] == "FFN" and list(cells.y)[23] == "block 23" and cells.zmin == -cells.zmax
+    n_columns = lm.n_heads + 1
+    index = 23 * n_columns + 3  # the cells row by row
+    assert list(markers.customdata[index]) == [23, 3]
+    hover = markers.hovertext[index]
+    promoted = tops.set_index("part").loc["block 23 head 3", "promoted"]
+    strongest = int(np.argmax(np.abs(ioi.head_sources[23, 3])))
+    assert hover.startswith(f"<b>block 23 head 3</b>: +{ioi.heads[23, 3]:.3f} logits")
+    assert f"promotes {escape_token(promoted[0])!r}" in hover
+    assert f"reads from {strongest} {escape_token(ioi.tokens[strongest])!r}" in hover
+    assert markers.hovertext[23 * n_columns + lm.n_heads].startswith("<b>block 23 FFN</b>")
+
+    view = circuit_plots.routes_html(ioi, threshold=0.04)
+    payload = re.search(r'<script type="application/json">(.*?)</script>', view, re.S).group(1)
+    assert "<" not in payload  # a token "</script>" could not end the block
+    data = json.loads(payload)
+    frame = ioi.routes_frame(circuit_plots.ROUTES_FLOOR)
+    assert len(data["edges"]) == len(frame) and data["root"] == [2 * lm.n_layers, ioi.read_position]
+    np.testing.assert_allclose([edge[-1] for edge in data["edges"]], frame["importance"], rtol=1e-6)
+    assert data["tokens"][1] == " Mary" and "__VIEW_ID__" not in view and 'value="0.04"' in view
+    with pytest.raises(ValueError, match="threshold"):
+        circuit_plots.routes_html(ioi, threshold=0.001)
+
+    tiny = tiny_lm("llama", lm.tokenizer, encoder.tokenizer)
+    answer, foil = extremes(tiny, TEXT)
+    checked = ec.circuits.verify(tiny, ec.circuits(tiny, TEXT, answer, foil), k=3)
+    scatter = circuit_plots.verify_scatter(checked)
+    heads, ffns = scatter.data[:2]
+    np.testing.assert_allclose(np.concatenate([heads.x, ffns.x]), checked.component_values)
+    np.testing.assert_allclose(np.concatenate([heads.y, ffns.y]), checked.exact_values)
+    ringed = [label for trace in (heads, ffns) for label, size in zip(trace.customdata[:, 0], trace.marker.size)
+              if size > 6]
+    assert sorted(ringed) == sorted(checked.top(3))
+    again = ec.circuits.verify(tiny, checked, k=3, exact=False)  # verified again: the earlier effects go
+    assert again.exact_heads is None and again.exact_ffn is None
+    with pytest.raises(ValueError, match="exact"):
+        circuit_plots.verify_scatter(again)

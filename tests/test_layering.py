@@ -20,7 +20,8 @@ FLOORS = [
     # figures: data in, figure out, one module per view; they read result objects by their fields and import
     # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
     {"plots", "plots.common", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing", "plots.factors",
-     "plots.similarity", "plots.saliency", "plots.attention", "plots.patching"},
+     "plots.similarity", "plots.saliency", "plots.attention", "plots.patching",
+     "plots.circuits"},
     # how a model is run: the backend choice, NDIF's key and requests (nothing of the model itself)
     {"backends"},
     # models: the family table and loading

@@ -12,7 +12,7 @@ import re
 import pytest
 
 import ecco_core as ec
-from apptest import assert_no_error, charts, page, run
+from apptest import assert_no_error, charts, figure_array, page, run
 from ecco_core import similarity as sim
 from ecco_core.layers import EMBEDDINGS
 
@@ -243,3 +243,69 @@ def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
     app.text_input(key="watch-words").set_value("")
     run(app)
     assert len(charts(app)[2]["data"][0]["x"]) == len(chips.options)  # suggestions alone
+
+
+# ----------------------------------------------------------------- circuits
+def test_circuits_every_control_a_head_and_verification_by_patching(lm):
+    app = page("pages/8_Circuits.py")
+    app.query_params.update({"text": "The capital of France is", "new": "1"})  # the sidebar's own run, short
+    run(app)
+    assert_no_error(app)
+    assert app.selectbox(key="circuits-example").value == "names"
+    assert "logit difference &#39; Mary&#39; - &#39; John&#39;" in charts(app)[0]["layout"]["title"]["text"]
+    routes = [element.proto.body for element in app.get("html") if "ecco-routes" in element.proto.body]
+    assert len(routes) == 1 and "circuits-head" not in app.query_params
+    assert app.radio(key="circuits-ablation").value == "corrupted"
+    assert "Mary gave" in app.text_input(key="circuits-corrupted").value
+
+    app.session_state["circuits-head"] = "23,3"  # what a click on the head's cell sets
+    run(app)
+    assert_no_error(app)
+    assert [header.value for header in app.subheader][1] == "block 23 head 3"
+    assert charts(app)[1]["layout"]["title"]["text"] == "block 23, head 3: raw weights"
+    assert app.query_params["circuits-head"] in ("23,3", ["23,3"])
+    app.button(key="circuits-close").click()
+    run(app)
+    assert "circuits-head" not in app.query_params and len(charts(app)) == 1
+
+    app.selectbox(key="circuits-example").set_value("fact")
+    run(app)
+    assert_no_error(app)
+    assert app.text_input(key="circuits-prompt").value == "The Eiffel Tower is located in the city of"
+    assert "logit of &#39; Paris&#39;" in charts(app)[0]["layout"]["title"]["text"]
+    assert app.radio(key="circuits-ablation").value == "mean"
+
+    # Corrupted ablation, a prompt of another length: refused in the words of its control.
+    app.toggle(key="circuits-exact").set_value(False)
+    app.number_input(key="circuits-k").set_value(5)
+    app.radio(key="circuits-ablation").set_value("corrupted")
+    run(app)
+    app.text_input(key="circuits-corrupted").set_value("The Colosseum is")
+    app.button(key="circuits-verify-button").click()
+    run(app)
+    assert any("as many tokens" in error.value for error in app.error)
+    app.text_input(key="circuits-corrupted").set_value("")
+    app.button(key="circuits-verify-button").click()
+    run(app)
+    assert any("The corrupted prompt is empty" in error.value for error in app.error)
+
+    # Every part alone on a short prompt: the scatter and the recall, the verification in the link.
+    app.radio(key="circuits-ablation").set_value("mean")
+    app.toggle(key="circuits-exact").set_value(True)
+    app.text_input(key="circuits-prompt").set_value("The capital of France is")
+    app.text_input(key="circuits-foil").set_value("London")
+    run(app)
+    app.button(key="circuits-verify-button").click()
+    run(app, timeout=600)
+    assert_no_error(app)
+    markdown = " ".join(element.value for element in app.markdown)
+    assert "DLA's top 5 alone" in markdown and "Recall of the exact top 5" in markdown
+    scatter = charts(app)[-1]
+    assert scatter["layout"]["xaxis"]["title"]["text"].startswith("direct logit attribution")
+    assert sum(len(figure_array(trace["x"])) for trace in scatter["data"][:2]) == lm.n_layers * (lm.n_heads + 1)
+    assert app.query_params["circuits-verify"] in ("true", ["true"])
+    assert app.query_params["circuits-k"] in ("5", ["5"])
+
+    app.text_input(key="circuits-answer").set_value(" ")
+    run(app)
+    assert [error.value for error in app.error] == ["The answer is empty; type the word the prompt leads to, e.g. Mary"]

@@ -1,0 +1,257 @@
+"""Circuits: which heads and FFNs write the answer, along which routes, checked by ablating them (#29)."""
+
+import streamlit as st
+
+import dashboard
+import ecco_core as ec
+from ecco_core import circuits, estimates, plots
+from ecco_core.layers import head_label
+from ecco_core.plots import circuits as circuit_plots
+from ecco_core.plots import display_token
+
+st.set_page_config(page_title="Circuits · Ecco Explorer", layout="wide")
+lm, cap = dashboard.sidebar()
+if lm is None:
+    st.stop()
+
+st.title("Circuits")
+st.caption(
+    "Which attention heads and FFNs write the answer, and along which routes the information flows. **Direct "
+    "logit attribution** splits the answer's logit (minus the foil's) at the last token into what each part adds "
+    "through the final norm, its scale frozen at this run's (Elhage et al. 2021); the **routes** split every "
+    "residual sum of every block and token into its parts and keep the important ones (Ferrando & Voita 2024); "
+    "**Verify by patching** ablates the parts and measures what they really carry. This view has its own "
+    "prompts; the sidebar picks the model."
+)
+
+EXAMPLES = {
+    "names": {
+        "circuits-prompt": "When Mary and John went to the store, John gave a drink to",
+        "circuits-answer": "Mary",
+        "circuits-foil": "John",
+        "circuits-ablation": "corrupted",
+        "circuits-corrupted": "When Mary and John went to the store, Mary gave a drink to",
+    },
+    "fact": {
+        "circuits-prompt": "The Eiffel Tower is located in the city of",
+        "circuits-answer": "Paris",
+        "circuits-foil": "",
+        "circuits-ablation": "mean",
+        "circuits-corrupted": "",
+    },
+}
+EXAMPLE_LABELS = {
+    "names": "Names (IOI): who gets the drink?",
+    "fact": "Fact: where is the Eiffel Tower?",
+}
+ABLATIONS = {"mean": "Mean over the positions", "corrupted": "A corrupted prompt's run"}
+#: The routes keep n_layers x n_heads x n_tokens**2 importances: 18 MB for the default model at this length.
+ROUTES_MAX_TOKENS = 128
+
+
+def fill_example() -> None:
+    """Put the picked example into the fields (a callback: it runs before the widgets are drawn)."""
+    st.session_state.update(EXAMPLES[st.session_state["circuits-example"]])
+    st.session_state["circuits-head"] = ""
+
+
+if not (lm.is_causal and lm.has_head):
+    st.info(f"Circuits decompose a causal model's prediction; {dashboard.literal(lm.name)} has none. Pick a "
+            "causal model (the default, SmolLM2) in the sidebar and press Run.")
+    st.stop()
+
+defaults = EXAMPLES["names"]
+controls = st.columns([2.4, 3.6, 1, 1])
+dashboard.page_param("circuits-example", "names", choices=EXAMPLES)
+controls[0].selectbox("Example", list(EXAMPLES), format_func=EXAMPLE_LABELS.get, key="circuits-example",
+                      on_change=fill_example)
+dashboard.page_param("circuits-prompt", defaults["circuits-prompt"])
+prompt = controls[1].text_input("Prompt (read at its last token)", key="circuits-prompt")
+dashboard.page_param("circuits-answer", defaults["circuits-answer"])
+answer = controls[2].text_input("Answer", key="circuits-answer", help="Read as it follows the prompt: Mary → ' Mary'.")
+dashboard.page_param("circuits-foil", defaults["circuits-foil"])
+foil = controls[3].text_input("Foil (optional)", key="circuits-foil",
+                              help="With a foil the value decomposed is the logit difference answer − foil.")
+
+
+def check_prompt() -> list[int]:
+    """The prompt's and answer's problems in the words of the page's controls; the prompt's token ids."""
+    if not prompt.strip():
+        raise ValueError("The prompt is empty; type the text whose next word is decomposed")
+    if not answer.strip():
+        raise ValueError("The answer is empty; type the word the prompt leads to, e.g. Mary")
+    return dashboard.checked_prompt(lm, prompt, "The prompt")
+
+
+settings = (lm.name, prompt, answer, foil or None)
+result = tops = None
+with dashboard.user_errors():
+    with_routes = len(check_prompt()) <= ROUTES_MAX_TOKENS
+    result = dashboard.cached_analysis(
+        lambda: ec.circuits(lm, prompt, answer, foil or None, routes=with_routes), key="circuits",
+        settings=settings, spinner="Decomposing the logit…",
+    )
+    tops = dashboard.cached_analysis(lambda: circuits.top_tokens(lm, result, 5), key="circuits-top-tokens",
+                                     settings=settings, spinner="Reading what each part writes…")
+if result is None:
+    st.stop()
+
+for note in result.notes:
+    st.caption(f"ℹ️ {dashboard.literal(note)}")
+what = (f"logit difference {display_token(result.answer)!r} − {display_token(result.foil)!r}"
+        if result.foil is not None else f"logit of {display_token(result.answer)!r}")
+dla = dict(zip(result.components, result.component_values))
+strongest = ", ".join(f"{part} ({dla[part]:+.2f})" for part in result.top(5))
+st.markdown(
+    f"The {dashboard.literal(what)} after {dashboard.literal(repr(display_token(result.tokens[-1])))} is "
+    f"**{result.value:.2f}**. The parts that write most of it: {dashboard.literal(strongest)}."
+)
+
+# The opened head: "block,head" (in the URL too, so a link reopens it); a click on a cell sets it.
+heads = {f"{block},{head}" for block in range(result.n_layers) for head in range(result.n_heads)}
+picked = dashboard.page_param("circuits-head", "", choices=heads | {""})
+opened = tuple(int(part) for part in picked.split(",")) if picked else None
+
+dla_column, head_column = st.columns([3, 2])
+with dla_column:
+    st.subheader("Direct logit attribution")
+    st.caption("Each head (columns) and FFN (right) of each block, in logits: blue raises the answer over the foil, "
+               "red lowers it. Hover a cell for the tokens it pushes up and down and the tokens a head reads "
+               "from; click a head to open its attention.")
+    heatmap = circuit_plots.dla_heatmap(result, tops, selected=opened)
+    st.plotly_chart(
+        heatmap, selection_mode="points", key="circuits-dla", width="stretch",
+        on_select=dashboard.on_cell_click(
+            "circuits-dla", lambda cell: {"circuits-head": f"{cell[0]},{cell[1]}"} if cell[1] < result.n_heads
+            else {}),
+    )
+    frame = result.to_frame().merge(
+        tops.assign(promoted=tops["promoted"].str.join(" | "), suppressed=tops["suppressed"].str.join(" | "))[
+            ["part", "promoted", "suppressed"]], on="part", how="left")
+    dashboard.download_buttons(frame, "circuits-dla", heatmap)
+
+with head_column:
+    if opened is None:
+        st.subheader("The strongest parts")
+        st.caption("Click a head in the map to open its attention here.")
+        strongest_parts = frame.dropna(subset=["rank"]).sort_values("rank").head(10)
+        st.dataframe(strongest_parts[["part", "value", "share", "promoted"]], hide_index=True,
+                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+    else:
+        block, head = opened
+        label = head_label(block, head)
+        st.subheader(label)
+        value, sources = result.heads[block, head], result.head_sources[block, head]
+        st.markdown(f"Writes **{value:+.3f}** logits ({value / result.value:.0%} of {result.value:.2f}).")
+        attention_cap = att = None
+        with dashboard.user_errors():
+            attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")
+            att = dashboard.cached_analysis(lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
+                                            key="circuits-attention", settings=(lm.name, prompt, block),
+                                            spinner="Reading its attention…")
+        if att is not None:
+            read = result.read_position
+            st.caption(f"Its attention from the read position {read} "
+                       f"{dashboard.literal(repr(display_token(result.tokens[read])))} (shade = weight):")
+            dashboard.show_tokens(attention_cap, att.map(block, head)[read], selected=read)
+            st.caption("What it moves from each source token, in logits (the DLA split by source):")
+            st.html(plots.token_html(result.tokens, abs(sources), selected=read))
+            st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits-attention-map",
+                            width="stretch")
+        st.button("Close", key="circuits-close", on_click=st.session_state.update, args=({"circuits-head": ""},))
+
+st.subheader("Information-flow routes")
+if result.route_heads is None:
+    st.info(f"The routes are drawn for prompts of at most {ROUTES_MAX_TOKENS} tokens; shorten the prompt to see them.")
+else:
+    st.caption(
+        "Every residual stream of every block and token, and the parts that made it: each head's move from each "
+        "source token, the stream kept, the FFN. A part's importance is its L1 proximity to the sum, "
+        "max(0, ‖sum‖₁ − ‖sum − part‖₁), normalised (Ferrando & Voita 2024). The graph keeps the edges above the "
+        "threshold, from the prediction (red, top right) back to the input tokens."
+    )
+    routes_view = circuit_plots.routes_html(result)
+    st.html(routes_view, unsafe_allow_javascript=True)
+    routes_frame = result.routes_frame(circuit_plots.ROUTES_FLOOR)
+    dashboard.download_buttons(routes_frame, "circuits-routes")
+    st.download_button(
+        "Routes graph (HTML, works offline)",
+        f'<!doctype html><html><head><meta charset="utf-8"><title>routes</title></head><body>{routes_view}</body></html>',
+        "circuits-routes.html", "text/html", key="circuits-routes-html", on_click="ignore",
+    )
+
+st.subheader("Verify by patching")
+st.caption(
+    "DLA is a direct effect; a part can also act through later blocks, or be undone by them. Here DLA's top parts "
+    "are ablated (their output replaced at every position) in batched runs: the value with only them ablated, "
+    "with only them kept, and, for every head and FFN alone, its exact effect beside its DLA."
+)
+verify_controls = st.columns([1, 2, 3])
+dashboard.page_param("circuits-k", 10)
+k = verify_controls[0].number_input("Top parts (k)", 1, len(result.components), step=1, key="circuits-k")
+dashboard.page_param("circuits-ablation", defaults["circuits-ablation"], choices=ABLATIONS)
+ablation = verify_controls[1].radio("Replace their output by", list(ABLATIONS), format_func=ABLATIONS.get,
+                                    key="circuits-ablation", horizontal=True)
+corrupted = None
+if ablation == "corrupted":
+    dashboard.page_param("circuits-corrupted", defaults["circuits-corrupted"])
+    corrupted = verify_controls[2].text_input("Corrupted prompt (same number of tokens)", key="circuits-corrupted")
+dashboard.page_param("circuits-exact", True)
+exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} more runs)", key="circuits-exact")
+
+estimate = estimates.verify_seconds(lm, result.n_tokens, exact=exact)
+verify_settings = (*settings, int(k), ablation, corrupted, exact)
+if "circuits-verified" not in st.session_state:
+    # A copied link of a verification opens with it.
+    st.session_state["circuits-verified"] = {verify_settings} if st.query_params.get("circuits-verify") == "true" \
+        else set()
+verified_settings = st.session_state["circuits-verified"]
+button, note = st.columns([1, 4], vertical_alignment="center")
+if button.button("Verify by patching", type="primary", key="circuits-verify-button", width="stretch"):
+    verified_settings.add(verify_settings)
+note.caption(f"These settings: {dashboard.duration(estimate)} on this machine (2 shared CPU cores; busy, it can "
+             "take several times longer).")
+if verify_settings not in verified_settings:
+    st.query_params.pop("circuits-verify", None)
+    st.stop()
+st.query_params["circuits-verify"] = "true"
+
+
+def check_verification() -> None:
+    if ablation == "corrupted":
+        if not corrupted.strip():
+            raise ValueError("The corrupted prompt is empty; type one of the same number of tokens, or replace "
+                             "the outputs by their mean")
+        dashboard.checked_prompt(lm, corrupted, "The corrupted prompt")
+
+
+checked = None
+with dashboard.user_errors():
+    check_verification()
+    checked, area = dashboard.long_work(
+        "Ablating the parts",
+        lambda progress: circuits.verify(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact,
+                                         progress=progress),
+        key="circuits-verify", settings=verify_settings, estimate_s=estimate,
+    )
+if checked is None:
+    st.stop()
+
+with area:
+    st.markdown(
+        f"Ablated with {dashboard.literal(checked.ablation)}: every head and FFN ablated, the value goes from "
+        f"**{checked.value:.2f}** to **{checked.all_ablated_value:.2f}**. DLA's top {checked.k} alone, the others "
+        f"ablated, keep **{checked.kept_share:.0%}** of that effect; ablating them removes "
+        f"**{checked.ablated_share:.0%}**."
+    )
+    if checked.exact_heads is not None:
+        st.markdown(f"Recall of the exact top {checked.k} (by the effect of ablating each part alone) among DLA's "
+                    f"top {checked.k}: **{checked.recall:.0%}**.")
+        scatter = circuit_plots.verify_scatter(checked)
+        st.plotly_chart(scatter, key="circuits-verify-scatter", width="stretch")
+        ranks = checked.to_frame().dropna(subset=["rank"])
+        both = ranks[(ranks["rank"] <= checked.k) | (ranks["exact_rank"] <= checked.k)].sort_values("exact_rank")
+        st.dataframe(both[["part", "value", "rank", "exact_effect", "exact_rank"]], hide_index=True)
+        dashboard.download_buttons(checked.to_frame(), "circuits-verified", scatter)
+    else:
+        dashboard.download_buttons(checked.to_frame(), "circuits-verified")
