@@ -8,7 +8,10 @@ The default capture ("Romeo and Juliet was written by", 20 generated tokens):
 - factors: ``ec.trust.factor_quality`` (NMF, PCA and ICA at seeds 0, 1, 2) vs one NMF of every
   FFN neuron, first token left out (the Neuron factors view);
 - similarity: ``ec.trust.permutation_baseline`` (linear CKA, 100 shuffles) of one cell (block 15's
-  output vs block 28's FFN) vs the hidden x FFN CKA matrix (the Similarity view).
+  output vs block 28's FFN) vs the hidden x FFN CKA matrix (the Similarity view);
+- saliency: ``ec.trust.faithfulness`` of the four methods (computed by name, 20 IG steps, 10 random
+  orders) for the token the Saliency page explains first vs ``ec.saliency`` (Gradient x Input of
+  every generated token: the Saliency view).
 
 Round-robin, one thread, medians of ``--repeat`` runs (default 3). Last line: the largest
 trust / view time ratio (target: at most 3).
@@ -31,12 +34,15 @@ import ecco_core as ec  # noqa: E402
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+PAIRS = ("lens", "patching", "factors", "similarity", "saliency")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--only", nargs="+", choices=PAIRS, default=PAIRS, help="the figures to time (default: all)")
+    arguments = parser.parse_args()
+    repeat = arguments.repeat
     torch.set_num_threads(1)
     lm = ec.load()
     cap = ec.capture(lm, "Romeo and Juliet was written by", max_new_tokens=20)
@@ -44,6 +50,7 @@ def main() -> None:
     exact = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John")
     approximate = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)
     X, Y = cap.hidden_states[16, 1:], cap.ffn[28, 1:]
+    explained = ec.saliency(lm, cap).first_word_position()
     pairs = {
         "lens": (lambda: ec.rankings(lm, cap), lambda: ec.trust.lens_diagnostics(lm, cap)),
         "patching": (lambda: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John"),
@@ -52,7 +59,9 @@ def main() -> None:
                     lambda: ec.trust.factor_quality(cap, positions=positions)),
         "similarity": (lambda: ec.similarity.layer_similarity([cap], "cka", skip_first=True),
                        lambda: ec.trust.permutation_baseline(X, Y, "cka")),
+        "saliency": (lambda: ec.saliency(lm, cap), lambda: ec.trust.faithfulness(lm, cap, positions=explained)),
     }
+    pairs = {name: pairs[name] for name in arguments.only}
     seconds = {(name, side): [] for name in pairs for side in ("view", "trust")}
     with threadpool_limits(1):
         for _ in range(repeat):

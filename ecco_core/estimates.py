@@ -139,6 +139,29 @@ def saliency_seconds(
     return work / GRADIENT_RATE
 
 
+def faithfulness_seconds(
+    lm: LM, n_tokens: int, position: int, methods: Sequence[str] = tuple(SALIENCY_METHODS), steps: int = 20,
+    n_random: int = 10, n_percents: int = 5, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> float:
+    """Seconds of :func:`ecco_core.trust.faithfulness` for the explained token at ``position`` of ``n_tokens``,
+    the ``methods`` computed there by name.
+
+    Each method's saliency of that one token (the gradient methods' pass stops
+    at the token, in a causal model: :func:`saliency_seconds` of a text that
+    ends there; erasure copies the whole text), then at most one variant per
+    order (methods and random ones), percent and curve, plus the whole text,
+    each through the blocks up to the token and the LM head once.
+    """
+    length = position if lm.is_causal else n_tokens
+    seconds = 0.0
+    for method in methods:
+        method = checks.choice("methods", method, SALIENCY_METHODS)
+        seconds += saliency_seconds(lm, n_tokens if method == "erasure" else length + 1, 1, method, steps,
+                                    max_chunk_bytes)
+    variants = 1 + (len(methods) + n_random) * n_percents * 2
+    return seconds + variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+
+
 def probe_width(lm: LM, layers: Sequence | None) -> int:
     """Features of all probes together: ``d_model`` per probed layer (hidden states) plus ``d_ff`` per block (FFN).
 

@@ -33,7 +33,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -662,7 +662,8 @@ class Faithfulness:
         the mean over the random orders), ``comprehensiveness_std``,
         ``sufficiency_std`` (spread over the random orders, ddof=1; NaN for a
         method), ``n_random``, ``n_candidates``, ``probability`` (of the
-        explained token on the whole text), ``seed``.
+        explained token on the whole text), ``seed``, then ``kendall_tau_<method>``
+        for every method: the row's agreement with it (NaN for ``"random"``).
         """
         comprehensiveness, sufficiency = self.aopc(self.comprehensiveness), self.aopc(self.sufficiency)
         random_c, random_s = self.aopc(self.random_comprehensiveness), self.aopc(self.random_sufficiency)
@@ -685,6 +686,12 @@ class Faithfulness:
         frame["n_candidates"] = self.n_candidates[at].astype(np.int64)
         frame["probability"] = self.probability[at]
         frame["seed"] = self.seed
+        row_of = {method: m for m, method in enumerate(self.methods)}
+        for o, other in enumerate(self.methods):
+            frame[f"kendall_tau_{other}"] = [
+                self.kendall_tau[index_of[position], row_of[method], o] if method in row_of else np.nan
+                for position, method in zip(frame["position"], frame["method"])
+            ]
         return frame
 
     def agreement_frame(self) -> pd.DataFrame:
@@ -703,6 +710,17 @@ class Faithfulness:
         """Kendall tau between every two methods for the explained token at ``position``: a square DataFrame."""
         return pd.DataFrame(self.kendall_tau[self.index_of(position)], index=list(self.methods),
                             columns=list(self.methods))
+
+
+def _prefix(cap: Capture, length: int) -> Capture:
+    """``cap``'s first ``length`` tokens, as if the text ended there (views of its arrays, nothing copied)."""
+    if length >= cap.n_tokens:
+        return cap
+    return replace(
+        cap, tokens=cap.tokens[:length], token_ids=cap.token_ids[:length], n_input=min(cap.n_input, length),
+        hidden_states=cap.hidden_states[:, :length], ffn=cap.ffn[:, :length], top_ids=cap.top_ids[:length],
+        top_probs=cap.top_probs[:length], top_tokens=cap.top_tokens[:length], special=cap.special[:length],
+    )
 
 
 def candidates(lm: LM, cap: Capture, position: int) -> np.ndarray:
@@ -838,13 +856,20 @@ def faithfulness(
             return None
         return lambda fraction, message: progress((stage + fraction) / stages, message)
 
+    # In a causal model nothing after the last explained token counts: the methods computed here read the text up
+    # to it (erasure would otherwise erase every later token too, for a drop of 0).
+    text = _prefix(cap, int(positions.max()) + 1) if lm.is_causal else cap
     computed = 0
     for i, item in enumerate(saliencies):
         if isinstance(item, str):
-            saliencies[i] = saliency_of(lm, cap, item, positions=positions, max_chunk_bytes=max_chunk_bytes,
+            saliencies[i] = saliency_of(lm, text, item, positions=positions, max_chunk_bytes=max_chunk_bytes,
                                         progress=report(computed), **options)
             computed += 1
-    rows = np.stack([[item.row(int(position)) for position in positions] for item in saliencies])
+    rows = np.zeros((len(saliencies), len(positions), cap.n_tokens))
+    for i, item in enumerate(saliencies):
+        for index, position in enumerate(positions):
+            row = item.row(int(position))
+            rows[i, index, : len(row)] = row
     explained_ids = np.asarray(cap.token_ids[positions] if lm.is_causal else cap.top_ids[positions, 0],
                                dtype=np.int64)
 

@@ -61,7 +61,8 @@ steps = columns[3].number_input(
 )
 
 # Steps change integrated gradients only: the other methods share one result whatever the box says.
-steps = int(steps) if method == "integrated_gradients" else 1
+ig_steps = int(steps)  # what the faithfulness check's integrated gradients use, whichever method is shown
+steps = ig_steps if method == "integrated_gradients" else 1
 sal = None
 with dashboard.user_errors():
     n_explained = len(explained_positions(lm, cap))
@@ -126,5 +127,55 @@ with area:
         )
         st.caption("Click a cell to explain that row's token.")
 
+    st.subheader("How far to trust it")
+    dashboard.page_param("saliency_faithfulness", False)
+    checked = st.checkbox(
+        "Check every method's faithfulness (ERASER) and their agreement, for the explained token",
+        key="saliency_faithfulness",
+        help="Removes the explained token's most salient earlier tokens by each method (their embeddings set to "
+        "zero, as erasure does) and reads the drop in its probability: comprehensiveness (top tokens removed) "
+        "and sufficiency (only they kept), averaged over 1, 5, 10, 20 and 50% of the tokens (AOPC, DeYoung et "
+        "al. 2020), beside 10 random orders of the same tokens; and Kendall's tau between the methods' scores.",
+    )
+    faith = None
+    if checked:
+        contrast_word = contrast.strip() or None
+        with dashboard.user_errors():
+            faith, faith_area = dashboard.long_work(
+                "Checking the faithfulness of the four methods",
+                lambda progress: ec.trust.faithfulness(
+                    lm, cap, positions=position, target=target, contrast_with=contrast_word, steps=ig_steps,
+                    progress=progress,
+                ),
+                key="saliency_faithfulness_work",
+                settings=(dashboard.capture_key(cap), position, target, contrast.strip(), ig_steps),
+                estimate_s=estimates.faithfulness_seconds(lm, cap.n_tokens, position, steps=ig_steps),
+            )
+    if faith is not None:
+        with faith_area:
+            bars, agreement = st.columns([1, 1])
+            bars.plotly_chart(plots.faithfulness_bars(faith, position), key="saliency_faithfulness_bars",
+                              width="stretch")
+            index = faith.index_of(position)
+            removed = ", ".join(str(size) for size in sorted(set(faith.sizes[index].tolist())))
+            bars.caption(
+                f"{dashboard.literal(labels[position])}: AOPC over {faith.n_candidates[index]} earlier tokens "
+                f"(removing {removed} at a time); the "
+                f"token's probability on the whole text is {faith.probability[index]:.3f}. A method is faithful "
+                "where its comprehensiveness stands above the random bar and its error bar, and its sufficiency "
+                "below. Zeroed embeddings are off the model's data, so random removal drops the probability too."
+            )
+            agreement.markdown("**Agreement between the methods** (Kendall's tau of their scores)")
+            short = {"grad_x_input": "grad×input", "integrated_gradients": "IG"}  # four columns fit half the page
+            agreement.dataframe(
+                faith.agreement(position).rename(columns=lambda name: short.get(name, name)).style.format("{:.2f}"),
+                width="stretch",
+            )
+            agreement.caption("1: the same order of the earlier tokens; 0: unrelated; negative: reversed. "
+                              "IG: integrated gradients.")
+
     st.subheader("Download")
     dashboard.download_buttons(sal.to_frame(), f"saliency-{method}-{target}", figure)
+    if faith is not None:
+        st.caption("Faithfulness and agreement of the explained token (one row per method, and random):")
+        dashboard.download_buttons(faith.to_frame(), f"saliency-faithfulness-{target}-{position}")

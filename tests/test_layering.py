@@ -21,7 +21,7 @@ FLOORS = [
     # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
     {"plots", "plots.common", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing", "plots.factors",
      "plots.similarity", "plots.saliency", "plots.attention", "plots.patching",
-     "plots.circuits"},
+     "plots.circuits", "plots.trust"},
     # how a model is run: the backend choice, NDIF's key and requests (nothing of the model itself)
     {"backends"},
     # models: the family table and loading

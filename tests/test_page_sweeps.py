@@ -9,6 +9,7 @@ test_browser.py.
 import html
 import re
 
+import numpy as np
 import pytest
 
 import ecco_core as ec
@@ -309,3 +310,32 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     app.text_input(key="circuits-answer").set_value(" ")
     run(app)
     assert [error.value for error in app.error] == ["The answer is empty; type the word the prompt leads to, e.g. Mary"]
+
+
+# ----------------------------------------------------------------- saliency
+def _faithfulness_bars(app) -> list[dict]:
+    return [chart for chart in charts(app)
+            if chart["layout"].get("yaxis", {}).get("title", {}).get("text", "").startswith("AOPC")]
+
+
+def test_saliency_faithfulness_check_on_and_off_and_from_a_link():
+    """#30: the check's box comes back from a copied link, draws each method beside random and the agreement
+    table, offers its own downloads, and unchecked draws none of it."""
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": "The capital of France is", "new": "2", "saliency_faithfulness": "true"})
+    run(app)
+    assert_no_error(app)
+    assert app.checkbox(key="saliency_faithfulness").value is True
+    bars = _faithfulness_bars(app)
+    assert len(bars) == 1 and [trace["name"].split()[0] for trace in bars[0]["data"]] == [
+        "comprehensiveness", "sufficiency"]
+    assert bars[0]["data"][0]["x"] == [*ec.SALIENCY_METHODS, "random (10)"]
+    agreement = app.dataframe[-1].value
+    assert list(agreement.index) == list(ec.SALIENCY_METHODS) and (np.diag(agreement) == 1).all()
+    stem = f"saliency-faithfulness-prob-{app.selectbox(key='saliency_token').value}"
+    assert {f"{stem}-csv", f"{stem}-json"} <= {button.key for button in app.get("download_button")}
+    app.checkbox(key="saliency_faithfulness").uncheck()
+    run(app)
+    assert_no_error(app)
+    assert "saliency_faithfulness" not in app.query_params
+    assert not _faithfulness_bars(app)

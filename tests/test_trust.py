@@ -247,8 +247,9 @@ def test_faithfulness_matches_a_slow_loop_over_every_removal(lm, short, faithful
         curves = {"comprehensiveness": np.zeros((len(orders), 5)), "sufficiency": np.zeros((len(orders), 5))}
         for o, order in enumerate(orders):
             for p, size in enumerate(sizes):
-                curves["comprehensiveness"][o, p] = full - _probability_without(lm, short, position, frozenset(order[:size]))
-                curves["sufficiency"][o, p] = full - _probability_without(lm, short, position, frozenset(order[size:]))
+                removed, kept_only = frozenset(order[:size]), frozenset(order[size:])
+                curves["comprehensiveness"][o, p] = full - _probability_without(lm, short, position, removed)
+                curves["sufficiency"][o, p] = full - _probability_without(lm, short, position, kept_only)
         for name, curve in curves.items():
             np.testing.assert_allclose(getattr(result, name)[:, index], curve[:3], atol=1e-5)
             np.testing.assert_allclose(getattr(result, f"random_{name}")[:, index], curve[3:], atol=1e-5)

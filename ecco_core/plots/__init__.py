@@ -21,6 +21,7 @@ from .saliency import (
 )
 from .similarity import similarity_heatmap
 from .tokens import token_bars, token_html
+from .trust import faithfulness_bars
 
 __all__ = [
     "FACTOR_COLORS", "MARKED_TOKENS", "NEXT_TOKEN_CHAR_PX", "NEXT_TOKEN_MIN_CHARS", "NEXT_TOKEN_PLOT_PX",
