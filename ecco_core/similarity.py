@@ -28,7 +28,9 @@ Everything is computed in float64 on column-centred data. Rank-deficient
 inputs (duplicate columns, more dimensions than samples, repeated tokens in
 the embedding layer) are handled by keeping only the singular directions
 above a tolerance, so no NaN comes out. Each matrix of a
-:func:`similarity_matrix` is decomposed once, not once per pair.
+:func:`similarity_matrix` is decomposed once, not once per pair. All of it runs
+on one BLAS thread (:mod:`ecco_core._blas`): thousands of small LAPACK calls,
+which more threads only slow down on a shared machine.
 
 >>> import numpy as np, ecco_core as ec
 >>> X = np.random.default_rng(0).normal(size=(500, 20))
@@ -46,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from . import _checks as checks
+from ._blas import one_blas_thread
 from .capture import Capture
 from .corpus import STORES, allocate, close_store, record_positions
 from .layers import residual_label, site_label
@@ -344,6 +347,7 @@ def _fits_gram_budget(n_samples: int, n_cached: int) -> bool:
 
 
 # ------------------------------------------------------------------ pairwise
+@one_blas_thread()
 def cca(X, Y) -> float:
     """Mean canonical correlation of X and Y.
 
@@ -364,6 +368,7 @@ def cca(X, Y) -> float:
     return _mean_cca(_subspace(X), _subspace(Y))
 
 
+@one_blas_thread()
 def svcca(X, Y, *, keep: float | int = 0.99) -> float:
     """SVCCA: mean canonical correlation of each side's top singular directions.
 
@@ -385,6 +390,7 @@ def svcca(X, Y, *, keep: float | int = 0.99) -> float:
     return _mean_cca(_top_directions(_subspace(X), keep), _top_directions(_subspace(Y), keep))
 
 
+@one_blas_thread()
 def pwcca(X, Y) -> float:
     """Projection-weighted CCA (Morcos et al. 2018).
 
@@ -415,6 +421,7 @@ def pwcca(X, Y) -> float:
     return _projection_weighted(_subspace(X), _subspace(Y))
 
 
+@one_blas_thread()
 def cka(X, Y, *, kernel: str = "linear", bandwidth: float = 1.0) -> float:
     """Centred kernel alignment (Kornblith et al. 2019).
 
@@ -543,6 +550,7 @@ class SimilarityMatrix:
         )
 
 
+@one_blas_thread()
 def similarity_matrix(
     A_list,
     B_list,

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ecco_core"  # read, not impo
 # Bottom to top. A module may import its own floor and the floors below it.
 FLOORS = [
     # plain values, labels and the argument checks; readers of files that need no model
-    {"_checks", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
+    {"_checks", "_blas", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
     # figures: data in, figure out, one module per view; they read result objects by their fields and import
     # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
     {"plots", "plots.common", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing", "plots.factors",

@@ -352,3 +352,52 @@ def test_ud_sentences_reads_conllu(tmp_path, sentences):
         sim.ud_sentences(5, path=tmp_path / "missing.conllu")
     with pytest.raises(ValueError, match="n must be a whole number >= 1; got 0"):
         sim.ud_sentences(0)
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_similarity_runs_on_one_blas_thread_and_gives_the_threads_back():
+    """#31 item 6: with a thread per core, each of a matrix's thousands of small LAPACK calls waited for the other
+    threads (4-11x slower at load 13-20, and timed by the load rather than the work). The matrix runs on one BLAS
+    thread, also in a thread other than the main one; the limit is lifted after it, also when two threads' uses
+    overlap and end in the other order."""
+    import threading
+
+    from ecco_core._blas import one_blas_thread
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(40, 8)) for _ in range(2)]
+    seen = []
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        assert before and max(before) == 2
+        # In a thread of its own, as the app's sessions run it (threadpoolctl alone ignores any thread but one).
+        progress = lambda fraction, message: seen.append(_blas_threads())  # noqa: E731
+        session = threading.Thread(target=sim.similarity_matrix, args=(matrices, matrices, "cca"),
+                                   kwargs={"progress": progress})
+        session.start()
+        session.join()
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert _blas_threads() == before
+        # Overlapping users in two threads, the first to enter leaving first.
+        first, second, inside = one_blas_thread(), threading.Event(), threading.Event()
+        first.__enter__()
+
+        def other():
+            with one_blas_thread():
+                inside.set()
+                second.wait()
+
+        worker = threading.Thread(target=other)
+        worker.start()
+        inside.wait()
+        first.__exit__(None, None, None)
+        assert _blas_threads() == [1] * len(before)  # the other thread still computes
+        second.set()
+        worker.join()
+        assert _blas_threads() == before
