@@ -110,6 +110,13 @@ class LensDiagnostics:
         above = np.flatnonzero(self.top1_agreement > threshold)
         return self.layer_labels[above[0]] if len(above) else None
 
+    def beside(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (a view's table with a ``layer`` column, e.g. ``Rankings.to_frame()``) with each row's layer's
+        ``lens_mean_kl`` and ``lens_top1_agreement`` added: the view's download carries how far to trust it."""
+        columns = self.to_frame()[["layer", "mean_kl", "top1_agreement"]]
+        columns = columns.rename(columns={"mean_kl": "lens_mean_kl", "top1_agreement": "lens_top1_agreement"})
+        return frame.merge(columns, on="layer", how="left", validate="many_to_one")
+
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: ``layer`` (its label), ``block`` (its index; missing for the embeddings),
         ``mean_kl``, ``max_kl`` (nats, over positions), ``top1_agreement``, ``n_positions``."""

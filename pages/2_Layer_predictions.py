@@ -5,6 +5,7 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import plots
+from ecco_core.plots import trust as trust_plots
 from ecco_core.lens import KINDS
 
 st.set_page_config(page_title="Layer predictions", layout="wide")
@@ -42,9 +43,21 @@ if result is None:
 st.subheader("Rank of each output token at every block's output")
 st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
+diagnostics = dashboard.cached_analysis(lambda: ec.trust.lens_diagnostics(lm, cap), key="lens-trust",
+                                        settings=dashboard.capture_key(cap), spinner="Measuring the lens…")
 figure = plots.rankings_figure(result)
-st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
-                on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
+view, trust = st.columns([5, 1])
+view.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
+                  on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
+# Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
+trust.plotly_chart(trust_plots.lens_trust_figure(diagnostics, blocks_only=True, height=figure.layout.height),
+                   key="lens-trust", width="stretch")
+agreeing = diagnostics.first_layer_agreeing()
+trust.caption(
+    f"How far to trust each row: KL from the output's distribution to the lens's, and the share of the "
+    f"{len(diagnostics.positions)} positions where their top tokens agree. "
+    + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
+)
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
 # In the URL too; a new capture starts at its first token.
@@ -54,7 +67,7 @@ st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
     key="lens-line", width="stretch",
 )
-dashboard.download_buttons(result.to_frame(), "layer-predictions", figure)
+dashboard.download_buttons(diagnostics.beside(result.to_frame()), "layer-predictions", figure)
 
 # ---- Figure 8: candidates side by side at one position
 st.subheader("Compare candidates at one position")

@@ -410,19 +410,20 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     result = ec.rankings(lm, default_capture, k=5)
     labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
     open_page(page, app_url, "2_Layer_predictions", **{"watch-words": "1564, 1616, ."})
-    assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
+    # the lens heatmap, its trust figure (#30) and its line; the candidates' heatmap and lines
+    assert wait_for_charts(page, 5) == 5
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
     # Typed candidates alone (chips unselected); a year is 5 tokens here, so its label says "(1st token)".
-    assert chart_traces(page, 2)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]
-    assert chart_title(page, 1) == f"Probability of {labels[0]} by block"
+    assert chart_traces(page, 3)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]
+    assert chart_title(page, 2) == f"Probability of {labels[0]} by block"
 
     column = 9
     click_heatmap_cell(page, 0, row=3, col=column)
     assert_healthy(page)
     assert selectbox_value(page, "Token") == labels[column]
-    assert chart_title(page, 1) == f"Probability of {labels[column]} by block"
-    line = chart_traces(page, 1)[0]
+    assert chart_title(page, 2) == f"Probability of {labels[column]} by block"
+    line = chart_traces(page, 2)[0]
     np.testing.assert_allclose(line["y"], result.probs[:, column], atol=1e-3)
 
     frame = download_csv(page, "CSV")
@@ -433,6 +434,10 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     # Rank 1 means the token is that layer's top prediction, and nothing else does.
     assert ((frame["rank"] == 1) == (frame["token"] == top_tokens.str[0])).all()
     np.testing.assert_allclose(frame["probability"], result.probs.ravel(), atol=1e-3)
+    # How far to trust each row (#30), in the same download: the lens's KL and top-1 agreement at that block.
+    lens = ec.trust.lens_diagnostics(lm, default_capture).to_frame().set_index("layer")
+    np.testing.assert_allclose(frame["lens_mean_kl"], lens.loc[frame["layer"], "mean_kl"], rtol=1e-4)
+    np.testing.assert_allclose(frame["lens_top1_agreement"], lens.loc[frame["layer"], "top1_agreement"])
 
 
 def _factor_frame(page):

@@ -53,6 +53,15 @@ def test_lens_frame_uses_the_layer_vocabulary(lm, diagnostics):
     assert diagnostics.first_layer_agreeing(0.5) in frame["layer"].tolist()
 
 
+def test_lens_figures_go_beside_the_rankings_in_its_download(lm, capture, diagnostics):
+    rankings = ec.rankings(lm, capture, k=1)
+    frame = diagnostics.beside(rankings.to_frame())
+    assert len(frame) == len(rankings.to_frame()) and list(frame["block"]) == list(rankings.to_frame()["block"])
+    by_block = diagnostics.to_frame().set_index("layer")
+    np.testing.assert_allclose(frame["lens_mean_kl"], by_block.loc[frame["layer"], "mean_kl"])
+    np.testing.assert_allclose(frame["lens_top1_agreement"], by_block.loc[frame["layer"], "top1_agreement"])
+
+
 def test_chunking_and_positions_do_not_change_the_figures(lm, capture, diagnostics):
     two_rows = 2 * 4 * lm.config.vocab_size
     chunked = lens_diagnostics(lm, capture, positions=[3, 5, 7], max_chunk_bytes=two_rows)
