@@ -46,7 +46,7 @@ from ._checks import choice, indices, invalid, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
-from .factors import factors
+from .factors import Factors, default_components, factors
 from .layers import residual_labels
 from .lens import _head_device, _model_logits
 from .models import LM
@@ -386,8 +386,11 @@ class FactorQuality:
     stability : ndarray of shape (n_methods,)
         Mean over the other seeds of :func:`matched_correlation` between the
         factors' token activations at that seed and at the first; NaN with
-        one seed. NMF starts from an SVD (``nndsvda``), so its seed changes
-        little and its stability is near 1 by construction.
+        one seed. NMF starts from an SVD (``nndsvda``) and its seed only
+        picks the random projections of that randomized SVD, which finds the
+        same SVD whatever the seed: NMF's stability is about 1 by
+        construction and says nothing of how much its factors depend on the
+        start. PCA's is 1 the same way (an SVD); ICA's is the informative one.
     seeds : tuple of int
     n_components : int
     """
@@ -411,7 +414,27 @@ class FactorQuality:
         )
 
 
-def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 2), **options) -> FactorQuality:
+def _check_fitted(fitted, cap: Capture, methods: tuple[str, ...], seed: int, options: dict) -> Factors:
+    """``fitted`` checked to be the fit :func:`factor_quality` would make of its method at ``seed``."""
+    if not isinstance(fitted, Factors):
+        raise invalid("fitted", fitted, "a Factors result of ecco_core.factors", TypeError)
+    positions = indices("positions", options.get("positions"), cap.n_tokens, "position")
+    layers = indices("layers", options.get("layers"), cap.n_layers, "block")
+    n_components = options.get("n_components") or default_components(len(positions))
+    negatives = options.get("negatives", "clip") if fitted.method == "nmf" else "signed"
+    expected = (fitted.method in methods, seed, tuple(positions.tolist()), tuple(layers.tolist()), n_components,
+                negatives, tuple(cap.tokens[p] for p in positions))
+    given = (True, fitted.seed, tuple(fitted.positions.tolist()), fitted.layers, fitted.n_components,
+             fitted.negatives, fitted.tokens)
+    if given != expected:
+        raise invalid("fitted", words(f"a {fitted.method} fit at seed {fitted.seed}"),
+                      f"the fit of one of the methods {list(methods)} at the first seed {seed} with the same "
+                      "capture, positions, layers, n_components and negatives")
+    return fitted
+
+
+def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 2), fitted=None, progress=None,
+                   **options) -> FactorQuality:
     """Fraction of variance unexplained and seed stability of :func:`ecco_core.factors`, per method.
 
     Parameters
@@ -422,6 +445,13 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
         Names from :data:`ecco_core.factors.METHODS`.
     seeds : sequence of int, default (0, 1, 2)
         Distinct seeds; each method is fitted once per seed.
+    fitted : Factors, optional
+        A fit already made (the view's): ``ecco_core.factors(cap, method,
+        seed=seeds[0], **options)`` for one of ``methods``. It is used as that
+        method's first fit instead of fitting it again (NMF, the slowest
+        method, is the view's default); anything else raises.
+    progress : callable, optional
+        ``progress(fraction, message)`` after each fit.
     **options
         Passed to :func:`ecco_core.factors` (``n_components``, ``layers``,
         ``positions``; ``negatives`` applies to NMF only and is dropped for
@@ -443,10 +473,22 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
     seeds = tuple(whole("seeds", seed) for seed in seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise invalid("seeds", seeds, "a sequence of distinct whole numbers, at least one")
+    if fitted is not None:
+        fitted = _check_fitted(fitted, cap, methods, seeds[0], options)
+    fits_to_run = len(methods) * len(seeds) - (fitted is not None)
+    done = 0
     fvu, stability, n_components = [], [], 0
     for method in methods:
         method_options = options if method == "nmf" else {k: v for k, v in options.items() if k != "negatives"}
-        fits = [factors(cap, method, seed=seed, **method_options) for seed in seeds]
+        fits = []
+        for seed in seeds:
+            if fitted is not None and method == fitted.method and seed == seeds[0]:
+                fits.append(fitted)
+                continue
+            fits.append(factors(cap, method, seed=seed, **method_options))
+            done += 1
+            if progress is not None:
+                progress(done / fits_to_run, f"{method.upper()} at seed {seed}: {done} of {fits_to_run} fits")
         n_components = fits[0].n_components
         fvu.append(1.0 - fits[0].explained_variance)
         others = [matched_correlation(fits[0].token_activations, fit.token_activations)[0] for fit in fits[1:]]

@@ -172,6 +172,25 @@ def test_factors_of_a_clean_low_rank_matrix_are_stable_across_seeds(capture):
     assert quality.stability == pytest.approx(np.ones(3), abs=1e-3)
 
 
+def test_the_views_own_fit_stands_for_its_methods_first_seed(capture):
+    """The page passes its NMF (the slowest fit) instead of fitting it again: the same figures, one fit fewer."""
+    options = dict(n_components=3, layers=[2], positions=range(1, capture.n_tokens))
+    reports = []
+    view = ec.factors(capture, "pca", **options)
+    reused = ec.trust.factor_quality(capture, ("pca", "ica"), seeds=(0, 1), fitted=view,
+                                     progress=lambda fraction, message: reports.append(fraction), **options)
+    fresh = ec.trust.factor_quality(capture, ("pca", "ica"), seeds=(0, 1), **options)
+    np.testing.assert_allclose(reused.fvu, fresh.fvu)
+    np.testing.assert_allclose(reused.stability, fresh.stability)
+    assert reports == [1 / 3, 2 / 3, 1.0]  # 4 fits, the view's not made again
+    with pytest.raises(ValueError, match="fitted must be the fit of one of the methods"):
+        ec.trust.factor_quality(capture, ("pca",), seeds=(0, 1), fitted=view, **(options | {"n_components": 2}))
+    with pytest.raises(ValueError, match="fitted must be the fit of one of the methods"):
+        ec.trust.factor_quality(capture, ("pca",), seeds=(1, 0), fitted=view, **options)
+    with pytest.raises(TypeError, match="fitted must be a Factors result"):
+        ec.trust.factor_quality(capture, ("pca",), fitted=view.token_activations, **options)
+
+
 def test_matched_correlation_finds_the_same_factors_in_any_order_and_sign():
     rng = np.random.default_rng(1)
     first = rng.normal(size=(4, 50))
