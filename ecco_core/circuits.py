@@ -167,6 +167,12 @@ class Circuits:
     route_ffn, route_ffn_residual : ndarray of shape (n_layers, n_tokens), float32, or None
         The importance of block ``l``'s FFN output and of the residual stream
         after attention in block ``l``'s output at token ``i``; they add up to 1.
+    route_threshold : float
+        With routes, the threshold of the graph whose ranking of the parts
+        (:meth:`route_values`) :func:`verify` checked beside DLA's (NaN before).
+    route_top_ablated_value, route_top_kept_value : float
+        The metric with the graph's top ``k`` ablated, and with all but them
+        ablated (NaN unless checked).
     """
 
     embeddings: float
@@ -200,6 +206,9 @@ class Circuits:
     route_attention_bias: np.ndarray | None = None
     route_ffn: np.ndarray | None = None
     route_ffn_residual: np.ndarray | None = None
+    route_threshold: float = math.nan
+    route_top_ablated_value: float = math.nan
+    route_top_kept_value: float = math.nan
 
     @property
     def n_layers(self) -> int:
@@ -241,6 +250,52 @@ class Circuits:
         """The ``k`` components (heads and FFNs) with the largest ``|DLA|``, largest first."""
         k = checks.whole("k", k, low=1, high=len(self.components))
         return tuple(self.components[i] for i in _top_indices(self.component_values, k))
+
+    def route_values(self, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+        """The routes graph's ranking of :attr:`components`: what each carries of the graph pruned at ``threshold``.
+
+        The sum of the importances of its kept edges (:meth:`routes_frame`): a
+        head's moves from any source token into any kept node, an FFN's part
+        of any kept block output. Shape (n_layers * n_heads + n_layers,); 0 for
+        a part off the graph. The graph follows the prediction at the read
+        position whatever the answer, so this ranks what carries information
+        to it, not what favours the answer (DLA's sign and foil play no part).
+        """
+        frame = self.routes_frame(threshold)
+        values = np.zeros(len(self.components))
+        heads = frame[frame["part"] == "head"]
+        np.add.at(values, heads["block"].to_numpy(int) * self.n_heads + heads["head"].to_numpy(int),
+                  heads["importance"].to_numpy(float))
+        ffn = frame[frame["part"] == "FFN"]
+        np.add.at(values, self.n_layers * self.n_heads + ffn["block"].to_numpy(int), ffn["importance"].to_numpy(float))
+        return values
+
+    def route_top(self, k: int = 10, threshold: float = DEFAULT_THRESHOLD) -> tuple[str, ...]:
+        """The ``k`` components that carry most of the routes graph pruned at ``threshold`` (:meth:`route_values`)."""
+        k = checks.whole("k", k, low=1, high=len(self.components))
+        return tuple(self.components[i] for i in _top_indices(self.route_values(threshold), k))
+
+    @property
+    def route_checked(self) -> bool:
+        """Whether :func:`verify` also checked the routes graph's ranking (a result with routes)."""
+        return self.k > 0 and math.isfinite(self.route_threshold)
+
+    @property
+    def route_recall(self) -> float:
+        """Share of the exact top ``k`` that the routes graph's top ``k`` finds (NaN unless both were computed)."""
+        if self.exact_heads is None or not self.route_checked:
+            return math.nan
+        return len(set(self.exact_top) & set(self.route_top(self.k, self.route_threshold))) / self.k
+
+    @property
+    def route_kept_share(self) -> float:
+        """:attr:`kept_share` for the routes graph's top ``k``."""
+        return _share(self.route_top_kept_value - self.all_ablated_value, self.effect)
+
+    @property
+    def route_ablated_share(self) -> float:
+        """:attr:`ablated_share` for the routes graph's top ``k``."""
+        return _share(self.value - self.route_top_ablated_value, self.effect)
 
     @property
     def verified(self) -> bool:
@@ -987,6 +1042,7 @@ def verify(
     ablation: str = "mean",
     corrupted: str | None = None,
     exact: bool = True,
+    threshold: float = DEFAULT_THRESHOLD,
     max_batch_bytes: int = DEFAULT_BATCH_BYTES,
     progress: Callable[[float, str], None] | None = None,
 ) -> Circuits:
@@ -997,7 +1053,9 @@ def verify(
     the output projection, an FFN's output after its own projection. All rows
     run in batched forward passes of the shared model: every head and FFN
     ablated, DLA's top ``k`` (by ``|DLA|``) ablated, all but them ablated,
-    and with ``exact`` one row per component ablated alone.
+    and with ``exact`` one row per component ablated alone. A result with
+    routes has its graph's top ``k`` (:meth:`Circuits.route_values`) checked
+    the same way, in two more rows.
 
     Parameters
     ----------
@@ -1016,6 +1074,8 @@ def verify(
     exact : bool, default True
         Also ablate each component alone (``n_layers * (n_heads + 1)`` rows)
         for its exact effect and the recall of the exact top ``k``.
+    threshold : float, default 0.04
+        With routes, where their graph is pruned before it ranks the parts.
     max_batch_bytes : int, default 256 MiB
         Rough memory bound of one batched pass; rows are chunked to fit.
     progress : callable, optional
@@ -1027,7 +1087,9 @@ def verify(
         ``result`` with ``ablation``, ``k``, ``all_ablated_value``,
         ``top_ablated_value``, ``top_kept_value`` and (with ``exact``)
         ``exact_heads``, ``exact_ffn`` filled; see ``recall``, ``kept_share``
-        and ``ablated_share``.
+        and ``ablated_share``; with routes also ``route_threshold``,
+        ``route_top_ablated_value`` and ``route_top_kept_value`` (see
+        ``route_recall``, ``route_kept_share``, ``route_ablated_share``).
     """
     _check_result(lm, result)
     n_components = len(result.components)
@@ -1041,6 +1103,12 @@ def verify(
     top = torch.zeros(n_components, dtype=torch.bool)
     top[torch.as_tensor(_top_indices(result.component_values, k))] = True
     rows = [torch.ones(n_components, dtype=torch.bool), top, ~top]
+    routes = result.route_heads is not None
+    if routes:
+        threshold = checks.positive("threshold", threshold)
+        by_routes = torch.zeros(n_components, dtype=torch.bool)
+        by_routes[torch.as_tensor(_top_indices(result.route_values(threshold), k))] = True
+        rows += [by_routes, ~by_routes]
     if exact:
         rows = [torch.zeros(n_components, dtype=torch.bool), *rows, *torch.eye(n_components, dtype=torch.bool)]
     masks = torch.stack(rows).to(lm.device)
@@ -1049,12 +1117,17 @@ def verify(
 
     values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(result), max_batch_bytes,
                               progress)
-    fields = {"exact_heads": None, "exact_ffn": None}  # a result verified before keeps no effects of other settings
+    # A result verified before keeps nothing of its earlier settings.
+    fields = {"exact_heads": None, "exact_ffn": None, "route_threshold": math.nan,
+              "route_top_ablated_value": math.nan, "route_top_kept_value": math.nan}
+    if routes:
+        fields.update(route_threshold=threshold, route_top_ablated_value=float(values[3 + exact]),
+                      route_top_kept_value=float(values[4 + exact]))
     if exact:
         unablated, values = values[0], values[1:]
-        effects = unablated - values[3:]
-        fields = {"exact_heads": effects[: n_layers * n_heads].reshape(n_layers, n_heads),
-                  "exact_ffn": effects[n_layers * n_heads :]}
+        effects = unablated - values[5 if routes else 3:]
+        fields.update(exact_heads=effects[: n_layers * n_heads].reshape(n_layers, n_heads),
+                      exact_ffn=effects[n_layers * n_heads :])
     return dataclasses.replace(
         result, ablation=described, k=k, all_ablated_value=float(values[0]), top_ablated_value=float(values[1]),
         top_kept_value=float(values[2]), **fields,

@@ -1,5 +1,6 @@
 """Circuits: which heads and FFNs write the answer, along which routes, checked by ablating them (#29)."""
 
+import pandas as pd
 import streamlit as st
 
 import dashboard
@@ -182,9 +183,10 @@ else:
 
 st.subheader("Verify by patching")
 st.caption(
-    "DLA is a direct effect; a part can also act through later blocks, or be undone by them. Here DLA's top parts "
-    "are ablated (their output replaced at every position) in batched runs: the value with only them ablated, "
-    "with only them kept, and, for every head and FFN alone, its exact effect beside its DLA."
+    "DLA is a direct effect; a part can also act through later blocks, or be undone by them. Here the top parts "
+    "by DLA, and by the routes graph (what each carries of it at the threshold 0.04), are ablated (their output "
+    "replaced at every position) in batched runs: the value with only them ablated, with only them kept, and, for "
+    "every head and FFN alone, its exact effect beside its DLA."
 )
 verify_controls = st.columns([1, 2, 3])
 dashboard.page_param("circuits-k", 10)
@@ -237,21 +239,48 @@ with dashboard.user_errors():
 if checked is None:
     st.stop()
 
+def verified_frame(checked) -> pd.DataFrame:
+    """The result's table with the routes graph's ranking of the heads and FFNs beside DLA's (with routes)."""
+    frame = checked.to_frame()
+    if checked.route_checked:
+        values = dict(zip(checked.components, checked.route_values(checked.route_threshold)))
+        frame["route_value"] = frame["part"].map(values)
+        order = [checked.components.index(part) for part in checked.route_top(len(checked.components),
+                                                                              checked.route_threshold)]
+        ranks = {checked.components[index]: rank for rank, index in enumerate(order, start=1)}
+        frame["route_rank"] = pd.array(frame["part"].map(ranks), dtype="Int64")
+    return frame
+
+
 with area:
+    rankings = {"DLA's": (checked.kept_share, checked.ablated_share, checked.recall)}
+    if checked.route_checked:
+        rankings[f"The routes graph's (threshold {checked.route_threshold:g})"] = (
+            checked.route_kept_share, checked.route_ablated_share, checked.route_recall)
     st.markdown(
         f"Ablated with {dashboard.literal(checked.ablation)}: every head and FFN ablated, the value goes from "
-        f"**{checked.value:.2f}** to **{checked.all_ablated_value:.2f}**. DLA's top {checked.k} alone, the others "
-        f"ablated, keep **{checked.kept_share:.0%}** of that effect; ablating them removes "
-        f"**{checked.ablated_share:.0%}**."
+        f"**{checked.value:.2f}** to **{checked.all_ablated_value:.2f}**."
     )
-    if checked.exact_heads is not None:
-        st.markdown(f"Recall of the exact top {checked.k} (by the effect of ablating each part alone) among DLA's "
-                    f"top {checked.k}: **{checked.recall:.0%}**.")
+    exact_known = checked.exact_heads is not None
+    st.dataframe(pd.DataFrame(
+        [{"ranking": f"{name} top {checked.k}", "kept alone, share of the effect": kept,
+          "ablated, share removed": removed, **({f"recall of the exact top {checked.k}": recall} if exact_known else {})}
+         for name, (kept, removed, recall) in rankings.items()]),
+        hide_index=True, column_config={column: st.column_config.NumberColumn(format="percent") for column in (
+            "kept alone, share of the effect", "ablated, share removed", f"recall of the exact top {checked.k}")})
+    table = verified_frame(checked)
+    if exact_known:
+        st.caption(f"Recall: the share of the {checked.k} parts whose own ablation moves the value most (the exact "
+                   f"top {checked.k}) that a ranking's top {checked.k} finds.")
         scatter = circuit_plots.verify_scatter(checked)
         st.plotly_chart(scatter, key="circuits-verify-scatter", width="stretch")
-        ranks = checked.to_frame().dropna(subset=["rank"])
-        both = ranks[(ranks["rank"] <= checked.k) | (ranks["exact_rank"] <= checked.k)].sort_values("exact_rank")
-        st.dataframe(both[["part", "value", "rank", "exact_effect", "exact_rank"]], hide_index=True)
-        dashboard.download_buttons(checked.to_frame(), "circuits-verified", scatter)
+        ranks = table.dropna(subset=["rank"])
+        shown = ranks["rank"].le(checked.k) | ranks["exact_rank"].le(checked.k)
+        if checked.route_checked:
+            shown |= ranks["route_rank"].le(checked.k)
+        columns = ["part", "value", "rank", *(["route_value", "route_rank"] if checked.route_checked else []),
+                   "exact_effect", "exact_rank"]
+        st.dataframe(ranks[shown].sort_values("exact_rank")[columns], hide_index=True)
+        dashboard.download_buttons(table, "circuits-verified", scatter)
     else:
-        dashboard.download_buttons(checked.to_frame(), "circuits-verified")
+        dashboard.download_buttons(table, "circuits-verified")

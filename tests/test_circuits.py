@@ -374,3 +374,31 @@ def test_figures_draw_every_part_with_its_tooltip_and_the_routes_of_the_result(l
     assert again.exact_heads is None and again.exact_ffn is None
     with pytest.raises(ValueError, match="exact"):
         circuit_plots.verify_scatter(again)
+
+
+def test_the_routes_graph_ranks_the_parts_and_verification_checks_its_top_k(lm, encoder, ioi):
+    from families import tiny_lm
+
+    values = ioi.route_values(0.04)
+    frame = ioi.routes_frame(0.04)
+    parts = frame[frame["part"].isin(["head", "FFN"])]
+    assert values.sum() == pytest.approx(parts["importance"].sum(), rel=1e-6)
+    block, head = parts.loc[parts["part"] == "head", ["block", "head"]].iloc[0]
+    same = parts[(parts["block"] == block) & (parts["head"] == head)]
+    assert values[block * ioi.n_heads + head] == pytest.approx(same["importance"].sum(), rel=1e-6)
+    assert ioi.route_top(3, 0.04) == tuple(ioi.components[i] for i in np.argsort(-values, kind="stable")[:3])
+
+    tiny = tiny_lm("llama", lm.tokenizer, encoder.tokenizer)
+    answer, foil = extremes(tiny, TEXT)
+    result = ec.circuits(tiny, TEXT, answer, foil, routes=True)
+    everything = ec.circuits.verify(tiny, result, k=len(result.components), exact=False)
+    assert everything.route_top_kept_value == pytest.approx(result.value, rel=1e-4)
+    assert everything.route_top_ablated_value == pytest.approx(everything.all_ablated_value, rel=1e-6, abs=1e-9)
+    checked = ec.circuits.verify(tiny, result, k=3)
+    without_routes = ec.circuits.verify(tiny, ec.circuits(tiny, TEXT, answer, foil), k=3)
+    # The graph's two rows sit among the others: every other number is the same as without them.
+    np.testing.assert_allclose(checked.exact_values, without_routes.exact_values, rtol=1e-5, atol=1e-6)
+    assert checked.top_kept_value == pytest.approx(without_routes.top_kept_value, rel=1e-5)
+    assert checked.route_checked and checked.route_threshold == circuits.DEFAULT_THRESHOLD
+    assert 0 <= checked.route_recall <= 1 and np.isfinite(checked.route_kept_share)
+    assert not without_routes.route_checked and np.isnan(without_routes.route_recall)

@@ -290,20 +290,26 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     run(app)
     assert any("The corrupted prompt is empty" in error.value for error in app.error)
 
-    # Every part alone on a short prompt: the scatter and the recall, the verification in the link.
+    # Every part alone on a short prompt: DLA's and the routes graph's rankings checked, the scatter, the link.
     app.radio(key="circuits-ablation").set_value("mean")
     app.toggle(key="circuits-exact").set_value(True)
-    app.text_input(key="circuits-prompt").set_value("The capital of France is")
-    app.text_input(key="circuits-foil").set_value("London")
+    app.text_input(key="circuits-prompt").set_value("Paris is in")
+    app.text_input(key="circuits-answer").set_value("France")
+    app.text_input(key="circuits-foil").set_value("Spain")
     run(app)
     app.button(key="circuits-verify-button").click()
     run(app, timeout=600)
     assert_no_error(app)
-    markdown = " ".join(element.value for element in app.markdown)
-    assert "DLA's top 5 alone" in markdown and "Recall of the exact top 5" in markdown
+    assert any("the value goes from" in element.value for element in app.markdown)
+    rankings = next(frame.value for frame in app.dataframe if "ranking" in frame.value)
+    assert rankings["ranking"].tolist() == ["DLA's top 5", "The routes graph's (threshold 0.04) top 5"]
+    assert rankings["recall of the exact top 5"].between(0, 1).all()
     scatter = charts(app)[-1]
     assert scatter["layout"]["xaxis"]["title"]["text"].startswith("direct logit attribution")
     assert sum(len(figure_array(trace["x"])) for trace in scatter["data"][:2]) == lm.n_layers * (lm.n_heads + 1)
+    assert len(figure_array(scatter["data"][2]["x"])) == 5  # the routes graph's top 5
+    ranks = app.dataframe[-1].value
+    assert {"rank", "route_rank", "exact_rank"} <= set(ranks.columns)
     assert app.query_params["circuits-verify"] in ("true", ["true"])
     assert app.query_params["circuits-k"] in ("5", ["5"])
 

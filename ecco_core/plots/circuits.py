@@ -229,7 +229,8 @@ def verify_scatter(result):
     """Each head's and FFN's DLA against its exact ablation effect, after :func:`ecco_core.circuits.verify`.
 
     One point per component (heads and FFNs in two colours), DLA's top ``k``
-    ringed; the dotted line is equality. DLA is a direct effect and ablation
+    ringed, the routes graph's top ``k`` (when verification checked it) in
+    open diamonds; the dotted line is equality. DLA is a direct effect and ablation
     a total one, so points off the line are components whose effect runs
     through later blocks (or is undone by them).
     """
@@ -253,6 +254,14 @@ def verify_scatter(result):
             hovertemplate="%{customdata[0]}<br>DLA %{x:.3f}<br>exact effect %{y:.3f}<br>in the exact top "
             + str(result.k) + ": %{customdata[1]}<extra></extra>",
         ))
+    if result.route_checked:
+        by_routes = np.isin(labels, result.route_top(result.k, result.route_threshold))
+        figure.add_trace(go.Scatter(
+            x=dla[by_routes], y=exact[by_routes], mode="markers", name=f"routes graph's top {result.k}",
+            marker={"size": 16, "symbol": "diamond-open", "color": "#f28e2b", "line": {"width": 2}},
+            customdata=labels[by_routes], hovertemplate="%{customdata}: in the routes graph's top "
+            + str(result.k) + "<extra></extra>",
+        ))
     low = float(min(dla.min(), exact.min()))
     high = float(max(dla.max(), exact.max()))
     figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal",
@@ -260,7 +269,8 @@ def verify_scatter(result):
     figure.update_layout(
         xaxis_title="direct logit attribution (logits)", yaxis_title="exact effect of ablating it alone (logits)",
         height=440, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hoverlabel=HOVER_LABEL,
-        title=escape_text(f"DLA's top {result.k} ringed: recall of the exact top {result.k} = {result.recall:.0%}"),
+        title=escape_text(f"DLA's top {result.k} ringed: recall of the exact top {result.k} = {result.recall:.0%}"
+                          + (f"; the routes graph's: {result.route_recall:.0%}" if result.route_checked else "")),
         legend={"orientation": "h", "y": -0.18},
     )
     return figure
