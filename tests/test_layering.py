@@ -19,8 +19,8 @@ FLOORS = [
     {"_checks", "_blas", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
     # figures: data in, figure out, one module per view; they read result objects by their fields and import
     # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
-    {"plots", "plots.common", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing", "plots.factors",
-     "plots.similarity", "plots.saliency", "plots.attention", "plots.patching",
+    {"plots", "plots.common", "plots.views", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing",
+     "plots.factors", "plots.similarity", "plots.saliency", "plots.attention", "plots.patching",
      "plots.circuits", "plots.trust"},
     # how a model is run: the backend choice, NDIF's key and requests (nothing of the model itself)
     {"backends"},

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 
 from .._checks import entries, shaped
 from ..layers import block_label
 from ..text import axis_labels, escape_text, escape_token, stripped_token
 from .common import HOVER_LABEL, heatmap, margins
+from .views import json_block, runner, view_style
 
 
 def head_colors(n_heads: int) -> list[str]:
@@ -192,13 +195,10 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
     Returns
     -------
     str
-        A ``<div>`` with the escaped tokens, a JSON block of numbers only, and a
-        ``<script>`` that draws the lines as an SVG (built in the browser: an
+        A ``<div>`` with its ``<style>``, the escaped tokens, a JSON block of numbers only,
+        and a ``<script>`` that draws the lines as an SVG (built in the browser: an
         SVG in the string itself would be stripped by Streamlit's sanitiser).
     """
-    import json
-    import uuid
-
     weights = np.nan_to_num(np.asarray(weights, dtype=float))
     if weights.ndim != 3 or weights.shape[1] != weights.shape[2]:
         raise shaped("weights", weights, "(n_heads, n_tokens, n_tokens)")
@@ -208,141 +208,49 @@ def attention_head_view_html(weights, tokens, *, heads=None, n_input: int | None
                     "one per head of weights")
     colors = head_colors(n_heads)
     view_id = f"ecco-heads-{uuid.uuid4().hex[:10]}"
-
-    shown = [escape_token(stripped_token(token)) for token in tokens]
     row, gap = 22, 170
-    columns = []
-    for side, align in (("query", "right"), ("key", "left")):
-        cells = []
-        for position, text in enumerate(shown):
-            underline = "; text-decoration: underline" if n_input is not None and position >= n_input else ""
-            cells.append(
-                f'<div class="ecco-token" data-side="{side}" data-position="{position}" title="{position}: {text}" '
-                f'style="height: {row}px; line-height: {row}px; padding: 0 6px; border-radius: 3px; '
-                f'text-align: {align}; white-space: pre{underline}">{text}</div>'
-            )
-        columns.append(f'<div class="ecco-side-{side}" style="flex: none">{"".join(cells)}</div>')
+    query, key = (_head_view_column(side, tokens, n_input, row) for side in ("query", "key"))
     swatches = "".join(
         f'<span class="ecco-head-toggle" data-head="{head}" title="{escape_token(name)}: click to hide or show, '
-        f'double-click to show it alone" style="display: inline-block; min-width: 22px; padding: 2px 4px; '
-        f'margin: 0 3px 3px 0; border-radius: 3px; background: {colors[head]}; color: white; font-size: 12px; '
-        f'text-align: center; cursor: pointer; user-select: none">{head}</span>'
+        f'double-click to show it alone" style="background: {colors[head]}">{head}</span>'
         for head, name in enumerate(heads)
     )
+    payload = {"colors": colors, "lines": _head_view_lines(weights, min_weight, max_lines), "row": row,
+               "width": gap, "n_tokens": n_tokens}
+    return (
+        f'<div id="{view_id}" class="ecco-head-view"><style>{view_style("head")}</style>'
+        + (f'<div class="ecco-title">{escape_text(title)}</div>' if title else "")
+        + f'<div class="ecco-heads">{swatches}</div>'
+        '<div class="ecco-help">Hover a token to see its lines alone; '
+        "click a head to hide or show it, double-click to show it alone.</div>"
+        '<div class="ecco-scroll"><div class="ecco-header"><div class="ecco-label-query">query</div>'
+        f'<div style="flex: none; width: {gap}px"></div><div class="ecco-label-key">key</div></div>'
+        f'<div class="ecco-columns">{query}'
+        f'<div class="ecco-lines" style="width: {gap}px; height: {row * n_tokens}px"></div>'
+        f"{key}</div></div>{json_block(payload)}{runner('head', view_id)}</div>"
+    )
+
+
+def _head_view_column(side: str, tokens, n_input: int | None, row: int) -> str:
+    """One column of the head view: every token (escaped), ``row`` pixels high, generated ones underlined."""
+    cells = []
+    for position, token in enumerate(tokens):
+        text = escape_token(stripped_token(token))
+        underline = "; text-decoration: underline" if n_input is not None and position >= n_input else ""
+        cells.append(
+            f'<div class="ecco-token" data-side="{side}" data-position="{position}" title="{position}: {text}" '
+            f'style="height: {row}px; line-height: {row}px{underline}">{text}</div>'
+        )
+    return f'<div class="ecco-side-{side}">{"".join(cells)}</div>'
+
+
+def _head_view_lines(weights: np.ndarray, min_weight: float, max_lines: int) -> list:
+    """Per head, ``[queries, keys, weights]`` of the lines to draw: at least ``min_weight``, the ``max_lines`` strongest."""
     drawn = weights >= min_weight
     if drawn.sum() > max_lines:
         drawn &= weights >= np.partition(weights[drawn], -max_lines)[-max_lines]
-    sparse = []
-    for head in range(n_heads):
+    lines = []
+    for head in range(weights.shape[0]):
         queries, keys = np.nonzero(drawn[head])
-        sparse.append([queries.tolist(), keys.tolist(), np.round(weights[head][queries, keys], 3).tolist()])
-    payload = {"colors": colors, "lines": sparse, "row": row, "width": gap, "n_tokens": n_tokens}
-    header = (
-        '<div style="display: flex; font-size: 12px; color: #888; margin-bottom: 2px">'
-        '<div class="ecco-label-query" style="flex: none; box-sizing: border-box; text-align: right; '
-        'padding: 0 6px">query</div>'
-        f'<div style="flex: none; width: {gap}px"></div><div style="padding: 0 6px">key</div></div>'
-    )
-    return (
-        f'<div id="{view_id}" class="ecco-head-view" style="font-family: sans-serif; color: #31333f">'
-        + (f'<div style="font-weight: 600; margin-bottom: 4px">{escape_text(title)}</div>' if title else "")
-        + f'<div class="ecco-heads" style="margin-bottom: 4px">{swatches}</div>'
-        '<div style="font-size: 12px; color: #888; margin-bottom: 8px">Hover a token to see its lines alone; '
-        "click a head to hide or show it, double-click to show it alone.</div>"
-        f'<div class="ecco-scroll" style="overflow: auto; max-height: 760px">{header}'
-        f'<div style="display: flex; font-size: 14px">{columns[0]}'
-        f'<div class="ecco-lines" style="flex: none; width: {gap}px; height: {row * n_tokens}px"></div>'
-        f"{columns[1]}</div></div>"
-        f'<script type="application/json">{json.dumps(payload)}</script>'
-        f"<script>{_HEAD_VIEW_SCRIPT.replace('__VIEW_ID__', json.dumps(view_id))}</script>"
-        "</div>"
-    )
-
-
-_HEAD_VIEW_SCRIPT = """
-(function () {
-  const root = document.getElementById(__VIEW_ID__);
-  const data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
-  const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("width", data.width); svg.setAttribute("height", data.row * data.n_tokens);
-  svg.style.display = "block";
-  root.querySelector(".ecco-lines").appendChild(svg);
-  root.querySelector(".ecco-label-query").style.width = root.querySelector(".ecco-side-query").offsetWidth + "px";
-  const shown = new Set(data.colors.map((_, head) => head));
-  const middle = row => data.row * (row + 0.5);
-  const byPosition = {query: {}, key: {}};  // position -> [head, line] of the lines at that token
-  const groups = data.lines.map(([queries, keys, weights], head) => {
-    const group = document.createElementNS(NS, "g");
-    group.setAttribute("class", "ecco-head-lines");
-    group.dataset.head = head;
-    queries.forEach((query, n) => {
-      const line = document.createElementNS(NS, "line");
-      line.setAttribute("x1", 2); line.setAttribute("x2", data.width - 2);
-      line.setAttribute("y1", middle(query)); line.setAttribute("y2", middle(keys[n]));
-      line.setAttribute("stroke", data.colors[head]); line.setAttribute("stroke-width", 2);
-      line.setAttribute("stroke-opacity", weights[n]);
-      line.dataset.query = query; line.dataset.key = keys[n]; line.dataset.weight = weights[n];
-      group.appendChild(line);
-      (byPosition.query[query] = byPosition.query[query] || []).push([head, line]);
-      (byPosition.key[keys[n]] = byPosition.key[keys[n]] || []).push([head, line]);
-    });
-    svg.appendChild(group);
-    return group;
-  });
-  // A hovered token's lines are copied into this layer and every head's own layer is hidden: a few
-  // hundred elements change, not the n_heads * n_tokens**2 of a long text.
-  const focusLayer = document.createElementNS(NS, "g");
-  svg.appendChild(focusLayer);
-  const tokens = root.querySelectorAll(".ecco-token");
-  const toggles = root.querySelectorAll(".ecco-head-toggle");
-  const tint = (color, alpha) => color.replace("hsl(", "hsla(").replace(")", ", " + alpha.toFixed(3) + ")");
-  let focus = null;  // [side, position] of the hovered token
-  function draw() {
-    focusLayer.replaceChildren();
-    const other = {};  // position on the other side -> [weight, head] of its strongest shown line
-    if (focus !== null) {
-      const copies = {};
-      (byPosition[focus[0]][focus[1]] || []).forEach(([head, line]) => {
-        if (!shown.has(head)) return;
-        if (!copies[head]) {
-          copies[head] = document.createElementNS(NS, "g");
-          copies[head].setAttribute("class", "ecco-head-lines ecco-focus-lines");
-          copies[head].dataset.head = head;
-          focusLayer.appendChild(copies[head]);
-        }
-        copies[head].appendChild(line.cloneNode());
-        const end = line.dataset[focus[0] === "query" ? "key" : "query"];
-        const weight = Number(line.dataset.weight);
-        if (!other[end] || other[end][0] < weight) other[end] = [weight, head];
-      });
-    }
-    groups.forEach((group, head) => { group.style.display = focus === null && shown.has(head) ? "" : "none"; });
-    toggles.forEach(toggle => { toggle.style.opacity = shown.has(Number(toggle.dataset.head)) ? 1 : 0.25; });
-    tokens.forEach(token => {
-      const self = focus !== null && token.dataset.side === focus[0] && token.dataset.position === focus[1];
-      const end = focus !== null && token.dataset.side !== focus[0] && other[token.dataset.position];
-      token.style.backgroundColor = self ? "rgba(49, 51, 63, 0.12)"
-        : end ? tint(data.colors[end[1]], Math.min(1, 0.1 + end[0])) : "";
-      token.style.color = end && end[0] > 0.5 ? "#fff" : "";
-      token.style.fontWeight = self ? "bold" : "";
-    });
-    root.dataset.focus = focus === null ? "" : focus.join(" ");
-  }
-  tokens.forEach(token => {
-    token.addEventListener("mouseenter", () => { focus = [token.dataset.side, token.dataset.position]; draw(); });
-    token.addEventListener("mouseleave", () => { focus = null; draw(); });
-  });
-  toggles.forEach(toggle => {
-    const head = Number(toggle.dataset.head);
-    toggle.addEventListener("click", () => { shown.has(head) ? shown.delete(head) : shown.add(head); draw(); });
-    toggle.addEventListener("dblclick", () => {
-      const alone = shown.size === 1 && shown.has(head);
-      shown.clear();
-      (alone ? data.colors.map((_, h) => h) : [head]).forEach(h => shown.add(h));
-      draw();
-    });
-  });
-  draw();
-})();
-"""
+        lines.append([queries.tolist(), keys.tolist(), np.round(weights[head][queries, keys], 3).tolist()])
+    return lines

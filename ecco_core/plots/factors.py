@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 
 from .._checks import entries, invalid, shaped
 from ..text import escape_text, escape_token, stripped_token
 from .common import margins
+from .views import json_block, runner, view_style
 
 
 def factor_sparklines(token_activations, tokens, *, positions=None, selected: int | None = None, labels=None):
@@ -74,45 +77,6 @@ def factor_sparklines(token_activations, tokens, *, positions=None, selected: in
 # Tableau 10: distinct, mid-dark hues that stay readable as pale backgrounds; more factors reuse them.
 FACTOR_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
                  "#9c755f", "#bab0ac")
-
-_FACTOR_VIEW_SCRIPT = """
-(function () {
-  const root = document.getElementById(__VIEW_ID__);
-  const data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
-  const tokens = root.querySelectorAll(".ecco-token[data-column]");
-  const rows = root.querySelectorAll(".ecco-spark");
-  let pinned = null;
-  function shade(span, factor, strength) {
-    const [r, g, b] = data.colors[factor % data.colors.length];
-    span.style.backgroundColor = "rgba(" + r + ", " + g + ", " + b + ", " + strength.toFixed(3) + ")";
-    const mixed = [r, g, b].map(c => 255 - strength * (255 - c));
-    const light = (0.299 * mixed[0] + 0.587 * mixed[1] + 0.114 * mixed[2]) / 255;
-    span.style.color = light < 0.55 ? "#fff" : "";
-  }
-  function show(factor) {
-    tokens.forEach(span => {
-      const column = Number(span.dataset.column);
-      if (factor === null) shade(span, data.dominant[column], data.levels[data.dominant[column]][column]);
-      else shade(span, factor, data.levels[factor][column]);
-    });
-    rows.forEach((row, index) => { row.style.opacity = factor === null || index === factor ? 1 : 0.25; });
-    root.dataset.factor = factor === null ? "" : String(factor);
-  }
-  rows.forEach((row, index) => {
-    row.addEventListener("mouseenter", () => show(index));
-    row.addEventListener("mouseleave", () => show(pinned));
-    row.addEventListener("click", () => { pinned = pinned === index ? null : index; show(pinned); });
-  });
-  root.querySelectorAll(".ecco-column").forEach(cell => {
-    const column = cell.dataset.column;
-    const span = root.querySelector(".ecco-token[data-column='" + column + "']");
-    cell.addEventListener("mouseenter", () => { span.style.outline = "2px solid #333"; });
-    cell.addEventListener("mouseleave", () => { span.style.outline = ""; });
-  });
-  show(null);
-})();
-"""
-
 
 def _rgb(color: str) -> tuple[int, int, int]:
     return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
@@ -184,11 +148,9 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
     Returns
     -------
     str
-        A ``<div>`` with inline SVG, the tokens as escaped spans and a ``<script>``.
+        A ``<div>`` with its ``<style>``, inline SVG, the tokens as escaped spans, the numbers as JSON
+        and a ``<script>`` (:mod:`ecco_core.plots.views`).
     """
-    import json
-    import uuid
-
     values = np.asarray(token_activations, dtype=float)
     levels, dominant = factor_levels(values)
     n_components, n_tokens = values.shape
@@ -202,8 +164,20 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
                      n_components, "one per factor")
     colors = [FACTOR_COLORS[factor % len(FACTOR_COLORS)] for factor in range(n_components)]
     view_id = f"ecco-factors-{uuid.uuid4().hex[:10]}"
+    svg = _sparklines_svg(values, tokens, positions, labels, colors)
+    spans = _shaded_text(text_tokens, positions, levels, dominant, labels, colors, n_input)
+    payload = {"colors": [_rgb(color) for color in colors], "levels": np.round(levels, 4).tolist(),
+               "dominant": dominant.tolist()}
+    return (
+        f'<div id="{view_id}" class="ecco-factor-view"><style>{view_style("factor")}</style>'
+        f'<div class="ecco-sparklines-box">{svg}</div><div class="ecco-text">{spans}</div>'
+        f'{json_block(payload)}{runner("factor", view_id)}</div>'
+    )
 
-    # ---- sparklines: one row per factor, the analysed tokens along x, named below the last row
+
+def _sparklines_svg(values, tokens, positions, labels, colors) -> str:
+    """The factor view's sparklines as inline SVG: one row per factor, the analysed tokens along x, named below."""
+    n_components, n_tokens = values.shape
     step = float(np.clip(660 / max(n_tokens, 1), 6, 22))
     label_width, row_height, pad = 34, 30, 3
     width = label_width + step * n_tokens + 4
@@ -212,8 +186,7 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
     axis_height = 14 + 6.5 * min(longest + 5, 18)
     height = n_components * row_height + axis_height
     low = min(values.min(initial=0.0), 0.0)
-    svg = [f'<svg class="ecco-sparklines" width="{width:.0f}" height="{height:.0f}" '
-           f'style="font: 11px sans-serif; flex: none">']
+    svg = [f'<svg class="ecco-sparklines" width="{width:.0f}" height="{height:.0f}">']
     for factor in range(n_components):
         top = factor * row_height
         row = values[factor]
@@ -223,7 +196,7 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
         baseline = top + row_height - pad - (0 - low) / (high - low) * (row_height - 2 * pad)
         line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
         area = f"{x[0]:.1f},{baseline:.1f} {line} {x[-1]:.1f},{baseline:.1f}" if n_tokens else ""
-        svg.append(f'<g class="ecco-spark" data-factor="{factor}" style="cursor: pointer">')
+        svg.append(f'<g class="ecco-spark" data-factor="{factor}">')
         svg.append(f'<rect x="0" y="{top}" width="{width:.0f}" height="{row_height}" fill="#fff"/>')
         svg.append(f'<text x="2" y="{top + row_height / 2 + 4:.1f}" fill="{colors[factor]}" '
                    f'font-weight="bold">{escape_token(labels[factor])}</text>')
@@ -244,35 +217,23 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
                    f'transform="rotate(-90 {x:.1f} {axis_top:.1f})" fill="#444">'
                    f'{escape_token(stripped_token(tokens[column]))}</text>')
     svg.append("</svg>")
+    return "".join(svg)
 
-    # ---- the text: analysed tokens shaded by their strongest factor, the others plain
+
+def _shaded_text(text_tokens, positions, levels, dominant, labels, colors, n_input) -> str:
+    """The text as escaped spans: analysed tokens shaded by their strongest factor, the others plain."""
     column_of = {int(position): column for column, position in enumerate(positions)}
     spans = []
     for position, token in enumerate(text_tokens):
-        style = "border-radius: 3px; padding: 1px 1px"
-        if n_input is not None and position >= n_input:
-            style += "; border-bottom: 2px solid #888"
+        style = "border-bottom: 2px solid #888" if n_input is not None and position >= n_input else ""
         column = column_of.get(position)
         if column is None:
             spans.append(f'<span class="ecco-token" title="{position}: left out of the analysis" '
-                         f'style="{style}; color: #999">{escape_token(token)}</span>')
+                         f'style="{style + "; " if style else ""}color: #999">{escape_token(token)}</span>')
             continue
         factor = int(dominant[column])
         title = f"{position}: strongest {escape_token(labels[factor])} ({levels[factor, column]:.0%} of its peak)"
-        spans.append(
-            f'<span class="ecco-token" data-column="{column}" title="{title}" '
-            f'style="{style}; {_factor_shading(colors[factor], float(levels[factor, column]))}">'
-            f"{escape_token(token)}</span>"
-        )
-    payload = {"colors": [_rgb(color) for color in colors], "levels": np.round(levels, 4).tolist(),
-               "dominant": dominant.tolist()}
-    return (
-        f'<div id="{view_id}" class="ecco-factor-view" style="display: flex; flex-wrap: wrap; gap: 16px; '
-        'align-items: flex-start; font-family: sans-serif">'
-        f'<div style="overflow-x: auto; max-width: 100%">{"".join(svg)}</div>'
-        '<div class="ecco-text" style="flex: 1 1 320px; font-family: monospace; font-size: 15px; '
-        f'line-height: 2.0; white-space: pre-wrap">{"".join(spans)}</div>'
-        f'<script type="application/json">{json.dumps(payload)}</script>'
-        f"<script>{_FACTOR_VIEW_SCRIPT.replace('__VIEW_ID__', json.dumps(view_id))}</script>"
-        "</div>"
-    )
+        shading = _factor_shading(colors[factor], float(levels[factor, column]))
+        spans.append(f'<span class="ecco-token" data-column="{column}" title="{title}" '
+                     f'style="{style + "; " if style else ""}{shading}">{escape_token(token)}</span>')
+    return "".join(spans)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 
 from .._checks import invalid
 from ..text import axis_labels, display_token, escape_text, escape_token
 from .common import heatmap, margins
+from .views import json_block, runner, view_script, view_style
 
 
 # The diverging pair of signed saliency (ColorBrewer RdBu's ends): evidence for the explained token, against it.
@@ -116,58 +119,9 @@ def saliency_row_bars(sal, position: int, *, signed: bool = False, title: str = 
     return saliency_bars([sal.tokens[column] for column in kept], values[kept], signed=signed, title=title)
 
 
-# Figure 3's behaviour, shared by the notebook HTML (run by an inline <script>) and the Streamlit
-# component (dashboard), which renders the same markup and calls this function with a pin callback.
-SALIENCY_VIEW_SCRIPT = """
-function eccoSaliencyView(root, onPin) {
-  const data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
-  const spans = Array.from(root.querySelectorAll(".ecco-token"));
-  const explained = Array.from(root.querySelectorAll(".ecco-explained"));
-  const label = root.querySelector(".ecco-saliency-label");
-  const rowOf = new Map(data.positions.map((position, row) => [position, row]));
-  let pinned = data.pinned;
-  function paint(position) {
-    const row = rowOf.get(position), values = data.rows[row];
-    let peak = 0;
-    for (const value of values) peak = Math.max(peak, Math.abs(value));
-    peak = peak || 1;
-    for (let column = 0; column < spans.length; column++) {
-      const span = spans[column], value = values[column];
-      const seen = !data.causal || column < position;
-      const strength = seen ? Math.abs(value) / peak : 0;
-      const rgb = value < 0 ? data.against : data.evidence;
-      span.style.backgroundColor = column === position ? "rgba(255, 75, 75, 0.12)"
-        : strength > 0 ? "rgba(" + rgb + ", " + strength.toFixed(3) + ")" : "transparent";
-      span.style.color = column === position ? "" : !seen ? "#9aa0a6" : strength > 0.55 ? "#fff" : "";
-      span.style.outline = column === position ? "2px solid #ff4b4b"
-        : column === pinned ? "1px dashed #ff4b4b" : "";
-      span.title = column === position ? "explained token (" + column + ")"
-        : seen ? column + ": " + (value * 100).toFixed(1) + "%" : column + ": after the explained token";
-    }
-    label.textContent = data.labels[row];
-    root.dataset.shown = String(position);
-  }
-  function pin(position) {
-    pinned = position;
-    root.dataset.pinned = String(position);
-    paint(position);
-    if (onPin) onPin(position);
-  }
-  for (const span of explained) {
-    const position = Number(span.dataset.position);
-    span.addEventListener("mouseenter", () => paint(position));
-    span.addEventListener("mouseleave", () => paint(pinned));
-    span.addEventListener("focus", () => paint(position));
-    span.addEventListener("blur", () => paint(pinned));
-    span.addEventListener("click", () => pin(position));
-    span.addEventListener("keydown", event => {
-      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); pin(position); }
-    });
-  }
-  root.dataset.pinned = String(pinned);
-  paint(pinned);
-}
-"""
+# Figure 3's behaviour (the file saliency_view.js), shared by the notebook HTML (run by an inline <script>) and
+# the Streamlit component (dashboard), which renders the same markup and calls eccoSaliencyView with a pin callback.
+SALIENCY_VIEW_SCRIPT = view_script("saliency")
 
 
 def saliency_view_html(sal, position: int | None = None, *, signed: bool = False, script: bool = True) -> str:
@@ -202,59 +156,49 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
         A ``<div class="ecco-saliency-view">`` with escaped token spans, the
         rows as JSON and (with ``script``) the script; nothing is fetched.
     """
-    import json
-    import uuid
-
     values = _saliency_values(sal, signed) / 100.0
     positions = [int(p) for p in sal.positions]
     pinned = positions[0] if position is None else int(position)
     if pinned not in positions:
         raise invalid("position", position, f"an explained position, one of {positions}")
     foil = f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')" if sal.contrast_with else ""
-    quantity = f"{sal.target}(\u2026){foil}"
     labels = [  # plain text: the script sets them as textContent
         f"Explaining '{display_token(token)}' (position {p}): "
         f"{sal.target}('{display_token(token)}'){foil} = {value:.4g}"
         for p, token, value in zip(positions, sal.explained_tokens, np.asarray(sal.target_values, dtype=float))
     ]
-    spans = []
-    style = "border-radius: 3px; padding: 1px 1px"
-    for column, token in enumerate(sal.tokens):
-        if column in positions:
-            spans.append(f'<span class="ecco-token ecco-explained" data-position="{column}" tabindex="0" '
-                         f'style="{style}; border-bottom: 2px solid #888; cursor: pointer">'
-                         f"{escape_token(token)}</span>")
-        else:
-            spans.append(f'<span class="ecco-token" data-position="{column}" style="{style}">'
-                         f"{escape_token(token)}</span>")
-    if signed:
-        against = f"the foil '{display_token(sal.contrast_with)}'" if sal.contrast_with else "against it"
-        legend = (f'<span style="color: rgb({SIGNED_COLORS["for"]}); font-weight: 600">\u25a0 for the token</span>'
-                  f' \u00b7 <span style="color: rgb({SIGNED_COLORS["against"]}); font-weight: 600">'
-                  f"\u25a0 {'for ' if sal.contrast_with else ''}{escape_token(against)}</span>")
-    else:
-        legend = (f'<span style="color: rgb({SHARE_COLOR}); font-weight: 600">\u25a0</span> share of '
-                  f"{escape_token(quantity)}, darkest = the largest")
+    spans = "".join(
+        f'<span class="ecco-token ecco-explained" data-position="{column}" tabindex="0">{escape_token(token)}</span>'
+        if column in positions else f'<span class="ecco-token" data-position="{column}">{escape_token(token)}</span>'
+        for column, token in enumerate(sal.tokens)
+    )
     payload = {
         "rows": np.round(np.nan_to_num(values), 4).tolist(), "positions": positions, "pinned": pinned,
         "labels": labels, "causal": bool(sal.causal),
         "evidence": SIGNED_COLORS["for"] if signed else SHARE_COLOR, "against": SIGNED_COLORS["against"],
     }
-    # Inside <script>, "</" would end the block: JSON's \u escapes keep token text inert there.
-    data = json.dumps(payload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     # Without the script the markup is the same for the same result (the component redraws only on change).
     view_id = f"ecco-saliency-{uuid.uuid4().hex[:10]}"
     identity = f' id="{view_id}"' if script else ""
-    runner = (f"<script>{SALIENCY_VIEW_SCRIPT}\neccoSaliencyView(document.getElementById({json.dumps(view_id)}), "
-              "null);</script>") if script else ""
     method = f"{sal.method}, {'signed' if signed else 'unsigned'}"
     return (
-        f'<div{identity} class="ecco-saliency-view" style="font-family: sans-serif; color: #31333f">'
-        '<div style="display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 13px; margin-bottom: 6px">'
-        '<span class="ecco-saliency-label" style="font-weight: 600"></span>'
-        f'<span style="color: #6b6f76">{legend} \u00b7 {escape_token(method)} \u00b7 '
-        "hover a token with a line under it, click to pin it</span></div>"
-        '<div class="ecco-text" style="font-family: monospace; font-size: 16px; line-height: 2.2; '
-        f'white-space: pre-wrap; word-break: break-word">{"".join(spans)}</div>'
-        f'<script type="application/json">{data}</script>{runner}</div>'
+        f'<div{identity} class="ecco-saliency-view">'
+        f'<style>{view_style("saliency")}</style><div class="ecco-saliency-header">'
+        '<span class="ecco-saliency-label"></span>'
+        f'<span class="ecco-saliency-legend">{_saliency_legend(sal, signed, foil)} \u00b7 {escape_token(method)} '
+        "\u00b7 hover a token with a line under it, click to pin it</span></div>"
+        f'<div class="ecco-text">{spans}</div>{json_block(payload)}{runner("saliency", view_id) if script else ""}'
+        "</div>"
     )
+
+
+def _saliency_legend(sal, signed: bool, foil: str) -> str:
+    """What the saliency view's colours mean (escaped HTML): for and against, or the share of what."""
+    if signed:
+        against = f"the foil '{display_token(sal.contrast_with)}'" if sal.contrast_with else "against it"
+        return (f'<span style="color: rgb({SIGNED_COLORS["for"]}); font-weight: 600">\u25a0 for the token</span>'
+                f' \u00b7 <span style="color: rgb({SIGNED_COLORS["against"]}); font-weight: 600">'
+                f"\u25a0 {'for ' if sal.contrast_with else ''}{escape_token(against)}</span>")
+    quantity = f"{sal.target}(\u2026){foil}"
+    return (f'<span style="color: rgb({SHARE_COLOR}); font-weight: 600">\u25a0</span> share of '
+            f"{escape_token(quantity)}, darkest = the largest")
