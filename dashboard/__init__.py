@@ -408,6 +408,10 @@ def show_tokens(cap: ec.Capture, values=None, selected: int | None = None) -> No
     st.html(token_html(cap.tokens, values, selected=selected, n_input=cap.n_input))
 
 
+# The interactive views (ecco_core.plots.views) reach a page by what each needs: the saliency view sends its
+# pin back to Python, which takes a component (below); the factor view's sparklines are inline SVG, which
+# st.html's sanitiser strips, so it gets an iframe (components.html); the head view builds its SVG in the
+# browser and sends nothing back, so st.html runs it in the page at its own height.
 # The Streamlit side of plots.saliency_view_html: the same markup, run by the same script, whose
 # clicks come back to Python as a "pinned" trigger. Not isolated in a shadow root, like the rest of the page.
 _SALIENCY_VIEW = st.components.v2.component(

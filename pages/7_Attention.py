@@ -82,6 +82,8 @@ with model_column:
 with head_column:
     st.subheader("Head view")
     head_view = att.to_html(block)
+    # In the page at its own height: it sends nothing back and builds its SVG in the browser (see dashboard's
+    # note above saliency_view on how each interactive view is embedded).
     st.html(head_view, unsafe_allow_javascript=True)
     st.subheader("Map of the selected head")
     figure = plots.attention_heatmap(att, block, head)

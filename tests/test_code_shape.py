@@ -1,0 +1,50 @@
+"""Functions short enough to read whole: none over 60 lines of code in the modules brought under the rule (#27).
+
+Lines of code are the function's lines (signature included) less blank lines, comment lines and its
+docstring. Modules join ``UNDER_THE_RULE`` once their long functions are split; the rest of ``ecco_core``
+follows.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ecco_core"  # read, not imported
+LIMIT = 60
+UNDER_THE_RULE = ["text.py", "plots"]  # files, or folders taken whole
+
+
+def code_lines(function: ast.FunctionDef, lines: list[str]) -> int:
+    """Lines of code of ``function`` in the module whose lines are ``lines``."""
+    skipped = set()
+    first = function.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        skipped = set(range(first.lineno, first.end_lineno + 1))
+    return sum(
+        1 for number in range(function.lineno, function.end_lineno + 1)
+        if number not in skipped and lines[number - 1].strip() and not lines[number - 1].strip().startswith("#")
+    )
+
+
+def long_functions(source: str, name: str) -> list[str]:
+    lines = source.splitlines()
+    return [
+        f"{name}:{node.lineno} {node.name} has {count} lines of code"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (count := code_lines(node, lines)) > LIMIT
+    ]
+
+
+def test_no_function_over_60_lines_of_code():
+    paths = [path for entry in UNDER_THE_RULE for path in
+             (sorted((PACKAGE / entry).rglob("*.py")) if (PACKAGE / entry).is_dir() else [PACKAGE / entry])]
+    assert len(paths) > 1
+    found = [problem for path in paths for problem in long_functions(path.read_text(), path.name)]
+    assert not found, "\n".join(found)
+
+
+def test_the_count_leaves_out_the_docstring_comments_and_blank_lines():
+    body = "\n".join(f"    x{index} = {index}" for index in range(LIMIT))
+    source = f'def f():\n    """A docstring\n\n    of three lines."""\n    # a comment\n\n{body}\n'
+    assert long_functions(source, "f.py") == ["f.py:1 f has 61 lines of code"]  # the signature and 60 lines
+    assert long_functions(source.replace("    x0 = 0\n", ""), "f.py") == []
