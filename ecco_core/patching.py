@@ -298,10 +298,15 @@ def window_layers(layer: int, window: int, n_layers: int) -> range:
 # ------------------------------------------------------------ inputs
 @dataclass(frozen=True, eq=False)
 class _Runs:
-    """The two inputs, as embeddings (1, n_tokens, d_model), and where and what is read."""
+    """The two inputs, as embeddings (1, n_tokens, d_model), and where and what is read.
 
-    clean_embeds: torch.Tensor
-    corrupted_embeds: torch.Tensor
+    Through nnsight (``lm.backend.traced``) the embeddings are made where the
+    model runs, from ``clean_ids`` and ``corrupted_ids`` (None with noise), and
+    are None here.
+    """
+
+    clean_embeds: torch.Tensor | None
+    corrupted_embeds: torch.Tensor | None
     tokens: tuple[str, ...]
     corrupted_tokens: tuple[str, ...]
     corruption: str
@@ -310,6 +315,8 @@ class _Runs:
     answer_id: int
     foil_id: int
     notes: tuple[str, ...]
+    clean_ids: tuple[int, ...] = ()
+    corrupted_ids: tuple[int, ...] | None = None
 
 
 def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
@@ -318,8 +325,10 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
     clean_ids, read_at = read_position(lm, clean)
     tokens = token_strings(lm.tokenizer, clean_ids)
     embed = lm.embeddings
+    here = not lm.backend.traced  # else the embeddings are made where the model runs
+    corrupted_ids = None
     with torch.no_grad():
-        clean_embeds = embed(torch.tensor([clean_ids], device=lm.device))
+        clean_embeds = embed(torch.tensor([clean_ids], device=lm.device)) if here else None
     if isinstance(corrupted, Noise):
         outside = [p for p in corrupted.positions if p >= len(clean_ids)]
         if outside:
@@ -327,7 +336,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
                 f"Noise positions {outside} are outside the clean prompt's {len(clean_ids)} tokens "
                 f"(positions 0 to {len(clean_ids) - 1}, ending {_excerpt(tokens, len(tokens))})"
             )
-        corrupted_embeds = corrupted.corrupt(lm, clean_embeds)
+        corrupted_embeds = corrupted.corrupt(lm, clean_embeds) if here else None
         corrupted_tokens, corruption = tokens, corrupted.describe(tokens)
         corrupted_positions = corrupted.positions
     elif isinstance(corrupted, str):
@@ -350,7 +359,7 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
                 f"{read_at}; there it has {_excerpt(corrupted_tokens, read_at)}"
             )
         with torch.no_grad():
-            corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device))
+            corrupted_embeds = embed(torch.tensor([corrupted_ids], device=lm.device)) if here else None
         corruption = f"the corrupted prompt {corrupted!r}"
         corrupted_positions = tuple(p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
     else:
@@ -368,7 +377,8 @@ def _prepare(lm: LM, clean, corrupted, answer, foil) -> _Runs:
                 f"{token_strings(lm.tokenizer, [answer_id])[0]!r}; the foil must be another word"
             )
     return _Runs(clean_embeds, corrupted_embeds, tokens, corrupted_tokens, corruption, corrupted_positions,
-                 read_at, answer_id, foil_id, tuple(notes))
+                 read_at, answer_id, foil_id, tuple(notes), tuple(clean_ids),
+                 None if corrupted_ids is None else tuple(corrupted_ids))
 
 
 def _excerpt(tokens, position: int, around: int = 3) -> str:
@@ -585,10 +595,7 @@ def _every_patch(lm: LM, runs: _Runs, sites, window: int, recorded: tuple, metri
     probabilities of shape (n_sites, n_layers, n_tokens, k), and the patches run.
     """
     n_layers, n_tokens = lm.n_layers, runs.clean_embeds.shape[1]
-    patches = [
-        [(site, block, position) for block in window_layers(layer, window, n_layers)]
-        for site in sites for layer in range(n_layers) for position in range(n_tokens)
-    ]
+    patches = _every_window(lm, sites, window, n_tokens)
     values, top_ids, top_probs, patches_run = _run_patches(
         lm, runs, *recorded, patches, metric_of, k, max_batch_bytes, progress
     )
@@ -614,6 +621,30 @@ def _attribution(lm: LM, sites, clean: dict, corrupted: dict, corrupted_value: t
         estimate = (delta.double() * by_token(gradient, 1)[0].double()).sum(-1)
         estimates[sites.index(key[0]), key[1]] = estimate.cpu().numpy()
     return estimates
+
+
+# ------------------------------------------------------------ through nnsight
+def _traced(lm: LM, runs: _Runs, corrupted, sites, metric: str, patches, k: int, max_batch_bytes: int,
+            approximate: bool) -> dict:
+    """``patches`` (or attribution patching) through nnsight: one session, see :func:`ecco_core.backends.sessions.patch`."""
+    from .backends import sessions
+
+    n_tokens = len(runs.clean_ids)
+    return sessions.patch(
+        lm, clean_ids=list(runs.clean_ids), corrupted_ids=None if runs.corrupted_ids is None else list(runs.corrupted_ids),
+        noise=(list(corrupted.positions), corrupted.scale, corrupted.seed) if isinstance(corrupted, Noise) else None,
+        read_position=runs.read_position, answer_id=runs.answer_id, foil_id=runs.foil_id, metric=metric,
+        sites=tuple(sites), patches=patches, rows_per_batch=max(1, max_batch_bytes // row_bytes(lm, n_tokens, n_tokens)),
+        k=k, approximate=approximate,
+    )
+
+
+def _every_window(lm: LM, sites, window: int, n_tokens: int) -> list:
+    """One patch per (site, layer, position), restoring ``window`` layers around the layer: :func:`patch`'s order."""
+    return [
+        [(site, block, position) for block in window_layers(layer, window, lm.n_layers)]
+        for site in sites for layer in range(lm.n_layers) for position in range(n_tokens)
+    ]
 
 
 # ------------------------------------------------------------ validation
@@ -673,7 +704,12 @@ def _decode_top(lm: LM, top_ids: np.ndarray) -> tuple:
 
 def _top_pairs(lm: LM, logits: torch.Tensor, k: int) -> tuple:
     top = torch.softmax(logits[0], -1).topk(k)
-    return tuple(zip(token_strings(lm.tokenizer, top.indices.cpu().numpy()), top.values.cpu().numpy().tolist()))
+    return _pairs(lm, top.indices.cpu().numpy(), top.values.cpu().numpy())
+
+
+def _pairs(lm: LM, ids: np.ndarray, probs: np.ndarray) -> tuple:
+    """((token text, probability), ...) of top-k ids and probabilities."""
+    return tuple(zip(token_strings(lm.tokenizer, ids), np.asarray(probs).tolist()))
 
 
 # ------------------------------------------------------------ public
@@ -711,7 +747,7 @@ def restore(
     """
     metric = _check_metric(metric, foil)
     runs = _prepare(lm, clean, corrupted, answer, foil)
-    n_tokens = runs.clean_embeds.shape[1]
+    n_tokens = len(runs.clean_ids)
     patches = [list(patch) for patch in patches]
     allowed = (f"(site, block, position) with site {listing(SITES)}, block 0 to {lm.n_layers - 1} and position "
                f"0 to {n_tokens - 1}")
@@ -721,6 +757,8 @@ def restore(
                     and is_whole(entry[2]) and 0 <= entry[1] < lm.n_layers and 0 <= entry[2] < n_tokens):
                 raise invalid("each entry of patches", entry, allowed)
     sites = tuple(sorted({site for patch in patches for site, _, _ in patch}))
+    if lm.backend.traced:
+        return _traced(lm, runs, corrupted, sites, metric, patches, 1, max_batch_bytes, False)["values"]
     with torch.inference_mode():
         _, clean_record, _ = _recorded_run(lm, runs.clean_embeds, runs.read_position, sites)
         corrupted_logits, corrupted_record, corrupted_cache = _recorded_run(
@@ -804,6 +842,22 @@ def patch(
     runs = _prepare(lm, clean, corrupted, answer, foil)
     metric_of = _metric_function(metric, runs.answer_id, runs.foil_id)
     k = min(k, lm.config.vocab_size)
+    if lm.backend.traced:
+        n_tokens = len(runs.clean_ids)
+        done = _traced(lm, runs, corrupted, sites, metric, [] if approximate else _every_window(lm, sites, window, n_tokens),
+                       k, max_batch_bytes, approximate)
+        clean_value, corrupted_value = done["clean_value"], done["corrupted_value"]
+        _check_effect_exists(metric, clean_value, corrupted_value)
+        shape = (len(sites), lm.n_layers, n_tokens)
+        if approximate:
+            values = corrupted_value + done["estimates"]
+            top_ids, top_probs = np.zeros((*shape, 0), dtype=np.int64), np.zeros((*shape, 0), dtype=np.float32)
+        else:
+            values = done["values"].reshape(shape)
+            top_ids, top_probs = done["top_ids"].reshape(*shape, k), done["top_probs"].reshape(*shape, k)
+        return _result(lm, runs, sites, metric, window, approximate, foil, values, clean_value, corrupted_value,
+                       top_ids, top_probs, done["patches_run"],
+                       _pairs(lm, *done["clean_top"]), _pairs(lm, *done["corrupted_top"]))
     clean_logits, clean_record, corrupted_logits, corrupted_record, corrupted_cache, corrupted_metric = (
         _both_runs(lm, runs, sites, metric_of, approximate)
     )
@@ -819,6 +873,13 @@ def patch(
             lm, runs, sites, window, (clean_record, corrupted_record, corrupted_logits, corrupted_cache), metric_of,
             k, max_batch_bytes, progress,
         )
+    return _result(lm, runs, sites, metric, window, approximate, foil, values, clean_value, corrupted_value,
+                   top_ids, top_probs, patches_run, _top_pairs(lm, clean_logits, k), _top_pairs(lm, corrupted_logits, k))
+
+
+def _result(lm: LM, runs: _Runs, sites, metric, window, approximate, foil, values, clean_value, corrupted_value,
+            top_ids, top_probs, patches_run, clean_top, corrupted_top) -> Patching:
+    """The :class:`Patching` of one run of :func:`patch`, whichever backend ran it."""
     return Patching(
         effects=(values - corrupted_value) / (clean_value - corrupted_value),
         values=values,
@@ -840,8 +901,8 @@ def patch(
         top_ids=top_ids,
         top_probs=top_probs,
         top_tokens=_decode_top(lm, top_ids),
-        clean_top=_top_pairs(lm, clean_logits, k),
-        corrupted_top=_top_pairs(lm, corrupted_logits, k),
+        clean_top=clean_top,
+        corrupted_top=corrupted_top,
         patches_run=patches_run,
         model_name=lm.name,
         notes=runs.notes,
@@ -864,7 +925,7 @@ def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *,
     """
     sites = _check_sites(sites)
     runs = _prepare(lm, clean, corrupted, answer, foil)
-    n_tokens = runs.clean_embeds.shape[1]
+    n_tokens = len(runs.clean_ids)
     starts = range(min(runs.corrupted_positions), n_tokens) if lm.is_causal else [0] * n_tokens
     per_block = len(sites) * lm.n_layers
     return per_block * len(starts), per_block * sum(n_tokens - start for start in starts)

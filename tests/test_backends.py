@@ -4,6 +4,9 @@ No test reaches the network: NDIF is simulated by nnsight's own local backend, a
 unreachable host is a closed port on this machine.
 """
 
+import ast
+import inspect
+
 import numpy as np
 import pytest
 
@@ -72,6 +75,59 @@ def test_lens_through_nnsight_on_every_family(tiny):
     cap = ec.capture(tiny, text, max_new_tokens=2 if tiny.is_causal else 0)
     _same_rankings(ec.rankings(tiny, cap), ec.rankings(traced, cap))
     _same_rankings(ec.watch(tiny, text, ["is", "are"]), ec.watch(traced, text, ["is", "are"]))
+
+
+def _same_patching(hooked, through):
+    # Raw values: a random model's clean and corrupted runs differ by 1e-5 or less, and normalised effects
+    # would magnify float rounding by as much (the default model's effects are compared below).
+    np.testing.assert_allclose(through.values, hooked.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([through.clean_value, through.corrupted_value],
+                               [hooked.clean_value, hooked.corrupted_value], rtol=1e-5, atol=1e-6)
+    assert through.patches_run == hooked.patches_run and through.top_ids.shape == hooked.top_ids.shape
+    np.testing.assert_allclose(through.top_probs, hooked.top_probs, rtol=0, atol=1e-5)
+    assert [token for token, _ in through.clean_top] == [token for token, _ in hooked.clean_top]
+
+
+def test_patching_and_causal_tracing_through_nnsight_on_every_family(tiny):
+    if tiny.is_causal:
+        clean, corrupted, answer, foil = "The cat sat on the", "The dog sat on the", "mat", "floor"
+    else:
+        clean, corrupted, answer, foil = "The cat sat on the [MASK].", "The dog sat on the [MASK].", "mat", "floor"
+    traced = backends.use(tiny, "nnsight", remote="local")
+    for arguments in ({"window": 2}, {"approximate": True}):
+        with backends.ledger() as record:
+            through = ec.patch(traced, clean, corrupted, answer, foil, **arguments)
+        _same_patching(ec.patch(tiny, clean, corrupted, answer, foil, **arguments), through)
+        assert record.requests == 1
+    noise = ec.Noise([1, 2])
+    _same_patching(ec.patch(tiny, clean, noise, answer, foil, sites=("residual",)),
+                   ec.patch(traced, clean, noise, answer, foil, sites=("residual",)))
+
+
+def test_restoring_activations_of_the_default_model_through_nnsight(lm, traced):
+    clean = "When Mary and John went to the store, John gave a drink to"
+    corrupted = "When Mary and John went to the store, Mary gave a drink to"
+    patches = [[("residual", 15, position) for position in range(14)], [("ffn", 20, 13), ("attention", 20, 13)], []]
+    with backends.ledger() as record:
+        through = ec.patching.restore(traced, clean, corrupted, "Mary", "John", patches=patches)
+    hooked = ec.patching.restore(lm, clean, corrupted, "Mary", "John", patches=patches)
+    clean_value, corrupted_value = hooked[0], hooked[2]  # block 15 restored at every position is the clean run
+    np.testing.assert_allclose((through - corrupted_value) / (clean_value - corrupted_value),
+                               (hooked - corrupted_value) / (clean_value - corrupted_value), rtol=0, atol=1e-5)
+    assert record.requests == 1 and record.received[0] < 8_000
+
+
+def test_every_session_keeps_its_traces_on_their_lines_when_nnsight_ships_it():
+    # nnsight sends a session's body as ast.unparse'd source, padded to its first line, and finds each inner
+    # trace by its line: a statement over several lines, a blank or comment line above a trace would move it.
+    from ecco_core.backends import sessions
+
+    for node in ast.walk(ast.parse(inspect.getsource(sessions))):
+        if isinstance(node, ast.With) and "session" in ast.unparse(node.items[0].context_expr):
+            shipped = ast.parse("\n" * (node.body[0].lineno - 1) + ast.unparse(ast.Module(node.body, [])))
+            lines = [[inner.lineno for inner in ast.walk(tree) if isinstance(inner, ast.With)]
+                     for tree in (ast.Module(node.body, []), shipped)]
+            assert lines[0] == lines[1]
 
 
 def test_backend_choice_is_checked_and_the_key_never_shows(lm, monkeypatch):

@@ -180,3 +180,114 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
         "target_ids": result["target_ids"].numpy().astype(np.int64),
         "max_abs_diff": float(result["max_abs_diff"]),
     }
+
+
+#: The order in which a block writes its sites: a session reads (and restores) them in this order.
+_SITE_ORDER = ("attention", "ffn", "residual")
+
+
+def patch(lm: LM, *, clean_ids: list[int], corrupted_ids: list[int] | None, noise: tuple | None,
+          read_position: int, answer_id: int, foil_id: int, metric: str, sites: tuple[str, ...],
+          patches: list, rows_per_batch: int, k: int, approximate: bool) -> dict:
+    """Activation patching (or attribution patching) of ``patches``, all of it in one session.
+
+    Mirrors :func:`ecco_core.patching.patch`'s hook path: the clean and the
+    corrupted runs recorded at ``sites``; each patch that restores an
+    activation that differs is one row of a batched pass over copies of the
+    corrupted input, ``rows_per_batch`` rows at a time (full passes: the
+    hook path starts after a cached prefix, which changes nothing but float
+    rounding); the others keep the corrupted run's value. With
+    ``approximate``, ``(a_clean - a_corrupted) . d metric / d a`` at the
+    corrupted run, by ``torch.autograd.grad`` on the activations only.
+
+    ``noise`` is ``(positions, scale, seed)``: Meng et al.'s Gaussian noise on
+    the clean embeddings, drawn as :class:`ecco_core.patching.Noise` draws it.
+    Only the metric values, top-k predictions and estimates come back.
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    order = [site for site in _SITE_ORDER if site in sites]
+    site_envoys = {site: runner.envoys(lm.site_modules(site)) for site in order}
+    embedding = runner.envoys([lm.embeddings])[0]
+    n_layers, n_tokens = lm.n_layers, len(clean_ids)
+    patches = [[(str(site), int(layer), int(position)) for site, layer, position in entry] for entry in patches]
+    noise_positions, scale, seed = noise if noise is not None else ([], 0.0, 0)
+    # One statement per line up to the last trace: nnsight ships a session as ast.unparse'd source and finds
+    # each inner trace by its line, so a statement over several lines, a blank line or a comment above a
+    # trace would move it (see tests/test_backends.py).
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            metric_of = lambda logits: (logits[:, answer_id] - logits[:, foil_id]).double() if metric == "logit_diff" else (torch.softmax(logits.double(), -1)[:, answer_id] if metric == "prob" else torch.log_softmax(logits.double(), -1)[:, answer_id])  # noqa: E501, E731
+            by_token = lambda tensor, batch: tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor  # noqa: E731
+            with torch.no_grad():
+                clean_embeds = embedding(torch.tensor([clean_ids], device=device))
+                corrupted_embeds = clean_embeds.detach().clone() if noise is not None else embedding(torch.tensor([corrupted_ids], device=device))
+                draw = torch.randn((len(noise_positions), clean_embeds.shape[-1]), generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=torch.float32)
+                std = float(embedding.weight.detach().float().std())
+                corrupted_embeds[0, list(noise_positions)] += (draw * (scale * std)).to(device=clean_embeds.device, dtype=clean_embeds.dtype)
+                with model.trace(inputs_embeds=clean_embeds, use_cache=False):
+                    clean = {}
+                    for layer in range(n_layers):
+                        for site in order:
+                            output = site_envoys[site][layer].output
+                            clean[site, layer] = output[0] if isinstance(output, (tuple, list)) else output
+                    clean_logits = model.output.logits[:, read_position].float()
+            with torch.enable_grad() if approximate else torch.no_grad():
+                embeds = corrupted_embeds.detach().clone().requires_grad_(approximate)
+                with model.trace(inputs_embeds=embeds, use_cache=False):
+                    corrupted = {}
+                    for layer in range(n_layers):
+                        for site in order:
+                            output = site_envoys[site][layer].output
+                            corrupted[site, layer] = output[0] if isinstance(output, (tuple, list)) else output
+                    corrupted_logits = model.output.logits[:, read_position].float()
+                corrupted_metric = metric_of(corrupted_logits)[0]
+            clean_value, corrupted_value = float(metric_of(clean_logits)[0]), float(corrupted_metric.detach())
+            clean_top = torch.softmax(clean_logits[0].detach(), -1).topk(k)
+            corrupted_top = torch.softmax(corrupted_logits.detach(), -1).topk(k, dim=-1)
+            values = torch.full((len(patches),), corrupted_value, dtype=torch.float64)
+            top_ids = corrupted_top.indices.cpu().repeat(len(patches), 1)
+            top_probs = corrupted_top.values.cpu().repeat(len(patches), 1)
+            estimates = torch.zeros((len(sites), n_layers, n_tokens) if approximate else (0,), dtype=torch.float64)
+            effect = abs(clean_value - corrupted_value) > 1e-9 * max(1.0, abs(clean_value))
+            keys = [(site, layer) for site in sites for layer in range(n_layers)] if effect and approximate else []
+            gradients = torch.autograd.grad(corrupted_metric, [corrupted[key] for key in keys], allow_unused=True) if keys else []
+            for key, gradient in zip(keys, gradients):
+                if gradient is not None:
+                    delta = by_token(clean[key], 1)[0] - by_token(corrupted[key].detach(), 1)[0]
+                    estimates[sites.index(key[0]), key[1]] = (delta.double() * by_token(gradient, 1)[0].double()).sum(-1).cpu()
+            to_run = [index for index, entry in enumerate(patches) if effect and any(not torch.equal(by_token(clean[s, l], 1)[0, p], by_token(corrupted[s, l], 1)[0, p]) for s, l, p in entry)]
+            patches_run = len(to_run)
+            for start in range(0, len(to_run), rows_per_batch):
+                chunk = to_run[start:start + rows_per_batch]
+                batch = len(chunk)
+                targets = {}
+                for row, index in enumerate(chunk):
+                    for site, layer, position in patches[index]:
+                        targets.setdefault((site, layer), ([], []))[0].append(row)
+                        targets[site, layer][1].append(position)
+                with torch.no_grad():
+                    with model.trace(inputs_embeds=corrupted_embeds.expand(batch, -1, -1), use_cache=False):
+                        for layer in range(n_layers):
+                            for site in order:
+                                if (site, layer) in targets:
+                                    rows, positions = targets[site, layer]
+                                    output = site_envoys[site][layer].output
+                                    tensor = output[0] if isinstance(output, (tuple, list)) else output
+                                    by_token(tensor, batch)[rows, positions] = by_token(clean[site, layer], 1)[0, positions].to(tensor.device)
+                        logits = model.output.logits[:, read_position].float()
+                top = torch.softmax(logits, -1).topk(k, dim=-1)
+                values[chunk] = metric_of(logits).cpu()
+                top_ids[chunk] = top.indices.cpu()
+                top_probs[chunk] = top.values.cpu()
+            result = nnsight.save({"clean_value": clean_value, "corrupted_value": corrupted_value, "values": values, "top_ids": top_ids, "top_probs": top_probs, "estimates": estimates, "patches_run": patches_run, "clean_top": (clean_top.indices.cpu(), clean_top.values.cpu()), "corrupted_top": (corrupted_top.indices[0].cpu(), corrupted_top.values[0].cpu())})
+    runner.received(result)
+    return {
+        "clean_value": float(result["clean_value"]), "corrupted_value": float(result["corrupted_value"]),
+        "values": result["values"].numpy(), "top_ids": result["top_ids"].numpy().astype(np.int64),
+        "top_probs": result["top_probs"].numpy(), "estimates": result["estimates"].numpy(),
+        "patches_run": int(result["patches_run"]),
+        "clean_top": tuple(part.numpy() for part in result["clean_top"]),
+        "corrupted_top": tuple(part.numpy() for part in result["corrupted_top"]),
+    }
