@@ -11,8 +11,10 @@ recalibrate). The machine is noisy: run it with ``OMP_WAIT_POLICY=PASSIVE``
 and ``--repeat 3`` for the median of three runs of each case.
 Usage: ``python bench/estimates.py [--repeat N] [group ...]``, groups
 ``probing``, ``similarity``, ``factors``, ``saliency``, ``patching`` (default:
-all, in that order). Last line: the geometric mean of measured / estimated
-over the cases run, with its range.
+all, in that order). Each case prints the load average it ran under. The
+line before last: the geometric mean of measured / estimated over the cases
+run, with its range; the last line: the worst case's ratio (farthest from 1
+either way), which should lie within 0.5 to 2.
 """
 
 import argparse
@@ -53,12 +55,12 @@ def timed(work):
 
 
 class Cases(list):
-    """(case, measured s, estimated s) rows, each printed as it is added."""
+    """(case, measured s, estimated s) rows, each printed as it is added with the load average it ran under."""
 
     def append(self, row) -> None:
         case, measured, estimated = row
-        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s, ratio {measured / estimated:.2f}",
-              flush=True)
+        print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s, ratio {measured / estimated:.2f} "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
         super().append(row)
 
 
@@ -159,8 +161,10 @@ def main() -> None:
         GROUPS[group](lm, rows)
     ratios = [measured / estimated for _, measured, estimated in rows]
     mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"measured / estimated time ({', '.join(groups)}), geometric mean over {len(rows)} cases: {mean:.2f} "
-          f"(range {min(ratios):.2f} to {max(ratios):.2f})")
+    worst = max(range(len(rows)), key=lambda i: abs(math.log(ratios[i])))
+    print(f"geometric mean {mean:.2f}, range {min(ratios):.2f} to {max(ratios):.2f} ({', '.join(groups)})")
+    print(f"worst measured / estimated time over {len(rows)} cases: {ratios[worst]:.2f} ({rows[worst][0]}; "
+          f"target 0.5 to 2)")
 
 
 if __name__ == "__main__":

@@ -44,21 +44,27 @@ PROBE_START_S = 1.3
 GRADIENT_RATE = 3.8e9
 ERASURE_RATE = 3.9e9
 NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 on small matrices (NMF, PCA, ICA)
-#: Similarity's float64 numpy work, measured 2026-12-07 on 1,145 x 576 and 1,145 x 1,536 matrices: matrix products
+#: Similarity's float64 numpy work on one BLAS thread (:mod:`ecco_core._blas`), fitted 2026-12-07 at load average
+#: 12-16 to bench/estimates.py similarity (56 to 545 positions, hidden states and FFN, each method): matrix products
 #: (Grams, projections, the overlaps of two bases) in multiply-adds per second, symmetric eigendecompositions in
 #: m^3 per second of an (m, m) matrix (``eigh`` with vectors, ``eigvalsh`` without), and element-wise passes
 #: over (n, n) Grams (centring, a dot product, RBF's exp and median) in elements per second.
-GEMM_RATE = 1.0e10
-EIGH_RATE = 1.4e9
-EIGVALS_RATE = 4.0e9
+GEMM_RATE = 7.0e9
+EIGH_RATE = 6.0e8
+EIGVALS_RATE = 2.8e9
 ELEMENT_RATE = 2.0e8
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
-#: Seconds per pair of layers on top of the counted work: LAPACK calls on small matrices, dominated by
-#: call overhead on a loaded machine (measured: 930 pairs of 56 positions, load average 25; PWCCA's eigh with
-#: vectors is now counted in EIGH_RATE). Against the page's runs reported in #31 (40 UD sentences, 1,145
-#: positions, hidden states x FFN): SVCCA 158 s measured / 233 s estimated, PWCCA 226 s / 314 s.
-PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.02, "svcca": 0.02, "pwcca": 0.02}
+#: Seconds per pair of layers on top of the counted work: the calls themselves (a few LAPACK and numpy calls on
+#: small matrices; PWCCA makes two eigendecompositions with vectors and weighs by the loadings). Fitted to
+#: 31 x 30 pairs of 56 positions: 0.56 s for CCA, 3.6 s for PWCCA in all. It was 0.02 s a pair while the
+#: matrices ran on a thread per core, which made every call wait for the other threads (an estimate of 18 s
+#: for a 0.13 s run on a quiet machine).
+PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.0005, "svcca": 0.0005, "pwcca": 0.0035}
+#: Similarity's pass over pooled texts (corpus_similarity): batches of 16 texts padded to their longest, through
+#: the blocks alone, in multiply-adds per token of the texts per second (half probing's: short sentences, more
+#: padding; 236 positions of 10 UD sentences took 5.9-6.5 s at load 13).
+CORPUS_RATE = 4.5e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Passes over the activation matrix: NMF's coordinate-descent iterations, the partial SVD behind PCA (ARPACK's
@@ -266,11 +272,11 @@ def similarity_seconds(
 def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
     """Seconds of the model's passes in :func:`ecco_core.similarity.corpus_similarity` over ``n_tokens`` tokens.
 
-    Batches through the blocks alone (no LM head) at :data:`FORWARD_RATE`,
+    Batches through the blocks alone (no LM head) at :data:`CORPUS_RATE`,
     and ``n_kept`` activations per token (the widths of every compared
     layer together) gathered at :data:`GATHER_RATE`.
     """
-    return n_tokens * block_multiply_adds(lm) / FORWARD_RATE + n_tokens * n_kept / GATHER_RATE
+    return n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE
 
 
 def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:

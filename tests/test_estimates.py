@@ -1,0 +1,19 @@
+"""The cost model's shape (ecco_core.estimates): what grows with what, and no fixed term that swamps the work.
+
+Timing targets live in bench/estimates.py (measured / estimated per case); these tests check only the model."""
+
+from ecco_core import estimates
+
+HIDDEN, FFN = [576] * 31, [1536] * 30  # the causal default's hidden states and FFN activations
+
+
+def test_small_similarity_matrices_are_not_announced_as_minutes():
+    """#31 item 6: a fixed 0.02 s per pair of layers (measured while each LAPACK call waited for a second BLAS
+    thread) announced 18 s for a 31 x 30 CCA matrix over 56 positions that ran in 0.13 s on a quiet machine and
+    0.6-0.8 s at load 16. On one thread the calls cost a fraction of a millisecond."""
+    for method in ("cca", "svcca", "pwcca", "cka"):
+        small = estimates.similarity_seconds(56, FFN, FFN, method)
+        assert small < 5.0, (method, small)
+        # Still the work's shape: more positions and more pairs cost more.
+        assert estimates.similarity_seconds(545, FFN, FFN, method) > small
+        assert estimates.similarity_seconds(56, FFN + FFN, FFN, method) > small
