@@ -73,3 +73,29 @@ def bias_label(site: str, block: int) -> str:
 def after_attention_label(block: int) -> str:
     """``"block 9 after attention"``: the residual stream inside block 9, its attention added, its FFN not yet."""
     return f"{block_label(block)} after attention"
+
+
+#: The two representations compared or probed layer by layer, and what each holds (the help text of a picker).
+REPRESENTATIONS = {
+    "hidden": "hidden states: the embeddings, then every block's output ('block i'), n_layers + 1 rows",
+    "ffn": "FFN activations: the input of every block's FFN output projection ('block i FFN'), n_layers rows",
+}
+#: Axis title and legend name of each representation in a figure.
+REPRESENTATION_TITLES = {"hidden": "hidden states", "ffn": "FFN activations"}
+
+
+def representation_labels(representation: str, count: int) -> list[str]:
+    """Labels of the first ``count`` layers of a representation: "embeddings", "block i" or "block i FFN"."""
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {sorted(REPRESENTATIONS)}; got {representation!r}")
+    if representation == "hidden":
+        return [residual_label(index) for index in range(count)]
+    return [site_label("ffn", block) for block in range(count)]
+
+
+def representation_widths(lm, representation: str) -> list[int]:
+    """The width of each layer of a representation of ``lm``: ``d_model`` for each of the ``n_layers + 1``
+    hidden states, ``d_ff`` for each of the ``n_layers`` FFNs (``lm`` gives ``n_layers``, ``d_model``, ``d_ff``)."""
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {sorted(REPRESENTATIONS)}; got {representation!r}")
+    return [lm.d_model] * (lm.n_layers + 1) if representation == "hidden" else [lm.d_ff] * lm.n_layers

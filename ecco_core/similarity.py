@@ -41,7 +41,6 @@ which more threads only slow down on a shared machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -51,9 +50,10 @@ from . import _checks as checks
 from ._blas import one_blas_thread
 from .capture import Capture
 from .corpus import STORES, allocate, close_store, record_positions
-from .layers import residual_label, site_label
+from .layers import REPRESENTATION_TITLES, REPRESENTATIONS
+from .layers import representation_labels as layer_labels
 from .models import LM
-from .probing.data import UD_ENGLISH_EWT_DEV, iter_conllu
+from .probing.data import ud_sentences
 from .store import StoredArray
 from .tokens import encode_prompt, special_mask
 
@@ -61,12 +61,6 @@ KERNELS = {
     "linear": "k(x, y) = <x, y>",
     "rbf": "k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), sigma = bandwidth * median pairwise distance",
 }
-REPRESENTATIONS = {
-    "hidden": "hidden states: the embeddings, then every block's output ('block i'), n_layers + 1 rows",
-    "ffn": "FFN activations: the input of every block's FFN output projection ('block i FFN'), n_layers rows",
-}
-#: Axis title of each representation in a figure.
-REPRESENTATION_TITLES = {"hidden": "hidden states", "ffn": "FFN activations"}
 
 # Singular directions whose variance is below this fraction of the largest (times the
 # matrix size) are numerically zero; eigenvalues of X^T X are only accurate to about
@@ -1086,40 +1080,3 @@ def corpus_similarity(
         )
     finally:
         close_store(outputs)
-
-
-def layer_labels(representation: str, count: int) -> list[str]:
-    """Labels of the entries of :func:`layer_activations`: "embeddings", "block i" or "block i FFN"."""
-    if representation == "hidden":
-        return [residual_label(index) for index in range(count)]
-    return [site_label("ffn", block) for block in range(count)]
-
-
-def ud_sentences(n: int = 50, *, path: str | Path | None = None, min_words: int = 5) -> list[str]:
-    """The first ``n`` sentences of a CoNLL-U file (default: the bundled UD English EWT dev split), as raw text.
-
-    Parameters
-    ----------
-    n : int
-        How many sentences (those shorter than ``min_words`` words are skipped).
-    path : str or Path, optional
-        A ``.conllu`` file; its sentences need a ``# text =`` line. It is
-        read and checked by :func:`ecco_core.probing.iter_conllu`.
-
-    Returns
-    -------
-    list of str, length <= n
-    """
-    n = checks.whole("n", n, low=1)
-    path = Path(UD_ENGLISH_EWT_DEV if path is None else path)
-    if not path.is_file():
-        raise checks.invalid("path", str(path), "a CoNLL-U file that exists")
-    sentences = []
-    # The library's one CoNLL-U reader (probing's), read lazily: parsing stops at the n-th sentence.
-    for sentence in iter_conllu(path):
-        text = (sentence.text or "").strip()
-        if len(text.split()) >= min_words:
-            sentences.append(text)
-            if len(sentences) == n:
-                break
-    return sentences

@@ -6,6 +6,7 @@ import dashboard
 from dashboard import settings as limits
 from ecco_core import estimates, plots
 from ecco_core import similarity as sim
+from ecco_core.layers import representation_widths
 from ecco_core.tokens import encode_prompt
 
 SOURCES = {
@@ -28,11 +29,6 @@ st.caption(
 
 def use_cka() -> None:
     st.session_state["similarity_method"] = "cka"
-
-
-def widths(representation: str) -> list[int]:
-    """The width of each layer's matrix: d_model for every hidden state, d_ff for every FFN."""
-    return [lm.d_model] * (lm.n_layers + 1) if representation == "hidden" else [lm.d_ff] * lm.n_layers
 
 
 # Every setting lives in the URL too, so a copied link reopens this exact view.
@@ -59,6 +55,7 @@ if method == "svcca":
 rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
 columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), key="similarity_columns",
                           help=sim.REPRESENTATIONS["ffn"])
+row_widths, column_widths = representation_widths(lm, rows), representation_widths(lm, columns)
 skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", key="similarity_skip_special")
 skip_first = right.checkbox(
     "Leave out each text's first token (attention sink)", key="similarity_skip_first",
@@ -96,9 +93,9 @@ if source != "capture" and texts is None:
 
 def seconds(n_tokens: int, pooling: bool) -> float:
     """Estimated seconds for these settings over ``n_tokens`` positions (``pooling``: the model runs over texts)."""
-    kept = sum(widths(rows)) + (sum(widths(columns)) if columns != rows else 0)
+    kept = sum(row_widths) + (sum(column_widths) if columns != rows else 0)
     forward = estimates.corpus_seconds(lm, n_tokens, kept) if pooling else 0.0
-    return forward + estimates.similarity_seconds(n_tokens, widths(rows), widths(columns), method, kernel)
+    return forward + estimates.similarity_seconds(n_tokens, row_widths, column_widths, method, kernel)
 
 
 def use_sentences(count: int) -> None:
@@ -112,7 +109,7 @@ else:
 # Weighed on the positions compared: special and first tokens left out are no samples.
 compared = sim.positions_compared(lm, cap if texts is None else texts, skip_special=skip_special,
                                   skip_first=skip_first)
-verdict = sim.saturation(max(2, compared), widths(rows), widths(columns), method, keep)
+verdict = sim.saturation(max(2, compared), row_widths, column_widths, method, keep)
 if verdict is not None and verdict.forced:
     # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
     needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special,

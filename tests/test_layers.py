@@ -36,6 +36,22 @@ def test_the_labels():
         layers.site_label("mlp", 2)
 
 
+
+def test_the_representations_are_named_once_here(lm):
+    """Titles, widths and labels of the "hidden" and "ffn" representations live in layers; similarity, its page
+    and the probing figure read them there, and the UD sentences come from probing's CoNLL-U module."""
+    assert sim.REPRESENTATIONS is layers.REPRESENTATIONS and sim.REPRESENTATION_TITLES is layers.REPRESENTATION_TITLES
+    assert sim.ud_sentences is probing.ud_sentences is probing.data.ud_sentences
+    assert layers.representation_widths(lm, "hidden") == [lm.d_model] * (lm.n_layers + 1)
+    assert layers.representation_widths(lm, "ffn") == [lm.d_ff] * lm.n_layers
+    assert layers.representation_labels("hidden", 3) == ["embeddings", "block 0", "block 1"]
+    assert sim.layer_labels("ffn", 2) == ["block 0 FFN", "block 1 FFN"]
+    allowed = r"representation must be one of \['ffn', 'hidden'\]; got "
+    with pytest.raises(ValueError, match=allowed + "'attention'"):
+        layers.representation_labels("attention", 2)
+    with pytest.raises(ValueError, match=allowed + "'mlp'"):
+        layers.representation_widths(lm, "mlp")
+
 def test_lens_row_block_2_reads_hidden_states_3(lm, cap):
     result = ec.rankings(lm, cap)
     row = result.layer_labels.index(layers.block_label(BLOCK))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._checks import choice
-from ..layers import depth_labels
+from ..layers import REPRESENTATION_TITLES, depth_labels
 from ..text import escape_text, escape_token
 from .common import margins
 
@@ -30,14 +30,13 @@ def probe_lines(frame, metric: str = "accuracy", *, title: str = ""):
     import plotly.graph_objects as go
 
     metric = choice("metric", metric, ("accuracy", "selectivity"))
-    names = {"hidden": "hidden states", "ffn": "FFN activations"}
     figure = go.Figure()
     for representation, rows in frame.groupby("representation", sort=False):
         figure.add_trace(
             go.Scatter(
                 x=depth_labels(rows), y=100 * rows[metric],
                 error_y={"type": "data", "array": 100 * rows[metric + "_std"], "visible": True},
-                mode="lines+markers", name=names.get(representation, representation),
+                mode="lines+markers", name=REPRESENTATION_TITLES.get(representation, representation),
                 hovertext=[escape_token(label) for label in rows["layer"]],
                 hovertemplate="%{hovertext}: %{y:.1f}%<extra></extra>",
             )

@@ -21,9 +21,10 @@ model: a stacked weight tensor per feature width, multiplied with
 
 The parts, each a module of this package:
 
-- :mod:`.data`: reading CoNLL-U (the library's one reader; similarity's
-  :func:`~ecco_core.similarity.ud_sentences` uses it too) and putting each
-  word's tag on its first sub-token (:func:`align`; its docstring has the trap);
+- :mod:`.data`: reading CoNLL-U (the library's one reader and its one home:
+  :func:`ud_sentences`, the raw sentences that similarity's corpus runs over,
+  reads them too) and putting each word's tag on its first sub-token
+  (:func:`align`; its docstring has the trap);
 - :mod:`.collection`: batched forward passes keeping every labelled token's
   representations (:func:`collect`), in memory or in an on-disk store;
 - :mod:`.training`: the batched probes (:func:`train_probes`; the axes of
@@ -40,7 +41,9 @@ Every public name of the parts is also a name of this package
 """
 
 from .collection import IN_MEMORY_BYTES, STORES, ProbeData, collect
-from .data import UD_ENGLISH_EWT_DEV, UPOS_TAGS, AlignedSentence, Sentence, align, iter_conllu, read_conllu
+from .data import (
+    UD_ENGLISH_EWT_DEV, UPOS_TAGS, AlignedSentence, Sentence, align, iter_conllu, read_conllu, ud_sentences,
+)
 from .tables import depth_labels, paper_table1, probe_table, scores_table, table1_markdown
 from .training import (
     LEARNING_RATES,
@@ -83,5 +86,6 @@ __all__ = [
     "TEST_FRACTION",
     "train_probes",
     "UD_ENGLISH_EWT_DEV",
+    "ud_sentences",
     "UPOS_TAGS",
 ]

@@ -1,7 +1,7 @@
 """Reading UPOS-tagged CoNLL-U corpora, and putting each word's tag on its first sub-token.
 
 The one CoNLL-U reader of the library: probing reads words and tags with it,
-and :func:`ecco_core.similarity.ud_sentences` reads the sentences' text.
+and :func:`ud_sentences` reads the sentences' text (similarity's corpus).
 
 Trap: a word's tag goes on its **first** sub-token only, and the words are
 tokenised as the running text ``" ".join(words)`` that a model reads. Feeding
@@ -216,3 +216,32 @@ def align(tokenizer, sentence: Sentence, *, max_length: int | None = None) -> Al
         tags=tuple(sentence.tags[w] for _, w in positions),
     )
 
+
+def ud_sentences(n: int = 50, *, path: str | Path | None = None, min_words: int = 5) -> list[str]:
+    """The first ``n`` sentences of a CoNLL-U file (default: the bundled UD English EWT dev split), as raw text.
+
+    Parameters
+    ----------
+    n : int
+        How many sentences (those shorter than ``min_words`` words are skipped).
+    path : str or Path, optional
+        A ``.conllu`` file; its sentences need a ``# text =`` line. It is
+        read and checked by :func:`iter_conllu`.
+
+    Returns
+    -------
+    list of str, length <= n
+    """
+    n = checks.whole("n", n, low=1)
+    path = Path(UD_ENGLISH_EWT_DEV if path is None else path)
+    if not path.is_file():
+        raise checks.invalid("path", str(path), "a CoNLL-U file that exists")
+    sentences = []
+    # Read lazily: parsing stops at the n-th sentence.
+    for sentence in iter_conllu(path):
+        text = (sentence.text or "").strip()
+        if len(text.split()) >= min_words:
+            sentences.append(text)
+            if len(sentences) == n:
+                break
+    return sentences
