@@ -155,10 +155,10 @@ with head_column:
             st.caption(f"Its attention from the read position {read} "
                        f"{dashboard.literal(repr(display_token(result.tokens[read])))} (shade = weight):")
             dashboard.show_tokens(attention_cap, att.map(block, head)[read], selected=read)
-            st.caption("What it moves from each source token, in logits (the DLA split by source):")
-            st.html(plots.token_html(result.tokens, abs(sources), selected=read))
             st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits-attention-map",
                             width="stretch")
+        st.plotly_chart(plots.token_bars(sources, result.tokens, title=f"What {label} writes, by source token",
+                                         y_title="logits"), key="circuits-head-sources", width="stretch")
         st.button("Close", key="circuits-close", on_click=st.session_state.update, args=({"circuits-head": ""},))
 
 st.subheader("Information-flow routes")

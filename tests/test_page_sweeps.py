@@ -264,6 +264,9 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     assert_no_error(app)
     assert [header.value for header in app.subheader][1] == "block 23 head 3"
     assert charts(app)[1]["layout"]["title"]["text"] == "block 23, head 3: raw weights"
+    sources = charts(app)[2]
+    assert sources["layout"]["title"]["text"] == "What block 23 head 3 writes, by source token"
+    assert len(figure_array(sources["data"][0]["y"])) == 14  # one bar per token of the IOI prompt
     assert app.query_params["circuits-head"] in ("23,3", ["23,3"])
     app.button(key="circuits-close").click()
     run(app)
