@@ -311,6 +311,7 @@ def saliency(
     ...             contrast_with="are").target_values   # logit(" is") - logit(" are")
     """
     method = checks.choice("method", method, METHODS)
+    check_traced(lm, method)
     target = checks.choice("target", target, TARGETS)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
@@ -322,10 +323,13 @@ def saliency(
     foil_id, foil_text = (None, None) if contrast_with is None else _foil(lm, contrast_with)
     target_of = _target_function(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
 
-    token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
-    raw, signed, values = METHODS[method].function(
-        lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes, progress=progress
-    )
+    if lm.backend.traced:
+        raw, signed, values = _traced(lm, cap, method, read_positions, explained_ids, target, foil_id)
+    else:
+        token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
+        raw, signed, values = METHODS[method].function(
+            lm, token_ids, read_positions, target_of, steps=steps, max_chunk_bytes=max_chunk_bytes, progress=progress
+        )
     if (signed is not None) != METHODS[method].signed:
         raise RuntimeError(f"saliency method {method!r} returned signed={signed is not None}, its entry says "
                            f"signed={METHODS[method].signed}")
@@ -352,6 +356,29 @@ def saliency(
         model_name=cap.model_name,
         causal=lm.is_causal,
     )
+
+
+# ------------------------------------------------------------ through nnsight
+#: The methods that run through nnsight (``lm.backend.traced``): one session, reduced on the server.
+TRACED_METHODS = ("grad_x_input", "gradient")
+
+
+def check_traced(lm: LM, method: str) -> None:
+    """Refuse, before any request, a method that does not run through ``lm``'s backend."""
+    if lm.backend.traced and method not in TRACED_METHODS:
+        raise ValueError(
+            f"method {method!r} runs on this machine's hook path only; through {lm.backend.name} the methods are "
+            f"{', '.join(map(repr, TRACED_METHODS))} (load the model with backend='hooks' for the others)"
+        )
+
+
+def _traced(lm: LM, cap: Capture, method: str, read_positions, explained_ids, target: str, foil_id):
+    """(raw, signed, values) of a gradient method through nnsight: see :func:`ecco_core.backends.sessions.input_gradients`."""
+    from .backends import sessions
+
+    done = sessions.input_gradients(lm, cap.token_ids, read_positions, explained_ids, target=target,
+                                    foil_id=foil_id, method=method)
+    return done["raw"], done["signed"], done["values"]
 
 
 # ------------------------------------------------------------ validation

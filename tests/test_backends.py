@@ -117,6 +117,28 @@ def test_restoring_activations_of_the_default_model_through_nnsight(lm, traced):
     assert record.requests == 1 and record.received[0] < 8_000
 
 
+def test_grad_x_input_saliency_through_nnsight_in_one_small_request(lm, traced):
+    cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
+    for arguments in ({}, {"target": "logit", "contrast_with": "are"}):
+        with backends.ledger() as record:
+            through = ec.saliency(traced, cap, **arguments)
+        hooked = ec.saliency(lm, cap, **arguments)
+        np.testing.assert_allclose(through.scores, hooked.scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(through.signed, hooked.signed, rtol=1e-4, atol=1e-5 * np.abs(hooked.signed).max())
+        np.testing.assert_allclose(through.target_values, hooked.target_values, rtol=1e-5)
+        assert record.requests == 1 and record.received[0] < 8_000
+    with pytest.raises(ValueError, match="'integrated_gradients' runs on this machine's hook path only; through "
+                                         "nnsight the methods are 'grad_x_input', 'gradient'"):
+        ec.saliency(traced, cap, method="integrated_gradients")
+
+
+def test_saliency_through_nnsight_on_every_family(tiny):
+    cap = ec.capture(tiny, "The keys to" if tiny.is_causal else "The [MASK] to the",
+                     max_new_tokens=2 if tiny.is_causal else 0)
+    through = ec.saliency(backends.use(tiny, "nnsight", remote="local"), cap)
+    np.testing.assert_allclose(through.scores, ec.saliency(tiny, cap).scores, rtol=0, atol=1e-5)
+
+
 def test_every_session_keeps_its_traces_on_their_lines_when_nnsight_ships_it():
     # nnsight sends a session's body as ast.unparse'd source, padded to its first line, and finds each inner
     # trace by its line: a statement over several lines, a blank or comment line above a trace would move it.

@@ -291,3 +291,50 @@ def patch(lm: LM, *, clean_ids: list[int], corrupted_ids: list[int] | None, nois
         "clean_top": tuple(part.numpy() for part in result["clean_top"]),
         "corrupted_top": tuple(part.numpy() for part in result["corrupted_top"]),
     }
+
+
+def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target: str, foil_id: int | None,
+                    method: str) -> dict:
+    """Gradient-based saliency of every explained token, reduced on the server: one session.
+
+    One pass over the text (up to the last read position in a causal model)
+    from embeddings made there and marked as the graph's only leaf; each
+    target (``target`` of the explained token at its read position, minus the
+    foil's) is differentiated with ``torch.autograd.grad`` with respect to
+    those embeddings. Only the per-token reductions come back: for
+    ``"grad_x_input"`` the L2 norm and the signed sum over d_model of gradient
+    * embedding, for ``"gradient"`` the gradient's L2 norm; each of shape
+    (n_targets, n_tokens), float64, beside the targets' values (n_targets,).
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    embedding = runner.envoys([lm.embeddings])[0]
+    token_ids = [int(i) for i in token_ids]
+    read_positions = [int(i) for i in read_positions]
+    explained_ids = [int(i) for i in explained_ids]
+    length = max(read_positions) + 1 if lm.is_causal else len(token_ids)
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            embeddings = embedding(torch.tensor([token_ids], device=device)).detach()
+            leaf = embeddings[:, :length].clone().requires_grad_(True)
+            with torch.enable_grad():
+                with model.trace(inputs_embeds=leaf, use_cache=False):
+                    logits = model.output.logits[0, read_positions].double()
+                scores = torch.softmax(logits, -1) if target == "prob" else (torch.log_softmax(logits, -1) if target == "logprob" else logits)
+                values = scores.gather(-1, torch.tensor(explained_ids, device=scores.device)[:, None])[:, 0]
+                values = values - scores[:, foil_id] if foil_id is not None else values
+                gradients = [torch.autograd.grad(value, leaf, retain_graph=True)[0][0] for value in values]
+            per_token = torch.zeros((len(values), len(token_ids), embeddings.shape[-1]), dtype=torch.float64)
+            for row, gradient in enumerate(gradients):
+                per_token[row, :length] = (gradient * embeddings[0, :length] if method == "grad_x_input" else gradient).double().cpu()
+            result = nnsight.save({
+                "raw": torch.linalg.vector_norm(per_token, dim=-1),
+                "signed": per_token.sum(dim=-1) if method == "grad_x_input" else None,
+                "values": values.detach().cpu(),
+            })
+    runner.received(result)
+    return {
+        "raw": result["raw"].numpy(), "signed": None if result["signed"] is None else result["signed"].numpy(),
+        "values": result["values"].numpy(),
+    }
