@@ -28,6 +28,9 @@ from .capture import DEFAULT_CHUNK_BYTES
 from .layers import EMBEDDINGS
 from .models import LM
 from .saliency import METHODS as SALIENCY_METHODS
+from .similarity import KERNELS
+from .similarity import METHODS as SIMILARITY_METHODS
+from .similarity import Options as SimilarityOptions
 
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
@@ -55,12 +58,12 @@ EIGVALS_RATE = 2.8e9
 ELEMENT_RATE = 2.0e8
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
-#: Seconds per pair of layers on top of the counted work: the calls themselves (a few LAPACK and numpy calls on
-#: small matrices; PWCCA makes two eigendecompositions with vectors and weighs by the loadings). Fitted to
-#: 31 x 30 pairs of 56 positions: 0.56 s for CCA, 3.6 s for PWCCA in all. It was 0.02 s a pair while the
-#: matrices ran on a thread per core, which made every call wait for the other threads (an estimate of 18 s
-#: for a 0.13 s run on a quiet machine).
-PAIR_OVERHEAD_S = {"cka": 0.0, "cca": 0.0005, "svcca": 0.0005, "pwcca": 0.0035}
+#: Seconds per small numpy or LAPACK call on top of its counted work (a similarity method's ``Work.calls``; CCA
+#: makes one call's worth a pair, PWCCA seven: two eigendecompositions with vectors and the weights). Fitted to
+#: 31 x 30 pairs of 56 positions: 0.56 s for CCA, 3.6 s for PWCCA in all. A pair cost 20 ms while the matrices ran
+#: on a thread per core, which made every call wait for the other threads (an estimate of 18 s for a 0.13 s run
+#: on a quiet machine).
+CALL_S = 0.0005
 #: Similarity's pass over pooled texts (corpus_similarity): batches of 16 texts padded to their longest, through
 #: the blocks alone, in multiply-adds per token of the texts per second (half probing's: short sentences, more
 #: padding; 236 positions of 10 UD sentences took 5.9-6.5 s at load 13).
@@ -207,66 +210,30 @@ def probing_seconds(
     )
 
 
-def _preparation(n: int, d: int, method: str, kernel: str) -> tuple[float, float]:
-    """(matrix-product multiply-adds, eigh m^3) to prepare one centred (n, d) matrix, as similarity.py does it.
-
-    CKA: the (n, n) Gram and its centring. The CCA family: the smaller Gram
-    (``d^2 n`` or ``n^2 d``), its ``eigh`` and the basis or loadings (``n d r``).
-    """
-    if method == "cka":
-        return n * n * d, 0.0
-    rank = min(n - 1, d)
-    return n * d * min(n, d) + n * d * rank, float(min(n, d)) ** 3
-
-
-def _pair(n: int, rank_x: int, rank_y: int, method: str) -> tuple[float, float, float]:
-    """(matrix-product multiply-adds, eigh m^3, eigvalsh m^3) to score one pair of prepared matrices.
-
-    The CCA family: the overlap ``Ux^T Uy``, its smaller square and that
-    square's eigendecomposition; PWCCA also weighs by the smaller side's
-    loadings (``r^2 d``, d about r) and takes vectors, on both sides when the ranks tie.
-    """
-    small, large = sorted((rank_x, rank_y))
-    products = n * small * large + small * small * large
-    if method != "pwcca":
-        return products, 0.0, float(small) ** 3
-    sides = 2 if rank_x == rank_y else 1
-    return sides * (products + small**3), sides * float(small) ** 3, 0.0
-
-
 def similarity_seconds(
     n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear"
 ) -> float:
     """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
 
     ``row_widths`` / ``column_widths``: the width d of each row / column
-    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states). A cost
-    model of the code: matrix products at :data:`GEMM_RATE`, symmetric
-    eigendecompositions at :data:`EIGH_RATE` / :data:`EIGVALS_RATE`, passes
-    over (n, n) Grams at :data:`ELEMENT_RATE`, and a fixed overhead per
-    pair (LAPACK calls on small matrices). Ranks are taken at their bound
-    ``min(n_samples - 1, d)``; SVCCA keeps fewer directions, so its estimate
-    is an upper bound.
+    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states). The
+    method's registry entry counts the work (``prepare_work`` per matrix,
+    ``pair_work`` per pair: :class:`ecco_core.similarity.Work`), so a method
+    added there is estimated too; here it is priced: matrix products at
+    :data:`GEMM_RATE`, symmetric eigendecompositions at :data:`EIGH_RATE` /
+    :data:`EIGVALS_RATE`, element-wise passes at :data:`ELEMENT_RATE`, small
+    calls at :data:`CALL_S` each.
     """
-    products = eigh = eigvals = elements = 0.0
+    entry = SIMILARITY_METHODS[checks.choice("method", method, SIMILARITY_METHODS)]
+    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS))
     same = list(row_widths) == list(column_widths)
     # similarity_matrix decomposes the kept side once and each streamed matrix once (a list compared with
     # itself, once); the pages pass two lists, so both sides are prepared.
-    for d in (*row_widths, *(() if same else column_widths)):
-        matrix_products, matrix_eigh = _preparation(n_samples, d, method, kernel)
-        products, eigh = products + matrix_products, eigh + matrix_eigh
-        elements += (20 if kernel == "rbf" else 3) * n_samples**2 if method == "cka" else 0
-    for a in row_widths:
-        for b in column_widths:
-            if method == "cka":
-                elements += n_samples**2
-                continue
-            pair_products, pair_eigh, pair_eigvals = _pair(
-                n_samples, min(n_samples - 1, a), min(n_samples - 1, b), method
-            )
-            products, eigh, eigvals = products + pair_products, eigh + pair_eigh, eigvals + pair_eigvals
-    overhead = PAIR_OVERHEAD_S[method] * len(row_widths) * len(column_widths)
-    return products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE + overhead
+    steps = [entry.prepare_work(n_samples, d, options) for d in (*row_widths, *(() if same else column_widths))]
+    steps += [entry.pair_work(n_samples, a, b, options) for a in row_widths for b in column_widths]
+    products, eigh, eigvals, elements, calls = (sum(values) for values in zip(*steps))
+    return (products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE
+            + calls * CALL_S)
 
 
 def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:

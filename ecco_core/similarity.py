@@ -288,6 +288,61 @@ def _as_is(Xc: np.ndarray, options: Options) -> np.ndarray:
     return Xc
 
 
+class Work(NamedTuple):
+    """The counted work of one step of :func:`similarity_matrix`, which :mod:`ecco_core.estimates` turns into seconds.
+
+    ``products``: matrix-product multiply-adds; ``eigh`` / ``eigvals``: m^3
+    of each symmetric (m, m) eigendecomposition with / without vectors;
+    ``elements``: element-wise passes over arrays; ``calls``: small numpy and
+    LAPACK calls, whose fixed cost outweighs their arithmetic on small matrices.
+    """
+
+    products: float = 0.0
+    eigh: float = 0.0
+    eigvals: float = 0.0
+    elements: float = 0.0
+    calls: float = 0.0
+
+
+def _centring_work(n: int, d: int, options: Options) -> Work:
+    return Work(elements=n * d)
+
+
+def _cross_product_work(n: int, d_x: int, d_y: int, options: Options) -> Work:
+    return Work(products=n * d_x * d_y, calls=1)
+
+
+def _gram_work(n: int, d: int, options: Options) -> Work:
+    """CKA's preparation: the (n, n) Gram (RBF: its distances, median and exp) and its centring."""
+    return Work(products=n * n * d, elements=(20 if options.kernel == "rbf" else 3) * n * n)
+
+
+def _gram_pair_work(n: int, d_x: int, d_y: int, options: Options) -> Work:
+    return Work(elements=n * n)
+
+
+def _subspace_work(n: int, d: int, options: Options) -> Work:
+    """The CCA family's preparation: the smaller Gram (``d^2 n`` or ``n^2 d``), its eigh and the basis (``n d r``)."""
+    return Work(products=n * d * min(n, d) + n * d * min(n - 1, d), eigh=float(min(n, d)) ** 3)
+
+
+def _canonical_work(n: int, d_x: int, d_y: int, options: Options) -> Work:
+    """The overlap ``Ux^T Uy``, its smaller square and that square's eigenvalues; ranks at their bound
+    ``min(n - 1, d)`` (SVCCA keeps fewer directions: an upper bound)."""
+    small, large = sorted((min(n - 1, d_x), min(n - 1, d_y)))
+    return Work(products=n * small * large + small * small * large, eigvals=float(small) ** 3, calls=1)
+
+
+def _projection_weighted_work(n: int, d_x: int, d_y: int, options: Options) -> Work:
+    """As :func:`_canonical_work` with vectors, and the weights from the smaller side's loadings (``r^2 d``, d
+    about r): on both sides when the ranks tie."""
+    rank_x, rank_y = min(n - 1, d_x), min(n - 1, d_y)
+    small, large = sorted((rank_x, rank_y))
+    sides = 2 if rank_x == rank_y else 1
+    return Work(products=sides * (n * small * large + small * small * large + small**3),
+                eigh=sides * float(small) ** 3, calls=7)
+
+
 class SimilarityMethod(NamedTuple):
     """One entry of :data:`METHODS`.
 
@@ -296,7 +351,11 @@ class SimilarityMethod(NamedTuple):
     ``canonical``: a CCA-family method, biased towards 1 unless the samples
     far outnumber the dimensions (the result then warns). ``symmetric``:
     ``function(a, b) == function(b, a)``, so :func:`similarity_matrix` may
-    keep whichever side is cheaper to hold.
+    keep whichever side is cheaper to hold. ``prepare_work(n_samples, d,
+    options)`` and ``pair_work(n_samples, d_x, d_y, options)`` count the
+    :class:`Work` of one preparation and one score, for the estimate of a run
+    (:func:`ecco_core.estimates.similarity_seconds`); the defaults count a
+    centring and one cross product ``Xc^T Yc``.
     """
 
     function: Callable[[Any, Any], float]
@@ -304,31 +363,34 @@ class SimilarityMethod(NamedTuple):
     prepare: Callable[[np.ndarray, Options], Any] = _as_is
     canonical: bool = False
     symmetric: bool = False
+    prepare_work: Callable[[int, int, Options], Work] = _centring_work
+    pair_work: Callable[[int, int, int, Options], Work] = _cross_product_work
 
 
 METHODS = {
     "cka": SimilarityMethod(
         _kernel_alignment, "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'", _kernel_input,
-        symmetric=True,
+        symmetric=True, prepare_work=_gram_work, pair_work=_gram_pair_work,
     ),
     "pwcca": SimilarityMethod(
         _projection_weighted,
         "projection-weighted mean canonical correlation (Morcos et al. 2018)", _all_directions, canonical=True,
-        symmetric=True,
+        symmetric=True, prepare_work=_subspace_work, pair_work=_projection_weighted_work,
     ),
     "svcca": SimilarityMethod(
         _mean_cca,
         "mean canonical correlation of the top singular directions (Raghu et al. 2017)", _top_singular_directions,
-        canonical=True, symmetric=True,
+        canonical=True, symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work,
     ),
     "cca": SimilarityMethod(
         _mean_cca,
         "mean canonical correlation over all directions (Raghu et al. 2017)", _all_directions, canonical=True,
-        symmetric=True,
+        symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work,
     ),
 }
 """Similarity methods by name. Adding one is a ``function(a, b)`` (on centred
-(n_samples, d) matrices unless it names a ``prepare``) and one entry here."""
+(n_samples, d) matrices unless it names a ``prepare``) and one entry here; the
+page lists it and its estimate counts its ``prepare_work`` and ``pair_work``."""
 
 
 def _dimensions(prepared, width: int) -> int:

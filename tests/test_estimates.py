@@ -17,3 +17,29 @@ def test_small_similarity_matrices_are_not_announced_as_minutes():
         # Still the work's shape: more positions and more pairs cost more.
         assert estimates.similarity_seconds(545, FFN, FFN, method) > small
         assert estimates.similarity_seconds(56, FFN + FFN, FFN, method) > small
+
+
+def test_a_similarity_method_added_as_one_entry_is_estimated_and_offered_by_the_page():
+    """#27 §2: the estimate indexed per-method tables, so a method added as one function and one registry entry
+    appeared in the page's picker and then raised KeyError in the estimate. The entry's defaults now count its
+    work; the page offers the method and runs it with no other edit."""
+    import numpy as np
+
+    from apptest import charts, page, run
+    from ecco_core import similarity as sim
+
+    sim.METHODS["trial"] = sim.SimilarityMethod(lambda a, b: sim.cka(a, b), "linear CKA again, as a trial")
+    try:
+        small = estimates.similarity_seconds(56, HIDDEN, FFN, "trial")
+        assert 0 < small < estimates.similarity_seconds(545, HIDDEN, FFN, "trial")
+        rng = np.random.default_rng(0)
+        pair = [rng.normal(size=(30, 4)), rng.normal(size=(30, 6))]
+        assert sim.similarity_matrix(pair, pair, "trial").values.shape == (2, 2)
+        app = page("pages/4_Similarity.py")
+        app.query_params["similarity_method"] = "trial"
+        run(app)
+        assert app.selectbox(key="similarity_method").value == "trial"
+        assert not app.exception and not app.error
+        assert charts(app)  # the heatmap of the trial method
+    finally:
+        del sim.METHODS["trial"]
