@@ -244,6 +244,8 @@ def attention(
     >>> att.map(5, head=2).sum(axis=-1)          # every row sums to 1
     """
     captured_by(lm, cap)
+    lm.require_hooks("attention", "its weights need the eager attention implementation on the model's own "
+                                  "modules; a served model computes attention with fused kernels that return none")
     entry = METHODS[checks.choice("method", method, METHODS)]
     kept = sorted(int(layer) for layer in checks.indices("layers", layers, lm.n_layers, "block"))
     max_bytes = checks.whole("max_bytes", max_bytes, low=1)

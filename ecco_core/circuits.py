@@ -678,6 +678,7 @@ def circuits(
         answer, answer and foil of the same token, a bad position; the residual
         stream not summing to its parts (a family whose blocks are not pre-norm).
     """
+    lm.require_hooks("circuits", "they read attention weights and every head's values on the eager attention twin")
     ids, answer_id, foil_id, notes = _inputs(lm, text, answer, foil, position)
     twin = eager_twin(lm)
     n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim

@@ -318,6 +318,17 @@ class LM:
                 "(a causal model, or a ...ForMaskedLM one such as bert-base-uncased)"
             )
 
+    def require_hooks(self, view: str, why: str) -> None:
+        """Refuse, before any request, a view that runs on this machine's hook path only.
+
+        ``view`` names it, ``why`` says what it needs that a traced model (nnsight, NDIF) does not give.
+        """
+        if self.backend.traced:
+            raise ValueError(
+                f"{view} runs on this machine's hook path only ({why}); {self.name!r} runs through "
+                f"{self.backend.name}: load it with backend='hooks' for this view"
+            )
+
     @property
     def context_length(self) -> int:
         """Longest sequence (prompt plus generation) the model accepts."""

@@ -139,6 +139,16 @@ def test_saliency_through_nnsight_on_every_family(tiny):
     np.testing.assert_allclose(through.scores, ec.saliency(tiny, cap).scores, rtol=0, atol=1e-5)
 
 
+def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
+    remote = backends.use(lm, "ndif", host="http://127.0.0.1:9", api_key=KEY)  # a request would fail as unreachable
+    cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
+    with pytest.raises(ValueError, match="attention runs on this machine's hook path only .*eager attention.*"
+                                         "runs through ndif: load it with backend='hooks'"):
+        ec.attention(remote, cap)
+    with pytest.raises(ValueError, match="circuits runs on this machine's hook path only"):
+        ec.circuits(remote, "The keys to the cabinet", "is", "are")
+
+
 def test_every_session_keeps_its_traces_on_their_lines_when_nnsight_ships_it():
     # nnsight sends a session's body as ast.unparse'd source, padded to its first line, and finds each inner
     # trace by its line: a statement over several lines, a blank or comment line above a trace would move it.

@@ -142,6 +142,7 @@ def collect(
     -------
     ProbeData
     """
+    lm.require_hooks("probing", "it collects padded batches of a whole corpus with hooks")
     sentences = _sentences(corpus)
     n_tokens = checks.whole("n_tokens", n_tokens, low=1)
     batch_size = checks.whole("batch_size", batch_size, low=1)
