@@ -132,14 +132,14 @@ def saliency_seconds(
     runs ``n_tokens + 1`` copies of the text forward and reads every explained
     token's logits from each.
     """
-    method = checks.choice("method", method, SALIENCY_METHODS)
+    entry = SALIENCY_METHODS[checks.choice("method", method, SALIENCY_METHODS)]
     length = n_tokens - 1 if lm.is_causal else n_tokens  # up to the last read position
     blocks = block_multiply_adds(lm)
     head = lm.vocab_size * lm.d_model
-    if method == "erasure":
+    if entry.erases:
         copies = n_tokens + 1
         return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE
-    n_points = steps if method == "integrated_gradients" else 1
+    n_points = steps if entry.uses_steps else 1
     work = 0.0
     for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
         points = len(chunk.points)
@@ -165,7 +165,7 @@ def faithfulness_seconds(
     seconds = 0.0
     for method in methods:
         method = checks.choice("methods", method, SALIENCY_METHODS)
-        seconds += saliency_seconds(lm, n_tokens if method == "erasure" else length + 1, 1, method, steps,
+        seconds += saliency_seconds(lm, n_tokens if SALIENCY_METHODS[method].erases else length + 1, 1, method, steps,
                                     max_chunk_bytes)
     variants = 1 + (len(methods) + n_random) * n_percents * 2
     return seconds + variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE

@@ -534,34 +534,43 @@ def erasure_batch(lm: LM, n_tokens: int, max_chunk_bytes: int, element_size: int
 
 
 class SaliencyMethod(NamedTuple):
-    """One entry of :data:`METHODS`: a :class:`~ecco_core._registry.Method`'s two fields and whether it has a sign.
+    """One entry of :data:`METHODS`: a :class:`~ecco_core._registry.Method`'s two fields and what pages and
+    estimates need to know of the method.
 
     ``signed``: the function returns signed attributions (else None, as a norm
     has no direction); :meth:`Saliency.signed_shares` names the signed methods from it.
+    ``uses_steps``: it reads ``steps`` (path points; the page's steps box
+    applies to it alone). ``erases``: its cost is forward passes of erased
+    copies of the text, not gradients
+    (:func:`ecco_core.estimates.saliency_seconds`). ``label``: a short name
+    for narrow table columns ("" for the name itself).
     """
 
     function: Callable
     description: str
     signed: bool
+    uses_steps: bool = False
+    erases: bool = False
+    label: str = ""
 
 
 METHODS = {
     "grad_x_input": SaliencyMethod(
         _grad_x_input, "Gradient x Input: L2 norm over d_model of gradient * embedding (ecco's and inseq's default)",
-        signed=True,
+        signed=True, label="grad×input",
     ),
     "gradient": SaliencyMethod(_gradient, "Gradient: L2 norm over d_model of the gradient alone", signed=False),
     "integrated_gradients": SaliencyMethod(
         _integrated_gradients,
         "Integrated Gradients: gradients averaged along the path from an all-zero embedding to the input "
         "(midpoint rule, `steps` points, batched), times the embedding; L2 norm over d_model",
-        signed=True,
+        signed=True, uses_steps=True, label="IG",
     ),
     "erasure": SaliencyMethod(
         _erasure,
         "Erasure: the drop in the target when one token's embedding is set to zero (Li et al. 2016), "
         "all tokens at once in a batch",
-        signed=True,
+        signed=True, erases=True,
     ),
 }
 """Saliency methods by name: ``SaliencyMethod(function, description, signed)``. ``function(lm, token_ids,

@@ -57,19 +57,19 @@ contrast = columns[2].text_input(
 )
 steps = columns[3].number_input(
     "IG steps", min_value=1, max_value=64, key="saliency_steps",
-    disabled=method != "integrated_gradients",
+    disabled=not ec.SALIENCY_METHODS[method].uses_steps,
 )
 
 # Steps change integrated gradients only: the other methods share one result whatever the box says.
 ig_steps = int(steps)  # what the faithfulness check's integrated gradients use, whichever method is shown
-steps = ig_steps if method == "integrated_gradients" else 1
+steps = ig_steps if ec.SALIENCY_METHODS[method].uses_steps else 1
 sal = None
 with dashboard.user_errors():
     n_explained = len(explained_positions(lm, cap))
     # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
     # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
     sal, area = dashboard.long_work(
-        f"Attributing with {method}" + (f", {steps} steps" if method == "integrated_gradients" else ""),
+        f"Attributing with {method}" + (f", {steps} steps" if ec.SALIENCY_METHODS[method].uses_steps else ""),
         lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
                                      steps=steps, progress=progress),
         key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),
@@ -166,7 +166,8 @@ with area:
                 "below. Zeroed embeddings are off the model's data, so random removal drops the probability too."
             )
             agreement.markdown("**Agreement between the methods** (Kendall's tau of their scores)")
-            short = {"grad_x_input": "grad×input", "integrated_gradients": "IG"}  # four columns fit half the page
+            # Short labels: four columns fit half the page.
+            short = {name: entry.label or name for name, entry in ec.SALIENCY_METHODS.items()}
             agreement.dataframe(
                 faith.agreement(position).rename(columns=lambda name: short.get(name, name)).style.format("{:.2f}"),
                 width="stretch",

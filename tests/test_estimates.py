@@ -43,3 +43,27 @@ def test_a_similarity_method_added_as_one_entry_is_estimated_and_offered_by_the_
         assert charts(app)  # the heatmap of the trial method
     finally:
         del sim.METHODS["trial"]
+
+
+def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm):
+    """#27 §2: the estimate and the page knew by name that integrated gradients (alone) takes steps and that erasure
+    runs erased copies. Entries say it (uses_steps, erases, label); a trial method that takes steps is estimated with
+    them, and the page enables its steps box, with no other edit."""
+    import ecco_core as ec
+    from apptest import page, run
+
+    entry = ec.SALIENCY_METHODS["integrated_gradients"]
+    ec.SALIENCY_METHODS["trial"] = ec.saliency.SaliencyMethod(entry.function, "IG again, as a trial", signed=True,
+                                                              uses_steps=True)
+    try:
+        few, many = (estimates.saliency_seconds(lm, 12, 4, "trial", steps) for steps in (2, 16))
+        assert few < many
+        assert estimates.saliency_seconds(lm, 12, 4, "grad_x_input", 2) == estimates.saliency_seconds(
+            lm, 12, 4, "grad_x_input", 16)
+        app = page("pages/1_Saliency.py")
+        app.query_params.update({"text": "The keys to the cabinet", "new": "1", "saliency_method": "trial",
+                                 "saliency_steps": "2"})
+        run(app)
+        assert not app.error and not app.number_input(key="saliency_steps").disabled
+    finally:
+        del ec.SALIENCY_METHODS["trial"]
