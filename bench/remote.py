@@ -1,0 +1,80 @@
+"""Every view through nnsight as NDIF would run it (remote="local"): requests, payload, time against the hook path.
+
+For each view at the app's default sizes on the causal default (SmolLM2-135M):
+the requests it makes (one nnsight session each), the bytes sent (the
+serialised, zstd-compressed session, as NDIF receives it) and received
+(``torch.save`` of what the session saves, as NDIF returns it), and its time
+through ``backend="nnsight", remote="local"`` (serialised, deserialised with
+this project's modules hidden, run here) against the hook path on the same
+machine, each the median of ``--repeats`` round-robin runs on one thread.
+No network: NDIF itself is not reached. Last line: the worst payload / 1 MB and
+the worst time ratio.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import ecco_core as ec  # noqa: E402
+from ecco_core import backends  # noqa: E402
+
+PROMPT = "The capital of France is"
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+MB = 2**20
+
+
+def _views(cap):
+    """(name, function of an LM) for each view at its default sizes."""
+    return [
+        ("capture (8 generated)", lambda lm: ec.capture(lm, PROMPT, max_new_tokens=8)),
+        ("logit lens rankings", lambda lm: ec.rankings(lm, cap)),
+        ("logit lens watch", lambda lm: ec.watch(lm, "The keys to the cabinet", ["is", "are"])),
+        ("saliency grad x input", lambda lm: ec.saliency(lm, cap)),
+        ("attribution patching", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)),
+        ("activation patching (residual)", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John",
+                                                                sites=("residual",))),
+        ("causal tracing (noise)", lambda lm: ec.patch(lm, "The Eiffel Tower is in the city of", ec.Noise([1, 2, 3]),
+                                                        "Paris", sites=("residual",))),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    arguments = parser.parse_args()
+    torch.set_num_threads(1)
+    hooked = ec.load()
+    traced = backends.use(hooked, "nnsight", remote="local")
+    cap = ec.capture(hooked, PROMPT, max_new_tokens=8)
+    print(f"{'view':32} {'requests':>8} {'sent':>10} {'received':>10} {'hooks s':>8} {'nnsight s':>9} {'ratio':>6}")
+    worst_payload, worst_ratio = 0, 0.0
+    for name, view in _views(cap):
+        view(traced)  # warm: nnsight's first session scans the environment once
+        times = {"hooks": [], "nnsight": []}
+        for _ in range(arguments.repeats):
+            for kind, lm in (("hooks", hooked), ("nnsight", traced)):
+                with backends.ledger() as record:
+                    start = time.perf_counter()
+                    view(lm)
+                    times[kind].append(time.perf_counter() - start)
+                if kind == "nnsight":
+                    sent, received, requests = max(record.sent), max(record.received), record.requests
+        hooks_s, nnsight_s = statistics.median(times["hooks"]), statistics.median(times["nnsight"])
+        worst_payload = max(worst_payload, sent, received)
+        worst_ratio = max(worst_ratio, nnsight_s / hooks_s)
+        print(f"{name:32} {requests:8d} {sent:10,d} {received:10,d} {hooks_s:8.2f} {nnsight_s:9.2f} "
+              f"{nnsight_s / hooks_s:6.2f}", flush=True)
+    print(f"worst payload / 1 MB: {worst_payload / MB:.3f}; worst time ratio nnsight/hooks: {worst_ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
