@@ -1108,24 +1108,8 @@ def corpus_similarity(
     columns = checks.choice("columns", columns, REPRESENTATIONS)
     batch_size = checks.whole("batch_size", batch_size, low=1)
     store = checks.choice("store", store, STORES)
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise checks.invalid("texts", texts, "a non-empty sequence of texts (str)", TypeError)
-    if not texts:
-        raise checks.invalid("texts", texts, "a non-empty sequence of texts (str)")
-    input_ids, positions = [], []
-    for index, text in enumerate(texts):
-        ids = encode_prompt(lm, text, argument=f"texts[{index}]")
-        if len(ids) > lm.context_length:
-            raise checks.invalid(
-                f"texts[{index}]", checks.words(f"{len(ids)} tokens"),
-                f"at most the model's context of {lm.context_length} tokens",
-            )
-        kept = _kept(special_mask(lm.tokenizer, ids), skip_special, skip_first)
-        input_ids.append(ids)
-        positions.append(np.flatnonzero(kept))
+    input_ids, positions = _corpus_positions(lm, texts, skip_special, skip_first)
     n_samples = sum(len(kept) for kept in positions)
-    _check_enough_positions(n_samples, skip_special, skip_first)
-
     widths = {"hidden": ("hidden_states", lm.n_layers + 1, lm.d_model), "ffn": ("ffn", lm.n_layers, lm.d_ff)}
     shapes = {site: (count, n_samples, width) for site, count, width in (widths[rows], widths[columns])}
     wanted = {site: {index: index for index in range(count)} for site, (count, _, _) in shapes.items()}
@@ -1142,3 +1126,67 @@ def corpus_similarity(
         )
     finally:
         close_store(outputs)
+
+
+def _corpus_positions(lm: LM, texts, skip_special: bool, skip_first: bool) -> tuple[list, list]:
+    """Each text's token ids and the positions compared in it, checked (at least 2 positions in all)."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise checks.invalid("texts", texts, "a non-empty sequence of texts (str)", TypeError)
+    if not texts:
+        raise checks.invalid("texts", texts, "a non-empty sequence of texts (str)")
+    input_ids, positions = [], []
+    for index, text in enumerate(texts):
+        ids = encode_prompt(lm, text, argument=f"texts[{index}]")
+        if len(ids) > lm.context_length:
+            raise checks.invalid(
+                f"texts[{index}]", checks.words(f"{len(ids)} tokens"),
+                f"at most the model's context of {lm.context_length} tokens",
+            )
+        kept = _kept(special_mask(lm.tokenizer, ids), skip_special, skip_first)
+        input_ids.append(ids)
+        positions.append(np.flatnonzero(kept))
+    _check_enough_positions(sum(len(kept) for kept in positions), skip_special, skip_first)
+    return input_ids, positions
+
+
+def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: str = "hidden",
+                columns: str = "ffn", skip_special: bool = True, skip_first: bool = False,
+                batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The two layers of one cell of :func:`corpus_similarity`'s matrix, token positions of every text pooled.
+
+    What a test of that one cell needs (a permutation baseline,
+    :func:`ecco_core.trust.permutation_baseline`) without keeping every layer:
+    one pass over the texts keeps the two layers only.
+
+    Parameters
+    ----------
+    lm, texts, rows, columns, skip_special, skip_first, batch_size
+        As for :func:`corpus_similarity`.
+    row, column : int
+        The cell: indices into :func:`layer_labels` of ``rows`` and ``columns``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, width of rows), float32
+    Y : ndarray of shape (n_samples, width of columns), float32
+    """
+    rows = checks.choice("rows", rows, REPRESENTATIONS)
+    columns = checks.choice("columns", columns, REPRESENTATIONS)
+    counts = {"hidden": lm.n_layers + 1, "ffn": lm.n_layers}
+    row = checks.whole("row", row, low=0, high=counts[rows] - 1)
+    column = checks.whole("column", column, low=0, high=counts[columns] - 1)
+    batch_size = checks.whole("batch_size", batch_size, low=1)
+    input_ids, positions = _corpus_positions(lm, texts, skip_special, skip_first)
+    n_samples = sum(len(kept) for kept in positions)
+    sites = {"hidden": ("hidden_states", lm.d_model), "ffn": ("ffn", lm.d_ff)}
+    wanted: dict[str, dict[int, int]] = {}
+    for representation, index in ((rows, row), (columns, column)):
+        recorded = wanted.setdefault(sites[representation][0], {})
+        recorded.setdefault(index, len(recorded))
+    shapes = {site: (len(recorded), n_samples, dict(sites.values())[site]) for site, recorded in wanted.items()}
+    outputs = allocate(shapes, "memory", dtype="float32")
+    record_positions(lm, input_ids, positions, outputs, wanted, batch_size=batch_size,
+                     update=lambda fraction, message: None)
+    pair = [outputs[sites[rep][0]][wanted[sites[rep][0]][index]] for rep, index in ((rows, row), (columns, column))]
+    return np.asarray(pair[0]), np.asarray(pair[1])
+

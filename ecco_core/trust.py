@@ -532,6 +532,22 @@ class PermutationBaseline:
     def null_std(self) -> float:
         return float(self.null.std(ddof=1)) if len(self.null) > 1 else float("nan")
 
+    def beside(self, frame: pd.DataFrame, **cell) -> pd.DataFrame:
+        """``frame`` (a view's table, e.g. ``SimilarityMatrix.to_frame()``) with this baseline's null_mean,
+        null_std, null_max, p_value and n_permutations on the rows whose columns equal ``cell``
+        (``row_index=3, column_index=5``) and missing elsewhere: the view's download says which cell was tested."""
+        if not cell:
+            raise invalid("cell", cell, "one or more column=value pairs that pick the tested rows")
+        missing = sorted(set(cell) - set(frame.columns))
+        if missing:
+            raise invalid("cell", words(f"columns {missing}"), f"columns of frame {list(frame.columns)}")
+        tested = np.logical_and.reduce([frame[name] == value for name, value in cell.items()])
+        frame = frame.copy()
+        summary = self.to_frame().iloc[0]
+        for name in ("null_mean", "null_std", "null_max", "p_value", "n_permutations"):
+            frame[name] = np.where(tested, summary[name], np.nan)
+        return frame
+
     def to_frame(self) -> pd.DataFrame:
         """One row: method, score, null_mean, null_std, null_max, p_value, n_permutations, seed."""
         return pd.DataFrame(

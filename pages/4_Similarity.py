@@ -1,10 +1,13 @@
 """Figure 6: how similar are the representations of every layer (CCA, SVCCA, PWCCA, CKA)."""
 
+import numpy as np
 import streamlit as st
 
 import dashboard
+import ecco_core as ec
 from dashboard import settings as limits
 from ecco_core import estimates, plots
+from ecco_core.plots import trust as trust_plots
 from ecco_core import similarity as sim
 from ecco_core.layers import representation_widths
 from ecco_core.tokens import encode_prompt
@@ -14,6 +17,9 @@ SOURCES = {
     "ud": "UD English EWT dev sentences",
     "pasted": "Pasted text (one text per line)",
 }
+
+#: Shuffles of the permutation baseline beside the matrix (the library's default).
+N_PERMUTATIONS = 100
 
 st.set_page_config(page_title="Similarity · Ecco Explorer", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -130,6 +136,52 @@ def compare(progress):
     return sim.corpus_similarity(lm, texts, method, **options)
 
 
+def chance(result, cell):
+    """The permutation baseline of ``cell`` (row, column), or of the matrix's median cell before a click, drawn
+    here: (baseline or None when stopped, the cell)."""
+    typical = cell is None
+    if typical:
+        cell = tuple(int(i) for i in np.unravel_index(
+            np.argsort(result.values, axis=None)[result.values.size // 2], result.values.shape))
+    row, column = cell
+
+    def shuffled(progress):
+        if texts is None:
+            pair = (sim.layer_activations([cap], side, skip_special=skip_special, skip_first=skip_first)[index]
+                    for side, index in ((rows, row), (columns, column)))
+        else:
+            pair = sim.corpus_pair(lm, texts, row, column, rows=rows, columns=columns, skip_special=skip_special,
+                                   skip_first=skip_first)
+        return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
+
+    options = {"kernel": kernel} if method == "cka" else {"keep": keep} if method == "svcca" else {}
+    width = {"hidden": lm.d_model, "ffn": lm.d_ff}
+    estimate = N_PERMUTATIONS * estimates.similarity_seconds(result.n_samples, [width[rows]], [width[columns]],
+                                                             method, kernel)
+    if texts is not None:
+        estimate += estimates.corpus_seconds(lm, n_positions, width[rows] + width[columns])
+    baseline = None
+    with dashboard.user_errors():
+        baseline, area = dashboard.long_work(
+            "Shuffling token positions", shuffled, key="similarity_baseline",
+            settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first, cell),
+            estimate_s=estimate,
+        )
+    if baseline is None:
+        return None, cell
+    pair = f"{result.row_labels[row]} vs {result.column_labels[column]}"
+    with area:
+        st.plotly_chart(trust_plots.permutation_figure(baseline, title=f"Chance: {pair}"),
+                        key="similarity_chance", width="stretch")
+        st.caption(dashboard.literal(
+            ("The median cell, " if typical else "") + f"{pair}: {baseline.score:.2f}; with one side's token "
+            f"positions shuffled ({len(baseline.null)} times) {baseline.null_mean:.2f} ± {baseline.null_std:.2f}, "
+            f"at most {baseline.null.max():.2f}; p = {baseline.p_value:.2g}. "
+            + ("Click a cell to test it." if typical else "")
+        ))
+    return baseline, cell
+
+
 result = None
 with dashboard.user_errors():
     result, area = dashboard.long_work(
@@ -158,10 +210,16 @@ with area:
                    "states far larger than any other token's, and with it in, that one position pushes most "
                    "scores towards 1.")
     figure = plots.similarity_heatmap(result)
-    event = st.plotly_chart(figure, key="similarity_heatmap", on_select="rerun", selection_mode="points")
+    view, trust = st.columns([3, 1])
+    event = view.plotly_chart(figure, key="similarity_heatmap", on_select="rerun", selection_mode="points")
     cell = dashboard.clicked_cell(event)
     if cell is None:
-        st.caption("Click a cell to read that pair of layers.")
+        view.caption("Click a cell to read that pair of layers.")
     else:
-        st.markdown(dashboard.literal(result.describe(*cell)))
-    dashboard.download_buttons(result.to_frame(), f"similarity-{method}-{rows}-{columns}", figure)
+        view.markdown(dashboard.literal(result.describe(*cell)))
+    frame = result.to_frame()
+    with trust:
+        baseline, cell = chance(result, cell)
+    if baseline is not None:
+        frame = baseline.beside(frame, row_index=cell[0], column_index=cell[1])
+    dashboard.download_buttons(frame, f"similarity-{method}-{rows}-{columns}", figure)

@@ -10,6 +10,19 @@ def _heatmap(app):
     return spec["data"][0], spec["layout"]["title"]["text"]
 
 
+def assert_chance_beside_the_matrix(app):
+    """Beside the matrix (#30): the median cell's score against its shuffled positions; the score is the cell's."""
+    cells, _ = _heatmap(app)
+    chance = charts(app)[1]
+    pair = chance["layout"]["title"]["text"].removeprefix("Chance: ")
+    row, column = pair.split(" vs ")
+    caption = next(c.value for c in app.caption if c.value.startswith("The median cell, "))
+    score = cells["text"][cells["y"].index(row)][cells["x"].index(column)]
+    assert caption.startswith(f"The median cell, {pair}: {score}; with one side's token positions shuffled (100 times)")
+    assert sorted(float(v) for line in cells["text"] for v in line)[len(cells["x"]) * len(cells["y"]) // 2] == float(score)
+    assert chance["data"][0]["type"] == "histogram" and chance["layout"]["height"] < charts(app)[0]["layout"]["height"]
+
+
 def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     app = run(page("pages/4_Similarity.py"))
     assert app.title[0].value == "Representation similarity"
@@ -21,6 +34,7 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
     assert title.startswith("CKA (linear)")
     assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
+    assert_chance_beside_the_matrix(app)
 
     app.radio(key="similarity_source").set_value("ud")
     app.selectbox(key="similarity_method").set_value("cca")
@@ -34,6 +48,7 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     # Each sentence's first token is left out on this causal model (#31: it is an attention sink).
     n_positions = sum(len(lm.tokenizer(text)["input_ids"]) - 1 for text in sim.ud_sentences(4))
     assert _heatmap(app)[1] == f"CKA (linear) similarity over {n_positions} token positions"
+    assert_chance_beside_the_matrix(app)  # the pooled sentences' cell, from one more pass keeping its two layers
     assert app.query_params["similarity_source"] in ("ud", ["ud"])
     assert "similarity_method" not in app.query_params  # the default
 

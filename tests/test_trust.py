@@ -225,6 +225,23 @@ def test_cka_of_a_layer_with_itself_is_1_and_its_permutation_baseline_far_lower(
     assert baseline.to_frame()["n_permutations"].item() == 20
 
 
+def test_a_corpus_cell_and_its_baseline_in_the_matrix_download(lm):
+    texts = ["The keys to the cabinet are on the table.", "A second sentence, with a comma."]
+    matrix = ec.similarity.corpus_similarity(lm, texts, "cka", skip_first=True)
+    X, Y = ec.similarity.corpus_pair(lm, texts, 12, 4, skip_first=True)
+    assert ec.similarity.cka(X, Y) == pytest.approx(matrix.values[12, 4], abs=1e-6)
+    baseline = ec.trust.permutation_baseline(X, Y, n_permutations=5)
+    frame = baseline.beside(matrix.to_frame(), row_index=12, column_index=4)
+    tested = frame[frame["null_mean"].notna()]
+    assert len(tested) == 1 and tested["value"].item() == pytest.approx(baseline.score, abs=1e-6)
+    assert tested["null_mean"].item() == pytest.approx(baseline.null.mean())
+    assert tested["n_permutations"].item() == 5 and len(frame) == len(matrix.to_frame())
+    same, _ = ec.similarity.corpus_pair(lm, texts, 3, 3, rows="ffn", columns="ffn")
+    assert same.shape == (sum(len(lm.tokenizer(t)["input_ids"]) for t in texts), lm.d_ff)
+    with pytest.raises(ValueError, match="cell must be"):
+        baseline.beside(matrix.to_frame(), layer=1)
+
+
 def test_permutation_baseline_refuses_bad_arguments():
     X = np.random.default_rng(0).normal(size=(10, 3))
     with pytest.raises(ValueError, match="method must be one of"):
