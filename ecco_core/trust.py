@@ -401,6 +401,12 @@ class FactorQuality:
     seeds: tuple[int, ...]
     n_components: int
 
+    def beside(self, frame: pd.DataFrame, method: str) -> pd.DataFrame:
+        """``frame`` (a view's table, e.g. ``Factors.to_frame()``) with ``method``'s ``fvu``, ``stability`` and
+        ``n_seeds`` on every row: the view's download says how far to trust it."""
+        row = self.to_frame().set_index("method").loc[choice("method", method, self.methods)]
+        return frame.assign(fvu=row["fvu"], stability=row["stability"], n_seeds=row["n_seeds"])
+
     def to_frame(self) -> pd.DataFrame:
         """One row per method: method, fvu, stability, n_seeds, n_components."""
         return pd.DataFrame(

@@ -13,6 +13,7 @@ from ecco_core.layers import site_label
 
 METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
 MAX_FACTORS = 30
+SEEDS = (0, 1, 2)  # of the factors' stability (ec.trust.factor_quality's default)
 ALL_TOKENS = -1  # "Rank the FFN's neurons on" every token (their peak), a real option: None would show a placeholder
 
 
@@ -74,6 +75,54 @@ if usual < ec.factors.DEFAULT_COMPONENTS and n_components == usual:
     st.caption(f"{usual} factors by default on this short text: half of its {len(positions)} analysed tokens "
                f"(at most {ec.factors.DEFAULT_COMPONENTS}), so that each factor groups tokens.")
 
+def factor_quality(result):
+    """How far to trust the factors, on demand: every method's FVU and stability over SEEDS, beside the view."""
+    dashboard.page_param("factors_quality", False)
+    if not st.toggle("How far to trust the factors", key="factors_quality",
+                     help=f"Refits NMF, PCA and ICA at seeds {', '.join(map(str, SEEDS))} on these tokens and "
+                     "neurons (this view's own fit counts as one)."):
+        st.caption(f"FVU of this {METHOD_NAMES[method]}: {1 - result.explained_variance:.2f}. Switch on to compare "
+                   "the methods and see how much the factors move with the seed.")
+        return None
+    options = dict(n_components=int(n_components), layers=layer_range, positions=list(positions),
+                   negatives=negatives)
+    width = len(layer_range) * cap.ffn.shape[2]
+    estimate = sum(
+        estimates.factors_seconds(len(positions), width * (2 if other == "nmf" and negatives == "split" else 1),
+                                  int(n_components), other)
+        for other in METHODS for seed in SEEDS if (other, seed) != (method, SEEDS[0])
+    )
+    quality = None
+    with dashboard.user_errors():
+        quality, area = dashboard.long_work(
+            "Refitting every method at every seed",
+            lambda progress: ec.trust.factor_quality(cap, seeds=SEEDS, fitted=result, progress=progress, **options),
+            key="factors_quality_work",
+            settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
+            estimate_s=estimate,
+        )
+    if quality is None:
+        return None
+    table = quality.to_frame()
+    with area:
+        st.dataframe(
+            table.assign(method=table["method"].map(METHOD_NAMES))[["method", "fvu", "stability"]],
+            hide_index=True, width="stretch",
+            column_config={"fvu": st.column_config.NumberColumn("FVU", format="%.2f",
+                                                                help="Fraction of variance unexplained"),
+                           "stability": st.column_config.NumberColumn(f"stability ({len(SEEDS)} seeds)",
+                                                                      format="%.2f")},
+        )
+        st.caption(
+            "FVU: the share of the activations' variance over tokens the factors leave out (0 = all of it "
+            "reproduced). Stability: mean |r| of each factor's token activations with its best match at another "
+            "seed (Hungarian matching); 1 = the same factors. NMF's and PCA's seeds only change the random start "
+            "of an SVD that comes out the same, so theirs is 1 by construction and says nothing; ICA's says how "
+            "much its factors depend on the start."
+        )
+    return quality
+
+
 result = None
 with dashboard.user_errors():
     result, area = dashboard.long_work(
@@ -104,14 +153,18 @@ with area:
                        key="factors_view_html", on_click="ignore")
 
     result_settings = (dashboard.capture_key(cap), method, negatives, int(n_components), first, last, positions)
+    picks, trust = st.columns([3, 2])
     dashboard.page_param("factors_pick", 0, choices=range(result.n_components), source=result_settings)
-    factor = st.radio("Neurons loading most on", range(result.n_components), format_func=lambda f: f"F{f}",
-                      horizontal=True, key="factors_pick")
+    factor = picks.radio("Neurons loading most on", range(result.n_components), format_func=lambda f: f"F{f}",
+                         horizontal=True, key="factors_pick")
     top = result.top_neurons(10)
-    st.dataframe(top[top["factor"] == factor].drop(columns="factor"), hide_index=True, width="stretch")
+    picks.dataframe(top[top["factor"] == factor].drop(columns="factor"), hide_index=True, width="stretch")
+    with trust:
+        quality = factor_quality(result)
 
     st.markdown("**Download**: factor x token activations")
-    dashboard.download_buttons(result.to_frame(), "factor_token_activations")
+    dashboard.download_buttons(result.to_frame() if quality is None else quality.beside(result.to_frame(), method),
+                               "factor_token_activations")
     st.download_button(
         f"Factor x neuron loadings (CSV, {result.n_neurons} neurons)",
         lambda: result.loadings_frame().to_csv(index=False), "factor_neuron_loadings.csv", "text/csv",

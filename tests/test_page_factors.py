@@ -48,6 +48,19 @@ def test_page_shows_one_sparkline_per_factor_and_switches_method(lm):
     shown = app.dataframe[0].value
     assert shown["neuron"].tolist() == top[top["factor"] == 3]["neuron"].tolist()
 
+    # How far to trust the factors (#30), beside the neurons: every method's FVU and seed stability, on demand.
+    pca = ec.factors(cap, "pca", n_components=4, layers=range(2, 4), positions=range(1, n_tokens))
+    assert f"FVU of this PCA: {1 - pca.explained_variance:.2f}" in " ".join(c.value for c in app.caption)
+    app.toggle(key="factors_quality").set_value(True)
+    run(app)
+    quality = app.dataframe[1].value
+    assert quality["method"].tolist() == ["NMF (non-negative)", "PCA", "ICA (FastICA)"]
+    assert quality["fvu"][1] == pytest.approx(1 - pca.explained_variance)
+    assert quality["stability"][1] == pytest.approx(1.0, abs=1e-4)  # an SVD: the seed changes nothing
+    assert 0 < quality["stability"][2] <= 1
+    assert any("Hungarian matching" in c.value for c in app.caption)
+    assert app.query_params["factors_quality"] in ("true", ["true"])
+
 
 @pytest.mark.parametrize(("model", "text", "new"), [(ec.DEFAULT_MODEL, "The keys to the cabinet", "1"),
                                                     (ec.DEFAULT_ENCODER, "The keys to the cabinet are on the table.", "0")])

@@ -119,6 +119,10 @@ def test_factors_each_skip_checkbox_and_a_block_range(checkbox):
     assert "NMF of 4608 neurons of block 3 FFN to block 5 FFN" in captions
     assert app.query_params[checkbox] in ("false", ["false"])
     assert charts(app)
+    app.toggle(key="factors_quality").set_value(True)  # how far to trust them (#30), on these three blocks
+    run(app)
+    assert_no_error(app)
+    assert app.dataframe[1].value["method"].tolist() == ["NMF (non-negative)", "PCA", "ICA (FastICA)"]
 
 
 def test_factors_one_neuron_ranks_on_every_token():

@@ -183,6 +183,9 @@ def test_the_views_own_fit_stands_for_its_methods_first_seed(capture):
     np.testing.assert_allclose(reused.fvu, fresh.fvu)
     np.testing.assert_allclose(reused.stability, fresh.stability)
     assert reports == [1 / 3, 2 / 3, 1.0]  # 4 fits, the view's not made again
+    frame = reused.beside(view.to_frame(), "ica")
+    assert (frame["stability"] == reused.stability[1]).all() and (frame["fvu"] == reused.fvu[1]).all()
+    assert len(frame) == len(view.to_frame()) and (frame["n_seeds"] == 2).all()
     with pytest.raises(ValueError, match="fitted must be the fit of one of the methods"):
         ec.trust.factor_quality(capture, ("pca",), seeds=(0, 1), fitted=view, **(options | {"n_components": 2}))
     with pytest.raises(ValueError, match="fitted must be the fit of one of the methods"):
