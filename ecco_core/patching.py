@@ -50,6 +50,7 @@ only; the shared model's parameters are never touched. Hooks are removed in a
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -81,6 +82,8 @@ METRICS = {
 
 DEFAULT_BATCH_BYTES = 256 * 2**20
 MAX_WINDOW = 64
+#: Most noise draws one run averages (Meng et al. use 10).
+MAX_SAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -93,17 +96,27 @@ class Noise:
     and is drawn from a private generator seeded with ``seed``: the same seed
     gives the same corruption. Other positions are left untouched.
 
+    Meng et al. average every run over several draws of the noise (10):
+    with ``samples=n``, :func:`patch` runs each of the draws seeded ``seed``
+    to ``seed + n - 1`` (:meth:`draws`) and averages the metric of the
+    corrupted and of every patched run over them before normalising; each
+    draw's own effects are kept (``Patching.draw_effects``), so one lucky
+    draw shows as such. One draw costs one exact patching run.
+
     Parameters
     ----------
     positions : sequence of int
         Token positions to corrupt (0 = the first token, special tokens included).
     scale : float, default 3.0
     seed : int, default 0
+    samples : int, default 1
+        Noise draws averaged, 1 to :data:`MAX_SAMPLES`.
     """
 
     positions: tuple[int, ...]
     scale: float = 3.0
     seed: int = 0
+    samples: int = 1
 
     def __post_init__(self):
         positions = (self.positions,) if is_whole(self.positions) else self.positions
@@ -118,9 +131,15 @@ class Noise:
         object.__setattr__(self, "positions", tuple(sorted(int(p) for p in positions)))
         object.__setattr__(self, "scale", positive("Noise scale", self.scale))
         object.__setattr__(self, "seed", whole("Noise seed", self.seed))
+        object.__setattr__(self, "samples", whole("Noise samples", self.samples, low=1, high=MAX_SAMPLES))
+
+    def draws(self) -> tuple[Noise, ...]:
+        """One single-draw Noise per sample, seeded ``seed``, ``seed + 1``, ...: what :func:`patch` averages."""
+        return tuple(Noise(self.positions, self.scale, self.seed + i) for i in range(self.samples))
 
     def corrupt(self, lm: LM, embeds: torch.Tensor) -> torch.Tensor:
-        """A copy of ``embeds`` (1, n_tokens, d_model), token embeddings, with the noise added at ``positions``."""
+        """A copy of ``embeds`` (1, n_tokens, d_model), token embeddings, with the noise added at ``positions``
+        (the first draw's, seeded ``seed``)."""
         weight = lm.embeddings.weight.detach()
         generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
         draw = torch.randn((len(self.positions), embeds.shape[-1]), generator=generator, dtype=torch.float32)
@@ -131,7 +150,9 @@ class Noise:
 
     def describe(self, tokens) -> str:
         corrupted = ", ".join(f"{p} {tokens[p]!r}" for p in self.positions)
-        return f"Gaussian noise ({self.scale:g} x the embeddings' std, seed {self.seed}) on positions {corrupted}"
+        seeds = (f"seed {self.seed}" if self.samples == 1
+                 else f"seeds {self.seed} to {self.seed + self.samples - 1}, averaged")
+        return f"Gaussian noise ({self.scale:g} x the embeddings' std, {seeds}) on positions {corrupted}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,6 +200,11 @@ class Patching:
         Patched rows actually computed (the others provably equal the corrupted run).
     model_name : str
     notes : tuple of str
+    draw_effects : ndarray of shape (n_samples, n_sites, n_layers, n_tokens) or None
+        With ``Noise(samples=n)``, n > 1: each draw's effects alone (as
+        ``patch`` with that draw gives them), beside the averaged ``effects``;
+        None otherwise. ``values``, ``corrupted_value`` and ``effects`` are then
+        the averages over the draws, the top predictions the first draw's.
     """
 
     effects: np.ndarray
@@ -206,6 +232,7 @@ class Patching:
     patches_run: int
     model_name: str
     notes: tuple[str, ...] = ()
+    draw_effects: np.ndarray | None = None
 
     @property
     def n_layers(self) -> int:
@@ -260,8 +287,9 @@ class Patching:
 
         Columns: site, layer (``"block 3 FFN"``), block, restored (the blocks of
         the window), position, token, corrupted_token, effect, value, metric,
-        method, and with exact patching top_prediction, top_probability,
-        top_predictions (the k most likely tokens).
+        method; with several noise draws effect_draw_std (the spread of the
+        draws' own effects) and n_draws; with exact patching top_prediction,
+        top_probability, top_predictions (the k most likely tokens).
         """
         sites, layers, positions = np.meshgrid(
             np.arange(len(self.sites)), np.arange(self.n_layers), np.arange(self.n_tokens), indexing="ij"
@@ -283,6 +311,9 @@ class Patching:
                 "method": self.method,
             }
         )
+        if self.draw_effects is not None:
+            frame["effect_draw_std"] = self.draw_effects.std(axis=0, ddof=1).ravel()
+            frame["n_draws"] = len(self.draw_effects)
         if self.top_ids.shape[-1]:
             frame["top_prediction"] = [self.top_tokens[s][l][p][0] for s, l, p in zip(sites, layers, positions)]
             frame["top_probability"] = self.top_probs[..., 0].ravel()
@@ -839,6 +870,10 @@ def patch(
     """
     sites, metric, window, k, max_batch_bytes = _check_options(sites, metric, foil, window, k, max_batch_bytes,
                                                                approximate)
+    if isinstance(corrupted, Noise) and corrupted.samples > 1:
+        options = dict(sites=sites, metric=metric, window=window, approximate=approximate, k=k,
+                       max_batch_bytes=max_batch_bytes)
+        return _averaged(lm, clean, corrupted, answer, foil, options, progress)
     runs = _prepare(lm, clean, corrupted, answer, foil)
     metric_of = _metric_function(metric, runs.answer_id, runs.foil_id)
     k = min(k, lm.config.vocab_size)
@@ -909,6 +944,92 @@ def _result(lm: LM, runs: _Runs, sites, metric, window, approximate, foil, value
     )
 
 
+def _averaged(lm: LM, clean: str, noise: Noise, answer: str, foil, options: dict, progress) -> Patching:
+    """:func:`patch` over each of ``noise``'s draws, averaged as Meng et al. do: the metric of the corrupted run
+    and of every patched run is averaged over the draws, then normalised; each draw's own effects are kept."""
+    draws = noise.draws()
+    results = []
+    for index, draw in enumerate(draws):
+        def report(fraction, message, index=index):
+            progress((index + fraction) / len(draws), f"noise draw {index + 1} of {len(draws)}: {message}")
+        results.append(patch(lm, clean, draw, answer, foil, progress=None if progress is None else report,
+                             **options))
+    values = np.mean([result.values for result in results], axis=0)
+    clean_value = results[0].clean_value
+    corrupted_value = float(np.mean([result.corrupted_value for result in results]))
+    _check_effect_exists(options["metric"], clean_value, corrupted_value)
+    return dataclasses.replace(
+        results[0],
+        effects=(values - corrupted_value) / (clean_value - corrupted_value),
+        values=values,
+        corrupted_value=corrupted_value,
+        corruption=noise.describe(results[0].tokens),
+        patches_run=sum(result.patches_run for result in results),
+        draw_effects=np.stack([result.effects for result in results]),
+    )
+
+
+def draw_effects(
+    lm: LM,
+    clean: str,
+    noise: Noise,
+    answer: str,
+    foil: str | None = None,
+    *,
+    site: str,
+    layer: int,
+    position: int,
+    draws: int = 10,
+    metric: str | None = None,
+    window: int = 1,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> np.ndarray:
+    """The effect of restoring one cell under each of several noise draws alone: is one draw's map a lucky one?
+
+    Draw ``i`` is ``noise`` seeded ``noise.seed + i`` (the draws
+    ``Noise(samples=draws)`` averages); each effect is normalised by its own
+    corrupted run, as :func:`patch` with that draw alone shows it. Built on
+    :func:`restore` (either backend): three patched rows per draw, the cell,
+    none and the clean run's last block at the read position.
+
+    Parameters
+    ----------
+    lm, clean, answer, foil, metric, window, max_batch_bytes
+        As for :func:`patch`.
+    noise : Noise
+        Its positions, scale and first seed (its ``samples`` is not used).
+    site : str
+        A name from :data:`SITES`.
+    layer, position : int
+        The cell: the patch of row ``layer`` (restoring ``window`` blocks) at ``position``.
+    draws : int, default 10
+        1 to :data:`MAX_SAMPLES`.
+
+    Returns
+    -------
+    ndarray of shape (draws,), float64
+    """
+    if not isinstance(noise, Noise):
+        raise invalid("noise", noise, "an ec.Noise(positions, scale, seed)", TypeError)
+    site = choice("site", site, SITES)
+    draws = whole("draws", draws, low=1, high=MAX_SAMPLES)
+    metric = _check_metric(metric, foil)
+    window = whole("window", window, low=1, high=MAX_WINDOW)
+    layer = whole("layer", layer, low=0, high=lm.n_layers - 1)
+    _, read_at = read_position(lm, clean)
+    cells = [(site, block, position) for block in window_layers(layer, window, lm.n_layers)]
+    # Restoring the last block's output where the answer is read gives the clean run's logits there.
+    clean_run = [("residual", lm.n_layers - 1, read_at)]
+    effects = []
+    for seed in range(noise.seed, noise.seed + draws):
+        patched, corrupted_value, clean_value = restore(
+            lm, clean, Noise(noise.positions, noise.scale, seed), answer, foil, patches=[cells, [], clean_run],
+            metric=metric, max_batch_bytes=max_batch_bytes)
+        _check_effect_exists(metric, clean_value, corrupted_value)
+        effects.append((patched - corrupted_value) / (clean_value - corrupted_value))
+    return np.array(effects)
+
+
 def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *, sites=tuple(SITES)) -> tuple[int, int]:
     """The size of exact patching's work, known before it starts (for an estimate): (runs, token positions).
 
@@ -919,7 +1040,7 @@ def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *,
     Returns
     -------
     runs : int
-        Patched runs that :func:`patch` will compute (its ``patches_run``).
+        Patched runs that :func:`patch` will compute (its ``patches_run``), over every noise draw.
     positions : int
         Token positions those runs push through the model, all together.
     """
@@ -927,7 +1048,7 @@ def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *,
     runs = _prepare(lm, clean, corrupted, answer, foil)
     n_tokens = len(runs.clean_ids)
     starts = range(min(runs.corrupted_positions), n_tokens) if lm.is_causal else [0] * n_tokens
-    per_block = len(sites) * lm.n_layers
+    per_block = len(sites) * lm.n_layers * (corrupted.samples if isinstance(corrupted, Noise) else 1)
     return per_block * len(starts), per_block * sum(n_tokens - start for start in starts)
 
 

@@ -47,6 +47,9 @@ EXAMPLE_LABELS = {
 CORRUPTIONS = {"prompt": "Another prompt of the same length", "noise": "Noise on chosen tokens (Meng et al.)"}
 METHODS = {"exact": "Exact (activation patching)", "approximate": "Approximate (attribution patching)"}
 METRIC_CHOICES = ["default", *patching.METRICS]
+#: Most noise draws the page averages, and how many draws of a pinned cell show its spread.
+MAX_SAMPLES = 20
+SPREAD_DRAWS = 10
 
 
 def fill_example() -> None:
@@ -64,7 +67,7 @@ def exact_seconds(lm, settings: tuple) -> float:
     _, clean, corruption, answer, foil, _, _ = settings
 
     def estimate() -> float:
-        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)
+        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)  # every draw
         return estimates.patching_seconds(lm, runs, positions)
 
     return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
@@ -113,12 +116,17 @@ with left:
             "Tokens to corrupt", options, key="trace-noise", wrap=True,
             format_func=lambda p: f"{p}: {display_token(clean_tokens[int(p)])}",
         )
-        scale_column, seed_column = st.columns(2)
+        scale_column, seed_column, samples_column = st.columns(3)
         dashboard.page_param("trace-scale", 3.0)
         scale = scale_column.number_input("Noise (x the embeddings' std)", 0.1, 20.0, step=0.5, key="trace-scale")
         dashboard.page_param("trace-seed", 0)
         seed = seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="trace-seed")
-        corruption = ("noise", tuple(int(p) for p in noised), float(scale), int(seed))
+        dashboard.page_param("trace-samples", 1)
+        samples = samples_column.number_input(
+            "Noise draws averaged", 1, MAX_SAMPLES, step=1, key="trace-samples",
+            help="Meng et al. average 10 draws; each costs a whole run. Pin a cell to see how much one draw can "
+            f"differ from the next ({SPREAD_DRAWS} draws of that cell alone).")
+        corruption = ("noise", tuple(int(p) for p in noised), float(scale), int(seed), int(samples))
 with right:
     answer_column, foil_column = st.columns(2)
     dashboard.page_param("trace-answer", defaults["trace-answer"])
@@ -179,6 +187,33 @@ with contextlib.suppress(ValueError):
         pinned = site, int(position), int(layer)
 
 
+def draws_of_cell(result, index: int, site: str, position: int, layer: int) -> None:
+    """The pinned cell's effect under several noise draws alone, so that a lucky draw shows as one."""
+    noise = corrupted_input(corruption)
+    if result.draw_effects is not None:
+        spread, first = result.draw_effects[:, index, layer, position], noise.seed
+    else:
+        spread = None
+        with dashboard.user_errors():
+            spread = dashboard.cached_analysis(
+                lambda: patching.draw_effects(lm, clean, noise, answer, foil or None, site=site, layer=layer,
+                                              position=position, draws=SPREAD_DRAWS, metric=settings[5],
+                                              window=int(window)),
+                key="trace-draws", settings=(settings, pinned), spinner=f"Drawing the noise {SPREAD_DRAWS} times…")
+        if spread is None:
+            return
+        first = noise.seed
+    shown = result.effects[index, layer, position]
+    averaged = (f"the average of these {len(spread)} draws" if result.draw_effects is not None
+                else f"seed {noise.seed} alone")
+    st.caption(
+        f"Under {len(spread)} noise draws (seeds {first} to {first + len(spread) - 1}), each alone, this cell's "
+        f"effect is {spread.mean():.3f} ± {spread.std(ddof=1):.3f}, from {spread.min():.3f} to {spread.max():.3f}; "
+        f"the map shows {shown:.3f} ({averaged})."
+        + (" One draw is not enough here: average more." if spread.std(ddof=1) > 0.1 and noise.samples == 1 else "")
+    )
+
+
 def predictions(pairs) -> str:
     return ", ".join(f"{display_token(token)!r} {probability:.2f}" for token, probability in pairs[:3])
 
@@ -211,6 +246,8 @@ with area:
         )
         if result.top_ids.shape[-1]:
             st.dataframe(result.predictions_frame(site, position, layer), hide_index=True)
+        if corruption[0] == "noise" and (result.draw_effects is not None or not result.approximate):
+            draws_of_cell(result, index, site, position, layer)
 
     dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))
 
@@ -226,11 +263,32 @@ with area:
             if other is not None:
                 with other_area:
                     exact, approximate = (other, result) if result.approximate else (result, other)
-                    table = patching.correlation(exact, approximate)
+                    agreement = ec.trust.patching_agreement(exact, approximate)
+                    table = agreement.to_frame()
                     st.caption(
                         "Attribution patching (Nanda 2023; Syed et al. 2023) estimates every cell from one backward "
-                        f"pass: Pearson r with the exact effects is {table['pearson_r'].iloc[-1]:.3f} over all "
+                        f"pass: Pearson r with the exact effects is {table['pearson'].iloc[-1]:.3f} over all "
                         "cells. It is a first-order estimate; it errs most where a patch moves the output a long way."
                     )
-                    st.dataframe(table, hide_index=True)
-                    st.plotly_chart(plots.patching_scatter(exact, approximate), key="trace-scatter", width="stretch")
+                    scatter = plots.patching_scatter(exact, approximate)
+                    view, trust = st.columns([3, 2])
+                    view.plotly_chart(scatter, key="trace-scatter", width="stretch")
+                    # Beside the scatter: per site, how well the estimate ranks and finds the exact top cells.
+                    trust.dataframe(
+                        table[["site", "pearson", "spearman", "recall_at_top"]],
+                        hide_index=True, width="stretch",
+                        column_config={
+                            "pearson": st.column_config.NumberColumn("Pearson r", format="%.2f"),
+                            "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
+                            "recall_at_top": st.column_config.NumberColumn(
+                                f"top-{agreement.top} recall", format="%.1f",
+                                help=f"Share of the exact top {agreement.top} cells (by |effect|) among the "
+                                f"approximate top {agreement.top}: AtP*'s measure of cells it would miss"),
+                        },
+                    )
+                    trust.caption(
+                        f"How far to trust the estimate, per site: its correlation with the exact effects and the "
+                        f"share of the exact top {agreement.top} cells it also ranks in its top {agreement.top} "
+                        "(Kramár et al. 2024, AtP*)."
+                    )
+                    dashboard.download_buttons(table, "causal-tracing-agreement", scatter)

@@ -356,3 +356,40 @@ def test_restore_names_a_bad_patch(lm):
                                          r"'residual', 'attention', 'ffn', block 0 to 29 and position 0 to 13; got "
                                          r"\('ffn', 30, 0\)"):
         ec.patching.restore(lm, CLEAN, CORRUPTED, "Mary", "John", patches=[[("ffn", 30, 0)]])
+
+
+# ------------------------------------------------------------ noise draws (#30)
+NOISE_PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def single_draws(lm):
+    """Exact patching of the block outputs under noise draws 4 and 5, each alone."""
+    return [ec.patch(lm, NOISE_PROMPT, ec.Noise([1, 2], seed=seed), "Paris", sites=("residual",)) for seed in (4, 5)]
+
+
+def test_noise_samples_average_the_draws_as_meng_et_al(lm, single_draws):
+    averaged = ec.patch(lm, NOISE_PROMPT, ec.Noise([1, 2], seed=4, samples=2), "Paris", sites=("residual",))
+    values = np.mean([draw.values for draw in single_draws], axis=0)
+    corrupted = np.mean([draw.corrupted_value for draw in single_draws])
+    np.testing.assert_allclose(averaged.values, values, atol=1e-9)
+    assert averaged.corrupted_value == pytest.approx(corrupted)
+    np.testing.assert_allclose(averaged.effects, (values - corrupted) / (averaged.clean_value - corrupted), atol=1e-9)
+    np.testing.assert_allclose(averaged.draw_effects, [draw.effects for draw in single_draws], atol=1e-9)
+    assert "seeds 4 to 5, averaged" in averaged.corruption
+    frame = averaged.to_frame()
+    np.testing.assert_allclose(frame["effect_draw_std"], averaged.draw_effects.std(axis=0, ddof=1).ravel())
+    assert single_draws[0].draw_effects is None and "effect_draw_std" not in single_draws[0].to_frame()
+    assert ec.patching.work(lm, NOISE_PROMPT, ec.Noise([1, 2], samples=2), "Paris", sites=("residual",))[0] == (
+        averaged.patches_run)
+
+
+def test_one_cells_effect_under_each_draw_alone(lm, single_draws):
+    spread = ec.patching.draw_effects(lm, NOISE_PROMPT, ec.Noise([1, 2], seed=4), "Paris", site="residual",
+                                      layer=3, position=2, draws=2)
+    np.testing.assert_allclose(spread, [draw.effects[0, 3, 2] for draw in single_draws], atol=1e-4)
+    with pytest.raises(ValueError, match="Noise samples must be a whole number from 1 to 100"):
+        ec.Noise([1], samples=0)
+    with pytest.raises(TypeError, match="noise must be an ec.Noise"):
+        ec.patching.draw_effects(lm, NOISE_PROMPT, "The capital of Spain is", "Paris", site="ffn", layer=0,
+                                 position=0)

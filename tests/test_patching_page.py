@@ -1,7 +1,11 @@
 """The Causal tracing page: every control through AppTest, hover and click in real Chromium."""
 
-import pytest
+import re
 
+import pytest
+from scipy import stats
+
+import ecco_core as ec
 from apptest import charts, figure_array, page, run
 from ecco_core.capture import encode_prompt
 from browser import (
@@ -45,6 +49,15 @@ def test_the_default_is_the_names_example_exact_beside_approximate(app, lm):
     assert "Activation patching" in _messages(app, "markdown") and "Pearson r with the exact effects" in _messages(
         app, "caption")
     assert app.dataframe[0].value["site"].tolist() == ["residual", "attention", "ffn", "all"]
+    # Beside the scatter (#30): per site, Pearson, Spearman and AtP*'s top-10 recall of the cells it draws.
+    agreement = app.dataframe[0].value.set_index("site")
+    points = {trace["name"]: (figure_array(trace["x"]), figure_array(trace["y"])) for trace in figures[3]["data"][:3]}
+    for site, (exact, approximate) in zip(["residual", "attention", "ffn"], points.values()):
+        assert agreement.loc[site, "pearson"] == pytest.approx(stats.pearsonr(exact, approximate)[0], abs=1e-6)
+        assert agreement.loc[site, "spearman"] == pytest.approx(stats.spearmanr(exact, approximate)[0], abs=1e-6)
+        assert agreement.loc[site, "recall_at_top"] == ec.trust.top_recall(exact, approximate, 10)
+    assert any("share of the exact top 10 cells" in c.value for c in app.caption)
+    assert [button.label for button in app.get("download_button")].count("CSV") == 2  # the map's, the agreement's
     assert not app.error and not [key for key in app.query_params if key.startswith("trace-")]  # all defaults
 
 
@@ -108,6 +121,17 @@ def test_every_control_of_the_page(app):
         app, "markdown")
     assert charts(app)[0]["data"][0]["y"][1] == "1: Mary*"
     assert app.query_params["trace-noise"] == ["1", "3"] and app.query_params["trace-seed"] in ("2", ["2"])
+    # Meng et al.'s average over noise draws (#30): a pinned cell shows each draw's effect beside the average.
+    app.number_input(key="trace-samples").set_value(2)
+    app.session_state["trace-pinned"] = "residual,5,12"
+    run(app)
+    assert "seeds 2 to 3, averaged) on positions 1 ' Mary', 3 ' John'" in _messages(app, "markdown")
+    assert re.search(r"Under 2 noise draws \(seeds 2 to 3\), each alone, this cell's effect is -?[\d.]+ ± [\d.]+, "
+                     r"from -?[\d.]+ to -?[\d.]+; the map shows -?[\d.]+ \(the average of these 2 draws\)\.",
+                     _messages(app, "caption"))
+    assert app.query_params["trace-samples"] in ("2", ["2"])
+    app.number_input(key="trace-samples").set_value(1)
+    app.session_state["trace-pinned"] = ""
 
     # The fact example fills every field; the clean prompt can be typed.
     app.selectbox(key="trace-example").set_value("fact")
@@ -147,6 +171,27 @@ def test_a_prompt_over_the_deployments_limit_is_refused_in_a_line(lm):
     run(app)
     assert _messages(app, "error").startswith(f"Corrupted prompt is {len(long) * 4} characters; this deployment "
                                               f"allows at most {32 * settings.MAX_PROMPT_TOKENS}")
+
+
+def test_one_noise_draw_shows_how_lucky_it_is_at_the_pinned_cell(lm):
+    """Exact patching under one noise draw: the pinned cell's effect under 10 draws alone, the map's among them."""
+    app = page(PAGE)
+    app.query_params.update({"trace-clean": "The capital of France is", "trace-corruption": "noise",
+                             "trace-noise": ["3"], "trace-answer": "Paris", "trace-foil": "",
+                             "trace-compare": "false", "trace-pinned": "residual,3,3"})
+    run(app, timeout=600)
+    assert not app.error
+    # The draws themselves are checked against whole single-draw runs in test_patching.py; here, that the map's
+    # value is the pinned cell's and lies among them.
+    effect = re.search(r"\*\*Pinned:\*\* restore block 3 at 3 ' France': effect \*\*(-?[\d.]+)\*\*",
+                       _messages(app, "markdown")).group(1)
+    caption = next(c.value for c in app.caption if c.value.startswith("Under 10 noise draws"))
+    numbers = re.fullmatch(r"Under 10 noise draws \(seeds 0 to 9\), each alone, this cell's effect is (-?[\d.]+) ± "
+                           r"([\d.]+), from (-?[\d.]+) to (-?[\d.]+); the map shows (-?[\d.]+) \(seed 0 alone\)\."
+                           r"( One draw is not enough here: average more\.)?", caption)
+    mean, sd, low, high, shown = (float(number) for number in numbers.groups()[:5])
+    assert shown == float(effect) and low <= shown <= high and low <= mean <= high
+    assert bool(numbers.group(6)) == (sd > 0.1)
 
 
 def test_a_pinned_cell_comes_back_from_a_link(lm):
