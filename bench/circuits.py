@@ -12,8 +12,10 @@ logit difference. One thread.
 - exact ablation, batched: ``ec.circuits.verify(lm, result)``: every head and FFN
   mean-ablated alone (300 rows) plus the unablated, all-ablated, top-10-ablated and
   top-10-kept rows, in batched passes.
-- exact ablation, loop: the same rows one forward pass each (the same hooks, a
-  batch of one): what a loop over hooked runs costs. Every such pass has the same
+- exact ablation, loop: the same rows one forward pass each through every block
+  (the same hooks, a batch of one): what a loop over hooked runs costs. The
+  batched passes also skip, for each row, the blocks before its first ablated
+  one (run once, unablated, for all the rows that start there). Every such pass has the same
   cost, so the loop is timed on every ``--every``-th row (default 4) and its time
   is that mean times the number of rows.
 
@@ -61,7 +63,7 @@ def loop(lm: ec.LM, result, masks: torch.Tensor) -> np.ndarray:
     heads = masks[:, : lm.n_layers * lm.n_heads].view(-1, lm.n_layers, lm.n_heads)
     return circuits._ablated_metrics(
         lm, [int(i) for i in result.token_ids], replacements, heads, masks[:, lm.n_layers * lm.n_heads :],
-        circuits._metric_of(result), 1, None,
+        circuits._metric_of(result), 1, None, from_first_ablated=False,
     )
 
 

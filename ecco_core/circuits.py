@@ -951,8 +951,14 @@ def _ablated_metrics(
     metric_of: Callable[[torch.Tensor], torch.Tensor],
     max_batch_bytes: int,
     progress: Callable[[float, str], None] | None,
+    from_first_ablated: bool = True,
 ) -> np.ndarray:
     """The metric of each row of ablations, in batched passes of at most ``max_batch_bytes``.
+
+    Rows are grouped by their first ablated block: before it a row's run is
+    the unablated one, so a pass runs those blocks once, as a batch of one,
+    and widens to its rows at that block's input (about half the work of
+    every row through every block, for one component per row).
 
     Parameters
     ----------
@@ -962,6 +968,9 @@ def _ablated_metrics(
     head_masks : bool Tensor of shape (n_rows, n_layers, n_heads)
     ffn_masks : bool Tensor of shape (n_rows, n_layers)
         True where the row ablates that head or FFN.
+    from_first_ablated : bool, default True
+        False runs every row through every block: the plain loop that
+        ``bench/circuits.py`` compares against.
 
     Returns
     -------
@@ -990,20 +999,41 @@ def _ablated_metrics(
             return replace_first(output, ablated.reshape(out.shape))
         return hook
 
+    def widen(batch):
+        def hook(module, args, kwargs):
+            # A copy, not a view: a block may add to its input in place.
+            if args:
+                return (args[0].expand(batch, *args[0].shape[1:]).contiguous(), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": kwargs["hidden_states"].expand(batch, -1, -1).contiguous()}
+        return Before(hook)
+
+    # Before a row's first ablated block its run is the unablated one: rows are grouped by that block, and a
+    # pass runs the blocks before it once, as a batch of one, widened to its rows at that block's input.
+    ablated = torch.cat([head_masks.any(-1), ffn_masks], dim=-1).view(n_rows, 2, -1).any(1).cpu()
+    starts = torch.where(ablated.any(-1) & from_first_ablated, ablated.float().argmax(-1), 0).tolist()
+    passes = []
+    for start_block in sorted(set(starts)):
+        rows = [row for row in range(n_rows) if starts[row] == start_block]
+        passes += [(start_block, rows[i:i + rows_per_pass]) for i in range(0, len(rows), rows_per_pass)]
+    done = 0
     with torch.inference_mode():
-        for start in range(0, n_rows, rows_per_pass):
-            stop = min(n_rows, start + rows_per_pass)
-            heads, ffn = head_masks[start:stop], ffn_masks[start:stop]
-            hooks = {p: ablate_heads(l, heads) for l, p in enumerate(lm.output_projections)}
-            hooks.update({p: ablate_ffn(l, ffn) for l, p in enumerate(lm.ffn_projections)})
+        for start_block, rows in passes:
+            index = torch.as_tensor(rows, device=head_masks.device)
+            heads, ffn = head_masks[index], ffn_masks[index]
+            blocks = range(start_block, lm.n_layers)
+            hooks = {lm.output_projections[l]: ablate_heads(l, heads) for l in blocks}
+            hooks.update({lm.ffn_projections[l]: ablate_ffn(l, ffn) for l in blocks})
+            if start_block > 0:
+                hooks[lm.blocks[start_block]] = widen(len(rows))
             with hooked(hooks):
                 output = lm.model.base_model(
-                    input_ids=torch.tensor([ids], device=lm.device).expand(stop - start, -1),
+                    input_ids=torch.tensor([ids], device=lm.device).expand(1 if start_block else len(rows), -1),
                     **without_cache(lm.model.base_model),
                 )
-            values[start:stop] = metric_of(lm.apply_head(output.last_hidden_state[:, -1]).float()).cpu().numpy()
+            values[rows] = metric_of(lm.apply_head(output.last_hidden_state[:, -1]).float()).cpu().numpy()
+            done += len(rows)
             if progress is not None:
-                progress(stop / n_rows, f"{stop} of {n_rows} ablated runs")
+                progress(done / n_rows, f"{done} of {n_rows} ablated runs")
     return values
 
 

@@ -201,7 +201,7 @@ if ablation == "corrupted":
 dashboard.page_param("circuits-exact", True)
 exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} more runs)", key="circuits-exact")
 
-estimate = estimates.verify_seconds(lm, result.n_tokens, exact=exact)
+estimate = estimates.verify_seconds(lm, result.n_tokens, exact=exact, routes=result.route_heads is not None)
 verify_settings = (*settings, int(k), ablation, corrupted, exact)
 if "circuits-verified" not in st.session_state:
     # A copied link of a verification opens with it.
