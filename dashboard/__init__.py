@@ -24,7 +24,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import ecco_core as ec
 from ecco_core.tokens import encode_answer, encode_prompt
-from ecco_core.plots import SALIENCY_VIEW_SCRIPT, saliency_view_html, token_html
+from ecco_core.plots import saliency_view_html, token_html
+from ecco_core.plots.views import VIEWS, view_script
 
 from . import settings as limits
 from .long_work import cached_analysis, duration, long_work
@@ -408,29 +409,35 @@ def show_tokens(cap: ec.Capture, values=None, selected: int | None = None) -> No
     st.html(token_html(cap.tokens, values, selected=selected, n_input=cap.n_input))
 
 
-# The interactive views (ecco_core.plots.views) reach a page by what each needs: the saliency view sends its
-# pin back to Python, which takes a component (below); the factor view's sparklines are inline SVG, which
-# st.html's sanitiser strips, so it gets an iframe (components.html); the head view builds its SVG in the
-# browser and sends nothing back, so st.html runs it in the page at its own height.
-# The Streamlit side of plots.saliency_view_html: the same markup, run by the same script, whose
-# clicks come back to Python as a "pinned" trigger. Not isolated in a shadow root, like the rest of the page.
-_SALIENCY_VIEW = st.components.v2.component(
-    "ecco_saliency_view",
-    js=SALIENCY_VIEW_SCRIPT + """
-export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
+# The interactive views (ecco_core.plots.views) reach a page by what each needs. The saliency and factor views
+# are components (below): in the page itself, at their own height, and their inline SVG is not sanitised (st.html
+# strips the factor view's sparklines); the saliency view also sends its pin back to Python. The head view builds
+# its SVG in the browser and sends nothing back, so st.html runs it in the page at its own height.
+def _view_component(view: str, trigger: str | None = None):
+    """A component that shows ``data["html"]`` (a view's markup without its script) and runs the view's script
+    on it; with ``trigger``, what the script reports comes back to Python as that trigger."""
+    report = f', value => setTriggerValue("{trigger}", value)' if trigger else ""
+    return st.components.v2.component(
+        f"ecco_{view}_view",
+        js=view_script(view) + f"""
+export default function (component) {{
+  const {{ data, parentElement, setTriggerValue }} = component;
   let host = parentElement.querySelector(":scope > .ecco-host");
-  if (!host) {
+  if (!host) {{
     host = document.createElement("div");
     host.className = "ecco-host";
     parentElement.appendChild(host);
-  }
+  }}
   host.innerHTML = data.html;
-  eccoSaliencyView(host.firstElementChild, position => setTriggerValue("pinned", position));
-}
+  {VIEWS[view]}(host.firstElementChild{report});
+}}
 """,
-    isolate_styles=False,
-)
+        isolate_styles=False,  # not in a shadow root: the page's own look applies, as to the rest of the page
+    )
+
+
+_SALIENCY_VIEW = _view_component("saliency", trigger="pinned")
+_FACTOR_VIEW = _view_component("factor")
 
 
 def saliency_view(sal: ec.Saliency, position: int, *, signed: bool, key: str, on_pin) -> None:
@@ -444,6 +451,11 @@ def saliency_view(sal: ec.Saliency, position: int, *, signed: bool, key: str, on
         key=key, data={"html": saliency_view_html(sal, position, signed=signed, script=False)},
         on_pinned_change=lambda: on_pin(int(st.session_state[key]["pinned"])),
     )
+
+
+def factor_view(result: ec.Factors, cap: ec.Capture, *, key: str) -> None:
+    """The paper's Figure 9 in the page: hovering a sparkline shows its factor alone on the text, in the browser."""
+    _FACTOR_VIEW(key=key, data={"html": result.to_html(cap.tokens, cap.n_input, script=False)})
 
 
 def require_capture(cap: ec.Capture | None) -> ec.Capture:

@@ -162,21 +162,21 @@ class Factors:
             }
         )
 
-    def to_html(self, text_tokens=None, n_input: int | None = None) -> str:
+    def to_html(self, text_tokens=None, n_input: int | None = None, *, script: bool = True) -> str:
         """The interactive factor view (the paper's Figure 9) as self-contained HTML with an inline script.
 
         Tokens are coloured by their strongest factor; hovering a factor's
         sparkline shows it alone on the text (see
-        :func:`ecco_core.plots.factor_view_html`). Pass the capture's
-        ``tokens`` (and ``n_input``) to show the tokens left out of the
-        analysis too, unshaded.
+        :func:`ecco_core.plots.factor_view_html`, also for ``script``). Pass
+        the capture's ``tokens`` (and ``n_input``) to show the tokens left out
+        of the analysis too, unshaded.
         """
         from .plots import factor_view_html
 
         if text_tokens is None:  # the analysed tokens alone, side by side
-            return factor_view_html(self.token_activations, self.tokens)
+            return factor_view_html(self.token_activations, self.tokens, script=script)
         return factor_view_html(self.token_activations, self.tokens, text_tokens=text_tokens,
-                                positions=self.positions, n_input=n_input)
+                                positions=self.positions, n_input=n_input, script=script)
 
     def _repr_html_(self) -> str:
         return self.to_html()

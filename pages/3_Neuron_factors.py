@@ -3,7 +3,6 @@
 
 import numpy as np
 import streamlit as st
-import streamlit.components.v1 as components
 
 import dashboard
 import ecco_core as ec
@@ -143,14 +142,9 @@ with area:
         f"{result.explained_variance:.1%} of the variance over tokens explained."
         + ("" if result.converged else " The solver stopped at its iteration limit.")
     )
-    factor_view = result.to_html(cap.tokens, cap.n_input)
-    # An iframe of its own: st.html's sanitiser drops the SVG sparklines. Tall enough for every sparkline row
-    # and its token axis and, below them, the text (about 10 tokens a line): the text wraps under the sparklines
-    # when their token axis is long; it scrolls beyond that.
-    components.html(factor_view, height=30 * result.n_components + 170 + 30 * (cap.n_tokens // 10 + 2),
-                    scrolling=True)
-    st.download_button("Factor view (HTML, works offline)", factor_view, "factor_view.html", "text/html",
-                       key="factors_view_html", on_click="ignore")
+    dashboard.factor_view(result, cap, key="factors_view")
+    st.download_button("Factor view (HTML, works offline)", result.to_html(cap.tokens, cap.n_input),
+                       "factor_view.html", "text/html", key="factors_view_html", on_click="ignore")
 
     result_settings = (dashboard.capture_key(cap), method, negatives, int(n_components), first, last, positions)
     picks, trust = st.columns([3, 2])

@@ -441,10 +441,9 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
 
 
 def _factor_frame(page):
-    """The iframe that holds the factor view."""
-    page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => "
-                           "f.contentDocument && f.contentDocument.querySelector('.ecco-spark'))", timeout=60_000)
-    return next(frame for frame in page.frames if frame.query_selector(".ecco-factor-view .ecco-spark"))
+    """The frame that holds the factor view: the page itself (a component, not an iframe, since #31)."""
+    page.wait_for_selector(".ecco-factor-view .ecco-spark", state="attached", timeout=60_000)
+    return page.main_frame
 
 
 def _computed_backgrounds(page) -> np.ndarray:

@@ -116,7 +116,7 @@ def factor_levels(token_activations) -> tuple[np.ndarray, np.ndarray]:
 
 
 def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=None, labels=None,
-                     n_input: int | None = None) -> str:
+                     n_input: int | None = None, script: bool = True) -> str:
     """The Ecco paper's Figure 9 as one self-contained HTML block: sparklines beside the coloured text.
 
     Every analysed token is shaded in the colour of its strongest factor
@@ -144,6 +144,9 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
         Factor names; ``"F0"``, ``"F1"``, ... by default.
     n_input : int, optional
         Text tokens from this position on are underlined as generated.
+    script : bool, default True
+        Include the inline ``<script>`` that runs the view (a notebook or a
+        saved file); a page that runs ``eccoFactorView`` itself leaves it out.
 
     Returns
     -------
@@ -163,15 +166,17 @@ def factor_view_html(token_activations, tokens, *, text_tokens=None, positions=N
     labels = entries("labels", [f"F{factor}" for factor in range(n_components)] if labels is None else labels,
                      n_components, "one per factor")
     colors = [FACTOR_COLORS[factor % len(FACTOR_COLORS)] for factor in range(n_components)]
+    # Without the script the markup is the same for the same result (a component redraws only on change).
     view_id = f"ecco-factors-{uuid.uuid4().hex[:10]}"
+    identity = f' id="{view_id}"' if script else ""
     svg = _sparklines_svg(values, tokens, positions, labels, colors)
     spans = _shaded_text(text_tokens, positions, levels, dominant, labels, colors, n_input)
     payload = {"colors": [_rgb(color) for color in colors], "levels": np.round(levels, 4).tolist(),
                "dominant": dominant.tolist()}
     return (
-        f'<div id="{view_id}" class="ecco-factor-view"><style>{view_style("factor")}</style>'
+        f'<div{identity} class="ecco-factor-view"><style>{view_style("factor")}</style>'
         f'<div class="ecco-sparklines-box">{svg}</div><div class="ecco-text">{spans}</div>'
-        f'{json_block(payload)}{runner("factor", view_id)}</div>'
+        f'{json_block(payload)}{runner("factor", view_id) if script else ""}</div>'
     )
 
 
