@@ -535,8 +535,12 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     wait_for_charts(page)
     screenshot(page, "4_Similarity")
     frame = download_csv(page, "CSV")
-    assert list(frame.columns) == ["row", "column", "row_index", "column_index", "method", "value"]
+    # Beside the value, the permutation baseline of the cell tested (#30): before a click, the median cell.
+    assert list(frame.columns) == ["row", "column", "row_index", "column_index", "method", "value", "null_mean",
+                                   "null_std", "null_max", "p_value", "n_permutations"]
     assert len(frame) == (lm.n_layers + 1) * lm.n_layers  # hidden states (embedding too) x FFN activations
+    tested = frame[frame["n_permutations"] != ""]
+    assert len(tested) == 1 and float(tested["value"].iloc[0]) == sorted(frame["value"].astype(float))[len(frame) // 2]
     assert frame["value"].between(-1e-6, 1 + 1e-6).all()
     assert "Click a cell" in main_text(page)
 
@@ -549,6 +553,9 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     text = main_text(page)
     assert f"{cell['row']} vs {cell['column']}: {cell['method']} = {cell['value']:.4f}" in text
     assert f"the closest column is {closest['column']} ({closest['value']:.4f})" in text
+    assert f"block 11 vs block 5 FFN: {cell['value']:.2f}; with one side's token positions shuffled" in text
+    tested = download_csv(page, "CSV").query("n_permutations != ''")
+    assert (tested["row_index"].tolist(), tested["column_index"].tolist()) == ([12], [5])
 
 
 def _fill(page, label: str, value) -> None:
