@@ -5,7 +5,10 @@ unreachable host is a closed port on this machine.
 """
 
 import ast
+import http.server
 import inspect
+import json
+import threading
 
 import numpy as np
 import pytest
@@ -119,14 +122,13 @@ def test_restoring_activations_of_the_default_model_through_nnsight(lm, traced):
 
 def test_grad_x_input_saliency_through_nnsight_in_one_small_request(lm, traced):
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
-    for arguments in ({}, {"target": "logit", "contrast_with": "are"}):
-        with backends.ledger() as record:
-            through = ec.saliency(traced, cap, **arguments)
-        hooked = ec.saliency(lm, cap, **arguments)
-        np.testing.assert_allclose(through.scores, hooked.scores, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(through.signed, hooked.signed, rtol=1e-4, atol=1e-5 * np.abs(hooked.signed).max())
-        np.testing.assert_allclose(through.target_values, hooked.target_values, rtol=1e-5)
-        assert record.requests == 1 and record.received[0] < 8_000
+    with backends.ledger() as record:  # contrastive: the target, the foil and the signed sums all travel
+        through = ec.saliency(traced, cap, target="logit", contrast_with="are")
+    hooked = ec.saliency(lm, cap, target="logit", contrast_with="are")
+    np.testing.assert_allclose(through.scores, hooked.scores, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(through.signed, hooked.signed, rtol=1e-4, atol=1e-5 * np.abs(hooked.signed).max())
+    np.testing.assert_allclose(through.target_values, hooked.target_values, rtol=1e-5)
+    assert record.requests == 1 and record.received[0] < 8_000
     with pytest.raises(ValueError, match="'integrated_gradients' runs on this machine's hook path only; through "
                                          "nnsight the methods are 'grad_x_input', 'gradient'"):
         ec.saliency(traced, cap, method="integrated_gradients")
@@ -147,6 +149,39 @@ def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
         ec.attention(remote, cap)
     with pytest.raises(ValueError, match="circuits runs on this machine's hook path only"):
         ec.circuits(remote, "The keys to the cabinet", "is", "are")
+
+
+@pytest.fixture
+def fake_ndif():
+    """A stand-in for NDIF on this machine (no network): it serves two models and refuses every key."""
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"deployments": {"x": {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT"},
+                                               "y": {"repo_id": "cold/model", "deployment_level": "COLD"},
+                                               "z": {"repo_id": ec.DEFAULT_MODEL, "deployment_level": "WARM"}}})
+            self.send_response(200 if self.path == "/status" else 401)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_served_list_is_read_from_ndif_an_unserved_model_refused_and_a_bad_key_named(fake_ndif):
+    assert backends.served_models(fake_ndif) == ["SmolLM2-135M-Instruct", "meta-llama/Llama-3.1-70B"]
+    with pytest.raises(ValueError, match=r"NDIF does not serve 'meta-llama/Llama-3.2-1B' now; it serves: "
+                                         r"SmolLM2-135M-Instruct, meta-llama/Llama-3.1-70B"):
+        ec.load("meta-llama/Llama-3.2-1B", backend="ndif", host=fake_ndif, api_key=KEY)
+    remote = ec.load(ec.DEFAULT_MODEL, backend="ndif", host=fake_ndif, api_key=KEY)  # config and tokenizer only
+    assert remote.model.device.type == "meta" and remote.backend.name == "ndif"
+    with pytest.raises(backends.RemoteError, match="NDIF refused the API key .* set NDIF_API_KEY or give api_key=") as raised:
+        ec.capture(remote, "The capital of France is", max_new_tokens=1)
+    assert KEY not in str(raised.value)
 
 
 def test_every_session_keeps_its_traces_on_their_lines_when_nnsight_ships_it():

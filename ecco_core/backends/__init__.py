@@ -161,7 +161,8 @@ class Traced:
 
                 with warnings.catch_warnings():  # nnsight warns of each BERT-style `output` submodule it renames
                     warnings.simplefilter("ignore")
-                    self._envoy = TransformersModel(self._model, tokenizer=self._tokenizer, task=self.task)
+                    placed = {"device": "meta"} if self._model.device.type == "meta" else {}  # NDIF: stay there
+                    self._envoy = TransformersModel(self._model, tokenizer=self._tokenizer, task=self.task, **placed)
             return self._envoy
 
     @property
@@ -235,6 +236,8 @@ class Traced:
                 "check the network or the host, or run on this machine instead"
             ) from None
         except Exception as error:  # the websocket client's own errors
+            if getattr(error, "status_code", None) in (401, 403):  # the subscription was refused: the key
+                raise RemoteError(self._explain(f"HTTP {error.status_code}")) from None
             if type(error).__module__.startswith("websocket"):
                 raise RemoteError(
                     f"NDIF at {self.host} is unreachable ({type(error).__name__}); "
