@@ -17,6 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ecco_core"  # read, not impo
 FLOORS = [
     # plain values, labels and the argument checks; readers of files that need no model
     {"_checks", "_blas", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data"},
+    # measures of two matrices: numbers in, a float out
+    {"similarity.metrics"},
     # figures: data in, figure out, one module per view; they read result objects by their fields and import
     # nothing above. Below the analyses, not above: a result's to_html() renders its view with them.
     {"plots", "plots.common", "plots.views", "plots.tokens", "plots.predictions", "plots.lens", "plots.probing",
@@ -33,8 +35,8 @@ FLOORS = [
     # passes that analyses share: the batched corpus pass, one backward pass
     {"corpus", "backward"},
     # analyses (circuits reads attention and patching; probing's table trains on what it collected)
-    {"saliency", "lens", "factors", "similarity", "attention", "patching", "circuits",
-     "probing.collection", "probing.training", "probing.tables", "probing"},
+    {"saliency", "lens", "factors", "similarity", "similarity.matrix", "similarity.layers", "attention", "patching",
+     "circuits", "probing.collection", "probing.training", "probing.tables", "probing"},
     # how far to trust an analysis: figures computed beside its result
     {"trust"},
     # cost before a run, from an analysis' own arguments
