@@ -98,3 +98,28 @@ def test_next_token_heatmap_writes_escaped_candidates_where_they_fit(lm):
     assert chars >= plots.NEXT_TOKEN_MIN_CHARS and heat.text[0][0] == plots.cell_token(cap.top_tokens[0][0], chars)
     assert plots.next_token_heatmap(cap, 2, plot_px=10).data[0].text is None
     assert plots.next_token_heatmap(cap, 2).data[0].z.shape == (2, cap.n_tokens)
+
+
+def test_the_interactive_views_inline_their_package_files_and_start_the_same_way():
+    """Each view's JavaScript and CSS are package data inlined into its HTML, and each starts by one call of its
+    function on its root, after its numbers in a JSON block (the saliency view's page component calls it itself)."""
+    import re
+    from importlib import resources
+
+    import numpy as np
+
+    from ecco_core.plots.views import VIEWS
+
+    files = resources.files("ecco_core.plots")
+    views = {
+        "factor": plots.factor_view_html(np.eye(2, 3), ["a", "<b>", "c"]),
+        "head": plots.attention_head_view_html(np.full((2, 3, 3), 1 / 3), ["a", "<b>", "c"]),
+    }
+    for view, html in views.items():
+        assert files.joinpath(f"{view}_view.css").read_text() in html
+        assert files.joinpath(f"{view}_view.js").read_text() in html
+        root = re.match(r'<div id="([^"]+)" class="ecco-[a-z]+-view">', html).group(1)
+        assert re.search(rf'<script type="application/json">[^<]*</script><script>.*\n{VIEWS[view]}\(document\.'
+                         rf'getElementById\("{root}"\)\);</script></div>$', html, re.DOTALL)
+    assert plots.SALIENCY_VIEW_SCRIPT == files.joinpath("saliency_view.js").read_text()
+    assert "function eccoSaliencyView(root, onPin)" in plots.SALIENCY_VIEW_SCRIPT
