@@ -46,7 +46,7 @@ PROBE_START_S = 1.3
 # (is_grads_batched), and erasure's batches of erased copies, forward only.
 GRADIENT_RATE = 3.8e9
 ERASURE_RATE = 3.9e9
-NUMPY_RATE = 2.5e8  # numpy / scikit-learn linear algebra in float64 on small matrices (NMF, PCA, ICA)
+NUMPY_RATE = 2.9e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS thread (ecco_core._blas), load 11
 #: Similarity's float64 numpy work on one BLAS thread (:mod:`ecco_core._blas`), fitted 2026-12-07 at load average
 #: 12-16 to bench/estimates.py similarity (56 to 545 positions, hidden states and FFN, each method): matrix products
 #: (Grams, projections, the overlaps of two bases) in multiply-adds per second, symmetric eigendecompositions in
@@ -70,9 +70,12 @@ CALL_S = 0.0005
 CORPUS_RATE = 4.5e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
-#: Passes over the activation matrix: NMF's coordinate-descent iterations, the partial SVD behind PCA (ARPACK's
-#: products), FastICA (whitening by that SVD, then its iterations). Fitted to bench/estimates.py on FFN activations.
-NMF_ITERATIONS = 600
+#: Passes over the activation matrix: NMF's coordinate descent (fitted passes, not the solver's iterations: its
+#: k x k products and Python loops count as passes too), the partial SVD behind PCA (ARPACK's products), FastICA
+#: (whitening by that SVD, then its iterations). Fitted 2026-12-07 to bench/estimates.py factors on FFN activations
+#: of 55 tokens (30 blocks: NMF 32 s, PCA 0.4 s, ICA 0.6 s at load 11). NMF's iterations depend on the data: on 10
+#: blocks it converged in a sixth of the time per neuron, so the estimate is high there (measured/estimated 0.27).
+NMF_ITERATIONS = 1200
 SVD_PASSES = 9
 ICA_ITERATIONS = 200
 #: Universal POS tags a probe chooses from.

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._blas import one_blas_thread
 from ._checks import choice, indices, invalid, whole
 from ._registry import Method
 from .capture import Capture
@@ -397,6 +398,7 @@ def default_components(n_positions: int) -> int:
     return max(1, min(DEFAULT_COMPONENTS, whole("n_positions", n_positions, low=0) // 2))
 
 
+@one_blas_thread()
 def factors(
     cap: Capture,
     method: str = "nmf",

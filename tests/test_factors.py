@@ -299,3 +299,30 @@ def test_factors_render_in_a_notebook_and_hovering_a_sparkline_isolates_its_fact
         np.testing.assert_allclose(parsed(tab.evaluate(backgrounds)), expected(dominant), atol=0.01)
     finally:
         tab.close()
+
+
+def test_factors_run_on_one_blas_thread():
+    """#31 item 6: scikit-learn's NMF, PCA and ICA on a thread per core waited on each other's BLAS calls under
+    load (NMF of 30 blocks x 55 tokens: 140 s at load 29, 32 s on one thread at load 11). A method registered for
+    the test reads the BLAS pools' threads while it fits, in a thread of its own as the app's sessions run it."""
+    import threading
+
+    from ecco_core._registry import Method
+    from ecco_core.factors import METHODS
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def record(matrix, n_components, seed):
+        seen.append([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+        return METHODS["pca"].function(matrix, n_components, seed)
+
+    METHODS["trial"] = Method(record, "PCA, recording the BLAS threads")
+    try:
+        ffn = np.random.default_rng(0).random((2, 6, 8))
+        session = threading.Thread(target=ec.factors, args=(capture_of(ffn), "trial"), kwargs={"n_components": 2})
+        session.start()
+        session.join()
+        assert seen and seen[0] and set(seen[0]) == {1}
+    finally:
+        del METHODS["trial"]
