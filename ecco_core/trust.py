@@ -586,8 +586,8 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
     Y : array of shape (n_samples, d2)
         One row per token position, the same positions as ``X``.
     method : str, default "cka"
-        A name from :data:`ecco_core.similarity.METHODS`; the function of
-        that name in :mod:`ecco_core.similarity` scores each pair.
+        A name from :data:`ecco_core.similarity.METHODS`; its entry scores
+        each pair (through :func:`ecco_core.similarity.similarity_matrix`).
     n_permutations : int, default 100
         How many shuffles, at least 1.
     seed : int, default 0
@@ -603,9 +603,15 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
     method = choice("method", method, similarity.METHODS)
     n_permutations = whole("n_permutations", n_permutations, low=1)
     seed = whole("seed", seed)
-    score_of = getattr(similarity, method)
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim == Y.ndim == 2 and len(X) != len(Y):
+        raise invalid("Y.shape", Y.shape, f"{len(X)} samples (token positions), the same number as X")
+
+    def score_of(X, Y, **options) -> float:
+        # Through the registry, so that a method added as one entry has its baseline too (not a module attribute).
+        return float(similarity.similarity_matrix([X], [Y], method, **options).values[0, 0])
+
     score = score_of(X, Y, **options)  # checks X and Y first
-    Y = np.asarray(Y)
     rng = np.random.default_rng(seed)
     null = np.array([score_of(X, Y[rng.permutation(len(Y))], **options) for _ in range(n_permutations)])
     return PermutationBaseline(
