@@ -7,6 +7,7 @@ test_browser.py.
 """
 
 import html
+import json
 import re
 
 import numpy as np
@@ -93,7 +94,8 @@ def test_factors_every_method_and_negatives_option(method, negatives):
         app.selectbox(key="factors_negatives").set_value(negatives)
     run(app)
     assert_no_error(app)
-    views = [frame.proto.srcdoc for frame in app.get("iframe") if "ecco-factor-view" in frame.proto.srcdoc]
+    views = [json.loads(view.proto.json)["html"] for view in app.get("bidi_component")
+             if "ecco-factor-view" in view.proto.json]
     assert len(views) == 1 and views[0].count('class="ecco-spark"') == 4  # the Figure 9 view, one row per factor
     captions = " ".join(caption.value for caption in app.caption)
     assert f"{method.upper()} of {30 * 1536 * (2 if negatives == 'split' else 1)} neurons" in captions
