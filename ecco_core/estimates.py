@@ -2,11 +2,15 @@
 
 Each function counts the work's multiply-adds and divides them by a rate
 measured on the development machine: 2 CPU cores shared with other jobs
-(load average 15-18 while measured; 26 for saliency), torch 2.13 (CPU build), numpy with
-OpenBLAS, measured 2026-12-02 by ``bench/estimates.py``, which runs each
-analysis for real and prints measured over estimated time (re-run it to
-recalibrate another machine). On a shared machine the same work varies by
-about 3x with the load, so the dashboard also shows the time left from the
+(load average 15-18 while measured; 26 for saliency; 11-16 for similarity and
+factors, 2026-12-07), torch 2.13 (CPU build), numpy with OpenBLAS (one BLAS
+thread for similarity and factors), measured 2026-12-02 by
+``bench/estimates.py``, which runs each analysis for real and prints measured
+over estimated time (re-run it to recalibrate another machine). On a shared
+machine the same work varies with the load as one factor: similarity's six
+cases ran at 0.74-1.49 of their estimates at load 12-16 and all at 0.25-0.37
+at load 3-4, so the shape of the counts holds and the rates carry the load of
+their day. The dashboard therefore also shows the time left from the
 measured progress once the work runs. The counts
 follow the code: a model forward pass costs about one multiply-add per
 parameter per token, probes cost ``3 x tokens x features x outputs`` per
