@@ -1,0 +1,58 @@
+"""A method added as one function and one registry entry appears in its page and in its estimate (#27 §2).
+
+These run the pages (AppTest), so they live apart from the library's tests of the cost model (test_estimates.py).
+"""
+
+from ecco_core import estimates
+
+HIDDEN, FFN = [576] * 31, [1536] * 30  # the causal default's hidden states and FFN activations
+
+
+def test_a_similarity_method_added_as_one_entry_is_estimated_and_offered_by_the_page():
+    """#27 §2: the estimate indexed per-method tables, so a method added as one function and one registry entry
+    appeared in the page's picker and then raised KeyError in the estimate. The entry's defaults now count its
+    work; the page offers the method and runs it with no other edit."""
+    import numpy as np
+
+    from apptest import charts, page, run
+    from ecco_core import similarity as sim
+
+    sim.METHODS["trial"] = sim.SimilarityMethod(lambda a, b: sim.cka(a, b), "linear CKA again, as a trial")
+    try:
+        small = estimates.similarity_seconds(56, HIDDEN, FFN, "trial")
+        assert 0 < small < estimates.similarity_seconds(545, HIDDEN, FFN, "trial")
+        rng = np.random.default_rng(0)
+        pair = [rng.normal(size=(30, 4)), rng.normal(size=(30, 6))]
+        assert sim.similarity_matrix(pair, pair, "trial").values.shape == (2, 2)
+        app = page("pages/4_Similarity.py")
+        app.query_params["similarity_method"] = "trial"
+        run(app)
+        assert app.selectbox(key="similarity_method").value == "trial"
+        assert not app.exception and not app.error
+        assert charts(app)  # the heatmap of the trial method
+    finally:
+        del sim.METHODS["trial"]
+
+
+def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm):
+    """#27 §2: the estimate and the page knew by name that integrated gradients (alone) takes steps and that erasure
+    runs erased copies. Entries say it (uses_steps, erases, label); a trial method that takes steps is estimated with
+    them, and the page enables its steps box, with no other edit."""
+    import ecco_core as ec
+    from apptest import page, run
+
+    entry = ec.SALIENCY_METHODS["integrated_gradients"]
+    ec.SALIENCY_METHODS["trial"] = ec.saliency.SaliencyMethod(entry.function, "IG again, as a trial", signed=True,
+                                                              uses_steps=True)
+    try:
+        few, many = (estimates.saliency_seconds(lm, 12, 4, "trial", steps) for steps in (2, 16))
+        assert few < many
+        assert estimates.saliency_seconds(lm, 12, 4, "grad_x_input", 2) == estimates.saliency_seconds(
+            lm, 12, 4, "grad_x_input", 16)
+        app = page("pages/1_Saliency.py")
+        app.query_params.update({"text": "The keys to the cabinet", "new": "1", "saliency_method": "trial",
+                                 "saliency_steps": "2"})
+        run(app)
+        assert not app.error and not app.number_input(key="saliency_steps").disabled
+    finally:
+        del ec.SALIENCY_METHODS["trial"]
