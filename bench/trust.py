@@ -5,8 +5,8 @@ The default capture ("Romeo and Juliet was written by", 20 generated tokens):
 - lens: ``ec.trust.lens_diagnostics`` vs ``ec.rankings`` (the Layer predictions view);
 - patching: ``ec.trust.patching_agreement`` on the exact and approximate results vs the exact
   ``ec.patch`` on the IOI example (the Causal tracing view), all three sites;
-- factors: ``ec.trust.factor_quality`` (NMF, PCA and ICA at seeds 0, 1, 2, the view's NMF at seed 0
-  passed in as the page does: 8 fits) vs one NMF of every FFN neuron, first token left out (the
+- factors: ``ec.trust.factor_quality`` (NMF, PCA and ICA at seeds 0 and 1, the page's seeds, the view's
+  NMF at seed 0 passed in as the page does: 5 fits) vs one NMF of every FFN neuron, first token left out (the
   Neuron factors view);
 - similarity: ``ec.trust.permutation_baseline`` (linear CKA, 100 shuffles) of one cell (block 15's
   output vs block 28's FFN) vs the hidden x FFN CKA matrix (the Similarity view);
@@ -58,7 +58,7 @@ def main() -> None:
         "patching": (lambda: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John"),
                      lambda: ec.trust.patching_agreement(exact, approximate)),
         "factors": (lambda: ec.factors(cap, "nmf", positions=positions),
-                    lambda: ec.trust.factor_quality(cap, positions=positions, fitted=view_nmf)),
+                    lambda: ec.trust.factor_quality(cap, positions=positions, seeds=(0, 1), fitted=view_nmf)),
         "similarity": (lambda: ec.similarity.layer_similarity([cap], "cka", skip_first=True),
                        lambda: ec.trust.permutation_baseline(X, Y, "cka")),
         "saliency": (lambda: ec.saliency(lm, cap), lambda: ec.trust.faithfulness(lm, cap, positions=explained)),
