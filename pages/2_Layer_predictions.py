@@ -5,7 +5,6 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import plots
-from ecco_core.plots import trust as trust_plots
 from ecco_core.lens import KINDS
 
 st.set_page_config(page_title="Layer predictions", layout="wide")
@@ -45,17 +44,14 @@ st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5;
 parity_line(result)
 diagnostics = dashboard.cached_analysis(lambda: ec.trust.lens_diagnostics(lm, cap), key="lens-trust",
                                         settings=dashboard.capture_key(cap), spinner="Measuring the lens…")
-figure = plots.rankings_figure(result)
-view, trust = st.columns([5, 1])
-view.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
-                  on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
 # Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
-trust.plotly_chart(trust_plots.lens_trust_figure(diagnostics, blocks_only=True, height=figure.layout.height),
-                   key="lens-trust", width="stretch")
+figure = plots.rankings_figure(result, diagnostics=diagnostics)
+st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
+                on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
 agreeing = diagnostics.first_layer_agreeing()
-trust.caption(
-    f"How far to trust each row: KL from the output's distribution to the lens's, and the share of the "
-    f"{len(diagnostics.positions)} positions where their top tokens agree. "
+st.caption(
+    f"How far to trust each row (right of the heatmap): KL from the output's distribution to the lens's, and the "
+    f"share of the {len(diagnostics.positions)} positions where their top tokens agree. "
     + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
 )
 

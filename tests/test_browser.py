@@ -410,20 +410,19 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     result = ec.rankings(lm, default_capture, k=5)
     labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
     open_page(page, app_url, "2_Layer_predictions", **{"watch-words": "1564, 1616, ."})
-    # the lens heatmap, its trust figure (#30) and its line; the candidates' heatmap and lines
-    assert wait_for_charts(page, 5) == 5
+    assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
     # Typed candidates alone (chips unselected); a year is 5 tokens here, so its label says "(1st token)".
-    assert chart_traces(page, 3)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]
-    assert chart_title(page, 2) == f"Probability of {labels[0]} by block"
+    assert chart_traces(page, 2)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]
+    assert chart_title(page, 1) == f"Probability of {labels[0]} by block"
 
     column = 9
     click_heatmap_cell(page, 0, row=3, col=column)
     assert_healthy(page)
     assert selectbox_value(page, "Token") == labels[column]
-    assert chart_title(page, 2) == f"Probability of {labels[column]} by block"
-    line = chart_traces(page, 2)[0]
+    assert chart_title(page, 1) == f"Probability of {labels[column]} by block"
+    line = chart_traces(page, 1)[0]
     np.testing.assert_allclose(line["y"], result.probs[:, column], atol=1e-3)
 
     frame = download_csv(page, "CSV")

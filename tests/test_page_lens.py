@@ -14,29 +14,29 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     heat = charts(app)[0]["data"][0]
     assert len(heat["text"]) == lm.n_layers and set(heat["text"][-1]) == {"1"}  # greedy: rank 1 at the output
     # Beside the heatmap, row for row: the lens's KL to the output and its top-1 agreement (#30).
-    kl, agreement = charts(app)[1]["data"]
+    kl, agreement = charts(app)[0]["data"][2:]  # in the heatmap's figure, on its own y axis: level with its rows
     assert kl["y"] == agreement["y"] == heat["y"] == [f"block {i}" for i in range(lm.n_layers)]
+    assert kl["yaxis"] == agreement["yaxis"] == "y" and (kl["xaxis"], agreement["xaxis"]) == ("x2", "x3")
     assert figure_array(agreement["x"])[-1] == 1 and abs(figure_array(kl["x"])[-1]) < 1e-6  # the output itself
-    assert charts(app)[1]["layout"]["height"] == charts(app)[0]["layout"]["height"]
     assert any(c.value.startswith("How far to trust each row") and "agree from block" in c.value for c in app.caption)
     token = app.selectbox(key="lens-token")
     assert len(token.options) == 20
     token.set_value(3)
     run(app)
-    assert "by block" in charts(app)[2]["layout"]["title"]["text"]
+    assert "by block" in charts(app)[1]["layout"]["title"]["text"]
 
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are")
     run(app)
     suggested = app.get("button_group")[0]
     assert len(suggested.options) >= 3 and suggested.value == []  # the chips start unselected
-    watch = charts(app)[3]["data"][0]
+    watch = charts(app)[2]["data"][0]
     assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
     assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
     app.get("button_group")[0].set_value([int(suggestions["token_id"].iloc[0])])
     run(app)
-    assert len(charts(app)[3]["data"][0]["x"]) == 3  # a clicked chip joins them
+    assert len(charts(app)[2]["data"][0]["x"]) == 3  # a clicked chip joins them
 
 
 def test_page_explains_an_encoder_without_head():
@@ -57,7 +57,7 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].iloc[0])
     app.get("button_group")[0].set_value([chip])
     run(app)
-    shown = [charts(app)[index] for index in range(5)]
+    shown = [charts(app)[index] for index in range(4)]
 
     linked = page("pages/2_Layer_predictions.py")
     linked.query_params.update({key: value for key, value in app.query_params.items()})
@@ -65,7 +65,7 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     assert linked.selectbox(key="lens-token").value == 3
     assert linked.text_area(key="watch-text").value == "The keys to the cabinet"
     assert linked.get("button_group")[0].value == [chip]
-    assert [charts(linked)[index] for index in range(5)] == shown  # the same comparison, not the sidebar's text
+    assert [charts(linked)[index] for index in range(4)] == shown  # the same comparison, not the sidebar's text
 
     # Another capture starts from its own text, its first token and no chips.
     linked.sidebar.text_area(key="_text").set_value("The capital of France is")
@@ -82,9 +82,9 @@ def test_the_probability_axes_read_as_probabilities_in_chromium(page, app_url):
     from browser import assert_healthy, open_app, screenshot, wait_for_charts
 
     open_app(page, app_url, "Layer_predictions", **{"watch-text": "The keys to the cabinet", "watch-words": "is, zebra"})
-    wait_for_charts(page, 5)
+    wait_for_charts(page, 4)
     assert_healthy(page)
-    for chart in (2, 4):  # the token's line, the candidates' lines (chart 1 is the lens's trust beside the heatmap)
+    for chart in (1, 3):  # the token's line, the candidates' lines
         ticks = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart).evaluate(
             """plot => [...plot.querySelectorAll('.ytick text')]
                 .map(text => [text.textContent, text.getBoundingClientRect().top])

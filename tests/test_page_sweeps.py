@@ -233,23 +233,23 @@ def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
         app.selectbox(key="lens-token").set_value(option)
         run(app)
         assert_no_error(app)
-        assert charts(app)[2]["layout"]["title"]["text"].startswith("Probability of")
+        assert charts(app)[1]["layout"]["title"]["text"].startswith("Probability of")
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are, ?")
     run(app)
     assert_no_error(app)
-    assert charts(app)[3]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
+    assert charts(app)[2]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
     chips = app.get("button_group")[0]
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].tolist()
     for token_id in suggestions:  # each suggestion alone beside the typed words
         app.get("button_group")[0].set_value([token_id])
         run(app)
         assert_no_error(app)
-        assert len(charts(app)[3]["data"][0]["x"]) == 4
+        assert len(charts(app)[2]["data"][0]["x"]) == 4
     app.get("button_group")[0].set_value(suggestions)
     app.text_input(key="watch-words").set_value("")
     run(app)
-    assert len(charts(app)[3]["data"][0]["x"]) == len(chips.options)  # suggestions alone
+    assert len(charts(app)[2]["data"][0]["x"]) == len(chips.options)  # suggestions alone
 
 
 # ----------------------------------------------------------------- circuits

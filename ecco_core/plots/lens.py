@@ -27,7 +27,7 @@ def _rank_column_labels(rankings) -> list[str]:
     ]
 
 
-def rankings_figure(rankings, *, title: str = "", top: int = 5):
+def rankings_figure(rankings, *, title: str = "", top: int = 5, diagnostics=None):
     """Rank of each column's token at every block's output: the paper's Figures 7 and 8.
 
     Blocks run down (labelled ``"block i"``, ``hidden_states[i + 1]``), columns across; each cell shows the rank and is coloured
@@ -42,6 +42,10 @@ def rankings_figure(rankings, *, title: str = "", top: int = 5):
     title : str
     top : int, default 5
         How many of the layer's predictions the hover lists (at most ``rankings.k``).
+    diagnostics : ecco_core.trust.LensDiagnostics, optional
+        How far to trust each row: two narrow panels right of the heatmap, on
+        its rows, with the lens's mean KL to the model's output (nats) and its
+        top-1 agreement with it (a dotted line at 0.5).
 
     Returns
     -------
@@ -79,7 +83,34 @@ def rankings_figure(rankings, *, title: str = "", top: int = 5):
     decades = 10 ** np.arange(int(np.ceil(log_ranks.max())) + 1 if log_ranks.size else 1)
     colorbar = {"title": {"text": "rank"}, "tickvals": np.log10(decades), "ticktext": [f"{d:,}" for d in decades]}
     figure.update_traces(zmin=0, colorbar=colorbar, selector={"type": "heatmap"})
+    if diagnostics is not None:
+        _add_trust_panels(figure, list(rankings.layer_labels), diagnostics)
     return figure
+
+
+def _add_trust_panels(figure, labels: list[str], diagnostics) -> None:
+    """The lens's KL and top-1 agreement for each row of the rank heatmap, as two panels on its own y axis."""
+    import plotly.graph_objects as go
+
+    rows = {label: row for row, label in enumerate(diagnostics.layer_labels)}
+    panels = [
+        ("x2", diagnostics.mean_kl, "KL (nats)", "#54278f", "%{y}: KL %{x:.2f} nats"),
+        ("x3", diagnostics.top1_agreement, "top-1", "#006d2c", "%{y}: top-1 agrees on %{x:.0%} of positions"),
+    ]
+    for axis, values, name, color, template in panels:
+        figure.add_trace(go.Scatter(
+            x=[float(values[rows[label]]) for label in labels], y=labels, xaxis=axis, yaxis="y", name=name,
+            mode="lines+markers", marker={"size": 4}, line={"color": color}, showlegend=False,
+            hovertemplate=template + "<extra></extra>",
+        ))
+    side = {"side": "top", "automargin": True, "tickfont": {"size": 10}, "title_font": {"size": 12}}
+    figure.update_layout(
+        xaxis_domain=[0, 0.8],
+        xaxis2={"domain": [0.83, 0.905], "title_text": "KL (nats)", "rangemode": "tozero", "nticks": 3, **side},
+        xaxis3={"domain": [0.925, 1.0], "title_text": "top-1", "range": [-0.05, 1.05], "tickvals": [0, 1], **side},
+    )
+    figure.add_shape(type="line", x0=0.5, x1=0.5, xref="x3", y0=0, y1=1, yref="y domain",
+                     line={"color": "#999", "dash": "dot", "width": 1})
 
 
 def layer_probability_figure(rankings, columns, *, title: str = ""):

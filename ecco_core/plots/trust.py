@@ -67,61 +67,6 @@ def faithfulness_bars(result, position: int):
     return figure
 
 
-def lens_trust_figure(diagnostics, *, blocks_only: bool = False, height: int | None = None):
-    """The logit lens's KL to the model's output and its top-1 agreement, one row per layer, side by side.
-
-    Layers run down in the order of the rank heatmap (:func:`ecco_core.plots.rankings_figure`),
-    so the figure can stand to its right: the KL panel on the left (nats,
-    falling to 0 at the last block), the agreement panel on the right
-    (fraction of positions, 0 to 1) with a dotted line at 0.5. Rows are
-    labelled by block number alone ("emb." for the embeddings), axes on top.
-
-    Parameters
-    ----------
-    diagnostics : ecco_core.trust.LensDiagnostics
-        ``mean_kl`` and ``top1_agreement`` of shape (n_layers + 1,).
-    blocks_only : bool, default False
-        Leave out the embeddings row, as the rank heatmap does.
-    height : int, optional
-        Pixels; by default the rank heatmap's height for as many rows.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    labels = list(diagnostics.layer_labels)
-    kl, agreement = diagnostics.mean_kl, diagnostics.top1_agreement
-    if blocks_only:
-        labels, kl, agreement = labels[1:], kl[1:], agreement[1:]
-    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.08)
-    figure.add_trace(go.Scatter(
-        x=kl, y=labels, mode="lines+markers", name="KL", marker={"size": 4}, line={"color": "#54278f"},
-        hovertemplate="%{y}: KL %{x:.2f} nats<extra></extra>",
-    ), row=1, col=1)
-    figure.add_trace(go.Scatter(
-        x=agreement, y=labels, mode="lines+markers", name="top-1", marker={"size": 4}, line={"color": "#006d2c"},
-        hovertemplate="%{y}: top-1 agrees on %{x:.0%} of positions<extra></extra>",
-    ), row=1, col=2)
-    figure.add_vline(x=0.5, line={"color": "#999", "dash": "dot", "width": 1}, row=1, col=2)
-    # Narrow beside its heatmap: axes on top (the heatmap's token labels take the bottom), block numbers only.
-    figure.update_xaxes(side="top", nticks=3, title_standoff=4, title_font={"size": 12}, tickfont={"size": 10})
-    figure.update_xaxes(title_text="KL (nats)", rangemode="tozero", row=1, col=1)
-    figure.update_xaxes(title_text="top-1", range=[-0.05, 1.05], tickvals=[0, 1], row=1, col=2)
-    numbers = [label.removeprefix("block ") if label.startswith("block ") else "emb." for label in labels]
-    figure.update_yaxes(type="category", categoryorder="array", categoryarray=labels, autorange="reversed",
-                        tickvals=labels, ticktext=numbers, tickfont={"size": 10})
-    figure.update_yaxes(showticklabels=False, row=1, col=2)
-    figure.update_layout(
-        showlegend=False, hovermode="closest",
-        height=height or max(260, 28 * len(labels) + 120),
-        margin={"l": 24, "r": 6, "t": 50, "b": 110},  # about the heatmap's token labels: rows nearly level
-    )
-    return figure
-
-
 def permutation_figure(baseline, *, title: str = ""):
     """The similarity score against its null: the scores of shuffled token positions as a histogram, the real one as a line.
 
