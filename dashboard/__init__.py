@@ -28,7 +28,7 @@ from ecco_core.plots import saliency_view_html, token_html
 from ecco_core.plots.views import VIEWS, view_script
 
 from . import settings as limits
-from .long_work import cached_analysis, duration, long_work
+from .long_work import cached_analysis, duration, long_work, run_button
 from .shared_cache import SharedCache
 
 OTHER_MODEL = "Other (folder or hub name)…"

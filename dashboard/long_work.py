@@ -77,6 +77,30 @@ def duration(seconds: float) -> str:
     return f"about {round(seconds / 60):d} min"
 
 
+def run_button(label: str, *, key: str, settings: Hashable, estimate_s: float, flag: str,
+               linkable: bool = True) -> bool:
+    """A button that starts a run the page does only on request, its estimate beside it; True once pressed.
+
+    The settings it was pressed for stay pressed for the session, so their
+    result stays while the page reruns; ``flag=true`` in the URL says a run is
+    shown, so a copied link opens with it (only while ``linkable``: an upload
+    is not in the link). ``key`` is the button's widget key.
+    """
+    pressed = st.session_state.setdefault(
+        f"{key}-pressed", {settings} if linkable and st.query_params.get(flag) == "true" else set())
+    button, note = st.columns([1, 4], vertical_alignment="center")
+    if button.button(label, type="primary", key=key, width="stretch"):
+        pressed.add(settings)
+    note.caption(f"These settings: {duration(estimate_s)} on this machine (2 shared CPU cores; busy, it can take "
+                 "several times longer).")
+    showing = settings in pressed
+    if showing and linkable:
+        st.query_params[flag] = "true"
+    else:
+        st.query_params.pop(flag, None)
+    return showing
+
+
 def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float) -> str:
     """The status bar's text, ``elapsed`` seconds into work ``fraction`` done: the time so far, left and in all.
 

@@ -113,21 +113,9 @@ else:
     corpus, corpus_key = str(probing.UD_ENGLISH_EWT_DEV), BUNDLED
 run_settings = (lm.name, corpus_key, int(n_tokens), tuple(chosen_layers), int(trials), int(epochs), rate)
 
-if "probe_runs" not in st.session_state:
-    # A copied link of a run opens with that run (bundled data only: an upload is not in the link).
-    linked = st.query_params.get("probe_ran") == "true" and source == BUNDLED
-    st.session_state["probe_runs"] = {run_settings} if linked else set()
-ran = st.session_state["probe_runs"]
-button, note = st.columns([1, 4], vertical_alignment="center")
-if button.button("Run probes", type="primary", key="probe_run", width="stretch"):
-    ran.add(run_settings)
-note.caption(f"These settings: {dashboard.duration(estimate)} on this machine (2 shared CPU cores; "
-             "busy, it can take several times longer).")
-showing = run_settings in ran
-if showing and source == BUNDLED:
-    st.query_params["probe_ran"] = "true"
-else:
-    st.query_params.pop("probe_ran", None)
+# A copied link of a run opens with that run (bundled data only: an upload is not in the link).
+showing = dashboard.run_button("Run probes", key="probe_run", settings=run_settings, estimate_s=estimate,
+                               flag="probe_ran", linkable=source == BUNDLED)
 if not showing:
     st.info(f"Choose the data and settings, then press Run probes. Model: {dashboard.literal(lm.name)} "
             f"({lm.n_layers} blocks).")

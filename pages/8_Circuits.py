@@ -203,20 +203,10 @@ exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} m
 
 estimate = estimates.verify_seconds(lm, result.n_tokens, exact=exact, routes=result.route_heads is not None)
 verify_settings = (*settings, int(k), ablation, corrupted, exact)
-if "circuits-verified" not in st.session_state:
-    # A copied link of a verification opens with it.
-    st.session_state["circuits-verified"] = {verify_settings} if st.query_params.get("circuits-verify") == "true" \
-        else set()
-verified_settings = st.session_state["circuits-verified"]
-button, note = st.columns([1, 4], vertical_alignment="center")
-if button.button("Verify by patching", type="primary", key="circuits-verify-button", width="stretch"):
-    verified_settings.add(verify_settings)
-note.caption(f"These settings: {dashboard.duration(estimate)} on this machine (2 shared CPU cores; busy, it can "
-             "take several times longer).")
-if verify_settings not in verified_settings:
-    st.query_params.pop("circuits-verify", None)
+# A copied link of a verification opens with it.
+if not dashboard.run_button("Verify by patching", key="circuits-verify-button", settings=verify_settings,
+                            estimate_s=estimate, flag="circuits-verify"):
     st.stop()
-st.query_params["circuits-verify"] = "true"
 
 
 def check_verification() -> None:
