@@ -143,7 +143,7 @@ with area:
         + ("" if result.converged else " The solver stopped at its iteration limit.")
     )
     dashboard.factor_view(result, cap, key="factors_view")
-    st.download_button("Factor view (HTML, works offline)", result.to_html(cap.tokens, cap.n_input),
+    st.download_button("Factor view (HTML, works offline)", lambda: result.to_html(cap.tokens, cap.n_input),
                        "factor_view.html", "text/html", key="factors_view_html", on_click="ignore")
 
     result_settings = (dashboard.capture_key(cap), method, negatives, int(n_components), first, last, positions)
