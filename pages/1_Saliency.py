@@ -65,6 +65,9 @@ ig_steps = int(steps)  # what the faithfulness check's integrated gradients use,
 steps = ig_steps if ec.SALIENCY_METHODS[method].uses_steps else 1
 sal = None
 with dashboard.user_errors():
+    if lm.is_causal and not cap.n_generated:  # said in the sidebar's words, not as the library's cap= / answer=
+        raise ValueError("Max new tokens is 0 and there is no Given answer, so no token was generated to explain: "
+                         "set Max new tokens above 0, or type a Given answer, in the sidebar")
     n_explained = len(explained_positions(lm, cap))
     # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
     # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.

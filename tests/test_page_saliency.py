@@ -187,3 +187,12 @@ def test_long_saliency_shows_its_progress_instead_of_starting_until_done(monkeyp
             and msg.delta.new_element.WhichOneof("type") == "progress"]
     assert bars and bars[0].startswith("Starting…"), bars
     assert len([text for text in bars if text.startswith("Erased ")]) >= 3, bars
+
+
+def test_a_capture_with_nothing_generated_is_explained_in_the_sidebars_words():
+    """#31 item 15: with Max new tokens 0 the page showed the library's 'cap has no generated tokens ... answer='."""
+    app = page("pages/1_Saliency.py")
+    app.query_params.update({"text": "The keys to the cabinet", "new": "0"})
+    run(app)
+    (error,) = app.error
+    assert error.value.startswith("Max new tokens is 0 and there is no Given answer") and "cap" not in error.value
