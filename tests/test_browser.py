@@ -437,6 +437,18 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     lens = ec.trust.lens_diagnostics(lm, default_capture).to_frame().set_index("layer")
     np.testing.assert_allclose(frame["lens_mean_kl"], lens.loc[frame["layer"], "mean_kl"], rtol=1e-4)
     np.testing.assert_allclose(frame["lens_top1_agreement"], lens.loc[frame["layer"], "top1_agreement"])
+    # The trust panels stand on the heatmap's rows: hovering a KL point names its block as the row does (#30).
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
+    # Scatter traces in drawing order: the heatmap's click layer, then the KL panel, then the agreement panel.
+    marker = chart.locator(".scatterlayer .trace").nth(1).locator("path.point").nth(28)
+    marker.scroll_into_view_if_needed()
+    point = marker.bounding_box()
+    centre = (point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+    page.mouse.move(centre[0] - 20, centre[1] - 20)
+    page.mouse.move(*centre, steps=4)
+    label = chart.locator(".hoverlayer .hovertext").first
+    label.wait_for(state="visible", timeout=5000)
+    assert label.text_content() == f"block 28: KL {lens.loc['block 28', 'mean_kl']:.2f} nats"
 
 
 def _factor_frame(page):
