@@ -42,7 +42,7 @@ from torch import nn
 from . import _checks as checks
 from .capture import Capture, captured_by
 from .hooks import StopForward, hooked
-from .layers import block_label
+from .layers import block_label, site_label
 from .models import LM
 
 # Largest result ec.attention builds (n_layers_kept x n_heads x n_tokens^2 float32) unless told otherwise:
@@ -111,8 +111,10 @@ class Attention:
     def to_frame(self, layers=None) -> pd.DataFrame:
         """One row per (block, head, query token, key token) the query can see.
 
-        Columns: ``block``, ``head``, ``query_position``, ``query_token``,
-        ``key_position``, ``key_token``, ``score``, ``normalised``. ``layers``
+        Columns: ``layer`` (the block's attention, ``"block 2 attention"``,
+        as patching names it), ``block``, ``head``, ``query_position``,
+        ``query_token``, ``key_position``, ``key_token``, ``score``,
+        ``normalised``. ``layers``
         (a block index or a list of them, all computed) keeps those blocks only:
         a long prompt's table has ``n_heads * n_tokens**2`` rows per block.
         """
@@ -125,6 +127,7 @@ class Attention:
         tokens = np.array(self.tokens, dtype=object)
         return pd.DataFrame(
             {
+                "layer": np.repeat(self._layer_labels(), n_heads * n_pairs),
                 "block": np.repeat(np.array(self.layers), n_heads * n_pairs),
                 "head": np.tile(np.repeat(np.array(self.heads, dtype=object), n_pairs), n_kept),
                 "query_position": np.tile(queries, n_kept * n_heads),
@@ -139,7 +142,8 @@ class Attention:
     def head_summary(self) -> pd.DataFrame:
         """Where each head looks, on average over its query tokens: the classic head types at a glance.
 
-        One row per (block, head); columns ``block``, ``head``, ``first_token``
+        One row per (block, head); columns ``layer`` (``"block 2 attention"``),
+        ``block``, ``head``, ``first_token``
         (mean share of a query's row on position 0: a BOS or ``[CLS]`` sink),
         ``previous_token`` (on position ``i - 1``, over queries 1 ..),
         ``same_token`` (on itself). Shares are of :meth:`normalised` rows.
@@ -150,6 +154,7 @@ class Attention:
         previous = np.diagonal(shares, offset=-1, axis1=-2, axis2=-1)
         return pd.DataFrame(
             {
+                "layer": np.repeat(self._layer_labels(), n_heads),
                 "block": np.repeat(np.array(self.layers), n_heads),
                 "head": np.tile(np.array(self.heads, dtype=object), n_kept),
                 "first_token": shares[..., 0].mean(-1).reshape(-1),
@@ -157,6 +162,10 @@ class Attention:
                 "same_token": diagonal.mean(-1).reshape(-1),
             }
         )
+
+    def _layer_labels(self) -> np.ndarray:
+        """The label of each computed block's attention, in the layer vocabulary (``"block 2 attention"``)."""
+        return np.array([site_label("attention", layer) for layer in self.layers], dtype=object)
 
     def thumbnails(self, size: int = 32) -> np.ndarray:
         """:meth:`normalised` maps max-pooled to at most ``size`` x ``size``, each scaled to its own peak.
@@ -250,7 +259,7 @@ def attention(
     kept = sorted(int(layer) for layer in checks.indices("layers", layers, lm.n_layers, "block"))
     max_bytes = checks.whole("max_bytes", max_bytes, low=1)
     n_heads = 1 if entry.one_map else lm.n_heads
-    needed = len(kept) * n_heads * cap.n_tokens**2 * 4
+    needed = len(kept) * block_bytes(lm, cap.n_tokens, method)
     if needed > max_bytes:
         raise checks.invalid(
             "max_bytes", max_bytes,
@@ -272,6 +281,28 @@ def attention(
         model_name=lm.name,
         causal=lm.is_causal,
     )
+
+
+def block_bytes(lm: LM, n_tokens: int, method: str = "raw") -> int:
+    """Bytes that one block takes in an :class:`Attention` of ``method`` over ``n_tokens`` tokens: its
+    ``(n_heads, n_tokens, n_tokens)`` float32 maps (one map for a method that averages the heads)."""
+    entry = METHODS[checks.choice("method", method, METHODS)]
+    n_tokens = checks.whole("n_tokens", n_tokens, low=1)
+    return (1 if entry.one_map else lm.n_heads) * n_tokens**2 * 4
+
+
+def blocks_that_fit(lm: LM, n_tokens: int, method: str = "raw", max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """How many blocks' maps :func:`attention` builds within ``max_bytes``: a window of blocks to ask for.
+
+    Between 1 and ``lm.n_layers``: all blocks when they fit. When even one
+    block is over ``max_bytes``, 1, which :func:`attention` then refuses with
+    the size it needs.
+
+    >>> blocks_that_fit(lm, 450, "raw", max_bytes=64 * 2**20)   # 30 blocks x 9 heads: 9 at a time
+    9
+    """
+    max_bytes = checks.whole("max_bytes", max_bytes, low=1)
+    return int(min(lm.n_layers, max(1, max_bytes // block_bytes(lm, n_tokens, method))))
 
 
 def _pass_hooks(twin: LM, entry: "AttentionMethod", kept: list[int], scores: np.ndarray) -> dict:

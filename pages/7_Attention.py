@@ -30,9 +30,7 @@ method = controls[0].selectbox(
     help="\n\n".join(f"**{entry.title}**: {entry.description}" for entry in ec.ATTENTION_METHODS.values()),
 )
 # Only the blocks on screen are computed: a long prompt's model view shows as many as the budget holds.
-n_heads = 1 if ec.ATTENTION_METHODS[method].one_map else lm.n_heads
-per_block = n_heads * cap.n_tokens**2 * 4
-n_shown = int(min(lm.n_layers, max(1, limits.ATTENTION_MB * 2**20 // per_block)))
+n_shown = ec.attention.blocks_that_fit(lm, cap.n_tokens, method, max_bytes=limits.ATTENTION_MB * 2**20)
 first = 0
 if n_shown < lm.n_layers:
     starts = range(lm.n_layers - n_shown + 1)

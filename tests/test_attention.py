@@ -175,9 +175,11 @@ def test_frame_lists_what_each_query_sees(lm):
     n_pairs = cap.n_tokens * (cap.n_tokens + 1) // 2
     assert len(frame) == lm.n_heads * n_pairs
     assert list(frame.columns) == [
-        "block", "head", "query_position", "query_token", "key_position", "key_token", "score", "normalised",
+        "layer", "block", "head", "query_position", "query_token", "key_position", "key_token", "score",
+        "normalised",
     ]
     assert (frame.key_position <= frame.query_position).all() and (frame.block == 1).all()
+    assert (frame.layer == "block 1 attention").all()  # as patching's attention site names it: tables join
     row = frame[(frame["head"] == "head 3") & (frame.query_position == 5) & (frame.key_position == 2)].iloc[0]
     assert row.score == pytest.approx(att.scores[0, 3, 5, 2]) and row.key_token == cap.tokens[2]
     np.testing.assert_allclose(frame.groupby(["head", "query_position"]).normalised.sum(), 1, atol=1e-5)
@@ -225,6 +227,22 @@ def test_result_above_the_budget_is_refused_before_any_work(lm):
     assert ec.attention(lm, cap, "rollout", layers=[3], max_bytes=one_map).scores.shape[0] == 1
 
 
+def test_blocks_that_fit_are_the_window_the_budget_holds(lm):
+    """The window of blocks a page asks for: as many as the budget holds, every block when all fit, at least one."""
+    per_block = lm.n_heads * 450**2 * 4
+    assert ec.attention.block_bytes(lm, 450, "raw") == per_block
+    assert ec.attention.block_bytes(lm, 450, "rollout") == 450**2 * 4
+    assert ec.attention.blocks_that_fit(lm, 450, "raw", max_bytes=64 * 2**20) == 64 * 2**20 // per_block == 9
+    assert ec.attention.blocks_that_fit(lm, 450, "rollout", max_bytes=64 * 2**20) == lm.n_layers
+    assert ec.attention.blocks_that_fit(lm, 450, "value_weighted", max_bytes=1) == 1
+    cap = _capture(lm)  # what it says fits, attention builds
+    three = 3 * ec.attention.block_bytes(lm, cap.n_tokens)
+    fit = ec.attention.blocks_that_fit(lm, cap.n_tokens, "raw", max_bytes=three)
+    assert fit == 3 and ec.attention(lm, cap, layers=range(fit), max_bytes=three).scores.shape[0] == 3
+    with pytest.raises(ValueError, match="method must be one of"):
+        ec.attention.blocks_that_fit(lm, 450, "gradient")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -269,8 +287,8 @@ def test_head_summary_names_the_classic_head_types():
     same = np.eye(n_tokens)
     att = _known(np.stack([first, previous, same])[None] * 3.0, causal=True, method="value_weighted")
     summary = att.head_summary()
-    assert list(summary.columns) == ["block", "head", "first_token", "previous_token", "same_token"]
-    assert summary["block"].tolist() == [3, 3, 3] and summary["head"].tolist() == ["head 0", "head 1", "head 2"]
+    assert list(summary.columns) == ["layer", "block", "head", "first_token", "previous_token", "same_token"]
+    assert summary["layer"].tolist() == ["block 3 attention"] * 3 and summary["block"].tolist() == [3, 3, 3] and summary["head"].tolist() == ["head 0", "head 1", "head 2"]
     np.testing.assert_allclose(summary[["first_token", "previous_token", "same_token"]],
                                [[1, 0.25, 0.2], [0.4, 1, 0.2], [0.2, 0, 1]])  # query 1's previous token is the first
 

@@ -122,7 +122,8 @@ def attention_model_view(att, *, selected: tuple[int, int] | None = None, size: 
     hover = [
         f"{block_label(block)}, {escape_text(head_name)}<br>on average a query puts<br>"
         f"{first:.0%} on the first token, {previous:.0%} on the previous, {same:.0%} on itself<br>click to open"
-        for block, head_name, first, previous, same in summary.itertuples(index=False)
+        for block, head_name, first, previous, same in
+        summary[["block", "head", "first_token", "previous_token", "same_token"]].itertuples(index=False)
     ]
     figure = go.Figure(go.Heatmap(z=image, colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
     figure.add_trace(
