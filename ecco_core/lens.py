@@ -498,6 +498,7 @@ def suggest_candidates(
         ``token_id`` values can be passed to :func:`watch` as candidates.
     """
     lm.require_head()
+    lm.require_hooks("candidate suggestions", "they read every layer's top tokens and the output with hooks")
     k = whole("k", k, low=1)
     if max_candidates is not None:
         max_candidates = whole("max_candidates", max_candidates, low=1)

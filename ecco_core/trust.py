@@ -165,6 +165,7 @@ def lens_diagnostics(
         position is out of range, or the capture holds special tokens only.
     """
     lm.require_head()
+    lm.require_hooks("the lens's KL and agreement", "they run the model's own head over every layer of the capture")
     captured_by(lm, cap)
     check_chunk_bytes(max_chunk_bytes)
     if positions is None:
@@ -905,6 +906,7 @@ def faithfulness(
     >>> ec.trust.faithfulness(lm, cap, positions=cap.n_input).to_frame()   # doctest: +SKIP
     """
     lm.require_head()
+    lm.require_hooks("faithfulness", "it runs every erased variant of the text forward with hooks")
     captured_by(lm, cap)
     check_chunk_bytes(max_chunk_bytes)
     n_random = whole("n_random", n_random, low=1)

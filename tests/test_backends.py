@@ -215,3 +215,67 @@ def test_an_unreachable_ndif_says_so_without_the_key(lm):
     assert KEY not in str(raised.value)
     with pytest.raises(backends.RemoteError, match="its model list cannot be read"):
         ec.load("meta-llama/Llama-3.1-70B", backend="ndif", host="http://127.0.0.1:9", api_key=KEY)
+
+
+@pytest.fixture
+def queueing_ndif():
+    """A stand-in for NDIF on this machine (no network) that takes every request and keeps it QUEUED for ever."""
+    import base64
+    import hashlib
+
+    class Queue(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # the status websocket: the session id, then one QUEUED status, then nothing
+            accept = base64.b64encode(hashlib.sha1(
+                (self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept.decode())
+            self.end_headers()
+            for message in ({"session_id": "s"}, {"id": "job", "status": "QUEUED", "description": "3rd in line"}):
+                payload = json.dumps(message).encode()
+                self.wfile.write(bytes([0x81, len(payload)]) + payload)  # one unmasked text frame
+                self.wfile.flush()
+            header = self.rfile.read(2)  # until the client closes: its close frame (masked), answered in kind
+            self.rfile.read((header[1] & 0x7F) + 4)
+            self.wfile.write(bytes([0x88, 0]))
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps({"id": "job", "status": "RECEIVED"}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Queue)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_request_kept_in_ndifs_queue_is_given_up_with_what_to_do(lm, queueing_ndif, monkeypatch):
+    monkeypatch.setenv("NDIF_QUEUE_TIMEOUT", "0.5")
+    remote = backends.use(lm, "ndif", host=queueing_ndif, api_key=KEY)
+    seen = []
+    with backends.watching(lambda status, waited: seen.append(status)):
+        with pytest.raises(backends.QueueTimeout, match=r"kept the request waiting \(QUEUED\) for more than 0.5 s, "
+                                                        "so it was given up.* try again in a few minutes") as raised:
+            ec.capture(remote, "The capital of France is", max_new_tokens=1)
+    assert KEY not in str(raised.value) and isinstance(raised.value, backends.RemoteError)
+    assert seen[:2] == ["RECEIVED", "QUEUED"]
+
+
+def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_before_any_request(lm):
+    served = backends.simulated(lm)  # as on NDIF: the model here holds no weights; lm's serve its sessions
+    assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
+    cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
+    with backends.ledger() as record:
+        for view, call in (("the lens's KL and agreement", lambda: ec.trust.lens_diagnostics(served, cap)),
+                           ("candidate suggestions", lambda: ec.suggest_candidates(served, "The keys")),
+                           ("faithfulness", lambda: ec.trust.faithfulness(served, cap, ("gradient",))),
+                           ("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"]))):
+            with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):
+                call()
+    assert record.requests == 0

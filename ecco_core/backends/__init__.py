@@ -27,11 +27,16 @@ import contextlib
 import functools
 import os
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 BACKEND_NAMES = ("hooks", "nnsight", "ndif")
 DEFAULT_NDIF_HOST = "https://api.ndif.us"
+DEFAULT_QUEUE_TIMEOUT_S = 600.0
+#: NDIF's statuses of a request that waits for its turn (nnsight's ``Status``); the queue timeout counts them.
+WAITING = ("RECEIVED", "QUEUED", "PROVISIONING", "DEPLOYING")
 
 
 class RemoteError(ConnectionError):
@@ -39,6 +44,10 @@ class RemoteError(ConnectionError):
 
     The message says what to do; it never holds the API key.
     """
+
+
+class QueueTimeout(RemoteError):
+    """NDIF kept a request waiting for its turn longer than the queue timeout; the request was given up."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,26 @@ def _note(kind: str, size: int) -> None:
         getattr(record, kind).append(int(size))
 
 
+class _Envoys:
+    """The one envoy tree of a model and the lock of its sessions, shared by every backend that runs the model
+    (each browser session's NDIF key is its own backend): nnsight's interleaver runs one session at a time."""
+
+    def __init__(self):
+        self.envoy = None
+        self.lock = threading.RLock()
+
+
+_ENVOYS = weakref.WeakKeyDictionary()
+_ENVOYS_LOCK = threading.Lock()
+
+
+def _shared(model) -> _Envoys:
+    with _ENVOYS_LOCK:
+        if model not in _ENVOYS:
+            _ENVOYS[model] = _Envoys()
+        return _ENVOYS[model]
+
+
 def _scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
@@ -113,12 +142,20 @@ class Traced:
         NDIF's API key (``NDIF_API_KEY`` by default); never shown.
     repo_id : str, optional
         The hub name NDIF serves the model under (remote only).
+    served : torch.nn.Module, optional
+        With ``remote="local"``: the model with weights that the simulated
+        server runs, when ``model`` is a copy on the meta device (as on NDIF);
+        see :func:`simulated`.
+    queue_timeout : float, optional
+        Seconds a request may wait in NDIF's queue before it is given up
+        (:class:`QueueTimeout`); ``NDIF_QUEUE_TIMEOUT`` or 600 by default.
     """
 
     traced = True
 
     def __init__(self, model, tokenizer, *, remote: bool | str = False, host: str | None = None,
-                 api_key: str | None = None, repo_id: str | None = None):
+                 api_key: str | None = None, repo_id: str | None = None, served=None,
+                 queue_timeout: float | None = None):
         if remote not in (False, True, "local"):
             raise ValueError(f"remote must be False, True or 'local'; got {remote!r}")
         self.remote = remote
@@ -129,9 +166,11 @@ class Traced:
         self._api_key = api_key if api_key is not None else os.environ.get("NDIF_API_KEY")
         self.repo_id = repo_id
         self._model, self._tokenizer = model, tokenizer
-        self._envoy = None
+        self._served = model if served is None else served
+        self.queue_timeout = float(queue_timeout if queue_timeout is not None
+                                   else os.environ.get("NDIF_QUEUE_TIMEOUT", DEFAULT_QUEUE_TIMEOUT_S))
         self._paths = None
-        self.lock = threading.RLock()  # one envoy tree, one interleaver: one session at a time
+        self.lock = _shared(self._served).lock  # one envoy tree, one interleaver: one session at a time
 
     @property
     def where(self) -> str:
@@ -152,18 +191,19 @@ class Traced:
     # ------------------------------------------------------------ the envoy tree
     @property
     def envoy(self):
-        """The nnsight ``TransformersModel`` around the model, made once."""
+        """The nnsight ``TransformersModel`` around the model, made once per model for every backend that runs it."""
+        shared = _shared(self._served)
         with self.lock:
-            if self._envoy is None:
+            if shared.envoy is None:
                 import warnings
 
                 from nnsight import TransformersModel
 
                 with warnings.catch_warnings():  # nnsight warns of each BERT-style `output` submodule it renames
                     warnings.simplefilter("ignore")
-                    placed = {"device": "meta"} if self._model.device.type == "meta" else {}  # NDIF: stay there
-                    self._envoy = TransformersModel(self._model, tokenizer=self._tokenizer, task=self.task, **placed)
-            return self._envoy
+                    placed = {"device": "meta"} if self._served.device.type == "meta" else {}  # NDIF: stay there
+                    shared.envoy = TransformersModel(self._served, tokenizer=self._tokenizer, task=self.task, **placed)
+            return shared.envoy
 
     @property
     def task(self) -> str:
@@ -176,7 +216,8 @@ class Traced:
     def envoys(self, modules) -> list:
         """The envoys of ``modules`` (modules of the wrapped model, as the family table finds them).
 
-        Found by each module's dotted path in the model; a part that nnsight
+        Found by each module's dotted path in the model (the same path in the
+        served model, which has the same structure); a part that nnsight
         serves on every envoy (BERT's ``output`` submodule against ``.output``,
         the module's output) is where nnsight moves it, ``E_output``.
         """
@@ -213,7 +254,8 @@ class Traced:
         if self.remote is True:
             if not self.repo_id:
                 raise ValueError("repo_id must name the model NDIF serves (a hub name) to run it there")
-            return _Remote(self.model_key(), host=self.host, api_key=self._api_key or "", blocking=True)
+            return _Remote(self.model_key(), host=self.host, api_key=self._api_key or "", blocking=True,
+                           queue_timeout=self.queue_timeout)
         _note("sent", 0)
         return None
 
@@ -228,6 +270,8 @@ class Traced:
 
         try:
             yield
+        except RemoteError:  # ours, already worded (a queue timeout)
+            raise
         except NnsightRemoteError as error:
             raise RemoteError(self._explain(str(error))) from None
         except (OSError, httpx.HTTPError) as error:
@@ -288,12 +332,83 @@ def _simulated_class():
     return Simulated
 
 
+_LISTENERS = threading.local()
+
+
+@contextlib.contextmanager
+def watching(listener) -> Iterator[None]:
+    """Tell ``listener(status, waited_s)`` how this thread's NDIF requests made inside the block fare.
+
+    ``status`` is NDIF's word for where a request is (nnsight's ``Status``:
+    "RECEIVED", "QUEUED", "RUNNING", ...), ``waited_s`` the seconds since
+    NDIF received it. While a request waits the listener is also
+    called about once a second, so a caller can show the wait; an exception
+    it raises (a Stop) ends the wait.
+    """
+    previous = getattr(_LISTENERS, "current", None)
+    _LISTENERS.current = listener
+    try:
+        yield
+    finally:
+        _LISTENERS.current = previous
+
+
+class _Watch:
+    """Stands in for nnsight's status display on a remote request: each status goes to the thread's listener
+    (:func:`watching`), and a request still waiting for its turn after ``timeout`` seconds is given up.
+
+    nnsight wakes its receive loop every 0.1 s to call ``refresh`` while its display is ``enabled``;
+    nnsight itself never gives up on a queued request.
+    """
+
+    enabled = True
+    verbose = False
+
+    def __init__(self, timeout: float, host: str):
+        self.timeout, self.host = timeout, host
+        self.status = "SENT"
+        self.started = None  # NDIF's first answer: from then on the request waits on NDIF, not on the upload
+        self.told = -1.0
+        self.listener = getattr(_LISTENERS, "current", None)
+
+    def update(self, response) -> None:
+        status = str(getattr(response.status, "value", response.status))
+        if status != "LOG":  # a transient server message, not a stage
+            self.status = status
+            if self.started is None:
+                self.started = time.monotonic()
+            self._tell()
+
+    def refresh(self) -> None:
+        waited = self._waited()
+        if self.status in WAITING and waited > self.timeout:
+            raise QueueTimeout(
+                f"NDIF at {self.host} kept the request waiting ({self.status}) for more than {self.timeout:g} s, "
+                "so it was given up: NDIF is busy or still starting the model; try again in a few minutes, "
+                "or wait longer with NDIF_QUEUE_TIMEOUT (seconds)"
+            )
+        if waited - self.told >= 1.0:
+            self._tell()
+
+    def _waited(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def _tell(self) -> None:
+        self.told = self._waited()
+        if self.listener is not None:
+            self.listener(self.status, self.told)
+
+
 @functools.lru_cache(maxsize=None)
 def _remote_class():
     from nnsight.intervention.backends.remote import RemoteBackend
 
     class Remote(RemoteBackend):
-        """nnsight's remote backend, noting the size of each request it sends."""
+        """nnsight's remote backend, noting the size of each request it sends, its statuses watched (:class:`_Watch`)."""
+
+        def __init__(self, *args, queue_timeout: float = DEFAULT_QUEUE_TIMEOUT_S, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.display = _Watch(queue_timeout, self.host)
 
         def _serialize(self, tracer):
             blob = super()._serialize(tracer)
@@ -362,6 +477,21 @@ def make(backend, model, tokenizer, *, name: str, api_key: str | None = None, ho
     return Traced(model, tokenizer, remote=remote, host=host, api_key=api_key, repo_id=name)
 
 
+def with_key(lm, api_key: str | None):
+    """``lm`` with its NDIF requests sent under ``api_key`` (None: ``NDIF_API_KEY``): a new LM, the rest shared.
+
+    For a server whose users each bring their own key to one loaded model.
+    """
+    import copy
+    import dataclasses
+
+    if not lm.backend.traced:
+        return lm
+    keyed = copy.copy(lm.backend)
+    keyed._api_key = api_key if api_key is not None else os.environ.get("NDIF_API_KEY")
+    return dataclasses.replace(lm, backend=keyed)
+
+
 def use(lm, backend, *, api_key: str | None = None, host: str | None = None, remote: bool | str | None = None):
     """``lm`` run through another backend: a new LM sharing the same model, tokenizer and name.
 
@@ -372,3 +502,25 @@ def use(lm, backend, *, api_key: str | None = None, host: str | None = None, rem
     return dataclasses.replace(
         lm, backend=make(backend, lm.model, lm.tokenizer, name=lm.name, api_key=api_key, host=host, remote=remote)
     )
+
+
+def simulated(lm, *, api_key: str | None = None):
+    """``lm`` as NDIF serves it, with this machine standing in for NDIF: the offline twin of ``backend="ndif"``.
+
+    What ``ec.load(lm.name, backend="ndif")`` gives (the model a copy on the
+    meta device: its structure names the modules, nothing here can run it),
+    except that each session is serialised as for NDIF and run by ``lm``'s own
+    model (nnsight's ``remote="local"``). So a view that would not run on NDIF
+    fails here as it would there, without any network.
+
+    >>> served = simulated(lm)          # shares lm's weights; its own model holds none
+    """
+    import torch
+
+    from ..models import wrap
+
+    with torch.device("meta"):
+        structure = type(lm.model)._from_config(lm.model.config, dtype=lm.model.dtype)
+    return wrap(structure, lm.tokenizer, name=lm.name, backend=Traced(
+        structure, lm.tokenizer, remote="local", api_key=api_key, repo_id=lm.name, served=lm.model,
+    ))

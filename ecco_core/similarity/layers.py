@@ -273,6 +273,7 @@ def corpus_similarity(
     >>> result.values.shape                                                     # (n_layers + 1, n_layers)
     (31, 30)
     """
+    lm.require_hooks("similarity over texts", "it collects padded batches of the texts with hooks")
     method = checks.choice("method", method, METHODS)
     kernel = checks.choice("kernel", kernel, KERNELS)
     keep = check_keep(keep)
@@ -343,6 +344,7 @@ def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: st
     X : ndarray of shape (n_samples, width of rows), float32
     Y : ndarray of shape (n_samples, width of columns), float32
     """
+    lm.require_hooks("similarity over texts", "it collects padded batches of the texts with hooks")
     rows = checks.choice("rows", rows, REPRESENTATIONS)
     columns = checks.choice("columns", columns, REPRESENTATIONS)
     counts = {"hidden": lm.n_layers + 1, "ffn": lm.n_layers}
