@@ -8,7 +8,8 @@
   word as different tokens, and the spaced one is what follows a word.
 - ``[MASK]`` in a masked model's text is its mask token whatever the family
   spells it (RoBERTa's ``<mask>``, :func:`model_text`).
-- A token is shown as its id decoded on its own (:func:`token_strings`).
+- A token is shown as its id decoded on its own (:func:`token_strings`); a
+  prompt's tokens as the analyses count its positions (:func:`prompt_tokens`).
 
 >>> ids, position = read_position(lm, "The keys to the cabinet")  # where the next token is predicted
 >>> candidate_ids(lm, "The keys to the cabinet", "is")              # the ids of " is", as it follows the text
@@ -65,6 +66,13 @@ def encode_prompt(lm: LM, text: str, *, argument: str = "text") -> list[int]:
     """Token ids of ``text`` as the model reads a prompt (with its special tokens); ``argument`` names it in errors."""
     check_text(text, argument)
     return lm.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def prompt_tokens(lm: LM, text: str, *, argument: str = "text") -> tuple[str, ...]:
+    """Display strings of ``text``'s tokens as an analysis reads the prompt: special tokens in, ``[MASK]``
+    spelled as a masked model's mask token (:func:`model_text`). Its positions are the ones that
+    :func:`read_position` and ``ec.Noise(positions)`` count; ``argument`` names ``text`` in errors."""
+    return token_strings(lm.tokenizer, encode_prompt(lm, model_text(lm, text), argument=argument))
 
 
 def encode_answer(lm: LM, answer: str) -> list[int]:

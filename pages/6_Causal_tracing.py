@@ -7,7 +7,7 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import estimates, patching, plots
-from ecco_core.tokens import token_strings
+from ecco_core.tokens import prompt_tokens
 from ecco_core.plots import display_token
 
 st.set_page_config(page_title="Causal tracing", layout="wide")
@@ -57,17 +57,12 @@ def fill_example() -> None:
     st.session_state.update(EXAMPLES[st.session_state["trace-example"]])
 
 
-def corrupted_input(corruption: tuple):
-    """``ec.patch``'s ``corrupted`` from the page's hashable ``("prompt", text)`` or ``("noise", positions, scale, seed)``."""
-    return ec.Noise(*corruption[1:]) if corruption[0] == "noise" else corruption[1]
-
-
 def exact_seconds(lm, settings: tuple) -> float:
     """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings."""
     _, clean, corruption, answer, foil, _, _ = settings
 
     def estimate() -> float:
-        runs, positions = patching.work(lm, clean, corrupted_input(corruption), answer, foil)  # every draw
+        runs, positions = patching.work(lm, clean, corruption, answer, foil)  # every draw
         return estimates.patching_seconds(lm, runs, positions)
 
     return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
@@ -83,7 +78,7 @@ def traced(lm, settings: tuple, approximate: bool):
     estimate = 0.0 if approximate else exact_seconds(lm, settings)
     return dashboard.long_work(
         "Attribution patching" if approximate else "Activation patching",
-        lambda progress: ec.patch(lm, clean, corrupted_input(corruption), answer, foil, metric=metric, window=window,
+        lambda progress: ec.patch(lm, clean, corruption, answer, foil, metric=metric, window=window,
                                   approximate=approximate, progress=progress),
         key="trace-approximate" if approximate else "trace-exact", settings=(*settings, approximate),
         estimate_s=estimate,
@@ -103,12 +98,13 @@ with left:
     if corruption_kind == "prompt":
         dashboard.page_param("trace-corrupted", defaults["trace-corrupted"])
         corrupted = st.text_input("Corrupted prompt (same number of tokens)", key="trace-corrupted")
-        corruption = ("prompt", corrupted)
+        corruption = corrupted  # ec.patch's corrupted: a prompt, or ec.Noise below
     else:
         clean_tokens = ()
         if clean.strip():
             with contextlib.suppress(ValueError):  # a prompt over the limit is refused below, with the others
-                clean_tokens = token_strings(lm.tokenizer, dashboard.checked_prompt(lm, clean))
+                dashboard.checked_prompt(lm, clean)
+                clean_tokens = prompt_tokens(lm, clean)  # the positions ec.Noise counts
         options = [str(position) for position in range(len(clean_tokens))]
         dashboard.page_param("trace-noise", [])
         st.session_state["trace-noise"] = [p for p in st.session_state["trace-noise"] if p in options]
@@ -126,7 +122,7 @@ with left:
             "Noise draws averaged", 1, MAX_SAMPLES, step=1, key="trace-samples",
             help="Meng et al. average 10 draws; each costs a whole run. Pin a cell to see how much one draw can "
             f"differ from the next ({SPREAD_DRAWS} draws of that cell alone).")
-        corruption = ("noise", tuple(int(p) for p in noised), float(scale), int(seed), int(samples))
+        corruption = ec.Noise(tuple(int(p) for p in noised), float(scale), int(seed), int(samples)) if noised else None
 with right:
     answer_column, foil_column = st.columns(2)
     dashboard.page_param("trace-answer", defaults["trace-answer"])
@@ -149,14 +145,14 @@ with right:
     dashboard.page_param("trace-compare", True)
     compare = st.toggle("Compare exact and approximate", key="trace-compare")
 
-if corruption[0] == "noise" and not corruption[1]:
+if corruption is None:
     st.info("Pick the tokens to corrupt (the subject, in Meng et al.'s experiments).")
     st.stop()
 
 
 def check_controls() -> None:
     """The page's inputs checked in the words of its controls, before any work (the library says it in its own)."""
-    prompts = {"Clean prompt": clean} | ({"Corrupted prompt": corruption[1]} if corruption[0] == "prompt" else {})
+    prompts = {"Clean prompt": clean} | ({"Corrupted prompt": corruption} if isinstance(corruption, str) else {})
     for label, text in prompts.items():
         if not text.strip():
             raise ValueError(f"{label} is empty; type the prompt to trace")
@@ -189,28 +185,28 @@ with contextlib.suppress(ValueError):
 
 def draws_of_cell(result, index: int, site: str, position: int, layer: int) -> None:
     """The pinned cell's effect under several noise draws alone, so that a lucky draw shows as one."""
-    noise = corrupted_input(corruption)
     if result.draw_effects is not None:
-        spread, first = result.draw_effects[:, index, layer, position], noise.seed
+        spread, first = result.draw_effects[:, index, layer, position], corruption.seed
     else:
         spread = None
         with dashboard.user_errors():
             spread = dashboard.cached_analysis(
-                lambda: patching.draw_effects(lm, clean, noise, answer, foil or None, site=site, layer=layer,
+                lambda: patching.draw_effects(lm, clean, corruption, answer, foil or None, site=site, layer=layer,
                                               position=position, draws=SPREAD_DRAWS, metric=settings[5],
                                               window=int(window)),
                 key="trace-draws", settings=(settings, pinned), spinner=f"Drawing the noise {SPREAD_DRAWS} times…")
         if spread is None:
             return
-        first = noise.seed
+        first = corruption.seed
     shown = result.effects[index, layer, position]
     averaged = (f"the average of these {len(spread)} draws" if result.draw_effects is not None
-                else f"seed {noise.seed} alone")
+                else f"seed {corruption.seed} alone")
     st.caption(
         f"Under {len(spread)} noise draws (seeds {first} to {first + len(spread) - 1}), each alone, this cell's "
         f"effect is {spread.mean():.3f} ± {spread.std(ddof=1):.3f}, from {spread.min():.3f} to {spread.max():.3f}; "
         f"the map shows {shown:.3f} ({averaged})."
-        + (" One draw is not enough here: average more." if spread.std(ddof=1) > 0.1 and noise.samples == 1 else "")
+        + (" One draw is not enough here: average more."
+           if spread.std(ddof=1) > 0.1 and corruption.samples == 1 else "")
     )
 
 
@@ -246,7 +242,7 @@ with area:
         )
         if result.top_ids.shape[-1]:
             st.dataframe(result.predictions_frame(site, position, layer), hide_index=True)
-        if corruption[0] == "noise" and (result.draw_effects is not None or not result.approximate):
+        if isinstance(corruption, ec.Noise) and (result.draw_effects is not None or not result.approximate):
             draws_of_cell(result, index, site, position, layer)
 
     dashboard.download_buttons(result.to_frame(), "causal-tracing", plots.patching_figure(result))

@@ -5,7 +5,9 @@ import copy
 import pytest
 
 import ecco_core as ec
-from ecco_core.tokens import candidate_ids, encode_answer, encode_prompt, model_text, read_position, token_strings
+from ecco_core.tokens import (
+    candidate_ids, encode_answer, encode_prompt, model_text, prompt_tokens, read_position, token_strings,
+)
 from families import tiny_lm
 
 
@@ -28,6 +30,18 @@ def test_mask_is_spelled_as_the_models_own_mask_token(lm, encoder, angle_mask):
     # watch and patch read the same position through the same rule
     assert ec.watch(angle_mask, text, ["is"]).positions.tolist() == [position]
     assert ec.patch(angle_mask, text, "The door [MASK] here.", "is", sites="residual").read_position == position
+
+
+def test_prompt_tokens_count_the_positions_the_analyses_read(lm, angle_mask):
+    """What the Causal tracing page offers to corrupt: ec.Noise's positions, [MASK] as the model's mask token."""
+    text = "The keys [MASK] here."
+    ids, position = read_position(angle_mask, text)
+    tokens = prompt_tokens(angle_mask, text)
+    assert tokens == token_strings(angle_mask.tokenizer, ids) and tokens[position] == "<mask>"
+    assert len(encode_prompt(angle_mask, text)) != len(tokens)  # the bare text spells [MASK] as several tokens
+    assert prompt_tokens(lm, "The keys") == token_strings(lm.tokenizer, encode_prompt(lm, "The keys"))
+    with pytest.raises(ValueError, match="clean must be a string of text to analyse"):
+        prompt_tokens(lm, " ", argument="clean")
 
 
 def test_read_position_is_after_the_prompt_for_a_causal_model(lm):
