@@ -655,8 +655,9 @@ def circuits(
     routes : bool, default False
         Also compute the information flow routes (Ferrando & Voita 2024,
         "Information Flow Routes: Automatically Interpreting Language Models at
-        Scale"), the ``route_*`` fields, for every block and token: one more
-        eager pass, and ``n_layers * n_heads * n_tokens**2`` importances. Each
+        Scale"), the ``route_*`` fields, for every block and token: from the
+        same eager pass as DLA (every query's attention weights kept), and
+        ``n_layers * n_heads * n_tokens**2`` importances. Each
         residual sum is split exactly into its parts (block ``l``'s input
         ``x_i``, every ``alpha_hij f_h(x_j)``, the attention output bias; then
         the stream after attention and the FFN output), and each part ``z`` of
@@ -681,76 +682,11 @@ def circuits(
     lm.require_hooks("circuits", "they read attention weights and every head's values on the eager attention twin")
     ids, answer_id, foil_id, notes = _inputs(lm, text, answer, foil, position)
     twin = eager_twin(lm)
-    n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
-    seen: dict = {"values": {}, "weights": {}, "z": {}, "ffn": {}}
-
-    def keep(kind, layer, read):
-        def hook(module, args, output):
-            seen[kind][layer] = read(output)
-        return hook
-
-    def before(store, key, read):
-        def hook(module, args, kwargs):
-            store[key] = read(args[0] if args else kwargs["hidden_states"])
-        return Before(hook)
-
-    hooks = {
-        twin.blocks[0]: before(seen, "embeddings", lambda hidden: first(hidden)[0, -1]),
-        twin.final_norm[0]: before(seen, "final", lambda hidden: hidden[0, -1]),
-    }
-    for layer in range(n_layers):
-        hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
-        hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0, :, -1])
-        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: by_token(first(out), 1)[0, -1])
-        # The projection's input is every head's output side by side: (n_heads * head_dim,) at the read position.
-        hooks[twin.output_projections[layer]] = before(seen["z"], layer, lambda z: by_token(z, 1)[0, -1])
-    with torch.inference_mode(), hooked(hooks):
-        output = twin.model.base_model(input_ids=torch.tensor([ids], device=lm.device),
-                                       **without_cache(twin.model.base_model))
-        logits = lm.apply_head(output.last_hidden_state[0, -1])
-    value = float(logits[answer_id] - (logits[foil_id] if foil_id >= 0 else 0.0))
-
-    x = seen["final"].double()
-    direction, constant, scale = _logit_direction(lm, seen["final"].clone(), [answer_id] + [foil_id] * (foil_id >= 0))
-    heads = np.zeros((n_layers, n_heads))
-    sources = np.zeros((n_layers, n_heads, len(ids)))
-    attention_bias, ffn = np.zeros(n_layers), np.zeros(n_layers)
-    head_outputs = np.zeros((n_layers, n_heads, lm.d_model), np.float32)
-    ffn_outputs = np.zeros((n_layers, lm.d_model), np.float32)
-    residual = seen["embeddings"].double().clone()
-    for layer in range(n_layers):
-        matrices = head_output_matrices(lm, layer).double()  # (n_heads, head_dim, d_model)
-        per_head = matrices @ direction  # (n_heads, head_dim): what one unit of z_h adds to the metric
-        z = seen["z"][layer].double().view(n_heads, head_dim)
-        heads[layer] = (z * per_head).sum(-1).cpu().numpy()
-        values = head_values(lm, seen["values"][layer]).double()  # (n_tokens, n_heads, head_dim)
-        weights = seen["weights"][layer].double()  # (n_heads, n_tokens)
-        sources[layer] = (weights * torch.einsum("thk,hk->ht", values, per_head)).cpu().numpy()
-        projection = lm.output_projections[layer]
-        bias = projection.bias.double() if getattr(projection, "bias", None) is not None else None
-        attention_bias[layer] = float(bias @ direction) if bias is not None else 0.0
-        mlp = seen["ffn"][layer].double()
-        ffn[layer] = float(mlp @ direction)
-        written = torch.einsum("hk,hkd->hd", z, matrices)
-        head_outputs[layer], ffn_outputs[layer] = written.cpu().numpy(), mlp.cpu().numpy()
-        residual += written.sum(0) + mlp + (bias if bias is not None else 0.0)
-    embeddings = float(seen["embeddings"].double() @ direction)
-
-    off = float((residual - x).norm() / x.norm())
-    if off > _SUM_TOLERANCE:
-        raise ValueError(
-            f"the residual stream of {lm.name!r} is not the sum of its embeddings and its blocks' attention and "
-            f"FFN outputs (off by {off:.2g} of its size): its blocks are not pre-norm residual blocks, so direct "
-            "logit attribution does not apply"
-        )
+    seen = _eager_run(twin, ids, every_query=routes)
+    metric_ids = [answer_id] + [foil_id] * (foil_id >= 0)
+    fields = _decomposition(lm, seen, metric_ids)
     result = Circuits(
-        embeddings=embeddings,
-        heads=heads,
-        head_sources=sources,
-        attention_bias=attention_bias,
-        ffn=ffn,
-        final_bias=constant,
-        value=value,
+        **fields,
         metric="logit_diff" if foil_id >= 0 else "logit",
         answer=token_strings(lm.tokenizer, [answer_id])[0],
         foil=token_strings(lm.tokenizer, [foil_id])[0] if foil_id >= 0 else None,
@@ -758,18 +694,102 @@ def circuits(
         foil_id=foil_id,
         tokens=token_strings(lm.tokenizer, ids),
         token_ids=np.array(ids, dtype=np.int64),
-        final_scale=scale,
-        head_outputs=head_outputs,
-        ffn_outputs=ffn_outputs,
         model_name=lm.name,
         notes=notes,
     )
-    if abs(result.total - value) > _SUM_TOLERANCE * max(1.0, abs(value)):
+    if abs(result.total - result.value) > _SUM_TOLERANCE * max(1.0, abs(result.value)):
         raise RuntimeError(
-            f"the parts sum to {result.total:.6g}, the model's {METRICS[result.metric]} is {value:.6g}: the final "
-            f"norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
+            f"the parts sum to {result.total:.6g}, the model's {METRICS[result.metric]} is {result.value:.6g}: the "
+            f"final norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
         )
-    return dataclasses.replace(result, **_routes(twin, ids)) if routes else result
+    return dataclasses.replace(result, **_routes(twin, seen)) if routes else result
+
+
+def _eager_run(twin: LM, ids: list[int], every_query: bool) -> dict:
+    """One pass of the eager twin over ``ids``, recording what DLA and the routes read, block by block.
+
+    Returns a dict of dicts by block: ``inputs`` (n_tokens, d_model), each
+    block's input, and at key ``n_layers`` the final norm's (the last block's
+    output); ``values`` (n_tokens, width), the value projection's output;
+    ``weights`` (n_heads, n_tokens, n_tokens) with ``every_query``, else
+    (n_heads, n_tokens), the read position's row; ``z`` (n_heads * head_dim,),
+    every head's output side by side at the read position (the output
+    projection's input); ``ffn`` (n_tokens, d_model), the FFN's output. And
+    ``normed`` (d_model,), the final norm's output at the read position.
+    """
+    seen: dict = {"inputs": {}, "values": {}, "weights": {}, "z": {}, "ffn": {}}
+
+    def keep(kind, layer, read):
+        def hook(module, args, output):
+            seen[kind][layer] = read(output)
+        return hook
+
+    def before(kind, layer, read):
+        def hook(module, args, kwargs):
+            seen[kind][layer] = read(args[0] if args else kwargs["hidden_states"])
+        return Before(hook)
+
+    hooks = {twin.final_norm[0]: before("inputs", twin.n_layers, lambda hidden: first(hidden)[0])}
+    for layer in range(twin.n_layers):
+        hooks[twin.blocks[layer]] = before("inputs", layer, lambda hidden: first(hidden)[0])
+        hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
+        hooks[twin.attention_modules[layer]] = keep(
+            "weights", layer, (lambda out: out[1][0]) if every_query else (lambda out: out[1][0, :, -1]))
+        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: by_token(first(out), 1)[0])
+        hooks[twin.output_projections[layer]] = before("z", layer, lambda z: by_token(z, 1)[0, -1])
+    with torch.inference_mode(), hooked(hooks):
+        output = twin.model.base_model(input_ids=torch.tensor([ids], device=twin.device),
+                                       **without_cache(twin.model.base_model))
+    seen["normed"] = output.last_hidden_state[0, -1]
+    return seen
+
+
+def _decomposition(lm: LM, seen: dict, metric_ids: list[int]) -> dict:
+    """The DLA fields of :class:`Circuits` from :func:`_eager_run`'s record, the metric's token ids given.
+
+    Weights stay float32 (one product with the metric's direction per
+    block, no float64 copy of a matrix); the per-head numbers that must sum
+    exactly are formed in float64 from those products.
+    """
+    n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
+    read = [seen["inputs"][0][-1], seen["inputs"][n_layers][-1]]  # the embeddings, the last block's output
+    direction, constant, scale = _logit_direction(lm, read[1].clone(), metric_ids)
+    along = direction.to(read[1].dtype)
+    z = torch.stack([seen["z"][layer] for layer in range(n_layers)]).view(n_layers, n_heads, head_dim)
+    # What one unit of z_h adds to the metric, and what each head writes: (n_layers, n_heads, head_dim | d_model).
+    matrices = [head_output_matrices(lm, layer) for layer in range(n_layers)]
+    per_head = torch.stack([matrix @ along for matrix in matrices]).double()
+    written = torch.stack([torch.einsum("hk,hkd->hd", z[layer], matrices[layer]) for layer in range(n_layers)])
+    values = torch.stack([head_values(lm, seen["values"][layer]) for layer in range(n_layers)])  # (L, T, H, hd)
+    weights = torch.stack([seen["weights"][layer] for layer in range(n_layers)])
+    weights = weights if weights.dim() == 3 else weights[..., -1, :]  # (n_layers, n_heads, n_tokens)
+    sources = weights.double() * torch.einsum("lthk,lhk->lht", values.double(), per_head)
+    ffn_out = torch.stack([seen["ffn"][layer][-1] for layer in range(n_layers)])
+    biases = [getattr(projection, "bias", None) for projection in lm.output_projections]
+    bias = torch.stack([b if b is not None else torch.zeros_like(along) for b in biases])  # (n_layers, d_model)
+    residual = read[0] + written.sum((0, 1)) + ffn_out.sum(0) + bias.sum(0)
+    off = float((residual - read[1]).norm() / read[1].norm())
+    if off > _SUM_TOLERANCE:
+        raise ValueError(
+            f"the residual stream of {lm.name!r} is not the sum of its embeddings and its blocks' attention and "
+            f"FFN outputs (off by {off:.2g} of its size): its blocks are not pre-norm residual blocks, so direct "
+            "logit attribution does not apply"
+        )
+    rows = lm.head[0].weight[metric_ids]
+    logits = rows @ seen["normed"] + (lm.head[0].bias[metric_ids] if getattr(lm.head[0], "bias", None) is not None
+                                      else 0.0)
+    return {
+        "embeddings": float(read[0].double() @ direction),
+        "heads": (z.double() * per_head).sum(-1).cpu().numpy(),
+        "head_sources": sources.cpu().numpy(),
+        "attention_bias": (bias.double() @ direction).cpu().numpy(),
+        "ffn": (ffn_out.double() @ direction).cpu().numpy(),
+        "final_bias": constant,
+        "value": float(logits[0] - logits[1]) if len(metric_ids) > 1 else float(logits[0]),
+        "final_scale": scale,
+        "head_outputs": written.float().cpu().numpy(),
+        "ffn_outputs": ffn_out.float().cpu().numpy(),
+    }
 
 
 # ------------------------------------------------------------ what each component writes
@@ -840,81 +860,60 @@ def _proximity(parts: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
     return (total.abs().sum(-1) - (total - parts).abs().sum(-1)).clamp(min=0)
 
 
-def _routes(twin: LM, ids: list[int], max_chunk_bytes: int = 64 * 2**20) -> dict[str, np.ndarray]:
+def _routes(twin: LM, seen: dict, max_chunk_bytes: int = 64 * 2**20) -> dict[str, np.ndarray]:
     """Importance of every part of every residual sum, per block and token (the fields ``route_*`` of Circuits).
 
-    ``twin`` runs eager attention (its weights are read). Block ``l``'s
-    attention makes ``mid_i = x_i + sum_h sum_j alpha_hij f_h(x_j) + b_O`` from
-    its input ``x``; its FFN makes ``out_i = mid_i + m_i``. Each part ``z`` of a
-    sum ``y`` gets ``proximity(z, y) = max(0, ||y||_1 - ||y - z||_1)``, divided
-    by the sum of its sum's proximities (all 0 where the parts cancel, which
-    happens: an FFN output that nearly removes the stream it reads).
+    ``seen`` is :func:`_eager_run`'s record with every query's weights. Block
+    ``l``'s attention makes ``mid_i = x_i + sum_h sum_j alpha_hij f_h(x_j) +
+    b_O`` from its input ``x``; its FFN makes ``out_i = mid_i + m_i``. Each
+    part ``z`` of a sum ``y`` gets ``proximity(z, y) = max(0, ||y||_1 - ||y -
+    z||_1)``, divided by the sum of its sum's proximities (all 0 where the parts
+    cancel, which happens: an FFN output that nearly removes the stream it
+    reads). Every head, query and source of a block in one tensor operation
+    (queries in chunks of ``max_chunk_bytes``), in float32; a causal model's
+    sources after the query (attention weight 0) are skipped.
     """
-    n_layers, n_heads, n_tokens = twin.n_layers, twin.n_heads, len(ids)
-    seen: dict = {"inputs": {}, "values": {}, "weights": {}, "ffn": {}}
-
-    def keep(kind, layer, read):
-        def hook(module, args, output):
-            seen[kind][layer] = read(output)
-        return hook
-
-    def keep_input(layer):
-        def hook(module, args, kwargs):
-            seen["inputs"][layer] = first(args[0] if args else kwargs["hidden_states"])[0]
-        return Before(hook)
-
-    # Block l's input is block l - 1's output; the final norm's input is the last block's output.
-    hooks = {twin.final_norm[0]: keep_input(n_layers)}
-    for layer in range(n_layers):
-        hooks[twin.blocks[layer]] = keep_input(layer)
-        hooks[twin.value_projections[layer]] = keep("values", layer, lambda out: out[0])
-        hooks[twin.attention_modules[layer]] = keep("weights", layer, lambda out: out[1][0])
-        hooks[twin.ffn_projections[layer]] = keep("ffn", layer, lambda out: by_token(first(out), 1)[0])
-    with torch.inference_mode(), hooked(hooks):
-        twin.model.base_model(input_ids=torch.tensor([ids], device=twin.device), **without_cache(twin.model.base_model))
-
-    routes = {
-        "route_heads": np.zeros((n_layers, n_heads, n_tokens, n_tokens), np.float32),
-        **{name: np.zeros((n_layers, n_tokens), np.float32) for name in (
-            "route_attention_residual", "route_attention_bias", "route_ffn", "route_ffn_residual")},
-    }
-    rows = max(1, max_chunk_bytes // (8 * n_tokens * twin.d_model))  # query tokens per (tokens, d_model) block
+    n_layers, n_heads, n_tokens = twin.n_layers, twin.n_heads, seen["inputs"][0].shape[0]
+    # Query tokens per chunk: within the memory bound, and at most a quarter of them, so that the sources after
+    # a chunk's last query (attention weight 0 in a causal model: proximity 0) are mostly left out.
+    rows = max(1, min(max_chunk_bytes // (4 * n_heads * n_tokens * twin.d_model), -(-n_tokens // 4)))
+    parts = {name: [] for name in ("route_heads", "route_attention_residual", "route_attention_bias",
+                                   "route_ffn", "route_ffn_residual")}
     with torch.inference_mode():
         for layer in range(n_layers):
-            x = seen["inputs"][layer].double()
+            x, weights = seen["inputs"][layer].float(), seen["weights"][layer].float()  # weights (n_heads, T, T)
             # f_h(x_j), what head h moves from token j per unit of attention: (n_heads, n_tokens, d_model)
-            moved = torch.einsum("thk,hkd->htd", head_values(twin, seen["values"][layer]).double(),
-                                 head_output_matrices(twin, layer).double())
-            weights = seen["weights"][layer].double()  # (n_heads, n_tokens, n_tokens)
+            moved = torch.einsum("thk,hkd->htd", head_values(twin, seen["values"][layer]).float(),
+                                 head_output_matrices(twin, layer).float())
             projection = twin.output_projections[layer]
-            bias = (projection.bias.double() if getattr(projection, "bias", None) is not None
-                    else torch.zeros_like(x[0]))
+            bias = projection.bias.float() if getattr(projection, "bias", None) is not None else torch.zeros_like(x[0])
             mid = x + torch.einsum("hij,hjd->id", weights, moved) + bias
-            out = mid + seen["ffn"][layer].double()
-            off = float((out - seen["inputs"][layer + 1].double()).norm() / out.norm())
+            out = mid + seen["ffn"][layer].float()
+            off = float((out - seen["inputs"][layer + 1].float()).norm() / out.norm())
             if off > _SUM_TOLERANCE:
                 raise ValueError(
                     f"block {layer}'s output is not its input plus its attention and FFN outputs (off by {off:.2g} "
                     "of its size): its blocks are not pre-norm residual blocks, so the routes do not apply"
                 )
-            heads = torch.zeros((n_heads, n_tokens, n_tokens), dtype=torch.float64)
+            heads = torch.zeros((n_heads, n_tokens, n_tokens))  # query i, source j
+            size = mid.abs().sum(-1)
             for start in range(0, n_tokens, rows):
-                queries = slice(start, start + rows)
-                for head in range(n_heads):
-                    parts = weights[head, queries, :, None] * moved[head][None]  # (rows, n_tokens, d)
-                    heads[head, queries] = _proximity(parts, mid[queries, None]).cpu()
-            residual = _proximity(x, mid).cpu()
-            from_bias = _proximity(bias, mid).cpu()
+                stop = min(n_tokens, start + rows)
+                # mid_i - alpha_hij f_h(x_j) for every head, query of the chunk and source up to its last query
+                rest = torch.addcmul(mid[None, start:stop, None], weights[:, start:stop, :stop, None],
+                                     moved[:, None, :stop], value=-1)
+                heads[:, start:stop, :stop] = (size[start:stop, None] - rest.abs_().sum(-1)).clamp(min=0)
+            residual, from_bias = _proximity(x, mid), _proximity(bias, mid)
             total = heads.sum((0, 2)) + residual + from_bias
             total = torch.where(total > 0, total, 1.0)
-            routes["route_heads"][layer] = (heads / total[None, :, None]).numpy()
-            routes["route_attention_residual"][layer] = (residual / total).numpy()
-            routes["route_attention_bias"][layer] = (from_bias / total).numpy()
-            kept, added = _proximity(mid, out).cpu(), _proximity(out - mid, out).cpu()
-            total = torch.where(kept + added > 0, kept + added, 1.0)
-            routes["route_ffn_residual"][layer] = (kept / total).numpy()
-            routes["route_ffn"][layer] = (added / total).numpy()
-    return routes
+            kept, added = _proximity(mid, out), _proximity(out - mid, out)
+            both = torch.where(kept + added > 0, kept + added, 1.0)
+            for name, value in (("route_heads", heads / total[None, :, None]),
+                                ("route_attention_residual", residual / total),
+                                ("route_attention_bias", from_bias / total),
+                                ("route_ffn", added / both), ("route_ffn_residual", kept / both)):
+                parts[name].append(value)
+    return {name: torch.stack(values).cpu().numpy().astype(np.float32) for name, values in parts.items()}
 
 
 # ------------------------------------------------------------ verification by ablation
