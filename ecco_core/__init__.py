@@ -11,7 +11,7 @@ import types
 
 # Modules first: ``ec.capture``, ``ec.saliency``, ``ec.factors``, ``ec.attention`` are the
 # modules (their registries and result types inside), callable as their main function below.
-from . import attention, capture, factors, layers, models, plots, saliency
+from . import attention, capture, factors, layers, models, plots, readouts, saliency
 from .attention import METHODS as ATTENTION_METHODS
 from .attention import Attention
 from .capture import Capture, CaptureSettings
@@ -28,6 +28,7 @@ from .models import (
     supported_model_types,
     wrap,
 )
+from .readouts import READOUTS
 from .saliency import METHODS as SALIENCY_METHODS
 from .saliency import TARGETS as SALIENCY_TARGETS
 from .saliency import Saliency
@@ -127,6 +128,8 @@ __all__ = [
     "Rankings",
     "rankings",
     "read_conllu",
+    "READOUTS",
+    "readouts",
     "recording",
     "Saliency",
     "saliency",

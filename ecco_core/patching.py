@@ -63,6 +63,7 @@ from .backward import items_per_report
 from .hooks import by_token, hooked, on_first
 from .layers import site_label
 from .models import LM
+from .readouts import Selection, check_traced, reader
 from .tokens import check_text, encode_prompt, model_text, read_position, token_strings, word_id
 
 #: Where a block writes into the residual stream, by name.
@@ -73,12 +74,10 @@ SITES = {
     "ffn": "the block's FFN output (its output projection's output), before it is added to the residual stream",
 }
 
-#: What is measured on each run at the answer's position, by name.
-METRICS = {
-    "logit_diff": "logit of the answer minus logit of the foil",
-    "prob": "probability of the answer",
-    "logprob": "log-probability of the answer",
-}
+#: What is measured on each run at the answer's position, by name: the readouts of
+#: :data:`ecco_core.readouts.READOUTS` that compare between runs (``shift_invariant``), read live; the foil's score
+#: is subtracted for one that ``needs_foil``.
+METRICS = Selection(lambda entry: entry.shift_invariant)
 
 DEFAULT_BATCH_BYTES = 256 * 2**20
 MAX_WINDOW = 64
@@ -421,12 +420,8 @@ def _excerpt(tokens, position: int, around: int = 3) -> str:
 
 
 def _metric_function(metric: str, answer_id: int, foil_id: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """logits (batch, vocab_size) -> the metric (batch,), float64."""
-    if metric == "logit_diff":
-        return lambda logits: (logits[:, answer_id] - logits[:, foil_id]).double()
-    if metric == "prob":
-        return lambda logits: torch.softmax(logits.double(), -1)[:, answer_id]
-    return lambda logits: torch.log_softmax(logits.double(), -1)[:, answer_id]
+    """logits (batch, vocab_size) -> the metric (batch,), float64; the foil counts where the metric needs one."""
+    return reader(metric, answer_id, foil_id if METRICS[metric].needs_foil else None)
 
 
 # ------------------------------------------------------------ hooks
@@ -660,6 +655,7 @@ def _traced(lm: LM, runs: _Runs, corrupted, sites, metric: str, patches, k: int,
     """``patches`` (or attribution patching) through nnsight: one session, see :func:`ecco_core.backends.sessions.patch`."""
     from .backends import sessions
 
+    check_traced(lm.backend, "metric", metric)
     n_tokens = len(runs.clean_ids)
     return sessions.patch(
         lm, clean_ids=list(runs.clean_ids), corrupted_ids=None if runs.corrupted_ids is None else list(runs.corrupted_ids),
@@ -695,8 +691,8 @@ def _check_metric(metric, foil) -> str:
     if metric is None:
         return "logit_diff" if foil is not None else "prob"
     choice("metric", metric, METRICS)
-    if metric == "logit_diff" and foil is None:
-        raise ValueError("metric 'logit_diff' needs a foil (the answer's logit minus the foil's); give foil=")
+    if METRICS[metric].needs_foil and foil is None:
+        raise ValueError(f"metric {metric!r} needs a foil ({METRICS[metric].description}); give foil=")
     return metric
 
 
@@ -718,8 +714,8 @@ def _check_options(sites, metric, foil, window, k, max_batch_bytes, approximate)
 def _check_effect_exists(metric: str, clean_value: float, corrupted_value: float) -> None:
     if abs(clean_value - corrupted_value) <= 1e-9 * max(1.0, abs(clean_value)):
         raise ValueError(
-            f"the clean and corrupted runs give the same {METRICS[metric]} ({clean_value:.6g}): no effect can be "
-            "normalised; corrupt a token the answer depends on"
+            f"the clean and corrupted runs give the same {METRICS[metric].description} ({clean_value:.6g}): no effect "
+            "can be normalised; corrupt a token the answer depends on"
         )
 
 

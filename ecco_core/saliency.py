@@ -40,13 +40,13 @@ from . import _checks as checks
 from .backward import activation_bytes, input_gradients, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .models import LM
+from .readouts import Selection, reader
+from .readouts import check_traced as check_traced_readout
 from .tokens import as_following_word, token_strings
 
-TARGETS = {
-    "prob": "softmax probability of the explained token (ecco's and inseq's default)",
-    "logit": "the explained token's logit",
-    "logprob": "log-softmax of the explained token",
-}
+#: What is differentiated for each explained token: the readouts that need no foil (``contrast_with`` subtracts
+#: the foil's from any of them), read live from :data:`ecco_core.readouts.READOUTS`.
+TARGETS = Selection(lambda entry: not entry.needs_foil)
 
 # Integrated gradients converge well before this (the IG paper: 20 to 300 points); more only costs time.
 MAX_STEPS = 1000
@@ -265,7 +265,8 @@ def saliency(
     method : str, default "grad_x_input"
         One of :data:`METHODS`.
     target : str, default "prob"
-        One of :data:`TARGETS`: what is differentiated for each explained token.
+        One of :data:`TARGETS`: what is differentiated for each explained token
+        (the probability by default, as in ecco and inseq).
     contrast_with : str, optional
         A foil token ("why *is* and not *are*"): the target becomes
         ``target(explained) - target(foil)``; with ``target="logit"`` (or
@@ -313,6 +314,7 @@ def saliency(
     method = checks.choice("method", method, METHODS)
     check_traced(lm, method)
     target = checks.choice("target", target, TARGETS)
+    check_traced_readout(lm.backend, "target", target)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
     captured_by(lm, cap)
@@ -321,7 +323,7 @@ def saliency(
     read_positions = explained - 1 if lm.is_causal else explained
     explained_ids = cap.token_ids[explained] if lm.is_causal else cap.top_ids[explained, 0]
     foil_id, foil_text = (None, None) if contrast_with is None else _foil(lm, contrast_with)
-    target_of = _target_function(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
+    target_of = reader(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
 
     if lm.backend.traced:
         raw, signed, values = _traced(lm, cap, method, read_positions, explained_ids, target, foil_id)
@@ -427,29 +429,6 @@ def _foil(lm: LM, word: str) -> tuple[int, str]:
             "one token as it follows the text"
         )
     return ids[0], token_strings(lm.tokenizer, ids)[0]
-
-
-def _target_function(target: str, explained_ids: torch.Tensor, foil_id: int | None) -> Callable:
-    """``target_of(logits, rows)``: logits of shape (batch, len(rows), vocab) -> targets (batch, len(rows)).
-
-    ``rows`` picks explained tokens (``None``: all of them). Computed in float64.
-    """
-
-    def target_of(logits: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
-        ids = explained_ids if rows is None else explained_ids[torch.as_tensor(rows)]
-        logits = logits.double()
-        if target == "prob":
-            scores = torch.softmax(logits, dim=-1)
-        elif target == "logprob":
-            scores = torch.log_softmax(logits, dim=-1)
-        else:
-            scores = logits
-        value = scores.gather(-1, ids.expand(*scores.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-        if foil_id is not None:
-            value = value - scores[..., foil_id]
-        return value
-
-    return target_of
 
 
 # ------------------------------------------------------------- the model

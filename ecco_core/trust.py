@@ -50,8 +50,9 @@ from .factors import Factors, default_components, factors
 from .layers import residual_labels
 from .lens import _head_device, _model_logits
 from .models import LM
+from .readouts import reader
 from .saliency import METHODS as SALIENCY_METHODS
-from .saliency import Saliency, _target_function, _values, explained_positions
+from .saliency import Saliency, _values, explained_positions
 from .saliency import saliency as saliency_of
 
 
@@ -1018,7 +1019,7 @@ def _erased_probabilities(lm: LM, embeddings: torch.Tensor, masks: np.ndarray, r
     """The explained token's probability (float64) with the embeddings zeroed where ``masks`` (n_variants,
     length) is True, the variants in batches within the budget: shape (n_variants,)."""
     length = embeddings.shape[1]
-    target_of = _target_function("prob", torch.as_tensor([explained_id], device=embeddings.device), None)
+    target_of = reader("prob", torch.as_tensor([explained_id], device=embeddings.device))
     per_batch = min(
         items_within(max_chunk_bytes, length * activation_bytes(lm, embeddings.element_size()), len(masks)),
         items_per_report(lm, length * lm.n_layers, len(masks)),

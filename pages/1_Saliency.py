@@ -48,7 +48,7 @@ method = columns[0].selectbox(
 )
 target = columns[1].selectbox(
     "Target", list(ec.SALIENCY_TARGETS), key="saliency_target",
-    help="\n\n".join(f"**{name}**: {text}" for name, text in ec.SALIENCY_TARGETS.items()),
+    help="\n\n".join(f"**{name}**: {entry.description}" for name, entry in ec.SALIENCY_TARGETS.items()),
 )
 contrast = columns[2].text_input(
     "Contrast with (optional)", key="saliency_contrast",

@@ -134,7 +134,7 @@ with right:
     metric = st.selectbox(  # a row of its own: its choices are long
         "Metric", METRIC_CHOICES, key="trace-metric",
         format_func=lambda name: "logit difference with a foil, else probability" if name == "default"
-        else patching.METRICS[name],
+        else patching.METRICS[name].description,
     )
     method_column, window_column = st.columns(2)
     dashboard.page_param("trace-method", "exact", choices=METHODS)
@@ -159,8 +159,9 @@ def check_controls() -> None:
         dashboard.checked_prompt(lm, text, label)
     if not answer.strip():
         raise ValueError("The answer is empty; type the word the clean prompt leads to, e.g. Mary")
-    if metric == "logit_diff" and not foil.strip():
-        raise ValueError(f"The metric '{patching.METRICS[metric]}' needs a foil: type one, or pick another metric")
+    if metric != "default" and patching.METRICS[metric].needs_foil and not foil.strip():
+        raise ValueError(f"The metric '{patching.METRICS[metric].description}' needs a foil: type one, or pick "
+                         "another metric")
     if method == "approximate" and window != 1:
         raise ValueError(f"{METHODS['approximate']} estimates one block at a time: set Blocks restored together to 1 "
                          f"(it is {window}), or pick {METHODS['exact']}")
@@ -219,7 +220,7 @@ with area:
         st.caption(f"ℹ️ {dashboard.literal(note)}")
     st.markdown(
         f"**{result.method.capitalize()}** of {dashboard.literal(result.corruption)}; metric: "
-        f"{patching.METRICS[result.metric]}: clean **{result.clean_value:.3f}**, corrupted "
+        f"{patching.METRICS[result.metric].description}: clean **{result.clean_value:.3f}**, corrupted "
         f"**{result.corrupted_value:.3f}**."
     )
     st.caption(f"Clean run predicts {dashboard.literal(predictions(result.clean_top))}; corrupted run "

@@ -28,8 +28,9 @@ FLOORS = [
     {"backends"},
     # models: the family table and loading
     {"models"},
-    # how a model is hooked, traced (each view as one nnsight session) and tokenised; the activation store
-    {"hooks", "backends.sessions", "tokens", "store"},
+    # how a model is hooked, traced (each view as one nnsight session) and tokenised, what is read from its
+    # output; the activation store
+    {"hooks", "backends.sessions", "tokens", "readouts", "store"},
     # one forward pass into a Capture
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass

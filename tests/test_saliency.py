@@ -11,7 +11,7 @@ import torch
 
 import ecco_core as ec
 from browser import ARTIFACTS, expected_saliency_shading, hover_saliency_token, saliency_shading
-from ecco_core import plots
+from ecco_core import plots, readouts
 
 # ``ec.saliency`` is the module (called as its function); it holds the helpers checked directly here.
 saliency_module = importlib.import_module("ecco_core.saliency")
@@ -162,7 +162,7 @@ def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
     cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
     result = ec.saliency(tiny_gpt2, cap, method="integrated_gradients", target="logit", steps=256)
     reads = np.arange(cap.n_input, cap.n_tokens) - 1
-    target_of = saliency_module._target_function("logit", torch.as_tensor(cap.token_ids[cap.n_input :]), None)
+    target_of = readouts.reader("logit", torch.as_tensor(cap.token_ids[cap.n_input :]))
     embeddings = tiny_gpt2.embeddings(torch.tensor(cap.token_ids[None])).detach()
     change = (
         saliency_module._values(tiny_gpt2, embeddings, reads, target_of)
