@@ -670,45 +670,17 @@ def load(
         with respect to input embeddings only, never into the shared weights.
     """
     transformers = _transformers()
-    if name is None:
-        name = DEFAULT_MODEL
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(
-            f"name must be a non-empty string (a folder, a hub name, or one of {offline_models()}); got {name!r}"
-        )
-    name = name.strip()
+    name = _checked_name(name)
     backends.check_choice(backend, remote)  # a bad choice fails before any loading
     on_ndif = backend == "ndif" and remote in (None, True)
     if on_ndif:
-        served = backends.served_models(host)
-        if name not in served:
-            raise ValueError(
-                f"NDIF does not serve {name!r} now; it serves: {', '.join(served) or 'nothing at the moment'}"
-            )
+        _check_served(name, host)
     folder = _resolve_folder(name)
     if isinstance(folder, Path):
         _refuse_remote_code(name, folder)
     local_only = isinstance(folder, Path) or not _hub_reachable()
-    try:
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
-    except (OSError, ValueError) as error:
-        if isinstance(folder, Path):
-            where = "as a model: the folder holds no readable config.json"
-        elif local_only:
-            where = "as a local folder (none by that name) or in the local hub cache (the hub is unreachable)"
-        else:
-            where = "as a local folder or on the Hugging Face hub"
-        raise ValueError(
-            f"model {name!r} was not found {where}; models that work offline here: "
-            f"{', '.join(offline_models()) or 'none installed'}"
-        ) from error
-    spec = family_for(config.model_type)
-    if spec.causal:
-        model_class = transformers.AutoModelForCausalLM
-    elif any(arch.endswith(("ForMaskedLM", "ForPreTraining")) for arch in config.architectures or ()):
-        model_class = transformers.AutoModelForMaskedLM
-    else:  # an encoder checkpoint without an MLM head: loading one would invent random weights
-        model_class = transformers.AutoModel
+    config = _read_config(transformers, name, folder, local_only)
+    model_class = _model_class(transformers, config)
     if on_ndif:
         with torch.device("meta"):  # the structure names the modules; the weights stay on NDIF
             model = model_class.from_config(config, dtype=dtype or torch.float32, trust_remote_code=False)
@@ -723,6 +695,52 @@ def load(
     return wrap(model, tokenizer, name=name, backend=backends.make(
         backend, model, tokenizer, name=name, api_key=api_key, host=host, remote=remote,
     ))
+
+
+def _checked_name(name) -> str:
+    """:func:`load`'s ``name``, stripped: :data:`DEFAULT_MODEL` for None, else a non-empty string."""
+    if name is None:
+        return DEFAULT_MODEL
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"name must be a non-empty string (a folder, a hub name, or one of {offline_models()}); got {name!r}"
+        )
+    return name.strip()
+
+
+def _check_served(name: str, host: str | None) -> None:
+    """Refuse a model NDIF does not serve now, before anything is read."""
+    served = backends.served_models(host)
+    if name not in served:
+        raise ValueError(
+            f"NDIF does not serve {name!r} now; it serves: {', '.join(served) or 'nothing at the moment'}"
+        )
+
+
+def _read_config(transformers, name: str, folder, local_only: bool):
+    """The model's config from ``folder`` (a local folder or a hub name), or an error saying where it was sought."""
+    try:
+        return transformers.AutoConfig.from_pretrained(folder, local_files_only=local_only, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        if isinstance(folder, Path):
+            where = "as a model: the folder holds no readable config.json"
+        elif local_only:
+            where = "as a local folder (none by that name) or in the local hub cache (the hub is unreachable)"
+        else:
+            where = "as a local folder or on the Hugging Face hub"
+        raise ValueError(
+            f"model {name!r} was not found {where}; models that work offline here: "
+            f"{', '.join(offline_models()) or 'none installed'}"
+        ) from error
+
+
+def _model_class(transformers, config):
+    """The Auto class that builds ``config``'s model with its head: causal LM, masked LM, or the bare encoder."""
+    if family_for(config.model_type).causal:
+        return transformers.AutoModelForCausalLM
+    if any(arch.endswith(("ForMaskedLM", "ForPreTraining")) for arch in config.architectures or ()):
+        return transformers.AutoModelForMaskedLM
+    return transformers.AutoModel  # an encoder checkpoint without an MLM head: loading one would invent random weights
 
 
 def wrap(model: nn.Module, tokenizer, name: str | None = None, backend=backends.HOOKS) -> LM:
