@@ -37,6 +37,8 @@ MIN_TEST_TOKENS = 100
 
 #: The axes of the logits of every probe at once, in order (see the module's docstring).
 LOGIT_AXES = ("representation", "token", "rate", "trial", "task", "class")
+#: The axes of the test accuracy of every probe: whether it tags each token right, summed over the test tokens.
+ACCURACY_AXES = ("representation", "rate", "trial", "task")
 
 #: Bytes of standardised features trained together when the features are on disk
 #: (:class:`~ecco_core.store.StoredArray`): the representations are trained in groups this size.
@@ -266,35 +268,84 @@ def train_probes(
     if batch_size is None:
         batch_size = int(np.clip(n_tokens // 32, 16, 256))
     batch_size = checks.whole("batch_size", batch_size, low=1)
-    rates = [lr] if np.isscalar(lr) else list(lr)
-    if not rates:
-        raise checks.invalid("lr", lr, f"a positive number or a sequence of them (e.g. {LEARNING_RATES})")
-    rates = [checks.positive("lr", rate) for rate in rates]
+    rates = _learning_rates(lr)
     device = torch.device(device)
-    precision = checks.choice("precision", precision, ["auto", *PRECISIONS])
-    dtype = (torch.bfloat16 if _fast_bfloat16(device) else torch.float32) if precision == "auto" else PRECISIONS[precision]
+    dtype = _product_dtype(precision, device)
     stacks = [_as_stack(stack, f"stacks[{i}]", n_tokens) for i, stack in enumerate(stacks)]
     stacks = [stack for stack in stacks if stack.shape[0]]
     if not stacks:
         raise checks.invalid("stacks", "no representation", "at least one stack of features")
 
     classes, real = np.unique(np.asarray(tags, dtype=object).astype(str), return_inverse=True)
-    n_classes = len(classes)
-    rng = np.random.default_rng(seed)
-    n_test = _n_test(n_tokens)
     if (coarse := small_corpus_warning(n_tokens)) is not None:
         warnings.warn(coarse, stacklevel=2)
+    train_mask, targets = _trial_tasks(real, words, len(classes), trials, np.random.default_rng(seed))
+    correct = _trained_hits(stacks, rates, train_mask, targets, len(classes), epochs=epochs, seed=seed,
+                            batch_size=batch_size, dtype=dtype, device=device, progress=progress)
+    accuracy = _test_accuracy(correct, train_mask)
+    # The rate whose real-tag probes (task 0) do best on average over representations and trials.
+    best = int(np.argmax(accuracy[..., 0].mean(axis=(ACCURACY_AXES.index("representation"),
+                                                      ACCURACY_AXES.index("trial")))))
+    return ProbeScores(
+        accuracy=accuracy[:, best, :, 0],
+        control_accuracy=accuracy[:, best, :, 1],
+        majority_accuracy=_majority_accuracy(real, train_mask, len(classes)),
+        lr=float(rates[best]),
+    )
+
+
+def _learning_rates(lr) -> list[float]:
+    """:func:`train_probes`' ``lr`` as a non-empty list of positive rates."""
+    rates = [lr] if np.isscalar(lr) else list(lr)
+    if not rates:
+        raise checks.invalid("lr", lr, f"a positive number or a sequence of them (e.g. {LEARNING_RATES})")
+    return [checks.positive("lr", rate) for rate in rates]
+
+
+def _product_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of the feature-times-weight products for ``precision`` ("auto": bfloat16 where it is fast)."""
+    precision = checks.choice("precision", precision, ["auto", *PRECISIONS])
+    if precision == "auto":
+        return torch.bfloat16 if _fast_bfloat16(device) else torch.float32
+    return PRECISIONS[precision]
+
+
+def _trial_tasks(real: np.ndarray, words: Sequence[str], n_classes: int, trials: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each trial's 67/33 split and its two tasks, drawn from ``rng`` trial after trial.
+
+    Returns ``train_mask`` of shape (n_tokens, trials), True for a training
+    token, and ``targets`` of shape (n_tokens, trials, 2): the real tag and the
+    trial's control tag of every token.
+    """
+    n_tokens = len(real)
+    n_test = _n_test(n_tokens)
     train_mask = np.ones((n_tokens, trials), dtype=bool)  # axes (token, trial)
     targets = np.empty((n_tokens, trials, 2), dtype=np.int64)  # axes (token, trial, task)
     for trial in range(trials):
         train_mask[rng.permutation(n_tokens)[:n_test], trial] = False
         targets[:, trial, 0] = real
         targets[:, trial, 1] = control_tags(words, real, n_classes, rng)
-    majority = np.array([
+    return train_mask, targets
+
+
+def _majority_accuracy(real: np.ndarray, train_mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """Test accuracy of always answering each trial's most frequent training tag, shape (trials,)."""
+    return np.array([
         np.mean(real[~train_mask[:, t]] == np.bincount(real[train_mask[:, t]], minlength=n_classes).argmax())
-        for t in range(trials)
+        for t in range(train_mask.shape[1])
     ])
 
+
+def _trained_hits(stacks: list, rates: list[float], train_mask: np.ndarray, targets: np.ndarray, n_classes: int,
+                  *, epochs: int, seed: int, batch_size: int, dtype: torch.dtype, device: torch.device,
+                  progress: Progress | None) -> np.ndarray:
+    """Train every probe, a group of representations at a time; whether each tags each token right.
+
+    Returns a bool array of shape (n_representations, n_tokens, n_rates,
+    trials, 2), the representations of all stacks one after the other.
+    """
+    n_tokens, trials = train_mask.shape
     # Every random draw comes first, in one fixed order (initial weights per rate and stack, then
     # each epoch's minibatch order), so that training the representations in groups draws the same.
     generator = torch.Generator().manual_seed(seed)
@@ -329,19 +380,14 @@ def train_probes(
                 correct[first_row[stack] + np.asarray(rows)] = stack_hits
     finally:
         close()
+    return correct
 
+
+def _test_accuracy(correct: np.ndarray, train_mask: np.ndarray) -> np.ndarray:
+    """Each probe's accuracy on its trial's test tokens, on :data:`ACCURACY_AXES`."""
     test = ~train_mask
-    accuracy_axes = ("representation", "rate", "trial", "task")  # correct summed over its token axis
-    accuracy = (correct * _on_axes(test, ("token", "trial"), of=LOGIT_AXES[:-1])).sum(1) / _on_axes(
-        test.sum(0), ("trial",), of=accuracy_axes
-    )
-    # The rate whose real-tag probes (task 0) do best on average over representations and trials.
-    best = int(np.argmax(accuracy[..., 0].mean(axis=(accuracy_axes.index("representation"), accuracy_axes.index("trial")))))
-    return ProbeScores(
-        accuracy=accuracy[:, best, :, 0],
-        control_accuracy=accuracy[:, best, :, 1],
-        majority_accuracy=majority,
-        lr=float(rates[best]),
+    return (correct * _on_axes(test, ("token", "trial"), of=LOGIT_AXES[:-1])).sum(1) / _on_axes(
+        test.sum(0), ("trial",), of=ACCURACY_AXES
     )
 
 
