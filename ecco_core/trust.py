@@ -33,6 +33,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -912,22 +913,9 @@ def faithfulness(
     check_chunk_bytes(max_chunk_bytes)
     n_random = whole("n_random", n_random, low=1)
     seed = whole("seed", seed)
-    percents_allowed = "an increasing sequence of percents in (0, 100], at least one"
-    if isinstance(percents, (str, bytes)) or not hasattr(percents, "__iter__"):
-        raise invalid("percents", percents, percents_allowed, TypeError)
-    percents = tuple(percents)
-    if (not percents or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in percents)
-            or not all(0 < p <= 100 for p in percents) or list(percents) != sorted(set(percents))):
-        raise invalid("percents", percents, percents_allowed)
+    percents = _checked_percents(percents)
     saliencies, methods = _saliency_list(cap, saliencies)
-    if positions is None:
-        given = [item for item in saliencies if isinstance(item, Saliency)]
-        positions = given[0].positions if given else explained_positions(lm, cap)
-    elif isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
-        positions = [positions]
-    positions = explained_positions(lm, cap, positions)
-    if len(np.unique(positions)) != len(positions):
-        raise invalid("positions", positions.tolist(), "distinct positions")
+    positions = _positions_to_explain(lm, cap, saliencies, positions)
     n_computed = sum(isinstance(item, str) for item in saliencies)
     stages = n_computed + 1  # one share of the progress bar per saliency computed here, one for the erasures
 
@@ -936,6 +924,60 @@ def faithfulness(
             return None
         return lambda fraction, message: progress((stage + fraction) / stages, message)
 
+    saliencies = _computed_saliencies(lm, cap, saliencies, positions, max_chunk_bytes, report, options)
+    explained_ids = np.asarray(cap.token_ids[positions] if lm.is_causal else cap.top_ids[positions, 0],
+                               dtype=np.int64)
+    curves = _erasure_curves(lm, cap, _score_rows(saliencies, positions, cap.n_tokens), positions, explained_ids,
+                             percents, n_random, np.random.default_rng(seed), max_chunk_bytes, report(n_computed))
+    n_methods = len(methods)
+    return Faithfulness(
+        methods=tuple(methods),
+        positions=np.asarray(positions, dtype=np.int64),
+        explained_tokens=tuple(saliencies[0].explained_tokens[saliencies[0].index_of(int(p))] for p in positions),
+        explained_ids=explained_ids,
+        percents=percents,
+        sizes=curves["sizes"],
+        n_candidates=curves["n_candidates"],
+        probability=curves["probability"],
+        comprehensiveness=curves["comprehensiveness"][:n_methods],
+        sufficiency=curves["sufficiency"][:n_methods],
+        random_comprehensiveness=curves["comprehensiveness"][n_methods:],
+        random_sufficiency=curves["sufficiency"][n_methods:],
+        kendall_tau=curves["kendall_tau"],
+        seed=seed,
+        model_name=lm.name,
+    )
+
+
+def _checked_percents(percents) -> tuple:
+    """:func:`faithfulness`'s ``percents`` as a tuple, when they increase within (0, 100]."""
+    percents_allowed = "an increasing sequence of percents in (0, 100], at least one"
+    if isinstance(percents, (str, bytes)) or not hasattr(percents, "__iter__"):
+        raise invalid("percents", percents, percents_allowed, TypeError)
+    percents = tuple(percents)
+    if (not percents or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in percents)
+            or not all(0 < p <= 100 for p in percents) or list(percents) != sorted(set(percents))):
+        raise invalid("percents", percents, percents_allowed)
+    return percents
+
+
+def _positions_to_explain(lm: LM, cap: Capture, saliencies: list, positions) -> np.ndarray:
+    """:func:`faithfulness`'s explained positions, checked: by default those of the first given Saliency."""
+    if positions is None:
+        given = [item for item in saliencies if isinstance(item, Saliency)]
+        positions = given[0].positions if given else explained_positions(lm, cap)
+    elif isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
+        positions = [positions]
+    positions = explained_positions(lm, cap, positions)
+    if len(np.unique(positions)) != len(positions):
+        raise invalid("positions", positions.tolist(), "distinct positions")
+    return positions
+
+
+def _computed_saliencies(lm: LM, cap: Capture, saliencies: list, positions: np.ndarray, max_chunk_bytes: int,
+                         report: Callable, options: dict) -> list:
+    """``saliencies`` with each method name replaced by its Saliency of ``positions`` (progress stage ``i`` for
+    the ``i``-th computed)."""
     # In a causal model nothing after the last explained token counts: the methods computed here read the text up
     # to it (erasure would otherwise erase every later token too, for a drop of 0).
     text = _prefix(cap, int(positions.max()) + 1) if lm.is_causal else cap
@@ -945,72 +987,81 @@ def faithfulness(
             saliencies[i] = saliency_of(lm, text, item, positions=positions, max_chunk_bytes=max_chunk_bytes,
                                         progress=report(computed), **options)
             computed += 1
-    rows = np.zeros((len(saliencies), len(positions), cap.n_tokens))
+    return saliencies
+
+
+def _score_rows(saliencies: list, positions: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Each method's scores of each explained token, shape (n_methods, n_positions, n_tokens), 0 past a row."""
+    rows = np.zeros((len(saliencies), len(positions), n_tokens))
     for i, item in enumerate(saliencies):
         for index, position in enumerate(positions):
             row = item.row(int(position))
             rows[i, index, : len(row)] = row
-    explained_ids = np.asarray(cap.token_ids[positions] if lm.is_causal else cap.top_ids[positions, 0],
-                               dtype=np.int64)
+    return rows
 
-    rng = np.random.default_rng(seed)
-    n_methods, n_positions, n_percents = len(methods), len(positions), len(percents)
-    comprehensiveness = np.zeros((n_methods + n_random, n_positions, n_percents))
-    sufficiency = np.zeros_like(comprehensiveness)
-    sizes = np.zeros((n_positions, n_percents), dtype=np.int64)
-    n_candidates = np.zeros(n_positions, dtype=np.int64)
-    probability = np.zeros(n_positions)
-    tau = np.full((n_positions, n_methods, n_methods), np.nan)
+
+def _kendall_taus(scores: np.ndarray) -> np.ndarray:
+    """Kendall tau between the methods' scores (n_methods, n_candidates) of one token: (n_methods, n_methods),
+    NaN where a method's scores are all equal."""
+    n_methods = len(scores)
+    tau = np.full((n_methods, n_methods), np.nan)
+    for i in range(n_methods):
+        tau[i, i] = 1.0
+        for j in range(i + 1, n_methods):
+            if np.ptp(scores[i]) > 0 and np.ptp(scores[j]) > 0:
+                tau[i, j] = tau[j, i] = kendalltau(scores[i], scores[j]).statistic
+    return tau
+
+
+def _variant_masks(orders: list, sizes: np.ndarray, length: int) -> np.ndarray:
+    """Where each variant zeroes the embeddings: the full text first, then for each order and size the top tokens
+    removed and the top tokens alone kept, shape (1 + n_orders * n_sizes * 2, length), True where zeroed."""
+    masks = np.zeros((len(orders), len(sizes), 2, length), dtype=bool)
+    for o, order in enumerate(orders):
+        for p, size in enumerate(sizes):
+            masks[o, p, 0, order[:size]] = True
+            masks[o, p, 1, order[size:]] = True
+    return np.concatenate([np.zeros((1, length), dtype=bool), masks.reshape(-1, length)])
+
+
+def _erasure_curves(lm: LM, cap: Capture, rows: np.ndarray, positions: np.ndarray, explained_ids: np.ndarray,
+                    percents: tuple, n_random: int, rng: np.random.Generator, max_chunk_bytes: int,
+                    erase: Callable | None) -> dict:
+    """Comprehensiveness and sufficiency of each method's order (then ``n_random`` random ones) for each explained
+    token, with what they stand on: a dict of :class:`Faithfulness`'s arrays, the random orders' rows last."""
+    n_orders, n_positions, n_percents = len(rows) + n_random, len(positions), len(percents)
+    curves = {
+        "comprehensiveness": np.zeros((n_orders, n_positions, n_percents)),
+        "sufficiency": np.zeros((n_orders, n_positions, n_percents)),
+        "sizes": np.zeros((n_positions, n_percents), dtype=np.int64),
+        "n_candidates": np.zeros(n_positions, dtype=np.int64),
+        "probability": np.zeros(n_positions),
+        "kendall_tau": np.full((n_positions, len(rows), len(rows)), np.nan),
+    }
     embeddings = lm.embeddings(torch.as_tensor(cap.token_ids[None], device=lm.device)).detach()
-    erase = report(n_computed)
     for index, position in enumerate(positions):
         position = int(position)
         removable = candidates(lm, cap, position)
         if not len(removable):
             raise invalid("positions", position, "positions with at least one earlier token that is not special")
-        n_candidates[index] = len(removable)
-        sizes[index] = rationale_sizes(len(removable), percents)
+        curves["n_candidates"][index] = len(removable)
+        curves["sizes"][index] = rationale_sizes(len(removable), percents)
         scores = rows[:, index][:, removable]
-        for i in range(n_methods):
-            tau[index, i, i] = 1.0
-            for j in range(i + 1, n_methods):
-                if np.ptp(scores[i]) > 0 and np.ptp(scores[j]) > 0:
-                    tau[index, i, j] = tau[index, j, i] = kendalltau(scores[i], scores[j]).statistic
+        curves["kendall_tau"][index] = _kendall_taus(scores)
         orders = [removable[np.argsort(-row, kind="stable")] for row in scores]
         orders += [rng.permutation(removable) for _ in range(n_random)]
         length = position if lm.is_causal else cap.n_tokens
-        masks = np.zeros((len(orders), n_percents, 2, length), dtype=bool)  # True: zeroed
-        for o, order in enumerate(orders):
-            for p, size in enumerate(sizes[index]):
-                masks[o, p, 0, order[:size]] = True
-                masks[o, p, 1, order[size:]] = True
-        flat = np.concatenate([np.zeros((1, length), dtype=bool), masks.reshape(-1, length)])
-        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
+        unique, inverse = np.unique(_variant_masks(orders, curves["sizes"][index], length), axis=0,
+                                    return_inverse=True)
         probabilities = _erased_probabilities(
             lm, embeddings[:, :length], unique, position - 1 if lm.is_causal else position,
             int(explained_ids[index]), max_chunk_bytes,
             None if erase is None else lambda f, m, i=index: erase((i + f) / n_positions, m),
         )[inverse.reshape(-1)]
-        probability[index] = probabilities[0]
+        curves["probability"][index] = probabilities[0]
         drops = (probabilities[0] - probabilities[1:]).reshape(len(orders), n_percents, 2)
-        comprehensiveness[:, index], sufficiency[:, index] = drops[..., 0], drops[..., 1]
-    return Faithfulness(
-        methods=tuple(methods),
-        positions=np.asarray(positions, dtype=np.int64),
-        explained_tokens=tuple(saliencies[0].explained_tokens[saliencies[0].index_of(int(p))] for p in positions),
-        explained_ids=explained_ids,
-        percents=percents,
-        sizes=sizes,
-        n_candidates=n_candidates,
-        probability=probability,
-        comprehensiveness=comprehensiveness[:n_methods],
-        sufficiency=sufficiency[:n_methods],
-        random_comprehensiveness=comprehensiveness[n_methods:],
-        random_sufficiency=sufficiency[n_methods:],
-        kendall_tau=tau,
-        seed=seed,
-        model_name=lm.name,
-    )
+        curves["comprehensiveness"][:, index], curves["sufficiency"][:, index] = drops[..., 0], drops[..., 1]
+    return curves
 
 
 @torch.inference_mode()
