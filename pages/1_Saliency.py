@@ -55,8 +55,9 @@ contrast = columns[2].text_input(
     help="A foil token: explain target(token) - target(foil), e.g. why ' is' and not ' are'. "
     "With target 'logit' this is the contrastive explanation of Yin & Neubig (2022).",
 )
-steps = columns[3].number_input(
-    "IG steps", min_value=1, max_value=64, key="saliency_steps",
+steps = columns[3].number_input(  # "IG steps": named after the methods whose entries say they take steps
+    " / ".join(entry.label or name for name, entry in ec.SALIENCY_METHODS.items() if entry.uses_steps) + " steps",
+    min_value=1, max_value=64, key="saliency_steps",
     disabled=not ec.SALIENCY_METHODS[method].uses_steps,
 )
 

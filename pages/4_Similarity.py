@@ -53,10 +53,11 @@ method = middle.selectbox(
     help="\n".join(f"- {name}: {entry.description}" for name, entry in sim.METHODS.items()),
 )
 kernel, keep = "linear", 0.99
-if method == "cka":
+reads = sim.METHODS[method].options  # the options the method reads: their controls show for it alone
+if "kernel" in reads:
     kernel = middle.radio("Kernel", list(sim.KERNELS), key="similarity_kernel", horizontal=True,
                           help="RBF bandwidth: the median distance between tokens.")
-if method == "svcca":
+if "keep" in reads:
     keep = middle.slider("Variance kept", 0.5, 1.0, step=0.01, key="similarity_keep")
 rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
 columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), key="similarity_columns",
@@ -154,7 +155,7 @@ def chance(result, cell):
                                    skip_first=skip_first)
         return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
 
-    options = {"kernel": kernel} if method == "cka" else {"keep": keep} if method == "svcca" else {}
+    options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
     width = {"hidden": lm.d_model, "ffn": lm.d_ff}
     estimate = N_PERMUTATIONS * estimates.similarity_seconds(result.n_samples, [width[rows]], [width[columns]],
                                                              method, kernel)

@@ -3,6 +3,8 @@
 These run the pages (AppTest), so they live apart from the library's tests of the cost model (test_estimates.py).
 """
 
+import pytest
+
 from ecco_core import estimates
 
 HIDDEN, FFN = [576] * 31, [1536] * 30  # the causal default's hidden states and FFN activations
@@ -34,10 +36,11 @@ def test_a_similarity_method_added_as_one_entry_is_estimated_and_offered_by_the_
         del sim.METHODS["trial"]
 
 
-def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm):
+def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm, trial_readout):
     """#27 §2: the estimate and the page knew by name that integrated gradients (alone) takes steps and that erasure
     runs erased copies. Entries say it (uses_steps, erases, label); a trial method that takes steps is estimated with
-    them, and the page enables its steps box, with no other edit."""
+    them, and the page enables its steps box, with no other edit. The same run explains a trial readout (one entry
+    of ec.READOUTS): the page offers it as a target and differentiates it."""
     import ecco_core as ec
     from apptest import page, run
 
@@ -51,8 +54,46 @@ def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm):
             lm, 12, 4, "grad_x_input", 16)
         app = page("pages/1_Saliency.py")
         app.query_params.update({"text": "The keys to the cabinet", "new": "1", "saliency_method": "trial",
-                                 "saliency_steps": "2"})
+                                 "saliency_steps": "2", "saliency_target": "trial"})
         run(app)
         assert not app.error and not app.number_input(key="saliency_steps").disabled
+        assert app.selectbox(key="saliency_target").value == "trial" and trial_readout
     finally:
         del ec.SALIENCY_METHODS["trial"]
+
+
+
+@pytest.fixture
+def trial_readout():
+    """A readout added as one function and one entry of ec.READOUTS (surprisal), and the logits it read."""
+    import torch
+
+    import ecco_core as ec
+
+    read = []
+
+    def surprisal(logits):
+        read.append(logits.shape)
+        return -torch.log_softmax(logits, dim=-1)
+
+    ec.READOUTS["trial"] = ec.readouts.Readout(surprisal, "surprisal of the answer, as a trial")
+    try:
+        yield read
+    finally:
+        del ec.READOUTS["trial"]
+
+
+def test_a_readout_added_as_one_entry_is_a_patching_metric(trial_readout):
+    """#27 §2: saliency targets and patching metrics were the same idea written twice, two if-chains, and the
+    Causal tracing page knew by name which metric needs a foil. A readout added as one function and one entry of
+    ec.READOUTS is offered by the page and read by the analysis, with no other edit (the Saliency page's target
+    in the test below)."""
+    from apptest import page, run
+
+    app = page("pages/6_Causal_tracing.py")
+    app.query_params.update({"trace-metric": "trial", "trace-method": "approximate", "trace-compare": "false"})
+    run(app)
+    assert app.selectbox(key="trace-metric").value == "trial"
+    assert "surprisal of the answer, as a trial" in app.selectbox(key="trace-metric").options
+    assert not app.error and trial_readout  # the page's patching read the trial readout
+    assert "metric: surprisal of the answer, as a trial" in " ".join(text.value for text in app.markdown)

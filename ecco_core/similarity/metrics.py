@@ -316,7 +316,9 @@ class SimilarityMethod(NamedTuple):
     options)`` and ``pair_work(n_samples, d_x, d_y, options)`` count the
     :class:`Work` of one preparation and one score, for the estimate of a run
     (:func:`ecco_core.estimates.similarity_seconds`); the defaults count a
-    centring and one cross product ``Xc^T Yc``.
+    centring and one cross product ``Xc^T Yc``. ``options``: the options of
+    :func:`similarity_matrix` it reads (``"kernel"``, ``"keep"``); a page
+    shows their controls for it alone.
     """
 
     function: Callable[[Any, Any], float]
@@ -326,12 +328,13 @@ class SimilarityMethod(NamedTuple):
     symmetric: bool = False
     prepare_work: Callable[[int, int, Options], Work] = _centring_work
     pair_work: Callable[[int, int, int, Options], Work] = _cross_product_work
+    options: tuple[str, ...] = ()
 
 
 METHODS = {
     "cka": SimilarityMethod(
         _kernel_alignment, "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'", _kernel_input,
-        symmetric=True, prepare_work=_gram_work, pair_work=_gram_pair_work,
+        symmetric=True, prepare_work=_gram_work, pair_work=_gram_pair_work, options=("kernel",),
     ),
     "pwcca": SimilarityMethod(
         _projection_weighted,
@@ -341,7 +344,7 @@ METHODS = {
     "svcca": SimilarityMethod(
         _mean_cca,
         "mean canonical correlation of the top singular directions (Raghu et al. 2017)", _top_singular_directions,
-        canonical=True, symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work,
+        canonical=True, symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work, options=("keep",),
     ),
     "cca": SimilarityMethod(
         _mean_cca,
