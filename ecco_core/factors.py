@@ -462,32 +462,8 @@ def factors(
     n_positions = matrix.shape[0]
     if n_positions < 2:
         raise invalid("positions", positions, "at least 2 token positions (factors need 2 tokens)")
-    d_ff = cap.ffn.shape[2]
-    neuron_layers = np.repeat(layer_ids, d_ff)
-    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
-    neuron_signs = np.ones(matrix.shape[1], dtype=int)
-    span = _ffn_span(tuple(layer_ids.tolist()))
-
-    clipped_fraction = 0.0
-    if method == "nmf" and negatives == "split":
-        matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
-        neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
-        neuron_signs = np.repeat([1, -1], len(neuron_signs))
-        if not matrix.any():
-            raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
-    elif method == "nmf":
-        negative = matrix < 0
-        clipped_fraction = float(negative.mean())
-        matrix[negative] = 0  # in place: activation_matrix made this array for this call
-        if not matrix.any():
-            raise ValueError(
-                f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
-                "try negatives='split', method='pca' or method='ica'"
-            )
-    elif not np.ptp(matrix, axis=0).any():
-        raise ValueError(
-            f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
-        )
+    matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction = _factored_matrix(
+        matrix, layer_ids, cap.ffn.shape[2], method, negatives)
     if n_components is None:
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
@@ -495,10 +471,7 @@ def factors(
     fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
     if method != "nmf":
-        strongest = np.abs(weights).argmax(axis=0)
-        signs = np.sign(weights[strongest, np.arange(n_components)])
-        signs[signs == 0] = 1
-        weights, components = weights * signs, components * signs[:, None]
+        weights, components = _oriented(weights, components)
 
     residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
     return Factors(
@@ -519,6 +492,53 @@ def factors(
         converged=bool(fit.converged),
         seed=int(seed),
     )
+
+
+def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, method: str,
+                     negatives: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+    """The (n_positions, n_neurons) matrix ``method`` factors, what each column is, and the fraction clipped.
+
+    NMF clips negative activations to 0 (in place: :func:`activation_matrix`
+    made ``matrix`` for this call) or, with ``negatives="split"``, gives each
+    neuron a positive and a negated negative column; PCA and ICA take the
+    signed values. Returns the matrix, each column's ``(neuron_layers,
+    neuron_indices, neuron_signs)`` and the clipped fraction (0 unless
+    clipped); raises when the method would have nothing to factor.
+    """
+    neuron_layers = np.repeat(layer_ids, d_ff)
+    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
+    neuron_signs = np.ones(matrix.shape[1], dtype=int)
+    span = _ffn_span(tuple(layer_ids.tolist()))
+    clipped_fraction = 0.0
+    if method == "nmf" and negatives == "split":
+        matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
+        neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
+        neuron_signs = np.repeat([1, -1], len(neuron_signs))
+        if not matrix.any():
+            raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
+    elif method == "nmf":
+        negative = matrix < 0
+        clipped_fraction = float(negative.mean())
+        matrix[negative] = 0
+        if not matrix.any():
+            raise ValueError(
+                f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
+                "try negatives='split', method='pca' or method='ica'"
+            )
+    elif not np.ptp(matrix, axis=0).any():
+        raise ValueError(
+            f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
+        )
+    return matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction
+
+
+def _oriented(weights: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A signed fit's factors turned so that each one's strongest token is positive (weights (n_positions,
+    n_components), components (n_components, n_neurons)): a sign that means nothing is fixed."""
+    strongest = np.abs(weights).argmax(axis=0)
+    signs = np.sign(weights[strongest, np.arange(weights.shape[1])])
+    signs[signs == 0] = 1
+    return weights * signs, components * signs[:, None]
 
 
 def _fit_sums(matrix: np.ndarray, weights: np.ndarray, components: np.ndarray, mean: np.ndarray,
