@@ -327,11 +327,13 @@ def test_verification_reports_its_progress(lm, encoder):
 def test_figures_draw_every_part_with_its_tooltip_and_the_routes_of_the_result(lm, encoder, ioi):
     import json
     import re
+    from importlib import resources
 
     from families import tiny_lm
 
     from ecco_core.plots import circuits as circuit_plots
     from ecco_core.plots import escape_token
+    from ecco_core.plots.views import VIEWS
 
     tops = ec.circuits.top_tokens(lm, ioi, 5)
     figure = circuit_plots.dla_heatmap(ioi, tops, selected=(23, 3))
@@ -358,6 +360,12 @@ def test_figures_draw_every_part_with_its_tooltip_and_the_routes_of_the_result(l
     assert len(data["edges"]) == len(frame) and data["root"] == [2 * lm.n_layers, ioi.read_position]
     np.testing.assert_allclose([edge[-1] for edge in data["edges"]], frame["importance"], rtol=1e-6)
     assert data["tokens"][1] == " Mary" and "__VIEW_ID__" not in view and 'value="0.04"' in view
+    # The one bootstrap of the interactive views (#27 §3): its package files inlined, one call of its function.
+    files = resources.files("ecco_core.plots")
+    assert files.joinpath("routes_view.css").read_text() in view and files.joinpath("routes_view.js").read_text() in view
+    root = re.match(r'<div id="([^"]+)" class="ecco-routes">', view).group(1)
+    assert view.endswith(f'</script><script>{files.joinpath("routes_view.js").read_text()}\n'
+                         f'{VIEWS["routes"]}(document.getElementById("{root}"));</script></div>')
     with pytest.raises(ValueError, match="threshold"):
         circuit_plots.routes_html(ioi, threshold=0.001)
 

@@ -7,18 +7,17 @@ Three builders, reading a :class:`ecco_core.circuits.Circuits` by its fields:
   the answer, red lowers it), each cell's tooltip naming the tokens the part
   pushes up and down and the tokens the head reads from;
 - :func:`routes_html`, the information-flow graph (Ferrando & Voita 2024)
-  drawn in the browser by an inline script from ``circuits.js`` (package
-  data, nothing fetched): layers upward, tokens across, a threshold slider,
-  tooltips, and a click on a node highlighting the routes through it;
+  drawn in the browser by an inline script from ``routes_view.js`` (package
+  data, nothing fetched; the one bootstrap of :mod:`ecco_core.plots.views`):
+  layers upward, tokens across, a threshold slider, tooltips, and a click on
+  a node highlighting the routes through it;
 - :func:`verify_scatter`, each component's DLA against its exact ablation
   effect, after :func:`ecco_core.circuits.verify`.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from ..text import display_token, escape_text, escape_token
 from .attention import head_colors
 from .common import HOVER_LABEL, heatmap
 from .patching import SITE_COLORS
+from .views import json_block, runner, view_style
 
 #: Blue for what raises the answer (over the foil), red for what lowers it; white at 0.
 DLA_COLORSCALE = "RdBu"
@@ -155,17 +155,6 @@ def _routes_payload(result, floor: float) -> dict:
     }
 
 
-def _script_json(value) -> str:
-    """JSON safe inside ``<script>``: no ``<``, ``>`` or ``&`` (a token ``</script>`` would end the block)."""
-    return (json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026"))
-
-
-def routes_script() -> str:
-    """The routes graph's script (``circuits.js``, package data), as :func:`routes_html` inlines it."""
-    return resources.files(__package__).joinpath("circuits.js").read_text(encoding="utf-8")
-
-
 def routes_html(result, *, threshold: float = 0.04, floor: float = ROUTES_FLOOR, title: str = "") -> str:
     """The information-flow routes (Ferrando & Voita 2024) as one self-contained HTML block.
 
@@ -195,7 +184,9 @@ def routes_html(result, *, threshold: float = 0.04, floor: float = ROUTES_FLOOR,
     Returns
     -------
     str
-        A ``<div class="ecco-routes">`` with the slider, a JSON block and a ``<script>``.
+        A ``<div class="ecco-routes">`` with its style, the slider, a JSON block and a ``<script>``
+        (:mod:`ecco_core.plots.views`: ``routes_view.css``, ``routes_view.js`` and one call of
+        ``eccoRoutesView`` on the root).
     """
     if result.route_heads is None:
         raise invalid("result", "a result without routes", "one computed with circuits(..., routes=True)")
@@ -203,25 +194,16 @@ def routes_html(result, *, threshold: float = 0.04, floor: float = ROUTES_FLOOR,
         raise invalid("threshold", threshold, f"a number in [floor, 1] with 0 < floor ({floor}) <= threshold")
     payload = _routes_payload(result, floor)
     view_id = f"ecco-routes-{uuid.uuid4().hex[:10]}"
-    script = routes_script().replace("__VIEW_ID__", json.dumps(view_id))
     return (
-        f'<div id="{view_id}" class="ecco-routes" style="font-family: sans-serif; color: #31333f; position: relative">'
-        + (f'<div style="font-weight: 600; margin-bottom: 4px">{escape_text(title)}</div>' if title else "")
-        + '<div style="display: flex; align-items: center; gap: 10px; font-size: 14px; margin-bottom: 6px">'
-        '<label style="display: flex; align-items: center; gap: 8px">Threshold'
-        f'<input class="ecco-routes-threshold" type="range" min="{floor}" max="0.5" step="0.01" '
-        f'value="{threshold}" style="width: 220px"></label>'
-        '<span class="ecco-routes-value"></span><span class="ecco-routes-count" style="color: #888"></span></div>'
-        '<div style="font-size: 12px; color: #888; margin-bottom: 6px">Hover an edge or a node for its numbers; '
-        "click a node to highlight the routes through it (click again to clear). Edge width = importance; "
-        "heads in their colours, the residual stream grey, FFNs green.</div>"
-        '<div class="ecco-routes-canvas" style="overflow-x: auto"></div>'
-        '<div class="ecco-routes-tip" style="display: none; position: fixed; z-index: 1000; pointer-events: none; '
-        "background: white; border: 1px solid #31333f; border-radius: 3px; padding: 4px 6px; font-size: 13px; "
-        'white-space: pre-line; max-width: 420px"></div>'
-        f'<script type="application/json">{_script_json(payload)}</script>'
-        f"<script>{script}</script>"
-        "</div>"
+        f'<div id="{view_id}" class="ecco-routes"><style>{view_style("routes")}</style>'
+        + (f'<div class="ecco-routes-title">{escape_text(title)}</div>' if title else "")
+        + '<div class="ecco-routes-controls"><label>Threshold'
+        f'<input class="ecco-routes-threshold" type="range" min="{floor}" max="0.5" step="0.01" value="{threshold}">'
+        '</label><span class="ecco-routes-value"></span><span class="ecco-routes-count"></span></div>'
+        '<div class="ecco-routes-help">Hover an edge or a node for its numbers; click a node to highlight the '
+        "routes through it (click again to clear). Edge width = importance; heads in their colours, the residual "
+        'stream grey, FFNs green.</div><div class="ecco-routes-canvas"></div><div class="ecco-routes-tip"></div>'
+        f"{json_block(payload)}{runner('routes', view_id)}</div>"
     )
 
 

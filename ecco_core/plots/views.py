@@ -1,8 +1,9 @@
-"""What the three interactive HTML views share: their scripts as package data, data as JSON, one bootstrap.
+"""What the interactive HTML views share: their scripts as package data, data as JSON, one bootstrap.
 
 Every interactive view (:func:`~ecco_core.plots.saliency_view_html`,
 :func:`~ecco_core.plots.factor_view_html`,
-:func:`~ecco_core.plots.attention_head_view_html`) is one ``<div>`` that holds
+:func:`~ecco_core.plots.attention_head_view_html`,
+:func:`~ecco_core.plots.circuits.routes_html`) is one ``<div>`` that holds
 its fixed look in a ``<style>`` (:func:`view_style`, the file ``<name>_view.css``),
 its markup (tokens escaped; only what depends on the data is styled inline), its
 numbers in a ``<script type="application/json">`` block (:func:`json_block`) and,
@@ -21,7 +22,7 @@ from importlib import resources
 
 #: Each view, by the stem of its files (``<view>_view.js``, ``<view>_view.css``), and the function its script
 #: defines, which takes the view's root element.
-VIEWS = {"saliency": "eccoSaliencyView", "factor": "eccoFactorView", "head": "eccoHeadView"}
+VIEWS = {"saliency": "eccoSaliencyView", "factor": "eccoFactorView", "head": "eccoHeadView", "routes": "eccoRoutesView"}
 
 
 @cache

@@ -1,8 +1,9 @@
 // The information-flow routes graph of ecco_core.plots.circuits.routes_html: built here from its JSON block.
 // Layers upward, tokens across; the slider prunes the graph again from the prediction back to the inputs;
 // hover an edge or a node for its numbers; click a node to highlight the routes through it.
-(function () {
-  const root = document.getElementById(__VIEW_ID__);
+// Package data of ecco_core.plots, inlined into the page at render time (nothing is fetched). As every view:
+// one function of the view's root element, which reads its numbers from the root's JSON block.
+function eccoRoutesView(root) {
   const data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
   const NS = "http://www.w3.org/2000/svg";
   const nTokens = data.tokens.length, nRows = data.rows.length;
@@ -176,4 +177,4 @@
   background.addEventListener("click", () => { selected = null; draw(); });
   slider.addEventListener("input", draw);
   draw();
-})();
+}
