@@ -63,7 +63,7 @@ def loop(lm: ec.LM, result, masks: torch.Tensor) -> np.ndarray:
     heads = masks[:, : lm.n_layers * lm.n_heads].view(-1, lm.n_layers, lm.n_heads)
     return circuits._ablated_metrics(
         lm, [int(i) for i in result.token_ids], replacements, heads, masks[:, lm.n_layers * lm.n_heads :],
-        circuits._metric_of(result), 1, None, from_first_ablated=False,
+        circuits._metric_of(lm, result), 1, None, from_first_ablated=False,
     )
 
 

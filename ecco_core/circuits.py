@@ -55,6 +55,7 @@ causal models: a masked model's head is not linear.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from torch import nn
 
 from . import _checks as checks
 from .attention import eager_twin, head_output_matrices, head_values
+from .backward import REPORT_MULTIPLY_ADDS
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by
 from .hooks import Before, by_token, first, hooked, replace_first, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
@@ -954,10 +956,15 @@ def _ablated_metrics(
 ) -> np.ndarray:
     """The metric of each row of ablations, in batched passes of at most ``max_batch_bytes``.
 
-    Rows are grouped by their first ablated block: before it a row's run is
-    the unablated one, so a pass runs those blocks once, as a batch of one,
-    and widens to its rows at that block's input (about half the work of
-    every row through every block, for one component per row).
+    Before a row's first ablated block its run is the unablated one, so a row
+    joins its pass there, as a copy of the unablated run (see
+    :func:`_ablated_pass`): for one component per row, about half the work of
+    every row through every block. A pass takes every ``n_passes``-th row in
+    the order of their first ablated block, so that every pass starts its
+    rows from the first blocks on and no pass runs many blocks as a batch of
+    one; passes are cut to the memory bound and to about
+    :data:`~ecco_core.backward.REPORT_MULTIPLY_ADDS` of work between progress
+    reports.
 
     Parameters
     ----------
@@ -967,6 +974,8 @@ def _ablated_metrics(
     head_masks : bool Tensor of shape (n_rows, n_layers, n_heads)
     ffn_masks : bool Tensor of shape (n_rows, n_layers)
         True where the row ablates that head or FFN.
+    metric_of : callable
+        The final norm's output at the read position (n, d_model) -> the metric (n,).
     from_first_ablated : bool, default True
         False runs every row through every block: the plain loop that
         ``bench/circuits.py`` compares against.
@@ -976,64 +985,83 @@ def _ablated_metrics(
     ndarray of shape (n_rows,), float64
     """
     n_rows, n_tokens = head_masks.shape[0], len(ids)
+    ablated = torch.cat([head_masks.any(-1), ffn_masks], dim=-1).view(n_rows, 2, -1).any(1).cpu()
+    starts = torch.where(ablated.any(-1) & from_first_ablated, ablated.float().argmax(-1), 0)
+    order = torch.argsort(starts, stable=True)
+    per_token_block = sum(parameter.numel() for parameter in lm.blocks.parameters()) / lm.n_layers
+    work = float((lm.n_layers - starts).sum()) * n_tokens * per_token_block  # multiply-adds, about
+    n_passes = max(math.ceil(n_rows / max(1, max_batch_bytes // row_bytes(lm, n_tokens, n_tokens))),
+                   math.ceil(work / REPORT_MULTIPLY_ADDS))
+    values, done = np.empty(n_rows), 0
+    with torch.inference_mode():
+        for first_pass in range(min(n_passes, n_rows)):
+            rows = order[first_pass::n_passes]
+            index = rows.to(head_masks.device)
+            values[rows.numpy()] = _ablated_pass(lm, ids, replacements, head_masks[index], ffn_masks[index],
+                                                 starts[rows].tolist(), metric_of)
+            done += len(rows)
+            if progress is not None:
+                progress(done / n_rows, f"{done} of {n_rows} ablated runs")
+    return values
+
+
+def _ablated_pass(lm, ids, replacements, head_masks, ffn_masks, starts: list[int], metric_of) -> np.ndarray:
+    """One batched pass of :func:`_ablated_metrics`: rows sorted by ``starts``, their first ablated blocks.
+
+    The pass begins as a batch of one, the unablated run (the carrier). At a
+    block where rows start, copies of the carrier join the batch as those
+    rows; the carrier goes once no row is left to start. At block ``l`` the
+    batch is the rows started by then, in order, and the carrier last while
+    it is still needed.
+    """
+    n_layers, n_rows, n_tokens = lm.n_layers, len(starts), len(ids)
     n_heads, head_dim = lm.n_heads, lm.head_dim
     head_replacements, ffn_replacements = replacements
-    rows_per_pass = max(1, max_batch_bytes // row_bytes(lm, n_tokens, n_tokens))
-    values = np.empty(n_rows)
+    started = [bisect.bisect_right(starts, layer) for layer in range(n_layers)]  # rows started by block l
+
+    def batch_masks(masks, layer):
+        carrier = masks.new_zeros((int(started[layer] < n_rows), *masks.shape[2:]))
+        return torch.cat([masks[: started[layer], layer], carrier])
+
+    def widen(layer):
+        joining = started[layer] - (started[layer - 1] if layer else 0)
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            carrier = hidden[-1:]
+            # A new tensor, not a view: a block may add to its input in place.
+            hidden = torch.cat([hidden[:-1], carrier.expand(joining, -1, -1),
+                                *([carrier] if started[layer] < n_rows else [])])
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+        return Before(hook)
 
     def ablate_heads(layer, masks):
         def hook(module, args, kwargs):
             z = args[0]
             batch_z = by_token(z, len(masks)).view(len(masks), n_tokens, n_heads, head_dim)
             replacement = head_replacements[layer].view(1, -1, n_heads, head_dim)
-            ablated = torch.where(masks[:, layer][:, None, :, None], replacement, batch_z)
+            ablated = torch.where(masks[:, None, :, None], replacement, batch_z)
             return (ablated.reshape(z.shape), *args[1:]), kwargs
         return Before(hook)
 
     def ablate_ffn(layer, masks):
         def hook(module, args, output):
             out = first(output)
-            ablated = torch.where(masks[:, layer][:, None, None], ffn_replacements[layer][None],
-                                  by_token(out, len(masks)))
+            ablated = torch.where(masks[:, None, None], ffn_replacements[layer][None], by_token(out, len(masks)))
             return replace_first(output, ablated.reshape(out.shape))
         return hook
 
-    def widen(batch):
-        def hook(module, args, kwargs):
-            # A copy, not a view: a block may add to its input in place.
-            if args:
-                return (args[0].expand(batch, *args[0].shape[1:]).contiguous(), *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": kwargs["hidden_states"].expand(batch, -1, -1).contiguous()}
-        return Before(hook)
-
-    # Before a row's first ablated block its run is the unablated one: rows are grouped by that block, and a
-    # pass runs the blocks before it once, as a batch of one, widened to its rows at that block's input.
-    ablated = torch.cat([head_masks.any(-1), ffn_masks], dim=-1).view(n_rows, 2, -1).any(1).cpu()
-    starts = torch.where(ablated.any(-1) & from_first_ablated, ablated.float().argmax(-1), 0).tolist()
-    passes = []
-    for start_block in sorted(set(starts)):
-        rows = [row for row in range(n_rows) if starts[row] == start_block]
-        passes += [(start_block, rows[i:i + rows_per_pass]) for i in range(0, len(rows), rows_per_pass)]
-    done = 0
-    with torch.inference_mode():
-        for start_block, rows in passes:
-            index = torch.as_tensor(rows, device=head_masks.device)
-            heads, ffn = head_masks[index], ffn_masks[index]
-            blocks = range(start_block, lm.n_layers)
-            hooks = {lm.output_projections[l]: ablate_heads(l, heads) for l in blocks}
-            hooks.update({lm.ffn_projections[l]: ablate_ffn(l, ffn) for l in blocks})
-            if start_block > 0:
-                hooks[lm.blocks[start_block]] = widen(len(rows))
-            with hooked(hooks):
-                output = lm.model.base_model(
-                    input_ids=torch.tensor([ids], device=lm.device).expand(1 if start_block else len(rows), -1),
-                    **without_cache(lm.model.base_model),
-                )
-            values[rows] = metric_of(lm.apply_head(output.last_hidden_state[:, -1]).float()).cpu().numpy()
-            done += len(rows)
-            if progress is not None:
-                progress(done / n_rows, f"{done} of {n_rows} ablated runs")
-    return values
+    hooks = {lm.blocks[layer]: widen(layer) for layer in sorted(set(starts))}
+    for layer in range(starts[0], n_layers):
+        heads, ffn = batch_masks(head_masks, layer), batch_masks(ffn_masks, layer)
+        if heads.any():
+            hooks[lm.output_projections[layer]] = ablate_heads(layer, heads)
+        if ffn.any():
+            hooks[lm.ffn_projections[layer]] = ablate_ffn(layer, ffn)
+    with hooked(hooks):
+        output = lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device),
+                                     **without_cache(lm.model.base_model))
+    return metric_of(output.last_hidden_state[:, -1]).cpu().numpy()
 
 
 def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None) -> tuple[tuple, str]:
@@ -1056,11 +1084,19 @@ def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None
     return _recorded_outputs(lm, corrupted_ids), f"{ABLATIONS['corrupted']}: {corrupted!r}"
 
 
-def _metric_of(result: Circuits) -> Callable[[torch.Tensor], torch.Tensor]:
-    """logits (batch, vocab_size) -> ``result``'s metric (batch,), float64."""
-    def metric(logits):
-        foil = logits[:, result.foil_id] if result.foil_id >= 0 else 0.0
-        return (logits[:, result.answer_id] - foil).double()
+def _metric_of(lm: LM, result: Circuits) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The final norm's output (batch, d_model) -> ``result``'s metric (batch,), float64.
+
+    Only the answer's (and foil's) rows of the LM head: a metric needs two logits, not the vocabulary.
+    """
+    head = lm.head[0]
+    ids = [result.answer_id] + [result.foil_id] * (result.foil_id >= 0)
+    rows = head.weight[ids]
+    bias = head.bias[ids] if getattr(head, "bias", None) is not None else 0.0
+
+    def metric(normed):
+        logits = normed.to(rows.dtype) @ rows.T + bias
+        return (logits[:, 0] - logits[:, 1] if len(ids) > 1 else logits[:, 0]).double()
     return metric
 
 
@@ -1145,7 +1181,7 @@ def verify(
     head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
     ffn_masks = masks[:, n_layers * n_heads :]
 
-    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(result), max_batch_bytes,
+    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(lm, result), max_batch_bytes,
                               progress)
     # A result verified before keeps nothing of its earlier settings.
     fields = {"exact_heads": None, "exact_ffn": None, "route_threshold": math.nan,
