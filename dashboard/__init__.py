@@ -529,6 +529,9 @@ def download_buttons(frame, stem: str, figure=None) -> None:
     and made on every rerun it would be held in memory for every session.
     ``frame`` is a DataFrame, or a function that makes one, for a table too
     large to build on every rerun (a long prompt's attention: a million rows).
+    ``figure`` is a Plotly figure, or the HTML of an interactive view (a
+    string, saved as a page of its own). The labels name the formats only
+    ("CSV", "JSON", "HTML"), so that they stay whole in a narrow column.
     """
     table = frame if callable(frame) else lambda: frame
     columns = st.columns(3 if figure is not None else 2)
@@ -541,7 +544,13 @@ def download_buttons(frame, stem: str, figure=None) -> None:
         key=f"{stem}-json", width="stretch", on_click="ignore",
     )
     if figure is not None:
+        def page() -> str:
+            if isinstance(figure, str):
+                return (f'<!doctype html><html><head><meta charset="utf-8"><title>{stem}</title></head><body>'
+                        f"{figure}</body></html>")
+            return figure.to_html(include_plotlyjs=True, full_html=True)
+
         columns[2].download_button(
-            "Figure (HTML, works offline)", lambda: figure.to_html(include_plotlyjs=True, full_html=True),
-            f"{stem}.html", "text/html", key=f"{stem}-html", width="stretch", on_click="ignore",
+            "HTML", page, f"{stem}.html", "text/html", help="The figure as one file that works offline",
+            key=f"{stem}-html", width="stretch", on_click="ignore",
         )

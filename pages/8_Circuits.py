@@ -174,12 +174,7 @@ else:
     routes_view = circuit_plots.routes_html(result)
     st.html(routes_view, unsafe_allow_javascript=True)
     routes_frame = result.routes_frame(circuit_plots.ROUTES_FLOOR)
-    dashboard.download_buttons(routes_frame, "circuits-routes")
-    st.download_button(
-        "Routes graph (HTML, works offline)",
-        f'<!doctype html><html><head><meta charset="utf-8"><title>routes</title></head><body>{routes_view}</body></html>',
-        "circuits-routes.html", "text/html", key="circuits-routes-html", on_click="ignore",
-    )
+    dashboard.download_buttons(routes_frame, "circuits-routes", routes_view)
 
 st.subheader("Verify by patching")
 st.caption(

@@ -317,7 +317,7 @@ def test_saliency_page_clicking_a_row_explains_that_token(page, app_url, default
     np.testing.assert_allclose(frame["score"], expected["score"], atol=5e-3)
 
     # The figure file is made on click and carries plotly.js, so it opens offline.
-    figure_file = download(page, "Figure (HTML, works offline)").decode()
+    figure_file = download(page, "HTML").decode()
     assert figure_file.lower().startswith("<!doctype html>") and len(figure_file) > 1_000_000
     assert "Plotly.newPlot" in figure_file and "<script src=" not in figure_file
     assert_healthy(page)
@@ -768,6 +768,10 @@ def test_circuits_page_tooltips_routes_threshold_a_node_and_a_head(page, app_url
     wait_for_charts(page)
     page.wait_for_selector(f"{ROUTES} .ecco-route-node", state="attached")
     routes = page.locator(ROUTES)
+    # Every download button's label is whole: the DLA column's 'Figure (HTML, works offline)' was cut to '… o…'.
+    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stDownloadButton"] button *')]
+        .filter(element => element.scrollWidth > element.clientWidth + 1).map(element => element.textContent)""")
+    assert page.locator('[data-testid="stDownloadButton"]').count() >= 5 and cut == [], cut
 
     tooltip = hover_heatmap_cell(page, 0, row=23, col=3)
     strongest = int(np.argmax(np.abs(result.head_sources[23, 3])))

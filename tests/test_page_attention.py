@@ -41,7 +41,7 @@ def test_page_sweeps_every_method_block_and_head(which, request):
     run(app)
     assert app.title[0].value == "Attention"
     assert app.selectbox(key="attention_method").options == [entry.title for entry in ec.ATTENTION_METHODS.values()]
-    assert {"CSV", "JSON", "Figure (HTML, works offline)", "Head view (HTML, works offline)"} <= {
+    assert {"CSV", "JSON", "HTML", "Head view (HTML, works offline)"} <= {
         button.label for button in app.get("download_button")
     }
     for method in ec.ATTENTION_METHODS:
