@@ -88,6 +88,7 @@ if cap is not None:
     st.subheader("Text")
     text_slot = st.empty()
     st.caption("Generated tokens are underlined; hover a token for its position.")
+    dashboard.backend.computed_on(lm)
 
     if cap.top_ids.shape[1]:
         st.subheader("What the model expected next")

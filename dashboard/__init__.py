@@ -27,6 +27,7 @@ from ecco_core.tokens import encode_answer, encode_prompt
 from ecco_core.plots import saliency_view_html, token_html
 from ecco_core.plots.views import VIEWS, view_script
 
+from . import backend
 from . import settings as limits
 from .long_work import cached_analysis, duration, long_work, run_button
 from .shared_cache import SharedCache
@@ -84,17 +85,20 @@ class _CachedCapture:
     def __init__(self):
         self.cache = SharedCache(limits.CAPTURE_CACHE_MB * 2**20, limits.CACHE_TTL_SECONDS)
 
-    def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
-        return self.cache.get((model_name, text, max_new_tokens, answer),
-                              lambda: self._capture(model_name, text, max_new_tokens, answer))
+    def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None = None,
+                 ) -> ec.Capture:
+        """``lm``, when given, is the model as this session runs it (on NDIF); by default ``cached_model``'s."""
+        where = backend.HERE if lm is None or not lm.backend.traced else backend.NDIF
+        return self.cache.get((model_name, text, max_new_tokens, answer, where),
+                              lambda: self._capture(model_name, text, max_new_tokens, answer, lm))
 
     @staticmethod
-    def _capture(model_name: str, text: str, max_new_tokens: int, answer: str) -> ec.Capture:
+    def _capture(model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None) -> ec.Capture:
         limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
         limits.check_text_length(text, "MAX_PROMPT_TOKENS", "the prompt")  # before the model is loaded
         if answer:
             limits.check_text_length(answer, "MAX_NEW_TOKENS", "the given answer")
-        lm = cached_model(model_name)
+        lm = lm or cached_model(model_name)
         checked_prompt(lm, text)
         if answer:
             limits.enforce(len(encode_answer(lm, answer)), "MAX_NEW_TOKENS", "the given answer")
@@ -186,12 +190,15 @@ def user_errors(where=st, *also):
 
     Input errors are what the library raises for bad input: ``ValueError``
     (an argument, a file's content, a limit) and ``FileNotFoundError`` (a
-    model folder or file that is not there). Anything else (a ``TypeError``,
-    a ``RuntimeError``) is a bug and surfaces as one, with its traceback.
+    model folder or file that is not there); beside them, a request NDIF
+    could not answer (``ecco_core.backends.RemoteError``: unreachable, a
+    refused key, a queue timeout), whose message says what to do. Anything
+    else (a ``TypeError``, a ``RuntimeError``) is a bug and surfaces as one,
+    with its traceback.
     """
     try:
         yield
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ec.backends.RemoteError) as error:
         for place in (where, *also):
             place.error(literal(str(error)))
 
@@ -204,8 +211,8 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     """
     state = current_settings()
     _write_query_params(state)
-    offline = ec.offline_models()
-    choices = offline + [OTHER_MODEL]
+    backend.choose(page_param)
+    choices = backend.model_choices(ec.offline_models(), state["model"]) + [OTHER_MODEL]
     # Streamlit makes new widgets, blank ones, when the page changes, even under the
     # same keys: refill them then (and on the first run) from the last submitted settings.
     initial = {
@@ -228,7 +235,8 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
         st.selectbox("Model", choices, key="_model_choice",
-                     help="The first entries ship inside PyPI packages and work offline.")
+                     help="The first entries ship inside PyPI packages and work offline." if backend.place() == backend.HERE
+                     else "The models NDIF serves now.")
         st.text_input(
             "Folder or hub name", key="_model_other",
             help="A name typed here is used unless you also change the model above. Supported families: "
@@ -263,11 +271,15 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     new_tokens = 0 if state["answer"] else state["new"]
     with user_errors(st.sidebar, st):  # also in the main area, where the user is looking
         with st.spinner(f"Loading {literal(state['model'])}…"):
-            lm = cached_model(state["model"])
+            lm = backend.load(state["model"], cached_model)
         if not lm.is_causal:
             new_tokens = 0
-        with st.spinner("Running the model…"):
-            cap = cached_capture(state["model"], state["text"], new_tokens, state["answer"] if lm.is_causal else "")
+        queue = st.sidebar.empty()  # NDIF's word for where the request is, while it waits there
+        with st.spinner("Running the model…" if not lm.backend.traced else "Running the model on NDIF…"), \
+                ec.backends.watching(lambda status, waited: queue.caption(f"NDIF: {status.lower()} for {waited:.0f} s")):
+            cap = cached_capture(state["model"], state["text"], new_tokens, state["answer"] if lm.is_causal else "",
+                                 lm if lm.backend.traced else None)
+        queue.empty()
         st.sidebar.caption(
             f"{literal(lm.name)}: {lm.spec.name}, {lm.n_layers} layers, d_model {lm.d_model}, d_ff {lm.d_ff}; "
             f"{cap.n_input} prompt + {cap.n_generated} generated tokens. "

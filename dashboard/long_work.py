@@ -28,6 +28,9 @@ from typing import Callable, Hashable, TypeVar
 
 import streamlit as st
 
+from ecco_core import backends as ec_backends
+
+from . import backend
 from . import settings as limits
 from .shared_cache import SharedCache, pickled_nbytes
 
@@ -55,10 +58,10 @@ def cached_analysis(compute: Callable[[], T], *, key: str, settings: Hashable, s
         )
 
     ``key`` names the analysis (unique to the page), ``settings`` everything
-    its result depends on. The result is shared, not copied: it must be
+    its result depends on besides where the model runs (:func:`backend.place`, always part of the key). The result is shared, not copied: it must be
     read-only, as the library's results are. An exception is not cached.
     """
-    cache_key = (key, settings)
+    cache_key = (key, settings, backend.place())
     found = RESULTS.peek(cache_key)
     if found is not None:
         return found
@@ -160,7 +163,7 @@ def long_work(
         a *Run again* button are shown in its place). ``area`` is the container
         for the results, just below the status box, which goes once the work is done.
     """
-    cache_key = (key, settings)
+    cache_key = (key, settings, backend.place())
     # The same two places on every run, whatever the branch: the status box, then the results.
     slot = st.empty()
     results = st.empty()  # an element, not a container: the results of earlier settings go at once
@@ -183,18 +186,25 @@ def long_work(
         stopped[key] = settings
         st.rerun()  # drawn as stopped, with its Run again button, by the branch above
     started = time.perf_counter()
-    last_update = [0.0]
+    last_update, last_fraction = [0.0], [0.0]
 
     def progress(fraction: float, message: str) -> None:
         now = time.perf_counter()
         if now - last_update[0] < _UPDATE_EVERY_S and fraction < 1:
             return
         last_update[0] = now
-        fraction = min(max(float(fraction), 0.0), 1.0)
+        fraction = last_fraction[0] = min(max(float(fraction), 0.0), 1.0)
         bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s))
 
+    def waiting(status: str, waited_s: float) -> None:  # a request on NDIF, as NDIF reports it (queued, running)
+        progress(last_fraction[0], f"NDIF: {status.lower()} for {waited_s:.0f} s")
+
+    def watched():
+        with ec_backends.watching(waiting):
+            return compute(progress)
+
     try:
-        result = RESULTS.get(cache_key, lambda: compute(progress))
+        result = RESULTS.get(cache_key, watched)
     except Exception:
         status.update(label=f"{title}: failed", state="error", expanded=False)
         raise

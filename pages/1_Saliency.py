@@ -69,6 +69,9 @@ with dashboard.user_errors():
     if lm.is_causal and not cap.n_generated:  # said in the sidebar's words, not as the library's cap= / answer=
         raise ValueError("Max new tokens is 0 and there is no Given answer, so no token was generated to explain: "
                          "set Max new tokens above 0, or type a Given answer, in the sidebar")
+    if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:  # in the page's words, before any request
+        raise ValueError(f"Method {method} runs on this machine only: on NDIF pick "
+                         f"{' or '.join(ec.saliency.TRACED_METHODS)} as the Method, or choose Run on: this machine")
     n_explained = len(explained_positions(lm, cap))
     # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
     # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
@@ -83,6 +86,7 @@ if sal is None:
     st.stop()
 
 with area:
+    dashboard.backend.computed_on(lm)
     labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
     dashboard.page_param("saliency_token", sal.first_word_position(), choices=labels)
     dashboard.page_param("saliency_shading", "share", choices=SHADINGS)
@@ -142,7 +146,7 @@ with area:
         "al. 2020), beside 10 random orders of the same tokens; and Kendall's tau between the methods' scores.",
     )
     faith = None
-    if checked:
+    if checked and not dashboard.backend.needs_this_machine(lm, "The faithfulness check"):
         contrast_word = contrast.strip() or None
         with dashboard.user_errors():
             faith, faith_area = dashboard.long_work(

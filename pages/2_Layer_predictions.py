@@ -42,18 +42,24 @@ if result is None:
 st.subheader("Rank of each output token at every block's output")
 st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
-diagnostics = dashboard.cached_analysis(lambda: ec.trust.lens_diagnostics(lm, cap), key="lens-trust",
-                                        settings=dashboard.capture_key(cap), spinner="Measuring the lens…")
+dashboard.backend.computed_on(lm)
+diagnostics = None if lm.backend.traced else dashboard.cached_analysis(  # it runs the head here, on every layer
+    lambda: ec.trust.lens_diagnostics(lm, cap), key="lens-trust", settings=dashboard.capture_key(cap),
+    spinner="Measuring the lens…")
 # Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
 figure = plots.rankings_figure(result, diagnostics=diagnostics)
 st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
                 on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
-agreeing = diagnostics.first_layer_agreeing()
-st.caption(
-    f"How far to trust each row (right of the heatmap): KL from the output's distribution to the lens's, and the "
-    f"share of the {len(diagnostics.positions)} positions where their top tokens agree. "
-    + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
-)
+if diagnostics is None:
+    st.caption("How far to trust each row (the lens's KL to the output and their agreement) is measured on this "
+               "machine only: choose Run on: this machine in the sidebar to see it.")
+else:
+    agreeing = diagnostics.first_layer_agreeing()
+    st.caption(
+        f"How far to trust each row (right of the heatmap): KL from the output's distribution to the lens's, and "
+        f"the share of the {len(diagnostics.positions)} positions where their top tokens agree. "
+        + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
+    )
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
 # In the URL too; a new capture starts at its first token.
@@ -63,7 +69,8 @@ st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
     key="lens-line", width="stretch",
 )
-dashboard.download_buttons(diagnostics.beside(result.to_frame()), "layer-predictions", figure)
+dashboard.download_buttons(result.to_frame() if diagnostics is None else diagnostics.beside(result.to_frame()),
+                           "layer-predictions", figure)
 
 # ---- Figure 8: candidates side by side at one position
 st.subheader("Compare candidates at one position")
@@ -84,8 +91,9 @@ if not watch_text.strip():
     st.stop()
 suggestions = None
 with dashboard.user_errors():
-    suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
-                                            key="lens-suggestions", settings=(lm.name, watch_text))
+    if not dashboard.backend.needs_this_machine(lm, "Suggested candidates"):
+        suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
+                                                key="lens-suggestions", settings=(lm.name, watch_text))
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))

@@ -71,6 +71,8 @@ skip_first = right.checkbox(
 )
 
 texts = None
+if source != "capture" and dashboard.backend.needs_this_machine(lm, "Similarity over texts other than the capture"):
+    st.stop()
 with dashboard.user_errors():
     if source == "ud":
         dashboard.page_param("similarity_n_sentences", 40)
@@ -194,6 +196,7 @@ if result is None:
     st.stop()
 
 with area:
+    dashboard.backend.computed_on(lm, analysed_here=True)
     if result.saturated:
         st.warning(
             f"Every {result.label} value is 1.00, so there is no matrix to read. This is arithmetic, not a finding: "

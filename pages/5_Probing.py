@@ -45,6 +45,8 @@ st.set_page_config(page_title="Probing", layout="wide")
 lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
 st.title("Part-of-speech probes")
+if dashboard.backend.needs_this_machine(lm, "Probing (every layer of a whole treebank, in padded batches)"):
+    st.stop()
 st.caption(
     "A linear probe per layer learns to predict each word's part of speech (UPOS) from the embeddings, "
     "from each block's output (hidden, 'block i') and from its FFN activations ('block i FFN'). A second probe learns a control task where every "

@@ -13,6 +13,8 @@ lm, cap = dashboard.sidebar()
 cap = dashboard.require_capture(cap)
 
 st.title("Attention")
+if dashboard.backend.needs_this_machine(lm, "Attention (its weights need the model's eager attention)"):
+    st.stop()
 st.caption(
     "Which tokens each head of each block reads from. **Raw weights** are the softmax of each head (rows sum "
     "to 1); **value-weighted** scales each weight by the size of the vector the head actually moves "

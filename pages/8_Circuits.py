@@ -16,6 +16,8 @@ if lm is None:
     st.stop()
 
 st.title("Circuits")
+if dashboard.backend.needs_this_machine(lm, "Circuits (every head's weights and values, on eager attention)"):
+    st.stop()
 st.caption(
     "Which attention heads and FFNs write the answer, and along which routes the information flows. **Direct "
     "logit attribution** splits the answer's logit (minus the foil's) at the last token into what each part adds "

@@ -131,7 +131,7 @@ def app_url():
     """Base URL of a fresh ``streamlit run app.py`` for this test session."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium fonts-dejavu-core")
-    server = start_server(free_port())
+    server = start_server(free_port(), {"NDIF_HOST": "http://127.0.0.1:9"})  # NDIF, if chosen: a closed port here
     port = server.args[server.args.index("--server.port") + 1]
     yield f"http://127.0.0.1:{port}"
     stop_server(server)

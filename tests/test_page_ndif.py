@@ -1,0 +1,104 @@
+"""Run on: this machine / NDIF (#28), through AppTest, with no network.
+
+NDIF is this machine standing in for it (``ECCO_NDIF=local``): every request is
+serialised and deserialised as NDIF's server would (nnsight's ``remote="local"``)
+and the pages' model is a copy on the meta device, as on NDIF, so a view that
+would run the model here fails here too. An unreachable NDIF is a closed port.
+"""
+
+import json
+
+import pytest
+
+from apptest import assert_no_error, page, run
+
+KEY = "ndif-page-key-7d1e"  # a made-up key: what must never show
+SHORT = {"text": "The capital of France is", "new": "1"}
+SERVED_HERE = "Computed on this machine standing in for NDIF (SmolLM2-135M-Instruct)."
+#: Each page on NDIF: where its result says it was computed, or why it runs on this machine only.
+PAGES = {
+    "pages/1_Saliency.py": SERVED_HERE,
+    "pages/2_Layer_predictions.py": SERVED_HERE,
+    "pages/3_Neuron_factors.py": "Captured on this machine standing in for NDIF (SmolLM2-135M-Instruct); "
+                                 "analysed on this machine.",
+    "pages/4_Similarity.py": "Captured on this machine standing in for NDIF",
+    "pages/5_Probing.py": "Probing (every layer of a whole treebank, in padded batches): on this machine only",
+    "pages/6_Causal_tracing.py": SERVED_HERE,
+    "pages/7_Attention.py": "Attention (its weights need the model's eager attention): on this machine only",
+    "pages/8_Circuits.py": "Circuits (every head's weights and values, on eager attention): on this machine only",
+}
+
+
+def _shown(app) -> list[str]:
+    """Every text the page shows (errors, notes, captions, Markdown) and its address."""
+    texts = [element.value for kind in ("error", "warning", "info", "caption", "markdown", "success")
+             for element in getattr(app, kind)]
+    return texts + [json.dumps({key: app.query_params[key] for key in app.query_params})]
+
+
+def _assert_key_hidden(app) -> None:
+    assert not any(KEY in text for text in _shown(app))
+
+
+def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatch):
+    monkeypatch.setenv("ECCO_NDIF", "local")
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    home = page("Home.py")
+    home.query_params.update(run_on="ndif", **SHORT)
+    run(home)
+    field = home.sidebar.text_input(key="_ndif_key")
+    assert field.proto.type == field.proto.PASSWORD and home.sidebar.radio(key="run_on").value == "ndif"
+    assert any("Running on NDIF needs your NDIF API key: type it in the sidebar" in e.value for e in home.error)
+    field.input(KEY)
+    run(home)
+    assert_no_error(home)
+    assert SERVED_HERE in [caption.value for caption in home.caption]
+    _assert_key_hidden(home)
+
+    for name, said in PAGES.items():
+        app = page(name)
+        app.query_params.update(run_on="ndif", **SHORT, **{"trace-method": "approximate", "trace-compare": "false"})
+        app.session_state["_ndif_key_kept"] = KEY  # typed on an earlier page of this session
+        run(app)
+        assert_no_error(app)
+        assert any(text.startswith(said) for text in _shown(app)), (name, _shown(app))
+        _assert_key_hidden(app)
+        if name == "pages/1_Saliency.py":  # a method NDIF cannot run: said in the page's words, before any request
+            app.selectbox(key="saliency_method").set_value("integrated_gradients")
+            run(app)
+            assert [error.value for error in app.error] == [
+                "Method integrated_gradients runs on this machine only: on NDIF pick grad_x_input or gradient "
+                "as the Method, or choose Run on: this machine"]
+
+    home.sidebar.radio(key="run_on").set_value("here")
+    run(home)
+    assert_no_error(home)
+    assert "Computed on this machine." in [caption.value for caption in home.caption]
+    assert "run_on" not in home.query_params
+
+
+def test_an_unreachable_ndif_is_said_and_nothing_the_user_had_is_lost(monkeypatch):
+    monkeypatch.delenv("ECCO_NDIF", raising=False)
+    monkeypatch.setenv("NDIF_HOST", "http://127.0.0.1:9")  # nothing listens on port 9
+    app = page("pages/2_Layer_predictions.py")
+    app.query_params.update(**SHORT)
+    run(app)
+    assert_no_error(app)
+    assert "Computed on this machine." in [caption.value for caption in app.caption]
+    app.sidebar.radio(key="run_on").set_value("ndif")
+    run(app)
+    app.sidebar.text_input(key="_ndif_key").input(KEY)
+    run(app)
+    assert not app.exception
+    said = [error.value for error in app.sidebar.error]
+    assert len(said) == 1 and "127.0.0.1" in said[0] and "is unreachable" in said[0], said
+    assert said[0].endswith("Your settings and key are kept: choose Run on: this machine meanwhile")
+    assert app.query_params["run_on"] in ("ndif", ["ndif"]) and app.sidebar.text_area(key="_text").value == SHORT["text"]
+    _assert_key_hidden(app)
+    app.sidebar.radio(key="run_on").set_value("here")
+    run(app)
+    assert_no_error(app)  # this machine's results come back at once, the key kept for a later try
+    assert "Computed on this machine." in [caption.value for caption in app.caption]
+    app.sidebar.radio(key="run_on").set_value("ndif")
+    run(app)
+    assert app.sidebar.text_input(key="_ndif_key").value == KEY
