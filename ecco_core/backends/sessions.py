@@ -1,9 +1,10 @@
 """Each view written once as an nnsight session: run here, serialised as for NDIF, or on NDIF.
 
 A session's body is shipped as source with only the plain values it names
-(ints, lists, tensors of token ids) and the envoys of the modules the family
-table points at (:meth:`Traced.envoys`); it uses torch alone, so NDIF's server
-needs nothing of this project. It reduces on the spot (top-k, ranks,
+(ints, lists, tensors of token ids), the envoys of the modules the family
+table points at (:meth:`Traced.envoys`) and the torch-only functions of
+:mod:`ecco_core.backends.served` it calls (shipped by value), so NDIF's
+server needs nothing of this project. It reduces on the spot (top-k, ranks,
 effects) and saves one dict: what the view draws, and nothing vocabulary- or
 activation-sized beyond what the view's result holds. One session is one
 request.
@@ -20,10 +21,21 @@ import numpy as np
 import torch
 
 from ..models import LM
+from . import served
+from .served import (add_noise, attribution, batch_targets, by_token, lens_rows, metric_of, next_token, output_tensor,
+                     readout, rows_to_run)
+
+nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 
 
 def _runner(lm: LM):
     return lm.backend
+
+
+def _numpy(result: dict, dtypes: dict) -> dict:
+    """The saved tensors named in ``dtypes`` as numpy arrays of those dtypes (None: as they came back)."""
+    return {name: result[name].numpy() if dtype is None else result[name].numpy().astype(dtype, copy=False)
+            for name, dtype in dtypes.items()}
 
 
 def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_tokens: int, do_sample: bool,
@@ -59,14 +71,7 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
                         output = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
                         cache = output.cache
                         logits = output.logits[0, -1].float().cpu()
-                        if do_sample:
-                            logits = logits / temperature
-                            if top_k:
-                                threshold = torch.topk(logits, min(top_k, logits.shape[-1])).values[-1]
-                                logits = logits.masked_fill(logits < threshold, float("-inf"))
-                            next_id = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
-                        else:
-                            next_id = int(logits.argmax())
+                        next_id = next_token(logits, do_sample=do_sample, temperature=temperature, top_k=top_k, generator=generator)
                         continuation.append(next_id)
                         if next_id in eos_ids:
                             break
@@ -81,8 +86,7 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
                 for block, projection in zip(blocks, projections):
                     activations = projection.input
                     ffn.append(activations.reshape(n_tokens, -1).float().cpu())  # OPT flattens its FFN input
-                    output = block.output
-                    hidden.append((output[0] if isinstance(output, (tuple, list)) else output)[0].float().cpu())
+                    hidden.append(output_tensor(block.output)[0].float().cpu())
                 if k:
                     log_probs = torch.log_softmax(model.output.logits[0].float(), dim=-1)
                     top = torch.topk(log_probs, k, dim=-1)
@@ -94,13 +98,8 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
                 "top_ids": top_ids, "top_probs": top_probs,
             })
     runner.received(result)
-    return {
-        "new_ids": [int(i) for i in result["new_ids"]],
-        "hidden_states": result["hidden_states"].numpy().astype(np.float32, copy=False),
-        "ffn": result["ffn"].numpy().astype(np.float32, copy=False),
-        "top_ids": result["top_ids"].numpy().astype(np.int64, copy=False),
-        "top_probs": result["top_probs"].numpy().astype(np.float32, copy=False),
-    }
+    return {"new_ids": [int(i) for i in result["new_ids"]], **_numpy(result, {
+        "hidden_states": np.float32, "ffn": np.float32, "top_ids": np.int64, "top_probs": np.float32})}
 
 
 def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int) -> dict:
@@ -135,8 +134,7 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
             with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
                 columns = []
                 for block in blocks:
-                    output = block.output
-                    columns.append((output[0] if isinstance(output, (tuple, list)) else output)[0, keep.to(device)])
+                    columns.append(output_tensor(block.output)[0, keep.to(device)])
                 model_logits = model.output.logits[0, keep.to(device)].float()
             with torch.inference_mode():
                 if targets is None:
@@ -152,13 +150,8 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
                     for module in norms + heads:
                         logits = module(logits)
                     logits = logits.float()
-                    target_logit = logits.gather(-1, target_column[start:stop])
-                    log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
-                    top = logits.topk(k, dim=-1)
-                    ranks.append(((logits > target_logit).sum(-1, dtype=torch.int32) + 1).cpu())
-                    probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
-                    top_ids.append(top.indices.cpu())
-                    top_probs.append((top.values - log_normaliser).exp().cpu())
+                    for part, values in zip((ranks, probs, top_ids, top_probs), lens_rows(logits, target_column[start:stop], k)):
+                        part.append(values)
                     if stop > last_layer_start:
                         first = max(start, last_layer_start)
                         difference = (logits[first - start:]
@@ -172,14 +165,8 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
                     "target_ids": torch.tensor(targets), "max_abs_diff": max_abs_diff,
                 })
     runner.received(result)
-    return {
-        "ranks": result["ranks"].numpy().astype(np.int64),
-        "probs": result["probs"].numpy(),
-        "top_ids": result["top_ids"].numpy().astype(np.int64),
-        "top_probs": result["top_probs"].numpy(),
-        "target_ids": result["target_ids"].numpy().astype(np.int64),
-        "max_abs_diff": float(result["max_abs_diff"]),
-    }
+    return {"max_abs_diff": float(result["max_abs_diff"]), **_numpy(result, {
+        "ranks": np.int64, "probs": None, "top_ids": np.int64, "top_probs": None, "target_ids": np.int64})}
 
 
 #: The order in which a block writes its sites: a session reads (and restores) them in this order.
@@ -218,20 +205,15 @@ def patch(lm: LM, *, clean_ids: list[int], corrupted_ids: list[int] | None, nois
     with runner.lock, runner.errors():
         with model.session(backend=runner.request()):
             device = model.device
-            metric_of = lambda logits: (logits[:, answer_id] - logits[:, foil_id]).double() if metric == "logit_diff" else (torch.softmax(logits.double(), -1)[:, answer_id] if metric == "prob" else torch.log_softmax(logits.double(), -1)[:, answer_id])  # noqa: E501, E731
-            by_token = lambda tensor, batch: tensor.view(batch, -1, tensor.shape[-1]) if tensor.dim() == 2 else tensor  # noqa: E731
             with torch.no_grad():
                 clean_embeds = embedding(torch.tensor([clean_ids], device=device))
                 corrupted_embeds = clean_embeds.detach().clone() if noise is not None else embedding(torch.tensor([corrupted_ids], device=device))
-                draw = torch.randn((len(noise_positions), clean_embeds.shape[-1]), generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=torch.float32)
-                std = float(embedding.weight.detach().float().std())
-                corrupted_embeds[0, list(noise_positions)] += (draw * (scale * std)).to(device=clean_embeds.device, dtype=clean_embeds.dtype)
+                add_noise(corrupted_embeds, noise_positions, scale * float(embedding.weight.detach().float().std()), seed)
                 with model.trace(inputs_embeds=clean_embeds, use_cache=False):
                     clean = {}
                     for layer in range(n_layers):
                         for site in order:
-                            output = site_envoys[site][layer].output
-                            clean[site, layer] = output[0] if isinstance(output, (tuple, list)) else output
+                            clean[site, layer] = output_tensor(site_envoys[site][layer].output)
                     clean_logits = model.output.logits[:, read_position].float()
             with torch.enable_grad() if approximate else torch.no_grad():
                 embeds = corrupted_embeds.detach().clone().requires_grad_(approximate)
@@ -239,58 +221,35 @@ def patch(lm: LM, *, clean_ids: list[int], corrupted_ids: list[int] | None, nois
                     corrupted = {}
                     for layer in range(n_layers):
                         for site in order:
-                            output = site_envoys[site][layer].output
-                            corrupted[site, layer] = output[0] if isinstance(output, (tuple, list)) else output
+                            corrupted[site, layer] = output_tensor(site_envoys[site][layer].output)
                     corrupted_logits = model.output.logits[:, read_position].float()
-                corrupted_metric = metric_of(corrupted_logits)[0]
-            clean_value, corrupted_value = float(metric_of(clean_logits)[0]), float(corrupted_metric.detach())
+                corrupted_metric = metric_of(corrupted_logits, metric, answer_id, foil_id)[0]
+            clean_value, corrupted_value = float(metric_of(clean_logits, metric, answer_id, foil_id)[0]), float(corrupted_metric.detach())
             clean_top = torch.softmax(clean_logits[0].detach(), -1).topk(k)
             corrupted_top = torch.softmax(corrupted_logits.detach(), -1).topk(k, dim=-1)
             values = torch.full((len(patches),), corrupted_value, dtype=torch.float64)
             top_ids = corrupted_top.indices.cpu().repeat(len(patches), 1)
             top_probs = corrupted_top.values.cpu().repeat(len(patches), 1)
-            estimates = torch.zeros((len(sites), n_layers, n_tokens) if approximate else (0,), dtype=torch.float64)
             effect = abs(clean_value - corrupted_value) > 1e-9 * max(1.0, abs(clean_value))
-            keys = [(site, layer) for site in sites for layer in range(n_layers)] if effect and approximate else []
-            gradients = torch.autograd.grad(corrupted_metric, [corrupted[key] for key in keys], allow_unused=True) if keys else []
-            for key, gradient in zip(keys, gradients):
-                if gradient is not None:
-                    delta = by_token(clean[key], 1)[0] - by_token(corrupted[key].detach(), 1)[0]
-                    estimates[sites.index(key[0]), key[1]] = (delta.double() * by_token(gradient, 1)[0].double()).sum(-1).cpu()
-            to_run = [index for index, entry in enumerate(patches) if effect and any(not torch.equal(by_token(clean[s, l], 1)[0, p], by_token(corrupted[s, l], 1)[0, p]) for s, l, p in entry)]
+            estimates = attribution(torch.zeros((len(sites), n_layers, n_tokens) if approximate else (0,), dtype=torch.float64), corrupted_metric, clean, corrupted, sites, effect and approximate)
+            to_run = rows_to_run(patches, clean, corrupted) if effect else []
             patches_run = len(to_run)
             for start in range(0, len(to_run), rows_per_batch):
                 chunk = to_run[start:start + rows_per_batch]
-                batch = len(chunk)
-                targets = {}
-                for row, index in enumerate(chunk):
-                    for site, layer, position in patches[index]:
-                        targets.setdefault((site, layer), ([], []))[0].append(row)
-                        targets[site, layer][1].append(position)
                 with torch.no_grad():
-                    with model.trace(inputs_embeds=corrupted_embeds.expand(batch, -1, -1), use_cache=False):
-                        for layer in range(n_layers):
-                            for site in order:
-                                if (site, layer) in targets:
-                                    rows, positions = targets[site, layer]
-                                    output = site_envoys[site][layer].output
-                                    tensor = output[0] if isinstance(output, (tuple, list)) else output
-                                    by_token(tensor, batch)[rows, positions] = by_token(clean[site, layer], 1)[0, positions].to(tensor.device)
+                    with model.trace(inputs_embeds=corrupted_embeds.expand(len(chunk), -1, -1), use_cache=False):
+                        for (site, layer), (rows, positions) in batch_targets(patches, chunk, order).items():
+                            tensor = output_tensor(site_envoys[site][layer].output)
+                            by_token(tensor, len(chunk))[rows, positions] = by_token(clean[site, layer], 1)[0, positions].to(tensor.device)
                         logits = model.output.logits[:, read_position].float()
-                top = torch.softmax(logits, -1).topk(k, dim=-1)
-                values[chunk] = metric_of(logits).cpu()
-                top_ids[chunk] = top.indices.cpu()
-                top_probs[chunk] = top.values.cpu()
+                for part, read in zip((values, top_ids, top_probs), readout(logits, metric, answer_id, foil_id, k)):
+                    part[chunk] = read
             result = nnsight.save({"clean_value": clean_value, "corrupted_value": corrupted_value, "values": values, "top_ids": top_ids, "top_probs": top_probs, "estimates": estimates, "patches_run": patches_run, "clean_top": (clean_top.indices.cpu(), clean_top.values.cpu()), "corrupted_top": (corrupted_top.indices[0].cpu(), corrupted_top.values[0].cpu())})
     runner.received(result)
-    return {
-        "clean_value": float(result["clean_value"]), "corrupted_value": float(result["corrupted_value"]),
-        "values": result["values"].numpy(), "top_ids": result["top_ids"].numpy().astype(np.int64),
-        "top_probs": result["top_probs"].numpy(), "estimates": result["estimates"].numpy(),
-        "patches_run": int(result["patches_run"]),
-        "clean_top": tuple(part.numpy() for part in result["clean_top"]),
-        "corrupted_top": tuple(part.numpy() for part in result["corrupted_top"]),
-    }
+    return {"clean_value": float(result["clean_value"]), "corrupted_value": float(result["corrupted_value"]),
+            "patches_run": int(result["patches_run"]),
+            **{name: tuple(part.numpy() for part in result[name]) for name in ("clean_top", "corrupted_top")},
+            **_numpy(result, {"values": None, "top_ids": np.int64, "top_probs": None, "estimates": None})}
 
 
 def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target: str, foil_id: int | None,
