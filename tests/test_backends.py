@@ -219,12 +219,19 @@ def test_an_unreachable_ndif_says_so_without_the_key(lm):
 
 @pytest.fixture
 def queueing_ndif():
-    """A stand-in for NDIF on this machine (no network) that takes every request and keeps it QUEUED for ever."""
+    """A stand-in for NDIF on this machine (no network) that serves the causal default and keeps every request
+    QUEUED for ever."""
     import base64
     import hashlib
 
     class Queue(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # the status websocket: the session id, then one QUEUED status, then nothing
+        def do_GET(self):  # the served models, or the status websocket: the session id, one QUEUED status, nothing
+            if self.path == "/status":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(json.dumps({"deployments": {"z": {"repo_id": ec.DEFAULT_MODEL,
+                                                                   "deployment_level": "HOT"}}}).encode())
+                return
             accept = base64.b64encode(hashlib.sha1(
                 (self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
             self.send_response(101)

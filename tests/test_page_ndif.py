@@ -8,9 +8,9 @@ would run the model here fails here too. An unreachable NDIF is a closed port.
 
 import json
 
-import pytest
-
+import ecco_core as ec
 from apptest import assert_no_error, page, run
+from test_backends import queueing_ndif  # noqa: F401 - a fixture: NDIF on a local port, every request kept QUEUED
 
 KEY = "ndif-page-key-7d1e"  # a made-up key: what must never show
 SHORT = {"text": "The capital of France is", "new": "1"}
@@ -102,3 +102,18 @@ def test_an_unreachable_ndif_is_said_and_nothing_the_user_had_is_lost(monkeypatc
     app.sidebar.radio(key="run_on").set_value("ndif")
     run(app)
     assert app.sidebar.text_input(key="_ndif_key").value == KEY
+
+
+def test_ndifs_served_models_are_offered_and_a_queue_timeout_is_said_with_what_to_do(monkeypatch, queueing_ndif):
+    monkeypatch.delenv("ECCO_NDIF", raising=False)
+    monkeypatch.setenv("NDIF_HOST", queueing_ndif)
+    monkeypatch.setenv("NDIF_QUEUE_TIMEOUT", "0.5")
+    app = page("pages/2_Layer_predictions.py")
+    app.query_params.update(run_on="ndif", **SHORT)
+    app.session_state["_ndif_key_kept"] = KEY
+    run(app)
+    assert app.sidebar.selectbox(key="_model_choice").options[0] == ec.DEFAULT_MODEL  # NDIF's list, read from it
+    said = [error.value for error in app.error]
+    assert said and all("kept the request waiting (QUEUED) for more than 0.5 s, so it was given up" in error
+                        and "try again in a few minutes" in error for error in said), said
+    _assert_key_hidden(app)
