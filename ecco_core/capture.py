@@ -34,6 +34,7 @@ import torch
 
 from . import _checks as checks
 from . import capture_file
+from .backends.served import next_token
 from .capture_file import MAX_CAPTURE_BYTES
 from .hooks import ArrayRecording, recording, without_cache
 from .models import LM
@@ -288,14 +289,7 @@ def generate(
         output = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
         cache = output.cache
         logits = output.logits[0, -1].float().cpu()
-        if do_sample:
-            logits = logits / temperature
-            if top_k:
-                threshold = torch.topk(logits, min(top_k, logits.shape[-1])).values[-1]
-                logits = logits.masked_fill(logits < threshold, float("-inf"))
-            next_id = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
-        else:
-            next_id = int(logits.argmax())
+        next_id = next_token(logits, do_sample=do_sample, temperature=temperature, top_k=top_k, generator=generator)
         new_ids.append(next_id)
         if stop_at_eos and next_id in eos_ids:
             break
