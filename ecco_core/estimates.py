@@ -29,7 +29,7 @@ from typing import Sequence
 from . import _checks as checks
 from .backward import plan
 from .capture import DEFAULT_CHUNK_BYTES
-from .layers import EMBEDDINGS
+from .layers import EMBEDDINGS, representation_widths
 from .models import LM
 from .saliency import METHODS as SALIENCY_METHODS
 from .similarity import KERNELS
@@ -258,6 +258,35 @@ def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
     layer together) gathered at :data:`GATHER_RATE`.
     """
     return n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE
+
+
+def compare_layers_seconds(lm: LM, n_tokens: int, method: str, *, rows: str = "hidden", columns: str = "ffn",
+                           kernel: str = "linear", texts: bool = False) -> float:
+    """Seconds of :func:`ecco_core.similarity.compare_layers` over ``n_tokens`` token positions of ``lm``.
+
+    Every layer of ``rows`` against every layer of ``columns``
+    (:func:`similarity_seconds` at their widths); over ``texts`` the model's
+    passes first, keeping both representations (:func:`corpus_seconds`; a
+    capture has them already).
+    """
+    row_widths, column_widths = representation_widths(lm, rows), representation_widths(lm, columns)
+    kept = sum(row_widths) + (sum(column_widths) if columns != rows else 0)
+    forward = corpus_seconds(lm, n_tokens, kept) if texts else 0.0
+    return forward + similarity_seconds(n_tokens, row_widths, column_widths, method, kernel)
+
+
+def cell_baseline_seconds(lm: LM, n_samples: int, method: str, *, rows: str = "hidden", columns: str = "ffn",
+                          kernel: str = "linear", n_permutations: int = 100, corpus_tokens: int = 0) -> float:
+    """Seconds of :func:`ecco_core.trust.permutation_baseline` of one cell of a layer matrix of ``lm``.
+
+    ``n_permutations`` similarities of one layer of ``rows`` and one of
+    ``columns`` over ``n_samples`` positions; with ``corpus_tokens`` > 0, the
+    pass over texts of that many tokens that gathers the two layers first
+    (:func:`ecco_core.similarity.layer_pair`).
+    """
+    row_width, column_width = representation_widths(lm, rows)[0], representation_widths(lm, columns)[0]
+    shuffles = n_permutations * similarity_seconds(n_samples, [row_width], [column_width], method, kernel)
+    return shuffles + (corpus_seconds(lm, corpus_tokens, row_width + column_width) if corpus_tokens else 0.0)
 
 
 def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:

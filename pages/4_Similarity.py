@@ -102,9 +102,8 @@ if source != "capture" and texts is None:
 
 def seconds(n_tokens: int, pooling: bool) -> float:
     """Estimated seconds for these settings over ``n_tokens`` positions (``pooling``: the model runs over texts)."""
-    kept = sum(row_widths) + (sum(column_widths) if columns != rows else 0)
-    forward = estimates.corpus_seconds(lm, n_tokens, kept) if pooling else 0.0
-    return forward + estimates.similarity_seconds(n_tokens, row_widths, column_widths, method, kernel)
+    return estimates.compare_layers_seconds(lm, n_tokens, method, rows=rows, columns=columns, kernel=kernel,
+                                            texts=pooling)
 
 
 def use_sentences(count: int) -> None:
@@ -115,9 +114,9 @@ if texts is None:
     n_positions, pooled = cap.n_tokens, dashboard.capture_key(cap)
 else:
     pooled = (cap.model_name, tuple(texts))
+source = cap if texts is None else texts  # what the library compares: the capture's tokens, or the texts pooled
 # Weighed on the positions compared: special and first tokens left out are no samples.
-compared = sim.positions_compared(lm, cap if texts is None else texts, skip_special=skip_special,
-                                  skip_first=skip_first)
+compared = sim.positions_compared(lm, source, skip_special=skip_special, skip_first=skip_first)
 verdict = sim.saturation(max(2, compared), row_widths, column_widths, method, keep)
 if verdict is not None and verdict.forced:
     # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
@@ -132,11 +131,8 @@ if verdict is not None and verdict.forced:
 
 
 def compare(progress):
-    options = dict(rows=rows, columns=columns, kernel=kernel, keep=keep, skip_special=skip_special,
-                   skip_first=skip_first, progress=progress)
-    if texts is None:
-        return sim.layer_similarity([cap], method, **options)
-    return sim.corpus_similarity(lm, texts, method, **options)
+    return sim.compare_layers(lm, source, method, rows=rows, columns=columns, kernel=kernel, keep=keep,
+                              skip_special=skip_special, skip_first=skip_first, progress=progress)
 
 
 def chance(result, cell):
@@ -149,20 +145,14 @@ def chance(result, cell):
     row, column = cell
 
     def shuffled(progress):
-        if texts is None:
-            pair = (sim.layer_activations([cap], side, skip_special=skip_special, skip_first=skip_first)[index]
-                    for side, index in ((rows, row), (columns, column)))
-        else:
-            pair = sim.corpus_pair(lm, texts, row, column, rows=rows, columns=columns, skip_special=skip_special,
-                                   skip_first=skip_first)
+        pair = sim.layer_pair(lm, source, row, column, rows=rows, columns=columns, skip_special=skip_special,
+                              skip_first=skip_first)
         return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
 
     options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
-    width = {"hidden": lm.d_model, "ffn": lm.d_ff}
-    estimate = N_PERMUTATIONS * estimates.similarity_seconds(result.n_samples, [width[rows]], [width[columns]],
-                                                             method, kernel)
-    if texts is not None:
-        estimate += estimates.corpus_seconds(lm, n_positions, width[rows] + width[columns])
+    estimate = estimates.cell_baseline_seconds(lm, result.n_samples, method, rows=rows, columns=columns, kernel=kernel,
+                                               n_permutations=N_PERMUTATIONS,
+                                               corpus_tokens=0 if texts is None else n_positions)
     baseline = None
     with dashboard.user_errors():
         baseline, area = dashboard.long_work(

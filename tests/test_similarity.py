@@ -9,6 +9,7 @@ from scipy.linalg import sqrtm
 import ecco_core as ec
 from ecco_core import similarity as sim
 from ecco_core.tokens import encode_prompt
+from families import tiny_lm
 
 PAIRWISE = {
     "cca": sim.cca,
@@ -196,6 +197,28 @@ def test_the_positions_compared_are_the_samples_the_comparison_then_has(lm):
     assert sim.positions_compared(lm, texts, skip_first=True) == tokens - 2
     with pytest.raises(TypeError, match="source must be a Capture or a sequence of texts"):
         sim.positions_compared(lm, texts[0])
+
+
+def test_compare_layers_and_layer_pair_read_a_capture_or_pool_texts(lm, encoder):
+    """What the Similarity page calls for either source; a tiny model, as the structure is what is checked."""
+    small = tiny_lm("llama", causal_tokenizer=lm.tokenizer, masked_tokenizer=encoder.tokenizer)
+    text = "The keys to the cabinet are on the table."
+    cap = ec.capture(small, text, max_new_tokens=0)
+    options = dict(rows="hidden", columns="ffn", skip_first=True)
+    from_capture = sim.compare_layers(small, cap, "cka", **options)
+    np.testing.assert_array_equal(from_capture.values, sim.layer_similarity(cap, "cka", **options).values)
+    np.testing.assert_allclose(sim.compare_layers(small, [text], "cka", **options).values, from_capture.values,
+                               atol=1e-5)
+    X, Y = sim.layer_pair(small, cap, 2, 1, **options)
+    np.testing.assert_array_equal(X, sim.layer_activations(cap, "hidden", skip_first=True)[2])
+    np.testing.assert_array_equal(Y, sim.layer_activations(cap, "ffn", skip_first=True)[1])
+    pooled = sim.layer_pair(small, [text], 2, 1, **options)
+    np.testing.assert_allclose(pooled[0], X, atol=1e-5)
+    np.testing.assert_allclose(pooled[1], Y, atol=1e-5)
+    with pytest.raises(ValueError, match="column must be a whole number .* 1; got 2"):
+        sim.layer_pair(small, cap, 0, 2, **options)
+    with pytest.raises(TypeError, match="source must be a Capture or a sequence of texts"):
+        sim.compare_layers(small, text)
 
 
 @pytest.mark.parametrize(

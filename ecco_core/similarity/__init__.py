@@ -48,14 +48,15 @@ from ..layers import REPRESENTATION_TITLES, REPRESENTATIONS
 from ..layers import representation_labels as layer_labels
 from ..probing.data import ud_sentences
 from .layers import (
-    corpus_pair, corpus_similarity, layer_activations, layer_similarity, positions_compared, ud_sentences_for,
+    compare_layers, corpus_pair, corpus_similarity, layer_activations, layer_pair, layer_similarity,
+    positions_compared, ud_sentences_for,
 )
 from .matrix import Saturation, SimilarityMatrix, saturation, similarity_matrix
 from .metrics import KERNELS, METHODS, Options, SimilarityMethod, Work, cca, cka, pwcca, svcca
 
 __all__ = [
     "KERNELS", "METHODS", "Options", "REPRESENTATIONS", "REPRESENTATION_TITLES", "Saturation", "SimilarityMatrix",
-    "SimilarityMethod", "Work", "cca", "cka", "corpus_pair", "corpus_similarity", "layer_activations", "layer_labels",
-    "layer_similarity", "positions_compared", "pwcca", "saturation", "similarity_matrix", "svcca", "ud_sentences",
-    "ud_sentences_for",
+    "SimilarityMethod", "Work", "cca", "cka", "compare_layers", "corpus_pair", "corpus_similarity",
+    "layer_activations", "layer_labels", "layer_pair", "layer_similarity", "positions_compared", "pwcca",
+    "saturation", "similarity_matrix", "svcca", "ud_sentences", "ud_sentences_for",
 ]

@@ -61,14 +61,64 @@ def positions_compared(lm: LM, source, *, skip_special: bool = True, skip_first:
         The positions left once special tokens and first tokens are left out as asked: the samples that
         :func:`saturation` weighs against the layers' ranks.
     """
-    if isinstance(source, Capture):
+    if _is_capture(source):
         masks = [source.special]
-    elif isinstance(source, str) or not isinstance(source, Sequence):
-        raise checks.invalid("source", source, "a Capture or a sequence of texts (str)", TypeError)
     else:
         masks = [special_mask(lm.tokenizer, encode_prompt(lm, text, argument=f"source[{index}]"))
                  for index, text in enumerate(source)]
     return sum(int(_kept(mask, skip_special, skip_first).sum()) for mask in masks)
+
+
+def _is_capture(source) -> bool:
+    """True for a Capture, False for a sequence of texts; anything else is refused, naming ``source``."""
+    if isinstance(source, Capture):
+        return True
+    if isinstance(source, str) or not isinstance(source, Sequence):
+        raise checks.invalid("source", source, "a Capture or a sequence of texts (str)", TypeError)
+    return False
+
+
+def compare_layers(lm: LM, source, method: str = "cka", **options) -> SimilarityMatrix:
+    """Every layer of one representation against every layer of another, over ``source``'s token positions.
+
+    ``source`` is one capture of ``lm`` (its tokens: :func:`layer_similarity`)
+    or a sequence of texts (pooled, the model run over them:
+    :func:`corpus_similarity`); ``options`` are theirs (``rows``, ``columns``,
+    ``kernel``, ``keep``, ``skip_special``, ``skip_first``, ``progress`` ...).
+    A view that takes either source calls this one function.
+
+    >>> compare_layers(lm, cap, "cka", skip_first=True).values.shape      # (n_layers + 1, n_layers)
+    >>> compare_layers(lm, ud_sentences(200), "pwcca", skip_first=True)   # doctest: +SKIP
+    """
+    if _is_capture(source):
+        return layer_similarity([source], method, **options)
+    return corpus_similarity(lm, source, method, **options)
+
+
+def layer_pair(lm: LM, source, row: int, column: int, *, rows: str = "hidden", columns: str = "ffn",
+               skip_special: bool = True, skip_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The two layers of one cell of :func:`compare_layers`' matrix over ``source``, token positions pooled.
+
+    ``row`` and ``column`` index :func:`layer_labels` of ``rows`` and
+    ``columns``; over texts, one pass keeps those two layers only
+    (:func:`corpus_pair`). What a test of one cell needs
+    (:func:`ecco_core.trust.permutation_baseline`).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, width of rows)
+    Y : ndarray of shape (n_samples, width of columns)
+    """
+    skips = dict(skip_special=skip_special, skip_first=skip_first)
+    if not _is_capture(source):
+        return corpus_pair(lm, source, row, column, rows=rows, columns=columns, **skips)
+    stacks = {"hidden": source.hidden_states, "ffn": source.ffn}
+    rows = checks.choice("rows", rows, REPRESENTATIONS)
+    columns = checks.choice("columns", columns, REPRESENTATIONS)
+    row = checks.whole("row", row, low=0, high=len(stacks[rows]) - 1)
+    column = checks.whole("column", column, low=0, high=len(stacks[columns]) - 1)
+    kept = _kept(source.special, **skips)
+    return stacks[rows][row][kept], stacks[columns][column][kept]
 
 
 # ------------------------------------------------------------------ captures
