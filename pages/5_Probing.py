@@ -18,7 +18,6 @@ LEARNING_RATES = {"0.001": 1e-3, "0.1": 0.1, "0.00001": 1e-5, "best": probing.LE
 RATE_NAMES = {"0.001": "0.001 (the paper's best)", "0.1": "0.1", "0.00001": "0.00001",
               "best": "best of the three (the paper's search)"}
 PRESETS = {"quick": "Quick look", "paper": "The paper's protocol (Table 1)", "custom": "Custom"}
-QUICK_BLOCKS = 8  # the quick preset probes the embeddings and this many blocks, evenly spaced
 
 
 def layer_name(layer: str) -> str:
@@ -26,15 +25,11 @@ def layer_name(layer: str) -> str:
 
 
 def preset_values(preset: str, n_layers: int) -> dict:
-    """The widget values of a preset: the paper's full protocol, or a quick subset of it."""
-    every = [EMBEDDINGS] + [str(block) for block in range(n_layers)]
-    if preset == "paper":
-        return dict(probe_tokens=min(10_000, limits.MAX_PROBE_TOKENS), probe_layers=every, probe_trials=5,
-                    probe_epochs=50, probe_lr="0.001")
-    spaced = sorted({int(round(block)) for block in np.linspace(0, n_layers - 1, min(QUICK_BLOCKS, n_layers))})
-    return dict(probe_tokens=min(2_000, limits.MAX_PROBE_TOKENS),
-                probe_layers=[EMBEDDINGS] + [str(block) for block in spaced], probe_trials=1,
-                probe_epochs=20, probe_lr="0.001")
+    """The widget values of a library preset (:func:`ecco_core.probing.preset`), within this deployment's limit."""
+    chosen = probing.preset(preset, n_layers, max_tokens=limits.MAX_PROBE_TOKENS)
+    rate = next(name for name, value in LEARNING_RATES.items() if value == chosen.lr)
+    return dict(probe_tokens=chosen.n_tokens, probe_layers=[str(layer) for layer in chosen.layers],
+                probe_trials=chosen.trials, probe_epochs=chosen.epochs, probe_lr=rate)
 
 
 def mark_custom() -> None:
@@ -73,16 +68,14 @@ def preset_label(preset: str) -> str:
     """The preset's name and, for quick and paper, its estimate on this machine (the one the page shows below)."""
     if preset == "custom":
         return PRESETS[preset]
-    values = preset_values(preset, lm.n_layers)
-    layers = [layer if layer == EMBEDDINGS else int(layer) for layer in values["probe_layers"]]
-    seconds = estimates.probing_seconds(lm, values["probe_tokens"], layers, values["probe_trials"],
-                                        values["probe_epochs"])
+    chosen = probing.preset(preset, lm.n_layers, max_tokens=limits.MAX_PROBE_TOKENS)
+    seconds = estimates.probing_seconds(lm, chosen.n_tokens, list(chosen.layers), chosen.trials, chosen.epochs)
     return f"{PRESETS[preset]} ({dashboard.duration(seconds)})"
 
 
 preset = st.radio("Preset", list(PRESETS), format_func=preset_label, key="probe_preset", horizontal=True,
-                  help="Quick: 2,000 words, the embeddings and 8 blocks, one trial, 20 epochs. The paper: "
-                  "10,000 words, every layer, 5 trials, 50 epochs. Changing a setting below makes it Custom.")
+                  help="\n\n".join(f"{PRESETS[name]}: {description}." for name, description in probing.PRESETS.items())
+                  + "\n\nChanging a setting below makes it Custom.")
 left, middle, right = st.columns(3)
 source = left.radio("Data", list(DATA), format_func=DATA.get, key="probe_data")
 upload = left.file_uploader(

@@ -228,6 +228,21 @@ def test_stack_shape_is_checked():
         ec.train_probes([features], tags, words)
 
 
+def test_presets_are_the_papers_protocol_and_a_quick_subset_of_it():
+    import inspect
+
+    paper = probing.preset("paper", 12)
+    assert paper.arguments() == dict(n_tokens=10_000, layers=("embeddings", *range(12)), trials=5, epochs=50, lr=1e-3)
+    assert set(paper.arguments()) <= set(inspect.signature(ec.probe_table).parameters)
+    quick = probing.preset("quick", 30, max_tokens=1_500)  # a deployment's limit caps the words
+    assert quick.n_tokens == 1_500 and (quick.trials, quick.epochs, quick.lr) == (1, 20, 1e-3)
+    assert quick.layers[:2] == ("embeddings", 0) and quick.layers[-1] == 29
+    assert len(quick.layers) == 1 + probing.QUICK_BLOCKS and list(quick.layers[1:]) == sorted(set(quick.layers[1:]))
+    assert probing.preset("quick", 3).layers == ("embeddings", 0, 1, 2)  # fewer blocks than the quick count
+    with pytest.raises(ValueError, match="preset must be one of 'quick', 'paper'; got 'custom'"):
+        probing.preset("custom", 12)
+
+
 # -------------------------------------------------------------- real model
 def test_probe_table_on_the_encoder(encoder):
     seen = []

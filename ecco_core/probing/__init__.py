@@ -30,7 +30,9 @@ The parts, each a module of this package:
 - :mod:`.training`: the batched probes (:func:`train_probes`; the axes of
   their tensors are named in :data:`LOGIT_AXES`);
 - :mod:`.tables`: :func:`probe_table` and the paper's own Table 1
-  (:func:`paper_table1`).
+  (:func:`paper_table1`);
+- :mod:`.presets`: named settings of a run (:func:`preset`: the paper's
+  protocol, a quick look).
 
 Every public name of the parts is also a name of this package
 (``ec.probing.collect``, ``ec.probing.UD_ENGLISH_EWT_DEV``).
@@ -44,6 +46,7 @@ from .collection import IN_MEMORY_BYTES, STORES, ProbeData, collect
 from .data import (
     UD_ENGLISH_EWT_DEV, UPOS_TAGS, AlignedSentence, Sentence, align, iter_conllu, read_conllu, ud_sentences,
 )
+from .presets import PRESETS, QUICK_BLOCKS, ProbeSettings, preset
 from .tables import depth_labels, paper_table1, probe_table, scores_table, table1_markdown
 from .training import (
     LEARNING_RATES,
@@ -60,8 +63,8 @@ from .training import (
 from ._progress import Progress
 
 __all__ = [
-    "AlignedSentence",
     "align",
+    "AlignedSentence",
     "collect",
     "control_tags",
     "depth_labels",
@@ -72,10 +75,14 @@ __all__ = [
     "MIN_TEST_TOKENS",
     "paper_table1",
     "PRECISIONS",
+    "preset",
+    "PRESETS",
     "probe_table",
     "ProbeData",
     "ProbeScores",
+    "ProbeSettings",
     "Progress",
+    "QUICK_BLOCKS",
     "read_conllu",
     "scores_table",
     "Sentence",
