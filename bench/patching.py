@@ -126,7 +126,7 @@ def main(rounds: int, every: int) -> None:
     print(f"max |loop - ec.patch| value:         {np.nanmax(np.abs(loop_values - values)):.2e} "
           f"(batched every patch: {np.abs(batched_values - values).max():.2e}); logit differences span "
           f"{values.min():.2f} to {values.max():.2f}")
-    table = patching.correlation(exact, approximate)
+    table = patching.correlation(exact, approximate).to_frame()
     print("exact vs approximate, Pearson r of the effects: "
           + ", ".join(f"{site} {r:.3f}" for site, r in zip(table["site"], table["pearson_r"])))
     print(f"batching alone: {loop_seconds / batched_seconds:.1f}x; approximate: {loop_seconds / approximate_seconds:.0f}x")

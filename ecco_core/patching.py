@@ -1048,23 +1048,45 @@ def work(lm: LM, clean: str, corrupted, answer: str, foil: str | None = None, *,
     return per_block * len(starts), per_block * sum(n_tokens - start for start in starts)
 
 
-def correlation(first: Patching, second: Patching) -> pd.DataFrame:
+@dataclass(frozen=True, eq=False)
+class Correlation:
+    """Pearson correlation of two patching results' effects (exact vs approximate), per site and over all cells.
+
+    Attributes
+    ----------
+    sites : tuple of str, length n_sites + 1
+        The results' sites, then ``"all"`` (every cell of every site).
+    pearson_r : ndarray of shape (n_sites + 1,)
+        NaN where either side's effects are constant.
+    n_cells : ndarray of shape (n_sites + 1,), int
+    """
+
+    sites: tuple[str, ...]
+    pearson_r: np.ndarray
+    n_cells: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per site, then ``"all"``: columns site, pearson_r, n_cells."""
+        return pd.DataFrame({"site": list(self.sites), "pearson_r": self.pearson_r, "n_cells": self.n_cells})
+
+
+def correlation(first: Patching, second: Patching) -> Correlation:
     """Pearson correlation of two results' effects, per site and over all cells (exact vs approximate).
 
     Returns
     -------
-    pandas.DataFrame
-        Columns site (a site name or ``"all"``), pearson_r, n_cells.
+    Correlation
+        ``.to_frame()``: columns site (a site name or ``"all"``), pearson_r, n_cells.
     """
     if first.effects.shape != second.effects.shape or first.sites != second.sites:
         raise ValueError(
             f"the two results must cover the same sites and shape; got {first.sites} {first.effects.shape} "
             f"and {second.sites} {second.effects.shape}"
         )
-    rows = []
-    for name, a, b in [*((s, first.site(s), second.site(s)) for s in first.sites),
-                       ("all", first.effects, second.effects)]:
+    pairs = [*((s, first.site(s), second.site(s)) for s in first.sites), ("all", first.effects, second.effects)]
+    rs = []
+    for _, a, b in pairs:
         a, b = a.ravel(), b.ravel()
-        r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
-        rows.append({"site": name, "pearson_r": r, "n_cells": a.size})
-    return pd.DataFrame(rows)
+        rs.append(float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan"))
+    return Correlation(sites=tuple(name for name, _, _ in pairs), pearson_r=np.array(rs),
+                       n_cells=np.array([a.size for _, a, _ in pairs]))

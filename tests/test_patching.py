@@ -217,7 +217,10 @@ def test_attribution_patching_is_exact_where_the_metric_is_linear(lm):
 
 
 def test_attribution_patching_correlates_with_exact_on_the_default(ioi, ioi_approximate, record_property):
-    table = ec.patching.correlation(ioi, ioi_approximate)
+    result = ec.patching.correlation(ioi, ioi_approximate)
+    table = result.to_frame()  # a frozen result, as every other view's
+    assert result.sites == ("residual", "attention", "ffn", "all") and result.n_cells[-1] == ioi.effects.size
+    assert list(table.columns) == ["site", "pearson_r", "n_cells"]
     assert list(table["site"]) == ["residual", "attention", "ffn", "all"]
     expected = np.corrcoef(ioi.site("ffn").ravel(), ioi_approximate.site("ffn").ravel())[0, 1]
     np.testing.assert_allclose(table.set_index("site").loc["ffn", "pearson_r"], expected)
