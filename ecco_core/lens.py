@@ -460,6 +460,51 @@ def watch(
 
 
 # ------------------------------------------------------------ suggestions
+@dataclass(frozen=True, eq=False)
+class Suggestions:
+    """Tokens worth watching at one position, best first (:func:`suggest_candidates`).
+
+    Best first: best rank at any block's output, then the number of blocks
+    where the token is in the top ``k``, then its rank in the model's output.
+
+    Attributes
+    ----------
+    tokens : tuple of str, length n_suggestions
+    token_ids : ndarray of shape (n_suggestions,), int
+        Candidates :func:`watch` takes as they are.
+    best_rank : ndarray of shape (n_suggestions,), int
+        1 = top, at the block where the token ranked best.
+    best_layer : tuple of str, length n_suggestions
+        The first block with that rank (``"block 4"``, :mod:`ecco_core.layers`).
+    layers_in_top_k : ndarray of shape (n_suggestions,), int
+    final_rank : ndarray of shape (n_suggestions,), int
+        Rank in the model's own output.
+    final_probability : ndarray of shape (n_suggestions,)
+    k : int
+    """
+
+    tokens: tuple[str, ...]
+    token_ids: np.ndarray
+    best_rank: np.ndarray
+    best_layer: tuple[str, ...]
+    layers_in_top_k: np.ndarray
+    final_rank: np.ndarray
+    final_probability: np.ndarray
+    k: int
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per suggestion, best first: token, token_id, best_rank, best_layer, layers_in_top_k,
+        final_rank, final_probability."""
+        return pd.DataFrame({
+            "token": list(self.tokens), "token_id": self.token_ids, "best_rank": self.best_rank,
+            "best_layer": list(self.best_layer), "layers_in_top_k": self.layers_in_top_k,
+            "final_rank": self.final_rank, "final_probability": self.final_probability,
+        })
+
+
 def suggest_candidates(
     lm: LM,
     text: str,
@@ -467,7 +512,7 @@ def suggest_candidates(
     k: int = 3,
     max_candidates: int | None = 12,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> pd.DataFrame:
+) -> Suggestions:
     """Tokens worth watching at the position :func:`watch` reads: those in the top ``k`` at ANY layer.
 
     Not only the last layer's favourites: a token that leads at layer 12 and
@@ -489,13 +534,11 @@ def suggest_candidates(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per distinct token, best first (best rank at any layer, then
+    Suggestions
+        One entry per distinct token, best first (best rank at any layer, then
         the number of layers where it is in the top ``k``, then its rank in
-        the model's output): ``token``, ``token_id``, ``best_rank``,
-        ``best_layer`` (the first block where it had that rank, ``"block 4"``),
-        ``layers_in_top_k``, ``final_rank``, ``final_probability``. Its
-        ``token_id`` values can be passed to :func:`watch` as candidates.
+        the model's output); ``.to_frame()`` has a row each. Its
+        ``token_ids`` can be passed to :func:`watch` as candidates.
     """
     lm.require_head()
     lm.require_hooks("candidate suggestions", "they read every layer's top tokens and the output with hooks")
@@ -533,4 +576,11 @@ def suggest_candidates(
     frame = frame.sort_values(
         ["best_rank", "layers_in_top_k", "final_rank"], ascending=[True, False, True], kind="stable"
     ).reset_index(drop=True)
-    return frame if max_candidates is None else frame.head(int(max_candidates))
+    frame = frame if max_candidates is None else frame.head(int(max_candidates))
+    return Suggestions(
+        tokens=tuple(frame["token"]), token_ids=frame["token_id"].to_numpy(dtype=np.int64),
+        best_rank=frame["best_rank"].to_numpy(dtype=np.int64), best_layer=tuple(frame["best_layer"]),
+        layers_in_top_k=frame["layers_in_top_k"].to_numpy(dtype=np.int64),
+        final_rank=frame["final_rank"].to_numpy(dtype=np.int64),
+        final_probability=frame["final_probability"].to_numpy(dtype=np.float64), k=k,
+    )

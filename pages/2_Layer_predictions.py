@@ -96,7 +96,7 @@ with dashboard.user_errors():
                                                 key="lens-suggestions", settings=(lm.name, watch_text))
 picked = []
 if suggestions is not None and len(suggestions):
-    display = dict(zip(suggestions["token_id"].tolist(), suggestions["token"]))
+    display = dict(zip(suggestions.token_ids.tolist(), suggestions.tokens))
     # Another text's suggestions start unpicked.
     dashboard.page_param("watch-pills", [], choices=display, source=(lm.name, watch_text))
     # Suggestions start unselected: what the user typed is compared on its own until a chip is clicked.

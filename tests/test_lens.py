@@ -154,7 +154,12 @@ def test_watch_rejects_text_that_fills_the_context(lm):
 
 def test_suggestions_are_the_top_k_of_any_layer(lm):
     text = "The keys to the cabinet"
-    suggestions = ec.suggest_candidates(lm, text, k=3, max_candidates=None)
+    result = ec.suggest_candidates(lm, text, k=3, max_candidates=None)
+    suggestions = result.to_frame()  # a frozen result, as every other view's
+    assert list(suggestions.columns) == [
+        "token", "token_id", "best_rank", "best_layer", "layers_in_top_k", "final_rank", "final_probability",
+    ]
+    assert result.tokens == tuple(suggestions["token"]) and len(result) == len(suggestions)
     layers = ec.watch(lm, text, ["is"], k=3)
     union = set(layers.top_ids[:, 0, :].ravel().tolist()) - set(lm.tokenizer.all_special_ids)
     assert set(suggestions["token_id"]) == union

@@ -34,7 +34,7 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
     assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
-    app.get("button_group")[0].set_value([int(suggestions["token_id"].iloc[0])])
+    app.get("button_group")[0].set_value([int(suggestions.to_frame()["token_id"].iloc[0])])
     run(app)
     assert len(charts(app)[2]["data"][0]["x"]) == 3  # a clicked chip joins them
 
@@ -54,7 +54,7 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     app.text_area(key="watch-text").set_value("The keys to the cabinet")
     app.text_input(key="watch-words").set_value("is, are")
     run(app)
-    chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].iloc[0])
+    chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3).to_frame()["token_id"].iloc[0])
     app.get("button_group")[0].set_value([chip])
     run(app)
     shown = [charts(app)[index] for index in range(4)]

@@ -240,7 +240,7 @@ def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
     assert_no_error(app)
     assert charts(app)[2]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
     chips = app.get("button_group")[0]
-    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)["token_id"].tolist()
+    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3).to_frame()["token_id"].tolist()
     for token_id in suggestions:  # each suggestion alone beside the typed words
         app.get("button_group")[0].set_value([token_id])
         run(app)
