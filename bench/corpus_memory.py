@@ -56,7 +56,7 @@ def phase(store: str, args, out: Path) -> None:
         data.close()
     else:
         table = ec.probe_table(lm, ec.probing.UD_ENGLISH_EWT_DEV, n_tokens=args.tokens, trials=args.trials,
-                               epochs=args.epochs, lr=1e-3, seed=0, store=store, progress=lambda f, m: None)
+                               epochs=args.epochs, lr=1e-3, seed=0, store=store, progress=lambda f, m: None).to_frame()
         figures["table"] = table[["layer", *COLUMNS]].to_dict("list")
         figures["n_tokens"] = table.attrs["n_tokens"]
     figures["seconds"] = time.perf_counter() - started

@@ -32,7 +32,8 @@ def run(name: str) -> tuple[str, float, float]:
     lm = ec.load(name)
     started = time.perf_counter()
     cpu_started = time.process_time()
-    table = ec.probe_table(lm, DEV, n_tokens=10_000, trials=5, epochs=50, lr=1e-3, seed=0, progress=lambda f, m: None)
+    table = ec.probe_table(lm, DEV, n_tokens=10_000, trials=5, epochs=50, lr=1e-3, seed=0,
+                           progress=lambda f, m: None).to_frame()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     majority = 100 * table["majority_accuracy"].iloc[0]
     print(f"\n### {name} ({lm.n_layers} layers, d_model {lm.d_model}, d_ff {lm.d_ff})\n")

@@ -29,7 +29,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 def main() -> None:
     encoder = ec.load(ec.DEFAULT_ENCODER)
-    ours = ec.probe_table(encoder, probing.UD_ENGLISH_EWT_DEV, progress=lambda fraction, message: None)
+    ours = ec.probe_table(encoder, probing.UD_ENGLISH_EWT_DEV, progress=lambda fraction, message: None).to_frame()
     panels = [(ours, f"{encoder.name} (this project)"), (probing.paper_table1(), "BERT-base (the paper's Table 1)")]
     figure = make_subplots(
         rows=2, cols=2, horizontal_spacing=0.08, vertical_spacing=0.16,

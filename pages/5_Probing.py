@@ -122,7 +122,7 @@ with dashboard.user_errors():
         raise ValueError("upload a .conllu file, or pick the bundled data")
     if not chosen_layers:
         raise ValueError("Layers is empty: pick the embeddings or a block to probe")
-    table, area = dashboard.long_work(
+    result, area = dashboard.long_work(
         "Training the probes",
         # The server's sessions share its memory: the disk store halves a run's peak at the same speed
         # (the quick preset: 251 MB above the model instead of 521 MB, same accuracies to 0.001).
@@ -131,18 +131,19 @@ with dashboard.user_errors():
                                         progress=progress),
         key="probe", settings=run_settings, estimate_s=estimate,
     )
-if table is None:
+if result is None:
     st.stop()
 
 with area:
     st.subheader(f"Table 1 for {dashboard.literal(lm.name)}")
-    if (coarse := probing.small_corpus_warning(table.attrs["n_tokens"])) is not None:
-        st.warning(f"Only {table.attrs['n_tokens']} labelled tokens: {coarse}.")
+    if (coarse := probing.small_corpus_warning(result.n_tokens)) is not None:
+        st.warning(f"Only {result.n_tokens} labelled tokens: {coarse}.")
     st.caption(
         f"Percent, mean ± standard deviation over {trials} trial{'s' if trials != 1 else ''}; "
-        f"learning rate {table['lr'].iloc[0]:g}. "
-        f"Always answering the most frequent tag scores {100 * table['majority_accuracy'].iloc[0]:.1f}%."
+        f"learning rate {result.lr:g}. "
+        f"Always answering the most frequent tag scores {100 * result.majority_accuracy:.1f}%."
     )
+    table = result.to_frame()
     accuracy_figure = probe_lines(table, "accuracy", title="Accuracy on the real tags")
     selectivity_figure = probe_lines(table, "selectivity", title="Selectivity (accuracy − control accuracy)")
     left, right = st.columns(2)

@@ -215,7 +215,8 @@ def test_a_tiny_probing_corpus_warns_that_its_accuracies_are_chance(encoder):
                   "3\t.\t.\tPUNCT\t_\t_\t2\tpunct\t_\t_\n\n"
     with pytest.warns(UserWarning, match=r"each trial tests its probes on only 1 of the 3 tokens, so an accuracy "
                                          r"moves in steps of 100% and 1\.0 or 0\.0 may be chance; probe 302 tokens"):
-        table = ec.probe_table(encoder, three_words, trials=1, epochs=1, layers=[0], progress=lambda f, m: None)
+        table = ec.probe_table(encoder, three_words, trials=1, epochs=1, layers=[0],
+                               progress=lambda f, m: None).to_frame()
     assert set(table["accuracy"]) <= {0.0, 1.0}  # what the warning is about
     assert table.attrs["n_tokens"] == 3
     assert probing.small_corpus_warning(302) is None and probing.small_corpus_warning(301) is not None

@@ -90,7 +90,7 @@ def test_probing_row_block_2_uses_hidden_states_3(lm, cap, sentence):
     # The table's rows keep their arrays' labels through training and sorting.
     scores = ec.train_probes([data.hidden_states, data.ffn], data.tags, data.words, trials=1, epochs=2,
                              precision="float32", progress=lambda f, m: None)
-    table = probing.scores_table(data, scores)
+    table = probing.scores_table(data, scores).to_frame()
     probed = list(data.hidden_layers) + list(data.ffn_layers)
     for label in ("embeddings", "block 2", "block 2 FFN"):
         accuracy = table.loc[table["layer"] == label, "accuracy"].item()

@@ -250,6 +250,10 @@ def test_probe_table_on_the_encoder(encoder):
         encoder, DEV, n_tokens=400, trials=2, epochs=4, layers=["embeddings", 0, 5],
         progress=lambda fraction, message: seen.append(fraction),
     )
+    assert isinstance(table, probing.ProbeTable) and table.n_tokens == 400 and table.blocks == (None, 0, 0, 5, 5)
+    markdown = table.to_markdown()
+    table = table.to_frame()  # a frozen result, as every other view's
+    assert not any(" " in column for column in table.columns)
     assert list(table.columns[:7]) == [
         "layer", "representation", "block", "accuracy", "accuracy_std", "selectivity", "selectivity_std",
     ]
@@ -264,7 +268,7 @@ def test_probe_table_on_the_encoder(encoder):
     assert (table.selectivity > 0).all()
     assert np.allclose(table.selectivity, table.accuracy - table.control_accuracy)
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
-    markdown = probing.table1_markdown(table)
+    assert markdown == probing.table1_markdown(table)
     assert markdown.splitlines()[2].startswith("| embeddings | - | - | ")
     assert markdown.splitlines()[3].startswith("| block 0 | ")
 

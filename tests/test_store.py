@@ -66,9 +66,9 @@ def test_probes_on_disk_train_in_groups_with_the_same_draws_as_all_at_once(encod
 
 def test_probe_table_through_the_disk_store_matches_memory_and_cleans_up(encoder, root, monkeypatch):
     options = dict(n_tokens=500, trials=2, epochs=4, **QUIET)
-    memory = ec.probe_table(encoder, DEV, store="memory", **options)
+    memory = ec.probe_table(encoder, DEV, store="memory", **options).to_frame()
     monkeypatch.setattr(probing.training, "STORED_GROUP_BYTES", 3 * 500 * 1536 * 2)  # several groups
-    disk = ec.probe_table(encoder, DEV, store="disk", **options)
+    disk = ec.probe_table(encoder, DEV, store="disk", **options).to_frame()
     pd.testing.assert_frame_equal(memory.drop(columns=COLUMNS), disk.drop(columns=COLUMNS))
     # float16 may flip a prediction near a decision boundary: allow one flipped test token per trial in the real
     # task and one in the control task, i.e. 1 / n_test on an accuracy (its mean and its ddof=0 std over trials)

@@ -39,7 +39,7 @@ Every public name of the parts is also a name of this package
 
 >>> import ecco_core as ec
 >>> enc = ec.load(ec.DEFAULT_ENCODER)
->>> table = ec.probe_table(enc, "en_ewt-ud-dev.conllu")   # Table 1 layout, one row per probed array
+>>> table = ec.probe_table(enc, "en_ewt-ud-dev.conllu")   # Table 1: .to_frame() has one row per probed array
 """
 
 from .collection import IN_MEMORY_BYTES, STORES, ProbeData, collect
@@ -47,7 +47,7 @@ from .data import (
     UD_ENGLISH_EWT_DEV, UPOS_TAGS, AlignedSentence, Sentence, align, iter_conllu, read_conllu, ud_sentences,
 )
 from .presets import PRESETS, QUICK_BLOCKS, ProbeSettings, preset
-from .tables import depth_labels, paper_table1, probe_table, scores_table, table1_markdown
+from .tables import ProbeTable, depth_labels, paper_table1, probe_table, scores_table, table1_markdown
 from .training import (
     LEARNING_RATES,
     LOGIT_AXES,
@@ -81,6 +81,7 @@ __all__ = [
     "ProbeData",
     "ProbeScores",
     "ProbeSettings",
+    "ProbeTable",
     "Progress",
     "QUICK_BLOCKS",
     "read_conllu",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..layers import depth_labels, residual_label, site_label
@@ -11,6 +13,60 @@ from ..models import LM
 from ._progress import Progress, progress_bar
 from .collection import ProbeData, collect
 from .training import ProbeScores, train_probes
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeTable:
+    """The paper's Table 1 for one model: one entry per probed array, in depth order.
+
+    Attributes
+    ----------
+    layer_labels : tuple of str, length n_rows
+        Each array's label (:mod:`ecco_core.layers`): ``"embeddings"``,
+        ``"block 0"`` (block 0's output), ``"block 0 FFN"``, ...
+    representations : tuple of str, length n_rows
+        ``"hidden"`` (the embeddings or a block's output) or ``"ffn"``.
+    blocks : tuple of (int or None), length n_rows
+        The block index; None for the embeddings.
+    accuracy, accuracy_std, selectivity, selectivity_std, control_accuracy : ndarray of shape (n_rows,)
+        Fractions; mean and ddof=0 standard deviation over trials.
+    majority_accuracy : float
+        The most-frequent-tag baseline.
+    lr : float
+        The learning rate used (the best one when several were tried).
+    n_tokens : int
+        Labelled tokens probed.
+    """
+
+    layer_labels: tuple[str, ...]
+    representations: tuple[str, ...]
+    blocks: tuple
+    accuracy: np.ndarray
+    accuracy_std: np.ndarray
+    selectivity: np.ndarray
+    selectivity_std: np.ndarray
+    control_accuracy: np.ndarray
+    majority_accuracy: float
+    lr: float
+    n_tokens: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per probed array: columns ``layer``, ``representation``, ``block`` (missing for the
+        embeddings), ``accuracy``, ``accuracy_std``, ``selectivity``, ``selectivity_std``,
+        ``control_accuracy``, ``majority_accuracy``, ``lr``; ``attrs["n_tokens"]`` the tokens probed."""
+        frame = pd.DataFrame({
+            "layer": list(self.layer_labels), "representation": list(self.representations),
+            "block": pd.array(list(self.blocks), dtype="Int64"),
+            "accuracy": self.accuracy, "accuracy_std": self.accuracy_std, "selectivity": self.selectivity,
+            "selectivity_std": self.selectivity_std, "control_accuracy": self.control_accuracy,
+            "majority_accuracy": self.majority_accuracy, "lr": self.lr,
+        })
+        frame.attrs["n_tokens"] = self.n_tokens
+        return frame
+
+    def to_markdown(self) -> str:
+        """The table laid out like the paper's Table 1, in percent (:func:`table1_markdown`)."""
+        return table1_markdown(self.to_frame())
 
 
 def probe_table(
@@ -25,7 +81,7 @@ def probe_table(
     layers=None,
     store: str = "auto",
     progress: Progress | None = None,
-) -> pd.DataFrame:
+) -> ProbeTable:
     """The paper's Table 1: part-of-speech probes with control tasks at every layer.
 
     Parameters
@@ -56,20 +112,20 @@ def probe_table(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per probed array, in depth order: columns ``layer`` (its
-        label, :mod:`ecco_core.layers`: ``"embeddings"``, ``"block 0"`` =
-        block 0's output, ``"block 0 FFN"``, ...), ``representation``
-        (``"hidden"`` = the embeddings or a block's output, ``"ffn"`` = a
-        block's FFN activations), ``block`` (the block index; missing for
-        the embeddings), ``accuracy``, ``accuracy_std``,
+    ProbeTable
+        One entry per probed array, in depth order; ``.to_frame()`` has a row
+        each: ``layer`` (its label, :mod:`ecco_core.layers`: ``"embeddings"``,
+        ``"block 0"`` = block 0's output, ``"block 0 FFN"``, ...),
+        ``representation`` (``"hidden"`` = the embeddings or a block's
+        output, ``"ffn"`` = a block's FFN activations), ``block`` (the block
+        index; missing for the embeddings), ``accuracy``, ``accuracy_std``,
         ``selectivity``, ``selectivity_std`` (fractions; mean and ddof=0
         standard deviation over trials), ``control_accuracy``,
         ``majority_accuracy`` (the most-frequent-tag baseline) and ``lr``.
 
     Examples
     --------
-    >>> table = probe_table(ec.load(ec.DEFAULT_ENCODER), "en_ewt-ud-dev.conllu")
+    >>> table = probe_table(ec.load(ec.DEFAULT_ENCODER), "en_ewt-ud-dev.conllu").to_frame()
     >>> table[table.representation == "hidden"][["layer", "accuracy", "selectivity"]]
     """
     update, close = progress_bar(progress)
@@ -91,8 +147,8 @@ def probe_table(
             data.close()
 
 
-def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
-    """Table 1 rows from :func:`train_probes` run on ``[data.hidden_states, data.ffn]``."""
+def scores_table(data: ProbeData, scores: ProbeScores) -> ProbeTable:
+    """Table 1 from :func:`train_probes` run on ``[data.hidden_states, data.ffn]``."""
     frame = scores.to_frame().drop(columns="probe")
     blocks = [index - 1 if index else None for index in data.hidden_indices] + list(data.ffn_blocks)
     frame.insert(0, "block", pd.array(blocks, dtype="Int64"))
@@ -103,12 +159,18 @@ def scores_table(data: ProbeData, scores: ProbeScores) -> pd.DataFrame:
     # Each block's output, then its FFN; the embeddings first.
     frame["_order"] = frame["block"].fillna(-1).astype(int) * 2 + (frame["representation"] == "ffn")
     frame = frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-    frame.attrs["n_tokens"] = len(data.tags)
-    return frame
+    return ProbeTable(
+        layer_labels=tuple(frame["layer"]), representations=tuple(frame["representation"]),
+        blocks=tuple(None if pd.isna(block) else int(block) for block in frame["block"]),
+        **{column: frame[column].to_numpy(dtype=np.float64) for column in
+           ("accuracy", "accuracy_std", "selectivity", "selectivity_std", "control_accuracy")},
+        majority_accuracy=float(scores.majority_accuracy.mean()), lr=float(scores.lr), n_tokens=len(data.tags),
+    )
 
 
 def table1_markdown(frame: pd.DataFrame) -> str:
-    """A :func:`probe_table` frame laid out like the paper's Table 1, in percent, as Markdown.
+    """A :meth:`ProbeTable.to_frame` (or :func:`paper_table1`) frame laid out like the paper's Table 1, in percent,
+    as Markdown.
 
     One line per block (and one for the embeddings), its FFN and its output side by side.
     """
