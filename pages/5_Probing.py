@@ -116,7 +116,7 @@ if not showing:
             f"({lm.n_layers} blocks).")
     st.stop()
 
-table = None
+result = None
 with dashboard.user_errors():
     if corpus is None:
         raise ValueError("upload a .conllu file, or pick the bundled data")
