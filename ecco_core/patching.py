@@ -655,7 +655,7 @@ def _traced(lm: LM, runs: _Runs, corrupted, sites, metric: str, patches, k: int,
     """``patches`` (or attribution patching) through nnsight: one session, see :func:`ecco_core.backends.sessions.patch`."""
     from .backends import sessions
 
-    check_traced(lm.backend, "metric", metric)
+    check_traced(lm.backend, "metric", metric, METRICS)
     n_tokens = len(runs.clean_ids)
     return sessions.patch(
         lm, clean_ids=list(runs.clean_ids), corrupted_ids=None if runs.corrupted_ids is None else list(runs.corrupted_ids),

@@ -74,12 +74,16 @@ the explained token."""
 TRACED = ("logit_diff", "prob", "logit", "logprob")
 
 
-def check_traced(backend, argument: str, name: str) -> None:
-    """Refuse, before any request, a readout that ``backend`` (an ``lm.backend``) does not compute."""
+def check_traced(backend, argument: str, name: str, among: Mapping) -> None:
+    """Refuse, before any request, a readout that ``backend`` (an ``lm.backend``) does not compute.
+
+    ``among``: the readouts the analysis offers (its targets, its metrics), named in the message.
+    """
     if backend.traced and name not in TRACED:
         raise ValueError(
-            f"{argument} {name!r} is read on this machine's hook path only; through {backend.name} the readouts are "
-            f"{', '.join(map(repr, TRACED))} (load the model with backend='hooks' for the others)"
+            f"{argument} {name!r} runs on this machine's hook path only; through {backend.name} the {argument}s are "
+            f"{', '.join(repr(other) for other in among if other in TRACED)} (load the model with backend='hooks' "
+            "for the others)"
         )
 
 

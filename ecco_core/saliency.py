@@ -314,7 +314,7 @@ def saliency(
     method = checks.choice("method", method, METHODS)
     check_traced(lm, method)
     target = checks.choice("target", target, TARGETS)
-    check_traced_readout(lm.backend, "target", target)
+    check_traced_readout(lm.backend, "target", target, TARGETS)
     steps = checks.whole("steps", steps, low=1, high=MAX_STEPS)
     max_chunk_bytes = check_chunk_bytes(max_chunk_bytes)
     captured_by(lm, cap)

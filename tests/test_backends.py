@@ -274,7 +274,7 @@ def test_a_request_kept_in_ndifs_queue_is_given_up_with_what_to_do(lm, queueing_
     assert seen[:2] == ["RECEIVED", "QUEUED"]
 
 
-def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_before_any_request(lm):
+def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_before_any_request(lm, monkeypatch):
     served = backends.simulated(lm)  # as on NDIF: the model here holds no weights; lm's serve its sessions
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
@@ -285,4 +285,12 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
                            ("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"]))):
             with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):
                 call()
+        # A readout added as one entry (#27 §2) is not among those a session spells out in torch for the server.
+        monkeypatch.setitem(ec.READOUTS, "trial", ec.readouts.Readout(lambda logits: -logits, "minus the logit"))
+        with pytest.raises(ValueError, match="target 'trial' runs on this machine's hook path only; through nnsight "
+                                             "the targets are 'prob', 'logit', 'logprob'"):
+            ec.saliency(served, cap, target="trial")
+        with pytest.raises(ValueError, match="metric 'trial' runs on this machine's hook path only; through nnsight "
+                                             "the metrics are 'logit_diff', 'prob', 'logprob'"):
+            ec.patch(served, "The keys to the cabinet", "The key to the cabinet", "is", metric="trial")
     assert record.requests == 0
