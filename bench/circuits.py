@@ -7,25 +7,28 @@ logit difference. One thread.
 - capture: ``ec.capture(lm, prompt)``, one recorded forward pass (the yardstick).
 - DLA: ``ec.circuits(lm, prompt, "Mary", "John")``: one hooked pass of the eager
   twin and the decomposition (every head split by source token).
-- DLA and routes: the same with ``routes=True``: one more eager pass and the
-  information-flow importances of every block and token.
+- DLA and routes: the same with ``routes=True``: the same eager pass, keeping every
+  query's attention weights, and the information-flow importances of every block and token.
 - exact ablation, batched: ``ec.circuits.verify(lm, result)``: every head and FFN
   mean-ablated alone (300 rows) plus the unablated, all-ablated, top-10-ablated and
   top-10-kept rows, in batched passes.
 - exact ablation, loop: the same rows one forward pass each through every block
-  (the same hooks, a batch of one): what a loop over hooked runs costs. The
-  batched passes also skip, for each row, the blocks before its first ablated
-  one (run once, unablated, for all the rows that start there). Every such pass has the same
+  (the same hooks, a batch of one): what a loop over hooked runs costs. In the
+  batched passes a row also skips the blocks before its first ablated one: it
+  joins its pass there, as a copy of the unablated run. Every loop pass has the same
   cost, so the loop is timed on every ``--every``-th row (default 4) and its time
   is that mean times the number of rows.
 
 The contenders take turns, round-robin, so the load of a shared machine hits them
-alike; times are medians (the loop's: its mean pass over all rounds). Peak memory
-is the resident set's peak above the loaded model during DLA and during batched
+alike; times are medians (the loop's: its mean pass over all rounds). The load
+average (``/proc/loadavg``) is printed before and after: on a shared machine it
+moves every time, so only the ratios of one run compare. Peak memory is the
+resident set's peak above the loaded model during DLA and during batched
 verification.
 
-Usage: ``python bench/circuits.py [--rounds 3] [--every 4]``. The last line is the
-speedup of batched exact ablation over the loop.
+Usage: ``python bench/circuits.py [--rounds 3] [--every 4]``. The last line holds
+the three targets: the speedup of batched exact ablation over the loop (>= 5x), and
+DLA and DLA with routes over one capture (each <= 3x).
 """
 
 import argparse
@@ -67,6 +70,11 @@ def loop(lm: ec.LM, result, masks: torch.Tensor) -> np.ndarray:
     )
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages of the machine."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def peak_above(function, *args, **kwargs) -> int:
     before = reset_peak()
     function(*args, **kwargs)
@@ -81,6 +89,7 @@ def main(rounds: int, every: int) -> None:
     n_components = len(result.components)
     n_rows = n_components + 4
     timed_rows = np.arange(0, n_components, every)
+    print(f"load average before: {load()}")
     print(f"{lm.name}: {lm.n_layers} blocks x {lm.n_heads} heads; {result.n_tokens} tokens; logit difference "
           f"{result.value:.3f}; {n_rows} ablated rows; one thread; {rounds} rounds")
     seconds = {"capture": [], "dla": [], "routes": [], "batched": [], "loop": []}
@@ -115,8 +124,9 @@ def main(rounds: int, every: int) -> None:
     print(f"top 10 by exact ablation: {', '.join(checked.exact_top)}")
     print(f"recall {checked.recall:.1f}; top 10 kept {checked.kept_share:.3f}, ablated {checked.ablated_share:.3f} of "
           f"the effect {checked.effect:.3f}")
-    print(f"DLA / capture: {dla_s / capture_s:.2f}; DLA and routes / capture: {routes_s / capture_s:.2f}")
-    print(f"speedup of batched exact ablation over one forward per row: {loop_s / batched_s:.1f}x")
+    print(f"load average after: {load()}")
+    print(f"speedup of batched exact ablation over one forward per row: {loop_s / batched_s:.1f}x; "
+          f"DLA / capture: {dla_s / capture_s:.2f}; DLA and routes / capture: {routes_s / capture_s:.2f}")
 
 
 if __name__ == "__main__":
