@@ -172,48 +172,88 @@ def _head_device(lm: LM) -> torch.device:
 
 # ------------------------------------------------------------ the lens
 @torch.inference_mode()
-def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int,
-          model_logits: torch.Tensor):
-    """Ranks, probabilities and top-k of ``target_ids`` for every (layer, column), chunked.
+def _unembed_rows(lm: LM, rows: np.ndarray, max_chunk_bytes: int, reducers) -> None:
+    """Read ``rows`` (n_rows, d_model) through the final norm and LM head, in chunks of at most ``max_chunk_bytes``.
 
-    ``hidden`` has shape (n_layers, n_columns, d_model); returns arrays of
-    shape (n_layers, n_columns) and (n_layers, n_columns, k), and the max
-    absolute difference between the last layer's logits and ``model_logits``
-    (n_columns, vocab_size), taken as the last layer's chunks go by.
+    Each chunk's float32 logits, rows ``start:stop``, go to every reducer's
+    ``add(start, stop, logits)``, in row order; they are dropped before the
+    next chunk, so (n_rows, vocab_size) is never held. One pass can feed
+    several readings of the same logits (the ranks of :func:`rankings` and
+    the lens's divergence of :func:`ecco_core.trust.lens_diagnostics`).
     """
     check_chunk_bytes(max_chunk_bytes)
-    n_layers, n_columns, d_model = hidden.shape
-    k = min(k, lm.vocab_size)
-    rows = hidden.reshape(-1, d_model)
-    last_layer_start = (n_layers - 1) * n_columns
     device, dtype = _head_device(lm), lm.embeddings.weight.dtype
-    model_logits = model_logits.to(device)
-    targets = torch.as_tensor(np.tile(target_ids, n_layers), device=device)[:, None]
     rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
-    ranks, probs, top_ids, top_probs = [], [], [], []
-    max_abs_diff = 0.0
     for start in range(0, len(rows), rows_per_chunk):
         stop = min(start + rows_per_chunk, len(rows))
         logits = lm.unembed(torch.as_tensor(rows[start:stop], device=device, dtype=dtype)).float()
-        target_logit = logits.gather(-1, targets[start:stop])
-        log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
-        top = logits.topk(k, dim=-1)
-        ranks.append(((logits > target_logit).sum(-1, dtype=torch.int32) + 1).cpu())  # int32: ~3x faster
-        probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
-        top_ids.append(top.indices.cpu())
-        top_probs.append((top.values - log_normaliser).exp().cpu())
-        if stop > last_layer_start:
-            first = max(start, last_layer_start)
-            difference = logits[first - start :] - model_logits[first - last_layer_start : stop - last_layer_start]
-            max_abs_diff = max(max_abs_diff, float(difference.abs().max()))
+        for reducer in reducers:
+            reducer.add(start, stop, logits)
         del logits
-    return (
-        torch.cat(ranks).view(n_layers, n_columns).numpy().astype(np.int64),
-        torch.cat(probs).view(n_layers, n_columns).numpy(),
-        torch.cat(top_ids).view(n_layers, n_columns, k).numpy().astype(np.int64),
-        torch.cat(top_probs).view(n_layers, n_columns, k).numpy(),
-        max_abs_diff,
-    )
+
+
+class _Ranks:
+    """Rank, probability and top-k of each kept row's target token, and the last layer's parity, chunk by chunk.
+
+    ``keep`` (n_rows,) marks the rows to rank among those :func:`_unembed_rows`
+    reads, ``target_ids`` (n_kept,) their targets in order; the last
+    ``len(model_logits)`` kept rows are the last layer, compared with
+    ``model_logits`` (n_columns, vocab_size), the model's own.
+    """
+
+    def __init__(self, lm: LM, keep: np.ndarray, target_ids: np.ndarray, k: int, model_logits: torch.Tensor):
+        device = _head_device(lm)
+        self.keep, self.k = np.asarray(keep, dtype=bool), min(k, lm.vocab_size)
+        self.targets = torch.as_tensor(np.asarray(target_ids), device=device)[:, None]
+        self.model_logits = model_logits.to(device)
+        self.last, self.done, self.max_abs_diff = int(self.keep.sum()) - len(model_logits), 0, 0.0
+        self.ranks, self.probs, self.top_ids, self.top_probs = [], [], [], []
+
+    def add(self, start: int, stop: int, logits: torch.Tensor) -> None:
+        keep = self.keep[start:stop]
+        if not keep.all():
+            logits = logits[torch.as_tensor(keep, device=logits.device)]
+            if not len(logits):
+                return
+        first, self.done = self.done, self.done + len(logits)
+        target_logit = logits.gather(-1, self.targets[first : self.done])
+        log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)
+        top = logits.topk(self.k, dim=-1)
+        self.ranks.append(((logits > target_logit).sum(-1, dtype=torch.int32) + 1).cpu())  # int32: ~3x faster
+        self.probs.append((target_logit - log_normaliser).exp()[:, 0].cpu())
+        self.top_ids.append(top.indices.cpu())
+        self.top_probs.append((top.values - log_normaliser).exp().cpu())
+        if self.done > self.last:
+            since = max(first, self.last)
+            difference = logits[since - first :] - self.model_logits[since - self.last : self.done - self.last]
+            self.max_abs_diff = max(self.max_abs_diff, float(difference.abs().max()))
+
+    def result(self, n_layers: int, n_columns: int) -> dict:
+        """``ranks``, ``probs`` (n_layers, n_columns), ``top_ids``, ``top_probs`` (n_layers, n_columns, k) and
+        ``max_abs_diff``."""
+        return {
+            "ranks": torch.cat(self.ranks).view(n_layers, n_columns).numpy().astype(np.int64),
+            "probs": torch.cat(self.probs).view(n_layers, n_columns).numpy(),
+            "top_ids": torch.cat(self.top_ids).view(n_layers, n_columns, self.k).numpy().astype(np.int64),
+            "top_probs": torch.cat(self.top_probs).view(n_layers, n_columns, self.k).numpy(),
+            "max_abs_diff": self.max_abs_diff,
+        }
+
+
+def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_bytes: int,
+          model_logits: torch.Tensor) -> dict:
+    """Ranks, probabilities and top-k of ``target_ids`` for every (layer, column), chunked.
+
+    ``hidden`` has shape (n_layers, n_columns, d_model); returns
+    :meth:`_Ranks.result`, whose ``max_abs_diff`` is the largest
+    absolute difference between the last layer's logits and ``model_logits``
+    (n_columns, vocab_size), taken as the last layer's chunks go by.
+    """
+    n_layers, n_columns, d_model = hidden.shape
+    ranked = _Ranks(lm, np.ones(n_layers * n_columns, dtype=bool), np.tile(target_ids, n_layers), k,
+                         model_logits)
+    _unembed_rows(lm, hidden.reshape(-1, d_model), max_chunk_bytes, [ranked])
+    return ranked.result(n_layers, n_columns)
 
 
 @torch.inference_mode()
@@ -262,13 +302,10 @@ def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind
     positions = np.asarray(positions, dtype=np.int64)
     target_ids = np.asarray(target_ids, dtype=np.int64)
     if lensed is None:
-        ranks, probs, top_ids, top_probs, max_abs_diff = _lens(
-            lm, columns, target_ids, k, max_chunk_bytes, model_logits
-        )
-    else:
-        ranks, probs, top_ids, top_probs, max_abs_diff = (
-            lensed[name] for name in ("ranks", "probs", "top_ids", "top_probs", "max_abs_diff")
-        )
+        lensed = _lens(lm, columns, target_ids, k, max_chunk_bytes, model_logits)
+    ranks, probs, top_ids, top_probs, max_abs_diff = (
+        lensed[name] for name in ("ranks", "probs", "top_ids", "top_probs", "max_abs_diff")
+    )
     targets = token_strings(lm.tokenizer, target_ids)
     return Rankings(
         ranks=ranks,
@@ -340,35 +377,44 @@ def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT
     k = whole("k", k, low=1)
     captured_by(lm, cap)
     token_ids = cap.token_ids
-    if lm.is_causal:
-        first = cap.n_input if cap.n_generated else 1
-        targets = np.arange(first, cap.n_tokens)
-        positions, target_ids = targets - 1, token_ids[targets]
-        kind = "generated" if cap.n_generated else "next input token"
-        if not len(targets):
-            raise ValueError("the capture holds one token and generated none: there is no next token to rank")
-    else:
-        masks = np.flatnonzero(token_ids == lm.tokenizer.mask_token_id)
-        positions = masks if len(masks) else np.flatnonzero(~cap.special)
-        kind = "masked" if len(masks) else "input token"
-        if not len(positions):
-            raise ValueError("the capture holds special tokens only: there is nothing to rank")
+    positions, target_ids, kind = ranked_columns(lm, cap)
     if lm.backend.traced:
-        return _traced(
-            lm, token_ids, positions, None if kind == "masked" else (
-                token_ids[positions] if kind == "input token" else target_ids
-            ), kind=kind, k=k, max_chunk_bytes=max_chunk_bytes,
-        )
+        return _traced(lm, token_ids, positions, target_ids, kind=kind, k=k, max_chunk_bytes=max_chunk_bytes)
     model_logits = _model_logits(lm, token_ids, positions)
-    if kind == "masked":
+    if target_ids is None:
         target_ids = model_logits.argmax(-1).cpu().numpy()
-    elif kind == "input token":
-        target_ids = token_ids[positions]
     columns = np.ascontiguousarray(cap.hidden_states[1:, positions], dtype=np.float32)
     return _result(
         lm, columns, token_ids, positions, target_ids, model_logits,
         kind=kind, k=k, max_chunk_bytes=max_chunk_bytes,
     )
+
+
+def ranked_columns(lm: LM, cap: Capture) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """What :func:`rankings` ranks on ``cap``: positions read, their target ids and the kind (:data:`KINDS`).
+
+    The targets are None for a masked model's masks: the model's own top
+    prediction there, known after its forward pass.
+
+    Raises
+    ------
+    ValueError
+        There is nothing to rank (a one-token prompt, special tokens only).
+    """
+    token_ids = cap.token_ids
+    if lm.is_causal:
+        first = cap.n_input if cap.n_generated else 1
+        targets = np.arange(first, cap.n_tokens)
+        if not len(targets):
+            raise ValueError("the capture holds one token and generated none: there is no next token to rank")
+        return targets - 1, token_ids[targets], "generated" if cap.n_generated else "next input token"
+    masks = np.flatnonzero(token_ids == lm.tokenizer.mask_token_id)
+    if len(masks):
+        return masks, None, "masked"
+    positions = np.flatnonzero(~cap.special)
+    if not len(positions):
+        raise ValueError("the capture holds special tokens only: there is nothing to rank")
+    return positions, token_ids[positions], "input token"
 
 
 # ------------------------------------------------------------ watch
@@ -548,8 +594,7 @@ def suggest_candidates(
     input_ids, position = read_position(lm, text)
     columns, model_logits = _recorded_forward(lm, input_ids, [position])
     any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here
-    _, _, top_ids, _, _ = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)
-    top_ids = top_ids[:, 0, :]  # (n_layers, k)
+    top_ids = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)["top_ids"][:, 0, :]  # (n_layers, k)
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     final_logits = model_logits[0]
     final_probs = torch.softmax(final_logits, -1)

@@ -6,7 +6,8 @@
   (Belrose et al. 2023, "Eliciting Latent Predictions from Transformers with
   the Tuned Lens"). Early layers read through the final norm and head are
   known to be unreliable; this says from which block the lens means
-  something on *this* text.
+  something on *this* text. :func:`rankings_and_diagnostics` reads them off
+  the Layer predictions view's own pass of the lens.
 - :func:`patching_agreement`: attribution patching against exact patching
   on the same run, per site: Pearson and Spearman correlation of the
   effects and the recall of the exact top cells among the approximate top
@@ -49,7 +50,8 @@ from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_byte
 from .factors import METHODS as FACTOR_METHODS
 from .factors import Factors, default_components, factors
 from .layers import residual_labels
-from .lens import _head_device, _model_logits
+from .lens import Rankings, _head_device, _model_logits, _Ranks, _result, _unembed_rows, ranked_columns
+from .lens import rankings as rankings_of
 from .models import LM
 from .readouts import reader
 from .saliency import METHODS as SALIENCY_METHODS
@@ -170,38 +172,96 @@ def lens_diagnostics(
     lm.require_hooks("the lens's KL and agreement", "they run the model's own head over every layer of the capture")
     captured_by(lm, cap)
     check_chunk_bytes(max_chunk_bytes)
-    if positions is None:
-        positions = np.flatnonzero(~cap.special)
-        if not len(positions):
-            raise ValueError("the capture holds special tokens only: there is no position to read")
-    else:
-        positions = indices("positions", positions, cap.n_tokens, "position")
+    positions = _read_positions(cap) if positions is None else indices("positions", positions, cap.n_tokens, "position")
     positions = np.asarray(positions, dtype=np.int64)
-    device, dtype = _head_device(lm), lm.embeddings.weight.dtype
-    final = torch.log_softmax(_model_logits(lm, cap.token_ids, positions).to(device), dim=-1)
-    final_ids = final.argmax(-1)
-    n_rows, n_positions = cap.hidden_states.shape[0], len(positions)
-    rows = np.ascontiguousarray(cap.hidden_states[:, positions], dtype=np.float32).reshape(-1, cap.hidden_states.shape[2])
-    rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
-    kl, agreement = [], []
-    for start in range(0, len(rows), rows_per_chunk):
-        stop = min(start + rows_per_chunk, len(rows))
-        lens = torch.log_softmax(
-            lm.unembed(torch.as_tensor(rows[start:stop], device=device, dtype=dtype)).float(), dim=-1
+    final = torch.log_softmax(_model_logits(lm, cap.token_ids, positions).to(_head_device(lm)), dim=-1)
+    divergence = _Divergence(final)
+    _unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes, [divergence])
+    return divergence.result(lm, cap, positions, range(len(positions)))
+
+
+@torch.inference_mode()
+def rankings_and_diagnostics(
+    lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> tuple[Rankings, LensDiagnostics]:
+    """:func:`ecco_core.rankings` and :func:`lens_diagnostics` of ``cap`` from one pass of the lens.
+
+    Every position either reads goes through the final norm and LM head
+    once, and the model's own logits come from one forward pass: the ranks
+    and the divergence are read off the same logits. The results are those
+    of the two functions called one after the other (the Layer predictions
+    page shows both), in about the time of the diagnostics alone.
+
+    Parameters and errors are those of :func:`ecco_core.rankings`, and of
+    :func:`lens_diagnostics` at its default positions.
+    """
+    lm.require_head()
+    k = whole("k", k, low=1)
+    captured_by(lm, cap)
+    check_chunk_bytes(max_chunk_bytes)
+    ranked, target_ids, kind = ranked_columns(lm, cap)
+    read = _read_positions(cap)
+    if lm.backend.traced:  # the rankings come from one nnsight session; the diagnostics are read here
+        return rankings_of(lm, cap, k=k, max_chunk_bytes=max_chunk_bytes), lens_diagnostics(
+            lm, cap, max_chunk_bytes=max_chunk_bytes)
+    both = np.union1d(read, ranked)
+    ranked_at, read_at = np.searchsorted(both, ranked), np.searchsorted(both, read)
+    model_logits = _model_logits(lm, cap.token_ids, both).to(_head_device(lm))
+    if target_ids is None:
+        target_ids = model_logits[ranked_at].argmax(-1).cpu().numpy()
+    n_rows = cap.hidden_states.shape[0]
+    keep = np.zeros((n_rows, len(both)), dtype=bool)
+    keep[1:, ranked_at] = True  # the rankings read every block's output, not the embeddings
+    ranks = _Ranks(lm, keep.ravel(), np.tile(target_ids, n_rows - 1), k, model_logits[ranked_at])
+    divergence = _Divergence(torch.log_softmax(model_logits, dim=-1))
+    _unembed_rows(lm, _lens_rows(cap, both), max_chunk_bytes, [ranks, divergence])
+    rankings = _result(lm, None, cap.token_ids, ranked, target_ids, None, kind=kind, k=k,
+                       max_chunk_bytes=max_chunk_bytes, lensed=ranks.result(n_rows - 1, len(ranked)))
+    return rankings, divergence.result(lm, cap, read, read_at)
+
+
+def _read_positions(cap: Capture) -> np.ndarray:
+    """The positions :func:`lens_diagnostics` reads by default: every token that is not a special token."""
+    positions = np.flatnonzero(~cap.special)
+    if not len(positions):
+        raise ValueError("the capture holds special tokens only: there is no position to read")
+    return positions
+
+
+def _lens_rows(cap: Capture, positions: np.ndarray) -> np.ndarray:
+    """Every layer's hidden state at ``positions``, layer by layer: shape (n_layers + 1) * n_positions x d_model."""
+    return np.ascontiguousarray(cap.hidden_states[:, positions], dtype=np.float32).reshape(
+        -1, cap.hidden_states.shape[2])
+
+
+class _Divergence:
+    """KL(final || lens) and top-1 agreement of each row of :func:`_lens_rows`, chunk by chunk.
+
+    ``final`` (n_columns, vocab_size) holds the model's own log-probabilities at the rows' positions.
+    """
+
+    def __init__(self, final: torch.Tensor):
+        self.final, self.final_ids = final, final.argmax(-1)
+        self.kl, self.agreement = [], []
+
+    def add(self, start: int, stop: int, logits: torch.Tensor) -> None:
+        lens = torch.log_softmax(logits, dim=-1)
+        column = torch.arange(start, stop, device=lens.device) % len(self.final)
+        target = self.final[column]
+        self.kl.append((target.exp() * (target - lens)).sum(-1).double().cpu())
+        self.agreement.append((lens.argmax(-1) == self.final_ids[column]).cpu())
+
+    def result(self, lm: LM, cap: Capture, positions: np.ndarray, columns) -> LensDiagnostics:
+        """The diagnostics at ``positions``, the rows' ``columns`` (their indices among the rows' positions)."""
+        columns = np.asarray(columns)
+        return LensDiagnostics(
+            kl=torch.cat(self.kl).view(-1, len(self.final)).numpy()[:, columns],
+            agreement=torch.cat(self.agreement).view(-1, len(self.final)).numpy()[:, columns],
+            positions=np.asarray(positions, dtype=np.int64),
+            final_ids=self.final_ids.cpu().numpy().astype(np.int64)[columns],
+            model_name=lm.name,
+            tokens=tuple(cap.tokens),
         )
-        column = torch.arange(start, stop, device=device) % n_positions
-        target = final[column]
-        kl.append((target.exp() * (target - lens)).sum(-1).double().cpu())
-        agreement.append((lens.argmax(-1) == final_ids[column]).cpu())
-        del lens, target
-    return LensDiagnostics(
-        kl=torch.cat(kl).view(n_rows, n_positions).numpy(),
-        agreement=torch.cat(agreement).view(n_rows, n_positions).numpy(),
-        positions=positions,
-        final_ids=final_ids.cpu().numpy().astype(np.int64),
-        model_name=lm.name,
-        tokens=tuple(cap.tokens),
-    )
 
 
 # ------------------------------------------------------------ attribution patching vs exact

@@ -33,8 +33,14 @@ with dashboard.user_errors():
                          "give a longer prompt or some new tokens")
     if not lm.is_causal and cap.special.all():
         raise ValueError("The prompt holds special tokens only: there is nothing to rank")
-    result = dashboard.cached_analysis(lambda: ec.rankings(lm, cap, k=5), key="lens",
-                                       settings=dashboard.capture_key(cap), spinner="Reading every block's output…")
+    # The ranks and how far to trust each row (the tuned-lens diagnostics) from one pass of the lens; through
+    # NDIF the ranks alone (the diagnostics run the head here, on every layer).
+    read = (lambda: (ec.rankings(lm, cap, k=5), None)) if lm.backend.traced else (
+        lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5))
+    result, diagnostics = dashboard.cached_analysis(
+        read, key="lens", settings=(dashboard.capture_key(cap), lm.backend.traced),
+        spinner="Reading every block's output…",
+    )
 if result is None:
     st.stop()
 
@@ -43,9 +49,6 @@ st.subheader("Rank of each output token at every block's output")
 st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
 dashboard.backend.computed_on(lm)
-diagnostics = None if lm.backend.traced else dashboard.cached_analysis(  # it runs the head here, on every layer
-    lambda: ec.trust.lens_diagnostics(lm, cap), key="lens-trust", settings=dashboard.capture_key(cap),
-    spinner="Measuring the lens…")
 # Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
 figure = plots.rankings_figure(result, diagnostics=diagnostics)
 st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",

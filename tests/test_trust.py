@@ -9,6 +9,7 @@ from scipy import stats
 
 import ecco_core as ec
 from ecco_core.trust import lens_diagnostics, patching_agreement, top_recall
+from families import tiny_lm
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,36 @@ def test_chunking_and_positions_do_not_change_the_figures(lm, capture, diagnosti
     chunked = lens_diagnostics(lm, capture, positions=[3, 5, 7], max_chunk_bytes=two_rows)
     np.testing.assert_allclose(chunked.kl, diagnostics.kl[:, [3, 5, 7]], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(chunked.agreement, diagnostics.agreement[:, [3, 5, 7]])
+
+
+def _same_from_one_pass(lm, cap, **arguments):
+    """``rankings_and_diagnostics`` against ``ec.rankings`` and ``lens_diagnostics`` called one after the other."""
+    rankings, together = ec.trust.rankings_and_diagnostics(lm, cap, **arguments)
+    chunk = {name: value for name, value in arguments.items() if name == "max_chunk_bytes"}
+    alone, diagnostics = ec.rankings(lm, cap, **arguments), lens_diagnostics(lm, cap, **chunk)
+    for name in ("ranks", "top_ids", "target_ids", "positions", "first_token_only"):
+        np.testing.assert_array_equal(getattr(rankings, name), getattr(alone, name))
+    # One logit in a chunk of other rows may round differently in float32's last bit: nothing more.
+    np.testing.assert_allclose(rankings.probs, alone.probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rankings.top_probs, alone.top_probs, rtol=1e-5, atol=1e-7)
+    assert abs(rankings.max_abs_diff_vs_model - alone.max_abs_diff_vs_model) < 1e-6
+    assert (rankings.kind, rankings.targets, rankings.top_tokens) == (alone.kind, alone.targets, alone.top_tokens)
+    for name in ("agreement", "positions", "final_ids"):
+        np.testing.assert_array_equal(getattr(together, name), getattr(diagnostics, name))
+    np.testing.assert_allclose(together.kl, diagnostics.kl, rtol=1e-5, atol=1e-6)
+    assert together.tokens == diagnostics.tokens and together.model_name == diagnostics.model_name
+
+
+def test_the_rankings_and_their_diagnostics_from_one_pass_are_the_two_results(lm, encoder):
+    # Structure, not language: random models of the default's family and of a masked one.
+    causal = tiny_lm("llama", lm.tokenizer, encoder.tokenizer)
+    for arguments in ({"max_new_tokens": 3}, {}):  # ranked: the generated tokens; every token from the second on
+        _same_from_one_pass(causal, ec.capture(causal, "The capital of France is", **arguments), k=3,
+                            max_chunk_bytes=7 * 4 * causal.vocab_size)  # seven rows a chunk
+    masked = tiny_lm("bert", lm.tokenizer, encoder.tokenizer)  # ranked at the masks, special tokens the lens skips
+    cap = ec.capture(masked, "The [MASK] of France is [MASK].")
+    assert set(cap.special[[2, 6]]) == {True}
+    _same_from_one_pass(masked, cap, max_chunk_bytes=5 * 4 * masked.vocab_size)
 
 
 def test_lens_diagnostics_refuse_bad_arguments(lm, capture):
