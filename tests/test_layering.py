@@ -29,9 +29,9 @@ FLOORS = [
     {"backends"},
     # models: the family table and loading
     {"models"},
-    # how a model is hooked, traced (each view as one nnsight session) and tokenised, what is read from its
+    # how a model is hooked, traced (each view as one nnsight session, its steps in backends.served) and tokenised, what is read from its
     # output; the activation store
-    {"hooks", "backends.sessions", "tokens", "readouts", "store"},
+    {"hooks", "backends.served", "backends.sessions", "tokens", "readouts", "store"},
     # one forward pass into a Capture
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass

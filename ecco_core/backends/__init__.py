@@ -515,12 +515,14 @@ def simulated(lm, *, api_key: str | None = None):
 
     >>> served = simulated(lm)          # shares lm's weights; its own model holds none
     """
-    import torch
+    import dataclasses
 
-    from ..models import wrap
+    import torch
 
     with torch.device("meta"):
         structure = type(lm.model)._from_config(lm.model.config, dtype=lm.model.dtype)
-    return wrap(structure, lm.tokenizer, name=lm.name, backend=Traced(
+    structure.eval()
+    structure.requires_grad_(False)
+    return dataclasses.replace(lm, model=structure, backend=Traced(
         structure, lm.tokenizer, remote="local", api_key=api_key, repo_id=lm.name, served=lm.model,
     ))
