@@ -30,8 +30,7 @@ FLOORS = [
     # models: the family table and loading
     {"models"},
     # how a model is hooked, traced (each view as one nnsight session, its steps in backends.served) and
-    # tokenised, what is read from its
-    # output; the activation store
+    # tokenised, what is read from its output; the activation store
     {"hooks", "backends.served", "backends.sessions", "tokens", "readouts", "store"},
     # one forward pass into a Capture
     {"capture"},
