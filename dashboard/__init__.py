@@ -88,7 +88,7 @@ class _CachedCapture:
     def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None = None,
                  ) -> ec.Capture:
         """``lm``, when given, is the model as this session runs it (on NDIF); by default ``cached_model``'s."""
-        where = backend.HERE if lm is None or not lm.backend.traced else backend.NDIF
+        where = backend.HERE if lm is None or not lm.backend.traced else lm.backend.where  # which NDIF, too
         return self.cache.get((model_name, text, max_new_tokens, answer, where),
                               lambda: self._capture(model_name, text, max_new_tokens, answer, lm))
 
@@ -235,7 +235,7 @@ def sidebar() -> tuple[ec.LM | None, ec.Capture | None]:
     with st.sidebar.form("run"):
         st.markdown("### Model and text")
         st.selectbox("Model", choices, key="_model_choice",
-                     help="The first entries ship inside PyPI packages and work offline." if backend.place() == backend.HERE
+                     help="The first entries ship inside PyPI packages and work offline." if backend.chosen() == backend.HERE
                      else "The models NDIF serves now.")
         st.text_input(
             "Folder or hub name", key="_model_other",

@@ -42,9 +42,17 @@ def simulated() -> bool:
     return os.environ.get("ECCO_NDIF", "").strip().lower() == "local"
 
 
-def place() -> str:
-    """Where this session runs its models now: :data:`HERE` or :data:`NDIF` (part of every result's cache key)."""
+def chosen() -> str:
+    """Where this session runs its models now: :data:`HERE` or :data:`NDIF`."""
     return st.session_state.get(KEY, HERE)
+
+
+def place() -> str:
+    """Where this session's results are computed, as part of every result's cache key: :data:`HERE`, or which NDIF
+    (its host, or this machine standing in for it), so that no result is shown as computed where it was not."""
+    if chosen() == HERE:
+        return HERE
+    return "ndif simulated here" if simulated() else f"ndif at {os.environ.get('NDIF_HOST') or backends.DEFAULT_NDIF_HOST}"
 
 
 def api_key() -> str | None:
@@ -76,7 +84,7 @@ def choose(page_param) -> str:
     page_param(KEY, HERE, choices=PLACES)
     # No help tooltip: its button would be named "Help for Run on", a second sidebar button whose name holds "Run".
     st.sidebar.radio("Run on", list(PLACES), format_func=PLACES.get, key=KEY, horizontal=True)
-    if place() == NDIF:
+    if chosen() == NDIF:
         if st.session_state.get(_API_KEY) != st.session_state.get(_KEPT_KEY, ""):
             st.session_state[_API_KEY] = st.session_state.get(_KEPT_KEY, "")
         st.sidebar.text_input(
@@ -86,7 +94,7 @@ def choose(page_param) -> str:
             "a log." + (" Left empty, the server's own key (NDIF_API_KEY) is used." if os.environ.get(
                 "NDIF_API_KEY") else ""),
         )
-    return place()
+    return chosen()
 
 
 def model_choices(offline: list[str], current: str) -> list[str]:
@@ -97,7 +105,7 @@ def model_choices(offline: list[str], current: str) -> list[str]:
     and the key stay as they are).
     """
     st.session_state.pop(_UNREACHABLE, None)
-    if place() == HERE or simulated():
+    if chosen() == HERE or simulated():
         return offline
     try:
         return served_models(os.environ.get("NDIF_HOST")) or [current]
@@ -113,7 +121,7 @@ def load(name: str, cached_model):
     session's own key goes with its requests. Raises a ValueError asking for
     the key when there is none.
     """
-    if place() == HERE:
+    if chosen() == HERE:
         return cached_model(name)
     if _UNREACHABLE in st.session_state:
         raise ValueError(st.session_state[_UNREACHABLE])

@@ -80,7 +80,7 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
 def test_an_unreachable_ndif_is_said_and_nothing_the_user_had_is_lost(monkeypatch):
     monkeypatch.delenv("ECCO_NDIF", raising=False)
     monkeypatch.setenv("NDIF_HOST", "http://127.0.0.1:9")  # nothing listens on port 9
-    app = page("pages/2_Layer_predictions.py")
+    app = page("Home.py")
     app.query_params.update(**SHORT)
     run(app)
     assert_no_error(app)
