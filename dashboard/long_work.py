@@ -29,6 +29,7 @@ from typing import Callable, Hashable, TypeVar
 import streamlit as st
 
 from ecco_core import backends as ec_backends
+from ecco_core import estimates
 
 from . import backend
 from . import settings as limits
@@ -104,19 +105,31 @@ def run_button(label: str, *, key: str, settings: Hashable, estimate_s: float, f
     return showing
 
 
-def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float) -> str:
-    """The status bar's text, ``elapsed`` seconds into work ``fraction`` done: the time so far, left and in all.
+def time_left(elapsed: float, fraction: float, estimate_s: float) -> tuple[float, float]:
+    """Seconds left and in all, ``elapsed`` seconds into work ``fraction`` done, so that they always agree.
 
     Once the progress measures the pace (past 2%), the time left is
     extrapolated from it and the total is the elapsed time plus that time
-    left, so the two always agree; before, both follow the estimate.
+    left; before (or while a step reports no progress), both follow the
+    estimate, and a run past its estimate says so rather than count down.
     """
     if fraction > 0.02:
         left = elapsed * (1 - fraction) / fraction
-        total = elapsed + left
-    else:
-        left, total = max(0.0, estimate_s - elapsed), max(estimate_s, elapsed)
+        return left, elapsed + left
+    return max(0.0, estimate_s - elapsed), max(estimate_s, elapsed)
+
+
+def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float) -> str:
+    """The status bar's text: the step, the time so far, left and in all (:func:`time_left`)."""
+    left, total = time_left(elapsed, fraction, estimate_s)
+    if fraction <= 0.02 and elapsed > estimate_s:
+        return f"{message}: {elapsed:.0f} s so far, longer than the {duration(estimate_s)} expected on this machine"
     return f"{message}: {elapsed:.0f} s so far, {duration(left)} left, {duration(total)} expected on this machine"
+
+
+def status_label(title: str, elapsed: float, fraction: float, estimate_s: float) -> str:
+    """The status box's label: the total the bar's text gives too (:func:`time_left`)."""
+    return f"{title}: estimated at {duration(time_left(elapsed, fraction, estimate_s)[1])} on this machine"
 
 
 def long_work(
@@ -172,15 +185,16 @@ def long_work(
         return found, results.container()
     stopped = st.session_state.setdefault(_STOPPED, {})
     if estimate_s < QUICK_S:
-        return RESULTS.get(cache_key, lambda: compute(lambda fraction, message: None)), results.container()
+        return RESULTS.get(cache_key, lambda: _timed(compute, lambda fraction, message: None, estimate_s)), \
+            results.container()
     if stopped.get(key) == settings:
         with slot.container():
             st.warning(f"{title}: stopped. Change a setting or run it again ({duration(estimate_s)}).")
             # Forgotten before the next run, which then draws the status box here without this notice first.
             st.button("Run again", key=f"{key}_run_again", on_click=stopped.pop, args=(key, None))
         return None, results
-    # The label keeps the estimate made before the start; the bar, the time left and in all at the measured pace.
-    status = slot.status(f"{title}: estimated at {duration(estimate_s)} on this machine", expanded=True)
+    # The label and the bar give the same total: the estimate at first, then the measured pace's.
+    status = slot.status(status_label(title, 0.0, 0.0, estimate_s), expanded=True)
     bar = status.progress(0.0, text=progress_text("Starting…", 0.0, 0.0, estimate_s))
     if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
         stopped[key] = settings
@@ -194,19 +208,33 @@ def long_work(
             return
         last_update[0] = now
         fraction = last_fraction[0] = min(max(float(fraction), 0.0), 1.0)
+        status.update(label=status_label(title, now - started, fraction, estimate_s))
         bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s))
 
     def waiting(status: str, waited_s: float) -> None:  # a request on NDIF, as NDIF reports it (queued, running)
         progress(last_fraction[0], f"NDIF: {status.lower()} for {waited_s:.0f} s")
 
-    def watched():
+    def watched(progress: Progress) -> T:
         with ec_backends.watching(waiting):
             return compute(progress)
 
     try:
-        result = RESULTS.get(cache_key, watched)
+        result = RESULTS.get(cache_key, lambda: _timed(watched, progress, estimate_s))
     except Exception:
         status.update(label=f"{title}: failed", state="error", expanded=False)
         raise
     slot.empty()
     return result, results.container()
+
+
+def _timed(compute: Callable[[Progress], T], progress: Progress, estimate_s: float) -> T:
+    """``compute(progress)``, its time fed back to the estimates' pace (:func:`ecco_core.estimates.record`).
+
+    Timed here, inside the cache's computation, so that a session that waits
+    for another's run of the same settings records nothing; nor does a run on NDIF.
+    """
+    started = time.perf_counter()
+    result = compute(progress)
+    if estimate_s > 0 and backend.place() == backend.HERE:  # a run on NDIF says nothing of this machine's pace
+        estimates.record(estimate_s, time.perf_counter() - started)
+    return result

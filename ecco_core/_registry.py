@@ -1,9 +1,9 @@
 """Method registries: a readable dict from a name to the function that computes it, with one line for people.
 
-Factors keep one ``METHODS`` dict of :class:`Method` entries; saliency,
-similarity and attention their own entries with the same two fields first and
-what their analysis needs after them
-(:class:`~ecco_core.saliency.SaliencyMethod`: whether it has a sign;
+Each analysis keeps one ``METHODS`` dict of its own entries, with the two
+fields of :class:`Method` first and what the analysis and its estimate need
+after them (:class:`~ecco_core.factors.FactorMethod`: the work of one fit;
+:class:`~ecco_core.saliency.SaliencyMethod`: whether it has a sign;
 :class:`~ecco_core.similarity.SimilarityMethod`: what a matrix needs prepared
 once; :class:`~ecco_core.attention.AttentionMethod`: what the pass feeds it
 and how a plot names it). Adding a method is one

@@ -1,34 +1,50 @@
-"""How long an analysis takes, from its sizes alone: to announce long work before it starts.
+"""How long an analysis takes, from its sizes and this process's pace: to announce long work before it starts.
 
-Each function counts the work's multiply-adds and divides them by a rate
-measured on the development machine: 2 CPU cores shared with other jobs
-(load average 15-18 while measured; 26 for saliency; 11-16 for similarity and
-factors, 2026-12-07), torch 2.13 (CPU build), numpy with OpenBLAS (one BLAS
-thread for similarity and factors), measured 2026-12-02 by
-``bench/estimates.py``, which runs each analysis for real and prints measured
-over estimated time (re-run it to recalibrate another machine). On a shared
-machine the same work varies with the load as one factor: similarity's six
-cases ran at 0.74-1.49 of their estimates at load 12-16 and all at 0.25-0.37
-at load 3-4, so the shape of the counts holds and the rates carry the load of
-their day. The dashboard therefore also shows the time left from the
-measured progress once the work runs. The counts
-follow the code: a model forward pass costs about one multiply-add per
-parameter per token, probes cost ``3 x tokens x features x outputs`` per
+Each function counts the work's multiply-adds, divides them by a rate
+measured on the development machine (2 CPU cores shared with other jobs;
+torch 2.13 CPU build, numpy with OpenBLAS on one BLAS thread for similarity
+and factors; fitted with ``bench/estimates.py``, which runs each analysis for
+real and prints measured over estimated time: re-run it to recalibrate
+another machine) and multiplies by :func:`pace`.
+
+The pace is how fast this process runs now. On a shared machine the same
+work takes a different time with the load, as one factor for every kind of
+work: similarity's cases ran at 0.74-1.49 of a fixed estimate at load 12-16
+and at 0.25-0.37 at load 3-4, and no fixed rate covers both. The load cannot
+be known in advance, so it is measured: after each run, :func:`record` its
+measured and estimated seconds (the dashboard does, for every analysis it
+runs), and the pace moves halfway, in log space, towards what that run
+measured: an exponential moving average of measured / estimated over this
+process's recent runs. It starts at 1 and is the one piece of state here,
+shared by the threads of the process (the app's sessions), since they share
+its CPU. Once work runs, the dashboard shows the time left from the measured
+progress itself.
+
+The counts follow the code: a model forward pass costs about one multiply-add
+per parameter per token, probes cost ``3 x tokens x features x outputs`` per
 epoch (forward and two backward products), SVDs ``n d min(n, d)``, a
 gradient taken with respect to the input about one forward pass per explained
-token (:func:`saliency_seconds`).
+token (:func:`saliency_seconds`); similarity and factor methods count their
+own work in their registry entries (``prepare_work`` and ``pair_work``,
+``work``), so a method added as one entry is estimated too.
 
+>>> import ecco_core as ec
 >>> from ecco_core import estimates
->>> seconds = estimates.factors_seconds(200, 46080, 10, "nmf")   # 30 blocks of 1536 neurons, 200 tokens
+>>> cap = ec.capture(ec.load(), "The keys to the cabinet are on the table.")
+>>> seconds = estimates.factors_seconds(cap, "nmf", n_components=5)   # the same arguments as ec.factors
+>>> estimates.record(seconds, 2 * seconds)   # a run took twice its estimate: the next estimates grow
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 from . import _checks as checks
 from .backward import plan
-from .capture import DEFAULT_CHUNK_BYTES
+from .capture import DEFAULT_CHUNK_BYTES, Capture
+from .factors import METHODS as FACTOR_METHODS
+from .factors import default_components, matrix_shape
 from .layers import EMBEDDINGS, representation_widths
 from .models import LM
 from .saliency import METHODS as SALIENCY_METHODS
@@ -74,16 +90,49 @@ CALL_S = 0.0005
 CORPUS_RATE = 4.5e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
-#: Passes over the activation matrix: NMF's coordinate descent (fitted passes, not the solver's iterations: its
-#: k x k products and Python loops count as passes too), the partial SVD behind PCA (ARPACK's products), FastICA
-#: (whitening by that SVD, then its iterations). Fitted 2026-12-07 to bench/estimates.py factors on FFN activations
-#: of 55 tokens (30 blocks: NMF 32 s, PCA 0.4 s, ICA 0.6 s at load 11). NMF's iterations depend on the data: on 10
-#: blocks it converged in a sixth of the time per neuron, so the estimate is high there (measured/estimated 0.27).
-NMF_ITERATIONS = 1200
-SVD_PASSES = 9
-ICA_ITERATIONS = 200
 #: Universal POS tags a probe chooses from.
 N_POS_TAGS = 17
+
+
+#: How far one run moves the pace towards its own measured / estimated, in log space: the last run counts half,
+#: the one before a quarter, and so on, so the pace follows the load within a run or two.
+PACE_WEIGHT = 0.5
+#: Runs shorter than this are not recorded: their time is mostly fixed costs the counts leave out.
+PACE_MIN_S = 1.0
+#: The pace stays within this range, whatever a run measured (a run that waited on a debugger, say).
+PACE_LIMITS = (0.05, 20.0)
+_pace_lock = threading.Lock()
+_pace = 1.0
+
+
+def pace() -> float:
+    """This process's pace now: about how many times the rates' time its work takes (1 until a run is recorded)."""
+    return _pace
+
+
+def record(estimated_s: float, measured_s: float) -> float:
+    """Feed one run back: its estimate (made with the pace of its start) and the seconds it took; the new pace.
+
+    The pace moves by ``(measured_s / estimated_s) ** PACE_WEIGHT``, so an
+    estimate made now is, in log space, halfway between the last run's pace
+    and the earlier ones'. Runs under :data:`PACE_MIN_S` change nothing.
+    """
+    global _pace
+    estimated_s = checks.positive("estimated_s", estimated_s)
+    measured_s = checks.positive("measured_s", measured_s)
+    with _pace_lock:
+        if measured_s >= PACE_MIN_S:
+            moved = _pace * (measured_s / estimated_s) ** PACE_WEIGHT
+            _pace = min(max(moved, PACE_LIMITS[0]), PACE_LIMITS[1])
+        return _pace
+
+
+def reset_pace(value: float = 1.0) -> None:
+    """Set the pace (1: the rates as measured), e.g. before a benchmark that should start from the rates alone."""
+    global _pace
+    value = checks.positive("value", value)
+    with _pace_lock:
+        _pace = value
 
 
 def forward_multiply_adds(lm: LM) -> int:
@@ -93,7 +142,7 @@ def forward_multiply_adds(lm: LM) -> int:
 
 def capture_seconds(lm: LM, n_tokens: int) -> float:
     """Seconds of :func:`ecco_core.capture` over texts of ``n_tokens`` tokens in all."""
-    return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE
+    return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE * pace()
 
 
 def block_multiply_adds(lm: LM) -> int:
@@ -109,7 +158,7 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     after the corrupted run's cached keys and values) and read the LM head at
     one position each.
     """
-    return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE
+    return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE * pace()
 
 
 def verify_seconds(lm: LM, n_tokens: int, *, exact: bool = True, routes: bool = False) -> float:
@@ -152,14 +201,14 @@ def saliency_seconds(
     head = lm.vocab_size * lm.d_model
     if entry.erases:
         copies = n_tokens + 1
-        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE
+        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE * pace()
     n_points = steps if entry.uses_steps else 1
     work = 0.0
     for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
         points = len(chunk.points)
         forwards = 1 if chunk.whole_graph else 2
         work += points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
-    return work / GRADIENT_RATE
+    return work / GRADIENT_RATE * pace()
 
 
 def faithfulness_seconds(
@@ -182,7 +231,8 @@ def faithfulness_seconds(
         seconds += saliency_seconds(lm, n_tokens if SALIENCY_METHODS[method].erases else length + 1, 1, method, steps,
                                     max_chunk_bytes)
     variants = 1 + (len(methods) + n_random) * n_percents * 2
-    return seconds + variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+    erasures = variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+    return seconds + erasures * pace()
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:
@@ -198,7 +248,7 @@ def probe_width(lm: LM, layers: Sequence | None) -> int:
 def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> float:
     """Seconds of :func:`ecco_core.probing.collect`: the corpus pass and gathering the probed layers."""
     forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
-    return forward + n_tokens * probe_width(lm, layers) / GATHER_RATE
+    return (forward + n_tokens * probe_width(lm, layers) / GATHER_RATE) * pace()
 
 
 def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
@@ -212,7 +262,7 @@ def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, 
     batch = min(max(n_tokens // 32, 16), 256)  # train_probes' default minibatch
     steps = -(-n_tokens // batch)
     products = (3 * epochs + 1) * n_tokens * width * outputs
-    return products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S
+    return (products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S) * pace()
 
 
 def probing_seconds(
@@ -247,7 +297,7 @@ def similarity_seconds(
     steps += [entry.pair_work(n_samples, a, b, options) for a in row_widths for b in column_widths]
     products, eigh, eigvals, elements, calls = (sum(values) for values in zip(*steps))
     return (products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE
-            + calls * CALL_S)
+            + calls * CALL_S) * pace()
 
 
 def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
@@ -257,7 +307,7 @@ def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
     and ``n_kept`` activations per token (the widths of every compared
     layer together) gathered at :data:`GATHER_RATE`.
     """
-    return n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE
+    return (n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE) * pace()
 
 
 def compare_layers_seconds(lm: LM, n_tokens: int, method: str, *, rows: str = "hidden", columns: str = "ffn",
@@ -289,13 +339,36 @@ def cell_baseline_seconds(lm: LM, n_samples: int, method: str, *, rows: str = "h
     return shuffles + (corpus_seconds(lm, corpus_tokens, row_width + column_width) if corpus_tokens else 0.0)
 
 
-def factors_seconds(n_positions: int, n_neurons: int, n_components: int, method: str) -> float:
-    """Seconds of :func:`ecco_core.factors` on an (n_positions, n_neurons) activation matrix."""
-    size = n_positions * n_neurons
-    if method == "nmf":
-        work = NMF_ITERATIONS * 2 * size * n_components
-    elif method == "pca":
-        work = SVD_PASSES * size * min(n_positions, n_neurons)
-    else:
-        work = 2 * SVD_PASSES * size * min(n_positions, n_neurons) + ICA_ITERATIONS * n_positions * n_components**2
-    return work / NUMPY_RATE
+def factors_seconds(
+    cap: Capture, method: str = "nmf", *, n_components: int | None = None, layers=None, positions=None,
+    seed: int = 0, negatives: str = "clip", progress=None,
+) -> float:
+    """Seconds of :func:`ecco_core.factors` with these arguments (its own; ``seed`` and ``progress`` change nothing).
+
+    The method's registry entry counts one fit's multiply-adds (``work``:
+    :class:`ecco_core.factors.FactorMethod`), priced at :data:`NUMPY_RATE`,
+    so a method added there is estimated too.
+    """
+    return _factors(cap, method, n_components, layers, positions, negatives) * pace()
+
+
+def factor_quality_seconds(
+    cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 2), fitted=None, progress=None, **options
+) -> float:
+    """Seconds of :func:`ecco_core.trust.factor_quality` with these arguments: each method at each seed, but the
+    ``fitted`` one (its method at the first seed)."""
+    seconds = 0.0
+    for method in methods:
+        method_options = options if method == "nmf" else {k: v for k, v in options.items() if k != "negatives"}
+        fits = len(seeds) - (fitted is not None and fitted.method == method)
+        seconds += fits * _factors(cap, method, method_options.get("n_components"), method_options.get("layers"),
+                                   method_options.get("positions"), method_options.get("negatives", "clip"))
+    return seconds * pace()
+
+
+def _factors(cap: Capture, method: str, n_components, layers, positions, negatives: str) -> float:
+    entry = FACTOR_METHODS[checks.choice("method", method, FACTOR_METHODS)]
+    n_positions, n_neurons = matrix_shape(cap, method, layers=layers, positions=positions, negatives=negatives)
+    if n_components is None:
+        n_components = default_components(n_positions)
+    return entry.work(n_positions, n_neurons, n_components) / NUMPY_RATE

@@ -34,13 +34,14 @@ SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ._blas import one_blas_thread
 from ._checks import choice, indices, invalid, whole
-from ._registry import Method
+from ._heartbeat import heartbeat
 from .capture import Capture
 from .layers import site_label
 
@@ -304,13 +305,57 @@ def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
     return _Fit(sources, model.mixing_.T, model.mean_, model.n_iter_ < MAX_ITER)
 
 
+# The cost model: multiply-adds of one fit on an (n_positions, n_neurons) matrix, priced by
+# ecco_core.estimates.factors_seconds. NMF's coordinate descent makes about 2 n_positions n_neurons n_components
+# a solver iteration (W and H updates), and stops on its tolerance after a number of iterations that the sizes do
+# not tell: on FFN activations of the causal default (10 factors, 2026-12-07) 24 to 384 (blocks 0-9 of 26 tokens:
+# 24; of 55 tokens: 67; blocks 10-19: 189; blocks 20-29: 384), at 4 to 7 ns of CPU per iteration and matrix
+# entry. The estimate counts a typical run; the progress during the fit says it follows the estimate. PCA's
+# partial SVD (ARPACK's products) and FastICA (whitening by that SVD, then its iterations) in passes over the
+# matrix, fitted 2026-12-07 to bench/estimates.py factors (30 blocks of 55 tokens: PCA 0.4 s, ICA 0.6 s at
+# load 11).
+NMF_ITERATIONS = 120
+SVD_PASSES = 9
+ICA_ITERATIONS = 200
+
+
+def _svd_work(n_positions: int, n_neurons: int, n_components: int) -> float:
+    return SVD_PASSES * n_positions * n_neurons * min(n_positions, n_neurons)
+
+
+def _nmf_work(n_positions: int, n_neurons: int, n_components: int) -> float:
+    return NMF_ITERATIONS * 2 * n_positions * n_neurons * n_components
+
+
+def _ica_work(n_positions: int, n_neurons: int, n_components: int) -> float:
+    return 2 * _svd_work(n_positions, n_neurons, n_components) + ICA_ITERATIONS * n_positions * n_components**2
+
+
+class FactorMethod(NamedTuple):
+    """One entry of :data:`METHODS`.
+
+    ``function(matrix, n_components, seed)`` fits a (n_positions, n_neurons)
+    matrix and returns a ``_Fit``. ``work(n_positions, n_neurons,
+    n_components)`` counts one fit's multiply-adds, for the estimate of a run
+    (:func:`ecco_core.estimates.factors_seconds`); the default counts an SVD.
+    ``label``: the method's name on a page (its key, upper-cased, when empty).
+    """
+
+    function: Callable[[np.ndarray, int, int], _Fit]
+    description: str
+    work: Callable[[int, int, int], float] = _svd_work
+    label: str = ""
+
+
 METHODS = {
-    "nmf": Method(_fit_nmf, "non-negative matrix factorisation (negatives clipped to 0 or split off)"),
-    "pca": Method(_fit_pca, "principal component analysis"),
-    "ica": Method(_fit_ica, "independent component analysis (FastICA)"),
+    "nmf": FactorMethod(_fit_nmf, "non-negative matrix factorisation (negatives clipped to 0 or split off)",
+                        _nmf_work, "NMF (non-negative)"),
+    "pca": FactorMethod(_fit_pca, "principal component analysis", _svd_work, "PCA"),
+    "ica": FactorMethod(_fit_ica, "independent component analysis (FastICA)", _ica_work, "ICA (FastICA)"),
 }
-"""Decomposition methods by name: ``Method(function, description)``; ``function(matrix
-(n_positions, n_neurons), n_components, seed)`` returns a ``_Fit``."""
+"""Decomposition methods by name. Adding one is a ``function(matrix (n_positions, n_neurons), n_components,
+seed)`` returning a ``_Fit`` and one :class:`FactorMethod` entry here; the page lists it and its estimate counts
+its ``work``."""
 
 NEGATIVES = {
     "clip": "negative activations set to 0 (Ecco's way; loses the negative side of signed neurons)",
@@ -398,6 +443,19 @@ def default_components(n_positions: int) -> int:
     return max(1, min(DEFAULT_COMPONENTS, whole("n_positions", n_positions, low=0) // 2))
 
 
+def matrix_shape(cap: Capture, method: str = "nmf", *, layers=None, positions=None,
+                 negatives: str = "clip") -> tuple[int, int]:
+    """(n_positions, n_neurons) of the matrix :func:`factors` decomposes for these arguments (its own names).
+
+    ``negatives="split"`` doubles the neurons of NMF.
+    """
+    method = choice("method", method, METHODS)
+    split = method == "nmf" and choice("negatives", negatives, NEGATIVES) == "split"
+    n_blocks = len(indices("layers", layers, cap.n_layers, "block"))
+    n_positions = len(indices("positions", positions, cap.n_tokens, "position"))
+    return n_positions, n_blocks * cap.ffn.shape[2] * (2 if split else 1)
+
+
 @one_blas_thread()
 def factors(
     cap: Capture,
@@ -408,6 +466,7 @@ def factors(
     positions=None,
     seed: int = 0,
     negatives: str = "clip",
+    progress: Callable[[float, str], None] | None = None,
 ) -> Factors:
     """Decompose FFN neuron activations into ``n_components`` factors.
 
@@ -436,6 +495,11 @@ def factors(
         ``"split"`` gives every neuron two non-negative columns, its positive
         part and its negated negative part (``neuron_signs`` +1 and -1), so
         signed gated FFNs lose nothing; ``n_neurons`` doubles.
+    progress : callable(fraction, message), optional
+        Called when the fit starts, at least every second while it runs
+        (scikit-learn's fits report nothing, so the fraction stays 0 and the
+        message says so: :mod:`ecco_core._heartbeat`) and when it is done; an
+        exception it raises stops the fit.
 
     Returns
     -------
@@ -468,12 +532,17 @@ def factors(
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
 
-    fit = METHODS[method].function(matrix, n_components, seed)
+    report = progress or (lambda fraction, message: None)
+    fitting = f"Fitting {method.upper()} to {n_positions} tokens x {matrix.shape[1]} neurons"
+    report(0.0, fitting)
+    with heartbeat(progress, 0.0, f"{fitting} (the fit reports no progress: the time left is the estimate's)"):
+        fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
     if method != "nmf":
         weights, components = _oriented(weights, components)
 
     residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
+    report(1.0, f"Fitted {method.upper()}")
     return Factors(
         method=method,
         token_activations=weights.T.copy(),

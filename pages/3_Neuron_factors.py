@@ -10,7 +10,7 @@ from ecco_core import estimates, plots
 from ecco_core.factors import METHODS, NEGATIVES
 from ecco_core.layers import site_label
 
-METHOD_NAMES = {"nmf": "NMF (non-negative)", "pca": "PCA", "ica": "ICA (FastICA)"}
+METHOD_NAMES = {name: entry.label or name.upper() for name, entry in METHODS.items()}
 MAX_FACTORS = 30
 SEEDS = (0, 1)  # of the factors' stability: one refit per method keeps it within 3x the view (bench/trust.py)
 ALL_TOKENS = -1  # "Rank the FFN's neurons on" every token (their peak), a real option: None would show a placeholder
@@ -83,14 +83,7 @@ def factor_quality(result):
         st.caption(f"FVU of this {METHOD_NAMES[method]}: {1 - result.explained_variance:.2f}. Switch on to compare "
                    "the methods and see how much the factors move with the seed.")
         return None
-    options = dict(n_components=int(n_components), layers=layer_range, positions=list(positions),
-                   negatives=negatives)
-    width = len(layer_range) * cap.ffn.shape[2]
-    estimate = sum(
-        estimates.factors_seconds(len(positions), width * (2 if other == "nmf" and negatives == "split" else 1),
-                                  int(n_components), other)
-        for other in METHODS for seed in SEEDS if (other, seed) != (method, SEEDS[0])
-    )
+    estimate = estimates.factor_quality_seconds(cap, seeds=SEEDS, fitted=result, **options)
     quality = None
     with dashboard.user_errors():
         quality, area = dashboard.long_work(
@@ -123,15 +116,14 @@ def factor_quality(result):
 
 
 result = None
+options = dict(n_components=int(n_components), layers=layer_range, positions=list(positions), negatives=negatives)
 with dashboard.user_errors():
     result, area = dashboard.long_work(
         "Factoring the neuron activations",
-        lambda progress: ec.factors(cap, method, n_components=int(n_components), layers=layer_range,
-                                    positions=list(positions), negatives=negatives),
+        lambda progress: ec.factors(cap, method, progress=progress, **options),
         key="factors",
         settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
-        estimate_s=estimates.factors_seconds(
-            len(positions), n_neurons, int(n_components), method),
+        estimate_s=estimates.factors_seconds(cap, method, **options),
     )
 if result is None:
     st.stop()

@@ -34,3 +34,63 @@ def test_layer_comparison_estimates_price_what_the_page_runs(lm):
     assert cell == 10 * one
     assert estimates.cell_baseline_seconds(lm, 150, "cka", kernel="rbf", n_permutations=10, corpus_tokens=200) == (
         cell + estimates.corpus_seconds(lm, 200, lm.d_model + lm.d_ff))
+
+
+def test_an_estimate_takes_the_arguments_of_the_analysis_it_estimates():
+    """#27 §2: factors_seconds took (n_positions, n_neurons, n_components, method), which a page worked out from its
+    own settings (and the factor quality's estimate was summed by the page); each now takes its analysis's own
+    arguments, so a page passes the same call to both."""
+    import inspect
+
+    import ecco_core as ec
+
+    for estimate, analysis in ((estimates.factors_seconds, ec.factors.factors),
+                               (estimates.factor_quality_seconds, ec.trust.factor_quality)):
+        assert list(inspect.signature(estimate).parameters) == list(inspect.signature(analysis).parameters)
+
+
+def test_a_factor_method_added_with_its_cost_model_is_estimated_from_its_entry(lm):
+    """#27 §2: the factor estimate branched on method names ("nmf", "pca", else ICA's cost). An entry carries its
+    work (multiply-adds of one fit), a method added as one entry is estimated from it with no other edit, and one
+    added without a cost model is counted as an SVD."""
+    import ecco_core as ec
+    from ecco_core.factors import METHODS, FactorMethod
+
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    options = dict(n_components=3, layers=range(4), positions=range(1, cap.n_tokens))
+    seen = []
+    METHODS["trial"] = FactorMethod(METHODS["pca"].function, "PCA, as a trial",
+                                    lambda *sizes: seen.append(sizes) or 1e12)
+    METHODS["plain"] = FactorMethod(METHODS["pca"].function, "PCA, no cost model")
+    try:
+        seconds = estimates.factors_seconds(cap, "trial", **options)
+        assert seen == [(cap.n_tokens - 1, 4 * lm.d_ff, 3)]
+        assert seconds == 1e12 / estimates.NUMPY_RATE * estimates.pace()
+        assert estimates.factors_seconds(cap, "plain", **options) == estimates.factors_seconds(cap, "pca", **options)
+        with_trial = estimates.factor_quality_seconds(cap, ("pca", "trial"), seeds=(0, 1), **options)
+        assert with_trial == 2 * (seconds + estimates.factors_seconds(cap, "pca", **options))
+    finally:
+        del METHODS["trial"], METHODS["plain"]
+
+
+def test_estimates_follow_the_pace_this_process_measures():
+    """#31 item 6: fixed rates ran at 0.25-0.37 of their estimates at load 3-4 and 0.74-1.49 at load 12-16 (and
+    patching at up to 2.6): the load cannot be known in advance. Each run recorded moves this process's pace
+    halfway (in log space) towards its own measured / estimated, so the next estimate follows how fast the process
+    runs now; a run too short to say (fixed costs) moves nothing."""
+    before = estimates.pace()
+    base = estimates.similarity_seconds(56, FFN, FFN, "cca")
+    try:
+        estimates.reset_pace()
+        rated = estimates.similarity_seconds(56, FFN, FFN, "cca")
+        assert estimates.record(10.0, 40.0) == 2.0  # four times the estimate: halfway in log space
+        assert estimates.similarity_seconds(56, FFN, FFN, "cca") == 2 * rated
+        assert estimates.record(0.1, 0.9) == 2.0  # under PACE_MIN_S: not recorded
+        estimates.record(10.0, 10.0)
+        assert estimates.pace() == 2.0  # as estimated: the pace holds
+        for _ in range(12):  # a quieter machine: the pace comes down with it
+            estimates.record(10.0 * estimates.pace(), 5.0)
+        assert abs(estimates.pace() - 0.5) < 0.01
+    finally:
+        estimates.reset_pace(before)
+    assert estimates.similarity_seconds(56, FFN, FFN, "cca") == base

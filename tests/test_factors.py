@@ -326,3 +326,42 @@ def test_factors_run_on_one_blas_thread():
         assert seen and seen[0] and set(seen[0]) == {1}
     finally:
         del METHODS["trial"]
+
+
+def test_a_fit_that_reports_no_progress_still_reports_while_it_runs_and_stops_when_asked():
+    """#31 item 6: scikit-learn's NMF takes no callback, so the page's box sat on "Starting…" for a 30-block fit
+    (32-45 s). The fit now reports every second with the fraction it had and a message saying the time left is the
+    estimate's (ecco_core._heartbeat), and an exception from progress (the page's Stop) stops the fit there."""
+    import time
+
+    from ecco_core._heartbeat import heartbeat
+
+    def step():
+        time.sleep(0.001)
+
+    def work(seconds):  # a loop of Python calls, as scikit-learn's solvers make
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            step()
+
+    reports = []
+    with heartbeat(lambda fraction, message: reports.append((fraction, message)), 0.25, "fitting", every_s=0.05):
+        work(0.4)
+    assert len(reports) >= 4 and set(reports) == {(0.25, "fitting")}
+
+    class Stopped(Exception):
+        pass
+
+    def stop(fraction, message):
+        raise Stopped
+
+    started = time.perf_counter()
+    with pytest.raises(Stopped):
+        with heartbeat(stop, 0.0, "fitting", every_s=0.05):
+            work(10.0)
+    assert time.perf_counter() - started < 1.0
+
+    ffn = np.random.default_rng(0).random((2, 6, 8))
+    reports.clear()
+    ec.factors(capture_of(ffn), "nmf", n_components=2, progress=lambda *report: reports.append(report))
+    assert reports[0] == (0.0, "Fitting NMF to 6 tokens x 16 neurons") and reports[-1] == (1.0, "Fitted NMF")

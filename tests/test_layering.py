@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ecco_core"  # read, not impo
 # Bottom to top. A module may import its own floor and the floors below it.
 FLOORS = [
     # plain values, labels and the argument checks; readers of files that need no model
-    {"_checks", "_blas", "_registry", "layers", "text", "capture_file", "probing._progress", "probing.data",
-     "probing.presets"},
+    {"_checks", "_blas", "_heartbeat", "_registry", "layers", "text", "capture_file", "probing._progress",
+     "probing.data", "probing.presets"},
     # measures of two matrices: numbers in, a float out
     {"similarity.metrics"},
     # figures: data in, figure out, one module per view; they read result objects by their fields and import
