@@ -140,7 +140,7 @@ def saliency_cases(lm, rows: Cases) -> None:
                                (long, "integrated_gradients", 8), (short, "erasure", 1), (long, "erasure", 1)):
         name = f"saliency {method}" + (f", {steps} steps" if method == "integrated_gradients" else "")
         rows.run(f"{name}, {cap.n_tokens} tokens, {cap.n_generated} explained",
-                 lambda: estimates.saliency_seconds(lm, cap.n_tokens, cap.n_generated, method, steps),
+                 lambda: estimates.saliency_seconds(lm, cap, method, steps=steps),
                  lambda progress: ec.saliency(lm, cap, method, steps=steps, progress=progress))
 
 
@@ -152,7 +152,7 @@ def faithfulness_cases(lm, rows: Cases) -> None:
                                  (short, short.n_tokens - 1, 8), (long, long.n_input, 8),
                                  (long, long.n_tokens - 1, 20)):
         rows.run(f"faithfulness, {cap.n_tokens} tokens, position {position}, {steps} steps",
-                 lambda: estimates.faithfulness_seconds(lm, cap.n_tokens, position, steps=steps),
+                 lambda: estimates.faithfulness_seconds(lm, cap, positions=position, steps=steps),
                  lambda progress: ec.trust.faithfulness(lm, cap, positions=position, steps=steps, progress=progress))
 
 
@@ -179,7 +179,7 @@ def verify_cases(lm, rows: Cases) -> None:
                                                   (short, True, True), (ioi, False, True)):
         result = ec.circuits(lm, prompt, answer, foil, routes=routes)
         rows.run(f"verify, {result.n_tokens} tokens, exact {exact}, routes {routes}",
-                 lambda: estimates.verify_seconds(lm, result.n_tokens, exact=exact, routes=routes),
+                 lambda: estimates.verify_seconds(lm, result, exact=exact),
                  lambda progress: ec.circuits.verify(lm, result, exact=exact, progress=progress))
 
 

@@ -1,10 +1,11 @@
-"""Progress from work that reports none: a third-party fit (scikit-learn's NMF, FastICA) still calls ``progress``.
+"""Progress from work that reports none: a third-party fit or one long forward pass still calls ``progress``.
 
-scikit-learn's estimators take no callback, so a fit of thirty seconds would
-leave a progress bar where it was. :func:`heartbeat` calls
+scikit-learn's estimators take no callback, and one forward pass of a batch
+through the model can take a minute under load, so a progress bar would
+stand still where it was. :func:`heartbeat` calls
 ``progress(fraction, message)`` at least every ``every_s`` seconds while the
 block runs, with the fraction it had when the block began (nothing measures
-how far such a fit is) and a message that says so. The calls come from the
+how far such work is) and the caller's message. The calls come from the
 thread running the block, between the Python calls of the work itself (a
 trace function on that thread only, as a profiler installs), so a caller
 whose ``progress`` raises to stop the work (the dashboard's Stop) stops the

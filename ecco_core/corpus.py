@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ._heartbeat import heartbeat
 from .hooks import Recording, recording, without_cache
 from .models import LM
 from .store import ActivationStore, StoredArray
@@ -119,7 +120,8 @@ def record_positions(
         embeddings, ``i + 1`` = block ``i``'s output) or the FFN's block.
     batch_size : int
     update : callable(fraction, message)
-        Called after every batch.
+        Called after every batch, and every second while a batch runs
+        (:func:`ecco_core._heartbeat.heartbeat`).
     """
     first_row = np.cumsum([0] + [len(kept) for kept in positions])
     # A sequence with nothing to keep is not run (and would give the disk store an empty first batch to scale by).
@@ -142,6 +144,8 @@ def record_positions(
         # The blocks are hooked, so the base model suffices; a causal LM head over the
         # whole vocabulary at every position would cost more than the blocks.
         base = lm.model.base_model
-        with torch.inference_mode(), recording(lm, record):
+        message = f"running {lm.name} over the corpus"
+        # One batch can take a minute under load: the pass reports while it runs (at the fraction done before it).
+        with torch.inference_mode(), recording(lm, record), heartbeat(update, start / len(order), message):
             base(input_ids=batch_ids.to(lm.device), attention_mask=attention_mask.to(lm.device), **without_cache(base))
-        update((start + len(indices)) / len(order), f"running {lm.name} over the corpus")
+        update((start + len(indices)) / len(order), message)

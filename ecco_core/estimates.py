@@ -11,13 +11,14 @@ The pace is how fast this process runs now. On a shared machine the same
 work takes a different time with the load, as one factor for every kind of
 work: similarity's cases ran at 0.74-1.49 of a fixed estimate at load 12-16
 and at 0.25-0.37 at load 3-4, and no fixed rate covers both. The load cannot
-be known in advance, so it is measured: after each run, :func:`record` its
-measured and estimated seconds (the dashboard does, for every analysis it
-runs), and the pace moves halfway, in log space, towards what that run
+be known in advance, so it is measured: the pace starts from the machine's
+load average (:func:`load_pace`), then after each run :func:`record` takes
+its measured and estimated seconds (the dashboard does, for every analysis
+it runs) and the pace moves halfway, in log space, towards what that run
 measured: an exponential moving average of measured / estimated over this
-process's recent runs. It starts at 1 and is the one piece of state here,
-shared by the threads of the process (the app's sessions), since they share
-its CPU. Once work runs, the dashboard shows the time left from the measured
+process's recent runs. It is the one piece of state here, shared by the
+threads of the process (the app's sessions), since they share its CPUs.
+Once work runs, the dashboard shows the time left from the measured
 progress itself.
 
 The counts follow the code: a model forward pass costs about one multiply-add
@@ -37,20 +38,25 @@ own work in their registry entries (``prepare_work`` and ``pair_work``,
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Sequence
 
 from . import _checks as checks
+from . import circuits  # through the package, which makes ec.circuits callable (a plain import would not)
 from .backward import plan
 from .capture import DEFAULT_CHUNK_BYTES, Capture
 from .factors import METHODS as FACTOR_METHODS
 from .factors import default_components, matrix_shape
 from .layers import EMBEDDINGS, representation_widths
 from .models import LM
+from .patching import DEFAULT_BATCH_BYTES
 from .saliency import METHODS as SALIENCY_METHODS
+from .saliency import Saliency, explained_positions
 from .similarity import KERNELS
 from .similarity import METHODS as SIMILARITY_METHODS
 from .similarity import Options as SimilarityOptions
+from .trust import PERCENTS
 
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
@@ -101,13 +107,47 @@ PACE_WEIGHT = 0.5
 PACE_MIN_S = 1.0
 #: The pace stays within this range, whatever a run measured (a run that waited on a debugger, say).
 PACE_LIMITS = (0.05, 20.0)
+#: Runnable tasks per CPU (the load average over the CPUs, plus this process) at which the rates were measured:
+#: load about 14 on the 2 cores. The pace before any run is recorded is the load now over it (:func:`load_pace`).
+REFERENCE_LOAD_PER_CPU = 7.5
 _pace_lock = threading.Lock()
-_pace = 1.0
+_pace: float | None = None  # measured from the load at first use
+
+
+def load_pace() -> float:
+    """The pace the machine's load suggests, before this process has measured any run.
+
+    A thread's share of a CPU shrinks as the runnable tasks grow past the
+    CPUs, and the work's time grows with it: on the development machine the
+    same similarity cases ran at 0.25-0.37 of their estimates at load 3-4,
+    about 1 at load 12-16 and 2-3.5 at load 40-48. So the first estimate
+    takes ``(load + 1) / n_cpus`` over :data:`REFERENCE_LOAD_PER_CPU` (the
+    1-minute load average), at least ``1 / REFERENCE_LOAD_PER_CPU`` (a whole
+    CPU); 1 where the load cannot be read.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _within_limits(max(1.0, (load + 1) / cpus) / REFERENCE_LOAD_PER_CPU)
+
+
+def _within_limits(value: float) -> float:
+    return min(max(value, PACE_LIMITS[0]), PACE_LIMITS[1])
 
 
 def pace() -> float:
-    """This process's pace now: about how many times the rates' time its work takes (1 until a run is recorded)."""
-    return _pace
+    """This process's pace now: about how many times the rates' time its work takes.
+
+    From the load (:func:`load_pace`) until a run is recorded, then from the
+    runs (:func:`record`).
+    """
+    global _pace
+    with _pace_lock:
+        if _pace is None:
+            _pace = load_pace()
+        return _pace
 
 
 def record(estimated_s: float, measured_s: float) -> float:
@@ -120,17 +160,17 @@ def record(estimated_s: float, measured_s: float) -> float:
     global _pace
     estimated_s = checks.positive("estimated_s", estimated_s)
     measured_s = checks.positive("measured_s", measured_s)
+    current = pace()
     with _pace_lock:
         if measured_s >= PACE_MIN_S:
-            moved = _pace * (measured_s / estimated_s) ** PACE_WEIGHT
-            _pace = min(max(moved, PACE_LIMITS[0]), PACE_LIMITS[1])
+            _pace = _within_limits(current * (measured_s / estimated_s) ** PACE_WEIGHT)
         return _pace
 
 
-def reset_pace(value: float = 1.0) -> None:
-    """Set the pace (1: the rates as measured), e.g. before a benchmark that should start from the rates alone."""
+def reset_pace(value: float | None = None) -> None:
+    """Set the pace (1: the rates as measured), or with None measure it from the load again at its next use."""
     global _pace
-    value = checks.positive("value", value)
+    value = None if value is None else checks.positive("value", value)
     with _pace_lock:
         _pace = value
 
@@ -161,11 +201,16 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE * pace()
 
 
-def verify_seconds(lm: LM, n_tokens: int, *, exact: bool = True, routes: bool = False) -> float:
-    """Seconds of :func:`ecco_core.circuits.verify` on a run of ``n_tokens`` tokens.
+def verify_seconds(
+    lm: LM, result: circuits.Circuits, *, k: int = 10, ablation: str = "mean", corrupted: str | None = None,
+    exact: bool = True, threshold: float = circuits.DEFAULT_THRESHOLD, max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    progress=None,
+) -> float:
+    """Seconds of :func:`ecco_core.circuits.verify` with these arguments (its own; only ``exact`` and whether
+    ``result`` has routes change the work).
 
     Its rows are batched ablated runs over every position, read at the last:
-    every component ablated, DLA's top k, all but them (with ``routes`` the
+    every component ablated, DLA's top k, all but them (with routes the
     graph's top k and all but them too), and with ``exact`` an unablated row
     and one per head and FFN (``n_layers * (n_heads + 1)``). A row of one
     component runs only the blocks from that component's on, half of them on
@@ -173,66 +218,78 @@ def verify_seconds(lm: LM, n_tokens: int, *, exact: bool = True, routes: bool = 
     of a whole one (IOI on the causal default, 31-44 s against 39-53 s, one
     thread, 2026-12-07).
     """
-    whole = 3 + 2 * routes + exact
+    whole = 3 + 2 * (result.route_heads is not None) + exact
     singles = lm.n_layers * (lm.n_heads + 1) if exact else 0
-    positions = n_tokens * (whole + 0.8 * singles)
+    positions = result.n_tokens * (whole + 0.8 * singles)
     return patching_seconds(lm, whole + singles, round(positions))
 
 
 def saliency_seconds(
-    lm: LM, n_tokens: int, n_explained: int, method: str, steps: int = 20,
-    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    lm: LM, cap: Capture, method: str = "grad_x_input", *, target: str = "prob", contrast_with: str | None = None,
+    steps: int = 20, positions=None, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress=None,
 ) -> float:
-    """Seconds of :func:`ecco_core.saliency` on a capture of ``n_tokens`` tokens explaining ``n_explained`` of them.
+    """Seconds of :func:`ecco_core.saliency` with these arguments (its own; ``target``, ``contrast_with`` and
+    ``progress`` change nothing).
 
-    The default explained tokens: the last ``n_explained`` (generated or
-    given) tokens of a causal model, the ``[MASK]`` positions of a masked one.
     The gradient methods run each chunk of path points (``steps`` of them for
     integrated gradients, else one) forward, twice when the backward re-runs
     segments of blocks (:func:`ecco_core.backward.plan`), take the LM head's
     forward and backward per explained token, and pull every explained token's
     gradient back through the blocks (about one forward's work each). Erasure
     runs ``n_tokens + 1`` copies of the text forward and reads every explained
-    token's logits from each.
+    token's logits from each. Raises as :func:`ecco_core.saliency` does when
+    there is nothing to explain.
     """
+    n_explained = len(explained_positions(lm, cap, positions))
+    return _saliency(lm, cap.n_tokens, n_explained, method, steps, max_chunk_bytes) * pace()
+
+
+def _saliency(lm: LM, n_tokens: int, n_explained: int, method: str, steps: int, max_chunk_bytes: int) -> float:
+    """:func:`saliency_seconds` of ``n_explained`` tokens of a text of ``n_tokens``, at the rates alone."""
     entry = SALIENCY_METHODS[checks.choice("method", method, SALIENCY_METHODS)]
     length = n_tokens - 1 if lm.is_causal else n_tokens  # up to the last read position
     blocks = block_multiply_adds(lm)
     head = lm.vocab_size * lm.d_model
     if entry.erases:
         copies = n_tokens + 1
-        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE * pace()
+        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE
     n_points = steps if entry.uses_steps else 1
     work = 0.0
     for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
         points = len(chunk.points)
         forwards = 1 if chunk.whole_graph else 2
         work += points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
-    return work / GRADIENT_RATE * pace()
+    return work / GRADIENT_RATE
 
 
 def faithfulness_seconds(
-    lm: LM, n_tokens: int, position: int, methods: Sequence[str] = tuple(SALIENCY_METHODS), steps: int = 20,
-    n_random: int = 10, n_percents: int = 5, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    lm: LM, cap: Capture, saliencies=("grad_x_input", "gradient", "integrated_gradients", "erasure"), *,
+    positions=None, percents=PERCENTS, n_random: int = 10, seed: int = 0,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress=None, **options,
 ) -> float:
-    """Seconds of :func:`ecco_core.trust.faithfulness` for the explained token at ``position`` of ``n_tokens``,
-    the ``methods`` computed there by name.
+    """Seconds of :func:`ecco_core.trust.faithfulness` with these arguments (its own).
 
-    Each method's saliency of that one token (the gradient methods' pass stops
-    at the token, in a causal model: :func:`saliency_seconds` of a text that
-    ends there; erasure copies the whole text), then at most one variant per
-    order (methods and random ones), percent and curve, plus the whole text,
-    each through the blocks up to the token and the LM head once.
+    Each method given by name is computed for the explained tokens over the
+    text up to the last of them in a causal model (a Saliency given costs
+    nothing more); then, per explained token, at most one variant per order
+    (methods and ``n_random`` random ones), percent and curve, plus the whole
+    text, each through the blocks up to the token and the LM head once.
     """
-    length = position if lm.is_causal else n_tokens
-    seconds = 0.0
-    for method in methods:
-        method = checks.choice("methods", method, SALIENCY_METHODS)
-        seconds += saliency_seconds(lm, n_tokens if SALIENCY_METHODS[method].erases else length + 1, 1, method, steps,
-                                    max_chunk_bytes)
-    variants = 1 + (len(methods) + n_random) * n_percents * 2
-    erasures = variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
-    return seconds + erasures * pace()
+    saliencies = [saliencies] if isinstance(saliencies, (str, Saliency)) else list(saliencies)
+    if positions is None:
+        given = [item for item in saliencies if isinstance(item, Saliency)]
+        positions = given[0].positions if given else None
+    elif isinstance(positions, int):
+        positions = [positions]
+    positions = explained_positions(lm, cap, positions)
+    text = int(positions.max()) + 1 if lm.is_causal else cap.n_tokens
+    seconds = sum(_saliency(lm, text, len(positions), name, options.get("steps", 20), max_chunk_bytes)
+                  for name in saliencies if isinstance(name, str))
+    variants = 1 + (len(saliencies) + n_random) * len(percents) * 2
+    for position in positions:
+        length = position if lm.is_causal else cap.n_tokens
+        seconds += variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+    return seconds * pace()
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:

@@ -306,15 +306,15 @@ def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
 
 
 # The cost model: multiply-adds of one fit on an (n_positions, n_neurons) matrix, priced by
-# ecco_core.estimates.factors_seconds. NMF's coordinate descent makes about 2 n_positions n_neurons n_components
-# a solver iteration (W and H updates), and stops on its tolerance after a number of iterations that the sizes do
-# not tell: on FFN activations of the causal default (10 factors, 2026-12-07) 24 to 384 (blocks 0-9 of 26 tokens:
-# 24; of 55 tokens: 67; blocks 10-19: 189; blocks 20-29: 384), at 4 to 7 ns of CPU per iteration and matrix
-# entry. The estimate counts a typical run; the progress during the fit says it follows the estimate. PCA's
-# partial SVD (ARPACK's products) and FastICA (whitening by that SVD, then its iterations) in passes over the
-# matrix, fitted 2026-12-07 to bench/estimates.py factors (30 blocks of 55 tokens: PCA 0.4 s, ICA 0.6 s at
-# load 11).
-NMF_ITERATIONS = 120
+# ecco_core.estimates.factors_seconds, in passes over the matrix fitted 2026-12-07 to bench/estimates.py factors on
+# FFN activations of 55 tokens (30 blocks: NMF 32 s, PCA 0.4 s, ICA 0.6 s at load 11). NMF's coordinate descent
+# makes about 2 n_positions n_neurons n_components a solver iteration and stops on its tolerance after a number of
+# iterations the sizes do not tell (10 factors on the causal default: 24 to 384 on 10 blocks: blocks 0-9 of 26
+# tokens 24, of 55 tokens 67; blocks 10-19 189; blocks 20-29 384), so its estimate counts the page's default, all
+# blocks, and runs long for early blocks alone (their fits run at 0.1-0.3 of it); the progress during the fit says
+# its time left is the estimate's. PCA's partial SVD (ARPACK's products) and FastICA (whitening by that SVD, then
+# its iterations) in passes too.
+NMF_PASSES = 1200
 SVD_PASSES = 9
 ICA_ITERATIONS = 200
 
@@ -324,7 +324,7 @@ def _svd_work(n_positions: int, n_neurons: int, n_components: int) -> float:
 
 
 def _nmf_work(n_positions: int, n_neurons: int, n_components: int) -> float:
-    return NMF_ITERATIONS * 2 * n_positions * n_neurons * n_components
+    return NMF_PASSES * 2 * n_positions * n_neurons * n_components
 
 
 def _ica_work(n_positions: int, n_neurons: int, n_components: int) -> float:

@@ -5,7 +5,6 @@ import streamlit as st
 import dashboard
 import ecco_core as ec
 from ecco_core import estimates, plots
-from ecco_core.saliency import explained_positions
 
 st.set_page_config(page_title="Saliency · Ecco Explorer", layout="wide")
 lm, cap = dashboard.sidebar()
@@ -72,7 +71,6 @@ with dashboard.user_errors():
     if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:  # in the page's words, before any request
         raise ValueError(f"Method {method} runs on this machine only: on NDIF pick "
                          f"{' or '.join(ec.saliency.TRACED_METHODS)} as the Method, or choose Run on: this machine")
-    n_explained = len(explained_positions(lm, cap))
     # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
     # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
     sal, area = dashboard.long_work(
@@ -80,7 +78,7 @@ with dashboard.user_errors():
         lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
                                      steps=steps, progress=progress),
         key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),
-        estimate_s=estimates.saliency_seconds(lm, cap.n_tokens, n_explained, method, steps),
+        estimate_s=estimates.saliency_seconds(lm, cap, method, steps=steps),
     )
 if sal is None:
     st.stop()
@@ -157,7 +155,7 @@ with area:
                 ),
                 key="saliency_faithfulness_work",
                 settings=(dashboard.capture_key(cap), position, target, contrast.strip(), ig_steps),
-                estimate_s=estimates.faithfulness_seconds(lm, cap.n_tokens, position, steps=ig_steps),
+                estimate_s=estimates.faithfulness_seconds(lm, cap, positions=position, steps=ig_steps),
             )
     if faith is not None:
         with faith_area:

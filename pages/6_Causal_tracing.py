@@ -58,14 +58,12 @@ def fill_example() -> None:
 
 
 def exact_seconds(lm, settings: tuple) -> float:
-    """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings."""
+    """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings
+    (the size is kept, not the seconds: those follow the pace the estimates measure)."""
     _, clean, corruption, answer, foil, _, _ = settings
-
-    def estimate() -> float:
-        runs, positions = patching.work(lm, clean, corruption, answer, foil)  # every draw
-        return estimates.patching_seconds(lm, runs, positions)
-
-    return dashboard.cached_analysis(estimate, key="trace-estimate", settings=settings)
+    runs, positions = dashboard.cached_analysis(  # every draw
+        lambda: patching.work(lm, clean, corruption, answer, foil), key="trace-work", settings=settings)
+    return estimates.patching_seconds(lm, runs, positions)
 
 
 def traced(lm, settings: tuple, approximate: bool):

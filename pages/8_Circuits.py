@@ -198,7 +198,7 @@ if ablation == "corrupted":
 dashboard.page_param("circuits-exact", True)
 exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} more runs)", key="circuits-exact")
 
-estimate = estimates.verify_seconds(lm, result.n_tokens, exact=exact, routes=result.route_heads is not None)
+estimate = estimates.verify_seconds(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact)
 verify_settings = (*settings, int(k), ablation, corrupted, exact)
 # A copied link of a verification opens with it.
 if not dashboard.run_button("Verify by patching", key="circuits-verify-button", settings=verify_settings,

@@ -37,15 +37,19 @@ def test_layer_comparison_estimates_price_what_the_page_runs(lm):
 
 
 def test_an_estimate_takes_the_arguments_of_the_analysis_it_estimates():
-    """#27 §2: factors_seconds took (n_positions, n_neurons, n_components, method), which a page worked out from its
-    own settings (and the factor quality's estimate was summed by the page); each now takes its analysis's own
+    """#27 §2: factors_seconds took (n_positions, n_neurons, n_components, method), saliency_seconds (n_tokens,
+    n_explained, ...), faithfulness_seconds one position, verify_seconds n_tokens and routes: sizes a page worked out
+    from its settings (and the factor quality's estimate was summed by the page). Each now takes its analysis's own
     arguments, so a page passes the same call to both."""
     import inspect
 
     import ecco_core as ec
 
     for estimate, analysis in ((estimates.factors_seconds, ec.factors.factors),
-                               (estimates.factor_quality_seconds, ec.trust.factor_quality)):
+                               (estimates.factor_quality_seconds, ec.trust.factor_quality),
+                               (estimates.saliency_seconds, ec.saliency.saliency),
+                               (estimates.faithfulness_seconds, ec.trust.faithfulness),
+                               (estimates.verify_seconds, ec.circuits.verify)):
         assert list(inspect.signature(estimate).parameters) == list(inspect.signature(analysis).parameters)
 
 
@@ -77,11 +81,11 @@ def test_estimates_follow_the_pace_this_process_measures():
     """#31 item 6: fixed rates ran at 0.25-0.37 of their estimates at load 3-4 and 0.74-1.49 at load 12-16 (and
     patching at up to 2.6): the load cannot be known in advance. Each run recorded moves this process's pace
     halfway (in log space) towards its own measured / estimated, so the next estimate follows how fast the process
-    runs now; a run too short to say (fixed costs) moves nothing."""
+    runs now; a run too short to say (fixed costs) moves nothing. Before any run, the pace is the load's."""
     before = estimates.pace()
     base = estimates.similarity_seconds(56, FFN, FFN, "cca")
     try:
-        estimates.reset_pace()
+        estimates.reset_pace(1.0)
         rated = estimates.similarity_seconds(56, FFN, FFN, "cca")
         assert estimates.record(10.0, 40.0) == 2.0  # four times the estimate: halfway in log space
         assert estimates.similarity_seconds(56, FFN, FFN, "cca") == 2 * rated
@@ -91,6 +95,8 @@ def test_estimates_follow_the_pace_this_process_measures():
         for _ in range(12):  # a quieter machine: the pace comes down with it
             estimates.record(10.0 * estimates.pace(), 5.0)
         assert abs(estimates.pace() - 0.5) < 0.01
+        estimates.reset_pace()  # measured again from the load average at the next estimate
+        assert estimates.PACE_LIMITS[0] <= estimates.pace() <= estimates.PACE_LIMITS[1]
     finally:
         estimates.reset_pace(before)
     assert estimates.similarity_seconds(56, FFN, FFN, "cca") == base

@@ -122,7 +122,7 @@ def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlie
     assert len(app.get("plotly_chart")) == 2  # grad_x_input's bars and heatmap
     cap = ec.capture(lm, text, max_new_tokens=3)  # what the sidebar captured
     settings = (dashboard.capture_key(cap), "integrated_gradients", "prob", "", steps)
-    estimate = estimates.saliency_seconds(lm, cap.n_tokens, cap.n_generated, "integrated_gradients", steps)
+    estimate = estimates.saliency_seconds(lm, cap, "integrated_gradients", steps=steps)
     assert estimate > QUICK_S  # announced, with progress and Stop
     app.session_state["_long_work_stopped"] = {"saliency": settings}
     app.selectbox(key="saliency_method").set_value("integrated_gradients")

@@ -48,10 +48,11 @@ def test_a_saliency_method_added_as_one_entry_says_whether_it_takes_steps(lm, tr
     ec.SALIENCY_METHODS["trial"] = ec.saliency.SaliencyMethod(entry.function, "IG again, as a trial", signed=True,
                                                               uses_steps=True)
     try:
-        few, many = (estimates.saliency_seconds(lm, 12, 4, "trial", steps) for steps in (2, 16))
+        cap = ec.capture(lm, "The keys to the cabinet", max_new_tokens=4)
+        few, many = (estimates.saliency_seconds(lm, cap, "trial", steps=steps) for steps in (2, 16))
         assert few < many
-        assert estimates.saliency_seconds(lm, 12, 4, "grad_x_input", 2) == estimates.saliency_seconds(
-            lm, 12, 4, "grad_x_input", 16)
+        assert estimates.saliency_seconds(lm, cap, "grad_x_input", steps=2) == estimates.saliency_seconds(
+            lm, cap, "grad_x_input", steps=16)
         app = page("pages/1_Saliency.py")
         app.query_params.update({"text": "The keys to the cabinet", "new": "1", "saliency_method": "trial",
                                  "saliency_steps": "2", "saliency_target": "trial"})
@@ -97,3 +98,24 @@ def test_a_readout_added_as_one_entry_is_a_patching_metric(trial_readout):
     assert "surprisal of the answer, as a trial" in app.selectbox(key="trace-metric").options
     assert not app.error and trial_readout  # the page's patching read the trial readout
     assert "metric: surprisal of the answer, as a trial" in " ".join(text.value for text in app.markdown)
+
+
+def test_a_factor_method_added_as_one_entry_is_estimated_and_offered_by_the_page():
+    """#27 §2: the factor estimate branched on method names and the page named each method itself (a method added
+    to the registry showed as "None"). The entry carries its cost model and label; the page offers it, names it,
+    estimates it from the entry and runs it, with no other edit."""
+    from apptest import page, run
+    from ecco_core.factors import METHODS, FactorMethod
+
+    METHODS["trial"] = FactorMethod(METHODS["pca"].function, "PCA again, as a trial", lambda *sizes: 1e9, "Trial")
+    try:
+        app = page("pages/3_Neuron_factors.py")
+        app.query_params.update({"text": "The keys to the cabinet are on the table.", "new": "0",
+                                 "factors_method": "trial"})
+        run(app)
+        box = app.selectbox(key="factors_method")
+        assert box.value == "trial" and "Trial" in box.options
+        assert not app.exception and not app.error
+        assert "TRIAL of" in " ".join(caption.value for caption in app.caption)
+    finally:
+        del METHODS["trial"]

@@ -18,6 +18,7 @@ with bare ``None`` indices.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -43,6 +44,8 @@ ACCURACY_AXES = ("representation", "rate", "trial", "task")
 #: Bytes of standardised features trained together when the features are on disk
 #: (:class:`~ecco_core.store.StoredArray`): the representations are trained in groups this size.
 STORED_GROUP_BYTES = 512 << 20
+#: Seconds between two progress reports within an epoch: a report comes after the first minibatch past them.
+REPORT_EVERY_S = 1.0
 
 
 def _on_axes(values, axes: Sequence[str], *, of: Sequence[str] = LOGIT_AXES):
@@ -366,9 +369,9 @@ def _trained_hits(stacks: list, rates: list[float], train_mask: np.ndarray, targ
     update, close = progress_bar(progress)
     try:
         for number, group in enumerate(groups):
-            def report(epoch: int) -> None:
-                fraction = (number * epochs + epoch + 1) / (len(groups) * epochs)
-                message = f"training probes, epoch {epoch + 1} of {epochs}"
+            def report(epochs_done: float) -> None:
+                fraction = (number * epochs + epochs_done) / (len(groups) * epochs)
+                message = f"training probes, epoch {min(int(epochs_done) + 1, epochs)} of {epochs}"
                 update(fraction, message if len(groups) == 1 else f"{message}, group {number + 1} of {len(groups)}")
 
             hits = _train_group(
@@ -418,8 +421,13 @@ def _train_group(features, initial, rates, epoch_orders, targets_t, train_t, bat
         return out.view(x.shape[0], len(index), len(rates), trials, 2, n_classes)
 
     picked_axes = LOGIT_AXES[:-1]  # a log-probability per probe and token: the class axis picked away
+    reported = time.perf_counter()
     for epoch, order in enumerate(epoch_orders):
-        for index in order.split(batch_size):
+        minibatches = order.split(batch_size)
+        for step, index in enumerate(minibatches):
+            if time.perf_counter() - reported >= REPORT_EVERY_S:  # an epoch can take minutes under load
+                report(epoch + step / len(minibatches))
+                reported = time.perf_counter()
             index = index.to(device)
             in_train = train_t[index]  # (token, trial)
             # Each trial's loss is the mean over its own training tokens of this minibatch.
@@ -433,7 +441,8 @@ def _train_group(features, initial, rates, epoch_orders, targets_t, train_t, bat
             for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters)):
                 parameter.grad = gradient
             optimizer.step()
-        report(epoch)
+        report(epoch + 1)
+        reported = time.perf_counter()
 
     hits = []
     with torch.no_grad():

@@ -6,6 +6,7 @@ says from the sizes alone whether a CCA-family matrix can be anything but 1.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +20,10 @@ from .metrics import (
     KERNELS, METHODS, SAMPLES_PER_DIMENSION, SATURATED_TOLERANCE, Options, centred_columns, check_keep,
     fits_gram_budget, kept_dimensions,
 )
+
+#: Seconds between two progress reports while one matrix's pairs are scored: a report comes after the first pair past
+#: them.
+REPORT_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +161,7 @@ def similarity_matrix(
     row_labels, column_labels : sequence of str, optional
         Default "0", "1", ...
     progress : callable(fraction, message), optional
-        Called once the kept side is decomposed and after every matrix of the other.
+        Called after every matrix decomposed, and every second or so while a matrix's pairs are scored.
 
     Returns
     -------
@@ -184,14 +189,15 @@ def similarity_matrix(
     report = progress or (lambda fraction, message: None)
     # Each kept matrix is read, centred (float64) and prepared in turn: its preparation is kept, not the matrix.
     prepared_kept, max_dimensions = [], 0
+    steps = len(kept) + len(streamed)  # one per decomposition: each kept matrix, then each other one with its scores
     for j in range(len(kept)):
         centred = centred_columns(kept[j], f"{kept_name}[{j}]")
         prepared_kept.append(entry.prepare(centred, options))
         max_dimensions = max(max_dimensions, kept_dimensions(prepared_kept[-1], centred.shape[1]))
         del centred
-    steps = len(kept) + len(streamed)  # one per decomposition: each kept matrix, then each other one with its scores
-    report(len(kept) / steps, f"decomposed the {len(kept)} {'row' if swap else 'column'} matrices")
+        report((j + 1) / steps, f"decomposed {j + 1} of the {len(kept)} {'row' if swap else 'column'} matrices")
     values = np.empty((len(streamed), len(kept)))
+    reported = time.perf_counter()
     for i in range(len(streamed)):
         if symmetric:
             prepared = prepared_kept[i]
@@ -200,7 +206,12 @@ def similarity_matrix(
             prepared = entry.prepare(centred, options)
             max_dimensions = max(max_dimensions, kept_dimensions(prepared, centred.shape[1]))
             del centred
-        values[i] = [entry.function(prepared, other) for other in prepared_kept]
+        for j, other in enumerate(prepared_kept):
+            values[i, j] = entry.function(prepared, other)
+            if time.perf_counter() - reported >= REPORT_EVERY_S:  # a row of PWCCA pairs can take many seconds
+                report((len(kept) + i + j / len(kept)) / steps, f"scoring {'column' if swap else 'row'} {i + 1} "
+                       f"of {len(streamed)}")
+                reported = time.perf_counter()
         report(
             (len(kept) + i + 1) / steps,
             f"scored {'column' if swap else 'row'} {i + 1} of {len(streamed)}",
