@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Estimates at the rates alone, in this process and the app servers it starts: what a page announces (a status box
+# or none) must not follow the machine's load (ecco_core.estimates.pace). tests/test_estimates.py lifts it.
+os.environ.setdefault("ECCO_PACE", "1")
 
 import pytest  # noqa: E402
 

@@ -77,13 +77,15 @@ def test_a_factor_method_added_with_its_cost_model_is_estimated_from_its_entry(l
         del METHODS["trial"], METHODS["plain"]
 
 
-def test_estimates_follow_the_pace_this_process_measures():
+def test_estimates_follow_the_pace_this_process_measures(monkeypatch):
     """#31 item 6: fixed rates ran at 0.25-0.37 of their estimates at load 3-4 and 0.74-1.49 at load 12-16 (and
     patching at up to 2.6): the load cannot be known in advance. Each run recorded moves this process's pace
     halfway (in log space) towards its own measured / estimated, so the next estimate follows how fast the process
     runs now; a run too short to say (fixed costs) moves nothing. Before any run, the pace is the load's."""
+    base = estimates.similarity_seconds(56, FFN, FFN, "cca")  # the tests' fixed pace (conftest: ECCO_PACE=1)
+    assert estimates.record(1.0, 4.0) == 1.0
+    monkeypatch.delenv(estimates.PACE_VARIABLE)
     before = estimates.pace()
-    base = estimates.similarity_seconds(56, FFN, FFN, "cca")
     try:
         estimates.reset_pace(1.0)
         rated = estimates.similarity_seconds(56, FFN, FFN, "cca")
@@ -99,4 +101,3 @@ def test_estimates_follow_the_pace_this_process_measures():
         assert estimates.PACE_LIMITS[0] <= estimates.pace() <= estimates.PACE_LIMITS[1]
     finally:
         estimates.reset_pace(before)
-    assert estimates.similarity_seconds(56, FFN, FFN, "cca") == base
