@@ -496,10 +496,9 @@ def factors(
         part and its negated negative part (``neuron_signs`` +1 and -1), so
         signed gated FFNs lose nothing; ``n_neurons`` doubles.
     progress : callable(fraction, message), optional
-        Called when the fit starts, at least every second while it runs
-        (scikit-learn's fits report nothing, so the fraction stays 0 and the
-        message says so: :mod:`ecco_core._heartbeat`) and when it is done; an
-        exception it raises stops the fit.
+        Called every second while the fit runs (scikit-learn's fits report
+        nothing, so the fraction stays 0 and the message says so:
+        :mod:`ecco_core._heartbeat`); an exception it raises stops the fit.
 
     Returns
     -------
@@ -532,17 +531,15 @@ def factors(
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
 
-    report = progress or (lambda fraction, message: None)
-    fitting = f"Fitting {method.upper()} to {n_positions} tokens x {matrix.shape[1]} neurons"
-    report(0.0, fitting)
-    with heartbeat(progress, 0.0, f"{fitting} (the fit reports no progress: the time left is the estimate's)"):
+    fitting = (f"Fitting {method.upper()} to {n_positions} tokens x {matrix.shape[1]} neurons (the fit reports no "
+               "progress: the time left is the estimate's)")
+    with heartbeat(progress, 0.0, fitting):
         fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
     if method != "nmf":
         weights, components = _oriented(weights, components)
 
     residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
-    report(1.0, f"Fitted {method.upper()}")
     return Factors(
         method=method,
         token_activations=weights.T.copy(),

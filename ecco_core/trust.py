@@ -520,8 +520,8 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
         method's first fit instead of fitting it again (NMF, the slowest
         method, is the view's default); anything else raises.
     progress : callable, optional
-        ``progress(fraction, message)`` as each fit starts and ends and at
-        least every second while it runs (see :func:`ecco_core.factors`).
+        ``progress(fraction, message)`` after each fit, and every second
+        while one runs (see :func:`ecco_core.factors`).
     **options
         Passed to :func:`ecco_core.factors` (``n_components``, ``layers``,
         ``positions``; ``negatives`` applies to NMF only and is dropped for
@@ -555,11 +555,13 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
             if fitted is not None and method == fitted.method and seed == seeds[0]:
                 fits.append(fitted)
                 continue
-            report = None if progress is None else (
+            during = None if progress is None else (  # the fit's own reports, while it runs
                 lambda fraction, message, done=done, seed=seed: progress(
-                    (done + fraction) / fits_to_run, f"{message}, seed {seed}: fit {done + 1} of {fits_to_run}"))
-            fits.append(factors(cap, method, seed=seed, progress=report, **method_options))
+                    done / fits_to_run, f"{message}, seed {seed}: fit {done + 1} of {fits_to_run}"))
+            fits.append(factors(cap, method, seed=seed, progress=during, **method_options))
             done += 1
+            if progress is not None:
+                progress(done / fits_to_run, f"{method.upper()} at seed {seed}: {done} of {fits_to_run} fits")
         n_components = fits[0].n_components
         fvu.append(1.0 - fits[0].explained_variance)
         others = [matched_correlation(fits[0].token_activations, fit.token_activations)[0] for fit in fits[1:]]

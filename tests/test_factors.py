@@ -360,8 +360,3 @@ def test_a_fit_that_reports_no_progress_still_reports_while_it_runs_and_stops_wh
         with heartbeat(stop, 0.0, "fitting", every_s=0.05):
             work(10.0)
     assert time.perf_counter() - started < 1.0
-
-    ffn = np.random.default_rng(0).random((2, 6, 8))
-    reports.clear()
-    ec.factors(capture_of(ffn), "nmf", n_components=2, progress=lambda *report: reports.append(report))
-    assert reports[0] == (0.0, "Fitting NMF to 6 tokens x 16 neurons") and reports[-1] == (1.0, "Fitted NMF")
