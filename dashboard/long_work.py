@@ -127,11 +127,6 @@ def progress_text(message: str, elapsed: float, fraction: float, estimate_s: flo
     return f"{message}: {elapsed:.0f} s so far, {duration(left)} left, {duration(total)} expected on this machine"
 
 
-def status_label(title: str, elapsed: float, fraction: float, estimate_s: float) -> str:
-    """The status box's label: the total the bar's text gives too (:func:`time_left`)."""
-    return f"{title}: estimated at {duration(time_left(elapsed, fraction, estimate_s)[1])} on this machine"
-
-
 def long_work(
     title: str,
     compute: Callable[[Progress], T],
@@ -193,8 +188,8 @@ def long_work(
             # Forgotten before the next run, which then draws the status box here without this notice first.
             st.button("Run again", key=f"{key}_run_again", on_click=stopped.pop, args=(key, None))
         return None, results
-    # The label and the bar give the same total: the estimate at first, then the measured pace's.
-    status = slot.status(status_label(title, 0.0, 0.0, estimate_s), expanded=True)
+    # The label keeps the estimate made before the start; the bar, the time left and in all at the measured pace.
+    status = slot.status(f"{title}: estimated at {duration(estimate_s)} on this machine", expanded=True)
     bar = status.progress(0.0, text=progress_text("Starting…", 0.0, 0.0, estimate_s))
     if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
         stopped[key] = settings
@@ -208,7 +203,6 @@ def long_work(
             return
         last_update[0] = now
         fraction = last_fraction[0] = min(max(float(fraction), 0.0), 1.0)
-        status.update(label=status_label(title, now - started, fraction, estimate_s))
         bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s))
 
     def waiting(status: str, waited_s: float) -> None:  # a request on NDIF, as NDIF reports it (queued, running)

@@ -194,3 +194,12 @@ def test_the_status_bar_total_and_the_time_left_agree():
     assert text == "epoch 13 of 50: 240 s so far, about 12 min left, about 16 min expected on this machine"
     text = progress_text("Starting…", 10.0, 0.0, estimate_s=600)
     assert text == "Starting…: 10 s so far, about 10 min left, about 10 min expected on this machine"
+
+
+def test_a_step_past_its_estimate_without_progress_says_so():
+    """#31 item 6: a fit that reports no progress (scikit-learn's NMF, the heartbeat's fraction 0) counted down to
+    "under a second left" once it ran past its estimate; it now says it runs longer than expected."""
+    from dashboard.long_work import progress_text
+
+    text = progress_text("Fitting NMF", 30.0, 0.0, estimate_s=20.0)
+    assert text == "Fitting NMF: 30 s so far, longer than the about 20 s expected on this machine"
