@@ -9,9 +9,10 @@ sessions, each with its own prompt, open every page, step after step, in one
 of two orders, each on a fresh server:
 
 - ``together``: every session opens the same page at once (Home, Layer
-  predictions, Attention, Similarity, Neuron factors, Probing, Saliency), so
-  the heaviest runs come last, once every cache is full, two of them at once
-  (the server runs at most ``MAX_CONCURRENT_RUNS`` at a time);
+  predictions, Attention, Similarity, Neuron factors, Probing, Causal
+  tracing, Circuits, Saliency), so the heaviest runs come last, once every
+  cache is full, two of them at once (the server runs at most
+  ``MAX_CONCURRENT_RUNS`` at a time);
 - ``apart``: at each step every session is on a different page (session ``s``
   opens page ``step + s`` of that list), so different analyses run at once,
   the mix a crowd of visitors makes.
@@ -25,16 +26,27 @@ settings so that the runs are not shared: the quick preset (2,000 words, the
 embeddings and 8 blocks, one trial, 20 epochs) less 10 words per session;
 ``paper`` as the third argument runs the paper's protocol instead (10,000
 words, every layer, 5 trials, 50 epochs: hours on 2 cores for the causal
-default). The peak is the server's resident set as the kernel records it
-(Linux ``VmHWM``, reset at each step), so no spike between samples is missed.
+default). Causal tracing and Circuits have prompts of their own: each
+session's prompt as the clean one, a corrupted prompt of the same number of
+tokens (a stretch of another session's text put in), the next word of its
+text as the answer and a foil, so exact activation patching (then its
+approximation beside it) and Circuits' *Verify by patching* (its run flag
+``circuits-verify=true``, every part alone too) run at the longest prompts
+these pages accept. The peak is the server's resident set as the kernel
+records it (Linux ``VmHWM``, reset at each step), so no spike between
+samples is missed.
 
     python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both]
 
 Lines: the idle server after its preload (the baseline, measured in each
 order), the peak during each step, then last: the highest peak of the orders
 run / budget (3 GiB for the default deployment; below 1 is within budget). A
-step whose runs do not all finish in the time allowed ends that order there;
-its peak so far still counts.
+step whose runs do not all finish in the time allowed (exact tracing of a
+512-token prompt takes hours on 2 cores) is measured while it runs for that
+long: its line says "still running after N s" and how many sessions had
+finished; then its tabs leave the page, which stops their runs, and once the
+server is idle again (its own CPU time stands still) the step's peak is read
+and the order goes on. Such a peak is a lower bound of that step's.
 """
 
 import os
@@ -57,7 +69,11 @@ from rss import peak_bytes, reset_peak  # noqa: E402
 BUDGET_BYTES = 3 * 2**30
 # Saliency last: at these limits it is by far the slowest page.
 CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "7_Attention.py", "4_Similarity.py", "3_Neuron_factors.py",
-                 "5_Probing.py", "1_Saliency.py"]
+                 "5_Probing.py", "6_Causal_tracing.py", "8_Circuits.py", "1_Saliency.py"]
+#: A server whose CPU time grows less than this over SETTLE_POLL_S has no run left (an idle server: ~0).
+IDLE_CPU_S = 0.05
+SETTLE_POLL_S = 2.0
+SETTLE_MAX_S = 600
 
 
 ORDERS = ("together", "apart")
@@ -95,6 +111,66 @@ def largest_inputs(n_sessions: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Causal tracing's and Circuits' prompts for each session: its prompt, a corrupted one of as many tokens.
+
+    The corrupted prompt is the clean one with a stretch of the next
+    session's text put in at its middle; decoding and encoding again may merge
+    tokens at the seams, so the stretch moves until the token counts agree.
+    The answer is the first word of the session's answer, the foil another word.
+    """
+    import ecco_core as ec
+
+    tokenizer = ec.load().tokenizer
+    prompts = []
+    for session, (prompt, answer) in enumerate(inputs):
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        other = tokenizer.encode(inputs[(session + 1) % len(inputs)][0], add_special_tokens=False)
+        for start in range(len(ids) // 2, len(ids) - 32):
+            corrupted = tokenizer.decode(ids[:start] + other[start:start + 16] + ids[start + 16:])
+            if len(tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
+                break
+        else:
+            raise RuntimeError(f"no corrupted prompt of {len(ids)} tokens for session {session}")
+        word = answer.split()[0]
+        prompts.append({"clean": prompt, "corrupted": corrupted, "answer": word,
+                        "foil": "the" if word.lower() != "the" else "a"})
+    return prompts
+
+
+def page_params(name: str, session: int, probing: str, own: dict[str, str]) -> list[tuple[str, str]]:
+    """The query parameters beyond the sidebar's that session ``session`` opens page ``name`` with."""
+    if name == "5_Probing.py":
+        return probing_params(session, probing)
+    if name == "6_Causal_tracing.py":
+        return [("trace-clean", own["clean"]), ("trace-corruption", "prompt"), ("trace-corrupted", own["corrupted"]),
+                ("trace-answer", own["answer"]), ("trace-foil", own["foil"])]
+    if name == "8_Circuits.py":
+        return [("circuits-prompt", own["clean"]), ("circuits-answer", own["answer"]),
+                ("circuits-foil", own["foil"]), ("circuits-ablation", "corrupted"),
+                ("circuits-corrupted", own["corrupted"]), ("circuits-verify", "true")]
+    return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int) -> float:
+    """Wait until the process's CPU time stands still (no run left); return the seconds waited."""
+    started = time.perf_counter()
+    before = cpu_seconds(pid)
+    while time.perf_counter() - started < SETTLE_MAX_S:
+        time.sleep(SETTLE_POLL_S)
+        now = cpu_seconds(pid)
+        if now - before < IDLE_CPU_S:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
 def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[str, str]]:
     """The Probing page's settings for one session, as a copied link of a run holds them (its own run each)."""
     import numpy as np
@@ -110,7 +186,8 @@ def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[
             ("probe_ran", "true")]
 
 
-def run_order(order: str, inputs: list[tuple[str, str]], page_seconds: int, probing: str) -> int:
+def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str]], page_seconds: int,
+              probing: str) -> int:
     """Every step of ``order`` on a fresh server; print each step's peak and return the highest, in bytes."""
     import urllib.parse
 
@@ -145,27 +222,35 @@ def run_order(order: str, inputs: list[tuple[str, str]], page_seconds: int, prob
                 for session, (tab, name, (prompt, answer)) in enumerate(zip(tabs, names, inputs)):
                     link = app_link(url, "" if name == "Home.py" else url_path(PAGES / name), text=prompt,
                                     answer=answer)
-                    if name == "5_Probing.py":
-                        link += "&" + urllib.parse.urlencode(probing_params(session, probing))
-                    tab.goto(link, wait_until="commit")
-                finished = True
+                    extra = page_params(name, session, probing, own[session])
+                    tab.goto(link + ("&" + urllib.parse.urlencode(extra) if extra else ""), wait_until="commit")
+                finished = []
                 for tab in tabs:
                     left_ms = max(1, int(1000 * (page_seconds - (time.perf_counter() - started))))
                     try:
                         tab.wait_for_selector(FIRST_RUN_FINISHED, state="attached", timeout=left_ms)
+                        finished.append(tab)
                     except PlaywrightTimeout:
-                        finished = False
-                        break
+                        pass
+                took = time.perf_counter() - started
+                what = names[0] if order == "together" else ", ".join(name.split("_", 1)[-1][:-3] for name in names)
+                if len(finished) < len(tabs):
+                    # Leaving the page ends the session, which stops its run at its next progress report.
+                    for tab in tabs:
+                        if tab not in finished:
+                            tab.goto("about:blank")
+                    settled = settle(server.pid)
+                    peak = peak_bytes(server.pid)
+                    overall = max(overall, peak)
+                    print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB; still running after {page_seconds} s "
+                          f"({len(finished)} of {len(tabs)} sessions finished), stopped; idle again "
+                          f"{settled:.0f} s later", flush=True)
+                    continue
                 peak = peak_bytes(server.pid)
                 overall = max(overall, peak)
-                what = names[0] if order == "together" else ", ".join(name.split("_", 1)[-1][:-3] for name in names)
-                if not finished:
-                    print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB so far; not finished in {page_seconds} s, "
-                          "this order ends here", flush=True)
-                    break
                 problems = [text[:120] for tab in tabs
                             for text in errors(tab) + tab.locator(EXCEPTION).all_inner_texts()]
-                print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB, {time.perf_counter() - started:5.1f} s"
+                print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB, {took:5.1f} s"
                       + (f"; shown: {problems}" if problems else ""), flush=True)
             browser.close()
     finally:
@@ -183,9 +268,10 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", 
     if not set(orders) <= set(ORDERS):
         raise ValueError(f"order must be one of {', '.join(ORDERS)} or both; got {order!r}")
     inputs = largest_inputs(n_sessions)
+    own = own_prompts(inputs)
     print(f"{n_sessions} sessions, each {len(inputs[0][0])} characters of prompt (512 tokens) "
           f"and a given answer of 64 tokens", flush=True)
-    highest = max(run_order(name, inputs, page_seconds, probing) for name in orders)
+    highest = max(run_order(name, inputs, own, page_seconds, probing) for name in orders)
     print(f"peak RSS {highest / 2**20:.0f} MiB ({', '.join(orders)}) / budget {BUDGET_BYTES / 2**20:.0f} MiB "
           f"= {highest / BUDGET_BYTES:.2f}")
 
