@@ -115,8 +115,9 @@ def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
     """Causal tracing's and Circuits' prompts for each session: its prompt, a corrupted one of as many tokens.
 
     The corrupted prompt is the clean one with a stretch of the next
-    session's text put in at its middle; decoding and encoding again may merge
-    tokens at the seams, so the stretch moves until the token counts agree.
+    session's text (of its own opening, for a single session) put in at its
+    middle; decoding and encoding again may merge tokens at the seams, so the
+    stretch moves until the token counts agree.
     The answer is the first word of the session's answer, the foil another word.
     """
     import ecco_core as ec
@@ -127,7 +128,8 @@ def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
         ids = tokenizer.encode(prompt, add_special_tokens=False)
         other = tokenizer.encode(inputs[(session + 1) % len(inputs)][0], add_special_tokens=False)
         for start in range(len(ids) // 2, len(ids) - 32):
-            corrupted = tokenizer.decode(ids[:start] + other[start:start + 16] + ids[start + 16:])
+            stretch = other[start:start + 16] if len(inputs) > 1 else ids[:16]
+            corrupted = tokenizer.decode(ids[:start] + stretch + ids[start + 16:])
             if len(tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
                 break
         else:
