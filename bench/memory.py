@@ -45,7 +45,7 @@ step whose runs do not all finish in the time allowed (exact tracing of a
 512-token prompt takes hours on 2 cores) is measured while it runs for that
 long: its line says "still running after N s" and how many sessions had
 finished; then its tabs leave the page, which stops their runs, and once the
-server is idle again (its own CPU time stands still) the step's peak is read
+server is idle again (none of its threads has work) the step's peak is read
 and the order goes on. Such a peak is a lower bound of that step's.
 """
 
@@ -70,9 +70,9 @@ BUDGET_BYTES = 3 * 2**30
 # Saliency last: at these limits it is by far the slowest page.
 CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "7_Attention.py", "4_Similarity.py", "3_Neuron_factors.py",
                  "5_Probing.py", "6_Causal_tracing.py", "8_Circuits.py", "1_Saliency.py"]
-#: A server whose CPU time grows less than this over SETTLE_POLL_S has no run left (an idle server: ~0).
-IDLE_CPU_S = 0.05
-SETTLE_POLL_S = 2.0
+#: A server none of whose threads has work at this many samples in a row, SETTLE_POLL_S apart, has no run left.
+SETTLE_SAMPLES = 4
+SETTLE_POLL_S = 0.5
 SETTLE_MAX_S = 600
 
 
@@ -154,22 +154,28 @@ def page_params(name: str, session: int, probing: str, own: dict[str, str]) -> l
     return []
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def busy_threads(pid: int) -> int:
+    """Threads of the process that are running or waiting for a CPU (state R), or in uninterruptible sleep (D)."""
+    busy = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            busy += stat.read_text().rsplit(")", 1)[1].split()[0] in "RD"
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            pass
+    return busy
 
 
 def settle(pid: int) -> float:
-    """Wait until the process's CPU time stands still (no run left); return the seconds waited."""
+    """Wait until no thread of the process has work (no run left), however little CPU it gets; return the seconds.
+
+    A thread that waits for a CPU is runnable (state R) whatever its share of
+    a busy machine, so this does not mistake a starved run for an idle server.
+    """
     started = time.perf_counter()
-    before = cpu_seconds(pid)
-    while time.perf_counter() - started < SETTLE_MAX_S:
+    quiet = 0
+    while quiet < SETTLE_SAMPLES and time.perf_counter() - started < SETTLE_MAX_S:
         time.sleep(SETTLE_POLL_S)
-        now = cpu_seconds(pid)
-        if now - before < IDLE_CPU_S:
-            break
-        before = now
+        quiet = quiet + 1 if busy_threads(pid) == 0 else 0
     return time.perf_counter() - started
 
 
