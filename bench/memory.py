@@ -36,7 +36,11 @@ these pages accept. The peak is the server's resident set as the kernel
 records it (Linux ``VmHWM``, reset at each step), so no spike between
 samples is missed.
 
-    python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both]
+    python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both] [pages]
+
+``pages``, comma-separated file names (``Home.py,6_Causal_tracing.py``),
+runs those steps alone, in the order above: to measure a few pages at once
+on a busy machine.
 
 Lines: the idle server after its preload (the baseline, measured in each
 order), the peak during each step, then last: the highest peak of the orders
@@ -44,9 +48,11 @@ run / budget (3 GiB for the default deployment; below 1 is within budget). A
 step whose runs do not all finish in the time allowed (exact tracing of a
 512-token prompt takes hours on 2 cores) is measured while it runs for that
 long: its line says "still running after N s" and how many sessions had
-finished; then its tabs leave the page, which stops their runs, and once the
-server is idle again (none of its threads has work) the step's peak is read
-and the order goes on. Such a peak is a lower bound of that step's.
+finished; then its tabs leave the page, which stops their runs at their next
+progress report, and once the server is idle again (none of its threads has
+work; at most ``SETTLE_MAX_S`` later, and the line says which) the step's
+peak is read and the order goes on. Such a peak is a lower bound of that
+step's.
 """
 
 import os
@@ -73,7 +79,7 @@ CAPTURE_PAGES = ["Home.py", "2_Layer_predictions.py", "7_Attention.py", "4_Simil
 #: A server none of whose threads has work at this many samples in a row, SETTLE_POLL_S apart, has no run left.
 SETTLE_SAMPLES = 4
 SETTLE_POLL_S = 0.5
-SETTLE_MAX_S = 600
+SETTLE_MAX_S = 300
 
 
 ORDERS = ("together", "apart")
@@ -165,8 +171,10 @@ def busy_threads(pid: int) -> int:
     return busy
 
 
-def settle(pid: int) -> float:
-    """Wait until no thread of the process has work (no run left), however little CPU it gets; return the seconds.
+def settle(pid: int) -> tuple[float, bool]:
+    """Wait until no thread of the process has work (no run left), however little CPU it gets, or SETTLE_MAX_S.
+
+    Returns the seconds waited and whether the process was idle by then.
 
     A thread that waits for a CPU is runnable (state R) whatever its share of
     a busy machine, so this does not mistake a starved run for an idle server.
@@ -176,7 +184,7 @@ def settle(pid: int) -> float:
     while quiet < SETTLE_SAMPLES and time.perf_counter() - started < SETTLE_MAX_S:
         time.sleep(SETTLE_POLL_S)
         quiet = quiet + 1 if busy_threads(pid) == 0 else 0
-    return time.perf_counter() - started
+    return time.perf_counter() - started, quiet >= SETTLE_SAMPLES
 
 
 def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[str, str]]:
@@ -195,7 +203,7 @@ def probing_params(session: int, preset: str, n_layers: int = 30) -> list[tuple[
 
 
 def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str]], page_seconds: int,
-              probing: str) -> int:
+              probing: str, pages: list[str]) -> int:
     """Every step of ``order`` on a fresh server; print each step's peak and return the highest, in bytes."""
     import urllib.parse
 
@@ -220,7 +228,7 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
         idle = reset_peak(server.pid)
         print(f"{order}: idle server after preloading the default model: {idle / 2**20:.0f} MiB (baseline)",
               flush=True)
-        present = [name for name in CAPTURE_PAGES if (PAGES / name).exists() or name == "Home.py"]
+        present = [name for name in pages if (PAGES / name).exists() or name == "Home.py"]
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             tabs = [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in inputs]
@@ -247,12 +255,13 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
                     for tab in tabs:
                         if tab not in finished:
                             tab.goto("about:blank")
-                    settled = settle(server.pid)
+                    settled, idle_again = settle(server.pid)
                     peak = peak_bytes(server.pid)
                     overall = max(overall, peak)
                     print(f"  {what:44s} peak {peak / 2**20:6.0f} MiB; still running after {page_seconds} s "
-                          f"({len(finished)} of {len(tabs)} sessions finished), stopped; idle again "
-                          f"{settled:.0f} s later", flush=True)
+                          f"({len(finished)} of {len(tabs)} sessions finished), stopped; "
+                          + ("idle again" if idle_again else "the server still busy") + f" {settled:.0f} s later",
+                          flush=True)
                     continue
                 peak = peak_bytes(server.pid)
                 overall = max(overall, peak)
@@ -271,18 +280,23 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
     return overall
 
 
-def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both") -> None:
+def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both",
+         pages: str = ",".join(CAPTURE_PAGES)) -> None:
     orders = ORDERS if order == "both" else (order,)
     if not set(orders) <= set(ORDERS):
         raise ValueError(f"order must be one of {', '.join(ORDERS)} or both; got {order!r}")
+    chosen = pages.split(",")
+    if not set(chosen) <= set(CAPTURE_PAGES):
+        raise ValueError(f"pages must be among {', '.join(CAPTURE_PAGES)}; got {pages!r}")
+    chosen = [name for name in CAPTURE_PAGES if name in chosen]
     inputs = largest_inputs(n_sessions)
     own = own_prompts(inputs)
     print(f"{n_sessions} sessions, each {len(inputs[0][0])} characters of prompt (512 tokens) "
           f"and a given answer of 64 tokens", flush=True)
-    highest = max(run_order(name, inputs, own, page_seconds, probing) for name in orders)
+    highest = max(run_order(name, inputs, own, page_seconds, probing, chosen) for name in orders)
     print(f"peak RSS {highest / 2**20:.0f} MiB ({', '.join(orders)}) / budget {BUDGET_BYTES / 2**20:.0f} MiB "
           f"= {highest / BUDGET_BYTES:.2f}")
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:5])
+    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:6])
