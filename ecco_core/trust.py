@@ -247,9 +247,12 @@ class _Divergence:
     def add(self, start: int, stop: int, logits: torch.Tensor) -> None:
         lens = torch.log_softmax(logits, dim=-1)
         column = torch.arange(start, stop, device=lens.device) % len(self.final)
-        target = self.final[column]
-        self.kl.append((target.exp() * (target - lens)).sum(-1).double().cpu())
         self.agreement.append((lens.argmax(-1) == self.final_ids[column]).cpu())
+        target = self.final[column]
+        # KL = sum exp(target) * (target - lens), in place: three chunks of logits alive (these two and the
+        # lens's own), where exp, difference and product each made one more.
+        difference = lens.neg_().add_(target)
+        self.kl.append(target.exp_().mul_(difference).sum(-1).double().cpu())
 
     def result(self, lm: LM, cap: Capture, positions: np.ndarray, columns) -> LensDiagnostics:
         """The diagnostics at ``positions``, the rows' ``columns`` (their indices among the rows' positions)."""

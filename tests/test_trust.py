@@ -1,6 +1,7 @@
 """How far to trust a view (#30): each figure against an independent recomputation, on the real default model."""
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import torch
 from scipy import stats
 
 import ecco_core as ec
+from dashboard.shared_cache import release_memory
+from ecco_core.capture import DEFAULT_CHUNK_BYTES
 from ecco_core.trust import lens_diagnostics, patching_agreement, top_recall
 from families import tiny_lm
 
@@ -98,6 +101,29 @@ def test_the_rankings_and_their_diagnostics_from_one_pass_are_the_two_results(lm
     cap = ec.capture(masked, "The [MASK] of France is [MASK].")
     assert set(cap.special[[2, 6]]) == {True}
     _same_from_one_pass(masked, cap, max_chunk_bytes=5 * 4 * masked.vocab_size)
+
+
+def _resident_kb(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith(field + ":")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the kernel's peak (VmHWM) is Linux's")
+def test_lens_diagnostics_hold_few_chunks_beside_the_models_distribution(lm, capture):
+    """The lens's divergence holds three chunks of logits, not six (#31 item 18).
+
+    Its exp, difference and product were three more vocabulary-wide temporaries per chunk: this capture's
+    diagnostics peaked at ~330 MiB above the resident set, a 576-token one at +557 MiB with the default chunks,
+    and two Layer predictions sessions at once took a server to 2,779 MiB. Chunks of 64 MiB are above glibc's
+    largest mmap threshold (32 MiB), so each is mapped and unmapped on its own: the peak counts them exactly.
+    """
+    final = capture.n_tokens * 4 * lm.config.vocab_size
+    release_memory()
+    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from the resident set now
+    before = _resident_kb("VmRSS")
+    lens_diagnostics(lm, capture, max_chunk_bytes=DEFAULT_CHUNK_BYTES)
+    above = (_resident_kb("VmHWM") - before) * 1024
+    assert above < 3 * DEFAULT_CHUNK_BYTES + final + 64 * 2**20, f"{above / 2**20:.0f} MiB above the resident set"
 
 
 def test_lens_diagnostics_refuse_bad_arguments(lm, capture):
