@@ -139,7 +139,7 @@ def _on_ndif(name: str, host: str | None) -> ec.LM:
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def _simulated(name: str) -> ec.LM:
-    from . import cached_model  # the one shared copy of this machine's model serves the simulated NDIF
+    from .models import cached_model  # the one shared copy of this machine's model serves the simulated NDIF
 
     return backends.simulated(cached_model(name))
 

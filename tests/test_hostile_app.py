@@ -3,13 +3,14 @@
 import pytest
 
 import dashboard
+import ecco_core as ec
 from apptest import page, run
 from dashboard import settings
 
 
 def _next_request_is_served(app):
     app.query_params.clear()
-    app.sidebar.selectbox[0].set_value(dashboard.ec.DEFAULT_MODEL)
+    app.sidebar.selectbox[0].set_value(ec.DEFAULT_MODEL)
     app.sidebar.text_area[0].set_value("The capital of France is")
     app.sidebar.text_input[1].set_value(" Paris")
     app.sidebar.button[0].click()
@@ -37,7 +38,7 @@ def test_every_path_is_within_the_limits(params, message):
 
 
 def test_a_space_refuses_other_models_with_one_generic_message(monkeypatch, tmp_path):
-    monkeypatch.setattr(settings, "ALLOWED_MODELS", (dashboard.ec.DEFAULT_MODEL, dashboard.ec.DEFAULT_ENCODER))
+    monkeypatch.setattr(settings, "ALLOWED_MODELS", (ec.DEFAULT_MODEL, ec.DEFAULT_ENCODER))
     (tmp_path / "config.json").write_text("{}")
     shown = []
     for name in (str(tmp_path), "/no/such/folder", "some-org/some-model"):
@@ -50,7 +51,7 @@ def test_a_space_refuses_other_models_with_one_generic_message(monkeypatch, tmp_
 
 
 def test_user_text_in_messages_is_literal(monkeypatch):
-    monkeypatch.setattr(settings, "ALLOWED_MODELS", (dashboard.ec.DEFAULT_MODEL,))
+    monkeypatch.setattr(settings, "ALLOWED_MODELS", (ec.DEFAULT_MODEL,))
     app = page("Home.py")
     app.query_params["model"] = "[click](http://example.com) $x$"
     run(app)
@@ -125,12 +126,13 @@ def test_the_capture_cache_holds_at_most_ECCO_CAPTURE_CACHE_MB():
 import json, warnings
 warnings.simplefilter("ignore")
 import dashboard
+import ecco_core as ec
 cache = dashboard.cached_capture.cache
 texts = ["The capital of France is", "William Shakespeare was born in the year", "Cats sleep most of the day",
          "word " * 60]
 sizes, kept = [], []
 for text in texts:
-    cap = dashboard.cached_capture(dashboard.ec.DEFAULT_MODEL, text, 8, "")
+    cap = dashboard.cached_capture(ec.DEFAULT_MODEL, text, 8, "")
     sizes.append(dashboard.shared_cache.capture_nbytes(cap))
     kept.append([key[1] for key in cache._entries])
 print(json.dumps({"max_bytes": cache.max_bytes, "sizes": sizes, "kept": kept, "held": cache.nbytes}))
@@ -165,7 +167,7 @@ def test_a_markdown_link_as_model_name_shows_as_text_in_the_browser(page, app_ur
 
 def test_the_probing_page_says_when_too_few_tokens_make_accuracies_chance(encoder):
     app = page("pages/5_Probing.py")
-    app.query_params["model"] = dashboard.ec.DEFAULT_ENCODER
+    app.query_params["model"] = ec.DEFAULT_ENCODER
     run(app)
     app.number_input(key="probe_tokens").set_value(100)
     app.slider(key="probe_trials").set_value(1)

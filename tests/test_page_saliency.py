@@ -8,6 +8,7 @@ import pytest
 import dashboard
 import ecco_core as ec
 from dashboard.long_work import QUICK_S
+from dashboard.preamble import _PLOTLY_CHUNK
 from ecco_core import estimates
 from apptest import page, run
 from browser import view_payload
@@ -100,7 +101,7 @@ def test_page_escapes_html_and_reports_bad_contrast():
     html_blocks = [block.proto for block in app.get("html")]
     # The one script is the sidebar's fetch of Streamlit's chart code, not the prompt's.
     assert [block.body for block in html_blocks if block.unsafe_allow_javascript] == [
-        f'<script>import("./static/js/{dashboard._PLOTLY_CHUNK.name}")</script>'
+        f'<script>import("./static/js/{_PLOTLY_CHUNK.name}")</script>'
     ]
     markup = json.loads(app.get("bidi_component")[0].proto.json)["html"]  # the text, in the saliency view
     text = markup[: markup.index('<script type="application/json">')]
