@@ -1,13 +1,13 @@
 """Streamlit-only helpers shared by every page, one module per concern; pages use them as ``dashboard.name``.
 
-Every page starts with ``lm, cap = dashboard.sidebar()``. The modules:
+Every page starts with ``lm, cap = dashboard.page(title, caption)``. The modules:
 
 - :mod:`~dashboard.models`: the shared model and the captures, cached once for all sessions;
 - :mod:`~dashboard.url`: what is on screen lives in the URL, so a copied link reproduces the view
   (the sidebar's run settings, and each page's widgets through :func:`page_param`);
-- :mod:`~dashboard.preamble`: what every page starts with: the sidebar (model, prompt, Run), the guard
-  for a page without a capture;
-- :mod:`~dashboard.widgets`: beside a chart: clicks on its cells that set widgets, its downloads;
+- :mod:`~dashboard.preamble`: what every page starts with (:func:`page`): the sidebar (model, prompt, Run),
+  the guard for a page without a capture, the title;
+- :mod:`~dashboard.widgets`: widgets several pages draw alike (examples, clicked cells, downloads);
 - :mod:`~dashboard.text`: user text shown literally, input errors as errors, a capture's tokens shaded;
 - :mod:`~dashboard.views`: the interactive saliency and factor views as components;
 - :mod:`~dashboard.long_work`: analyses cached once for all sessions within a byte budget, long ones
@@ -20,15 +20,15 @@ The names below are the pages' vocabulary: pages ``import dashboard`` and call `
 from . import backend
 from .long_work import cached_analysis, duration, long_work, run_button
 from .models import cached_capture, capture_key, checked_prompt, preload_model
-from .preamble import OTHER_MODEL, load_settings, require_capture, sidebar
+from .preamble import OTHER_MODEL, load_settings, page, require_capture, sidebar
 from .text import literal, show_tokens, user_errors
 from .url import DEFAULT_PROMPTS, page_param
 from .views import factor_view, saliency_view
-from .widgets import clicked_cell, download_buttons, on_cell_click
+from .widgets import clicked_cell, download_buttons, example_picker, on_cell_click
 
 __all__ = [
     "DEFAULT_PROMPTS", "OTHER_MODEL", "cached_analysis", "cached_capture", "capture_key", "checked_prompt",
-    "clicked_cell", "download_buttons", "duration", "factor_view", "literal", "load_settings", "long_work",
-    "on_cell_click", "page_param", "preload_model", "require_capture", "run_button", "saliency_view", "show_tokens",
+    "clicked_cell", "download_buttons", "duration", "example_picker", "factor_view", "literal", "load_settings", "long_work",
+    "on_cell_click", "page", "page_param", "preload_model", "require_capture", "run_button", "saliency_view", "show_tokens",
     "sidebar", "user_errors",
 ]

@@ -1,4 +1,8 @@
-"""What every page starts with: the shared sidebar (model, prompt, Run), and the guard for a page without a capture."""
+"""What every page starts with: :func:`page` (its tab, the shared sidebar, its title and caption).
+
+The sidebar (model, prompt, Run) is drawn by :func:`sidebar`; :func:`require_capture` stops a page that has
+nothing captured to show.
+"""
 
 from __future__ import annotations
 
@@ -139,3 +143,47 @@ def require_capture(cap: ec.Capture | None) -> ec.Capture:
         st.info("Pick a model and a prompt in the sidebar, then press Run.")
         st.stop()
     return cap
+
+
+def page(title: str, caption: str | None = None, *, tab: str | None = None, needs_capture: bool = True,
+         runs_here: str | None = None) -> tuple[ec.LM, ec.Capture | None]:
+    """Start a page: its browser tab, the shared sidebar, its title and caption; the model and its capture.
+
+    Every page begins with it, then draws its controls, one analysis, its charts and downloads::
+
+        lm, cap = dashboard.page("Layer predictions", "Every block's output goes through ...")
+
+    Parameters
+    ----------
+    title : str
+        The page's title, and its browser tab's unless ``tab`` is given.
+    caption : str, optional
+        Markdown under the title: what the view shows.
+    tab : str, optional
+        The browser tab's title, where it differs from ``title``.
+    needs_capture : bool
+        False for a page with prompts of its own, which needs only the sidebar's model: ``cap`` may then
+        be None (the sidebar's prompt could not be run).
+    runs_here : str, optional
+        For a view that runs only on this machine: what it is, in the page's words, said under the title
+        when the session runs the model on NDIF (:func:`dashboard.backend.needs_this_machine`).
+
+    Returns
+    -------
+    (lm, cap)
+        The page stops before its title where there is no model (the sidebar shows the error) or, when
+        ``needs_capture``, no capture (with a hint to press Run); after its title, where ``runs_here``
+        cannot run where the model runs.
+    """
+    st.set_page_config(page_title=tab or title, layout="wide")
+    lm, cap = sidebar()
+    if needs_capture:
+        cap = require_capture(cap)
+    elif lm is None:
+        st.stop()
+    st.title(title)
+    if runs_here and backend.needs_this_machine(lm, runs_here):
+        st.stop()
+    if caption:
+        st.caption(caption)
+    return lm, cap

@@ -1,10 +1,45 @@
-"""Widgets beside a chart: clicks on its cells that set other widgets, and the downloads of its table and figure."""
+"""Widgets that several pages draw alike: an example picker, clicks on a chart's cells that set other widgets,
+and the downloads of a table and its figure."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 import streamlit as st
+
+from .url import page_param
+
+
+def example_picker(key: str, examples: dict[str, dict], labels: dict[str, str], *, where=st,
+                   also: dict | None = None) -> dict:
+    """The *Example* selectbox of a page with prompts of its own; picking an example fills the page's fields.
+
+    Parameters
+    ----------
+    key : str
+        The selectbox's widget key and URL parameter (:func:`page_param`).
+    examples : dict of str to dict
+        Each example's name, to the values of the fields it fills, by their widget keys.
+    labels : dict of str to str
+        Each example's name as the selectbox shows it.
+    where : Streamlit container, optional
+        Where the selectbox goes (a column).
+    also : dict, optional
+        More session values set on every pick (a choice made for the previous example, cleared).
+
+    Returns
+    -------
+    The first example's values: the defaults of the fields (a link that leaves them out shows these).
+    """
+
+    def fill() -> None:  # a callback: it runs before the fields are drawn, so it may set them
+        st.session_state.update(examples[st.session_state[key]])
+        st.session_state.update(also or {})
+
+    first = next(iter(examples))
+    page_param(key, first, choices=examples)
+    where.selectbox("Example", list(examples), format_func=labels.get, key=key, on_change=fill)
+    return examples[first]
 
 
 def clicked_cell(event) -> tuple[int, int] | None:

@@ -6,11 +6,7 @@ import dashboard
 import ecco_core as ec
 from ecco_core import estimates, plots
 
-st.set_page_config(page_title="Saliency · Ecco Explorer", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-
-st.title("Input saliency")
+lm, cap = dashboard.page("Input saliency", tab="Saliency · Ecco Explorer")
 # What this model can explain: the caption promises only that.
 if lm.is_causal:
     explained = "Put a continuation in the sidebar's *Given answer* to explain that instead."

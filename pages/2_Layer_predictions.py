@@ -7,14 +7,10 @@ import ecco_core as ec
 from ecco_core import plots
 from ecco_core.lens import KINDS
 
-st.set_page_config(page_title="Layer predictions", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-
-st.title("Layer predictions")
-st.caption(
+lm, cap = dashboard.page(
+    "Layer predictions",
     "Every block's output (block 0 to the last block) goes through the model's own final norm and LM head, "
-    "as if it were the last layer (the logit lens). Rank 1 = the token that block's output would produce."
+    "as if it were the last layer (the logit lens). Rank 1 = the token that block's output would produce.",
 )
 
 

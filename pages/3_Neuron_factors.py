@@ -16,17 +16,13 @@ SEEDS = (0, 1)  # of the factors' stability: one refit per method keeps it withi
 ALL_TOKENS = -1  # "Rank the FFN's neurons on" every token (their peak), a real option: None would show a placeholder
 
 
-st.set_page_config(page_title="Neuron factors", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-
-st.title("Neuron factors")
-st.caption(
+lm, cap = dashboard.page(
+    "Neuron factors",
     "The FFN neurons of the chosen blocks (stacked side by side) over every token, decomposed into a few "
     "factors: groups of neurons that fire together. Each token takes the colour of its strongest factor, "
     "deeper where that factor is nearer its peak; each sparkline is one factor along the text. Hover a "
     "sparkline to see that factor alone on the text, click it to keep it. For a longer passage, paste it as the "
-    "sidebar prompt with **Max new tokens** 0."
+    "sidebar prompt with **Max new tokens** 0.",
 )
 
 controls = st.columns([2, 1, 3, 2])

@@ -21,15 +21,13 @@ SOURCES = {
 #: Shuffles of the permutation baseline beside the matrix (the library's default).
 N_PERMUTATIONS = 100
 
-st.set_page_config(page_title="Similarity · Ecco Explorer", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-st.title("Representation similarity")
-st.caption(
+lm, cap = dashboard.page(
+    "Representation similarity",
     "The paper's Figure 6: the hidden states (the embeddings, then each block's output) against each block's "
     "FFN activations, scored from 0 "
     "(unrelated) to 1 (one is a linear transformation of the other). Token positions are the samples. CKA works "
-    "on one prompt; the CCA family needs many more tokens than dimensions, so pool sentences for it."
+    "on one prompt; the CCA family needs many more tokens than dimensions, so pool sentences for it.",
+    tab="Similarity · Ecco Explorer",
 )
 
 

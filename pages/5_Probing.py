@@ -36,18 +36,14 @@ def mark_custom() -> None:
     st.session_state["probe_preset"] = "custom"
 
 
-st.set_page_config(page_title="Probing", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-st.title("Part-of-speech probes")
-if dashboard.backend.needs_this_machine(lm, "Probing (every layer of a whole treebank, in padded batches)"):
-    st.stop()
-st.caption(
+lm, cap = dashboard.page(
+    "Part-of-speech probes",
     "A linear probe per layer learns to predict each word's part of speech (UPOS) from the embeddings, "
     "from each block's output (hidden, 'block i') and from its FFN activations ('block i FFN'). A second probe learns a control task where every "
     "word type has a fixed random tag (Hewitt & Liang, 2019): selectivity = accuracy − control "
     "accuracy, high when the layer encodes part of speech rather than letting the probe memorise words. "
-    "A word's tag sits on its first sub-token. All probes of a run train together as one batched model."
+    "A word's tag sits on its first sub-token. All probes of a run train together as one batched model.",
+    tab="Probing", runs_here="Probing (every layer of a whole treebank, in padded batches)",
 )
 
 # Every setting lives in the URL too, so a copied link reopens this exact view (an upload excepted).

@@ -10,16 +10,12 @@ from ecco_core import estimates, patching, plots
 from ecco_core.tokens import prompt_tokens
 from ecco_core.plots import display_token
 
-st.set_page_config(page_title="Causal tracing", layout="wide")
-lm, cap = dashboard.sidebar()
-if lm is None:
-    st.stop()
-
-st.title("Causal tracing")
-st.caption(
+lm, _ = dashboard.page(
+    "Causal tracing",
     "Run the model on a corrupted input, put back one activation from the clean run, and see how much of the "
     "clean answer returns: 0 = the corrupted run, 1 = the clean run (Meng et al. 2022; Heimersheim & Nanda 2024). "
-    "This view has its own prompts; the sidebar picks the model."
+    "This view has its own prompts; the sidebar picks the model.",
+    needs_capture=False,
 )
 
 EXAMPLES = {
@@ -52,11 +48,6 @@ MAX_SAMPLES = 20
 SPREAD_DRAWS = 10
 
 
-def fill_example() -> None:
-    """Put the picked example into the fields (a callback: it runs before the widgets are drawn)."""
-    st.session_state.update(EXAMPLES[st.session_state["trace-example"]])
-
-
 def exact_seconds(lm, settings: tuple) -> float:
     """Estimated seconds of exact patching; sizing it runs the clean and corrupted prompts, so once per settings
     (the size is kept, not the seconds: those follow the pace the estimates measure)."""
@@ -83,9 +74,7 @@ def traced(lm, settings: tuple, approximate: bool):
     )
 
 
-defaults = EXAMPLES["names"]
-dashboard.page_param("trace-example", "names", choices=EXAMPLES)
-st.selectbox("Example", list(EXAMPLES), format_func=EXAMPLE_LABELS.get, key="trace-example", on_change=fill_example)
+defaults = dashboard.example_picker("trace-example", EXAMPLES, EXAMPLE_LABELS)
 left, right = st.columns(2)
 with left:
     dashboard.page_param("trace-clean", defaults["trace-clean"])

@@ -8,19 +8,14 @@ from dashboard import settings as limits
 from ecco_core import plots
 from ecco_core.layers import block_label
 
-st.set_page_config(page_title="Attention · Ecco Explorer", layout="wide")
-lm, cap = dashboard.sidebar()
-cap = dashboard.require_capture(cap)
-
-st.title("Attention")
-if dashboard.backend.needs_this_machine(lm, "Attention (its weights need the model's eager attention)"):
-    st.stop()
-st.caption(
+lm, cap = dashboard.page(
+    "Attention",
     "Which tokens each head of each block reads from. **Raw weights** are the softmax of each head (rows sum "
     "to 1); **value-weighted** scales each weight by the size of the vector the head actually moves "
     "(Kobayashi et al. 2020), so the large weight many heads park on the first token or [SEP] as a no-op "
     "shrinks; **rollout** multiplies the head-averaged maps from block 0 up, with the residual path added "
-    "(Abnar & Zuidema 2020). Click a map of the model view to open that head."
+    "(Abnar & Zuidema 2020). Click a map of the model view to open that head.",
+    tab="Attention · Ecco Explorer", runs_here="Attention (its weights need the model's eager attention)",
 )
 
 

@@ -10,21 +10,16 @@ from ecco_core.layers import head_label
 from ecco_core.plots import circuits as circuit_plots
 from ecco_core.plots import display_token
 
-st.set_page_config(page_title="Circuits · Ecco Explorer", layout="wide")
-lm, cap = dashboard.sidebar()
-if lm is None:
-    st.stop()
-
-st.title("Circuits")
-if dashboard.backend.needs_this_machine(lm, "Circuits (every head's weights and values, on eager attention)"):
-    st.stop()
-st.caption(
+lm, _ = dashboard.page(
+    "Circuits",
     "Which attention heads and FFNs write the answer, and along which routes the information flows. **Direct "
     "logit attribution** splits the answer's logit (minus the foil's) at the last token into what each part adds "
     "through the final norm, its scale frozen at this run's (Elhage et al. 2021); the **routes** split every "
     "residual sum of every block and token into its parts and keep the important ones (Ferrando & Voita 2024); "
     "**Verify by patching** ablates the parts and measures what they really carry. This view has its own "
-    "prompts; the sidebar picks the model."
+    "prompts; the sidebar picks the model.",
+    tab="Circuits · Ecco Explorer", needs_capture=False,
+    runs_here="Circuits (every head's weights and values, on eager attention)",
 )
 
 EXAMPLES = {
@@ -52,22 +47,15 @@ ABLATIONS = {"mean": "Mean over the positions", "corrupted": "A corrupted prompt
 ROUTES_MAX_TOKENS = 128
 
 
-def fill_example() -> None:
-    """Put the picked example into the fields (a callback: it runs before the widgets are drawn)."""
-    st.session_state.update(EXAMPLES[st.session_state["circuits-example"]])
-    st.session_state["circuits-head"] = ""
-
-
 if not (lm.is_causal and lm.has_head):
     st.info(f"Circuits decompose a causal model's prediction; {dashboard.literal(lm.name)} has none. Pick a "
             "causal model (the default, SmolLM2) in the sidebar and press Run.")
     st.stop()
 
-defaults = EXAMPLES["names"]
 controls = st.columns([2.4, 3.6, 1, 1])
-dashboard.page_param("circuits-example", "names", choices=EXAMPLES)
-controls[0].selectbox("Example", list(EXAMPLES), format_func=EXAMPLE_LABELS.get, key="circuits-example",
-                      on_change=fill_example)
+# A new example closes the head opened for the previous one.
+defaults = dashboard.example_picker("circuits-example", EXAMPLES, EXAMPLE_LABELS, where=controls[0],
+                                    also={"circuits-head": ""})
 dashboard.page_param("circuits-prompt", defaults["circuits-prompt"])
 prompt = controls[1].text_input("Prompt (read at its last token)", key="circuits-prompt")
 dashboard.page_param("circuits-answer", defaults["circuits-answer"])

@@ -169,11 +169,11 @@ def _every_ordered_pair(nodes: list) -> list:
 
 
 def _title(script) -> str:
-    """The text of the page's ``st.title(...)``."""
+    """The text of the page's title: ``st.title(...)``, or ``dashboard.page(...)``'s first argument."""
     for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "title" and node.args:
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("title", "page") and node.args:
             return node.args[0].value
-    raise AssertionError(f"{script.name} has no st.title")
+    raise AssertionError(f"{script.name} has no title")
 
 
 @pytest.mark.browser
