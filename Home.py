@@ -123,8 +123,8 @@ with st.expander("The views, with an example each", expanded=True):
         text_column, action_column = st.columns([4, 1], vertical_alignment="center")
         text_column.markdown(f"**{title}**: {summary}  \nExample: {example}")
         action_column.button(
-            "Load example", key=f"example-{title}", on_click=dashboard.load_settings, kwargs=settings,
-            width="stretch",
+            "Load example", key=f"home_example_{title.lower().replace(' ', '_')}", on_click=dashboard.load_settings,
+            kwargs=settings, width="stretch",
         )
         if (ROOT / page_file).exists():
             # No link to a page that cannot work on the model now loaded (the encoder's examples leave it loaded).

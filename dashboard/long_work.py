@@ -34,6 +34,7 @@ from ecco_core import estimates
 from . import backend
 from . import settings as limits
 from .shared_cache import SharedCache, pickled_nbytes
+from .url import respell_old_link
 
 T = TypeVar("T")
 #: progress(fraction in [0, 1], message): what a library function's ``progress`` argument takes.
@@ -90,8 +91,9 @@ def run_button(label: str, *, key: str, settings: Hashable, estimate_s: float, f
     shown, so a copied link opens with it (only while ``linkable``: an upload
     is not in the link). ``key`` is the button's widget key.
     """
+    respell_old_link(flag)
     pressed = st.session_state.setdefault(
-        f"{key}-pressed", {settings} if linkable and st.query_params.get(flag) == "true" else set())
+        f"{key}_pressed", {settings} if linkable and st.query_params.get(flag) == "true" else set())
     button, note = st.columns([1, 4], vertical_alignment="center")
     if button.button(label, type="primary", key=key, width="stretch"):
         pressed.add(settings)

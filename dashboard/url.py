@@ -83,6 +83,7 @@ def page_param(key: str, default, choices=None, source=None):
     -------
     The current value.
     """
+    respell_old_link(key)
     remembered = st.session_state.setdefault(_PAGE_VALUES, {})
     sources = st.session_state.setdefault(_FOLLOWED, {})
     if source is not None:
@@ -111,6 +112,21 @@ def page_param(key: str, default, choices=None, source=None):
     else:
         st.query_params[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return value
+
+
+def respell_old_link(key: str) -> None:
+    """Rename the URL parameter ``key`` from its old spelling, with hyphens, so that an old link opens the same view.
+
+    Widget keys, and so the URL parameters of :func:`page_param`, are snake_case with the page's prefix
+    (``saliency_method``, ``lens_token``, ``trace_clean``); until #27 the Layer predictions, Causal tracing and
+    Circuits pages spelled theirs with hyphens (``lens-token``, ``trace-clean``, ``circuits-head``).
+    """
+    old = key.replace("_", "-")
+    if old != key and old in st.query_params:
+        values = st.query_params.get_all(old)
+        st.query_params.pop(old)
+        if key not in st.query_params:
+            st.query_params[key] = values
 
 
 def _allowed(value, choices) -> bool:

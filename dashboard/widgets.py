@@ -91,14 +91,15 @@ def download_buttons(frame, stem: str, figure=None) -> None:
     ("CSV", "JSON", "HTML"), so that they stay whole in a narrow column.
     """
     table = frame if callable(frame) else lambda: frame
+    key = stem.replace("-", "_")  # a file name's hyphens, in a widget key's style
     columns = st.columns(3 if figure is not None else 2)
     columns[0].download_button(
-        "CSV", lambda: table().to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{stem}-csv", width="stretch",
+        "CSV", lambda: table().to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{key}_csv", width="stretch",
         on_click="ignore",
     )
     columns[1].download_button(
         "JSON", lambda: table().to_json(orient="records", indent=1), f"{stem}.json", "application/json",
-        key=f"{stem}-json", width="stretch", on_click="ignore",
+        key=f"{key}_json", width="stretch", on_click="ignore",
     )
     if figure is not None:
         def page() -> str:
@@ -109,5 +110,5 @@ def download_buttons(frame, stem: str, figure=None) -> None:
 
         columns[2].download_button(
             "HTML", page, f"{stem}.html", "text/html", help="The figure as one file that works offline",
-            key=f"{stem}-html", width="stretch", on_click="ignore",
+            key=f"{key}_html", width="stretch", on_click="ignore",
         )

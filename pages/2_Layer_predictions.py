@@ -47,8 +47,8 @@ parity_line(result)
 dashboard.backend.computed_on(lm)
 # Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
 figure = plots.rankings_figure(result, diagnostics=diagnostics)
-st.plotly_chart(figure, selection_mode="points", key="lens-heatmap", width="stretch",
-                on_select=dashboard.on_cell_click("lens-heatmap", lambda cell: {"lens-token": cell[1]}))
+st.plotly_chart(figure, selection_mode="points", key="lens_heatmap", width="stretch",
+                on_select=dashboard.on_cell_click("lens_heatmap", lambda cell: {"lens_token": cell[1]}))
 if diagnostics is None:
     st.caption("How far to trust each row (the lens's KL to the output and their agreement) is measured on this "
                "machine only: choose Run on: this machine in the sidebar to see it.")
@@ -62,11 +62,11 @@ else:
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
 # In the URL too; a new capture starts at its first token.
-dashboard.page_param("lens-token", 0, choices=range(result.n_columns), source=dashboard.capture_key(cap))
-column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens-token")
+dashboard.page_param("lens_token", 0, choices=range(result.n_columns), source=dashboard.capture_key(cap))
+column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens_token")
 st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
-    key="lens-line", width="stretch",
+    key="lens_line", width="stretch",
 )
 dashboard.download_buttons(result.to_frame() if diagnostics is None else diagnostics.beside(result.to_frame()),
                            "layer-predictions", figure)
@@ -80,10 +80,10 @@ st.caption(
 )
 # The text, candidates and picked suggestions are in the URL too, so a copied link compares the same ones.
 # A new capture starts from its own text.
-dashboard.page_param("watch-text", cap.settings.text or cap.prompt_text, source=dashboard.capture_key(cap))
-watch_text = st.text_area("Text", key="watch-text", height=80)
-dashboard.page_param("watch-words", "")
-words_input = st.text_input("Candidates (comma-separated)", key="watch-words", placeholder="is, are")
+dashboard.page_param("watch_text", cap.settings.text or cap.prompt_text, source=dashboard.capture_key(cap))
+watch_text = st.text_area("Text", key="watch_text", height=80)
+dashboard.page_param("watch_words", "")
+words_input = st.text_input("Candidates (comma-separated)", key="watch_words", placeholder="is, are")
 
 if not watch_text.strip():
     st.error("Text is empty: type the text whose next token the candidates compete for.")
@@ -92,18 +92,18 @@ suggestions = None
 with dashboard.user_errors():
     if not dashboard.backend.needs_this_machine(lm, "Suggested candidates"):
         suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
-                                                key="lens-suggestions", settings=(lm.name, watch_text))
+                                                key="lens_suggestions", settings=(lm.name, watch_text))
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions.token_ids.tolist(), suggestions.tokens))
     # Another text's suggestions start unpicked.
-    dashboard.page_param("watch-pills", [], choices=display, source=(lm.name, watch_text))
+    dashboard.page_param("watch_pills", [], choices=display, source=(lm.name, watch_text))
     # Suggestions start unselected: what the user typed is compared on its own until a chip is clicked.
     picked = st.pills(
         "Suggested: in the top 3 at some block's output (click to add)",
         list(display), selection_mode="multi",
         format_func=lambda token_id: dashboard.literal(repr(display[token_id])),
-        key="watch-pills",
+        key="watch_pills",
     ) or []
 
 candidates = tuple(word for word in (w.strip() for w in words_input.split(",")) if word) + tuple(picked)
@@ -112,14 +112,14 @@ if not candidates:
     st.stop()
 with dashboard.user_errors():
     watched = dashboard.cached_analysis(lambda: ec.watch(lm, watch_text, list(candidates), k=5),
-                                        key="lens-watch", settings=(lm.name, watch_text, candidates))
+                                        key="lens_watch", settings=(lm.name, watch_text, candidates))
     for note in watched.notes:
         st.caption(f"ℹ️ {dashboard.literal(note)}")
     parity_line(watched)
     watch_figure = plots.rankings_figure(watched)
-    st.plotly_chart(watch_figure, key="watch-heatmap", width="stretch")
+    st.plotly_chart(watch_figure, key="watch_heatmap", width="stretch")
     st.plotly_chart(
         plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by block"),
-        key="watch-line", width="stretch",
+        key="watch_line", width="stretch",
     )
     dashboard.download_buttons(watched.to_frame(), "candidate-rankings", watch_figure)

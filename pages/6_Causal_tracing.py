@@ -20,20 +20,20 @@ lm, _ = dashboard.page(
 
 EXAMPLES = {
     "names": {
-        "trace-clean": "When Mary and John went to the store, John gave a drink to",
-        "trace-corruption": "prompt",
-        "trace-corrupted": "When Mary and John went to the store, Mary gave a drink to",
-        "trace-noise": [],
-        "trace-answer": "Mary",
-        "trace-foil": "John",
+        "trace_clean": "When Mary and John went to the store, John gave a drink to",
+        "trace_corruption": "prompt",
+        "trace_corrupted": "When Mary and John went to the store, Mary gave a drink to",
+        "trace_noise": [],
+        "trace_answer": "Mary",
+        "trace_foil": "John",
     },
     "fact": {
-        "trace-clean": "The Eiffel Tower is located in the city of",
-        "trace-corruption": "noise",
-        "trace-corrupted": "",
-        "trace-noise": ["0", "1", "2", "3"],
-        "trace-answer": "Paris",
-        "trace-foil": "",
+        "trace_clean": "The Eiffel Tower is located in the city of",
+        "trace_corruption": "noise",
+        "trace_corrupted": "",
+        "trace_noise": ["0", "1", "2", "3"],
+        "trace_answer": "Paris",
+        "trace_foil": "",
     },
 }
 EXAMPLE_LABELS = {
@@ -53,7 +53,7 @@ def exact_seconds(lm, settings: tuple) -> float:
     (the size is kept, not the seconds: those follow the pace the estimates measure)."""
     _, clean, corruption, answer, foil, _, _ = settings
     runs, positions = dashboard.cached_analysis(  # every draw
-        lambda: patching.work(lm, clean, corruption, answer, foil), key="trace-work", settings=settings)
+        lambda: patching.work(lm, clean, corruption, answer, foil), key="trace_work", settings=settings)
     return estimates.patching_seconds(lm, runs, positions)
 
 
@@ -69,22 +69,22 @@ def traced(lm, settings: tuple, approximate: bool):
         "Attribution patching" if approximate else "Activation patching",
         lambda progress: ec.patch(lm, clean, corruption, answer, foil, metric=metric, window=window,
                                   approximate=approximate, progress=progress),
-        key="trace-approximate" if approximate else "trace-exact", settings=(*settings, approximate),
+        key="trace_approximate" if approximate else "trace_exact", settings=(*settings, approximate),
         estimate_s=estimate,
     )
 
 
-defaults = dashboard.example_picker("trace-example", EXAMPLES, EXAMPLE_LABELS)
+defaults = dashboard.example_picker("trace_example", EXAMPLES, EXAMPLE_LABELS)
 left, right = st.columns(2)
 with left:
-    dashboard.page_param("trace-clean", defaults["trace-clean"])
-    clean = st.text_input("Clean prompt (the model gives the answer)", key="trace-clean")
-    dashboard.page_param("trace-corruption", "prompt", choices=CORRUPTIONS)
-    corruption_kind = st.radio("Corruption", list(CORRUPTIONS), format_func=CORRUPTIONS.get, key="trace-corruption",
+    dashboard.page_param("trace_clean", defaults["trace_clean"])
+    clean = st.text_input("Clean prompt (the model gives the answer)", key="trace_clean")
+    dashboard.page_param("trace_corruption", "prompt", choices=CORRUPTIONS)
+    corruption_kind = st.radio("Corruption", list(CORRUPTIONS), format_func=CORRUPTIONS.get, key="trace_corruption",
                                horizontal=True)
     if corruption_kind == "prompt":
-        dashboard.page_param("trace-corrupted", defaults["trace-corrupted"])
-        corrupted = st.text_input("Corrupted prompt (same number of tokens)", key="trace-corrupted")
+        dashboard.page_param("trace_corrupted", defaults["trace_corrupted"])
+        corrupted = st.text_input("Corrupted prompt (same number of tokens)", key="trace_corrupted")
         corruption = corrupted  # ec.patch's corrupted: a prompt, or ec.Noise below
     else:
         clean_tokens = ()
@@ -93,44 +93,44 @@ with left:
                 dashboard.checked_prompt(lm, clean)
                 clean_tokens = prompt_tokens(lm, clean)  # the positions ec.Noise counts
         options = [str(position) for position in range(len(clean_tokens))]
-        dashboard.page_param("trace-noise", [])
-        st.session_state["trace-noise"] = [p for p in st.session_state["trace-noise"] if p in options]
+        dashboard.page_param("trace_noise", [])
+        st.session_state["trace_noise"] = [p for p in st.session_state["trace_noise"] if p in options]
         noised = st.multiselect(
-            "Tokens to corrupt", options, key="trace-noise", wrap=True,
+            "Tokens to corrupt", options, key="trace_noise", wrap=True,
             format_func=lambda p: f"{p}: {display_token(clean_tokens[int(p)])}",
         )
         scale_column, seed_column, samples_column = st.columns(3)
-        dashboard.page_param("trace-scale", 3.0)
-        scale = scale_column.number_input("Noise (x the embeddings' std)", 0.1, 20.0, step=0.5, key="trace-scale")
-        dashboard.page_param("trace-seed", 0)
-        seed = seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="trace-seed")
-        dashboard.page_param("trace-samples", 1)
+        dashboard.page_param("trace_scale", 3.0)
+        scale = scale_column.number_input("Noise (x the embeddings' std)", 0.1, 20.0, step=0.5, key="trace_scale")
+        dashboard.page_param("trace_seed", 0)
+        seed = seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="trace_seed")
+        dashboard.page_param("trace_samples", 1)
         samples = samples_column.number_input(
-            "Noise draws averaged", 1, MAX_SAMPLES, step=1, key="trace-samples",
+            "Noise draws averaged", 1, MAX_SAMPLES, step=1, key="trace_samples",
             help="Meng et al. average 10 draws; each costs a whole run. Pin a cell to see how much one draw can "
             f"differ from the next ({SPREAD_DRAWS} draws of that cell alone).")
         corruption = ec.Noise(tuple(int(p) for p in noised), float(scale), int(seed), int(samples)) if noised else None
 with right:
     answer_column, foil_column = st.columns(2)
-    dashboard.page_param("trace-answer", defaults["trace-answer"])
-    answer = answer_column.text_input("Answer", key="trace-answer", help="Read as it follows the prompt: Mary → ' Mary'.")
-    dashboard.page_param("trace-foil", defaults["trace-foil"])
-    foil = foil_column.text_input("Foil (optional)", key="trace-foil", help="With a foil the metric is the logit "
+    dashboard.page_param("trace_answer", defaults["trace_answer"])
+    answer = answer_column.text_input("Answer", key="trace_answer", help="Read as it follows the prompt: Mary → ' Mary'.")
+    dashboard.page_param("trace_foil", defaults["trace_foil"])
+    foil = foil_column.text_input("Foil (optional)", key="trace_foil", help="With a foil the metric is the logit "
                                   "difference answer - foil.")
-    dashboard.page_param("trace-metric", "default", choices=METRIC_CHOICES)
+    dashboard.page_param("trace_metric", "default", choices=METRIC_CHOICES)
     metric = st.selectbox(  # a row of its own: its choices are long
-        "Metric", METRIC_CHOICES, key="trace-metric",
+        "Metric", METRIC_CHOICES, key="trace_metric",
         format_func=lambda name: "logit difference with a foil, else probability" if name == "default"
         else patching.METRICS[name].description,
     )
     method_column, window_column = st.columns(2)
-    dashboard.page_param("trace-method", "exact", choices=METHODS)
-    method = method_column.radio("Method", list(METHODS), format_func=METHODS.get, key="trace-method")
-    dashboard.page_param("trace-window", 1)
-    window = window_column.slider("Blocks restored together", 1, 10, key="trace-window",
+    dashboard.page_param("trace_method", "exact", choices=METHODS)
+    method = method_column.radio("Method", list(METHODS), format_func=METHODS.get, key="trace_method")
+    dashboard.page_param("trace_window", 1)
+    window = window_column.slider("Blocks restored together", 1, 10, key="trace_window",
                                   help="ROME restores 10 FFN or attention outputs around each block.")
-    dashboard.page_param("trace-compare", True)
-    compare = st.toggle("Compare exact and approximate", key="trace-compare")
+    dashboard.page_param("trace_compare", True)
+    compare = st.toggle("Compare exact and approximate", key="trace_compare")
 
 if corruption is None:
     st.info("Pick the tokens to corrupt (the subject, in Meng et al.'s experiments).")
@@ -164,9 +164,9 @@ if result is None:
     st.stop()
 
 pinned = None
-dashboard.page_param("trace-pinned", "")  # "site,position,block"; in the URL too, so a link opens the same pin
+dashboard.page_param("trace_pinned", "")  # "site,position,block"; in the URL too, so a link opens the same pin
 with contextlib.suppress(ValueError):
-    site, position, layer = st.session_state["trace-pinned"].split(",")
+    site, position, layer = st.session_state["trace_pinned"].split(",")
     if site in result.sites and 0 <= int(position) < result.n_tokens and 0 <= int(layer) < result.n_layers:
         pinned = site, int(position), int(layer)
 
@@ -182,7 +182,7 @@ def draws_of_cell(result, index: int, site: str, position: int, layer: int) -> N
                 lambda: patching.draw_effects(lm, clean, corruption, answer, foil or None, site=site, layer=layer,
                                               position=position, draws=SPREAD_DRAWS, metric=settings[5],
                                               window=int(window)),
-                key="trace-draws", settings=(settings, pinned), spinner=f"Drawing the noise {SPREAD_DRAWS} times…")
+                key="trace_draws", settings=(settings, pinned), spinner=f"Drawing the noise {SPREAD_DRAWS} times…")
         if spread is None:
             return
         first = corruption.seed
@@ -217,8 +217,8 @@ with area:
     for site in result.sites:
         figure = plots.patching_heatmap(result, site, pinned=pinned[1:] if pinned and pinned[0] == site else None)
         pin = dashboard.on_cell_click(
-            f"trace-{site}", lambda cell, site=site: {"trace-pinned": f"{site},{cell[0]},{cell[1]}"})
-        st.plotly_chart(figure, selection_mode="points", key=f"trace-{site}", width="stretch", on_select=pin)
+            f"trace_{site}", lambda cell, site=site: {"trace_pinned": f"{site},{cell[0]},{cell[1]}"})
+        st.plotly_chart(figure, selection_mode="points", key=f"trace_{site}", width="stretch", on_select=pin)
 
     if pinned is not None:
         site, position, layer = pinned
@@ -257,7 +257,7 @@ with area:
                     )
                     scatter = plots.patching_scatter(exact, approximate)
                     view, trust = st.columns([3, 2])
-                    view.plotly_chart(scatter, key="trace-scatter", width="stretch")
+                    view.plotly_chart(scatter, key="trace_scatter", width="stretch")
                     # Beside the scatter: per site, how well the estimate ranks and finds the exact top cells.
                     trust.dataframe(
                         table[["site", "pearson", "spearman", "recall_at_top"]],

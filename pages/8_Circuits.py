@@ -24,18 +24,18 @@ lm, _ = dashboard.page(
 
 EXAMPLES = {
     "names": {
-        "circuits-prompt": "When Mary and John went to the store, John gave a drink to",
-        "circuits-answer": "Mary",
-        "circuits-foil": "John",
-        "circuits-ablation": "corrupted",
-        "circuits-corrupted": "When Mary and John went to the store, Mary gave a drink to",
+        "circuits_prompt": "When Mary and John went to the store, John gave a drink to",
+        "circuits_answer": "Mary",
+        "circuits_foil": "John",
+        "circuits_ablation": "corrupted",
+        "circuits_corrupted": "When Mary and John went to the store, Mary gave a drink to",
     },
     "fact": {
-        "circuits-prompt": "The Eiffel Tower is located in the city of",
-        "circuits-answer": "Paris",
-        "circuits-foil": "",
-        "circuits-ablation": "mean",
-        "circuits-corrupted": "",
+        "circuits_prompt": "The Eiffel Tower is located in the city of",
+        "circuits_answer": "Paris",
+        "circuits_foil": "",
+        "circuits_ablation": "mean",
+        "circuits_corrupted": "",
     },
 }
 EXAMPLE_LABELS = {
@@ -54,14 +54,14 @@ if not (lm.is_causal and lm.has_head):
 
 controls = st.columns([2.4, 3.6, 1, 1])
 # A new example closes the head opened for the previous one.
-defaults = dashboard.example_picker("circuits-example", EXAMPLES, EXAMPLE_LABELS, where=controls[0],
-                                    also={"circuits-head": ""})
-dashboard.page_param("circuits-prompt", defaults["circuits-prompt"])
-prompt = controls[1].text_input("Prompt (read at its last token)", key="circuits-prompt")
-dashboard.page_param("circuits-answer", defaults["circuits-answer"])
-answer = controls[2].text_input("Answer", key="circuits-answer", help="Read as it follows the prompt: Mary → ' Mary'.")
-dashboard.page_param("circuits-foil", defaults["circuits-foil"])
-foil = controls[3].text_input("Foil (optional)", key="circuits-foil",
+defaults = dashboard.example_picker("circuits_example", EXAMPLES, EXAMPLE_LABELS, where=controls[0],
+                                    also={"circuits_head": ""})
+dashboard.page_param("circuits_prompt", defaults["circuits_prompt"])
+prompt = controls[1].text_input("Prompt (read at its last token)", key="circuits_prompt")
+dashboard.page_param("circuits_answer", defaults["circuits_answer"])
+answer = controls[2].text_input("Answer", key="circuits_answer", help="Read as it follows the prompt: Mary → ' Mary'.")
+dashboard.page_param("circuits_foil", defaults["circuits_foil"])
+foil = controls[3].text_input("Foil (optional)", key="circuits_foil",
                               help="With a foil the value decomposed is the logit difference answer − foil.")
 
 
@@ -82,7 +82,7 @@ with dashboard.user_errors():
         lambda: ec.circuits(lm, prompt, answer, foil or None, routes=with_routes), key="circuits",
         settings=settings, spinner="Decomposing the logit…",
     )
-    tops = dashboard.cached_analysis(lambda: circuits.top_tokens(lm, result, 5), key="circuits-top-tokens",
+    tops = dashboard.cached_analysis(lambda: circuits.top_tokens(lm, result, 5), key="circuits_top_tokens",
                                      settings=settings, spinner="Reading what each part writes…")
 if result is None:
     st.stop()
@@ -100,7 +100,7 @@ st.markdown(
 
 # The opened head: "block,head" (in the URL too, so a link reopens it); a click on a cell sets it.
 heads = {f"{block},{head}" for block in range(result.n_layers) for head in range(result.n_heads)}
-picked = dashboard.page_param("circuits-head", "", choices=heads | {""})
+picked = dashboard.page_param("circuits_head", "", choices=heads | {""})
 opened = tuple(int(part) for part in picked.split(",")) if picked else None
 
 dla_column, head_column = st.columns([3, 2])
@@ -111,9 +111,9 @@ with dla_column:
                "from; click a head to open its attention.")
     heatmap = circuit_plots.dla_heatmap(result, tops, selected=opened)
     st.plotly_chart(
-        heatmap, selection_mode="points", key="circuits-dla", width="stretch",
+        heatmap, selection_mode="points", key="circuits_dla", width="stretch",
         on_select=dashboard.on_cell_click(
-            "circuits-dla", lambda cell: {"circuits-head": f"{cell[0]},{cell[1]}"} if cell[1] < result.n_heads
+            "circuits_dla", lambda cell: {"circuits_head": f"{cell[0]},{cell[1]}"} if cell[1] < result.n_heads
             else {}),
     )
     frame = result.to_frame().merge(
@@ -138,18 +138,18 @@ with head_column:
         with dashboard.user_errors():
             attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")
             att = dashboard.cached_analysis(lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
-                                            key="circuits-attention", settings=(lm.name, prompt, block),
+                                            key="circuits_attention", settings=(lm.name, prompt, block),
                                             spinner="Reading its attention…")
         if att is not None:
             read = result.read_position
             st.caption(f"Its attention from the read position {read} "
                        f"{dashboard.literal(repr(display_token(result.tokens[read])))} (shade = weight):")
             dashboard.show_tokens(attention_cap, att.map(block, head)[read], selected=read)
-            st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits-attention-map",
+            st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits_attention_map",
                             width="stretch")
         st.plotly_chart(plots.token_bars(sources, result.tokens, title=f"What {label} writes, by source token",
-                                         y_title="logits"), key="circuits-head-sources", width="stretch")
-        st.button("Close", key="circuits-close", on_click=st.session_state.update, args=({"circuits-head": ""},))
+                                         y_title="logits"), key="circuits_head_sources", width="stretch")
+        st.button("Close", key="circuits_close", on_click=st.session_state.update, args=({"circuits_head": ""},))
 
 st.subheader("Information-flow routes")
 if result.route_heads is None:
@@ -174,23 +174,23 @@ st.caption(
     "every head and FFN alone, its exact effect beside its DLA."
 )
 verify_controls = st.columns([1, 2, 3])
-dashboard.page_param("circuits-k", 10)
-k = verify_controls[0].number_input("Top parts (k)", 1, len(result.components), step=1, key="circuits-k")
-dashboard.page_param("circuits-ablation", defaults["circuits-ablation"], choices=ABLATIONS)
+dashboard.page_param("circuits_k", 10)
+k = verify_controls[0].number_input("Top parts (k)", 1, len(result.components), step=1, key="circuits_k")
+dashboard.page_param("circuits_ablation", defaults["circuits_ablation"], choices=ABLATIONS)
 ablation = verify_controls[1].radio("Replace their output by", list(ABLATIONS), format_func=ABLATIONS.get,
-                                    key="circuits-ablation", horizontal=True)
+                                    key="circuits_ablation", horizontal=True)
 corrupted = None
 if ablation == "corrupted":
-    dashboard.page_param("circuits-corrupted", defaults["circuits-corrupted"])
-    corrupted = verify_controls[2].text_input("Corrupted prompt (same number of tokens)", key="circuits-corrupted")
-dashboard.page_param("circuits-exact", True)
-exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} more runs)", key="circuits-exact")
+    dashboard.page_param("circuits_corrupted", defaults["circuits_corrupted"])
+    corrupted = verify_controls[2].text_input("Corrupted prompt (same number of tokens)", key="circuits_corrupted")
+dashboard.page_param("circuits_exact", True)
+exact = st.toggle(f"Exact effect of every part alone ({len(result.components)} more runs)", key="circuits_exact")
 
 estimate = estimates.verify_seconds(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact)
 verify_settings = (*settings, int(k), ablation, corrupted, exact)
 # A copied link of a verification opens with it.
-if not dashboard.run_button("Verify by patching", key="circuits-verify-button", settings=verify_settings,
-                            estimate_s=estimate, flag="circuits-verify"):
+if not dashboard.run_button("Verify by patching", key="circuits_verify_button", settings=verify_settings,
+                            estimate_s=estimate, flag="circuits_verify"):
     st.stop()
 
 
@@ -209,7 +209,7 @@ with dashboard.user_errors():
         "Ablating the parts",
         lambda progress: circuits.verify(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact,
                                          progress=progress),
-        key="circuits-verify", settings=verify_settings, estimate_s=estimate,
+        key="circuits_verify", settings=verify_settings, estimate_s=estimate,
     )
 if checked is None:
     st.stop()
@@ -248,7 +248,7 @@ with area:
         st.caption(f"Recall: the share of the {checked.k} parts whose own ablation moves the value most (the exact "
                    f"top {checked.k}) that a ranking's top {checked.k} finds.")
         scatter = circuit_plots.verify_scatter(checked)
-        st.plotly_chart(scatter, key="circuits-verify-scatter", width="stretch")
+        st.plotly_chart(scatter, key="circuits_verify_scatter", width="stretch")
         ranks = table.dropna(subset=["rank"])
         shown = ranks["rank"].le(checked.k) | ranks["exact_rank"].le(checked.k)
         if checked.route_checked:

@@ -68,9 +68,9 @@ def test_the_default_prompt_and_home_examples_continue_with_a_word():
     """#31 item 3: the default model writes a year as ' ' + digits, so the old default prompt ('... born in the
     year') opened every view on a space. The default run, and each Home example that generates, starts with a word."""
     app = run(page("Home.py"))
-    for example in (None, "Saliency", "Layer predictions", "Causal tracing"):
+    for example in (None, "saliency", "layer_predictions", "causal_tracing"):
         if example:
-            app.button(key=f"example-{example}").click()
+            app.button(key=f"home_example_{example}").click()
             run(app)
         table = app.dataframe[0].value
         first = table.loc[table["generated"], "token"].iloc[0]
@@ -94,7 +94,7 @@ def test_home_links_only_to_pages_that_work_on_the_model_it_leaves_loaded():
     Home's links to the views that read predictions are then disabled and say why (they errored when opened)."""
     app = run(page("Home.py"))
     assert not [link.proto.label for link in app.get("page_link") if link.proto.disabled]
-    app.button(key="example-Attention").click()
+    app.button(key="home_example_attention").click()
     run(app)
     assert app.query_params["model"] in (ec.DEFAULT_ENCODER, [ec.DEFAULT_ENCODER])
     disabled = {link.proto.label: link.proto.disabled for link in app.get("page_link")}

@@ -208,7 +208,7 @@ def test_a_copied_link_reopens_the_same_view(page, app_url, browser):
 
 def test_example_buttons_load_their_settings(page, app_url):
     open_app(page, app_url)
-    page.locator(".st-key-example-Layer-predictions button").click()
+    page.locator(".st-key-home_example_layer_predictions button").click()
     wait_for_run(page)
     assert_healthy(page)
     assert page.get_by_label("Prompt", exact=True).input_value() == "The keys to the cabinet"
@@ -426,7 +426,7 @@ def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
     result = ec.rankings(lm, default_capture, k=5)
     labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
-    open_page(page, app_url, "2_Layer_predictions", **{"watch-words": "1564, 1616, ."})
+    open_page(page, app_url, "2_Layer_predictions", **{"watch_words": "1564, 1616, ."})
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
     assert clickable_chart(page) == 0
@@ -828,7 +828,7 @@ def test_circuits_page_tooltips_routes_threshold_a_node_and_a_head(page, app_url
 
     click_heatmap_cell(page, 0, row=23, col=3)
     assert_healthy(page)
-    assert "circuits-head=23%2C3" in page.url
+    assert "circuits_head=23%2C3" in page.url
     wait_for_charts(page, 2)
     assert chart_title(page, 1) == "block 23, head 3: raw weights"
     assert f"Its attention from the read position {read} ' to'" in main_text(page)

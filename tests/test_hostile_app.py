@@ -111,7 +111,7 @@ def test_tokens_and_foils_in_the_saliency_caption_are_literal():
 
 def test_candidate_notes_on_layer_predictions_are_literal():
     app = page("pages/2_Layer_predictions.py")
-    app.query_params.update(text="The capital of France is", new="1", **{"watch-words": "[click](http://example.com)"})
+    app.query_params.update(text="The capital of France is", new="1", **{"watch_words": "[click](http://example.com)"})
     run(app)
     notes = [c.value for c in app.caption if c.value.startswith("ℹ️")]
     assert notes and notes[0].startswith("ℹ️ '\\[click\\](http\u2060\\://example.com)' is ")

@@ -19,20 +19,20 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     assert kl["yaxis"] == agreement["yaxis"] == "y" and (kl["xaxis"], agreement["xaxis"]) == ("x2", "x3")
     assert figure_array(agreement["x"])[-1] == 1 and abs(figure_array(kl["x"])[-1]) < 1e-6  # the output itself
     assert any(c.value.startswith("How far to trust each row") and "agree from block" in c.value for c in app.caption)
-    token = app.selectbox(key="lens-token")
+    token = app.selectbox(key="lens_token")
     assert len(token.options) == 20
     token.set_value(3)
     run(app)
     assert "by block" in charts(app)[1]["layout"]["title"]["text"]
 
-    app.text_area(key="watch-text").set_value("The keys to the cabinet")
-    app.text_input(key="watch-words").set_value("is, are")
+    app.text_area(key="watch_text").set_value("The keys to the cabinet")
+    app.text_input(key="watch_words").set_value("is, are")
     run(app)
     suggested = app.get("button_group")[0]
     assert len(suggested.options) >= 3 and suggested.value == []  # the chips start unselected
     watch = charts(app)[2]["data"][0]
     assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
-    assert app.query_params["watch-words"] in ("is, are", ["is, are"])  # a copied link keeps them
+    assert app.query_params["watch_words"] in ("is, are", ["is, are"])  # a copied link keeps them
     suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
     app.get("button_group")[0].set_value([int(suggestions.to_frame()["token_id"].iloc[0])])
     run(app)
@@ -50,9 +50,9 @@ def test_page_explains_an_encoder_without_head():
 def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     """The compare text, typed words, picked chips and selected token are in the link and come back from it."""
     app = run(page("pages/2_Layer_predictions.py"))
-    app.selectbox(key="lens-token").set_value(3)
-    app.text_area(key="watch-text").set_value("The keys to the cabinet")
-    app.text_input(key="watch-words").set_value("is, are")
+    app.selectbox(key="lens_token").set_value(3)
+    app.text_area(key="watch_text").set_value("The keys to the cabinet")
+    app.text_input(key="watch_words").set_value("is, are")
     run(app)
     chip = int(ec.suggest_candidates(lm, "The keys to the cabinet", k=3).to_frame()["token_id"].iloc[0])
     app.get("button_group")[0].set_value([chip])
@@ -62,8 +62,8 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     linked = page("pages/2_Layer_predictions.py")
     linked.query_params.update({key: value for key, value in app.query_params.items()})
     run(linked)
-    assert linked.selectbox(key="lens-token").value == 3
-    assert linked.text_area(key="watch-text").value == "The keys to the cabinet"
+    assert linked.selectbox(key="lens_token").value == 3
+    assert linked.text_area(key="watch_text").value == "The keys to the cabinet"
     assert linked.get("button_group")[0].value == [chip]
     assert [charts(linked)[index] for index in range(4)] == shown  # the same comparison, not the sidebar's text
 
@@ -71,9 +71,19 @@ def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):
     linked.sidebar.text_area(key="_text").set_value("The capital of France is")
     linked.sidebar.button[0].click()
     run(linked)
-    assert linked.text_area(key="watch-text").value == "The capital of France is"
-    assert linked.selectbox(key="lens-token").value == 0
-    assert "watch-text" not in linked.query_params and "lens-token" not in linked.query_params
+    assert linked.text_area(key="watch_text").value == "The capital of France is"
+    assert linked.selectbox(key="lens_token").value == 0
+    assert "watch_text" not in linked.query_params and "lens_token" not in linked.query_params
+
+
+def test_a_link_written_before_keys_were_snake_case_opens_the_same_view():
+    """#27: the page's URL parameters were spelled with hyphens (lens-token, watch-words); such a link still opens
+    the same token and words, and the address bar then spells them as the widgets' keys."""
+    app = page("pages/2_Layer_predictions.py")
+    app.query_params.update({"lens-token": "3", "watch-words": "is, are"})
+    run(app)
+    assert app.selectbox(key="lens_token").value == 3 and app.text_input(key="watch_words").value == "is, are"
+    assert app.query_params["lens_token"] in ("3", ["3"]) and "lens-token" not in app.query_params
 
 
 @pytest.mark.browser
@@ -81,7 +91,7 @@ def test_the_probability_axes_read_as_probabilities_in_chromium(page, app_url):
     """As drawn: "1" on top, then 0.1, 0.01 ... 10⁻⁴ (not "100µ"), and no "2" above 1; a link's comparison."""
     from browser import assert_healthy, open_app, screenshot, wait_for_charts
 
-    open_app(page, app_url, "Layer_predictions", **{"watch-text": "The keys to the cabinet", "watch-words": "is, zebra"})
+    open_app(page, app_url, "Layer_predictions", **{"watch_text": "The keys to the cabinet", "watch_words": "is, zebra"})
     wait_for_charts(page, 4)
     assert_healthy(page)
     for chart in (1, 3):  # the token's line, the candidates' lines
@@ -107,8 +117,8 @@ def test_input_errors_are_said_in_the_words_of_the_pages_controls():
         "The prompt is one token and Max new tokens is 0: there is no next token to rank; give a longer prompt or "
         "some new tokens"]
     app = run(page("pages/2_Layer_predictions.py"))
-    app.text_area(key="watch-text").set_value(" ")
-    app.text_input(key="watch-words").set_value("is")
+    app.text_area(key="watch_text").set_value(" ")
+    app.text_input(key="watch_words").set_value("is")
     run(app)
     assert [error.value for error in app.error] == [
         "Text is empty: type the text whose next token the candidates compete for."]

@@ -57,7 +57,7 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
 
     for name, said in PAGES.items():
         app = page(name)
-        app.query_params.update(run_on="ndif", **SHORT, **{"trace-method": "approximate", "trace-compare": "false"})
+        app.query_params.update(run_on="ndif", **SHORT, **{"trace_method": "approximate", "trace_compare": "false"})
         app.session_state["_ndif_key_kept"] = KEY  # typed on an earlier page of this session
         run(app)
         assert_no_error(app)

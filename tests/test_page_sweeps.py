@@ -203,7 +203,7 @@ def test_probing_every_learning_rate_on_a_small_custom_run(encoder, rate):
 def test_home_every_example_and_every_packaged_model():
     app = run(page("Home.py"))
     assert charts(app)  # the next-token heatmap of the default run
-    examples = [button.key for button in app.button if button.key and button.key.startswith("example-")]
+    examples = [button.key for button in app.button if button.key and button.key.startswith("home_example_")]
     assert len(examples) >= 5  # one per view
     for key in examples:
         app.button(key=key).click()
@@ -228,14 +228,14 @@ def test_home_every_example_and_every_packaged_model():
 # -------------------------------------------------------- layer predictions
 def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
     app = run(page("pages/2_Layer_predictions.py"))
-    token = app.selectbox(key="lens-token")
+    token = app.selectbox(key="lens_token")
     for option in range(len(token.options)):
-        app.selectbox(key="lens-token").set_value(option)
+        app.selectbox(key="lens_token").set_value(option)
         run(app)
         assert_no_error(app)
         assert charts(app)[1]["layout"]["title"]["text"].startswith("Probability of")
-    app.text_area(key="watch-text").set_value("The keys to the cabinet")
-    app.text_input(key="watch-words").set_value("is, are, ?")
+    app.text_area(key="watch_text").set_value("The keys to the cabinet")
+    app.text_input(key="watch_words").set_value("is, are, ?")
     run(app)
     assert_no_error(app)
     assert charts(app)[2]["data"][0]["x"] == ["is", "are", "?"]  # typed alone: punctuation too
@@ -247,7 +247,7 @@ def test_layer_predictions_every_token_and_typed_and_suggested_candidates(lm):
         assert_no_error(app)
         assert len(charts(app)[2]["data"][0]["x"]) == 4
     app.get("button_group")[0].set_value(suggestions)
-    app.text_input(key="watch-words").set_value("")
+    app.text_input(key="watch_words").set_value("")
     run(app)
     assert len(charts(app)[2]["data"][0]["x"]) == len(chips.options)  # suggestions alone
 
@@ -258,14 +258,14 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     app.query_params.update({"text": "The capital of France is", "new": "1"})  # the sidebar's own run, short
     run(app)
     assert_no_error(app)
-    assert app.selectbox(key="circuits-example").value == "names"
+    assert app.selectbox(key="circuits_example").value == "names"
     assert "logit difference &#39; Mary&#39; - &#39; John&#39;" in charts(app)[0]["layout"]["title"]["text"]
     routes = [element.proto.body for element in app.get("html") if "ecco-routes" in element.proto.body]
-    assert len(routes) == 1 and "circuits-head" not in app.query_params
-    assert app.radio(key="circuits-ablation").value == "corrupted"
-    assert "Mary gave" in app.text_input(key="circuits-corrupted").value
+    assert len(routes) == 1 and "circuits_head" not in app.query_params
+    assert app.radio(key="circuits_ablation").value == "corrupted"
+    assert "Mary gave" in app.text_input(key="circuits_corrupted").value
 
-    app.session_state["circuits-head"] = "23,3"  # what a click on the head's cell sets
+    app.session_state["circuits_head"] = "23,3"  # what a click on the head's cell sets
     run(app)
     assert_no_error(app)
     assert [header.value for header in app.subheader][1] == "block 23 head 3"
@@ -273,40 +273,40 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     sources = charts(app)[2]
     assert sources["layout"]["title"]["text"] == "What block 23 head 3 writes, by source token"
     assert len(figure_array(sources["data"][0]["y"])) == 14  # one bar per token of the IOI prompt
-    assert app.query_params["circuits-head"] in ("23,3", ["23,3"])
-    app.button(key="circuits-close").click()
+    assert app.query_params["circuits_head"] in ("23,3", ["23,3"])
+    app.button(key="circuits_close").click()
     run(app)
-    assert "circuits-head" not in app.query_params and len(charts(app)) == 1
+    assert "circuits_head" not in app.query_params and len(charts(app)) == 1
 
-    app.selectbox(key="circuits-example").set_value("fact")
+    app.selectbox(key="circuits_example").set_value("fact")
     run(app)
     assert_no_error(app)
-    assert app.text_input(key="circuits-prompt").value == "The Eiffel Tower is located in the city of"
+    assert app.text_input(key="circuits_prompt").value == "The Eiffel Tower is located in the city of"
     assert "logit of &#39; Paris&#39;" in charts(app)[0]["layout"]["title"]["text"]
-    assert app.radio(key="circuits-ablation").value == "mean"
+    assert app.radio(key="circuits_ablation").value == "mean"
 
     # Corrupted ablation, a prompt of another length: refused in the words of its control.
-    app.toggle(key="circuits-exact").set_value(False)
-    app.number_input(key="circuits-k").set_value(5)
-    app.radio(key="circuits-ablation").set_value("corrupted")
+    app.toggle(key="circuits_exact").set_value(False)
+    app.number_input(key="circuits_k").set_value(5)
+    app.radio(key="circuits_ablation").set_value("corrupted")
     run(app)
-    app.text_input(key="circuits-corrupted").set_value("The Colosseum is")
-    app.button(key="circuits-verify-button").click()
+    app.text_input(key="circuits_corrupted").set_value("The Colosseum is")
+    app.button(key="circuits_verify_button").click()
     run(app)
     assert any("as many tokens" in error.value for error in app.error)
-    app.text_input(key="circuits-corrupted").set_value("")
-    app.button(key="circuits-verify-button").click()
+    app.text_input(key="circuits_corrupted").set_value("")
+    app.button(key="circuits_verify_button").click()
     run(app)
     assert any("The corrupted prompt is empty" in error.value for error in app.error)
 
     # Every part alone on a short prompt: DLA's and the routes graph's rankings checked, the scatter, the link.
-    app.radio(key="circuits-ablation").set_value("mean")
-    app.toggle(key="circuits-exact").set_value(True)
-    app.text_input(key="circuits-prompt").set_value("Paris is in")
-    app.text_input(key="circuits-answer").set_value("France")
-    app.text_input(key="circuits-foil").set_value("Spain")
+    app.radio(key="circuits_ablation").set_value("mean")
+    app.toggle(key="circuits_exact").set_value(True)
+    app.text_input(key="circuits_prompt").set_value("Paris is in")
+    app.text_input(key="circuits_answer").set_value("France")
+    app.text_input(key="circuits_foil").set_value("Spain")
     run(app)
-    app.button(key="circuits-verify-button").click()
+    app.button(key="circuits_verify_button").click()
     run(app, timeout=600)
     assert_no_error(app)
     assert any("the value goes from" in element.value for element in app.markdown)
@@ -319,10 +319,10 @@ def test_circuits_every_control_a_head_and_verification_by_patching(lm):
     assert len(figure_array(scatter["data"][2]["x"])) == 5  # the routes graph's top 5
     ranks = app.dataframe[-1].value
     assert {"rank", "route_rank", "exact_rank"} <= set(ranks.columns)
-    assert app.query_params["circuits-verify"] in ("true", ["true"])
-    assert app.query_params["circuits-k"] in ("5", ["5"])
+    assert app.query_params["circuits_verify"] in ("true", ["true"])
+    assert app.query_params["circuits_k"] in ("5", ["5"])
 
-    app.text_input(key="circuits-answer").set_value(" ")
+    app.text_input(key="circuits_answer").set_value(" ")
     run(app)
     assert [error.value for error in app.error] == ["The answer is empty; type the word the prompt leads to, e.g. Mary"]
 
@@ -347,8 +347,8 @@ def test_saliency_faithfulness_check_on_and_off_and_from_a_link():
     assert bars[0]["data"][0]["x"] == [*ec.SALIENCY_METHODS, "random (10)"]
     agreement = app.dataframe[-1].value
     assert list(agreement.index) == list(ec.SALIENCY_METHODS) and (np.diag(agreement) == 1).all()
-    stem = f"saliency-faithfulness-prob-{app.selectbox(key='saliency_token').value}"
-    assert {f"{stem}-csv", f"{stem}-json"} <= {button.key for button in app.get("download_button")}
+    stem = f"saliency_faithfulness_prob_{app.selectbox(key='saliency_token').value}"
+    assert {f"{stem}_csv", f"{stem}_json"} <= {button.key for button in app.get("download_button")}
     app.checkbox(key="saliency_faithfulness").uncheck()
     run(app)
     assert_no_error(app)

@@ -35,7 +35,7 @@ def app(lm):
 
 def test_the_default_is_the_names_example_exact_beside_approximate(app, lm):
     assert app.title[0].value == "Causal tracing"
-    assert app.text_input(key="trace-clean").value.endswith("John gave a drink to")
+    assert app.text_input(key="trace_clean").value.endswith("John gave a drink to")
     figures = charts(app)
     assert len(figures) == 4  # residual, attention, FFN, and the exact-vs-approximate scatter
     residual = figures[0]["data"]
@@ -58,93 +58,93 @@ def test_the_default_is_the_names_example_exact_beside_approximate(app, lm):
         assert agreement.loc[site, "recall_at_top"] == ec.trust.top_recall(exact, approximate, 10)
     assert any("share of the exact top 10 cells" in c.value for c in app.caption)
     assert [button.label for button in app.get("download_button")].count("CSV") == 2  # the map's, the agreement's
-    assert not app.error and not [key for key in app.query_params if key.startswith("trace-")]  # all defaults
+    assert not app.error and not [key for key in app.query_params if key.startswith("trace_")]  # all defaults
 
 
 def test_every_control_of_the_page(app):
     # Method, metric (each option) and the comparison, on the cheap approximate method.
-    app.radio(key="trace-method").set_value("approximate")
+    app.radio(key="trace_method").set_value("approximate")
     run(app, timeout=600)
     assert "Attribution patching" in _messages(app, "markdown")
     assert "estimated to first order" in charts(app)[0]["data"][1]["hovertext"][0]
-    app.toggle(key="trace-compare").set_value(False)
+    app.toggle(key="trace_compare").set_value(False)
     run(app)
-    assert len(charts(app)) == 3 and app.query_params["trace-compare"] in ("false", ["false"])
+    assert len(charts(app)) == 3 and app.query_params["trace_compare"] in ("false", ["false"])
     for metric, shown in [("prob", "probability of the answer"), ("logprob", "log-probability of the answer"),
                           ("logit_diff", "logit of the answer minus logit of the foil"),
                           ("default", "logit of the answer minus logit of the foil")]:
-        app.selectbox(key="trace-metric").set_value(metric)
+        app.selectbox(key="trace_metric").set_value(metric)
         run(app)
         assert f"metric: {shown}" in _messages(app, "markdown"), metric
 
     # A window with the approximate method is refused; with the exact one the comparison says why it is off.
-    app.slider(key="trace-window").set_value(3)
+    app.slider(key="trace_window").set_value(3)
     run(app)
     assert _messages(app, "error") == ("Approximate (attribution patching) estimates one block at a time: set "
                                        "Blocks restored together to 1 (it is 3), or pick Exact (activation patching)")
-    app.radio(key="trace-method").set_value("exact")
-    app.toggle(key="trace-compare").set_value(True)
+    app.radio(key="trace_method").set_value("exact")
+    app.toggle(key="trace_compare").set_value(True)
     run(app, timeout=600)
     assert not app.error and "set the blocks restored together to 1" in _messages(app, "caption")
     hover = charts(app)[2]["data"][1]["hovertext"][0]
     assert hover.startswith("restore block 0 FFN to block 1 FFN at 0")
-    app.slider(key="trace-window").set_value(1)
-    app.radio(key="trace-method").set_value("approximate")
-    app.toggle(key="trace-compare").set_value(False)
+    app.slider(key="trace_window").set_value(1)
+    app.radio(key="trace_method").set_value("approximate")
+    app.toggle(key="trace_compare").set_value(False)
 
     # Bad input is a message naming it; each case is then put right.
-    corrupted = app.text_input(key="trace-corrupted").value
+    corrupted = app.text_input(key="trace_corrupted").value
     for changes, message in [
-        ({"trace-corrupted": corrupted + " her"}, "the clean prompt is 14 tokens, the corrupted prompt 15"),
-        ({"trace-corrupted": corrupted, "trace-foil": " Mary"}, "are the same token"),
-        ({"trace-foil": "", "trace-metric": "logit_diff"}, "needs a foil"),
-        ({"trace-foil": "   "}, "needs a foil"),
-        ({"trace-metric": "default", "trace-answer": ""}, "answer is empty"),
+        ({"trace_corrupted": corrupted + " her"}, "the clean prompt is 14 tokens, the corrupted prompt 15"),
+        ({"trace_corrupted": corrupted, "trace_foil": " Mary"}, "are the same token"),
+        ({"trace_foil": "", "trace_metric": "logit_diff"}, "needs a foil"),
+        ({"trace_foil": "   "}, "needs a foil"),
+        ({"trace_metric": "default", "trace_answer": ""}, "answer is empty"),
     ]:
         for key, value in changes.items():
-            (app.selectbox if key == "trace-metric" else app.text_input)(key=key).set_value(value)
+            (app.selectbox if key == "trace_metric" else app.text_input)(key=key).set_value(value)
         run(app)
         assert message in _messages(app, "error"), message
-    app.text_input(key="trace-answer").set_value("Mary")
+    app.text_input(key="trace_answer").set_value("Mary")
 
     # Noise on chosen tokens: nothing picked yet, then one token, its scale and seed.
-    app.radio(key="trace-corruption").set_value("noise")
+    app.radio(key="trace_corruption").set_value("noise")
     run(app)
     assert "Pick the tokens to corrupt" in _messages(app, "info")
-    noise = app.multiselect(key="trace-noise")
+    noise = app.multiselect(key="trace_noise")
     assert len(noise.options) == 14 and noise.options[9].endswith("9:  John")
     noise.set_value(["1", "3"])
-    app.number_input(key="trace-scale").set_value(5.0)
-    app.number_input(key="trace-seed").set_value(2)
+    app.number_input(key="trace_scale").set_value(5.0)
+    app.number_input(key="trace_seed").set_value(2)
     run(app)
     assert "Gaussian noise (5 x the embeddings' std, seed 2) on positions 1 ' Mary', 3 ' John'" in _messages(
         app, "markdown")
     assert charts(app)[0]["data"][0]["y"][1] == "1: Mary*"
-    assert app.query_params["trace-noise"] == ["1", "3"] and app.query_params["trace-seed"] in ("2", ["2"])
+    assert app.query_params["trace_noise"] == ["1", "3"] and app.query_params["trace_seed"] in ("2", ["2"])
     # Meng et al.'s average over noise draws (#30): a pinned cell shows each draw's effect beside the average.
-    app.number_input(key="trace-samples").set_value(2)
-    app.session_state["trace-pinned"] = "residual,5,12"
+    app.number_input(key="trace_samples").set_value(2)
+    app.session_state["trace_pinned"] = "residual,5,12"
     run(app)
     assert "seeds 2 to 3, averaged) on positions 1 ' Mary', 3 ' John'" in _messages(app, "markdown")
     assert re.search(r"Under 2 noise draws \(seeds 2 to 3\), each alone, this cell's effect is -?[\d.]+ ± [\d.]+, "
                      r"from -?[\d.]+ to -?[\d.]+; the map shows -?[\d.]+ \(the average of these 2 draws\)\.",
                      _messages(app, "caption"))
-    assert app.query_params["trace-samples"] in ("2", ["2"])
-    app.number_input(key="trace-samples").set_value(1)
-    app.session_state["trace-pinned"] = ""
+    assert app.query_params["trace_samples"] in ("2", ["2"])
+    app.number_input(key="trace_samples").set_value(1)
+    app.session_state["trace_pinned"] = ""
 
     # The fact example fills every field; the clean prompt can be typed.
-    app.selectbox(key="trace-example").set_value("fact")
+    app.selectbox(key="trace_example").set_value("fact")
     run(app)
-    assert app.text_input(key="trace-answer").value == "Paris" and app.multiselect(key="trace-noise").value == [
+    assert app.text_input(key="trace_answer").value == "Paris" and app.multiselect(key="trace_noise").value == [
         "0", "1", "2", "3"]
     assert "on positions 0 'The', 1 ' E', 2 'iffel', 3 ' Tower'" in _messages(app, "markdown")
-    app.text_input(key="trace-clean").set_value("The Colosseum is located in the city of")
+    app.text_input(key="trace_clean").set_value("The Colosseum is located in the city of")
     run(app)
     assert not app.error and "'The', 1 ' Col'" in _messages(app, "markdown")
-    app.selectbox(key="trace-example").set_value("names")
+    app.selectbox(key="trace_example").set_value("names")
     run(app)
-    assert app.radio(key="trace-corruption").value == "prompt" and not app.error
+    assert app.radio(key="trace_corruption").value == "prompt" and not app.error
 
 
 def test_a_prompt_over_the_deployments_limit_is_refused_in_a_line(lm):
@@ -155,19 +155,19 @@ def test_a_prompt_over_the_deployments_limit_is_refused_in_a_line(lm):
     n_tokens = len(encode_prompt(lm, long))
     assert n_tokens > settings.MAX_PROMPT_TOKENS
     app = page(PAGE)
-    app.query_params.update({"trace-clean": long, "trace-method": "approximate", "trace-compare": "false"})
+    app.query_params.update({"trace_clean": long, "trace_method": "approximate", "trace_compare": "false"})
     run(app)
     assert _messages(app, "error") == (
         f"Clean prompt is {n_tokens} tokens; this deployment allows at most {settings.MAX_PROMPT_TOKENS} (raise it "
         "with the environment variable ECCO_MAX_PROMPT_TOKENS)")
     assert not charts(app)
-    app.radio(key="trace-corruption").set_value("noise")  # no token list of it to pick from either
+    app.radio(key="trace_corruption").set_value("noise")  # no token list of it to pick from either
     run(app)
-    assert app.multiselect(key="trace-noise").options == []
-    app.text_input(key="trace-clean").set_value("The Eiffel Tower is located in the city of")
-    app.radio(key="trace-corruption").set_value("prompt")
+    assert app.multiselect(key="trace_noise").options == []
+    app.text_input(key="trace_clean").set_value("The Eiffel Tower is located in the city of")
+    app.radio(key="trace_corruption").set_value("prompt")
     run(app)
-    app.text_input(key="trace-corrupted").set_value(long * 4)  # refused by its length, before it is tokenised
+    app.text_input(key="trace_corrupted").set_value(long * 4)  # refused by its length, before it is tokenised
     run(app)
     assert _messages(app, "error").startswith(f"Corrupted prompt is {len(long) * 4} characters; this deployment "
                                               f"allows at most {32 * settings.MAX_PROMPT_TOKENS}")
@@ -176,9 +176,9 @@ def test_a_prompt_over_the_deployments_limit_is_refused_in_a_line(lm):
 def test_one_noise_draw_shows_how_lucky_it_is_at_the_pinned_cell(lm):
     """Exact patching under one noise draw: the pinned cell's effect under 10 draws alone, the map's among them."""
     app = page(PAGE)
-    app.query_params.update({"trace-clean": "The capital of France is", "trace-corruption": "noise",
-                             "trace-noise": ["3"], "trace-answer": "Paris", "trace-foil": "",
-                             "trace-compare": "false", "trace-pinned": "residual,3,3"})
+    app.query_params.update({"trace_clean": "The capital of France is", "trace_corruption": "noise",
+                             "trace_noise": ["3"], "trace_answer": "Paris", "trace_foil": "",
+                             "trace_compare": "false", "trace_pinned": "residual,3,3"})
     run(app, timeout=600)
     assert not app.error
     # The draws themselves are checked against whole single-draw runs in test_patching.py; here, that the map's
@@ -196,7 +196,7 @@ def test_one_noise_draw_shows_how_lucky_it_is_at_the_pinned_cell(lm):
 
 def test_a_pinned_cell_comes_back_from_a_link(lm):
     app = page(PAGE)
-    app.query_params.update({"trace-method": "approximate", "trace-compare": "false", "trace-pinned": "ffn,13,20"})
+    app.query_params.update({"trace_method": "approximate", "trace_compare": "false", "trace_pinned": "ffn,13,20"})
     run(app)
     assert "**Pinned:** restore block 20 FFN at 13 ' to': effect" in _messages(app, "markdown")
     assert charts(app)[2]["layout"]["shapes"][0]["x0"] == 19.5  # the FFN panel outlines it
@@ -204,11 +204,11 @@ def test_a_pinned_cell_comes_back_from_a_link(lm):
 
 def test_a_shared_link_reopens_the_same_view(lm):
     app = page(PAGE)
-    app.query_params.update({"trace-example": "fact", "trace-clean": "The Eiffel Tower is located in the city of",
-                             "trace-corruption": "noise", "trace-noise": ["2", "3"], "trace-answer": "Paris",
-                             "trace-foil": "", "trace-method": "approximate", "trace-compare": "false"})
+    app.query_params.update({"trace_example": "fact", "trace_clean": "The Eiffel Tower is located in the city of",
+                             "trace_corruption": "noise", "trace_noise": ["2", "3"], "trace_answer": "Paris",
+                             "trace_foil": "", "trace_method": "approximate", "trace_compare": "false"})
     run(app)
-    assert app.multiselect(key="trace-noise").value == ["2", "3"] and app.radio(key="trace-method").value == "approximate"
+    assert app.multiselect(key="trace_noise").value == ["2", "3"] and app.radio(key="trace_method").value == "approximate"
     assert "on positions 2 'iffel', 3 ' Tower'" in _messages(app, "markdown")
 
 
@@ -234,7 +234,7 @@ def test_hovering_a_cell_shows_the_patched_runs_top_predictions_and_a_click_pins
     screenshot(page, "causal_tracing")
 
     # The pin is in the link: opened again, the same cell is pinned.
-    assert "trace-pinned=ffn%2C13%2C20" in page.url
+    assert "trace_pinned=ffn%2C13%2C20" in page.url
     page.goto(page.url, wait_until="commit")
     wait_for_charts(page, 4)
     assert page.locator('[data-testid="stMarkdownContainer"] p', has_text="Pinned:").inner_text() == pinned

@@ -92,10 +92,10 @@ def test_a_readout_added_as_one_entry_is_a_patching_metric(trial_readout):
     from apptest import page, run
 
     app = page("pages/6_Causal_tracing.py")
-    app.query_params.update({"trace-metric": "trial", "trace-method": "approximate", "trace-compare": "false"})
+    app.query_params.update({"trace_metric": "trial", "trace_method": "approximate", "trace_compare": "false"})
     run(app)
-    assert app.selectbox(key="trace-metric").value == "trial"
-    assert "surprisal of the answer, as a trial" in app.selectbox(key="trace-metric").options
+    assert app.selectbox(key="trace_metric").value == "trial"
+    assert "surprisal of the answer, as a trial" in app.selectbox(key="trace_metric").options
     assert not app.error and trial_readout  # the page's patching read the trial readout
     assert "metric: surprisal of the answer, as a trial" in " ".join(text.value for text in app.markdown)
 
