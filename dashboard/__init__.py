@@ -12,6 +12,8 @@ Every page starts with ``lm, cap = dashboard.page(title, caption)``. The modules
 - :mod:`~dashboard.views`: the interactive saliency and factor views as components;
 - :mod:`~dashboard.long_work`: analyses cached once for all sessions within a byte budget, long ones
   announced with their estimate, shown in progress and stoppable;
+- :mod:`~dashboard.backend`: where the model runs (this machine or NDIF), chosen in the sidebar; pages ask it
+  as ``dashboard.backend.computed_on(lm)``;
 - :mod:`~dashboard.settings`: the limits of a shared deployment; :mod:`~dashboard.shared_cache`: the caches.
 
 The names below are the pages' vocabulary: pages ``import dashboard`` and call ``dashboard.name``.
@@ -28,7 +30,7 @@ from .widgets import clicked_cell, download_buttons, example_picker, on_cell_cli
 
 __all__ = [
     "DEFAULT_PROMPTS", "OTHER_MODEL", "cached_analysis", "cached_capture", "capture_key", "checked_prompt",
-    "clicked_cell", "download_buttons", "duration", "example_picker", "factor_view", "literal", "load_settings", "long_work",
-    "on_cell_click", "page", "page_param", "preload_model", "require_capture", "run_button", "saliency_view", "show_tokens",
-    "sidebar", "user_errors",
+    "clicked_cell", "download_buttons", "duration", "example_picker", "factor_view", "literal", "load_settings",
+    "long_work", "on_cell_click", "page", "page_param", "preload_model", "require_capture", "run_button",
+    "saliency_view", "show_tokens", "sidebar", "user_errors",
 ]
