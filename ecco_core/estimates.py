@@ -82,6 +82,10 @@ GEMM_RATE = 7.0e9
 EIGH_RATE = 6.0e8
 EIGVALS_RATE = 2.8e9
 ELEMENT_RATE = 2.0e8
+#: Seconds of exact patching besides its patched runs (the clean and corrupted runs it records, its set-up), fitted
+#: 2026-12-07 to bench/estimates.py patching at load 35-39: measured about 8 s + 1.4 x the runs' estimate at pace 2
+#: (150 runs of the IOI example took 12-17 s where the runs alone were estimated at 6 s).
+PATCHING_START_S = 4.0
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
 #: Seconds per small numpy or LAPACK call on top of its counted work (a similarity method's ``Work.calls``; CCA
@@ -202,9 +206,10 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     Both from :func:`ecco_core.patching.work`. Batched runs go through the
     blocks at :data:`FORWARD_RATE` (each from its first patched position on,
     after the corrupted run's cached keys and values) and read the LM head at
-    one position each.
+    one position each; plus :data:`PATCHING_START_S`.
     """
-    return (n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model) / FORWARD_RATE * pace()
+    work = n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model
+    return (work / FORWARD_RATE + PATCHING_START_S) * pace()
 
 
 def verify_seconds(
