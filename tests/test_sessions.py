@@ -102,9 +102,14 @@ def minimal_app(tmp_path):
 
 
 # ---------------------------------------------------------------- the library
-def test_concurrent_captures_on_the_shared_model_equal_single_ones(lm):
+@pytest.fixture(scope="module")
+def alone(lm):
+    """Each prompt's capture on its own, in this process: what every concurrent session must get."""
+    return {prompt: ec.capture(lm, prompt, max_new_tokens=N_NEW) for prompt in PROMPTS}
+
+
+def test_concurrent_captures_on_the_shared_model_equal_single_ones(lm, alone):
     """Hooks on the shared model must record only their own thread's passes."""
-    alone = {prompt: ec.capture(lm, prompt, max_new_tokens=N_NEW) for prompt in PROMPTS}
     together, failures = {}, []
 
     def session(prompt):
@@ -127,7 +132,7 @@ def test_concurrent_captures_on_the_shared_model_equal_single_ones(lm):
 
 # ------------------------------------------------------------- the browser
 @pytest.mark.browser
-def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, lm):
+def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, alone):
     contexts = [browser.new_context(accept_downloads=True) for _ in PROMPTS]
     tabs = [context.new_page() for context in contexts]
     try:
@@ -139,9 +144,8 @@ def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, 
         for tab, prompt in zip(tabs, PROMPTS):
             assert_healthy(tab)
             shown = download_csv(tab, "Download tokens (CSV)")
-            alone = ec.capture(lm, prompt, max_new_tokens=N_NEW)
-            assert list(shown["token"]) == list(alone.tokens), prompt
-            np.testing.assert_allclose(shown["next_token_prediction_prob"], alone.top_probs[:, 0], atol=1e-5)
+            assert list(shown["token"]) == list(alone[prompt].tokens), prompt
+            np.testing.assert_allclose(shown["next_token_prediction_prob"], alone[prompt].top_probs[:, 0], atol=1e-5)
 
         for page_file in [path for path in page_files() if path.stem in ("1_Saliency", "2_Layer_predictions")]:
             for tab, prompt in zip(tabs, PROMPTS):
