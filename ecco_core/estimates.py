@@ -47,7 +47,7 @@ from . import circuits  # through the package, which makes ec.circuits callable 
 from .backward import plan
 from .capture import DEFAULT_CHUNK_BYTES, Capture
 from .factors import METHODS as FACTOR_METHODS
-from .factors import default_components, matrix_shape
+from .factors import default_components, fits_non_negative, matrix_shape
 from .layers import EMBEDDINGS, representation_widths
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES
@@ -427,7 +427,8 @@ def factor_quality_seconds(
     ``fitted`` one (its method at the first seed)."""
     seconds = 0.0
     for method in methods:
-        method_options = options if method == "nmf" else {k: v for k, v in options.items() if k != "negatives"}
+        method_options = (options if fits_non_negative(method)
+                          else {k: v for k, v in options.items() if k != "negatives"})
         fits = len(seeds) - (fitted is not None and fitted.method == method)
         seconds += fits * _factors(cap, method, method_options.get("n_components"), method_options.get("layers"),
                                    method_options.get("positions"), method_options.get("negatives", "clip"))

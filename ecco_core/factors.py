@@ -130,7 +130,7 @@ class Factors:
                 f"NMF of {scope}; each neuron's positive part and negated negative part are two "
                 "non-negative columns (sign +1 and -1), so nothing was clipped."
             )
-        if self.method == "nmf":
+        if self.negatives == "clip":
             return (
                 f"NMF of {scope}; negative activations ({self.clipped_fraction:.1%} of entries) "
                 "were clipped to 0 because NMF needs non-negative data."
@@ -339,23 +339,34 @@ class FactorMethod(NamedTuple):
     n_components)`` counts one fit's multiply-adds, for the estimate of a run
     (:func:`ecco_core.estimates.factors_seconds`); the default counts an SVD.
     ``label``: the method's name on a page (its key, upper-cased, when empty).
+    ``non_negative``: it fits a non-negative matrix, so :func:`factors` clips
+    or splits the negative activations first (``negatives``) and keeps its
+    factors' signs; otherwise it factors the signed values and turns each
+    factor so that its strongest token is positive.
     """
 
     function: Callable[[np.ndarray, int, int], _Fit]
     description: str
     work: Callable[[int, int, int], float] = _svd_work
     label: str = ""
+    non_negative: bool = False
 
 
 METHODS = {
     "nmf": FactorMethod(_fit_nmf, "non-negative matrix factorisation (negatives clipped to 0 or split off)",
-                        _nmf_work, "NMF (non-negative)"),
+                        _nmf_work, "NMF (non-negative)", non_negative=True),
     "pca": FactorMethod(_fit_pca, "principal component analysis", _svd_work, "PCA"),
     "ica": FactorMethod(_fit_ica, "independent component analysis (FastICA)", _ica_work, "ICA (FastICA)"),
 }
 """Decomposition methods by name. Adding one is a ``function(matrix (n_positions, n_neurons), n_components,
 seed)`` returning a ``_Fit`` and one :class:`FactorMethod` entry here; the page lists it and its estimate counts
 its ``work``."""
+
+def fits_non_negative(method: str) -> bool:
+    """Whether the factor method ``method`` fits non-negative data: its entry's ``non_negative`` (an entry that is
+    a plain :class:`~ecco_core._registry.Method` factors the signed values)."""
+    return getattr(METHODS[method], "non_negative", False)
+
 
 NEGATIVES = {
     "clip": "negative activations set to 0 (Ecco's way; loses the negative side of signed neurons)",
@@ -450,7 +461,7 @@ def matrix_shape(cap: Capture, method: str = "nmf", *, layers=None, positions=No
     ``negatives="split"`` doubles the neurons of NMF.
     """
     method = choice("method", method, METHODS)
-    split = method == "nmf" and choice("negatives", negatives, NEGATIVES) == "split"
+    split = fits_non_negative(method) and choice("negatives", negatives, NEGATIVES) == "split"
     n_blocks = len(indices("layers", layers, cap.n_layers, "block"))
     n_positions = len(indices("positions", positions, cap.n_tokens, "position"))
     return n_positions, n_blocks * cap.ffn.shape[2] * (2 if split else 1)
@@ -515,7 +526,7 @@ def factors(
     """
     method = choice("method", method, METHODS)
     negatives = choice("negatives", negatives, NEGATIVES)
-    if method != "nmf" and negatives != "clip":
+    if not fits_non_negative(method) and negatives != "clip":
         raise invalid("negatives", negatives, f"'clip' for {method.upper()}, which factors the signed values "
                       "('split' applies to NMF only)")
     seed = whole("seed", seed)
@@ -536,7 +547,7 @@ def factors(
     with heartbeat(progress, 0.0, fitting):
         fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
-    if method != "nmf":
+    if not fits_non_negative(method):
         weights, components = _oriented(weights, components)
 
     residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
@@ -553,7 +564,7 @@ def factors(
         tokens=tuple(cap.tokens[i] for i in position_ids),
         reconstruction_error=float(np.sqrt(residual / total)),
         explained_variance=1.0 - residual / variance if variance > 0 else 0.0,
-        negatives=negatives if method == "nmf" else "signed",
+        negatives=negatives if fits_non_negative(method) else "signed",
         clipped_fraction=clipped_fraction,
         converged=bool(fit.converged),
         seed=int(seed),
@@ -576,13 +587,13 @@ def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, metho
     neuron_signs = np.ones(matrix.shape[1], dtype=int)
     span = _ffn_span(tuple(layer_ids.tolist()))
     clipped_fraction = 0.0
-    if method == "nmf" and negatives == "split":
+    if fits_non_negative(method) and negatives == "split":
         matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
         neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
         neuron_signs = np.repeat([1, -1], len(neuron_signs))
         if not matrix.any():
             raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
-    elif method == "nmf":
+    elif fits_non_negative(method):
         negative = matrix < 0
         clipped_fraction = float(negative.mean())
         matrix[negative] = 0

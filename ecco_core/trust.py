@@ -48,7 +48,7 @@ from ._checks import choice, indices, invalid, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
-from .factors import Factors, default_components, factors
+from .factors import Factors, default_components, factors, fits_non_negative
 from .layers import residual_labels
 from .lens import Rankings, _head_device, _model_logits, _Ranks, _result, _unembed_rows, ranked_columns
 from .lens import rankings as rankings_of
@@ -493,7 +493,7 @@ def _check_fitted(fitted, cap: Capture, methods: tuple[str, ...], seed: int, opt
     positions = indices("positions", options.get("positions"), cap.n_tokens, "position")
     layers = indices("layers", options.get("layers"), cap.n_layers, "block")
     n_components = options.get("n_components") or default_components(len(positions))
-    negatives = options.get("negatives", "clip") if fitted.method == "nmf" else "signed"
+    negatives = options.get("negatives", "clip") if fits_non_negative(fitted.method) else "signed"
     expected = (fitted.method in methods, seed, tuple(positions.tolist()), tuple(layers.tolist()), n_components,
                 negatives, tuple(cap.tokens[p] for p in positions))
     given = (True, fitted.seed, tuple(fitted.positions.tolist()), fitted.layers, fitted.n_components,
@@ -552,7 +552,8 @@ def factor_quality(cap: Capture, methods=tuple(FACTOR_METHODS), *, seeds=(0, 1, 
     done = 0
     fvu, stability, n_components = [], [], 0
     for method in methods:
-        method_options = options if method == "nmf" else {k: v for k, v in options.items() if k != "negatives"}
+        method_options = (options if fits_non_negative(method)
+                          else {k: v for k, v in options.items() if k != "negatives"})
         fits = []
         for seed in seeds:
             if fitted is not None and method == fitted.method and seed == seeds[0]:

@@ -31,7 +31,8 @@ dashboard.page_param("factors_method", "nmf", choices=METHODS)
 dashboard.page_param("factors_negatives", "clip", choices=NEGATIVES)
 method = controls[0].selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="factors_method")
 negatives = controls[0].selectbox(
-    "NMF: negative activations", list(NEGATIVES), key="factors_negatives", disabled=method != "nmf",
+    "NMF: negative activations", list(NEGATIVES), key="factors_negatives",
+    disabled=not ec.factors.fits_non_negative(method),
     format_func={"clip": "clip to 0 (as Ecco)", "split": "split into +/- columns"}.get,
     help="Gated FFNs (Llama, SmolLM2) are as negative as positive: clipping drops that half, "
     "splitting keeps it as a second non-negative column per neuron.",
@@ -51,7 +52,7 @@ skip_first = controls[3].checkbox(
 
 positions = tuple(ec.factors.analysed_positions(cap, skip_special=skip_special, skip_first=skip_first))
 layer_range = range(first, last + 1)
-negatives = negatives if method == "nmf" else "clip"
+negatives = negatives if ec.factors.fits_non_negative(method) else "clip"
 n_neurons = len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1)
 # The box offers what this text allows, and starts from what suits it: 10, fewer on a short text.
 most = max(1, min(MAX_FACTORS, ec.factors.max_components(len(positions), n_neurons)))

@@ -62,6 +62,17 @@ def test_a_factor_method_added_as_one_entry_is_used(lm, monkeypatch):
     np.testing.assert_allclose(trial.token_activations, plain.token_activations, rtol=1e-5, atol=1e-6)
 
 
+def test_a_non_negative_factor_method_added_as_one_entry_gets_its_negatives_clipped(lm, monkeypatch):
+    """#27 §2: factors clipped (or split) negative activations, and kept the factors' signs, for the name "nmf"
+    alone; a second non-negative method was handed the signed values. The entry's non_negative says it."""
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    monkeypatch.setitem(factors.METHODS, "nmf again", factors.METHODS["nmf"]._replace(description="NMF, again"))
+    trial = ec.factors(cap, n_components=3, method="nmf again", layers=0)
+    plain = ec.factors(cap, n_components=3, method="nmf", layers=0)
+    assert trial.negatives == "clip" and trial.clipped_fraction == plain.clipped_fraction > 0
+    np.testing.assert_allclose(trial.token_activations, plain.token_activations, rtol=1e-5, atol=1e-6)
+
+
 def test_an_attention_method_added_as_one_entry_is_used(lm, monkeypatch):
     cap = ec.capture(lm, "The keys to the cabinet are on the table.")
     seen = []
