@@ -174,9 +174,8 @@ def lens_diagnostics(
     check_chunk_bytes(max_chunk_bytes)
     positions = _read_positions(cap) if positions is None else indices("positions", positions, cap.n_tokens, "position")
     positions = np.asarray(positions, dtype=np.int64)
-    final = torch.log_softmax(_model_logits(lm, cap.token_ids, positions).to(_head_device(lm)), dim=-1)
-    divergence = _Divergence(final)
-    _unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes, [divergence])
+    divergence = _Divergence(_model_logits(lm, cap.token_ids, positions).to(_head_device(lm)))
+    _unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [divergence])
     return divergence.result(lm, cap, positions, range(len(positions)))
 
 
@@ -213,8 +212,8 @@ def rankings_and_diagnostics(
     keep = np.zeros((n_rows, len(both)), dtype=bool)
     keep[1:, ranked_at] = True  # the rankings read every block's output, not the embeddings
     ranks = _Ranks(lm, keep.ravel(), np.tile(target_ids, n_rows - 1), k, model_logits[ranked_at])
-    divergence = _Divergence(torch.log_softmax(model_logits, dim=-1))
-    _unembed_rows(lm, _lens_rows(cap, both), max_chunk_bytes, [ranks, divergence])
+    divergence = _Divergence(model_logits)
+    _unembed_rows(lm, _lens_rows(cap, both), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [ranks, divergence])
     rankings = _result(lm, None, cap.token_ids, ranked, target_ids, None, kind=kind, k=k,
                        max_chunk_bytes=max_chunk_bytes, lensed=ranks.result(n_rows - 1, len(ranked)))
     return rankings, divergence.result(lm, cap, read, read_at)
@@ -237,11 +236,17 @@ def _lens_rows(cap: Capture, positions: np.ndarray) -> np.ndarray:
 class _Divergence:
     """KL(final || lens) and top-1 agreement of each row of :func:`_lens_rows`, chunk by chunk.
 
-    ``final`` (n_columns, vocab_size) holds the model's own log-probabilities at the rows' positions.
+    ``model_logits`` (n_columns, vocab_size), the model's own logits at the rows' positions, become its
+    log-probabilities in place (taken a few rows at a time, so no second copy of them is ever made).
     """
 
-    def __init__(self, final: torch.Tensor):
-        self.final, self.final_ids = final, final.argmax(-1)
+    CHUNKS_ALIVE = 3  # chunks of logits that add() holds at once: the lens's, its log-probabilities, the targets'
+
+    def __init__(self, model_logits: torch.Tensor):
+        self.final_ids = model_logits.argmax(-1)
+        for rows in model_logits.split(64):
+            rows.copy_(torch.log_softmax(rows, dim=-1))
+        self.final = model_logits
         self.kl, self.agreement = [], []
 
     def add(self, start: int, stop: int, logits: torch.Tensor) -> None:
