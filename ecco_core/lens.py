@@ -162,7 +162,7 @@ class Rankings:
         )
 
 
-def _head_device(lm: LM) -> torch.device:
+def head_device(lm: LM) -> torch.device:
     """Where the final norm and head live (not always the embeddings' device under ``device_map``)."""
     for module in (*lm.final_norm, *lm.head):
         for parameter in module.parameters():
@@ -172,7 +172,7 @@ def _head_device(lm: LM) -> torch.device:
 
 # ------------------------------------------------------------ the lens
 @torch.inference_mode()
-def _unembed_rows(lm: LM, rows: np.ndarray, max_chunk_bytes: int, reducers) -> None:
+def unembed_rows(lm: LM, rows: np.ndarray, max_chunk_bytes: int, reducers) -> None:
     """Read ``rows`` (n_rows, d_model) through the final norm and LM head, in chunks of at most ``max_chunk_bytes``.
 
     Each chunk's float32 logits, rows ``start:stop``, go to every reducer's
@@ -182,7 +182,7 @@ def _unembed_rows(lm: LM, rows: np.ndarray, max_chunk_bytes: int, reducers) -> N
     the lens's divergence of :func:`ecco_core.trust.lens_diagnostics`).
     """
     check_chunk_bytes(max_chunk_bytes)
-    device, dtype = _head_device(lm), lm.embeddings.weight.dtype
+    device, dtype = head_device(lm), lm.embeddings.weight.dtype
     rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
     for start in range(0, len(rows), rows_per_chunk):
         stop = min(start + rows_per_chunk, len(rows))
@@ -192,17 +192,17 @@ def _unembed_rows(lm: LM, rows: np.ndarray, max_chunk_bytes: int, reducers) -> N
         del logits
 
 
-class _Ranks:
+class RankReducer:
     """Rank, probability and top-k of each kept row's target token, and the last layer's parity, chunk by chunk.
 
-    ``keep`` (n_rows,) marks the rows to rank among those :func:`_unembed_rows`
+    ``keep`` (n_rows,) marks the rows to rank among those :func:`unembed_rows`
     reads, ``target_ids`` (n_kept,) their targets in order; the last
     ``len(model_logits)`` kept rows are the last layer, compared with
     ``model_logits`` (n_columns, vocab_size), the model's own.
     """
 
     def __init__(self, lm: LM, keep: np.ndarray, target_ids: np.ndarray, k: int, model_logits: torch.Tensor):
-        device = _head_device(lm)
+        device = head_device(lm)
         self.keep, self.k = np.asarray(keep, dtype=bool), min(k, lm.vocab_size)
         self.targets = torch.as_tensor(np.asarray(target_ids), device=device)[:, None]
         self.model_logits = model_logits.to(device)
@@ -245,19 +245,19 @@ def _lens(lm: LM, hidden: np.ndarray, target_ids: np.ndarray, k: int, max_chunk_
     """Ranks, probabilities and top-k of ``target_ids`` for every (layer, column), chunked.
 
     ``hidden`` has shape (n_layers, n_columns, d_model); returns
-    :meth:`_Ranks.result`, whose ``max_abs_diff`` is the largest
+    :meth:`RankReducer.result`, whose ``max_abs_diff`` is the largest
     absolute difference between the last layer's logits and ``model_logits``
     (n_columns, vocab_size), taken as the last layer's chunks go by.
     """
     n_layers, n_columns, d_model = hidden.shape
-    ranked = _Ranks(lm, np.ones(n_layers * n_columns, dtype=bool), np.tile(target_ids, n_layers), k,
+    ranked = RankReducer(lm, np.ones(n_layers * n_columns, dtype=bool), np.tile(target_ids, n_layers), k,
                          model_logits)
-    _unembed_rows(lm, hidden.reshape(-1, d_model), max_chunk_bytes, [ranked])
+    unembed_rows(lm, hidden.reshape(-1, d_model), max_chunk_bytes, [ranked])
     return ranked.result(n_layers, n_columns)
 
 
 @torch.inference_mode()
-def _model_logits(lm: LM, token_ids, positions) -> torch.Tensor:
+def own_logits(lm: LM, token_ids, positions) -> torch.Tensor:
     """The model's own logits at ``positions`` from a real forward pass: (n_positions, vocab_size).
 
     Asks the model for those positions only where it supports ``logits_to_keep``.
@@ -277,7 +277,7 @@ def _recorded_forward(lm: LM, token_ids, positions) -> tuple[np.ndarray, torch.T
     shape (n_positions, vocab_size).
     """
     with recording(lm) as record:
-        model_logits = _model_logits(lm, token_ids, positions)
+        model_logits = own_logits(lm, token_ids, positions)
     keep = torch.as_tensor(np.asarray(positions))
     columns = np.stack([hidden[0, keep].float().cpu().numpy() for hidden in record.hidden_states[1:]])
     return columns, model_logits
@@ -289,12 +289,12 @@ def _traced(lm: LM, token_ids, positions, target_ids, *, k, max_chunk_bytes, **l
 
     check_chunk_bytes(max_chunk_bytes)
     lensed = sessions.lens(lm, token_ids, positions, target_ids, k=k, max_chunk_bytes=max_chunk_bytes)
-    return _result(lm, None, token_ids, positions, lensed["target_ids"], None, k=k, max_chunk_bytes=max_chunk_bytes,
-                   lensed=lensed, **labels)
+    return rankings_result(lm, None, token_ids, positions, lensed["target_ids"], None, k=k,
+                           max_chunk_bytes=max_chunk_bytes, lensed=lensed, **labels)
 
 
-def _result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind, k, max_chunk_bytes,
-            candidates=None, first_token_only=None, notes=(), lensed=None) -> Rankings:
+def rankings_result(lm, columns, token_ids, positions, target_ids, model_logits, *, kind, k, max_chunk_bytes,
+                    candidates=None, first_token_only=None, notes=(), lensed=None) -> Rankings:
     """Run the chunked lens on ``columns`` ((n_layers, n_columns, d_model) block outputs) and package it.
 
     ``lensed`` holds the lens already run elsewhere (:func:`_traced`), ``columns`` and ``model_logits`` unused.
@@ -380,11 +380,11 @@ def rankings(lm: LM, cap: Capture, *, k: int = 5, max_chunk_bytes: int = DEFAULT
     positions, target_ids, kind = ranked_columns(lm, cap)
     if lm.backend.traced:
         return _traced(lm, token_ids, positions, target_ids, kind=kind, k=k, max_chunk_bytes=max_chunk_bytes)
-    model_logits = _model_logits(lm, token_ids, positions)
+    model_logits = own_logits(lm, token_ids, positions)
     if target_ids is None:
         target_ids = model_logits.argmax(-1).cpu().numpy()
     columns = np.ascontiguousarray(cap.hidden_states[1:, positions], dtype=np.float32)
-    return _result(
+    return rankings_result(
         lm, columns, token_ids, positions, target_ids, model_logits,
         kind=kind, k=k, max_chunk_bytes=max_chunk_bytes,
     )
@@ -502,7 +502,7 @@ def watch(
     if lm.backend.traced:
         return _traced(lm, input_ids, positions, [ids[0] for ids in ids_of], **labels)
     columns, model_logits = _recorded_forward(lm, input_ids, positions)
-    return _result(lm, columns, input_ids, positions, [ids[0] for ids in ids_of], model_logits, **labels)
+    return rankings_result(lm, columns, input_ids, positions, [ids[0] for ids in ids_of], model_logits, **labels)
 
 
 # ------------------------------------------------------------ suggestions

@@ -467,12 +467,12 @@ def _integrated_gradients(lm, token_ids, read_positions, target_of, *, steps, ma
     gradient, _ = input_gradients(
         lm, embeddings, read_positions, target_of, scales=scales, max_chunk_bytes=max_chunk_bytes, progress=progress
     )
-    values = _values(lm, embeddings, read_positions, target_of)[0]
+    values = target_values(lm, embeddings, read_positions, target_of)[0]
     return (*_norm_and_sum(gradient * embeddings[0]), values.cpu().numpy())
 
 
 @torch.inference_mode()
-def _values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable) -> torch.Tensor:
+def target_values(lm: LM, embeds: torch.Tensor, read_positions: np.ndarray, target_of: Callable) -> torch.Tensor:
     """Targets of ``embeds`` (batch, n_tokens, d_model) -> (batch, n_generated), float64."""
     hidden = lm.model.base_model(inputs_embeds=embeds).last_hidden_state
     return target_of(lm.apply_head(hidden[:, read_positions]), None)
@@ -486,14 +486,14 @@ def _erasure(
     """Drop of each target when each token's embedding is zeroed (raw and signed alike), in batches of erased copies."""
     embeddings = lm.embeddings(token_ids)  # (1, n_tokens, d_model)
     n_tokens = embeddings.shape[1]
-    full = _values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
+    full = target_values(lm, embeddings, read_positions, target_of)[0]  # (n_generated,)
     erased = torch.empty((n_tokens, len(read_positions)), dtype=torch.float64, device=embeddings.device)
     per_batch = erasure_batch(lm, n_tokens, max_chunk_bytes, embeddings.element_size())
     for start in range(0, n_tokens, per_batch):
         stop = min(n_tokens, start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
-        erased[start:stop] = _values(lm, copies, read_positions, target_of)
+        erased[start:stop] = target_values(lm, copies, read_positions, target_of)
         if progress is not None:
             progress(stop / n_tokens, f"Erased {stop} of {n_tokens} tokens")
     drop = (full[None, :] - erased).T.cpu().numpy()

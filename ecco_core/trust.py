@@ -50,12 +50,12 @@ from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_byte
 from .factors import METHODS as FACTOR_METHODS
 from .factors import Factors, default_components, factors, fits_non_negative
 from .layers import residual_labels
-from .lens import Rankings, _head_device, _model_logits, _Ranks, _result, _unembed_rows, ranked_columns
+from .lens import RankReducer, Rankings, head_device, own_logits, ranked_columns, rankings_result, unembed_rows
 from .lens import rankings as rankings_of
 from .models import LM
 from .readouts import reader
 from .saliency import METHODS as SALIENCY_METHODS
-from .saliency import Saliency, _values, explained_positions
+from .saliency import Saliency, explained_positions, target_values
 from .saliency import saliency as saliency_of
 
 
@@ -174,8 +174,8 @@ def lens_diagnostics(
     check_chunk_bytes(max_chunk_bytes)
     positions = _read_positions(cap) if positions is None else indices("positions", positions, cap.n_tokens, "position")
     positions = np.asarray(positions, dtype=np.int64)
-    divergence = _Divergence(_model_logits(lm, cap.token_ids, positions).to(_head_device(lm)))
-    _unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [divergence])
+    divergence = _Divergence(own_logits(lm, cap.token_ids, positions).to(head_device(lm)))
+    unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [divergence])
     return divergence.result(lm, cap, positions, range(len(positions)))
 
 
@@ -205,17 +205,17 @@ def rankings_and_diagnostics(
             lm, cap, max_chunk_bytes=max_chunk_bytes)
     both = np.union1d(read, ranked)
     ranked_at, read_at = np.searchsorted(both, ranked), np.searchsorted(both, read)
-    model_logits = _model_logits(lm, cap.token_ids, both).to(_head_device(lm))
+    model_logits = own_logits(lm, cap.token_ids, both).to(head_device(lm))
     if target_ids is None:
         target_ids = model_logits[ranked_at].argmax(-1).cpu().numpy()
     n_rows = cap.hidden_states.shape[0]
     keep = np.zeros((n_rows, len(both)), dtype=bool)
     keep[1:, ranked_at] = True  # the rankings read every block's output, not the embeddings
-    ranks = _Ranks(lm, keep.ravel(), np.tile(target_ids, n_rows - 1), k, model_logits[ranked_at])
+    ranks = RankReducer(lm, keep.ravel(), np.tile(target_ids, n_rows - 1), k, model_logits[ranked_at])
     divergence = _Divergence(model_logits)
-    _unembed_rows(lm, _lens_rows(cap, both), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [ranks, divergence])
-    rankings = _result(lm, None, cap.token_ids, ranked, target_ids, None, kind=kind, k=k,
-                       max_chunk_bytes=max_chunk_bytes, lensed=ranks.result(n_rows - 1, len(ranked)))
+    unembed_rows(lm, _lens_rows(cap, both), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [ranks, divergence])
+    rankings = rankings_result(lm, None, cap.token_ids, ranked, target_ids, None, kind=kind, k=k,
+                               max_chunk_bytes=max_chunk_bytes, lensed=ranks.result(n_rows - 1, len(ranked)))
     return rankings, divergence.result(lm, cap, read, read_at)
 
 
@@ -1153,7 +1153,7 @@ def _erased_probabilities(lm: LM, embeddings: torch.Tensor, masks: np.ndarray, r
         stop = min(len(masks), start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.as_tensor(masks[start:stop], device=embeddings.device)] = 0.0
-        out[start:stop] = _values(lm, copies, np.array([read_position]), target_of)[:, 0].cpu().numpy()
+        out[start:stop] = target_values(lm, copies, np.array([read_position]), target_of)[:, 0].cpu().numpy()
         if progress is not None:
             progress(stop / len(masks), f"Erased {stop} of {len(masks)} variants")
     return out

@@ -165,3 +165,26 @@ def test_the_walk_sees_function_level_imports_and_finds_a_circle():
     assert "probing" in graph["similarity"]  # importing probing.data runs the probing package
     assert find_cycle({"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b": 1}, "b": {}}) is None
+
+
+
+def private_imports(path: Path, source: str) -> list[str]:
+    """``from <an ecco_core module> import _name`` in ``source`` (the text of ``path``): a module's private name
+    used outside it. A private module (``_checks``) is the package's own and may be imported whole."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ImportFrom) and node.level):
+            continue
+        folder = path.parents[node.level - 1].joinpath(*(node.module or "").split(".") if node.module else [])
+        found += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports {alias.name} from {'.' * node.level}"
+                  f"{node.module or ''}" for alias in node.names
+                  if alias.name.startswith("_") and not alias.name.startswith("__")
+                  and not (folder / f"{alias.name}.py").exists() and not (folder / alias.name).is_dir()]
+    return found
+
+
+def test_no_module_imports_another_modules_private_name():
+    found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in private_imports(path, path.read_text())]
+    assert not found, "\n".join(found)
+    assert private_imports(PACKAGE / "trust.py", "from .lens import _head_device, Rankings\nfrom . import _checks\n"
+                           ) == ["trust.py:1 imports _head_device from .lens"]

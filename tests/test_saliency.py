@@ -165,8 +165,8 @@ def test_integrated_gradients_add_up_to_the_change_of_the_target(tiny_gpt2):
     target_of = readouts.reader("logit", torch.as_tensor(cap.token_ids[cap.n_input :]))
     embeddings = tiny_gpt2.embeddings(torch.tensor(cap.token_ids[None])).detach()
     change = (
-        saliency_module._values(tiny_gpt2, embeddings, reads, target_of)
-        - saliency_module._values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
+        saliency_module.target_values(tiny_gpt2, embeddings, reads, target_of)
+        - saliency_module.target_values(tiny_gpt2, torch.zeros_like(embeddings), reads, target_of)
     )[0]
     np.testing.assert_allclose(result.signed.sum(axis=1), change.numpy(), atol=2e-3, rtol=2e-3)
 
