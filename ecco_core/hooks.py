@@ -81,10 +81,12 @@ def on_first(function: Callable[[torch.Tensor], torch.Tensor | None]) -> Callabl
 
 
 def _this_thread_only(hook: Callable, owner: int) -> Callable:
-    def scoped(module, args, third):
+    # ``*rest``, not one third argument: torch registers a hook with kwargs in two steps, so another thread's pass
+    # in between calls it without the kwargs (a TypeError in that thread, seen with two concurrent captures).
+    def scoped(module, args, *rest):
         if threading.get_ident() != owner:
             return None
-        return hook(module, args, third)
+        return hook(module, args, *rest)
     return scoped
 
 

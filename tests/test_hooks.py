@@ -87,3 +87,16 @@ def test_first_and_replace_first_keep_the_container():
         replaced = replace_first(output, b)
         assert first(replaced) is b and type(replaced) is type(output)
         assert replaced[1:] == output[1:] if isinstance(output, (tuple, list)) else replaced is b
+
+
+def test_another_threads_hook_is_skipped_even_when_torch_calls_it_without_its_kwargs():
+    """torch registers a hook with kwargs in two steps; a pass of another thread in between calls it with two
+    arguments. The thread-scoped wrapper must skip it there, not raise (a concurrent capture failed on it)."""
+    from ecco_core.hooks import _this_thread_only
+
+    owner = threading.Thread(target=lambda: None)
+    owner.start()
+    owner.join()
+    scoped = _this_thread_only(lambda module, args, kwargs: (args, kwargs), owner.ident)
+    assert scoped(None, (1,)) is None and scoped(None, (1,), {}) is None
+    assert _this_thread_only(lambda module, args, kwargs: kwargs, threading.get_ident())(None, (), {"a": 1}) == {"a": 1}
