@@ -151,6 +151,13 @@ def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
         ec.circuits(remote, "The keys to the cabinet", "is", "are")
 
 
+def _serving(server: http.server.HTTPServer):
+    """Serve on a thread of this process while the fixture is in use: yields the server's address."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
 @pytest.fixture
 def fake_ndif():
     """A stand-in for NDIF on this machine (no network): it serves two models and refuses every key."""
@@ -166,10 +173,7 @@ def fake_ndif():
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Status)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from _serving(http.server.HTTPServer(("127.0.0.1", 0), Status))
 
 
 def test_the_served_list_is_read_from_ndif_an_unserved_model_refused_and_a_bad_key_named(fake_ndif):
@@ -256,10 +260,7 @@ def queueing_ndif():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Queue)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Queue))
 
 
 def test_a_request_kept_in_ndifs_queue_is_given_up_with_what_to_do(lm, queueing_ndif, monkeypatch):
