@@ -381,6 +381,23 @@ def selectbox_value(page, label: str) -> str:
     return page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label, exact=True).input_value()
 
 
+def legends_over_axis_titles(page) -> list[int]:
+    """Indices of the drawn charts whose legend overlaps an axis title (a horizontal legend placed under the plot
+    runs into the x axis title once rotated tick labels push the title down); empty when none does."""
+    return page.locator('[data-testid="stMain"]').evaluate(
+        """main => [...main.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].flatMap((chart, i) => {
+            const legend = chart.querySelector('.legend .bg');
+            if (!legend) return [];
+            const a = legend.getBoundingClientRect();
+            const hit = [...chart.querySelectorAll('.g-xtitle text, .g-ytitle text')].some(title => {
+                const b = title.getBoundingClientRect();
+                return b.width > 0 && a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+            });
+            return hit ? [i] : [];
+        })"""
+    )
+
+
 def clipped_text(page) -> list[str]:
     """Text of the main area's widgets that does not fit its box (empty when all of it reads in full).
 

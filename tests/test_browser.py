@@ -30,6 +30,7 @@ from browser import (
     heatmap_cells,
     hover_heatmap_cell,
     hover_saliency_token,
+    legends_over_axis_titles,
     main_text,
     open_app,
     outlined_token,
@@ -429,6 +430,8 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     open_page(page, app_url, "2_Layer_predictions", **{"watch_words": "1564, 1616, ."})
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")
+    # The line charts' legends read clear of their x axis titles (#31: one under the plot ran into it at 1400 px).
+    assert legends_over_axis_titles(page) == []
     assert clickable_chart(page) == 0
     # Typed candidates alone (chips unselected); a year is 5 tokens here, so its label says "(1st token)".
     assert chart_traces(page, 2)[0]["x"] == ["1564 (1st token)", "1616 (1st token)", "."]

@@ -161,8 +161,9 @@ def layer_probability_figure(rankings, columns, *, title: str = ""):
     figure.update_layout(
         title=escape_text(title), xaxis_title="layer (block output read through the final norm + LM head)",
         yaxis=_probability_axis(np.concatenate(shown)),
+        # The legend on the right, Plotly's default: one under the plot ran into the x axis title once the
+        # rotated block labels pushed the title down.
         margin=margins(title), height=360,
-        legend={"orientation": "h", "y": -0.2},
     )
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(rankings.layer_labels))
     return figure
