@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from browser import CHART_DRAWN, app_link, free_port, launch_chromium, start_server, stop_server  # noqa: E402
+from app_driver import CHART_DRAWN, app_link, free_port, launch_chromium, start_server, stop_server  # noqa: E402
 
 WARM_TARGET_S, COLD_TARGET_S = 8.0, 30.0
 

@@ -61,13 +61,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from browser import (  # noqa: E402
+from app_driver import (  # noqa: E402
     EXCEPTION, FIRST_RUN_FINISHED, PAGES, app_link, errors, free_port, launch_chromium, url_path,
 )
 from rss import peak_bytes, reset_peak  # noqa: E402

@@ -80,3 +80,25 @@ def test_the_library_and_its_tests_never_import_streamlit_or_the_dashboard():
         imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"streamlit", "dashboard", "apptest"}, path.name
+
+
+def _imported(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports, at any level of the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
+                                        if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+
+
+def test_tests_share_support_modules_never_each_other_and_benchmarks_never_import_the_tests():
+    """Shared fixtures live in conftest.py, shared helpers in the support modules (apptest, browser, families;
+    app_driver at the root, shared with bench/), so no test file is imported by another or by a benchmark."""
+    test_files = {path.stem for path in TESTS.glob("test_*.py")}
+    found = [f"tests/{path.name} imports {name}" for path in sorted(TESTS.glob("*.py"))
+             for name in sorted(_imported(path) & test_files)]
+    bench = TESTS.parent / "bench"
+    found += [f"bench/{path.name} imports tests/{name}.py" for path in sorted(bench.glob("*.py"))
+              for name in sorted(_imported(path) & {path.stem for path in TESTS.glob("*.py")})]
+    found += [f"bench/{path.name} puts tests/ on its path" for path in sorted(bench.glob("*.py"))
+              if '"tests"' in path.read_text(encoding="utf-8")]
+    assert not found, "\n".join(found)

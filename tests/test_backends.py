@@ -5,10 +5,7 @@ unreachable host is a closed port on this machine.
 """
 
 import ast
-import http.server
 import inspect
-import json
-import threading
 
 import numpy as np
 import pytest
@@ -151,31 +148,6 @@ def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
         ec.circuits(remote, "The keys to the cabinet", "is", "are")
 
 
-def _serving(server: http.server.HTTPServer):
-    """Serve on a thread of this process while the fixture is in use: yields the server's address."""
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-@pytest.fixture
-def fake_ndif():
-    """A stand-in for NDIF on this machine (no network): it serves two models and refuses every key."""
-    class Status(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"deployments": {"x": {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT"},
-                                               "y": {"repo_id": "cold/model", "deployment_level": "COLD"},
-                                               "z": {"repo_id": ec.DEFAULT_MODEL, "deployment_level": "WARM"}}})
-            self.send_response(200 if self.path == "/status" else 401)
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, *args):
-            pass
-
-    yield from _serving(http.server.HTTPServer(("127.0.0.1", 0), Status))
-
-
 def test_the_served_list_is_read_from_ndif_an_unserved_model_refused_and_a_bad_key_named(fake_ndif):
     assert backends.served_models(fake_ndif) == ["SmolLM2-135M-Instruct", "meta-llama/Llama-3.1-70B"]
     with pytest.raises(ValueError, match=r"NDIF does not serve 'meta-llama/Llama-3.2-1B' now; it serves: "
@@ -219,48 +191,6 @@ def test_an_unreachable_ndif_says_so_without_the_key(lm):
     assert KEY not in str(raised.value)
     with pytest.raises(backends.RemoteError, match="its model list cannot be read"):
         ec.load("meta-llama/Llama-3.1-70B", backend="ndif", host="http://127.0.0.1:9", api_key=KEY)
-
-
-@pytest.fixture
-def queueing_ndif():
-    """A stand-in for NDIF on this machine (no network) that serves the causal default and keeps every request
-    QUEUED for ever."""
-    import base64
-    import hashlib
-
-    class Queue(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # the served models, or the status websocket: the session id, one QUEUED status, nothing
-            if self.path == "/status":
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(json.dumps({"deployments": {"z": {"repo_id": ec.DEFAULT_MODEL,
-                                                                   "deployment_level": "HOT"}}}).encode())
-                return
-            accept = base64.b64encode(hashlib.sha1(
-                (self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-            self.send_response(101)
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", accept.decode())
-            self.end_headers()
-            for message in ({"session_id": "s"}, {"id": "job", "status": "QUEUED", "description": "3rd in line"}):
-                payload = json.dumps(message).encode()
-                self.wfile.write(bytes([0x81, len(payload)]) + payload)  # one unmasked text frame
-                self.wfile.flush()
-            header = self.rfile.read(2)  # until the client closes: its close frame (masked), answered in kind
-            self.rfile.read((header[1] & 0x7F) + 4)
-            self.wfile.write(bytes([0x88, 0]))
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(json.dumps({"id": "job", "status": "RECEIVED"}).encode())
-
-        def log_message(self, *args):
-            pass
-
-    yield from _serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Queue))
 
 
 def test_a_request_kept_in_ndifs_queue_is_given_up_with_what_to_do(lm, queueing_ndif, monkeypatch):

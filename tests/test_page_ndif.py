@@ -10,7 +10,6 @@ import json
 
 import ecco_core as ec
 from apptest import assert_no_error, page, run
-from test_backends import queueing_ndif  # noqa: F401 - a fixture: NDIF on a local port, every request kept QUEUED
 
 KEY = "ndif-page-key-7d1e"  # a made-up key: what must never show
 SHORT = {"text": "The capital of France is", "new": "1"}
