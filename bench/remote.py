@@ -37,6 +37,7 @@ def _views(cap):
     return [
         ("capture (8 generated)", lambda lm: ec.capture(lm, PROMPT, max_new_tokens=8)),
         ("logit lens rankings", lambda lm: ec.rankings(lm, cap)),
+        ("lens rankings + KL, agreement", lambda lm: ec.trust.rankings_and_diagnostics(lm, cap)),
         ("logit lens watch", lambda lm: ec.watch(lm, "The keys to the cabinet", ["is", "are"])),
         ("saliency grad x input", lambda lm: ec.saliency(lm, cap)),
         ("attribution patching", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)),

@@ -51,7 +51,6 @@ from .factors import METHODS as FACTOR_METHODS
 from .factors import Factors, default_components, factors, fits_non_negative
 from .layers import residual_labels
 from .lens import RankReducer, Rankings, head_device, own_logits, ranked_columns, rankings_result, unembed_rows
-from .lens import rankings as rankings_of
 from .models import LM
 from .readouts import reader
 from .saliency import METHODS as SALIENCY_METHODS
@@ -169,11 +168,12 @@ def lens_diagnostics(
         position is out of range, or the capture holds special tokens only.
     """
     lm.require_head()
-    lm.require_hooks("the lens's KL and agreement", "they run the model's own head over every layer of the capture")
     captured_by(lm, cap)
     check_chunk_bytes(max_chunk_bytes)
     positions = _read_positions(cap) if positions is None else indices("positions", positions, cap.n_tokens, "position")
     positions = np.asarray(positions, dtype=np.int64)
+    if lm.backend.traced:
+        return _traced_diagnostics(lm, cap, positions, _lensed(lm, cap, [], [], positions, 1, max_chunk_bytes))
     divergence = _Divergence(own_logits(lm, cap.token_ids, positions).to(head_device(lm)))
     unembed_rows(lm, _lens_rows(cap, positions), max_chunk_bytes // _Divergence.CHUNKS_ALIVE, [divergence])
     return divergence.result(lm, cap, positions, range(len(positions)))
@@ -200,9 +200,11 @@ def rankings_and_diagnostics(
     check_chunk_bytes(max_chunk_bytes)
     ranked, target_ids, kind = ranked_columns(lm, cap)
     read = _read_positions(cap)
-    if lm.backend.traced:  # the rankings come from one nnsight session; the diagnostics are read here
-        return rankings_of(lm, cap, k=k, max_chunk_bytes=max_chunk_bytes), lens_diagnostics(
-            lm, cap, max_chunk_bytes=max_chunk_bytes)
+    if lm.backend.traced:  # one nnsight session reads both off the same logits, on the server
+        lensed = _lensed(lm, cap, ranked, target_ids, read, k, max_chunk_bytes)
+        rankings = rankings_result(lm, None, cap.token_ids, ranked, lensed["target_ids"], None, kind=kind, k=k,
+                                   max_chunk_bytes=max_chunk_bytes, lensed=lensed)
+        return rankings, _traced_diagnostics(lm, cap, read, lensed)
     both = np.union1d(read, ranked)
     ranked_at, read_at = np.searchsorted(both, ranked), np.searchsorted(both, read)
     model_logits = own_logits(lm, cap.token_ids, both).to(head_device(lm))
@@ -217,6 +219,21 @@ def rankings_and_diagnostics(
     rankings = rankings_result(lm, None, cap.token_ids, ranked, target_ids, None, kind=kind, k=k,
                                max_chunk_bytes=max_chunk_bytes, lensed=ranks.result(n_rows - 1, len(ranked)))
     return rankings, divergence.result(lm, cap, read, read_at)
+
+
+def _lensed(lm: LM, cap: Capture, ranked, target_ids, diagnosed, k: int, max_chunk_bytes: int) -> dict:
+    """The lens through nnsight: ranks at ``ranked`` and the divergence at ``diagnosed``, from one session."""
+    from .backends import sessions
+
+    return sessions.lens(lm, cap.token_ids, ranked, target_ids, k=k, max_chunk_bytes=max_chunk_bytes,
+                         diagnosed=diagnosed)
+
+
+def _traced_diagnostics(lm: LM, cap: Capture, positions: np.ndarray, lensed: dict) -> LensDiagnostics:
+    """:class:`LensDiagnostics` at ``positions`` from a lens session's ``kl``, ``agreement`` and ``final_ids``."""
+    return LensDiagnostics(kl=lensed["kl"], agreement=lensed["agreement"],
+                           positions=np.asarray(positions, dtype=np.int64), final_ids=lensed["final_ids"],
+                           model_name=lm.name, tokens=tuple(cap.tokens))
 
 
 def _read_positions(cap: Capture) -> np.ndarray:

@@ -29,12 +29,10 @@ with dashboard.user_errors():
                          "give a longer prompt or some new tokens")
     if not lm.is_causal and cap.special.all():
         raise ValueError("The prompt holds special tokens only: there is nothing to rank")
-    # The ranks and how far to trust each row (the tuned-lens diagnostics) from one pass of the lens; through
-    # NDIF the ranks alone (the diagnostics run the head here, on every layer).
-    read = (lambda: (ec.rankings(lm, cap, k=5), None)) if lm.backend.traced else (
-        lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5))
+    # The ranks and how far to trust each row (the tuned-lens diagnostics) from one pass of the lens (on NDIF,
+    # one request that sends back both).
     result, diagnostics = dashboard.cached_analysis(
-        read, key="lens", settings=(dashboard.capture_key(cap), lm.backend.traced),
+        lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5), key="lens", settings=(dashboard.capture_key(cap), lm.backend.traced),
         spinner="Reading every block's output…",
     )
 if result is None:
@@ -49,16 +47,12 @@ dashboard.backend.computed_on(lm)
 figure = plots.rankings_figure(result, diagnostics=diagnostics)
 st.plotly_chart(figure, selection_mode="points", key="lens_heatmap", width="stretch",
                 on_select=dashboard.on_cell_click("lens_heatmap", lambda cell: {"lens_token": cell[1]}))
-if diagnostics is None:
-    st.caption("How far to trust each row (the lens's KL to the output and their agreement) is measured on this "
-               "machine only: choose Run on: this machine in the sidebar to see it.")
-else:
-    agreeing = diagnostics.first_layer_agreeing()
-    st.caption(
-        f"How far to trust each row (right of the heatmap): KL from the output's distribution to the lens's, and "
-        f"the share of the {len(diagnostics.positions)} positions where their top tokens agree. "
-        + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
-    )
+agreeing = diagnostics.first_layer_agreeing()
+st.caption(
+    f"How far to trust each row (right of the heatmap): KL from the output's distribution to the lens's, and "
+    f"the share of the {len(diagnostics.positions)} positions where their top tokens agree. "
+    + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
+)
 
 labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
 # In the URL too; a new capture starts at its first token.
@@ -68,8 +62,7 @@ st.plotly_chart(
     plots.layer_probability_figure(result, [column], title=f"Probability of {labels[column]} by block"),
     key="lens_line", width="stretch",
 )
-dashboard.download_buttons(result.to_frame() if diagnostics is None else diagnostics.beside(result.to_frame()),
-                           "layer-predictions", figure)
+dashboard.download_buttons(diagnostics.beside(result.to_frame()), "layer-predictions", figure)
 
 # ---- Figure 8: candidates side by side at one position
 st.subheader("Compare candidates at one position")

@@ -69,12 +69,26 @@ def test_lens_rankings_and_watch_through_nnsight_rank_alike_in_one_small_request
     assert record.requests == watched.requests == 1 and max(record.received + watched.received) < 64_000
 
 
+def _same_diagnostics(hooked, through):
+    for name in ("agreement", "positions", "final_ids"):
+        np.testing.assert_array_equal(getattr(through, name), getattr(hooked, name))
+    np.testing.assert_allclose(through.kl, hooked.kl, rtol=1e-5, atol=1e-6)
+    assert (through.tokens, through.model_name) == (hooked.tokens, hooked.model_name)
+
+
 def test_lens_through_nnsight_on_every_family(tiny):
     text = "The keys to" if tiny.is_causal else "The [MASK] to the"
     traced = backends.use(tiny, "nnsight", remote="local")
     cap = ec.capture(tiny, text, max_new_tokens=2 if tiny.is_causal else 0)
     _same_rankings(ec.rankings(tiny, cap), ec.rankings(traced, cap))
     _same_rankings(ec.watch(tiny, text, ["is", "are"]), ec.watch(traced, text, ["is", "are"]))
+    _same_diagnostics(ec.trust.lens_diagnostics(tiny, cap), ec.trust.lens_diagnostics(traced, cap))
+    with backends.ledger() as record:  # the Layer predictions page's pair, read off the same logits on the server
+        rankings, diagnostics = ec.trust.rankings_and_diagnostics(traced, cap, k=3)
+    hooked_rankings, hooked = ec.trust.rankings_and_diagnostics(tiny, cap, k=3)
+    _same_rankings(hooked_rankings, rankings)
+    _same_diagnostics(hooked, diagnostics)
+    assert record.requests == 1
 
 
 def _same_patching(hooked, through):
@@ -210,8 +224,7 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with backends.ledger() as record:
-        for view, call in (("the lens's KL and agreement", lambda: ec.trust.lens_diagnostics(served, cap)),
-                           ("candidate suggestions", lambda: ec.suggest_candidates(served, "The keys")),
+        for view, call in (("candidate suggestions", lambda: ec.suggest_candidates(served, "The keys")),
                            ("faithfulness", lambda: ec.trust.faithfulness(served, cap, ("gradient",))),
                            ("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"]))):
             with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):

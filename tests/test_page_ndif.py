@@ -27,6 +27,11 @@ PAGES = {
     "pages/8_Circuits.py": "Circuits (every head's weights and values, on eager attention): on this machine only",
 }
 
+#: What a page shows on NDIF as on this machine, beside its result: the views that run there too.
+ALSO_SHOWN = {
+    "pages/2_Layer_predictions.py": ("How far to trust each row (right of the heatmap): KL from the output's",),
+}
+
 
 def _shown(app) -> list[str]:
     """Every text the page shows (errors, notes, captions, Markdown) and its address."""
@@ -61,6 +66,8 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
         run(app)
         assert_no_error(app)
         assert any(text.startswith(said) for text in _shown(app)), (name, _shown(app))
+        for shown in ALSO_SHOWN.get(name, ()):
+            assert any(text.startswith(shown) for text in _shown(app)), (name, shown, _shown(app))
         _assert_key_hidden(app)
         if name == "pages/1_Saliency.py":  # a method NDIF cannot run: said in the page's words, before any request
             app.selectbox(key="saliency_method").set_value("integrated_gradients")

@@ -53,6 +53,98 @@ def lens_rows(logits, target_column, k: int) -> tuple:
             top.indices.cpu(), (top.values - log_normaliser).exp().cpu())
 
 
+def lens_layout(positions: list, diagnosed: list, n_layers: int) -> dict:
+    """Where each reading of the lens finds its row among the rows a lens session unembeds.
+
+    The session reads every position of ``positions`` (ranked, repeats
+    allowed) and ``diagnosed`` once (``read``, ascending), at every layer:
+    from the embeddings when anything is diagnosed, else from block 0's
+    output; rows run layer by layer. ``ranked_rows`` (n_layers * n_ranked,)
+    lists the rows of the blocks' outputs at ``positions``, layer by layer;
+    ``diagnosed_rows`` ((n_layers + 1) * n_diagnosed,) those of every layer
+    at ``diagnosed``; ``*_columns`` their indices into ``read``.
+    """
+    read = sorted(set(positions) | set(diagnosed))
+    column = {position: index for index, position in enumerate(read)}
+    first = 0 if diagnosed else 1
+    ranked_columns = torch.tensor([column[position] for position in positions], dtype=torch.long)
+    diagnosed_columns = torch.tensor([column[position] for position in diagnosed], dtype=torch.long)
+    blocks = torch.arange(1, n_layers + 1) - first
+    return {
+        "read": read, "first_layer": first, "ranked_columns": ranked_columns, "diagnosed_columns": diagnosed_columns,
+        "ranked_rows": (blocks[:, None] * len(read) + ranked_columns).flatten(),
+        "diagnosed_rows": (torch.arange(n_layers + 1)[:, None] * len(read) + diagnosed_columns).flatten(),
+    }
+
+
+def lens_readings(layout: dict, model_logits, target_ids, n_layers: int, k: int) -> dict:
+    """What a lens session fills chunk by chunk (:func:`lens_reduce`), and what it reads against.
+
+    ``model_logits`` (n_read, vocab_size), float32, the model's own at
+    ``layout["read"]``; ``target_ids`` the ranked targets, None for the
+    model's own top prediction at each ranked position.
+    """
+    n_ranked, n_diagnosed = len(layout["ranked_columns"]), len(layout["diagnosed_columns"])
+    final_ids = model_logits.argmax(-1)
+    targets = final_ids[layout["ranked_columns"]].cpu() if target_ids is None else torch.tensor(target_ids, dtype=torch.long)
+    return {
+        "model_logits": model_logits, "final_ids": final_ids,
+        "final_log_probs": torch.log_softmax(model_logits, dim=-1) if n_diagnosed else None,
+        "target_ids": targets, "max_abs_diff": 0.0,
+        "ranks": torch.zeros(n_layers * n_ranked, dtype=torch.int32),
+        "probs": torch.zeros(n_layers * n_ranked), "top_ids": torch.zeros((n_layers * n_ranked, k), dtype=torch.long),
+        "top_probs": torch.zeros((n_layers * n_ranked, k)),
+        "kl": torch.zeros((n_layers + 1) * n_diagnosed, dtype=torch.float64),
+        "agreement": torch.zeros((n_layers + 1) * n_diagnosed, dtype=torch.bool),
+    }
+
+
+def lens_reduce(readings: dict, layout: dict, logits, start: int, k: int) -> None:
+    """Read one chunk of lens logits, rows ``start:start + len(logits)`` of ``layout``, float32, into ``readings``.
+
+    Ranked rows: each target's rank (1 = top) and probability, the top-``k``
+    (:func:`lens_rows`), and the last layer's largest difference from the
+    model's own logits. Diagnosed rows: ``KL(final || lens)`` in nats,
+    ``sum exp(final) * (final - lens)`` summed in float32, and whether the
+    lens's top token is the model's.
+    """
+    stop = start + len(logits)
+    rows, columns = layout["ranked_rows"], layout["ranked_columns"]
+    entries = ((rows >= start) & (rows < stop)).nonzero()[:, 0]
+    if len(entries):
+        chunk = logits[(rows[entries] - start).to(logits.device)]
+        at = columns[entries % len(columns)]
+        target_column = readings["target_ids"][entries % len(columns)].to(logits.device)[:, None]
+        for name, values in zip(("ranks", "probs", "top_ids", "top_probs"), lens_rows(chunk, target_column, k)):
+            readings[name][entries] = values
+        last = entries >= len(rows) - len(columns)
+        if bool(last.any()):
+            difference = chunk[last.to(logits.device)] - readings["model_logits"][at[last].to(logits.device)]
+            readings["max_abs_diff"] = max(readings["max_abs_diff"], float(difference.abs().max()))
+    rows, columns = layout["diagnosed_rows"], layout["diagnosed_columns"]
+    entries = ((rows >= start) & (rows < stop)).nonzero()[:, 0]
+    if len(entries):
+        lens = torch.log_softmax(logits[(rows[entries] - start).to(logits.device)], dim=-1)
+        at = columns[entries % len(columns)].to(logits.device)
+        final = readings["final_log_probs"][at]
+        readings["kl"][entries] = (final.exp() * (final - lens)).sum(-1).double().cpu()
+        readings["agreement"][entries] = (lens.argmax(-1) == readings["final_ids"][at]).cpu()
+
+
+def lens_result(readings: dict, layout: dict, n_layers: int, k: int) -> dict:
+    """What a lens session sends back: the ranked readings (n_layers, n_ranked[, k]), the diagnosed ones
+    (n_layers + 1, n_diagnosed) and the model's top token at each diagnosed position."""
+    n_ranked, n_diagnosed = len(layout["ranked_columns"]), len(layout["diagnosed_columns"])
+    return {
+        "ranks": readings["ranks"].view(n_layers, n_ranked), "probs": readings["probs"].view(n_layers, n_ranked),
+        "top_ids": readings["top_ids"].view(n_layers, n_ranked, k),
+        "top_probs": readings["top_probs"].view(n_layers, n_ranked, k), "target_ids": readings["target_ids"],
+        "max_abs_diff": readings["max_abs_diff"], "kl": readings["kl"].view(n_layers + 1, n_diagnosed),
+        "agreement": readings["agreement"].view(n_layers + 1, n_diagnosed),
+        "final_ids": readings["final_ids"][layout["diagnosed_columns"].to(readings["final_ids"].device)].cpu(),
+    }
+
+
 def attribution(estimates, metric, clean: dict, corrupted: dict, sites: tuple, wanted: bool):
     """Attribution patching's estimates written into ``estimates`` (n_sites, n_layers, n_tokens), float64, if ``wanted``.
 

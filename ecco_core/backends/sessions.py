@@ -22,8 +22,8 @@ import torch
 
 from ..models import LM
 from . import served
-from .served import (add_noise, attribution, batch_targets, by_token, lens_rows, metric_of, next_token, output_tensor,
-                     readout, rows_to_run)
+from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
+                     lens_result, metric_of, next_token, output_tensor, readout, rows_to_run)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 
@@ -102,7 +102,7 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
         "hidden_states": np.float32, "ffn": np.float32, "top_ids": np.int64, "top_probs": np.float32})}
 
 
-def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int) -> dict:
+def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=()) -> dict:
     """The logit lens at ``positions`` of one pass over ``token_ids``, reduced on the server: one session.
 
     Mirrors :func:`ecco_core.lens._lens` on the block outputs of the pass
@@ -110,11 +110,16 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
     the rank (1 = top) and probability of each target, each layer's top-``k``,
     and the largest difference between the last layer's logits and the
     model's own. ``target_ids`` None reads the targets as the model's own top
-    prediction at each position (a masked model's masks).
+    prediction at each position (a masked model's masks). With ``diagnosed``
+    positions it also mirrors :func:`ecco_core.trust.lens_diagnostics` there,
+    from the embeddings on: ``KL(final || lens)`` and top-1 agreement, read
+    off the same logits (each position is unembedded once, whatever reads it;
+    chunks of a third of ``max_chunk_bytes``, as the hook path's).
 
     Returns a dict of ``ranks``, ``probs`` (n_layers, n_columns), ``top_ids``,
-    ``top_probs`` (n_layers, n_columns, k), ``target_ids`` (n_columns,) as numpy
-    arrays, and ``max_abs_diff`` (float).
+    ``top_probs`` (n_layers, n_columns, k), ``target_ids`` (n_columns,), ``kl``
+    (float64), ``agreement`` (bool) (n_layers + 1, n_diagnosed), ``final_ids``
+    (n_diagnosed,) as numpy arrays, and ``max_abs_diff`` (float).
     """
     runner = _runner(lm)
     model = runner.envoy
@@ -123,50 +128,37 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
     heads = runner.envoys(lm.head)
     token_ids = [int(i) for i in token_ids]
     positions = [int(i) for i in positions]
+    diagnosed = [int(i) for i in diagnosed]
     targets = None if target_ids is None else [int(i) for i in target_ids]
     k = min(k, lm.vocab_size)
-    n_layers, n_columns = lm.n_layers, len(positions)
-    rows_per_chunk = max(1, max_chunk_bytes // (4 * lm.vocab_size))
+    n_layers = lm.n_layers
+    rows_per_chunk = max(1, max_chunk_bytes // (3 if diagnosed else 1) // (4 * lm.vocab_size))
     with runner.lock, runner.errors():
         with model.session(backend=runner.request()):
             device = model.device
-            keep = torch.tensor(positions)
+            layout = lens_layout(positions, diagnosed, n_layers)
+            keep = torch.tensor(layout["read"])
             with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
-                columns = []
+                layers = []
+                if diagnosed:
+                    args, kwargs = blocks[0].inputs
+                    layers.append((args[0] if args else kwargs["hidden_states"])[0, keep.to(device)])
                 for block in blocks:
-                    columns.append(output_tensor(block.output)[0, keep.to(device)])
+                    layers.append(output_tensor(block.output)[0, keep.to(device)])
                 model_logits = model.output.logits[0, keep.to(device)].float()
             with torch.inference_mode():
-                if targets is None:
-                    targets = model_logits.argmax(-1).tolist()
-                rows = torch.cat(columns)
-                target_column = torch.tensor(targets * n_layers, device=rows.device)[:, None]
-                last_layer_start = (n_layers - 1) * n_columns
-                ranks, probs, top_ids, top_probs = [], [], [], []
-                max_abs_diff = 0.0
+                readings = lens_readings(layout, model_logits, targets, n_layers, k)
+                rows = torch.cat(layers)
                 for start in range(0, len(rows), rows_per_chunk):
-                    stop = min(start + rows_per_chunk, len(rows))
-                    logits = rows[start:stop]
+                    logits = rows[start:start + rows_per_chunk]
                     for module in norms + heads:
                         logits = module(logits)
-                    logits = logits.float()
-                    for part, values in zip((ranks, probs, top_ids, top_probs), lens_rows(logits, target_column[start:stop], k)):
-                        part.append(values)
-                    if stop > last_layer_start:
-                        first = max(start, last_layer_start)
-                        difference = (logits[first - start:]
-                                      - model_logits[first - last_layer_start: stop - last_layer_start])
-                        max_abs_diff = max(max_abs_diff, float(difference.abs().max()))
-                result = nnsight.save({
-                    "ranks": torch.cat(ranks).view(n_layers, n_columns),
-                    "probs": torch.cat(probs).view(n_layers, n_columns),
-                    "top_ids": torch.cat(top_ids).view(n_layers, n_columns, k),
-                    "top_probs": torch.cat(top_probs).view(n_layers, n_columns, k),
-                    "target_ids": torch.tensor(targets), "max_abs_diff": max_abs_diff,
-                })
+                    lens_reduce(readings, layout, logits.float(), start, k)
+                result = nnsight.save(lens_result(readings, layout, n_layers, k))
     runner.received(result)
     return {"max_abs_diff": float(result["max_abs_diff"]), **_numpy(result, {
-        "ranks": np.int64, "probs": None, "top_ids": np.int64, "top_probs": None, "target_ids": np.int64})}
+        "ranks": np.int64, "probs": None, "top_ids": np.int64, "top_probs": None, "target_ids": np.int64,
+        "kl": None, "agreement": None, "final_ids": np.int64})}
 
 
 #: The order in which a block writes its sites: a session reads (and restores) them in this order.
