@@ -42,7 +42,7 @@ from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_byte
 from .models import LM
 from .readouts import Selection, reader
 from .readouts import check_traced as check_traced_readout
-from .tokens import as_following_word, token_strings
+from .tokens import one_token_word, token_strings
 
 #: What is differentiated for each explained token: the readouts that need no foil (``contrast_with`` subtracts
 #: the foil's from any of them), read live from :data:`ecco_core.readouts.READOUTS`.
@@ -322,7 +322,7 @@ def saliency(
     explained = explained_positions(lm, cap, positions)
     read_positions = explained - 1 if lm.is_causal else explained
     explained_ids = cap.token_ids[explained] if lm.is_causal else cap.top_ids[explained, 0]
-    foil_id, foil_text = (None, None) if contrast_with is None else _foil(lm, contrast_with)
+    foil_id, foil_text = (None, None) if contrast_with is None else one_token_word(lm, contrast_with, "contrast_with")
     target_of = reader(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
 
     if lm.backend.traced:
@@ -416,19 +416,6 @@ def explained_positions(lm: LM, cap: Capture, positions=None) -> np.ndarray:
             f"got {np.asarray(positions).tolist()}"
         )
     return explained
-
-
-def _foil(lm: LM, word: str) -> tuple[int, str]:
-    if not isinstance(word, str) or not word.strip():
-        raise ValueError(f"contrast_with must be a non-empty word, got {word!r}")
-    ids = lm.tokenizer(as_following_word(word), add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = token_strings(lm.tokenizer, ids)
-        raise ValueError(
-            f"contrast_with {word!r} is {len(ids)} tokens for this model {list(pieces)}; give a word that is "
-            "one token as it follows the text"
-        )
-    return ids[0], token_strings(lm.tokenizer, ids)[0]
 
 
 # ------------------------------------------------------------- the model

@@ -108,6 +108,23 @@ def read_position(lm: LM, text: str) -> tuple[list[int], int]:
     return input_ids, masks[0]
 
 
+def one_token_word(lm: LM, word, argument: str) -> tuple[int, str]:
+    """The one token id and text of ``word`` as it follows a text (a contrast, a foil); ``argument`` names it in
+    errors, so a page can say it in the words of its own control. The word is spelled as
+    :func:`as_following_word` gives it ("Paris" -> " Paris").
+    """
+    if not isinstance(word, str) or not word.strip():
+        raise ValueError(f"{argument} must be a non-empty word, got {word!r}")
+    ids = lm.tokenizer(as_following_word(word), add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = token_strings(lm.tokenizer, ids)
+        raise ValueError(
+            f"{argument} {word!r} is {len(ids)} tokens for this model {list(pieces)}; give a word that is "
+            "one token as it follows the text"
+        )
+    return ids[0], token_strings(lm.tokenizer, ids)[0]
+
+
 def word_id(lm: LM, text: str, word, argument: str) -> tuple[int, list[str]]:
     """The first token id of ``word`` read as it follows ``text`` (:func:`candidate_ids`), and a note when the
     word is several tokens; ``argument`` names it in errors and notes."""

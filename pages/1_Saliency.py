@@ -64,6 +64,8 @@ with dashboard.user_errors():
     if lm.is_causal and not cap.n_generated:  # said in the sidebar's words, not as the library's cap= / answer=
         raise ValueError("Max new tokens is 0 and there is no Given answer, so no token was generated to explain: "
                          "set Max new tokens above 0, or type a Given answer, in the sidebar")
+    if contrast.strip():  # in the words of the page's box, not the library's contrast_with=
+        ec.tokens.one_token_word(lm, contrast.strip(), "Contrast with")
     if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:  # in the page's words, before any request
         raise ValueError(f"Method {method} runs on this machine only: on NDIF pick "
                          f"{' or '.join(ec.saliency.TRACED_METHODS)} as the Method, or choose Run on: this machine")

@@ -110,7 +110,10 @@ def test_page_escapes_html_and_reports_bad_contrast():
     assert "&lt;" in text and "&gt;" in text and "<script" not in text
     app.text_input(key="saliency_contrast").set_value("Shakespearean")
     run(app)
-    assert any("contrast_with" in error.value for error in app.error)
+    # In the words of the page's box (#31 item 15), not the library's contrast_with=.
+    assert [error.value for error in app.error if "Shakespearean" in error.value][0].startswith(
+        "Contrast with 'Shakespearean' is ")
+    assert not any("contrast_with" in error.value for error in app.error)
 
 
 def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlier_chart(lm):
