@@ -35,18 +35,16 @@ def assert_similarity_drawn(app, method: str) -> None:
     assert app.button(key="similarity_use_cka").label == "Show CKA instead"
 
 
-@pytest.mark.parametrize("source", ["capture", "ud", "pasted"])
-def test_similarity_every_method_kernel_and_representation_for_every_source(source):
+def test_similarity_every_method_kernel_and_representation():
+    """Swept on the capture (the default source): a method reads the positions it is given, whichever source gave
+    them; the other sources are run below."""
     app = page("pages/4_Similarity.py")
-    app.session_state["similarity_n_sentences"] = 3
-    app.session_state["similarity_pasted"] = PASTED
     run(app)
-    app.radio(key="similarity_source").set_value(source)
     for method in sim.METHODS:
         app.selectbox(key="similarity_method").set_value(method)
         run(app)
         assert_similarity_drawn(app, method)
-        assert app.query_params.get("similarity_source", "capture") in (source, [source])
+        assert app.radio(key="similarity_source").value == "capture" and "similarity_source" not in app.query_params
     app.selectbox(key="similarity_method").set_value("cka")
     run(app)
     app.radio(key="similarity_kernel").set_value("rbf")
@@ -65,6 +63,20 @@ def test_similarity_every_method_kernel_and_representation_for_every_source(sour
     app.checkbox(key="similarity_skip_first").uncheck()
     run(app)
     assert_similarity_drawn(app, "cka")
+
+
+@pytest.mark.parametrize("source", ["ud", "pasted"])
+def test_similarity_every_other_source_with_cka_and_the_cca_family(source):
+    app = page("pages/4_Similarity.py")
+    app.session_state["similarity_n_sentences"] = 3
+    app.session_state["similarity_pasted"] = PASTED
+    run(app)
+    app.radio(key="similarity_source").set_value(source)
+    for method in ("cka", "pwcca"):
+        app.selectbox(key="similarity_method").set_value(method)
+        run(app)
+        assert_similarity_drawn(app, method)
+        assert app.query_params["similarity_source"] in (source, [source])
 
 
 def test_similarity_settings_come_back_from_a_copied_link():
