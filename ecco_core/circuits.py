@@ -56,6 +56,7 @@ causal models: a masked model's head is not linear.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -924,28 +925,35 @@ def _routes(twin: LM, seen: dict, max_chunk_bytes: int = 64 * 2**20) -> dict[str
 
 
 # ------------------------------------------------------------ verification by ablation
-def _recorded_outputs(lm: LM, ids: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Every block's heads' outputs (the attention output projection's input) and FFN output, at every position.
+class _Run(NamedTuple):
+    """One recorded run, every position: each block's input (n_tokens, d_model), its heads' outputs (the
+    attention output projection's input, (n_tokens, n_heads * head_dim)) and its FFN output (n_tokens, d_model)."""
 
-    Returns two lists of n_layers tensors, of shape (n_tokens, n_heads * head_dim) and (n_tokens, d_model).
-    """
-    heads, ffn = [None] * lm.n_layers, [None] * lm.n_layers
+    inputs: list[torch.Tensor]
+    heads: list[torch.Tensor]
+    ffn: list[torch.Tensor]
 
-    def keep_heads(layer):
+
+def _recorded_run(lm: LM, ids: list[int]) -> _Run:
+    """Every block's input and its heads' and FFN's outputs in the unablated run of ``ids`` (see :class:`_Run`)."""
+    run = _Run([None] * lm.n_layers, [None] * lm.n_layers, [None] * lm.n_layers)
+
+    def keep(kept, layer):
         def hook(module, args, kwargs):
-            heads[layer] = by_token(args[0], 1)[0]
+            kept[layer] = by_token(args[0] if args else kwargs["hidden_states"], 1)[0]
         return Before(hook)
 
     def keep_ffn(layer):
         def hook(module, args, output):
-            ffn[layer] = by_token(first(output), 1)[0]
+            run.ffn[layer] = by_token(first(output), 1)[0]
         return hook
 
-    hooks = {projection: keep_heads(layer) for layer, projection in enumerate(lm.output_projections)}
+    hooks = {block: keep(run.inputs, layer) for layer, block in enumerate(lm.blocks)}
+    hooks.update({projection: keep(run.heads, layer) for layer, projection in enumerate(lm.output_projections)})
     hooks.update({projection: keep_ffn(layer) for layer, projection in enumerate(lm.ffn_projections)})
     with torch.inference_mode(), hooked(hooks):
         lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device), **without_cache(lm.model.base_model))
-    return heads, ffn
+    return run
 
 
 def _ablated_metrics(
@@ -957,17 +965,17 @@ def _ablated_metrics(
     metric_of: Callable[[torch.Tensor], torch.Tensor],
     max_batch_bytes: int,
     progress: Callable[[float, str], None] | None,
-    from_first_ablated: bool = True,
+    inputs: list[torch.Tensor] | None,
 ) -> np.ndarray:
     """The metric of each row of ablations, in batched passes of at most ``max_batch_bytes``.
 
     Before a row's first ablated block its run is the unablated one, so a row
-    joins its pass there, as a copy of the unablated run (see
-    :func:`_ablated_pass`): for one component per row, about half the work of
-    every row through every block. A pass takes every ``n_passes``-th row in
-    the order of their first ablated block, so that every pass starts its
-    rows from the first blocks on and no pass runs many blocks as a batch of
-    one; passes are cut to the memory bound and to about
+    joins its pass there, as a copy of the unablated run's input to that block
+    (``inputs``; see :func:`_ablated_pass`): for one component per row, about
+    half the work of every row through every block. A pass takes every
+    ``n_passes``-th row in the order of their first ablated block, so that
+    every pass starts its rows from the first blocks on and no pass runs many
+    blocks as a small batch; passes are cut to the memory bound and to about
     ``_PASS_MULTIPLY_ADDS`` of work, with a progress report after each.
 
     Parameters
@@ -980,8 +988,9 @@ def _ablated_metrics(
         True where the row ablates that head or FFN.
     metric_of : callable
         The final norm's output at the read position (n, d_model) -> the metric (n,).
-    from_first_ablated : bool, default True
-        False runs every row through every block: the plain loop that
+    inputs : list of n_layers Tensors of shape (n_tokens, d_model), or None
+        The unablated run's input to every block (:class:`_Run`). None runs
+        every row through every block at every position: the plain loop that
         ``bench/circuits.py`` compares against.
 
     Returns
@@ -990,7 +999,7 @@ def _ablated_metrics(
     """
     n_rows, n_tokens = head_masks.shape[0], len(ids)
     ablated = torch.cat([head_masks.any(-1), ffn_masks], dim=-1).view(n_rows, 2, -1).any(1).cpu()
-    starts = torch.where(ablated.any(-1) & from_first_ablated, ablated.float().argmax(-1), 0)
+    starts = torch.where(ablated.any(-1) & (inputs is not None), ablated.float().argmax(-1), 0)
     order = torch.argsort(starts, stable=True)
     per_token_block = sum(parameter.numel() for parameter in lm.blocks.parameters()) / lm.n_layers
     work = float((lm.n_layers - starts).sum()) * n_tokens * per_token_block  # multiply-adds, about
@@ -1001,7 +1010,7 @@ def _ablated_metrics(
         for first_pass in range(min(n_passes, n_rows)):
             rows = order[first_pass::n_passes]
             index = rows.to(head_masks.device)
-            values[rows.numpy()] = _ablated_pass(lm, ids, replacements, head_masks[index], ffn_masks[index],
+            values[rows.numpy()] = _ablated_pass(lm, ids, replacements, inputs, head_masks[index], ffn_masks[index],
                                                  starts[rows].tolist(), metric_of)
             done += len(rows)
             if progress is not None:
@@ -1009,73 +1018,103 @@ def _ablated_metrics(
     return values
 
 
-def _ablated_pass(lm, ids, replacements, head_masks, ffn_masks, starts: list[int], metric_of) -> np.ndarray:
+def _read_only(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A pre-hook's arguments with the module's input cut to the read position (the last token)."""
+    if args:
+        return (args[0][:, -1:], *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": kwargs["hidden_states"][:, -1:]}
+
+
+def _last_block_hooks(lm: LM) -> dict:
+    """Hooks that run the last block's attention output projection and FFN at the read position only.
+
+    Every block before the last one must run at every position (the last
+    block's attention reads them all), but the metric reads the last block's
+    output at the read position alone. With these hooks the projection and
+    the FFN module return (batch, 1, d_model), which the block's residual add
+    broadcasts over the tokens: its output is right at the read position only,
+    and only that position is read. A family whose FFN is no module of its own
+    (OPT: ``fc1`` and ``fc2`` in the block, around a reshape) keeps its FFN
+    at every position.
+    """
+    block = lm.blocks[-1]
+    hooks = {lm.output_projections[-1]: Before(_read_only)}
+    ffn_path = lm.spec.ffn_projection.rpartition(".")[0]
+    if ffn_path:
+        hooks[block.get_submodule(ffn_path)] = Before(_read_only)
+    return hooks
+
+
+def _ablated_pass(lm, ids, replacements, inputs, head_masks, ffn_masks, starts: list[int], metric_of) -> np.ndarray:
     """One batched pass of :func:`_ablated_metrics`: rows sorted by ``starts``, their first ablated blocks.
 
-    The pass begins as a batch of one, the unablated run (the carrier). At a
-    block where rows start, copies of the carrier join the batch as those
-    rows; the carrier goes once no row is left to start. At block ``l`` the
-    batch is the rows started by then, in order, and the carrier last while
-    it is still needed.
+    The pass begins as a batch of one, the unablated run. At a block where
+    rows start, copies of that block's input in the unablated run (``inputs``;
+    the batch of one itself without them) join the batch as those rows, and
+    the batch of one goes: at block ``l`` the batch is the rows started by
+    then, in order. With ``inputs`` the last block also runs its output
+    projection and FFN at the read position only (:func:`_last_block_hooks`).
     """
-    n_layers, n_rows, n_tokens = lm.n_layers, len(starts), len(ids)
+    n_layers, n_rows = lm.n_layers, len(starts)
     n_heads, head_dim = lm.n_heads, lm.head_dim
     head_replacements, ffn_replacements = replacements
     started = [bisect.bisect_right(starts, layer) for layer in range(n_layers)]  # rows started by block l
 
-    def batch_masks(masks, layer):
-        carrier = masks.new_zeros((int(started[layer] < n_rows), *masks.shape[2:]))
-        return torch.cat([masks[: started[layer], layer], carrier])
-
     def widen(layer):
-        joining = started[layer] - (started[layer - 1] if layer else 0)
+        before = started[layer - 1] if layer else 0
 
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
-            carrier = hidden[-1:]
+            source = hidden[-1:] if inputs is None else inputs[layer][None]
             # A new tensor, not a view: a block may add to its input in place.
-            hidden = torch.cat([hidden[:-1], carrier.expand(joining, -1, -1),
-                                *([carrier] if started[layer] < n_rows else [])])
+            hidden = torch.cat([hidden[:before], source.expand(started[layer] - before, -1, -1)])
             return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
         return Before(hook)
 
     def ablate_heads(layer, masks):
         def hook(module, args, kwargs):
             z = args[0]
-            batch_z = by_token(z, len(masks)).view(len(masks), n_tokens, n_heads, head_dim)
-            replacement = head_replacements[layer].view(1, -1, n_heads, head_dim)
+            batch_z = by_token(z, len(masks)).view(len(masks), -1, n_heads, head_dim)
+            replacement = head_replacements[layer][-batch_z.shape[1]:].view(1, -1, n_heads, head_dim)
             ablated = torch.where(masks[:, None, :, None], replacement, batch_z)
             return (ablated.reshape(z.shape), *args[1:]), kwargs
         return Before(hook)
 
     def ablate_ffn(layer, masks):
         def hook(module, args, output):
-            out = first(output)
-            ablated = torch.where(masks[:, None, None], ffn_replacements[layer][None], by_token(out, len(masks)))
-            return replace_first(output, ablated.reshape(out.shape))
+            out = by_token(first(output), len(masks))
+            ablated = torch.where(masks[:, None, None], ffn_replacements[layer][-out.shape[1]:][None], out)
+            return replace_first(output, ablated.reshape(first(output).shape))
         return hook
 
-    hooks = {lm.blocks[layer]: widen(layer) for layer in sorted(set(starts))}
+    hooks = collections.defaultdict(list)
+    for layer in sorted(set(starts)):
+        hooks[lm.blocks[layer]].append(widen(layer))
+    for module, hook in (_last_block_hooks(lm) if inputs is not None else {}).items():
+        hooks[module].append(hook)
     for layer in range(starts[0], n_layers):
-        heads, ffn = batch_masks(head_masks, layer), batch_masks(ffn_masks, layer)
+        heads, ffn = head_masks[: started[layer], layer], ffn_masks[: started[layer], layer]
         if heads.any():
-            hooks[lm.output_projections[layer]] = ablate_heads(layer, heads)
+            hooks[lm.output_projections[layer]].append(ablate_heads(layer, heads))
         if ffn.any():
-            hooks[lm.ffn_projections[layer]] = ablate_ffn(layer, ffn)
+            hooks[lm.ffn_projections[layer]].append(ablate_ffn(layer, ffn))
     with hooked(hooks):
         output = lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device),
                                      **without_cache(lm.model.base_model))
     return metric_of(output.last_hidden_state[:, -1]).cpu().numpy()
 
 
-def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None) -> tuple[tuple, str]:
-    """What ablated heads and FFNs become (see :func:`_ablated_metrics`), and that in words."""
+def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None, run: _Run) -> tuple[tuple, str]:
+    """What ablated heads and FFNs become (see :func:`_ablated_metrics`), and that in words.
+
+    ``run`` is the recorded unablated run of ``result``'s tokens: mean ablation averages its outputs.
+    """
     ids = [int(i) for i in result.token_ids]
     if ablation == "mean":
         if corrupted is not None:
             raise ValueError("corrupted= is for ablation='corrupted'; mean ablation reads the same run")
-        heads, ffn = _recorded_outputs(lm, ids)
-        return ([z.mean(0, keepdim=True) for z in heads], [out.mean(0, keepdim=True) for out in ffn]), ABLATIONS["mean"]
+        return (([z.mean(0, keepdim=True) for z in run.heads], [out.mean(0, keepdim=True) for out in run.ffn]),
+                ABLATIONS["mean"])
     if corrupted is None:
         raise ValueError("ablation 'corrupted' needs corrupted= (a prompt of the same token length)")
     corrupted_ids = encode_prompt(lm, corrupted, argument="corrupted")
@@ -1085,7 +1124,8 @@ def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None
             f"position; the run is {len(ids)} tokens {list(result.tokens)}, corrupted is {len(corrupted_ids)} "
             f"tokens {list(token_strings(lm.tokenizer, corrupted_ids))}"
         )
-    return _recorded_outputs(lm, corrupted_ids), f"{ABLATIONS['corrupted']}: {corrupted!r}"
+    run = _recorded_run(lm, corrupted_ids)
+    return (run.heads, run.ffn), f"{ABLATIONS['corrupted']}: {corrupted!r}"
 
 
 def _metric_of(lm: LM, result: Circuits) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -1167,7 +1207,8 @@ def verify(
     checks.choice("ablation", ablation, ABLATIONS)
     max_batch_bytes = checks.whole("max_batch_bytes", max_batch_bytes, low=1)
     ids = [int(i) for i in result.token_ids]
-    replacements, described = _replacements(lm, result, ablation, corrupted)
+    run = _recorded_run(lm, ids)
+    replacements, described = _replacements(lm, result, ablation, corrupted, run)
 
     n_layers, n_heads = lm.n_layers, lm.n_heads
     top = torch.zeros(n_components, dtype=torch.bool)
@@ -1186,7 +1227,7 @@ def verify(
     ffn_masks = masks[:, n_layers * n_heads :]
 
     values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(lm, result), max_batch_bytes,
-                              progress)
+                              progress, run.inputs)
     # A result verified before keeps nothing of its earlier settings.
     fields = {"exact_heads": None, "exact_ffn": None, "route_threshold": math.nan,
               "route_top_ablated_value": math.nan, "route_top_kept_value": math.nan}

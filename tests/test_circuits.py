@@ -171,6 +171,22 @@ def test_exact_ablation_effects_equal_one_at_a_time_ablation(model_type, lm, enc
     )
 
 
+def test_every_exact_effect_equals_one_at_a_time_ablation_in_every_causal_family(tiny):
+    """The batched passes' shortcuts (a row joins at its first ablated block, the last block computes only the
+    read position) change no effect: each equals a plain pass of the whole model with the test's own hook."""
+    if not tiny.is_causal:
+        return
+    answer, foil = extremes(tiny, TEXT)
+    result = ec.circuits.verify(tiny, ec.circuits(tiny, TEXT, answer, foil), k=2)
+    ids = list(result.token_ids)
+    unablated = real_metric(tiny, TEXT, answer, foil)
+    components = [("head", l, h) for l in range(tiny.n_layers) for h in range(tiny.n_heads)]
+    expected = [unablated - ablate_one(tiny, ids, component, answer, foil)
+                for component in [*components, *(("ffn", l) for l in range(tiny.n_layers))]]
+    # float32 rounding of the metric itself: 1e-5 of its size.
+    np.testing.assert_allclose(result.exact_values, expected, rtol=0, atol=1e-5 * max(1.0, abs(unablated)))
+
+
 def test_keeping_every_component_keeps_the_whole_effect(tiny):
     if not tiny.is_causal:
         return
