@@ -76,43 +76,34 @@ def probing_cases(lm, rows: Cases) -> None:
     quick = [EMBEDDINGS, 0, 4, 8, 12, 17, 21, 25, 29]  # the quick preset's layers
     for n_tokens, layers in ((1000, [EMBEDDINGS, 5, 11, 17, 23, 29]), (1000, None), (2000, quick)):
         named = f"{n_tokens} words, layers {'all' if layers is None else len(layers)}"
-        data = rows.run(f"probe collection, {named}", lambda: estimates.probe_collection_seconds(lm, n_tokens, layers),
-                        lambda progress: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, n_tokens=n_tokens,
-                                                         layers=layers, store="disk", progress=progress))
+        collection = dict(n_tokens=n_tokens, layers=layers, store="disk")
+        data = rows.run(f"probe collection, {named}",
+                        lambda: estimates.probe_collection_seconds(lm, probing.UD_ENGLISH_EWT_DEV, **collection),
+                        lambda progress: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, progress=progress,
+                                                         **collection))
         for trials, epochs in ((1, 4), (3, 2)):
+            stacks = [data.hidden_states, data.ffn]
             rows.run(f"probe training, {named}, {trials} trial(s), {epochs} epochs",
-                     lambda: estimates.probe_training_seconds(n_tokens, estimates.probe_width(lm, layers), trials,
-                                                              epochs),
-                     lambda progress: probing.train_probes([data.hidden_states, data.ffn], data.tags, data.words,
-                                                           trials=trials, epochs=epochs, progress=progress))
-
-
-def _widths(lm, representation: str) -> list[int]:
-    return [lm.d_model] * (lm.n_layers + 1) if representation == "hidden" else [lm.d_ff] * lm.n_layers
+                     lambda: estimates.probe_training_seconds(stacks, data.tags, data.words, trials=trials,
+                                                              epochs=epochs),
+                     lambda progress: probing.train_probes(stacks, data.tags, data.words, trials=trials,
+                                                           epochs=epochs, progress=progress))
 
 
 def similarity_cases(lm, rows: Cases) -> None:
     """The Similarity page's two paths: UD sentences pooled by corpus_similarity (the model's batched pass, then
-    the matrix), and one captured passage (layer_similarity); the estimate is the page's."""
+    the matrix), and one captured passage (layer_similarity), both through compare_layers as the page calls it;
+    the estimate is the page's."""
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
     cases = [(10, "cka", "hidden", "ffn"), (10, "svcca", "hidden", "ffn"), (10, "pwcca", "hidden", "ffn"),
              (20, "cca", "hidden", "hidden"), (None, "pwcca", "hidden", "ffn"), (None, "cca", "ffn", "ffn")]
     for n_sentences, method, rows_, columns in cases:
         source = passage if n_sentences is None else sim.ud_sentences(n_sentences)
-        n_samples = sim.positions_compared(lm, source)
-        kept = sum(_widths(lm, rows_)) + (sum(_widths(lm, columns)) if columns != rows_ else 0)
-
-        def estimate():
-            forward = 0.0 if n_sentences is None else estimates.corpus_seconds(lm, n_samples, kept)
-            return forward + estimates.similarity_seconds(n_samples, _widths(lm, rows_), _widths(lm, columns), method)
-
-        def work(progress):
-            if n_sentences is None:
-                return sim.layer_similarity(passage, method, rows=rows_, columns=columns, progress=progress)
-            return sim.corpus_similarity(lm, source, method, rows=rows_, columns=columns, progress=progress)
-
+        options = dict(rows=rows_, columns=columns)
         name = "one passage" if n_sentences is None else f"{n_sentences} UD sentences"
-        rows.run(f"similarity {method}, {rows_} x {columns}, {name} ({n_samples} positions)", estimate, work)
+        rows.run(f"similarity {method}, {rows_} x {columns}, {name} ({sim.positions_compared(lm, source)} positions)",
+                 lambda: estimates.compare_layers_seconds(lm, source, method, **options),
+                 lambda progress: sim.compare_layers(lm, source, method, progress=progress, **options))
 
 
 def factors_cases(lm, rows: Cases) -> None:

@@ -42,6 +42,8 @@ import os
 import threading
 from typing import Sequence
 
+import numpy as np
+
 from . import _checks as checks
 from . import circuits  # through the package, which makes ec.circuits callable (a plain import would not)
 from .backward import plan
@@ -51,9 +53,10 @@ from .factors import default_components, fits_non_negative, matrix_shape
 from .layers import EMBEDDINGS, representation_widths
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES
+from .tokens import encode_prompt
 from .saliency import METHODS as SALIENCY_METHODS
 from .saliency import Saliency, explained_positions
-from .similarity import KERNELS
+from .similarity import KERNELS, positions_compared
 from .similarity import METHODS as SIMILARITY_METHODS
 from .similarity import Options as SimilarityOptions
 from .trust import PERCENTS
@@ -313,59 +316,100 @@ def probe_width(lm: LM, layers: Sequence | None) -> int:
     return len(layers) * lm.d_model + blocks * lm.d_ff
 
 
-def probe_collection_seconds(lm: LM, n_tokens: int, layers: Sequence | None) -> float:
-    """Seconds of :func:`ecco_core.probing.collect`: the corpus pass and gathering the probed layers."""
+def probe_collection_seconds(
+    lm: LM, corpus, *, n_tokens: int = 10_000, layers=None, batch_size: int = 32, store: str = "auto",
+    progress=None,
+) -> float:
+    """Seconds of :func:`ecco_core.probing.collect` with these arguments (its own; only ``n_tokens`` and
+    ``layers`` change the work, and ``corpus`` is not read: a shorter one takes less): the corpus pass and
+    gathering the probed layers."""
+    return _collection(lm, n_tokens, layers) * pace()
+
+
+def _collection(lm: LM, n_tokens: int, layers) -> float:
     forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
-    return (forward + n_tokens * probe_width(lm, layers) / GATHER_RATE) * pace()
+    return forward + n_tokens * probe_width(lm, layers) / GATHER_RATE
 
 
-def probe_training_seconds(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int = 1) -> float:
-    """Seconds of :func:`ecco_core.probing.train_probes` over ``width`` features of all probes together.
+def probe_training_seconds(
+    stacks: Sequence, tags: Sequence[str], words: Sequence[str], *, trials: int = 5, epochs: int = 50,
+    lr: float | Sequence[float] = 1e-3, seed: int = 0, batch_size: int | None = None, precision: str = "auto",
+    device="cpu", progress=None,
+) -> float:
+    """Seconds of :func:`ecco_core.probing.train_probes` with these arguments (its own; the stacks' shapes, the
+    number of tags, ``trials``, ``epochs``, how many rates ``lr`` tries and ``batch_size`` change the work).
 
-    Per epoch: the products (``3 x tokens x width x outputs``) and one Adam
-    step over every probe parameter (``width x outputs``) per minibatch of
-    train_probes' default size; then one evaluation pass and a fixed start-up.
+    Per epoch: the products (``3 x tokens x width x outputs``, width the
+    features of every probe together) and one Adam step over every probe
+    parameter (``width x outputs``) per minibatch; then one evaluation pass
+    and a fixed start-up.
     """
+    width = sum(shape[0] * shape[2] for shape in (tuple(stack.shape) for stack in stacks))
+    return _training(len(tags), width, trials, epochs, _n_rates(lr), batch_size) * pace()
+
+
+def _n_rates(lr) -> int:
+    """Learning rates tried: train_probes trains every probe at each."""
+    return 1 if np.ndim(lr) == 0 else len(lr)
+
+
+def _training(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int, batch_size: int | None) -> float:
     outputs = trials * 2 * N_POS_TAGS * n_rates
-    batch = min(max(n_tokens // 32, 16), 256)  # train_probes' default minibatch
+    batch = batch_size or min(max(n_tokens // 32, 16), 256)  # train_probes' default minibatch
     steps = -(-n_tokens // batch)
     products = (3 * epochs + 1) * n_tokens * width * outputs
-    return (products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S) * pace()
+    return products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S
 
 
 def probing_seconds(
-    lm: LM, n_tokens: int, layers: Sequence | None, trials: int, epochs: int, n_rates: int = 1
+    lm: LM, corpus, *, n_tokens: int = 10_000, trials: int = 5, epochs: int = 50,
+    lr: float | Sequence[float] = 1e-3, seed: int = 0, layers=None, store: str = "auto", progress=None,
 ) -> float:
-    """Seconds of :func:`ecco_core.probe_table` with these settings (``layers`` as there)."""
-    return probe_collection_seconds(lm, n_tokens, layers) + probe_training_seconds(
-        n_tokens, probe_width(lm, layers), trials, epochs, n_rates
-    )
+    """Seconds of :func:`ecco_core.probe_table` with these arguments (its own; ``corpus`` is not read):
+    :func:`probe_collection_seconds`, then :func:`probe_training_seconds` over what it collects."""
+    training = _training(n_tokens, probe_width(lm, layers), trials, epochs, _n_rates(lr), None)
+    return (_collection(lm, n_tokens, layers) + training) * pace()
 
 
 def similarity_seconds(
-    n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str, kernel: str = "linear"
+    A_list, B_list, method: str = "cka", *, kernel: str = "linear", keep: float | int = 0.99, bandwidth: float = 1.0,
+    row_labels=None, column_labels=None, progress=None,
 ) -> float:
-    """Seconds of :func:`ecco_core.similarity.similarity_matrix` over matrices of these widths.
+    """Seconds of :func:`ecco_core.similarity.similarity_matrix` with these arguments (its own; only the
+    matrices' shapes are read, so a StoredArray stays on disk, and the labels and ``progress`` change nothing).
 
-    ``row_widths`` / ``column_widths``: the width d of each row / column
-    matrix (e.g. ``[d_model] * (n_layers + 1)`` for hidden states). The
-    method's registry entry counts the work (``prepare_work`` per matrix,
+    The method's registry entry counts the work (``prepare_work`` per matrix,
     ``pair_work`` per pair: :class:`ecco_core.similarity.Work`), so a method
     added there is estimated too; here it is priced: matrix products at
     :data:`GEMM_RATE`, symmetric eigendecompositions at :data:`EIGH_RATE` /
     :data:`EIGVALS_RATE`, element-wise passes at :data:`ELEMENT_RATE`, small
     calls at :data:`CALL_S` each.
     """
+    same = A_list is B_list  # similarity_matrix decomposes a list compared with itself once
+    row_shapes, column_shapes = _matrix_shapes(A_list), _matrix_shapes(B_list)
+    n_samples = row_shapes[0][0]
+    return _similarity(n_samples, [shape[1] for shape in row_shapes], [shape[1] for shape in column_shapes],
+                       method, kernel, keep, bandwidth, same) * pace()
+
+
+def _matrix_shapes(matrices) -> list[tuple[int, ...]]:
+    """The (n_samples, d) shape of each matrix of a sequence (a list, or a 3-D array or StoredArray), read from
+    ``.shape`` alone."""
+    if len(getattr(matrices, "shape", ())) == 3:
+        return [tuple(matrices.shape[1:])] * matrices.shape[0]
+    return [tuple(np.shape(matrix)) for matrix in matrices]
+
+
+def _similarity(n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str,
+                kernel: str, keep, bandwidth: float, same: bool) -> float:
+    """:func:`similarity_seconds` over matrices of these widths, at the rates alone."""
     entry = SIMILARITY_METHODS[checks.choice("method", method, SIMILARITY_METHODS)]
-    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS))
-    same = list(row_widths) == list(column_widths)
-    # similarity_matrix decomposes the kept side once and each streamed matrix once (a list compared with
-    # itself, once); the pages pass two lists, so both sides are prepared.
+    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS), keep=keep, bandwidth=bandwidth)
     steps = [entry.prepare_work(n_samples, d, options) for d in (*row_widths, *(() if same else column_widths))]
     steps += [entry.pair_work(n_samples, a, b, options) for a in row_widths for b in column_widths]
     products, eigh, eigvals, elements, calls = (sum(values) for values in zip(*steps))
     return (products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE
-            + calls * CALL_S) * pace()
+            + calls * CALL_S)
 
 
 def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
@@ -375,36 +419,61 @@ def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
     and ``n_kept`` activations per token (the widths of every compared
     layer together) gathered at :data:`GATHER_RATE`.
     """
-    return (n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE) * pace()
+    return _corpus(lm, n_tokens, n_kept) * pace()
 
 
-def compare_layers_seconds(lm: LM, n_tokens: int, method: str, *, rows: str = "hidden", columns: str = "ffn",
-                           kernel: str = "linear", texts: bool = False) -> float:
-    """Seconds of :func:`ecco_core.similarity.compare_layers` over ``n_tokens`` token positions of ``lm``.
+def _corpus(lm: LM, n_tokens: int, n_kept: int) -> float:
+    return n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE
 
-    Every layer of ``rows`` against every layer of ``columns``
-    (:func:`similarity_seconds` at their widths); over ``texts`` the model's
-    passes first, keeping both representations (:func:`corpus_seconds`; a
-    capture has them already).
+
+def _source_sizes(lm: LM, source, skip_special: bool, skip_first: bool) -> tuple[int, int]:
+    """(tokens the model runs over, positions compared) of a comparison over ``source``: a capture (no pass) or
+    texts, as :func:`ecco_core.similarity.compare_layers` reads it."""
+    compared = positions_compared(lm, source, skip_special=skip_special, skip_first=skip_first)
+    if isinstance(source, Capture):
+        return 0, compared
+    return sum(len(encode_prompt(lm, text)) for text in source), compared
+
+
+def compare_layers_seconds(
+    lm: LM, source, method: str = "cka", *, rows: str = "hidden", columns: str = "ffn", kernel: str = "linear",
+    keep: float | int = 0.99, bandwidth: float = 1.0, skip_special: bool = True, skip_first: bool = False,
+    batch_size: int = 16, store: str = "auto", progress=None,
+) -> float:
+    """Seconds of :func:`ecco_core.similarity.compare_layers` with these arguments (its own and the options it
+    passes on to :func:`~ecco_core.similarity.layer_similarity` or
+    :func:`~ecco_core.similarity.corpus_similarity`; ``batch_size``, ``store`` and ``progress`` change nothing).
+
+    Every layer of ``rows`` against every layer of ``columns`` over the
+    positions compared (:func:`similarity_seconds` at their widths); over
+    texts the model's passes first, keeping both representations
+    (:func:`corpus_seconds`; a capture has them already).
     """
+    n_tokens, n_samples = _source_sizes(lm, source, skip_special, skip_first)
     row_widths, column_widths = representation_widths(lm, rows), representation_widths(lm, columns)
     kept = sum(row_widths) + (sum(column_widths) if columns != rows else 0)
-    forward = corpus_seconds(lm, n_tokens, kept) if texts else 0.0
-    return forward + similarity_seconds(n_tokens, row_widths, column_widths, method, kernel)
+    forward = _corpus(lm, n_tokens, kept) if n_tokens else 0.0
+    matrix = _similarity(n_samples, row_widths, column_widths, method, kernel, keep, bandwidth, rows == columns)
+    return (forward + matrix) * pace()
 
 
-def cell_baseline_seconds(lm: LM, n_samples: int, method: str, *, rows: str = "hidden", columns: str = "ffn",
-                          kernel: str = "linear", n_permutations: int = 100, corpus_tokens: int = 0) -> float:
-    """Seconds of :func:`ecco_core.trust.permutation_baseline` of one cell of a layer matrix of ``lm``.
+def cell_baseline_seconds(
+    lm: LM, source, row: int, column: int, method: str = "cka", *, rows: str = "hidden", columns: str = "ffn",
+    skip_special: bool = True, skip_first: bool = False, n_permutations: int = 100, seed: int = 0,
+    kernel: str = "linear", keep: float | int = 0.99, bandwidth: float = 1.0,
+) -> float:
+    """Seconds of one cell's chance level: :func:`ecco_core.similarity.layer_pair` with its arguments (``lm``
+    to ``skip_first``), then :func:`ecco_core.trust.permutation_baseline` of the pair with the rest.
 
     ``n_permutations`` similarities of one layer of ``rows`` and one of
-    ``columns`` over ``n_samples`` positions; with ``corpus_tokens`` > 0, the
-    pass over texts of that many tokens that gathers the two layers first
-    (:func:`ecco_core.similarity.layer_pair`).
+    ``columns`` over the positions compared; over texts, the pass that
+    gathers the two layers first.
     """
+    n_tokens, n_samples = _source_sizes(lm, source, skip_special, skip_first)
     row_width, column_width = representation_widths(lm, rows)[0], representation_widths(lm, columns)[0]
-    shuffles = n_permutations * similarity_seconds(n_samples, [row_width], [column_width], method, kernel)
-    return shuffles + (corpus_seconds(lm, corpus_tokens, row_width + column_width) if corpus_tokens else 0.0)
+    one = _similarity(n_samples, [row_width], [column_width], method, kernel, keep, bandwidth, False)
+    forward = _corpus(lm, n_tokens, row_width + column_width) if n_tokens else 0.0
+    return (n_permutations * one + forward) * pace()
 
 
 def factors_seconds(

@@ -93,15 +93,15 @@ with dashboard.user_errors():
         if lengths[longest] > lm.context_length:  # said here in the page's words, not as corpus_similarity's texts[i]
             raise ValueError(f"Line {longest + 1} of the texts is {lengths[longest]} tokens long, more than this "
                              f"model reads at once ({lm.context_length}): split it over several lines.")
-        n_positions = limits.enforce(sum(lengths), "MAX_SIMILARITY_TOKENS", "the texts' length")
+        limits.enforce(sum(lengths), "MAX_SIMILARITY_TOKENS", "the texts' length")
         texts = chosen
 if source != "capture" and texts is None:
     st.stop()  # the error is on the page
 
-def seconds(n_tokens: int, pooling: bool) -> float:
-    """Estimated seconds for these settings over ``n_tokens`` positions (``pooling``: the model runs over texts)."""
-    return estimates.compare_layers_seconds(lm, n_tokens, method, rows=rows, columns=columns, kernel=kernel,
-                                            texts=pooling)
+def seconds(over) -> float:
+    """Estimated seconds of this page's comparison over ``over`` (the capture, or texts)."""
+    return estimates.compare_layers_seconds(lm, over, method, rows=rows, columns=columns, kernel=kernel, keep=keep,
+                                            skip_special=skip_special, skip_first=skip_first)
 
 
 def use_sentences(count: int) -> None:
@@ -109,7 +109,7 @@ def use_sentences(count: int) -> None:
 
 
 if texts is None:
-    n_positions, pooled = cap.n_tokens, dashboard.capture_key(cap)
+    pooled = dashboard.capture_key(cap)
 else:
     pooled = (cap.model_name, tuple(texts))
 source = cap if texts is None else texts  # what the library compares: the capture's tokens, or the texts pooled
@@ -120,7 +120,7 @@ if verdict is not None and verdict.forced:
     # Said before the run: with these positions the matrix is 1 everywhere whatever the activations.
     needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special,
                                   skip_first=skip_first, most=200)
-    cost = dashboard.duration(seconds(verdict.needed_positions, True))
+    cost = dashboard.duration(seconds(sim.ud_sentences(needed))) if needed else None
     proposal = (f" The smallest setting that can: {needed} UD sentences ({cost} on this machine)." if needed
                 else " Even 200 UD sentences are too few here: use CKA.")
     st.warning(verdict.describe() + proposal)
@@ -148,9 +148,9 @@ def chance(result, cell):
         return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
 
     options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
-    estimate = estimates.cell_baseline_seconds(lm, result.n_samples, method, rows=rows, columns=columns, kernel=kernel,
-                                               n_permutations=N_PERMUTATIONS,
-                                               corpus_tokens=0 if texts is None else n_positions)
+    estimate = estimates.cell_baseline_seconds(lm, source, row, column, method, rows=rows, columns=columns,
+                                               skip_special=skip_special, skip_first=skip_first,
+                                               n_permutations=N_PERMUTATIONS, **options)
     baseline = None
     with dashboard.user_errors():
         baseline, area = dashboard.long_work(
@@ -178,7 +178,7 @@ with dashboard.user_errors():
     result, area = dashboard.long_work(
         "Comparing every pair of layers", compare, key="similarity",
         settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first),
-        estimate_s=seconds(n_positions, texts is not None),
+        estimate_s=seconds(source),
     )
 if result is None:
     st.stop()

@@ -2,7 +2,6 @@
 
 import hashlib
 
-import numpy as np
 import streamlit as st
 
 import dashboard
@@ -65,7 +64,7 @@ def preset_label(preset: str) -> str:
     if preset == "custom":
         return PRESETS[preset]
     chosen = probing.preset(preset, lm.n_layers, max_tokens=limits.MAX_PROBE_TOKENS)
-    seconds = estimates.probing_seconds(lm, chosen.n_tokens, list(chosen.layers), chosen.trials, chosen.epochs)
+    seconds = estimates.probing_seconds(lm, probing.UD_ENGLISH_EWT_DEV, **chosen.arguments())
     return f"{PRESETS[preset]} ({dashboard.duration(seconds)})"
 
 
@@ -94,14 +93,14 @@ chosen_layers = st.multiselect("Layers", layer_choices, format_func=layer_name, 
                                on_change=mark_custom, wrap=True,
                                help="The embeddings, and blocks (each block's output and its FFN).")
 
-n_rates = 1 if np.isscalar(LEARNING_RATES[rate]) else len(LEARNING_RATES[rate])
 library_layers = [layer if layer == EMBEDDINGS else int(layer) for layer in chosen_layers]
-estimate = estimates.probing_seconds(lm, int(n_tokens), library_layers, int(trials), int(epochs), n_rates)
 if source == "upload":
     corpus = upload.getvalue() if upload is not None else None
     corpus_key = hashlib.sha256(corpus).hexdigest() if corpus is not None else None
 else:
     corpus, corpus_key = str(probing.UD_ENGLISH_EWT_DEV), BUNDLED
+estimate = estimates.probing_seconds(lm, corpus, n_tokens=int(n_tokens), trials=int(trials), epochs=int(epochs),
+                                     lr=LEARNING_RATES[rate], layers=library_layers, store="disk")
 run_settings = (lm.name, corpus_key, int(n_tokens), tuple(chosen_layers), int(trials), int(epochs), rate)
 
 # A copied link of a run opens with that run (bundled data only: an upload is not in the link).

@@ -2,9 +2,16 @@
 
 Timing targets live in bench/estimates.py (measured / estimated per case); these tests check only the model."""
 
+import numpy as np
+
 from ecco_core import estimates
 
 FFN = [1536] * 30  # the causal default's FFN activations
+
+
+def shaped(n_samples: int, widths) -> list:
+    """Stand-ins for matrices of these shapes (n_samples, d): the estimates read shapes only (no memory taken)."""
+    return [np.broadcast_to(np.float32(0), (n_samples, width)) for width in widths]
 
 
 def test_small_similarity_matrices_are_not_announced_as_minutes():
@@ -12,28 +19,41 @@ def test_small_similarity_matrices_are_not_announced_as_minutes():
     thread) announced 18 s for a 31 x 30 CCA matrix over 56 positions that ran in 0.13 s on a quiet machine and
     0.6-0.8 s at load 16. On one thread the calls cost a fraction of a millisecond."""
     for method in ("cca", "svcca", "pwcca", "cka"):
-        small = estimates.similarity_seconds(56, FFN, FFN, method)
+        small = estimates.similarity_seconds(shaped(56, FFN), shaped(56, FFN), method)
         assert small < 5.0, (method, small)
         # Still the work's shape: more positions and more pairs cost more.
-        assert estimates.similarity_seconds(545, FFN, FFN, method) > small
-        assert estimates.similarity_seconds(56, FFN + FFN, FFN, method) > small
+        assert estimates.similarity_seconds(shaped(545, FFN), shaped(545, FFN), method) > small
+        assert estimates.similarity_seconds(shaped(56, FFN + FFN), shaped(56, FFN), method) > small
 
 
 def test_layer_comparison_estimates_price_what_the_page_runs(lm):
     """compare_layers over texts adds the model's passes keeping both representations (once when they are the
     same); a cell's chance baseline is its shuffles plus, over texts, the pass that gathers its two layers."""
+    import ecco_core as ec
+    from ecco_core import similarity as sim
+    from ecco_core.tokens import encode_prompt
+
     hidden, ffn = [lm.d_model] * (lm.n_layers + 1), [lm.d_ff] * lm.n_layers
-    on_capture = estimates.compare_layers_seconds(lm, 200, "cka", rows="hidden", columns="ffn")
-    assert on_capture == estimates.similarity_seconds(200, hidden, ffn, "cka")
-    pooled = estimates.compare_layers_seconds(lm, 200, "cka", rows="hidden", columns="ffn", texts=True)
-    assert pooled == on_capture + estimates.corpus_seconds(lm, 200, sum(hidden) + sum(ffn))
-    same = estimates.compare_layers_seconds(lm, 200, "cca", rows="ffn", columns="ffn", texts=True)
-    assert same == estimates.similarity_seconds(200, ffn, ffn, "cca") + estimates.corpus_seconds(lm, 200, sum(ffn))
-    one = estimates.similarity_seconds(150, [lm.d_model], [lm.d_ff], "cka", "rbf")
-    cell = estimates.cell_baseline_seconds(lm, 150, "cka", kernel="rbf", n_permutations=10)
-    assert cell == 10 * one
-    assert estimates.cell_baseline_seconds(lm, 150, "cka", kernel="rbf", n_permutations=10, corpus_tokens=200) == (
-        cell + estimates.corpus_seconds(lm, 200, lm.d_model + lm.d_ff))
+    texts = sim.ud_sentences(3)
+    n = sim.positions_compared(lm, texts, skip_first=True)
+    tokens = sum(len(encode_prompt(lm, text)) for text in texts)
+    cap = ec.capture(lm, "The keys to the cabinet are on the table.")
+    on_capture = estimates.compare_layers_seconds(lm, cap, "cka", rows="hidden", columns="ffn")
+    assert on_capture == estimates.similarity_seconds(shaped(cap.n_tokens, hidden), shaped(cap.n_tokens, ffn), "cka")
+    pooled = estimates.compare_layers_seconds(lm, texts, "cka", rows="hidden", columns="ffn", skip_first=True)
+    assert pooled == (estimates.similarity_seconds(shaped(n, hidden), shaped(n, ffn), "cka")
+                      + estimates.corpus_seconds(lm, tokens, sum(hidden) + sum(ffn)))
+    same = estimates.compare_layers_seconds(lm, texts, "cca", rows="ffn", columns="ffn", skip_first=True)
+    stack = shaped(n, ffn)
+    assert same == estimates.similarity_seconds(stack, stack, "cca") + estimates.corpus_seconds(lm, tokens, sum(ffn))
+    one = estimates.similarity_seconds(shaped(n, [lm.d_model]), shaped(n, [lm.d_ff]), "cka", kernel="rbf")
+    cell = estimates.cell_baseline_seconds(lm, cap, 3, 4, "cka", skip_first=True, kernel="rbf", n_permutations=10)
+    n_cap = cap.n_tokens - 1
+    assert cell == 10 * estimates.similarity_seconds(shaped(n_cap, [lm.d_model]), shaped(n_cap, [lm.d_ff]), "cka",
+                                                     kernel="rbf")
+    assert estimates.cell_baseline_seconds(lm, texts, 3, 4, "cka", skip_first=True, kernel="rbf",
+                                           n_permutations=10) == (
+        10 * one + estimates.corpus_seconds(lm, tokens, lm.d_model + lm.d_ff))
 
 
 def test_an_estimate_takes_the_arguments_of_the_analysis_it_estimates():
@@ -49,8 +69,16 @@ def test_an_estimate_takes_the_arguments_of_the_analysis_it_estimates():
                                (estimates.factor_quality_seconds, ec.trust.factor_quality),
                                (estimates.saliency_seconds, ec.saliency.saliency),
                                (estimates.faithfulness_seconds, ec.trust.faithfulness),
-                               (estimates.verify_seconds, ec.circuits.verify)):
+                               (estimates.verify_seconds, ec.circuits.verify),
+                               (estimates.similarity_seconds, ec.similarity.similarity_matrix),
+                               (estimates.probing_seconds, ec.probe_table),
+                               (estimates.probe_collection_seconds, ec.probing.collect),
+                               (estimates.probe_training_seconds, ec.probing.train_probes)):
         assert list(inspect.signature(estimate).parameters) == list(inspect.signature(analysis).parameters)
+    # compare_layers passes its options on to layer_similarity or corpus_similarity: the estimate takes them all.
+    taken = set(inspect.signature(estimates.compare_layers_seconds).parameters)
+    for analysis in (ec.similarity.layer_similarity, ec.similarity.corpus_similarity):
+        assert set(inspect.signature(analysis).parameters) - {"captures", "texts", "lm"} <= taken, analysis
 
 
 def test_a_factor_method_added_with_its_cost_model_is_estimated_from_its_entry(lm):
@@ -82,15 +110,16 @@ def test_estimates_follow_the_pace_this_process_measures(monkeypatch):
     patching at up to 2.6): the load cannot be known in advance. Each run recorded moves this process's pace
     halfway (in log space) towards its own measured / estimated, so the next estimate follows how fast the process
     runs now; a run too short to say (fixed costs) moves nothing. Before any run, the pace is the load's."""
-    base = estimates.similarity_seconds(56, FFN, FFN, "cca")  # the tests' fixed pace (conftest: ECCO_PACE=1)
+    matrices = shaped(56, FFN)
+    base = estimates.similarity_seconds(matrices, matrices, "cca")  # the tests' fixed pace (conftest: ECCO_PACE=1)
     assert estimates.record(1.0, 4.0) == 1.0
     monkeypatch.delenv(estimates.PACE_VARIABLE)
     before = estimates.pace()
     try:
         estimates.reset_pace(1.0)
-        rated = estimates.similarity_seconds(56, FFN, FFN, "cca")
+        rated = estimates.similarity_seconds(matrices, matrices, "cca")
         assert estimates.record(10.0, 40.0) == 2.0  # four times the estimate: halfway in log space
-        assert estimates.similarity_seconds(56, FFN, FFN, "cca") == 2 * rated
+        assert estimates.similarity_seconds(matrices, matrices, "cca") == 2 * rated
         assert estimates.record(0.1, 0.9) == 2.0  # under PACE_MIN_S: not recorded
         estimates.record(10.0, 10.0)
         assert estimates.pace() == 2.0  # as estimated: the pace holds

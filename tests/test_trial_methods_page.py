@@ -21,8 +21,11 @@ def test_a_similarity_method_added_as_one_entry_is_estimated_and_offered_by_the_
 
     sim.METHODS["trial"] = sim.SimilarityMethod(lambda a, b: sim.cka(a, b), "linear CKA again, as a trial")
     try:
-        small = estimates.similarity_seconds(56, HIDDEN, FFN, "trial")
-        assert 0 < small < estimates.similarity_seconds(545, HIDDEN, FFN, "trial")
+        def shaped(n_samples, widths):  # stand-ins of these shapes: the estimate reads shapes only
+            return [np.broadcast_to(np.float32(0), (n_samples, width)) for width in widths]
+
+        small = estimates.similarity_seconds(shaped(56, HIDDEN), shaped(56, FFN), "trial")
+        assert 0 < small < estimates.similarity_seconds(shaped(545, HIDDEN), shaped(545, FFN), "trial")
         rng = np.random.default_rng(0)
         pair = [rng.normal(size=(30, 4)), rng.normal(size=(30, 6))]
         assert sim.similarity_matrix(pair, pair, "trial").values.shape == (2, 2)
