@@ -37,6 +37,7 @@ records it (Linux ``VmHWM``, reset at each step), so no spike between
 samples is missed.
 
     python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both] [pages]
+    python bench/memory.py calls [pages]
 
 ``pages``, comma-separated file names (``Home.py,6_Causal_tracing.py``),
 runs those steps alone, in the order above: to measure a few pages at once
@@ -53,6 +54,19 @@ progress report, and once the server is idle again (none of its threads has
 work; at most ``SETTLE_MAX_S`` later, and the line says which) the step's
 peak is read and the order goes on. Such a peak is a lower bound of that
 step's.
+
+``calls`` measures the bound instead, every call to its end: in this
+process, one thread (quieter than a server), each page's calls at the
+deployment's limits, one at a time (:func:`page_calls`; ``pages``, titles
+such as ``Saliency,Circuits``, picks some), each one's peak above the
+resident set before it. The server can never hold more than its idle resident set (the
+allowed models loaded and run once, so that their weights are paged in),
+both caches full (``CAPTURE_CACHE_MB`` + ``RESULT_CACHE_MB``) and the
+``MAX_CONCURRENT_RUNS`` largest peaks at once; the last line is that
+bound / budget. Exact patching of a 512-token prompt corrupted in its middle
+takes hours on 2 cores, so the call measured corrupts the prompt's last
+tokens: the same prompt, records and batches of at most ``max_batch_bytes``,
+far fewer of them (its peak is one batch's, however many follow).
 """
 
 import os
@@ -60,6 +74,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -279,6 +294,134 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
     return overall
 
 
+def late_corruption(lm, prompt: str, n_corrupted: int = 16) -> str:
+    """``prompt`` with its last ``n_corrupted`` tokens replaced by its first ones, as many tokens as ``prompt``."""
+    ids = lm.tokenizer.encode(prompt, add_special_tokens=False)
+    for start in range(len(ids) - n_corrupted, len(ids) // 2, -1):
+        corrupted = lm.tokenizer.decode(ids[:start] + ids[:n_corrupted] + ids[start + n_corrupted:])
+        if len(lm.tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
+            return corrupted
+    raise RuntimeError(f"no corrupted prompt of {len(ids)} tokens")
+
+
+def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(page, call, run) for every call the pages make at the deployment's limits, in the pages' order.
+
+    The capture is the sidebar's (``prompt`` and its given ``answer``); each
+    call after it reads it, with the page's default settings and its
+    optional checks (faithfulness, the factors' quality, the chance of a
+    similarity cell); Probing runs its quick preset; Causal tracing and
+    Circuits run at ``own``'s prompts of ``MAX_PROMPT_TOKENS`` tokens.
+    """
+    import numpy as np
+
+    import ecco_core as ec
+    from dashboard import settings
+    from ecco_core import circuits, patching, probing
+    from ecco_core import similarity as sim
+
+    cap = ec.capture(lm, prompt, answer=answer)
+    state: dict[str, Any] = {}
+    attention_bytes = settings.ATTENTION_MB * 2**20
+    shown = list(range(ec.attention.blocks_that_fit(lm, cap.n_tokens, "raw", max_bytes=attention_bytes)))
+    compared = dict(rows="hidden", columns="ffn", skip_special=True, skip_first=lm.is_causal)
+    positions = list(ec.factors.analysed_positions(cap, skip_special=True, skip_first=lm.is_causal))
+    factored = dict(n_components=ec.factors.default_components(len(positions)), layers=range(lm.n_layers),
+                    positions=positions, negatives="clip")
+    quick = probing.preset("quick", lm.n_layers, max_tokens=settings.MAX_PROBE_TOKENS)
+    ud = sim.ud_sentences(40)
+    late = late_corruption(lm, own["clean"])
+
+    def kept(name: str, value):
+        state[name] = value
+        return value
+
+    def median_cell(result) -> tuple[int, int]:
+        flat = np.argsort(result.values, axis=None)[result.values.size // 2]
+        return tuple(int(i) for i in np.unravel_index(flat, result.values.shape))
+
+    def chance(source, result_name: str):
+        pair = sim.layer_pair(lm, source, *median_cell(state[result_name]), **compared)
+        return ec.trust.permutation_baseline(*pair, "cka", n_permutations=100)
+
+    return [
+        ("Home", "capture (512 + 64 tokens)", lambda: ec.capture(lm, prompt, answer=answer)),
+        ("Layer predictions", "rankings_and_diagnostics", lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5)),
+        ("Layer predictions", "watch", lambda: ec.watch(lm, prompt, ["the", "a"], k=5)),
+        ("Attention", f"attention, {len(shown)} blocks", lambda: ec.attention(lm, cap, "raw", layers=shown,
+                                                                              max_bytes=attention_bytes)),
+        ("Similarity", "compare_layers, the capture",
+         lambda: kept("capture", sim.compare_layers(lm, cap, "cka", **compared))),
+        ("Similarity", "permutation_baseline, the capture", lambda: chance(cap, "capture")),
+        ("Similarity", "compare_layers, 40 UD sentences", lambda: kept("ud", sim.compare_layers(lm, ud, "cka",
+                                                                                                 **compared))),
+        ("Similarity", "permutation_baseline, 40 UD sentences", lambda: chance(ud, "ud")),
+        ("Neuron factors", "factors (NMF)", lambda: kept("factors", ec.factors(cap, "nmf", **factored))),
+        ("Neuron factors", "factor_quality", lambda: ec.trust.factor_quality(cap, seeds=(0, 1),
+                                                                            fitted=state["factors"], **factored)),
+        ("Probing", "probe_table, quick preset",
+         lambda: ec.probe_table(lm, str(probing.UD_ENGLISH_EWT_DEV), n_tokens=quick.n_tokens, trials=quick.trials,
+                                epochs=quick.epochs, lr=quick.lr, layers=quick.layers, store="disk")),
+        ("Saliency", "saliency (grad_x_input)", lambda: kept("saliency", ec.saliency(lm, cap, method="grad_x_input"))),
+        ("Saliency", "faithfulness, one token",
+         lambda: ec.trust.faithfulness(lm, cap, positions=state["saliency"].first_word_position(), steps=20)),
+        ("Circuits", "circuits (512 tokens)",
+         lambda: kept("circuits", ec.circuits(lm, own["clean"], own["answer"], own["foil"], routes=False))),
+        ("Circuits", "top_tokens", lambda: circuits.top_tokens(lm, state["circuits"], 5)),
+        ("Circuits", "attention of one block", lambda: ec.attention(lm, ec.capture(lm, own["clean"]), "raw",
+                                                                     layers=[lm.n_layers - 1])),
+        ("Circuits", "verify (k 10, corrupted, exact)",
+         lambda: circuits.verify(lm, state["circuits"], k=10, ablation="corrupted", corrupted=own["corrupted"])),
+        ("Causal tracing", "patching.work", lambda: patching.work(lm, own["clean"], own["corrupted"], own["answer"],
+                                                                  own["foil"])),
+        ("Causal tracing", "patch, approximate", lambda: ec.patch(lm, own["clean"], own["corrupted"], own["answer"],
+                                                                  own["foil"], approximate=True)),
+        ("Causal tracing", "patch, exact (last 16 tokens corrupted)",
+         lambda: ec.patch(lm, own["clean"], late, own["answer"], own["foil"])),
+    ]
+
+
+def warm_models() -> tuple[list, int]:
+    """The two packaged models (all that a hosted deployment allows), loaded and run once so that their weights
+    are paged in, and this process's resident set then, in bytes. Keep the models: their weights are resident
+    only while they are."""
+    import ecco_core as ec
+    from dashboard.shared_cache import release_memory
+
+    models = [ec.load(name) for name in (ec.DEFAULT_MODEL, ec.DEFAULT_ENCODER)]
+    for lm in models:
+        ec.capture(lm, "The keys to the cabinet")
+    release_memory()
+    return models, reset_peak()
+
+
+def measure_calls(pages: str = "") -> None:
+    """Each page's calls to their end, one at a time; the bound on the server's peak / budget (the last line)."""
+    from dashboard import settings
+    from dashboard.shared_cache import release_memory
+
+    (lm, _), idle = warm_models()
+    inputs = largest_inputs(1)
+    calls = page_calls(lm, *inputs[0], own_prompts(inputs)[0])
+    chosen = [call for call in calls if not pages or call[0] in pages.split(",")]
+    print(f"idle, the allowed models run once: {idle / 2**20:.0f} MiB", flush=True)
+    peaks = []
+    for page, name, run in chosen:
+        release_memory()
+        before = reset_peak()
+        started = time.perf_counter()
+        run()
+        peaks.append(peak_bytes() - before)
+        print(f"  {page:18s} {name:42s} +{peaks[-1] / 2**20:5.0f} MiB, {time.perf_counter() - started:6.1f} s",
+              flush=True)
+    caches = (settings.CAPTURE_CACHE_MB + settings.RESULT_CACHE_MB) * 2**20
+    largest = sorted(peaks, reverse=True)[: settings.MAX_CONCURRENT_RUNS]
+    bound = idle + caches + sum(largest)
+    print(f"bound {bound / 2**20:.0f} MiB = idle {idle / 2**20:.0f} + caches {caches / 2**20:.0f} + the "
+          f"{len(largest)} largest runs {' + '.join(f'{peak / 2**20:.0f}' for peak in largest)} MiB "
+          f"/ budget {BUDGET_BYTES / 2**20:.0f} MiB = {bound / BUDGET_BYTES:.2f}")
+
+
 def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both",
          pages: str = ",".join(CAPTURE_PAGES)) -> None:
     orders = ORDERS if order == "both" else (order,)
@@ -298,4 +441,7 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", 
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:6])
+    if sys.argv[1:2] == ["calls"]:
+        measure_calls(*sys.argv[2:3])
+    else:
+        main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:6])
