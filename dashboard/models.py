@@ -93,10 +93,12 @@ def checked_prompt(lm: ec.LM, text: str, what: str = "the prompt") -> list[int]:
     """Token ids of ``text`` as a prompt of ``lm``, if it is within this deployment's ``MAX_PROMPT_TOKENS``.
 
     For a page's own prompt boxes, bounded as the sidebar's prompt is: a text
-    too long to be within the limit is refused before it is tokenised. The
-    ValueError names ``what`` ("the clean prompt") and the limit.
+    too long to be within the limit is refused before it is tokenised, an empty one
+    before the model is asked. The ValueError names ``what`` ("the clean prompt") and the limit.
     """
     limits.check_text_length(text, "MAX_PROMPT_TOKENS", what)
+    if isinstance(text, str) and not text.strip():  # in the words of the box, not the library's text=
+        raise ValueError(f"{what[:1].upper()}{what[1:]} is empty or whitespace only: type the text to analyse")
     ids = encode_prompt(lm, text)
     limits.enforce(len(ids), "MAX_PROMPT_TOKENS", what)
     return ids

@@ -19,6 +19,8 @@ def test_bad_input_shows_an_error_and_keeps_serving():
     app.sidebar.button[0].click()
     run(app)
     assert any("empty or whitespace" in e.value for e in app.error)
+    # Said of the sidebar's Prompt box (#31 item 15), not of the library's text= argument.
+    assert all(e.value.startswith("The prompt is empty") for e in app.error), [e.value for e in app.error]
     app.sidebar.text_area[0].set_value("The keys to the cabinet")
     app.sidebar.button[0].click()
     run(app)
