@@ -39,6 +39,7 @@ def _views(cap):
         ("logit lens rankings", lambda lm: ec.rankings(lm, cap)),
         ("lens rankings + KL, agreement", lambda lm: ec.trust.rankings_and_diagnostics(lm, cap)),
         ("logit lens watch", lambda lm: ec.watch(lm, "The keys to the cabinet", ["is", "are"])),
+        ("candidate suggestions", lambda lm: ec.suggest_candidates(lm, "The keys to the cabinet")),
         ("saliency grad x input", lambda lm: ec.saliency(lm, cap)),
         ("attribution patching", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)),
         ("activation patching (residual)", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John",

@@ -587,17 +587,27 @@ def suggest_candidates(
         ``token_ids`` can be passed to :func:`watch` as candidates.
     """
     lm.require_head()
-    lm.require_hooks("candidate suggestions", "they read every layer's top tokens and the output with hooks")
     k = whole("k", k, low=1)
     if max_candidates is not None:
         max_candidates = whole("max_candidates", max_candidates, low=1)
     input_ids, position = read_position(lm, text)
-    columns, model_logits = _recorded_forward(lm, input_ids, [position])
     any_target = np.zeros(1, dtype=np.int64)  # only the top-k of each layer are used here
-    top_ids = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)["top_ids"][:, 0, :]  # (n_layers, k)
+    if lm.backend.traced:  # one session; the model's own rank and probability of each top token come back with it
+        from .backends import sessions
+
+        check_chunk_bytes(max_chunk_bytes)
+        lensed = sessions.lens(lm, input_ids, [position], any_target, k=k, max_chunk_bytes=max_chunk_bytes, own=True)
+        top_ids = lensed["top_ids"][:, 0, :]  # (n_layers, k)
+        own = dict(zip(top_ids.ravel().tolist(), zip(lensed["own_ranks"][:, 0, :].ravel().tolist(),
+                                                     lensed["own_probs"][:, 0, :].ravel().tolist())))
+    else:
+        columns, model_logits = _recorded_forward(lm, input_ids, [position])
+        top_ids = _lens(lm, columns, any_target, k, max_chunk_bytes, model_logits)["top_ids"][:, 0, :]
+        final_logits = model_logits[0]
+        final_probs = torch.softmax(final_logits, -1)
+        own = {token_id: (int((final_logits > final_logits[token_id]).sum()) + 1, float(final_probs[token_id]))
+               for token_id in set(top_ids.ravel().tolist())}
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
-    final_logits = model_logits[0]
-    final_probs = torch.softmax(final_logits, -1)
     rows = []
     for token_id in dict.fromkeys(top_ids.ravel().tolist()):
         if token_id in special:
@@ -611,8 +621,8 @@ def suggest_candidates(
                 "best_rank": best + 1,
                 "best_layer": block_label(layers[ranks == best].min()),
                 "layers_in_top_k": len(set(layers.tolist())),
-                "final_rank": int((final_logits > final_logits[token_id]).sum()) + 1,
-                "final_probability": float(final_probs[token_id]),
+                "final_rank": own[token_id][0],
+                "final_probability": own[token_id][1],
             }
         )
     frame = pd.DataFrame(rows, columns=[

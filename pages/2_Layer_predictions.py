@@ -83,9 +83,8 @@ if not watch_text.strip():
     st.stop()
 suggestions = None
 with dashboard.user_errors():
-    if not dashboard.backend.needs_this_machine(lm, "Suggested candidates"):
-        suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
-                                                key="lens_suggestions", settings=(lm.name, watch_text))
+    suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
+                                            key="lens_suggestions", settings=(lm.name, watch_text))
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions.token_ids.tolist(), suggestions.tokens))

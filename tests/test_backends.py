@@ -8,6 +8,7 @@ import ast
 import inspect
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import ecco_core as ec
@@ -89,6 +90,11 @@ def test_lens_through_nnsight_on_every_family(tiny):
     _same_rankings(hooked_rankings, rankings)
     _same_diagnostics(hooked, diagnostics)
     assert record.requests == 1
+    with backends.ledger() as record:
+        through = ec.suggest_candidates(traced, text, max_candidates=None).to_frame()
+    pd.testing.assert_frame_equal(through, ec.suggest_candidates(tiny, text, max_candidates=None).to_frame(),
+                                  check_exact=False, rtol=1e-5, atol=1e-7)
+    assert record.requests == 1 and len(through)
 
 
 def _same_patching(hooked, through):
@@ -224,8 +230,7 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with backends.ledger() as record:
-        for view, call in (("candidate suggestions", lambda: ec.suggest_candidates(served, "The keys")),
-                           ("faithfulness", lambda: ec.trust.faithfulness(served, cap, ("gradient",))),
+        for view, call in (("faithfulness", lambda: ec.trust.faithfulness(served, cap, ("gradient",))),
                            ("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"]))):
             with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):
                 call()

@@ -68,6 +68,8 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
         assert any(text.startswith(said) for text in _shown(app)), (name, _shown(app))
         for shown in ALSO_SHOWN.get(name, ()):
             assert any(text.startswith(shown) for text in _shown(app)), (name, shown, _shown(app))
+        if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
+            assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)
         if name == "pages/1_Saliency.py":  # a method NDIF cannot run: said in the page's words, before any request
             app.selectbox(key="saliency_method").set_value("integrated_gradients")

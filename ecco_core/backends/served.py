@@ -131,6 +131,20 @@ def lens_reduce(readings: dict, layout: dict, logits, start: int, k: int) -> Non
         readings["agreement"][entries] = (lens.argmax(-1) == readings["final_ids"][at]).cpu()
 
 
+def own_readings(readings: dict, layout: dict) -> tuple:
+    """The model's own rank (1 = top) and probability, float32, of each ranked row's top-k tokens, each
+    (n_layers * n_ranked, k): what candidate suggestions sort by, read off the model's logits at the row's column."""
+    columns = layout["ranked_columns"]
+    ranks = torch.zeros(readings["top_ids"].shape, dtype=torch.long)
+    probs = torch.zeros(readings["top_ids"].shape)
+    for entry in range(len(ranks)):
+        logits = readings["model_logits"][int(columns[entry % len(columns)])]
+        ids = readings["top_ids"][entry].to(logits.device)
+        ranks[entry] = ((logits[None, :] > logits[ids][:, None]).sum(-1) + 1).cpu()
+        probs[entry] = torch.softmax(logits, -1)[ids].cpu()
+    return ranks, probs
+
+
 def lens_result(readings: dict, layout: dict, n_layers: int, k: int) -> dict:
     """What a lens session sends back: the ranked readings (n_layers, n_ranked[, k]), the diagnosed ones
     (n_layers + 1, n_diagnosed) and the model's top token at each diagnosed position."""

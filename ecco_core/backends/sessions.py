@@ -23,7 +23,7 @@ import torch
 from ..models import LM
 from . import served
 from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
-                     lens_result, metric_of, next_token, output_tensor, readout, rows_to_run)
+                     lens_result, metric_of, next_token, output_tensor, own_readings, readout, rows_to_run)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 
@@ -102,7 +102,8 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
         "hidden_states": np.float32, "ffn": np.float32, "top_ids": np.int64, "top_probs": np.float32})}
 
 
-def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=()) -> dict:
+def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=(),
+         own: bool = False) -> dict:
     """The logit lens at ``positions`` of one pass over ``token_ids``, reduced on the server: one session.
 
     Mirrors :func:`ecco_core.lens._lens` on the block outputs of the pass
@@ -114,12 +115,15 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
     positions it also mirrors :func:`ecco_core.trust.lens_diagnostics` there,
     from the embeddings on: ``KL(final || lens)`` and top-1 agreement, read
     off the same logits (each position is unembedded once, whatever reads it;
-    chunks of a third of ``max_chunk_bytes``, as the hook path's).
+    chunks of a third of ``max_chunk_bytes``, as the hook path's). With
+    ``own``, the model's own rank and probability of every top-``k`` token
+    (:func:`ecco_core.lens.suggest_candidates`'s final columns).
 
     Returns a dict of ``ranks``, ``probs`` (n_layers, n_columns), ``top_ids``,
     ``top_probs`` (n_layers, n_columns, k), ``target_ids`` (n_columns,), ``kl``
     (float64), ``agreement`` (bool) (n_layers + 1, n_diagnosed), ``final_ids``
-    (n_diagnosed,) as numpy arrays, and ``max_abs_diff`` (float).
+    (n_diagnosed,) as numpy arrays, ``max_abs_diff`` (float), and with ``own``
+    ``own_ranks``, ``own_probs`` (n_layers, n_columns, k).
     """
     runner = _runner(lm)
     model = runner.envoy
@@ -154,9 +158,13 @@ def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: i
                     for module in norms + heads:
                         logits = module(logits)
                     lens_reduce(readings, layout, logits.float(), start, k)
-                result = nnsight.save(lens_result(readings, layout, n_layers, k))
+                result = lens_result(readings, layout, n_layers, k)
+                result["own"] = own_readings(readings, layout) if own else None
+                result = nnsight.save(result)
     runner.received(result)
-    return {"max_abs_diff": float(result["max_abs_diff"]), **_numpy(result, {
+    mine = {} if result["own"] is None else {name: values.view(n_layers, -1, k).numpy()
+                                             for name, values in zip(("own_ranks", "own_probs"), result["own"])}
+    return {"max_abs_diff": float(result["max_abs_diff"]), **mine, **_numpy(result, {
         "ranks": np.int64, "probs": None, "top_ids": np.int64, "top_probs": None, "target_ids": np.int64,
         "kl": None, "agreement": None, "final_ids": np.int64})}
 
