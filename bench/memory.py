@@ -353,8 +353,8 @@ def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[
         ("Similarity", "compare_layers, the capture",
          lambda: kept("capture", sim.compare_layers(lm, cap, "cka", **compared))),
         ("Similarity", "permutation_baseline, the capture", lambda: chance(cap, "capture")),
-        ("Similarity", "compare_layers, 40 UD sentences", lambda: kept("ud", sim.compare_layers(lm, ud, "cka",
-                                                                                                 **compared))),
+        ("Similarity", "compare_layers, 40 UD sentences", lambda: kept("ud", sim.compare_layers(
+            lm, ud, "cka", store="disk", **compared))),
         ("Similarity", "permutation_baseline, 40 UD sentences", lambda: chance(ud, "ud")),
         ("Neuron factors", "factors (NMF)", lambda: kept("factors", ec.factors(cap, "nmf", **factored))),
         ("Neuron factors", "factor_quality", lambda: ec.trust.factor_quality(cap, seeds=(0, 1),

@@ -3,6 +3,8 @@
 import ecco_core as ec
 from apptest import charts, page, run
 from ecco_core import similarity as sim
+from ecco_core.models import cache_dir
+from ecco_core.store import store_root
 
 
 def _heatmap(app):
@@ -23,7 +25,7 @@ def assert_chance_beside_the_matrix(app):
     assert chance["data"][0]["type"] == "histogram" and chance["layout"]["height"] < charts(app)[0]["layout"]["height"]
 
 
-def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
+def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm, tmp_path, monkeypatch):
     app = run(page("pages/4_Similarity.py"))
     assert app.title[0].value == "Representation similarity"
     cells, title = _heatmap(app)
@@ -44,7 +46,12 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm):
     assert not app.get("plotly_chart")
     assert any("Every CCA value is 1.00" in warning.value for warning in app.warning)
     app.button(key="similarity_use_cka").click()
+    stores = store_root().relative_to(cache_dir())
+    monkeypatch.setenv("ECCO_EXPLORER_CACHE", str(tmp_path))  # the model is loaded already: only stores go there
     run(app)
+    # Texts keep their layers on disk whatever their length (#31 item 18): in memory, 40 UD sentences took a run
+    # to +632 MiB, and up to 1 GiB of layers would stay there.
+    assert (tmp_path / stores).is_dir()
     # Each sentence's first token is left out on this causal model (#31: it is an attention sink).
     n_positions = sum(len(lm.tokenizer(text)["input_ids"]) - 1 for text in sim.ud_sentences(4))
     assert _heatmap(app)[1] == f"CKA (linear) similarity over {n_positions} token positions"
