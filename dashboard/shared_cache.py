@@ -23,7 +23,6 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Hashable, Iterator
 
-import numpy as np
 
 import ecco_core as ec
 
@@ -31,10 +30,9 @@ from . import settings as limits
 
 
 def capture_nbytes(cap: ec.Capture) -> int:
-    """Bytes held by a capture's arrays and token strings."""
-    arrays = (cap.token_ids, cap.hidden_states, cap.ffn, cap.top_ids, cap.top_probs, cap.special)
+    """Bytes held by a capture's arrays and token strings (the arrays still to fetch from NDIF counted as here)."""
     text = sum(len(token) for token in cap.tokens) + sum(len(token) for row in cap.top_tokens for token in row)
-    return sum(np.asarray(array).nbytes for array in arrays) + text
+    return cap.nbytes + text
 
 
 def pickled_nbytes(value) -> int:

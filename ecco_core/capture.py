@@ -20,11 +20,21 @@ Results, table columns, CSVs, axes and pages all use these labels, so the
 tables of different views join on them.
 
 Nothing is stored on the model, and the hooks are removed in a ``finally``.
+
+Through nnsight (``backend="nnsight"`` or ``"ndif"``) the capture's request
+brings back only what its own view shows (tokens, generation, top
+predictions); ``hidden_states`` and ``ffn`` stay where the model ran until
+something reads them. The first read fetches them (one request of at most
+:data:`FETCH_BYTES` per group of layers, the layers asked for only when read
+through :meth:`Capture.rows`), once for every thread that shares the capture;
+afterwards they are plain arrays like the hook path's. Saving or pickling a
+capture fetches what is still missing first.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -43,6 +53,90 @@ from .tokens import check_text, encode_answer, encode_prompt, special_mask, toke
 MAX_NEW_TOKENS_LIMIT = 1024
 # Vocabulary-wide logits are made this many bytes at a time (capture's top-k, the lens, saliency's backward).
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: The most bytes of activations one fetch of a capture made through nnsight brings back (a group of layers).
+FETCH_BYTES = 960 * 2**10
+#: The arrays of a capture that a capture made through nnsight fetches when they are first read.
+FETCHED = ("hidden_states", "ffn")
+
+
+class Deferred:
+    """Rows of a capture's array still where the model ran (nnsight, NDIF): fetched when read, each row once.
+
+    Stands in for ``hidden_states`` or ``ffn`` inside a :class:`Capture`; the
+    capture's attribute gives the fetched ndarray, never this. Its ``shape``,
+    ``dtype`` and ``nbytes`` are known before anything is fetched. Missing rows
+    are fetched in groups of at most ``fetch_bytes``, one request each
+    (:func:`ecco_core.backends.sessions.activations`), under a lock, so threads
+    sharing a capture fetch each row once.
+    """
+
+    def __init__(self, lm: LM, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int = FETCH_BYTES):
+        self.lm, self.name, self.shape = lm, name, tuple(shape)
+        self.token_ids = [int(i) for i in token_ids]
+        self.dtype = np.dtype(np.float32)
+        self.fetch_bytes = fetch_bytes
+        self._array = None  # allocated on the first fetch
+        self._here = np.zeros(self.shape[0], dtype=bool)
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    @property
+    def missing(self) -> list[int]:
+        """Rows not fetched yet."""
+        return np.flatnonzero(~self._here).tolist()
+
+    def rows(self, rows) -> np.ndarray:
+        """The array's rows ``rows`` (a sequence of int), fetching those not here yet: shape (len(rows), ...)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        with self._lock:
+            self._fetch(rows)
+            return self._array[rows]
+
+    def fetch(self, rows) -> None:
+        """Fetch the rows ``rows`` (a sequence of int) not here yet."""
+        with self._lock:
+            self._fetch(np.asarray(rows, dtype=np.int64).reshape(-1))
+
+    def full(self) -> np.ndarray:
+        """The whole array, every row fetched."""
+        with self._lock:
+            self._fetch(self.missing)
+            return self._array
+
+    def _fetch(self, rows) -> None:
+        from .backends import sessions
+
+        rows = sorted({int(row) for row in np.arange(self.shape[0])[rows] if not self._here[row]})
+        if not rows:
+            return
+        if self._array is None:
+            self._array = np.empty(self.shape, dtype=self.dtype)
+        per_request = max(1, self.fetch_bytes // (self.nbytes // self.shape[0]))
+        for start in range(0, len(rows), per_request):
+            group = rows[start:start + per_request]
+            self._array[group] = sessions.activations(self.lm, self.token_ids, self.name, group)
+            self._here[group] = True
+
+
+class _Fetched:
+    """A :class:`Capture` field that may hold a :class:`Deferred`: reading it fetches, then keeps, the array."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, cap, owner=None):
+        if cap is None:
+            raise AttributeError(self.name)  # no class-level default: a required dataclass field
+        value = cap.__dict__[self.name]
+        if isinstance(value, Deferred):
+            value = cap.__dict__[self.name] = value.full()
+        return value
+
+    def __set__(self, cap, value):
+        cap.__dict__[self.name] = value  # the dataclass's __init__ only: the capture is frozen
 
 
 @dataclass(frozen=True)
@@ -94,6 +188,9 @@ class Capture:
         ``i``'s output ("block i").
     ffn : ndarray of shape (n_layers, n_tokens, d_ff), float32
         FFN activations ("neurons") of every block; row ``i`` is "block i FFN".
+        Both are fetched on their first read when the capture was made
+        through nnsight (see the module's docstring); :meth:`rows` reads
+        some rows, fetching only those.
     top_ids, top_probs : ndarray of shape (n_tokens, k)
         The model's own top-k predictions at each position (for the next
         token in causal models, for the token itself in masked models);
@@ -111,8 +208,8 @@ class Capture:
     tokens: tuple[str, ...]
     token_ids: np.ndarray
     n_input: int
-    hidden_states: np.ndarray
-    ffn: np.ndarray
+    hidden_states: np.ndarray = _Fetched()
+    ffn: np.ndarray = _Fetched()
     top_ids: np.ndarray
     top_probs: np.ndarray
     top_tokens: tuple[tuple[str, ...], ...]
@@ -131,7 +228,57 @@ class Capture:
 
     @property
     def n_layers(self) -> int:
-        return self.ffn.shape[0]
+        return self.__dict__["ffn"].shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.__dict__["hidden_states"].shape[2]
+
+    @property
+    def d_ff(self) -> int:
+        return self.__dict__["ffn"].shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays, those still to be fetched included."""
+        return sum(int(self.__dict__[name].nbytes) if name in FETCHED else getattr(self, name).nbytes
+                   for name in ("token_ids", *FETCHED, "top_ids", "top_probs", "special"))
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Names of the arrays (``"hidden_states"``, ``"ffn"``) not all here yet: read on the model's backend when used."""
+        return tuple(name for name in FETCHED if isinstance(self.__dict__[name], Deferred))
+
+    def rows(self, name: str, rows) -> np.ndarray:
+        """``getattr(self, name)[rows]`` for ``name`` "hidden_states" or "ffn", fetching only those rows if pending.
+
+        ``rows`` is a sequence of row indices (``hidden_states[0]`` the
+        embeddings, ``ffn[i]`` block ``i``'s FFN). A view that reads a few
+        layers of a capture made on NDIF asks for these alone this way.
+        """
+        name = checks.choice("name", name, FETCHED)
+        value = self.__dict__[name]
+        return value.rows(rows) if isinstance(value, Deferred) else value[np.asarray(rows, dtype=np.int64).reshape(-1)]
+
+    def fetch(self, name: str | None = None, rows=None) -> "Capture":
+        """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name``; returns the capture.
+
+        One request per group of at most :data:`FETCH_BYTES`; rows already here are not fetched again.
+        """
+        if name is None:
+            for pending in self.pending:
+                getattr(self, pending)
+            return self
+        name = checks.choice("name", name, FETCHED)
+        value = self.__dict__[name]
+        if isinstance(value, Deferred):
+            value.fetch(value.missing if rows is None else rows)
+        return self
+
+    def __getstate__(self) -> dict:
+        """Pickled whole: what was still on the server is fetched first."""
+        self.fetch()
+        return dict(self.__dict__)
 
     @property
     def prompt_text(self) -> str:
@@ -184,7 +331,8 @@ class Capture:
 
     # ----------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
-        """Write to a compressed ``.npz`` file (no pickle inside)."""
+        """Write to a compressed ``.npz`` file (no pickle inside); a pending array is fetched first."""
+        self.fetch()
         meta = {
             "n_input": self.n_input,
             "model_name": self.model_name,
@@ -239,12 +387,11 @@ def captured_by(lm, cap, name: str = "cap"):
         raise checks.invalid(name, type(cap), "a Capture from ecco_core.capture", TypeError)
     same = (
         cap.model_name == lm.name and cap.causal == lm.is_causal
-        and cap.hidden_states.shape[0] == lm.n_layers + 1 and cap.hidden_states.shape[2] == lm.d_model
+        and cap.n_layers == lm.n_layers and cap.d_model == lm.d_model
     )
     if not same:
         raise checks.invalid(
-            name, checks.words(f"one made by {cap.model_name!r} ({cap.hidden_states.shape[0] - 1} layers, d_model "
-                        f"{cap.hidden_states.shape[2]})"),
+            name, checks.words(f"one made by {cap.model_name!r} ({cap.n_layers} layers, d_model {cap.d_model})"),
             f"a capture made by this model, {lm.name!r} ({lm.n_layers} layers, d_model {lm.d_model}); "
             "capture the text with it",
         )
@@ -450,7 +597,7 @@ def _recorded(lm: LM, input_ids: list[int], new_ids: list[int], settings: Captur
 
 
 def _traced(lm: LM, input_ids: list[int], answer_ids: list[int] | None, settings: CaptureSettings) -> Capture:
-    """The :class:`Capture` made by one nnsight session (generation and the recorded pass together)."""
+    """The :class:`Capture` made by one nnsight session (generation and top predictions), its activations pending."""
     from .backends import sessions
 
     eos_ids = sorted(_eos_ids(lm)) if settings.stop_at_eos and settings.max_new_tokens else []
@@ -458,8 +605,11 @@ def _traced(lm: LM, input_ids: list[int], answer_ids: list[int] | None, settings
         lm, input_ids, answer_ids, max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
         temperature=settings.temperature, top_k=settings.top_k, seed=settings.seed, eos_ids=eos_ids, k=settings.k,
     )
-    return _made(lm, input_ids, arrays["new_ids"], settings, arrays["hidden_states"], arrays["ffn"],
-                 arrays["top_ids"], arrays["top_probs"])
+    token_ids = list(input_ids) + arrays["new_ids"]
+    n_tokens = len(token_ids)
+    hidden_states = Deferred(lm, token_ids, "hidden_states", (lm.n_layers + 1, n_tokens, lm.d_model))
+    ffn = Deferred(lm, token_ids, "ffn", (lm.n_layers, n_tokens, lm.d_ff))
+    return _made(lm, input_ids, arrays["new_ids"], settings, hidden_states, ffn, arrays["top_ids"], arrays["top_probs"])
 
 
 def _made(lm: LM, input_ids: list[int], new_ids: list[int], settings: CaptureSettings, hidden_states: np.ndarray,

@@ -407,11 +407,15 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
     """
     layer_ids = indices("layers", layers, cap.n_layers, "block")
     position_ids = indices("positions", positions, cap.n_tokens, "position")
-    d_ff = cap.ffn.shape[2]
+    d_ff = cap.d_ff
+    cap.fetch("ffn", layer_ids)  # these blocks only, a few per request, when captured through nnsight
     # Filled block by block: selecting every block first, then transposing, would hold two copies at once.
-    matrix = np.empty((len(position_ids), len(layer_ids) * d_ff), dtype=cap.ffn.dtype)
+    matrix = None
     for column, layer in enumerate(layer_ids):
-        matrix[:, column * d_ff : (column + 1) * d_ff] = cap.ffn[layer][position_ids]
+        block = cap.rows("ffn", [layer])[0]
+        if matrix is None:
+            matrix = np.empty((len(position_ids), len(layer_ids) * d_ff), dtype=block.dtype)
+        matrix[:, column * d_ff : (column + 1) * d_ff] = block[position_ids]
     return matrix
 
 
@@ -464,7 +468,7 @@ def matrix_shape(cap: Capture, method: str = "nmf", *, layers=None, positions=No
     split = fits_non_negative(method) and choice("negatives", negatives, NEGATIVES) == "split"
     n_blocks = len(indices("layers", layers, cap.n_layers, "block"))
     n_positions = len(indices("positions", positions, cap.n_tokens, "position"))
-    return n_positions, n_blocks * cap.ffn.shape[2] * (2 if split else 1)
+    return n_positions, n_blocks * cap.d_ff * (2 if split else 1)
 
 
 @one_blas_thread()
@@ -537,7 +541,7 @@ def factors(
     if n_positions < 2:
         raise invalid("positions", positions, "at least 2 token positions (factors need 2 tokens)")
     matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction = _factored_matrix(
-        matrix, layer_ids, cap.ffn.shape[2], method, negatives)
+        matrix, layer_ids, cap.d_ff, method, negatives)
     if n_components is None:
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
@@ -664,7 +668,7 @@ def neurons(cap: Capture, layer: int, *, top_k: int = 10, position: int | None =
         ``activations`` of shape (n_neurons, n_tokens).
     """
     layer = whole("layer", layer, low=0, high=cap.n_layers - 1)
-    layer_activations = cap.ffn[layer].T  # (d_ff, n_tokens)
+    layer_activations = cap.rows("ffn", [layer])[0].T  # (d_ff, n_tokens): this block's only, if still to fetch
     d_ff = layer_activations.shape[0]
     if position is None:
         strength = np.abs(layer_activations).max(axis=1)

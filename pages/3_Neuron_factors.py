@@ -53,7 +53,7 @@ skip_first = controls[3].checkbox(
 positions = tuple(ec.factors.analysed_positions(cap, skip_special=skip_special, skip_first=skip_first))
 layer_range = range(first, last + 1)
 negatives = negatives if ec.factors.fits_non_negative(method) else "clip"
-n_neurons = len(layer_range) * cap.ffn.shape[2] * (2 if negatives == "split" else 1)
+n_neurons = len(layer_range) * cap.d_ff * (2 if negatives == "split" else 1)
 # The box offers what this text allows, and starts from what suits it: 10, fewer on a short text.
 most = max(1, min(MAX_FACTORS, ec.factors.max_components(len(positions), n_neurons)))
 usual = ec.factors.default_components(len(positions))
@@ -162,13 +162,13 @@ strongest = top[top["factor"] == factor].iloc[0]
 # A new result (other blocks, method, factors) or factor starts from its own strongest neuron, not the last one shown.
 dashboard.page_param("neuron_layer", int(strongest["block"]), choices=range(cap.n_layers),
                      source=(result_settings, factor))
-dashboard.page_param("neuron_index", int(strongest["neuron"]), choices=range(cap.ffn.shape[2]),
+dashboard.page_param("neuron_index", int(strongest["neuron"]), choices=range(cap.d_ff),
                      source=(result_settings, factor))
 dashboard.page_param("neuron_rank_on", ALL_TOKENS, choices=range(ALL_TOKENS, cap.n_tokens),
                      source=dashboard.capture_key(cap))
 pick = st.columns([1, 1, 2])
 layer = pick[0].number_input("Block (its FFN)", 0, cap.n_layers - 1, key="neuron_layer")
-neuron = pick[1].number_input("Neuron", 0, cap.ffn.shape[2] - 1, key="neuron_index")
+neuron = pick[1].number_input("Neuron", 0, cap.d_ff - 1, key="neuron_index")
 token_labels = plots.position_labels(cap.tokens)
 rank_on = pick[2].selectbox("Rank the FFN's neurons on", range(ALL_TOKENS, cap.n_tokens),
                             format_func=lambda p: "all tokens (peak)" if p == ALL_TOKENS else token_labels[p],

@@ -6,6 +6,8 @@ unreachable host is a closed port on this machine.
 
 import ast
 import inspect
+import pickle
+import threading
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,38 @@ def test_capture_through_nnsight_on_every_family(tiny):
     text, arguments = ("The keys", {"max_new_tokens": 2}) if tiny.is_causal else ("The [MASK] is", {})
     through = ec.capture(backends.use(tiny, "nnsight", remote="local"), text, **arguments)
     _same_capture(ec.capture(tiny, text, **arguments), through)
+
+
+def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activations_once_when_read(lm, traced, tmp_path):
+    # bench/remote.py's default sizes (its 8 generated tokens given, which skips the generation's passes): the
+    # capture's request brings back tokens and top predictions only
+    arguments = {"answer": " Paris.\n\nThe answer is:"}
+    with backends.ledger() as record:
+        through = ec.capture(traced, "The capital of France is", **arguments)
+    assert record.requests == 1 and record.received[0] < 64_000 and through.pending == ("hidden_states", "ffn")
+    hooked = ec.capture(lm, "The capital of France is", **arguments)
+    assert hooked.n_tokens == 13
+    with backends.ledger() as record:
+        np.testing.assert_allclose(through.rows("ffn", [20]), hooked.ffn[20:21], rtol=0, atol=1e-5)  # that block alone
+    assert record.requests == 1 and record.received[0] < 100_000
+
+    def read(seen):  # sessions share a cached capture: two threads reading at once fetch it once
+        with backends.ledger() as own:
+            seen.append((through.hidden_states, own.requests))
+
+    seen = []
+    readers = [threading.Thread(target=read, args=(seen,)) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert seen[0][0] is seen[1][0] and seen[0][1] + seen[1][1] == 1 and through.pending == ("ffn",)
+    with backends.ledger() as record:
+        pickle.dumps(through)  # what is pickled or saved is whole: the other 29 blocks' FFN, 12 blocks a request
+        through.save(tmp_path / "capture.npz")
+    assert record.requests == 3 and max(record.received) <= 2**20 and through.pending == ()
+    _same_capture(hooked, through)
+    _same_capture(hooked, ec.Capture.load(tmp_path / "capture.npz"))
 
 
 def _same_rankings(hooked, through):

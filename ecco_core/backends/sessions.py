@@ -40,21 +40,19 @@ def _numpy(result: dict, dtypes: dict) -> dict:
 
 def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_tokens: int, do_sample: bool,
             temperature: float, top_k: int | None, seed: int, eos_ids: list[int], k: int) -> dict:
-    """Generate (unless ``new_ids`` is given), then record one pass: one session.
+    """Generate (unless ``new_ids`` is given), then read the top predictions of one pass: one session.
 
     Mirrors :func:`ecco_core.capture.generate` (KV cache, greedy or sampling
-    from a private generator seeded with ``seed``, on the CPU) and
-    :func:`ecco_core.capture._recorded` (block 0's input, every block's output,
-    every FFN projection's input, the top-``k`` predictions).
+    from a private generator seeded with ``seed``, on the CPU) and the top-``k``
+    predictions of :func:`ecco_core.capture._recorded`. Only what the capture's
+    own view shows comes back: the hidden states and FFN activations stay on
+    the server until an analysis reads them (:func:`activations`).
 
-    Returns a dict of ``new_ids`` (list), ``hidden_states`` (n_layers + 1,
-    n_tokens, d_model), ``ffn`` (n_layers, n_tokens, d_ff), ``top_ids`` and
-    ``top_probs`` (n_tokens, k): float32 / int64 numpy arrays.
+    Returns a dict of ``new_ids`` (list), ``top_ids`` and ``top_probs``
+    (n_tokens, k): int64 / float32 numpy arrays.
     """
     runner = _runner(lm)
     model = runner.envoy
-    blocks = runner.envoys(lm.blocks)
-    projections = runner.envoys(lm.ffn_projections)
     generate = new_ids is None
     given = list(new_ids or [])
     k = min(k, lm.vocab_size) if lm.has_head else 0
@@ -79,27 +77,54 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
                 del cache
             token_ids = list(input_ids) + continuation
             n_tokens = len(token_ids)
-            with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
-                args, kwargs = blocks[0].inputs
-                hidden = [(args[0] if args else kwargs["hidden_states"])[0].float().cpu()]
-                ffn = []
-                for block, projection in zip(blocks, projections):
-                    activations = projection.input
-                    ffn.append(activations.reshape(n_tokens, -1).float().cpu())  # OPT flattens its FFN input
-                    hidden.append(output_tensor(block.output)[0].float().cpu())
-                if k:
+            if k:
+                with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
                     log_probs = torch.log_softmax(model.output.logits[0].float(), dim=-1)
                     top = torch.topk(log_probs, k, dim=-1)
                     top_ids, top_probs = top.indices.cpu(), top.values.exp().cpu()
-                else:
-                    top_ids, top_probs = torch.zeros((n_tokens, 0), dtype=torch.long), torch.zeros((n_tokens, 0))
-            result = nnsight.save({
-                "new_ids": continuation, "hidden_states": torch.stack(hidden), "ffn": torch.stack(ffn),
-                "top_ids": top_ids, "top_probs": top_probs,
-            })
+            else:
+                top_ids, top_probs = torch.zeros((n_tokens, 0), dtype=torch.long), torch.zeros((n_tokens, 0))
+            result = nnsight.save({"new_ids": continuation, "top_ids": top_ids, "top_probs": top_probs})
     runner.received(result)
-    return {"new_ids": [int(i) for i in result["new_ids"]], **_numpy(result, {
-        "hidden_states": np.float32, "ffn": np.float32, "top_ids": np.int64, "top_probs": np.float32})}
+    return {"new_ids": [int(i) for i in result["new_ids"]],
+            **_numpy(result, {"top_ids": np.int64, "top_probs": np.float32})}
+
+
+def activations(lm: LM, token_ids: list[int], name: str, rows: list[int]) -> np.ndarray:
+    """Rows ``rows`` of a capture's ``hidden_states`` or ``ffn`` (``name``), from one pass over ``token_ids``.
+
+    One session. Mirrors :func:`ecco_core.capture._recorded`: ``hidden_states``
+    row 0 is block 0's input (the embedding output), row ``i + 1`` block
+    ``i``'s output; ``ffn`` row ``i`` the input of block ``i``'s FFN output
+    projection. Only the rows asked for come back.
+
+    Returns an ndarray of shape (len(rows), n_tokens, d_model or d_ff), float32,
+    in the order of ``rows`` (which must be increasing: a pass reads its modules
+    in order).
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    hidden = name == "hidden_states"
+    modules = runner.envoys(lm.blocks if hidden else lm.ffn_projections)
+    token_ids = [int(i) for i in token_ids]
+    rows = [int(i) for i in rows]
+    n_tokens = len(token_ids)
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
+                kept = []
+                for row in rows:
+                    if hidden and row == 0:
+                        args, kwargs = modules[0].inputs
+                        kept.append((args[0] if args else kwargs["hidden_states"])[0].float().cpu())
+                    elif hidden:
+                        kept.append(output_tensor(modules[row - 1].output)[0].float().cpu())
+                    else:
+                        kept.append(modules[row].input.reshape(n_tokens, -1).float().cpu())  # OPT flattens its FFN input
+            result = nnsight.save(torch.stack(kept))
+    runner.received(result)
+    return result.numpy().astype(np.float32, copy=False)
 
 
 def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=(),

@@ -112,13 +112,14 @@ def layer_pair(lm: LM, source, row: int, column: int, *, rows: str = "hidden", c
     skips = dict(skip_special=skip_special, skip_first=skip_first)
     if not _is_capture(source):
         return corpus_pair(lm, source, row, column, rows=rows, columns=columns, **skips)
-    stacks = {"hidden": source.hidden_states, "ffn": source.ffn}
+    stacks = {"hidden": ("hidden_states", source.n_layers + 1), "ffn": ("ffn", source.n_layers)}
     rows = checks.choice("rows", rows, REPRESENTATIONS)
     columns = checks.choice("columns", columns, REPRESENTATIONS)
-    row = checks.whole("row", row, low=0, high=len(stacks[rows]) - 1)
-    column = checks.whole("column", column, low=0, high=len(stacks[columns]) - 1)
+    row = checks.whole("row", row, low=0, high=stacks[rows][1] - 1)
+    column = checks.whole("column", column, low=0, high=stacks[columns][1] - 1)
     kept = _kept(source.special, **skips)
-    return stacks[rows][row][kept], stacks[columns][column][kept]
+    # Two rows read: a capture made through nnsight fetches these alone.
+    return source.rows(stacks[rows][0], [row])[0][kept], source.rows(stacks[columns][0], [column])[0][kept]
 
 
 # ------------------------------------------------------------------ captures
