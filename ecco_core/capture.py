@@ -247,7 +247,8 @@ class Capture:
     @property
     def pending(self) -> tuple[str, ...]:
         """Names of the arrays (``"hidden_states"``, ``"ffn"``) not all here yet: read on the model's backend when used."""
-        return tuple(name for name in FETCHED if isinstance(self.__dict__[name], Deferred))
+        return tuple(name for name in FETCHED
+                     if isinstance(self.__dict__[name], Deferred) and self.__dict__[name].missing)
 
     def rows(self, name: str, rows) -> np.ndarray:
         """``getattr(self, name)[rows]`` for ``name`` "hidden_states" or "ffn", fetching only those rows if pending.
