@@ -280,6 +280,23 @@ def selectbox_value(page, label: str) -> str:
     return page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label, exact=True).input_value()
 
 
+def overlapping_cell_labels(page) -> list[int]:
+    """Indices of the drawn charts where two values written in neighbouring heatmap cells run into each other
+    (text wider than its cell reads as one string, "0.970.971.00"); empty when every cell's text stands apart."""
+    return page.locator('[data-testid="stMain"]').evaluate(
+        """main => [...main.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].flatMap((chart, i) => {
+            const rows = {};
+            for (const label of chart.querySelectorAll('.heatmap-label')) {
+                const box = label.getBoundingClientRect();
+                if (box.width > 0) (rows[Math.round(box.top + box.height / 2)] ||= []).push(box);
+            }
+            const crowded = Object.values(rows).some(boxes => boxes.sort((a, b) => a.left - b.left)
+                .some((box, k) => k > 0 && box.left < boxes[k - 1].right));
+            return crowded ? [i] : [];
+        })"""
+    )
+
+
 def legends_over_axis_titles(page) -> list[int]:
     """Indices of the drawn charts whose legend overlaps an axis title (a horizontal legend placed under the plot
     runs into the x axis title once rotated tick labels push the title down); empty when none does."""

@@ -31,6 +31,7 @@ from browser import (
     hover_heatmap_cell,
     hover_saliency_token,
     legends_over_axis_titles,
+    overlapping_cell_labels,
     main_text,
     open_app,
     outlined_token,
@@ -565,6 +566,8 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     open_page(page, app_url, "4_Similarity")
     wait_for_charts(page)
     screenshot(page, "4_Similarity")
+    # 31 x 30 cells in the page's column: no values written into each other ("0.970.971.00", #31 pass).
+    assert overlapping_cell_labels(page) == []
     frame = download_csv(page, "CSV")
     # Beside the value, the permutation baseline of the cell tested (#30): before a click, the median cell.
     assert list(frame.columns) == ["row", "column", "row_index", "column_index", "method", "value", "null_mean",

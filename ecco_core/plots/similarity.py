@@ -8,8 +8,14 @@ from ..text import escape_token
 from .common import heatmap
 
 
-def similarity_heatmap(result, *, decimals: int = 2):
-    """Figure 6: a layers x layers similarity matrix, its value written in each cell.
+#: The similarity heatmap's plot area in a 1400 px window (wide layout, sidebar open, the chance panel beside it;
+#: measured in Chromium: 466 px) and the width of one 9 px digit there (a value "0.97" is 16.2 px): cells write
+#: their value only where it stands apart from the next one's.
+SIMILARITY_PLOT_PX, SIMILARITY_CHAR_PX = 460, 4.1
+
+
+def similarity_heatmap(result, *, decimals: int = 2, plot_px: int = SIMILARITY_PLOT_PX):
+    """Figure 6: a layers x layers similarity matrix, its value written in each cell where there is room.
 
     Parameters
     ----------
@@ -19,6 +25,9 @@ def similarity_heatmap(result, *, decimals: int = 2):
         ``label`` (the method's name), ``n_samples``.
     decimals : int
         Digits written in the cells.
+    plot_px : int
+        Width of the plot area in pixels: values are written only when ``decimals + 2`` characters (and a
+        little space) fit in a cell; the hover always has the value to four decimals.
 
     Returns
     -------
@@ -27,7 +36,8 @@ def similarity_heatmap(result, *, decimals: int = 2):
     """
     values = np.asarray(result.values, dtype=float)
     rows, columns = list(result.row_labels), list(result.column_labels)
-    text = np.vectorize(lambda value: f"{value:.{decimals}f}")(values)
+    fits = plot_px / max(1, len(columns)) >= SIMILARITY_CHAR_PX * (decimals + 2) + 3
+    text = np.vectorize(lambda value: f"{value:.{decimals}f}")(values) if fits else None
     hover = [
         [f"{escape_token(row)} vs {escape_token(column)}: {value:.4f}" for column, value in zip(columns, line)]
         for row, line in zip(rows, values)
