@@ -326,7 +326,8 @@ def saliency(
     target_of = reader(target, torch.as_tensor(explained_ids, device=lm.device), foil_id)
 
     if lm.backend.traced:
-        raw, signed, values = _traced(lm, cap, method, read_positions, explained_ids, target, foil_id)
+        raw, signed, values = _traced(lm, cap, method, read_positions, explained_ids, target, foil_id, steps,
+                                      max_chunk_bytes)
     else:
         token_ids = torch.as_tensor(cap.token_ids[None], device=lm.device)
         raw, signed, values = METHODS[method].function(
@@ -362,7 +363,7 @@ def saliency(
 
 # ------------------------------------------------------------ through nnsight
 #: The methods that run through nnsight (``lm.backend.traced``): one session, reduced on the server.
-TRACED_METHODS = ("grad_x_input", "gradient")
+TRACED_METHODS = ("grad_x_input", "gradient", "integrated_gradients", "erasure")
 
 
 def check_traced(lm: LM, method: str) -> None:
@@ -374,12 +375,22 @@ def check_traced(lm: LM, method: str) -> None:
         )
 
 
-def _traced(lm: LM, cap: Capture, method: str, read_positions, explained_ids, target: str, foil_id):
-    """(raw, signed, values) of a gradient method through nnsight: see :func:`ecco_core.backends.sessions.input_gradients`."""
+def _traced(lm: LM, cap: Capture, method: str, read_positions, explained_ids, target: str, foil_id, steps: int,
+            max_chunk_bytes: int):
+    """(raw, signed, values) of a method through nnsight: the gradient methods by
+    :func:`ecco_core.backends.sessions.input_gradients`, erasure by :func:`~ecco_core.backends.sessions.erased_values`
+    on the text and each of its tokens zeroed in turn."""
     from .backends import sessions
 
+    if method == "erasure":
+        masks = np.concatenate([np.zeros((1, cap.n_tokens), dtype=bool), np.eye(cap.n_tokens, dtype=bool)])
+        per_batch = erasure_batch(lm, cap.n_tokens, max_chunk_bytes)
+        values = sessions.erased_values(lm, cap.token_ids, masks, read_positions, explained_ids, target=target,
+                                        foil_id=foil_id, rows_per_batch=per_batch)
+        drop = (values[0][None, :] - values[1:]).T
+        return drop, drop.copy(), values[0]
     done = sessions.input_gradients(lm, cap.token_ids, read_positions, explained_ids, target=target,
-                                    foil_id=foil_id, method=method)
+                                    foil_id=foil_id, method=method, steps=steps)
     return done["raw"], done["signed"], done["values"]
 
 

@@ -951,7 +951,9 @@ def faithfulness(
     ``erasure`` method does. Every variant of one explained token (all
     methods, random orders, percents, both curves; identical ones once) runs
     forward in batches within ``max_chunk_bytes``, over the text up to the
-    explained token in a causal model.
+    explained token in a causal model. Through nnsight (NDIF) each saliency
+    computed here is one request and each explained token's variants one
+    more; only the probabilities come back.
 
     The trap: comprehensiveness rewards any order that finds tokens whose
     removal moves the model off its data, which zeroed embeddings are; the
@@ -998,7 +1000,6 @@ def faithfulness(
     >>> ec.trust.faithfulness(lm, cap, positions=cap.n_input).to_frame()   # doctest: +SKIP
     """
     lm.require_head()
-    lm.require_hooks("faithfulness", "it runs every erased variant of the text forward with hooks")
     captured_by(lm, cap)
     check_chunk_bytes(max_chunk_bytes)
     n_random = whole("n_random", n_random, low=1)
@@ -1128,7 +1129,7 @@ def _erasure_curves(lm: LM, cap: Capture, rows: np.ndarray, positions: np.ndarra
         "probability": np.zeros(n_positions),
         "kendall_tau": np.full((n_positions, len(rows), len(rows)), np.nan),
     }
-    embeddings = lm.embeddings(torch.as_tensor(cap.token_ids[None], device=lm.device)).detach()
+    erased = _erased_through(lm, cap, max_chunk_bytes)
     for index, position in enumerate(positions):
         position = int(position)
         removable = candidates(lm, cap, position)
@@ -1143,15 +1144,40 @@ def _erasure_curves(lm: LM, cap: Capture, rows: np.ndarray, positions: np.ndarra
         length = position if lm.is_causal else cap.n_tokens
         unique, inverse = np.unique(_variant_masks(orders, curves["sizes"][index], length), axis=0,
                                     return_inverse=True)
-        probabilities = _erased_probabilities(
-            lm, embeddings[:, :length], unique, position - 1 if lm.is_causal else position,
-            int(explained_ids[index]), max_chunk_bytes,
+        probabilities = erased(
+            length, unique, position - 1 if lm.is_causal else position, int(explained_ids[index]),
             None if erase is None else lambda f, m, i=index: erase((i + f) / n_positions, m),
         )[inverse.reshape(-1)]
         curves["probability"][index] = probabilities[0]
         drops = (probabilities[0] - probabilities[1:]).reshape(len(orders), n_percents, 2)
         curves["comprehensiveness"][:, index], curves["sufficiency"][:, index] = drops[..., 0], drops[..., 1]
     return curves
+
+
+def _erased_through(lm: LM, cap: Capture, max_chunk_bytes: int) -> Callable:
+    """``erased(length, masks, read_position, explained_id, progress)``: :func:`_erased_probabilities` of ``cap``'s
+    first ``length`` tokens, here, or through nnsight in one session (one request per explained token)."""
+    if not lm.backend.traced:
+        embeddings = lm.embeddings(torch.as_tensor(cap.token_ids[None], device=lm.device)).detach()
+        return lambda length, masks, read_position, explained_id, progress: _erased_probabilities(
+            lm, embeddings[:, :length], masks, read_position, explained_id, max_chunk_bytes, progress)
+    from .backends import sessions
+
+    def erased(length, masks, read_position, explained_id, progress):
+        probabilities = sessions.erased_values(
+            lm, cap.token_ids[:length], masks, [read_position], [explained_id], target="prob", foil_id=None,
+            rows_per_batch=_variants_per_batch(lm, length, len(masks), max_chunk_bytes, 4))[:, 0]
+        if progress is not None:
+            progress(1.0, f"Erased {len(masks)} variants")
+        return probabilities
+
+    return erased
+
+
+def _variants_per_batch(lm: LM, length: int, n_variants: int, max_chunk_bytes: int, element_size: int) -> int:
+    """Erased variants of a ``length``-token text run together: within the budget and a progress report's work."""
+    return min(items_within(max_chunk_bytes, length * activation_bytes(lm, element_size), n_variants),
+               items_per_report(lm, length * lm.n_layers, n_variants))
 
 
 @torch.inference_mode()
@@ -1161,10 +1187,7 @@ def _erased_probabilities(lm: LM, embeddings: torch.Tensor, masks: np.ndarray, r
     length) is True, the variants in batches within the budget: shape (n_variants,)."""
     length = embeddings.shape[1]
     target_of = reader("prob", torch.as_tensor([explained_id], device=embeddings.device))
-    per_batch = min(
-        items_within(max_chunk_bytes, length * activation_bytes(lm, embeddings.element_size()), len(masks)),
-        items_per_report(lm, length * lm.n_layers, len(masks)),
-    )
+    per_batch = _variants_per_batch(lm, length, len(masks), max_chunk_bytes, embeddings.element_size())
     out = np.empty(len(masks))
     for start in range(0, len(masks), per_batch):
         stop = min(len(masks), start + per_batch)

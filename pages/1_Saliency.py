@@ -142,7 +142,7 @@ with area:
         "al. 2020), beside 10 random orders of the same tokens; and Kendall's tau between the methods' scores.",
     )
     faith = None
-    if checked and not dashboard.backend.needs_this_machine(lm, "The faithfulness check"):
+    if checked:
         contrast_word = contrast.strip() or None
         with dashboard.user_errors():
             faith, faith_area = dashboard.long_work(

@@ -171,7 +171,7 @@ def test_restoring_activations_of_the_default_model_through_nnsight(lm, traced):
     assert record.requests == 1 and record.received[0] < 8_000
 
 
-def test_grad_x_input_saliency_through_nnsight_in_one_small_request(lm, traced):
+def test_grad_x_input_saliency_through_nnsight_in_one_small_request(lm, traced, monkeypatch):
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with backends.ledger() as record:  # contrastive: the target, the foil and the signed sums all travel
         through = ec.saliency(traced, cap, target="logit", contrast_with="are")
@@ -180,16 +180,33 @@ def test_grad_x_input_saliency_through_nnsight_in_one_small_request(lm, traced):
     np.testing.assert_allclose(through.signed, hooked.signed, rtol=1e-4, atol=1e-5 * np.abs(hooked.signed).max())
     np.testing.assert_allclose(through.target_values, hooked.target_values, rtol=1e-5)
     assert record.requests == 1 and record.received[0] < 8_000
-    with pytest.raises(ValueError, match="'integrated_gradients' runs on this machine's hook path only; through "
-                                         "nnsight the methods are 'grad_x_input', 'gradient'"):
-        ec.saliency(traced, cap, method="integrated_gradients")
+    # A method added as one entry (#27 §2) is not among those a session spells out in torch for the server.
+    monkeypatch.setitem(ec.saliency.METHODS, "trial", ec.saliency.METHODS["gradient"])
+    with pytest.raises(ValueError, match="'trial' runs on this machine's hook path only; through nnsight the "
+                                         "methods are 'grad_x_input', 'gradient', 'integrated_gradients', 'erasure'"):
+        ec.saliency(traced, cap, method="trial")
 
 
-def test_saliency_through_nnsight_on_every_family(tiny):
+def test_saliency_and_its_faithfulness_through_nnsight_on_every_family(tiny):
     cap = ec.capture(tiny, "The keys to" if tiny.is_causal else "The [MASK] to the",
                      max_new_tokens=2 if tiny.is_causal else 0)
-    through = ec.saliency(backends.use(tiny, "nnsight", remote="local"), cap)
-    np.testing.assert_allclose(through.scores, ec.saliency(tiny, cap).scores, rtol=0, atol=1e-5)
+    traced = backends.use(tiny, "nnsight", remote="local")
+    for method in ec.saliency.TRACED_METHODS:
+        with backends.ledger() as record:
+            through = ec.saliency(traced, cap, method, steps=3)
+        hooked = ec.saliency(tiny, cap, method, steps=3)
+        np.testing.assert_allclose(through.scores, hooked.scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(through.target_values, hooked.target_values, rtol=1e-5, atol=1e-7)
+        assert record.requests == 1
+    # The deletion / insertion check: one request per saliency computed, one for each explained token's variants.
+    with backends.ledger() as record:
+        through = ec.trust.faithfulness(traced, cap, ("grad_x_input", "erasure"), n_random=2)
+    hooked = ec.trust.faithfulness(tiny, cap, ("grad_x_input", "erasure"), n_random=2)
+    assert record.requests == 2 + len(hooked.positions)
+    for name in ("sizes", "n_candidates", "kendall_tau"):
+        np.testing.assert_array_equal(getattr(through, name), getattr(hooked, name))
+    for name in ("probability", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"):
+        np.testing.assert_allclose(getattr(through, name), getattr(hooked, name), rtol=0, atol=1e-6)
 
 
 def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
@@ -264,8 +281,7 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with backends.ledger() as record:
-        for view, call in (("faithfulness", lambda: ec.trust.faithfulness(served, cap, ("gradient",))),
-                           ("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"]))):
+        for view, call in (("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"])),):
             with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):
                 call()
         # A readout added as one entry (#27 §2) is not among those a session spells out in torch for the server.

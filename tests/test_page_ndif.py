@@ -71,12 +71,13 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
         if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
             assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)
-        if name == "pages/1_Saliency.py":  # a method NDIF cannot run: said in the page's words, before any request
-            app.selectbox(key="saliency_method").set_value("integrated_gradients")
+        if name == "pages/1_Saliency.py":  # every method, and the faithfulness check of all four, on NDIF too
+            app.selectbox(key="saliency_method").set_value("erasure")
+            app.checkbox(key="saliency_faithfulness").check()
             run(app)
-            assert [error.value for error in app.error] == [
-                "Method integrated_gradients runs on this machine only: on NDIF pick grad_x_input or gradient "
-                "as the Method, or choose Run on: this machine"]
+            assert_no_error(app)
+            assert any(text.startswith(SERVED_HERE) for text in _shown(app))
+            assert "**Agreement between the methods** (Kendall's tau of their scores)" in _shown(app)
 
     home.sidebar.radio(key="run_on").set_value("here")
     run(home)

@@ -159,6 +159,26 @@ def lens_result(readings: dict, layout: dict, n_layers: int, k: int) -> dict:
     }
 
 
+def target_scores(logits, target: str, explained_ids: list, foil_id):
+    """Saliency's targets of logits (..., n_targets, vocab_size) in float64, one explained token per target
+    column: its probability, log-probability or logit, minus the foil's with ``foil_id``: (..., n_targets)."""
+    logits = logits.double()
+    if target != "logit":
+        logits = torch.softmax(logits, -1) if target == "prob" else torch.log_softmax(logits, -1)
+    scores = logits
+    index = torch.tensor(explained_ids, device=scores.device).expand(scores.shape[:-1])[..., None]
+    values = scores.gather(-1, index)[..., 0]
+    return values - scores[..., foil_id] if foil_id is not None else values
+
+
+def path_scales(steps: int):
+    """The points ``scale * embeddings`` where a gradient method takes its gradients, then the input itself
+    (where the targets are read): integrated gradients' ``steps`` midpoints ``(j + 0.5) / steps``, float32."""
+    if not steps:
+        return torch.ones(1)
+    return torch.cat([(torch.arange(steps, dtype=torch.float32) + 0.5) / steps, torch.ones(1)])
+
+
 def attribution(estimates, metric, clean: dict, corrupted: dict, sites: tuple, wanted: bool):
     """Attribution patching's estimates written into ``estimates`` (n_sites, n_layers, n_tokens), float64, if ``wanted``.
 

@@ -23,7 +23,8 @@ import torch
 from ..models import LM
 from . import served
 from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
-                     lens_result, metric_of, next_token, output_tensor, own_readings, readout, rows_to_run)
+                     lens_result, metric_of, next_token, output_tensor, own_readings, path_scales, readout,
+                     rows_to_run, target_scores)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 
@@ -278,17 +279,21 @@ def patch(lm: LM, *, clean_ids: list[int], corrupted_ids: list[int] | None, nois
 
 
 def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target: str, foil_id: int | None,
-                    method: str) -> dict:
+                    method: str, steps: int = 20) -> dict:
     """Gradient-based saliency of every explained token, reduced on the server: one session.
 
     One pass over the text (up to the last read position in a causal model)
     from embeddings made there and marked as the graph's only leaf; each
     target (``target`` of the explained token at its read position, minus the
     foil's) is differentiated with ``torch.autograd.grad`` with respect to
-    those embeddings. Only the per-token reductions come back: for
-    ``"grad_x_input"`` the L2 norm and the signed sum over d_model of gradient
-    * embedding, for ``"gradient"`` the gradient's L2 norm; each of shape
-    (n_targets, n_tokens), float64, beside the targets' values (n_targets,).
+    those embeddings. For ``"integrated_gradients"`` the leaf is a batch of
+    ``steps`` points ``scale * embeddings`` (:func:`served.path_scales`, the
+    hook path's midpoints) and the input itself, where the targets are read;
+    the gradient is the mean over the points. Only the per-token reductions
+    come back: for ``"grad_x_input"`` and ``"integrated_gradients"`` the L2
+    norm and the signed sum over d_model of gradient * embedding, for
+    ``"gradient"`` the gradient's L2 norm; each of shape (n_targets,
+    n_tokens), float64, beside the targets' values (n_targets,).
     """
     runner = _runner(lm)
     model = runner.envoy
@@ -297,24 +302,30 @@ def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target:
     read_positions = [int(i) for i in read_positions]
     explained_ids = [int(i) for i in explained_ids]
     length = max(read_positions) + 1 if lm.is_causal else len(token_ids)
+    n_points = int(steps) if method == "integrated_gradients" else 0
     with runner.lock, runner.errors():
         with model.session(backend=runner.request()):
             device = model.device
             embeddings = embedding(torch.tensor([token_ids], device=device)).detach()
-            leaf = embeddings[:, :length].clone().requires_grad_(True)
+            scales = path_scales(n_points).to(device=device, dtype=embeddings.dtype)
+            leaf = (scales[:, None, None] * embeddings[:, :length]).requires_grad_(True)
             with torch.enable_grad():
                 with model.trace(inputs_embeds=leaf, use_cache=False):
-                    logits = model.output.logits[0, read_positions].double()
-                scores = torch.softmax(logits, -1) if target == "prob" else (torch.log_softmax(logits, -1) if target == "logprob" else logits)
-                values = scores.gather(-1, torch.tensor(explained_ids, device=scores.device)[:, None])[:, 0]
-                values = values - scores[:, foil_id] if foil_id is not None else values
-                gradients = [torch.autograd.grad(value, leaf, retain_graph=True)[0][0] for value in values]
+                    logits = model.output.logits[:, read_positions]
+                scores = target_scores(logits, target, explained_ids, foil_id)
+                path = max(1, n_points)
+                gradients = []
+                for column in range(len(explained_ids)):
+                    gradient = torch.autograd.grad(scores[:path, column].sum(), leaf, retain_graph=True)[0]
+                    gradients.append(gradient[:path].sum(0) / path)
+            values = scores[-1]
+            signed = method != "gradient"
             per_token = torch.zeros((len(values), len(token_ids), embeddings.shape[-1]), dtype=torch.float64)
             for row, gradient in enumerate(gradients):
-                per_token[row, :length] = (gradient * embeddings[0, :length] if method == "grad_x_input" else gradient).double().cpu()
+                per_token[row, :length] = (gradient * embeddings[0, :length] if signed else gradient).double().cpu()
             result = nnsight.save({
                 "raw": torch.linalg.vector_norm(per_token, dim=-1),
-                "signed": per_token.sum(dim=-1) if method == "grad_x_input" else None,
+                "signed": per_token.sum(dim=-1) if signed else None,
                 "values": values.detach().cpu(),
             })
     runner.received(result)
@@ -322,3 +333,38 @@ def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target:
         "raw": result["raw"].numpy(), "signed": None if result["signed"] is None else result["signed"].numpy(),
         "values": result["values"].numpy(),
     }
+
+
+def erased_values(lm: LM, token_ids, masks, read_positions, explained_ids, *, target: str, foil_id: int | None,
+                  rows_per_batch: int) -> np.ndarray:
+    """Saliency's targets with the input embeddings set to zero where ``masks`` is True, reduced on the server:
+    one session.
+
+    Mirrors the hook path's erased copies (:func:`ecco_core.saliency.target_values`
+    on the embeddings, zeroed): ``masks`` (n_variants, n_tokens) bool, one
+    variant a row, run ``rows_per_batch`` at a time. Only the targets come
+    back: shape (n_variants, n_targets), float64.
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    embedding = runner.envoys([lm.embeddings])[0]
+    token_ids = [int(i) for i in token_ids]
+    read_positions = [int(i) for i in read_positions]
+    explained_ids = [int(i) for i in explained_ids]
+    masks = torch.as_tensor(np.asarray(masks, dtype=bool))
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            values = torch.zeros((len(masks), len(read_positions)), dtype=torch.float64)
+            with torch.no_grad():
+                embeddings = embedding(torch.tensor([token_ids], device=device))
+                for start in range(0, len(masks), rows_per_batch):
+                    chunk = masks[start:start + rows_per_batch].to(device)
+                    copies = embeddings.repeat(len(chunk), 1, 1)
+                    copies[chunk] = 0.0
+                    with model.trace(inputs_embeds=copies, use_cache=False):
+                        logits = model.output.logits[:, read_positions]
+                    values[start:start + len(chunk)] = target_scores(logits, target, explained_ids, foil_id).cpu()
+            result = nnsight.save(values)
+    runner.received(result)
+    return result.numpy()
