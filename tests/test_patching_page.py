@@ -257,6 +257,11 @@ def test_new_work_takes_the_place_of_the_earlier_charts_and_every_control_reads_
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
     page.locator('[data-testid="stMain"]').get_by_role("combobox", name="Example", exact=True).click()
     page.get_by_role("option", name="Fact: where is the Eiffel Tower? (noise on the subject)", exact=True).click()
-    wait_for_run(page)
+    # The example's controls are drawn above its work: read them while it runs, then stop it (its result is not
+    # what this test reads).
+    page.get_by_text("Activation patching: estimated at").wait_for()
     assert page.locator('[data-testid="stMultiSelect"] [data-tag]').count() == 4
     assert clipped_text(page) == []  # the chips of the tokens to corrupt too
+    page.locator('[data-testid="stMain"]').get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("Activation patching: stopped.").wait_for()
+    wait_for_run(page)
