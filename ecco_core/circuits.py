@@ -998,8 +998,9 @@ def _ablated_metrics(
     ndarray of shape (n_rows,), float64
     """
     n_rows, n_tokens = head_masks.shape[0], len(ids)
-    ablated = torch.cat([head_masks.any(-1), ffn_masks], dim=-1).view(n_rows, 2, -1).any(1).cpu()
-    starts = torch.where(ablated.any(-1) & (inputs is not None), ablated.float().argmax(-1), 0)
+    starts = _first_ablated(lm.n_layers, torch.cat([head_masks.reshape(n_rows, -1), ffn_masks], dim=-1))
+    if inputs is None:
+        starts = torch.zeros_like(starts)
     order = torch.argsort(starts, stable=True)
     per_token_block = sum(parameter.numel() for parameter in lm.blocks.parameters()) / lm.n_layers
     work = float((lm.n_layers - starts).sum()) * n_tokens * per_token_block  # multiply-adds, about
@@ -1144,6 +1145,54 @@ def _metric_of(lm: LM, result: Circuits) -> Callable[[torch.Tensor], torch.Tenso
     return metric
 
 
+def _verify_rows(result: Circuits, k: int, exact: bool, threshold: float) -> torch.Tensor:
+    """The rows :func:`verify` ablates, True where a row ablates a component: bool Tensor of shape
+    (n_rows, n_components), in this order: with ``exact`` the unablated row; every component, DLA's top ``k``,
+    all but them; with routes the graph's top ``k`` and all but them; with ``exact`` one row per component."""
+    n_components = len(result.components)
+    top = torch.zeros(n_components, dtype=torch.bool)
+    top[torch.as_tensor(_top_indices(result.component_values, k))] = True
+    rows = [torch.ones(n_components, dtype=torch.bool), top, ~top]
+    if result.route_heads is not None:
+        by_routes = torch.zeros(n_components, dtype=torch.bool)
+        by_routes[torch.as_tensor(_top_indices(result.route_values(threshold), k))] = True
+        rows += [by_routes, ~by_routes]
+    if exact:
+        rows = [torch.zeros(n_components, dtype=torch.bool), *rows, *torch.eye(n_components, dtype=torch.bool)]
+    return torch.stack(rows)
+
+
+def _first_ablated(n_layers: int, masks: torch.Tensor) -> torch.Tensor:
+    """Each row's first ablated block (0 for a row that ablates nothing): shape (n_rows,), on the CPU.
+
+    ``masks`` as :func:`_verify_rows` gives them: every head block by block, then every FFN.
+    """
+    n_rows = masks.shape[0]
+    heads = masks[:, : masks.shape[1] - n_layers].reshape(n_rows, n_layers, -1).any(-1)
+    ablated = (heads | masks[:, masks.shape[1] - n_layers :]).cpu()
+    return torch.where(ablated.any(-1), ablated.float().argmax(-1), 0)
+
+
+def work(lm: LM, result: Circuits, *, k: int = 10, ablation: str = "mean", exact: bool = True,
+         threshold: float = DEFAULT_THRESHOLD) -> int:
+    """The size of :func:`verify`'s work, known before it starts (for an estimate), in token-blocks.
+
+    Each ablated row runs the blocks from its first ablated one on at every
+    position, the last block at the read position alone (its output
+    projection and FFN; counted as one position); each recorded run (the
+    unablated one, and the corrupted one with ``ablation="corrupted"``) every
+    block at every position. Arguments as for :func:`verify`.
+    """
+    _check_result(lm, result)
+    k = checks.whole("k", k, low=1, high=len(result.components))
+    checks.choice("ablation", ablation, ABLATIONS)
+    threshold = checks.positive("threshold", threshold)
+    starts = _first_ablated(lm.n_layers, _verify_rows(result, k, exact, threshold))
+    n_tokens, n_layers = result.n_tokens, lm.n_layers
+    rows = int((n_layers - 1 - starts).sum()) * n_tokens + len(starts)
+    return rows + (1 + (ablation == "corrupted")) * n_layers * n_tokens
+
+
 def verify(
     lm: LM,
     result: Circuits,
@@ -1211,18 +1260,10 @@ def verify(
     replacements, described = _replacements(lm, result, ablation, corrupted, run)
 
     n_layers, n_heads = lm.n_layers, lm.n_heads
-    top = torch.zeros(n_components, dtype=torch.bool)
-    top[torch.as_tensor(_top_indices(result.component_values, k))] = True
-    rows = [torch.ones(n_components, dtype=torch.bool), top, ~top]
     routes = result.route_heads is not None
     if routes:
         threshold = checks.positive("threshold", threshold)
-        by_routes = torch.zeros(n_components, dtype=torch.bool)
-        by_routes[torch.as_tensor(_top_indices(result.route_values(threshold), k))] = True
-        rows += [by_routes, ~by_routes]
-    if exact:
-        rows = [torch.zeros(n_components, dtype=torch.bool), *rows, *torch.eye(n_components, dtype=torch.bool)]
-    masks = torch.stack(rows).to(lm.device)
+    masks = _verify_rows(result, k, exact, threshold).to(lm.device)
     head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
     ffn_masks = masks[:, n_layers * n_heads :]
 

@@ -89,6 +89,10 @@ ELEMENT_RATE = 2.0e8
 #: 2026-12-07 to bench/estimates.py patching at load 35-39: measured about 8 s + 1.4 x the runs' estimate at pace 2
 #: (150 runs of the IOI example took 12-17 s where the runs alone were estimated at 6 s).
 PATCHING_START_S = 4.0
+#: Multiply-adds per second of circuits.verify's batched ablation passes (one thread's worth of the default's
+#: blocks, rows joining at their first ablated block), fitted 2026-12-07 at load 28-35 to bench/estimates.py verify:
+#: 3.4e9 (IOI, 14 tokens, every component alone) to 8.3e9 (5 rows), the longer prompts' larger batches slower.
+ABLATION_RATE = 4.6e9
 #: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
 GATHER_RATE = 1.0e9
 #: Seconds per small numpy or LAPACK call on top of its counted work (a similarity method's ``Work.calls``; CCA
@@ -220,22 +224,18 @@ def verify_seconds(
     exact: bool = True, threshold: float = circuits.DEFAULT_THRESHOLD, max_batch_bytes: int = DEFAULT_BATCH_BYTES,
     progress=None,
 ) -> float:
-    """Seconds of :func:`ecco_core.circuits.verify` with these arguments (its own; only ``exact`` and whether
-    ``result`` has routes change the work).
+    """Seconds of :func:`ecco_core.circuits.verify` with these arguments (its own; ``k``, ``ablation``,
+    ``exact`` and ``threshold`` change the work).
 
-    Its rows are batched ablated runs over every position, read at the last:
-    every component ablated, DLA's top k, all but them (with routes the
-    graph's top k and all but them too), and with ``exact`` an unablated row
-    and one per head and FFN (``n_layers * (n_heads + 1)``). A row of one
-    component runs only the blocks from that component's on, half of them on
-    average, but in passes of fewer rows: measured, those rows cost about 0.8
-    of a whole one (IOI on the causal default, 31-44 s against 39-53 s, one
-    thread, 2026-12-07).
+    Its rows are batched ablated runs (every component ablated, DLA's top k,
+    all but them, with routes the graph's top k and all but them, with
+    ``exact`` the unablated row and one per head and FFN), each from its first
+    ablated block on: :func:`ecco_core.circuits.work` counts their
+    token-blocks (a row of one component runs about half the blocks), at
+    :data:`ABLATION_RATE`.
     """
-    whole = 3 + 2 * (result.route_heads is not None) + exact
-    singles = lm.n_layers * (lm.n_heads + 1) if exact else 0
-    positions = result.n_tokens * (whole + 0.8 * singles)
-    return patching_seconds(lm, whole + singles, round(positions))
+    token_blocks = circuits.work(lm, result, k=k, ablation=ablation, exact=exact, threshold=threshold)
+    return token_blocks * block_multiply_adds(lm) / lm.n_layers / ABLATION_RATE * pace()
 
 
 def saliency_seconds(

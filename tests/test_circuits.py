@@ -340,6 +340,30 @@ def test_verification_reports_its_progress(lm, encoder):
     assert calls[-1][1] == f"{len(calls)} of {len(calls)} ablated runs"
 
 
+def test_work_counts_what_verification_runs_and_its_estimate_reads_it(lm, encoder, monkeypatch):
+    """#29: verify_seconds counted a row of one component as 0.8 of a whole row, where by its blocks it runs about
+    half of one. circuits.work counts the token-blocks that verify's passes push through the FFNs' projections (the
+    recorded run's included, the last block's at the read position only), and the estimate is that work at
+    ABLATION_RATE."""
+    from families import tiny_lm
+
+    from ecco_core import estimates
+    from ecco_core.hooks import Before, hooked
+
+    tiny = tiny_lm("llama", lm.tokenizer, encoder.tokenizer)
+    result = ec.circuits(tiny, TEXT, *extremes(tiny, TEXT))
+    pushed = []
+    hooks = {projection: Before(lambda module, args, kwargs: pushed.append(args[0].shape[0] * args[0].shape[1]))
+             for projection in tiny.ffn_projections}
+    with hooked(hooks):
+        ec.circuits.verify(tiny, result, k=2)
+    assert sum(pushed) == circuits.work(tiny, result, k=2)
+    monkeypatch.setattr(estimates, "pace", lambda: 1.0)
+    per_token_block = estimates.block_multiply_adds(tiny) / tiny.n_layers
+    assert estimates.verify_seconds(tiny, result, k=2) == pytest.approx(
+        sum(pushed) * per_token_block / estimates.ABLATION_RATE)
+
+
 def test_figures_draw_every_part_with_its_tooltip_and_the_routes_of_the_result(lm, encoder, ioi):
     import json
     import re
