@@ -67,6 +67,8 @@ def _views(cap):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--views", nargs="*", default=(),
+                        help="run only the views whose name holds one of these words (all by default)")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     hooked = ec.load()
@@ -76,6 +78,8 @@ def main() -> None:
           f"{'nnsight s':>9} {'ratio':>6}")
     worst_payload, worst_total, worst_ratio = 0, (0, ""), 0.0
     for name, view in _views(cap):
+        if arguments.views and not any(word in name for word in arguments.views):
+            continue
         view(traced)  # warm: nnsight's first session scans the environment once
         times = {"hooks": [], "nnsight": []}
         for _ in range(arguments.repeats):
