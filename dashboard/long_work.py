@@ -97,8 +97,11 @@ def run_button(label: str, *, key: str, settings: Hashable, estimate_s: float, f
     button, note = st.columns([1, 4], vertical_alignment="center")
     if button.button(label, type="primary", key=key, width="stretch"):
         pressed.add(settings)
-    note.caption(f"These settings: {duration(estimate_s)} on this machine (2 shared CPU cores; busy, it can take "
-                 "several times longer).")
+    if backend.place() == backend.HERE:
+        note.caption(f"These settings: {duration(estimate_s)} on this machine (2 shared CPU cores; busy, it can take "
+                     "several times longer).")
+    else:
+        note.caption(f"These settings: {duration(estimate_s)} {AT_THIS_PACE}; NDIF's wait shows while it runs.")
     showing = settings in pressed
     if showing and linkable:
         st.query_params[flag] = "true"
@@ -121,12 +124,22 @@ def time_left(elapsed: float, fraction: float, estimate_s: float) -> tuple[float
     return max(0.0, estimate_s - elapsed), max(estimate_s, elapsed)
 
 
-def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float) -> str:
-    """The status bar's text: the step, the time so far, left and in all (:func:`time_left`)."""
+#: How an estimate is qualified on NDIF: it is this machine's cost model, and NDIF's queue is not in it.
+AT_THIS_PACE = "at this machine's pace (NDIF's queue not included)"
+
+
+def estimated_where() -> str:
+    """Where this session's estimates hold: "on this machine", or on NDIF :data:`AT_THIS_PACE`."""
+    return "on this machine" if backend.place() == backend.HERE else AT_THIS_PACE
+
+
+def progress_text(message: str, elapsed: float, fraction: float, estimate_s: float,
+                  where: str = "on this machine") -> str:
+    """The status bar's text: the step, the time so far, left and in all (:func:`time_left`), expected ``where``."""
     left, total = time_left(elapsed, fraction, estimate_s)
     if fraction <= 0.02 and elapsed > estimate_s:
-        return f"{message}: {elapsed:.0f} s so far, longer than the {duration(estimate_s)} expected on this machine"
-    return f"{message}: {elapsed:.0f} s so far, {duration(left)} left, {duration(total)} expected on this machine"
+        return f"{message}: {elapsed:.0f} s so far, longer than the {duration(estimate_s)} expected {where}"
+    return f"{message}: {elapsed:.0f} s so far, {duration(left)} left, {duration(total)} expected {where}"
 
 
 def long_work(
@@ -191,8 +204,9 @@ def long_work(
             st.button("Run again", key=f"{key}_run_again", on_click=stopped.pop, args=(key, None))
         return None, results
     # The label keeps the estimate made before the start; the bar, the time left and in all at the measured pace.
-    status = slot.status(f"{title}: estimated at {duration(estimate_s)} on this machine", expanded=True)
-    bar = status.progress(0.0, text=progress_text("Starting…", 0.0, 0.0, estimate_s))
+    where = estimated_where()
+    status = slot.status(f"{title}: estimated at {duration(estimate_s)} {where}", expanded=True)
+    bar = status.progress(0.0, text=progress_text("Starting…", 0.0, 0.0, estimate_s, where))
     if status.button("Stop", key=f"{key}_stop", help="Stops the work; its settings stay as they are."):
         stopped[key] = settings
         st.rerun()  # drawn as stopped, with its Run again button, by the branch above
@@ -205,7 +219,7 @@ def long_work(
             return
         last_update[0] = now
         fraction = last_fraction[0] = min(max(float(fraction), 0.0), 1.0)
-        bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s))
+        bar.progress(fraction, text=progress_text(message, now - started, fraction, estimate_s, where))
 
     def waiting(status: str, waited_s: float) -> None:  # a request on NDIF, as NDIF reports it (queued, running)
         progress(last_fraction[0], f"NDIF: {status.lower()} for {waited_s:.0f} s")

@@ -203,3 +203,13 @@ def test_a_step_past_its_estimate_without_progress_says_so():
 
     text = progress_text("Fitting NMF", 30.0, 0.0, estimate_s=20.0)
     assert text == "Fitting NMF: 30 s so far, longer than the about 20 s expected on this machine"
+
+
+def test_an_estimate_on_ndif_says_it_is_this_machines_pace_without_ndifs_queue():
+    """#28: on NDIF the estimate is still this machine's cost model; the status says so rather than 'on this
+    machine', and that NDIF's queue is not in it (its wait shows on the bar as NDIF reports it)."""
+    from dashboard.long_work import AT_THIS_PACE, progress_text
+
+    text = progress_text("Erased 40 of 80 variants", 12.0, 0.5, estimate_s=20.0, where=AT_THIS_PACE)
+    assert text == ("Erased 40 of 80 variants: 12 s so far, about 12 s left, about 24 s expected at this machine's "
+                    "pace (NDIF's queue not included)")
