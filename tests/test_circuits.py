@@ -15,6 +15,7 @@ import torch
 
 import ecco_core as ec
 from ecco_core import circuits, layers
+from ecco_core.attention import eager_twin
 
 IOI = "When Mary and John went to the store, John gave a drink to"
 TEXT = "The keys to the cabinet"
@@ -451,3 +452,21 @@ def test_the_routes_graph_ranks_the_parts_and_verification_checks_its_top_k(lm, 
     assert checked.route_checked and checked.route_threshold == circuits.DEFAULT_THRESHOLD
     assert 0 <= checked.route_recall <= 1 and np.isfinite(checked.route_kept_share)
     assert not without_routes.route_checked and np.isnan(without_routes.route_recall)
+
+
+
+def test_dla_keeps_copies_of_the_rows_it_reads_not_views_of_whole_tensors(lm):
+    """Without routes, DLA's record holds the read position's rows, each its own copy (#31 item 18).
+
+    A row cut from a tensor is a view that keeps the whole tensor alive: each block's (n_heads, n_tokens,
+    n_tokens) attention weights for their last row, every position's block inputs and FFN outputs for theirs.
+    A 512-token prompt's Circuits then peaked at +674 MiB above the warm model, the largest run of the server
+    at its limits; 283 MB of it were the weights.
+    """
+    ids = lm.tokenizer(" ".join(["The keys to the cabinet are on the table."] * 6))["input_ids"]
+    seen = circuits._eager_run(eager_twin(lm), ids, every_query=False)
+    for kind in ("inputs", "weights", "z", "ffn"):
+        for layer, kept in seen[kind].items():
+            assert kept.untyped_storage().nbytes() == kept.nbytes, f"{kind} of block {layer}: a view"
+    assert {kept.shape for kept in seen["weights"].values()} == {(lm.n_heads, len(ids))}
+    assert {kept.shape for kind in ("inputs", "ffn") for kept in seen[kind].values()} == {(1, lm.d_model)}
