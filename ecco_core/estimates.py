@@ -38,6 +38,7 @@ own work in their registry entries (``prepare_work`` and ``pair_work``,
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Sequence
@@ -59,7 +60,7 @@ from .saliency import Saliency, explained_positions
 from .similarity import KERNELS, positions_compared
 from .similarity import METHODS as SIMILARITY_METHODS
 from .similarity import Options as SimilarityOptions
-from .trust import PERCENTS
+from .trust import PERCENTS, candidates, rationale_sizes
 
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
@@ -75,6 +76,11 @@ PROBE_START_S = 1.3
 # (is_grads_batched), and erasure's batches of erased copies, forward only.
 GRADIENT_RATE = 3.8e9
 ERASURE_RATE = 3.9e9
+#: The vectorised backward's cost besides its points, in passes of the explained tokens through the blocks per chunk:
+#: one point (gradient x input, 27 tokens, 20 explained) ran at 1.30 of its estimate where 20 points (integrated
+#: gradients, the same text, one chunk) ran at 0.85 (bench/estimates.py, one process, load 20-33), so a chunk costs
+#: about 0.6 of a pass more than its points' share, whatever their number: small batches of rows run slower.
+GRADIENT_CHUNK_PASSES = 0.6
 NUMPY_RATE = 2.9e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS thread (ecco_core._blas), load 11
 #: Similarity's float64 numpy work on one BLAS thread (:mod:`ecco_core._blas`), fitted 2026-12-07 at load average
 #: 12-16 to bench/estimates.py similarity (56 to 545 positions, hidden states and FFN, each method): matrix products
@@ -272,7 +278,8 @@ def _saliency(lm: LM, n_tokens: int, n_explained: int, method: str, steps: int, 
     for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
         points = len(chunk.points)
         forwards = 1 if chunk.whole_graph else 2
-        work += points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
+        work += (points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
+                 + GRADIENT_CHUNK_PASSES * length * blocks * n_explained)
     return work / GRADIENT_RATE
 
 
@@ -299,11 +306,36 @@ def faithfulness_seconds(
     text = int(positions.max()) + 1 if lm.is_causal else cap.n_tokens
     seconds = sum(_saliency(lm, text, len(positions), name, options.get("steps", 20), max_chunk_bytes)
                   for name in saliencies if isinstance(name, str))
-    variants = 1 + (len(saliencies) + n_random) * len(percents) * 2
     for position in positions:
         length = position if lm.is_causal else cap.n_tokens
+        variants = erased_variants(len(candidates(lm, cap, int(position))), len(saliencies) + n_random, percents)
         seconds += variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
     return seconds * pace()
+
+
+def erased_variants(n_candidates: int, n_orders: int, percents=PERCENTS) -> float:
+    """About how many distinct texts :func:`ecco_core.trust.faithfulness` runs for one explained token.
+
+    Each of ``n_orders`` orders (methods, then random ones) removes its top
+    ``s`` tokens and keeps them alone (removes the other ``n - s``), for each
+    size ``s`` of :func:`~ecco_core.trust.rationale_sizes`, beside the whole
+    text; it runs each distinct text once. On a short prefix the sizes repeat
+    and the orders' top tokens meet (of 7 candidates, 14 orders can pick only
+    7 different tokens as their top one), so fewer run than ``1 + 2 x orders
+    x percents`` (an estimate 4 times too long at an early position): counted
+    as ``d`` draws among the ``C(n, e)`` sets of each removed size ``e``,
+    whose expected number of distinct ones is ``C (1 - (1 - 1 / C) ** d)``.
+    """
+    draws: dict[int, int] = {}
+    for size in set(rationale_sizes(n_candidates, percents).tolist()):
+        for removed in (size, n_candidates - size):
+            draws[removed] = draws.get(removed, 0) + n_orders
+    distinct = 1.0  # the whole text (removing nothing)
+    for removed, count in draws.items():
+        sets = math.comb(n_candidates, removed)
+        if removed:
+            distinct += sets * -math.expm1(count * math.log1p(-1 / sets)) if sets > 1 else 1.0
+    return distinct
 
 
 def probe_width(lm: LM, layers: Sequence | None) -> int:

@@ -308,27 +308,35 @@ def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
 # The cost model: multiply-adds of one fit on an (n_positions, n_neurons) matrix, priced by
 # ecco_core.estimates.factors_seconds, in passes over the matrix fitted 2026-12-07 to bench/estimates.py factors on
 # FFN activations of 55 tokens (30 blocks: NMF 32 s, PCA 0.4 s, ICA 0.6 s at load 11). NMF's coordinate descent
-# makes about 2 n_positions n_neurons n_components a solver iteration and stops on its tolerance after a number of
-# iterations the sizes do not tell (10 factors on the causal default: 24 to 384 on 10 blocks: blocks 0-9 of 26
-# tokens 24, of 55 tokens 67; blocks 10-19 189; blocks 20-29 384), so its estimate counts the page's default, all
-# blocks, and runs long for early blocks alone (their fits run at 0.1-0.3 of it); the progress during the fit says
-# its time left is the estimate's. PCA's partial SVD (ARPACK's products) and FastICA (whitening by that SVD, then
-# its iterations) in passes too.
-NMF_PASSES = 1200
+# makes about NMF_PASSES_PER_ITERATION x 2 n_positions n_neurons n_components a solver iteration (70 ms on 55 x
+# 46,080, 28 ms on 55 x 15,360, one thread) and stops on its tolerance after a number of iterations the data
+# decides and neither the sizes nor a cheap look at the data tell: 10 factors on the causal default took 24 to 394
+# (26 tokens: blocks 0-9 24, 10-19 68, 20-29 394, all 30 64; 55 tokens: 67, 189, 384, 391), and neither fits on a
+# twentieth of the neurons (26-777) nor the start's error against the SVD's followed them. NMF_ITERATIONS is the
+# count that puts the long ones (7 of those 12, 142 to 394) within 2x; early blocks alone run faster than
+# announced (down to 0.11 of it), never slower than 2x. PCA's partial SVD (ARPACK's products) and FastICA
+# (whitening by an SVD, then its iterations) in passes too. Each adds FIT_SET_UP, a fit's fixed cost (the
+# matrix built, scikit-learn's checks and set-up) as multiply-adds at the estimate's rate (0.2 s): PCA of 10 blocks'
+# 55 x 15,360 took 1.0 s where its counted work was 0.14 s, of 30 blocks 0.8 s for 0.43 s (load 24-28, pace about 2).
+NMF_ITERATIONS = 220
+NMF_PASSES_PER_ITERATION = 3
 SVD_PASSES = 9
+ICA_SVD_PASSES = 4  # FastICA whitens by one LAPACK SVD, about half ARPACK's passes (ICA ran at 0.35 of twice them)
 ICA_ITERATIONS = 200
+FIT_SET_UP = 6e8
 
 
 def _svd_work(n_positions: int, n_neurons: int, n_components: int) -> float:
-    return SVD_PASSES * n_positions * n_neurons * min(n_positions, n_neurons)
+    return SVD_PASSES * n_positions * n_neurons * min(n_positions, n_neurons) + FIT_SET_UP
 
 
 def _nmf_work(n_positions: int, n_neurons: int, n_components: int) -> float:
-    return NMF_PASSES * 2 * n_positions * n_neurons * n_components
+    return NMF_ITERATIONS * NMF_PASSES_PER_ITERATION * 2 * n_positions * n_neurons * n_components + FIT_SET_UP
 
 
 def _ica_work(n_positions: int, n_neurons: int, n_components: int) -> float:
-    return 2 * _svd_work(n_positions, n_neurons, n_components) + ICA_ITERATIONS * n_positions * n_components**2
+    return ICA_SVD_PASSES * n_positions * n_neurons * min(n_positions, n_neurons) + (
+        ICA_ITERATIONS * n_positions * n_components**2) + FIT_SET_UP
 
 
 class FactorMethod(NamedTuple):

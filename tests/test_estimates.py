@@ -130,3 +130,37 @@ def test_estimates_follow_the_pace_this_process_measures(monkeypatch):
         assert estimates.PACE_LIMITS[0] <= estimates.pace() <= estimates.PACE_LIMITS[1]
     finally:
         estimates.reset_pace(before)
+
+
+def test_faithfulness_counts_the_distinct_texts_it_runs():
+    """#31 item 6: faithfulness runs each distinct erased text once, and at an early position its orders' top tokens
+    meet and its sizes repeat (7 candidates: sizes 1, 1, 1, 1, 3), so it ran about a quarter of the ``1 + 2 x orders
+    x percents`` texts the estimate counted. The count of distinct texts follows what such orders give."""
+    import numpy as np
+
+    from ecco_core.trust import rationale_sizes
+
+    rng = np.random.default_rng(0)
+    for n_candidates in (2, 7, 26):
+        sizes = rationale_sizes(n_candidates)
+        masks = [np.zeros(n_candidates, dtype=bool)]
+        for order in (rng.permutation(n_candidates) for _ in range(14)):
+            for size in sizes:
+                masks += [np.isin(np.arange(n_candidates), order[:size]), np.isin(np.arange(n_candidates), order[size:])]
+        distinct = len(np.unique(np.array(masks), axis=0))
+        assert 0.75 * distinct <= estimates.erased_variants(n_candidates, 14) <= 1.25 * distinct, n_candidates
+    assert estimates.erased_variants(7, 14) < (1 + 2 * 14 * 5) / 3
+
+
+def test_fixed_costs_are_counted_once_per_fit_and_per_chunk(lm):
+    """#31 item 6: a PCA of one block's FFN ran about 1 s where its counted work was a tenth of that (a fit's
+    set-up), and gradient x input (one point) ran at 1.5 times integrated gradients' share of its estimate (the
+    vectorised backward's cost per chunk besides its points). Each fit now carries a fixed cost, and one point costs
+    more than a twentieth of twenty."""
+    import ecco_core as ec
+    from ecco_core.factors import FIT_SET_UP
+
+    cap = ec.capture(lm, "The keys to the cabinet", max_new_tokens=12)  # many explained tokens, as measured
+    assert estimates.factors_seconds(cap, "pca", n_components=2, layers=[0]) > FIT_SET_UP / estimates.NUMPY_RATE
+    one = estimates.saliency_seconds(lm, cap, "grad_x_input")
+    assert estimates.saliency_seconds(lm, cap, "integrated_gradients", steps=20) < 16 * one
