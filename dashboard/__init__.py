@@ -22,7 +22,7 @@ The names below are the pages' vocabulary: pages ``import dashboard`` and call `
 from . import backend
 from .long_work import cached_analysis, duration, long_work, run_button
 from .models import cached_capture, capture_key, checked_prompt, preload_model
-from .preamble import OTHER_MODEL, load_settings, page, require_capture, sidebar
+from .preamble import OTHER_MODEL, load_settings, page, require_capture, require_head, sidebar
 from .text import literal, show_tokens, user_errors
 from .url import DEFAULT_PROMPTS, page_param
 from .views import factor_view, saliency_view
@@ -31,6 +31,6 @@ from .widgets import clicked_cell, download_buttons, example_picker, on_cell_cli
 __all__ = [
     "DEFAULT_PROMPTS", "OTHER_MODEL", "cached_analysis", "cached_capture", "capture_key", "checked_prompt",
     "clicked_cell", "download_buttons", "duration", "example_picker", "factor_view", "literal", "load_settings",
-    "long_work", "on_cell_click", "page", "page_param", "preload_model", "require_capture", "run_button",
-    "saliency_view", "show_tokens", "sidebar", "user_errors",
+    "long_work", "on_cell_click", "page", "page_param", "preload_model", "require_capture", "require_head",
+    "run_button", "saliency_view", "show_tokens", "sidebar", "user_errors",
 ]

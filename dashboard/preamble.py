@@ -167,7 +167,6 @@ def page(title: str, caption: str | None = None, *, tab: str | None = None, need
     runs_here : str, optional
         For a view that runs only on this machine: what it is, in the page's words, said under the title
         when the session runs the model on NDIF (:func:`dashboard.backend.needs_this_machine`).
-
     Returns
     -------
     (lm, cap)
@@ -187,3 +186,14 @@ def page(title: str, caption: str | None = None, *, tab: str | None = None, need
     if caption:
         st.caption(caption)
     return lm, cap
+
+
+def require_head(lm: ec.LM, reader: str) -> None:
+    """Stop a view that reads the model's token predictions where the model has none (the bundled encoder), with
+    an error that says what to pick in the sidebar; ``reader`` is what reads them, in the page's words ("the
+    lens to rank")."""
+    if not lm.has_head:
+        st.error(f"{literal(lm.name)} has no language-modelling head (its checkpoint holds the encoder only), so "
+                 f"there are no token predictions for {reader}: pick a causal model (the default, SmolLM2) or a "
+                 "masked one with its head in the sidebar's Model box and press Run.")
+        st.stop()

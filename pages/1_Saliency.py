@@ -20,6 +20,7 @@ st.caption(
     "gradient x input embedding by default, each row scaled to 100%. All tokens come from one forward "
     "and one batched backward pass; the target is taken in float64. " + explained
 )
+dashboard.require_head(lm, "saliency to explain")
 
 
 SHADINGS = {"share": "unsigned share", "signed": "signed: for vs against"}

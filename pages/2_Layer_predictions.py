@@ -12,6 +12,7 @@ lm, cap = dashboard.page(
     "Every block's output (block 0 to the last block) goes through the model's own final norm and LM head, "
     "as if it were the last layer (the logit lens). Rank 1 = the token that block's output would produce.",
 )
+dashboard.require_head(lm, "the lens to rank")
 
 
 def parity_line(result: ec.Rankings) -> None:

@@ -17,6 +17,7 @@ lm, _ = dashboard.page(
     "This view has its own prompts; the sidebar picks the model.",
     needs_capture=False,
 )
+dashboard.require_head(lm, "causal tracing to restore")
 
 EXAMPLES = {
     "names": {

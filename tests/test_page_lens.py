@@ -45,6 +45,11 @@ def test_page_explains_an_encoder_without_head():
     app.sidebar.button[0].click()
     run(app)
     assert any("no language-modelling head" in e.value for e in app.error)
+    # In the sidebar's words (#31 item 15), not the library's "load a checkpoint with a head".
+    assert [e.value for e in app.error] == [
+        f"{ec.DEFAULT_ENCODER} has no language-modelling head (its checkpoint holds the encoder only), so there are "
+        "no token predictions for the lens to rank: pick a causal model (the default, SmolLM2) or a masked one with "
+        "its head in the sidebar's Model box and press Run."]
 
 
 def test_a_copied_link_compares_the_same_text_candidates_and_token(lm):

@@ -174,6 +174,7 @@ def test_the_caption_promises_only_what_the_model_can_explain():
     caption = " ".join(shown.value for shown in app.main.caption)
     assert "[MASK]" not in caption and "has no language-modelling head" in caption
     assert any("no language-modelling head" in error.value for error in app.error)
+    assert all("sidebar's Model box" in error.value and "load a checkpoint" not in error.value for error in app.error)
 
 
 def test_long_saliency_shows_its_progress_instead_of_starting_until_done(monkeypatch):
