@@ -99,6 +99,8 @@ def test_home_links_only_to_pages_that_work_on_the_model_it_leaves_loaded():
     app.button(key="home_example_attention").click()
     run(app)
     assert app.query_params["model"] in (ec.DEFAULT_ENCODER, [ec.DEFAULT_ENCODER])
+    # The encoder generates nothing: the text's caption promises no underlined tokens (#31 pass).
+    assert "Hover a token for its position." in [caption.value for caption in app.main.caption]
     disabled = {link.proto.label: link.proto.disabled for link in app.get("page_link")}
     assert disabled == {f"Open {title} →": title in ("Saliency", "Layer predictions", "Causal tracing", "Circuits")
                         for title in ("Saliency", "Layer predictions", "Neuron factors", "Similarity", "Probing",
