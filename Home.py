@@ -88,7 +88,8 @@ if cap is not None:
     st.subheader("Text")
     text_slot = st.empty()
     # An encoder's run (or a text with no new tokens) generates nothing: no promise of underlines then.
-    st.caption(("Generated tokens are underlined; hover" if cap.n_generated else "Hover") + " a token for its position.")
+    hover = "Generated tokens are underlined; hover" if cap.n_generated else "Hover"
+    st.caption(f"{hover} a token for its position.")
     dashboard.backend.computed_on(lm)
 
     if cap.top_ids.shape[1]:
