@@ -66,9 +66,14 @@ class _CachedCapture:
     def __call__(self, model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None = None,
                  ) -> ec.Capture:
         """``lm``, when given, is the model as this session runs it (on NDIF); by default ``cached_model``'s."""
-        where = backend.HERE if lm is None or not lm.backend.traced else lm.backend.where  # which NDIF, too
-        return self.cache.get((model_name, text, max_new_tokens, answer, where),
-                              lambda: self._capture(model_name, text, max_new_tokens, answer, lm))
+        if lm is None or not lm.backend.traced:
+            return self.cache.get((model_name, text, max_new_tokens, answer, backend.HERE),
+                                  lambda: self._capture(model_name, text, max_new_tokens, answer, lm))
+        # Kept bound to no session's key, so the cache never holds one; each session reads it under its own.
+        cap = self.cache.get((model_name, text, max_new_tokens, answer, lm.backend.where),  # which NDIF, too
+                             lambda: self._capture(model_name, text, max_new_tokens, answer, lm).bound_to(
+                                 ec.backends.with_key(lm, "")))
+        return cap.bound_to(lm)
 
     @staticmethod
     def _capture(model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None) -> ec.Capture:

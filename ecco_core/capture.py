@@ -28,7 +28,9 @@ something reads them. The first read fetches them (one request of at most
 :data:`FETCH_BYTES` per group of layers, the layers asked for only when read
 through :meth:`Capture.rows`), once for every thread that shares the capture;
 afterwards they are plain arrays like the hook path's. Saving or pickling a
-capture fetches what is still missing first.
+capture fetches what is still missing first. A fetch is sent through the LM
+that made the capture (under its NDIF key), or the one given to
+:meth:`Capture.bound_to`, which shares the rows with the capture it came from.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ FETCH_BYTES = 960 * 2**10
 FETCHED = ("hidden_states", "ffn")
 
 
+class _Rows:
+    """What every :class:`Deferred` bound to one capture's array shares: the rows fetched so far, and their lock."""
+
+    def __init__(self, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int):
+        self.token_ids = [int(i) for i in token_ids]
+        self.name, self.shape, self.fetch_bytes = name, tuple(shape), fetch_bytes
+        self.dtype = np.dtype(np.float32)
+        self.array = None  # allocated on the first fetch
+        self.here = np.zeros(self.shape[0], dtype=bool)
+        self.lock = threading.Lock()
+
+
 class Deferred:
     """Rows of a capture's array still where the model ran (nnsight, NDIF): fetched when read, each row once.
 
@@ -66,18 +80,25 @@ class Deferred:
     capture's attribute gives the fetched ndarray, never this. Its ``shape``,
     ``dtype`` and ``nbytes`` are known before anything is fetched. Missing rows
     are fetched in groups of at most ``fetch_bytes``, one request each
-    (:func:`ecco_core.backends.sessions.activations`), under a lock, so threads
-    sharing a capture fetch each row once.
+    (:func:`ecco_core.backends.sessions.activations`) sent through ``lm`` (so
+    under its NDIF key), under a lock, so threads sharing a capture fetch each
+    row once. :meth:`bound_to` gives the same rows fetched through another LM.
     """
 
-    def __init__(self, lm: LM, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int = FETCH_BYTES):
-        self.lm, self.name, self.shape = lm, name, tuple(shape)
-        self.token_ids = [int(i) for i in token_ids]
-        self.dtype = np.dtype(np.float32)
-        self.fetch_bytes = fetch_bytes
-        self._array = None  # allocated on the first fetch
-        self._here = np.zeros(self.shape[0], dtype=bool)
-        self._lock = threading.Lock()
+    def __init__(self, lm: LM, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int = FETCH_BYTES,
+                 *, rows: _Rows | None = None):
+        self.lm = lm
+        self._rows = rows if rows is not None else _Rows(token_ids, name, shape, fetch_bytes)
+
+    def bound_to(self, lm: LM) -> "Deferred":
+        """The same rows (those fetched, and those fetched later by either) fetched through ``lm``."""
+        return Deferred(lm, None, self.name, self.shape, rows=self._rows)
+
+    token_ids = property(lambda self: self._rows.token_ids)
+    name = property(lambda self: self._rows.name)
+    shape = property(lambda self: self._rows.shape)
+    dtype = property(lambda self: self._rows.dtype)
+    fetch_bytes = property(lambda self: self._rows.fetch_bytes)
 
     @property
     def nbytes(self) -> int:
@@ -86,39 +107,40 @@ class Deferred:
     @property
     def missing(self) -> list[int]:
         """Rows not fetched yet."""
-        return np.flatnonzero(~self._here).tolist()
+        return np.flatnonzero(~self._rows.here).tolist()
 
     def rows(self, rows) -> np.ndarray:
         """The array's rows ``rows`` (a sequence of int), fetching those not here yet: shape (len(rows), ...)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        with self._lock:
+        with self._rows.lock:
             self._fetch(rows)
-            return self._array[rows]
+            return self._rows.array[rows]
 
     def fetch(self, rows) -> None:
         """Fetch the rows ``rows`` (a sequence of int) not here yet."""
-        with self._lock:
+        with self._rows.lock:
             self._fetch(np.asarray(rows, dtype=np.int64).reshape(-1))
 
     def full(self) -> np.ndarray:
         """The whole array, every row fetched."""
-        with self._lock:
+        with self._rows.lock:
             self._fetch(self.missing)
-            return self._array
+            return self._rows.array
 
     def _fetch(self, rows) -> None:
         from .backends import sessions
 
-        rows = sorted({int(row) for row in np.arange(self.shape[0])[rows] if not self._here[row]})
+        shared = self._rows
+        rows = sorted({int(row) for row in np.arange(self.shape[0])[rows] if not shared.here[row]})
         if not rows:
             return
-        if self._array is None:
-            self._array = np.empty(self.shape, dtype=self.dtype)
+        if shared.array is None:
+            shared.array = np.empty(self.shape, dtype=self.dtype)
         per_request = max(1, self.fetch_bytes // (self.nbytes // self.shape[0]))
         for start in range(0, len(rows), per_request):
             group = rows[start:start + per_request]
-            self._array[group] = sessions.activations(self.lm, self.token_ids, self.name, group)
-            self._here[group] = True
+            shared.array[group] = sessions.activations(self.lm, self.token_ids, self.name, group)
+            shared.here[group] = True
 
 
 class _Fetched:
@@ -275,6 +297,20 @@ class Capture:
         if isinstance(value, Deferred):
             value.fetch(value.missing if rows is None else rows)
         return self
+
+    def bound_to(self, lm: LM) -> "Capture":
+        """This capture with its pending arrays fetched through ``lm`` (e.g. under another NDIF key).
+
+        The rows stay shared: those fetched by either capture are here for
+        both, each fetched once. A capture with nothing pending is returned as it is.
+        """
+        pending = {name: value.bound_to(lm) for name in FETCHED
+                   if isinstance(value := self.__dict__[name], Deferred)}
+        if not pending:
+            return self
+        bound = object.__new__(Capture)  # not copy.copy: that pickles, and pickling fetches
+        bound.__dict__.update(self.__dict__, **pending)
+        return bound
 
     def __getstate__(self) -> dict:
         """Pickled whole: what was still on the server is fetched first."""

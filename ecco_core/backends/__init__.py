@@ -480,7 +480,8 @@ def make(backend, model, tokenizer, *, name: str, api_key: str | None = None, ho
 def with_key(lm, api_key: str | None):
     """``lm`` with its NDIF requests sent under ``api_key`` (None: ``NDIF_API_KEY``): a new LM, the rest shared.
 
-    For a server whose users each bring their own key to one loaded model.
+    For a server whose users each bring their own key to one loaded model;
+    ``""`` gives one that holds no key (what a cache shared by sessions keeps).
     """
     import copy
     import dataclasses
