@@ -37,9 +37,10 @@ dashboard.page_param("saliency_method", "grad_x_input", choices=ec.SALIENCY_METH
 dashboard.page_param("saliency_target", "prob", choices=ec.SALIENCY_TARGETS)
 dashboard.page_param("saliency_contrast", "")
 dashboard.page_param("saliency_steps", 20)
+method_labels = {name: entry.label or name for name, entry in ec.SALIENCY_METHODS.items()}  # the URL keeps the name
 method = columns[0].selectbox(
-    "Method", list(ec.SALIENCY_METHODS), key="saliency_method", help="\n\n".join(
-        f"**{name}**: {entry.description}" for name, entry in ec.SALIENCY_METHODS.items()
+    "Method", list(ec.SALIENCY_METHODS), format_func=method_labels.get, key="saliency_method", help="\n\n".join(
+        f"**{method_labels[name]}**: {entry.description}" for name, entry in ec.SALIENCY_METHODS.items()
     ),
 )
 target = columns[1].selectbox(
@@ -52,7 +53,7 @@ contrast = columns[2].text_input(
     "With target 'logit' this is the contrastive explanation of Yin & Neubig (2022).",
 )
 steps = columns[3].number_input(  # "IG steps": named after the methods whose entries say they take steps
-    " / ".join(entry.label or name for name, entry in ec.SALIENCY_METHODS.items() if entry.uses_steps) + " steps",
+    " / ".join(method_labels[name] for name, entry in ec.SALIENCY_METHODS.items() if entry.uses_steps) + " steps",
     min_value=1, max_value=64, key="saliency_steps",
     disabled=not ec.SALIENCY_METHODS[method].uses_steps,
 )
@@ -68,8 +69,8 @@ with dashboard.user_errors():
     if contrast.strip():  # in the words of the page's box, not the library's contrast_with=
         ec.tokens.one_token_word(lm, contrast.strip(), "Contrast with")
     if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:  # in the page's words, before any request
-        raise ValueError(f"Method {method} runs on this machine only: on NDIF pick "
-                         f"{' or '.join(ec.saliency.TRACED_METHODS)} as the Method, or choose Run on: this machine")
+        raise ValueError(f"Method {method_labels[method]} runs on this machine only: on NDIF pick "
+                         f"{' or '.join(map(method_labels.get, ec.saliency.TRACED_METHODS))} as the Method, or choose Run on: this machine")
     # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
     # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
     sal, area = dashboard.long_work(
@@ -101,7 +102,7 @@ with area:
     )
     signed = shading == "signed" and sal.signed is not None
     if shading == "signed" and not signed:
-        shading_column.caption(f"{method} has no sign (a gradient's norm has no direction): shown unsigned.")
+        shading_column.caption(f"{method_labels[method]} has no sign (a gradient's norm has no direction): shown unsigned.")
     st.subheader("Text: hover a generated token to see what it depends on")
     dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
     st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(sal.quantity(position))}. "
@@ -171,10 +172,9 @@ with area:
                 "below. Zeroed embeddings are off the model's data, so random removal drops the probability too."
             )
             agreement.markdown("**Agreement between the methods** (Kendall's tau of their scores)")
-            # Short labels: four columns fit half the page.
-            short = {name: entry.label or name for name, entry in ec.SALIENCY_METHODS.items()}
+            # The Method select's short labels: four columns fit half the page.
             agreement.dataframe(
-                faith.agreement(position).rename(columns=lambda name: short.get(name, name)).style.format("{:.2f}"),
+                faith.agreement(position).rename(columns=lambda name: method_labels.get(name, name)).style.format("{:.2f}"),
                 width="stretch",
             )
             agreement.caption("1: the same order of the earlier tokens; 0: unrelated; negative: reversed. "

@@ -407,7 +407,7 @@ def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app
     assert wait_for_charts(page, 2) == 2  # grad_x_input's bars and heatmap
     main = page.locator('[data-testid="stMain"]')
     main.get_by_role("combobox", name="Method", exact=True).click()
-    page.get_by_role("option", name="integrated_gradients", exact=True).click()
+    page.get_by_role("option", name="IG", exact=True).click()  # the select shows the registry's label
     status = page.locator('[data-testid="stExpander"]').filter(has_text="expected on this machine")
     status.wait_for(timeout=60_000)
     assert "Attributing with integrated_gradients, 64 steps" in status.inner_text()

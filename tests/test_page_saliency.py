@@ -27,6 +27,10 @@ def test_page_shows_saliency_of_the_selected_token():
     detail = app.dataframe[0].value
     assert detail["share"].sum() == pytest.approx(100.0, abs=1e-6)
     assert detail["position"].max() == fourth - 1  # the 4th generated token sees everything before it
+    # The Method select shows the registry's labels, not internal names; the URL keeps the names.
+    assert app.selectbox(key="saliency_method").options == [
+        entry.label or name for name, entry in ec.SALIENCY_METHODS.items()]
+    assert not any("_" in option for option in app.selectbox(key="saliency_method").options)
     app.selectbox(key="saliency_method").set_value("gradient")
     run(app)
     assert not app.error
