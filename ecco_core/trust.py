@@ -46,7 +46,7 @@ from scipy.stats import kendalltau, rankdata
 from . import similarity
 from ._checks import choice, indices, invalid, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
-from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
+from .capture import DEFAULT_CHUNK_BYTES, Capture, Deferred, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
 from .factors import Factors, default_components, factors, fits_non_negative
 from .layers import residual_labels
@@ -888,9 +888,20 @@ def _prefix(cap: Capture, length: int) -> Capture:
         return cap
     return replace(
         cap, tokens=cap.tokens[:length], token_ids=cap.token_ids[:length], n_input=min(cap.n_input, length),
-        hidden_states=cap.hidden_states[:, :length], ffn=cap.ffn[:, :length], top_ids=cap.top_ids[:length],
-        top_probs=cap.top_probs[:length], top_tokens=cap.top_tokens[:length], special=cap.special[:length],
+        hidden_states=_prefix_rows(cap, "hidden_states", length), ffn=_prefix_rows(cap, "ffn", length),
+        top_ids=cap.top_ids[:length], top_probs=cap.top_probs[:length], top_tokens=cap.top_tokens[:length],
+        special=cap.special[:length],
     )
+
+
+def _prefix_rows(cap: Capture, name: str, length: int):
+    """``cap``'s array ``name`` over its first ``length`` tokens; one still where the model ran (NDIF) stays there,
+    as the prefix's own (a causal model's first tokens do not see the rest), fetched only if read."""
+    if name in cap.pending:
+        pending = cap.__dict__[name]
+        return Deferred(pending.lm, pending.token_ids[:length], name, (pending.shape[0], length, pending.shape[2]),
+                        pending.fetch_bytes)
+    return getattr(cap, name)[:, :length]
 
 
 def candidates(lm: LM, cap: Capture, position: int) -> np.ndarray:

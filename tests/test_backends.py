@@ -252,11 +252,15 @@ def test_saliency_and_its_faithfulness_through_nnsight_on_every_family(tiny):
         assert record.requests == 1
     if tiny.config.model_type not in ONE_CAUSAL_ONE_MASKED:
         return
-    # The deletion / insertion check: one request per saliency computed, one for each explained token's variants.
+    # The deletion / insertion check: one request per saliency computed, one for each explained token's variants;
+    # a capture made there keeps its activations there (the check reads none).
+    captured = ec.capture(traced, "The keys to", max_new_tokens=2) if tiny.is_causal else cap
+    explained = {"positions": cap.n_input} if tiny.is_causal else {}  # as the page asks: one token, a prefix read
     with backends.ledger() as record:
-        through = ec.trust.faithfulness(traced, cap, ("grad_x_input", "erasure"), n_random=2)
-    hooked = ec.trust.faithfulness(tiny, cap, ("grad_x_input", "erasure"), n_random=2)
-    assert record.requests == 2 + len(hooked.positions)
+        through = ec.trust.faithfulness(traced, captured, ("grad_x_input", "erasure"), n_random=2, **explained)
+    hooked = ec.trust.faithfulness(tiny, cap, ("grad_x_input", "erasure"), n_random=2, **explained)
+    assert record.requests == 2 + len(hooked.positions) and captured.pending == (("hidden_states", "ffn")
+                                                                                if tiny.is_causal else ())
     for name in ("sizes", "n_candidates", "kendall_tau"):
         np.testing.assert_array_equal(getattr(through, name), getattr(hooked, name))
     for name in ("probability", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"):
