@@ -62,7 +62,8 @@ such as ``Saliency,Circuits``, picks some), each one's peak above the
 resident set before it. The server can never hold more than its idle resident set (the
 allowed models loaded and run once, so that their weights are paged in),
 both caches full (``CAPTURE_CACHE_MB`` + ``RESULT_CACHE_MB``) and the
-``MAX_CONCURRENT_RUNS`` largest peaks at once; the last line is that
+``MAX_CONCURRENT_RUNS`` largest peaks at once, or the largest of the runs
+that the pages run alone (:data:`ALONE`); the last line is that
 bound / budget. Exact patching of a 512-token prompt corrupted in its middle
 takes hours on 2 cores, so the call measured corrupts the prompt's last
 tokens: the same prompt, records and batches of at most ``max_batch_bytes``,
@@ -304,6 +305,10 @@ def late_corruption(lm, prompt: str, n_corrupted: int = 16) -> str:
     raise RuntimeError(f"no corrupted prompt of {len(ids)} tokens")
 
 
+#: Calls the pages run alone (``dashboard.long_work(..., alone=True)``): no other run is admitted beside them.
+ALONE = {"patch, approximate"}
+
+
 def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[str, str, Callable[[], Any]]]:
     """(page, call, run) for every call the pages make at the deployment's limits, in the pages' order.
 
@@ -405,21 +410,23 @@ def measure_calls(pages: str = "") -> None:
     calls = page_calls(lm, *inputs[0], own_prompts(inputs)[0])
     chosen = [call for call in calls if not pages or call[0] in pages.split(",")]
     print(f"idle, the allowed models run once: {idle / 2**20:.0f} MiB", flush=True)
-    peaks = []
+    peaks, alone = [], [0]
     for page, name, run in chosen:
         release_memory()
         before = reset_peak()
         started = time.perf_counter()
         run()
-        peaks.append(peak_bytes() - before)
-        print(f"  {page:18s} {name:42s} +{peaks[-1] / 2**20:5.0f} MiB, {time.perf_counter() - started:6.1f} s",
-              flush=True)
+        (alone if name in ALONE else peaks).append(peak_bytes() - before)
+        print(f"  {page:18s} {name:42s} +{(peak_bytes() - before) / 2**20:5.0f} MiB, "
+              f"{time.perf_counter() - started:6.1f} s" + (", runs alone" if name in ALONE else ""), flush=True)
     caches = (settings.CAPTURE_CACHE_MB + settings.RESULT_CACHE_MB) * 2**20
     largest = sorted(peaks, reverse=True)[: settings.MAX_CONCURRENT_RUNS]
-    bound = idle + caches + sum(largest)
-    print(f"bound {bound / 2**20:.0f} MiB = idle {idle / 2**20:.0f} + caches {caches / 2**20:.0f} + the "
-          f"{len(largest)} largest runs {' + '.join(f'{peak / 2**20:.0f}' for peak in largest)} MiB "
-          f"/ budget {BUDGET_BYTES / 2**20:.0f} MiB = {bound / BUDGET_BYTES:.2f}")
+    runs = max(sum(largest), max(alone))
+    bound = idle + caches + runs
+    print(f"bound {bound / 2**20:.0f} MiB = idle {idle / 2**20:.0f} + caches {caches / 2**20:.0f} + the larger of "
+          f"the {len(largest)} largest runs at once ({' + '.join(f'{peak / 2**20:.0f}' for peak in largest)}) and "
+          f"the largest run alone ({max(alone) / 2**20:.0f}) MiB / budget {BUDGET_BYTES / 2**20:.0f} MiB "
+          f"= {bound / BUDGET_BYTES:.2f}")
 
 
 def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both",

@@ -149,6 +149,7 @@ def long_work(
     key: str,
     settings: Hashable,
     estimate_s: float,
+    alone: bool = False,
 ) -> tuple[T | None, st.delta_generator.DeltaGenerator]:
     """The result of ``compute`` for ``settings``, computed at most once for all sessions, with its work on show.
 
@@ -178,6 +179,9 @@ def long_work(
     estimate_s : float
         Seconds the work should take on this machine, shown before it starts;
         work under ``QUICK_S`` just runs.
+    alone : bool, default False
+        Run with no other run of the server at once (``RunGate.turn``): work
+        whose peak memory would take the server past its budget beside another.
 
     Returns
     -------
@@ -195,8 +199,8 @@ def long_work(
         return found, results.container()
     stopped = st.session_state.setdefault(_STOPPED, {})
     if estimate_s < QUICK_S:
-        return RESULTS.get(cache_key, lambda: _timed(compute, lambda fraction, message: None, estimate_s)), \
-            results.container()
+        return RESULTS.get(cache_key, lambda: _timed(compute, lambda fraction, message: None, estimate_s),
+                           alone=alone), results.container()
     if stopped.get(key) == settings:
         with slot.container():
             st.warning(f"{title}: stopped. Change a setting or run it again ({duration(estimate_s)}).")
@@ -229,7 +233,7 @@ def long_work(
             return compute(progress)
 
     try:
-        result = RESULTS.get(cache_key, lambda: _timed(watched, progress, estimate_s))
+        result = RESULTS.get(cache_key, lambda: _timed(watched, progress, estimate_s), alone=alone)
     except Exception:
         status.update(label=f"{title}: failed", state="error", expanded=False)
         raise

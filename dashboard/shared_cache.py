@@ -88,6 +88,10 @@ OnWait = Callable[[float, int], None]
 class RunGate:
     """At most ``limit`` runs at once across threads; the others wait their turn, in no particular order.
 
+    A run that takes its turn ``alone`` runs with no other: one whose peak
+    would take the server past its memory beside another large run
+    (attribution patching of a long prompt). While it waits, no other run
+    starts, so it is not kept waiting by a stream of smaller ones.
     A thread that already holds a turn passes straight through (a run that
     needs a capture, such as a similarity over UD sentences, never waits for
     itself). Each run that ends releases the memory it freed
@@ -100,20 +104,33 @@ class RunGate:
         if limit < 1:
             raise ValueError(f"limit must be at least 1; got {limit!r}")
         self.limit = limit
-        self._turns = threading.BoundedSemaphore(limit)
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._running = 0
+        self._alone = False  # the runs in progress are one run alone
+        self._waiting_alone = 0
 
     @property
     def running(self) -> int:
         """Runs in progress now."""
-        with self._lock:
+        with self._changed:
             return self._running
 
+    def _admitted(self, alone: bool) -> bool:
+        """Start a run if the gate lets it in now (the caller holds ``_changed``)."""
+        if alone:
+            if self._running:
+                return False
+        elif self._alone or self._waiting_alone or self._running >= self.limit:
+            return False
+        self._running += 1
+        self._alone = alone
+        return True
+
     @contextmanager
-    def turn(self, on_wait: OnWait | None = None) -> Iterator[None]:
-        """Hold one of the ``limit`` turns for the block; ``on_wait`` hears about the wait, if there is one.
+    def turn(self, on_wait: OnWait | None = None, *, alone: bool = False) -> Iterator[None]:
+        """Hold one of the ``limit`` turns for the block (all of them when ``alone``); ``on_wait`` hears about the
+        wait, if there is one.
 
         ``on_wait`` may raise (Streamlit's Stop or a rerun): the wait ends there and no turn is taken.
         """
@@ -124,23 +141,32 @@ class RunGate:
             finally:
                 self._local.depth -= 1
             return
-        if not self._turns.acquire(blocking=False):
+        with self._changed:
+            admitted = self._admitted(alone)
+            if alone and not admitted:
+                self._waiting_alone += 1
+        if not admitted:
             started = time.monotonic()
-            while True:
-                if on_wait is not None:
-                    on_wait(time.monotonic() - started, self.running)
-                if self._turns.acquire(timeout=self.POLL_S):
-                    break
-        with self._lock:
-            self._running += 1
+            try:
+                while not admitted:
+                    if on_wait is not None:
+                        on_wait(time.monotonic() - started, self.running)
+                    with self._changed:
+                        admitted = self._changed.wait_for(lambda: self._admitted(alone), timeout=self.POLL_S)
+            finally:
+                if alone:
+                    with self._changed:
+                        self._waiting_alone -= 1
+                        self._changed.notify_all()
         self._local.depth = 1
         try:
             yield
         finally:
             self._local.depth = 0
-            with self._lock:
+            with self._changed:
                 self._running -= 1
-            self._turns.release()
+                self._alone = False
+                self._changed.notify_all()
             release_memory()
 
 
@@ -227,7 +253,8 @@ class SharedCache:
         self._entries.move_to_end(key)
         return entry[0]
 
-    def get(self, key: Hashable, compute: Callable[[], Any]):
+    def get(self, key: Hashable, compute: Callable[[], Any], *, alone: bool = False):
+        """The value cached under ``key``, else ``compute()`` (in a turn of the gate, ``alone`` if asked), kept."""
         with self._lock:
             found = self._lookup(key)
             if found is not None:
@@ -239,7 +266,7 @@ class SharedCache:
             if found is not None:
                 return found
             try:
-                value = self._compute(compute)
+                value = self._compute(compute, alone)
             finally:
                 with self._lock:
                     self._computing.pop(key, None)
@@ -253,11 +280,11 @@ class SharedCache:
                         total -= dropped
             return value
 
-    def _compute(self, compute: Callable[[], Any]):
+    def _compute(self, compute: Callable[[], Any], alone: bool):
         if self.gate is None:
             return compute()
         notice = streamlit_notice()
         on_wait, done = notice if notice is not None else (None, lambda: None)
-        with self.gate.turn(on_wait):
+        with self.gate.turn(on_wait, alone=alone):
             done()
             return compute()

@@ -72,6 +72,9 @@ def traced(lm, settings: tuple, approximate: bool):
                                   approximate=approximate, progress=progress),
         key="trace_approximate" if approximate else "trace_exact", settings=(*settings, approximate),
         estimate_s=estimate,
+        # One backward pass holds the whole model's graph: +838 MiB for a 512-token prompt, which beside another
+        # large run took the server past its 3 GB (bench/memory.py calls).
+        alone=approximate,
     )
 
 

@@ -6,6 +6,7 @@ the mechanisms themselves, with real numpy work in real threads.
 
 import contextlib
 import threading
+import time
 
 import numpy as np
 import psutil
@@ -84,6 +85,42 @@ def another_session_holding(gate: RunGate):
     finally:
         release.set()
         thread.join()
+
+
+def test_a_run_alone_has_the_server_to_itself_and_is_not_kept_waiting_by_smaller_ones():
+    """Attribution patching of a long prompt peaks too high to run beside another large run (#31 item 18)."""
+    gate, lock = RunGate(2), threading.Lock()
+    cache = SharedCache(2**20, 60, nbytes=lambda value: 8, gate=gate)
+    now, most, beside, order = [0, False], [0], [], []
+
+    def run(seed: int, alone: bool) -> int:
+        with lock:
+            beside.append(now[1] or (alone and now[0] > 0))
+            now[0] += 1
+            now[1] = alone
+            most[0] = max(most[0], now[0])
+            order.append(seed)
+        time.sleep(0.3)
+        with lock:
+            now[0] -= 1
+            now[1] = False
+        return seed
+
+    def session(seed: int) -> None:
+        if seed == 1:
+            time.sleep(0.1)  # the first run is under way: this one waits for it
+        cache.get(seed, lambda: run(seed, alone=seed == 1), alone=seed == 1)
+
+    threads = [threading.Thread(target=session, args=(seed,)) for seed in range(5)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02 if thread is threads[0] else 0.15)
+    for thread in threads:
+        thread.join()
+    assert len(beside) == 5 and not any(beside)  # none started beside the one alone, nor it beside another
+    assert most[0] == 2  # the others still ran two at once
+    assert order.index(1) <= 2  # it waited for the run it arrived beside, not for the later ones
+    assert gate.running == 0
 
 
 def test_a_waiting_run_hears_how_long_and_behind_how_many():
