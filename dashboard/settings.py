@@ -33,7 +33,8 @@ MAX_PROBE_TOKENS = _int_env("ECCO_MAX_PROBE_TOKENS", 10000)  # the paper's proto
 # are ~5,100 tokens for the causal default, ~5,500 for the encoder. Pasted texts count against it too.
 MAX_SIMILARITY_TOKENS = _int_env("ECCO_MAX_SIMILARITY_TOKENS", 6000)
 # What the server holds between runs counts against its 3 GB beside the runs themselves (``bench/memory.py``):
-# the model (~0.55 GB resident), these two caches, and each run admitted at once (MAX_CONCURRENT_RUNS, below).
+# the models (1.1 GB resident once both packaged ones have run), these two caches, and each run admitted at once
+# (MAX_CONCURRENT_RUNS, below).
 # Captures are held once for all sessions; one at the limits above is ~150 MB for the causal default, so the
 # default holds four visitors' captures at the limits (a fifth replaces the least recently used).
 CAPTURE_CACHE_MB = _int_env("ECCO_CAPTURE_CACHE_MB", 640)
@@ -47,9 +48,11 @@ RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 128)
 # Uploaded files (.conllu): Streamlit refuses bigger ones before they reach the page.
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
-# Captures and analyses computed at once across all sessions; more wait their turn (the page says so). Each
-# run at the limits above peaks at up to ~0.5 GB beyond its result, so 4 sessions at once would add their
-# peaks; 2 keeps the default deployment within 3 GB (``bench/memory.py``), and a 2-core CPU gains little from more.
+# Captures and analyses computed at once across all sessions; more wait their turn (the page says so). Runs at
+# the limits above peak at 0.1-0.45 GB above what the server holds (``python bench/memory.py calls``), so 4
+# sessions at once would add their peaks; with 2, the server stays within 3 GB (0.89x: its idle models, both caches
+# full, the two largest runs; README, *Bounded memory*), and a 2-core CPU gains little from more. Attribution
+# patching of a long prompt (0.85 GB) runs alone (``dashboard.long_work(..., alone=True)``).
 MAX_CONCURRENT_RUNS = max(1, _int_env("ECCO_MAX_CONCURRENT_RUNS", 2))
 # Loaded as the server starts (``app.py``); an empty value loads nothing until a page asks.
 PRELOAD_MODEL = os.environ.get("ECCO_PRELOAD_MODEL", DEFAULT_MODEL).strip()
