@@ -196,7 +196,8 @@ def input_gradients(
 
     def pulled_back_to(reached: str, points: np.ndarray) -> Callable[[np.ndarray], None]:
         def done(rows: np.ndarray) -> None:
-            step_done(f"Gradients of targets {rows[0] + 1}-{rows[-1] + 1} of {n_targets} back to {reached}", points)
+            group = f"target {rows[0] + 1}" if len(rows) == 1 else f"targets {rows[0] + 1}-{rows[-1] + 1}"
+            step_done(f"Gradients of {group} of {n_targets} back to {reached}", points)
         return done
 
     for chunk in chunks:

@@ -212,6 +212,9 @@ def test_progress_rises_to_one_and_changes_nothing(tiny_gpt2, method):
     assert len(calls) >= 2 and all(0 < f for f in fractions) and fractions[-1] == 1.0, calls
     assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions), fractions
     assert all(isinstance(message, str) and message for _, message in calls)
+    # One target at a time (the 1-byte budget): "target 2 of 3", not "targets 2-2 of 3".
+    assert method == "erasure" or any(message.startswith("Gradients of target 2 of 3 ") for _, message in calls)
+    assert not any("targets 1-1 " in message for _, message in calls)
     for name in ("scores", "raw", "signed", "target_values"):
         np.testing.assert_array_equal(getattr(followed, name), getattr(quiet, name), err_msg=name)
 
