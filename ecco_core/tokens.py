@@ -17,6 +17,9 @@
 
 from __future__ import annotations
 
+import codecs
+import re
+
 import numpy as np
 
 from . import _checks as checks
@@ -33,9 +36,41 @@ def check_text(text, argument: str = "text") -> str:
     return text
 
 
+def _byte_level_chars() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2's ``bytes_to_unicode``), read backwards: each character -> its byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + n): b for n, b in enumerate(others)}
+
+
+_BYTE_OF = _byte_level_chars()
+_BYTE_FALLBACK = re.compile(r"<0x[0-9A-F]{2}>")
+codecs.register_error("ecco_token_bytes", lambda error: (
+    "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end))
+
+
+def _token_string(tokenizer, token_id: int) -> str:
+    """One id decoded on its own; a piece of a UTF-8 character (``"\ufffd"`` alone) shows its bytes: ``"<0xE2>"``.
+
+    As byte-fallback vocabularies name their byte tokens; the bytes are read from a byte-level BPE token's
+    characters, whatever whole characters the token holds stay text (``" <0xE2><0x80>"``).
+    """
+    decoded = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+    if "\ufffd" not in decoded:
+        return decoded
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(piece, str) and _BYTE_FALLBACK.fullmatch(piece):
+        return piece
+    if isinstance(piece, str) and piece and all(char in _BYTE_OF for char in piece):
+        return bytes(_BYTE_OF[char] for char in piece).decode("utf-8", errors="ecco_token_bytes")
+    return decoded
+
+
 def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
-    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``)."""
-    return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in token_ids)
+    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``), a piece of a
+    UTF-8 character as its bytes (``"<0xE2>"``, the byte-fallback tokens' names) rather than ``"\ufffd"``."""
+    return tuple(_token_string(tokenizer, int(i)) for i in token_ids)
 
 
 def special_mask(tokenizer, token_ids) -> np.ndarray:

@@ -67,3 +67,19 @@ def test_prompt_and_answer_name_their_argument(lm):
         encode_prompt(lm, "  ", argument="texts[2]")
     with pytest.raises(TypeError, match="answer must be a string of text to analyse"):
         encode_answer(lm, None)
+
+
+def test_a_piece_of_a_utf8_character_shows_its_bytes_not_a_replacement_mark(lm):
+    """Byte-level BPE splits 日 (E6 97 A5) into tokens that each decode alone to "\ufffd": each shows its bytes as
+    the byte-fallback vocabularies name them ("<0xE6>"); whole characters stay text, and the bytes spell the text."""
+    import re
+
+    ids = lm.tokenizer.encode("The 日本 keys", add_special_tokens=False)
+    assert any(lm.tokenizer.decode([i]) == "\ufffd" for i in ids)  # the case: a token that is part of 日 alone
+    shown = token_strings(lm.tokenizer, ids)
+    assert not any("\ufffd" in token for token in shown), shown
+    lone = [token for i, token in zip(ids, shown) if lm.tokenizer.decode([i]) == "\ufffd"]
+    assert all(re.fullmatch(r"(<0x[0-9A-F]{2}>)+", token) for token in lone), lone
+    spelled = re.sub(rb"<0x([0-9A-F]{2})>", lambda m: bytes.fromhex(m[1].decode()), "".join(shown).encode())
+    assert spelled.decode("utf-8") == "The 日本 keys"
+    assert token_strings(lm.tokenizer, lm.tokenizer.encode(" Paris", add_special_tokens=False)) == (" Paris",)
