@@ -34,6 +34,7 @@ from ecco_core import estimates
 from . import backend
 from . import settings as limits
 from .shared_cache import SharedCache, pickled_nbytes
+from .text import user_errors
 from .url import respell_old_link
 
 T = TypeVar("T")
@@ -239,6 +240,50 @@ def long_work(
         raise
     slot.empty()
     return result, results.container()
+
+
+def analysis(
+    title: str,
+    compute: Callable[[Progress], T],
+    *,
+    key: str,
+    settings: Hashable,
+    estimate: Callable[[], float],
+    check: Callable[[], object] | None = None,
+    beside: bool = False,
+    alone: bool = False,
+) -> tuple[T | None, st.delta_generator.DeltaGenerator | None]:
+    """A page's call of its analysis, the same on every page: checked, estimated, run as :func:`long_work`.
+
+    ``check()`` raises the page's input errors in the words of its controls
+    (before anything runs), ``estimate()`` gives the seconds announced (after
+    the check: sizing the work may find bad input too); both, and the work
+    itself, show an input error as ``st.error`` (:func:`~dashboard.text.user_errors`)::
+
+        result, area = dashboard.analysis(
+            "Factoring the neuron activations", lambda progress: ec.factors(cap, method, progress=progress),
+            key="factors", settings=(dashboard.capture_key(cap), method),
+            estimate=lambda: estimates.factors_seconds(cap, method),
+        )
+        with area:
+            st.plotly_chart(...)
+
+    Without a result (an input error shown, or the settings stopped, with
+    their *Run again* button) the page stops there; a check drawn ``beside``
+    the page's result (faithfulness, a baseline) returns ``(None, None)``
+    instead, so that the page goes on. The other arguments and the returned
+    ``(result, area)`` are :func:`long_work`'s.
+    """
+    result = area = None
+    with user_errors():
+        if check is not None:
+            check()
+        result, area = long_work(title, compute, key=key, settings=settings, estimate_s=estimate(), alone=alone)
+    if result is None:
+        if not beside:
+            st.stop()
+        return None, None
+    return result, area
 
 
 def _timed(compute: Callable[[Progress], T], progress: Progress, estimate_s: float) -> T:

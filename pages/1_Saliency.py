@@ -61,27 +61,30 @@ steps = columns[3].number_input(  # "IG steps": named after the methods whose en
 # Steps change integrated gradients only: the other methods share one result whatever the box says.
 ig_steps = int(steps)  # what the faithfulness check's integrated gradients use, whichever method is shown
 steps = ig_steps if ec.SALIENCY_METHODS[method].uses_steps else 1
-sal = None
-with dashboard.user_errors():
-    if lm.is_causal and not cap.n_generated:  # said in the sidebar's words, not as the library's cap= / answer=
+
+
+def check_explainable() -> None:
+    """What the sidebar and the method allow, in their words (not the library's cap= / answer=), before any request."""
+    if lm.is_causal and not cap.n_generated:
         raise ValueError("Max new tokens is 0 and there is no Given answer, so no token was generated to explain: "
                          "set Max new tokens above 0, or type a Given answer, in the sidebar")
     if contrast.strip():  # in the words of the page's box, not the library's contrast_with=
         ec.tokens.one_token_word(lm, contrast.strip(), "Contrast with")
-    if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:  # in the page's words, before any request
+    if lm.backend.traced and method not in ec.saliency.TRACED_METHODS:
         raise ValueError(f"Method {method_labels[method]} runs on this machine only: on NDIF pick "
-                         f"{' or '.join(map(method_labels.get, ec.saliency.TRACED_METHODS))} as the Method, or choose Run on: this machine")
-    # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
-    # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
-    sal, area = dashboard.long_work(
-        f"Attributing with {method}" + (f", {steps} steps" if ec.SALIENCY_METHODS[method].uses_steps else ""),
-        lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
-                                     steps=steps, progress=progress),
-        key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),
-        estimate_s=estimates.saliency_seconds(lm, cap, method, steps=steps),
-    )
-if sal is None:
-    st.stop()
+                         f"{' or '.join(map(method_labels.get, ec.saliency.TRACED_METHODS))} as the Method, or choose "
+                         "Run on: this machine")
+
+
+# Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
+# estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
+sal, area = dashboard.analysis(
+    f"Attributing with {method}" + (f", {steps} steps" if ec.SALIENCY_METHODS[method].uses_steps else ""),
+    lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
+                                 steps=steps, progress=progress),
+    key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),
+    estimate=lambda: estimates.saliency_seconds(lm, cap, method, steps=steps), check=check_explainable,
+)
 
 with area:
     dashboard.backend.computed_on(lm)
@@ -145,18 +148,16 @@ with area:
     )
     faith = None
     if checked:
-        contrast_word = contrast.strip() or None
-        with dashboard.user_errors():
-            faith, faith_area = dashboard.long_work(
-                "Checking the faithfulness of the four methods",
-                lambda progress: ec.trust.faithfulness(
-                    lm, cap, positions=position, target=target, contrast_with=contrast_word, steps=ig_steps,
-                    progress=progress,
-                ),
-                key="saliency_faithfulness_work",
-                settings=(dashboard.capture_key(cap), position, target, contrast.strip(), ig_steps),
-                estimate_s=estimates.faithfulness_seconds(lm, cap, positions=position, steps=ig_steps),
-            )
+        faith, faith_area = dashboard.analysis(
+            "Checking the faithfulness of the four methods",
+            lambda progress: ec.trust.faithfulness(
+                lm, cap, positions=position, target=target, contrast_with=contrast.strip() or None, steps=ig_steps,
+                progress=progress,
+            ),
+            key="saliency_faithfulness_work",
+            settings=(dashboard.capture_key(cap), position, target, contrast.strip(), ig_steps),
+            estimate=lambda: estimates.faithfulness_seconds(lm, cap, positions=position, steps=ig_steps), beside=True,
+        )
     if faith is not None:
         with faith_area:
             bars, agreement = st.columns([1, 1])

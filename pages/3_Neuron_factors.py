@@ -80,16 +80,13 @@ def factor_quality(result):
         st.caption(f"FVU of this {METHOD_NAMES[method]}: {1 - result.explained_variance:.2f}. Switch on to compare "
                    "the methods and see how much the factors move with the seed.")
         return None
-    estimate = estimates.factor_quality_seconds(cap, seeds=SEEDS, fitted=result, **options)
-    quality = None
-    with dashboard.user_errors():
-        quality, area = dashboard.long_work(
-            "Refitting every method at every seed",
-            lambda progress: ec.trust.factor_quality(cap, seeds=SEEDS, fitted=result, progress=progress, **options),
-            key="factors_quality_work",
-            settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
-            estimate_s=estimate,
-        )
+    quality, area = dashboard.analysis(
+        "Refitting every method at every seed",
+        lambda progress: ec.trust.factor_quality(cap, seeds=SEEDS, fitted=result, progress=progress, **options),
+        key="factors_quality_work",
+        settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
+        estimate=lambda: estimates.factor_quality_seconds(cap, seeds=SEEDS, fitted=result, **options), beside=True,
+    )
     if quality is None:
         return None
     table = quality.to_frame()
@@ -112,18 +109,14 @@ def factor_quality(result):
     return quality
 
 
-result = None
 options = dict(n_components=int(n_components), layers=layer_range, positions=list(positions), negatives=negatives)
-with dashboard.user_errors():
-    result, area = dashboard.long_work(
-        "Factoring the neuron activations",
-        lambda progress: ec.factors(cap, method, progress=progress, **options),
-        key="factors",
-        settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
-        estimate_s=estimates.factors_seconds(cap, method, **options),
-    )
-if result is None:
-    st.stop()
+result, area = dashboard.analysis(
+    "Factoring the neuron activations",
+    lambda progress: ec.factors(cap, method, progress=progress, **options),
+    key="factors",
+    settings=(dashboard.capture_key(cap), int(n_components), method, first, last, positions, negatives),
+    estimate=lambda: estimates.factors_seconds(cap, method, **options),
+)
 
 with area:
     dashboard.backend.computed_on(lm, analysed_here=True)

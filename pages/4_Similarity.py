@@ -152,16 +152,14 @@ def chance(result, cell):
         return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
 
     options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
-    estimate = estimates.cell_baseline_seconds(lm, source, row, column, method, rows=rows, columns=columns,
-                                               skip_special=skip_special, skip_first=skip_first,
-                                               n_permutations=N_PERMUTATIONS, **options)
-    baseline = None
-    with dashboard.user_errors():
-        baseline, area = dashboard.long_work(
-            "Shuffling token positions", shuffled, key="similarity_baseline",
-            settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first, cell),
-            estimate_s=estimate,
-        )
+    baseline, area = dashboard.analysis(
+        "Shuffling token positions", shuffled, key="similarity_baseline",
+        settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first, cell),
+        estimate=lambda: estimates.cell_baseline_seconds(
+            lm, source, row, column, method, rows=rows, columns=columns, skip_special=skip_special,
+            skip_first=skip_first, n_permutations=N_PERMUTATIONS, **options),
+        beside=True,
+    )
     if baseline is None:
         return None, cell
     pair = f"{result.row_labels[row]} vs {result.column_labels[column]}"
@@ -177,15 +175,11 @@ def chance(result, cell):
     return baseline, cell
 
 
-result = None
-with dashboard.user_errors():
-    result, area = dashboard.long_work(
-        "Comparing every pair of layers", compare, key="similarity",
-        settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first),
-        estimate_s=seconds(source),
-    )
-if result is None:
-    st.stop()
+result, area = dashboard.analysis(
+    "Comparing every pair of layers", compare, key="similarity",
+    settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first),
+    estimate=lambda: seconds(source),
+)
 
 with area:
     dashboard.backend.computed_on(lm, analysed_here=True)

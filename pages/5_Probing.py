@@ -111,23 +111,23 @@ if not showing:
             f"({lm.n_layers} blocks).")
     st.stop()
 
-result = None
-with dashboard.user_errors():
+
+
+def check_data() -> None:
     if corpus is None:
         raise ValueError("upload a .conllu file, or pick the bundled data")
     if not chosen_layers:
         raise ValueError("Layers is empty: pick the embeddings or a block to probe")
-    result, area = dashboard.long_work(
-        "Training the probes",
-        # The server's sessions share its memory: the disk store halves a run's peak at the same speed
-        # (the quick preset: 251 MB above the model instead of 521 MB, same accuracies to 0.001).
-        lambda progress: ec.probe_table(lm, corpus, n_tokens=int(n_tokens), trials=int(trials), epochs=int(epochs),
-                                        lr=LEARNING_RATES[rate], layers=library_layers, store="disk",
-                                        progress=progress),
-        key="probe", settings=run_settings, estimate_s=estimate,
-    )
-if result is None:
-    st.stop()
+
+
+result, area = dashboard.analysis(
+    "Training the probes",
+    # The server's sessions share its memory: the disk store halves a run's peak at the same speed
+    # (the quick preset: 251 MB above the model instead of 521 MB, same accuracies to 0.001).
+    lambda progress: ec.probe_table(lm, corpus, n_tokens=int(n_tokens), trials=int(trials), epochs=int(epochs),
+                                    lr=LEARNING_RATES[rate], layers=library_layers, store="disk", progress=progress),
+    key="probe", settings=run_settings, estimate=lambda: estimate, check=check_data,
+)
 
 with area:
     st.subheader(f"Table 1 for {dashboard.literal(lm.name)}")

@@ -58,20 +58,16 @@ def exact_seconds(lm, settings: tuple) -> float:
     return estimates.patching_seconds(lm, runs, positions)
 
 
-def traced(lm, settings: tuple, approximate: bool):
-    """``ec.patch`` for the page's settings, announced with its estimate, shown in progress and stoppable.
-
-    Returns ``(result, area)`` as :func:`dashboard.long_work` does: the result is None when stopped.
-    """
+def traced(lm, settings: tuple, approximate: bool, check=None, beside: bool = False):
+    """``ec.patch`` for the page's settings: ``(result, area)`` from :func:`dashboard.analysis` (its check, beside)."""
     _, clean, corruption, answer, foil, metric, window = settings
-    # Attribution patching is one forward and one backward pass: no estimate needed.
-    estimate = 0.0 if approximate else exact_seconds(lm, settings)
-    return dashboard.long_work(
+    return dashboard.analysis(
         "Attribution patching" if approximate else "Activation patching",
         lambda progress: ec.patch(lm, clean, corruption, answer, foil, metric=metric, window=window,
                                   approximate=approximate, progress=progress),
         key="trace_approximate" if approximate else "trace_exact", settings=(*settings, approximate),
-        estimate_s=estimate,
+        # Attribution patching is one forward and one backward pass: no estimate needed.
+        estimate=lambda: 0.0 if approximate else exact_seconds(lm, settings), check=check, beside=beside,
         # One backward pass holds the whole model's graph: +838 MiB for a 512-token prompt, which beside another
         # large run took the server past its 3 GB (bench/memory.py calls).
         alone=approximate,
@@ -159,13 +155,8 @@ def check_controls() -> None:
 
 
 settings = (lm.name, clean, corruption, answer, foil if foil.strip() else None, None if metric == "default" else metric, int(window))
-result = None
-with dashboard.user_errors():
-    check_controls()
-    # The results go in the area of the work: new work's progress takes the place of every earlier chart at once.
-    result, area = traced(lm, settings, method == "approximate")
-if result is None:
-    st.stop()
+# The results go in the area of the work: new work's progress takes the place of every earlier chart at once.
+result, area = traced(lm, settings, method == "approximate", check=check_controls)
 
 pinned = None
 dashboard.page_param("trace_pinned", "")  # "site,position,block"; in the URL too, so a link opens the same pin
@@ -246,9 +237,7 @@ with area:
             st.caption("Attribution patching estimates one block at a time: set the blocks restored together to 1 "
                        "to compare.")
         else:
-            other = other_area = None
-            with dashboard.user_errors():
-                other, other_area = traced(lm, settings, method != "approximate")
+            other, other_area = traced(lm, settings, method != "approximate", beside=True)
             if other is not None:
                 with other_area:
                     exact, approximate = (other, result) if result.approximate else (result, other)

@@ -202,17 +202,13 @@ def check_verification() -> None:
         dashboard.checked_prompt(lm, corrupted, "The corrupted prompt")
 
 
-checked = None
-with dashboard.user_errors():
-    check_verification()
-    checked, area = dashboard.long_work(
-        "Ablating the parts",
-        lambda progress: circuits.verify(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact,
-                                         progress=progress),
-        key="circuits_verify", settings=verify_settings, estimate_s=estimate,
-    )
-if checked is None:
-    st.stop()
+checked, area = dashboard.analysis(
+    "Ablating the parts",
+    lambda progress: circuits.verify(lm, result, k=int(k), ablation=ablation, corrupted=corrupted, exact=exact,
+                                     progress=progress),
+    key="circuits_verify", settings=verify_settings, estimate=lambda: estimate, check=check_verification,
+)
+
 
 def verified_frame(checked) -> pd.DataFrame:
     """The result's table with the routes graph's ranking of the heads and FFNs beside DLA's (with routes)."""
