@@ -53,7 +53,7 @@ skip_first = controls[3].checkbox(
 positions = tuple(ec.factors.analysed_positions(cap, skip_special=skip_special, skip_first=skip_first))
 layer_range = range(first, last + 1)
 negatives = negatives if ec.factors.fits_non_negative(method) else "clip"
-n_neurons = len(layer_range) * cap.d_ff * (2 if negatives == "split" else 1)
+_, n_neurons = ec.factors.matrix_shape(cap, method, layers=layer_range, negatives=negatives)  # split: twice as many
 # The box offers what this text allows, and starts from what suits it: 10, fewer on a short text.
 most = max(1, min(MAX_FACTORS, ec.factors.max_components(len(positions), n_neurons)))
 usual = ec.factors.default_components(len(positions))
