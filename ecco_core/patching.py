@@ -78,6 +78,8 @@ SITES = {
 #: :data:`ecco_core.readouts.READOUTS` that compare between runs (``shift_invariant``), read live; the foil's score
 #: is subtracted for one that ``needs_foil``.
 METRICS = Selection(lambda entry: entry.shift_invariant)
+#: The metric :func:`patch` measures when none is given: with a foil, then without one (Meng et al.'s).
+DEFAULT_METRICS = ("logit_diff", "prob")
 
 DEFAULT_BATCH_BYTES = 256 * 2**20
 MAX_WINDOW = 64
@@ -687,9 +689,16 @@ def _check_sites(sites) -> tuple[str, ...]:
     return sites
 
 
+def default_metric_label() -> str:
+    """The metric measured when none is given, in a picker's words: ``"logit difference with a foil, else
+    probability"`` (:data:`DEFAULT_METRICS`, by their readouts' labels)."""
+    with_foil, without = (METRICS[name].label for name in DEFAULT_METRICS)
+    return f"{with_foil} with a foil, else {without}"
+
+
 def _check_metric(metric, foil) -> str:
     if metric is None:
-        return "logit_diff" if foil is not None else "prob"
+        return DEFAULT_METRICS[0] if foil is not None else DEFAULT_METRICS[1]
     choice("metric", metric, METRICS)
     if METRICS[metric].needs_foil and foil is None:
         raise ValueError(f"metric {metric!r} needs a foil ({METRICS[metric].description}); give foil=")

@@ -38,13 +38,15 @@ class Readout(NamedTuple):
     ``shift_invariant``: the value stays the same when every logit of a
     position moves by the same amount, as the softmax does; a logit alone
     does not, so comparing it between two runs (patching) measures that
-    arbitrary shift too.
+    arbitrary shift too. ``label``: its short name, where a picker names
+    several at once ("logit difference with a foil, else probability").
     """
 
     function: Callable[[torch.Tensor], torch.Tensor]
     description: str
     needs_foil: bool = False
     shift_invariant: bool = True
+    label: str = ""
 
 
 def _prob(logits: torch.Tensor) -> torch.Tensor:
@@ -60,13 +62,14 @@ def _logprob(logits: torch.Tensor) -> torch.Tensor:
 
 
 READOUTS = {
-    "logit_diff": Readout(_logit, "logit of the answer minus logit of the foil", needs_foil=True),
-    "prob": Readout(_prob, "probability of the answer"),
-    "logit": Readout(_logit, "logit of the answer", shift_invariant=False),
-    "logprob": Readout(_logprob, "log-probability of the answer"),
+    "logit_diff": Readout(_logit, "logit of the answer minus logit of the foil", needs_foil=True,
+                          label="logit difference"),
+    "prob": Readout(_prob, "probability of the answer", label="probability"),
+    "logit": Readout(_logit, "logit of the answer", shift_invariant=False, label="logit"),
+    "logprob": Readout(_logprob, "log-probability of the answer", label="log-probability"),
 }
-"""Readouts by name: ``Readout(function, description, needs_foil, shift_invariant)``. Saliency calls the answer
-the explained token."""
+"""Readouts by name: ``Readout(function, description, needs_foil, shift_invariant, label)``. Saliency calls the
+answer the explained token."""
 
 
 #: The readouts an nnsight session computes: a session ships as torch source alone (NDIF's server has nothing of

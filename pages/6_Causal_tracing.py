@@ -120,7 +120,7 @@ with right:
     dashboard.page_param("trace_metric", "default", choices=METRIC_CHOICES)
     metric = st.selectbox(  # a row of its own: its choices are long
         "Metric", METRIC_CHOICES, key="trace_metric",
-        format_func=lambda name: "logit difference with a foil, else probability" if name == "default"
+        format_func=lambda name: patching.default_metric_label() if name == "default"
         else patching.METRICS[name].description,
     )
     method_column, window_column = st.columns(2)

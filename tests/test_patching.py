@@ -71,6 +71,13 @@ def _by_hand(model, clean_ids, corrupted_embeds, site, layer, position, read_pos
     return float(logits[answer_id] - logits[foil_id])
 
 
+def test_the_default_metric_is_named_by_its_readouts_labels(monkeypatch):
+    """The Causal tracing page named the default metric in its own words; it reads it from the readouts now."""
+    assert ec.patching.default_metric_label() == "logit difference with a foil, else probability"
+    monkeypatch.setitem(ec.READOUTS, "prob", ec.READOUTS["prob"]._replace(label="chance"))
+    assert ec.patching.default_metric_label() == "logit difference with a foil, else chance"
+
+
 # ------------------------------------------------------------ invariants on the real default
 def test_the_default_answers_mary_and_patching_restores_it(lm, ioi):
     assert ioi.clean_top[0][0] == " Mary"
