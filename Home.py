@@ -90,7 +90,7 @@ if cap is not None:
     # An encoder's run (or a text with no new tokens) generates nothing: no promise of underlines then.
     hover = "Generated tokens are underlined; hover" if cap.n_generated else "Hover"
     st.caption(f"{hover} a token for its position.")
-    dashboard.backend.computed_on(lm)
+    dashboard.computed_on(lm)
 
     if cap.top_ids.shape[1]:
         st.subheader("What the model expected next")

@@ -12,14 +12,14 @@ Every page starts with ``lm, cap = dashboard.page(title, caption)``. The modules
 - :mod:`~dashboard.views`: the interactive saliency and factor views as components;
 - :mod:`~dashboard.long_work`: analyses cached once for all sessions within a byte budget, long ones
   announced with their estimate, shown in progress and stoppable (:func:`analysis`, every page's one call);
-- :mod:`~dashboard.backend`: where the model runs (this machine or NDIF), chosen in the sidebar; pages ask it
-  as ``dashboard.backend.computed_on(lm)``;
+- :mod:`~dashboard.backend`: where the model runs (this machine or NDIF), chosen in the sidebar; pages say it
+  under their results (:func:`computed_on`) and refuse what NDIF cannot run (:func:`needs_this_machine`);
 - :mod:`~dashboard.settings`: the limits of a shared deployment; :mod:`~dashboard.shared_cache`: the caches.
 
 The names below are the pages' vocabulary: pages ``import dashboard`` and call ``dashboard.name``.
 """
 
-from . import backend
+from .backend import computed_on, needs_this_machine
 from .long_work import analysis, cached_analysis, duration, long_work, run_button
 from .models import cached_capture, capture_key, checked_prompt, preload_model
 from .preamble import OTHER_MODEL, load_settings, page, require_capture, require_head, sidebar
@@ -30,7 +30,8 @@ from .widgets import clicked_cell, download_buttons, example_picker, on_cell_cli
 
 __all__ = [
     "DEFAULT_PROMPTS", "OTHER_MODEL", "analysis", "cached_analysis", "cached_capture", "capture_key",
-    "checked_prompt", "clicked_cell", "download_buttons", "duration", "example_picker", "factor_view", "literal",
-    "load_settings", "long_work", "on_cell_click", "page", "page_param", "preload_model", "require_capture",
-    "require_head", "run_button", "saliency_view", "show_tokens", "sidebar", "user_errors",
+    "checked_prompt", "clicked_cell", "computed_on", "download_buttons", "duration", "example_picker",
+    "factor_view", "literal", "load_settings", "long_work", "needs_this_machine", "on_cell_click", "page",
+    "page_param", "preload_model", "require_capture", "require_head", "run_button", "saliency_view", "show_tokens",
+    "sidebar", "user_errors",
 ]

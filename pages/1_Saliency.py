@@ -87,7 +87,7 @@ sal, area = dashboard.analysis(
 )
 
 with area:
-    dashboard.backend.computed_on(lm)
+    dashboard.computed_on(lm)
     labels = {int(p): f"{p}: {plots.display_token(t)}" for p, t in zip(sal.positions, sal.explained_tokens)}
     dashboard.page_param("saliency_token", sal.first_word_position(), choices=labels)
     dashboard.page_param("saliency_shading", "share", choices=SHADINGS)

@@ -43,7 +43,7 @@ if result is None:
 st.subheader("Rank of each output token at every block's output")
 st.caption(f"Columns: {KINDS[result.kind]}. Hover a cell for that block's top 5; click one to follow its token.")
 parity_line(result)
-dashboard.backend.computed_on(lm)
+dashboard.computed_on(lm)
 # Beside the heatmap, row for row: from which block on the lens can be read at all (the tuned-lens diagnostics).
 figure = plots.rankings_figure(result, diagnostics=diagnostics)
 st.plotly_chart(figure, selection_mode="points", key="lens_heatmap", width="stretch",

@@ -119,7 +119,7 @@ result, area = dashboard.analysis(
 )
 
 with area:
-    dashboard.backend.computed_on(lm, analysed_here=True)
+    dashboard.computed_on(lm, analysed_here=True)
     st.caption(
         f"{result.note} Reconstruction error {result.reconstruction_error:.3f} (relative), "
         f"{result.explained_variance:.1%} of the variance over tokens explained."

@@ -69,7 +69,7 @@ skip_first = right.checkbox(
 )
 
 texts = None
-if source != "capture" and dashboard.backend.needs_this_machine(lm, "Similarity over texts other than the capture"):
+if source != "capture" and dashboard.needs_this_machine(lm, "Similarity over texts other than the capture"):
     st.stop()
 with dashboard.user_errors():
     if source == "ud":
@@ -182,7 +182,7 @@ result, area = dashboard.analysis(
 )
 
 with area:
-    dashboard.backend.computed_on(lm, analysed_here=True)
+    dashboard.computed_on(lm, analysed_here=True)
     if result.saturated:
         st.warning(
             f"Every {result.label} value is 1.00, so there is no matrix to read. This is arithmetic, not a finding: "

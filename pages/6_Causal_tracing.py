@@ -198,7 +198,7 @@ def predictions(pairs) -> str:
 
 
 with area:
-    dashboard.backend.computed_on(lm)
+    dashboard.computed_on(lm)
     for note in result.notes:
         st.caption(f"ℹ️ {dashboard.literal(note)}")
     st.markdown(
