@@ -112,6 +112,14 @@ def shaped(name: str, array: np.ndarray, axes: str) -> np.ndarray:
     return invalid(name, words(f"shape {tuple(array.shape)}"), f"an array of shape {axes}")
 
 
+def row_of(positions: np.ndarray, position) -> int:
+    """The index into ``positions`` (a result's explained positions) of sequence ``position``; else a ValueError."""
+    matches = np.flatnonzero(positions == position)
+    if not len(matches):
+        raise invalid("position", position, f"an explained position, one of {positions.tolist()}")
+    return int(matches[0])
+
+
 def indices(name: str, selection, size: int, unit: str) -> np.ndarray:
     """Resolve an int, a slice, a range or a sequence of ints against ``range(size)``; None selects all.
 

@@ -123,10 +123,7 @@ class Saliency:
 
     def index_of(self, position: int) -> int:
         """The row of the explained token at sequence ``position`` (an index into :attr:`positions`)."""
-        matches = np.flatnonzero(self.positions == position)
-        if not len(matches):
-            raise checks.invalid("position", position, f"an explained position, one of {self.positions.tolist()}")
-        return int(matches[0])
+        return checks.row_of(self.positions, position)
 
     def first_word_position(self) -> int:
         """The sequence position of the first explained token with visible text: where a view opens.

@@ -44,7 +44,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import kendalltau, rankdata
 
 from . import similarity
-from ._checks import choice, indices, invalid, shaped, whole, words
+from ._checks import choice, indices, invalid, row_of, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, Deferred, captured_by, check_chunk_bytes
 from .factors import METHODS as FACTOR_METHODS
@@ -819,10 +819,7 @@ class Faithfulness:
 
     def index_of(self, position: int) -> int:
         """The index into :attr:`positions` of the explained token at sequence ``position``."""
-        matches = np.flatnonzero(self.positions == position)
-        if not len(matches):
-            raise invalid("position", position, f"an explained position, one of {self.positions.tolist()}")
-        return int(matches[0])
+        return row_of(self.positions, position)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per explained token and method, then one ``"random"`` row per explained token.
