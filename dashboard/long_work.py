@@ -1,5 +1,8 @@
 """Long work announced, shown and stoppable: one helper for every page whose analysis can take seconds.
 
+A page calls it as :func:`analysis` (its input check, the estimate, the work,
+input errors shown, the page stopped without a result), the same way on every page.
+
 Quick analyses (a second or two) go through :func:`cached_analysis`, the same
 cache without the announcement. No page caches an analysis any other way, so
 one budget and one lifetime (``settings``) bound every result held.
