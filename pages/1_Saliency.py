@@ -105,7 +105,8 @@ with area:
     )
     signed = shading == "signed" and sal.signed is not None
     if shading == "signed" and not signed:
-        shading_column.caption(f"{method_labels[method]} has no sign (a gradient's norm has no direction): shown unsigned.")
+        shading_column.caption(f"{method_labels[method]} has no sign (a gradient's norm has no direction): "
+                               "shown unsigned.")
     st.subheader("Text: hover a generated token to see what it depends on")
     dashboard.saliency_view(sal, position, signed=signed, key="saliency_view", on_pin=pin)
     st.caption(f"Attributed quantity for the pinned token: {dashboard.literal(sal.quantity(position))}. "
@@ -175,7 +176,8 @@ with area:
             agreement.markdown("**Agreement between the methods** (Kendall's tau of their scores)")
             # The Method select's short labels: four columns fit half the page.
             agreement.dataframe(
-                faith.agreement(position).rename(columns=lambda name: method_labels.get(name, name)).style.format("{:.2f}"),
+                faith.agreement(position).rename(columns=lambda name: method_labels.get(name, name))
+                .style.format("{:.2f}"),
                 width="stretch",
             )
             agreement.caption("1: the same order of the earlier tokens; 0: unrelated; negative: reversed. "
