@@ -26,6 +26,7 @@ def heatmap(
     y_labels,
     *,
     text=None,
+    write_text: bool = True,
     hover=None,
     colorscale: str = "Blues",
     color_values=None,
@@ -54,7 +55,11 @@ def heatmap(
     x_labels : sequence of str, length n_columns
     y_labels : sequence of str, length n_rows
     text : array-like of str of shape (n_rows, n_columns), optional
-        Text written in each cell.
+        Text of each cell: the figure carries it, and writes it in the cell
+        when ``write_text``.
+    write_text : bool
+        False keeps ``text`` in the figure but leaves the cells blank (where
+        values would run into each other; the hover still has them).
     hover : array-like of str of shape (n_rows, n_columns), optional
         Hover text per cell (HTML-escaped by the caller: token text goes
         through :func:`ecco_core.text.escape_token`).
@@ -76,7 +81,7 @@ def heatmap(
     figure = go.Figure(
         go.Heatmap(
             z=color, x=x_labels, y=y_labels, colorscale=colorscale,
-            text=text, texttemplate="%{text}" if text is not None else None,
+            text=text, texttemplate="%{text}" if text is not None and write_text else None,
             hoverinfo="skip", colorbar={"title": {"text": escape_text(colorbar_title)}}, xgap=1, ygap=1,
         )
     )

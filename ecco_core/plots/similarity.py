@@ -37,13 +37,13 @@ def similarity_heatmap(result, *, decimals: int = 2, plot_px: int = SIMILARITY_P
     values = np.asarray(result.values, dtype=float)
     rows, columns = list(result.row_labels), list(result.column_labels)
     fits = plot_px / max(1, len(columns)) >= SIMILARITY_CHAR_PX * (decimals + 2) + 3
-    text = np.vectorize(lambda value: f"{value:.{decimals}f}")(values) if fits else None
+    text = np.vectorize(lambda value: f"{value:.{decimals}f}")(values)
     hover = [
         [f"{escape_token(row)} vs {escape_token(column)}: {value:.4f}" for column, value in zip(columns, line)]
         for row, line in zip(rows, values)
     ]
     figure = heatmap(
-        values, columns, rows, text=text, hover=hover, colorscale="Viridis", colorbar_title=result.label,
+        values, columns, rows, text=text, write_text=fits, hover=hover, colorscale="Viridis", colorbar_title=result.label,
         title=f"{result.label} similarity over {result.n_samples} token positions",
         x_title=result.column_title, y_title=result.row_title,
     )
