@@ -11,7 +11,7 @@ from ecco_core.plots.views import VIEWS, view_script
 
 # The interactive views (ecco_core.plots.views) reach a page by what each needs. The saliency and factor views
 # are components (below): in the page itself, at their own height, and their inline SVG is not sanitised (st.html
-# strips the factor view's sparklines); the saliency view also sends its pin back to Python. The head view builds
+# strips the factor view's sparklines), and both send their pin back to Python. The head view builds
 # its SVG in the browser and sends nothing back, so st.html runs it in the page at its own height.
 def _view_component(view: str, trigger: str | None = None):
     """A component that shows ``data["html"]`` (a view's markup without its script) and runs the view's script
@@ -37,7 +37,7 @@ export default function (component) {{
 
 
 _SALIENCY_VIEW = _view_component("saliency", trigger="pinned")
-_FACTOR_VIEW = _view_component("factor")
+_FACTOR_VIEW = _view_component("factor", trigger="pinned")
 
 
 def saliency_view(sal: ec.Saliency, position: int, *, signed: bool, key: str, on_pin) -> None:
@@ -53,6 +53,13 @@ def saliency_view(sal: ec.Saliency, position: int, *, signed: bool, key: str, on
     )
 
 
-def factor_view(result: ec.Factors, cap: ec.Capture, *, key: str) -> None:
-    """The paper's Figure 9 in the page: hovering a sparkline shows its factor alone on the text, in the browser."""
-    _FACTOR_VIEW(key=key, data={"html": result.to_html(cap.tokens, cap.n_input, script=False)})
+def factor_view(result: ec.Factors, cap: ec.Capture, *, key: str, on_pin) -> None:
+    """The paper's Figure 9 in the page: hovering a sparkline shows its factor alone on the text, in the browser.
+
+    Clicking a sparkline pins its factor and calls ``on_pin(factor)`` before the
+    next run (a callback, so it may set the page's own factor widgets).
+    """
+    _FACTOR_VIEW(
+        key=key, data={"html": result.to_html(cap.tokens, cap.n_input, script=False)},
+        on_pinned_change=lambda: on_pin(int(st.session_state[key]["pinned"])),
+    )

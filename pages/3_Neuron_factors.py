@@ -21,8 +21,8 @@ lm, cap = dashboard.page(
     "The FFN neurons of the chosen blocks (stacked side by side) over every token, decomposed into a few "
     "factors: groups of neurons that fire together. Each token takes the colour of its strongest factor, "
     "deeper where that factor is nearer its peak; each sparkline is one factor along the text. Hover a "
-    "sparkline to see that factor alone on the text, click it to keep it. For a longer passage, paste it as the "
-    "sidebar prompt with **Max new tokens** 0.",
+    "sparkline to see that factor alone on the text, click it to keep it and select it below. For a longer "
+    "passage, paste it as the sidebar prompt with **Max new tokens** 0.",
 )
 
 controls = st.columns([2, 1, 3, 2])
@@ -70,6 +70,11 @@ if len(positions) < 2:
 if usual < ec.factors.DEFAULT_COMPONENTS and n_components == usual:
     st.caption(f"{usual} factors by default on this short text: half of its {len(positions)} analysed tokens "
                f"(at most {ec.factors.DEFAULT_COMPONENTS}), so that each factor groups tokens.")
+
+def pin(clicked: int) -> None:
+    """A click on a factor's sparkline selects that factor below (the view's callback)."""
+    st.session_state["factors_pick"] = clicked
+
 
 def factor_quality(result):
     """How far to trust the factors, on demand: every method's FVU and stability over SEEDS, beside the view."""
@@ -125,7 +130,7 @@ with area:
         f"{result.explained_variance:.1%} of the variance over tokens explained."
         + ("" if result.converged else " The solver stopped at its iteration limit.")
     )
-    dashboard.factor_view(result, cap, key="factors_view")
+    dashboard.factor_view(result, cap, key="factors_view", on_pin=pin)
     st.download_button("Factor view (HTML, works offline)", lambda: result.to_html(cap.tokens, cap.n_input),
                        "factor_view.html", "text/html", key="factors_view_html", on_click="ignore")
 

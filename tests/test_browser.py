@@ -523,7 +523,8 @@ def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_
 def test_neuron_factors_page_clicking_a_factor_by_its_label_follows_it(page, app_url, default_capture):
     """The radio under the factor view, clicked on its label text as a user does (the input itself is hidden):
     the factor is selected, and One neuron moves to that factor's strongest neuron (the library's own, computed
-    here on the same capture), its bars titled with it."""
+    here on the same capture), its bars titled with it. A click on a factor's sparkline selects it the same way,
+    in the URL too (#31)."""
     cap = default_capture
     positions = ec.factors.analysed_positions(cap, skip_special=True, skip_first=True)
     top = ec.factors(cap, "nmf", n_components=10, positions=list(positions)).top_neurons(10)
@@ -550,6 +551,16 @@ def test_neuron_factors_page_clicking_a_factor_by_its_label_follows_it(page, app
     assert shown_neuron() == (block, neuron)
     titles = [chart_title(page, index) for index in range(page.locator('[data-testid="stPlotlyChart"]').count())]
     assert f"block {block} FFN, neuron {neuron}" in titles, titles
+
+    # A click on a factor's sparkline (it pins the factor in the view) selects it on the whole page and in the URL.
+    clicked = next(f for f in range(1, 10) if f != factor and strongest(f) != strongest(factor))
+    page.locator(".ecco-factor-view .ecco-spark").nth(clicked).click(position={"x": 10, "y": 10})
+    wait_for_run(page)
+    assert radio.get_by_role("radio", name=f"F{clicked}", exact=True).is_checked()
+    assert shown_neuron() == strongest(clicked)
+    assert f"factors_pick={clicked}" in page.url
+    page.mouse.move(1, 1)  # off the sparkline: the view still shows the factor it pinned
+    assert page.locator(".ecco-factor-view").get_attribute("data-factor") == str(clicked)
 
 
 def test_neuron_factors_page_on_homes_short_example_draws_its_factors(page, app_url):

@@ -1,8 +1,9 @@
 // The factor view (the Ecco paper's Figure 9): hovering a sparkline shows its factor alone on the text,
-// a click keeps it. Markup and data from ecco_core.plots.factor_view_html.
+// a click keeps it (a second click lets it go). Markup and data from ecco_core.plots.factor_view_html;
+// onPin(factor), when given, hears the factor a click keeps.
 // Package data of ecco_core.plots, inlined into the page at render time (nothing is fetched). As every view:
 // one function of the view's root element, which reads its numbers from the root's JSON block.
-function eccoFactorView(root) {
+function eccoFactorView(root, onPin) {
   const data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
   const tokens = root.querySelectorAll(".ecco-token[data-column]");
   const rows = root.querySelectorAll(".ecco-spark");
@@ -26,7 +27,11 @@ function eccoFactorView(root) {
   rows.forEach((row, index) => {
     row.addEventListener("mouseenter", () => show(index));
     row.addEventListener("mouseleave", () => show(pinned));
-    row.addEventListener("click", () => { pinned = pinned === index ? null : index; show(pinned); });
+    row.addEventListener("click", () => {
+      pinned = pinned === index ? null : index;
+      show(pinned);
+      if (onPin && pinned !== null) onPin(pinned);
+    });
   });
   root.querySelectorAll(".ecco-column").forEach(cell => {
     const column = cell.dataset.column;
