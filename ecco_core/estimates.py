@@ -60,6 +60,7 @@ from .saliency import Saliency, explained_positions
 from .similarity import KERNELS, positions_compared
 from .similarity import METHODS as SIMILARITY_METHODS
 from .similarity import Options as SimilarityOptions
+from .similarity.metrics import check_keep
 from .trust import PERCENTS, candidates, rationale_sizes
 
 #: Multiply-adds per second on the development machine (see the module docstring).
@@ -83,14 +84,17 @@ ERASURE_RATE = 3.9e9
 GRADIENT_CHUNK_PASSES = 0.6
 NUMPY_RATE = 2.9e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS thread (ecco_core._blas), load 11
 #: Similarity's float64 numpy work on one BLAS thread (:mod:`ecco_core._blas`), fitted 2026-12-07 at load average
-#: 12-16 to bench/estimates.py similarity (56 to 545 positions, hidden states and FFN, each method): matrix products
-#: (Grams, projections, the overlaps of two bases) in multiply-adds per second, symmetric eigendecompositions in
-#: m^3 per second of an (m, m) matrix (``eigh`` with vectors, ``eigvalsh`` without), and element-wise passes
-#: over (n, n) Grams (centring, a dot product, RBF's exp and median) in elements per second.
-GEMM_RATE = 7.0e9
-EIGH_RATE = 6.0e8
-EIGVALS_RATE = 2.8e9
-ELEMENT_RATE = 2.0e8
+#: 8-11 to each step of similarity_matrix timed alone (bench/estimates.py's matrices: 56 to 1,145 positions of the
+#: causal default, hidden states and FFN, each method's preparation and pairs): matrix products (Grams,
+#: projections, the overlaps of two bases) in multiply-adds per second, symmetric eigendecompositions in
+#: ``m^3 + EIG_SQUARES m^2`` per second (:data:`ecco_core.similarity.metrics.EIG_SQUARES`; ``eigh`` with vectors,
+#: ``eigvalsh`` without, about 3 times faster) and element-wise passes over (n, n) Grams (centring, a dot product,
+#: RBF's exp and median) in elements per second. The rates before (7e9, 6e8 per m^3, 2.8e9, 2e8), fitted to 56-545
+#: positions, announced 2-6 times a run over 1,145 positions (40 UD sentences; PWCCA 219 s for 84 s at load 4).
+GEMM_RATE = 2.1e10
+EIGH_RATE = 2.4e9
+EIGVALS_RATE = 7.3e9
+ELEMENT_RATE = 2.7e9
 #: Seconds of exact patching besides its patched runs (the clean and corrupted runs it records, its set-up), fitted
 #: 2026-12-07 to bench/estimates.py patching at load 35-39: measured about 8 s + 1.4 x the runs' estimate at pace 2
 #: (150 runs of the IOI example took 12-17 s where the runs alone were estimated at 6 s).
@@ -436,7 +440,8 @@ def _similarity(n_samples: int, row_widths: Sequence[int], column_widths: Sequen
                 kernel: str, keep, bandwidth: float, same: bool) -> float:
     """:func:`similarity_seconds` over matrices of these widths, at the rates alone."""
     entry = SIMILARITY_METHODS[checks.choice("method", method, SIMILARITY_METHODS)]
-    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS), keep=keep, bandwidth=bandwidth)
+    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS), keep=check_keep(keep),
+                                bandwidth=bandwidth)
     steps = [entry.prepare_work(n_samples, d, options) for d in (*row_widths, *(() if same else column_widths))]
     steps += [entry.pair_work(n_samples, a, b, options) for a in row_widths for b in column_widths]
     products, eigh, eigvals, elements, calls = (sum(values) for values in zip(*steps))

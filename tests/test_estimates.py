@@ -26,6 +26,23 @@ def test_small_similarity_matrices_are_not_announced_as_minutes():
         assert estimates.similarity_seconds(shaped(56, FFN + FFN), shaped(56, FFN), method) > small
 
 
+
+def test_svcca_counts_the_directions_it_keeps_and_large_decompositions_at_their_own_rate():
+    """#31 item 6: SVCCA's pairs were counted at full rank whatever ``keep``, and every eigendecomposition at one
+    rate per m^3 fitted to small ones, so 40 UD sentences (1,145 positions) were announced at 2-6 times their run."""
+    from ecco_core.similarity import METHODS, Options
+
+    def pair(method, keep):
+        return estimates._similarity(1145, [576], [1536], method, "linear", keep, 1.0, False)
+
+    assert pair("svcca", 0.5) < pair("svcca", 0.99) < pair("cca", 0.99)
+    # A whole number keeps that many directions: as CCA over matrices of that width.
+    assert METHODS["svcca"].pair_work(1145, 576, 1536, Options(keep=10)) == METHODS["cca"].pair_work(1145, 10, 10,
+                                                                                                   Options())
+    n_small, n_large = 56, 1145
+    per_cubed = [METHODS["cca"].prepare_work(n, 1536, Options()).eigh / min(n, 1536) ** 3 for n in (n_small, n_large)]
+    assert per_cubed[0] > 2 * per_cubed[1]  # small decompositions cost more per m^3 (LAPACK's m^2 passes)
+
 def test_layer_comparison_estimates_price_what_the_page_runs(lm):
     """compare_layers over texts adds the model's passes keeping both representations (once when they are the
     same); a cell's chance baseline is its shuffles plus, over texts, the pass that gathers its two layers."""
