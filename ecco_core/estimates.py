@@ -112,9 +112,10 @@ GATHER_RATE = 1.0e9
 #: on a quiet machine).
 CALL_S = 0.0005
 #: Similarity's pass over pooled texts (corpus_similarity): batches of 16 texts padded to their longest, through
-#: the blocks alone, in multiply-adds per token of the texts per second (half probing's: short sentences, more
-#: padding; 236 positions of 10 UD sentences took 5.9-6.5 s at load 13).
-CORPUS_RATE = 4.5e9
+#: the blocks alone, in multiply-adds per token of the texts per second, refitted 2026-12-07 on one thread beside
+#: the matrix rates: at 4.5e9 the pass ran at 0.23-0.25 of its count (10 UD sentences: 1.5 s with CKA's matrix for
+#: 5.6 s counted; 40: 6.8 s for 27 s) where the same run's matrix-bound cases ran at 0.4-1.2 of theirs.
+CORPUS_RATE = 9.0e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Universal POS tags a probe chooses from.
