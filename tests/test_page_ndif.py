@@ -8,7 +8,10 @@ would run the model here fails here too. An unreachable NDIF is a closed port.
 
 import json
 
+import numpy as np
+
 import ecco_core as ec
+from ecco_core import backends
 from apptest import assert_no_error, page, run
 
 KEY = "ndif-page-key-7d1e"  # a made-up key: what must never show
@@ -126,3 +129,48 @@ def test_ndifs_served_models_are_offered_and_a_queue_timeout_is_said_with_what_t
     assert said and all("kept the request waiting (QUEUED) for more than 0.5 s, so it was given up" in error
                         and "try again in a few minutes" in error for error in said), said
     _assert_key_hidden(app)
+
+
+def _strings_held(root) -> set:
+    """Every str reachable from ``root`` through objects' own references (not through classes, modules, functions,
+    or the weights every session shares)."""
+    import gc
+    import types
+
+    import torch
+
+    skipped = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, torch.nn.Module, torch.Tensor)
+    seen, stack, found = set(), [root], set()
+    while stack:
+        held = stack.pop()
+        if id(held) in seen or isinstance(held, skipped):
+            continue
+        seen.add(id(held))
+        if isinstance(held, str):
+            found.add(held)
+        else:
+            stack.extend(gc.get_referents(held))
+    return found
+
+
+def test_a_capture_cached_for_all_sessions_is_fetched_under_the_readers_key_and_holds_none(lm, monkeypatch):
+    import dashboard
+
+    served = backends.simulated(lm)
+    key_a, key_b = "ndif-key-of-session-A-3e1f", "ndif-key-of-session-B-9c07"
+    session_a, session_b = backends.with_key(served, key_a), backends.with_key(served, key_b)
+    sent_under = []  # the key each request is made with (what a request to NDIF carries)
+    request = backends.Traced.request
+    monkeypatch.setattr(backends.Traced, "request", lambda self: sent_under.append(self._api_key) or request(self))
+    text = "Each session brings its own key"
+    read_by_a = dashboard.cached_capture(lm.name, text, 0, "", session_a)
+    read_by_b = dashboard.cached_capture(lm.name, text, 0, "", session_b)  # A's capture, from the cache
+    assert sent_under == [key_a] and read_by_b.pending == ("hidden_states", "ffn")
+    hooked = ec.capture(lm, text, max_new_tokens=0)
+    np.testing.assert_allclose(read_by_b.rows("hidden_states", [1]), hooked.hidden_states[1:2], rtol=0, atol=1e-5)
+    assert sent_under == [key_a, key_b]  # B's read went under B's key
+    np.testing.assert_array_equal(read_by_a.rows("hidden_states", [1]), read_by_b.rows("hidden_states", [1]))
+    assert sent_under == [key_a, key_b]  # fetched once for both
+    cached = dashboard.cached_capture.cache.peek((lm.name, text, 0, "", served.backend.where))
+    assert cached is not None and not {key_a, key_b} & _strings_held(cached)
+    assert key_a in _strings_held(read_by_a)  # the walk finds a key where one is held
