@@ -64,10 +64,16 @@ allowed models loaded and run once, so that their weights are paged in),
 both caches full (``CAPTURE_CACHE_MB`` + ``RESULT_CACHE_MB``) and the
 ``MAX_CONCURRENT_RUNS`` largest peaks at once, or the largest of the runs
 that the pages run alone (:data:`ALONE`); the last line is that
-bound / budget. Exact patching of a 512-token prompt corrupted in its middle
-takes hours on 2 cores, so the call measured corrupts the prompt's last
-tokens: the same prompt, records and batches of at most ``max_batch_bytes``,
-far fewer of them (its peak is one batch's, however many follow).
+bound / budget. The calls that run alone go last: in one thread (one malloc
+arena) a long run's allocations spread over the heap an earlier, larger call
+grew, and its trimmed pages become resident again, so a call measured after
+attribution patching could show that call's peak instead of its own.
+Exact patching of a 512-token prompt corrupted in its middle takes hours on
+2 cores, so the call measured corrupts the prompt's last token: the same
+prompt and records, and the batches that peak highest (after the longest
+cached prefix, whose copy per row is most of a row; 512 tokens, 7 December:
+the records and runs +364 MiB, the batches of one patched position after
+511 tokens +572, after 256 +383, after none +385), far fewer of them.
 """
 
 import os
@@ -295,7 +301,7 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
     return overall
 
 
-def late_corruption(lm, prompt: str, n_corrupted: int = 16) -> str:
+def late_corruption(lm, prompt: str, n_corrupted: int = 1) -> str:
     """``prompt`` with its last ``n_corrupted`` tokens replaced by its first ones, as many tokens as ``prompt``."""
     ids = lm.tokenizer.encode(prompt, add_special_tokens=False)
     for start in range(len(ids) - n_corrupted, len(ids) // 2, -1):
@@ -379,10 +385,10 @@ def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[
          lambda: circuits.verify(lm, state["circuits"], k=10, ablation="corrupted", corrupted=own["corrupted"])),
         ("Causal tracing", "patching.work", lambda: patching.work(lm, own["clean"], own["corrupted"], own["answer"],
                                                                   own["foil"])),
+        ("Causal tracing", "patch, exact (last token corrupted)",
+         lambda: ec.patch(lm, own["clean"], late, own["answer"], own["foil"])),
         ("Causal tracing", "patch, approximate", lambda: ec.patch(lm, own["clean"], own["corrupted"], own["answer"],
                                                                   own["foil"], approximate=True)),
-        ("Causal tracing", "patch, exact (last 16 tokens corrupted)",
-         lambda: ec.patch(lm, own["clean"], late, own["answer"], own["foil"])),
     ]
 
 
@@ -409,6 +415,7 @@ def measure_calls(pages: str = "") -> None:
     inputs = largest_inputs(1)
     calls = page_calls(lm, *inputs[0], own_prompts(inputs)[0])
     chosen = [call for call in calls if not pages or call[0] in pages.split(",")]
+    chosen.sort(key=lambda call: call[1] in ALONE)
     print(f"idle, the allowed models run once: {idle / 2**20:.0f} MiB", flush=True)
     peaks, alone = [], [0]
     for page, name, run in chosen:
