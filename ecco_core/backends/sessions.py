@@ -33,6 +33,14 @@ def _runner(lm: LM):
     return lm.backend
 
 
+def _explaining(lm: LM, token_ids, read_positions, explained_ids) -> tuple:
+    """What a saliency session starts from: (runner, the model's envoy, the embeddings' envoy, then
+    ``token_ids``, ``read_positions`` and ``explained_ids`` as lists of int)."""
+    runner = _runner(lm)
+    ids = ([int(i) for i in values] for values in (token_ids, read_positions, explained_ids))
+    return (runner, runner.envoy, runner.envoys([lm.embeddings])[0], *ids)
+
+
 def _numpy(result: dict, dtypes: dict) -> dict:
     """The saved tensors named in ``dtypes`` as numpy arrays of those dtypes (None: as they came back)."""
     return {name: result[name].numpy() if dtype is None else result[name].numpy().astype(dtype, copy=False)
@@ -295,12 +303,8 @@ def input_gradients(lm: LM, token_ids, read_positions, explained_ids, *, target:
     ``"gradient"`` the gradient's L2 norm; each of shape (n_targets,
     n_tokens), float64, beside the targets' values (n_targets,).
     """
-    runner = _runner(lm)
-    model = runner.envoy
-    embedding = runner.envoys([lm.embeddings])[0]
-    token_ids = [int(i) for i in token_ids]
-    read_positions = [int(i) for i in read_positions]
-    explained_ids = [int(i) for i in explained_ids]
+    runner, model, embedding, token_ids, read_positions, explained_ids = _explaining(
+        lm, token_ids, read_positions, explained_ids)
     length = max(read_positions) + 1 if lm.is_causal else len(token_ids)
     n_points = int(steps) if method == "integrated_gradients" else 0
     with runner.lock, runner.errors():
@@ -345,12 +349,8 @@ def erased_values(lm: LM, token_ids, masks, read_positions, explained_ids, *, ta
     variant a row, run ``rows_per_batch`` at a time. Only the targets come
     back: shape (n_variants, n_targets), float64.
     """
-    runner = _runner(lm)
-    model = runner.envoy
-    embedding = runner.envoys([lm.embeddings])[0]
-    token_ids = [int(i) for i in token_ids]
-    read_positions = [int(i) for i in read_positions]
-    explained_ids = [int(i) for i in explained_ids]
+    runner, model, embedding, token_ids, read_positions, explained_ids = _explaining(
+        lm, token_ids, read_positions, explained_ids)
     masks = torch.as_tensor(np.asarray(masks, dtype=bool))
     with runner.lock, runner.errors():
         with model.session(backend=runner.request()):
