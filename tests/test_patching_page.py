@@ -260,7 +260,9 @@ def test_new_work_takes_the_place_of_the_earlier_charts_and_every_control_reads_
     # The example's controls are drawn above its work: read them while it runs, then stop it (its result is not
     # what this test reads).
     page.get_by_text("Activation patching: estimated at").wait_for()
-    assert page.locator('[data-testid="stMultiSelect"] [data-tag]').count() == 4
+    chips = page.locator('[data-testid="stMultiSelect"] [data-tag]')
+    chips.nth(3).wait_for()  # the status box can be drawn a moment before the example's chips
+    assert chips.count() == 4
     assert clipped_text(page) == []  # the chips of the tokens to corrupt too
     page.locator('[data-testid="stMain"]').get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text("Activation patching: stopped.").wait_for()
