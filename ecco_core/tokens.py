@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 import numpy as np
@@ -36,15 +37,15 @@ def check_text(text, argument: str = "text") -> str:
     return text
 
 
-def _byte_level_chars() -> dict[str, int]:
-    """Byte-level BPE's alphabet (GPT-2's ``bytes_to_unicode``), read backwards: each character -> its byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
-                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    return {chr(b): b for b in printable} | {chr(256 + n): b for n, b in enumerate(others)}
+@functools.cache
+def _byte_of() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2's ``bytes_to_unicode``, as transformers ships it) read backwards: each
+    character -> its byte. Imported on the first piece of a UTF-8 character only."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
-_BYTE_OF = _byte_level_chars()
 _BYTE_FALLBACK = re.compile(r"<0x[0-9A-F]{2}>")
 codecs.register_error("ecco_token_bytes", lambda error: (
     "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end))
@@ -62,8 +63,8 @@ def _token_string(tokenizer, token_id: int) -> str:
     piece = tokenizer.convert_ids_to_tokens(token_id)
     if isinstance(piece, str) and _BYTE_FALLBACK.fullmatch(piece):
         return piece
-    if isinstance(piece, str) and piece and all(char in _BYTE_OF for char in piece):
-        return bytes(_BYTE_OF[char] for char in piece).decode("utf-8", errors="ecco_token_bytes")
+    if isinstance(piece, str) and piece and all(char in _byte_of() for char in piece):
+        return bytes(_byte_of()[char] for char in piece).decode("utf-8", errors="ecco_token_bytes")
     return decoded
 
 
