@@ -135,10 +135,9 @@ class Factors:
                 f"NMF of {scope}; negative activations ({self.clipped_fraction:.1%} of entries) "
                 "were clipped to 0 because NMF needs non-negative data."
             )
-        return (
-            f"{self.method.upper()} of {scope}; each neuron's mean was removed and each factor's sign "
-            "chosen so that its strongest token is positive."
-        )
+        centring = "each neuron's mean was removed and " if np.any(self.mean) else ""
+        return f"{method_name(self.method)} of {scope}; {centring}each factor's sign chosen so that its strongest " \
+               "token is positive."
 
     def top_neurons(self, k: int = 10) -> pd.DataFrame:
         """The ``k`` neurons with the largest loading magnitude in each factor.
@@ -370,6 +369,13 @@ METHODS = {
 seed)`` returning a ``_Fit`` and one :class:`FactorMethod` entry here; the page lists it and its estimate counts
 its ``work``."""
 
+def method_name(method: str) -> str:
+    """The factor method ``method``'s name in a sentence: its label without the parenthesis ("ICA" of
+    "ICA (FastICA)"), else its key upper-cased."""
+    label = getattr(METHODS.get(method), "label", "")
+    return label.split(" (")[0] if label else method.upper()
+
+
 def fits_non_negative(method: str) -> bool:
     """Whether the factor method ``method`` fits non-negative data: its entry's ``non_negative`` (an entry that is
     a plain :class:`~ecco_core._registry.Method` factors the signed values)."""
@@ -539,7 +545,7 @@ def factors(
     method = choice("method", method, METHODS)
     negatives = choice("negatives", negatives, NEGATIVES)
     if not fits_non_negative(method) and negatives != "clip":
-        raise invalid("negatives", negatives, f"'clip' for {method.upper()}, which factors the signed values "
+        raise invalid("negatives", negatives, f"'clip' for {method_name(method)}, which factors the signed values "
                       "('split' applies to NMF only)")
     seed = whole("seed", seed)
     layer_ids = indices("layers", layers, cap.n_layers, "block")
@@ -554,7 +560,7 @@ def factors(
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
 
-    fitting = (f"Fitting {method.upper()} to {n_positions} tokens x {matrix.shape[1]} neurons (the fit reports no "
+    fitting = (f"Fitting {method_name(method)} to {n_positions} tokens x {matrix.shape[1]} neurons (the fit reports no "
                "progress: the time left is the estimate's)")
     with heartbeat(progress, 0.0, fitting):
         fit = METHODS[method].function(matrix, n_components, seed)
@@ -616,7 +622,7 @@ def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, metho
             )
     elif not np.ptp(matrix, axis=0).any():
         raise ValueError(
-            f"the activations of {span} do not vary over these tokens, so {method.upper()} has nothing to factor"
+            f"the activations of {span} do not vary over these tokens, so {method_name(method)} has nothing to factor"
         )
     return matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction
 

@@ -328,6 +328,26 @@ def test_factors_run_on_one_blas_thread():
         del METHODS["trial"]
 
 
+def test_the_note_names_a_registered_method_by_its_label_and_claims_centring_only_for_centred_fits():
+    """#27 §2: a factor method added as one entry (a truncated SVD, which does not centre) was described as
+    "TRUNCATED_SVD of ...; each neuron's mean was removed": its key upper-cased, and a centring it never did."""
+    from ecco_core.factors import METHODS, FactorMethod, _Fit
+
+    def uncentred_svd(matrix, n_components, seed):
+        left, values, right = np.linalg.svd(matrix, full_matrices=False)
+        weights = left[:, :n_components] * values[:n_components]
+        return _Fit(weights, right[:n_components], np.zeros(matrix.shape[1], matrix.dtype), True)
+
+    METHODS["trial"] = FactorMethod(uncentred_svd, "truncated SVD of the uncentred activations", label="Truncated SVD")
+    try:
+        cap = capture_of(np.random.default_rng(0).random((2, 6, 8)))
+        trial, pca = (ec.factors(cap, method, n_components=2) for method in ("trial", "pca"))
+        assert trial.note.startswith("Truncated SVD of 16 neurons") and "mean was removed" not in trial.note
+        assert pca.note.startswith("PCA of 16 neurons") and "each neuron's mean was removed" in pca.note
+    finally:
+        del METHODS["trial"]
+
+
 def test_a_fit_that_reports_no_progress_still_reports_while_it_runs_and_stops_when_asked():
     """#31 item 6: scikit-learn's NMF takes no callback, so the page's box sat on "Starting…" for a 30-block fit
     (32-45 s). The fit now reports every second with the fraction it had and a message saying the time left is the

@@ -119,6 +119,6 @@ def test_a_factor_method_added_as_one_entry_is_estimated_and_offered_by_the_page
         box = app.selectbox(key="factors_method")
         assert box.value == "trial" and "Trial" in box.options
         assert not app.exception and not app.error
-        assert "TRIAL of" in " ".join(caption.value for caption in app.caption)
+        assert "Trial of" in " ".join(caption.value for caption in app.caption)
     finally:
         del METHODS["trial"]
