@@ -664,7 +664,7 @@ class PermutationBaseline:
 
 
 def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100, seed: int = 0,
-                         **options) -> PermutationBaseline:
+                         progress: Callable[[float, str], None] | None = None, **options) -> PermutationBaseline:
     """The similarity of ``X`` and ``Y`` beside its value when ``Y``'s token positions are shuffled.
 
     Shuffling the rows of one side breaks the pairing of token positions and
@@ -685,6 +685,9 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
         How many shuffles, at least 1.
     seed : int, default 0
         Seed of the shuffles; the same seed gives the same null scores.
+    progress : callable(fraction, message), optional
+        Called after each shuffle's score (a pair of 1,145 positions takes
+        seconds under load); an exception it raises stops the work.
     **options
         Passed to the method (``kernel=`` for CKA, ``keep=`` for SVCCA).
 
@@ -706,7 +709,11 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
 
     score = score_of(X, Y, **options)  # checks X and Y first
     rng = np.random.default_rng(seed)
-    null = np.array([score_of(X, Y[rng.permutation(len(Y))], **options) for _ in range(n_permutations)])
+    null = np.empty(n_permutations)
+    for shuffle in range(n_permutations):
+        null[shuffle] = score_of(X, Y[rng.permutation(len(Y))], **options)
+        if progress is not None:
+            progress((shuffle + 1) / n_permutations, f"Shuffle {shuffle + 1} of {n_permutations}")
     return PermutationBaseline(
         method=method,
         score=float(score),

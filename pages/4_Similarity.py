@@ -147,9 +147,14 @@ def chance(result, cell):
     row, column = cell
 
     def shuffled(progress):
+        # Over texts the pass that gathers the two layers comes first: it reports the first half of the bar.
+        share = 0.0 if texts is None else 0.5
         pair = sim.layer_pair(lm, source, row, column, rows=rows, columns=columns, skip_special=skip_special,
-                              skip_first=skip_first)
-        return ec.trust.permutation_baseline(*pair, method, n_permutations=N_PERMUTATIONS, **options)
+                              skip_first=skip_first, progress=lambda fraction, message: progress(share * fraction,
+                                                                                                  message))
+        return ec.trust.permutation_baseline(
+            *pair, method, n_permutations=N_PERMUTATIONS,
+            progress=lambda fraction, message: progress(share + (1 - share) * fraction, message), **options)
 
     options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
     baseline, area = dashboard.analysis(

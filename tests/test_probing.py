@@ -147,6 +147,24 @@ def _synthetic(n_tokens=3000, width=12, seed=0):
     return features.astype(np.float32), tags, words
 
 
+def test_standardising_and_evaluating_report_while_they_run(monkeypatch):
+    """#31 item 6: training 1,000 words of every layer of the causal default went 8.6 s without a report
+    (bench/estimates.py): reading and scaling the features before the first epoch and the final evaluation have
+    no minibatch steps. Both now run under a heartbeat (here beating at every call)."""
+    from ecco_core import _heartbeat
+    from ecco_core.probing import training
+
+    monkeypatch.setattr(training, "heartbeat", lambda progress, fraction, message: _heartbeat.heartbeat(
+        progress, fraction, message, every_s=0.0))
+    monkeypatch.setattr(training, "REPORT_EVERY_S", float("inf"))  # no reports within an epoch's minibatches
+    features, tags, words = _synthetic(n_tokens=400)
+    seen = []
+    ec.train_probes([features[None]], tags, words, trials=1, epochs=1, progress=lambda *call: seen.append(call))
+    assert seen[0] == (0.0, "standardising features")
+    ends = [call for call in seen if call[0] == 1.0]  # the epoch's end, then the evaluation's beats
+    assert len(ends) >= 2 and seen[-1] == (1.0, "training probes, epoch 1 of 1")
+
+
 def test_probes_find_a_linear_tag_and_the_control_task_does_not():
     features, tags, words = _synthetic()
     stack = np.stack([features, features * 100 + 5])  # scale and offset do not matter

@@ -304,6 +304,18 @@ def test_a_corpus_cell_and_its_baseline_in_the_matrix_download(lm):
         baseline.beside(matrix.to_frame(), layer=1)
 
 
+def test_a_cells_chance_level_reports_its_pass_and_every_shuffle(lm):
+    """#31 item 6: the Similarity page's chance level of a cell (the pass gathering its two layers over the texts,
+    then 100 shuffles, each a similarity of up to 1,145 positions) reported nothing until done. The pass reports
+    as it goes, each shuffle after its score."""
+    texts = ["The keys to the cabinet are on the table.", "A second sentence, with a comma."]
+    passed, shuffled = [], []
+    X, Y = ec.similarity.layer_pair(lm, texts, 12, 4, progress=lambda fraction, message: passed.append(fraction))
+    assert passed and passed[-1] == 1.0
+    ec.trust.permutation_baseline(X, Y, n_permutations=4, progress=lambda *call: shuffled.append(call))
+    assert shuffled == [(n / 4, f"Shuffle {n} of 4") for n in range(1, 5)]
+
+
 def test_permutation_baseline_refuses_bad_arguments():
     X = np.random.default_rng(0).normal(size=(10, 3))
     with pytest.raises(ValueError, match="method must be one of"):

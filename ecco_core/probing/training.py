@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from .. import _checks as checks
+from .._heartbeat import heartbeat
 from ..store import StoredArray
 from ._progress import Progress, progress_bar
 
@@ -374,8 +375,13 @@ def _trained_hits(stacks: list, rates: list[float], train_mask: np.ndarray, targ
                 message = f"training probes, epoch {min(int(epochs_done) + 1, epochs)} of {epochs}"
                 update(fraction, message if len(groups) == 1 else f"{message}, group {number + 1} of {len(groups)}")
 
+            # Reading and scaling a group (hundreds of MiB from disk) and its final evaluation report no steps of
+            # their own: the heartbeat reports while they run (8 s without a report for 1,000 words of every layer).
+            with heartbeat(update, number / len(groups), f"standardising features, group {number + 1} of "
+                           f"{len(groups)}" if len(groups) > 1 else "standardising features"):
+                features = [_standardised(stacks[stack], rows, dtype, device) for stack, rows in group]
             hits = _train_group(
-                [_standardised(stacks[stack], rows, dtype, device) for stack, rows in group],
+                features,
                 [[initial[rate][stack][rows] for stack, rows in group] for rate in range(len(rates))],
                 rates, epoch_orders, targets_t, train_t, batch_size, trials, n_classes, dtype, report,
             )
@@ -445,7 +451,7 @@ def _train_group(features, initial, rates, epoch_orders, targets_t, train_t, bat
         reported = time.perf_counter()
 
     hits = []
-    with torch.no_grad():
+    with torch.no_grad(), heartbeat(lambda fraction, message: report(len(epoch_orders)), 1.0, ""):
         for stack in range(len(features)):
             per_batch = []
             for index in torch.arange(n_tokens, device=device).split(4096):

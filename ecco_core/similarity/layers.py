@@ -96,13 +96,14 @@ def compare_layers(lm: LM, source, method: str = "cka", **options) -> Similarity
 
 
 def layer_pair(lm: LM, source, row: int, column: int, *, rows: str = "hidden", columns: str = "ffn",
-               skip_special: bool = True, skip_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               skip_special: bool = True, skip_first: bool = False,
+               progress: Callable[[float, str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two layers of one cell of :func:`compare_layers`' matrix over ``source``, token positions pooled.
 
     ``row`` and ``column`` index :func:`layer_labels` of ``rows`` and
     ``columns``; over texts, one pass keeps those two layers only
-    (:func:`corpus_pair`). What a test of one cell needs
-    (:func:`ecco_core.trust.permutation_baseline`).
+    (:func:`corpus_pair`, which reports to ``progress`` after each batch).
+    What a test of one cell needs (:func:`ecco_core.trust.permutation_baseline`).
 
     Returns
     -------
@@ -111,7 +112,7 @@ def layer_pair(lm: LM, source, row: int, column: int, *, rows: str = "hidden", c
     """
     skips = dict(skip_special=skip_special, skip_first=skip_first)
     if not _is_capture(source):
-        return corpus_pair(lm, source, row, column, rows=rows, columns=columns, **skips)
+        return corpus_pair(lm, source, row, column, rows=rows, columns=columns, progress=progress, **skips)
     stacks = {"hidden": ("hidden_states", source.n_layers + 1), "ffn": ("ffn", source.n_layers)}
     rows = checks.choice("rows", rows, REPRESENTATIONS)
     columns = checks.choice("columns", columns, REPRESENTATIONS)
@@ -376,7 +377,8 @@ def _corpus_positions(lm: LM, texts, skip_special: bool, skip_first: bool) -> tu
 
 def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: str = "hidden",
                 columns: str = "ffn", skip_special: bool = True, skip_first: bool = False,
-                batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                batch_size: int = 16, progress: Callable[[float, str], None] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The two layers of one cell of :func:`corpus_similarity`'s matrix, token positions of every text pooled.
 
     What a test of that one cell needs (a permutation baseline,
@@ -389,6 +391,8 @@ def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: st
         As for :func:`corpus_similarity`.
     row, column : int
         The cell: indices into :func:`layer_labels` of ``rows`` and ``columns``.
+    progress : callable(fraction, message), optional
+        Called as the pass goes (after each batch, and within a long one).
 
     Returns
     -------
@@ -412,7 +416,7 @@ def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: st
     shapes = {site: (len(recorded), n_samples, dict(sites.values())[site]) for site, recorded in wanted.items()}
     outputs = allocate(shapes, "memory", dtype="float32")
     record_positions(lm, input_ids, positions, outputs, wanted, batch_size=batch_size,
-                     update=lambda fraction, message: None)
+                     update=progress or (lambda fraction, message: None))
     pair = [outputs[sites[rep][0]][wanted[sites[rep][0]][index]] for rep, index in ((rows, row), (columns, column))]
     return np.asarray(pair[0]), np.asarray(pair[1])
 
