@@ -26,7 +26,12 @@ import os
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,13 +51,44 @@ SALIENCY_PROMPT = "William Shakespeare was born in the year"  # 7 tokens, as the
 
 REPEATS = 1  # set by --repeat: each case's time is the median of this many runs
 
+#: The reference workload's time on one thread of the development machine alone (its least CPU time over 40 runs
+#: at load 2-9, where its wall time was 0.26-0.60 s): how much slower the machine runs now is its time now over this.
+REFERENCE_QUIET_S = 0.040
+_GEMM = torch.randn(64, 576, generator=torch.Generator().manual_seed(0)), torch.randn(576, 1536)
+_GRAM = np.random.default_rng(0).standard_normal((300, 200))
+
+
+def reference_seconds() -> float:
+    """The median wall time of three runs of a fixed workload like the analyses' (torch matrix products of the
+    default's FFN width, numpy float64 products and an eigendecomposition on one BLAS thread), measured between
+    cases: the machine's speed in the same run as the cases, whatever the other jobs on it do."""
+    times = []
+    with threadpool_limits(1, user_api="blas"):
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(20):
+                torch.mm(*_GEMM)
+            for _ in range(3):
+                np.linalg.eigh(_GRAM.T @ _GRAM)
+                _GRAM @ _GRAM.T
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
 
 class Cases(list):
-    """(case, measured s, estimated s, longest progress wait s) rows, each printed as it is run."""
+    """(path, case, measured s, estimated s, longest progress wait s, reference ratio, slowdown) rows, each printed
+    as it is run. The reference ratio is measured over the estimate at the reference's pace: the estimate at pace 1
+    times the slowdown (the reference workload's time around the case over :data:`REFERENCE_QUIET_S`) over
+    :data:`ecco_core.estimates.REFERENCE_LOAD_PER_CPU` (the slowdown the rates were fitted at): about 1 where a
+    path's rates hold, whatever the load."""
 
-    def run(self, case: str, estimate, work) -> object:
+    def __init__(self):
+        super().__init__()
+        self.reference = reference_seconds()
+
+    def run(self, path: str, case: str, estimate, work) -> object:
         """The page's ``estimate()`` now, then ``work(progress)`` timed (median of REPEATS), then fed back."""
-        estimated, pace = estimate(), estimates.pace()
+        estimated, pace, load_pace = estimate(), estimates.pace(), estimates.load_pace()
         times, waits = [], []
         for _ in range(REPEATS):
             reports = []
@@ -63,27 +99,35 @@ class Cases(list):
             marks = [started, *reports, ended]
             waits.append(max(b - a for a, b in zip(marks, marks[1:])))
         measured, wait = statistics.median(times), max(waits)
+        before, self.reference = self.reference, reference_seconds()
+        slowdown = math.sqrt(before * self.reference) / REFERENCE_QUIET_S
+        reference_pace = slowdown / estimates.REFERENCE_LOAD_PER_CPU
         estimates.record(estimated, measured)
+        reference_ratio = measured * pace / estimated / reference_pace
         print(f"{case}: measured {measured:.2f} s, estimated {estimated:.2f} s, ratio {measured / estimated:.2f} "
-              f"(pace {pace:.2f}, rates' ratio {measured * pace / estimated:.2f}; longest progress wait {wait:.1f} s;"
-              f" load {os.getloadavg()[0]:.1f})", flush=True)
-        self.append((case, measured, estimated, wait))
+              f"(pace {pace:.2f}, from the load {load_pace:.2f}, from the reference {reference_pace:.2f}; "
+              f"reference ratio {reference_ratio:.2f}; longest progress wait {wait:.1f} s; "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+        self.append((path, case, measured, estimated, wait, reference_ratio, slowdown))
         return result
 
 
 def probing_cases(lm, rows: Cases) -> None:
-    """Collection and training as the Probing page runs them (``store="disk"``), 1,000 and 2,000 words."""
+    """Collection and training as the Probing page runs them (``store="disk"``), 300 to 2,000 words; training on
+    the three larger collections."""
     quick = [EMBEDDINGS, 0, 4, 8, 12, 17, 21, 25, 29]  # the quick preset's layers
-    for n_tokens, layers in ((1000, [EMBEDDINGS, 5, 11, 17, 23, 29]), (1000, None), (2000, quick)):
+    six = [EMBEDDINGS, 5, 11, 17, 23, 29]
+    for n_tokens, layers, train in ((300, six, False), (500, quick, False), (1000, six, True), (1000, None, True),
+                                    (2000, quick, True)):
         named = f"{n_tokens} words, layers {'all' if layers is None else len(layers)}"
         collection = dict(n_tokens=n_tokens, layers=layers, store="disk")
-        data = rows.run(f"probe collection, {named}",
+        data = rows.run("probe collection", f"probe collection, {named}",
                         lambda: estimates.probe_collection_seconds(lm, probing.UD_ENGLISH_EWT_DEV, **collection),
                         lambda progress: probing.collect(lm, probing.UD_ENGLISH_EWT_DEV, progress=progress,
                                                          **collection))
-        for trials, epochs in ((1, 4), (3, 2)):
+        for trials, epochs in ((1, 4), (3, 2)) if train else ():
             stacks = [data.hidden_states, data.ffn]
-            rows.run(f"probe training, {named}, {trials} trial(s), {epochs} epochs",
+            rows.run("probe training", f"probe training, {named}, {trials} trial(s), {epochs} epochs",
                      lambda: estimates.probe_training_seconds(stacks, data.tags, data.words, trials=trials,
                                                               epochs=epochs),
                      lambda progress: probing.train_probes(stacks, data.tags, data.words, trials=trials,
@@ -94,7 +138,8 @@ def similarity_cases(lm, rows: Cases) -> None:
     """The Similarity page's two paths: UD sentences pooled by corpus_similarity (the model's batched pass, then
     the matrix), and one captured passage (layer_similarity), both through compare_layers as the page calls it;
     the estimate is the page's. From 56 positions (the passage) to the page's 40 UD sentences (1,145 positions,
-    more than the hidden state's 576 dimensions), where the CCA family's cost per pair changes most."""
+    more than the hidden state's 576 dimensions), where the CCA family's cost per pair changes most. Then the
+    chance level of one cell (layer_pair and permutation_baseline, as the page's "chance" runs them)."""
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
     cases = [(10, "cka", "hidden", "ffn"), (10, "svcca", "hidden", "ffn"), (10, "pwcca", "hidden", "ffn"),
              (20, "cca", "hidden", "hidden"), (None, "pwcca", "hidden", "ffn"), (None, "cca", "ffn", "ffn"),
@@ -103,26 +148,45 @@ def similarity_cases(lm, rows: Cases) -> None:
         source = passage if n_sentences is None else sim.ud_sentences(n_sentences)
         options = dict(rows=rows_, columns=columns)
         name = "one passage" if n_sentences is None else f"{n_sentences} UD sentences"
-        rows.run(f"similarity {method}, {rows_} x {columns}, {name} ({sim.positions_compared(lm, source)} positions)",
+        rows.run("similarity",
+                 f"similarity {method}, {rows_} x {columns}, {name} ({sim.positions_compared(lm, source)} positions)",
                  lambda: estimates.compare_layers_seconds(lm, source, method, **options),
                  lambda progress: sim.compare_layers(lm, source, method, progress=progress, **options))
+    for n_sentences, method, n_permutations in ((None, "cka", 100), (None, "pwcca", 100), (10, "cka", 100),
+                                                (10, "svcca", 50), (40, "cca", 20)):
+        source = passage if n_sentences is None else sim.ud_sentences(n_sentences)
+        name = "one passage" if n_sentences is None else f"{n_sentences} UD sentences"
+
+        def shuffled(progress):
+            pair = sim.layer_pair(lm, source, 12, 12, rows="hidden", columns="ffn")
+            return ec.trust.permutation_baseline(*pair, method, n_permutations=n_permutations, progress=progress)
+
+        rows.run("chance level", f"chance level {method}, {name}, {n_permutations} shuffles",
+                 lambda: estimates.cell_baseline_seconds(lm, source, 12, 12, method, rows="hidden", columns="ffn",
+                                                         n_permutations=n_permutations), shuffled)
 
 
 def factors_cases(lm, rows: Cases) -> None:
-    """The Neuron factors page's view (its first token left out) and its trust check (every method, two seeds)."""
+    """The Neuron factors page's view (its first token left out) and its trust check (each method at seeds 0 and 1
+    but the view's own fit, as the page runs it, and fewer methods or more seeds)."""
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
+    tokens = range(1, passage.n_tokens)
     for method, layers in (("nmf", None), ("pca", None), ("ica", None), ("nmf", range(10)), ("pca", range(10)),
                            ("nmf", range(20, 30))):
-        options = dict(n_components=10, positions=range(1, passage.n_tokens), layers=layers)
-        rows.run(f"factors {method}, {lm.n_layers if layers is None else len(layers)} blocks, "
+        options = dict(n_components=10, positions=tokens, layers=layers)
+        rows.run("factors", f"factors {method}, {lm.n_layers if layers is None else len(layers)} blocks, "
                  f"{passage.n_tokens - 1} tokens", lambda: estimates.factors_seconds(passage, method, **options),
                  lambda progress: ec.factors(passage, method, progress=progress, **options))
-    options = dict(n_components=10, positions=range(1, passage.n_tokens), layers=range(10))
-    fitted = ec.factors(passage, "nmf", **options)
-    rows.run("factor quality, 10 blocks, seeds 0 and 1",
-             lambda: estimates.factor_quality_seconds(passage, seeds=(0, 1), fitted=fitted, **options),
-             lambda progress: ec.trust.factor_quality(passage, seeds=(0, 1), fitted=fitted, progress=progress,
-                                                      **options))
+    for methods, layers, seeds in ((("nmf", "pca", "ica"), range(10), (0, 1)), (("pca", "ica"), None, (0, 1, 2)),
+                                   (("pca",), range(10), (0, 1, 2)), (("ica",), range(20, 30), (0, 1)),
+                                   (("nmf", "pca"), range(10, 20), (0, 1))):
+        options = dict(n_components=10, positions=tokens, layers=layers)
+        fitted = ec.factors(passage, methods[0], **options)
+        rows.run("factor quality", f"factor quality, {', '.join(methods)}, "
+                 f"{lm.n_layers if layers is None else len(layers)} blocks, seeds {seeds}",
+                 lambda: estimates.factor_quality_seconds(passage, methods, seeds=seeds, fitted=fitted, **options),
+                 lambda progress: ec.trust.factor_quality(passage, methods, seeds=seeds, fitted=fitted,
+                                                          progress=progress, **options))
 
 
 def saliency_cases(lm, rows: Cases) -> None:
@@ -130,9 +194,10 @@ def saliency_cases(lm, rows: Cases) -> None:
     short = ec.capture(lm, SALIENCY_PROMPT, max_new_tokens=20)
     long = ec.capture(lm, PASSAGE, max_new_tokens=4)
     for cap, method, steps in ((short, "grad_x_input", 1), (short, "integrated_gradients", 20),
-                               (long, "integrated_gradients", 8), (short, "erasure", 1), (long, "erasure", 1)):
+                               (long, "integrated_gradients", 8), (short, "erasure", 1), (long, "erasure", 1),
+                               (long, "gradient", 1)):
         name = f"saliency {method}" + (f", {steps} steps" if method == "integrated_gradients" else "")
-        rows.run(f"{name}, {cap.n_tokens} tokens, {cap.n_generated} explained",
+        rows.run("saliency", f"{name}, {cap.n_tokens} tokens, {cap.n_generated} explained",
                  lambda: estimates.saliency_seconds(lm, cap, method, steps=steps),
                  lambda progress: ec.saliency(lm, cap, method, steps=steps, progress=progress))
 
@@ -144,7 +209,7 @@ def faithfulness_cases(lm, rows: Cases) -> None:
     for cap, position, steps in ((short, short.n_input, 20), (short, short.n_tokens - 1, 20),
                                  (short, short.n_tokens - 1, 8), (long, long.n_input, 8),
                                  (long, long.n_tokens - 1, 20)):
-        rows.run(f"faithfulness, {cap.n_tokens} tokens, position {position}, {steps} steps",
+        rows.run("faithfulness", f"faithfulness, {cap.n_tokens} tokens, position {position}, {steps} steps",
                  lambda: estimates.faithfulness_seconds(lm, cap, positions=position, steps=steps),
                  lambda progress: ec.trust.faithfulness(lm, cap, positions=position, steps=steps, progress=progress))
 
@@ -158,7 +223,7 @@ def patching_cases(lm, rows: Cases) -> None:
                                                      (names, ("residual", "attention", "ffn")), (fact, ("ffn",)),
                                                      (fact, ("residual", "attention", "ffn"))):
         runs, positions = patching.work(lm, clean, corrupted, answer, foil, sites=sites)
-        rows.run(f"exact patching, {clean[:20]}..., sites {', '.join(sites)} ({runs} runs)",
+        rows.run("exact patching", f"exact patching, {clean[:20]}..., sites {', '.join(sites)} ({runs} runs)",
                  lambda: estimates.patching_seconds(lm, runs, positions),
                  lambda progress: ec.patch(lm, clean, corrupted, answer, foil, sites=sites, progress=progress))
 
@@ -171,7 +236,7 @@ def verify_cases(lm, rows: Cases) -> None:
     for (prompt, answer, foil), exact, routes in ((ioi, True, False), (fact, True, False), (short, True, False),
                                                   (short, True, True), (ioi, False, True)):
         result = ec.circuits(lm, prompt, answer, foil, routes=routes)
-        rows.run(f"verify, {result.n_tokens} tokens, exact {exact}, routes {routes}",
+        rows.run("verify", f"verify, {result.n_tokens} tokens, exact {exact}, routes {routes}",
                  lambda: estimates.verify_seconds(lm, result, exact=exact),
                  lambda progress: ec.circuits.verify(lm, result, exact=exact, progress=progress))
 
@@ -192,20 +257,37 @@ def main() -> None:
         parser.error(f"unknown groups {unknown}; groups: {list(GROUPS)}")
     REPEATS = args.repeat
     groups = args.groups or list(GROUPS)
+    torch.set_num_threads(1)  # one thread: the rates' reference, and the reference workload's
     print(f"load average at the start: {' '.join(open('/proc/loadavg').read().split()[:3])}", flush=True)
     lm = ec.load()
     rows = Cases()
     for group in groups:
         GROUPS[group](lm, rows)
-    ratios = [measured / estimated for _, measured, estimated, _ in rows]
-    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    paths = defaultdict(list)
+    for path, case, measured, estimated, wait, reference_ratio, slowdown in rows:
+        paths[path].append((measured / estimated, reference_ratio, wait))
+    print("\npath | cases | within 0.5-2x | geometric mean | range | reference ratio (median) | longest wait")
+    for path, found in paths.items():
+        ratios = [ratio for ratio, _, _ in found]
+        print(f"{path} | {len(found)} | {sum(0.5 <= r <= 2 for r in ratios)} | {geometric_mean(ratios):.2f} | "
+              f"{min(ratios):.2f}-{max(ratios):.2f} | {statistics.median(r for _, r, _ in found):.2f} | "
+              f"{max(w for _, _, w in found):.1f} s")
+    ratios = [measured / estimated for _, _, measured, estimated, *_ in rows]
     worst = max(range(len(rows)), key=lambda i: abs(math.log(ratios[i])))
-    wait = max(range(len(rows)), key=lambda i: rows[i][3])
-    print(f"geometric mean {mean:.2f}, range {min(ratios):.2f} to {max(ratios):.2f} ({', '.join(groups)}); longest "
-          f"progress wait {rows[wait][3]:.1f} s ({rows[wait][0]}); load average at the end: "
-          f"{' '.join(open('/proc/loadavg').read().split()[:3])}")
-    print(f"worst measured / estimated time over {len(rows)} cases: {ratios[worst]:.2f} ({rows[worst][0]}; "
+    wait = max(range(len(rows)), key=lambda i: rows[i][4])
+    slowdowns = [row[6] for row in rows]
+    print(f"geometric mean {geometric_mean(ratios):.2f}, range {min(ratios):.2f} to {max(ratios):.2f}, "
+          f"{sum(0.5 <= r <= 2 for r in ratios)} of {len(rows)} within 0.5-2x ({', '.join(groups)}); reference "
+          f"ratios' median {statistics.median(row[5] for row in rows):.2f}; the reference ran {min(slowdowns):.1f} "
+          f"to {max(slowdowns):.1f} times its quiet time; longest progress wait {rows[wait][4]:.1f} s "
+          f"({rows[wait][1]}); load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    print(f"worst measured / estimated time over {len(rows)} cases: {ratios[worst]:.2f} ({rows[worst][1]}; "
           f"target 0.5 to 2)")
+
+
+def geometric_mean(values) -> float:
+    values = list(values)
+    return math.exp(sum(math.log(value) for value in values) / len(values))
 
 
 if __name__ == "__main__":
