@@ -12,7 +12,7 @@ go to numpy arrays or, for a whole corpus, to an on-disk
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -89,6 +89,58 @@ def _put(array, row: int, tokens: np.ndarray, values: np.ndarray) -> None:
         array[row, tokens] = values
 
 
+class PaddedBatch(NamedTuple):
+    """One padded batch of :func:`padded_batches`.
+
+    ``ids`` and ``attention_mask`` (n_sequences, width), int64, right-padded;
+    the kept tokens at (``rows``, ``columns``), int64 (n_kept,), go to token
+    rows ``destination`` (n_kept,) of the outputs; ``start`` and ``done``
+    count the sequences run before and with it.
+    """
+
+    ids: torch.Tensor
+    attention_mask: torch.Tensor
+    rows: torch.Tensor
+    columns: torch.Tensor
+    destination: torch.Tensor
+    start: int
+    done: int
+
+
+def _run_order(input_ids, positions) -> list[int]:
+    """The sequences that keep a position, shortest first."""
+    # A sequence with nothing to keep is not run (and would give the disk store an empty first batch to scale by).
+    return sorted((i for i in range(len(input_ids)) if len(positions[i])), key=lambda i: len(input_ids[i]))
+
+
+def padded_batches(lm: LM, input_ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], *,
+                   batch_size: int) -> Iterator[PaddedBatch]:
+    """The batches :func:`record_positions` runs (its arguments' meanings): sequences of similar length,
+    ``batch_size`` at a time, right-padded with the tokenizer's pad id (else 0), with an attention mask.
+
+    The nnsight path runs the same batches (a probing session on NDIF), so that
+    its representations are the hook path's.
+    """
+    first_row = np.cumsum([0] + [len(kept) for kept in positions])
+    order = _run_order(input_ids, positions)
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        width = max(len(input_ids[i]) for i in indices)
+        batch_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, i in enumerate(indices):
+            batch_ids[row, : len(input_ids[i])] = torch.tensor(list(input_ids[i]))
+            attention_mask[row, : len(input_ids[i])] = 1
+        yield PaddedBatch(
+            ids=batch_ids, attention_mask=attention_mask,
+            rows=torch.tensor([row for row, i in enumerate(indices) for _ in positions[i]], dtype=torch.long),
+            columns=torch.tensor([int(p) for i in indices for p in positions[i]], dtype=torch.long),
+            destination=torch.from_numpy(np.concatenate([np.arange(first_row[i], first_row[i + 1]) for i in indices])),
+            start=start, done=start + len(indices),
+        )
+
+
 def record_positions(
     lm: LM,
     input_ids: Sequence[Sequence[int]],
@@ -123,21 +175,9 @@ def record_positions(
         Called after every batch, and every second while a batch runs
         (:func:`ecco_core._heartbeat.heartbeat`).
     """
-    first_row = np.cumsum([0] + [len(kept) for kept in positions])
-    # A sequence with nothing to keep is not run (and would give the disk store an empty first batch to scale by).
-    order = sorted((i for i in range(len(input_ids)) if len(positions[i])), key=lambda i: len(input_ids[i]))
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        width = max(len(input_ids[i]) for i in indices)
-        batch_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            batch_ids[row, : len(input_ids[i])] = torch.tensor(list(input_ids[i]))
-            attention_mask[row, : len(input_ids[i])] = 1
-        rows = torch.tensor([row for row, i in enumerate(indices) for _ in positions[i]])
-        columns = torch.tensor([int(p) for i in indices for p in positions[i]])
-        destination = np.concatenate([np.arange(first_row[i], first_row[i + 1]) for i in indices])
+    order = _run_order(input_ids, positions)
+    for batch in padded_batches(lm, input_ids, positions, batch_size=batch_size):
+        rows, columns, destination = batch.rows, batch.columns, batch.destination.numpy()
         record = _PositionRecording(
             wanted, rows, columns, lambda site, row, values: _put(outputs[site], row, destination, values)
         )
@@ -146,6 +186,7 @@ def record_positions(
         base = lm.model.base_model
         message = f"running {lm.name} over the corpus"
         # One batch can take a minute under load: the pass reports while it runs (at the fraction done before it).
-        with torch.inference_mode(), recording(lm, record), heartbeat(update, start / len(order), message):
-            base(input_ids=batch_ids.to(lm.device), attention_mask=attention_mask.to(lm.device), **without_cache(base))
-        update((start + len(indices)) / len(order), message)
+        with torch.inference_mode(), recording(lm, record), heartbeat(update, batch.start / len(order), message):
+            base(input_ids=batch.ids.to(lm.device), attention_mask=batch.attention_mask.to(lm.device),
+                 **without_cache(base))
+        update(batch.done / len(order), message)

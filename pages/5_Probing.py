@@ -42,7 +42,7 @@ lm, cap = dashboard.page(
     "word type has a fixed random tag (Hewitt & Liang, 2019): selectivity = accuracy − control "
     "accuracy, high when the layer encodes part of speech rather than letting the probe memorise words. "
     "A word's tag sits on its first sub-token. All probes of a run train together as one batched model.",
-    tab="Probing", runs_here="Probing (every layer of a whole treebank, in padded batches)",
+    tab="Probing",
 )
 
 # Every setting lives in the URL too, so a copied link reopens this exact view (an upload excepted).
@@ -150,5 +150,6 @@ with area:
     shown[list(percent)] = 100 * shown[list(percent)]
     st.dataframe(shown.style.format(percent), hide_index=True, key="probe_table")
     dashboard.download_buttons(table, "probing-table1", accuracy_figure)
+    dashboard.computed_on(lm)
     with st.expander("The paper's Table 1 (BERT-base, 12 blocks) for comparison"):
         st.markdown(probing.table1_markdown(probing.paper_table1()))

@@ -306,3 +306,45 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
                                              "the metrics are 'logit_diff', 'prob', 'logprob'"):
             ec.patch(served, "The keys to the cabinet", "The key to the cabinet", "is", metric="trial")
     assert record.requests == 0
+
+
+def test_probing_through_nnsight_collects_and_trains_where_the_model_runs_and_equals_the_hook_path(tiny, monkeypatch):
+    # The probes train on the server with the hook path's own function and draws; only test counts come back.
+    # The families whose reads differ: block 0's input, a block's output, an FFN input (flattened in OPT).
+    if tiny.config.model_type not in (*ONE_CAUSAL_ONE_MASKED, "opt"):
+        return
+    sentences = ec.read_conllu(ec.probing.UD_ENGLISH_EWT_DEV)[:8]
+    arguments = {"n_tokens": 60, "trials": 2, "epochs": 2, "lr": (1e-3, 0.1), "layers": ["embeddings", 1],
+                 "store": "memory", "progress": lambda fraction, message: None}
+    with pytest.warns(UserWarning, match="only 20 of the 60 tokens"):
+        hooked = ec.probe_table(tiny, sentences, **arguments).to_frame()
+    traced = backends.use(tiny, "nnsight", remote="local")
+    with backends.ledger() as record, pytest.warns(UserWarning, match="only 20 of the 60 tokens"):
+        through = ec.probe_table(traced, sentences, **arguments).to_frame()
+    pd.testing.assert_frame_equal(through, hooked, check_exact=True)
+    assert record.requests == 1 and record.received[0] < 4_000
+    if tiny.config.model_type != "llama":
+        return
+    # Layers in groups, one request each (a server's memory): the same table; progress and Stop between requests.
+    monkeypatch.setattr(ec.probing.traced, "SERVED_GROUP_BYTES", 60 * tiny.d_ff * 4)
+    seen = []
+    with backends.ledger() as record, pytest.warns(UserWarning):
+        through = ec.probe_table(traced, sentences, **{**arguments, "progress": lambda f, m: seen.append((f, m))})
+    pd.testing.assert_frame_equal(through.to_frame(), hooked, check_exact=True)
+    assert record.requests == 3 and [fraction for fraction, _ in seen] == [0, 1 / 3, 2 / 3, 1]
+    assert seen[1][1] == ("probing on this machine, through nnsight (serialised as for NDIF), request 2 of 3: the "
+                          "corpus through the model, then 1 layers' probes")
+
+    class Stopped(BaseException):  # what the page's Stop raises in its progress callback
+        pass
+
+    def stop(fraction, message):
+        if fraction > 0:
+            raise Stopped
+
+    with backends.ledger() as record, pytest.warns(UserWarning), pytest.raises(Stopped):
+        ec.probe_table(traced, sentences, **{**arguments, "progress": stop})
+    assert record.requests == 1
+    with pytest.raises(ValueError, match="collect runs on this machine's hook path only .*ec.probe_table collects "
+                                         "them and trains the probes where the model runs"):
+        ec.probing.collect(traced, sentences)

@@ -31,14 +31,14 @@ FLOORS = [
     {"models"},
     # how a model is hooked, traced (each view as one nnsight session, its steps in backends.served) and
     # tokenised, what is read from its output; the activation store
-    {"hooks", "backends.served", "backends.sessions", "tokens", "readouts", "store"},
+    {"hooks", "backends.served", "backends.probes", "backends.sessions", "tokens", "readouts", "store"},
     # one forward pass into a Capture
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass
     {"corpus", "backward"},
     # analyses (circuits reads attention and patching; probing's table trains on what it collected)
     {"saliency", "lens", "factors", "similarity", "similarity.matrix", "similarity.layers", "attention", "patching",
-     "circuits", "probing.collection", "probing.training", "probing.tables", "probing"},
+     "circuits", "probing.collection", "probing.training", "probing.traced", "probing.tables", "probing"},
     # how far to trust an analysis: figures computed beside its result
     {"trust"},
     # cost before a run, from an analysis' own arguments

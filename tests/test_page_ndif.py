@@ -24,10 +24,16 @@ PAGES = {
     "pages/3_Neuron_factors.py": "Captured on this machine standing in for NDIF (SmolLM2-135M-Instruct); "
                                  "analysed on this machine.",
     "pages/4_Similarity.py": "Captured on this machine standing in for NDIF",
-    "pages/5_Probing.py": "Probing (every layer of a whole treebank, in padded batches): on this machine only",
+    "pages/5_Probing.py": SERVED_HERE,
     "pages/6_Causal_tracing.py": SERVED_HERE,
     "pages/7_Attention.py": "Attention (its weights need the model's eager attention): on this machine only",
     "pages/8_Circuits.py": "Circuits (every head's weights and values, on eager attention): on this machine only",
+}
+
+#: A page's own settings for the walk, beyond the sidebar's: a run as small as the page allows, opened from a link.
+LINKED = {
+    "pages/5_Probing.py": {"probe_preset": "custom", "probe_tokens": "100", "probe_trials": "1", "probe_epochs": "1",
+                           "probe_layers": ["embeddings", "0"], "probe_ran": "true"},
 }
 
 #: What a page shows on NDIF as on this machine, beside its result: the views that run there too.
@@ -64,13 +70,16 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
 
     for name, said in PAGES.items():
         app = page(name)
-        app.query_params.update(run_on="ndif", **SHORT, **{"trace_method": "approximate", "trace_compare": "false"})
+        app.query_params.update(run_on="ndif", **SHORT, **{"trace_method": "approximate", "trace_compare": "false"},
+                                **LINKED.get(name, {}))
         app.session_state["_ndif_key_kept"] = KEY  # typed on an earlier page of this session
         run(app)
         assert_no_error(app)
         assert any(text.startswith(said) for text in _shown(app)), (name, _shown(app))
         for shown in ALSO_SHOWN.get(name, ()):
             assert any(text.startswith(shown) for text in _shown(app)), (name, shown, _shown(app))
+        if name == "pages/5_Probing.py":  # Table 1, its probes trained where the model runs
+            assert list(app.dataframe[0].value.layer) == ["embeddings", "block 0", "block 0 FFN"]
         if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
             assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)

@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from ..models import LM
-from . import served
+from . import probes, served
+from .probes import product_dtype, standardise, train_counts
 from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
                      lens_result, metric_of, next_token, output_tensor, own_readings, path_scales, readout,
                      rows_to_run, target_scores)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
+nnsight.register(probes)
 
 
 def _runner(lm: LM):
@@ -368,3 +370,56 @@ def erased_values(lm: LM, token_ids, masks, read_positions, explained_ids, *, ta
             result = nnsight.save(values)
     runner.received(result)
     return result.numpy()
+
+
+def probe_counts(lm: LM, batches: list, reads: list, widths: list, n_kept: int, *, shapes: list, keep: list,
+                 rates: list, train_mask, targets, n_classes: int, epochs: int, seed: int, batch_size: int,
+                 precision: str) -> list:
+    """Probes of a group of representations collected and trained where the model runs: one session.
+
+    Mirrors :func:`ecco_core.probing.probe_table`'s hook path: the model runs
+    over ``batches`` (:func:`ecco_core.corpus.padded_batches`' ``(ids,
+    attention_mask, rows, columns, destination)``, the hook path's own
+    batches), keeping at each the labelled tokens' representations that
+    ``reads`` names, in the pass's order: ``(kind, index, stack, row)``, kind
+    ``"embeddings"`` (block 0's input), ``"ffn"`` (the input of block
+    ``index``'s FFN output projection) or ``"block"`` (block ``index``'s
+    output), into row ``row`` of the group's stack ``stack`` (float32, of
+    width ``widths[stack]``, ``n_kept`` tokens); each pass stops after its
+    last read. Then the hook path's training, the same function
+    (:func:`ecco_core.backends.probes.train_counts`, whose arguments these
+    are) on the standardised stacks; ``precision`` "auto" picks the server's.
+
+    Only the test counts come back: per stack with rows kept, an int64 array
+    (len(rows), n_rates, trials, 2).
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    blocks = runner.envoys(lm.blocks)
+    projections = runner.envoys(lm.ffn_projections)
+    reads = [(str(kind), int(index), int(stack), int(row)) for kind, index, stack, row in reads]
+    rows_kept = [len(rows) for rows in keep if len(rows)]
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            kept = [torch.zeros((n_rows, n_kept, width), device=device) for n_rows, width in zip(rows_kept, widths)]
+            with torch.no_grad():
+                for ids, attention_mask, rows, columns, destination in batches:
+                    with model.trace(input_ids=ids.to(device), attention_mask=attention_mask.to(device), use_cache=False) as tracer:
+                        for kind, index, stack, row in reads:
+                            if kind == "embeddings":
+                                args, kwargs = blocks[0].inputs
+                                value = args[0] if args else kwargs["hidden_states"]
+                            elif kind == "ffn":
+                                value = by_token(projections[index].input, len(ids))
+                            else:
+                                value = output_tensor(blocks[index].output)
+                            kept[stack][row, destination.to(device)] = value[rows.to(value.device), columns.to(value.device)].float().to(device)
+                        tracer.stop()
+            dtype = product_dtype(precision, device)
+            features = [torch.stack([standardise(x, dtype) for x in stack]) for stack in kept]
+            del kept
+            counts = train_counts(features, shapes, keep, rates, train_mask, targets, n_classes, epochs=epochs, seed=seed, batch_size=batch_size, dtype=dtype)
+            result = nnsight.save(counts)
+    runner.received(result)
+    return [values.numpy() for values in result]

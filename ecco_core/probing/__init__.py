@@ -28,7 +28,10 @@ The parts, each a module of this package:
 - :mod:`.collection`: batched forward passes keeping every labelled token's
   representations (:func:`collect`), in memory or in an on-disk store;
 - :mod:`.training`: the batched probes (:func:`train_probes`; the axes of
-  their tensors are named in :data:`LOGIT_AXES`);
+  their tensors are named in :data:`LOGIT_AXES`; the training loop itself is
+  :func:`ecco_core.backends.probes.train_counts`, torch alone);
+- :mod:`.traced`: probing through nnsight or on NDIF, the features collected
+  and the probes trained where the model runs, only the counts brought back;
 - :mod:`.tables`: :func:`probe_table` and the paper's own Table 1
   (:func:`paper_table1`);
 - :mod:`.presets`: named settings of a run (:func:`preset`: the paper's

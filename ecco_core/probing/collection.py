@@ -82,7 +82,7 @@ class ProbeData:
 
 
 
-def _selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
+def selected_layers(lm: LM, layers) -> tuple[bool, list[int]]:
     """(whether the embedding row is probed, block indices) for ``layers``."""
     if layers is None:
         return True, list(range(lm.n_layers))
@@ -142,28 +142,17 @@ def collect(
     -------
     ProbeData
     """
-    lm.require_hooks("probing", "it collects padded batches of a whole corpus with hooks")
-    sentences = _sentences(corpus)
+    lm.require_hooks("collect", "it brings back every labelled token's representations, far more than a request "
+                     "should; ec.probe_table collects them and trains the probes where the model runs")
+    sentences = corpus_sentences(corpus)
     n_tokens = checks.whole("n_tokens", n_tokens, low=1)
     batch_size = checks.whole("batch_size", batch_size, low=1)
     store = checks.choice("store", store, STORES)
-    include_embedding, blocks = _selected_layers(lm, layers)
+    include_embedding, blocks = selected_layers(lm, layers)
     hidden_rows = ([0] if include_embedding else []) + [block + 1 for block in blocks]
 
-    aligned, total = [], 0
-    for sentence in sentences:
-        item = align(lm.tokenizer, sentence, max_length=lm.context_length)
-        keep = min(len(item.positions), n_tokens - total)
-        if keep <= 0:
-            break
-        if keep < len(item.positions):
-            item = AlignedSentence(item.input_ids, item.positions[:keep], item.words[:keep], item.tags[:keep])
-        aligned.append(item)
-        total += keep
-        if total >= n_tokens:
-            break
-    if not total:
-        raise ValueError("no word of the corpus could be aligned to a token")
+    aligned = align_corpus(lm, sentences, n_tokens)
+    total = sum(len(item.positions) for item in aligned)
 
     # Each sentence's labelled tokens go to consecutive rows of the output, in corpus order.
     outputs = allocate(
@@ -194,7 +183,27 @@ def collect(
     )
 
 
-def _sentences(corpus) -> Iterator[Sentence]:
+def align_corpus(lm: LM, sentences, n_tokens: int) -> list[AlignedSentence]:
+    """The first sentences of ``sentences`` (an iterator of Sentence), aligned to ``lm``'s tokens
+    (:func:`~ecco_core.probing.align`), until ``n_tokens`` words are labelled (the last one cut short)."""
+    aligned, total = [], 0
+    for sentence in sentences:
+        item = align(lm.tokenizer, sentence, max_length=lm.context_length)
+        keep = min(len(item.positions), n_tokens - total)
+        if keep <= 0:
+            break
+        if keep < len(item.positions):
+            item = AlignedSentence(item.input_ids, item.positions[:keep], item.words[:keep], item.tags[:keep])
+        aligned.append(item)
+        total += keep
+        if total >= n_tokens:
+            break
+    if not total:
+        raise ValueError("no word of the corpus could be aligned to a token")
+    return aligned
+
+
+def corpus_sentences(corpus) -> Iterator[Sentence]:
     """The corpus's sentences, a CoNLL-U source read only as far as they are taken."""
     if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(s, Sentence) for s in corpus):
         return iter(corpus)

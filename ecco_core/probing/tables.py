@@ -10,9 +10,12 @@ import pandas as pd
 
 from ..layers import depth_labels, residual_label, site_label
 from ..models import LM
+from .. import _checks as checks
+from ..corpus import STORES
 from ._progress import Progress, progress_bar
-from .collection import ProbeData, collect
-from .training import ProbeScores, train_probes
+from .collection import ProbeData, align_corpus, collect, corpus_sentences, selected_layers
+from .traced import probe_counts
+from .training import ProbeScores, check_precision, plan_training, train_probes
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +131,9 @@ def probe_table(
     >>> table = probe_table(ec.load(ec.DEFAULT_ENCODER), "en_ewt-ud-dev.conllu").to_frame()
     >>> table[table.representation == "hidden"][["layer", "accuracy", "selectivity"]]
     """
+    if lm.backend.traced:
+        return _traced_table(lm, corpus, n_tokens=n_tokens, trials=trials, epochs=epochs, lr=lr, seed=seed,
+                             layers=layers, store=store, progress=progress)
     update, close = progress_bar(progress)
     data = None
     try:
@@ -147,13 +153,42 @@ def probe_table(
             data.close()
 
 
+def _traced_table(lm: LM, corpus, *, n_tokens, trials, epochs, lr, seed, layers, store, progress) -> ProbeTable:
+    """:func:`probe_table` through ``lm``'s nnsight backend: every argument checked and every draw made here,
+    before any request; the features collected and the probes trained where the model runs
+    (:func:`ecco_core.probing.traced.probe_counts`). ``store`` is checked only: the features stay on the
+    server, in float32, as the hook path's ``store="memory"`` keeps them."""
+    n_tokens = checks.whole("n_tokens", n_tokens, low=1)
+    checks.choice("store", store, STORES)
+    include_embedding, blocks = selected_layers(lm, layers)
+    hidden_rows = ([0] if include_embedding else []) + [block + 1 for block in blocks]
+    aligned = align_corpus(lm, corpus_sentences(corpus), n_tokens)
+    tags = [tag for item in aligned for tag in item.tags]
+    plan = plan_training(tags, [word for item in aligned for word in item.words], trials=trials, epochs=epochs,
+                         lr=lr, seed=seed)
+    update, close = progress_bar(progress)
+    try:
+        counts = probe_counts(lm, aligned, hidden_rows, blocks, plan, precision=check_precision("auto"),
+                              update=update)
+    finally:
+        close()
+    return _table(hidden_rows, blocks, len(tags), plan.scores(counts))
+
+
 def scores_table(data: ProbeData, scores: ProbeScores) -> ProbeTable:
     """Table 1 from :func:`train_probes` run on ``[data.hidden_states, data.ffn]``."""
+    return _table(data.hidden_indices, data.ffn_blocks, len(data.tags), scores)
+
+
+def _table(hidden_indices, ffn_blocks, n_tokens: int, scores: ProbeScores) -> ProbeTable:
+    """Table 1 from scores whose rows are the ``hidden_states`` rows ``hidden_indices``, then the FFNs of
+    ``ffn_blocks``."""
     frame = scores.to_frame().drop(columns="probe")
-    blocks = [index - 1 if index else None for index in data.hidden_indices] + list(data.ffn_blocks)
+    blocks = [index - 1 if index else None for index in hidden_indices] + list(ffn_blocks)
     frame.insert(0, "block", pd.array(blocks, dtype="Int64"))
-    frame.insert(0, "representation", ["hidden"] * len(data.hidden_indices) + ["ffn"] * len(data.ffn_blocks))
-    frame.insert(0, "layer", list(data.hidden_layers) + list(data.ffn_layers))
+    frame.insert(0, "representation", ["hidden"] * len(hidden_indices) + ["ffn"] * len(ffn_blocks))
+    frame.insert(0, "layer", [residual_label(index) for index in hidden_indices]
+                 + [site_label("ffn", block) for block in ffn_blocks])
     frame["majority_accuracy"] = scores.majority_accuracy.mean()
     frame["lr"] = scores.lr
     # Each block's output, then its FFN; the embeddings first.
@@ -164,7 +199,7 @@ def scores_table(data: ProbeData, scores: ProbeScores) -> ProbeTable:
         blocks=tuple(None if pd.isna(block) else int(block) for block in frame["block"]),
         **{column: frame[column].to_numpy(dtype=np.float64) for column in
            ("accuracy", "accuracy_std", "selectivity", "selectivity_std", "control_accuracy")},
-        majority_accuracy=float(scores.majority_accuracy.mean()), lr=float(scores.lr), n_tokens=len(data.tags),
+        majority_accuracy=float(scores.majority_accuracy.mean()), lr=float(scores.lr), n_tokens=n_tokens,
     )
 
 

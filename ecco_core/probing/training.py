@@ -1,24 +1,17 @@
 """Linear softmax probes for real and control tags, every probe of every representation trained at once.
 
-Axes. The logits of all probes at once are one tensor whose axes are, in the
-order of :data:`LOGIT_AXES`:
-
-- ``representation``: a row of a feature stack (one layer's hidden state or FFN),
-- ``token``: a token of the minibatch,
-- ``rate``: Adam's learning rate (several are trained side by side),
-- ``trial``: each trial has its own split, control task and initialisation,
-- ``task``: 0 = the real UPOS tags, 1 = the control task,
-- ``class``: the tag predicted.
-
-Every smaller tensor that meets the logits (targets, per-trial loss weights,
-test masks) is placed on these axes by :func:`_on_axes`, by name, instead of
-with bare ``None`` indices.
+The training itself (the draws, Adam, the test counts) is
+:func:`ecco_core.backends.probes.train_counts`, in torch alone so that a
+probing session on NDIF runs the very same function where the features are
+(:func:`ecco_core.probing.probe_table` through nnsight). Here: the checks,
+each trial's split and control task (:func:`plan_training`), the features
+read and standardised a group at a time, and the scores. The axes of the
+probes' tensors are named in :data:`LOGIT_AXES` (that module's docstring).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,6 +22,7 @@ import torch
 
 from .. import _checks as checks
 from .._heartbeat import heartbeat
+from ..backends.probes import ACCURACY_AXES, LOGIT_AXES, PRECISIONS, on_axes, product_dtype, standardise, train_counts
 from ..store import StoredArray
 from ._progress import Progress, progress_bar
 
@@ -37,25 +31,11 @@ TEST_FRACTION = 0.33
 # Fewer test tokens per trial than this give accuracies too coarse to compare (a warning says so).
 MIN_TEST_TOKENS = 100
 
-#: The axes of the logits of every probe at once, in order (see the module's docstring).
-LOGIT_AXES = ("representation", "token", "rate", "trial", "task", "class")
-#: The axes of the test accuracy of every probe: whether it tags each token right, summed over the test tokens.
-ACCURACY_AXES = ("representation", "rate", "trial", "task")
-
 #: Bytes of standardised features trained together when the features are on disk
 #: (:class:`~ecco_core.store.StoredArray`): the representations are trained in groups this size.
 STORED_GROUP_BYTES = 512 << 20
 #: Seconds between two progress reports within an epoch: a report comes after the first minibatch past them.
 REPORT_EVERY_S = 1.0
-
-
-def _on_axes(values, axes: Sequence[str], *, of: Sequence[str] = LOGIT_AXES):
-    """``values`` (a tensor or array whose dimensions are ``axes``, in ``of``'s order) with a
-    length-1 dimension for every other axis of ``of``, ready to broadcast against a tensor on ``of``."""
-    if list(axes) != [axis for axis in of if axis in axes] or len(axes) != values.ndim:
-        raise ValueError(f"axes {tuple(axes)} are not {values.ndim} axes of {tuple(of)} in its order")
-    sizes = iter(values.shape)
-    return values.reshape(tuple(next(sizes) if axis in axes else 1 for axis in of))
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,15 +106,30 @@ def _as_stack(features, argument: str, n_tokens: int):
 
 
 def _standardised(features, rows: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Rows ``rows`` of a stack, each dimension scaled to mean 0 and standard deviation 1 over all
-    tokens (no labels used): shape (len(rows), n_tokens, width)."""
+    """Rows ``rows`` of a stack, each standardised (:func:`~ecco_core.backends.probes.standardise`):
+    shape (len(rows), n_tokens, width)."""
     out = torch.empty((len(rows), *features.shape[1:]), dtype=dtype, device=device)
     for position, row in enumerate(rows):
         x = features[row]
-        x = (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(device=device, dtype=torch.float32)
-        variance, mean = torch.var_mean(x, dim=0)
-        out[position] = ((x - mean) / variance.sqrt().clamp_min(1e-6)).to(dtype)
+        out[position] = standardise(
+            (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(device=device, dtype=torch.float32), dtype)
     return out
+
+
+def group_rows(shapes, limit_bytes: int, itemsize: int) -> list[list[tuple[int, list[int]]]]:
+    """The rows of stacks of ``shapes`` (n_rows, n_tokens, width) in groups of at most ``limit_bytes`` of
+    ``itemsize`` values each (a row alone may be more): lists of (stack, its rows), in order."""
+    groups, group, size = [], {}, 0
+    for index, (n_rows, n_tokens, width) in enumerate(shapes):
+        row_bytes = n_tokens * width * itemsize
+        for row in range(n_rows):
+            if group and size + row_bytes > limit_bytes:
+                groups.append(list(group.items()))
+                group, size = {}, 0
+            group.setdefault(index, []).append(row)
+            size += row_bytes
+    groups.append(list(group.items()))
+    return groups
 
 
 def _groups(stacks, dtype: torch.dtype) -> list[list[tuple[int, list[int]]]]:
@@ -147,26 +142,7 @@ def _groups(stacks, dtype: torch.dtype) -> list[list[tuple[int, list[int]]]]:
     if not any(isinstance(stack, StoredArray) for stack in stacks):
         return [[(index, list(range(stack.shape[0]))) for index, stack in enumerate(stacks)]]
     itemsize = torch.empty((), dtype=dtype).element_size()
-    groups, group, size = [], {}, 0
-    for index, stack in enumerate(stacks):
-        row_bytes = stack.shape[1] * stack.shape[2] * itemsize
-        for row in range(stack.shape[0]):
-            if group and size + row_bytes > STORED_GROUP_BYTES:
-                groups.append(list(group.items()))
-                group, size = {}, 0
-            group.setdefault(index, []).append(row)
-            size += row_bytes
-    groups.append(list(group.items()))
-    return groups
-
-
-def _fast_bfloat16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return group_rows([tuple(stack.shape) for stack in stacks], STORED_GROUP_BYTES, itemsize)
 
 
 def _n_test(n_tokens: int) -> int:
@@ -190,8 +166,75 @@ def small_corpus_warning(n_tokens: int) -> str | None:
     )
 
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+@dataclass(frozen=True, eq=False)
+class TrainingPlan:
+    """What a training needs beside the features, checked, and each trial's draws (:func:`plan_training`).
 
+    Attributes
+    ----------
+    trials, epochs, batch_size, seed : int
+    rates : list of float
+    classes : ndarray of shape (n_classes,)
+        The tags, sorted.
+    real : ndarray of shape (n_tokens,), int64
+        Each token's tag, as an index into ``classes``.
+    train_mask : ndarray of shape (n_tokens, trials), bool
+        True for a token of the trial's training split.
+    targets : ndarray of shape (n_tokens, trials, 2), int64
+        The real tag and the trial's control tag of every token.
+    """
+
+    trials: int
+    epochs: int
+    batch_size: int
+    seed: int
+    rates: list
+    classes: np.ndarray
+    real: np.ndarray
+    train_mask: np.ndarray
+    targets: np.ndarray
+
+    def scores(self, counts: np.ndarray) -> ProbeScores:
+        """The scores from each probe's test tokens tagged right, ``counts`` on ``ACCURACY_AXES``."""
+        test = ~self.train_mask
+        accuracy = counts / on_axes(test.sum(0), ("trial",), of=ACCURACY_AXES)
+        # The rate whose real-tag probes (task 0) do best on average over representations and trials.
+        best = int(np.argmax(accuracy[..., 0].mean(axis=(ACCURACY_AXES.index("representation"),
+                                                          ACCURACY_AXES.index("trial")))))
+        return ProbeScores(
+            accuracy=accuracy[:, best, :, 0],
+            control_accuracy=accuracy[:, best, :, 1],
+            majority_accuracy=_majority_accuracy(self.real, self.train_mask, len(self.classes)),
+            lr=float(self.rates[best]),
+        )
+
+
+def plan_training(tags: Sequence[str], words: Sequence[str], *, trials: int = 5, epochs: int = 50,
+                  lr: float | Sequence[float] = 1e-3, seed: int = 0, batch_size: int | None = None) -> TrainingPlan:
+    """:func:`train_probes`' arguments checked, and each trial's split and control task drawn from ``seed``
+    (a warning when the corpus is too small for accuracies worth comparing)."""
+    n_tokens = len(tags)
+    if len(words) != n_tokens:
+        raise checks.invalid("len(words)", len(words), f"{n_tokens}, one word per tag")
+    if n_tokens < 3:
+        raise checks.invalid("len(tags)", n_tokens, "at least 3 tokens (to split into train and test)")
+    trials = checks.whole("trials", trials, low=1)
+    epochs = checks.whole("epochs", epochs, low=1)
+    if batch_size is None:
+        batch_size = int(np.clip(n_tokens // 32, 16, 256))
+    batch_size = checks.whole("batch_size", batch_size, low=1)
+    rates = _learning_rates(lr)
+    classes, real = np.unique(np.asarray(tags, dtype=object).astype(str), return_inverse=True)
+    if (coarse := small_corpus_warning(n_tokens)) is not None:
+        warnings.warn(coarse, stacklevel=3)
+    train_mask, targets = _trial_tasks(real, words, len(classes), trials, np.random.default_rng(seed))
+    return TrainingPlan(trials=trials, epochs=epochs, batch_size=batch_size, seed=int(seed), rates=rates,
+                        classes=classes, real=real, train_mask=train_mask, targets=targets)
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is "auto" or a name of :data:`PRECISIONS`, else a ValueError naming them."""
+    return checks.choice("precision", precision, ["auto", *PRECISIONS])
 
 
 def train_probes(
@@ -262,40 +305,14 @@ def train_probes(
     ProbeScores
         Rows follow the stacks' rows, stack after stack.
     """
-    n_tokens = len(tags)
-    if len(words) != n_tokens:
-        raise checks.invalid("len(words)", len(words), f"{n_tokens}, one word per tag")
-    if n_tokens < 3:
-        raise checks.invalid("len(tags)", n_tokens, "at least 3 tokens (to split into train and test)")
-    trials = checks.whole("trials", trials, low=1)
-    epochs = checks.whole("epochs", epochs, low=1)
-    if batch_size is None:
-        batch_size = int(np.clip(n_tokens // 32, 16, 256))
-    batch_size = checks.whole("batch_size", batch_size, low=1)
-    rates = _learning_rates(lr)
+    plan = plan_training(tags, words, trials=trials, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size)
     device = torch.device(device)
-    dtype = _product_dtype(precision, device)
-    stacks = [_as_stack(stack, f"stacks[{i}]", n_tokens) for i, stack in enumerate(stacks)]
+    dtype = product_dtype(check_precision(precision), device)
+    stacks = [_as_stack(stack, f"stacks[{i}]", len(tags)) for i, stack in enumerate(stacks)]
     stacks = [stack for stack in stacks if stack.shape[0]]
     if not stacks:
         raise checks.invalid("stacks", "no representation", "at least one stack of features")
-
-    classes, real = np.unique(np.asarray(tags, dtype=object).astype(str), return_inverse=True)
-    if (coarse := small_corpus_warning(n_tokens)) is not None:
-        warnings.warn(coarse, stacklevel=2)
-    train_mask, targets = _trial_tasks(real, words, len(classes), trials, np.random.default_rng(seed))
-    correct = _trained_hits(stacks, rates, train_mask, targets, len(classes), epochs=epochs, seed=seed,
-                            batch_size=batch_size, dtype=dtype, device=device, progress=progress)
-    accuracy = _test_accuracy(correct, train_mask)
-    # The rate whose real-tag probes (task 0) do best on average over representations and trials.
-    best = int(np.argmax(accuracy[..., 0].mean(axis=(ACCURACY_AXES.index("representation"),
-                                                      ACCURACY_AXES.index("trial")))))
-    return ProbeScores(
-        accuracy=accuracy[:, best, :, 0],
-        control_accuracy=accuracy[:, best, :, 1],
-        majority_accuracy=_majority_accuracy(real, train_mask, len(classes)),
-        lr=float(rates[best]),
-    )
+    return plan.scores(_trained_counts(stacks, plan, dtype=dtype, device=device, progress=progress))
 
 
 def _learning_rates(lr) -> list[float]:
@@ -304,14 +321,6 @@ def _learning_rates(lr) -> list[float]:
     if not rates:
         raise checks.invalid("lr", lr, f"a positive number or a sequence of them (e.g. {LEARNING_RATES})")
     return [checks.positive("lr", rate) for rate in rates]
-
-
-def _product_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the feature-times-weight products for ``precision`` ("auto": bfloat16 where it is fast)."""
-    precision = checks.choice("precision", precision, ["auto", *PRECISIONS])
-    if precision == "auto":
-        return torch.bfloat16 if _fast_bfloat16(device) else torch.float32
-    return PRECISIONS[precision]
 
 
 def _trial_tasks(real: np.ndarray, words: Sequence[str], n_classes: int, trials: int,
@@ -341,122 +350,41 @@ def _majority_accuracy(real: np.ndarray, train_mask: np.ndarray, n_classes: int)
     ])
 
 
-def _trained_hits(stacks: list, rates: list[float], train_mask: np.ndarray, targets: np.ndarray, n_classes: int,
-                  *, epochs: int, seed: int, batch_size: int, dtype: torch.dtype, device: torch.device,
-                  progress: Progress | None) -> np.ndarray:
-    """Train every probe, a group of representations at a time; whether each tags each token right.
+def _trained_counts(stacks: list, plan: TrainingPlan, *, dtype: torch.dtype, device: torch.device,
+                    progress: Progress | None) -> np.ndarray:
+    """Train every probe, a group of representations at a time (:func:`_groups`), with
+    :func:`~ecco_core.backends.probes.train_counts`: the test tokens each tags right.
 
-    Returns a bool array of shape (n_representations, n_tokens, n_rates,
+    Returns an int64 array on ``ACCURACY_AXES`` (n_representations, n_rates,
     trials, 2), the representations of all stacks one after the other.
     """
-    n_tokens, trials = train_mask.shape
-    # Every random draw comes first, in one fixed order (initial weights per rate and stack, then
-    # each epoch's minibatch order), so that training the representations in groups draws the same.
-    generator = torch.Generator().manual_seed(seed)
-    n_outputs = trials * 2 * n_classes  # the (trial, task, class) axes of one probe stack, flattened
-    initial = [
-        [(torch.rand(stack.shape[0], stack.shape[2], n_outputs, generator=generator) * 2 - 1) / np.sqrt(stack.shape[2])
-         for stack in stacks]
-        for _ in rates
-    ]
-    epoch_orders = [torch.randperm(n_tokens, generator=generator) for _ in range(epochs)]
-    targets_t = torch.from_numpy(targets).to(device)
-    train_t = torch.from_numpy(train_mask).float().to(device)
-
     groups = _groups(stacks, dtype)
+    shapes = [(stack.shape[0], stack.shape[2]) for stack in stacks]
     first_row = np.cumsum([0] + [stack.shape[0] for stack in stacks])
-    # axes (representation, token, rate, trial, task): whether each probe tags each token right
-    correct = np.zeros((first_row[-1], n_tokens, len(rates), trials, 2), dtype=bool)
+    counts = np.zeros((first_row[-1], len(plan.rates), plan.trials, 2), dtype=np.int64)
+    train_mask, targets = torch.from_numpy(plan.train_mask), torch.from_numpy(plan.targets)
     update, close = progress_bar(progress)
     try:
         for number, group in enumerate(groups):
             def report(epochs_done: float) -> None:
-                fraction = (number * epochs + epochs_done) / (len(groups) * epochs)
-                message = f"training probes, epoch {min(int(epochs_done) + 1, epochs)} of {epochs}"
+                fraction = (number * plan.epochs + epochs_done) / (len(groups) * plan.epochs)
+                message = f"training probes, epoch {min(int(epochs_done) + 1, plan.epochs)} of {plan.epochs}"
                 update(fraction, message if len(groups) == 1 else f"{message}, group {number + 1} of {len(groups)}")
 
+            keep = [dict(group).get(stack, []) for stack in range(len(stacks))]
+            trained = [stack for stack in range(len(stacks)) if keep[stack]]
             # Reading and scaling a group (hundreds of MiB from disk) and its final evaluation report no steps of
             # their own: the heartbeat reports while they run (8 s without a report for 1,000 words of every layer).
             with heartbeat(update, number / len(groups), f"standardising features, group {number + 1} of "
                            f"{len(groups)}" if len(groups) > 1 else "standardising features"):
-                features = [_standardised(stacks[stack], rows, dtype, device) for stack, rows in group]
-            hits = _train_group(
-                features,
-                [[initial[rate][stack][rows] for stack, rows in group] for rate in range(len(rates))],
-                rates, epoch_orders, targets_t, train_t, batch_size, trials, n_classes, dtype, report,
+                features = [_standardised(stacks[stack], keep[stack], dtype, device) for stack in trained]
+            stack_counts = train_counts(
+                features, shapes, keep, plan.rates, train_mask, targets, len(plan.classes), epochs=plan.epochs,
+                seed=plan.seed, batch_size=plan.batch_size, dtype=dtype, report=report, report_every_s=REPORT_EVERY_S,
+                evaluating=lambda: heartbeat(lambda fraction, message: report(plan.epochs), 1.0, ""),
             )
-            for (stack, rows), stack_hits in zip(group, hits):
-                correct[first_row[stack] + np.asarray(rows)] = stack_hits
+            for stack, values in zip(trained, stack_counts):
+                counts[first_row[stack] + np.asarray(keep[stack])] = values.numpy()
     finally:
         close()
-    return correct
-
-
-def _test_accuracy(correct: np.ndarray, train_mask: np.ndarray) -> np.ndarray:
-    """Each probe's accuracy on its trial's test tokens, on :data:`ACCURACY_AXES`."""
-    test = ~train_mask
-    return (correct * _on_axes(test, ("token", "trial"), of=LOGIT_AXES[:-1])).sum(1) / _on_axes(
-        test.sum(0), ("trial",), of=ACCURACY_AXES
-    )
-
-
-def _train_group(features, initial, rates, epoch_orders, targets_t, train_t, batch_size, trials, n_classes,
-                 dtype, report) -> list[np.ndarray]:
-    """Train the probes of some representations (``features``: one standardised stack each).
-
-    ``initial[rate][stack]`` holds their initial weights; returns, per stack,
-    whether each probe tags each token right: a bool array on the axes
-    (representation, token, rate, trial, task).
-    """
-    device = features[0].device
-    weights = [[w.to(device).requires_grad_() for w in per_rate] for per_rate in initial]
-    biases = [[torch.zeros(x.shape[0], 1, w.shape[2], device=device, requires_grad=True)
-               for x, w in zip(features, per_rate)] for per_rate in initial]
-    optimizer = torch.optim.Adam(
-        [{"params": weights[i] + biases[i], "lr": float(rate)} for i, rate in enumerate(rates)]
-    )
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    n_tokens = features[0].shape[1]
-
-    def logits(stack: int, index: torch.Tensor) -> torch.Tensor:
-        """On the axes LOGIT_AXES: (representation, token, rate, trial, task, class)."""
-        weight = torch.cat([w[stack] for w in weights], dim=2) if len(rates) > 1 else weights[0][stack]
-        bias = torch.cat([b[stack] for b in biases], dim=2) if len(rates) > 1 else biases[0][stack]
-        x = features[stack].index_select(1, index)
-        out = torch.bmm(x, weight.to(dtype)).float() + bias
-        return out.view(x.shape[0], len(index), len(rates), trials, 2, n_classes)
-
-    picked_axes = LOGIT_AXES[:-1]  # a log-probability per probe and token: the class axis picked away
-    reported = time.perf_counter()
-    for epoch, order in enumerate(epoch_orders):
-        minibatches = order.split(batch_size)
-        for step, index in enumerate(minibatches):
-            if time.perf_counter() - reported >= REPORT_EVERY_S:  # an epoch can take minutes under load
-                report(epoch + step / len(minibatches))
-                reported = time.perf_counter()
-            index = index.to(device)
-            in_train = train_t[index]  # (token, trial)
-            # Each trial's loss is the mean over its own training tokens of this minibatch.
-            weight = _on_axes(in_train / in_train.sum(0).clamp_min(1), ("token", "trial"), of=picked_axes)
-            target = _on_axes(targets_t[index][..., None], ("token", "trial", "task", "class"))
-            loss = 0
-            for stack in range(len(features)):
-                log_probs = torch.log_softmax(logits(stack, index), dim=-1)
-                picked = log_probs.gather(-1, target.expand(*log_probs.shape[:-1], 1))[..., 0]
-                loss = loss - (picked * weight).sum()
-            for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters)):
-                parameter.grad = gradient
-            optimizer.step()
-        report(epoch + 1)
-        reported = time.perf_counter()
-
-    hits = []
-    with torch.no_grad(), heartbeat(lambda fraction, message: report(len(epoch_orders)), 1.0, ""):
-        for stack in range(len(features)):
-            per_batch = []
-            for index in torch.arange(n_tokens, device=device).split(4096):
-                predicted = logits(stack, index).argmax(-1)  # the axes of LOGIT_AXES but the class
-                target = _on_axes(targets_t[index], ("token", "trial", "task"), of=picked_axes)
-                per_batch.append((predicted == target).cpu().numpy())
-            hits.append(np.concatenate(per_batch, axis=1))
-    return hits
+    return counts
