@@ -3,8 +3,9 @@
 A page calls it as :func:`analysis` (its input check, the estimate, the work,
 input errors shown, the page stopped without a result), the same way on every page.
 
-Quick analyses (a second or two) go through :func:`cached_analysis`, the same
-cache without the announcement. No page caches an analysis any other way, so
+Quick analyses (a second or two) go through :func:`quick_analysis`
+(:func:`cached_analysis`, the same cache without the announcement, checked
+and stopped the same way). No page caches an analysis any other way, so
 one budget and one lifetime (``settings``) bound every result held.
 
 ``long_work`` looks the result up in a cache shared by all sessions; when it
@@ -56,7 +57,8 @@ def cached_analysis(compute: Callable[[], T], *, key: str, settings: Hashable, s
 
     The same cache as :func:`long_work` (``settings.RESULT_CACHE_MB``, each
     entry kept ``settings.CACHE_TTL_SECONDS``), for work that takes a second
-    or two and needs no estimate or Stop: a spinner shows while it computes::
+    or two and needs no estimate or Stop (a page calls it through :func:`quick_analysis`):
+    a spinner shows while it computes::
 
         sal = dashboard.cached_analysis(
             lambda: ec.saliency(lm, cap, method=method), key="saliency",
@@ -277,16 +279,50 @@ def analysis(
     instead, so that the page goes on. The other arguments and the returned
     ``(result, area)`` are :func:`long_work`'s.
     """
-    result = area = None
+    def run() -> tuple[T, st.delta_generator.DeltaGenerator] | None:
+        result, area = long_work(title, compute, key=key, settings=settings, estimate_s=estimate(), alone=alone)
+        return None if result is None else (result, area)
+
+    return _called(run, check, beside) or (None, None)
+
+
+def quick_analysis(
+    spinner: str | None,
+    compute: Callable[[], T],
+    *,
+    key: str,
+    settings: Hashable,
+    check: Callable[[], object] | None = None,
+    beside: bool = False,
+) -> T | None:
+    """A page's call of a quick analysis, the same on every page: checked, run as :func:`cached_analysis`.
+
+    As :func:`analysis`, for work of a second or two: ``check()`` first, then
+    ``compute()`` with ``spinner`` showing (if any), an input error of either shown as
+    ``st.error``; without a result the page stops there, or, ``beside`` the
+    page's result, the call returns None and the page goes on::
+
+        att = dashboard.quick_analysis(
+            "Computing attention…", lambda: ec.attention(lm, cap, method),
+            key="attention", settings=(dashboard.capture_key(cap), method),
+        )
+        st.plotly_chart(plots.attention_heatmap(att, 0, 0))
+
+    ``key`` and ``settings`` are :func:`cached_analysis`'s; the result, shared by every session, is read-only.
+    """
+    return _called(lambda: cached_analysis(compute, key=key, settings=settings, spinner=spinner), check, beside)
+
+
+def _called(run: Callable[[], T | None], check: Callable[[], object] | None, beside: bool) -> T | None:
+    """``run()`` after ``check()``, input errors shown; None without a result (the page stopped unless ``beside``)."""
+    found = None
     with user_errors():
         if check is not None:
             check()
-        result, area = long_work(title, compute, key=key, settings=settings, estimate_s=estimate(), alone=alone)
-    if result is None:
-        if not beside:
-            st.stop()
-        return None, None
-    return result, area
+        found = run()
+    if found is None and not beside:
+        st.stop()
+    return found
 
 
 def _timed(compute: Callable[[Progress], T], progress: Progress, estimate_s: float) -> T:

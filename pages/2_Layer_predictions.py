@@ -22,22 +22,21 @@ def parity_line(result: ec.Rankings) -> None:
     st.caption(f"{mark} last block = model output, max |logit diff| {diff:.1e} (measured on a real forward pass)")
 
 
-result = None
-with dashboard.user_errors():
-    # Said in the words of the sidebar (the library names the capture it was given).
+def check_rankable() -> None:
+    """Said in the words of the sidebar (the library names the capture it was given)."""
     if lm.is_causal and cap.n_tokens < 2:
         raise ValueError("The prompt is one token and Max new tokens is 0: there is no next token to rank; "
                          "give a longer prompt or some new tokens")
     if not lm.is_causal and cap.special.all():
         raise ValueError("The prompt holds special tokens only: there is nothing to rank")
-    # The ranks and how far to trust each row (the tuned-lens diagnostics) from one pass of the lens (on NDIF,
-    # one request that sends back both).
-    result, diagnostics = dashboard.cached_analysis(
-        lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5), key="lens", settings=(dashboard.capture_key(cap), lm.backend.traced),
-        spinner="Reading every block's output…",
-    )
-if result is None:
-    st.stop()
+
+
+# The ranks and how far to trust each row (the tuned-lens diagnostics) from one pass of the lens (on NDIF,
+# one request that sends back both).
+result, diagnostics = dashboard.quick_analysis(
+    "Reading every block's output…", lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5),
+    key="lens", settings=(dashboard.capture_key(cap), lm.backend.traced), check=check_rankable,
+)
 
 # ---- Figure 7: rank of each output token at every block's output
 st.subheader("Rank of each output token at every block's output")
@@ -82,10 +81,8 @@ words_input = st.text_input("Candidates (comma-separated)", key="watch_words", p
 if not watch_text.strip():
     st.error("Text is empty: type the text whose next token the candidates compete for.")
     st.stop()
-suggestions = None
-with dashboard.user_errors():
-    suggestions = dashboard.cached_analysis(lambda: ec.suggest_candidates(lm, watch_text, k=3),
-                                            key="lens_suggestions", settings=(lm.name, watch_text))
+suggestions = dashboard.quick_analysis(None, lambda: ec.suggest_candidates(lm, watch_text, k=3),
+                                       key="lens_suggestions", settings=(lm.name, watch_text), beside=True)
 picked = []
 if suggestions is not None and len(suggestions):
     display = dict(zip(suggestions.token_ids.tolist(), suggestions.tokens))
@@ -103,16 +100,15 @@ candidates = tuple(word for word in (w.strip() for w in words_input.split(",")) 
 if not candidates:
     st.info("Type candidates or click suggested ones.")
     st.stop()
-with dashboard.user_errors():
-    watched = dashboard.cached_analysis(lambda: ec.watch(lm, watch_text, list(candidates), k=5),
-                                        key="lens_watch", settings=(lm.name, watch_text, candidates))
-    for note in watched.notes:
-        st.caption(f"ℹ️ {dashboard.literal(note)}")
-    parity_line(watched)
-    watch_figure = plots.rankings_figure(watched)
-    st.plotly_chart(watch_figure, key="watch_heatmap", width="stretch")
-    st.plotly_chart(
-        plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by block"),
-        key="watch_line", width="stretch",
-    )
-    dashboard.download_buttons(watched.to_frame(), "candidate-rankings", watch_figure)
+watched = dashboard.quick_analysis(None, lambda: ec.watch(lm, watch_text, list(candidates), k=5),
+                                   key="lens_watch", settings=(lm.name, watch_text, candidates))
+for note in watched.notes:
+    st.caption(f"ℹ️ {dashboard.literal(note)}")
+parity_line(watched)
+watch_figure = plots.rankings_figure(watched)
+st.plotly_chart(watch_figure, key="watch_heatmap", width="stretch")
+st.plotly_chart(
+    plots.layer_probability_figure(watched, range(watched.n_columns), title="Probability by block"),
+    key="watch_line", width="stretch",
+)
+dashboard.download_buttons(watched.to_frame(), "candidate-rankings", watch_figure)

@@ -171,13 +171,12 @@ def draws_of_cell(result, index: int, site: str, position: int, layer: int) -> N
     if result.draw_effects is not None:
         spread, first = result.draw_effects[:, index, layer, position], corruption.seed
     else:
-        spread = None
-        with dashboard.user_errors():
-            spread = dashboard.cached_analysis(
-                lambda: patching.draw_effects(lm, clean, corruption, answer, foil or None, site=site, layer=layer,
-                                              position=position, draws=SPREAD_DRAWS, metric=settings[5],
-                                              window=int(window)),
-                key="trace_draws", settings=(settings, pinned), spinner=f"Drawing the noise {SPREAD_DRAWS} times…")
+        spread = dashboard.quick_analysis(
+            f"Drawing the noise {SPREAD_DRAWS} times…",
+            lambda: patching.draw_effects(lm, clean, corruption, answer, foil or None, site=site, layer=layer,
+                                          position=position, draws=SPREAD_DRAWS, metric=settings[5],
+                                          window=int(window)),
+            key="trace_draws", settings=(settings, pinned), beside=True)
         if spread is None:
             return
         first = corruption.seed

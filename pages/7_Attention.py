@@ -39,15 +39,11 @@ if n_shown < lm.n_layers:
     )
 blocks = list(range(first, first + n_shown))
 
-att = None
-with dashboard.user_errors():
-    att = dashboard.cached_analysis(
-        lambda: ec.attention(lm, cap, method, layers=blocks, max_bytes=limits.ATTENTION_MB * 2**20),
-        key="attention", settings=(dashboard.capture_key(cap), method, blocks[0], blocks[-1]),
-        spinner="Computing attention…",
-    )
-if att is None:
-    st.stop()
+att = dashboard.quick_analysis(
+    "Computing attention…",
+    lambda: ec.attention(lm, cap, method, layers=blocks, max_bytes=limits.ATTENTION_MB * 2**20),
+    key="attention", settings=(dashboard.capture_key(cap), method, blocks[0], blocks[-1]),
+)
 
 dashboard.page_param("attention_block", blocks[0], choices=blocks)
 block = controls[2].selectbox("Block", blocks, format_func=block_label, key="attention_block",

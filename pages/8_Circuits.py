@@ -74,18 +74,15 @@ def check_prompt() -> list[int]:
     return dashboard.checked_prompt(lm, prompt, "The prompt")
 
 
+def decomposed() -> tuple[ec.Circuits, pd.DataFrame]:
+    """The circuits of the page's prompt (with routes while it is short enough) and what each part writes."""
+    found = ec.circuits(lm, prompt, answer, foil or None, routes=len(check_prompt()) <= ROUTES_MAX_TOKENS)
+    return found, circuits.top_tokens(lm, found, 5)
+
+
 settings = (lm.name, prompt, answer, foil or None)
-result = tops = None
-with dashboard.user_errors():
-    with_routes = len(check_prompt()) <= ROUTES_MAX_TOKENS
-    result = dashboard.cached_analysis(
-        lambda: ec.circuits(lm, prompt, answer, foil or None, routes=with_routes), key="circuits",
-        settings=settings, spinner="Decomposing the logit…",
-    )
-    tops = dashboard.cached_analysis(lambda: circuits.top_tokens(lm, result, 5), key="circuits_top_tokens",
-                                     settings=settings, spinner="Reading what each part writes…")
-if result is None:
-    st.stop()
+result, tops = dashboard.quick_analysis("Decomposing the logit…", decomposed, key="circuits", settings=settings,
+                                        check=check_prompt)
 
 for note in result.notes:
     st.caption(f"ℹ️ {dashboard.literal(note)}")
@@ -134,12 +131,10 @@ with head_column:
         st.subheader(label)
         value, sources = result.heads[block, head], result.head_sources[block, head]
         st.markdown(f"Writes **{value:+.3f}** logits ({value / result.value:.0%} of {result.value:.2f}).")
-        attention_cap = att = None
-        with dashboard.user_errors():
-            attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")
-            att = dashboard.cached_analysis(lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
-                                            key="circuits_attention", settings=(lm.name, prompt, block),
-                                            spinner="Reading its attention…")
+        attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")  # the prompt is checked above
+        att = dashboard.quick_analysis("Reading its attention…",
+                                       lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
+                                       key="circuits_attention", settings=(lm.name, prompt, block), beside=True)
         if att is not None:
             read = result.read_position
             st.caption(f"Its attention from the read position {read} "

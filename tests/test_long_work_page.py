@@ -65,6 +65,51 @@ def test_quick_work_runs_without_a_status_box():
     assert not app.get("expandable") and app.markdown[0].value == "answer 42"
 
 
+def _quick_script(settings: str, problem: str, beside: bool) -> None:
+    import streamlit as st
+
+    import dashboard
+
+    def check():
+        if problem:
+            raise ValueError(problem)
+
+    def compute():
+        st.session_state["computed"] = st.session_state.get("computed", 0) + 1
+        return 42
+
+    answer = dashboard.quick_analysis("Adding up…", compute, key="quick_sum", settings=settings, check=check,
+                                      beside=beside)
+    st.markdown(f"answer {answer}")
+
+
+def test_a_quick_analysis_is_checked_shared_and_stops_the_page_without_a_result():
+    """#27 §5: a page's quick analysis is called one way (``dashboard.quick_analysis``), as its long work is."""
+    settings = uuid.uuid4().hex
+    app = AppTest.from_function(_quick_script, args=(settings, "Prompt is empty", False), default_timeout=60).run()
+    assert app.error[0].value == "Prompt is empty" and not app.markdown and "computed" not in app.session_state
+    beside = AppTest.from_function(_quick_script, args=(settings, "Prompt is empty", True), default_timeout=60).run()
+    assert beside.error[0].value == "Prompt is empty" and beside.markdown[0].value == "answer None"
+    app = AppTest.from_function(_quick_script, args=(settings, "", False), default_timeout=60).run().run()
+    assert app.markdown[0].value == "answer 42" and not app.error and app.session_state["computed"] == 1
+
+
+def test_no_page_wraps_an_analysis_in_an_error_block_of_its_own():
+    """#27 §5: the check, the input errors and the stop around an analysis are written once, in
+    ``dashboard.analysis`` and ``dashboard.quick_analysis``: a page's ``with dashboard.user_errors():`` holds none."""
+    import ast
+    from pathlib import Path
+
+    calls = {"analysis", "quick_analysis", "cached_analysis", "long_work"}
+    wrapped = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "pages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.With) and "user_errors" in ast.unparse(node.items[0].context_expr):
+                wrapped += [f"{path.name}:{inner.lineno}" for inner in ast.walk(node) if isinstance(inner, ast.Call)
+                            and isinstance(inner.func, ast.Attribute) and inner.func.attr in calls]
+    assert not wrapped, wrapped
+
+
 def test_shared_cache_peeks_without_computing_and_bounds_bytes():
     cache = SharedCache(max_bytes=pickled_nbytes(list(range(100))) + 1, ttl_seconds=60, nbytes=pickled_nbytes)
     assert cache.peek("a") is None
