@@ -191,13 +191,12 @@ def input_gradients(
         nonlocal steps_done
         steps_done += 1
         if progress is not None:
-            path = f", path points {points[0] + 1}-{points[-1] + 1} of {n_points}" if n_points > 1 else ""
+            path = f", {_counted('path point', points)} of {n_points}" if n_points > 1 else ""
             progress(steps_done / n_steps, f"{message}{path}")
 
     def pulled_back_to(reached: str, points: np.ndarray) -> Callable[[np.ndarray], None]:
         def done(rows: np.ndarray) -> None:
-            group = f"target {rows[0] + 1}" if len(rows) == 1 else f"targets {rows[0] + 1}-{rows[-1] + 1}"
-            step_done(f"Gradients of {group} of {n_targets} back to {reached}", points)
+            step_done(f"Gradients of {_counted('target', rows)} of {n_targets} back to {reached}", points)
         return done
 
     for chunk in chunks:
@@ -223,6 +222,12 @@ def input_gradients(
             cotangents = _pull_back(first_input, leaf, cotangents, chunk.targets_per_backward)
         gradients[:, :length] += cotangents.sum(dim=1).to(gradients.device)
     return gradients / n_points, values
+
+
+def _counted(noun: str, indices: np.ndarray) -> str:
+    """Consecutive ``indices`` named from 1 for a progress message: ``"target 2"``, ``"targets 2-4"``."""
+    first, last = int(indices[0]) + 1, int(indices[-1]) + 1
+    return f"{noun} {first}" if first == last else f"{noun}s {first}-{last}"
 
 
 class Chunk(NamedTuple):

@@ -215,6 +215,10 @@ def test_progress_rises_to_one_and_changes_nothing(tiny_gpt2, method):
     # One target at a time (the 1-byte budget): "target 2 of 3", not "targets 2-2 of 3".
     assert method == "erasure" or any(message.startswith("Gradients of target 2 of 3 ") for _, message in calls)
     assert not any("targets 1-1 " in message for _, message in calls)
+    # One path point at a time too: "path point 1 of 30", not "path points 1-1 of 30" (#31).
+    assert not ec.SALIENCY_METHODS[method].uses_steps or any(
+        message.endswith("path point 1 of 30") for _, message in calls)
+    assert not any("points 1-1 " in message for _, message in calls)
     for name in ("scores", "raw", "signed", "target_values"):
         np.testing.assert_array_equal(getattr(followed, name), getattr(quiet, name), err_msg=name)
 
