@@ -73,7 +73,7 @@ def position_labels(tokens) -> list[str]:
     A word's leading space is dropped (the position already separates it);
     whitespace tokens show as :func:`display_token` marks.
     """
-    return [_position_text(position, token) for position, token in enumerate(tokens)]
+    return [position_text(position, token) for position, token in enumerate(tokens)]
 
 
 def axis_labels(tokens) -> list[str]:
@@ -81,14 +81,24 @@ def axis_labels(tokens) -> list[str]:
     return [escape_text(label) for label in position_labels(tokens)]
 
 
-def _position_text(position: int, token: str) -> str:
+def bare_token(token: str) -> str:
+    """A token named among others (a column, a chip): :func:`display_token` without a word's leading space.
+
+    >>> bare_token(" Paris"), bare_token(" "), bare_token("\\n")
+    ('Paris', '␣', '↵')
+    """
     shown = display_token(token)
-    return f"{position}: {shown.strip(' ') or shown}"
+    return shown.strip(" ") or shown
+
+
+def position_text(position: int, token: str) -> str:
+    """A :func:`position_labels` entry for ``token`` at ``position``: ``"3: Paris"``, ``"4: ↵"``; plain text."""
+    return f"{position}: {bare_token(token)}"
 
 
 def position_label(position: int, token: str) -> str:
     """One :func:`axis_labels` entry: ``"3: Paris"``, escaped."""
-    return escape_text(_position_text(position, token))
+    return escape_text(position_text(position, token))
 
 
 def stripped_token(token: str) -> str:

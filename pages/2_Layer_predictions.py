@@ -6,6 +6,7 @@ import dashboard
 import ecco_core as ec
 from ecco_core import plots
 from ecco_core.lens import KINDS
+from ecco_core.text import bare_token, position_text
 
 lm, cap = dashboard.page(
     "Layer predictions",
@@ -54,7 +55,7 @@ st.caption(
     + (f"More than half agree from {agreeing} on." if agreeing else "No block agrees on more than half.")
 )
 
-labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
+labels = [position_text(p, t) for p, t in zip(result.target_positions, result.targets)]  # as the heatmap's columns
 # In the URL too; a new capture starts at its first token.
 dashboard.page_param("lens_token", 0, choices=range(result.n_columns), source=dashboard.capture_key(cap))
 column = st.selectbox("Token", range(result.n_columns), format_func=labels.__getitem__, key="lens_token")
@@ -92,7 +93,7 @@ if suggestions is not None and len(suggestions):
     picked = st.pills(
         "Suggested: in the top 3 at some block's output (click to add)",
         list(display), selection_mode="multi",
-        format_func=lambda token_id: dashboard.literal(repr(display[token_id])),
+        format_func=lambda token_id: dashboard.literal(bare_token(display[token_id])),  # as the candidates' columns
         key="watch_pills",
     ) or []
 

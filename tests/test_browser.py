@@ -47,6 +47,7 @@ from browser import (
     wait_until_settled,
 )
 from ecco_core.plots import FACTOR_COLORS, display_token, escape_token, factor_levels, saliency_bars
+from ecco_core.text import position_text
 
 import dashboard
 import ecco_core as ec
@@ -427,7 +428,8 @@ def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app
 
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
     result = ec.rankings(lm, default_capture, k=5)
-    labels = [f"{p}: {t!r}" for p, t in zip(result.target_positions, result.targets)]
+    # As the heatmap's columns name them, whitespace as every view shows it (#31 item 16; was the repr "10: '\\n'").
+    labels = [position_text(p, t) for p, t in zip(result.target_positions, result.targets)]
     open_page(page, app_url, "2_Layer_predictions", **{"watch_words": "1564, 1616, ."})
     assert wait_for_charts(page, 4) == 4  # the lens heatmap and its line; the candidates' heatmap and lines
     screenshot(page, "2_Layer_predictions")

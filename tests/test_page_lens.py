@@ -1,9 +1,13 @@
 """The Layer predictions page, through Streamlit's AppTest (the library is tested in test_lens.py)."""
 
+import html
+
 import numpy as np
 import pytest
 
+import dashboard
 import ecco_core as ec
+from ecco_core.text import bare_token
 from apptest import charts, figure_array, page, run
 
 
@@ -21,6 +25,9 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     assert any(c.value.startswith("How far to trust each row") and "agree from block" in c.value for c in app.caption)
     token = app.selectbox(key="lens_token")
     assert len(token.options) == 20
+    # Tokens read as the heatmap's columns name them, whitespace as every view shows it ("10: ↵"), not as Python
+    # reprs ("10: '\\n'") (#31 item 16).
+    assert token.options == [html.unescape(label) for label in heat["x"]] and "10: ↵" in token.options
     token.set_value(3)
     run(app)
     assert "by block" in charts(app)[1]["layout"]["title"]["text"]
@@ -30,10 +37,13 @@ def test_page_shows_rankings_parity_and_candidates(lm):
     run(app)
     suggested = app.get("button_group")[0]
     assert len(suggested.options) >= 3 and suggested.value == []  # the chips start unselected
+    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
+    # A chip names its token as the candidates' column it becomes names it: "and" for " and", no quotes (#31 item 16).
+    assert [chip.content for chip in suggested.proto.options] == [
+        dashboard.literal(bare_token(token)) for token in suggestions.tokens]
     watch = charts(app)[2]["data"][0]
     assert watch["x"] == ["is", "are"] and len(watch["y"]) == lm.n_layers  # typed words stand on their own
     assert app.query_params["watch_words"] in ("is, are", ["is, are"])  # a copied link keeps them
-    suggestions = ec.suggest_candidates(lm, "The keys to the cabinet", k=3)
     app.get("button_group")[0].set_value([int(suggestions.to_frame()["token_id"].iloc[0])])
     run(app)
     assert len(charts(app)[2]["data"][0]["x"]) == 3  # a clicked chip joins them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import indices
-from ..text import display_token, escape_text, escape_token, position_label
+from ..text import bare_token, escape_text, escape_token, position_label
 from .common import heatmap, margins
 
 
@@ -13,7 +13,7 @@ def _rank_column_labels(rankings) -> list[str]:
     """Unique x labels: the candidates as given, or ``"position: token"`` for tokens of the text."""
     if rankings.kind == "candidate":
         labels = [
-            f"{display_token(candidate).strip(' ') or display_token(candidate)}{' (1st token)' if split else ''}"
+            f"{bare_token(candidate)}{' (1st token)' if split else ''}"
             for candidate, split in zip(rankings.candidates, rankings.first_token_only)
         ]
         seen: dict[str, int] = {}
