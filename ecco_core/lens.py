@@ -18,6 +18,13 @@ once; rows of (layer, column) are unembedded in chunks of at most
 ``max_chunk_bytes`` of logits, and only ranks, probabilities and the top-k
 survive each chunk.
 
+How far to trust each layer's reading (KL to the model's output, top-1
+agreement) is :func:`ecco_core.trust.lens_diagnostics`; the rankings and
+those diagnostics from one pass of the lens, as the Layer predictions page
+shows them, are :func:`ecco_core.trust.rankings_and_diagnostics`. Both live
+on the trust floor, above this module, beside the other views' trust
+figures: they read this module's passes, and nothing here reads them.
+
 >>> import ecco_core as ec
 >>> lm = ec.load()
 >>> cap = ec.capture(lm, "The capital of France is", max_new_tokens=3)
