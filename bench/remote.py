@@ -4,16 +4,18 @@ For each view at the app's default sizes on the causal default (SmolLM2-135M):
 the requests it makes (one nnsight session each), the bytes sent (the
 serialised, zstd-compressed session, as NDIF receives it) and received
 (``torch.save`` of what the session saves, as NDIF returns it: the largest
-request's, and all of the view's together), and its time
+request's, and all of the view's together; "on the wire", all of the view's
+as NDIF sends it, zstd-compressed as nnsight asks by default), and its time
 through ``backend="nnsight", remote="local"`` (serialised, deserialised with
 this project's modules hidden, run here) against the hook path on the same
 machine, each the median of ``--repeats`` round-robin runs on one thread.
 A capture brings back what its own view shows; the rows "capture, then ..."
 read its hidden states or FFN activations afterwards (fetched then, a group of
-layers per request), timed with the capture against the hook path's capture,
-which records everything at once. No network: NDIF itself is not reached.
+layers per request; NMF's clipped input, the positive part alone, in one),
+timed with the capture against the hook path's capture, which records
+everything at once. No network: NDIF itself is not reached.
 Last line: the worst payload of one request / 1 MB (and the largest view's
-total) and the worst time ratio.
+total, and the largest on the wire) and the worst time ratio.
 """
 
 import argparse
@@ -37,6 +39,12 @@ CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 MB = 2**20
 
 
+def _factored(cap, method="nmf"):
+    """Neuron factors at the page's defaults: every block's FFN, the first token left out (an attention sink)."""
+    positions = ec.factors.analysed_positions(cap, skip_first=cap.causal)
+    return ec.factors(cap, method, positions=positions)
+
+
 def _views(cap):
     """(name, function of an LM) for each view at its default sizes."""
     def captured(lm):
@@ -46,7 +54,8 @@ def _views(cap):
         ("capture (8 generated)", captured),
         ("capture, then its hidden states", lambda lm: captured(lm).hidden_states),
         ("capture, then block 20's FFN", lambda lm: ec.factors.neurons(captured(lm), 20)),
-        ("capture, then every FFN (factors)", lambda lm: ec.factors.activation_matrix(captured(lm))),
+        ("capture, then factors (NMF, clip)", lambda lm: _factored(captured(lm))),
+        ("capture, then factors (PCA)", lambda lm: _factored(captured(lm), "pca")),
         ("capture, then all of it (save)", lambda lm: captured(lm).fetch()),
         ("logit lens rankings", lambda lm: ec.rankings(lm, cap)),
         ("lens rankings + KL, agreement", lambda lm: ec.trust.rankings_and_diagnostics(lm, cap)),
@@ -74,9 +83,9 @@ def main() -> None:
     hooked = ec.load()
     traced = backends.use(hooked, "nnsight", remote="local")
     cap = ec.capture(hooked, PROMPT, max_new_tokens=8)
-    print(f"{'view':34} {'requests':>8} {'sent':>10} {'received':>10} {'in all':>10} {'hooks s':>8} "
-          f"{'nnsight s':>9} {'ratio':>6}")
-    worst_payload, worst_total, worst_ratio = 0, (0, ""), 0.0
+    print(f"{'view':34} {'requests':>8} {'sent':>10} {'received':>10} {'in all':>10} {'on the wire':>11} "
+          f"{'hooks s':>8} {'nnsight s':>9} {'ratio':>6}")
+    worst_payload, worst_total, worst_wire, worst_ratio = 0, (0, ""), (0, ""), 0.0
     for name, view in _views(cap):
         if arguments.views and not any(word in name for word in arguments.views):
             continue
@@ -90,15 +99,17 @@ def main() -> None:
                     times[kind].append(time.perf_counter() - start)
                 if kind == "nnsight":
                     sent, received, requests = max(record.sent), max(record.received), record.requests
-                    total = sum(record.received)
+                    total, wire = sum(record.received), sum(record.wire)
         hooks_s, nnsight_s = statistics.median(times["hooks"]), statistics.median(times["nnsight"])
         worst_payload = max(worst_payload, sent, received)
         worst_total = max(worst_total, (total, name))
+        worst_wire = max(worst_wire, (wire, name))
         worst_ratio = max(worst_ratio, nnsight_s / hooks_s)
-        print(f"{name:34} {requests:8d} {sent:10,d} {received:10,d} {total:10,d} {hooks_s:8.2f} {nnsight_s:9.2f} "
-              f"{nnsight_s / hooks_s:6.2f}", flush=True)
+        print(f"{name:34} {requests:8d} {sent:10,d} {received:10,d} {total:10,d} {wire:11,d} {hooks_s:8.2f} "
+              f"{nnsight_s:9.2f} {nnsight_s / hooks_s:6.2f}", flush=True)
     print(f"worst payload / 1 MB: {worst_payload / MB:.3f} per request ({worst_total[0] / MB:.3f} in all for "
-          f"{worst_total[1]}); worst time ratio nnsight/hooks: {worst_ratio:.2f}")
+          f"{worst_total[1]}; on the wire {worst_wire[0] / MB:.3f} for {worst_wire[1]}); "
+          f"worst time ratio nnsight/hooks: {worst_ratio:.2f}")
 
 
 if __name__ == "__main__":

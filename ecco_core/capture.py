@@ -62,27 +62,46 @@ FETCHED = ("hidden_states", "ffn")
 
 
 class _Rows:
-    """What every :class:`Deferred` bound to one capture's array shares: the rows fetched so far, and their lock."""
+    """What every :class:`Deferred` bound to one capture's array shares: what was fetched so far, and its lock.
+
+    ``array[r, t]`` holds row ``r`` at position ``t`` where ``here[r, t]``;
+    ``positive[r, t]`` its positive part and ``negatives[r, t]`` how many of
+    its entries are below 0 where ``positive_here[r, t]`` (a clipped fetch).
+    """
 
     def __init__(self, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int):
         self.token_ids = [int(i) for i in token_ids]
         self.name, self.shape, self.fetch_bytes = name, tuple(shape), fetch_bytes
         self.dtype = np.dtype(np.float32)
-        self.array = None  # allocated on the first fetch
-        self.here = np.zeros(self.shape[0], dtype=bool)
+        self.array = self.positive = None  # allocated on the first fetch of each
+        self.here = np.zeros(self.shape[:2], dtype=bool)
+        self.positive_here = np.zeros(self.shape[:2], dtype=bool)
+        self.negatives = np.zeros(self.shape[:2], dtype=np.int64)
         self.lock = threading.Lock()
 
 
+def _wanted(here: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> tuple[list[int], list[int]]:
+    """The rows of ``rows`` missing some of ``positions`` (``here`` False), and the positions any of them misses."""
+    missing = ~here[np.ix_(rows, positions)]
+    rows = sorted({int(row) for row in rows[missing.any(axis=1)]})
+    if not rows:
+        return [], []
+    return rows, sorted({int(position) for position in positions[~here[np.ix_(rows, positions)].all(axis=0)]})
+
+
 class Deferred:
-    """Rows of a capture's array still where the model ran (nnsight, NDIF): fetched when read, each row once.
+    """Rows of a capture's array still where the model ran (nnsight, NDIF): fetched when read, each entry once.
 
     Stands in for ``hidden_states`` or ``ffn`` inside a :class:`Capture`; the
     capture's attribute gives the fetched ndarray, never this. Its ``shape``,
     ``dtype`` and ``nbytes`` are known before anything is fetched. Missing rows
-    are fetched in groups of at most ``fetch_bytes``, one request each
+    (at the positions asked for: all by default) are fetched in groups of at
+    most ``fetch_bytes``, one request each
     (:func:`ecco_core.backends.sessions.activations`) sent through ``lm`` (so
     under its NDIF key), under a lock, so threads sharing a capture fetch each
-    row once. :meth:`bound_to` gives the same rows fetched through another LM.
+    row once. :meth:`clipped` fetches only the positive part (exact, about half
+    the bytes of a signed FFN), in one request. :meth:`bound_to` gives the same
+    rows fetched through another LM.
     """
 
     def __init__(self, lm: LM, token_ids, name: str, shape: tuple[int, int, int], fetch_bytes: int = FETCH_BYTES,
@@ -106,41 +125,95 @@ class Deferred:
 
     @property
     def missing(self) -> list[int]:
-        """Rows not fetched yet."""
-        return np.flatnonzero(~self._rows.here).tolist()
+        """Rows not all fetched yet."""
+        return np.flatnonzero(~self._rows.here.all(axis=1)).tolist()
 
-    def rows(self, rows) -> np.ndarray:
-        """The array's rows ``rows`` (a sequence of int), fetching those not here yet: shape (len(rows), ...)."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        with self._rows.lock:
-            self._fetch(rows)
-            return self._rows.array[rows]
+    def __repr__(self) -> str:
+        here = int(self._rows.here.all(axis=1).sum())
+        return (f"<pending {self.name}: shape {self.shape}, {self.dtype}; {here} of {self.shape[0]} rows here, "
+                "the rest where the model ran, fetched when read>")
 
-    def fetch(self, rows) -> None:
-        """Fetch the rows ``rows`` (a sequence of int) not here yet."""
+    def rows(self, rows, positions=None) -> np.ndarray:
+        """The array's rows ``rows`` at ``positions`` (all by default), fetching what is not here yet:
+        shape (len(rows), len(positions), ...)."""
+        rows, positions = self._indices(rows, positions)
         with self._rows.lock:
-            self._fetch(np.asarray(rows, dtype=np.int64).reshape(-1))
+            self._fetch(rows, positions)
+            return self._rows.array[np.ix_(rows, positions)]
+
+    def fetch(self, rows, positions=None, *, clipped: bool = False) -> None:
+        """Fetch the rows ``rows`` (a sequence of int) at ``positions`` (all by default) not here yet; ``clipped``:
+        only what :meth:`clipped` reads."""
+        with self._rows.lock:
+            (self._fetch_clipped if clipped else self._fetch)(*self._indices(rows, positions))
 
     def full(self) -> np.ndarray:
         """The whole array, every row fetched."""
         with self._rows.lock:
-            self._fetch(self.missing)
+            self._fetch(*self._indices(self.missing, None))
             return self._rows.array
 
-    def _fetch(self, rows) -> None:
+    def clipped(self, rows, positions=None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rows` with every entry below 0 set to 0, and how many were, for each row at each position.
+
+        What is not here (signed or clipped) comes in one request that brings
+        back only the entries above 0 and where they go
+        (:func:`ecco_core.backends.sessions.positive_activations`): exact,
+        about half the bytes when half the entries are below 0.
+        Returns (values (len(rows), len(positions), ...), negatives
+        (len(rows), len(positions)), int64).
+        """
+        rows, positions = self._indices(rows, positions)
+        shared = self._rows
+        with shared.lock:
+            self._fetch_clipped(rows, positions)
+            here = shared.here[np.ix_(rows, positions)]
+            values = np.zeros((len(rows), len(positions), self.shape[2]), dtype=self.dtype)
+            negatives = np.zeros((len(rows), len(positions)), dtype=np.int64)
+            if shared.array is not None and here.any():
+                signed = shared.array[np.ix_(rows, positions)][here]
+                values[here], negatives[here] = np.where(signed < 0, 0, signed), (signed < 0).sum(axis=-1)
+            if not here.all():
+                values[~here] = shared.positive[np.ix_(rows, positions)][~here]
+                negatives[~here] = shared.negatives[np.ix_(rows, positions)][~here]
+            return values, negatives
+
+    def _indices(self, rows, positions) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(self.shape[0])[np.asarray(rows, dtype=np.int64).reshape(-1)]
+        positions = np.arange(self.shape[1]) if positions is None else (
+            np.arange(self.shape[1])[np.asarray(positions, dtype=np.int64).reshape(-1)])
+        return rows, positions
+
+    def _fetch_clipped(self, rows: np.ndarray, positions: np.ndarray) -> None:
         from .backends import sessions
 
         shared = self._rows
-        rows = sorted({int(row) for row in np.arange(self.shape[0])[rows] if not shared.here[row]})
+        rows, at = _wanted(shared.here | shared.positive_here, rows, positions)
+        if not rows:
+            return
+        if shared.positive is None:
+            shared.positive = np.zeros(self.shape, dtype=self.dtype)
+        values, negatives = sessions.positive_activations(self.lm, self.token_ids, self.name, rows, at)
+        shared.positive[np.ix_(rows, at)] = values
+        shared.negatives[np.ix_(rows, at)] = negatives
+        shared.positive_here[np.ix_(rows, at)] = True
+
+    def _fetch(self, rows: np.ndarray, positions: np.ndarray) -> None:
+        from .backends import sessions
+
+        shared = self._rows
+        rows, at = _wanted(shared.here, rows, positions)
         if not rows:
             return
         if shared.array is None:
-            shared.array = np.empty(self.shape, dtype=self.dtype)
-        per_request = max(1, self.fetch_bytes // (self.nbytes // self.shape[0]))
+            shared.array = np.zeros(self.shape, dtype=self.dtype)
+        per_request = max(1, self.fetch_bytes // (len(at) * self.shape[2] * self.dtype.itemsize))
+        every = len(at) == self.shape[1]
         for start in range(0, len(rows), per_request):
             group = rows[start:start + per_request]
-            shared.array[group] = sessions.activations(self.lm, self.token_ids, self.name, group)
-            shared.here[group] = True
+            shared.array[np.ix_(group, at)] = sessions.activations(
+                self.lm, self.token_ids, self.name, group, None if every else at)
+            shared.here[np.ix_(group, at)] = True
 
 
 class _Fetched:
@@ -272,21 +345,47 @@ class Capture:
         return tuple(name for name in FETCHED
                      if isinstance(self.__dict__[name], Deferred) and self.__dict__[name].missing)
 
-    def rows(self, name: str, rows) -> np.ndarray:
-        """``getattr(self, name)[rows]`` for ``name`` "hidden_states" or "ffn", fetching only those rows if pending.
+    def rows(self, name: str, rows, positions=None) -> np.ndarray:
+        """``getattr(self, name)[rows][:, positions]`` for ``name`` "hidden_states" or "ffn", fetching only those
+        if pending.
 
         ``rows`` is a sequence of row indices (``hidden_states[0]`` the
-        embeddings, ``ffn[i]`` block ``i``'s FFN). A view that reads a few
-        layers of a capture made on NDIF asks for these alone this way.
+        embeddings, ``ffn[i]`` block ``i``'s FFN), ``positions`` of token
+        positions (all by default). A view that reads a few layers of a
+        capture made on NDIF asks for these alone this way. Returns shape
+        (len(rows), len(positions), d_model or d_ff).
         """
         name = checks.choice("name", name, FETCHED)
         value = self.__dict__[name]
-        return value.rows(rows) if isinstance(value, Deferred) else value[np.asarray(rows, dtype=np.int64).reshape(-1)]
+        if isinstance(value, Deferred):
+            return value.rows(rows, positions)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return value[rows] if positions is None else value[np.ix_(rows, np.asarray(positions, np.int64).reshape(-1))]
 
-    def fetch(self, name: str | None = None, rows=None) -> "Capture":
-        """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name``; returns the capture.
+    def clipped(self, name: str, rows, positions=None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rows` with every entry below 0 set to 0, and how many were: NMF's input when it clips.
 
-        One request per group of at most :data:`FETCH_BYTES`; rows already here are not fetched again.
+        Exactly what clipping :meth:`rows` here gives; if pending, only the
+        entries above 0 and a bit per entry saying where they go are fetched
+        (one request, about half the bytes of a signed FFN), unless the
+        signed values are here already. Returns (values (len(rows),
+        len(positions), d_model or d_ff), float32; negatives (len(rows),
+        len(positions)), int64: the entries below 0 of each row at each position).
+        """
+        name = checks.choice("name", name, FETCHED)
+        value = self.__dict__[name]
+        if isinstance(value, Deferred):
+            return value.clipped(rows, positions)
+        signed = self.rows(name, rows, positions)
+        negative = signed < 0
+        return np.where(negative, 0, signed), negative.sum(axis=-1)
+
+    def fetch(self, name: str | None = None, rows=None, positions=None, *, clipped: bool = False) -> "Capture":
+        """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name`` (at ``positions``, all
+        by default); returns the capture.
+
+        One request per group of at most :data:`FETCH_BYTES`; what is here already is not fetched again.
+        ``clipped``: only what :meth:`clipped` reads of them, in one request.
         """
         if name is None:
             for pending in self.pending:
@@ -295,7 +394,7 @@ class Capture:
         name = checks.choice("name", name, FETCHED)
         value = self.__dict__[name]
         if isinstance(value, Deferred):
-            value.fetch(value.missing if rows is None else rows)
+            value.fetch(value.missing if rows is None else rows, positions, clipped=clipped)
         return self
 
     def bound_to(self, lm: LM) -> "Capture":
@@ -311,6 +410,11 @@ class Capture:
         bound = object.__new__(Capture)  # not copy.copy: that pickles, and pickling fetches
         bound.__dict__.update(self.__dict__, **pending)
         return bound
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, except that an array still where the model ran says so instead of being fetched."""
+        shown = ", ".join(f"{item.name}={self.__dict__[item.name]!r}" for item in fields(self))
+        return f"{type(self).__name__}({shown})"
 
     def __getstate__(self) -> dict:
         """Pickled whole: what was still on the server is fetched first."""

@@ -421,16 +421,33 @@ def activation_matrix(cap: Capture, layers=None, positions=None) -> np.ndarray:
     """
     layer_ids = indices("layers", layers, cap.n_layers, "block")
     position_ids = indices("positions", positions, cap.n_tokens, "position")
+    return _stacked(cap, layer_ids, position_ids, clipped=False)[0]
+
+
+def _stacked(cap: Capture, layer_ids: np.ndarray, position_ids: np.ndarray, *,
+             clipped: bool) -> tuple[np.ndarray, int]:
+    """:func:`activation_matrix` of these blocks and positions (``clipped``: its entries below 0 set to 0), and how
+    many entries are below 0 (counted when clipped, else 0).
+
+    A capture made through nnsight fetches only these blocks at these positions,
+    a few blocks per request; clipped, only their positive part, in one
+    request (:meth:`Capture.clipped`: exact, about half the bytes).
+    """
     d_ff = cap.d_ff
-    cap.fetch("ffn", layer_ids)  # these blocks only, a few per request, when captured through nnsight
+    cap.fetch("ffn", layer_ids, position_ids, clipped=clipped)  # when captured through nnsight
     # Filled block by block: selecting every block first, then transposing, would hold two copies at once.
     matrix = None
+    n_negative = 0
     for column, layer in enumerate(layer_ids):
-        block = cap.rows("ffn", [layer])[0]
+        if clipped:
+            block, negatives = cap.clipped("ffn", [layer], position_ids)
+            n_negative += int(negatives.sum())
+        else:
+            block = cap.rows("ffn", [layer], position_ids)
         if matrix is None:
             matrix = np.empty((len(position_ids), len(layer_ids) * d_ff), dtype=block.dtype)
-        matrix[:, column * d_ff : (column + 1) * d_ff] = block[position_ids]
-    return matrix
+        matrix[:, column * d_ff : (column + 1) * d_ff] = block[0]
+    return matrix, n_negative
 
 
 # ------------------------------------------------------------------ factors
@@ -550,12 +567,13 @@ def factors(
     seed = whole("seed", seed)
     layer_ids = indices("layers", layers, cap.n_layers, "block")
     position_ids = indices("positions", positions, cap.n_tokens, "position")
-    matrix = activation_matrix(cap, layer_ids, position_ids)
-    n_positions = matrix.shape[0]
-    if n_positions < 2:
+    if len(position_ids) < 2:
         raise invalid("positions", positions, "at least 2 token positions (factors need 2 tokens)")
+    clipping = fits_non_negative(method) and negatives == "clip"
+    matrix, n_negative = _stacked(cap, layer_ids, position_ids, clipped=clipping)  # the positive part, if clipped
+    n_positions = matrix.shape[0]
     matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction = _factored_matrix(
-        matrix, layer_ids, cap.d_ff, method, negatives)
+        matrix, layer_ids, cap.d_ff, method, negatives, n_negative)
     if n_components is None:
         n_components = default_components(n_positions)
     n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
@@ -589,16 +607,16 @@ def factors(
     )
 
 
-def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, method: str,
-                     negatives: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, method: str, negatives: str,
+                     n_negative: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
     """The (n_positions, n_neurons) matrix ``method`` factors, what each column is, and the fraction clipped.
 
-    NMF clips negative activations to 0 (in place: :func:`activation_matrix`
-    made ``matrix`` for this call) or, with ``negatives="split"``, gives each
-    neuron a positive and a negated negative column; PCA and ICA take the
-    signed values. Returns the matrix, each column's ``(neuron_layers,
-    neuron_indices, neuron_signs)`` and the clipped fraction (0 unless
-    clipped); raises when the method would have nothing to factor.
+    NMF clips negative activations to 0 (``matrix`` comes clipped, with
+    ``n_negative`` entries that were below 0: :func:`_stacked`) or, with
+    ``negatives="split"``, gives each neuron a positive and a negated negative
+    column; PCA and ICA take the signed values. Returns the matrix, each
+    column's ``(neuron_layers, neuron_indices, neuron_signs)`` and the clipped
+    fraction (0 unless clipped); raises when the method would have nothing to factor.
     """
     neuron_layers = np.repeat(layer_ids, d_ff)
     neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
@@ -612,9 +630,7 @@ def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, metho
         if not matrix.any():
             raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
     elif fits_non_negative(method):
-        negative = matrix < 0
-        clipped_fraction = float(negative.mean())
-        matrix[negative] = 0
+        clipped_fraction = n_negative / matrix.size
         if not matrix.any():
             raise ValueError(
                 f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "

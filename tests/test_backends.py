@@ -48,10 +48,25 @@ def test_capture_through_nnsight_is_the_hook_path_in_one_request(lm, traced):
     assert through.generated_text == " Paris"
 
 
+def _same_factors(hooked, through):
+    """Factors fitted on the same float32 matrix: every array identical, not close."""
+    for name in ("token_activations", "components", "mean", "positions", "neuron_layers", "neuron_signs"):
+        np.testing.assert_array_equal(getattr(through, name), getattr(hooked, name))
+    for name in ("clipped_fraction", "reconstruction_error", "explained_variance", "negatives", "converged"):
+        assert getattr(through, name) == getattr(hooked, name), name
+
+
 def test_capture_through_nnsight_on_every_family(tiny):
     text, arguments = ("The keys", {"max_new_tokens": 2}) if tiny.is_causal else ("The [MASK] is", {})
     through = ec.capture(backends.use(tiny, "nnsight", remote="local"), text, **arguments)
-    _same_capture(ec.capture(tiny, text, **arguments), through)
+    hooked = ec.capture(tiny, text, **arguments)
+    # Neuron factors at the page's defaults read what they factor before anything else is here: NMF's clipped
+    # input comes as its positive part alone (OPT's ReLU: zeros, none below 0), a signed method's (PCA) at the
+    # analysed positions; the same fits as the hook path's
+    positions = ec.factors.analysed_positions(hooked, skip_first=hooked.causal)
+    for method in ("nmf", "pca"):
+        _same_factors(ec.factors(hooked, method, positions=positions), ec.factors(through, method, positions=positions))
+    _same_capture(hooked, through)
 
 
 def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activations_once_when_read(lm, traced, tmp_path):
@@ -61,11 +76,24 @@ def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activati
     with backends.ledger() as record:
         through = ec.capture(traced, "The capital of France is", **arguments)
     assert record.requests == 1 and record.received[0] < 64_000 and through.pending == ("hidden_states", "ffn")
+    with backends.ledger() as record:
+        shown = repr(through)  # says what is pending, fetches nothing
+    assert record.requests == 0 and "ffn=<pending ffn: shape (30, 13, 1536), float32; 0 of 30 rows here" in shown
     hooked = ec.capture(lm, "The capital of France is", **arguments)
     assert hooked.n_tokens == 13
     with backends.ledger() as record:
         np.testing.assert_allclose(through.rows("ffn", [20]), hooked.ffn[20:21], rtol=0, atol=1e-5)  # that block alone
     assert record.requests == 1 and record.received[0] < 100_000
+    # Neuron factors' default (NMF, negatives clipped, every block, the first token left out): one request that
+    # brings the positive part alone (exact: half of SmolLM2's gated FFN is below 0), under 1 MB as NDIF sends
+    # it; the same fit as the hook path's (2 factors, not 10: the same request, a fit ~20x cheaper). Before:
+    # 3 requests of every block's signed activations, 2.4 MB
+    positions = ec.factors.analysed_positions(hooked, skip_first=True)
+    with backends.ledger() as record:
+        factored = ec.factors(through, positions=positions, n_components=2)
+    assert record.requests == 1 and record.wire[0] <= 2**20 and record.received[0] < 1.25 * 2**20
+    _same_factors(ec.factors(hooked, positions=positions, n_components=2), factored)
+    assert through.pending == ("hidden_states", "ffn")  # the signed values are still to fetch
 
     def read(seen):  # sessions share a cached capture: two threads reading at once fetch it once
         with backends.ledger() as own:

@@ -68,11 +68,15 @@ class Ledger:
 
     ``sent[i]`` is the serialised request's size in bytes (0 for a plain local
     nnsight run, which serialises nothing), ``received[i]`` the size of what
-    came back (``torch.save`` of the saved values: what NDIF returns).
+    came back (``torch.save`` of the saved values: what NDIF returns), and
+    ``wire[i]`` the bytes NDIF sends for it: ``received[i]`` compressed as NDIF
+    compresses a result (zstd level 6) when nnsight asks it to (its
+    ``CONFIG.API.COMPRESS``, on by default), else ``received[i]``.
     """
 
     sent: list = field(default_factory=list)
     received: list = field(default_factory=list)
+    wire: list = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -304,14 +308,33 @@ class Traced:
         return f"NDIF could not run the request ({detail})"
 
     def received(self, result) -> None:
-        """Note the size of what a session sent back (what NDIF would return) in the current ledger."""
+        """Note the size of what a session sent back (what NDIF would return) in the current ledger, and the
+        bytes NDIF would send for it."""
         import io
 
         import torch
 
+        if getattr(_LEDGERS, "current", None) is None:
+            return
         buffer = io.BytesIO()
         torch.save(result, buffer)
         _note("received", buffer.tell())
+        _note("wire", _wire_size(buffer.getvalue()))
+
+
+#: How NDIF compresses a result when the request asks it to (ndif-team/ndif, ``save_result``: zstd level 6).
+NDIF_RESULT_ZSTD_LEVEL = 6
+
+
+def _wire_size(blob: bytes) -> int:
+    """The bytes NDIF sends for a result that ``torch.save`` writes as ``blob``."""
+    from nnsight import CONFIG
+
+    if not CONFIG.API.COMPRESS:
+        return len(blob)
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=NDIF_RESULT_ZSTD_LEVEL).compress(blob))
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,8 +24,8 @@ from ..models import LM
 from . import probes, served
 from .probes import product_dtype, standardise, train_counts
 from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
-                     lens_result, metric_of, next_token, output_tensor, own_readings, path_scales, readout,
-                     rows_to_run, target_scores)
+                     lens_result, metric_of, next_token, output_tensor, own_readings, path_scales, positive_part,
+                     readout, rows_to_run, target_scores)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 nnsight.register(probes)
@@ -101,18 +101,48 @@ def capture(lm: LM, input_ids: list[int], new_ids: list[int] | None, *, max_new_
             **_numpy(result, {"top_ids": np.int64, "top_probs": np.float32})}
 
 
-def activations(lm: LM, token_ids: list[int], name: str, rows: list[int]) -> np.ndarray:
-    """Rows ``rows`` of a capture's ``hidden_states`` or ``ffn`` (``name``), from one pass over ``token_ids``.
+def activations(lm: LM, token_ids: list[int], name: str, rows: list[int], positions=None) -> np.ndarray:
+    """Rows ``rows`` of a capture's ``hidden_states`` or ``ffn`` (``name``) at ``positions``, from one pass over
+    ``token_ids``: one session.
 
-    One session. Mirrors :func:`ecco_core.capture._recorded`: ``hidden_states``
-    row 0 is block 0's input (the embedding output), row ``i + 1`` block
-    ``i``'s output; ``ffn`` row ``i`` the input of block ``i``'s FFN output
-    projection. Only the rows asked for come back.
+    Mirrors :func:`ecco_core.capture._recorded`: ``hidden_states`` row 0 is
+    block 0's input (the embedding output), row ``i + 1`` block ``i``'s output;
+    ``ffn`` row ``i`` the input of block ``i``'s FFN output projection. Only
+    the rows and positions (all by default) asked for come back.
 
-    Returns an ndarray of shape (len(rows), n_tokens, d_model or d_ff), float32,
-    in the order of ``rows`` (which must be increasing: a pass reads its modules
-    in order).
+    Returns an ndarray of shape (len(rows), len(positions), d_model or d_ff),
+    float32, in the order of ``rows`` (which must be increasing: a pass reads
+    its modules in order).
     """
+    return _rows(lm, token_ids, name, rows, positions, positive=False).numpy().astype(np.float32, copy=False)
+
+
+def positive_activations(lm: LM, token_ids: list[int], name: str, rows: list[int],
+                         positions=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`activations` clipped at 0, and how many entries were below 0: one session, about half the bytes.
+
+    The server sends the entries above 0 alone, float32 as they are, and a bit
+    per entry saying where they go (:func:`served.positive_part`), so what comes
+    back is exactly ``np.maximum(activations(...), 0)``: NMF's input when it
+    clips (half a gated FFN's activations are below 0).
+
+    Returns ``(values, negatives)``: values of shape (len(rows),
+    len(positions), d_model or d_ff), float32, each entry ``max(x, 0)``, and
+    negatives of shape (len(rows), len(positions)), int64, the count of
+    entries ``x < 0`` of each row at each position.
+    """
+    encoded = _rows(lm, token_ids, name, rows, positions, positive=True)
+    negatives = encoded["negatives"].numpy().astype(np.int64)
+    width = lm.d_model if name == "hidden_states" else lm.d_ff
+    positive = np.unpackbits(encoded["mask"].numpy(), count=negatives.size * width).astype(bool)
+    values = np.zeros(positive.shape, dtype=np.float32)
+    values[positive] = np.ascontiguousarray(encoded["planes"].numpy().T).view(np.float32).reshape(-1)
+    return values.reshape(*negatives.shape, width), negatives
+
+
+def _rows(lm: LM, token_ids, name: str, rows, positions, *, positive: bool):
+    """The session of :func:`activations` (a float32 tensor comes back) and, with ``positive``, of
+    :func:`positive_activations` (the dict of :func:`served.positive_part`)."""
     runner = _runner(lm)
     model = runner.envoy
     hidden = name == "hidden_states"
@@ -120,22 +150,25 @@ def activations(lm: LM, token_ids: list[int], name: str, rows: list[int]) -> np.
     token_ids = [int(i) for i in token_ids]
     rows = [int(i) for i in rows]
     n_tokens = len(token_ids)
+    positions = list(range(n_tokens)) if positions is None else [int(i) for i in positions]
     with runner.lock, runner.errors():
         with model.session(backend=runner.request()):
             device = model.device
+            keep = torch.tensor(positions, device=device)
             with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
                 kept = []
                 for row in rows:
                     if hidden and row == 0:
                         args, kwargs = modules[0].inputs
-                        kept.append((args[0] if args else kwargs["hidden_states"])[0].float().cpu())
+                        kept.append((args[0] if args else kwargs["hidden_states"])[0, keep].float())
                     elif hidden:
-                        kept.append(output_tensor(modules[row - 1].output)[0].float().cpu())
+                        kept.append(output_tensor(modules[row - 1].output)[0, keep].float())
                     else:
-                        kept.append(modules[row].input.reshape(n_tokens, -1).float().cpu())  # OPT flattens its FFN input
-            result = nnsight.save(torch.stack(kept))
+                        kept.append(modules[row].input.reshape(n_tokens, -1)[keep].float())  # OPT flattens its FFN input
+            stacked = torch.stack(kept)
+            result = nnsight.save(positive_part(stacked) if positive else stacked.cpu())
     runner.received(result)
-    return result.numpy().astype(np.float32, copy=False)
+    return result
 
 
 def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=(),
