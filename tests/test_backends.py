@@ -81,9 +81,14 @@ def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activati
     assert record.requests == 0 and "ffn=<pending ffn: shape (30, 13, 1536), float32; 0 of 30 rows here" in shown
     hooked = ec.capture(lm, "The capital of France is", **arguments)
     assert hooked.n_tokens == 13
-    with backends.ledger() as record:
-        np.testing.assert_allclose(through.rows("ffn", [20]), hooked.ffn[20:21], rtol=0, atol=1e-5)  # that block alone
-    assert record.requests == 1 and record.received[0] < 100_000
+    ran = []  # the pass stops once block 20's FFN is read: the blocks after it never run
+    watch = lm.blocks[21].register_forward_pre_hook(lambda module, args: ran.append(module))
+    try:
+        with backends.ledger() as record:
+            np.testing.assert_allclose(through.rows("ffn", [20]), hooked.ffn[20:21], rtol=0, atol=1e-5)  # that block
+    finally:
+        watch.remove()
+    assert record.requests == 1 and record.received[0] < 100_000 and not ran
     # Neuron factors' default (NMF, negatives clipped, every block, the first token left out): one request that
     # brings the positive part alone (exact: half of SmolLM2's gated FFN is below 0), under 1 MB as NDIF sends
     # it; the same fit as the hook path's (2 factors, not 10: the same request, a fit ~20x cheaper). Before:

@@ -142,7 +142,8 @@ def positive_activations(lm: LM, token_ids: list[int], name: str, rows: list[int
 
 def _rows(lm: LM, token_ids, name: str, rows, positions, *, positive: bool):
     """The session of :func:`activations` (a float32 tensor comes back) and, with ``positive``, of
-    :func:`positive_activations` (the dict of :func:`served.positive_part`)."""
+    :func:`positive_activations` (the dict of :func:`served.positive_part`). The pass stops once the last row
+    asked for is read: the blocks after it, the final norm and the head never run."""
     runner = _runner(lm)
     model = runner.envoy
     hidden = name == "hidden_states"
@@ -155,7 +156,7 @@ def _rows(lm: LM, token_ids, name: str, rows, positions, *, positive: bool):
         with model.session(backend=runner.request()):
             device = model.device
             keep = torch.tensor(positions, device=device)
-            with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
+            with model.trace(torch.tensor([token_ids], device=device), use_cache=False) as tracer:
                 kept = []
                 for row in rows:
                     if hidden and row == 0:
@@ -165,6 +166,7 @@ def _rows(lm: LM, token_ids, name: str, rows, positions, *, positive: bool):
                         kept.append(output_tensor(modules[row - 1].output)[0, keep].float())
                     else:
                         kept.append(modules[row].input.reshape(n_tokens, -1)[keep].float())  # OPT flattens its FFN input
+                tracer.stop()
             stacked = torch.stack(kept)
             result = nnsight.save(positive_part(stacked) if positive else stacked.cpu())
     runner.received(result)
