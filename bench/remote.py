@@ -13,7 +13,10 @@ A capture brings back what its own view shows; the rows "capture, then ..."
 read its hidden states or FFN activations afterwards (fetched then, a group of
 layers per request; NMF's clipped input, the positive part alone, in one),
 timed with the capture against the hook path's capture, which records
-everything at once. No network: NDIF itself is not reached.
+everything at once. Probing's quick preset (2,000 words of the bundled
+treebank, the embeddings and 8 blocks, one trial, 20 epochs) collects the
+features and trains the probes on the server; the hook path keeps its
+features in memory, as the server does. No network: NDIF itself is not reached.
 Last line: the worst payload of one request / 1 MB (and the largest view's
 total, and the largest on the wire) and the worst time ratio.
 """
@@ -68,6 +71,9 @@ def _views(cap):
         ("attribution patching", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", approximate=True)),
         ("activation patching (residual)", lambda lm: ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John",
                                                                 sites=("residual",))),
+        ("probing, quick preset (Table 1)", lambda lm: ec.probe_table(
+            lm, ec.probing.UD_ENGLISH_EWT_DEV, **ec.probing.preset("quick", lm.n_layers).arguments(), store="memory",
+            progress=lambda fraction, message: None)),
         ("causal tracing (noise)", lambda lm: ec.patch(lm, "The Eiffel Tower is in the city of", ec.Noise([1, 2, 3]),
                                                         "Paris", sites=("residual",))),
     ]
