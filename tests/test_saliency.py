@@ -240,6 +240,21 @@ def test_progress_counts_the_planned_steps_of_integrated_gradients(tiny_gpt2):
     assert calls[-1].startswith("Gradients of targets 1-") and calls[-1].endswith("path points 29-30 of 30")
 
 
+def test_a_chunks_forward_pass_reports_while_it_runs(tiny_gpt2, monkeypatch):
+    """#31 item 6: a chunk of integrated gradients runs its path points' forward pass at once, one report after it
+    (bench/estimates.py: 15 s without a report for 8 points of 60 tokens at load 20). It runs under the heartbeat
+    (here beating at every call), reporting the fraction done before it."""
+    from ecco_core import _heartbeat, backward
+
+    monkeypatch.setattr(backward, "heartbeat", lambda progress, fraction, message: _heartbeat.heartbeat(
+        progress, fraction, message, every_s=0.0))
+    cap = ec.capture(tiny_gpt2, "The keys to the cabinet", max_new_tokens=2)
+    calls = []
+    ec.saliency(tiny_gpt2, cap, "integrated_gradients", steps=4, progress=lambda *call: calls.append(call))
+    assert calls[0] == (0.0, "Forward pass, path points 1-4 of 4") and calls.count(calls[0]) > 1, calls[:3]
+    assert calls[-1][0] == 1.0
+
+
 def _token_blocks_per_report(lm) -> float:
     """Tokens x blocks of forward work in one progress report (:data:`ecco_core.backward.REPORT_MULTIPLY_ADDS`)."""
     from ecco_core import backward
