@@ -78,8 +78,11 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
         assert any(text.startswith(said) for text in _shown(app)), (name, _shown(app))
         for shown in ALSO_SHOWN.get(name, ()):
             assert any(text.startswith(shown) for text in _shown(app)), (name, shown, _shown(app))
-        if name == "pages/5_Probing.py":  # Table 1, its probes trained where the model runs
+        if name == "pages/5_Probing.py":  # Table 1, its probes trained where the model runs, estimated as NDIF's
             assert list(app.dataframe[0].value.layer) == ["embeddings", "block 0", "block 0 FFN"]
+            assert any(text.startswith("These settings: ") and text.endswith(
+                "at this machine's pace (NDIF's queue not included); NDIF's wait shows while it runs.")
+                for text in _shown(app)), _shown(app)
         if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
             assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)
