@@ -108,10 +108,17 @@ def probe_table(
         :func:`ecco_core.probing.collect`: on disk (float16, trained a group
         of layers at a time) when they would pass
         :data:`ecco_core.probing.IN_MEMORY_BYTES`, else in memory. The disk
-        store is deleted before this returns.
+        store is deleted before this returns. Through nnsight it is only
+        checked: the features stay where the model runs, in float32.
     progress : callable(fraction, message), optional
         Progress of the whole run (capture, then training); tqdm by default.
-        The probes train on the model's device.
+        The probes train on the model's device. Through nnsight (``lm``
+        loaded with ``backend="nnsight"`` or ``"ndif"``) the features are
+        collected and the probes trained where the model runs, with the same
+        training function and draws (:mod:`ecco_core.probing.traced`): one
+        request per group of layers, progress between requests, only the
+        counts behind the accuracies coming back; the table is the hook
+        path's with ``store="memory"``.
 
     Returns
     -------
