@@ -54,6 +54,7 @@ from .factors import default_components, fits_non_negative, matrix_shape
 from .layers import EMBEDDINGS, representation_widths
 from .models import LM
 from .patching import DEFAULT_BATCH_BYTES
+from .probing.traced import n_requests
 from .tokens import encode_prompt
 from .saliency import METHODS as SALIENCY_METHODS
 from .saliency import Saliency, explained_positions
@@ -403,9 +404,12 @@ def probing_seconds(
     lr: float | Sequence[float] = 1e-3, seed: int = 0, layers=None, store: str = "auto", progress=None,
 ) -> float:
     """Seconds of :func:`ecco_core.probe_table` with these arguments (its own; ``corpus`` is not read):
-    :func:`probe_collection_seconds`, then :func:`probe_training_seconds` over what it collects."""
+    :func:`probe_collection_seconds`, then :func:`probe_training_seconds` over what it collects. Through
+    nnsight the corpus is run once per request (:func:`ecco_core.probing.traced.n_requests`)."""
     training = _training(n_tokens, probe_width(lm, layers), trials, epochs, _n_rates(lr), None)
-    return (_collection(lm, n_tokens, layers) + training) * pace()
+    passes = n_requests(lm, n_tokens, layers) if lm.backend.traced else 1
+    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+    return (_collection(lm, n_tokens, layers) + (passes - 1) * forward + training) * pace()
 
 
 def similarity_seconds(

@@ -380,3 +380,16 @@ def test_probing_through_nnsight_collects_and_trains_where_the_model_runs_and_eq
     with pytest.raises(ValueError, match="collect runs on this machine's hook path only .*ec.probe_table collects "
                                          "them and trains the probes where the model runs"):
         ec.probing.collect(traced, sentences)
+
+
+def test_probings_estimate_through_nnsight_counts_a_pass_over_the_corpus_per_request(lm):
+    from ecco_core import estimates
+
+    served = backends.simulated(lm)
+    quick, paper = (ec.probing.preset(name, lm.n_layers).arguments() for name in ("quick", "paper"))
+    assert [ec.probing.traced.n_requests(served, s["n_tokens"], s["layers"]) for s in (quick, paper)] == [1, 2]
+    here, there = (estimates.probing_seconds(model, None, **quick) for model in (lm, served))
+    assert here == there
+    here, there = (estimates.probing_seconds(model, None, **paper) for model in (lm, served))
+    collection = estimates.probe_collection_seconds(lm, None, n_tokens=paper["n_tokens"], layers=paper["layers"])
+    assert here < there < here + collection

@@ -26,6 +26,7 @@ import torch
 from ..corpus import padded_batches
 from ..models import LM
 from ._progress import Progress
+from .collection import selected_layers
 from .data import AlignedSentence
 from .training import TrainingPlan, group_rows
 
@@ -33,6 +34,21 @@ from .training import TrainingPlan, group_rows
 #: layers are split into groups this size, one request each. The quick preset on SmolLM2-135M (140 MB) is
 #: one request, the paper's protocol on it (2.6 GB) two.
 SERVED_GROUP_BYTES = 2 << 30
+
+
+def request_groups(lm: LM, hidden_rows: list[int], blocks: list[int], n_kept: int) -> tuple[list[int], list]:
+    """(the stacks with rows, their rows in groups) of a run: :func:`~ecco_core.probing.training.group_rows` of
+    the float32 features at most :data:`SERVED_GROUP_BYTES` a request, over the stacks that have rows."""
+    shapes = [(len(hidden_rows), n_kept, lm.d_model), (len(blocks), n_kept, lm.d_ff)]
+    stacks = [stack for stack, shape in enumerate(shapes) if shape[0]]  # an empty stack trains nothing
+    return stacks, group_rows([shapes[stack] for stack in stacks], SERVED_GROUP_BYTES, 4)
+
+
+def n_requests(lm: LM, n_tokens: int, layers=None) -> int:
+    """The requests of a probing run of ``n_tokens`` words at ``layers`` (as
+    :func:`~ecco_core.probe_table` takes them) through nnsight: each runs the whole corpus."""
+    include_embedding, blocks = selected_layers(lm, layers)
+    return len(request_groups(lm, [0] * include_embedding + [block + 1 for block in blocks], blocks, n_tokens)[1])
 
 
 def _reads(hidden_rows: list[int], blocks: list[int], keep: list[list[int]]) -> list[tuple]:
@@ -67,8 +83,7 @@ def probe_counts(lm: LM, aligned: list[AlignedSentence], hidden_rows: list[int],
     all_shapes = [(len(hidden_rows), n_kept, lm.d_model), (len(blocks), n_kept, lm.d_ff)]
     batches = [tuple(batch[:5]) for batch in padded_batches(
         lm, [item.input_ids for item in aligned], [item.positions for item in aligned], batch_size=batch_size)]
-    stacks = [stack for stack, shape in enumerate(all_shapes) if shape[0]]  # an empty stack trains nothing
-    groups = group_rows([all_shapes[stack] for stack in stacks], SERVED_GROUP_BYTES, 4)
+    stacks, groups = request_groups(lm, hidden_rows, blocks, n_kept)
     counts = np.zeros((len(hidden_rows) + len(blocks), len(plan.rates), plan.trials, 2), dtype=np.int64)
     first_row = [0, len(hidden_rows)]
     where = lm.backend.where
