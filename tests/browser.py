@@ -377,11 +377,26 @@ def hover_heatmap_cell(page, chart_index: int, row: int, col: int) -> str:
     if found is None:
         raise ValueError(f"chart {chart_index} has no cell ({row}, {col})")
     trace_index, point_index, (width, height) = found
-    marker = chart.locator(".scatterlayer .trace").nth(trace_index - _non_scatter_traces(chart, trace_index))
-    point = marker.locator("path.point").nth(point_index)
-    point.scroll_into_view_if_needed()
+    return _hover(page, chart, trace_index - _non_scatter_traces(chart, trace_index), point_index,
+                  (width / 4, height / 4))
+
+
+def hover_point(page, chart_index: int, trace_index: int, point_index: int) -> str:
+    """Move the pointer onto point ``point_index`` of the ``trace_index``-th trace of Plotly's scatter layer
+    (scatter traces in drawing order) of the ``chart_index``-th chart; return the tooltip's text."""
+    wait_until_settled(page)
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart_index)
+    chart.scroll_into_view_if_needed()
+    return _hover(page, chart, trace_index, point_index, (0, 0))
+
+
+def _hover(page, chart, trace_index: int, point_index: int, offset: tuple[float, float]) -> str:
+    """Plotly's hover label once the pointer rests ``offset`` pixels from the centre of a point, read as drawn."""
+    point = chart.locator(".scatterlayer .trace").nth(trace_index).locator("path.point").nth(point_index)
+    # To the middle of the window: a point just inside its top edge is under Streamlit's header, which gets the pointer.
+    point.evaluate("point => point.scrollIntoView({block: 'center'})")
     box = point.bounding_box()
-    target = (box["x"] + box["width"] / 2 + width / 4, box["y"] + box["height"] / 2 + height / 4)
+    target = (box["x"] + box["width"] / 2 + offset[0], box["y"] + box["height"] / 2 + offset[1])
     page.mouse.move(target[0] - 30, target[1] - 30)
     page.mouse.move(*target, steps=4)
     label = chart.locator(".hoverlayer .hovertext")

@@ -29,6 +29,7 @@ from browser import (
     expected_saliency_shading,
     heatmap_cells,
     hover_heatmap_cell,
+    hover_point,
     hover_saliency_token,
     legends_over_axis_titles,
     overlapping_cell_labels,
@@ -427,7 +428,8 @@ def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app
 
 
 def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url, lm, default_capture):
-    result = ec.rankings(lm, default_capture, k=5)
+    # ec.rankings and lens_diagnostics, from one pass of the lens as the page computes them (test_trust: the same).
+    result, diagnostics = ec.trust.rankings_and_diagnostics(lm, default_capture, k=5)
     # As the heatmap's columns name them, whitespace as every view shows it (#31 item 16; was the repr "10: '\\n'").
     labels = [position_text(p, t) for p, t in zip(result.target_positions, result.targets)]
     open_page(page, app_url, "2_Layer_predictions", **{"watch_words": "1564, 1616, ."})
@@ -457,21 +459,12 @@ def test_layer_predictions_page_clicking_a_cell_follows_its_token(page, app_url,
     assert ((frame["rank"] == 1) == (frame["token"] == top_tokens.str[0])).all()
     np.testing.assert_allclose(frame["probability"], result.probs.ravel(), atol=1e-3)
     # How far to trust each row (#30), in the same download: the lens's KL and top-1 agreement at that block.
-    lens = ec.trust.lens_diagnostics(lm, default_capture).to_frame().set_index("layer")
+    lens = diagnostics.to_frame().set_index("layer")
     np.testing.assert_allclose(frame["lens_mean_kl"], lens.loc[frame["layer"], "mean_kl"], rtol=1e-4)
     np.testing.assert_allclose(frame["lens_top1_agreement"], lens.loc[frame["layer"], "top1_agreement"])
     # The trust panels stand on the heatmap's rows: hovering a KL point names its block as the row does (#30).
-    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
     # Scatter traces in drawing order: the heatmap's click layer, then the KL panel, then the agreement panel.
-    marker = chart.locator(".scatterlayer .trace").nth(1).locator("path.point").nth(28)
-    marker.scroll_into_view_if_needed()
-    point = marker.bounding_box()
-    centre = (point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
-    page.mouse.move(centre[0] - 20, centre[1] - 20)
-    page.mouse.move(*centre, steps=4)
-    label = chart.locator(".hoverlayer .hovertext").first
-    label.wait_for(state="visible", timeout=5000)
-    assert label.text_content() == f"block 28: KL {lens.loc['block 28', 'mean_kl']:.2f} nats"
+    assert hover_point(page, 0, 1, 28) == f"block 28: KL {lens.loc['block 28', 'mean_kl']:.2f} nats"
 
 
 def _factor_frame(page):
@@ -805,6 +798,8 @@ def test_circuits_page_tooltips_routes_threshold_a_node_and_a_head(page, app_url
     page.wait_for_selector(f"{ROUTES} .ecco-route-node", state="attached")
     routes = page.locator(ROUTES)
     # Every download button's label is whole: the DLA column's 'Figure (HTML, works offline)' was cut to '… o…'.
+    # Counted once the fifth is drawn: at load 28 the routes were there before any of them (0 counted, once).
+    page.locator('[data-testid="stDownloadButton"]').nth(4).wait_for(state="attached")
     cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stDownloadButton"] button *')]
         .filter(element => element.scrollWidth > element.clientWidth + 1).map(element => element.textContent)""")
     assert page.locator('[data-testid="stDownloadButton"]').count() >= 5 and cut == [], cut
@@ -852,3 +847,17 @@ def test_circuits_page_tooltips_routes_threshold_a_node_and_a_head(page, app_url
     assert chart_title(page, 1) == "block 23, head 3: raw weights"
     assert f"Its attention from the read position {read} ' to'" in main_text(page)
     screenshot(page, "8_Circuits")
+
+    # The Verify scatter's hover: a link of a verification on a short prompt opens with it, every part ablated.
+    open_page(page, app_url, "8_Circuits", text="The capital of France is", new=1, circuits_prompt="Paris is in",
+              circuits_answer="France", circuits_foil="Spain", circuits_ablation="mean", circuits_k=5,
+              circuits_verify="true")
+    assert wait_for_charts(page, 2) == 2  # the DLA heatmap and the scatter
+    verified = download_csv(page, "CSV", index=2)  # the DLA's, the routes', the verification's
+    part = verified[verified["exact_rank"].astype(str) == "1"].iloc[0]  # an outlier: no other point near it
+    # The heads' trace, then the FFNs', each in block order (heads by head within a block).
+    trace, point = (1, int(part["block"])) if part["kind"] == "FFN" else (0, int(part["block"]) * lm.n_heads
+                                                                           + int(part["head"]))
+    assert hover_point(page, 1, trace, point) == (
+        f"{part['part']}\nDLA {float(part['value']):.3f}\nexact effect {float(part['exact_effect']):.3f}\n"
+        "in the exact top 5: yes")
