@@ -121,6 +121,11 @@ class Saliency:
     def n_explained(self) -> int:
         return len(self.positions)
 
+    @property
+    def method_label(self) -> str:
+        """The method's short name as pages and views show it (``"IG"``): its :data:`METHODS` label."""
+        return METHODS[self.method].label or self.method
+
     def index_of(self, position: int) -> int:
         """The row of the explained token at sequence ``position`` (an index into :attr:`positions`)."""
         return checks.row_of(self.positions, position)

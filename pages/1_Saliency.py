@@ -79,7 +79,7 @@ def check_explainable() -> None:
 # Integrated gradients (and erasure, on a long text) take minutes on a shared CPU: announced with their
 # estimate, shown in progress, stoppable; the results of earlier settings go as soon as new work starts.
 sal, area = dashboard.analysis(
-    f"Attributing with {method}" + (f", {steps} steps" if ec.SALIENCY_METHODS[method].uses_steps else ""),
+    f"Attributing with {method_labels[method]}" + (f", {steps} steps" if ec.SALIENCY_METHODS[method].uses_steps else ""),
     lambda progress: ec.saliency(lm, cap, method=method, target=target, contrast_with=contrast.strip() or None,
                                  steps=steps, progress=progress),
     key="saliency", settings=(dashboard.capture_key(cap), method, target, contrast.strip(), steps),

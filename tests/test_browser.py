@@ -412,14 +412,14 @@ def test_saliency_integrated_gradients_are_announced_shown_and_stopped(page, app
     page.get_by_role("option", name="IG", exact=True).click()  # the select shows the registry's label
     status = page.locator('[data-testid="stExpander"]').filter(has_text="expected on this machine")
     status.wait_for(timeout=60_000)
-    assert "Attributing with integrated_gradients, 64 steps" in status.inner_text()
+    assert "Attributing with IG, 64 steps" in status.inner_text()
     page.wait_for_function("() => /Gradients of targets? [0-9]+(-[0-9]+)? of [0-9]+ back to block/.test(document.body.innerText)", timeout=180_000)
     assert "path points 1-" in main_text(page)
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 0  # no chart of the earlier method
     screenshot(page, "1_Saliency_running")
     started = time.monotonic()
     main.get_by_role("button", name="Stop").click()
-    page.get_by_text("Attributing with integrated_gradients, 64 steps: stopped").wait_for(timeout=120_000)
+    page.get_by_text("Attributing with IG, 64 steps: stopped").wait_for(timeout=120_000)
     wait_for_run(page)
     assert time.monotonic() - started < 120  # stopped at the next progress update, not at the end
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 0

@@ -137,7 +137,8 @@ def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlie
     app.selectbox(key="saliency_method").set_value("integrated_gradients")
     run(app)
     (warning,) = app.warning
-    assert warning.value.startswith(f"Attributing with integrated_gradients, {steps} steps: stopped")
+    # The box names the method as the Method select does (#31 item 15), not by its identifier.
+    assert warning.value.startswith(f"Attributing with IG, {steps} steps: stopped")
     assert dashboard.duration(estimate) in warning.value
     assert not app.get("plotly_chart") and not app.dataframe and not app.get("bidi_component")
     assert not [box for box in app.selectbox if box.key == "saliency_token"]
@@ -145,6 +146,7 @@ def test_integrated_gradients_run_as_long_work_and_a_stopped_run_shows_no_earlie
     app.button(key="saliency_run_again").click()
     run(app)
     assert not app.warning and len(app.get("plotly_chart")) == 2
+    assert "IG, unsigned" in json.loads(app.get("bidi_component")[0].proto.json)["html"]  # the view's legend too
     position = app.selectbox(key="saliency_token").value
     expected = ec.saliency(lm, cap, "integrated_gradients", steps=steps).detail_frame(position)
     shown = app.dataframe[0].value

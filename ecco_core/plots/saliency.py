@@ -180,7 +180,7 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
     # Without the script the markup is the same for the same result (the component redraws only on change).
     view_id = f"ecco-saliency-{uuid.uuid4().hex[:10]}"
     identity = f' id="{view_id}"' if script else ""
-    method = f"{sal.method}, {'signed' if signed else 'unsigned'}"
+    method = f"{sal.method_label}, {'signed' if signed else 'unsigned'}"
     return (
         f'<div{identity} class="ecco-saliency-view">'
         f'<style>{view_style("saliency")}</style><div class="ecco-saliency-header">'
