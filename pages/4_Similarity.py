@@ -46,9 +46,9 @@ dashboard.page_param("similarity_skip_special", True)
 dashboard.page_param("similarity_skip_first", lm.is_causal)
 left, middle, right = st.columns([2, 2, 3])
 source = left.radio("Token positions from", list(SOURCES), format_func=SOURCES.get, key="similarity_source")
-method = middle.selectbox(
-    "Method", list(sim.METHODS), key="similarity_method",
-    help="\n".join(f"- {name}: {entry.description}" for name, entry in sim.METHODS.items()),
+method = middle.selectbox(  # shown as the charts and messages name them (CKA, PWCCA); the URL keeps the key
+    "Method", list(sim.METHODS), format_func=str.upper, key="similarity_method",
+    help="\n".join(f"- {name.upper()}: {entry.description}" for name, entry in sim.METHODS.items()),
 )
 kernel, keep = "linear", 0.99
 reads = sim.METHODS[method].options  # the options the method reads: their controls show for it alone
@@ -57,9 +57,10 @@ if "kernel" in reads:
                           help="RBF bandwidth: the median distance between tokens.")
 if "keep" in reads:
     keep = middle.slider("Variance kept", 0.5, 1.0, step=0.01, key="similarity_keep")
-rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
-columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), key="similarity_columns",
-                          help=sim.REPRESENTATIONS["ffn"])
+rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), format_func=sim.REPRESENTATION_TITLES.get,
+                       key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
+columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), format_func=sim.REPRESENTATION_TITLES.get,
+                          key="similarity_columns", help=sim.REPRESENTATIONS["ffn"])
 row_widths, column_widths = representation_widths(lm, rows), representation_widths(lm, columns)
 skip_special = right.checkbox("Leave out special tokens (BOS, [CLS], [SEP])", key="similarity_skip_special")
 skip_first = right.checkbox(

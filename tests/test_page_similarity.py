@@ -35,6 +35,9 @@ def test_page_shows_figure_6_for_the_capture_and_for_ud_sentences(lm, tmp_path, 
     assert (layout["yaxis"]["title"]["text"], layout["xaxis"]["title"]["text"]) == ("hidden states", "FFN activations")
     assert len(cells["text"]) == lm.n_layers + 1 and all(0 <= float(v) <= 1 for v in cells["text"][0])
     assert title.startswith("CKA (linear)")
+    # The selects name methods and representations as the chart and its axes do (#31 item 15), not by key.
+    assert app.selectbox(key="similarity_method").options == ["CKA", "PWCCA", "SVCCA", "CCA"]
+    assert app.selectbox(key="similarity_rows").options == ["hidden states", "FFN activations"]
     assert {"CSV", "JSON"} <= {button.label for button in app.get("download_button")}
     assert_chance_beside_the_matrix(app)
 
