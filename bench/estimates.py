@@ -12,7 +12,7 @@ the load average. At least 5 cases per long path, small but of the shapes
 the pages use, so the whole script runs in minutes. Run it with
 ``OMP_WAIT_POLICY=PASSIVE``; ``--repeat 3`` takes the median of three runs of
 each case. Usage: ``python bench/estimates.py [--repeat N] [group ...]``,
-groups ``probing``, ``similarity``, ``factors``, ``saliency``,
+groups ``probing``, ``similarity``, ``chance``, ``factors``, ``saliency``,
 ``faithfulness``, ``patching``, ``verify`` (default: all, in that order).
 The line before last: the geometric mean of measured / estimated over the
 cases run, with its range, and the longest progress wait; the last line:
@@ -29,9 +29,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,40 +49,17 @@ SALIENCY_PROMPT = "William Shakespeare was born in the year"  # 7 tokens, as the
 
 REPEATS = 1  # set by --repeat: each case's time is the median of this many runs
 
-#: The reference workload's time on one thread of the development machine alone (its least CPU time over 40 runs
-#: at load 2-9, where its wall time was 0.26-0.60 s): how much slower the machine runs now is its time now over this.
-REFERENCE_QUIET_S = 0.040
-_GEMM = torch.randn(64, 576, generator=torch.Generator().manual_seed(0)), torch.randn(576, 1536)
-_GRAM = np.random.default_rng(0).standard_normal((300, 200))
-
-
-def reference_seconds() -> float:
-    """The median wall time of three runs of a fixed workload like the analyses' (torch matrix products of the
-    default's FFN width, numpy float64 products and an eigendecomposition on one BLAS thread), measured between
-    cases: the machine's speed in the same run as the cases, whatever the other jobs on it do."""
-    times = []
-    with threadpool_limits(1, user_api="blas"):
-        for _ in range(3):
-            started = time.perf_counter()
-            for _ in range(20):
-                torch.mm(*_GEMM)
-            for _ in range(3):
-                np.linalg.eigh(_GRAM.T @ _GRAM)
-                _GRAM @ _GRAM.T
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 class Cases(list):
     """(path, case, measured s, estimated s, longest progress wait s, reference ratio, slowdown) rows, each printed
     as it is run. The reference ratio is measured over the estimate at the reference's pace: the estimate at pace 1
-    times the slowdown (the reference workload's time around the case over :data:`REFERENCE_QUIET_S`) over
+    times the slowdown (the reference workload's time around the case,
+    :func:`ecco_core.estimates.reference_seconds`, over :data:`~ecco_core.estimates.REFERENCE_QUIET_S`) over
     :data:`ecco_core.estimates.REFERENCE_LOAD_PER_CPU` (the slowdown the rates were fitted at): about 1 where a
     path's rates hold, whatever the load."""
 
     def __init__(self):
         super().__init__()
-        self.reference = reference_seconds()
+        self.reference = estimates.reference_seconds()
 
     def run(self, path: str, case: str, estimate, work) -> object:
         """The page's ``estimate()`` now, then ``work(progress)`` timed (median of REPEATS), then fed back."""
@@ -99,8 +74,8 @@ class Cases(list):
             marks = [started, *reports, ended]
             waits.append(max(b - a for a, b in zip(marks, marks[1:])))
         measured, wait = statistics.median(times), max(waits)
-        before, self.reference = self.reference, reference_seconds()
-        slowdown = math.sqrt(before * self.reference) / REFERENCE_QUIET_S
+        before, self.reference = self.reference, estimates.reference_seconds()
+        slowdown = math.sqrt(before * self.reference) / estimates.REFERENCE_QUIET_S
         reference_pace = slowdown / estimates.REFERENCE_LOAD_PER_CPU
         estimates.record(estimated, measured)
         reference_ratio = measured * pace / estimated / reference_pace
@@ -138,8 +113,7 @@ def similarity_cases(lm, rows: Cases) -> None:
     """The Similarity page's two paths: UD sentences pooled by corpus_similarity (the model's batched pass, then
     the matrix), and one captured passage (layer_similarity), both through compare_layers as the page calls it;
     the estimate is the page's. From 56 positions (the passage) to the page's 40 UD sentences (1,145 positions,
-    more than the hidden state's 576 dimensions), where the CCA family's cost per pair changes most. Then the
-    chance level of one cell (layer_pair and permutation_baseline, as the page's "chance" runs them)."""
+    more than the hidden state's 576 dimensions), where the CCA family's cost per pair changes most."""
     passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
     cases = [(10, "cka", "hidden", "ffn"), (10, "svcca", "hidden", "ffn"), (10, "pwcca", "hidden", "ffn"),
              (20, "cca", "hidden", "hidden"), (None, "pwcca", "hidden", "ffn"), (None, "cca", "ffn", "ffn"),
@@ -152,6 +126,12 @@ def similarity_cases(lm, rows: Cases) -> None:
                  f"similarity {method}, {rows_} x {columns}, {name} ({sim.positions_compared(lm, source)} positions)",
                  lambda: estimates.compare_layers_seconds(lm, source, method, **options),
                  lambda progress: sim.compare_layers(lm, source, method, progress=progress, **options))
+
+
+def chance_cases(lm, rows: Cases) -> None:
+    """The Similarity page's chance level of one cell (layer_pair and permutation_baseline, as the page runs them),
+    over the passage and over UD sentences."""
+    passage = ec.capture(lm, PASSAGE, max_new_tokens=0)
     for n_sentences, method, n_permutations in ((None, "cka", 100), (None, "pwcca", 100), (10, "cka", 100),
                                                 (10, "svcca", 50), (40, "cca", 20)):
         source = passage if n_sentences is None else sim.ud_sentences(n_sentences)
@@ -174,16 +154,17 @@ def factors_cases(lm, rows: Cases) -> None:
     for method, layers in (("nmf", None), ("pca", None), ("ica", None), ("nmf", range(10)), ("pca", range(10)),
                            ("nmf", range(20, 30))):
         options = dict(n_components=10, positions=tokens, layers=layers)
-        rows.run("factors", f"factors {method}, {lm.n_layers if layers is None else len(layers)} blocks, "
-                 f"{passage.n_tokens - 1} tokens", lambda: estimates.factors_seconds(passage, method, **options),
+        blocks = "all blocks" if layers is None else f"blocks {layers[0]}-{layers[-1]}"
+        rows.run("factors", f"factors {method}, {blocks}, {passage.n_tokens - 1} tokens",
+                 lambda: estimates.factors_seconds(passage, method, **options),
                  lambda progress: ec.factors(passage, method, progress=progress, **options))
     for methods, layers, seeds in ((("nmf", "pca", "ica"), range(10), (0, 1)), (("pca", "ica"), None, (0, 1, 2)),
                                    (("pca",), range(10), (0, 1, 2)), (("ica",), range(20, 30), (0, 1)),
                                    (("nmf", "pca"), range(10, 20), (0, 1))):
         options = dict(n_components=10, positions=tokens, layers=layers)
         fitted = ec.factors(passage, methods[0], **options)
-        rows.run("factor quality", f"factor quality, {', '.join(methods)}, "
-                 f"{lm.n_layers if layers is None else len(layers)} blocks, seeds {seeds}",
+        blocks = "all blocks" if layers is None else f"blocks {layers[0]}-{layers[-1]}"
+        rows.run("factor quality", f"factor quality, {', '.join(methods)}, {blocks}, seeds {seeds}",
                  lambda: estimates.factor_quality_seconds(passage, methods, seeds=seeds, fitted=fitted, **options),
                  lambda progress: ec.trust.factor_quality(passage, methods, seeds=seeds, fitted=fitted,
                                                           progress=progress, **options))
@@ -241,7 +222,7 @@ def verify_cases(lm, rows: Cases) -> None:
                  lambda progress: ec.circuits.verify(lm, result, exact=exact, progress=progress))
 
 
-GROUPS = {"probing": probing_cases, "similarity": similarity_cases, "factors": factors_cases,
+GROUPS = {"probing": probing_cases, "similarity": similarity_cases, "chance": chance_cases, "factors": factors_cases,
           "saliency": saliency_cases, "faithfulness": faithfulness_cases, "patching": patching_cases,
           "verify": verify_cases}
 
@@ -257,7 +238,7 @@ def main() -> None:
         parser.error(f"unknown groups {unknown}; groups: {list(GROUPS)}")
     REPEATS = args.repeat
     groups = args.groups or list(GROUPS)
-    torch.set_num_threads(1)  # one thread: the rates' reference, and the reference workload's
+    torch.set_num_threads(1)  # one thread: the rates' reference
     print(f"load average at the start: {' '.join(open('/proc/loadavg').read().split()[:3])}", flush=True)
     lm = ec.load()
     rows = Cases()

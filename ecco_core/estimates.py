@@ -7,12 +7,22 @@ and factors; fitted with ``bench/estimates.py``, which runs each analysis for
 real and prints measured over estimated time: re-run it to recalibrate
 another machine) and multiplies by :func:`pace`.
 
+Every rate is at one reference: one thread running
+:data:`REFERENCE_LOAD_PER_CPU` times slower than on the machine alone (pace
+1). ``bench/estimates.py`` times a fixed reference workload between its cases
+and compares each case with its estimate at the pace that workload measured,
+so the rates of every path were fitted to that one reference whatever the
+load of their runs (2026-12-07, load 13-45: each path's median
+measured / estimated at the reference's pace between 0.9 and 1.1; before,
+paths fitted at different loads ran at 0.5 to 1.5 of it).
+
 The pace is how fast this process runs now. On a shared machine the same
 work takes a different time with the load, as one factor for every kind of
 work: similarity's cases ran at 0.74-1.49 of a fixed estimate at load 12-16
 and at 0.25-0.37 at load 3-4, and no fixed rate covers both. The load cannot
-be known in advance, so it is measured: the pace starts from the machine's
-load average (:func:`load_pace`), then after each run :func:`record` takes
+be known in advance, so it is measured: the pace starts from a tenth of a
+second of fixed work timed now (:func:`measured_pace`; the load average,
+:func:`load_pace`, lags by a minute or more), then after each run :func:`record` takes
 its measured and estimated seconds (the dashboard does, for every analysis
 it runs) and the pace moves halfway, in log space, towards what that run
 measured: an exponential moving average of measured / estimated over this
@@ -40,12 +50,15 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import threading
+import time
 from typing import Sequence
 
 import numpy as np
 
 from . import _checks as checks
+from ._blas import one_blas_thread
 from . import circuits  # through the package, which makes ec.circuits callable (a plain import would not)
 from .backward import plan
 from .capture import DEFAULT_CHUNK_BYTES, Capture
@@ -66,7 +79,13 @@ from .trust import PERCENTS, candidates, rationale_sizes
 
 #: Multiply-adds per second on the development machine (see the module docstring).
 CAPTURE_RATE = 3.4e9  # ec.capture: one text at a time, the LM head and its top-k at every position
-FORWARD_RATE = 9.0e9  # probing's corpus pass: batches of 32 sentences through the blocks alone
+#: Probing's corpus pass (batches of 32 sentences through the blocks alone), its start (the corpus read and
+#: tokenised, the store made) and the probed layers written to the disk store in activations per second: fitted to
+#: bench/estimates.py's five collections (300 to 2,000 words, 6 layers to all), where the size of what is stored
+#: (1,000 words: 35 s for 6 layers, 50 s for all 61) and the start (300 words: 8 s) weighed more than the pass.
+FORWARD_RATE = 2.9e10
+COLLECTION_START_S = 9.0
+STORE_RATE = 2.4e6
 # Training the batched probes, fitted to 14 runs (bench/estimates.py probing; 1,000 to 3,000 words, 3 to 61
 # representations, 1 to 5 trials, 1 to 8 epochs): the products (torch.bmm forward and backward, and the final
 # evaluation) in multiply-adds per second; each Adam step's pass over every probe parameter in parameters per second
@@ -74,16 +93,17 @@ FORWARD_RATE = 9.0e9  # probing's corpus pass: batches of 32 sentences through t
 PROBE_RATE = 8.5e9
 PROBE_STEP_RATE = 3.4e7
 PROBE_START_S = 1.3
-# ec.saliency (measured at load average 26): the gradient methods' block-by-block vectorised backwards
-# (is_grads_batched), and erasure's batches of erased copies, forward only.
-GRADIENT_RATE = 3.8e9
-ERASURE_RATE = 3.9e9
+# ec.saliency: the gradient methods' block-by-block vectorised backwards (is_grads_batched), and erasure's batches
+# of erased copies, forward only; refitted to the reference (bench/estimates.py saliency and faithfulness: the
+# gradient cases had run at 0.6, erasure's at 0.9 of the paths' common level).
+GRADIENT_RATE = 6.2e9
+ERASURE_RATE = 4.3e9
 #: The vectorised backward's cost besides its points, in passes of the explained tokens through the blocks per chunk:
 #: one point (gradient x input, 27 tokens, 20 explained) ran at 1.30 of its estimate where 20 points (integrated
 #: gradients, the same text, one chunk) ran at 0.85 (bench/estimates.py, one process, load 20-33), so a chunk costs
 #: about 0.6 of a pass more than its points' share, whatever their number: small batches of rows run slower.
 GRADIENT_CHUNK_PASSES = 0.6
-NUMPY_RATE = 2.9e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS thread (ecco_core._blas), load 11
+NUMPY_RATE = 2.7e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS thread (ecco_core._blas)
 #: Similarity's float64 numpy work on one BLAS thread (:mod:`ecco_core._blas`), fitted 2026-12-07 at load average
 #: 8-11 to each step of similarity_matrix timed alone (bench/estimates.py's matrices: 56 to 1,145 positions of the
 #: causal default, hidden states and FFN, each method's preparation and pairs): matrix products (Grams,
@@ -92,19 +112,22 @@ NUMPY_RATE = 2.9e9  # scikit-learn's NMF, PCA, ICA in float64, on one BLAS threa
 #: ``eigvalsh`` without, about 3 times faster) and element-wise passes over (n, n) Grams (centring, a dot product,
 #: RBF's exp and median) in elements per second. The rates before (7e9, 6e8 per m^3, 2.8e9, 2e8), fitted to 56-545
 #: positions, announced 2-6 times a run over 1,145 positions (40 UD sentences; PWCCA 219 s for 84 s at load 4).
-GEMM_RATE = 2.1e10
-EIGH_RATE = 2.4e9
-EIGVALS_RATE = 7.3e9
-ELEMENT_RATE = 2.7e9
-#: Seconds of exact patching besides its patched runs (the clean and corrupted runs it records, its set-up), fitted
-#: 2026-12-07 to bench/estimates.py patching at load 35-39: measured about 8 s + 1.4 x the runs' estimate at pace 2
-#: (150 runs of the IOI example took 12-17 s where the runs alone were estimated at 6 s).
-PATCHING_START_S = 4.0
+#: Then scaled to the reference (bench/estimates.py similarity: 1.5 times slower than the paths' common level), all
+#: but CALL_S: the one-passage cases, where the calls weigh most, already ran at 0.7-0.8 of the scaled estimate.
+GEMM_RATE = 1.4e10
+EIGH_RATE = 1.6e9
+EIGVALS_RATE = 4.9e9
+ELEMENT_RATE = 1.8e9
+#: Exact patching's batched runs in multiply-adds per second, and its seconds besides them (the clean and corrupted
+#: runs it records), fitted to bench/estimates.py patching against the reference: its time grew with the runs
+#: (150 runs of the IOI example 11-13 s at the reference's pace, 900 of the Eiffel example 203 s), the start small.
+PATCHING_RATE = 5.7e9
+PATCHING_START_S = 0.5
 #: Multiply-adds per second of circuits.verify's batched ablation passes (one thread's worth of the default's
-#: blocks, rows joining at their first ablated block), fitted 2026-12-07 at load 28-35 to bench/estimates.py verify:
-#: 3.4e9 (IOI, 14 tokens, every component alone) to 8.3e9 (5 rows), the longer prompts' larger batches slower.
-ABLATION_RATE = 4.6e9
-#: Activations per second gathered from a forward pass into numpy (probing keeps every probed layer).
+#: blocks, rows joining at their first ablated block), fitted to bench/estimates.py verify against the reference
+#: (its five cases at 0.75-2.1 of the estimate before, the longer prompts' larger batches faster).
+ABLATION_RATE = 7.1e9
+#: Activations per second gathered from a forward pass into numpy (similarity's pass over texts).
 GATHER_RATE = 1.0e9
 #: Seconds per small numpy or LAPACK call on top of its counted work (a similarity method's ``Work.calls``; CCA
 #: makes one call's worth a pair, PWCCA seven: two eigendecompositions with vectors and the weights). Fitted to
@@ -112,11 +135,15 @@ GATHER_RATE = 1.0e9
 #: on a thread per core, which made every call wait for the other threads (an estimate of 18 s for a 0.13 s run
 #: on a quiet machine).
 CALL_S = 0.0005
+#: Seconds per call of similarity_matrix besides its work (checks, the result, the labels): a cell's chance level
+#: makes one per shuffle, of a single pair (100 CKA scores of 55 positions: 0.1 s of CPU on one BLAS thread).
+MATRIX_CALL_S = 0.005
 #: Similarity's pass over pooled texts (corpus_similarity): batches of 16 texts padded to their longest, through
-#: the blocks alone, in multiply-adds per token of the texts per second, refitted 2026-12-07 on one thread beside
+#: the blocks alone, in multiply-adds per token of the texts per second (scaled to the reference as the matrix
+#: rates), refitted 2026-12-07 on one thread beside
 #: the matrix rates: at 4.5e9 the pass ran at 0.23-0.25 of its count (10 UD sentences: 1.5 s with CKA's matrix for
 #: 5.6 s counted; 40: 6.8 s for 27 s) where the same run's matrix-bound cases ran at 0.4-1.2 of theirs.
-CORPUS_RATE = 9.0e9
+CORPUS_RATE = 6.0e9
 #: Model tokens per labelled word in English (sub-words, punctuation), for corpus runs.
 TOKENS_PER_WORD = 1.4
 #: Universal POS tags a probe chooses from.
@@ -130,33 +157,84 @@ PACE_WEIGHT = 0.5
 PACE_MIN_S = 1.0
 #: The pace stays within this range, whatever a run measured (a run that waited on a debugger, say).
 PACE_LIMITS = (0.05, 20.0)
-#: Runnable tasks per CPU (the load average over the CPUs, plus this process) at which the rates were measured:
-#: load about 14 on the 2 cores. The pace before any run is recorded is the load now over it (:func:`load_pace`).
-REFERENCE_LOAD_PER_CPU = 7.5
+#: The rates' reference: one thread this many times slower than alone on the machine, as runnable tasks per CPU
+#: (the load average over the CPUs, plus this process) make it, about load 8.4 on the 2 cores. The pace before any
+#: run is recorded is the reference workload's slowdown now over it (:func:`measured_pace`). bench/estimates.py
+#: times the workload beside its cases; at load 13-45 the load's pace (:func:`load_pace`) was 0.4-1.4 of the
+#: workload's (median 0.8, hence :data:`LOAD_SLOWDOWN`), and 6 times it just after the load fell.
+REFERENCE_LOAD_PER_CPU = 4.7
+#: How much slower than the runnable tasks per CPU say a thread runs (:func:`load_pace`): the reference workload's
+#: median over bench/estimates.py's cases at load 13-45.
+LOAD_SLOWDOWN = 1.25
 #: The environment variable that fixes the pace (``ECCO_PACE=1``: the rates alone, whatever the load and the runs),
 #: for estimates that must not move: the tests set it, so that what they announce does not follow the machine.
 PACE_VARIABLE = "ECCO_PACE"
+#: The reference workload's seconds on one thread of the development machine alone (its least time over 40 runs):
+#: how much slower the machine runs now is its time now over this (:func:`reference_seconds`).
+REFERENCE_QUIET_S = 0.036
 _pace_lock = threading.Lock()
-_pace: float | None = None  # measured from the load at first use
+_pace: float | None = None  # measured with the reference workload at first use
+_workload: tuple | None = None
+
+
+def reference_seconds() -> float:
+    """The median wall time of three runs of a fixed workload like the analyses', on one BLAS thread.
+
+    float32 products of the causal default's FFN width and float64
+    products and an eigendecomposition of a few hundred rows: about
+    :data:`REFERENCE_QUIET_S` on the machine alone, longer as other work
+    shares its CPUs. bench/estimates.py runs it between its cases, and
+    :func:`pace` once, before the first estimate.
+    """
+    global _workload
+    if _workload is None:
+        rng = np.random.default_rng(0)
+        _workload = (rng.standard_normal((64, 576), dtype=np.float32),
+                     rng.standard_normal((576, 1536), dtype=np.float32), rng.standard_normal((300, 200)))
+    x, w, g = _workload
+    times = []
+    with one_blas_thread():
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(20):
+                x @ w
+            for _ in range(3):
+                np.linalg.eigh(g.T @ g)
+                g @ g.T
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measured_pace() -> float:
+    """The pace that :func:`reference_seconds` measures now: its slowdown over :data:`REFERENCE_LOAD_PER_CPU`, at
+    least ``1 / REFERENCE_LOAD_PER_CPU`` (the machine alone).
+
+    The load average lags: just after other jobs ended, at load average 18,
+    the workload ran at 1.4-2 times its time alone where the load promised
+    6.5 (bench/estimates.py: a first estimate 6 times too long). A tenth of
+    a second of work on an idle machine, a second at load 40.
+    """
+    return _within_limits(max(1.0, reference_seconds() / REFERENCE_QUIET_S) / REFERENCE_LOAD_PER_CPU)
 
 
 def load_pace() -> float:
-    """The pace the machine's load suggests, before this process has measured any run.
+    """The pace the machine's load average suggests (bench/estimates.py prints it beside the measured one).
 
     A thread's share of a CPU shrinks as the runnable tasks grow past the
     CPUs, and the work's time grows with it: on the development machine the
     same similarity cases ran at 0.25-0.37 of their estimates at load 3-4,
     about 1 at load 12-16 and 2-3.5 at load 40-48. So the first estimate
-    takes ``(load + 1) / n_cpus`` over :data:`REFERENCE_LOAD_PER_CPU` (the
-    1-minute load average), at least ``1 / REFERENCE_LOAD_PER_CPU`` (a whole
-    CPU); 1 where the load cannot be read.
+    takes ``LOAD_SLOWDOWN x (load + 1) / n_cpus`` over
+    :data:`REFERENCE_LOAD_PER_CPU` (the 1-minute load average), at least
+    ``1 / REFERENCE_LOAD_PER_CPU`` (a whole CPU); 1 where the load cannot be
+    read.
     """
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return 1.0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return _within_limits(max(1.0, (load + 1) / cpus) / REFERENCE_LOAD_PER_CPU)
+    return _within_limits(max(1.0, LOAD_SLOWDOWN * (load + 1) / cpus) / REFERENCE_LOAD_PER_CPU)
 
 
 def _within_limits(value: float) -> float:
@@ -166,8 +244,9 @@ def _within_limits(value: float) -> float:
 def pace() -> float:
     """This process's pace now: about how many times the rates' time its work takes.
 
-    From the load (:func:`load_pace`) until a run is recorded, then from the
-    runs (:func:`record`); fixed where :data:`PACE_VARIABLE` is set.
+    Measured with the reference workload (:func:`measured_pace`) at the first
+    estimate, then from the runs (:func:`record`); fixed where
+    :data:`PACE_VARIABLE` is set.
     """
     global _pace
     fixed = os.environ.get(PACE_VARIABLE)
@@ -175,7 +254,7 @@ def pace() -> float:
         return checks.positive(PACE_VARIABLE, float(fixed))
     with _pace_lock:
         if _pace is None:
-            _pace = load_pace()
+            _pace = measured_pace()
         return _pace
 
 
@@ -197,7 +276,7 @@ def record(estimated_s: float, measured_s: float) -> float:
 
 
 def reset_pace(value: float | None = None) -> None:
-    """Set the pace (1: the rates as measured), or with None measure it from the load again at its next use."""
+    """Set the pace (1: the rates as measured), or with None measure it again at its next use."""
     global _pace
     value = None if value is None else checks.positive("value", value)
     with _pace_lock:
@@ -223,12 +302,12 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     """Seconds of exact :func:`ecco_core.patch`: ``n_runs`` patched runs pushing ``n_positions`` tokens in all.
 
     Both from :func:`ecco_core.patching.work`. Batched runs go through the
-    blocks at :data:`FORWARD_RATE` (each from its first patched position on,
+    blocks at :data:`PATCHING_RATE` (each from its first patched position on,
     after the corrupted run's cached keys and values) and read the LM head at
     one position each; plus :data:`PATCHING_START_S`.
     """
     work = n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model
-    return (work / FORWARD_RATE + PATCHING_START_S) * pace()
+    return (work / PATCHING_RATE + PATCHING_START_S) * pace()
 
 
 def verify_seconds(
@@ -359,14 +438,14 @@ def probe_collection_seconds(
     progress=None,
 ) -> float:
     """Seconds of :func:`ecco_core.probing.collect` with these arguments (its own; only ``n_tokens`` and
-    ``layers`` change the work, and ``corpus`` is not read: a shorter one takes less): the corpus pass and
-    gathering the probed layers."""
+    ``layers`` change the work, and ``corpus`` is not read: a shorter one takes less): a start, the corpus
+    pass and storing the probed layers."""
     return _collection(lm, n_tokens, layers) * pace()
 
 
 def _collection(lm: LM, n_tokens: int, layers) -> float:
     forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
-    return forward + n_tokens * probe_width(lm, layers) / GATHER_RATE
+    return COLLECTION_START_S + forward + n_tokens * probe_width(lm, layers) / STORE_RATE
 
 
 def probe_training_seconds(
@@ -507,15 +586,16 @@ def cell_baseline_seconds(
     """Seconds of one cell's chance level: :func:`ecco_core.similarity.layer_pair` with its arguments (``lm``
     to ``skip_first``), then :func:`ecco_core.trust.permutation_baseline` of the pair with the rest.
 
-    ``n_permutations`` similarities of one layer of ``rows`` and one of
-    ``columns`` over the positions compared; over texts, the pass that
-    gathers the two layers first.
+    ``n_permutations`` similarities (and the unshuffled one) of one layer of
+    ``rows`` and one of ``columns`` over the positions compared, each a call
+    of :func:`~ecco_core.similarity.similarity_matrix` (:data:`MATRIX_CALL_S`);
+    over texts, the pass that gathers the two layers first.
     """
     n_tokens, n_samples = _source_sizes(lm, source, skip_special, skip_first)
     row_width, column_width = representation_widths(lm, rows)[0], representation_widths(lm, columns)[0]
-    one = _similarity(n_samples, [row_width], [column_width], method, kernel, keep, bandwidth, False)
+    one = _similarity(n_samples, [row_width], [column_width], method, kernel, keep, bandwidth, False) + MATRIX_CALL_S
     forward = _corpus(lm, n_tokens, row_width + column_width) if n_tokens else 0.0
-    return (n_permutations * one + forward) * pace()
+    return ((n_permutations + 1) * one + forward) * pace()
 
 
 def factors_seconds(

@@ -315,14 +315,18 @@ def _fit_ica(matrix: np.ndarray, n_components: int, seed: int) -> _Fit:
 # count that puts the long ones (7 of those 12, 142 to 394) within 2x; early blocks alone run faster than
 # announced (down to 0.11 of it), never slower than 2x. PCA's partial SVD (ARPACK's products) and FastICA
 # (whitening by an SVD, then its iterations) in passes too. Each adds FIT_SET_UP, a fit's fixed cost (the
-# matrix built, scikit-learn's checks and set-up) as multiply-adds at the estimate's rate (0.2 s): PCA of 10 blocks'
-# 55 x 15,360 took 1.0 s where its counted work was 0.14 s, of 30 blocks 0.8 s for 0.43 s (load 24-28, pace about 2).
+# matrix built, scikit-learn's checks and set-up) as multiply-adds at the estimate's rate (about 0.01 s): against
+# bench/estimates.py's reference PCA of 10 blocks' 55 x 15,360 ran at 0.26 of an estimate of 9 passes and 0.2 s of
+# set-up, of 30 blocks at 0.49 (4 passes and 0.01 s put them at about 0.6 and 1.1). FastICA's iterations cost more
+# than their products (ICA_ITERATION_WORK each: its Python and small calls, about 0.8 s a fit whatever its size at
+# the reference, where its products count milliseconds).
 NMF_ITERATIONS = 220
 NMF_PASSES_PER_ITERATION = 3
-SVD_PASSES = 9
+SVD_PASSES = 4
 ICA_SVD_PASSES = 4  # FastICA whitens by one LAPACK SVD, about half ARPACK's passes (ICA ran at 0.35 of twice them)
 ICA_ITERATIONS = 200
-FIT_SET_UP = 6e8
+ICA_ITERATION_WORK = 1e7
+FIT_SET_UP = 3e7
 
 
 def _svd_work(n_positions: int, n_neurons: int, n_components: int) -> float:
@@ -335,7 +339,7 @@ def _nmf_work(n_positions: int, n_neurons: int, n_components: int) -> float:
 
 def _ica_work(n_positions: int, n_neurons: int, n_components: int) -> float:
     return ICA_SVD_PASSES * n_positions * n_neurons * min(n_positions, n_neurons) + (
-        ICA_ITERATIONS * n_positions * n_components**2) + FIT_SET_UP
+        ICA_ITERATIONS * (n_positions * n_components**2 + ICA_ITERATION_WORK)) + FIT_SET_UP
 
 
 class FactorMethod(NamedTuple):
