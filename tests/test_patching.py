@@ -1,6 +1,7 @@
 """Activation patching and causal tracing: invariants on the real default, a hook written here, every family."""
 
 import copy
+import gc
 
 import numpy as np
 import pytest
@@ -177,6 +178,28 @@ def test_no_batched_pass_holds_more_than_a_progress_report_of_work(lm):
     _, positions = ec.patching.work(lm, CLEAN, CORRUPTED, "Mary", "John")
     block_work = sum(p.numel() for p in lm.blocks.parameters())
     assert len(seen) >= positions * block_work / backward.REPORT_MULTIPLY_ADDS
+
+
+def test_exact_patching_keeps_one_runs_outputs_through_its_batches_and_skips_what_the_other_already_has(lm):
+    """#31 item 18: exact patching kept the corrupted run's site outputs through every patched batch (0.1 GB at
+    512 tokens) to skip the patches that would restore what is already there; where they differ is all it needs.
+    Between batches only the clean run's outputs are alive, and the patches run are exactly those where the
+    runs differ: every block from the first changed token on (a causal model's earlier positions see the same
+    tokens), the skipped ones' effects 0."""
+    clean_ids, corrupted_ids = (encode_prompt(lm, text) for text in (CLEAN, CORRUPTED))
+    n_tokens, changed = len(clean_ids), next(p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
+    alive = []
+
+    def count(fraction, message):  # at the first report: a scan of every object is slow
+        if not alive:
+                alive.append(sum(type(o) is torch.Tensor and tuple(o.shape) == (1, n_tokens, lm.d_model)
+                             for o in gc.get_objects()))
+
+    result = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["residual"], progress=count)
+    assert alive[0] < 2 * lm.n_layers  # the clean run's 30 block outputs and the two inputs
+    assert result.patches_run == lm.n_layers * (n_tokens - changed)
+    assert np.all(result.effects[0, :, :changed] == 0)
+    np.testing.assert_allclose(result.effects[0, -1, -1], 1, atol=1e-5)
 
 
 # ------------------------------------------------------------ noise (causal tracing)
