@@ -28,8 +28,9 @@ embeddings and 8 blocks, one trial, 20 epochs) less 10 words per session;
 words, every layer, 5 trials, 50 epochs: hours on 2 cores for the causal
 default). Causal tracing and Circuits have prompts of their own: each
 session's prompt as the clean one, a corrupted prompt of the same number of
-tokens (a stretch of another session's text put in), the next word of its
-text as the answer and a foil, so exact activation patching (then its
+tokens (its last token replaced, :func:`own_prompts`: exact tracing's
+batches that peak highest, 90 of them), the next word of its text as the
+answer and a foil, so exact activation patching (then its
 approximation beside it) and Circuits' *Verify by patching* (its run flag
 ``circuits-verify=true``, every part alone too) run at the longest prompts
 these pages accept. The peak is the server's resident set as the kernel
@@ -37,7 +38,6 @@ records it (Linux ``VmHWM``, reset at each step), so no spike between
 samples is missed.
 
     python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both] [pages]
-    python bench/memory.py calls [pages]
 
 ``pages``, comma-separated file names (``Home.py,6_Causal_tracing.py``),
 runs those steps alone, in the order above: to measure a few pages at once
@@ -46,8 +46,8 @@ on a busy machine.
 Lines: the idle server after its preload (the baseline, measured in each
 order), the peak during each step, then last: the highest peak of the orders
 run / budget (3 GiB for the default deployment; below 1 is within budget). A
-step whose runs do not all finish in the time allowed (exact tracing of a
-512-token prompt takes hours on 2 cores) is measured while it runs for that
+step whose runs do not all finish in the time allowed (the paper's probing
+protocol takes hours on 2 cores) is measured while it runs for that
 long: its line says "still running after N s" and how many sessions had
 finished; then its tabs leave the page, which stops their runs at their next
 progress report, and once the server is idle again (none of its threads has
@@ -55,25 +55,24 @@ work; at most ``SETTLE_MAX_S`` later, and the line says which) the step's
 peak is read and the order goes on. Such a peak is a lower bound of that
 step's.
 
-``calls`` measures the bound instead, every call to its end: in this
-process, one thread (quieter than a server), each page's calls at the
-deployment's limits, one at a time (:func:`page_calls`; ``pages``, titles
-such as ``Saliency,Circuits``, picks some), each one's peak above the
-resident set before it. The server can never hold more than its idle resident set (the
-allowed models loaded and run once, so that their weights are paged in),
-both caches full (``CAPTURE_CACHE_MB`` + ``RESULT_CACHE_MB``) and the
-``MAX_CONCURRENT_RUNS`` largest peaks at once, or the largest of the runs
-that the pages run alone (:data:`ALONE`); the last line is that
-bound / budget. The calls that run alone go last: in one thread (one malloc
-arena) a long run's allocations spread over the heap an earlier, larger call
-grew, and its trimmed pages become resident again, so a call measured after
-attribution patching could show that call's peak instead of its own.
-Exact patching of a 512-token prompt corrupted in its middle takes hours on
-2 cores, so the call measured corrupts the prompt's last token: the same
-prompt and records, and the batches that peak highest (after the longest
-cached prefix, whose copy per row is most of a row; 512 tokens, 7 December:
-the records and runs +364 MiB, the batches of one patched position after
-511 tokens +572, after 256 +383, after none +385), far fewer of them.
+``calls`` measures the bound instead: each page's calls at the
+deployment's limits (:func:`page_calls`; ``pages``, titles such as
+``Saliency,Circuits``, picks some), each in a fresh process (``repeats``
+of them, the median quoted; in one process a call's allocations spread over
+the heap that earlier ones grew, so it could show their peak instead of its
+own), one thread, its peak above the resident set before it. Calls made of
+identical batches (the faithfulness check's, Circuits' verification) end
+once a batch's peak has been seen twice (:func:`until_steady`): at these
+limits they take hours on 2 busy cores. Two sessions may run the same call
+at once, on prompts of their own, so the server can never hold more than
+its idle resident set (the allowed models loaded and run once, so that
+their weights are paged in), both caches full (``CAPTURE_CACHE_MB`` +
+``RESULT_CACHE_MB``) and ``MAX_CONCURRENT_RUNS`` times the largest peak
+of a call that shares the server, or the largest of the calls that the
+pages run alone (:data:`ALONE`); the last line is that bound / budget.
+
+    python bench/memory.py calls [pages] [repeats]
+    python bench/memory.py call INDEX     # one call in this process: the line ``calls`` reads
 """
 
 import os
@@ -81,7 +80,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -141,10 +140,15 @@ def largest_inputs(n_sessions: int) -> list[tuple[str, str]]:
 def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
     """Causal tracing's and Circuits' prompts for each session: its prompt, a corrupted one of as many tokens.
 
-    The corrupted prompt is the clean one with a stretch of the next
-    session's text (of its own opening, for a single session) put in at its
-    middle; decoding and encoding again may merge tokens at the seams, so the
-    stretch moves until the token counts agree.
+    The corrupted prompt is the clean one with its last token replaced by
+    one of the next session's text (of its own opening, for a single
+    session); decoding and encoding again may merge tokens at the seam, so
+    the replacement moves on until the token counts agree. Exact tracing
+    then patches the last position alone: its batches are those that peak
+    highest (after the longest cached prefix, whose copy for each row is most
+    of a row; 512 tokens, 7 December: the batches of one patched position
+    after 511 tokens +572 MiB, after 256 +383, after none +385), and 90
+    patched runs instead of ~46,000 (hours on 2 cores), so every step ends.
     The answer is the first word of the session's answer, the foil another word.
     """
     import ecco_core as ec
@@ -154,10 +158,9 @@ def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
     for session, (prompt, answer) in enumerate(inputs):
         ids = tokenizer.encode(prompt, add_special_tokens=False)
         other = tokenizer.encode(inputs[(session + 1) % len(inputs)][0], add_special_tokens=False)
-        for start in range(len(ids) // 2, len(ids) - 32):
-            stretch = other[start:start + 16] if len(inputs) > 1 else ids[:16]
-            corrupted = tokenizer.decode(ids[:start] + stretch + ids[start + 16:])
-            if len(tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
+        for token in other if len(inputs) > 1 else ids:
+            corrupted = tokenizer.decode(ids[:-1] + [token])
+            if token != ids[-1] and len(tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
                 break
         else:
             raise RuntimeError(f"no corrupted prompt of {len(ids)} tokens for session {session}")
@@ -301,28 +304,81 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
     return overall
 
 
-def late_corruption(lm, prompt: str, n_corrupted: int = 1) -> str:
-    """``prompt`` with its last ``n_corrupted`` tokens replaced by its first ones, as many tokens as ``prompt``."""
-    ids = lm.tokenizer.encode(prompt, add_special_tokens=False)
-    for start in range(len(ids) - n_corrupted, len(ids) // 2, -1):
-        corrupted = lm.tokenizer.decode(ids[:start] + ids[:n_corrupted] + ids[start + n_corrupted:])
-        if len(lm.tokenizer.encode(corrupted, add_special_tokens=False)) == len(ids):
-            return corrupted
-    raise RuntimeError(f"no corrupted prompt of {len(ids)} tokens")
-
-
 #: Calls the pages run alone (``dashboard.long_work(..., alone=True)``): no other run is admitted beside them.
 ALONE = {"patch, approximate"}
+#: A bounded call ends once the peak of one of its batches has been seen again (within STEADY_MIB), or after
+#: STEADY_MAX_BATCHES batches counted; see :func:`until_steady`.
+STEADY_MIB = 4
+STEADY_MAX_BATCHES = 8
+#: The Saliency page's most integrated-gradients steps (its faithfulness check computes them at the page's steps).
+MAX_IG_STEPS = 64
 
 
-def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[str, str, Callable[[], Any]]]:
-    """(page, call, run) for every call the pages make at the deployment's limits, in the pages' order.
+class Call(NamedTuple):
+    """One call a page makes: ``run()``, or with ``batches`` set, ``run(progress)`` measured by :func:`until_steady`
+    from that fraction of its progress on (its last stage of identical batches); ``needs`` names the call of the
+    same page whose result it reads (run first, unmeasured, in a process of its own)."""
+    page: str
+    name: str
+    run: Callable
+    needs: str | None = None
+    batches: float | None = None
+
+
+class _Steady(Exception):
+    """Ends a bounded call: its batches have shown their peak twice."""
+
+
+def until_steady(run: Callable[[Callable], Any], counted_from: float = 0.0) -> tuple[int, list[int], bool]:
+    """Peak of ``run(progress)`` above the resident set before it, ended once its batches have shown their peak twice.
+
+    Every batch of the calls measured this way (the faithfulness check's
+    erased variants and path points, Circuits' ablated passes) is the same
+    size and frees what it made before the next, so the call's peak is a
+    batch's: each window between two progress reports has its own peak
+    (VmHWM reset at each report, so the windows cover the whole run, no
+    spike missed), and once a window counted (those after ``counted_from``
+    of the progress: the call's last stage) comes within STEADY_MIB of the
+    highest counted before it, the peak has been seen twice and the call
+    ends (at most STEADY_MAX_BATCHES windows are counted). Returns the peak
+    in bytes, the window peaks, and whether the peak was seen twice.
+    """
+    before = reset_peak()
+    windows: list[int] = []
+    counted: list[int] = []
+
+    def progress(fraction: float, message: str) -> None:
+        windows.append(peak_bytes() - before)
+        reset_peak()
+        if fraction <= counted_from:  # an earlier stage's last report comes at counted_from
+            return
+        counted.append(windows[-1])
+        if len(counted) > 1 and counted[-1] >= max(counted[:-1]) - STEADY_MIB * 2**20:
+            raise _Steady
+        if len(counted) >= STEADY_MAX_BATCHES:
+            raise _Steady
+
+    steady = False
+    try:
+        run(progress)
+    except _Steady:
+        steady = len(counted) > 1 and counted[-1] >= max(counted[:-1]) - STEADY_MIB * 2**20
+    windows.append(peak_bytes() - before)
+    return max(windows), windows, steady
+
+
+def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[Call]:
+    """Every call the pages make at the deployment's limits, in the pages' order.
 
     The capture is the sidebar's (``prompt`` and its given ``answer``); each
     call after it reads it, with the page's default settings and its
-    optional checks (faithfulness, the factors' quality, the chance of a
-    similarity cell); Probing runs its quick preset; Causal tracing and
-    Circuits run at ``own``'s prompts of ``MAX_PROMPT_TOKENS`` tokens.
+    optional checks (the factors' quality, the chance of a similarity cell;
+    the faithfulness check of the last explained token, the longest text
+    before it, at the page's most integrated-gradients steps, one method
+    computed at a time, which is how the check computes them, each through
+    its batches until their peak repeats); Probing runs its quick preset;
+    Causal tracing and Circuits run at ``own``'s prompts of
+    ``MAX_PROMPT_TOKENS`` tokens.
     """
     import numpy as np
 
@@ -341,7 +397,7 @@ def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[
                     positions=positions, negatives="clip")
     quick = probing.preset("quick", lm.n_layers, max_tokens=settings.MAX_PROBE_TOKENS)
     ud = sim.ud_sentences(40)
-    late = late_corruption(lm, own["clean"])
+    last = cap.n_tokens - 1
 
     def kept(name: str, value):
         state[name] = value
@@ -355,40 +411,57 @@ def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[tuple[
         pair = sim.layer_pair(lm, source, *median_cell(state[result_name]), **compared)
         return ec.trust.permutation_baseline(*pair, "cka", n_permutations=100)
 
+    def faithfulness(*methods: str) -> Callable:
+        return lambda progress: ec.trust.faithfulness(lm, cap, methods, positions=last, steps=MAX_IG_STEPS,
+                                                      progress=progress)
+
     return [
-        ("Home", "capture (512 + 64 tokens)", lambda: ec.capture(lm, prompt, answer=answer)),
-        ("Layer predictions", "rankings_and_diagnostics", lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5)),
-        ("Layer predictions", "watch", lambda: ec.watch(lm, prompt, ["the", "a"], k=5)),
-        ("Attention", f"attention, {len(shown)} blocks", lambda: ec.attention(lm, cap, "raw", layers=shown,
-                                                                              max_bytes=attention_bytes)),
-        ("Similarity", "compare_layers, the capture",
-         lambda: kept("capture", sim.compare_layers(lm, cap, "cka", **compared))),
-        ("Similarity", "permutation_baseline, the capture", lambda: chance(cap, "capture")),
-        ("Similarity", "compare_layers, 40 UD sentences", lambda: kept("ud", sim.compare_layers(
-            lm, ud, "cka", store="disk", **compared))),
-        ("Similarity", "permutation_baseline, 40 UD sentences", lambda: chance(ud, "ud")),
-        ("Neuron factors", "factors (NMF)", lambda: kept("factors", ec.factors(cap, "nmf", **factored))),
-        ("Neuron factors", "factor_quality", lambda: ec.trust.factor_quality(cap, seeds=(0, 1),
-                                                                            fitted=state["factors"], **factored)),
-        ("Probing", "probe_table, quick preset",
-         lambda: ec.probe_table(lm, str(probing.UD_ENGLISH_EWT_DEV), n_tokens=quick.n_tokens, trials=quick.trials,
-                                epochs=quick.epochs, lr=quick.lr, layers=quick.layers, store="disk")),
-        ("Saliency", "saliency (grad_x_input)", lambda: kept("saliency", ec.saliency(lm, cap, method="grad_x_input"))),
-        ("Saliency", "faithfulness, one token",
-         lambda: ec.trust.faithfulness(lm, cap, positions=state["saliency"].first_word_position(), steps=20)),
-        ("Circuits", "circuits (512 tokens)",
-         lambda: kept("circuits", ec.circuits(lm, own["clean"], own["answer"], own["foil"], routes=False))),
-        ("Circuits", "top_tokens", lambda: circuits.top_tokens(lm, state["circuits"], 5)),
-        ("Circuits", "attention of one block", lambda: ec.attention(lm, ec.capture(lm, own["clean"]), "raw",
-                                                                     layers=[lm.n_layers - 1])),
-        ("Circuits", "verify (k 10, corrupted, exact)",
-         lambda: circuits.verify(lm, state["circuits"], k=10, ablation="corrupted", corrupted=own["corrupted"])),
-        ("Causal tracing", "patching.work", lambda: patching.work(lm, own["clean"], own["corrupted"], own["answer"],
-                                                                  own["foil"])),
-        ("Causal tracing", "patch, exact (last token corrupted)",
-         lambda: ec.patch(lm, own["clean"], late, own["answer"], own["foil"])),
-        ("Causal tracing", "patch, approximate", lambda: ec.patch(lm, own["clean"], own["corrupted"], own["answer"],
-                                                                  own["foil"], approximate=True)),
+        Call("Home", "capture (512 + 64 tokens)", lambda: ec.capture(lm, prompt, answer=answer)),
+        Call("Layer predictions", "rankings_and_diagnostics",
+             lambda: ec.trust.rankings_and_diagnostics(lm, cap, k=5)),
+        Call("Layer predictions", "watch", lambda: ec.watch(lm, prompt, ["the", "a"], k=5)),
+        Call("Attention", f"attention, {len(shown)} blocks",
+             lambda: ec.attention(lm, cap, "raw", layers=shown, max_bytes=attention_bytes)),
+        Call("Similarity", "compare_layers, the capture",
+             lambda: kept("capture", sim.compare_layers(lm, cap, "cka", **compared))),
+        Call("Similarity", "permutation_baseline, the capture", lambda: chance(cap, "capture"),
+             needs="compare_layers, the capture"),
+        Call("Similarity", "compare_layers, 40 UD sentences",
+             lambda: kept("ud", sim.compare_layers(lm, ud, "cka", store="disk", **compared))),
+        Call("Similarity", "permutation_baseline, 40 UD sentences", lambda: chance(ud, "ud"),
+             needs="compare_layers, 40 UD sentences"),
+        Call("Neuron factors", "factors (NMF)", lambda: kept("factors", ec.factors(cap, "nmf", **factored))),
+        Call("Neuron factors", "factor_quality",
+             lambda: ec.trust.factor_quality(cap, seeds=(0, 1), fitted=state["factors"], **factored),
+             needs="factors (NMF)"),
+        Call("Probing", "probe_table, quick preset",
+             lambda: ec.probe_table(lm, str(probing.UD_ENGLISH_EWT_DEV), n_tokens=quick.n_tokens,
+                                    trials=quick.trials, epochs=quick.epochs, lr=quick.lr, layers=quick.layers,
+                                    store="disk")),
+        Call("Saliency", "saliency (grad_x_input)", lambda: ec.saliency(lm, cap, method="grad_x_input")),
+        # The check computes each method in turn, then erases: each method's stage measured on its own (the
+        # erasures after the two gradients, as the real check's last stage).
+        Call("Saliency", "faithfulness: 2 gradients, erasures", faithfulness("grad_x_input", "gradient"),
+             batches=2 / 3),
+        Call("Saliency", f"faithfulness: integrated grads, {MAX_IG_STEPS} steps", faithfulness("integrated_gradients"),
+             batches=0.0),
+        Call("Saliency", "faithfulness: erasure saliency", faithfulness("erasure"), batches=0.0),
+        Call("Circuits", "circuits (512 tokens)",
+             lambda: kept("circuits", ec.circuits(lm, own["clean"], own["answer"], own["foil"], routes=False))),
+        Call("Circuits", "top_tokens", lambda: circuits.top_tokens(lm, state["circuits"], 5),
+             needs="circuits (512 tokens)"),
+        Call("Circuits", "attention of one block",
+             lambda: ec.attention(lm, ec.capture(lm, own["clean"]), "raw", layers=[lm.n_layers - 1])),
+        Call("Circuits", "verify (k 10, corrupted, exact)",
+             lambda progress: circuits.verify(lm, state["circuits"], k=10, ablation="corrupted",
+                                              corrupted=own["corrupted"], progress=progress),
+             needs="circuits (512 tokens)", batches=0.0),
+        Call("Causal tracing", "patching.work", lambda: patching.work(lm, own["clean"], own["corrupted"],
+                                                                      own["answer"], own["foil"])),
+        Call("Causal tracing", "patch, exact",
+             lambda: ec.patch(lm, own["clean"], own["corrupted"], own["answer"], own["foil"])),
+        Call("Causal tracing", "patch, approximate",
+             lambda: ec.patch(lm, own["clean"], own["corrupted"], own["answer"], own["foil"], approximate=True)),
     ]
 
 
@@ -406,34 +479,82 @@ def warm_models() -> tuple[list, int]:
     return models, reset_peak()
 
 
-def measure_calls(pages: str = "") -> None:
-    """Each page's calls to their end, one at a time; the bound on the server's peak / budget (the last line)."""
-    from dashboard import settings
+def measure_call(index: int) -> None:
+    """Call ``index`` of :func:`page_calls` in this fresh process (after the call it needs, unmeasured): one line,
+    ``idle peak seconds steady windows`` (bytes; steady is 1, 0, or - for a call run to its end)."""
     from dashboard.shared_cache import release_memory
 
     (lm, _), idle = warm_models()
     inputs = largest_inputs(1)
     calls = page_calls(lm, *inputs[0], own_prompts(inputs)[0])
-    chosen = [call for call in calls if not pages or call[0] in pages.split(",")]
-    chosen.sort(key=lambda call: call[1] in ALONE)
-    print(f"idle, the allowed models run once: {idle / 2**20:.0f} MiB", flush=True)
-    peaks, alone = [], [0]
-    for page, name, run in chosen:
-        release_memory()
+    call = calls[index]
+    if call.needs:
+        next(needed for needed in calls if needed.name == call.needs).run()
+    release_memory()
+    started = time.perf_counter()
+    if call.batches is None:
         before = reset_peak()
-        started = time.perf_counter()
-        run()
-        (alone if name in ALONE else peaks).append(peak_bytes() - before)
-        print(f"  {page:18s} {name:42s} +{(peak_bytes() - before) / 2**20:5.0f} MiB, "
-              f"{time.perf_counter() - started:6.1f} s" + (", runs alone" if name in ALONE else ""), flush=True)
+        call.run()
+        peak, windows, steady = peak_bytes() - before, [], "-"
+    else:
+        peak, windows, flat = until_steady(call.run, call.batches)
+        steady = str(int(flat))
+    print(f"{idle} {peak} {time.perf_counter() - started:.1f} {steady} {','.join(str(w) for w in windows)}",
+          flush=True)
+
+
+def measure_calls(pages: str = "", repeats: int = 1) -> None:
+    """Each page's calls, each in ``repeats`` fresh processes; the bound on the server's peak / budget (last line).
+
+    A fresh process for each: in one process a call's allocations spread
+    over the heap that earlier calls grew, and their trimmed pages become
+    resident again, so a call measured after a larger one could show that
+    one's peak instead of its own. Each call's figure is the median of its
+    repeats.
+    """
+    import statistics
+
+    from dashboard import settings
+
+    import ecco_core as ec
+
+    inputs = largest_inputs(1)
+    names = [(call.page, call.name, call.batches is not None)
+             for call in page_calls(ec.load(), *inputs[0], own_prompts(inputs)[0])]
+    chosen = [i for i, (page, _, _) in enumerate(names) if not pages or page in pages.split(",")]
+    idles, peaks, alone = [], {}, {}
+    for index in chosen:
+        page, name, bounded = names[index]
+        runs = []
+        for _ in range(repeats):
+            child = subprocess.run([sys.executable, __file__, "call", str(index)], capture_output=True, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                        "TOKENIZERS_PARALLELISM": "false"})
+            if child.returncode:
+                raise RuntimeError(f"{name}: {child.stderr[-2000:]}")
+            idle, peak, seconds, steady, windows = (child.stdout.strip().splitlines()[-1].split(" ") + [""])[:5]
+            idles.append(int(idle))
+            runs.append((int(peak), float(seconds), steady, windows))
+        peak = statistics.median(run[0] for run in runs)
+        (alone if name in ALONE else peaks)[name] = peak
+        detail = "; ".join(
+            f"+{run[0] / 2**20:.0f} in {run[1]:.0f} s"
+            + ("" if run[2] == "-" else (", batches " if run[2] == "1" else ", batches not steady ")
+               + "/".join(f"{int(w) / 2**20:.0f}" for w in run[3].split(",") if w))
+            for run in runs)
+        print(f"  {page:18s} {name:42s} +{peak / 2**20:5.0f} MiB (median of {len(runs)}: {detail})"
+              + (", runs alone" if name in ALONE else ""), flush=True)
+    idle = statistics.median(idles)
     caches = (settings.CAPTURE_CACHE_MB + settings.RESULT_CACHE_MB) * 2**20
-    largest = sorted(peaks, reverse=True)[: settings.MAX_CONCURRENT_RUNS]
-    runs = max(sum(largest), max(alone))
-    bound = idle + caches + runs
+    largest, name = max((peak, name) for name, peak in peaks.items()) if peaks else (0, "none")
+    # Two sessions may run the same call at once (on prompts of their own): the turns may all hold the largest.
+    shared = settings.MAX_CONCURRENT_RUNS * largest
+    single = max(alone.values(), default=0)
+    bound = idle + caches + max(shared, single)
+    print(f"idle, the allowed models run once: {idle / 2**20:.0f} MiB (median of {len(idles)})")
     print(f"bound {bound / 2**20:.0f} MiB = idle {idle / 2**20:.0f} + caches {caches / 2**20:.0f} + the larger of "
-          f"the {len(largest)} largest runs at once ({' + '.join(f'{peak / 2**20:.0f}' for peak in largest)}) and "
-          f"the largest run alone ({max(alone) / 2**20:.0f}) MiB / budget {BUDGET_BYTES / 2**20:.0f} MiB "
-          f"= {bound / BUDGET_BYTES:.2f}")
+          f"{settings.MAX_CONCURRENT_RUNS} x the largest shared run ({name}, {largest / 2**20:.0f}) and the largest "
+          f"run alone ({single / 2**20:.0f}) MiB / budget {BUDGET_BYTES / 2**20:.0f} MiB = {bound / BUDGET_BYTES:.2f}")
 
 
 def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both",
@@ -455,7 +576,9 @@ def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", 
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["calls"]:
-        measure_calls(*sys.argv[2:3])
+    if sys.argv[1:2] == ["call"]:
+        measure_call(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["calls"]:
+        measure_calls(*sys.argv[2:3], *(int(arg) for arg in sys.argv[3:4]))
     else:
         main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:6])
