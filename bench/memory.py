@@ -337,34 +337,40 @@ def until_steady(run: Callable[[Callable], Any], counted_from: float = 0.0) -> t
     size and frees what it made before the next, so the call's peak is a
     batch's: each window between two progress reports has its own peak
     (VmHWM reset at each report, so the windows cover the whole run, no
-    spike missed), and once a window counted (those after ``counted_from``
-    of the progress: the call's last stage) comes within STEADY_MIB of the
-    highest counted before it, the peak has been seen twice and the call
-    ends (at most STEADY_MAX_BATCHES windows are counted). Returns the peak
-    in bytes, the window peaks, and whether the peak was seen twice.
+    spike missed; a report that repeats the last fraction, a heartbeat
+    while a step runs, ends no window), and once a window counted (those
+    after ``counted_from`` of the progress: the call's last stage) comes
+    within STEADY_MIB of the highest counted before it (not above it), the
+    peak has been seen twice and the call ends (at most STEADY_MAX_BATCHES
+    windows are counted). Returns the peak in bytes, the window peaks, and
+    whether the peak was seen twice.
     """
     before = reset_peak()
     windows: list[int] = []
     counted: list[int] = []
+    last = [-1.0]
+
+    def seen_twice() -> bool:
+        return len(counted) > 1 and abs(counted[-1] - max(counted[:-1])) <= STEADY_MIB * 2**20
 
     def progress(fraction: float, message: str) -> None:
+        if fraction == last[0]:  # a heartbeat while a step runs (the same fraction again): no batch has ended
+            return
+        last[0] = fraction
         windows.append(peak_bytes() - before)
         reset_peak()
         if fraction <= counted_from:  # an earlier stage's last report comes at counted_from
             return
         counted.append(windows[-1])
-        if len(counted) > 1 and counted[-1] >= max(counted[:-1]) - STEADY_MIB * 2**20:
-            raise _Steady
-        if len(counted) >= STEADY_MAX_BATCHES:
+        if seen_twice() or len(counted) >= STEADY_MAX_BATCHES:
             raise _Steady
 
-    steady = False
     try:
         run(progress)
     except _Steady:
-        steady = len(counted) > 1 and counted[-1] >= max(counted[:-1]) - STEADY_MIB * 2**20
+        pass
     windows.append(peak_bytes() - before)
-    return max(windows), windows, steady
+    return max(windows), windows, seen_twice()
 
 
 def page_calls(lm, prompt: str, answer: str, own: dict[str, str]) -> list[Call]:
