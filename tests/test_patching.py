@@ -186,7 +186,8 @@ def test_exact_patching_keeps_one_runs_outputs_through_its_batches_and_skips_wha
     Between batches only the clean run's outputs are alive, and the patches run are exactly those where the
     runs differ: every block from the first changed token on (a causal model's earlier positions see the same
     tokens), the skipped ones' effects 0."""
-    clean_ids, corrupted_ids = (encode_prompt(lm, text) for text in (CLEAN, CORRUPTED))
+    corrupted = CLEAN.removesuffix(" to") + " for"  # the last token alone: the fewest patched runs
+    clean_ids, corrupted_ids = (encode_prompt(lm, text) for text in (CLEAN, corrupted))
     n_tokens, changed = len(clean_ids), next(p for p, (a, b) in enumerate(zip(clean_ids, corrupted_ids)) if a != b)
     alive = []
 
@@ -195,8 +196,8 @@ def test_exact_patching_keeps_one_runs_outputs_through_its_batches_and_skips_wha
                 alive.append(sum(type(o) is torch.Tensor and tuple(o.shape) == (1, n_tokens, lm.d_model)
                              for o in gc.get_objects()))
 
-    result = ec.patch(lm, CLEAN, CORRUPTED, "Mary", "John", sites=["residual"], progress=count)
-    assert alive[0] < 2 * lm.n_layers  # the clean run's 30 block outputs and the two inputs
+    result = ec.patch(lm, CLEAN, corrupted, "Mary", "John", sites=["residual"], progress=count)
+    assert changed == n_tokens - 1 and alive[0] < 2 * lm.n_layers  # the clean run's 30 block outputs and the two inputs
     assert result.patches_run == lm.n_layers * (n_tokens - changed)
     assert np.all(result.effects[0, :, :changed] == 0)
     np.testing.assert_allclose(result.effects[0, -1, -1], 1, atol=1e-5)
