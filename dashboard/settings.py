@@ -49,11 +49,11 @@ RESULT_CACHE_MB = _int_env("ECCO_RESULT_CACHE_MB", 128)
 MAX_UPLOAD_MB = _int_env("ECCO_MAX_UPLOAD_MB", 10)
 CACHE_TTL_SECONDS = _int_env("ECCO_CACHE_TTL_SECONDS", 3600)
 # Captures and analyses computed at once across all sessions; more wait their turn (the page says so). Runs at
-# the limits above peak at 0.1-0.85 GB above what the server holds (``python bench/memory.py calls``), so 4
+# the limits above peak at 0.1-0.9 GB above what the server holds (``python bench/memory.py calls``), so 4
 # sessions at once would add their peaks; with 2, the calls' bound (its idle models, both caches full, two of
-# the largest run, as two visitors tracing at once) is 0.90x its 3 GB, exact tracing (0.46 GB) twice (README,
-# *Bounded memory*), and a 2-core CPU gains little from more. Attribution patching of a long prompt (0.87 GB)
-# runs alone (``long_work(alone=True)``).
+# the largest run, as two visitors tracing at once) is 0.91x its 3 GB, exact tracing (0.47 GB) twice, though a
+# longer tracing's heap creeps higher (README, *Bounded memory*), and a 2-core CPU gains little from more.
+# Attribution patching of a long prompt (0.89 GB) runs alone (``long_work(alone=True)``).
 MAX_CONCURRENT_RUNS = max(1, _int_env("ECCO_MAX_CONCURRENT_RUNS", 2))
 # Loaded as the server starts (``app.py``); an empty value loads nothing until a page asks.
 PRELOAD_MODEL = os.environ.get("ECCO_PRELOAD_MODEL", DEFAULT_MODEL).strip()
