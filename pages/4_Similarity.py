@@ -206,7 +206,7 @@ with area:
                    "states far larger than any other token's, and with it in, that one position pushes most "
                    "scores towards 1.")
     figure = plots.similarity_heatmap(result)
-    view, trust = st.columns([3, 1])
+    view, trust = st.columns([2, 1])
     event = view.plotly_chart(figure, key="similarity_heatmap", on_select="rerun", selection_mode="points")
     cell = dashboard.clicked_cell(event)
     if cell is None:

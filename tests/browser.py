@@ -319,7 +319,8 @@ def clipped_text(page) -> list[str]:
 
     A select box's value wider than its input (cut off at the right), a
     multiselect chip whose text is cut, or that sticks out of its box (a
-    scrolled row of chips shows "ock 21").
+    scrolled row of chips shows "ock 21"), or a chart's title wider than its
+    chart (Similarity's narrow chance chart read "Chance: block 12 vs block 26 FF").
     """
     return page.locator('[data-testid="stMain"]').evaluate(
         """main => {
@@ -334,6 +335,14 @@ def clipped_text(page) -> list[str]:
                 if (text.scrollWidth > text.clientWidth + 1 || box.left < row.left - 1 || box.right > row.right + 1
                     || box.top < row.top - 1 || box.bottom > row.bottom + 1) {
                     clipped.push(chip.innerText);
+                }
+            }
+            for (const chart of main.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+                const title = chart.querySelector('.gtitle');
+                const box = chart.getBoundingClientRect();
+                const text = title && title.getBoundingClientRect();
+                if (text && text.width > 0 && (text.left < box.left - 1 || text.right > box.right + 1)) {
+                    clipped.push(title.textContent);
                 }
             }
             return clipped;

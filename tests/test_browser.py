@@ -23,6 +23,7 @@ from browser import (
     chart_title,
     chart_traces,
     click_heatmap_cell,
+    clipped_text,
     download,
     download_csv,
     errors,
@@ -596,6 +597,11 @@ def test_similarity_page_clicking_a_cell_reads_that_pair_of_layers(page, app_url
     assert f"block 11 vs block 5 FFN: {cell['value']:.2f}; with one side's token positions shuffled" in text
     tested = download_csv(page, "CSV").query("n_permutations != ''")
     assert (tested["row_index"].tolist(), tested["column_index"].tolist()) == ([12], [5])
+    # The chance chart's title reads in full for the longest labels too (#31 item 16: "... block 26 FF").
+    click_heatmap_cell(page, clickable_chart(page), row=27, col=26)
+    assert "block 26 vs block 26 FFN: " in main_text(page)
+    screenshot(page, "4_Similarity_chance")
+    assert clipped_text(page) == []
 
 
 def _fill(page, label: str, value) -> None:

@@ -93,7 +93,8 @@ def permutation_figure(baseline, *, title: str = ""):
     figure.add_annotation(x=baseline.score, y=1, yref="paper", yanchor="bottom", showarrow=False,
                           text=f"{baseline.score:.2f}", font={"color": "#440154"})
     figure.update_layout(
-        title=escape_text(title), showlegend=False, bargap=0.05, height=COMPANION_HEIGHT,
+        title={"text": escape_text(title), "font": {"size": 14}}, showlegend=False, bargap=0.05,
+        height=COMPANION_HEIGHT,
         xaxis={"range": [0, 1], "title": "score"}, yaxis={"title": "shuffles"},
         margin={"l": 10, "r": 10, "t": 40 if title else 24, "b": 10},
     )
