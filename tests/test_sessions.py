@@ -163,10 +163,19 @@ def test_eight_browser_sessions_at_once_get_their_own_results(browser, app_url, 
 
 
 def _follow_sidebar_link(tab, path: str) -> None:
-    """Click the sidebar's link to the page at URL ``path`` (``""`` for home): the session moves, nothing reloads."""
+    """Click the sidebar's link to the page at URL ``path`` (``""`` for home): the session moves, nothing reloads.
+
+    The sidebar's links are drawn a moment after a page's title can show (a walk once found no "/Circuits" yet).
+    """
+    target = "/" + path
+    tab.wait_for_function(
+        """target => [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
+            .some(link => new URL(link.href).pathname === target)""",
+        arg=target,
+    )
     links = tab.locator('[data-testid="stSidebarNav"] a')
     paths = links.evaluate_all("links => links.map(link => new URL(link.href).pathname)")
-    links.nth(paths.index("/" + path)).click()
+    links.nth(paths.index(target)).click()
 
 
 def _every_ordered_pair(nodes: list) -> list:
