@@ -149,13 +149,17 @@ class Saliency:
     def quantity(self, position: int) -> str:
         """The attributed quantity of the explained token at ``position``, named and valued.
 
+        Tokens are written as the views write them (a newline as ``↵``), in quotes.
+
         >>> sal.quantity(9)                                    # doctest: +SKIP
         "logit(' 1564') - logit(' 1565') = 2.031"
         """
+        from .text import display_token
+
         index = self.index_of(position)
-        name = f"{self.target}({self.explained_tokens[index]!r})"
+        name = f"{self.target}('{display_token(self.explained_tokens[index])}')"
         if self.contrast_with:
-            name += f" - {self.target}({self.contrast_with!r})"
+            name += f" - {self.target}('{display_token(self.contrast_with)}')"
         return f"{name} = {float(self.target_values[index]):.4g}"
 
     def detail_frame(self, position: int) -> pd.DataFrame:

@@ -385,6 +385,13 @@ def test_to_frame_has_one_row_per_attributed_pair(lm, shakespeare):
     np.testing.assert_array_equal(result.row(shakespeare.n_input), result.scores[0])
 
 
+def test_the_quantity_writes_a_token_as_the_views_do(lm):
+    """#31 item 16: the Saliency page's caption read "prob('\\n')" under a view that writes the token as ↵."""
+    cap = ec.capture(lm, "Romeo and Juliet was written by", answer=" William Shakespeare.\n")
+    result = ec.saliency(lm, cap, positions=[cap.n_tokens - 1])
+    assert result.quantity(cap.n_tokens - 1).startswith("prob('↵') = ")
+
+
 def test_one_explained_tokens_detail_table_bars_and_quantity(lm, shakespeare):
     """What the page's Detail shows, built here: the tokens one explained token can see, in percent."""
     result = ec.saliency(lm, shakespeare, target="logit", contrast_with=".")
