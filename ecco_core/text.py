@@ -63,7 +63,7 @@ def cell_token(token: str, max_chars: int) -> str:
     ('Shak…', '&amp;')
     """
     whole("max_chars", max_chars, low=2)
-    shown = display_token(token).strip(" ") or display_token(token)
+    shown = bare_token(token)
     return html.escape(shown if len(shown) <= max_chars else shown[: max_chars - 1] + "\u2026", quote=True)
 
 
