@@ -89,6 +89,12 @@ def _wanted(here: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> tuple[
     return rows, sorted({int(position) for position in positions[~here[np.ix_(rows, positions)].all(axis=0)]})
 
 
+def _clipped(signed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``signed`` (..., width) with its entries below 0 set to 0, and how many were (...,): a clipped read."""
+    negative = signed < 0
+    return np.where(negative, 0, signed), negative.sum(axis=-1)
+
+
 class Deferred:
     """Rows of a capture's array still where the model ran (nnsight, NDIF): fetched when read, each entry once.
 
@@ -171,8 +177,7 @@ class Deferred:
             values = np.zeros((len(rows), len(positions), self.shape[2]), dtype=self.dtype)
             negatives = np.zeros((len(rows), len(positions)), dtype=np.int64)
             if shared.array is not None and here.any():
-                signed = shared.array[np.ix_(rows, positions)][here]
-                values[here], negatives[here] = np.where(signed < 0, 0, signed), (signed < 0).sum(axis=-1)
+                values[here], negatives[here] = _clipped(shared.array[np.ix_(rows, positions)][here])
             if not here.all():
                 values[~here] = shared.positive[np.ix_(rows, positions)][~here]
                 negatives[~here] = shared.negatives[np.ix_(rows, positions)][~here]
@@ -376,9 +381,7 @@ class Capture:
         value = self.__dict__[name]
         if isinstance(value, Deferred):
             return value.clipped(rows, positions)
-        signed = self.rows(name, rows, positions)
-        negative = signed < 0
-        return np.where(negative, 0, signed), negative.sum(axis=-1)
+        return _clipped(self.rows(name, rows, positions))
 
     def fetch(self, name: str | None = None, rows=None, positions=None, *, clipped: bool = False) -> "Capture":
         """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name`` (at ``positions``, all
