@@ -43,6 +43,15 @@ twin of the shared model, see :func:`ecco_core.attention.eager_twin`);
 everything else is read with hooks on the real Hugging Face modules. Only
 causal models: a masked model's head is not linear.
 
+DLA itself needs no attention weight: a head's output ``z_h`` is a slice of
+its block's attention output projection's input. So through nnsight (a
+model loaded with ``backend="nnsight"`` or ``"ndif"``) the decomposition is
+one session that reads those inputs and the FFN outputs at the read position
+of the served model's own run (its fused attention) and sends back the parts
+and each component's top tokens, not activations. What needs the weights,
+the split of a head by source token (``head_sources``) and the routes, runs
+on the hook path only: ``routes=True`` is refused there before any request.
+
 >>> import ecco_core as ec
 >>> lm = ec.load()
 >>> result = ec.circuits(lm, "When Mary and John went to the store, John gave a drink to", "Mary", "John")
@@ -69,6 +78,7 @@ from torch import nn
 
 from . import _checks as checks
 from .attention import eager_twin, head_output_matrices, head_values
+from .backends.served import component_logits, component_tops, frozen_scale, logit_parts, metric_direction
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by
 from .hooks import Before, by_token, first, hooked, replace_first, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
@@ -90,6 +100,14 @@ ABLATIONS = {
 
 #: The kinds of part, in the order of :meth:`Circuits.to_frame`.
 KINDS = ("embeddings", "head", "attention bias", "FFN", "final bias")
+
+#: Through nnsight, the tokens each head and FFN pushes up and down most come back with the decomposition, this
+#: many each way (:func:`top_tokens`' default): the components' outputs stay where the model runs.
+TRACED_TOP_K = 5
+
+# What the parts that split a head by source token need, which a served model does not give.
+_NEEDS_WEIGHTS = ("they need every head's attention weights, from the eager attention implementation, which a served "
+                  "model's fused attention does not give; direct logit attribution itself runs there")
 
 #: Importance below which :meth:`Circuits.routes_frame` prunes an edge (Ferrando & Voita 2024 use a few percent).
 DEFAULT_THRESHOLD = 0.04
@@ -120,9 +138,10 @@ class Circuits:
     heads : ndarray of shape (n_layers, n_heads), float64
         ``heads[l, h]``: head ``h`` of block ``l`` ("block l head h"), its
         output ``z_h`` through its slice of the attention output projection.
-    head_sources : ndarray of shape (n_layers, n_heads, n_tokens), float64
+    head_sources : ndarray of shape (n_layers, n_heads, n_tokens), float64, or None
         ``heads`` split by source token: ``alpha_hj v_h(x_j) @ W_O^h``;
-        sums over the last axis to ``heads``.
+        sums over the last axis to ``heads``. None through nnsight (a served
+        model gives no attention weights).
     attention_bias : ndarray of shape (n_layers,), float64
         The bias of each block's attention output projection (0 without one).
     ffn : ndarray of shape (n_layers,), float64
@@ -131,7 +150,8 @@ class Circuits:
         The final norm's bias and the LM head's bias, a constant.
     value : float
         The model's own metric at the read position in the decomposed run
-        (eager attention; equal to the default kernels' up to float rounding).
+        (eager attention on the hook path, the served kernel through nnsight;
+        equal up to float rounding).
     metric : str
         A key of :data:`METRICS`.
     answer, foil : str
@@ -145,12 +165,19 @@ class Circuits:
     final_scale : float
         The final norm's frozen scale at the read position: ``1 / sqrt(var + eps)``
         (LayerNorm) or ``1 / sqrt(mean(x^2) + eps)`` (RMSNorm).
-    head_outputs : ndarray of shape (n_layers, n_heads, d_model), float32
-        What each head writes into the residual stream at the read position.
-    ffn_outputs : ndarray of shape (n_layers, d_model), float32
-        What each FFN writes there (see :func:`top_tokens`).
+    head_outputs : ndarray of shape (n_layers, n_heads, d_model), float32, or None
+        What each head writes into the residual stream at the read position
+        (None through nnsight: it stays where the model runs).
+    ffn_outputs : ndarray of shape (n_layers, d_model), float32, or None
+        What each FFN writes there (see :func:`top_tokens`; None through nnsight).
     model_name : str
     notes : tuple of str
+    top_ids : ndarray of shape (n_components, 2, TRACED_TOP_K), int64, or None
+        Through nnsight: the tokens each of :attr:`components` raises most
+        (``[:, 0]``) and lowers most (``[:, 1]``), as :func:`top_tokens`
+        lists them, read where the outputs are (None on the hook path).
+    top_logits : ndarray of shape (n_components, 2, TRACED_TOP_K), float32, or None
+        Their logits from each component (the lowered ones negative).
     ablation : str
         What replaced ablated components in :func:`verify`, in words; empty
         before verification.
@@ -185,7 +212,7 @@ class Circuits:
 
     embeddings: float
     heads: np.ndarray
-    head_sources: np.ndarray
+    head_sources: np.ndarray | None
     attention_bias: np.ndarray
     ffn: np.ndarray
     final_bias: float
@@ -198,10 +225,12 @@ class Circuits:
     tokens: tuple[str, ...]
     token_ids: np.ndarray
     final_scale: float
-    head_outputs: np.ndarray
-    ffn_outputs: np.ndarray
+    head_outputs: np.ndarray | None
+    ffn_outputs: np.ndarray | None
     model_name: str
     notes: tuple[str, ...] = ()
+    top_ids: np.ndarray | None = None
+    top_logits: np.ndarray | None = None
     ablation: str = ""
     k: int = 0
     all_ablated_value: float = math.nan
@@ -397,8 +426,11 @@ class Circuits:
 
         Columns: ``part`` (``"block 9 head 3"``), ``block``, ``head``,
         ``source_position``, ``source_token``, ``value`` (logits; a head's rows
-        sum to its ``value`` in :meth:`to_frame`).
+        sum to its ``value`` in :meth:`to_frame`). A result made through nnsight has none.
         """
+        if self.head_sources is None:
+            raise ValueError(f"this result has no split by source token: it was computed through nnsight, and "
+                             f"{_NEEDS_WEIGHTS.split(';')[0]}; compute it with a model loaded with backend='hooks'")
         n_layers, n_heads, n_tokens = self.head_sources.shape
         blocks = np.repeat(np.arange(n_layers), n_heads * n_tokens)
         heads = np.tile(np.repeat(np.arange(n_heads), n_tokens), n_layers)
@@ -492,44 +524,19 @@ def _share(part: float, whole_effect: float) -> float:
 
 
 # ------------------------------------------------------------ the final norm, frozen
-class _FrozenNorm(NamedTuple):
-    """One kind of final norm: ``scale(norm, x)`` of the real stream ``x`` (d_model,), and ``apply(norm, scale)``,
-    the norm with that scale fixed (an affine map of the last axis)."""
-
-    scale: Callable[[nn.Module, torch.Tensor], float]
-    apply: Callable[[nn.Module, float], Callable[[torch.Tensor], torch.Tensor]]
+def _norm_eps(lm: LM) -> float:
+    """The final norm's epsilon: LayerNorm's ``eps``, RMSNorm's ``variance_epsilon``."""
+    norm = lm.final_norm[0]
+    return float(norm.eps if lm.spec.norm == "layer" else norm.variance_epsilon)
 
 
-def _layer_norm(norm: nn.Module, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    weight = 1.0 if norm.weight is None else norm.weight
-    bias = 0.0 if norm.bias is None else norm.bias
-    return lambda p: (p - p.mean(-1, keepdim=True)) * scale * weight + bias
-
-
-def _rms_norm(norm: nn.Module, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda p: p * scale * norm.weight
-
-
-#: The final norm with its scale frozen, by ``FamilySpec.norm`` (see ``models.NORM_KINDS``).
-_FROZEN_NORMS = {
-    "layer": _FrozenNorm(lambda norm, x: float(1.0 / torch.sqrt(x.double().var(unbiased=False) + norm.eps)),
-                         _layer_norm),
-    "rms": _FrozenNorm(lambda norm, x: float(1.0 / torch.sqrt(x.double().pow(2).mean() + norm.variance_epsilon)),
-                       _rms_norm),
-}
-
-
-def _frozen_tail(lm: LM, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Every module of the final norm, its scale fixed at ``scale``: an affine map of (..., d_model)."""
+def _frozen(lm: LM, scale: float) -> dict:
+    """The final norm, its scale fixed at ``scale``, as :func:`served.frozen_tail` applies it (the same code a
+    session runs where the model is served): an affine map of (..., d_model)."""
     norm, *after = lm.final_norm
-    frozen = _FROZEN_NORMS[lm.spec.norm].apply(norm, scale)
-
-    def tail(p):
-        normed = frozen(p)
-        for module in after:  # OPT's project_out: a linear map
-            normed = module(normed)
-        return normed
-    return tail
+    kind = lm.spec.norm  # a key of models.NORM_KINDS
+    return {"kind": kind, "scale": scale, "weight": getattr(norm, "weight", None),
+            "bias": getattr(norm, "bias", None) if kind == "layer" else None, "after": after}
 
 
 def _logit_direction(lm: LM, x: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, float, float]:
@@ -551,21 +558,11 @@ def _logit_direction(lm: LM, x: torch.Tensor, ids: list[int]) -> tuple[torch.Ten
     scale : float
         The frozen scale.
     """
-    scale = _FROZEN_NORMS[lm.spec.norm].scale(lm.final_norm[0], x)
-    tail = _frozen_tail(lm, scale)
+    scale = frozen_scale(lm.spec.norm, x, _norm_eps(lm))
     head = lm.head[0]
-    rows = head.weight[ids]
     head_bias = head.bias[ids] if getattr(head, "bias", None) is not None else 0.0
-
-    def metric(p):
-        logits = rows @ tail(p) + head_bias
-        return logits[0] - logits[1] if len(ids) > 1 else logits[0]
-
-    with torch.enable_grad():
-        p = torch.zeros_like(x, requires_grad=True)
-        value = metric(p)
-        (direction,) = torch.autograd.grad(value, p)
-    return direction.double(), float(value.detach()), scale
+    direction, constant = metric_direction(_frozen(lm, scale), head.weight[ids], head_bias, x)
+    return direction, constant, scale
 
 
 # ------------------------------------------------------------ inputs
@@ -687,12 +684,16 @@ def circuits(
         answer, answer and foil of the same token, a bad position; the residual
         stream not summing to its parts (a family whose blocks are not pre-norm).
     """
-    lm.require_hooks("circuits", "they read attention weights and every head's values on the eager attention twin")
+    if routes:
+        lm.require_hooks("circuits' information-flow routes (routes=True)", _NEEDS_WEIGHTS)
     ids, answer_id, foil_id, notes = _inputs(lm, text, answer, foil, position)
-    twin = eager_twin(lm)
-    seen = _eager_run(twin, ids, every_query=routes)
     metric_ids = [answer_id] + [foil_id] * (foil_id >= 0)
-    fields = _decomposition(lm, seen, metric_ids)
+    if lm.backend.traced:
+        fields = _traced(lm, ids, metric_ids)
+    else:
+        twin = eager_twin(lm)
+        seen = _eager_run(twin, ids, every_query=routes)
+        fields = _decomposition(lm, seen, metric_ids)
     result = Circuits(
         **fields,
         metric="logit_diff" if foil_id >= 0 else "logit",
@@ -711,6 +712,21 @@ def circuits(
             f"final norm of {lm.name!r} is not the {lm.spec.norm!r} norm its family row says"
         )
     return dataclasses.replace(result, **_routes(twin, seen)) if routes else result
+
+
+def _traced(lm: LM, ids: list[int], metric_ids: list[int]) -> dict:
+    """The DLA fields of :class:`Circuits` through nnsight: one session, reduced where the model runs.
+
+    Every head's output is read as its block's output projection's input, so
+    the served model's own attention kernel runs (no attention weights: no
+    split by source token); the components' outputs stay there, and their
+    :data:`TRACED_TOP_K` top tokens each way come back instead.
+    """
+    from .backends import sessions
+
+    done = sessions.circuits(lm, ids, metric_ids, k=TRACED_TOP_K, max_chunk_bytes=DEFAULT_CHUNK_BYTES)
+    _check_sum(lm, done.pop("off"))
+    return {**done, "head_sources": None, "head_outputs": None, "ffn_outputs": None}
 
 
 def _eager_run(twin: LM, ids: list[int], every_query: bool) -> dict:
@@ -769,42 +785,43 @@ def _decomposition(lm: LM, seen: dict, metric_ids: list[int]) -> dict:
     n_layers, n_heads, head_dim = lm.n_layers, lm.n_heads, lm.head_dim
     read = [seen["inputs"][0][-1], seen["inputs"][n_layers][-1]]  # the embeddings, the last block's output
     direction, constant, scale = _logit_direction(lm, read[1].clone(), metric_ids)
-    along = direction.to(read[1].dtype)
     z = torch.stack([seen["z"][layer] for layer in range(n_layers)]).view(n_layers, n_heads, head_dim)
-    # What one unit of z_h adds to the metric, and what each head writes: (n_layers, n_heads, head_dim | d_model).
+    # Each head's slice of its block's output projection: (n_heads, head_dim, d_model) per block.
     matrices = [head_output_matrices(lm, layer) for layer in range(n_layers)]
-    per_head = torch.stack([matrix @ along for matrix in matrices]).double()
-    written = torch.stack([torch.einsum("hk,hkd->hd", z[layer], matrices[layer]) for layer in range(n_layers)])
+    ffn_out = torch.stack([seen["ffn"][layer][-1] for layer in range(n_layers)])
+    biases = [getattr(projection, "bias", None) for projection in lm.output_projections]
+    bias = torch.stack([b if b is not None else torch.zeros_like(read[1]) for b in biases])  # (n_layers, d_model)
+    parts = logit_parts(read[0], z, ffn_out, read[1], matrices, bias, direction)
+    _check_sum(lm, parts["off"])
     values = torch.stack([head_values(lm, seen["values"][layer]) for layer in range(n_layers)])  # (L, T, H, hd)
     weights = torch.stack([seen["weights"][layer] for layer in range(n_layers)])
     weights = weights if weights.dim() == 3 else weights[..., -1, :]  # (n_layers, n_heads, n_tokens)
-    sources = weights.double() * torch.einsum("lthk,lhk->lht", values.double(), per_head)
-    ffn_out = torch.stack([seen["ffn"][layer][-1] for layer in range(n_layers)])
-    biases = [getattr(projection, "bias", None) for projection in lm.output_projections]
-    bias = torch.stack([b if b is not None else torch.zeros_like(along) for b in biases])  # (n_layers, d_model)
-    residual = read[0] + written.sum((0, 1)) + ffn_out.sum(0) + bias.sum(0)
-    off = float((residual - read[1]).norm() / read[1].norm())
+    sources = weights.double() * torch.einsum("lthk,lhk->lht", values.double(), parts["per_head"])
+    rows = lm.head[0].weight[metric_ids]
+    logits = rows @ seen["normed"] + (lm.head[0].bias[metric_ids] if getattr(lm.head[0], "bias", None) is not None
+                                      else 0.0)
+    return {
+        "embeddings": parts["embeddings"],
+        "heads": parts["heads"].cpu().numpy(),
+        "head_sources": sources.cpu().numpy(),
+        "attention_bias": parts["attention_bias"].cpu().numpy(),
+        "ffn": parts["ffn"].cpu().numpy(),
+        "final_bias": constant,
+        "value": float(logits[0] - logits[1]) if len(metric_ids) > 1 else float(logits[0]),
+        "final_scale": scale,
+        "head_outputs": parts["written"].float().cpu().numpy(),
+        "ffn_outputs": ffn_out.float().cpu().numpy(),
+    }
+
+
+def _check_sum(lm: LM, off: float) -> None:
+    """Refuse a model whose residual stream at the read position is off the sum of its parts by ``off`` of its size."""
     if off > _SUM_TOLERANCE:
         raise ValueError(
             f"the residual stream of {lm.name!r} is not the sum of its embeddings and its blocks' attention and "
             f"FFN outputs (off by {off:.2g} of its size): its blocks are not pre-norm residual blocks, so direct "
             "logit attribution does not apply"
         )
-    rows = lm.head[0].weight[metric_ids]
-    logits = rows @ seen["normed"] + (lm.head[0].bias[metric_ids] if getattr(lm.head[0], "bias", None) is not None
-                                      else 0.0)
-    return {
-        "embeddings": float(read[0].double() @ direction),
-        "heads": (z.double() * per_head).sum(-1).cpu().numpy(),
-        "head_sources": sources.cpu().numpy(),
-        "attention_bias": (bias.double() @ direction).cpu().numpy(),
-        "ffn": (ffn_out.double() @ direction).cpu().numpy(),
-        "final_bias": constant,
-        "value": float(logits[0] - logits[1]) if len(metric_ids) > 1 else float(logits[0]),
-        "final_scale": scale,
-        "head_outputs": written.float().cpu().numpy(),
-        "ffn_outputs": ffn_out.float().cpu().numpy(),
-    }
 
 
 # ------------------------------------------------------------ what each component writes
@@ -821,15 +838,14 @@ def _component_logits(lm: LM, result: Circuits, indices) -> torch.Tensor:
 
     Each one's output at the read position through the final norm (its scale
     frozen at ``result.final_scale``, its bias left out) and the LM head's
-    weight: the same linear map as DLA, so ``[:, answer_id] - [:, foil_id]``
-    is each one's DLA.
+    weight (:func:`served.component_logits`): the same linear map as DLA, so
+    ``[:, answer_id] - [:, foil_id]`` is each one's DLA.
     """
     vectors = np.concatenate([result.head_outputs.reshape(-1, result.head_outputs.shape[-1]), result.ffn_outputs])
     weight = lm.head[0].weight
-    parts = torch.as_tensor(vectors[np.asarray(indices, dtype=int)], device=weight.device, dtype=weight.dtype)
-    tail = _frozen_tail(lm, result.final_scale)
     with torch.inference_mode():
-        return (tail(parts) - tail(torch.zeros_like(parts[:1]))) @ weight.T
+        return component_logits(_frozen(lm, result.final_scale),
+                                torch.as_tensor(vectors[np.asarray(indices, dtype=int)], device=weight.device), weight)
 
 
 def top_tokens(lm: LM, result: Circuits, k: int = 5, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> pd.DataFrame:
@@ -841,7 +857,8 @@ def top_tokens(lm: LM, result: Circuits, k: int = 5, *, max_chunk_bytes: int = D
         The model that made ``result``.
     result : Circuits
     k : int, default 5
-        Tokens to list each way.
+        Tokens to list each way; for a result made through nnsight, at most
+        :data:`TRACED_TOP_K` (they came back with it).
     max_chunk_bytes : int, default 64 MiB
         Vocabulary-wide logits are made for this many bytes of components at a time.
 
@@ -854,18 +871,23 @@ def top_tokens(lm: LM, result: Circuits, k: int = 5, *, max_chunk_bytes: int = D
         (lowers most). Through the final norm with its scale frozen, as DLA.
     """
     _check_result(lm, result)
-    k = checks.whole("k", k, low=1, high=lm.vocab_size)
-    max_chunk_bytes = checks.whole("max_chunk_bytes", max_chunk_bytes, low=1)
-    n_components = len(result.components)
-    rows = max(1, max_chunk_bytes // (4 * lm.vocab_size))
-    columns = {name: [] for name in ("promoted", "promoted_logits", "suppressed", "suppressed_logits")}
-    for start in range(0, n_components, rows):
-        logits = _component_logits(lm, result, range(start, min(n_components, start + rows))).float()
-        for name, values in (("promoted", logits), ("suppressed", -logits)):
-            top = values.topk(k, dim=-1)
-            columns[name] += [list(token_strings(lm.tokenizer, ids)) for ids in top.indices.cpu().numpy()]
-            sign = 1 if name == "promoted" else -1
-            columns[f"{name}_logits"] += [list(sign * row) for row in top.values.cpu().numpy().astype(float)]
+    if result.head_outputs is None:  # made through nnsight: the top tokens came back with it
+        k = checks.whole("k", k, low=1, high=result.top_ids.shape[-1])
+        ids, logits = result.top_ids[..., :k], result.top_logits[..., :k]
+    else:
+        k = checks.whole("k", k, low=1, high=lm.vocab_size)
+        max_chunk_bytes = checks.whole("max_chunk_bytes", max_chunk_bytes, low=1)
+        weight = lm.head[0].weight
+        vectors = np.concatenate([result.head_outputs.reshape(-1, result.head_outputs.shape[-1]),
+                                  result.ffn_outputs])
+        with torch.inference_mode():
+            ids, logits = (tensor.numpy() for tensor in component_tops(
+                _frozen(lm, result.final_scale), torch.as_tensor(vectors, device=weight.device), weight, k,
+                max(1, max_chunk_bytes // (4 * lm.vocab_size))))
+    columns = {}
+    for side, name in enumerate(("promoted", "suppressed")):
+        columns[name] = [list(token_strings(lm.tokenizer, row)) for row in ids[:, side]]
+        columns[f"{name}_logits"] = [list(row) for row in logits[:, side].astype(float)]
     return pd.DataFrame({"part": list(result.components), **columns})
 
 
@@ -1258,6 +1280,7 @@ def verify(
         ``route_recall``, ``route_kept_share``, ``route_ablated_share``).
     """
     _check_result(lm, result)
+    lm.require_hooks("circuits' verification by ablation", "it patches heads and FFNs with this machine's hooks")
     n_components = len(result.components)
     k = checks.whole("k", k, low=1, high=n_components)
     checks.choice("ablation", ablation, ABLATIONS)

@@ -255,14 +255,58 @@ def test_saliency_and_its_faithfulness_through_nnsight_on_every_family(tiny):
         np.testing.assert_allclose(getattr(through, name), getattr(hooked, name), rtol=0, atol=1e-6)
 
 
+def _same_circuits(hooked, through):
+    """DLA through the served model's own attention kernel against the hook path's eager twin: the same parts."""
+    for name in ("heads", "ffn", "attention_bias"):
+        np.testing.assert_allclose(getattr(through, name), getattr(hooked, name), rtol=0, atol=1e-5)
+    for name in ("embeddings", "final_bias", "value", "total", "final_scale"):
+        assert getattr(through, name) == pytest.approx(getattr(hooked, name), rel=1e-5, abs=1e-5), name
+    assert through.top(len(hooked.components)) == hooked.top(len(hooked.components))
+    assert (through.tokens, through.answer_id, through.foil_id, through.metric) == (
+        hooked.tokens, hooked.answer_id, hooked.foil_id, hooked.metric)
+
+
+def test_circuits_direct_logit_attribution_through_nnsight_as_ndif_would_in_one_small_request(lm):
+    served = backends.simulated(lm)  # as on NDIF: the weights stay where the sessions run
+    ioi = "When Mary and John went to the store, John gave a drink to"
+    with backends.ledger() as record:
+        through = ec.circuits(served, ioi, "Mary", "John")
+    hooked = ec.circuits(lm, ioi, "Mary", "John")
+    _same_circuits(hooked, through)
+    assert record.requests == 1 and record.received[0] < 64_000
+    assert through.head_sources is None and through.head_outputs is None
+    # Each part's top tokens came back with it, as the hook path lists them from the outputs it keeps.
+    tops, hooked_tops = ec.circuits.top_tokens(served, through, 5), ec.circuits.top_tokens(lm, hooked, 5)
+    for side in ("promoted", "suppressed"):
+        assert tops[side].tolist() == hooked_tops[side].tolist()
+        np.testing.assert_allclose(tops[f"{side}_logits"].tolist(), hooked_tops[f"{side}_logits"].tolist(),
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"k must be .*5"):
+        ec.circuits.top_tokens(served, through, 6)
+    with pytest.raises(ValueError, match="no split by source token: it was computed through nnsight"):
+        through.sources_frame()
+
+
+def test_circuits_through_nnsight_on_every_causal_family(tiny):
+    if not tiny.is_causal:
+        return  # refused before any model runs (test_circuits)
+    traced = backends.use(tiny, "nnsight", remote="local")
+    with backends.ledger() as record:
+        through = ec.circuits(traced, "The keys to the", "cabinet", "door")
+    _same_circuits(ec.circuits(tiny, "The keys to the", "cabinet", "door"), through)
+    assert record.requests == 1
+
+
 def test_views_a_served_model_cannot_give_are_refused_before_any_request(lm):
     remote = backends.use(lm, "ndif", host="http://127.0.0.1:9", api_key=KEY)  # a request would fail as unreachable
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with pytest.raises(ValueError, match="attention runs on this machine's hook path only .*eager attention.*"
                                          "runs through ndif: load it with backend='hooks'"):
         ec.attention(remote, cap)
-    with pytest.raises(ValueError, match="circuits runs on this machine's hook path only"):
-        ec.circuits(remote, "The keys to the cabinet", "is", "are")
+    # Circuits' direct logit attribution runs there; the routes need every head's attention weights.
+    with pytest.raises(ValueError, match=r"circuits' information-flow routes \(routes=True\) runs on this machine's "
+                                         "hook path only .*attention weights.*runs through ndif"):
+        ec.circuits(remote, "The keys to the cabinet", "is", "are", routes=True)
 
 
 def test_the_served_list_is_read_from_ndif_an_unserved_model_refused_and_a_bad_key_named(fake_ndif):

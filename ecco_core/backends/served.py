@@ -246,3 +246,119 @@ def positive_part(values) -> dict:
     mask = (padded * weights).sum(-1).to(torch.uint8)
     planes = values.reshape(-1)[positive].contiguous().view(torch.uint8).reshape(-1, 4).T.contiguous()
     return {"mask": mask.cpu(), "planes": planes.cpu(), "negatives": (values < 0).sum(-1).cpu()}
+
+
+def frozen_scale(kind: str, x, eps: float) -> float:
+    """The final norm's scale at the residual stream ``x`` (d_model,), in float64: ``1 / sqrt(var(x) + eps)`` for
+    LayerNorm (``kind`` "layer"), ``1 / sqrt(mean(x^2) + eps)`` for RMSNorm ("rms")."""
+    x = x.double()
+    spread = x.var(unbiased=False) if kind == "layer" else x.pow(2).mean()
+    return float(1.0 / torch.sqrt(spread + eps))
+
+
+def frozen_norm(kind: str, p, scale: float, weight, bias):
+    """The final norm of ``p`` (..., d_model) with its scale fixed at ``scale``: an affine map of the last axis.
+
+    LayerNorm centres ``p`` first; ``weight`` and ``bias`` (None where the norm
+    has none) are the norm's own.
+    """
+    if kind == "layer":
+        p = p - p.mean(-1, keepdim=True)
+    normed = p * scale
+    if weight is not None:
+        normed = normed * weight
+    return normed + bias if bias is not None else normed
+
+
+def frozen_tail(norm: dict, p):
+    """The final norm of ``p`` (..., d_model), its scale frozen, then the modules after it: an affine map.
+
+    ``norm`` holds ``kind``, ``scale``, ``weight`` and ``bias`` as
+    :func:`frozen_norm` takes them, and ``after``, the modules that follow the
+    norm before the head (OPT's ``project_out``, a linear map; usually none).
+    """
+    normed = frozen_norm(norm["kind"], p, norm["scale"], norm["weight"], norm["bias"])
+    for module in norm["after"]:
+        normed = module(normed)
+    return normed
+
+
+def metric_direction(norm: dict, rows, head_bias, like) -> tuple:
+    """The map from the residual stream at the read position to the metric, the final norm's scale frozen.
+
+    ``rows`` (1 or 2, d_model) are the LM head's rows of the answer (and the
+    foil), ``head_bias`` their biases (or 0.0); ``like`` a tensor of shape
+    (d_model,) on the device and of the dtype to differentiate at. Returns
+    ``(direction, constant)``: ``metric(p) = direction . p + constant`` for any
+    part ``p``, direction (d_model,) float64 by ``torch.autograd.grad``, the
+    constant (a float) the metric of a zero stream, the norm's and head's biases.
+    """
+    with torch.enable_grad():
+        p = torch.zeros_like(like, requires_grad=True)
+        logits = rows @ frozen_tail(norm, p) + head_bias
+        value = logits[0] - logits[1] if len(rows) > 1 else logits[0]
+        (direction,) = torch.autograd.grad(value, p)
+    return direction.double(), float(value.detach())
+
+
+def component_logits(norm: dict, vectors, vocabulary):
+    """What each of ``vectors`` (n, d_model) adds to every logit, (n, vocab_size): through the frozen final norm
+    without its bias (``frozen_tail(v) - frozen_tail(0)``) and the LM head's weight ``vocabulary`` (vocab_size,
+    d_model), in its dtype."""
+    vectors = vectors.to(vocabulary.dtype)
+    return (frozen_tail(norm, vectors) - frozen_tail(norm, torch.zeros_like(vectors[:1]))) @ vocabulary.T
+
+
+def component_tops(norm: dict, vectors, vocabulary, k: int, rows_per_chunk: int) -> tuple:
+    """The ``k`` tokens each of ``vectors`` (n, d_model), what a component writes, raises and lowers most.
+
+    Their logits (:func:`component_logits`) are made ``rows_per_chunk``
+    vectors at a time. Returns ``(ids, logits)``, each (n, 2, k), int64 and
+    float32, on the CPU: ``[:, 0]`` the raised tokens and their logits,
+    ``[:, 1]`` the lowered ones (logits negative).
+    """
+    ids = torch.zeros((len(vectors), 2, k), dtype=torch.long)
+    logits = torch.zeros((len(vectors), 2, k))
+    for start in range(0, len(vectors), rows_per_chunk):
+        chunk = vectors[start:start + rows_per_chunk]
+        pushed = component_logits(norm, chunk, vocabulary).float()
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            top = (sign * pushed).topk(k, dim=-1)
+            ids[start:start + len(chunk), side] = top.indices.cpu()
+            logits[start:start + len(chunk), side] = (sign * top.values).cpu()
+    return ids, logits
+
+
+def logit_parts(embedded, z, ffn_out, last, matrices, biases, direction) -> dict:
+    """Direct logit attribution at the read position, from one run's reads there (see :mod:`ecco_core.circuits`).
+
+    ``embedded`` (d_model,) is block 0's input, ``z`` (n_layers, n_heads,
+    head_dim) every head's output (its block's output projection's input),
+    ``ffn_out`` (n_layers, d_model) every FFN's output and ``last`` (d_model,)
+    the last block's output; ``matrices[l]`` (n_heads, head_dim, d_model) each
+    head's slice of block ``l``'s output projection, ``biases`` (n_layers,
+    d_model) the projections' biases (0 without), ``direction`` (d_model,),
+    float64, the metric's gradient through the frozen final norm and the head.
+    Weights stay in their dtype (one product with the direction per block);
+    the parts that must sum exactly are formed in float64.
+
+    Returns a dict of ``embeddings`` (float), ``heads`` (n_layers, n_heads),
+    ``attention_bias`` and ``ffn`` (n_layers,), float64 tensors; ``per_head``
+    (n_layers, n_heads, head_dim), float64, what one unit of each head's
+    output adds to the metric; ``written`` (n_layers, n_heads, d_model), what
+    each head writes; and ``off``, how far the parts' sum is from ``last``,
+    relative to its size.
+    """
+    along = direction.to(last.dtype)
+    per_head = torch.stack([matrix @ along for matrix in matrices]).double()
+    written = torch.stack([torch.einsum("hk,hkd->hd", z[layer], matrices[layer]) for layer in range(len(matrices))])
+    residual = embedded + written.sum((0, 1)) + ffn_out.sum(0) + biases.sum(0)
+    return {
+        "embeddings": float(embedded.double() @ direction),
+        "heads": (z.double() * per_head).sum(-1),
+        "attention_bias": biases.double() @ direction,
+        "ffn": ffn_out.double() @ direction,
+        "per_head": per_head,
+        "written": written,
+        "off": float((residual - last).norm() / last.norm()),
+    }

@@ -23,9 +23,9 @@ import torch
 from ..models import LM
 from . import probes, served
 from .probes import product_dtype, standardise, train_counts
-from .served import (add_noise, attribution, batch_targets, by_token, lens_layout, lens_readings, lens_reduce,
-                     lens_result, metric_of, next_token, output_tensor, own_readings, path_scales, positive_part,
-                     readout, rows_to_run, target_scores)
+from .served import (add_noise, attribution, batch_targets, by_token, component_tops, frozen_scale, lens_layout,
+                     lens_readings, lens_reduce, lens_result, logit_parts, metric_direction, metric_of, next_token,
+                     output_tensor, own_readings, path_scales, positive_part, readout, rows_to_run, target_scores)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 nnsight.register(probes)
@@ -458,3 +458,81 @@ def probe_counts(lm: LM, batches: list, reads: list, widths: list, n_kept: int, 
             result = nnsight.save(counts)
     runner.received(result)
     return [values.numpy() for values in result]
+
+
+def _final_norm(lm: LM) -> tuple:
+    """The final norm's kind (``FamilySpec.norm``), its epsilon, and whether it has a weight and a bias."""
+    norm = lm.final_norm[0]
+    kind = lm.spec.norm
+    eps = float(norm.eps if kind == "layer" else norm.variance_epsilon)
+    has_bias = kind == "layer" and getattr(norm, "bias", None) is not None
+    return kind, eps, getattr(norm, "weight", None) is not None, has_bias
+
+
+def circuits(lm: LM, token_ids, metric_ids, *, k: int, max_chunk_bytes: int) -> dict:
+    """Direct logit attribution at the last of ``token_ids``, reduced on the server: one session.
+
+    Mirrors :func:`ecco_core.circuits.circuits`' decomposition from one pass
+    of the model as it is served (whatever its attention kernel): every
+    head's output ``z_h`` is read at the read position as its block's
+    attention output projection's input, every FFN's output as its
+    projection's output, then the final norm's scale frozen there, the
+    metric's direction through it and the head (``metric_ids``: the answer's
+    token id, then the foil's if any; :func:`served.metric_direction`), and
+    the parts (:func:`served.logit_parts`). With them, the ``k`` tokens each
+    head and FFN raises and lowers most (:func:`served.component_tops`, in
+    chunks of ``max_chunk_bytes`` of logits). No activation comes back.
+
+    Returns a dict of ``embeddings``, ``final_bias``, ``value``,
+    ``final_scale``, ``off`` (floats), ``heads`` (n_layers, n_heads),
+    ``attention_bias``, ``ffn`` (n_layers,), float64, and ``top_ids``
+    (n_components, 2, k), int64, ``top_logits`` (n_components, 2, k), float32,
+    per head (block by block) then per FFN.
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    blocks = runner.envoys(lm.blocks)
+    projections = runner.envoys(lm.output_projections)
+    ffns = runner.envoys(lm.ffn_projections)
+    norm, *after = runner.envoys(lm.final_norm)
+    head = runner.envoys(lm.head)[0]
+    kind, eps, norm_weighted, norm_biased = _final_norm(lm)
+    linear = [isinstance(projection, torch.nn.Linear) for projection in lm.output_projections]
+    biased = [getattr(projection, "bias", None) is not None for projection in lm.output_projections]
+    head_biased = getattr(lm.head[0], "bias", None) is not None
+    token_ids, metric_ids = [int(i) for i in token_ids], [int(i) for i in metric_ids]
+    n_layers, n_heads, head_dim, d_model = lm.n_layers, lm.n_heads, lm.head_dim, lm.d_model
+    k = min(int(k), lm.vocab_size)
+    rows_per_chunk = max(1, int(max_chunk_bytes) // (4 * lm.vocab_size))
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            with torch.no_grad():
+                with model.trace(torch.tensor([token_ids], device=device), use_cache=False):
+                    args, kwargs = blocks[0].inputs
+                    embedded = (args[0] if args else kwargs["hidden_states"])[0, -1].float()
+                    z, ffn_out = [], []
+                    for layer in range(n_layers):
+                        z.append(by_token(projections[layer].input, 1)[0, -1].float())
+                        ffn_out.append(by_token(output_tensor(ffns[layer].output), 1)[0, -1].float())
+                    last = norm.input[0, -1].float()
+                    logits = model.output.logits[0, -1].float()
+                value = float(logits[metric_ids[0]] - logits[metric_ids[1]]) if len(metric_ids) > 1 else float(logits[metric_ids[0]])
+                frozen = {"kind": kind, "scale": frozen_scale(kind, last, eps), "weight": norm.weight.detach().float() if norm_weighted else None, "bias": norm.bias.detach().float() if norm_biased else None, "after": after}
+                vocabulary = head.weight.detach().float()
+                direction, constant = metric_direction(frozen, vocabulary[metric_ids], head.bias.detach()[metric_ids].float() if head_biased else 0.0, last)
+                matrices = [(projections[layer].weight.detach().float().T if linear[layer] else projections[layer].weight.detach().float()).reshape(n_heads, head_dim, -1) for layer in range(n_layers)]
+                biases = torch.stack([projections[layer].bias.detach().float() if biased[layer] else torch.zeros(d_model, device=last.device) for layer in range(n_layers)])
+                ffn_out = torch.stack(ffn_out)
+                parts = logit_parts(embedded, torch.stack(z).view(n_layers, n_heads, head_dim), ffn_out, last, matrices, biases, direction)
+                top_ids, top_logits = component_tops(frozen, torch.cat([parts["written"].reshape(-1, d_model), ffn_out]), vocabulary, k, rows_per_chunk)
+            result = nnsight.save({
+                "embeddings": parts["embeddings"], "heads": parts["heads"].cpu(),
+                "attention_bias": parts["attention_bias"].cpu(), "ffn": parts["ffn"].cpu(), "off": parts["off"],
+                "final_bias": constant, "value": value, "final_scale": frozen["scale"],
+                "top_ids": top_ids, "top_logits": top_logits,
+            })
+    runner.received(result)
+    return {**{name: float(result[name]) for name in ("embeddings", "off", "final_bias", "value", "final_scale")},
+            **_numpy(result, {"heads": np.float64, "attention_bias": np.float64, "ffn": np.float64,
+                              "top_ids": np.int64, "top_logits": np.float32})}
