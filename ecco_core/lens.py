@@ -47,6 +47,7 @@ from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_byte
 from .hooks import recording
 from .layers import block_label
 from .models import LM
+from .text import quoted_token, quoted_tokens
 from .tokens import candidate_ids, read_position, token_strings
 
 KINDS = {
@@ -481,7 +482,8 @@ def watch(
     input_ids, position = read_position(lm, text)
     ids_of = [candidate_ids(lm, text, candidate) for candidate in candidates]
     notes = [
-        f"{candidate!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; its first token is ranked"
+        f"{quoted_token(str(candidate))} is {len(ids)} tokens {quoted_tokens(token_strings(lm.tokenizer, ids))}; "
+        "its first token is ranked"
         for candidate, ids in zip(candidates, ids_of)
         if len(ids) > 1
     ]
@@ -490,8 +492,8 @@ def watch(
     for candidate, ids in zip(candidates, ids_of):
         sharing.setdefault(ids[0], []).append((candidate, len(ids) > 1))
     notes += [
-        f"{', '.join(repr(candidate) for candidate, _ in same)} share their first token "
-        f"{token_strings(lm.tokenizer, [first])[0]!r}, so their ranks and probabilities are the same: "
+        f"{', '.join(quoted_token(str(candidate)) for candidate, _ in same)} share their first token "
+        f"{quoted_token(token_strings(lm.tokenizer, [first])[0])}, so their ranks and probabilities are the same: "
         "this view cannot tell them apart"
         for first, same in sharing.items()
         if len(same) > 1 and any(split for _, split in same)

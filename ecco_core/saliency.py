@@ -154,12 +154,12 @@ class Saliency:
         >>> sal.quantity(9)                                    # doctest: +SKIP
         "logit(' 1564') - logit(' 1565') = 2.031"
         """
-        from .text import display_token
+        from .text import quoted_token
 
         index = self.index_of(position)
-        name = f"{self.target}('{display_token(self.explained_tokens[index])}')"
+        name = f"{self.target}({quoted_token(self.explained_tokens[index])})"
         if self.contrast_with:
-            name += f" - {self.target}('{display_token(self.contrast_with)}')"
+            name += f" - {self.target}({quoted_token(self.contrast_with)})"
         return f"{name} = {float(self.target_values[index]):.4g}"
 
     def detail_frame(self, position: int) -> pd.DataFrame:

@@ -37,6 +37,30 @@ def display_token(token: str, *, spaces: bool = False) -> str:
     return shown or "\u2205"
 
 
+def quoted_token(token: str) -> str:
+    """A token named in running text (a caption, a header, a note): :func:`display_token` in quotes.
+
+    Quoted as Python quotes a string, so a token holding a quote stays
+    unambiguous (``"'s"``, not ``''s'``); whitespace shows as the views show
+    it. Not escaped: HTML goes through :func:`escape_text`.
+
+    >>> print(quoted_token(" Paris"), quoted_token(" "), quoted_token("\\n"), quoted_token("'s"))
+    ' Paris' '␣' '↵' "'s"
+    """
+    return repr(display_token(token))
+
+
+def quoted_tokens(tokens) -> str:
+    """Several tokens named in running text, as a list: ``['␣', '1', '5']`` (:func:`quoted_token` each)."""
+    return "[" + ", ".join(quoted_token(token) for token in tokens) + "]"
+
+
+def escape_quoted(token: str) -> str:
+    """:func:`quoted_token` for Plotly's hover labels: ``<``, ``>`` and ``&`` escaped, the quotes kept (Plotly draws
+    them as text), so ``"'s"`` reads as it is written rather than as ``''s'``."""
+    return html.escape(quoted_token(token), quote=False)
+
+
 def escape_text(text) -> str:
     """Plain text made literal where a browser or Plotly reads HTML: titles, axis titles, hover labels, spans.
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _checks as checks
 from .models import LM
+from .text import quoted_token, quoted_tokens
 
 
 def check_text(text, argument: str = "text") -> str:
@@ -155,8 +156,8 @@ def one_token_word(lm: LM, word, argument: str) -> tuple[int, str]:
     if len(ids) != 1:
         pieces = token_strings(lm.tokenizer, ids)
         raise ValueError(
-            f"{argument} {word!r} is {len(ids)} tokens for this model {list(pieces)}; give a word that is "
-            "one token as it follows the text"
+            f"{argument} {quoted_token(word)} is {len(ids)} tokens for this model {quoted_tokens(pieces)}; give a "
+            "word that is one token as it follows the text"
         )
     return ids[0], token_strings(lm.tokenizer, ids)[0]
 
@@ -175,7 +176,7 @@ def word_id(lm: LM, text: str, word, argument: str) -> tuple[int, list[str]]:
     notes = []
     if len(ids) > 1:
         notes.append(
-            f"{argument} {word!r} is {len(ids)} tokens {list(token_strings(lm.tokenizer, ids))}; "
+            f"{argument} {quoted_token(word)} is {len(ids)} tokens {quoted_tokens(token_strings(lm.tokenizer, ids))}; "
             "its first token is measured"
         )
     return ids[0], notes

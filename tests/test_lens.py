@@ -247,7 +247,9 @@ def test_watch_says_when_candidates_share_their_first_token(lm):
     assert result.target_ids[0] == result.target_ids[1]
     np.testing.assert_array_equal(result.ranks[:, 0], result.ranks[:, 1])
     (shared,) = [note for note in result.notes if "share their first token" in note]
-    assert shared.startswith("'1', '2' share their first token ' '") and "'is'" not in shared
+    # #31 item 16: tokens written as the views write them, not as Python's reprs ([' ', '1'] read as a blank).
+    assert shared.startswith("'1', '2' share their first token '␣'") and "'is'" not in shared
+    assert "'1' is 2 tokens ['␣', '1']; its first token is ranked" in result.notes
 
 
 def test_the_probability_axis_reads_as_probabilities_and_stops_at_1(lm):

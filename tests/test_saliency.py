@@ -386,10 +386,14 @@ def test_to_frame_has_one_row_per_attributed_pair(lm, shakespeare):
 
 
 def test_the_quantity_writes_a_token_as_the_views_do(lm):
-    """#31 item 16: the Saliency page's caption read "prob('\\n')" under a view that writes the token as ↵."""
-    cap = ec.capture(lm, "Romeo and Juliet was written by", answer=" William Shakespeare.\n")
-    result = ec.saliency(lm, cap, positions=[cap.n_tokens - 1])
+    """#31 item 16: the Saliency page's caption read "prob('\\n')" under a view that writes the token as ↵. The
+    view's header quoted a token holding a quote as ''s' (#31, readability): quoted unambiguously, as "'s"."""
+    cap = ec.capture(lm, "Romeo and Juliet was written by", answer=" William Shakespeare's.\n")
+    result = ec.saliency(lm, cap, positions=[cap.n_tokens - 3, cap.n_tokens - 1])
     assert result.quantity(cap.n_tokens - 1).startswith("prob('↵') = ")
+    assert result.quantity(cap.n_tokens - 3).startswith("prob(\"'s\") = ")
+    data = json.loads(re.search(r'<script type="application/json">(.*?)</script>', result.to_html()).group(1))
+    assert data["labels"][0].startswith(f"Explaining \"'s\" (position {cap.n_tokens - 3}): prob(\"'s\") = ")
 
 
 def test_one_explained_tokens_detail_table_bars_and_quantity(lm, shakespeare):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .._checks import invalid
 from ..layers import EMBEDDINGS, after_attention_label, block_label, head_label, site_label
-from ..text import display_token, escape_text, escape_token
+from ..text import display_token, escape_quoted, escape_text, quoted_token
 from .attention import head_colors
 from .common import HOVER_LABEL, heatmap
 from .patching import SITE_COLORS
@@ -37,8 +37,8 @@ ROUTES_FLOOR = 0.01
 
 
 def _metric_words(result) -> str:
-    return (f"logit difference {display_token(result.answer)!r} - {display_token(result.foil)!r}"
-            if result.foil is not None else f"logit of {display_token(result.answer)!r}")
+    return (f"logit difference {quoted_token(result.answer)} - {quoted_token(result.foil)}"
+            if result.foil is not None else f"logit of {quoted_token(result.answer)}")
 
 
 def _signed(value: float) -> str:
@@ -46,7 +46,8 @@ def _signed(value: float) -> str:
 
 
 def _token_list(tokens, logits) -> str:
-    return ", ".join(f"{escape_token(token)!r} {_signed(float(logit))}" for token, logit in zip(tokens, logits))
+    return ", ".join(f"{escape_quoted(token)} {_signed(float(logit))}"
+                     for token, logit in zip(tokens, logits))
 
 
 def dla_heatmap(result, top_tokens=None, *, selected: tuple[int, int] | None = None, n_sources: int = 3):
@@ -94,7 +95,7 @@ def dla_heatmap(result, top_tokens=None, *, selected: tuple[int, int] | None = N
                 sources = result.head_sources[block, column]
                 strongest = np.argsort(-np.abs(sources), kind="stable")[:n_sources]
                 lines.append("reads from " + ", ".join(
-                    f"{position} {escape_token(result.tokens[position])!r} {_signed(sources[position])}"
+                    f"{position} {escape_quoted(result.tokens[position])} {_signed(sources[position])}"
                     for position in strongest))
             lines.append("click to open its attention" if column < n_heads else "an FFN has no attention")
             hover[block, column] = "<br>".join(lines)

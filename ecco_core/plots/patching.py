@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import block_label
-from ..text import axis_labels, escape_text, escape_token
+from ..text import axis_labels, escape_quoted, escape_text, escape_token
 from .common import heatmap, margins
 
 
@@ -48,17 +48,17 @@ def patching_heatmap(result, site: str, *, pinned: tuple[int, int] | None = None
     index = result.sites.index(site)
     hover = np.empty(effects.shape, dtype=object)
     for position in range(result.n_tokens):
-        token = escape_token(result.tokens[position])
+        token = escape_quoted(result.tokens[position])
         for layer in range(result.n_layers):
             lines = [
-                f"restore {result.restored_label(site, layer)} at {position} {token!r}",
+                f"restore {result.restored_label(site, layer)} at {position} {token}",
                 f"effect {effects[position, layer]:.3f} ({result.metric} {values[position, layer]:.3f}; "
                 f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f})",
             ]
             if result.top_ids.shape[-1]:
                 lines.append("patched run's top predictions:")
                 lines += [
-                    f"{rank + 1}. {escape_token(text)!r} ({probability:.3f})"
+                    f"{rank + 1}. {escape_quoted(text)} ({probability:.3f})"
                     for rank, (text, probability) in enumerate(
                         zip(result.top_tokens[index][layer][position], result.top_probs[index, layer, position])
                     )

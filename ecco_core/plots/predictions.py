@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._checks import invalid, whole, words
-from ..text import axis_labels, cell_token, escape_token
+from ..text import axis_labels, cell_token, escape_quoted
 from .common import heatmap
 
 
@@ -47,7 +47,7 @@ def next_token_heatmap(cap, k: int = 5, *, plot_px: int = NEXT_TOKEN_PLOT_PX, pi
         text = [[cell_token(row[rank], cell_chars) for row in cap.top_tokens] for rank in range(k)]
     hover = [
         [
-            f"after {escape_token(token)!r}: {escape_token(row[rank])!r}, p = {probs[rank]:.3f}"
+            f"after {escape_quoted(token)}: {escape_quoted(row[rank])}, p = {probs[rank]:.3f}"
             for token, row, probs in zip(cap.tokens, cap.top_tokens, cap.top_probs)
         ]
         for rank in range(k)

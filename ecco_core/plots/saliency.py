@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from .._checks import invalid
-from ..text import axis_labels, display_token, escape_text, escape_token
+from ..text import axis_labels, escape_text, escape_token, quoted_token
 from .common import heatmap, margins
 from .views import json_block, runner, view_script, view_style
 
@@ -161,10 +161,10 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
     pinned = positions[0] if position is None else int(position)
     if pinned not in positions:
         raise invalid("position", position, f"an explained position, one of {positions}")
-    foil = f" \u2212 {sal.target}('{display_token(sal.contrast_with)}')" if sal.contrast_with else ""
+    foil = f" \u2212 {sal.target}({quoted_token(sal.contrast_with)})" if sal.contrast_with else ""
     labels = [  # plain text: the script sets them as textContent
-        f"Explaining '{display_token(token)}' (position {p}): "
-        f"{sal.target}('{display_token(token)}'){foil} = {value:.4g}"
+        f"Explaining {quoted_token(token)} (position {p}): "
+        f"{sal.target}({quoted_token(token)}){foil} = {value:.4g}"
         for p, token, value in zip(positions, sal.explained_tokens, np.asarray(sal.target_values, dtype=float))
     ]
     spans = "".join(
@@ -195,7 +195,7 @@ def saliency_view_html(sal, position: int | None = None, *, signed: bool = False
 def _saliency_legend(sal, signed: bool, foil: str) -> str:
     """What the saliency view's colours mean (escaped HTML): for and against, or the share of what."""
     if signed:
-        against = f"the foil '{display_token(sal.contrast_with)}'" if sal.contrast_with else "against it"
+        against = f"the foil {quoted_token(sal.contrast_with)}" if sal.contrast_with else "against it"
         return (f'<span style="color: rgb({SIGNED_COLORS["for"]}); font-weight: 600">\u25a0 for the token</span>'
                 f' \u00b7 <span style="color: rgb({SIGNED_COLORS["against"]}); font-weight: 600">'
                 f"\u25a0 {'for ' if sal.contrast_with else ''}{escape_token(against)}</span>")
