@@ -77,14 +77,14 @@ class _CachedCapture:
 
     @staticmethod
     def _capture(model_name: str, text: str, max_new_tokens: int, answer: str, lm: ec.LM | None) -> ec.Capture:
-        limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "max new tokens")
-        limits.check_text_length(text, "MAX_PROMPT_TOKENS", "the prompt")  # before the model is loaded
+        limits.enforce(max_new_tokens, "MAX_NEW_TOKENS", "Max new tokens")
+        limits.check_text_length(text, "MAX_PROMPT_TOKENS", "The prompt")  # before the model is loaded
         if answer:
-            limits.check_text_length(answer, "MAX_NEW_TOKENS", "the given answer")
+            limits.check_text_length(answer, "MAX_NEW_TOKENS", "The given answer")
         lm = lm or cached_model(model_name)
         checked_prompt(lm, text)
         if answer:
-            limits.enforce(len(encode_answer(lm, answer)), "MAX_NEW_TOKENS", "the given answer")
+            limits.enforce(len(encode_answer(lm, answer)), "MAX_NEW_TOKENS", "The given answer")
         return ec.capture(lm, text, max_new_tokens=max_new_tokens, answer=answer or None)
 
     def clear(self) -> None:
@@ -94,12 +94,12 @@ class _CachedCapture:
 cached_capture = _CachedCapture()
 
 
-def checked_prompt(lm: ec.LM, text: str, what: str = "the prompt") -> list[int]:
+def checked_prompt(lm: ec.LM, text: str, what: str = "The prompt") -> list[int]:
     """Token ids of ``text`` as a prompt of ``lm``, if it is within this deployment's ``MAX_PROMPT_TOKENS``.
 
     For a page's own prompt boxes, bounded as the sidebar's prompt is: a text
     too long to be within the limit is refused before it is tokenised, an empty one
-    before the model is asked. The ValueError names ``what`` ("the clean prompt") and the limit.
+    before the model is asked. The ValueError starts with ``what`` (a sentence's start: "Clean prompt") and names the limit.
     """
     limits.check_text_length(text, "MAX_PROMPT_TOKENS", what)
     if isinstance(text, str) and not text.strip():  # in the words of the box, not the library's text=

@@ -5,7 +5,7 @@ private machine, e.g. ``ECCO_MAX_NEW_TOKENS=200 streamlit run app.py``.
 Pages check their inputs with :func:`enforce`, which names the limit and the
 variable in the message the user sees::
 
-    settings.enforce(n_tokens, "MAX_PROBE_TOKENS", "the uploaded treebank")
+    settings.enforce(n_tokens, "MAX_PROBE_TOKENS", "The uploaded treebank")
 
 Which models a visitor may load is :data:`ALLOWED_MODELS` (checked by
 :func:`check_model` before any file is touched): on a Hugging Face Space
@@ -96,7 +96,10 @@ def check_model(name: str) -> str:
 
 
 def check_text_length(text: str, limit: str, what: str) -> str:
-    """Refuse a text too long to be within the token limit named ``limit``, before paying to tokenise it."""
+    """Refuse a text too long to be within the token limit named ``limit``, before paying to tokenise it.
+
+    The message starts with ``what``, so it is a sentence's start ("The prompt").
+    """
     unit, tokens = _LIMITS[limit]
     allowed = _CHARS_PER_TOKEN * tokens
     if len(text) > allowed:
@@ -117,7 +120,7 @@ def enforce(value: int, limit: str, what: str) -> int:
     limit : str
         One of ``"MAX_PROMPT_TOKENS"``, ``"MAX_NEW_TOKENS"``, ``"MAX_PROBE_TOKENS"``.
     what : str
-        What ``value`` measures, for the message ("the prompt").
+        What ``value`` measures; the message starts with it, so it is a sentence's start ("The prompt").
     """
     if limit not in _LIMITS:
         raise ValueError(f"limit must be one of {sorted(_LIMITS)}, got {limit!r}")

@@ -83,7 +83,7 @@ with dashboard.user_errors():
         pasted = left.text_area("Texts", key="similarity_pasted", height=150,
                                 help=f"One text per line, at most {limits.MAX_SIMILARITY_TOKENS} tokens together "
                                 "(ECCO_MAX_SIMILARITY_TOKENS).")
-        limits.check_text_length(pasted, "MAX_SIMILARITY_TOKENS", "the pasted text")
+        limits.check_text_length(pasted, "MAX_SIMILARITY_TOKENS", "The pasted text")
         chosen = [line for line in pasted.splitlines() if line.strip()]
         if not chosen:
             st.info("Paste one or more texts, one per line.")
@@ -94,7 +94,7 @@ with dashboard.user_errors():
         if lengths[longest] > lm.context_length:  # said here in the page's words, not as corpus_similarity's texts[i]
             raise ValueError(f"Line {longest + 1} of the texts is {lengths[longest]} tokens long, more than this "
                              f"model reads at once ({lm.context_length}): split it over several lines.")
-        limits.enforce(sum(lengths), "MAX_SIMILARITY_TOKENS", "the texts' length")
+        limits.enforce(sum(lengths), "MAX_SIMILARITY_TOKENS", "The texts' length")
         texts = chosen
 if source != "capture" and texts is None:
     st.stop()  # the error is on the page

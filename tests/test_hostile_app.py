@@ -22,10 +22,10 @@ def _next_request_is_served(app):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"answer": " word" * 100}, "the given answer is 100 new tokens; this deployment allows at most 64"),
-        ({"answer": " word" * 5000}, "the given answer is 25000 characters; this deployment allows at most 2048"),
-        ({"text": "word " * 20000}, "the prompt is 100000 characters; this deployment allows at most 16384"),
-        ({"new": "999999"}, "max new tokens is 999999 new tokens; this deployment allows at most 64"),
+        ({"answer": " word" * 100}, "The given answer is 100 new tokens; this deployment allows at most 64"),
+        ({"answer": " word" * 5000}, "The given answer is 25000 characters; this deployment allows at most 2048"),
+        ({"text": "word " * 20000}, "The prompt is 100000 characters; this deployment allows at most 16384"),
+        ({"new": "999999"}, "Max new tokens is 999999 new tokens; this deployment allows at most 64"),
     ],
     ids=["answer-tokens", "answer-characters", "prompt-characters", "new-tokens"],
 )
@@ -78,8 +78,8 @@ def test_uploads_are_bounded_and_the_bound_is_shown_beside_the_uploader():
 @pytest.mark.parametrize(
     ("pasted", "message"),
     [
-        ("The cat sat on the mat. " * 2100, "the pasted text is 50400 characters; this deployment allows at most 48000"),
-        ("\n".join(["A short line of pasted text, one of many."] * 700), "the texts' length is 8400 tokens; this deployment allows at most 1500"),
+        ("The cat sat on the mat. " * 2100, "The pasted text is 50400 characters; this deployment allows at most 48000"),
+        ("\n".join(["A short line of pasted text, one of many."] * 700), "The texts' length is 8400 tokens; this deployment allows at most 1500"),
     ],
     ids=["characters", "tokens"],
 )
