@@ -158,10 +158,10 @@ def computed_on(lm: ec.LM | None, *, analysed_here: bool = False) -> None:
         st.caption(where(lm, analysed_here=analysed_here))
 
 
-def needs_this_machine(lm: ec.LM, what: str) -> bool:
-    """True (and the page told why, in its words) when ``what`` cannot run where this session runs ``lm``."""
+def needs_this_machine(lm: ec.LM, what: str, why: str = "it runs the model here, which NDIF does not offer") -> bool:
+    """True (and the page told why, in its words) when ``what`` cannot run where this session runs ``lm``;
+    ``why`` says what it needs that NDIF does not give."""
     if not lm.backend.traced:
         return False
-    st.info(f"{what}: on this machine only (it runs the model here, which NDIF does not offer). "
-            "Choose Run on: this machine in the sidebar to see it.")
+    st.info(f"{what}: on this machine only ({why}). Choose Run on: this machine in the sidebar to see it.")
     return True

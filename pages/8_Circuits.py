@@ -19,7 +19,6 @@ lm, _ = dashboard.page(
     "**Verify by patching** ablates the parts and measures what they really carry. This view has its own "
     "prompts; the sidebar picks the model.",
     tab="Circuits · Ecco Explorer", needs_capture=False,
-    runs_here="Circuits (every head's weights and values, on eager attention)",
 )
 
 EXAMPLES = {
@@ -45,6 +44,9 @@ EXAMPLE_LABELS = {
 ABLATIONS = {"mean": "Mean over the positions", "corrupted": "A corrupted prompt's run"}
 #: The routes keep n_layers x n_heads x n_tokens**2 importances: 18 MB for the default model at this length.
 ROUTES_MAX_TOKENS = 128
+#: Why a part of the page runs on this machine only: a served model (NDIF) runs fused attention.
+NEEDS_WEIGHTS = "it needs every head's attention weights, which NDIF's fused attention does not give"
+served = lm.backend.traced  # DLA runs where the model is served; what needs attention weights runs here only
 
 
 if not (lm.is_causal and lm.has_head):
@@ -76,7 +78,8 @@ def check_prompt() -> list[int]:
 
 def decomposed() -> tuple[ec.Circuits, pd.DataFrame]:
     """The circuits of the page's prompt (with routes while it is short enough) and what each part writes."""
-    found = ec.circuits(lm, prompt, answer, foil or None, routes=len(check_prompt()) <= ROUTES_MAX_TOKENS)
+    found = ec.circuits(lm, prompt, answer, foil or None,
+                        routes=not served and len(check_prompt()) <= ROUTES_MAX_TOKENS)
     return found, circuits.top_tokens(lm, found, 5)
 
 
@@ -104,8 +107,9 @@ dla_column, head_column = st.columns([3, 2])
 with dla_column:
     st.subheader("Direct logit attribution")
     st.caption("Each head (columns) and FFN (right) of each block, in logits: blue raises the answer over the foil, "
-               "red lowers it. Hover a cell for the tokens it pushes up and down and the tokens a head reads "
-               "from; click a head to open its attention.")
+               "red lowers it. Hover a cell for the tokens it pushes up and down"
+               + (", and click a head to open it." if served else " and the tokens a head reads from; click a head "
+                  "to open its attention."))
     heatmap = circuit_plots.dla_heatmap(result, tops, selected=opened)
     st.plotly_chart(
         heatmap, selection_mode="points", key="circuits_dla", width="stretch",
@@ -117,11 +121,12 @@ with dla_column:
         tops.assign(promoted=tops["promoted"].str.join(" | "), suppressed=tops["suppressed"].str.join(" | "))[
             ["part", "promoted", "suppressed"]], on="part", how="left")
     dashboard.download_buttons(frame, "circuits-dla", heatmap)
+    dashboard.computed_on(lm)
 
 with head_column:
     if opened is None:
         st.subheader("The strongest parts")
-        st.caption("Click a head in the map to open its attention here.")
+        st.caption("Click a head in the map to open it here.")
         strongest_parts = frame.dropna(subset=["rank"]).sort_values("rank").head(10)
         st.dataframe(strongest_parts[["part", "value", "share", "promoted"]], hide_index=True,
                      column_config={"share": st.column_config.NumberColumn(format="percent")})
@@ -129,25 +134,29 @@ with head_column:
         block, head = opened
         label = head_label(block, head)
         st.subheader(label)
-        value, sources = result.heads[block, head], result.head_sources[block, head]
+        value = result.heads[block, head]
         st.markdown(f"Writes **{value:+.3f}** logits ({value / result.value:.0%} of {result.value:.2f}).")
-        attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")  # the prompt is checked above
-        att = dashboard.quick_analysis("Reading its attention…",
-                                       lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
-                                       key="circuits_attention", settings=(lm.name, prompt, block), beside=True)
-        if att is not None:
-            read = result.read_position
-            st.caption(f"Its attention from the read position {read} "
-                       f"{dashboard.literal(repr(display_token(result.tokens[read])))} (shade = weight):")
-            dashboard.show_tokens(attention_cap, att.map(block, head)[read], selected=read)
-            st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits_attention_map",
-                            width="stretch")
-        st.plotly_chart(plots.token_bars(sources, result.tokens, title=f"What {label} writes, by source token",
-                                         y_title="logits"), key="circuits_head_sources", width="stretch")
+        if not dashboard.needs_this_machine(lm, "Its attention and what it reads from each token", NEEDS_WEIGHTS):
+            attention_cap = dashboard.cached_capture(lm.name, prompt, 0, "")  # the prompt is checked above
+            att = dashboard.quick_analysis("Reading its attention…",
+                                           lambda: ec.attention(lm, attention_cap, "raw", layers=[block]),
+                                           key="circuits_attention", settings=(lm.name, prompt, block), beside=True)
+            if att is not None:
+                read = result.read_position
+                st.caption(f"Its attention from the read position {read} "
+                           f"{dashboard.literal(repr(display_token(result.tokens[read])))} (shade = weight):")
+                dashboard.show_tokens(attention_cap, att.map(block, head)[read], selected=read)
+                st.plotly_chart(plots.attention_heatmap(att, block, head), key="circuits_attention_map",
+                                width="stretch")
+            st.plotly_chart(plots.token_bars(result.head_sources[block, head], result.tokens,
+                                             title=f"What {label} writes, by source token", y_title="logits"),
+                            key="circuits_head_sources", width="stretch")
         st.button("Close", key="circuits_close", on_click=st.session_state.update, args=({"circuits_head": ""},))
 
 st.subheader("Information-flow routes")
-if result.route_heads is None:
+if served:
+    dashboard.needs_this_machine(lm, "The information-flow routes", NEEDS_WEIGHTS)
+elif result.route_heads is None:
     st.info(f"The routes are drawn for prompts of at most {ROUTES_MAX_TOKENS} tokens; shorten the prompt to see them.")
 else:
     st.caption(
@@ -162,6 +171,8 @@ else:
     dashboard.download_buttons(routes_frame, "circuits-routes", routes_view)
 
 st.subheader("Verify by patching")
+if dashboard.needs_this_machine(lm, "Verify by patching", "it ablates heads and FFNs through this machine's hooks"):
+    st.stop()
 st.caption(
     "DLA is a direct effect; a part can also act through later blocks, or be undone by them. Here the top parts "
     "by DLA, and by the routes graph (what each carries of it at the threshold 0.04), are ablated (their output "

@@ -27,18 +27,24 @@ PAGES = {
     "pages/5_Probing.py": SERVED_HERE,
     "pages/6_Causal_tracing.py": SERVED_HERE,
     "pages/7_Attention.py": "Attention (its weights need the model's eager attention): on this machine only",
-    "pages/8_Circuits.py": "Circuits (every head's weights and values, on eager attention): on this machine only",
+    "pages/8_Circuits.py": SERVED_HERE,
 }
 
 #: A page's own settings for the walk, beyond the sidebar's: a run as small as the page allows, opened from a link.
 LINKED = {
     "pages/5_Probing.py": {"probe_preset": "custom", "probe_tokens": "100", "probe_trials": "1", "probe_epochs": "1",
                            "probe_layers": ["embeddings", "0"], "probe_ran": "true"},
+    "pages/8_Circuits.py": {"circuits_head": "23,3"},
 }
 
 #: What a page shows on NDIF as on this machine, beside its result: the views that run there too.
 ALSO_SHOWN = {
     "pages/2_Layer_predictions.py": ("How far to trust each row (right of the heatmap): KL from the output's",),
+    # Direct logit attribution runs there; what needs every head's attention weights says it runs here only.
+    "pages/8_Circuits.py": ("The information-flow routes: on this machine only (it needs every head's attention "
+                            "weights, which NDIF's fused attention does not give)",
+                            "Its attention and what it reads from each token: on this machine only",
+                            "Writes **+", "Verify by patching: on this machine only"),
 }
 
 

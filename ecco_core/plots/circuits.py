@@ -58,7 +58,7 @@ def dla_heatmap(result, top_tokens=None, *, selected: tuple[int, int] | None = N
     scale centred on 0. A cell's tooltip gives the value and its share of the
     model's value, the tokens the part pushes up and down most (with
     ``top_tokens``) and, for a head, the source tokens it reads most from
-    (``result.head_sources``). Cells are clickable in Streamlit:
+    (``result.head_sources``, where the result has them). Cells are clickable in Streamlit:
     ``customdata = [block, column]``, column ``n_heads`` being the FFN.
 
     Parameters
@@ -91,13 +91,14 @@ def dla_heatmap(result, top_tokens=None, *, selected: tuple[int, int] | None = N
             if row is not None:
                 lines.append(f"promotes {_token_list(row.promoted[:3], row.promoted_logits[:3])}")
                 lines.append(f"suppresses {_token_list(row.suppressed[:3], row.suppressed_logits[:3])}")
-            if column < n_heads:
+            if column < n_heads and result.head_sources is not None:
                 sources = result.head_sources[block, column]
                 strongest = np.argsort(-np.abs(sources), kind="stable")[:n_sources]
                 lines.append("reads from " + ", ".join(
                     f"{position} {escape_quoted(result.tokens[position])} {_signed(sources[position])}"
                     for position in strongest))
-            lines.append("click to open its attention" if column < n_heads else "an FFN has no attention")
+            opens = "click to open its attention" if result.head_sources is not None else "click to open it"
+            lines.append(opens if column < n_heads else "an FFN has no attention")
             hover[block, column] = "<br>".join(lines)
     peak = float(np.abs(values).max()) or 1.0
     figure = heatmap(values, columns, rows, hover=hover, colorscale=DLA_COLORSCALE, colorbar_title="logits",
