@@ -704,27 +704,79 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
     if X.ndim == Y.ndim == 2 and len(X) != len(Y):
         raise invalid("Y.shape", Y.shape, f"{len(X)} samples (token positions), the same number as X")
 
-    def score_of(X, Y, **options) -> float:
-        # Through the registry, so that a method added as one entry has its baseline too (not a module attribute).
-        return float(similarity.similarity_matrix([X], [Y], method, **options).values[0, 0])
-
-    score = score_of(X, Y, **options)  # checks X and Y first
-    rng = np.random.default_rng(seed)
-    null = np.empty(n_permutations)
-    # One BLAS thread for all the shuffles: similarity_matrix limits it on each call otherwise, and threadpoolctl's
-    # limit costs more than a CKA score of 56 positions (100 shuffles took 8.8 s at load 16 for 0.1 s of counted work).
+    # Through the registry, so that a method added as one entry has its baseline too (not a module attribute).
+    checked = similarity.similarity_matrix([X], [Y], method, **options)  # checks X, Y and the options first
+    entry = similarity.METHODS[method]
+    bandwidth = options.get("bandwidth", 1.0)
+    # One BLAS thread for all the shuffles: threadpoolctl's limit costs more than a CKA score of 56 positions (100
+    # shuffles took 8.8 s at load 16 for 0.1 s of counted work when each score set it).
     with one_blas_thread():
-        for shuffle in range(n_permutations):
-            null[shuffle] = score_of(X, Y[rng.permutation(len(Y))], **options)
-            if progress is not None:
-                progress((shuffle + 1) / n_permutations, f"Shuffle {shuffle + 1} of {n_permutations}")
-    return PermutationBaseline(
-        method=method,
-        score=float(score),
-        null=null,
-        p_value=float((1 + np.sum(null >= score)) / (n_permutations + 1)),
-        seed=seed,
-    )
+        null = similarity.shuffled_scores(
+            X, Y, entry, similarity.Options(checked.kernel, checked.keep, bandwidth), n_permutations=n_permutations,
+            seed=seed, progress=progress)
+    return baseline_of(method, float(checked.values[0, 0]), null, seed)
+
+
+def baseline_of(method: str, score: float, null: np.ndarray, seed: int) -> PermutationBaseline:
+    """The :class:`PermutationBaseline` of ``score`` and its ``null`` (shuffled scores), with its p-value."""
+    return PermutationBaseline(method=method, score=float(score), null=null,
+                               p_value=float((1 + np.sum(null >= score)) / (len(null) + 1)), seed=seed)
+
+
+def cell_baseline(lm: LM, source, row: int, column: int, method: str = "cka", *, rows: str = "hidden",
+                  columns: str = "ffn", skip_special: bool = True, skip_first: bool = False, n_permutations: int = 100,
+                  seed: int = 0, progress: Callable[[float, str], None] | None = None,
+                  **options) -> PermutationBaseline:
+    """:func:`permutation_baseline` of one cell of :func:`ecco_core.similarity.compare_layers`' matrix over ``source``.
+
+    ``row`` and ``column`` index the layers of ``rows`` and ``columns``; the
+    other arguments are :func:`~ecco_core.similarity.layer_pair`'s and
+    :func:`permutation_baseline`'s. Here the two layers are gathered
+    (:func:`~ecco_core.similarity.layer_pair`; over texts, one pass reports
+    the first half of ``progress``), then shuffled. Over texts through nnsight
+    (here or on NDIF) both happen where the model runs, in one request, by
+    the same functions, and only the scores come back
+    (:func:`~ecco_core.similarity.served_comparison`).
+    """
+    skips = dict(skip_special=skip_special, skip_first=skip_first)
+    if lm.backend.traced and not isinstance(source, Capture):
+        _, _, score, null = similarity.served_comparison(
+            lm, source, method, cell=(row, column), whole=False, n_permutations=n_permutations, seed=seed, rows=rows,
+            columns=columns, progress=progress, **skips, **options)
+        return baseline_of(choice("method", method, similarity.METHODS), score, null, seed)
+    share = 0.0 if isinstance(source, Capture) else 0.5
+    report = progress or (lambda fraction, message: None)
+    pair = similarity.layer_pair(lm, source, row, column, rows=rows, columns=columns, **skips,
+                                 progress=lambda fraction, message: report(share * fraction, message))
+    return permutation_baseline(*pair, method, n_permutations=n_permutations, seed=seed, **options,
+                                progress=lambda fraction, message: report(share + (1 - share) * fraction, message))
+
+
+def similarity_with_baseline(lm: LM, source, method: str = "cka", *, n_permutations: int = 100, seed: int = 0,
+                             progress: Callable[[float, str], None] | None = None, **options,
+                             ) -> tuple[similarity.SimilarityMatrix, tuple[int, int], PermutationBaseline]:
+    """:func:`ecco_core.similarity.compare_layers`' matrix over ``source`` and the chance level of its median cell
+    (:func:`~ecco_core.similarity.median_cell`, by :func:`cell_baseline`): what a similarity view shows at first.
+
+    ``options`` are :func:`~ecco_core.similarity.compare_layers`' (``rows``,
+    ``columns``, ``kernel``, ``keep``, ``skip_special``, ``skip_first`` ...).
+    Over texts through nnsight (here or on NDIF) it is one request: the
+    matrix, the median cell and its shuffles are all computed where the model
+    runs. Returns ``(matrix, (row, column), baseline)``.
+    """
+    if lm.backend.traced and not isinstance(source, Capture):
+        matrix, cell, score, null = similarity.served_comparison(
+            lm, source, method, cell="median", n_permutations=n_permutations, seed=seed, progress=progress, **options)
+        return matrix, cell, baseline_of(matrix.method, score, null, seed)
+    report = progress or (lambda fraction, message: None)
+    matrix = similarity.compare_layers(lm, source, method, progress=lambda fraction, message: report(
+        fraction / 2, message), **options)
+    cell = similarity.median_cell(matrix.values)
+    reads = {name: options[name] for name in ("rows", "columns", "skip_special", "skip_first") if name in options}
+    scored = {name: options[name] for name in ("kernel", "keep", "bandwidth") if name in options}
+    baseline = cell_baseline(lm, source, *cell, method, n_permutations=n_permutations, seed=seed, **reads, **scored,
+                             progress=lambda fraction, message: report(0.5 + fraction / 2, message))
+    return matrix, cell, baseline
 
 
 # ------------------------------------------------------------ saliency

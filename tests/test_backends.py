@@ -371,9 +371,8 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")
     cap = ec.capture(lm, "The keys to the cabinet", answer=" is")
     with backends.ledger() as record:
-        for view, call in (("similarity over texts", lambda: ec.similarity.corpus_similarity(served, ["a b"])),):
-            with pytest.raises(ValueError, match=f"{view} runs on this machine's hook path only"):
-                call()
+        with pytest.raises(ValueError, match="one cell's two layers over texts runs on this machine's hook path only"):
+            ec.similarity.layer_pair(served, ["a b c"], 0, 0)  # megabytes of activations: a cell is tested there
         # A readout added as one entry (#27 §2) is not among those a session spells out in torch for the server.
         monkeypatch.setitem(ec.READOUTS, "trial", ec.readouts.Readout(lambda logits: -logits, "minus the logit"))
         with pytest.raises(ValueError, match="target 'trial' runs on this machine's hook path only; through nnsight "
@@ -383,6 +382,42 @@ def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_bef
                                              "the metrics are 'logit_diff', 'prob', 'logprob'"):
             ec.patch(served, "The keys to the cabinet", "The key to the cabinet", "is", metric="trial")
     assert record.requests == 0
+
+
+def test_similarity_over_texts_through_nnsight_compares_where_the_model_runs_and_equals_the_hook_path(tiny):
+    # The layers stay on the server; the hook path's own numpy functions compare them there; only scores come back.
+    # The families whose reads differ: block 0's input, a block's output, an FFN input (flattened in OPT).
+    if tiny.config.model_type not in (*ONE_CAUSAL_ONE_MASKED, "opt"):
+        return
+    texts = ec.similarity.ud_sentences(2)
+    traced = backends.use(tiny, "nnsight", remote="local")
+    skips = {"skip_first": tiny.is_causal}
+    one_family = tiny.config.model_type == "llama"  # the rest reads the same layers: once is enough
+    for method, rows, columns in (("cka", "hidden", "ffn"),) + (("pwcca", "hidden", "hidden"),) * one_family:
+        hooked = ec.similarity.corpus_similarity(tiny, texts, method, rows=rows, columns=columns, **skips)
+        with backends.ledger() as record:
+            through = ec.similarity.corpus_similarity(traced, texts, method, rows=rows, columns=columns, **skips)
+        assert record.requests == 1 and max(record.received) < 4_000
+        np.testing.assert_allclose(through.values, hooked.values, rtol=0, atol=1e-12)
+        assert (through.row_labels, through.column_labels, through.n_samples, through.max_dimensions) == (
+            hooked.row_labels, hooked.column_labels, hooked.n_samples, hooked.max_dimensions)
+    if not one_family:
+        return
+    # The view's first look, one request: the matrix, its median cell and that cell's chance level.
+    hooked = ec.trust.similarity_with_baseline(tiny, texts, "svcca", n_permutations=5, keep=0.9, **skips)
+    with backends.ledger() as record:
+        through = ec.trust.similarity_with_baseline(traced, texts, "svcca", n_permutations=5, keep=0.9, **skips)
+    assert record.requests == 1 and through[1] == hooked[1]
+    np.testing.assert_allclose(through[0].values, hooked[0].values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(through[2].null, hooked[2].null, rtol=0, atol=1e-12)
+    assert through[2].p_value == hooked[2].p_value
+    # A clicked cell: its two layers alone, one request.
+    with backends.ledger() as record:
+        cell = ec.trust.cell_baseline(traced, texts, 0, 1, "cka", n_permutations=5, kernel="rbf", **skips)
+    assert record.requests == 1
+    expected = ec.trust.cell_baseline(tiny, texts, 0, 1, "cka", n_permutations=5, kernel="rbf", **skips)
+    assert (cell.score, cell.p_value) == (expected.score, expected.p_value)
+    np.testing.assert_allclose(cell.null, expected.null, rtol=0, atol=1e-12)
 
 
 def test_probing_through_nnsight_collects_and_trains_where_the_model_runs_and_equals_the_hook_path(tiny, monkeypatch):

@@ -51,7 +51,7 @@ def n_requests(lm: LM, n_tokens: int, layers=None) -> int:
     return len(request_groups(lm, [0] * include_embedding + [block + 1 for block in blocks], blocks, n_tokens)[1])
 
 
-def _reads(hidden_rows: list[int], blocks: list[int], keep: list[list[int]]) -> list[tuple]:
+def pass_reads(hidden_rows: list[int], blocks: list[int], keep: list[list[int]]) -> list[tuple]:
     """What a request reads in each pass, in the pass's order: (kind, module index, stack, row), the stack
     counted among the stacks with rows kept (:func:`ecco_core.backends.sessions.probe_counts`)."""
     found = []
@@ -95,7 +95,7 @@ def probe_counts(lm: LM, aligned: list[AlignedSentence], hidden_rows: list[int],
                                      f"through the model, then {len(keep[0]) + len(keep[1])} layers' probes")
         trained = [stack for stack in (0, 1) if keep[stack]]
         found = sessions.probe_counts(
-            lm, batches, _reads(hidden_rows, blocks, keep), [all_shapes[stack][2] for stack in trained], n_kept,
+            lm, batches, pass_reads(hidden_rows, blocks, keep), [all_shapes[stack][2] for stack in trained], n_kept,
             shapes=[all_shapes[stack][::2] for stack in stacks], keep=[keep[stack] for stack in stacks],
             rates=plan.rates, train_mask=torch.from_numpy(plan.train_mask), targets=torch.from_numpy(plan.targets),
             n_classes=len(plan.classes), epochs=plan.epochs, seed=plan.seed, batch_size=plan.batch_size,

@@ -35,7 +35,9 @@ which more threads only slow down on a shared machine.
 The parts, each a module of this package: :mod:`.metrics` (the measures of
 two matrices, and :data:`METHODS`), :mod:`.matrix` (:func:`similarity_matrix`,
 :func:`saturation`) and :mod:`.layers` (a model's layers, from captures or
-over a corpus). The names in ``__all__`` are names of this package too
+over a corpus); through nnsight (here or on NDIF) :mod:`.traced` keeps a
+corpus's layers and compares them where the model runs, with the same
+numpy functions (:func:`matrix_values`, :func:`shuffled_scores`). The names in ``__all__`` are names of this package too
 (``ec.similarity.cka``, ``ec.similarity.corpus_similarity``).
 
 >>> import numpy as np, ecco_core as ec
@@ -49,14 +51,17 @@ from ..layers import representation_labels as layer_labels
 from ..probing.data import ud_sentences
 from .layers import (
     compare_layers, corpus_pair, corpus_similarity, layer_activations, layer_pair, layer_similarity,
-    positions_compared, ud_sentences_for,
+    positions_compared, served_comparison, ud_sentences_for,
 )
-from .matrix import Saturation, SimilarityMatrix, saturation, similarity_matrix
+from .matrix import (
+    Saturation, SimilarityMatrix, matrix_values, median_cell, saturation, shuffled_scores, similarity_matrix,
+)
 from .metrics import KERNELS, METHODS, Options, SimilarityMethod, Work, cca, cka, pwcca, svcca
 
 __all__ = [
     "KERNELS", "METHODS", "Options", "REPRESENTATIONS", "REPRESENTATION_TITLES", "Saturation", "SimilarityMatrix",
     "SimilarityMethod", "Work", "cca", "cka", "compare_layers", "corpus_pair", "corpus_similarity",
-    "layer_activations", "layer_labels", "layer_pair", "layer_similarity", "positions_compared", "pwcca",
-    "saturation", "similarity_matrix", "svcca", "ud_sentences", "ud_sentences_for",
+    "layer_activations", "layer_labels", "layer_pair", "layer_similarity", "matrix_values", "median_cell",
+    "positions_compared", "pwcca", "saturation", "served_comparison", "shuffled_scores", "similarity_matrix", "svcca",
+    "ud_sentences", "ud_sentences_for",
 ]

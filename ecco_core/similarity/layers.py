@@ -22,7 +22,7 @@ from ..models import LM
 from ..probing.data import ud_sentences
 from ..tokens import encode_prompt, special_mask
 from .matrix import SimilarityMatrix, similarity_matrix
-from .metrics import KERNELS, METHODS, check_keep
+from .metrics import KERNELS, METHODS, Options, check_keep
 
 
 def ud_sentences_for(lm: LM, n_positions: int, *, skip_special: bool = True, skip_first: bool = False,
@@ -309,6 +309,11 @@ def corpus_similarity(
 
     Notes
     -----
+    Through nnsight (``lm`` loaded with ``backend="nnsight"`` or ``"ndif"``)
+    the layers are kept and compared where the model runs, in one request,
+    and only the matrix comes back (:func:`served_comparison`; ``store`` is
+    the hook path's alone).
+
     Precision: the store keeps float32 for every method, so the values equal
     the in-memory ones (measured on 50 UD sentences of the causal default:
     within 1e-8 for linear CKA, 5e-8 for RBF CKA). float16 (the store's
@@ -325,7 +330,11 @@ def corpus_similarity(
     >>> result.values.shape                                                     # (n_layers + 1, n_layers)
     (31, 30)
     """
-    lm.require_hooks("similarity over texts", "it collects padded batches of the texts with hooks")
+    if lm.backend.traced:
+        return served_comparison(
+            lm, texts, method, rows=rows, columns=columns, kernel=kernel, keep=keep, bandwidth=bandwidth,
+            skip_special=skip_special, skip_first=skip_first, batch_size=batch_size, progress=progress,
+        )[0]
     method = checks.choice("method", method, METHODS)
     kernel = checks.choice("kernel", kernel, KERNELS)
     keep = check_keep(keep)
@@ -352,6 +361,80 @@ def corpus_similarity(
         )
     finally:
         close_store(outputs)
+
+
+def served_comparison(lm: LM, texts: Sequence[str], method: str = "cka", *, cell=None, whole: bool = True,
+                      n_permutations: int = 100, seed: int = 0, rows: str = "hidden", columns: str = "ffn",
+                      kernel: str = "linear", keep: float | int = 0.99, bandwidth: float = 1.0,
+                      skip_special: bool = True, skip_first: bool = False, batch_size: int = 16,
+                      progress: Callable[[float, str], None] | None = None,
+                      ) -> tuple[SimilarityMatrix | None, tuple[int, int] | None, float, np.ndarray]:
+    """:func:`corpus_similarity` through ``lm``'s nnsight backend (here or on NDIF), and a cell's shuffled scores,
+    in one request: the layers are kept and compared where the model runs (:mod:`.traced`).
+
+    Parameters
+    ----------
+    lm : LM
+        Loaded with ``backend="nnsight"`` or ``"ndif"``.
+    texts, method, rows, columns, kernel, keep, bandwidth, skip_special, skip_first, batch_size, progress
+        As for :func:`corpus_similarity`.
+    cell : (row, column), "median" or None
+        The cell whose score and shuffled scores come back too (indices into
+        :func:`layer_labels` of ``rows`` and ``columns``; ``"median"``: the
+        matrix's :func:`~ecco_core.similarity.median_cell`, chosen on the server).
+    whole : bool
+        Compare every pair of layers; False keeps and compares ``cell``'s two layers alone.
+    n_permutations, seed : int
+        As for :func:`ecco_core.trust.permutation_baseline`.
+
+    Returns
+    -------
+    matrix : SimilarityMatrix, or None unless ``whole``
+    cell : (row, column), or None without ``cell``
+    score : float
+        ``cell``'s score (0.0 without ``cell``).
+    null : ndarray of shape (n_permutations,) (0 without ``cell``)
+        ``cell``'s score with the column layer's token positions shuffled.
+    """
+    from .traced import served_layers
+
+    if not lm.backend.traced:
+        raise checks.invalid("lm", lm.name, "a model loaded with backend='nnsight' or 'ndif' (this one runs on hooks: "
+                             "use corpus_similarity)")
+    method = checks.choice("method", method, METHODS)
+    kernel = checks.choice("kernel", kernel, KERNELS)
+    keep = check_keep(keep)
+    bandwidth = checks.positive("bandwidth", bandwidth)
+    rows = checks.choice("rows", rows, REPRESENTATIONS)
+    columns = checks.choice("columns", columns, REPRESENTATIONS)
+    batch_size = checks.whole("batch_size", batch_size, low=1)
+    counts = {"hidden": lm.n_layers + 1, "ffn": lm.n_layers}
+    if cell is not None and not (whole and isinstance(cell, str) and cell == "median"):
+        cell = (checks.whole("cell[0]", cell[0], low=0, high=counts[rows] - 1),
+                checks.whole("cell[1]", cell[1], low=0, high=counts[columns] - 1))
+    if cell is not None:
+        n_permutations = checks.whole("n_permutations", n_permutations, low=1)
+        seed = checks.whole("seed", seed)
+    if not whole and cell is None:
+        raise checks.invalid("cell", cell, "a (row, column) pair of layers when whole is False")
+    input_ids, positions = _corpus_positions(lm, texts, skip_special, skip_first)
+    row_indices = list(range(counts[rows])) if whole else [cell[0]]
+    column_indices = list(range(counts[columns])) if whole else [cell[1]]
+    found = served_layers(
+        lm, input_ids, positions, rows=rows, columns=columns, row_indices=row_indices, column_indices=column_indices,
+        method=method, options=Options(kernel, keep, bandwidth), whole=whole, cell=cell if whole else (0, 0),
+        n_permutations=n_permutations if cell is not None else 0, seed=seed, batch_size=batch_size,
+        progress=progress,
+    )
+    matrix = None
+    if whole:
+        matrix = SimilarityMatrix(
+            found["values"], tuple(layer_labels(rows, counts[rows])), tuple(layer_labels(columns, counts[columns])),
+            method, kernel, keep, sum(len(kept) for kept in positions), found["max_dimensions"],
+            REPRESENTATION_TITLES[rows], REPRESENTATION_TITLES[columns],
+        )
+    tested = None if cell is None else (found["cell"] if whole else cell)
+    return matrix, tested, found["score"], found["null"]
 
 
 def _corpus_positions(lm: LM, texts, skip_special: bool, skip_first: bool) -> tuple[list, list]:
@@ -399,7 +482,8 @@ def corpus_pair(lm: LM, texts: Sequence[str], row: int, column: int, *, rows: st
     X : ndarray of shape (n_samples, width of rows), float32
     Y : ndarray of shape (n_samples, width of columns), float32
     """
-    lm.require_hooks("similarity over texts", "it collects padded batches of the texts with hooks")
+    lm.require_hooks("one cell's two layers over texts", "they would bring back megabytes of activations; "
+                     "ecco_core.trust.cell_baseline tests a cell where the model runs")
     rows = checks.choice("rows", rows, REPRESENTATIONS)
     columns = checks.choice("columns", columns, REPRESENTATIONS)
     counts = {"hidden": lm.n_layers + 1, "ffn": lm.n_layers}

@@ -7,8 +7,9 @@ says from the sizes alone whether a CCA-family matrix can be anything but 1.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,8 @@ from .. import _checks as checks
 from .._blas import one_blas_thread
 from ..store import StoredArray
 from .metrics import (
-    KERNELS, METHODS, SAMPLES_PER_DIMENSION, SATURATED_TOLERANCE, Options, centred_columns, check_keep,
-    fits_gram_budget, kept_dimensions,
+    KERNELS, METHODS, SAMPLES_PER_DIMENSION, SATURATED_TOLERANCE, Options, SimilarityMethod, centred_columns,
+    check_keep, fits_gram_budget, kept_dimensions,
 )
 
 #: Seconds between two progress reports while one matrix's pairs are scored: a report comes after the first pair past
@@ -176,16 +177,35 @@ def similarity_matrix(
     A_list, B_list, row_shapes, column_shapes, n_samples = _checked_lists(A_list, B_list)
     row_labels = _labels(row_labels, len(A_list), "row_labels")
     column_labels = _labels(column_labels, len(B_list), "column_labels")
-    entry = METHODS[method]
+    values, max_dimensions = matrix_values(
+        A_list, B_list, METHODS[method], Options(kernel, keep, bandwidth),
+        widths=([shape[1] for shape in row_shapes], [shape[1] for shape in column_shapes]), n_samples=n_samples,
+        symmetric=symmetric, progress=progress,
+    )
+    return SimilarityMatrix(values, row_labels, column_labels, method, kernel, keep, n_samples, max_dimensions)
 
-    def kept_size(shapes) -> int:
-        return sum(min(n_samples, shape[1]) for shape in shapes)
 
-    swap = not symmetric and entry.symmetric and kept_size(row_shapes) < kept_size(column_shapes)
+def matrix_values(A_list, B_list, entry: SimilarityMethod, options: Options, *, widths: tuple, n_samples: int,
+                  symmetric: bool = False, progress: Callable[[float, str], None] | None = None,
+                  ) -> tuple[np.ndarray, int]:
+    """The work of :func:`similarity_matrix` on checked inputs: ``(values, max_dimensions)``.
+
+    ``entry`` is the method's entry of :data:`METHODS`, ``options`` its
+    options (``gram`` is decided here), ``widths`` the width of each matrix
+    of ``A_list`` and of ``B_list`` and ``symmetric`` whether they are one
+    list. numpy and this package's metrics alone, so that a similarity
+    session (:func:`ecco_core.backends.sessions.layer_similarity`) runs this
+    same function where the model runs, on the layers it kept there.
+    """
+    def kept_size(side_widths) -> int:
+        return sum(min(n_samples, width) for width in side_widths)
+
+    swap = not symmetric and entry.symmetric and kept_size(widths[0]) < kept_size(widths[1])
     kept, streamed = (A_list, B_list) if swap else (B_list, A_list)
     kept_name, streamed_name = ("A_list", "B_list") if swap else ("B_list", "A_list")
     # Many pairs: a Gram dot product (n^2) beats X^T Y (n * d1 * d2) whenever the Grams fit in memory.
-    options = Options(kernel, keep, bandwidth, gram=kernel == "rbf" or fits_gram_budget(n_samples, len(kept) + 1))
+    options = Options(options.kernel, options.keep, options.bandwidth,
+                      gram=options.kernel == "rbf" or fits_gram_budget(n_samples, len(kept) + 1))
     report = progress or (lambda fraction, message: None)
     # Each kept matrix is read, centred (float64) and prepared in turn: its preparation is kept, not the matrix.
     prepared_kept, max_dimensions = [], 0
@@ -216,9 +236,57 @@ def similarity_matrix(
             (len(kept) + i + 1) / steps,
             f"scored {'column' if swap else 'row'} {i + 1} of {len(streamed)}",
         )
-    return SimilarityMatrix(
-        values.T if swap else values, row_labels, column_labels, method, kernel, keep, n_samples, max_dimensions
-    )
+    return (values.T if swap else values), max_dimensions
+
+
+@contextmanager
+def one_blas_thread_anywhere() -> Iterator[None]:
+    """:func:`ecco_core._blas.one_blas_thread` where this package is installed, else (NDIF's server, where a
+    similarity session runs :func:`matrix_values`) threadpoolctl's limit where it is installed, else nothing.
+
+    numpy's many small LAPACK calls run far slower on every core than on one
+    (:mod:`ecco_core._blas`): 12 x 12 PWCCA pairs of 153 positions took 67 s
+    on the shared 2-core machine's default threads, 1.9 s on one.
+    """
+    try:
+        from ecco_core._blas import one_blas_thread as limited  # here, or the simulated server (remote="local")
+        limit = limited()
+    except ImportError:
+        try:
+            from threadpoolctl import threadpool_limits
+            limit = threadpool_limits(1, user_api="blas")
+        except ImportError:  # numpy's own threads: slower, the same values
+            limit = nullcontext()
+    with limit:
+        yield
+
+
+def shuffled_scores(X, Y, entry: SimilarityMethod, options: Options, *, n_permutations: int, seed: int,
+                    progress: Callable[[float, str], None] | None = None) -> np.ndarray:
+    """The score of ``X`` (n_samples, d1) against ``Y`` (n_samples, d2) with ``Y``'s rows shuffled, once per
+    permutation: shape (n_permutations,), float64.
+
+    The null of :func:`ecco_core.trust.permutation_baseline` on checked
+    inputs (``entry`` and ``options`` as in :func:`matrix_values`; the
+    shuffles drawn by ``numpy.random.default_rng(seed)``); a similarity
+    session runs the same function where the model runs.
+    """
+    X, Y = np.asarray(X), np.asarray(Y)
+    widths = ([X.shape[1]], [Y.shape[1]])
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_permutations)
+    for shuffle in range(n_permutations):
+        shuffled = Y[rng.permutation(len(Y))]
+        null[shuffle] = matrix_values([X], [shuffled], entry, options, widths=widths, n_samples=len(X))[0][0, 0]
+        if progress is not None:
+            progress((shuffle + 1) / n_permutations, f"Shuffle {shuffle + 1} of {n_permutations}")
+    return null
+
+
+def median_cell(values: np.ndarray) -> tuple[int, int]:
+    """The (row, column) of a matrix's median value (the upper one of an even count): a typical cell to test."""
+    values = np.asarray(values)
+    return tuple(int(i) for i in np.unravel_index(np.argsort(values, axis=None)[values.size // 2], values.shape))
 
 
 def _checked_lists(A_list, B_list):
