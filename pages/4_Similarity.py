@@ -70,8 +70,6 @@ skip_first = right.checkbox(
 )
 
 texts = None
-if source != "capture" and dashboard.needs_this_machine(lm, "Similarity over texts other than the capture"):
-    st.stop()
 with dashboard.user_errors():
     if source == "ud":
         dashboard.page_param("similarity_n_sentences", 40)
@@ -114,6 +112,9 @@ if texts is None:
 else:
     pooled = (cap.model_name, tuple(texts))
 source = cap if texts is None else texts  # what the library compares: the capture's tokens, or the texts pooled
+# Over texts through nnsight (NDIF) the layers stay where the model runs: the matrix, its median cell and that cell's
+# chance level come back from one request, computed there.
+served = texts is not None and lm.backend.traced
 # Weighed on the positions compared: special and first tokens left out are no samples.
 compared = sim.positions_compared(lm, source, skip_special=skip_special, skip_first=skip_first)
 verdict = sim.saturation(max(2, compared), row_widths, column_widths, method, keep)
@@ -130,44 +131,43 @@ if verdict is not None and verdict.forced:
 
 
 def compare(progress):
+    """(the matrix, and where the server tested it: (the median cell, its baseline), else None)."""
+    if served:
+        matrix, cell, baseline = ec.trust.similarity_with_baseline(
+            lm, texts, method, n_permutations=N_PERMUTATIONS, rows=rows, columns=columns, kernel=kernel, keep=keep,
+            skip_special=skip_special, skip_first=skip_first, progress=progress)
+        return matrix, (cell, baseline)
     # Texts keep their layers in the on-disk store, read back one layer at a time, whatever their length: in memory,
     # 40 UD sentences peaked at +632 MiB (+369 MiB on disk) and the library keeps up to 1 GiB of layers there, a run
     # that two sessions at once would take past the server's 3 GiB (bench/memory.py calls).
     on_disk = {} if texts is None else {"store": "disk"}
     return sim.compare_layers(lm, source, method, rows=rows, columns=columns, kernel=kernel, keep=keep,
-                              skip_special=skip_special, skip_first=skip_first, progress=progress, **on_disk)
+                              skip_special=skip_special, skip_first=skip_first, progress=progress, **on_disk), None
 
 
-def chance(result, cell):
-    """The permutation baseline of ``cell`` (row, column), or of the matrix's median cell before a click, drawn
-    here: (baseline or None when stopped, the cell)."""
+def chance(result, cell, tested):
+    """The permutation baseline of ``cell`` (row, column), or of the matrix's median cell before a click (``tested``:
+    the server's, when it came with the matrix), else drawn here: (baseline or None when stopped, the cell)."""
     typical = cell is None
-    if typical:
-        cell = tuple(int(i) for i in np.unravel_index(
-            np.argsort(result.values, axis=None)[result.values.size // 2], result.values.shape))
-    row, column = cell
-
-    def shuffled(progress):
-        # Over texts the pass that gathers the two layers comes first: it reports the first half of the bar.
-        share = 0.0 if texts is None else 0.5
-        pair = sim.layer_pair(lm, source, row, column, rows=rows, columns=columns, skip_special=skip_special,
-                              skip_first=skip_first, progress=lambda fraction, message: progress(share * fraction,
-                                                                                                  message))
-        return ec.trust.permutation_baseline(
-            *pair, method, n_permutations=N_PERMUTATIONS,
-            progress=lambda fraction, message: progress(share + (1 - share) * fraction, message), **options)
-
     options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
-    baseline, area = dashboard.analysis(
-        "Shuffling token positions", shuffled, key="similarity_baseline",
-        settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first, cell),
-        estimate=lambda: estimates.cell_baseline_seconds(
-            lm, source, row, column, method, rows=rows, columns=columns, skip_special=skip_special,
-            skip_first=skip_first, n_permutations=N_PERMUTATIONS, **options),
-        beside=True,
-    )
-    if baseline is None:
-        return None, cell
+    if typical and tested is not None:
+        (cell, baseline), area = tested, st.container()
+    else:
+        cell = sim.median_cell(result.values) if typical else cell
+        baseline, area = dashboard.analysis(
+            "Shuffling token positions", lambda progress: ec.trust.cell_baseline(
+                lm, source, *cell, method, rows=rows, columns=columns, skip_special=skip_special, skip_first=skip_first,
+                n_permutations=N_PERMUTATIONS, progress=progress, **options),
+            key="similarity_baseline",
+            settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first, cell),
+            estimate=lambda: estimates.cell_baseline_seconds(
+                lm, source, *cell, method, rows=rows, columns=columns, skip_special=skip_special,
+                skip_first=skip_first, n_permutations=N_PERMUTATIONS, **options),
+            beside=True,
+        )
+        if baseline is None:
+            return None, cell
+    row, column = cell
     pair = f"{result.row_labels[row]} vs {result.column_labels[column]}"
     with area:
         st.plotly_chart(trust_plots.permutation_figure(baseline, title=f"Chance: {pair}"),
@@ -181,14 +181,25 @@ def chance(result, cell):
     return baseline, cell
 
 
-result, area = dashboard.analysis(
+def estimated() -> float:
+    """Seconds of the comparison, and over texts through nnsight of the median cell's chance level with it."""
+    if not served:
+        return seconds(source)
+    options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
+    return seconds(source) + estimates.cell_baseline_seconds(
+        lm, source, 0, 0, method, rows=rows, columns=columns, skip_special=skip_special, skip_first=skip_first,
+        n_permutations=N_PERMUTATIONS, **options)
+
+
+compared, area = dashboard.analysis(
     "Comparing every pair of layers", compare, key="similarity",
     settings=(pooled, method, kernel, keep, rows, columns, skip_special, skip_first),
-    estimate=lambda: seconds(source),
+    estimate=estimated,
 )
+result, tested = compared
 
 with area:
-    dashboard.computed_on(lm, analysed_here=True)
+    dashboard.computed_on(lm, analysed_here=not served)
     if result.saturated:
         st.warning(
             f"Every {result.label} value is 1.00, so there is no matrix to read. This is arithmetic, not a finding: "
@@ -215,7 +226,7 @@ with area:
         view.markdown(dashboard.literal(result.describe(*cell)))
     frame = result.to_frame()
     with trust:
-        baseline, cell = chance(result, cell)
+        baseline, cell = chance(result, cell, tested)
     if baseline is not None:
         frame = baseline.beside(frame, row_index=cell[0], column_index=cell[1])
     dashboard.download_buttons(frame, f"similarity-{method}-{rows}-{columns}", figure)

@@ -92,6 +92,13 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
         if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
             assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)
+        if name == "pages/4_Similarity.py":  # over texts: the matrix and the median cell's chance computed on NDIF
+            app.session_state["similarity_n_sentences"] = 2
+            app.radio(key="similarity_source").set_value("ud")
+            run(app)
+            assert_no_error(app)
+            assert any(text.startswith(SERVED_HERE) for text in _shown(app)), _shown(app)
+            assert any(text.startswith("The median cell, ") for text in _shown(app)), _shown(app)
         if name == "pages/1_Saliency.py":  # every method, and the faithfulness check of all four, on NDIF too
             app.selectbox(key="saliency_method").set_value("erasure")
             app.checkbox(key="saliency_faithfulness").check()
