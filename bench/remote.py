@@ -16,7 +16,11 @@ timed with the capture against the hook path's capture, which records
 everything at once. Probing's quick preset (2,000 words of the bundled
 treebank, the embeddings and 8 blocks, one trial, 20 epochs) collects the
 features and trains the probes on the server; the hook path keeps its
-features in memory, as the server does. No network: NDIF itself is not reached.
+features in memory, as the server does. Circuits' direct logit attribution
+comes back as its parts and each head's and FFN's top tokens; its verification
+(the page's defaults: DLA's top 10, a corrupted run, every part alone) as the
+ablated runs' metrics, every row a full pass on the server where the hook path
+starts each at its first ablated block. No network: NDIF itself is not reached.
 Last line: the worst payload of one request / 1 MB (and the largest view's
 total, and the largest on the wire) and the worst time ratio.
 """
@@ -76,7 +80,15 @@ def _views(cap):
             progress=lambda fraction, message: None)),
         ("causal tracing (noise)", lambda lm: ec.patch(lm, "The Eiffel Tower is in the city of", ec.Noise([1, 2, 3]),
                                                         "Paris", sites=("residual",))),
+        ("circuits DLA + top tokens (IOI)", lambda lm: ec.circuits.top_tokens(lm, _circuits(lm))),
+        ("circuits DLA, then verify (page)", lambda lm: ec.circuits.verify(
+            lm, _circuits(lm), ablation="corrupted", corrupted=CORRUPTED)),
     ]
+
+
+def _circuits(lm):
+    """Circuits' direct logit attribution of the IOI prompt, as its page asks on either backend (no routes)."""
+    return ec.circuits(lm, CLEAN, "Mary", "John")
 
 
 def main() -> None:

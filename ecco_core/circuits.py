@@ -78,7 +78,8 @@ from torch import nn
 
 from . import _checks as checks
 from .attention import eager_twin, head_output_matrices, head_values
-from .backends.served import component_logits, component_tops, frozen_scale, logit_parts, metric_direction
+from .backends.served import (ablated_ffn, ablated_heads, answer_metric, component_logits, component_tops, frozen_scale,
+                              logit_parts, metric_direction)
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by
 from .hooks import Before, by_token, first, hooked, replace_first, without_cache
 from .layers import EMBEDDINGS, FINAL_BIAS, after_attention_label, bias_label, head_label, residual_label, site_label
@@ -1048,6 +1049,38 @@ def _ablated_metrics(
     return values
 
 
+def _ablated_values(lm: LM, result: Circuits, masks: torch.Tensor, ablation: str, corrupted: str | None,
+                    max_batch_bytes: int, progress) -> tuple[np.ndarray, str]:
+    """The metric of each row of :func:`_verify_rows`' ``masks`` (n_rows,), float64, and the ablation in words.
+
+    On the hook path, :func:`_ablated_metrics` (each row from its first
+    ablated block on). Through nnsight, one session
+    (:func:`ecco_core.backends.sessions.ablations`): the corrupted prompt is
+    checked here before any request, and every row runs every block where the
+    model is served; only the metrics come back.
+    """
+    ids = [int(i) for i in result.token_ids]
+    n_layers, n_heads = lm.n_layers, lm.n_heads
+    if lm.backend.traced:
+        from .backends import sessions
+
+        corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)
+        metric_ids = [result.answer_id] + [result.foil_id] * (result.foil_id >= 0)
+        values = sessions.ablations(lm, ids, corrupted_ids, masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads),
+                                    masks[:, n_layers * n_heads :], metric_ids,
+                                    rows_per_batch=max(1, max_batch_bytes // row_bytes(lm, len(ids), len(ids))))
+        if progress is not None:
+            progress(1.0, f"{len(masks)} of {len(masks)} ablated runs")
+        return values, described
+    run = _recorded_run(lm, ids)
+    replacements, described = _replacements(lm, result, ablation, corrupted, run)
+    masks = masks.to(lm.device)
+    head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
+    values = _ablated_metrics(lm, ids, replacements, head_masks, masks[:, n_layers * n_heads :], _metric_of(lm, result),
+                              max_batch_bytes, progress, run.inputs)
+    return values, described
+
+
 def _read_only(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """A pre-hook's arguments with the module's input cut to the read position (the last token)."""
     if args:
@@ -1086,7 +1119,7 @@ def _ablated_pass(lm, ids, replacements, inputs, head_masks, ffn_masks, starts: 
     projection and FFN at the read position only (:func:`_last_block_hooks`).
     """
     n_layers, n_rows = lm.n_layers, len(starts)
-    n_heads, head_dim = lm.n_heads, lm.head_dim
+    n_heads = lm.n_heads
     head_replacements, ffn_replacements = replacements
     started = [bisect.bisect_right(starts, layer) for layer in range(n_layers)]  # rows started by block l
 
@@ -1103,18 +1136,12 @@ def _ablated_pass(lm, ids, replacements, inputs, head_masks, ffn_masks, starts: 
 
     def ablate_heads(layer, masks):
         def hook(module, args, kwargs):
-            z = args[0]
-            batch_z = by_token(z, len(masks)).view(len(masks), -1, n_heads, head_dim)
-            replacement = head_replacements[layer][-batch_z.shape[1]:].view(1, -1, n_heads, head_dim)
-            ablated = torch.where(masks[:, None, :, None], replacement, batch_z)
-            return (ablated.reshape(z.shape), *args[1:]), kwargs
+            return (ablated_heads(args[0], masks, head_replacements[layer], n_heads), *args[1:]), kwargs
         return Before(hook)
 
     def ablate_ffn(layer, masks):
         def hook(module, args, output):
-            out = by_token(first(output), len(masks))
-            ablated = torch.where(masks[:, None, None], ffn_replacements[layer][-out.shape[1]:][None], out)
-            return replace_first(output, ablated.reshape(first(output).shape))
+            return replace_first(output, ablated_ffn(first(output), masks, ffn_replacements[layer]))
         return hook
 
     hooks = collections.defaultdict(list)
@@ -1139,12 +1166,21 @@ def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None
 
     ``run`` is the recorded unablated run of ``result``'s tokens: mean ablation averages its outputs.
     """
+    corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)
+    if corrupted_ids is None:
+        return ([z.mean(0, keepdim=True) for z in run.heads], [out.mean(0, keepdim=True) for out in run.ffn]), described
+    run = _recorded_run(lm, corrupted_ids)
+    return (run.heads, run.ffn), described
+
+
+def _corrupted_ids(lm: LM, result: Circuits, ablation: str, corrupted: str | None) -> tuple[list[int] | None, str]:
+    """The corrupted prompt's token ids (None for mean ablation), checked against ``result``'s run, and the
+    ablation in words."""
     ids = [int(i) for i in result.token_ids]
     if ablation == "mean":
         if corrupted is not None:
             raise ValueError("corrupted= is for ablation='corrupted'; mean ablation reads the same run")
-        return (([z.mean(0, keepdim=True) for z in run.heads], [out.mean(0, keepdim=True) for out in run.ffn]),
-                ABLATIONS["mean"])
+        return None, ABLATIONS["mean"]
     if corrupted is None:
         raise ValueError("ablation 'corrupted' needs corrupted= (a prompt of the same token length)")
     corrupted_ids = encode_prompt(lm, corrupted, argument="corrupted")
@@ -1154,8 +1190,7 @@ def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None
             f"position; the run is {len(ids)} tokens {list(result.tokens)}, corrupted is {len(corrupted_ids)} "
             f"tokens {list(token_strings(lm.tokenizer, corrupted_ids))}"
         )
-    run = _recorded_run(lm, corrupted_ids)
-    return (run.heads, run.ffn), f"{ABLATIONS['corrupted']}: {corrupted!r}"
+    return corrupted_ids, f"{ABLATIONS['corrupted']}: {corrupted!r}"
 
 
 def _metric_of(lm: LM, result: Circuits) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -1167,11 +1202,7 @@ def _metric_of(lm: LM, result: Circuits) -> Callable[[torch.Tensor], torch.Tenso
     ids = [result.answer_id] + [result.foil_id] * (result.foil_id >= 0)
     rows = head.weight[ids]
     bias = head.bias[ids] if getattr(head, "bias", None) is not None else 0.0
-
-    def metric(normed):
-        logits = normed.to(rows.dtype) @ rows.T + bias
-        return (logits[:, 0] - logits[:, 1] if len(ids) > 1 else logits[:, 0]).double()
-    return metric
+    return lambda normed: answer_metric(normed, rows, bias)
 
 
 def _verify_rows(result: Circuits, k: int, exact: bool, threshold: float) -> torch.Tensor:
@@ -1210,7 +1241,8 @@ def work(lm: LM, result: Circuits, *, k: int = 10, ablation: str = "mean", exact
     position, the last block at the read position alone (its output
     projection and FFN; counted as one position); each recorded run (the
     unablated one, and the corrupted one with ``ablation="corrupted"``) every
-    block at every position. Arguments as for :func:`verify`.
+    block at every position. Through nnsight every row runs every block at
+    every position. Arguments as for :func:`verify`.
     """
     _check_result(lm, result)
     k = checks.whole("k", k, low=1, high=len(result.components))
@@ -1218,7 +1250,10 @@ def work(lm: LM, result: Circuits, *, k: int = 10, ablation: str = "mean", exact
     threshold = checks.positive("threshold", threshold)
     starts = _first_ablated(lm.n_layers, _verify_rows(result, k, exact, threshold))
     n_tokens, n_layers = result.n_tokens, lm.n_layers
-    rows = int((n_layers - 1 - starts).sum()) * n_tokens + len(starts)
+    if lm.backend.traced:
+        rows = len(starts) * n_layers * n_tokens
+    else:
+        rows = int((n_layers - 1 - starts).sum()) * n_tokens + len(starts)
     return rows + (1 + (ablation == "corrupted")) * n_layers * n_tokens
 
 
@@ -1280,25 +1315,16 @@ def verify(
         ``route_recall``, ``route_kept_share``, ``route_ablated_share``).
     """
     _check_result(lm, result)
-    lm.require_hooks("circuits' verification by ablation", "it patches heads and FFNs with this machine's hooks")
     n_components = len(result.components)
     k = checks.whole("k", k, low=1, high=n_components)
     checks.choice("ablation", ablation, ABLATIONS)
     max_batch_bytes = checks.whole("max_batch_bytes", max_batch_bytes, low=1)
-    ids = [int(i) for i in result.token_ids]
-    run = _recorded_run(lm, ids)
-    replacements, described = _replacements(lm, result, ablation, corrupted, run)
-
     n_layers, n_heads = lm.n_layers, lm.n_heads
     routes = result.route_heads is not None
     if routes:
         threshold = checks.positive("threshold", threshold)
-    masks = _verify_rows(result, k, exact, threshold).to(lm.device)
-    head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
-    ffn_masks = masks[:, n_layers * n_heads :]
-
-    values = _ablated_metrics(lm, ids, replacements, head_masks, ffn_masks, _metric_of(lm, result), max_batch_bytes,
-                              progress, run.inputs)
+    masks = _verify_rows(result, k, exact, threshold)
+    values, described = _ablated_values(lm, result, masks, ablation, corrupted, max_batch_bytes, progress)
     # A result verified before keeps nothing of its earlier settings.
     fields = {"exact_heads": None, "exact_ffn": None, "route_threshold": math.nan,
               "route_top_ablated_value": math.nan, "route_top_kept_value": math.nan}

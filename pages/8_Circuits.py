@@ -171,13 +171,11 @@ else:
     dashboard.download_buttons(routes_frame, "circuits-routes", routes_view)
 
 st.subheader("Verify by patching")
-if dashboard.needs_this_machine(lm, "Verify by patching", "it ablates heads and FFNs through this machine's hooks"):
-    st.stop()
 st.caption(
     "DLA is a direct effect; a part can also act through later blocks, or be undone by them. Here the top parts "
-    "by DLA, and by the routes graph (what each carries of it at the threshold 0.04), are ablated (their output "
-    "replaced at every position) in batched runs: the value with only them ablated, with only them kept, and, for "
-    "every head and FFN alone, its exact effect beside its DLA."
+    "by DLA" + ("" if served else ", and by the routes graph (what each carries of it at the threshold 0.04),")
+    + " are ablated (their output replaced at every position) in batched runs: the value with only them ablated, "
+    "with only them kept, and, for every head and FFN alone, its exact effect beside its DLA."
 )
 verify_controls = st.columns([1, 2, 3])
 dashboard.page_param("circuits_k", 10)
@@ -261,3 +259,4 @@ with area:
         dashboard.download_buttons(table, "circuits-verified", scatter)
     else:
         dashboard.download_buttons(table, "circuits-verified")
+    dashboard.computed_on(lm)

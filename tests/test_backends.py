@@ -285,6 +285,24 @@ def test_circuits_direct_logit_attribution_through_nnsight_as_ndif_would_in_one_
         ec.circuits.top_tokens(served, through, 6)
     with pytest.raises(ValueError, match="no split by source token: it was computed through nnsight"):
         through.sources_frame()
+    # Verified by ablation where the model runs: only the metrics come back.
+    with backends.ledger() as record:
+        verified = ec.circuits.verify(served, through, k=5, exact=False)
+    _same_verification(ec.circuits.verify(lm, hooked, k=5, exact=False), verified)
+    assert record.requests == 1 and record.received[0] < 8_000
+    with backends.ledger() as record, pytest.raises(ValueError, match="corrupted must have as many tokens"):
+        ec.circuits.verify(served, through, ablation="corrupted", corrupted="When Mary")
+    assert record.requests == 0
+
+
+def _same_verification(hooked, through):
+    assert (through.k, through.ablation) == (hooked.k, hooked.ablation)
+    values = ("all_ablated_value", "top_ablated_value", "top_kept_value")
+    np.testing.assert_allclose([getattr(through, name) for name in values], [getattr(hooked, name) for name in values],
+                               rtol=1e-5, atol=1e-6)
+    if hooked.exact_heads is not None:
+        np.testing.assert_allclose(through.exact_values, hooked.exact_values, rtol=1e-5, atol=1e-6)
+        assert through.exact_top == hooked.exact_top
 
 
 def test_circuits_through_nnsight_on_every_causal_family(tiny):
@@ -293,7 +311,14 @@ def test_circuits_through_nnsight_on_every_causal_family(tiny):
     traced = backends.use(tiny, "nnsight", remote="local")
     with backends.ledger() as record:
         through = ec.circuits(traced, "The keys to the", "cabinet", "door")
-    _same_circuits(ec.circuits(tiny, "The keys to the", "cabinet", "door"), through)
+    hooked = ec.circuits(tiny, "The keys to the", "cabinet", "door")
+    _same_circuits(hooked, through)
+    # Verified by ablation there too: every head and FFN alone, by the mean or by a corrupted run, one request each.
+    for arguments in ({"k": 2}, {"k": 3, "ablation": "corrupted", "corrupted": "The doors to the"}):
+        with backends.ledger() as verified:
+            _same_verification(ec.circuits.verify(tiny, hooked, **arguments),
+                               ec.circuits.verify(traced, through, **arguments))
+        assert verified.requests == 1
     assert record.requests == 1
 
 

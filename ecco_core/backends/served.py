@@ -362,3 +362,30 @@ def logit_parts(embedded, z, ffn_out, last, matrices, biases, direction) -> dict
         "written": written,
         "off": float((residual - last).norm() / last.norm()),
     }
+
+
+def ablated_heads(z, masks, replacement, n_heads: int):
+    """An attention output projection's input ``z`` with heads replaced: where ``masks`` (batch, n_heads) is True,
+    that row's head output becomes ``replacement``'s (1 or n_tokens, n_heads * head_dim), at every position.
+
+    ``z`` is (batch, n_tokens, n_heads * head_dim), or flattened to (batch *
+    n_tokens, ...) as OPT does; the result has its shape. A replacement of
+    more positions than ``z`` (a run read at its last positions only) gives its last ones.
+    """
+    batch_z = by_token(z, len(masks)).view(len(masks), -1, n_heads, z.shape[-1] // n_heads)
+    replacement = replacement[-batch_z.shape[1]:].view(1, -1, n_heads, batch_z.shape[-1])
+    return torch.where(masks[:, None, :, None], replacement, batch_z).reshape(z.shape)
+
+
+def ablated_ffn(out, masks, replacement):
+    """An FFN's output ``out`` (batch, n_tokens, d_model), or flattened, with the rows where ``masks`` (batch,) is
+    True replaced by ``replacement`` (1 or n_tokens, d_model) at every position; the result has ``out``'s shape."""
+    batch = by_token(out, len(masks))
+    return torch.where(masks[:, None, None], replacement[-batch.shape[1]:][None], batch).reshape(out.shape)
+
+
+def answer_metric(normed, rows, bias):
+    """Circuits' metric of final norm outputs (n, d_model): the answer's logit, minus the foil's with two ``rows``
+    of the LM head (their ``bias``, or 0.0), in float64: (n,)."""
+    logits = normed.to(rows.dtype) @ rows.T + bias
+    return (logits[:, 0] - logits[:, 1] if len(rows) > 1 else logits[:, 0]).double()

@@ -26,9 +26,10 @@ from ..similarity import matrix, metrics
 from ..similarity.matrix import matrix_values, median_cell, one_blas_thread_anywhere, shuffled_scores
 from . import probes, served
 from .probes import product_dtype, standardise, train_counts
-from .served import (add_noise, attribution, batch_targets, by_token, component_tops, frozen_scale, lens_layout,
-                     lens_readings, lens_reduce, lens_result, logit_parts, metric_direction, metric_of, next_token,
-                     output_tensor, own_readings, path_scales, positive_part, readout, rows_to_run, target_scores)
+from .served import (ablated_ffn, ablated_heads, add_noise, answer_metric, attribution, batch_targets, by_token,
+                     component_tops, frozen_scale, lens_layout, lens_readings, lens_reduce, lens_result, logit_parts,
+                     metric_direction, metric_of, next_token, output_tensor, own_readings, path_scales,
+                     positive_part, readout, rows_to_run, target_scores)
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 nnsight.register(probes)
@@ -614,3 +615,70 @@ def layer_similarity(lm: LM, batches: list, reads: list, shapes: list, n_kept: i
             "max_dimensions": int(result["max_dimensions"]),
             "cell": None if result["cell"] is None else tuple(int(i) for i in result["cell"]),
             "score": float(result["score"]), "null": result["null"].numpy()}
+
+
+def ablations(lm: LM, token_ids, corrupted_ids, head_masks, ffn_masks, metric_ids, *, rows_per_batch: int) -> np.ndarray:
+    """Circuits' verification by ablation, reduced on the server: one session.
+
+    Mirrors :func:`ecco_core.circuits.verify`'s hook path: the run of
+    ``token_ids`` records every head's output (its block's attention output
+    projection's input) and every FFN's output at every position; an ablated
+    one becomes its mean over the positions, or with ``corrupted_ids`` its
+    output in the run of those (the same length), position by position
+    (:func:`served.ablated_heads`, :func:`served.ablated_ffn`). Each row of
+    ``head_masks`` (n_rows, n_layers, n_heads) and ``ffn_masks`` (n_rows,
+    n_layers), bool, True where it ablates, is one copy of the text in
+    batched passes of ``rows_per_batch``, every block at every position
+    (the hook path starts a row at its first ablated block, which changes
+    nothing but float rounding); each pass stops at the final norm, whose
+    output at the read position gives the metric (``metric_ids``: the
+    answer's token id, then the foil's if any; :func:`served.answer_metric`).
+
+    Returns the metric of each row: shape (n_rows,), float64.
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    projections = runner.envoys(lm.output_projections)
+    ffns = runner.envoys(lm.ffn_projections)
+    normed_by = runner.envoys(lm.final_norm)[-1]  # what the base model returns: the LM head's input
+    head = runner.envoys(lm.head)[0]
+    head_biased = getattr(lm.head[0], "bias", None) is not None
+    head_masks = torch.as_tensor(np.asarray(head_masks, dtype=bool))
+    ffn_masks = torch.as_tensor(np.asarray(ffn_masks, dtype=bool))
+    runs = [[int(i) for i in token_ids]] + ([[int(i) for i in corrupted_ids]] if corrupted_ids is not None else [])
+    metric_ids = [int(i) for i in metric_ids]
+    n_layers, n_heads, n_rows = lm.n_layers, lm.n_heads, len(head_masks)
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            with torch.no_grad():
+                recorded = []
+                for ids in runs:
+                    with model.trace(torch.tensor([ids], device=device), use_cache=False) as tracer:
+                        heads_out, ffn_out = [], []
+                        for layer in range(n_layers):
+                            heads_out.append(by_token(projections[layer].input, 1)[0])
+                            ffn_out.append(by_token(output_tensor(ffns[layer].output), 1)[0])
+                        tracer.stop()
+                    recorded.append((heads_out, ffn_out))
+                mean = len(recorded) == 1
+                head_replacements = [z.mean(0, keepdim=True) if mean else z for z in recorded[-1][0]]
+                ffn_replacements = [out.mean(0, keepdim=True) if mean else out for out in recorded[-1][1]]
+                rows = head.weight.detach()[metric_ids]
+                bias = head.bias.detach()[metric_ids] if head_biased else 0.0
+                values = torch.zeros(n_rows, dtype=torch.float64)
+                for start in range(0, n_rows, rows_per_batch):
+                    heads_chunk = head_masks[start:start + rows_per_batch].to(device)
+                    ffn_chunk = ffn_masks[start:start + rows_per_batch].to(device)
+                    with model.trace(torch.tensor([runs[0]], device=device).repeat(len(heads_chunk), 1), use_cache=False) as tracer:
+                        for layer in range(n_layers):
+                            if bool(heads_chunk[:, layer].any()):
+                                projections[layer].input = ablated_heads(projections[layer].input, heads_chunk[:, layer], head_replacements[layer], n_heads)
+                            if bool(ffn_chunk[:, layer].any()):
+                                ffns[layer].output = ablated_ffn(ffns[layer].output, ffn_chunk[:, layer], ffn_replacements[layer])
+                        normed = output_tensor(normed_by.output)[:, -1]
+                        tracer.stop()
+                    values[start:start + len(heads_chunk)] = answer_metric(normed, rows, bias).cpu()
+            result = nnsight.save(values)
+    runner.received(result)
+    return result.numpy()
