@@ -20,7 +20,12 @@ features in memory, as the server does. Circuits' direct logit attribution
 comes back as its parts and each head's and FFN's top tokens; its verification
 (the page's defaults: DLA's top 10, a corrupted run, every part alone) as the
 ablated runs' metrics, every row a full pass on the server where the hook path
-starts each at its first ablated block. No network: NDIF itself is not reached.
+starts each at its first ablated block. Similarity over the Similarity
+page's UD default (40 sentences, 1,145 positions; linear CKA of the hidden
+states against the FFNs, the first token left out) keeps every layer and
+compares them on the server, with the median cell's chance level (100
+shuffles) in the same request; the hook path runs the texts twice (the
+matrix, then the cell's two layers), as the page does. No network: NDIF itself is not reached.
 Last line: the worst payload of one request / 1 MB (and the largest view's
 total, and the largest on the wire) and the worst time ratio.
 """
@@ -78,6 +83,10 @@ def _views(cap):
         ("probing, quick preset (Table 1)", lambda lm: ec.probe_table(
             lm, ec.probing.UD_ENGLISH_EWT_DEV, **ec.probing.preset("quick", lm.n_layers).arguments(), store="memory",
             progress=lambda fraction, message: None)),
+        ("similarity, 40 UD sentences + chance", lambda lm: ec.trust.similarity_with_baseline(
+            lm, ec.similarity.ud_sentences(40), "cka", skip_first=True)),
+        ("similarity, a clicked cell's chance", lambda lm: ec.trust.cell_baseline(
+            lm, ec.similarity.ud_sentences(40), 16, 28, "cka", skip_first=True)),
         ("causal tracing (noise)", lambda lm: ec.patch(lm, "The Eiffel Tower is in the city of", ec.Noise([1, 2, 3]),
                                                         "Paris", sites=("residual",))),
         ("circuits DLA + top tokens (IOI)", lambda lm: ec.circuits.top_tokens(lm, _circuits(lm))),

@@ -4,7 +4,10 @@ A session's body is shipped as source with only the plain values it names
 (ints, lists, tensors of token ids), the envoys of the modules the family
 table points at (:meth:`Traced.envoys`) and the torch-only functions of
 :mod:`ecco_core.backends.served` it calls (shipped by value), so NDIF's
-server needs nothing of this project. It reduces on the spot (top-k, ranks,
+server needs nothing of this project. Similarity's session calls the hook
+path's own numpy functions (:mod:`ecco_core.similarity.matrix` and
+:mod:`~ecco_core.similarity.metrics`, shipped by value too): NDIF's server
+has numpy. It reduces on the spot (top-k, ranks,
 effects) and saves one dict: what the view draws, and nothing vocabulary- or
 activation-sized beyond what the view's result holds. One session is one
 request.
