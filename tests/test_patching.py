@@ -203,6 +203,32 @@ def test_exact_patching_keeps_one_runs_outputs_through_its_batches_and_skips_wha
     np.testing.assert_allclose(result.effects[0, -1, -1], 1, atol=1e-5)
 
 
+def test_a_batch_shares_the_corrupted_runs_prefix_instead_of_holding_a_copy_per_row(lm):
+    """#31 item 18: every row of a patched batch held its own copy of the corrupted run's keys and values before
+    its patched position, kept by every layer to the end of the pass (+250 MiB a batch at 512 tokens, twice over
+    with two sessions' runs at once). The rows share one copy now, and the logits are those of a copy per row."""
+    corrupted = CLEAN.removesuffix(" to") + " for"
+    runs = ec.patching._prepare(lm, CLEAN, corrupted, "Mary", "John")
+    prefix, batch = runs.corrupted_embeds.shape[1] - 1, 8
+
+    def held(cache) -> int:
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                    for layer in cache.layers for t in (layer.keys, layer.values)}
+        return sum(storages.values())
+
+    with torch.inference_mode():
+        _, _, cache = ec.patching._recorded_run(lm, runs.corrupted_embeds, runs.read_position, [])
+        embeds = runs.corrupted_embeds[:, prefix:].expand(batch, -1, -1)
+        shared = ec.patching._shared_prefix(cache, prefix, batch)
+        logits, _ = ec.patching._logits(lm, embeds, runs.read_position, past=shared, prefix=prefix)
+        copied = copy.deepcopy(cache)
+        copied.crop(prefix - copied.get_seq_length())
+        copied.batch_repeat_interleave(batch)
+        expected, _ = ec.patching._logits(lm, embeds, runs.read_position, past=copied, prefix=prefix)
+    assert held(shared) == held(cache) and held(copied) > batch * held(cache) / 2
+    assert torch.equal(logits, expected)
+
+
 # ------------------------------------------------------------ noise (causal tracing)
 def test_noise_is_reproducible_and_leaves_other_positions_untouched(lm):
     ids = torch.tensor([lm.tokenizer(EIFFEL)["input_ids"]])
