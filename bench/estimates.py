@@ -1,7 +1,7 @@
 """The estimates of ecco_core.estimates against real runs on this machine (what the dashboard announces).
 
 Each case runs a real analysis on the causal default (SmolLM2-135M) as its
-page runs it: the page's own estimate first (made with this process's pace,
+page runs it (torch on its default threads, as in the app): the page's own estimate first (made with this process's pace,
 :func:`ecco_core.estimates.pace`), then the run, timed, then the run fed back
 to the pace (:func:`ecco_core.estimates.record`), as the dashboard does after
 every run. It prints the measured time, the estimate and their ratio, the
@@ -137,8 +137,8 @@ def chance_cases(lm, rows: Cases) -> None:
         source = passage if n_sentences is None else sim.ud_sentences(n_sentences)
         name = "one passage" if n_sentences is None else f"{n_sentences} UD sentences"
 
-        def shuffled(progress):
-            pair = sim.layer_pair(lm, source, 12, 12, rows="hidden", columns="ffn")
+        def shuffled(progress):  # the pass reports too, as on the page
+            pair = sim.layer_pair(lm, source, 12, 12, rows="hidden", columns="ffn", progress=progress)
             return ec.trust.permutation_baseline(*pair, method, n_permutations=n_permutations, progress=progress)
 
         rows.run("chance level", f"chance level {method}, {name}, {n_permutations} shuffles",
@@ -238,8 +238,10 @@ def main() -> None:
         parser.error(f"unknown groups {unknown}; groups: {list(GROUPS)}")
     REPEATS = args.repeat
     groups = args.groups or list(GROUPS)
-    torch.set_num_threads(1)  # one thread: the rates' reference
-    print(f"load average at the start: {' '.join(open('/proc/loadavg').read().split()[:3])}", flush=True)
+    # Torch on its default threads, as the app runs it (the estimates divide torch's work by estimates.thread_speedup);
+    # similarity and factors run on one BLAS thread whatever torch's.
+    print(f"load average at the start: {' '.join(open('/proc/loadavg').read().split()[:3])}; torch on "
+          f"{torch.get_num_threads()} threads (speedup {estimates.thread_speedup():.2f})", flush=True)
     lm = ec.load()
     rows = Cases()
     for group in groups:

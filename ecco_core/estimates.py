@@ -7,6 +7,11 @@ and factors; fitted with ``bench/estimates.py``, which runs each analysis for
 real and prints measured over estimated time: re-run it to recalibrate
 another machine) and multiplies by :func:`pace`.
 
+Torch's work (model passes, gradients, probes) runs on torch's threads, two
+on the 2 cores, and is divided by their speedup over the rates' one thread
+(:func:`thread_speedup`); similarity's and the factors' numpy work runs on
+one BLAS thread whatever torch's.
+
 Every rate is at one reference: one thread running
 :data:`REFERENCE_LOAD_PER_CPU` times slower than on the machine alone (pace
 1). ``bench/estimates.py`` times a fixed reference workload between its cases
@@ -56,6 +61,7 @@ import time
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from . import _checks as checks
 from ._blas import one_blas_thread
@@ -74,6 +80,7 @@ from .saliency import Saliency, explained_positions
 from .similarity import KERNELS, positions_compared
 from .similarity import METHODS as SIMILARITY_METHODS
 from .similarity import Options as SimilarityOptions
+from .similarity import Work as SimilarityWork
 from .similarity.metrics import check_keep
 from .trust import PERCENTS, candidates, rationale_sizes
 
@@ -135,9 +142,6 @@ GATHER_RATE = 1.0e9
 #: on a thread per core, which made every call wait for the other threads (an estimate of 18 s for a 0.13 s run
 #: on a quiet machine).
 CALL_S = 0.0005
-#: Seconds per call of similarity_matrix besides its work (checks, the result, the labels): a cell's chance level
-#: makes one per shuffle, of a single pair (100 CKA scores of 55 positions: 0.1 s of CPU on one BLAS thread).
-MATRIX_CALL_S = 0.005
 #: Similarity's pass over pooled texts (corpus_similarity): batches of 16 texts padded to their longest, through
 #: the blocks alone, in multiply-adds per token of the texts per second (scaled to the reference as the matrix
 #: rates), refitted 2026-12-07 on one thread beside
@@ -172,6 +176,12 @@ PACE_VARIABLE = "ECCO_PACE"
 #: The reference workload's seconds on one thread of the development machine alone (its least time over 40 runs):
 #: how much slower the machine runs now is its time now over this (:func:`reference_seconds`).
 REFERENCE_QUIET_S = 0.036
+#: How many times faster torch's work runs on two threads than on one (torch's default on the 2 cores, the app's):
+#: bench/estimates.py's torch paths run alternately on one and two threads in one process at load 15-25 (capture 2.0,
+#: probe collection 1.6, the corpus pass 2.6, saliency 2.7, patching 2.8, verify 2.7, probe training 3.1); about 1.8
+#: on the machine alone. The rates are one thread's, so the app, on two, ran its saliency and tracing in a third to a
+#: half of the time it announced (a 506-token prompt: 80 s announced, about 40 s with its capture).
+TWO_THREAD_SPEEDUP = 2.2
 _pace_lock = threading.Lock()
 _pace: float | None = None  # measured with the reference workload at first use
 _workload: tuple | None = None
@@ -258,6 +268,23 @@ def pace() -> float:
         return _pace
 
 
+def thread_speedup() -> float:
+    """How many times faster than the rates' one thread torch's work runs on this process's torch threads.
+
+    :data:`TWO_THREAD_SPEEDUP` per doubling of ``torch.get_num_threads()``
+    (at most the CPUs): 1 on one thread, as bench/estimates.py fitted the
+    rates, and 1 where :data:`PACE_VARIABLE` fixes the pace (the rates
+    alone). Similarity's and the factors' numpy work runs on one BLAS thread
+    whatever torch's threads (:mod:`ecco_core._blas`), so only torch's
+    work (model passes, gradients, probes) is divided by it.
+    """
+    if os.environ.get(PACE_VARIABLE):
+        return 1.0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, min(torch.get_num_threads(), cpus))
+    return threads ** math.log2(TWO_THREAD_SPEEDUP)
+
+
 def record(estimated_s: float, measured_s: float) -> float:
     """Feed one run back: its estimate (made with the pace of its start) and the seconds it took; the new pace.
 
@@ -290,7 +317,7 @@ def forward_multiply_adds(lm: LM) -> int:
 
 def capture_seconds(lm: LM, n_tokens: int) -> float:
     """Seconds of :func:`ecco_core.capture` over texts of ``n_tokens`` tokens in all."""
-    return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE * pace()
+    return n_tokens * forward_multiply_adds(lm) / CAPTURE_RATE / thread_speedup() * pace()
 
 
 def block_multiply_adds(lm: LM) -> int:
@@ -307,7 +334,7 @@ def patching_seconds(lm: LM, n_runs: int, n_positions: int) -> float:
     one position each; plus :data:`PATCHING_START_S`.
     """
     work = n_positions * block_multiply_adds(lm) + n_runs * lm.vocab_size * lm.d_model
-    return (work / PATCHING_RATE + PATCHING_START_S) * pace()
+    return (work / PATCHING_RATE / thread_speedup() + PATCHING_START_S) * pace()
 
 
 def verify_seconds(
@@ -326,7 +353,7 @@ def verify_seconds(
     :data:`ABLATION_RATE`.
     """
     token_blocks = circuits.work(lm, result, k=k, ablation=ablation, exact=exact, threshold=threshold)
-    return token_blocks * block_multiply_adds(lm) / lm.n_layers / ABLATION_RATE * pace()
+    return token_blocks * block_multiply_adds(lm) / lm.n_layers / ABLATION_RATE / thread_speedup() * pace()
 
 
 def saliency_seconds(
@@ -357,7 +384,7 @@ def _saliency(lm: LM, n_tokens: int, n_explained: int, method: str, steps: int, 
     head = lm.vocab_size * lm.d_model
     if entry.erases:
         copies = n_tokens + 1
-        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE
+        return copies * (n_tokens * blocks + n_explained * head) / ERASURE_RATE / thread_speedup()
     n_points = steps if entry.uses_steps else 1
     work = 0.0
     for chunk in plan(lm, length, n_points, n_explained, max_chunk_bytes):
@@ -365,7 +392,7 @@ def _saliency(lm: LM, n_tokens: int, n_explained: int, method: str, steps: int, 
         forwards = 1 if chunk.whole_graph else 2
         work += (points * length * blocks * (forwards + n_explained) + 3 * points * n_explained * head
                  + GRADIENT_CHUNK_PASSES * length * blocks * n_explained)
-    return work / GRADIENT_RATE
+    return work / GRADIENT_RATE / thread_speedup()
 
 
 def faithfulness_seconds(
@@ -394,7 +421,8 @@ def faithfulness_seconds(
     for position in positions:
         length = position if lm.is_causal else cap.n_tokens
         variants = erased_variants(len(candidates(lm, cap, int(position))), len(saliencies) + n_random, percents)
-        seconds += variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+        seconds += (variants * (length * block_multiply_adds(lm) + lm.vocab_size * lm.d_model) / ERASURE_RATE
+                    / thread_speedup())
     return seconds * pace()
 
 
@@ -444,7 +472,7 @@ def probe_collection_seconds(
 
 
 def _collection(lm: LM, n_tokens: int, layers) -> float:
-    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE / thread_speedup()
     return COLLECTION_START_S + forward + n_tokens * probe_width(lm, layers) / STORE_RATE
 
 
@@ -475,7 +503,8 @@ def _training(n_tokens: int, width: int, trials: int, epochs: int, n_rates: int,
     batch = batch_size or min(max(n_tokens // 32, 16), 256)  # train_probes' default minibatch
     steps = -(-n_tokens // batch)
     products = (3 * epochs + 1) * n_tokens * width * outputs
-    return products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE + PROBE_START_S
+    return ((products / PROBE_RATE + epochs * steps * width * outputs / PROBE_STEP_RATE) / thread_speedup()
+            + PROBE_START_S)
 
 
 def probing_seconds(
@@ -487,7 +516,7 @@ def probing_seconds(
     nnsight the corpus is run once per request (:func:`ecco_core.probing.traced.n_requests`)."""
     training = _training(n_tokens, probe_width(lm, layers), trials, epochs, _n_rates(lr), None)
     passes = n_requests(lm, n_tokens, layers) if lm.backend.traced else 1
-    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE
+    forward = TOKENS_PER_WORD * n_tokens * forward_multiply_adds(lm) / FORWARD_RATE / thread_speedup()
     return (_collection(lm, n_tokens, layers) + (passes - 1) * forward + training) * pace()
 
 
@@ -523,11 +552,21 @@ def _matrix_shapes(matrices) -> list[tuple[int, ...]]:
 def _similarity(n_samples: int, row_widths: Sequence[int], column_widths: Sequence[int], method: str,
                 kernel: str, keep, bandwidth: float, same: bool) -> float:
     """:func:`similarity_seconds` over matrices of these widths, at the rates alone."""
-    entry = SIMILARITY_METHODS[checks.choice("method", method, SIMILARITY_METHODS)]
-    options = SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS), keep=check_keep(keep),
-                                bandwidth=bandwidth)
+    entry, options = _similarity_entry(method, kernel, keep, bandwidth)
     steps = [entry.prepare_work(n_samples, d, options) for d in (*row_widths, *(() if same else column_widths))]
     steps += [entry.pair_work(n_samples, a, b, options) for a in row_widths for b in column_widths]
+    return _priced(steps)
+
+
+def _similarity_entry(method: str, kernel: str, keep, bandwidth: float):
+    """The method's registry entry and the options it is run with, checked as the analysis checks them."""
+    entry = SIMILARITY_METHODS[checks.choice("method", method, SIMILARITY_METHODS)]
+    return entry, SimilarityOptions(kernel=checks.choice("kernel", kernel, KERNELS), keep=check_keep(keep),
+                                    bandwidth=bandwidth)
+
+
+def _priced(steps: Sequence[SimilarityWork]) -> float:
+    """Seconds of these similarity steps' counted work at the rates alone."""
     products, eigh, eigvals, elements, calls = (sum(values) for values in zip(*steps))
     return (products / GEMM_RATE + eigh / EIGH_RATE + eigvals / EIGVALS_RATE + elements / ELEMENT_RATE
             + calls * CALL_S)
@@ -544,7 +583,7 @@ def corpus_seconds(lm: LM, n_tokens: int, n_kept: int) -> float:
 
 
 def _corpus(lm: LM, n_tokens: int, n_kept: int) -> float:
-    return n_tokens * block_multiply_adds(lm) / CORPUS_RATE + n_tokens * n_kept / GATHER_RATE
+    return n_tokens * block_multiply_adds(lm) / CORPUS_RATE / thread_speedup() + n_tokens * n_kept / GATHER_RATE
 
 
 def _source_sizes(lm: LM, source, skip_special: bool, skip_first: bool) -> tuple[int, int]:
@@ -586,16 +625,27 @@ def cell_baseline_seconds(
     """Seconds of one cell's chance level: :func:`ecco_core.similarity.layer_pair` with its arguments (``lm``
     to ``skip_first``), then :func:`ecco_core.trust.permutation_baseline` of the pair with the rest.
 
-    ``n_permutations`` similarities (and the unshuffled one) of one layer of
-    ``rows`` and one of ``columns`` over the positions compared, each a call
-    of :func:`~ecco_core.similarity.similarity_matrix` (:data:`MATRIX_CALL_S`);
-    over texts, the pass that gathers the two layers first.
+    Each layer decomposed for the unshuffled score and once more for the
+    shuffles (``prepare_work``), then ``n_permutations`` scores (and the
+    unshuffled one) of one layer of ``rows`` and one of ``columns`` over the
+    positions compared (``pair_work``), each shuffle permuting the second
+    layer's decomposition (an (n, n) copy at most; a
+    method without ``permute`` prepares it again:
+    :func:`ecco_core.similarity.shuffled_scores`); over texts, the pass that
+    gathers the two layers first.
     """
     n_tokens, n_samples = _source_sizes(lm, source, skip_special, skip_first)
     row_width, column_width = representation_widths(lm, rows)[0], representation_widths(lm, columns)[0]
-    one = _similarity(n_samples, [row_width], [column_width], method, kernel, keep, bandwidth, False) + MATRIX_CALL_S
+    entry, options = _similarity_entry(method, kernel, keep, bandwidth)
+    shuffle = (SimilarityWork(elements=n_samples**2, calls=1) if entry.permute is not None
+               else entry.prepare_work(n_samples, column_width, options))
+    decompositions = [entry.prepare_work(n_samples, row_width, options),
+                      entry.prepare_work(n_samples, column_width, options)]
+    steps = [*decompositions * 2,  # for the unshuffled score, then for the shuffles
+             *[entry.pair_work(n_samples, row_width, column_width, options)] * (n_permutations + 1),
+             *[shuffle] * n_permutations]
     forward = _corpus(lm, n_tokens, row_width + column_width) if n_tokens else 0.0
-    return ((n_permutations + 1) * one + forward) * pace()
+    return (_priced(steps) + forward) * pace()
 
 
 def factors_seconds(

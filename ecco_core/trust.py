@@ -45,6 +45,7 @@ from scipy.stats import kendalltau, rankdata
 
 from . import similarity
 from ._blas import one_blas_thread
+from ._heartbeat import heartbeat
 from ._checks import choice, indices, invalid, row_of, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, Deferred, captured_by, check_chunk_bytes
@@ -687,8 +688,10 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
     seed : int, default 0
         Seed of the shuffles; the same seed gives the same null scores.
     progress : callable(fraction, message), optional
-        Called after each shuffle's score (a pair of 1,145 positions takes
-        seconds under load); an exception it raises stops the work.
+        Called after each shuffle's score, and every second or so while the
+        layers are decomposed (the shuffles permute ``Y``'s decomposition:
+        :func:`ecco_core.similarity.shuffled_scores`); an exception it raises
+        stops the work.
     **options
         Passed to the method (``kernel=`` for CKA, ``keep=`` for SVCCA).
 
@@ -705,7 +708,8 @@ def permutation_baseline(X, Y, method: str = "cka", *, n_permutations: int = 100
         raise invalid("Y.shape", Y.shape, f"{len(X)} samples (token positions), the same number as X")
 
     # Through the registry, so that a method added as one entry has its baseline too (not a module attribute).
-    checked = similarity.similarity_matrix([X], [Y], method, **options)  # checks X, Y and the options first
+    with heartbeat(progress, 0.0, f"Scoring the unshuffled pair ({len(X):,} positions)"):
+        checked = similarity.similarity_matrix([X], [Y], method, **options)  # checks X, Y and the options first
     entry = similarity.METHODS[method]
     bandwidth = options.get("bandwidth", 1.0)
     # One BLAS thread for all the shuffles: threadpoolctl's limit costs more than a CKA score of 56 positions (100

@@ -249,6 +249,21 @@ def _as_is(Xc: np.ndarray, options: Options) -> np.ndarray:
     return Xc
 
 
+# A preparation of the same matrix with its rows (token positions) in another order, made without decomposing it
+# again: shuffling the samples permutes the rows of the basis of their span (the Gram X^T X and so the directions
+# and loadings stay, or the eigenvectors of X X^T are permuted alike) and both axes of an (n, n) Gram.
+def _permuted_subspace(space: _Subspace, order: np.ndarray) -> _Subspace:
+    return _Subspace(space.basis[order], space.loadings, space.variances)
+
+
+def _permuted_kernel_input(prepared: _KernelInput, order: np.ndarray) -> _KernelInput:
+    if prepared.unit_gram is not None:
+        return _KernelInput(unit_gram=prepared.unit_gram[np.ix_(order, order)])
+    if prepared.centred is not None:
+        return _KernelInput(centred=prepared.centred[order], feature_norm=prepared.feature_norm)
+    return prepared  # a constant input: nothing to permute
+
+
 class Work(NamedTuple):
     """The counted work of one step of :func:`similarity_matrix`, which :mod:`ecco_core.estimates` turns into seconds.
 
@@ -351,7 +366,11 @@ class SimilarityMethod(NamedTuple):
     (:func:`ecco_core.estimates.similarity_seconds`); the defaults count a
     centring and one cross product ``Xc^T Yc``. ``options``: the options of
     :func:`similarity_matrix` it reads (``"kernel"``, ``"keep"``); a page
-    shows their controls for it alone.
+    shows their controls for it alone. ``permute(prepared, order)``: the
+    preparation of the same matrix with its rows in ``order``, without
+    preparing it again (a chance level scores many shuffles of one matrix:
+    :func:`ecco_core.similarity.shuffled_scores`); None prepares each
+    shuffled matrix (``prepare_work`` each time).
     """
 
     function: Callable[[Any, Any], float]
@@ -362,28 +381,30 @@ class SimilarityMethod(NamedTuple):
     prepare_work: Callable[[int, int, Options], Work] = _centring_work
     pair_work: Callable[[int, int, int, Options], Work] = _cross_product_work
     options: tuple[str, ...] = ()
+    permute: Callable[[Any, np.ndarray], Any] | None = None
 
 
 METHODS = {
     "cka": SimilarityMethod(
         _kernel_alignment, "centred kernel alignment (Kornblith et al. 2019); kernel 'linear' or 'rbf'", _kernel_input,
         symmetric=True, prepare_work=_gram_work, pair_work=_gram_pair_work, options=("kernel",),
+        permute=_permuted_kernel_input,
     ),
     "pwcca": SimilarityMethod(
         _projection_weighted,
         "projection-weighted mean canonical correlation (Morcos et al. 2018)", _all_directions, canonical=True,
-        symmetric=True, prepare_work=_subspace_work, pair_work=_projection_weighted_work,
+        symmetric=True, prepare_work=_subspace_work, pair_work=_projection_weighted_work, permute=_permuted_subspace,
     ),
     "svcca": SimilarityMethod(
         _mean_cca,
         "mean canonical correlation of the top singular directions (Raghu et al. 2017)", _top_singular_directions,
         canonical=True, symmetric=True, prepare_work=_subspace_work, pair_work=_top_canonical_work,
-        options=("keep",),
+        options=("keep",), permute=_permuted_subspace,
     ),
     "cca": SimilarityMethod(
         _mean_cca,
         "mean canonical correlation over all directions (Raghu et al. 2017)", _all_directions, canonical=True,
-        symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work,
+        symmetric=True, prepare_work=_subspace_work, pair_work=_canonical_work, permute=_permuted_subspace,
     ),
 }
 """Similarity methods by name. Adding one is a ``function(a, b)`` (on centred
