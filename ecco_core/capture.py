@@ -183,6 +183,15 @@ class Deferred:
                 negatives[~here] = shared.negatives[np.ix_(rows, positions)][~here]
             return values, negatives
 
+    def here(self, rows, positions=None, *, clipped: bool = False) -> bool:
+        """Whether the rows ``rows`` at ``positions`` (all by default) are all here: reading them (or, ``clipped``,
+        their clipped values) makes no request."""
+        rows, positions = self._indices(rows, positions)
+        shared = self._rows
+        with shared.lock:
+            present = shared.here | shared.positive_here if clipped else shared.here
+            return bool(present[np.ix_(rows, positions)].all())
+
     def _indices(self, rows, positions) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(self.shape[0])[np.asarray(rows, dtype=np.int64).reshape(-1)]
         positions = np.arange(self.shape[1]) if positions is None else (
@@ -382,6 +391,24 @@ class Capture:
         if isinstance(value, Deferred):
             return value.clipped(rows, positions)
         return _clipped(self.rows(name, rows, positions))
+
+    def fetched_through(self, name: str) -> LM | None:
+        """The LM through which ``name`` ("hidden_states" or "ffn") is fetched, or None when it is all here.
+
+        Not None for a capture made through nnsight or NDIF until the array is
+        read whole: a view may then reduce the rows where the model ran, in
+        that LM's session, instead of fetching them
+        (:func:`ecco_core.factors.factors` fits NMF there); :meth:`here` says
+        which rows are here already.
+        """
+        value = self.__dict__[checks.choice("name", name, FETCHED)]
+        return value.lm if isinstance(value, Deferred) else None
+
+    def here(self, name: str, rows, positions=None, *, clipped: bool = False) -> bool:
+        """Whether rows ``rows`` of ``name`` at ``positions`` (all by default) are here: reading them (or,
+        ``clipped``, their clipped values: :meth:`clipped`) makes no request."""
+        value = self.__dict__[checks.choice("name", name, FETCHED)]
+        return not isinstance(value, Deferred) or value.here(rows, positions, clipped=clipped)
 
     def fetch(self, name: str | None = None, rows=None, positions=None, *, clipped: bool = False) -> "Capture":
         """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name`` (at ``positions``, all

@@ -33,6 +33,7 @@ SmolLM2 reaches 2800 there, 71 elsewhere); leave it out with
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -42,16 +43,65 @@ import pandas as pd
 from ._blas import one_blas_thread
 from ._checks import choice, indices, invalid, whole
 from ._heartbeat import heartbeat
-from .capture import Capture
+from .capture import FETCH_BYTES, Capture
 from .layers import site_label
 
 MAX_ITER = 1000
 TOLERANCE = 1e-4
 #: Factors asked for by default on a text of 20 analysed tokens or more (the paper's Figure 9 has 10).
 DEFAULT_COMPONENTS = 10
+#: Each factor's strongest neurons that come back with a fit made where the model ran (the page shows 10).
+SERVED_TOP_NEURONS = 100
 
 
 # ------------------------------------------------------------------ results
+class _ServedLoadings:
+    """The loadings of a fit made where the model ran (:func:`factors`' ``fit_on``): each factor's strongest
+    neurons came back with the factors; every loading is fetched when first read (one request that fits again
+    there, to the same result), once for every thread that shares the result.
+
+    A pickled copy keeps what is here (the strongest neurons, and every loading if read before), not the way
+    to fetch the rest.
+    """
+
+    def __init__(self, fetch: Callable[[], np.ndarray], top_columns: np.ndarray, top_loadings: np.ndarray):
+        self._fetch, self.top_columns, self.top_loadings = fetch, top_columns, top_loadings
+        self._array = None
+        self._lock = threading.Lock()
+
+    def full(self) -> np.ndarray:
+        with self._lock:
+            if self._array is None:
+                if self._fetch is None:
+                    raise ValueError("the loadings of this fit stayed where the model ran and this copy of the result "
+                                     "cannot fetch them: read result.components before copying, or fit again")
+                self._array = self._fetch()
+            return self._array
+
+    def __getstate__(self) -> dict:
+        return {"top_columns": self.top_columns, "top_loadings": self.top_loadings, "array": self._array}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(None, state["top_columns"], state["top_loadings"])
+        self._array = state["array"]
+
+
+class _Loadings:
+    """:class:`Factors`' ``components``: the array, or a :class:`_ServedLoadings` that fetches it when first read."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, result, owner=None):
+        if result is None:
+            raise AttributeError(self.name)  # no class-level default: a required dataclass field
+        value = result.__dict__[self.name]
+        return value.full() if isinstance(value, _ServedLoadings) else value
+
+    def __set__(self, result, value):
+        result.__dict__[self.name] = value  # the dataclass's __init__ only: the result is frozen
+
+
 @dataclass(frozen=True, eq=False)
 class Factors:
     """A decomposition of FFN activations into a few factors.
@@ -66,6 +116,9 @@ class Factors:
         Each factor's loading on every neuron (NMF's ``H``, PCA's orthonormal
         axes, ICA's mixing matrix transposed), so that the analysed matrix is
         ``token_activations.T @ components`` (plus ``mean`` for PCA and ICA).
+        Of a fit made where the model ran (``fit_on``), fetched when first
+        read: the factors came back with each one's strongest neurons alone
+        (:meth:`top_neurons`).
     mean : ndarray of shape (n_neurons,)
         Per-neuron mean removed before PCA and ICA; zeros for NMF.
     layers : tuple of int
@@ -98,7 +151,7 @@ class Factors:
 
     method: str
     token_activations: np.ndarray
-    components: np.ndarray
+    components: np.ndarray = _Loadings()
     mean: np.ndarray
     layers: tuple[int, ...]
     neuron_layers: np.ndarray
@@ -119,7 +172,7 @@ class Factors:
 
     @property
     def n_neurons(self) -> int:
-        return self.components.shape[1]
+        return len(self.neuron_indices)
 
     @property
     def note(self) -> str:
@@ -149,7 +202,12 @@ class Factors:
         ``neuron_signs``), loading; ``n_components * k`` rows.
         """
         k = whole("k", k, low=1, high=self.n_neurons)
-        order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
+        served = self.__dict__["components"]
+        if isinstance(served, _ServedLoadings) and k <= served.top_columns.shape[1]:
+            order, loadings = served.top_columns[:, :k], served.top_loadings[:, :k]  # no request
+        else:
+            order = np.argsort(-np.abs(self.components), axis=1, kind="stable")[:, :k]
+            loadings = np.take_along_axis(self.components, order, axis=1)
         factor = np.repeat(np.arange(self.n_components), k)
         columns = order.ravel()
         return pd.DataFrame(
@@ -159,7 +217,7 @@ class Factors:
                 **_ffn_columns(self.neuron_layers[columns]),
                 "neuron": self.neuron_indices[columns],
                 "sign": self.neuron_signs[columns],
-                "loading": self.components[factor, columns],
+                "loading": loadings.ravel(),
             }
         )
 
@@ -353,7 +411,9 @@ class FactorMethod(NamedTuple):
     ``non_negative``: it fits a non-negative matrix, so :func:`factors` clips
     or splits the negative activations first (``negatives``) and keeps its
     factors' signs; otherwise it factors the signed values and turns each
-    factor so that its strongest token is positive.
+    factor so that its strongest token is positive. ``served``: a torch twin
+    of ``function`` fits where the model ran (:mod:`ecco_core.backends.nmf`),
+    so that only the factors come back (:func:`factors`' ``fit_on``).
     """
 
     function: Callable[[np.ndarray, int, int], _Fit]
@@ -361,11 +421,12 @@ class FactorMethod(NamedTuple):
     work: Callable[[int, int, int], float] = _svd_work
     label: str = ""
     non_negative: bool = False
+    served: bool = False
 
 
 METHODS = {
     "nmf": FactorMethod(_fit_nmf, "non-negative matrix factorisation (negatives clipped to 0 or split off)",
-                        _nmf_work, "NMF (non-negative)", non_negative=True),
+                        _nmf_work, "NMF (non-negative)", non_negative=True, served=True),
     "pca": FactorMethod(_fit_pca, "principal component analysis", _svd_work, "PCA"),
     "ica": FactorMethod(_fit_ica, "independent component analysis (FastICA)", _ica_work, "ICA (FastICA)"),
 }
@@ -516,6 +577,7 @@ def factors(
     positions=None,
     seed: int = 0,
     negatives: str = "clip",
+    fit_on: str = "auto",
     progress: Callable[[float, str], None] | None = None,
 ) -> Factors:
     """Decompose FFN neuron activations into ``n_components`` factors.
@@ -545,6 +607,19 @@ def factors(
         ``"split"`` gives every neuron two non-negative columns, its positive
         part and its negated negative part (``neuron_signs`` +1 and -1), so
         signed gated FFNs lose nothing; ``n_neurons`` doubles.
+    fit_on : {"auto", "here", "server"}, default "auto"
+        Where NMF is fitted for a capture made through nnsight or NDIF (its
+        FFN activations not read whole yet). ``"server"``: where the model ran, in
+        one request that brings back the factors, each one's
+        :data:`SERVED_TOP_NEURONS` strongest neurons and the fit's errors, not
+        the activations; the same algorithm as scikit-learn's, step for step
+        (:mod:`ecco_core.backends.nmf`), equal to it to float32 precision,
+        with ``components`` fetched when first read. ``"here"``: the
+        activations come here and scikit-learn fits them. ``"auto"``: there
+        when the signed activations are more than one fetch
+        (:data:`ecco_core.capture.FETCH_BYTES`, 960 KiB: SmolLM2's 30 FFNs
+        over 5 tokens are 900 KiB), else here.
+        PCA and ICA fit here.
     progress : callable(fraction, message), optional
         Called every second while the fit runs (scikit-learn's fits report
         nothing, so the fraction stays 0 and the message says so:
@@ -574,16 +649,19 @@ def factors(
     if len(position_ids) < 2:
         raise invalid("positions", positions, "at least 2 token positions (factors need 2 tokens)")
     clipping = fits_non_negative(method) and negatives == "clip"
+    served_by = _served_by(cap, method, layer_ids, position_ids, negatives, choice("fit_on", fit_on, FIT_ON))
+    n_positions, n_neurons = len(position_ids), len(layer_ids) * cap.d_ff * (1 + (negatives == "split"))
+    fitting = (f"Fitting {method_name(method)} to {n_positions} tokens x {n_neurons} neurons (the fit reports no "
+               "progress: the time left is the estimate's)")
+    if served_by is not None:
+        n_components = _components(n_components, n_positions, n_neurons)
+        with heartbeat(progress, 0.0, fitting + " where the model ran"):
+            return _served(served_by, cap, method, layer_ids, position_ids, negatives, n_components, seed)
     matrix, n_negative = _stacked(cap, layer_ids, position_ids, clipped=clipping)  # the positive part, if clipped
-    n_positions = matrix.shape[0]
     matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction = _factored_matrix(
         matrix, layer_ids, cap.d_ff, method, negatives, n_negative)
-    if n_components is None:
-        n_components = default_components(n_positions)
-    n_components = whole("n_components", n_components, low=1, high=max_components(*matrix.shape))
+    n_components = _components(n_components, *matrix.shape)
 
-    fitting = (f"Fitting {method_name(method)} to {n_positions} tokens x {matrix.shape[1]} neurons (the fit reports no "
-               "progress: the time left is the estimate's)")
     with heartbeat(progress, 0.0, fitting):
         fit = METHODS[method].function(matrix, n_components, seed)
     weights, components = fit.token_activations, fit.components
@@ -591,11 +669,30 @@ def factors(
         weights, components = _oriented(weights, components)
 
     residual, total, variance = _fit_sums(matrix, weights, components, fit.mean)
+    return _result(cap, method, negatives, seed, layer_ids, position_ids, weights, components, fit.mean,
+                   (neuron_layers, neuron_indices, neuron_signs), (residual, total, variance), clipped_fraction,
+                   fit.converged)
+
+
+def _components(n_components, n_positions: int, n_neurons: int) -> int:
+    """``n_components`` checked for a matrix of this shape; None for :func:`default_components`."""
+    if n_components is None:
+        n_components = default_components(n_positions)
+    return whole("n_components", n_components, low=1, high=max_components(n_positions, n_neurons))
+
+
+def _result(cap: Capture, method: str, negatives: str, seed: int, layer_ids: np.ndarray, position_ids: np.ndarray,
+            weights: np.ndarray, components, mean: np.ndarray, columns: tuple, sums: tuple[float, float, float],
+            clipped_fraction: float, converged: bool) -> Factors:
+    """The :class:`Factors` of a fit: ``weights`` (n_positions, n_components), ``columns`` of :func:`_columns`,
+    ``sums`` of :func:`_fit_sums`."""
+    residual, total, variance = sums
+    neuron_layers, neuron_indices, neuron_signs = columns
     return Factors(
         method=method,
         token_activations=weights.T.copy(),
         components=components,
-        mean=fit.mean,
+        mean=mean,
         layers=tuple(int(i) for i in layer_ids),
         neuron_layers=neuron_layers,
         neuron_indices=neuron_indices,
@@ -606,9 +703,59 @@ def factors(
         explained_variance=1.0 - residual / variance if variance > 0 else 0.0,
         negatives=negatives if fits_non_negative(method) else "signed",
         clipped_fraction=clipped_fraction,
-        converged=bool(fit.converged),
+        converged=bool(converged),
         seed=int(seed),
     )
+
+
+#: Where :func:`factors` fits (``fit_on``).
+FIT_ON = {
+    "auto": "where the model ran when the FFN activations are still there (a capture made through nnsight or NDIF) "
+            "and more than one fetch (FETCH_BYTES) of them, for a method that fits there (NMF); else here",
+    "here": "here, with scikit-learn, on the activations (fetched first if still where the model ran)",
+    "server": "where the model ran (NMF of a capture made through nnsight or NDIF, not yet read whole)",
+}
+
+
+def _served_by(cap: Capture, method: str, layer_ids: np.ndarray, position_ids: np.ndarray, negatives: str,
+               fit_on: str):
+    """The LM whose session fits ``method`` where the model ran, as ``fit_on`` says, or None to fit here."""
+    if fit_on == "here":
+        return None
+    lm = cap.fetched_through("ffn")
+    if fit_on == "server" and (lm is None or not METHODS[method].served):
+        raise invalid("fit_on", fit_on, "'auto' or 'here' for " + (
+            f"{method_name(method)}, which fits here only" if lm is not None else
+            "a capture whose FFN activations are here (made by the hook path, or read whole)"))
+    if fit_on == "server":
+        return lm
+    clipped = fits_non_negative(method) and negatives == "clip"
+    if lm is None or not METHODS[method].served or cap.here("ffn", layer_ids, position_ids, clipped=clipped):
+        return None
+    return lm if len(position_ids) * len(layer_ids) * cap.d_ff * 4 > FETCH_BYTES else None  # signed float32
+
+
+def _served(lm, cap: Capture, method: str, layer_ids: np.ndarray, position_ids: np.ndarray, negatives: str,
+            n_components: int, seed: int) -> Factors:
+    """:func:`factors`' NMF fitted where the model ran (:func:`ecco_core.backends.sessions.factors`): one request
+    brings back the factors and each one's :data:`SERVED_TOP_NEURONS` strongest neurons; every loading comes in a
+    second one, when :attr:`Factors.components` is first read."""
+    from .backends import nmf, sessions
+
+    n_neurons = len(layer_ids) * cap.d_ff * (1 + (negatives == "split"))
+    draw = np.random.RandomState(seed).normal(size=nmf.start_draw_shape(len(position_ids), n_neurons, n_components))
+    request = dict(token_ids=cap.token_ids.tolist(), layers=layer_ids.tolist(), positions=position_ids.tolist(),
+                   n_components=n_components, negatives=negatives, draw=draw.astype(np.float32),
+                   max_iter=MAX_ITER, tol=TOLERANCE, top_k=SERVED_TOP_NEURONS)
+    fit = sessions.factors(lm, **request)
+    if fit["empty"]:
+        raise _nothing_to_factor(layer_ids, method, negatives)
+    loadings = _ServedLoadings(lambda: sessions.factors(lm, **request, loadings=True)["components"],
+                               fit["top_columns"], fit["top_loadings"])
+    clipped_fraction = fit["n_negative"] / (len(position_ids) * n_neurons) if negatives == "clip" else 0.0
+    return _result(cap, method, negatives, seed, layer_ids, position_ids, fit["token_activations"], loadings,
+                   np.zeros(n_neurons, np.float32), _columns(layer_ids, cap.d_ff, negatives == "split"),
+                   (fit["residual"], fit["total"], fit["variance"]), clipped_fraction, fit["n_iter"] < MAX_ITER)
 
 
 def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, method: str, negatives: str,
@@ -622,29 +769,38 @@ def _factored_matrix(matrix: np.ndarray, layer_ids: np.ndarray, d_ff: int, metho
     column's ``(neuron_layers, neuron_indices, neuron_signs)`` and the clipped
     fraction (0 unless clipped); raises when the method would have nothing to factor.
     """
-    neuron_layers = np.repeat(layer_ids, d_ff)
-    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
-    neuron_signs = np.ones(matrix.shape[1], dtype=int)
-    span = _ffn_span(tuple(layer_ids.tolist()))
+    split = fits_non_negative(method) and negatives == "split"
     clipped_fraction = 0.0
-    if fits_non_negative(method) and negatives == "split":
+    if split:
         matrix = np.concatenate([np.maximum(matrix, 0), np.maximum(-matrix, 0)], axis=1)
-        neuron_layers, neuron_indices = np.tile(neuron_layers, 2), np.tile(neuron_indices, 2)
-        neuron_signs = np.repeat([1, -1], len(neuron_signs))
-        if not matrix.any():
-            raise ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
     elif fits_non_negative(method):
         clipped_fraction = n_negative / matrix.size
-        if not matrix.any():
-            raise ValueError(
-                f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
-                "try negatives='split', method='pca' or method='ica'"
-            )
-    elif not np.ptp(matrix, axis=0).any():
-        raise ValueError(
-            f"the activations of {span} do not vary over these tokens, so {method_name(method)} has nothing to factor"
-        )
-    return matrix, (neuron_layers, neuron_indices, neuron_signs), clipped_fraction
+    if not (matrix.any() if fits_non_negative(method) else np.ptp(matrix, axis=0).any()):
+        raise _nothing_to_factor(layer_ids, method, negatives)
+    return matrix, _columns(layer_ids, d_ff, split), clipped_fraction
+
+
+def _columns(layer_ids: np.ndarray, d_ff: int, split: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(neuron_layers, neuron_indices, neuron_signs)`` of the columns of the stacked FFNs of ``layer_ids``;
+    ``split``: every neuron's positive part, then every neuron's negated negative part."""
+    neuron_layers = np.repeat(layer_ids, d_ff)
+    neuron_indices = np.tile(np.arange(d_ff), len(layer_ids))
+    if not split:
+        return neuron_layers, neuron_indices, np.ones(len(neuron_indices), dtype=int)
+    return np.tile(neuron_layers, 2), np.tile(neuron_indices, 2), np.repeat([1, -1], len(neuron_indices))
+
+
+def _nothing_to_factor(layer_ids: np.ndarray, method: str, negatives: str) -> ValueError:
+    """The error of a matrix ``method`` cannot factor: all 0 (NMF), or constant over the tokens (PCA, ICA)."""
+    span = _ffn_span(tuple(layer_ids.tolist()))
+    if fits_non_negative(method) and negatives == "split":
+        return ValueError(f"all activations of {span} are 0 on these tokens, so NMF has nothing to factor")
+    if fits_non_negative(method):
+        return ValueError(f"all activations of {span} are <= 0 on these tokens, so NMF has nothing to factor; "
+                          "try negatives='split', method='pca' or method='ica'")
+    return ValueError(
+        f"the activations of {span} do not vary over these tokens, so {method_name(method)} has nothing to factor"
+    )
 
 
 def _oriented(weights: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

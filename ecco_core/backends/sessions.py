@@ -27,7 +27,7 @@ from .. import _checks
 from ..models import LM
 from ..similarity import matrix, metrics
 from ..similarity.matrix import matrix_values, median_cell, one_blas_thread_anywhere, shuffled_scores
-from . import probes, served
+from . import nmf, probes, served
 from .probes import product_dtype, standardise, train_counts
 from .served import (ablated_ffn, ablated_heads, add_noise, answer_metric, attribution, batch_targets, by_token,
                      component_tops, frozen_scale, lens_layout, lens_readings, lens_reduce, lens_result, logit_parts,
@@ -36,6 +36,7 @@ from .served import (ablated_ffn, ablated_heads, add_noise, answer_metric, attri
 
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 nnsight.register(probes)
+nnsight.register(nmf)
 # Similarity's metrics run on the server as they run here: numpy, which NDIF's server has (nnsight's remote="local"
 # keeps torch, numpy, transformers, accelerate, diffusers, einops, peft and nnsight), and these three modules.
 nnsight.register(_checks)
@@ -183,6 +184,64 @@ def _rows(lm: LM, token_ids, name: str, rows, positions, *, positive: bool):
             result = nnsight.save(positive_part(stacked) if positive else stacked.cpu())
     runner.received(result)
     return result
+
+
+def factors(lm: LM, token_ids: list[int], layers: list[int], positions: list[int], *, n_components: int,
+            negatives: str, draw: np.ndarray, max_iter: int, tol: float, top_k: int, loadings: bool = False) -> dict:
+    """NMF of the FFN neurons of ``layers`` at ``positions`` of one pass over ``token_ids``, fitted on the server:
+    one session.
+
+    Mirrors :func:`ecco_core.factors.factors`' NMF: the blocks' FFN inputs
+    stacked side by side, clipped at 0 (``negatives="clip"``) or split into a
+    positive and a negated negative part (``"split"``), then scikit-learn's
+    coordinate-descent NMF from its NNDSVDa start (:func:`nmf.fit`, started from
+    ``draw``), and the fit's squared sums as :func:`ecco_core.factors._fit_sums`
+    takes them. Only the factors come back: each one's token activations, its
+    ``top_k`` neurons by loading magnitude and their loadings; with
+    ``loadings``, every loading too (a download's, not a view's). The pass stops
+    once the last block is read.
+
+    Returns a dict of ``token_activations`` (n_positions, n_components),
+    ``top_columns`` (int64) and ``top_loadings`` (n_components, top_k),
+    ``components`` (n_components, n_neurons) or None, float32 numpy arrays;
+    ``n_iter``, ``n_negative`` (entries below 0, clipped) and ``empty``
+    (nothing to factor: every entry is 0 after clipping); ``residual``,
+    ``total`` and ``variance`` (float).
+    """
+    runner = _runner(lm)
+    model = runner.envoy
+    modules = runner.envoys(lm.ffn_projections)
+    token_ids = [int(i) for i in token_ids]
+    layers = [int(i) for i in layers]
+    n_tokens = len(token_ids)
+    keep = torch.tensor([int(i) for i in positions])
+    draw = torch.from_numpy(np.asarray(draw, dtype=np.float32))
+    split = negatives == "split"
+    with runner.lock, runner.errors():
+        with model.session(backend=runner.request()):
+            device = model.device
+            with model.trace(torch.tensor([token_ids], device=device), use_cache=False) as tracer:
+                kept = []
+                for layer in layers:
+                    kept.append(modules[layer].input.reshape(n_tokens, -1)[keep.to(device)].float().cpu())  # OPT flattens its FFN input
+                tracer.stop()
+            with torch.inference_mode():
+                signed = torch.cat(kept, dim=1)
+                n_negative = int((signed < 0).sum())
+                matrix = torch.cat([signed.clamp_min(0), (-signed).clamp_min(0)], dim=1) if split else signed.clamp_min(0)
+                empty = not bool(matrix.any())
+                fitted = nmf.fit(matrix, n_components, draw, max_iter=max_iter, tol=tol) if not empty else None
+                result = nmf.summary(matrix, fitted, top_k, loadings) if not empty else {}
+                result["empty"], result["n_negative"] = empty, n_negative
+                result = nnsight.save(result)
+    runner.received(result)
+    if result["empty"]:
+        return {"empty": True, "n_negative": int(result["n_negative"])}
+    out = {"empty": False, "n_negative": int(result["n_negative"]), "n_iter": int(result["n_iter"]),
+           **{name: float(result[name]) for name in ("residual", "total", "variance")},
+           **_numpy(result, {"token_activations": np.float32, "top_columns": np.int64, "top_loadings": np.float32})}
+    out["components"] = None if result["components"] is None else result["components"].numpy()
+    return out
 
 
 def lens(lm: LM, token_ids, positions, target_ids, *, k: int, max_chunk_bytes: int, diagnosed=(),
