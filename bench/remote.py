@@ -11,9 +11,12 @@ this project's modules hidden, run here) against the hook path on the same
 machine, each the median of ``--repeats`` round-robin runs on one thread.
 A capture brings back what its own view shows; the rows "capture, then ..."
 read its hidden states or FFN activations afterwards (fetched then, a group of
-layers per request; NMF's clipped input, the positive part alone, in one),
-timed with the capture against the hook path's capture, which records
-everything at once. Probing's quick preset (2,000 words of the bundled
+layers per request), or reduce them where the model ran (NMF of every block,
+fitted there: the factors and their strongest neurons come back), timed with
+the capture against the hook path's capture, which records everything at
+once. "the factors page" is Neuron factors' page at its defaults (the factors,
+then the first factor's strongest neuron and its block's most active ones),
+on this prompt and on the app's default text (27 tokens). Probing's quick preset (2,000 words of the bundled
 treebank, the embeddings and 8 blocks, one trial, 20 epochs) collects the
 features and trains the probes on the server; the hook path keeps its
 features in memory, as the server does. Circuits' direct logit attribution
@@ -46,6 +49,7 @@ import ecco_core as ec  # noqa: E402
 from ecco_core import backends  # noqa: E402
 
 PROMPT = "The capital of France is"
+APP_TEXT = "Romeo and Juliet was written by"  # the app's causal default (dashboard.url.DEFAULT_PROMPTS), 20 new tokens
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 MB = 2**20
@@ -55,6 +59,16 @@ def _factored(cap, method="nmf"):
     """Neuron factors at the page's defaults: every block's FFN, the first token left out (an attention sink)."""
     positions = ec.factors.analysed_positions(cap, skip_first=cap.causal)
     return ec.factors(cap, method, positions=positions)
+
+
+def _factor_page(cap):
+    """Neuron factors' page at its defaults: the factors (NMF, negatives clipped), then its One neuron section,
+    the first factor's strongest neuron and the most active neurons of its block."""
+    result = _factored(cap)
+    strongest = result.top_neurons(10).iloc[0]
+    ec.neurons(cap, int(strongest["block"]), ids=[int(strongest["neuron"])])
+    ec.neurons(cap, int(strongest["block"]), top_k=10)
+    return result
 
 
 def _views(cap):
@@ -67,6 +81,8 @@ def _views(cap):
         ("capture, then its hidden states", lambda lm: captured(lm).hidden_states),
         ("capture, then block 20's FFN", lambda lm: ec.factors.neurons(captured(lm), 20)),
         ("capture, then factors (NMF, clip)", lambda lm: _factored(captured(lm))),
+        ("capture, then the factors page", lambda lm: _factor_page(captured(lm))),
+        ("app's text, then the factors page", lambda lm: _factor_page(ec.capture(lm, APP_TEXT, max_new_tokens=20))),
         ("capture, then factors (PCA)", lambda lm: _factored(captured(lm), "pca")),
         ("capture, then all of it (save)", lambda lm: captured(lm).fetch()),
         ("logit lens rankings", lambda lm: ec.rankings(lm, cap)),

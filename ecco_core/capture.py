@@ -192,6 +192,16 @@ class Deferred:
             present = shared.here | shared.positive_here if clipped else shared.here
             return bool(present[np.ix_(rows, positions)].all())
 
+    def keep(self, rows, values: np.ndarray) -> None:
+        """Keep rows ``rows`` at every position, ``values`` of shape (len(rows), n_tokens, ...), as if fetched."""
+        rows = self._indices(rows, None)[0]
+        shared = self._rows
+        with shared.lock:
+            if shared.array is None:
+                shared.array = np.zeros(self.shape, dtype=self.dtype)
+            shared.array[rows] = values
+            shared.here[rows] = True
+
     def _indices(self, rows, positions) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(self.shape[0])[np.asarray(rows, dtype=np.int64).reshape(-1)]
         positions = np.arange(self.shape[1]) if positions is None else (
@@ -409,6 +419,14 @@ class Capture:
         ``clipped``, their clipped values: :meth:`clipped`) makes no request."""
         value = self.__dict__[checks.choice("name", name, FETCHED)]
         return not isinstance(value, Deferred) or value.here(rows, positions, clipped=clipped)
+
+    def keep(self, name: str, rows, values: np.ndarray) -> None:
+        """Keep rows ``rows`` of ``name`` at every position that a view brought back from where the model ran
+        (``values`` of shape (len(rows), n_tokens, d_model or d_ff)): reading them later makes no request. Nothing
+        changes when ``name`` is here already."""
+        value = self.__dict__[checks.choice("name", name, FETCHED)]
+        if isinstance(value, Deferred):
+            value.keep(rows, values)
 
     def fetch(self, name: str | None = None, rows=None, positions=None, *, clipped: bool = False) -> "Capture":
         """Bring pending arrays here: all of them by default, or rows ``rows`` of ``name`` (at ``positions``, all

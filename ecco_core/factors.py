@@ -175,6 +175,12 @@ class Factors:
         return len(self.neuron_indices)
 
     @property
+    def fitted_on(self) -> str:
+        """Where the fit ran: ``"server"`` where the model ran (only the factors came back, ``components`` is
+        fetched when first read), else ``"here"`` (:func:`factors`' ``fit_on``)."""
+        return "server" if isinstance(self.__dict__["components"], _ServedLoadings) else "here"
+
+    @property
     def note(self) -> str:
         """What was done to the activations before factoring, in one sentence."""
         scope = f"{self.n_neurons} neurons of {_ffn_span(self.layers)} over {len(self.positions)} tokens"
@@ -738,8 +744,10 @@ def _served_by(cap: Capture, method: str, layer_ids: np.ndarray, position_ids: n
 def _served(lm, cap: Capture, method: str, layer_ids: np.ndarray, position_ids: np.ndarray, negatives: str,
             n_components: int, seed: int) -> Factors:
     """:func:`factors`' NMF fitted where the model ran (:func:`ecco_core.backends.sessions.factors`): one request
-    brings back the factors and each one's :data:`SERVED_TOP_NEURONS` strongest neurons; every loading comes in a
-    second one, when :attr:`Factors.components` is first read."""
+    brings back the factors and each one's :data:`SERVED_TOP_NEURONS` strongest neurons, and the FFN of the block
+    holding the first factor's strongest neuron at every token, which the capture keeps (the neuron view that
+    follows reads it without a request); every loading comes in a second one, when :attr:`Factors.components`
+    is first read."""
     from .backends import nmf, sessions
 
     n_neurons = len(layer_ids) * cap.d_ff * (1 + (negatives == "split"))
@@ -750,6 +758,7 @@ def _served(lm, cap: Capture, method: str, layer_ids: np.ndarray, position_ids: 
     fit = sessions.factors(lm, **request)
     if fit["empty"]:
         raise _nothing_to_factor(layer_ids, method, negatives)
+    cap.keep("ffn", [fit["strongest_block"]], fit["strongest_row"][None])  # the neuron view's next read
     loadings = _ServedLoadings(lambda: sessions.factors(lm, **request, loadings=True)["components"],
                                fit["top_columns"], fit["top_loadings"])
     clipped_fraction = fit["n_negative"] / (len(position_ids) * n_neurons) if negatives == "clip" else 0.0

@@ -124,7 +124,7 @@ result, area = dashboard.analysis(
 )
 
 with area:
-    dashboard.computed_on(lm, analysed_here=True)
+    dashboard.computed_on(lm, analysed_here=result.fitted_on == "here")
     st.caption(
         f"{result.note} Reconstruction error {result.reconstruction_error:.3f} (relative), "
         f"{result.explained_variance:.1%} of the variance over tokens explained."
@@ -151,6 +151,10 @@ with area:
         f"Factor x neuron loadings (CSV, {result.n_neurons} neurons)",
         lambda: result.loadings_frame().to_csv(index=False), "factor_neuron_loadings.csv", "text/csv",
         key="factors_loadings_csv", on_click="ignore",
+        help=None if result.fitted_on == "here" else (
+            f"Fitted where the model ran, which sent back each factor's {ec.factors.SERVED_TOP_NEURONS} strongest "
+            f"neurons only. This download asks it for every loading: the same fit made again there, about "
+            f"{result.n_components * result.n_neurons * 4 / 2**20:.1f} MB back."),
     )
 
 st.subheader("One neuron")

@@ -116,16 +116,21 @@ def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activati
         watch.remove()
     assert record.requests == 1 and record.received[0] < 100_000 and not ran
     # Neuron factors' default (NMF, negatives clipped, every block, the first token left out; 2 factors, not 10:
-    # the same request, a fit ~20x cheaper) is fitted where the model ran: one request brings back the factors
-    # and each one's strongest neurons, 4.6 kB (before: 1 request of every block's positive part, 2.2 MB at the
-    # app's default text); scikit-learn's fit to float32 precision (measured: 1.1e-5 of the largest token
-    # activation, 2.1e-5 of the largest loading)
+    # the same request, a fit ~20x cheaper) is fitted where the model ran: one request brings back the factors,
+    # each one's strongest neurons and the block of the first one's strongest neuron, which the page's neuron
+    # view reads next: 85 kB (before: 1 request of every block's positive part, 1.2 MB here and 2.2 MB at the
+    # app's default text, then one of that block); scikit-learn's fit to float32 precision (measured: 1.1e-5 of
+    # the largest token activation, 2.1e-5 of the largest loading)
     positions = ec.factors.analysed_positions(hooked, skip_first=True)
     hooked_fit = ec.factors(hooked, positions=positions, n_components=2)
     with backends.ledger() as record:
         served = ec.factors(through, positions=positions, n_components=2)
-    assert record.requests == 1 and record.received[0] < 10_000 and record.sent[0] < 64_000
+        strongest = served.top_neurons(1).iloc[0]
+        shown = ec.neurons(through, int(strongest["block"]), ids=[int(strongest["neuron"])])
+    assert record.requests == 1 and record.received[0] < 100_000 and record.sent[0] < 64_000
     _close_factors(hooked_fit, served, 1e-4)
+    np.testing.assert_array_equal(
+        shown.activations, ec.neurons(hooked, int(strongest["block"]), ids=[int(strongest["neuron"])]).activations)
     # Fitted here (fit_on="here"): one request that brings the positive part alone (exact: half of SmolLM2's
     # gated FFN is below 0), under 1 MB as NDIF sends it; the same fit as the hook path's. Before: 3 requests of
     # every block's signed activations, 2.4 MB
@@ -167,7 +172,7 @@ def test_nmf_fitted_where_the_model_ran_is_scikit_learns(lm, traced):
                             **arguments)
     with backends.ledger() as record:
         served = ec.factors(through, fit_on="server", **arguments)
-    assert record.requests == 1 and record.received[0] < 10_000 and through.pending == ("hidden_states", "ffn")
+    assert record.requests == 1 and record.received[0] < 100_000 and through.pending == ("hidden_states", "ffn")
     _close_factors(hooked_fit, served, 2e-4)
     copy = pickle.loads(pickle.dumps(served))  # the results cache measures a result pickled: nothing fetched
     assert copy.top_neurons(10).equals(served.top_neurons(10))

@@ -89,6 +89,17 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
             assert any(text.startswith("These settings: ") and text.endswith(
                 "at this machine's pace (NDIF's queue not included); NDIF's wait shows while it runs.")
                 for text in _shown(app)), _shown(app)
+        if name == "pages/3_Neuron_factors.py":  # a token more (6 analysed): more than one fetch of every FFN, so
+            # NMF is fitted where the model ran, the factors alone brought back, and the loadings' download says so
+            app = page(name)
+            app.query_params.update(run_on="ndif", **{**SHORT, "new": "2"})
+            app.session_state["_ndif_key_kept"] = KEY
+            run(app)
+            assert_no_error(app)
+            assert SERVED_HERE in _shown(app), _shown(app)
+            helps = [button.proto.help for button in app.get("download_button")]
+            assert any("sent back each factor's 100 strongest neurons only. This download asks it for every "
+                       "loading: the same fit made again there, about 0.5 MB back." in help for help in helps), helps
         if name == "pages/2_Layer_predictions.py":  # the suggested candidates, read on NDIF
             assert len(app.pills(key="watch_pills").options) > 0
         _assert_key_hidden(app)

@@ -197,16 +197,19 @@ def factors(lm: LM, token_ids: list[int], layers: list[int], positions: list[int
     coordinate-descent NMF from its NNDSVDa start (:func:`nmf.fit`, started from
     ``draw``), and the fit's squared sums as :func:`ecco_core.factors._fit_sums`
     takes them. Only the factors come back: each one's token activations, its
-    ``top_k`` neurons by loading magnitude and their loadings; with
-    ``loadings``, every loading too (a download's, not a view's). The pass stops
-    once the last block is read.
+    ``top_k`` neurons by loading magnitude and their loadings; and the signed
+    activations on every token of the block holding the first factor's
+    strongest neuron, which the neuron view after a fit reads; with
+    ``loadings``, every loading instead (a download's, not a view's). The pass
+    stops once the last block is read.
 
     Returns a dict of ``token_activations`` (n_positions, n_components),
     ``top_columns`` (int64) and ``top_loadings`` (n_components, top_k),
     ``components`` (n_components, n_neurons) or None, float32 numpy arrays;
     ``n_iter``, ``n_negative`` (entries below 0, clipped) and ``empty``
     (nothing to factor: every entry is 0 after clipping); ``residual``,
-    ``total`` and ``variance`` (float).
+    ``total`` and ``variance`` (float); ``strongest_block`` (int) and
+    ``strongest_row`` (n_tokens, d_ff), or None with ``loadings``.
     """
     runner = _runner(lm)
     model = runner.envoy
@@ -221,17 +224,20 @@ def factors(lm: LM, token_ids: list[int], layers: list[int], positions: list[int
         with model.session(backend=runner.request()):
             device = model.device
             with model.trace(torch.tensor([token_ids], device=device), use_cache=False) as tracer:
-                kept = []
+                rows = []
                 for layer in layers:
-                    kept.append(modules[layer].input.reshape(n_tokens, -1)[keep.to(device)].float().cpu())  # OPT flattens its FFN input
+                    rows.append(modules[layer].input.reshape(n_tokens, -1).float().cpu())  # OPT flattens its FFN input
                 tracer.stop()
             with torch.inference_mode():
-                signed = torch.cat(kept, dim=1)
+                signed = torch.cat([row[keep] for row in rows], dim=1)
                 n_negative = int((signed < 0).sum())
                 matrix = torch.cat([signed.clamp_min(0), (-signed).clamp_min(0)], dim=1) if split else signed.clamp_min(0)
                 empty = not bool(matrix.any())
                 fitted = nmf.fit(matrix, n_components, draw, max_iter=max_iter, tol=tol) if not empty else None
                 result = nmf.summary(matrix, fitted, top_k, loadings) if not empty else {}
+                strongest = None if empty or loadings else int(result["top_columns"][0, 0]) % signed.shape[1] // rows[0].shape[1]
+                result["strongest_block"] = None if strongest is None else layers[strongest]
+                result["strongest_row"] = None if strongest is None else rows[strongest]
                 result["empty"], result["n_negative"] = empty, n_negative
                 result = nnsight.save(result)
     runner.received(result)
@@ -241,6 +247,8 @@ def factors(lm: LM, token_ids: list[int], layers: list[int], positions: list[int
            **{name: float(result[name]) for name in ("residual", "total", "variance")},
            **_numpy(result, {"token_activations": np.float32, "top_columns": np.int64, "top_loadings": np.float32})}
     out["components"] = None if result["components"] is None else result["components"].numpy()
+    out["strongest_block"] = result["strongest_block"]
+    out["strongest_row"] = None if result["strongest_row"] is None else result["strongest_row"].numpy()
     return out
 
 
