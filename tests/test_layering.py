@@ -29,9 +29,9 @@ FLOORS = [
     {"backends"},
     # models: the family table and loading
     {"models"},
-    # how a model is hooked, traced (each view as one nnsight session, its steps in backends.served) and
+    # how a model is hooked, traced (each view as one nnsight session, its steps in backends.served, probes, nmf) and
     # tokenised, what is read from its output; the activation store
-    {"hooks", "backends.served", "backends.probes", "backends.sessions", "tokens", "readouts", "store"},
+    {"hooks", "backends.served", "backends.probes", "backends.nmf", "backends.sessions", "tokens", "readouts", "store"},
     # one forward pass into a Capture
     {"capture"},
     # passes that analyses share: the batched corpus pass, one backward pass
