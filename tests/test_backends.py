@@ -61,7 +61,7 @@ def _same_factors(hooked, through):
 def _close_factors(hooked, through, tolerance):
     """A fit made where the model ran (its torch NMF) against the hook path's scikit-learn fit: the same
     columns, factors and strongest neurons; values within ``tolerance`` of the largest (float32 rounding, which
-    the fit amplifies: see test_nmf_fitted_where_the_model_ran_is_scikit_learns)."""
+    the fit amplifies: see test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activations...)."""
     for name in ("positions", "neuron_layers", "neuron_indices", "neuron_signs", "mean"):
         np.testing.assert_array_equal(getattr(through, name), getattr(hooked, name))
     for name in ("clipped_fraction", "negatives", "converged", "method", "layers", "tokens", "seed"):
@@ -86,12 +86,9 @@ def test_capture_through_nnsight_on_every_family(tiny):
     for method in ("nmf", "pca") if tiny.config.model_type in ONE_CAUSAL_ONE_MASKED else ("nmf",):
         _same_factors(ec.factors(hooked, method, positions=positions), ec.factors(through, method, positions=positions))
     if tiny.config.model_type in SERVED_NMF_FAMILIES:  # NMF fitted where the model ran: the same fit, to float32
-        for negatives in ("clip", "split"):
-            served = ec.factors(through, positions=positions, negatives=negatives, fit_on="server")
-            hooked_fit = ec.factors(hooked, positions=positions, negatives=negatives)
-            _close_factors(hooked_fit, served, 1e-4)
-            np.testing.assert_allclose(served.components, hooked_fit.components, rtol=0,
-                                       atol=1e-4 * np.abs(hooked_fit.components).max())
+        negatives = "split" if tiny.config.model_type == "llama" else "clip"  # a gated FFN is as negative as positive
+        served = ec.factors(through, positions=positions, negatives=negatives, fit_on="server")
+        _close_factors(ec.factors(hooked, positions=positions, negatives=negatives), served, 1e-4)
     _same_capture(hooked, through)
 
 
@@ -131,6 +128,32 @@ def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activati
     _close_factors(hooked_fit, served, 1e-4)
     np.testing.assert_array_equal(
         shown.activations, ec.neurons(hooked, int(strongest["block"]), ids=[int(strongest["neuron"])]).activations)
+    # The coordinate descent of scikit-learn's NMF, step for step in torch (ecco_core.backends.nmf), from the same
+    # start: on four blocks, 3 factors, measured against the hook path's fit: 5.7e-5 of the largest token
+    # activation, 8.0e-5 of the largest loading, the same iterations and strongest neurons. Bit for bit is out of
+    # reach (another BLAS), and the fit amplifies float32 rounding: scikit-learn's own fit of the app's default
+    # text moves by 3.9e-5 (token activations) and 2.7e-4 (loadings) of the largest when its input moves by one
+    # float32 rounding; ours differs from it by 3.1e-4 and 1.9e-4 there.
+    arguments = dict(positions=positions, layers=range(20, 24), n_components=3)
+    fit_here = ec.factors(hooked, **arguments)
+    with backends.ledger() as record:
+        fit_there = ec.factors(through, fit_on="server", **arguments)
+    assert record.requests == 1 and record.received[0] < 100_000
+    _close_factors(fit_here, fit_there, 2e-4)
+    copy = pickle.loads(pickle.dumps(fit_there))  # the results cache measures a result pickled: nothing fetched
+    assert copy.top_neurons(10).equals(fit_there.top_neurons(10))
+    with pytest.raises(ValueError, match="stayed where the model ran and this copy of the result cannot fetch them"):
+        copy.components
+    with backends.ledger() as record:  # every loading (a download's): fetched when first read, once
+        components = fit_there.components
+        assert fit_there.components is components and fit_there.top_neurons(200).shape == (600, 7)
+    assert record.requests == 1
+    np.testing.assert_allclose(components, fit_here.components, rtol=0,
+                               atol=2e-4 * np.abs(fit_here.components).max())
+    with pytest.raises(ValueError, match="fit_on must be 'auto' or 'here' for a capture whose FFN activations are"):
+        ec.factors(hooked, fit_on="server")
+    with pytest.raises(ValueError, match="fit_on must be 'auto' or 'here' for PCA, which fits here only"):
+        ec.factors(through, "pca", fit_on="server", **arguments)
     # Fitted here (fit_on="here"): one request that brings the positive part alone (exact: half of SmolLM2's
     # gated FFN is below 0), under 1 MB as NDIF sends it; the same fit as the hook path's. Before: 3 requests of
     # every block's signed activations, 2.4 MB
@@ -157,37 +180,6 @@ def test_a_capture_through_nnsight_brings_back_its_own_view_and_fetches_activati
     assert record.requests == 3 and max(record.received) <= 2**20 and through.pending == ()
     _same_capture(hooked, through)
     _same_capture(hooked, ec.Capture.load(tmp_path / "capture.npz"))
-
-
-def test_nmf_fitted_where_the_model_ran_is_scikit_learns(lm, traced):
-    # The coordinate descent of scikit-learn's NMF, step for step in torch (ecco_core.backends.nmf), from the same
-    # start: four blocks of the causal default, 3 factors. Measured against the hook path's fit: 5.7e-5 of the
-    # largest token activation, 8.0e-5 of the largest loading, the same iterations and strongest neurons. Bit for
-    # bit is out of reach (another BLAS), and the fit amplifies float32 rounding: scikit-learn's own fit of the
-    # app's default text moves by 3.9e-5 (token activations) and 2.7e-4 (loadings) of the largest when its input
-    # moves by one float32 rounding; ours differs from it by 3.1e-4 and 1.9e-4 there.
-    arguments = dict(positions=range(1, 13), layers=range(20, 24), n_components=3)
-    through = ec.capture(traced, "The capital of France is", answer=" Paris.\n\nThe answer is:")
-    hooked_fit = ec.factors(ec.capture(lm, "The capital of France is", answer=" Paris.\n\nThe answer is:"),
-                            **arguments)
-    with backends.ledger() as record:
-        served = ec.factors(through, fit_on="server", **arguments)
-    assert record.requests == 1 and record.received[0] < 100_000 and through.pending == ("hidden_states", "ffn")
-    _close_factors(hooked_fit, served, 2e-4)
-    copy = pickle.loads(pickle.dumps(served))  # the results cache measures a result pickled: nothing fetched
-    assert copy.top_neurons(10).equals(served.top_neurons(10))
-    with pytest.raises(ValueError, match="stayed where the model ran and this copy of the result cannot fetch them"):
-        copy.components
-    with backends.ledger() as record:  # every loading (a download's): fetched when first read, once
-        components = served.components
-        assert served.components is components and served.top_neurons(200).shape == (600, 7)
-    assert record.requests == 1
-    np.testing.assert_allclose(components, hooked_fit.components, rtol=0,
-                               atol=2e-4 * np.abs(hooked_fit.components).max())
-    with pytest.raises(ValueError, match="fit_on must be 'auto' or 'here' for a capture whose FFN activations are"):
-        ec.factors(ec.capture(lm, "The keys"), fit_on="server")
-    with pytest.raises(ValueError, match="fit_on must be 'auto' or 'here' for PCA, which fits here only"):
-        ec.factors(through, "pca", fit_on="server", **arguments)
 
 
 def _same_rankings(hooked, through):
