@@ -489,6 +489,9 @@ def test_similarity_over_texts_through_nnsight_compares_where_the_model_runs_and
         hooked.row_labels, hooked.column_labels, hooked.n_samples, hooked.max_dimensions)
     if tiny.config.model_type != "llama":  # the rest reads the same layers: once is enough
         return
+    with backends.ledger() as record, pytest.raises(ValueError, match="store"):  # this machine's option, still checked
+        ec.similarity.corpus_similarity(traced, texts, store="cloud")
+    assert record.requests == 0
     # The view's first look, one request: the matrix (one list against itself), its median cell and its chance level.
     options = {"rows": "hidden", "columns": "hidden", "n_permutations": 3, **skips}
     hooked = ec.trust.similarity_with_baseline(tiny, texts, "pwcca", **options)

@@ -331,6 +331,7 @@ def corpus_similarity(
     (31, 30)
     """
     if lm.backend.traced:
+        checks.choice("store", store, STORES)  # this machine's choice: checked, though the server keeps float32
         return served_comparison(
             lm, texts, method, rows=rows, columns=columns, kernel=kernel, keep=keep, bandwidth=bandwidth,
             skip_special=skip_special, skip_first=skip_first, batch_size=batch_size, progress=progress,
