@@ -1061,10 +1061,10 @@ def _ablated_values(lm: LM, result: Circuits, masks: torch.Tensor, ablation: str
     """
     ids = [int(i) for i in result.token_ids]
     n_layers, n_heads = lm.n_layers, lm.n_heads
+    corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)  # checked before the model runs
     if lm.backend.traced:
         from .backends import sessions
 
-        corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)
         metric_ids = [result.answer_id] + [result.foil_id] * (result.foil_id >= 0)
         values = sessions.ablations(lm, ids, corrupted_ids, masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads),
                                     masks[:, n_layers * n_heads :], metric_ids,
@@ -1073,7 +1073,7 @@ def _ablated_values(lm: LM, result: Circuits, masks: torch.Tensor, ablation: str
             progress(1.0, f"{len(masks)} of {len(masks)} ablated runs")
         return values, described
     run = _recorded_run(lm, ids)
-    replacements, described = _replacements(lm, result, ablation, corrupted, run)
+    replacements = _replacements_of(lm, run, corrupted_ids)
     masks = masks.to(lm.device)
     head_masks = masks[:, : n_layers * n_heads].view(-1, n_layers, n_heads)
     values = _ablated_metrics(lm, ids, replacements, head_masks, masks[:, n_layers * n_heads :], _metric_of(lm, result),
@@ -1167,10 +1167,16 @@ def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None
     ``run`` is the recorded unablated run of ``result``'s tokens: mean ablation averages its outputs.
     """
     corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)
+    return _replacements_of(lm, run, corrupted_ids), described
+
+
+def _replacements_of(lm: LM, run: _Run, corrupted_ids: list[int] | None) -> tuple:
+    """What ablated heads and FFNs become: their means over ``run``'s positions, or their outputs in the run of
+    ``corrupted_ids`` (see :func:`_ablated_metrics`)."""
     if corrupted_ids is None:
-        return ([z.mean(0, keepdim=True) for z in run.heads], [out.mean(0, keepdim=True) for out in run.ffn]), described
+        return [z.mean(0, keepdim=True) for z in run.heads], [out.mean(0, keepdim=True) for out in run.ffn]
     run = _recorded_run(lm, corrupted_ids)
-    return (run.heads, run.ffn), described
+    return run.heads, run.ffn
 
 
 def _corrupted_ids(lm: LM, result: Circuits, ablation: str, corrupted: str | None) -> tuple[list[int] | None, str]:

@@ -34,7 +34,8 @@ PAGES = {
 LINKED = {
     "pages/5_Probing.py": {"probe_preset": "custom", "probe_tokens": "100", "probe_trials": "1", "probe_epochs": "1",
                            "probe_layers": ["embeddings", "0"], "probe_ran": "true"},
-    "pages/8_Circuits.py": {"circuits_head": "23,3", "circuits_exact": "false", "circuits_verify": "true"},
+    "pages/8_Circuits.py": {"circuits_head": "23,3", "circuits_exact": "false", "circuits_ablation": "mean",
+                            "circuits_verify": "true"},
 }
 
 #: What a page shows on NDIF as on this machine, beside its result: the views that run there too.
@@ -44,7 +45,7 @@ ALSO_SHOWN = {
     "pages/8_Circuits.py": ("The information-flow routes: on this machine only (it needs every head's attention "
                             "weights, which NDIF's fused attention does not give)",
                             "Its attention and what it reads from each token: on this machine only",
-                            "Writes **+", "Ablated with its output on a corrupted prompt"),
+                            "Writes **+", "Ablated with its mean over the positions"),
 }
 
 
