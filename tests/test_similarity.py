@@ -1,5 +1,6 @@
 """Representation similarity: invariances, independent re-implementations from the papers, real captures."""
 
+import sys
 import types
 
 import numpy as np
@@ -424,3 +425,21 @@ def test_similarity_runs_on_one_blas_thread_and_gives_the_threads_back():
         second.set()
         worker.join()
         assert _blas_threads() == before
+
+
+def test_the_served_similarity_limits_blas_threads_as_it_can_and_runs_the_same_where_nothing_limits_them(monkeypatch):
+    # On NDIF neither this package nor (perhaps) threadpoolctl is importable; remote="local" runs with both, so the
+    # server's fallbacks are checked here: the same values on numpy's own threads.
+    from ecco_core.similarity.matrix import one_blas_thread_anywhere
+
+    layers = [np.random.default_rng(seed).normal(size=(40, 6)) for seed in range(3)]
+    arguments = dict(widths=([6] * 3, [6] * 3), n_samples=40, symmetric=True)
+    with one_blas_thread_anywhere():
+        expected = sim.matrix_values(layers, layers, sim.METHODS["pwcca"], sim.Options(), **arguments)[0]
+    for hidden in (("ecco_core._blas",), ("ecco_core._blas", "threadpoolctl")):
+        with monkeypatch.context() as patched:
+            for name in hidden:
+                patched.setitem(sys.modules, name, None)  # an import of it raises ImportError, as on the server
+            with one_blas_thread_anywhere():
+                values = sim.matrix_values(layers, layers, sim.METHODS["pwcca"], sim.Options(), **arguments)[0]
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
