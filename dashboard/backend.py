@@ -85,8 +85,9 @@ def choose(page_param) -> str:
     # No help tooltip: its button would be named "Help for Run on", a second sidebar button whose name holds "Run".
     st.sidebar.radio("Run on", list(PLACES), format_func=PLACES.get, key=KEY, horizontal=True)
     if chosen() == NDIF:
-        if st.session_state.get(_API_KEY) != st.session_state.get(_KEPT_KEY, ""):
-            st.session_state[_API_KEY] = st.session_state.get(_KEPT_KEY, "")
+        # Sent on every run, not only when it differs from the kept key: a widget drawn again on another page is
+        # drawn blank in the browser unless its value is sent again (the field read empty on every other page).
+        st.session_state[_API_KEY] = st.session_state.get(_KEPT_KEY, "")
         st.sidebar.text_input(
             "NDIF API key", type="password", key=_API_KEY, on_change=_keep_key,
             placeholder="set on the server" if os.environ.get("NDIF_API_KEY") else "",

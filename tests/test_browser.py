@@ -161,6 +161,12 @@ def test_a_long_prompt_is_refused_and_the_app_keeps_serving(page, app_url):
     assert "run_on=ndif" in page.url and "ndif-browser-key-31c8" not in page.url
     assert any("is unreachable" in message for message in errors(page)), errors(page)
     assert not any("ndif-browser-key-31c8" in message for message in errors(page))
+    # The key stays in its field from page to page (it was drawn empty on every other page, though still kept).
+    for name in ("Attention", "Home"):
+        sidebar.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name, exact=True).click()
+        wait_for_run(page)
+        wait_until_settled(page)
+        assert sidebar.get_by_label("NDIF API key", exact=True).input_value() == "ndif-browser-key-31c8", name
     sidebar.get_by_text("this machine", exact=True).click()
     wait_for_run(page)
     assert_healthy(page)
