@@ -58,6 +58,7 @@ else:
     head = controls[3].selectbox("Head", range(att.n_heads), format_func=att.heads.__getitem__,
                                  key="attention_head", help="Or click a map of the model view.")
 
+dashboard.computed_on(lm)
 model_column, head_column = st.columns([2, 3])
 with model_column:
     st.subheader("Model view")

@@ -94,6 +94,7 @@ def test_a_link_with_attention_settings_reopens_the_same_view(encoder):
     assert app.selectbox(key="attention_method").value == "value_weighted"
     assert (app.selectbox(key="attention_block").value, app.selectbox(key="attention_head").value) == (4, 11)
     assert _charts(app)[1]["layout"]["title"]["text"] == "block 4, head 11: value-weighted"
+    assert "Computed on this machine." in [caption.value for caption in app.caption]  # as on every page (#28)
     app.selectbox(key="attention_method").set_value("rollout")  # one map per block: the head is kept aside
     run(app)
     assert app.selectbox(key="attention_one_map").options == ["mean of heads"]
