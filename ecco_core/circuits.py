@@ -670,20 +670,23 @@ def circuits(
         a sum ``y`` weighs ``max(0, ||y||_1 - ||y - z||_1)`` (the paper's
         proximity, from ALTI), normalised over the sum's parts. Unlike DLA
         nothing is frozen: the routes need no final norm. See
-        :meth:`Circuits.routes_frame` for the pruned graph.
+        :meth:`Circuits.routes_frame` for the pruned graph. On the hook path
+        only: through nnsight it is refused before any request.
 
     Returns
     -------
     Circuits
         ``heads`` (n_layers, n_heads), ``head_sources`` (n_layers, n_heads,
-        n_tokens), ``ffn`` (n_layers,), ..., summing to ``value``.
+        n_tokens; None through nnsight), ``ffn`` (n_layers,), ..., summing to
+        ``value``.
 
     Raises
     ------
     ValueError
         A masked model or one without a final norm or a linear head, a missing
         answer, answer and foil of the same token, a bad position; the residual
-        stream not summing to its parts (a family whose blocks are not pre-norm).
+        stream not summing to its parts (a family whose blocks are not pre-norm);
+        ``routes=True`` through nnsight.
     """
     if routes:
         lm.require_hooks("circuits' information-flow routes (routes=True)", _NEEDS_WEIGHTS)
@@ -1284,7 +1287,9 @@ def verify(
     ablated, DLA's top ``k`` (by ``|DLA|``) ablated, all but them ablated,
     and with ``exact`` one row per component ablated alone. A result with
     routes has its graph's top ``k`` (:meth:`Circuits.route_values`) checked
-    the same way, in two more rows.
+    the same way, in two more rows. Through nnsight (a result made there) all
+    of it is one session where the model runs, every row a full pass; only
+    the metrics come back.
 
     Parameters
     ----------
