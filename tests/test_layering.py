@@ -38,7 +38,7 @@ FLOORS = [
     {"corpus", "backward"},
     # analyses (circuits reads attention and patching; probing's table trains on what it collected)
     {"saliency", "lens", "factors", "similarity", "similarity.matrix", "similarity.layers", "attention", "patching",
-     "circuits", "probing.collection", "probing.training", "probing.traced", "probing.tables", "probing"},
+     "circuits", "probing.collection", "probing.training", "probing.traced", "probing.tables", "probing", "similarity.traced"},
     # how far to trust an analysis: figures computed beside its result
     {"trust"},
     # cost before a run, from an analysis' own arguments

@@ -4,13 +4,11 @@ A session's body is shipped as source with only the plain values it names
 (ints, lists, tensors of token ids), the envoys of the modules the family
 table points at (:meth:`Traced.envoys`) and the torch-only functions of
 :mod:`ecco_core.backends.served` it calls (shipped by value), so NDIF's
-server needs nothing of this project. Similarity's session calls the hook
-path's own numpy functions (:mod:`ecco_core.similarity.matrix` and
-:mod:`~ecco_core.similarity.metrics`, shipped by value too): NDIF's server
-has numpy. It reduces on the spot (top-k, ranks,
-effects) and saves one dict: what the view draws, and nothing vocabulary- or
-activation-sized beyond what the view's result holds. One session is one
-request.
+server needs nothing of this project (similarity's session, which runs the
+hook path's numpy metrics there, is :mod:`ecco_core.similarity.traced`). It
+reduces on the spot (top-k, ranks, effects) and saves one dict: what the view
+draws, and nothing vocabulary- or activation-sized beyond what the view's
+result holds. One session is one request.
 
 The hook path stays the reference: every function here returns the same
 arrays as its hook-path twin (tests compare them), and the analyses package
@@ -23,10 +21,7 @@ import nnsight
 import numpy as np
 import torch
 
-from .. import _checks
 from ..models import LM
-from ..similarity import matrix, metrics
-from ..similarity.matrix import matrix_values, median_cell, one_blas_thread_anywhere, shuffled_scores
 from . import nmf, probes, served
 from .probes import product_dtype, standardise, train_counts
 from .served import (ablated_ffn, ablated_heads, add_noise, answer_metric, attribution, batch_targets, by_token,
@@ -37,11 +32,6 @@ from .served import (ablated_ffn, ablated_heads, add_noise, answer_metric, attri
 nnsight.register(served)  # what a session body calls travels with the request, as source: NDIF has no ecco_core
 nnsight.register(probes)
 nnsight.register(nmf)
-# Similarity's metrics run on the server as they run here: numpy, which NDIF's server has (nnsight's remote="local"
-# keeps torch, numpy, transformers, accelerate, diffusers, einops, peft and nnsight), and these three modules.
-nnsight.register(_checks)
-nnsight.register(metrics)
-nnsight.register(matrix)
 
 
 def _runner(lm: LM):
@@ -615,76 +605,6 @@ def circuits(lm: LM, token_ids, metric_ids, *, k: int, max_chunk_bytes: int) -> 
     return {**{name: float(result[name]) for name in ("embeddings", "off", "final_bias", "value", "final_scale")},
             **_numpy(result, {"heads": np.float64, "attention_bias": np.float64, "ffn": np.float64,
                               "top_ids": np.int64, "top_logits": np.float32})}
-
-
-def layer_similarity(lm: LM, batches: list, reads: list, shapes: list, n_kept: int, *, row_layers: list,
-                     column_layers: list, entry, options, whole: bool, cell, n_permutations: int, seed: int) -> dict:
-    """Layers of a corpus collected and compared where the model runs: one session.
-
-    Mirrors :func:`ecco_core.similarity.corpus_similarity`'s hook path: the
-    model runs over ``batches`` (:func:`ecco_core.corpus.padded_batches`, the
-    hook path's own), keeping the compared positions' representations that
-    ``reads`` names, as :func:`probe_counts` does, into stacks of ``shapes``
-    ((n_rows, width) each, float32, ``n_kept`` positions). ``row_layers`` and
-    ``column_layers`` pick the compared layers, ``(stack, row)`` each. With
-    ``whole``, the matrix of every row layer against every column layer, by
-    the hook path's own function (:func:`ecco_core.similarity.matrix_values`,
-    numpy, with the method's ``entry`` and ``options``; one list when both
-    pick the same layers). With ``cell`` (``(row, column)`` into those lists,
-    or ``"median"``: the matrix's median cell), that pair's score and its
-    ``n_permutations`` shuffled scores
-    (:func:`ecco_core.similarity.shuffled_scores`, drawn from ``seed``).
-
-    Only the numbers come back: a dict of ``values`` (n_rows, n_columns) float64
-    or None, ``max_dimensions`` (int), ``cell`` ((row, column) or None),
-    ``score`` (float) and ``null`` (n_permutations,) float64.
-    """
-    runner = _runner(lm)
-    model = runner.envoy
-    blocks = runner.envoys(lm.blocks)
-    projections = runner.envoys(lm.ffn_projections)
-    reads = [(str(kind), int(index), int(stack), int(row)) for kind, index, stack, row in reads]
-    shapes = [(int(n_rows), int(width)) for n_rows, width in shapes]
-    row_layers = [(int(stack), int(row)) for stack, row in row_layers]
-    same = [tuple(pair) for pair in column_layers] == row_layers
-    column_layers = [(int(stack), int(row)) for stack, row in column_layers]
-    cell = cell if cell is None or cell == "median" else (int(cell[0]), int(cell[1]))
-    with runner.lock, runner.errors():
-        with model.session(backend=runner.request()):
-            device = model.device
-            kept = [torch.zeros((n_rows, n_kept, width), device=device) for n_rows, width in shapes]
-            with torch.no_grad():
-                for ids, attention_mask, rows, columns, destination in batches:
-                    with model.trace(input_ids=ids.to(device), attention_mask=attention_mask.to(device), use_cache=False) as tracer:
-                        for kind, index, stack, row in reads:
-                            if kind == "embeddings":
-                                args, kwargs = blocks[0].inputs
-                                value = args[0] if args else kwargs["hidden_states"]
-                            elif kind == "ffn":
-                                value = by_token(projections[index].input, len(ids))
-                            else:
-                                value = output_tensor(blocks[index].output)
-                            kept[stack][row, destination.to(device)] = value[rows.to(value.device), columns.to(value.device)].float().to(device)
-                        tracer.stop()
-            stacks = [stack.cpu().numpy() for stack in kept]
-            del kept
-            row_stack = [stacks[stack][row] for stack, row in row_layers]
-            column_stack = row_stack if same else [stacks[stack][row] for stack, row in column_layers]
-            widths = ([len(layer[0]) for layer in row_stack], [len(layer[0]) for layer in column_stack])
-            with one_blas_thread_anywhere():
-                values, max_dimensions = matrix_values(row_stack, column_stack, entry, options, widths=widths, n_samples=n_kept, symmetric=same) if whole else (None, 0)
-                tested = median_cell(values) if cell == "median" else cell
-                score, null = 0.0, torch.zeros(0, dtype=torch.float64)
-                if tested is not None:
-                    pair = (row_stack[tested[0]], column_stack[tested[1]])
-                    score = float(matrix_values([pair[0]], [pair[1]], entry, options, widths=([len(pair[0][0])], [len(pair[1][0])]), n_samples=n_kept)[0][0, 0])
-                    null = torch.from_numpy(shuffled_scores(pair[0], pair[1], entry, options, n_permutations=n_permutations, seed=seed))
-            result = nnsight.save({"values": None if values is None else torch.from_numpy(values), "max_dimensions": int(max_dimensions), "cell": tested, "score": score, "null": null})
-    runner.received(result)
-    return {"values": None if result["values"] is None else result["values"].numpy(),
-            "max_dimensions": int(result["max_dimensions"]),
-            "cell": None if result["cell"] is None else tuple(int(i) for i in result["cell"]),
-            "score": float(result["score"]), "null": result["null"].numpy()}
 
 
 def ablations(lm: LM, token_ids, corrupted_ids, head_masks, ffn_masks, metric_ids, *, rows_per_batch: int) -> np.ndarray:

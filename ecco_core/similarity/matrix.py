@@ -194,7 +194,7 @@ def matrix_values(A_list, B_list, entry: SimilarityMethod, options: Options, *, 
     options (``gram`` is decided here), ``widths`` the width of each matrix
     of ``A_list`` and of ``B_list`` and ``symmetric`` whether they are one
     list. numpy and this package's metrics alone, so that a similarity
-    session (:func:`ecco_core.backends.sessions.layer_similarity`) runs this
+    session (:func:`ecco_core.similarity.traced._session`) runs this
     same function where the model runs, on the layers it kept there.
     """
     def kept_size(side_widths) -> int:
