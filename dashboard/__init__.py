@@ -21,7 +21,7 @@ The names below are the pages' vocabulary: pages ``import dashboard`` and call `
 """
 
 from .backend import computed_on, needs_this_machine
-from .long_work import analysis, cached_analysis, duration, long_work, quick_analysis, run_button
+from .long_work import analysis, cached_analysis, duration, estimated_where, long_work, quick_analysis, run_button
 from .models import cached_capture, capture_key, checked_prompt, preload_model
 from .preamble import OTHER_MODEL, load_settings, page, require_capture, require_head, sidebar
 from .text import literal, show_tokens, user_errors
@@ -31,8 +31,8 @@ from .widgets import clicked_cell, download_buttons, example_picker, on_cell_cli
 
 __all__ = [
     "DEFAULT_PROMPTS", "OTHER_MODEL", "analysis", "cached_analysis", "cached_capture", "capture_key",
-    "checked_prompt", "clicked_cell", "computed_on", "download_buttons", "duration", "example_picker",
-    "factor_view", "literal", "load_settings", "long_work", "needs_this_machine", "on_cell_click", "page",
-    "page_param", "preload_model", "quick_analysis", "require_capture", "require_head", "run_button", "saliency_view", "show_tokens",
-    "sidebar", "user_errors",
+    "checked_prompt", "clicked_cell", "computed_on", "download_buttons", "duration", "estimated_where",
+    "example_picker", "factor_view", "literal", "load_settings", "long_work", "needs_this_machine", "on_cell_click",
+    "page", "page_param", "preload_model", "quick_analysis", "require_capture", "require_head", "run_button",
+    "saliency_view", "show_tokens", "sidebar", "user_errors",
 ]

@@ -123,8 +123,8 @@ if verdict is not None and verdict.forced:
     needed = sim.ud_sentences_for(lm, verdict.needed_positions, skip_special=skip_special,
                                   skip_first=skip_first, most=200)
     cost = dashboard.duration(seconds(sim.ud_sentences(needed))) if needed else None
-    proposal = (f" The smallest setting that can: {needed} UD sentences ({cost} on this machine)." if needed
-                else " Even 200 UD sentences are too few here: use CKA.")
+    proposal = (f" The smallest setting that can: {needed} UD sentences ({cost} {dashboard.estimated_where()})."
+                if needed else " Even 200 UD sentences are too few here: use CKA.")
     st.warning(verdict.describe() + proposal)
     if needed:
         st.button(f"Use {needed} UD sentences", on_click=use_sentences, args=(needed,), key="similarity_use_sentences")

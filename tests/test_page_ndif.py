@@ -111,6 +111,10 @@ def test_a_link_with_ndif_asks_for_the_key_then_every_page_runs_there(monkeypatc
             assert_no_error(app)
             assert any(text.startswith(SERVED_HERE) for text in _shown(app)), _shown(app)
             assert any(text.startswith("The median cell, ") for text in _shown(app)), _shown(app)
+            app.selectbox(key="similarity_method").set_value("pwcca")  # saturated on 2 sentences: a setting proposed,
+            run(app)  # its cost said as NDIF's
+            assert any("UD sentences (" in w.value and "at this machine's pace (NDIF's queue not included))" in w.value
+                       for w in app.warning), [w.value for w in app.warning]
         if name == "pages/1_Saliency.py":  # every method, and the faithfulness check of all four, on NDIF too
             app.selectbox(key="saliency_method").set_value("erasure")
             app.checkbox(key="saliency_faithfulness").check()
