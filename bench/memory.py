@@ -6,7 +6,7 @@ real text (UD English EWT) and a given answer of ``MAX_NEW_TOKENS`` (64)
 tokens, the largest capture a visitor can ask for (an answer, not generation,
 so an early end-of-text cannot make it smaller). Four headless Chromium
 sessions, each with its own prompt, open every page, step after step, in one
-of two orders, each on a fresh server:
+of three orders, each on a fresh server:
 
 - ``together``: every session opens the same page at once (Home, Layer
   predictions, Attention, Similarity, Neuron factors, Probing, Causal
@@ -15,15 +15,22 @@ of two orders, each on a fresh server:
   ``MAX_CONCURRENT_RUNS`` at a time);
 - ``apart``: at each step every session is on a different page (session ``s``
   opens page ``step + s`` of that list), so different analyses run at once,
-  the mix a crowd of visitors makes.
+  the mix a crowd of visitors makes;
+- ``encoder``: every session first opens Home with the packaged encoder
+  (``ec.DEFAULT_ENCODER``, which the server does not preload) and as much of
+  its prompt as the encoder takes, then the ``together`` steps: the server
+  then holds both allowed models, their weights paged in by a run, and the
+  encoder's captures beside the default's, the most a deployment keeps
+  resident while the heaviest runs go.
 
-The peak is what stays resident (the model, the shared captures and results,
+The peak is what stays resident (the models, the shared captures and results,
 each session's state) plus what the runs admitted at once hold while they
-run, so these two orders, the heaviest runs together once everything is
-cached and every mix of analyses, are where it peaks highest. Probing runs
-from a link with its run flag (``probe_ran=true``), each session with its own
-settings so that the runs are not shared: the quick preset (2,000 words, the
-embeddings and 8 blocks, one trial, 20 epochs) less 10 words per session;
+run, so these orders, the heaviest runs together once everything is cached
+(with one model or both) and every mix of analyses, are where it peaks
+highest. Probing runs from a link with its run flag (``probe_ran=true``),
+each session with its own settings so that the runs are not shared: the
+quick preset (2,000 words, the embeddings and 8 blocks, one trial, 20
+epochs) less 10 words per session;
 ``paper`` as the third argument runs the paper's protocol instead (10,000
 words, every layer, 5 trials, 50 epochs: hours on 2 cores for the causal
 default). Causal tracing and Circuits have prompts of their own: each
@@ -37,7 +44,7 @@ these pages accept. The peak is the server's resident set as the kernel
 records it (Linux ``VmHWM``, reset at each step), so no spike between
 samples is missed.
 
-    python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [together|apart|both] [pages]
+    python bench/memory.py [sessions] [seconds allowed per step] [quick|paper] [all|together,apart,encoder] [pages]
 
 ``pages``, comma-separated file names (``Home.py,6_Causal_tracing.py``),
 runs those steps alone, in the order above: to measure a few pages at once
@@ -102,11 +109,15 @@ SETTLE_POLL_S = 0.5
 SETTLE_MAX_S = 300
 
 
-ORDERS = ("together", "apart")
+ORDERS = ("together", "apart", "encoder")
+#: The ``encoder`` order's first step: Home with the packaged encoder (see :func:`encoder_prompts`).
+ENCODER_HOME = "Home.py, the encoder"
 
 
 def steps(order: str, pages: list[str], n_sessions: int) -> list[list[str]]:
     """The page each session opens at each step of ``order`` (see the module's docstring)."""
+    if order == "encoder":
+        return [[ENCODER_HOME] * n_sessions] + steps("together", pages, n_sessions)
     if order == "together":
         return [[name] * n_sessions for name in pages]
     return [[pages[(step + session) % len(pages)] for session in range(n_sessions)] for step in range(len(pages))]
@@ -137,6 +148,22 @@ def largest_inputs(n_sessions: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def encoder_prompts(inputs: list[tuple[str, str]]) -> list[str]:
+    """Each session's prompt cut to the most the packaged encoder takes (its positions and MAX_PROMPT_TOKENS,
+    its special tokens included), at a word's end."""
+    import ecco_core as ec
+    from dashboard import settings
+
+    encoder = ec.load(ec.DEFAULT_ENCODER)
+    most = min(settings.MAX_PROMPT_TOKENS, encoder.model.config.max_position_embeddings)
+    prompts = []
+    for prompt, _ in inputs:
+        while len(encoder.tokenizer(prompt)["input_ids"]) > most:
+            prompt = prompt.rsplit(" ", 1)[0]
+        prompts.append(prompt)
+    return prompts
+
+
 def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
     """Causal tracing's and Circuits' prompts for each session: its prompt, a corrupted one of as many tokens.
 
@@ -144,11 +171,13 @@ def own_prompts(inputs: list[tuple[str, str]]) -> list[dict[str, str]]:
     one of the next session's text (of its own opening, for a single
     session); decoding and encoding again may merge tokens at the seam, so
     the replacement moves on until the token counts agree. Exact tracing
-    then patches the last position alone: its batches are those that peak
-    highest (after the longest cached prefix, whose copy for each row is most
-    of a row; 512 tokens, 7 December: the batches of one patched position
-    after 511 tokens +572 MiB, after 256 +383, after none +385), and 90
-    patched runs instead of ~46,000 (hours on 2 cores), so every step ends.
+    then patches the last position alone: 90 patched runs instead of ~46,000
+    (hours on 2 cores), so every step ends, and two sessions' runs at once
+    peak as high as an earlier corruption's (512 tokens, in one process with
+    the server's threads, 8 December, once a batch's rows shared the
+    corrupted run's prefix: the last token corrupted +699 MiB, the middle one
+    +665, the first +703; before, a copy for each row made the last token's
+    batches the highest: +572 MiB alone, after 256 tokens +383, after none +385).
     The answer is the first word of the session's answer, the foil another word.
     """
     import ecco_core as ec
@@ -231,6 +260,9 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
     """Every step of ``order`` on a fresh server; print each step's peak and return the highest, in bytes."""
     import urllib.parse
 
+    import ecco_core as ec
+
+    encoded = encoder_prompts(inputs) if order == "encoder" else []
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"ecco-memory-bench-{port}.log"
@@ -260,6 +292,9 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
                 reset_peak(server.pid)
                 started = time.perf_counter()
                 for session, (tab, name, (prompt, answer)) in enumerate(zip(tabs, names, inputs)):
+                    if name == ENCODER_HOME:
+                        tab.goto(app_link(url, model=ec.DEFAULT_ENCODER, text=encoded[session]), wait_until="commit")
+                        continue
                     link = app_link(url, "" if name == "Home.py" else url_path(PAGES / name), text=prompt,
                                     answer=answer)
                     extra = page_params(name, session, probing, own[session])
@@ -273,12 +308,12 @@ def run_order(order: str, inputs: list[tuple[str, str]], own: list[dict[str, str
                     except PlaywrightTimeout:
                         pass
                 took = time.perf_counter() - started
-                what = names[0] if order == "together" else ", ".join(name.split("_", 1)[-1][:-3] for name in names)
+                what = names[0] if order != "apart" else ", ".join(name.split("_", 1)[-1][:-3] for name in names)
                 if len(finished) < len(tabs):
                     # Leaving the page ends the session, which stops its run at its next progress report.
                     for tab in tabs:
                         if tab not in finished:
-                            tab.goto("about:blank")
+                            tab.goto("about:blank", wait_until="commit", timeout=120_000)
                     settled, idle_again = settle(server.pid)
                     peak = peak_bytes(server.pid)
                     overall = max(overall, peak)
@@ -563,11 +598,11 @@ def measure_calls(pages: str = "", repeats: int = 1) -> None:
           f"run alone ({single / 2**20:.0f}) MiB / budget {BUDGET_BYTES / 2**20:.0f} MiB = {bound / BUDGET_BYTES:.2f}")
 
 
-def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "both",
+def main(n_sessions: int = 4, page_seconds: int = 2400, probing: str = "quick", order: str = "all",
          pages: str = ",".join(CAPTURE_PAGES)) -> None:
-    orders = ORDERS if order == "both" else (order,)
+    orders = ORDERS if order == "all" else tuple(order.split(","))
     if not set(orders) <= set(ORDERS):
-        raise ValueError(f"order must be one of {', '.join(ORDERS)} or both; got {order!r}")
+        raise ValueError(f"order must be among {', '.join(ORDERS)} (comma-separated) or all; got {order!r}")
     chosen = pages.split(",")
     if not set(chosen) <= set(CAPTURE_PAGES):
         raise ValueError(f"pages must be among {', '.join(CAPTURE_PAGES)}; got {pages!r}")
