@@ -453,6 +453,39 @@ def test_a_request_kept_in_ndifs_queue_is_given_up_with_what_to_do(lm, queueing_
     assert seen[:2] == ["RECEIVED", "QUEUED"]
 
 
+def test_a_simulated_request_tells_its_wait_and_its_run_and_a_stop_from_the_listener_ends_it(lm, traced, monkeypatch):
+    # #28: a page's box counted "0 s so far" for minutes while a session waited for another's turn or ran here.
+    monkeypatch.setattr(backends, "_TELL_EVERY_S", 0.0)
+    seen = []
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with traced.backend.lock:
+            taken.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(5)
+    threading.Timer(1.5, release.set).start()
+    with backends.watching(lambda status, waited: seen.append((status, waited))):
+        cap = ec.capture(traced, "The keys to the cabinet", answer=" is")
+    holder.join()
+    assert [status for status, _ in seen][:1] == ["QUEUED"] and "RUNNING" in {status for status, _ in seen}
+    assert max(waited for status, waited in seen if status == "QUEUED") >= 1.0  # told while it waited, not after
+
+    class Stopped(Exception):
+        pass
+
+    def stop(status, waited):
+        raise Stopped
+
+    with backends.watching(stop), pytest.raises(Stopped):
+        ec.capture(traced, "The keys to the cabinet", answer=" is")
+    again = ec.capture(traced, "The keys to the cabinet", answer=" is")  # the model's turn was given back
+    np.testing.assert_array_equal(again.top_ids, cap.top_ids)
+
+
 def test_views_that_would_run_the_model_here_are_refused_on_a_simulated_ndif_before_any_request(lm, monkeypatch):
     served = backends.simulated(lm)  # as on NDIF: the model here holds no weights; lm's serve its sessions
     assert served.model.device.type == "meta" and served.backend.where.endswith("(serialised as for NDIF)")

@@ -32,6 +32,8 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .._heartbeat import heartbeat
+
 BACKEND_NAMES = ("hooks", "nnsight", "ndif")
 DEFAULT_NDIF_HOST = "https://api.ndif.us"
 DEFAULT_QUEUE_TIMEOUT_S = 600.0
@@ -104,13 +106,33 @@ def _note(kind: str, size: int) -> None:
         getattr(record, kind).append(int(size))
 
 
+class _Turn:
+    """A session's turn on a shared envoy tree (a re-entrant lock). While another thread's session holds it, this
+    thread's listener (:func:`watching`) hears "QUEUED" about once a second, so a page shows the wait and its
+    Stop can end it (an exception the listener raises leaves without the turn)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+
+    def __enter__(self):
+        listener = getattr(_LISTENERS, "current", None)
+        started = time.monotonic()
+        while not self._lock.acquire(timeout=1.0):
+            if listener is not None:
+                listener("QUEUED", time.monotonic() - started)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._lock.release()
+
+
 class _Envoys:
-    """The one envoy tree of a model and the lock of its sessions, shared by every backend that runs the model
+    """The one envoy tree of a model and the turn of its sessions, shared by every backend that runs the model
     (each browser session's NDIF key is its own backend): nnsight's interleaver runs one session at a time."""
 
     def __init__(self):
         self.envoy = None
-        self.lock = threading.RLock()
+        self.lock = _Turn()
 
 
 _ENVOYS = weakref.WeakKeyDictionary()
@@ -343,19 +365,28 @@ def _simulated_class():
     from nnsight.schema.request import RequestModel
 
     class Simulated(LocalSimulationBackend):
-        """nnsight's ``remote="local"`` backend, noting the size of each request it serialises."""
+        """nnsight's ``remote="local"`` backend, noting the size of each request it serialises. While this machine
+        runs the request, as NDIF would, the thread's listener (:func:`watching`) hears "RUNNING" about once a
+        second, as from NDIF (:class:`_Watch`)."""
 
         def __call__(self, tracer):
             from nnsight.ndif import pull_env
 
             pull_env()
             _note("sent", len(RequestModel.serialize(tracer, compress=True)))
-            return super().__call__(tracer)
+            listener = getattr(_LISTENERS, "current", None)
+            started = time.monotonic()
+            tell = None if listener is None else lambda fraction, message: listener(
+                "RUNNING", time.monotonic() - started)
+            with heartbeat(tell, 0.0, "", every_s=_TELL_EVERY_S):
+                return super().__call__(tracer)
 
     return Simulated
 
 
 _LISTENERS = threading.local()
+#: Seconds between two tells of a request's status to its thread's listener, at most.
+_TELL_EVERY_S = 1.0
 
 
 @contextlib.contextmanager
