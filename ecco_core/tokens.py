@@ -69,10 +69,51 @@ def _token_string(tokenizer, token_id: int) -> str:
     return decoded
 
 
+# Punctuation that closes what comes before it: a WordPiece token of these is written without a space before it.
+_CLOSING = frozenset(".,!?;:)]}%")
+
+
+def _word_piece_prefix(tokenizer) -> str | None:
+    """The prefix that marks a word-internal piece (``"##"``) when ``tokenizer`` is WordPiece (BERT's), else None."""
+    from tokenizers.models import WordPiece
+
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    if isinstance(model, WordPiece):
+        return model.continuing_subword_prefix
+    return "##" if hasattr(tokenizer, "wordpiece_tokenizer") else None
+
+
+def _as_spaced(tokenizer, strings: tuple[str, ...]) -> tuple[str, ...]:
+    """WordPiece tokens spelled as byte-level BPE spells them, so that joined they read as words.
+
+    WordPiece marks a piece inside a word (``"##bel"``) and leaves a word's
+    first piece bare (``"un"``); BPE marks the word's start with a space
+    instead (``" un"``, ``"bel"``), the convention every view reads. A word
+    gets a leading space; closing punctuation (``"."``, ``","``) and the
+    structural special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``) do not;
+    ``[MASK]`` and ``[UNK]`` stand for a word and do.
+    """
+    prefix = _word_piece_prefix(tokenizer)
+    if not prefix:
+        return strings
+    words = {getattr(tokenizer, "mask_token", None), getattr(tokenizer, "unk_token", None)}
+    structural = set(getattr(tokenizer, "all_special_tokens", []) or []) - words
+    return tuple(
+        token[len(prefix):] if token.startswith(prefix) and len(token) > len(prefix)
+        else token if token in structural or not token or token[0] in _CLOSING
+        else " " + token
+        for token in strings
+    )
+
+
 def token_strings(tokenizer, token_ids) -> tuple[str, ...]:
-    """Display text of each token id: the id decoded on its own (``" Paris"``, ``"##ing"``), a piece of a
-    UTF-8 character as its bytes (``"<0xE2>"``, the byte-fallback tokens' names) rather than ``"\ufffd"``."""
-    return tuple(_token_string(tokenizer, int(i)) for i in token_ids)
+    """Display text of each token id: the id decoded on its own (``" Paris"``), a piece of a UTF-8 character as
+    its bytes (``"<0xE2>"``, the byte-fallback tokens' names) rather than ``"\ufffd"``.
+
+    A word's first token starts with a space in every family, a piece inside a word does not: a WordPiece
+    (BERT) model's ``"un"``, ``"##bel"`` are written ``" un"``, ``"bel"``, as byte-level BPE writes them.
+    """
+    return _as_spaced(tokenizer, tuple(_token_string(tokenizer, int(i)) for i in token_ids))
 
 
 def special_mask(tokenizer, token_ids) -> np.ndarray:

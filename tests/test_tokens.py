@@ -1,10 +1,13 @@
 """ecco_core.tokens: the tokenisation rules every analysis shares."""
 
 import copy
+import re
+from html import unescape
 
 import pytest
 
 import ecco_core as ec
+from ecco_core.plots import token_html
 from ecco_core.tokens import (
     candidate_ids, encode_answer, encode_prompt, model_text, prompt_tokens, read_position, token_strings,
 )
@@ -83,3 +86,18 @@ def test_a_piece_of_a_utf8_character_shows_its_bytes_not_a_replacement_mark(lm):
     spelled = re.sub(rb"<0x([0-9A-F]{2})>", lambda m: bytes.fromhex(m[1].decode()), "".join(shown).encode())
     assert spelled.decode("utf-8") == "The 日本 keys"
     assert token_strings(lm.tokenizer, lm.tokenizer.encode(" Paris", add_special_tokens=False)) == (" Paris",)
+
+
+def test_an_encoders_tokens_read_as_words(encoder):
+    """#31 readability: WordPiece marks a piece inside a word ("##bel") and leaves a word bare, so the token views
+    ran words together ("cabinetare onthe"). Its tokens are spelled as BPE's are (a word starts with a space), so
+    joined they read as the tokenizer's own decoding, in the text views too."""
+    text = "The keys to the [MASK] are on the table. Unbelievably, Rome owes nothing."
+    ids = encode_prompt(encoder, text)
+    tokens = prompt_tokens(encoder, text)
+    assert tokens[:3] == ("[CLS]", " the", " keys") and " un" in tokens and "bel" in tokens
+    assert tokens[-1] == "[SEP]" and " [MASK]" in tokens
+    assert "".join(tokens[1:-1]).strip() == encoder.tokenizer.decode(ids[1:-1])
+    shown = unescape(re.sub(r"<[^>]+>", "", token_html(tokens)))
+    assert shown == "[CLS] the keys to the [MASK] are on the table. unbelievably, rome owes nothing.[SEP]"
+    assert token_strings(encoder.tokenizer, ids[1:2]) == (" the",)  # a word alone, as it is in the text
