@@ -350,6 +350,32 @@ def clipped_text(page) -> list[str]:
     )
 
 
+def gaps_between_tokens(page, selector: str) -> list[float]:
+    """Pixels between the text of each token span matching ``selector`` and the next one's on the same line.
+
+    Measured on the text itself (a Range over each span's contents), so a span's padding, margin or border all
+    count: a gap there reads as a space inside a word.
+    """
+    return page.evaluate(
+        """selector => {
+            const rects = [...document.querySelectorAll(selector)].map(span => {
+                const range = document.createRange();
+                range.selectNodeContents(span);
+                const boxes = [...range.getClientRects()];
+                return boxes.length ? [boxes[0], boxes[boxes.length - 1]] : null;
+            });
+            const gaps = [];
+            for (let i = 1; i < rects.length; i++) {
+                if (!rects[i - 1] || !rects[i]) continue;
+                const [before, after] = [rects[i - 1][1], rects[i][0]];
+                if (Math.abs(before.top - after.top) < 2) gaps.push(after.left - before.right);
+            }
+            return gaps;
+        }""",
+        selector,
+    )
+
+
 def outlined_token(page) -> str:
     """The token the token view outlines (the selected one)."""
     return page.locator('[data-testid="stMain"] span[style*="outline"]').first.inner_text()
@@ -480,7 +506,10 @@ def hover_saliency_token(page, position: int) -> dict:
             }, {once: true});
         }"""
     )
-    box = token.bounding_box()
+    # The token's last line box: a token that starts with a space may wrap at it, and the middle of its bounding
+    # box then lies between two lines, on another token.
+    box = token.evaluate("span => { const boxes = span.getClientRects(); const box = boxes[boxes.length - 1];"
+                         " return {x: box.x, y: box.y, width: box.width, height: box.height}; }")
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 40)  # start just above the text
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function("() => window.eccoHoverTiming !== null", timeout=5000)

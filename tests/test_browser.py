@@ -28,6 +28,7 @@ from browser import (
     download_csv,
     errors,
     expected_saliency_shading,
+    gaps_between_tokens,
     heatmap_cells,
     hover_heatmap_cell,
     hover_point,
@@ -91,6 +92,9 @@ def test_home_page_runs_the_default_flow(page, app_url, default_capture):
     page.wait_for_selector('[data-testid="stDataFrame"]')  # the grid is drawn after the run ends
     assert page.locator('[data-testid="stDataFrame"]').count() == 1
     assert "text=Romeo+and+Juliet" in page.url
+    # No gap between tokens ("Rome o" read as two words, #31): words are parted by their own spaces.
+    gaps = gaps_between_tokens(page, '[data-testid="stMain"] div[style*="font-family: monospace"] > span')
+    assert len(gaps) > 10 and max(gaps) < 0.5, gaps
     screenshot(page, "0_Home")
 
 
@@ -367,6 +371,8 @@ def test_saliency_page_hovering_a_token_reshades_the_text_and_a_click_pins_it(
     open_page(page, app_url, "1_Saliency")
     page.wait_for_selector(f'.ecco-saliency-view[data-pinned="{sal.positions[0]}"]')
     np.testing.assert_allclose(saliency_shading(page), expected_saliency_shading(sal, 0), atol=1 / 255)
+    gaps = gaps_between_tokens(page, ".ecco-saliency-view .ecco-token")  # none inside a word (#31)
+    assert len(gaps) > 10 and max(gaps) < 0.5, gaps
     timings = []
     for row in (3, 11, 15, 19, 7):
         timings.append(hover_saliency_token(page, int(sal.positions[row])))
@@ -509,6 +515,8 @@ def test_neuron_factors_page_hovering_a_sparkline_isolates_its_factor(page, app_
 
     np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, dominant), atol=0.01)
     assert len(set(dominant.tolist())) > 1  # several factors' colours on the text
+    gaps = gaps_between_tokens(page, ".ecco-factor-view .ecco-text .ecco-token")  # none inside a word (#31)
+    assert len(gaps) > 10 and max(gaps) < 0.5, gaps
     factor = 3
     view.locator(".ecco-factor-view .ecco-spark").nth(factor).hover(position={"x": 10, "y": 10})
     np.testing.assert_allclose(_computed_backgrounds(page), _factor_colours(levels, [factor] * len(frame)),

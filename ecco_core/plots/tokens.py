@@ -42,7 +42,7 @@ def token_html(
     spans = []
     for position, (token, weight) in enumerate(zip(tokens, weights)):
         alpha = max(0.0, float(weight) / peak)
-        style = [f"background: rgba({color}, {alpha:.3f})", "border-radius: 3px", "padding: 1px 1px"]
+        style = [f"background: rgba({color}, {alpha:.3f})", "border-radius: 3px", "padding: 1px 0"]
         if alpha > 0.55:
             style.append("color: white")
         if position == selected:
