@@ -127,9 +127,21 @@ with head_column:
     if opened is None:
         st.subheader("The strongest parts")
         st.caption("Click a head in the map to open it here.")
-        strongest_parts = frame.dropna(subset=["rank"]).sort_values("rank").head(10)
-        st.dataframe(strongest_parts[["part", "value", "share", "promoted"]], hide_index=True,
-                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+        strongest_parts = frame.dropna(subset=["rank"]).sort_values("rank").head(10)[["part", "value", "share"]]
+        # Three tokens each, written as tables write them (a space as ␣, so a plain space parts them), in columns
+        # whose widths add up to this column's at 1,400 px: no sideways scrolling.
+        top_three = tops["promoted"].map(lambda tokens: " ".join(display_token(token, spaces=True)
+                                                                 for token in tokens[:3]))
+        st.dataframe(
+            strongest_parts.merge(tops.assign(promoted=top_three)[["part", "promoted"]], on="part", how="left"),
+            hide_index=True, column_config={
+                "part": st.column_config.TextColumn(width=110),
+                "value": st.column_config.NumberColumn(format="%.2f", width=55),
+                "share": st.column_config.NumberColumn(format="percent", width=65),
+                "promoted": st.column_config.TextColumn(
+                    width=125, help="The three tokens whose logit the part raises most (␣ is a space); the CSV "
+                    "holds five each way"),
+            })
     else:
         block, head = opened
         label = head_label(block, head)
