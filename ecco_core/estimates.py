@@ -650,9 +650,10 @@ def cell_baseline_seconds(
 
 def factors_seconds(
     cap: Capture, method: str = "nmf", *, n_components: int | None = None, layers=None, positions=None,
-    seed: int = 0, negatives: str = "clip", progress=None,
+    seed: int = 0, negatives: str = "clip", fit_on: str = "auto", progress=None,
 ) -> float:
-    """Seconds of :func:`ecco_core.factors` with these arguments (its own; ``seed`` and ``progress`` change nothing).
+    """Seconds of :func:`ecco_core.factors` with these arguments (its own; ``seed``, ``fit_on`` and ``progress``
+    change nothing: a fit on NDIF is estimated at this machine's pace, as every estimate there).
 
     The method's registry entry counts one fit's multiply-adds (``work``:
     :class:`ecco_core.factors.FactorMethod`), priced at :data:`NUMPY_RATE`,
