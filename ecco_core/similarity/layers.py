@@ -336,13 +336,8 @@ def corpus_similarity(
             lm, texts, method, rows=rows, columns=columns, kernel=kernel, keep=keep, bandwidth=bandwidth,
             skip_special=skip_special, skip_first=skip_first, batch_size=batch_size, progress=progress,
         )[0]
-    method = checks.choice("method", method, METHODS)
-    kernel = checks.choice("kernel", kernel, KERNELS)
-    keep = check_keep(keep)
-    bandwidth = checks.positive("bandwidth", bandwidth)
-    rows = checks.choice("rows", rows, REPRESENTATIONS)
-    columns = checks.choice("columns", columns, REPRESENTATIONS)
-    batch_size = checks.whole("batch_size", batch_size, low=1)
+    method, kernel, keep, bandwidth, rows, columns, batch_size = _checked_corpus_options(
+        method, kernel, keep, bandwidth, rows, columns, batch_size)
     store = checks.choice("store", store, STORES)
     input_ids, positions = _corpus_positions(lm, texts, skip_special, skip_first)
     n_samples = sum(len(kept) for kept in positions)
@@ -402,13 +397,8 @@ def served_comparison(lm: LM, texts: Sequence[str], method: str = "cka", *, cell
     if not lm.backend.traced:
         raise checks.invalid("lm", lm.name, "a model loaded with backend='nnsight' or 'ndif' (this one runs on hooks: "
                              "use corpus_similarity)")
-    method = checks.choice("method", method, METHODS)
-    kernel = checks.choice("kernel", kernel, KERNELS)
-    keep = check_keep(keep)
-    bandwidth = checks.positive("bandwidth", bandwidth)
-    rows = checks.choice("rows", rows, REPRESENTATIONS)
-    columns = checks.choice("columns", columns, REPRESENTATIONS)
-    batch_size = checks.whole("batch_size", batch_size, low=1)
+    method, kernel, keep, bandwidth, rows, columns, batch_size = _checked_corpus_options(
+        method, kernel, keep, bandwidth, rows, columns, batch_size)
     counts = {"hidden": lm.n_layers + 1, "ffn": lm.n_layers}
     if cell is not None and not (whole and isinstance(cell, str) and cell == "median"):
         cell = (checks.whole("cell[0]", cell[0], low=0, high=counts[rows] - 1),
@@ -436,6 +426,18 @@ def served_comparison(lm: LM, texts: Sequence[str], method: str = "cka", *, cell
         )
     tested = None if cell is None else (found["cell"] if whole else cell)
     return matrix, tested, found["score"], found["null"]
+
+
+def _checked_corpus_options(method, kernel, keep, bandwidth, rows, columns, batch_size) -> tuple:
+    """The options of a comparison over texts, checked (as both paths take them), in the order given."""
+    method = checks.choice("method", method, METHODS)
+    kernel = checks.choice("kernel", kernel, KERNELS)
+    keep = check_keep(keep)
+    bandwidth = checks.positive("bandwidth", bandwidth)
+    rows = checks.choice("rows", rows, REPRESENTATIONS)
+    columns = checks.choice("columns", columns, REPRESENTATIONS)
+    batch_size = checks.whole("batch_size", batch_size, low=1)
+    return method, kernel, keep, bandwidth, rows, columns, batch_size
 
 
 def _corpus_positions(lm: LM, texts, skip_special: bool, skip_first: bool) -> tuple[list, list]:
