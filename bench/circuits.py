@@ -74,7 +74,7 @@ def loop(lm: ec.LM, result, masks: torch.Tensor, replacements) -> np.ndarray:
 def mean_replacements(lm: ec.LM, result):
     """The loop's one recorded pass: every head's and FFN's mean output."""
     run = circuits._recorded_run(lm, [int(i) for i in result.token_ids])
-    return circuits._replacements(lm, result, "mean", None, run)[0]
+    return circuits._replacements_of(lm, run, None)
 
 
 def load() -> str:

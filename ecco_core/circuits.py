@@ -1164,15 +1164,6 @@ def _ablated_pass(lm, ids, replacements, inputs, head_masks, ffn_masks, starts: 
     return metric_of(output.last_hidden_state[:, -1]).cpu().numpy()
 
 
-def _replacements(lm: LM, result: Circuits, ablation: str, corrupted: str | None, run: _Run) -> tuple[tuple, str]:
-    """What ablated heads and FFNs become (see :func:`_ablated_metrics`), and that in words.
-
-    ``run`` is the recorded unablated run of ``result``'s tokens: mean ablation averages its outputs.
-    """
-    corrupted_ids, described = _corrupted_ids(lm, result, ablation, corrupted)
-    return _replacements_of(lm, run, corrupted_ids), described
-
-
 def _replacements_of(lm: LM, run: _Run, corrupted_ids: list[int] | None) -> tuple:
     """What ablated heads and FFNs become: their means over ``run``'s positions, or their outputs in the run of
     ``corrupted_ids`` (see :func:`_ablated_metrics`)."""
