@@ -57,6 +57,7 @@ if "kernel" in reads:
                           help="RBF bandwidth: the median distance between tokens.")
 if "keep" in reads:
     keep = middle.slider("Variance kept", 0.5, 1.0, step=0.01, key="similarity_keep")
+options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
 rows = right.selectbox("Rows", list(sim.REPRESENTATIONS), format_func=sim.REPRESENTATION_TITLES.get,
                        key="similarity_rows", help=sim.REPRESENTATIONS["hidden"])
 columns = right.selectbox("Columns", list(sim.REPRESENTATIONS), format_func=sim.REPRESENTATION_TITLES.get,
@@ -149,7 +150,6 @@ def chance(result, cell, tested):
     """The permutation baseline of ``cell`` (row, column), or of the matrix's median cell before a click (``tested``:
     the server's, when it came with the matrix), else drawn here: (baseline or None when stopped, the cell)."""
     typical = cell is None
-    options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
     if typical and tested is not None:
         (cell, baseline), area = tested, st.container()
     else:
@@ -185,7 +185,6 @@ def estimated() -> float:
     """Seconds of the comparison, and over texts through nnsight of the median cell's chance level with it."""
     if not served:
         return seconds(source)
-    options = {name: value for name, value in {"kernel": kernel, "keep": keep}.items() if name in reads}
     return seconds(source) + estimates.cell_baseline_seconds(
         lm, source, 0, 0, method, rows=rows, columns=columns, skip_special=skip_special, skip_first=skip_first,
         n_permutations=N_PERMUTATIONS, **options)
