@@ -33,6 +33,7 @@ from typing import Callable, Hashable, TypeVar
 import streamlit as st
 
 from ecco_core import backends as ec_backends
+from ecco_core import heartbeats
 from ecco_core import estimates
 
 from . import backend
@@ -235,7 +236,8 @@ def long_work(
         progress(last_fraction[0], f"NDIF: {status.lower()} for {waited_s:.0f} s")
 
     def watched(progress: Progress) -> T:
-        with ec_backends.watching(waiting):
+        # The box shows the time, so batches reported as steps beat every second too (ecco_core.heartbeats).
+        with ec_backends.watching(waiting), heartbeats():
             return compute(progress)
 
     try:

@@ -12,6 +12,7 @@ import types
 # Modules first: ``ec.capture``, ``ec.saliency``, ``ec.factors``, ``ec.attention`` are the
 # modules (their registries and result types inside), callable as their main function below.
 from . import attention, capture, factors, layers, models, plots, readouts, saliency
+from ._heartbeat import heartbeats
 from .attention import METHODS as ATTENTION_METHODS
 from .attention import Attention
 from .capture import Capture, CaptureSettings
@@ -114,6 +115,7 @@ __all__ = [
     "factors",
     "FAMILIES",
     "FamilySpec",
+    "heartbeats",
     "LM",
     "load",
     "Neurons",

@@ -11,11 +11,18 @@ trace function on that thread only, as a profiler installs), so a caller
 whose ``progress`` raises to stop the work (the dashboard's Stop) stops the
 fit there too. Under a debugger or a coverage tracer, which own the trace
 function, the block runs as it is and reports nothing more.
+
+A batch whose end is reported as a step (a batch of erased copies, of
+patched or ablated runs) beats through :func:`batch_heartbeat`, only within
+:func:`heartbeats` on the same thread: a caller that shows the time (the
+dashboard's status box, bench/estimates.py's longest wait) asks for them
+there, and a caller that counts the steps sees the steps alone.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -45,3 +52,25 @@ def heartbeat(progress: Callable[[float, str], None] | None, fraction: float, me
         yield
     finally:
         sys.settrace(None)
+
+
+_wanted = threading.local()
+
+
+@contextmanager
+def heartbeats() -> Iterator[None]:
+    """Within this block, on this thread, :func:`batch_heartbeat` beats too (nested blocks keep it on)."""
+    depth = getattr(_wanted, "depth", 0)
+    _wanted.depth = depth + 1
+    try:
+        yield
+    finally:
+        _wanted.depth = depth
+
+
+@contextmanager
+def batch_heartbeat(progress: Callable[[float, str], None] | None, fraction: float, message: str) -> Iterator[None]:
+    """:func:`heartbeat` every :data:`EVERY_S` around one batch, within :func:`heartbeats` only (else the block runs
+    as it is)."""
+    with heartbeat(progress if getattr(_wanted, "depth", 0) else None, fraction, message, EVERY_S):
+        yield

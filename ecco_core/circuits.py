@@ -77,6 +77,7 @@ import torch
 from torch import nn
 
 from . import _checks as checks
+from ._heartbeat import batch_heartbeat
 from .attention import eager_twin, head_output_matrices, head_values
 from .backends.served import (ablated_ffn, ablated_heads, answer_metric, component_logits, component_tops, frozen_scale,
                               logit_parts, metric_direction)
@@ -1044,8 +1045,9 @@ def _ablated_metrics(
         for first_pass in range(min(n_passes, n_rows)):
             rows = order[first_pass::n_passes]
             index = rows.to(head_masks.device)
-            values[rows.numpy()] = _ablated_pass(lm, ids, replacements, inputs, head_masks[index], ffn_masks[index],
-                                                 starts[rows].tolist(), metric_of)
+            with batch_heartbeat(progress, done / n_rows, f"{done} of {n_rows} ablated runs, {len(rows)} running"):
+                values[rows.numpy()] = _ablated_pass(lm, ids, replacements, inputs, head_masks[index],
+                                                     ffn_masks[index], starts[rows].tolist(), metric_of)
             done += len(rows)
             if progress is not None:
                 progress(done / n_rows, f"{done} of {n_rows} ablated runs")

@@ -59,6 +59,7 @@ import pandas as pd
 import torch
 
 from ._checks import choice, invalid, is_whole, listing, positive, whole
+from ._heartbeat import batch_heartbeat
 from .backward import items_per_report
 from .hooks import by_token, hooked, on_first
 from .layers import site_label
@@ -563,7 +564,9 @@ def _run_patches(
         top_ids = np.tile(corrupted_top.indices.cpu().numpy(), (len(patches), 1))
         top_probs = np.tile(corrupted_top.values.cpu().numpy(), (len(patches), 1))
         for prefix, chunk in _chunks(lm, patches, to_run, n_tokens, max_batch_bytes):
-            logits = _patched_logits(lm, runs, clean, [patches[i] for i in chunk], prefix, corrupted_cache)
+            with batch_heartbeat(progress, done / len(to_run), f"{done} of {len(to_run)} patched runs, "
+                                 f"{len(chunk)} running"):
+                logits = _patched_logits(lm, runs, clean, [patches[i] for i in chunk], prefix, corrupted_cache)
             top = torch.softmax(logits, -1).topk(k, dim=-1)
             values[chunk] = metric_of(logits).cpu().numpy()
             top_ids[chunk] = top.indices.cpu().numpy()

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from . import _checks as checks
+from ._heartbeat import batch_heartbeat
 from .backward import activation_bytes, input_gradients, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, captured_by, check_chunk_bytes
 from .models import LM
@@ -505,7 +506,8 @@ def _erasure(
         stop = min(n_tokens, start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
-        erased[start:stop] = target_values(lm, copies, read_positions, target_of)
+        with batch_heartbeat(progress, start / n_tokens, f"Erasing tokens {start + 1}-{stop} of {n_tokens}"):
+            erased[start:stop] = target_values(lm, copies, read_positions, target_of)
         if progress is not None:
             progress(stop / n_tokens, f"Erased {stop} of {n_tokens} tokens")
     drop = (full[None, :] - erased).T.cpu().numpy()

@@ -45,7 +45,7 @@ from scipy.stats import kendalltau, rankdata
 
 from . import similarity
 from ._blas import one_blas_thread
-from ._heartbeat import heartbeat
+from ._heartbeat import batch_heartbeat, heartbeat
 from ._checks import choice, indices, invalid, row_of, shaped, whole, words
 from .backward import activation_bytes, items_per_report, items_within
 from .capture import DEFAULT_CHUNK_BYTES, Capture, Deferred, captured_by, check_chunk_bytes
@@ -1268,7 +1268,8 @@ def _erased_probabilities(lm: LM, embeddings: torch.Tensor, masks: np.ndarray, r
         stop = min(len(masks), start + per_batch)
         copies = embeddings.repeat(stop - start, 1, 1)
         copies[torch.as_tensor(masks[start:stop], device=embeddings.device)] = 0.0
-        out[start:stop] = target_values(lm, copies, np.array([read_position]), target_of)[:, 0].cpu().numpy()
+        with batch_heartbeat(progress, start / len(masks), f"Erasing variants {start + 1}-{stop} of {len(masks)}"):
+            out[start:stop] = target_values(lm, copies, np.array([read_position]), target_of)[:, 0].cpu().numpy()
         if progress is not None:
             progress(stop / len(masks), f"Erased {stop} of {len(masks)} variants")
     return out
